@@ -1,0 +1,96 @@
+"""Array backend for the MD engine: CuPy when a GPU is usable, NumPy otherwise.
+
+Every array function in ``md_gpu`` takes its namespace ``xp`` from here, so the
+same code runs on both. The choice is made once per process:
+
+* ``MULTISCALE_BACKEND=numpy`` forces NumPy; ``MULTISCALE_BACKEND=cupy`` forces
+  CuPy and fails with a clear error when no GPU is usable;
+* otherwise CuPy is used when it imports *and* a CUDA device answers, else NumPy.
+
+``import cupy`` succeeds on machines without a GPU (or without a driver), and
+``cupy.cuda.is_available()`` then *raises* instead of returning False
+(ENVIRONMENT.md, pitfall 6), so every probe here catches ``Exception``.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from types import ModuleType
+
+import numpy
+
+ENV_VAR = "MULTISCALE_BACKEND"
+CHOICES = ("numpy", "cupy")
+
+
+class BackendError(RuntimeError):
+    """The requested array backend cannot be used on this machine."""
+
+
+def cupy_usable() -> tuple[bool, str]:
+    """Return ``(usable, reason)``: whether CuPy imports and a CUDA device runs a kernel."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA runtime at import
+        return False, f"cupy does not import ({type(exc).__name__}: {exc})"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return False, "cupy imports but sees no CUDA device"
+        # A tiny computation proves that the driver, runtime and device all work.
+        int((cupy.arange(4) * 2).sum())
+    except Exception as exc:
+        return False, f"cupy imports but no GPU is usable ({type(exc).__name__}: {exc})"
+    return True, "CUDA device available"
+
+
+@functools.lru_cache(maxsize=None)
+def get_backend(name: str | None = None) -> ModuleType:
+    """Return the array module (``numpy`` or ``cupy``).
+
+    ``name`` overrides the environment variable; ``None`` means: read
+    ``MULTISCALE_BACKEND``, and if it is unset pick CuPy when usable.
+    """
+    requested = (name or os.environ.get(ENV_VAR, "")).strip().lower()
+    if requested and requested not in CHOICES:
+        raise BackendError(
+            f"{ENV_VAR}={requested!r} is not a backend; use one of {', '.join(CHOICES)} or unset it"
+        )
+    if requested == "numpy":
+        return numpy
+    usable, reason = cupy_usable()
+    if requested == "cupy":
+        if not usable:
+            raise BackendError(
+                f"{ENV_VAR}=cupy was asked for, but {reason}; unset {ENV_VAR} "
+                "or set it to numpy to run on the CPU"
+            )
+        import cupy
+
+        return cupy
+    if usable:
+        import cupy
+
+        return cupy
+    return numpy
+
+
+def backend_name(xp: ModuleType) -> str:
+    """``'numpy'`` or ``'cupy'`` for an array module."""
+    return "cupy" if xp.__name__.startswith("cupy") else "numpy"
+
+
+def xp_for(array) -> ModuleType:
+    """The array module that owns ``array`` (NumPy for anything that is not a CuPy array)."""
+    module = type(array).__module__
+    if module.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return numpy
+
+
+def to_numpy(array) -> numpy.ndarray:
+    """A host (NumPy) copy of a NumPy or CuPy array; NumPy arrays are returned as they are."""
+    if type(array).__module__.startswith("cupy"):
+        return array.get()
+    return numpy.asarray(array)

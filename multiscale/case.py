@@ -1,0 +1,174 @@
+"""A case directory: ``case.yaml`` loaded, validated and resolved with its preset.
+
+Layout (DESIGN.md)::
+
+    cases/NAME/case.yaml   the only file a user writes
+    cases/NAME/data/       datasets (input or generated)
+    cases/NAME/runs/       what the stages write, one folder per stage (safe to delete)
+
+``case.yaml`` has the top-level keys of :data:`TOP_SCHEMA`, a ``systems``
+mapping (each entry checked against :data:`SYSTEM_SCHEMA`), ``presets`` (named
+overrides merged into the stage sections) and one section per stage, whose
+schema belongs to the engine that runs the stage. Every error names the file
+and the dotted key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+from .errors import CaseError
+from .schema import deep_merge, suggest, validate
+from .stages import PRODUCT, Pipeline, StageUnavailable
+
+CASE_FILE = "case.yaml"
+
+TOP_SCHEMA = {
+    "name": (str, "", "a short name of the case"),
+    "description": (str, "", "what the case models"),
+    "default_preset": (str, "", "preset used when --preset is not given"),
+}
+
+SYSTEM_KINDS = ("phase", "interface")
+SYSTEM_SCHEMA = {
+    "kind": (str, "phase", "phase | interface"),
+    "structure": (str, "", "name of the structure builder in training/structures.py (default: the system name)"),
+    "thickness_A": (float, 3.35, "effective thickness used to quote 2D stresses in GPa (Å)"),
+    "between": (list, [], "for an interface: the two phases it joins"),
+    "dataset": (str, "", "dataset file relative to the case directory (empty: data/<system>.extxyz.gz)"),
+}
+
+
+@dataclass
+class Case:
+    """A loaded, validated case. Build it with :meth:`Case.load`."""
+
+    path: Path
+    source: Path
+    raw: dict
+    preset: str | None
+    pipeline: Pipeline
+    meta: dict
+    systems: dict
+    settings: dict = field(default_factory=dict)       # stage name -> validated settings
+    unavailable: dict = field(default_factory=dict)    # stage name -> reason
+    runners: dict = field(default_factory=dict, repr=False)  # stage name -> run function
+
+    @classmethod
+    def load(cls, path: str | Path, *, preset: str | None = None, pipeline: Pipeline = PRODUCT) -> "Case":
+        """Read ``path/case.yaml`` (or a path to the yaml file itself) and validate it."""
+        path = Path(path)
+        source = path if path.suffix in (".yaml", ".yml") else path / CASE_FILE
+        if not source.is_file():
+            raise CaseError(f"{source}: no case file here; a case directory must contain {CASE_FILE}")
+        try:
+            raw = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise CaseError(f"{source}: not valid YAML: {exc}") from None
+        if not isinstance(raw, Mapping):
+            raise CaseError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+        case = cls(path=source.parent, source=source, raw=dict(raw), preset=None,
+                   pipeline=pipeline, meta={}, systems={})
+        case._validate(preset)
+        return case
+
+    # -- validation ---------------------------------------------------------
+    def _validate(self, preset: str | None) -> None:
+        src = str(self.source)
+        stage_names = self.pipeline.names
+        allowed = set(TOP_SCHEMA) | {"systems", "presets"} | set(stage_names)
+        for key in self.raw:
+            if key not in allowed:
+                raise CaseError(f"{src}: unknown key '{key}'{suggest(key, allowed)}; "
+                                f"allowed top-level keys: {', '.join(sorted(allowed))}")
+        self.meta = validate({k: self.raw[k] for k in TOP_SCHEMA if k in self.raw}, TOP_SCHEMA,
+                             where="case", source=src)
+        self.systems = self._validate_systems(src)
+        presets = self.raw.get("presets") or {}
+        if not isinstance(presets, Mapping):
+            raise CaseError(f"{src}: 'presets' must be a mapping of preset names to overrides")
+        self.preset = preset or self.meta["default_preset"] or None
+        overrides: Mapping = {}
+        if self.preset is not None:
+            if self.preset not in presets:
+                raise CaseError(f"{src}: preset '{self.preset}' is not defined; "
+                                f"defined presets: {', '.join(presets) or 'none'}")
+            overrides = presets[self.preset] or {}
+            if not isinstance(overrides, Mapping):
+                raise CaseError(f"{src}: 'presets.{self.preset}' must be a mapping of stage sections")
+            for key in overrides:
+                if key not in stage_names:
+                    raise CaseError(f"{src}: unknown key 'presets.{self.preset}.{key}'; a preset "
+                                    f"overrides stage sections: {', '.join(stage_names)}")
+        for stage in self.pipeline.stages:
+            section = self.raw.get(stage.name) or {}
+            if not isinstance(section, Mapping):
+                raise CaseError(f"{src}: '{stage.name}' must be a mapping of settings")
+            if stage.name in overrides:
+                section = deep_merge(section, overrides[stage.name] or {})
+            try:
+                schema, run = stage.load()
+            except StageUnavailable as exc:
+                self.unavailable[stage.name] = str(exc)
+                self.settings[stage.name] = dict(section)  # kept unvalidated, for the record
+                continue
+            where = stage.name if self.preset is None else f"{stage.name} (with preset '{self.preset}')"
+            self.settings[stage.name] = validate(section, schema, where=where, source=src)
+            self.runners[stage.name] = run
+
+    def _validate_systems(self, src: str) -> dict:
+        systems = self.raw.get("systems") or {}
+        if not isinstance(systems, Mapping) or not systems:
+            raise CaseError(f"{src}: 'systems' must map each system name (a phase or an interface) "
+                            f"to its settings, e.g. 'systems: {{graphene: {{kind: phase}}}}'")
+        out = {}
+        for name, values in systems.items():
+            entry = validate(values, SYSTEM_SCHEMA, where=f"systems.{name}", source=src)
+            if entry["kind"] not in SYSTEM_KINDS:
+                raise CaseError(f"{src}: 'systems.{name}.kind' must be one of {', '.join(SYSTEM_KINDS)}, "
+                                f"got {entry['kind']!r}")
+            entry["structure"] = entry["structure"] or str(name)
+            if entry["dataset"]:
+                dataset = self.path / entry["dataset"]
+                if not dataset.is_file():
+                    raise CaseError(f"{src}: 'systems.{name}.dataset' names {dataset}, which does not "
+                                    f"exist; fix the path (relative to {self.path}) or remove the key")
+            out[str(name)] = entry
+        for name, entry in out.items():
+            if entry["kind"] == "interface":
+                between = entry["between"]
+                if len(between) != 2 or any(p not in out or out[p]["kind"] != "phase" for p in between):
+                    raise CaseError(f"{src}: 'systems.{name}.between' must name the two phases the "
+                                    f"interface joins (phases here: "
+                                    f"{', '.join(n for n, e in out.items() if e['kind'] == 'phase')})")
+        return out
+
+    # -- convenience ----------------------------------------------------------
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / "runs"
+
+    def select(self, stages: Iterable[str] | None) -> list[str]:
+        """Stage names in pipeline order; ``None`` means all. Unknown names are a CaseError."""
+        if stages is None:
+            return self.pipeline.names
+        stages = list(stages)
+        for name in stages:
+            if name not in self.pipeline.names:
+                raise CaseError(f"unknown stage '{name}'; stages are {', '.join(self.pipeline.names)}")
+        return [n for n in self.pipeline.names if n in stages]
+
+    def run(self, stages: Iterable[str] | None = None, *, force: bool = False, farm=None):
+        """Run the selected stages (all by default); see :func:`multiscale.runner.run_case`."""
+        from .runner import run_case
+
+        return run_case(self, stages, force=force, farm=farm)
+
+    def status(self):
+        """Each stage's state: see :func:`multiscale.runner.case_status`."""
+        from .runner import case_status
+
+        return case_status(self)

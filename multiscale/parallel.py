@@ -1,0 +1,116 @@
+"""MPI for the runner: independent tasks farmed over ranks, errors that never hang.
+
+Data flow: every rank runs the same stage function; ``Farm.map(fn, items)``
+gives item ``k`` to rank ``k % size``, each rank computes its share, and one
+``allgather`` returns every result, in order, to every rank. Rank 0 alone owns
+the case directory.
+
+Errors: every collective here exchanges a *payload* that says either "ok" or
+"failed on rank r: message". When any rank's payload is a failure, every rank
+raises :class:`RankFailure` from the same collective, so no rank is left waiting
+in a later collective. A rank whose own code raised between collectives reports
+the error at the next collective it reaches (``Farm.finish``, called by the
+runner after each stage), which the other ranks' next collective matches.
+
+MPI is only initialised when the process was started by an MPI launcher, so a
+serial run never calls ``MPI_Init`` (which would stop it from launching
+``mpirun`` in a subprocess, ENVIRONMENT.md pitfall 5).
+"""
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any, Callable, Iterable
+
+from .errors import StageError
+
+_LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher (mpirun, mpiexec, srun) started this process."""
+    return any(var in os.environ for var in _LAUNCHER_VARS)
+
+
+class RankFailure(StageError):
+    """A rank failed; raised on every rank from the same collective."""
+
+
+class Farm:
+    """The ranks of one run. Serial when ``comm`` is None (no MPI)."""
+
+    def __init__(self, comm=None):
+        self.comm = comm
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.size = comm.Get_size() if comm is not None else 1
+
+    @classmethod
+    def from_environment(cls) -> "Farm":
+        """COMM_WORLD when launched by MPI with more than one rank, else serial."""
+        if launched_by_mpi():
+            from mpi4py import MPI
+
+            if MPI.COMM_WORLD.Get_size() > 1:
+                return cls(MPI.COMM_WORLD)
+        return cls(None)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def _exchange(self, payload: tuple) -> list:
+        if self.comm is None:
+            payloads = [payload]
+        else:
+            payloads = self.comm.allgather(payload)
+        failures = [p for p in payloads if p[0] == "failed"]
+        if failures:
+            _, rank, message = failures[0]
+            raise RankFailure(message if self.size == 1 else f"rank {rank}: {message}")
+        return [p[1] for p in payloads]
+
+    def bcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (an error on rank 0 is raised on all)."""
+        return self._exchange(("ok", obj))[0]
+
+    def finish(self, error: BaseException | None) -> None:
+        """Collective end of a unit of work: raise on all ranks if any rank failed."""
+        if isinstance(error, RankFailure):
+            raise error  # already exchanged: every rank raised it from the same collective
+        if error is None:
+            self._exchange(("ok", None))
+        else:
+            self._exchange(("failed", self.rank, _describe(error)))
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable, *,
+            progress: Callable[[int], None] | None = None) -> list:
+        """``[fn(item) for item in items]``, items farmed round-robin over the ranks.
+
+        ``progress(n_done_here)`` is called on each rank after each of its items.
+        """
+        items = list(items)
+        mine: list[tuple[int, Any]] = []
+        try:
+            for index in range(self.rank, len(items), self.size):
+                mine.append((index, fn(items[index])))
+                if progress is not None:
+                    progress(len(mine))
+        except RankFailure:
+            raise
+        except Exception as exc:
+            self._exchange(("failed", self.rank, f"task {index} ({items[index]!r}): {_describe(exc)}"))
+        gathered = self._exchange(("ok", mine))
+        results: list = [None] * len(items)
+        for part in gathered:
+            for index, value in part:
+                results[index] = value
+        return results
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, StageError) or type(exc).__name__ in ("CaseError",):
+        return str(exc)
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+

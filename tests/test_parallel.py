@@ -1,0 +1,36 @@
+"""MPI: mpirun -n 2 of the toy pipeline equals the serial run; a failing rank fails the run, no hang."""
+import json
+import shutil
+
+import pytest
+
+from conftest import TESTS
+from multiscale.case import Case
+from multiscale.runner import tree_hash
+from toy_stages import TOY, make_case
+
+pytestmark = pytest.mark.mpi
+
+
+def test_mpi_equals_serial(tmp_path, mpirun):
+    serial = make_case(tmp_path / "serial", numbers=range(1, 8))
+    parallel = make_case(tmp_path / "parallel", numbers=range(1, 8))
+    Case.load(serial, pipeline=TOY).run(["a", "b"])
+    proc = mpirun(["mpi_toy_run.py", str(parallel)], n=2, cwd=str(TESTS))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    for stage in ("a", "b"):
+        assert tree_hash(serial / "runs" / stage) == tree_hash(parallel / "runs" / stage)
+        record = json.loads((parallel / "runs" / stage / "stage.json").read_text())
+        assert record["ranks"] == 2
+        assert record["summary"] == json.loads((serial / "runs" / stage / "stage.json").read_text())["summary"]
+    assert len(list((parallel / "runs/a").glob("task_*.txt"))) == 7
+
+
+@pytest.mark.parametrize("fail_on", [0, 1])
+def test_failure_on_one_rank_fails_all_without_hang(tmp_path, mpirun, fail_on):
+    case = make_case(tmp_path / "case", numbers=range(1, 5))
+    proc = mpirun(["mpi_toy_run.py", str(case), str(fail_on)], n=2, timeout=120,
+                  cwd=str(TESTS))
+    assert proc.returncode != 0
+    assert f"rank {fail_on % 2}" in proc.stderr and f"task {fail_on} was told to fail" in proc.stderr
+    assert not (case / "runs/a/stage.json").exists()
