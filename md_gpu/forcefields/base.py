@@ -1,0 +1,103 @@
+"""The one force contract shared by every force field (pair potentials, MTP).
+
+A force field is an object with
+
+* ``species: tuple[str, ...]`` - element symbol of each 0-based type;
+* ``cutoff: float`` - interaction range (Å);
+* ``evaluate(types, i, j, d, *, xp) -> (site_energies [n] eV, dE_dd [p, 3] eV/Å)``
+  on a FULL pair list (every ordered pair and periodic image) with
+  ``d = r_j + shift - r_i`` and ``|d| < cutoff``; ``types [n]`` int.
+  ``dE_dd[p]`` is the derivative of the TOTAL energy with respect to ``d[p]``.
+
+This is the API of ``training.mtp.MTP.evaluate``; a pair potential fits it by
+giving each atom half of each of its bonds. From ``dE_dd`` one shared function,
+:func:`forces_and_virial`, makes forces and virials, and :func:`compute_forces`
+glues neighbour list, force field and scatter together:
+
+    positions, cell --NeighborList--> (i, j, d) --ff.evaluate--> (E_i, dE/dd)
+                    --forces_and_virial--> ForceResult(energy, forces, virial, ...)
+
+Signs: ``F_i = -dE/dr_i = sum_{p: i_p = i} dE_dd[p] - sum_{p: j_p = i} dE_dd[p]``;
+virial ``W = -sum_p d_p (x) dE_dd_p`` (eV), so that the ASE stress (positive =
+tensile) is ``sigma = -(W + sum m v (x) v) / V``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..backend import xp_for
+from ..errors import MDRunError
+
+
+class ForceField(Protocol):
+    """See the module docstring: ``species``, ``cutoff`` (Å) and ``evaluate``."""
+
+    species: tuple
+    cutoff: float
+
+    def evaluate(self, types, i, j, d, *, xp=np): ...
+
+
+@dataclass(frozen=True)
+class ForceResult:
+    """Energy and its derivatives for one configuration (arrays on the run's backend).
+
+    energy float (eV); energies [n] (eV); forces [n, 3] (eV/Å); virial [3, 3] (eV);
+    virials [n, 3, 3] (eV, per atom, half of each pair to each end; sums to ``virial``)
+    or None when not asked for.
+    """
+
+    energy: float
+    energies: object
+    forces: object
+    virial: object
+    virials: object = None
+
+
+def _scatter(index, values, n, xp):
+    """``out[index[p]] += values[p]`` for values [p] -> [n] (bincount is fast on both backends)."""
+    return xp.bincount(index, weights=values, minlength=n)
+
+
+def forces_and_virial(i, j, d, dE_dd, n_atoms: int, xp=np, *, per_atom: bool = True):
+    """Forces [n, 3] (eV/Å), virial [3, 3] (eV) and per-atom virials [n, 3, 3] (or None).
+
+    ``i, j [p]``, ``d [p, 3]`` (Å), ``dE_dd [p, 3]`` (eV/Å) as in the contract.
+    On CuPy a fused atomic-add kernel does the scatter (:mod:`md_gpu.kernels`).
+    """
+    if xp.__name__.startswith("cupy"):
+        from ..kernels import scatter_forces_virials
+
+        return scatter_forces_virials(i, j, d, dE_dd, n_atoms, per_atom=per_atom)
+    forces = xp.stack([_scatter(i, dE_dd[:, a], n_atoms, xp) - _scatter(j, dE_dd[:, a], n_atoms, xp)
+                       for a in range(3)], axis=1)
+    pair_virial = -d[:, :, None] * dE_dd[:, None, :]          # [p, 3, 3]
+    virial = pair_virial.sum(0)
+    virials = None
+    if per_atom:
+        half = 0.5 * pair_virial.reshape(-1, 9)
+        virials = xp.stack([_scatter(i, half[:, c], n_atoms, xp) + _scatter(j, half[:, c], n_atoms, xp)
+                            for c in range(9)], axis=1).reshape(n_atoms, 3, 3)
+    return forces, virial, virials
+
+
+def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False) -> ForceResult:
+    """Energy, forces and virial of ``ff`` with the pairs of ``nlist`` (which must be up to date).
+
+    positions [n, 3] Å, cell [3, 3] Å, types [n]. Pairs of the Verlet list beyond
+    ``ff.cutoff`` are dropped before ``ff.evaluate`` sees them.
+    """
+    xp = xp_for(positions)
+    d = nlist.pair_vectors(positions, cell)
+    inside = (d * d).sum(1) < ff.cutoff * ff.cutoff
+    i, j, d = nlist.i[inside], nlist.j[inside], d[inside]
+    energies, dE_dd = ff.evaluate(types, i, j, d, xp=xp)
+    forces, virial, virials = forces_and_virial(i, j, d, dE_dd, positions.shape[0], xp, per_atom=per_atom)
+    energy = float(energies.sum())
+    if not np.isfinite(energy):
+        raise MDRunError("the potential energy is not finite: the system blew up (atoms too close); "
+                         "use a smaller time step or check the starting structure")
+    return ForceResult(energy, energies, forces, virial, virials)

@@ -1,0 +1,179 @@
+"""Integrators: velocity Verlet with thermostat half-steps around it, as ``(init_fn, step_fn)``.
+
+Every ensemble uses the same velocity-Verlet step, written in the
+BAOAB splitting of Leimkuhler & Matthews [1]::
+
+    B  v += dt/2 F/m          A  r += dt/2 v        O_mid  (Langevin friction + noise, dt)
+    A  r += dt/2 v            M  cell modifiers      F      forces at the new r, cell
+    B  v += dt/2 F/m          O_end (Bussi velocity rescaling, dt)
+
+With no thermostat this is plain velocity Verlet (NVE). ``M`` are cell
+modifiers (deformation at a strain rate, barostat; :mod:`md_gpu.cell_control`)
+that change the cell and map the positions affinely before the forces are
+computed, so no extra force call is needed.
+
+* Bussi stochastic velocity rescaling (canonical) [2]; the heat it exchanges
+  is accumulated in ``MDState.heat`` so ``E_total - heat`` is conserved.
+* Langevin (BAOAB) [1]: ``v <- c v + sqrt((1 - c^2) kT/m) xi``, ``c = exp(-gamma dt)``.
+
+Reproducible with a seed: the random numbers come from one generator of the
+run's backend created from the seed; checkpoints store its state.
+
+[1] B. Leimkuhler, C. Matthews, Appl. Math. Res. Express 2013, 34 (2013).
+[2] G. Bussi, D. Donadio, M. Parrinello, J. Chem. Phys. 126, 014101 (2007).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .backend import xp_for
+from .errors import MDSetupError
+from .forcefields.base import ForceResult
+from .state import State, degrees_of_freedom, kinetic_energy, volume
+from .units import EV_PER_A3_TO_GPA, FS, KB
+
+
+@dataclass(frozen=True)
+class MDState:
+    """Integrator state: the configuration, its forces and bookkeeping.
+
+    state: :class:`State`; result: :class:`ForceResult` at ``state``; step: int;
+    time_fs: float (fs); heat: float (eV, energy taken out by the thermostat,
+    so ``potential + kinetic + heat`` is conserved); rng: random generator.
+    """
+
+    state: State
+    result: ForceResult
+    step: int = 0
+    time_fs: float = 0.0
+    heat: float = 0.0
+    rng: object = None
+
+    def replace(self, **changes) -> "MDState":
+        return dataclasses.replace(self, **changes)
+
+
+def make_rng(seed: int, xp=np):
+    """A seeded random generator on the backend ``xp``."""
+    if xp.__name__.startswith("cupy"):
+        return xp.random.default_rng(seed)
+    return np.random.default_rng(seed)
+
+
+def stress(md: MDState) -> np.ndarray:
+    """Virial + kinetic stress [3, 3] (GPa, ASE sign: positive = tensile) over the cell volume."""
+    from .backend import to_numpy
+
+    s = md.state
+    kin = to_numpy((s.masses[:, None, None] * s.velocities[:, :, None] * s.velocities[:, None, :]).sum(0))
+    return -(to_numpy(md.result.virial) + kin) / volume(s.cell) * EV_PER_A3_TO_GPA
+
+
+class Bussi:
+    """Canonical velocity rescaling [2] at ``temperature_K`` with time constant ``tau_fs``."""
+
+    def __init__(self, temperature_K: float, tau_fs: float):
+        if temperature_K < 0 or tau_fs <= 0:
+            raise MDSetupError(f"Bussi thermostat: temperature_K={temperature_K} must be >= 0 and "
+                               f"tau_fs={tau_fs} > 0")
+        self.temperature_K = float(temperature_K)
+        self.tau_fs = float(tau_fs)
+
+    def end(self, md: MDState, dt_fs: float) -> MDState:
+        s = md.state
+        ndf = degrees_of_freedom(s)
+        ke = kinetic_energy(s)
+        if ke <= 0:
+            return md
+        ke_target = 0.5 * ndf * KB * self.temperature_K
+        c = np.exp(-dt_fs / self.tau_fs)
+        rng = md.rng
+        r1 = float(rng.standard_normal())
+        # sum of ndf-1 squared normals = chi-square with ndf-1 dof = 2 * Gamma((ndf-1)/2)
+        sum_r2 = 2.0 * float(rng.standard_gamma((ndf - 1) / 2.0)) if ndf > 1 else 0.0
+        ke_new = (ke + (1 - c) * (ke_target * (r1 * r1 + sum_r2) / ndf - ke)
+                  + 2.0 * r1 * np.sqrt(c * (1 - c) * ke_target / ndf * ke))
+        alpha = np.sqrt(max(ke_new, 0.0) / ke)
+        if r1 + np.sqrt(c * ndf * ke / ((1 - c) * ke_target)) < 0:  # sign of alpha, eq. (A8) of [2]
+            alpha = -alpha
+        return md.replace(state=s.replace(velocities=s.velocities * alpha), heat=md.heat + ke - ke_new)
+
+
+class Langevin:
+    """Langevin thermostat (BAOAB O-step) at ``temperature_K``, friction ``1/damping_fs``."""
+
+    def __init__(self, temperature_K: float, damping_fs: float):
+        if temperature_K < 0 or damping_fs <= 0:
+            raise MDSetupError(f"Langevin thermostat: temperature_K={temperature_K} must be >= 0 and "
+                               f"damping_fs={damping_fs} > 0")
+        self.temperature_K = float(temperature_K)
+        self.damping_fs = float(damping_fs)
+
+    def mid(self, md: MDState, dt_fs: float) -> MDState:
+        s = md.state
+        xp = xp_for(s.velocities)
+        c = np.exp(-dt_fs / self.damping_fs)
+        sigma = xp.sqrt((1 - c * c) * KB * self.temperature_K / s.masses)[:, None]
+        ke_old = kinetic_energy(s)
+        v = c * s.velocities + sigma * md.rng.standard_normal(s.velocities.shape)
+        new = s.replace(velocities=v)
+        return md.replace(state=new, heat=md.heat + ke_old - kinetic_energy(new))
+
+
+def velocity_verlet(force_fn: Callable[[State], ForceResult], dt_fs: float, *, thermostat=None,
+                    modifiers: Sequence = ()):
+    """Return ``(init_fn, step_fn)`` for one ensemble.
+
+    force_fn(state) -> ForceResult (updates its neighbour list itself); dt_fs (fs);
+    thermostat: None (NVE), :class:`Bussi` or :class:`Langevin`; modifiers: objects
+    with ``apply(md, dt_fs) -> State`` that change the cell (see ``cell_control``).
+    ``init_fn(state, *, seed, step=0, time_fs=0.0) -> MDState``; ``step_fn(md) -> MDState``.
+    """
+    if dt_fs <= 0:
+        raise MDSetupError(f"time step dt_fs={dt_fs} must be > 0 fs")
+    dt = dt_fs * FS
+    mid = getattr(thermostat, "mid", None)
+    end = getattr(thermostat, "end", None)
+
+    def init_fn(state: State, *, seed: int = 0, step: int = 0, time_fs: float = 0.0, heat: float = 0.0,
+                rng=None) -> MDState:
+        rng = rng if rng is not None else make_rng(seed, xp_for(state.positions))
+        return MDState(state, force_fn(state), step=step, time_fs=time_fs, heat=heat, rng=rng)
+
+    def step_fn(md: MDState) -> MDState:
+        s = md.state
+        inv_m = (1.0 / s.masses)[:, None]
+        v = s.velocities + 0.5 * dt * md.result.forces * inv_m
+        r = s.positions + 0.5 * dt * v
+        md = md.replace(state=s.replace(positions=r, velocities=v))
+        if mid is not None:
+            md = mid(md, dt_fs)
+        s = md.state
+        s = s.replace(positions=s.positions + 0.5 * dt * s.velocities)
+        md = md.replace(state=s)
+        for modifier in modifiers:
+            md = md.replace(state=modifier.apply(md, dt_fs))
+        s = md.state
+        result = force_fn(s)
+        s = s.replace(velocities=s.velocities + 0.5 * dt * result.forces * inv_m)
+        md = md.replace(state=s, result=result, step=md.step + 1, time_fs=md.time_fs + dt_fs)
+        if end is not None:
+            md = end(md, dt_fs)
+        return md
+
+    return init_fn, step_fn
+
+
+def make_force_fn(ff, nlist, *, per_atom: bool = False) -> Callable[[State], ForceResult]:
+    """``force_fn(state)``: update ``nlist`` if needed, then evaluate ``ff`` (see forcefields.base)."""
+    from .forcefields.base import compute_forces
+
+    def force_fn(state: State) -> ForceResult:
+        nlist.update(state.positions, state.cell)
+        return compute_forces(ff, state.positions, state.cell, state.types, nlist, per_atom=per_atom)
+
+    return force_fn

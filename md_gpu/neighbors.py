@@ -1,0 +1,201 @@
+"""Neighbour lists: cell lists with a Verlet skin, for periodic, mixed and deforming cells.
+
+Contract: :func:`build_pairs` returns a FULL pair list ``(i, j, shifts)`` such that
+``d = r[j] + shifts @ cell - r[i]`` runs over every ordered pair (and periodic
+image, including an atom's own images in small cells) with ``|d| < r_list``.
+:class:`NeighborList` keeps such a list built with ``r_list = cutoff + skin`` and
+says when it must be rebuilt.
+
+Binning is done in fractional coordinates, so triclinic cells need nothing
+special: along cell vector ``k`` the perpendicular width is ``d_k = V / |a_l x a_m|``;
+with ``n_k = floor(d_k / r_list)`` bins (at least 1), two points closer than
+``r_list`` differ by at most ``m_k = ceil(r_list n_k / d_k)`` bins. Cells shorter
+than ``r_list`` (even shorter than 2x the cut-off) get ``n_k = 1`` and
+``m_k > 1``: the loop over bin offsets then visits several periodic images of
+the same bin, each with its own integer shift, so no pair is lost or doubled.
+Non-periodic directions (the vacuum of a 2D sheet) are binned over the extent
+of the atoms without wrapping.
+
+Rebuild rule for a cell that changes shape (tension, barostat): with the
+deformation ``F = H0^-1 H`` since the last build (cell rows ``H``) and the
+non-affine displacements ``u_i = r_i - r0_i F``, a pair that was farther apart
+than ``r_list`` is still farther than the cut-off while
+``2 max|u| + ||F - I||_2 r_list < skin``. This reduces to the usual "an atom
+moved more than half the skin" when the cell is fixed.
+
+The arrays are on the backend of the positions (NumPy or CuPy); the bin table
+is a dense ``[n_bins, max_occupancy]`` array, so every operation is a gather
+or a mask that CuPy runs on the device.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import to_numpy, xp_for
+from .errors import MDSetupError
+
+
+def perpendicular_widths(cell) -> np.ndarray:
+    """Distances between opposite faces of the cell, [3] (Å)."""
+    cell = np.asarray(to_numpy(cell), dtype=float)
+    vol = abs(np.linalg.det(cell))
+    if vol < 1e-12:
+        raise MDSetupError(f"cell {cell.tolist()} has zero volume; give a vacuum length along "
+                           "non-periodic directions (e.g. atoms.center(vacuum=10, axis=2))")
+    return np.array([vol / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+                     for k in range(3)])
+
+
+def build_pairs(positions, cell, pbc, r_list: float):
+    """Full pair list within ``r_list`` (Å).
+
+    positions [n, 3] Å, cell [3, 3] Å (rows), pbc 3 bools. Returns ``i [p]``,
+    ``j [p]`` (int64) and ``shifts [p, 3]`` (float64 integer image counts)
+    on the backend of ``positions``.
+    """
+    xp = xp_for(positions)
+    n = positions.shape[0]
+    cell_h = np.asarray(to_numpy(cell), dtype=float)
+    widths = perpendicular_widths(cell_h)
+    cell = xp.asarray(cell_h)
+    frac = positions @ xp.asarray(np.linalg.inv(cell_h))
+    n_bins = np.ones(3, dtype=np.int64)
+    reach = np.ones(3, dtype=np.int64)
+    wrapped = xp.zeros((n, 3))
+    bins = xp.zeros((n, 3), dtype=xp.int64)
+    for k in range(3):
+        f = frac[:, k]
+        if pbc[k]:
+            n_bins[k] = max(1, int(widths[k] // r_list))
+            reach[k] = int(np.ceil(r_list * n_bins[k] / widths[k] - 1e-12))
+            wrapped[:, k] = xp.floor(f)
+            f = f - wrapped[:, k]
+            bins[:, k] = xp.minimum((f * n_bins[k]).astype(xp.int64), n_bins[k] - 1)
+        else:
+            lo, hi = float(f.min()), float(f.max())
+            extent = (hi - lo) * widths[k]
+            n_bins[k] = max(1, int(extent // r_list))
+            reach[k] = min(1, n_bins[k] - 1)
+            scaled = (f - lo) / max(hi - lo, 1e-300) * n_bins[k]
+            bins[:, k] = xp.clip(scaled.astype(xp.int64), 0, n_bins[k] - 1)
+    r_w = positions - wrapped @ cell            # positions folded into the cell
+    flat = (bins[:, 0] * n_bins[1] + bins[:, 1]) * n_bins[2] + bins[:, 2]
+    total_bins = int(np.prod(n_bins))
+    counts = xp.bincount(flat, minlength=total_bins)
+    occupancy = int(counts.max())
+    order = xp.argsort(flat)
+    starts = xp.cumsum(counts) - counts
+    rank = xp.arange(n) - starts[flat[order]]
+    table = xp.full((total_bins, occupancy), -1, dtype=xp.int64)
+    table[flat[order], rank] = order
+    atom = xp.arange(n)
+    out_i, out_j, out_s = [], [], []
+    r2 = r_list * r_list
+    nb = xp.asarray(n_bins)
+    for offset in itertools.product(*(range(-int(m), int(m) + 1) for m in reach)):
+        target = bins + xp.asarray(np.array(offset))
+        ok = xp.ones(n, dtype=bool)
+        image = xp.zeros((n, 3))
+        for k in range(3):
+            if pbc[k]:
+                image[:, k] = xp.floor_divide(target[:, k], n_bins[k])
+                target[:, k] = target[:, k] - image[:, k].astype(xp.int64) * n_bins[k]
+            else:
+                ok &= (target[:, k] >= 0) & (target[:, k] < n_bins[k])
+                target[:, k] = xp.clip(target[:, k], 0, n_bins[k] - 1)
+        tflat = (target[:, 0] * nb[1] + target[:, 1]) * nb[2] + target[:, 2]
+        cand = table[tflat]                                   # [n, occupancy]
+        shift_vec = image @ cell                              # [n, 3]
+        d = r_w[cand] + shift_vec[:, None, :] - r_w[:, None, :]
+        keep = (cand >= 0) & ok[:, None] & ((d * d).sum(-1) < r2)
+        if not any(offset):  # only the zero offset can pair an atom with itself unshifted
+            keep &= cand != atom[:, None]
+        ii, slot = xp.nonzero(keep)
+        out_i.append(ii)
+        out_j.append(cand[ii, slot])
+        out_s.append(image[ii])
+    i = xp.concatenate(out_i)
+    j = xp.concatenate(out_j)
+    # shifts relative to the unwrapped positions: d = r[j] + s @ cell - r[i]
+    shifts = xp.concatenate(out_s) - wrapped[j] + wrapped[i]
+    return i, j, shifts
+
+
+def brute_force_pairs(positions, cell, pbc, r_list: float):
+    """Slow, obvious O(N^2 x images) reference of :func:`build_pairs` (NumPy; for tests)."""
+    positions = np.asarray(to_numpy(positions))
+    cell = np.asarray(to_numpy(cell))
+    widths = perpendicular_widths(cell)
+    ranges = [range(-int(np.ceil(r_list / widths[k])) - 1, int(np.ceil(r_list / widths[k])) + 2)
+              if pbc[k] else range(0, 1) for k in range(3)]
+    found = set()
+    for shift in itertools.product(*ranges):
+        d = positions[None, :, :] + np.array(shift) @ cell - positions[:, None, :]
+        close = (d * d).sum(-1) < r_list * r_list
+        if not any(shift):
+            np.fill_diagonal(close, False)
+        for a, b in zip(*np.nonzero(close)):
+            found.add((int(a), int(b), shift))
+    return found
+
+
+@dataclass
+class NeighborList:
+    """A Verlet list of pairs within ``cutoff + skin`` (Å), rebuilt only when needed.
+
+    ``i, j [p]`` and ``shifts [p, 3]`` as in :func:`build_pairs`; ``ref_positions
+    [n, 3]`` and ``ref_cell [3, 3]`` are the configuration it was built for.
+    ``n_builds`` counts builds (for tests and logs).
+    """
+
+    cutoff: float
+    skin: float
+    pbc: tuple
+    i: object = None
+    j: object = None
+    shifts: object = None
+    ref_positions: object = None
+    ref_cell: np.ndarray | None = None
+    n_builds: int = 0
+
+    def __post_init__(self):
+        if self.cutoff <= 0 or self.skin < 0:
+            raise MDSetupError(f"neighbour list: cutoff {self.cutoff} Å must be > 0 and skin "
+                               f"{self.skin} Å >= 0")
+
+    @property
+    def r_list(self) -> float:
+        return self.cutoff + self.skin
+
+    def build(self, positions, cell) -> None:
+        self.i, self.j, self.shifts = build_pairs(positions, cell, self.pbc, self.r_list)
+        self.ref_positions = positions.copy()
+        self.ref_cell = np.array(to_numpy(cell), dtype=float)
+        self.n_builds += 1
+
+    def needs_rebuild(self, positions, cell) -> bool:
+        """True when a pair could have entered the cut-off since the last build (see module doc)."""
+        if self.i is None or positions.shape != self.ref_positions.shape:
+            return True
+        xp = xp_for(positions)
+        cell_h = np.array(to_numpy(cell), dtype=float)
+        F = np.linalg.solve(self.ref_cell, cell_h)
+        strain = float(np.linalg.norm(F - np.eye(3), 2))
+        u = positions - self.ref_positions @ xp.asarray(F)
+        max_u = float(xp.sqrt((u * u).sum(-1).max())) if positions.shape[0] else 0.0
+        return 2.0 * max_u + strain * self.r_list >= self.skin
+
+    def update(self, positions, cell) -> bool:
+        """Rebuild if needed; return whether it did."""
+        if self.needs_rebuild(positions, cell):
+            self.build(positions, cell)
+            return True
+        return False
+
+    def pair_vectors(self, positions, cell):
+        """``d [p, 3]`` (Å) of the listed pairs for the current positions and cell."""
+        xp = xp_for(positions)
+        return positions[self.j] - positions[self.i] + self.shifts @ xp.asarray(cell)

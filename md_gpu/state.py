@@ -1,0 +1,135 @@
+"""MD state: positions, velocities, types, masses and cell as device arrays.
+
+A :class:`State` is immutable by convention: integrators return a new state
+(``dataclasses.replace``); only kernels write into preallocated buffers.
+Arrays live on the backend of the run (NumPy or CuPy, see :mod:`md_gpu.backend`).
+
+Fields (``n`` atoms, ASE units, see :mod:`md_gpu.units`):
+
+=============  =========  =========================================================
+positions      [n, 3]     Cartesian positions (Å), not wrapped between list rebuilds
+velocities     [n, 3]     velocities (Å per ASE time unit)
+masses         [n]        masses (amu)
+types          [n] int    0-based species index into ``species``
+cell           [3, 3]     cell vectors as rows (Å); orthorhombic or triclinic
+pbc            (3,) bool  periodic along each cell vector (2D sheet: True, True, False)
+species        tuple      element symbol of each type
+=============  =========  =========================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_masses, atomic_numbers
+
+from .backend import to_numpy, xp_for
+from .errors import MDSetupError
+from .units import KB
+
+
+@dataclass(frozen=True)
+class State:
+    """One MD configuration; see the module docstring for shapes and units."""
+
+    positions: object
+    velocities: object
+    masses: object
+    types: object
+    cell: object
+    pbc: tuple
+    species: tuple
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.positions.shape[0])
+
+    def replace(self, **changes) -> "State":
+        return dataclasses.replace(self, **changes)
+
+
+def volume(cell) -> float:
+    """Cell volume (Å^3) of a [3, 3] cell (rows = vectors)."""
+    return float(abs(np.linalg.det(to_numpy(cell))))
+
+
+def from_atoms(atoms: Atoms, *, species: tuple | None = None, xp=np) -> State:
+    """State from an :class:`ase.Atoms` (velocities from its momenta, zero if unset).
+
+    ``species`` fixes the type order (e.g. the potential's); default: sorted unique symbols.
+    """
+    symbols = atoms.get_chemical_symbols()
+    species = tuple(species) if species is not None else tuple(sorted(set(symbols)))
+    unknown = sorted(set(symbols) - set(species))
+    if unknown:
+        raise MDSetupError(f"structure has species {unknown} that the potential does not know "
+                           f"(potential species: {list(species)}); use a potential fitted for them")
+    index = {s: k for k, s in enumerate(species)}
+    types = np.array([index[s] for s in symbols], dtype=np.int64)
+    masses = atoms.get_masses().astype(np.float64)
+    velocities = atoms.get_velocities()
+    velocities = np.zeros((len(atoms), 3)) if velocities is None else velocities
+    return State(positions=xp.asarray(atoms.positions, dtype=xp.float64),
+                 velocities=xp.asarray(velocities, dtype=xp.float64),
+                 masses=xp.asarray(masses), types=xp.asarray(types),
+                 cell=xp.asarray(np.array(atoms.cell), dtype=xp.float64),
+                 pbc=tuple(bool(p) for p in atoms.pbc), species=species)
+
+
+def to_atoms(state: State) -> Atoms:
+    """An :class:`ase.Atoms` copy of the state on the host (velocities set)."""
+    symbols = [state.species[t] for t in to_numpy(state.types)]
+    atoms = Atoms(symbols, positions=to_numpy(state.positions), cell=to_numpy(state.cell),
+                  pbc=state.pbc, masses=to_numpy(state.masses))
+    atoms.set_velocities(to_numpy(state.velocities))
+    return atoms
+
+
+def species_masses(species) -> np.ndarray:
+    """Standard atomic masses (amu) of element symbols."""
+    try:
+        return np.array([atomic_masses[atomic_numbers[s]] for s in species])
+    except KeyError as exc:
+        raise MDSetupError(f"unknown element symbol {exc.args[0]!r}") from None
+
+
+def kinetic_energy(state: State) -> float:
+    """Total kinetic energy (eV)."""
+    v = state.velocities
+    return float(0.5 * (state.masses[:, None] * v * v).sum())
+
+
+def degrees_of_freedom(state: State) -> int:
+    """3 n - 3: the centre-of-mass momentum is removed and conserved."""
+    return 3 * state.n_atoms - 3
+
+
+def temperature(state: State) -> float:
+    """Instantaneous kinetic temperature (K) over :func:`degrees_of_freedom`."""
+    return 2.0 * kinetic_energy(state) / (degrees_of_freedom(state) * KB)
+
+
+def maxwell_boltzmann(state: State, temperature_K: float, *, seed: int) -> State:
+    """Velocities drawn at ``temperature_K`` (seeded), zero total momentum, rescaled to exactly T."""
+    xp = xp_for(state.positions)
+    rng = np.random.default_rng(seed)
+    masses = to_numpy(state.masses)
+    v = rng.standard_normal((state.n_atoms, 3)) * np.sqrt(KB * temperature_K / masses)[:, None]
+    v -= (masses[:, None] * v).sum(0) / masses.sum()
+    new = state.replace(velocities=xp.asarray(v))
+    if temperature_K > 0:
+        t = temperature(new)
+        new = new.replace(velocities=new.velocities * np.sqrt(temperature_K / t))
+    return new
+
+
+def wrap(state: State):
+    """Positions folded into the cell along the periodic directions ([n, 3], Å)."""
+    xp = xp_for(state.positions)
+    inv = xp.linalg.inv(state.cell)
+    frac = state.positions @ inv
+    mask = xp.asarray(np.array(state.pbc, dtype=bool))
+    frac = xp.where(mask[None, :], frac - xp.floor(frac), frac)
+    return frac @ state.cell
