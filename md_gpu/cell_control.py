@@ -1,0 +1,114 @@
+"""Cell modifiers: deformation at a constant engineering strain rate, and the barostat.
+
+A modifier has ``apply(md, dt_fs) -> State``; the integrator calls it after the
+drift and before the force call (see :mod:`md_gpu.integrators`). Both act on
+diagonal components of the cell only (axes 0, 1, 2 = x, y, z) and map the
+positions affinely with the cell, ``r' = r M`` with ``M = diag(mu)``.
+
+* :class:`Deform`: ``L_k(t) = L0_k (1 + rate (t - t0))`` along one axis
+  (engineering strain rate, 1/s); ``t0`` and ``L0`` are fixed when the stage
+  starts, so a resumed run continues on the same line.
+* :class:`Barostat`: Berendsen [1] or, with ``stochastic=True``, stochastic
+  cell rescaling [2] (Berendsen plus the noise term that makes it sample the
+  isothermal-isobaric ensemble), independently for each axis asked for, e.g.
+  ``axes=(1,)`` for the transverse in-plane direction of a sheet under uniaxial
+  stress. Per step ``ln mu_k = -(dt / tau)(sigma_kk - sigma0_k) / B
+  + sqrt(2 kT dt / (B V tau)) xi``, velocities are scaled by ``1/mu_k``
+  (stochastic variant). ``B`` (GPa) is an estimate of the stiffness of the cell
+  *as simulated* (a 2D sheet's 3D stress is diluted by the vacuum: ``B ~ C2D / Lz``);
+  it only sets how fast the stress relaxes (``~tau``). Stress is the
+  virial + kinetic stress of :func:`md_gpu.integrators.stress` (positive = tensile).
+
+[1] H. J. C. Berendsen et al., J. Chem. Phys. 81, 3684 (1984).
+[2] M. Bernetti, G. Bussi, J. Chem. Phys. 153, 114107 (2020).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import xp_for
+from .errors import MDSetupError
+from .integrators import MDState, stress
+from .state import State, volume
+from .units import EV_PER_A3_TO_GPA, KB
+
+AXES = {"x": 0, "y": 1, "z": 2}
+
+
+def axis_index(axis) -> int:
+    """0, 1, 2 from 'x', 'y', 'z' or an int; anything else is an MDSetupError."""
+    if isinstance(axis, str) and axis in AXES:
+        return AXES[axis]
+    if isinstance(axis, (int, np.integer)) and 0 <= int(axis) <= 2:
+        return int(axis)
+    raise MDSetupError(f"direction {axis!r} is not one of x, y, z")
+
+
+def scale_axes(state: State, mu) -> State:
+    """Stretch cell and positions by ``mu [3]`` along x, y, z (velocities unchanged)."""
+    xp = xp_for(state.positions)
+    m = xp.asarray(np.asarray(mu, dtype=float))
+    return state.replace(positions=state.positions * m, cell=state.cell * m)
+
+
+class Deform:
+    """Stretch along ``axis`` at ``strain_rate_per_s`` (1/s) from ``L0_A`` (Å) at ``t0_fs`` (fs)."""
+
+    def __init__(self, axis, strain_rate_per_s: float, *, L0_A: float, t0_fs: float):
+        self.axis = axis_index(axis)
+        self.rate_per_fs = float(strain_rate_per_s) * 1e-15
+        self.L0_A = float(L0_A)
+        self.t0_fs = float(t0_fs)
+
+    def strain(self, time_fs: float) -> float:
+        """Engineering strain at ``time_fs``."""
+        return self.rate_per_fs * (time_fs - self.t0_fs)
+
+    def apply(self, md: MDState, dt_fs: float) -> State:
+        s = md.state
+        current = float(s.cell[self.axis, self.axis])
+        target = self.L0_A * (1.0 + self.strain(md.time_fs + dt_fs))
+        mu = np.ones(3)
+        mu[self.axis] = target / current
+        return scale_axes(s, mu)
+
+
+class Barostat:
+    """Per-axis Berendsen / stochastic cell rescaling; see the module docstring.
+
+    axes: iterable of 'x'/'y'/'z' (must be periodic); target_GPa: stress to hold (GPa,
+    positive = tensile; 0 = free); tau_fs: relaxation time (fs); modulus_GPa: stiffness
+    estimate B of the simulated cell (GPa); temperature_K: for the noise (stochastic only).
+    """
+
+    def __init__(self, axes, *, tau_fs: float = 500.0, modulus_GPa: float = 100.0, target_GPa: float = 0.0,
+                 stochastic: bool = True, temperature_K: float = 0.0, pbc=(True, True, True)):
+        self.axes = tuple(axis_index(a) for a in axes)
+        for k in self.axes:
+            if not pbc[k]:
+                raise MDSetupError(f"barostat: axis {'xyz'[k]} is not periodic (vacuum); a 2D sheet is "
+                                   "controlled in-plane only (x, y)")
+        if tau_fs <= 0 or modulus_GPa <= 0:
+            raise MDSetupError(f"barostat: tau_fs={tau_fs} and modulus_GPa={modulus_GPa} must be > 0")
+        self.tau_fs = float(tau_fs)
+        self.modulus_GPa = float(modulus_GPa)
+        self.target_GPa = float(target_GPa)
+        self.stochastic = bool(stochastic)
+        self.temperature_K = float(temperature_K)
+
+    def apply(self, md: MDState, dt_fs: float) -> State:
+        s = md.state
+        sigma = stress(md)
+        log_mu = np.zeros(3)
+        b_ev = self.modulus_GPa / EV_PER_A3_TO_GPA   # eV/Å^3
+        for k in self.axes:
+            log_mu[k] = -(dt_fs / self.tau_fs) * (sigma[k, k] - self.target_GPa) / self.modulus_GPa
+            if self.stochastic and self.temperature_K > 0:
+                noise = float(md.rng.standard_normal())
+                log_mu[k] += np.sqrt(2 * KB * self.temperature_K * dt_fs / (b_ev * volume(s.cell) * self.tau_fs)) * noise
+        mu = np.exp(log_mu)
+        new = scale_axes(s, mu)
+        if self.stochastic:
+            xp = xp_for(s.velocities)
+            new = new.replace(velocities=s.velocities / xp.asarray(mu))
+        return new

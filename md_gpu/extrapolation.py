@@ -1,0 +1,100 @@
+"""On-the-fly extrapolation control: grade the neighbourhoods every N steps, warn, stop.
+
+The hook is a callable ``grade(positions, cell, types, i, j, d) -> gamma [n]``:
+positions [n, 3] Å, cell [3, 3] Å, types [n], and the current pair list within
+the potential's cut-off (``i, j [p]``, ``d [p, 3]`` Å, as in the force contract);
+it returns the per-atom extrapolation grade (MaxVol gamma; <= 1 interpolation,
+> 1 extrapolation). The MTP's grader (``training.mtp`` with the ``.als`` active
+set of the fit stage) plugs in here; :func:`mtp_grader` builds it when the MTP
+package provides one.
+
+:class:`ExtrapolationControl` calls it every ``every`` steps: above ``warn`` the
+frame is appended to ``frames_path`` (extxyz, per-atom ``gamma`` array) for a
+later refit and a warning is logged once; above ``stop`` the frame is saved and
+:class:`md_gpu.errors.MDRunError` stops the run with a message naming the step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .backend import to_numpy
+from .errors import MDRunError, MDSetupError
+
+
+class ExtrapolationControl:
+    """grade: the hook above; every: steps between checks; warn, stop: thresholds on max gamma;
+    frames_path: extxyz file for the extrapolative frames; log: callable taking a line."""
+
+    def __init__(self, grade, *, every: int = 100, warn: float = 2.0, stop: float = 10.0, frames_path=None,
+                 cutoff: float | None = None, log=print):
+        if every < 1 or not (0 < warn <= stop):
+            raise MDSetupError(f"extrapolation control: every={every} must be >= 1 and 0 < warn={warn} <= "
+                               f"stop={stop}")
+        self.grade = grade
+        self.every = int(every)
+        self.warn = float(warn)
+        self.stop = float(stop)
+        self.frames_path = Path(frames_path) if frames_path else None
+        self.cutoff = cutoff
+        self.log = log
+        self.warned = False
+        self.n_saved = 0
+
+    def _save(self, md, gamma) -> None:
+        if self.frames_path is None:
+            return
+        from ase.io import write
+
+        from .state import to_atoms
+
+        atoms = to_atoms(md.state)
+        atoms.arrays["gamma"] = np.asarray(gamma, dtype=float)
+        atoms.info.update(step=md.step, time_fs=md.time_fs, max_gamma=float(np.max(gamma)))
+        self.frames_path.parent.mkdir(parents=True, exist_ok=True)
+        write(self.frames_path, atoms, format="extxyz", append=True)
+        self.n_saved += 1
+
+    def check(self, md, nlist) -> float:
+        """Grade the configuration of ``md``; return max gamma (raise above ``stop``)."""
+        s = md.state
+        d = nlist.pair_vectors(s.positions, s.cell)
+        i, j = nlist.i, nlist.j
+        if self.cutoff is not None:
+            inside = (d * d).sum(1) < self.cutoff ** 2
+            i, j, d = i[inside], j[inside], d[inside]
+        gamma = to_numpy(self.grade(s.positions, s.cell, s.types, i, j, d))
+        top = float(gamma.max()) if gamma.size else 0.0
+        if top > self.warn:
+            self._save(md, gamma)
+            if top > self.stop:
+                where = f"; the extrapolative frames are in {self.frames_path}" if self.frames_path else ""
+                raise MDRunError(f"step {md.step}: the potential extrapolates (max grade {top:.3g} > stop "
+                                 f"{self.stop:g} at atom {int(gamma.argmax())}){where}. Add these frames to "
+                                 "the training set and refit (multiscale mtp select-add / passive)")
+            if not self.warned:
+                self.log(f"warning: step {md.step}: max extrapolation grade {top:.3g} > {self.warn:g}; "
+                         "frames saved for a refit")
+                self.warned = True
+        return top
+
+
+def mtp_grader(mtp, active_set_path):
+    """The grade hook of an MTP with its active set (needs ``training.mtp`` to provide grading).
+
+    Expects ``training.mtp`` to offer ``ActiveSet.read(path)`` and
+    ``active_set.grades(mtp, types, i, j, d, n_atoms) -> gamma [n]``; raises a clear
+    error naming what is missing otherwise.
+    """
+    try:
+        from training.mtp import ActiveSet
+    except ImportError:
+        raise MDSetupError("extrapolation control needs training.mtp.ActiveSet (the fit stage's active "
+                           f"set reader) to read {active_set_path}; it is not available yet") from None
+    active = ActiveSet.read(active_set_path)
+
+    def grade(positions, cell, types, i, j, d):
+        return active.grades(mtp, types, i, j, d, int(positions.shape[0]))
+
+    return grade

@@ -1,0 +1,131 @@
+"""Files of an MD run: HDF5 per run, checkpoints (.npz), all written atomically.
+
+* :func:`write_run_h5` - ``thermo/<column>`` datasets (units in the names),
+  ``stress_strain/<column>`` datasets, ``settings`` and ``versions`` as JSON
+  attributes, ``results`` (scalars) as attributes of the ``results`` group.
+* :func:`write_checkpoint` / :func:`read_checkpoint` - the configuration
+  (positions Å, velocities Å/ASE-time, cell Å, masses amu, types, species,
+  pbc), the integrator bookkeeping (step, time_fs, heat eV), a JSON ``meta``
+  dict (stage index, random generator state, ...) and the thermo rows so far.
+
+Writes go to a temporary file in the same folder and are renamed over the
+target, so an interrupted run never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .backend import to_numpy
+from .errors import MDSetupError
+from .state import State
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def versions() -> dict:
+    """Versions of the software that produced a run."""
+    import ase
+    import scipy
+
+    out = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+           "ase": ase.__version__}
+    try:
+        import cupy
+
+        out["cupy"] = cupy.__version__
+    except Exception:
+        pass
+    try:
+        from multiscale import __version__
+
+        out["multiscale"] = __version__
+    except Exception:
+        pass
+    return out
+
+
+def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray) -> Path:
+    """Save an MDState (see module docstring) to ``path`` (.npz), atomically."""
+    s = md.state
+
+    def write(tmp):
+        with open(tmp, "wb") as handle:
+            np.savez(handle, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
+                     masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
+                     pbc=np.array(s.pbc), species=np.array(s.species),
+                     step=md.step, time_fs=md.time_fs, heat=md.heat, thermo=thermo,
+                     meta=np.array(json.dumps(meta)))
+
+    return _atomic(path, write)
+
+
+def read_checkpoint(path, *, xp=None):
+    """``(state, {'step', 'time_fs', 'heat'}, meta dict, thermo rows)`` from a checkpoint file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MDSetupError(f"checkpoint {path} does not exist; run without --resume to start afresh")
+    try:
+        data = np.load(path, allow_pickle=False)
+        xp = xp or np
+        state = State(positions=xp.asarray(data["positions"]), velocities=xp.asarray(data["velocities"]),
+                      masses=xp.asarray(data["masses"]), types=xp.asarray(data["types"]),
+                      cell=xp.asarray(data["cell"]), pbc=tuple(bool(p) for p in data["pbc"]),
+                      species=tuple(str(s) for s in data["species"]))
+        extra = {"step": int(data["step"]), "time_fs": float(data["time_fs"]), "heat": float(data["heat"])}
+        return state, extra, json.loads(str(data["meta"])), data["thermo"]
+    except (KeyError, ValueError, OSError) as exc:
+        raise MDSetupError(f"checkpoint {path} is not a readable md_gpu checkpoint ({exc}); "
+                           "delete it and run without --resume") from None
+
+
+def write_run_h5(path, *, thermo: dict, settings: dict, stress_strain: dict | None = None,
+                 results: dict | None = None) -> Path:
+    """One HDF5 file per run (see module docstring); returns the path."""
+    import h5py
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = "md_gpu-run/1"
+            f.attrs["settings"] = json.dumps(settings, default=str)
+            f.attrs["versions"] = json.dumps(versions())
+            group = f.create_group("thermo")
+            for name, values in thermo.items():
+                group.create_dataset(name, data=np.asarray(values, dtype=float))
+            if stress_strain:
+                group = f.create_group("stress_strain")
+                for name, values in stress_strain.items():
+                    group.create_dataset(name, data=np.asarray(values, dtype=float))
+            group = f.create_group("results")
+            for name, value in (results or {}).items():
+                group.attrs[name] = json.dumps(value, default=float)
+
+    return _atomic(path, write)
+
+
+def read_run_h5(path) -> dict:
+    """``{'thermo': {...}, 'stress_strain': {...}, 'settings': {...}, 'versions': {...}, 'results': {...}}``."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {"thermo": {k: v[()] for k, v in f["thermo"].items()},
+                "stress_strain": {k: v[()] for k, v in f["stress_strain"].items()} if "stress_strain" in f else {},
+                "settings": json.loads(f.attrs["settings"]), "versions": json.loads(f.attrs["versions"]),
+                "results": {k: json.loads(v) for k, v in f["results"].attrs.items()}}

@@ -1,0 +1,124 @@
+"""Pieces shared by the protocols: run settings, thermostat choice, barostat stiffness, equilibration."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..backend import get_backend, to_numpy
+from ..cell_control import Barostat, scale_axes
+from ..errors import MDSetupError
+from ..forcefields.base import compute_forces
+from ..integrators import Bussi, Langevin
+from ..neighbors import NeighborList
+from ..simulation import Simulation, Stage
+from ..state import State, from_atoms, maxwell_boltzmann, volume
+from ..units import EV_PER_A3_TO_GPA
+
+THERMOSTATS = ("bussi", "langevin")
+
+
+@dataclass
+class RunSettings:
+    """Settings shared by the protocols (units in the names).
+
+    temperature_K; dt_fs; thermostat: 'bussi' | 'langevin'; thermostat_tau_fs (Bussi
+    time constant or Langevin damping time); barostat_tau_fs; barostat_stochastic
+    (stochastic cell rescaling, else Berendsen); equilibrate_steps; thermo_every,
+    traj_every, checkpoint_every (steps, 0 = never); skin_A; seed.
+    """
+
+    temperature_K: float = 300.0
+    dt_fs: float = 1.0
+    thermostat: str = "bussi"
+    thermostat_tau_fs: float = 100.0
+    barostat_tau_fs: float = 500.0
+    barostat_stochastic: bool = True
+    equilibrate_steps: int = 10000
+    thermo_every: int = 10
+    traj_every: int = 0
+    checkpoint_every: int = 0
+    skin_A: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.thermostat not in THERMOSTATS:
+            raise MDSetupError(f"thermostat: {self.thermostat!r} is not one of {', '.join(THERMOSTATS)}")
+        if self.temperature_K < 0:
+            raise MDSetupError(f"temperature_K={self.temperature_K} must be >= 0 K")
+
+    def make_thermostat(self):
+        if self.thermostat == "bussi":
+            return Bussi(self.temperature_K, self.thermostat_tau_fs)
+        return Langevin(self.temperature_K, self.thermostat_tau_fs)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def in_plane_axes(state: State) -> tuple:
+    """The periodic axes (x, y for a 2D sheet; x, y, z for a bulk cell)."""
+    return tuple("xyz"[k] for k in range(3) if state.pbc[k])
+
+
+def estimate_modulus(ff, state: State, axes, *, strain: float = 0.002) -> float:
+    """Stiffness ``d sigma_kk / d eps_kk`` (GPa) of the cell as simulated, the smallest over ``axes``.
+
+    Two static force calls per axis (affine strain, no relaxation); used to set the barostat's B.
+    """
+    values = []
+    for axis in axes:
+        k = "xyz".index(axis)
+        sig = []
+        for sign in (1, -1):
+            mu = np.ones(3)
+            mu[k] += sign * strain
+            s = scale_axes(state, mu)
+            nl = NeighborList(ff.cutoff, 0.0, s.pbc)
+            nl.build(s.positions, s.cell)
+            res = compute_forces(ff, s.positions, s.cell, s.types, nl)
+            sig.append(-float(to_numpy(res.virial)[k, k]) / volume(s.cell) * EV_PER_A3_TO_GPA)
+        values.append((sig[0] - sig[1]) / (2 * strain))
+    modulus = min(values)
+    if not modulus > 0:
+        raise MDSetupError(f"the cell is not stable under stretching along {axes} (stiffness {modulus:.3g} GPa); "
+                           "check the structure and the potential")
+    return modulus
+
+
+def prepare_state(ff, atoms_or_state, settings: RunSettings, *, xp=None) -> State:
+    """A State on the backend with Maxwell-Boltzmann velocities at ``2 T`` (equipartition halves it)."""
+    xp = xp or get_backend()
+    state = atoms_or_state if isinstance(atoms_or_state, State) else from_atoms(atoms_or_state,
+                                                                                species=ff.species, xp=xp)
+    return maxwell_boltzmann(state, 2.0 * settings.temperature_K, seed=settings.seed)
+
+
+def barostat_for(ff, state: State, axes, settings: RunSettings) -> Barostat | None:
+    if not axes:
+        return None
+    return Barostat(axes, tau_fs=settings.barostat_tau_fs, modulus_GPa=estimate_modulus(ff, state, axes),
+                    stochastic=settings.barostat_stochastic, temperature_K=settings.temperature_K,
+                    pbc=state.pbc)
+
+
+def simulation(ff, state: State, settings: RunSettings, *, out_prefix=None, log=print, extrapolation=None):
+    """A :class:`Simulation` with the intervals of ``settings``; files ``<out_prefix>.extxyz/.ckpt.npz``."""
+    traj = f"{out_prefix}.extxyz" if out_prefix and settings.traj_every else None
+    ckpt = f"{out_prefix}.ckpt.npz" if out_prefix and settings.checkpoint_every else None
+    return Simulation(ff, state, dt_fs=settings.dt_fs, skin_A=settings.skin_A, seed=settings.seed,
+                      thermo_every=settings.thermo_every, traj_every=settings.traj_every, traj_path=traj,
+                      checkpoint_every=settings.checkpoint_every, checkpoint_path=ckpt,
+                      extrapolation=extrapolation, log=log)
+
+
+def equilibrate(ff, atoms_or_state, settings: RunSettings, *, barostat_axes=None, log=print):
+    """NVT (or NPT on ``barostat_axes``, default: the periodic axes) at ``settings.temperature_K``.
+
+    Returns the :class:`md_gpu.simulation.RunResult` (final state in ``result.md.state``).
+    """
+    state = prepare_state(ff, atoms_or_state, settings)
+    axes = in_plane_axes(state) if barostat_axes is None else tuple(barostat_axes)
+    stage = Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
+                  barostat=barostat_for(ff, state, axes, settings))
+    return simulation(ff, state, settings, log=log).run([stage])

@@ -1,0 +1,129 @@
+"""In-plane elastic constants C11, C22, C12, C66 at temperature, and the static (0 K) reference.
+
+At temperature (:func:`elastic_constants`): equilibrate at zero stress
+(thermostat + barostat on the periodic axes), then for each strain component
+``e_j`` in (xx, yy, xy) and sign, apply ``+-delta`` affinely to the cell and
+positions, run NVT (``equilibrate_steps // 4`` to settle, ``sample_steps`` to
+average the virial + kinetic stress) and take central differences
+
+    C_ij = (sigma_i(+delta_j) - sigma_i(-delta_j)) / (2 delta)     (Voigt i, j in 1, 2, 6)
+
+with the engineering shear strain ``gamma_xy = 2 e_xy = delta``. C12 is the mean
+of C12 and C21. Static (:func:`static_elastic_constants`): the same strains on the
+structure relaxed at 0 K (cell in-plane to zero stress, then positions at every
+strained cell), stress from the same force field.
+
+Units: GPa for a bulk cell; N/m for a 2D sheet (vacuum along z), with the 3D
+stress multiplied by the cell height.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..errors import MDSetupError
+from ..integrators import stress as md_stress
+from ..simulation import Stage
+from ..state import State, to_atoms
+from ..units import EV_PER_A3_TO_GPA, GPA_A_TO_N_PER_M
+from .common import RunSettings, barostat_for, in_plane_axes, prepare_state, simulation
+
+VOIGT = (("xx", (0, 0)), ("yy", (1, 1)), ("xy", (0, 1)))
+
+
+def _strain_matrix(component: str, delta: float) -> np.ndarray:
+    """Symmetric deformation gradient ``I + e`` for a Voigt strain ``delta`` (shear: engineering)."""
+    a, b = dict(VOIGT)[component]
+    e = np.zeros((3, 3))
+    if a == b:
+        e[a, a] = delta
+    else:
+        e[a, b] = e[b, a] = delta / 2.0
+    return np.eye(3) + e
+
+
+def _deform(state: State, F: np.ndarray) -> State:
+    from ..backend import xp_for
+
+    xp = xp_for(state.positions)
+    F = xp.asarray(F)
+    return state.replace(positions=state.positions @ F, cell=state.cell @ F)
+
+
+def _constants(stresses: dict, delta: float, scale: float) -> dict:
+    """C from {(component, sign): stress [3, 3] in GPa}; scale converts GPa to the output unit."""
+    C = np.zeros((3, 3))
+    for j, (cj, _) in enumerate(VOIGT):
+        for i, (_, (a, b)) in enumerate(VOIGT):
+            C[i, j] = (stresses[cj, 1][a, b] - stresses[cj, -1][a, b]) / (2 * delta) * scale
+    return {"C11": C[0, 0], "C22": C[1, 1], "C12": 0.5 * (C[0, 1] + C[1, 0]), "C66": C[2, 2],
+            "matrix": C.tolist()}
+
+
+def _check(state: State, delta: float):
+    if not (0 < delta < 0.05):
+        raise MDSetupError(f"elastic strain delta={delta} must be between 0 and 0.05")
+    if not (state.pbc[0] and state.pbc[1]):
+        raise MDSetupError("elastic constants need a cell periodic in x and y")
+
+
+def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps: int = 2000,
+                      settings: RunSettings | None = None, log=print) -> dict:
+    """C11, C22, C12, C66 at ``settings.temperature_K`` (see module docstring); unit in ``"unit"``."""
+    settings = settings or RunSettings()
+    state = prepare_state(ff, atoms_or_state, settings)
+    _check(state, delta)
+    sheet = not state.pbc[2]
+    stage = Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
+                  barostat=barostat_for(ff, state, in_plane_axes(state), settings))
+    ref = simulation(ff, state, settings, log=log).run([stage]).md.state
+    stresses = {}
+    settle = max(settings.equilibrate_steps // 4, 1)
+    for component, _ in VOIGT:
+        for sign in (1, -1):
+            strained = _deform(ref, _strain_matrix(component, sign * delta))
+            stages = [Stage("settle", settle, thermostat=settings.make_thermostat()),
+                      Stage("sample", sample_steps, thermostat=settings.make_thermostat())]
+            run = simulation(ff, strained, settings, log=log).run(stages)
+            rows = slice(run.stage_rows[1] + 1, None)
+            cols = ("stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
+                    "stress_xy_GPa")
+            v = [run.thermo[c][rows].mean() for c in cols]
+            stresses[component, sign] = np.array([[v[0], v[5], v[4]], [v[5], v[1], v[3]], [v[4], v[3], v[2]]])
+    height = float(to_numpy(ref.cell)[2, 2])
+    scale = height * GPA_A_TO_N_PER_M if sheet else 1.0
+    out = _constants(stresses, delta, scale)
+    out.update(unit="N/m" if sheet else "GPa", temperature_K=settings.temperature_K, delta=delta,
+               n_atoms=state.n_atoms)
+    return out
+
+
+def static_elastic_constants(ff, atoms, *, delta: float = 0.005, fmax: float = 1e-5, relax_cell: bool = True) -> dict:
+    """C11, C22, C12, C66 at 0 K by finite differences with relaxed positions (ASE FIRE/BFGS)."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    from ..calculator import MDCalculator
+    from ..state import from_atoms
+
+    atoms = to_atoms(atoms) if isinstance(atoms, State) else atoms.copy()
+    state = from_atoms(atoms, species=ff.species)
+    _check(state, delta)
+    sheet = not state.pbc[2]
+    atoms.calc = MDCalculator(ff)
+    if relax_cell:
+        mask = [True, True, not sheet, False, False, True] if sheet else [True] * 6
+        BFGS(FrechetCellFilter(atoms, mask=mask), logfile=None).run(fmax=fmax, steps=500)
+    stresses = {}
+    for component, _ in VOIGT:
+        for sign in (1, -1):
+            strained = atoms.copy()
+            strained.set_cell(atoms.cell.array @ _strain_matrix(component, sign * delta), scale_atoms=True)
+            strained.calc = MDCalculator(ff)
+            BFGS(strained, logfile=None).run(fmax=fmax, steps=500)
+            v = strained.get_stress(voigt=False) * EV_PER_A3_TO_GPA
+            stresses[component, sign] = v
+    scale = atoms.cell[2, 2] * GPA_A_TO_N_PER_M if sheet else 1.0
+    out = _constants(stresses, delta, scale)
+    out.update(unit="N/m" if sheet else "GPa", temperature_K=0.0, delta=delta, n_atoms=len(atoms))
+    return out

@@ -1,0 +1,233 @@
+"""Run a protocol: a list of stages (ensemble, cell modifiers, steps) through one loop.
+
+Data flow::
+
+    State + force field --> Simulation(stages) --> per stage: velocity_verlet(thermostat, modifiers)
+        every thermo_every steps: a row of the thermo table (T, energies, stress, cell)
+        every traj_every steps: an extxyz frame;  every checkpoint_every: a checkpoint (.npz)
+        every grade_every steps: extrapolation grades (:mod:`md_gpu.extrapolation`)
+    --> RunResult(thermo: dict of arrays, final MDState, stage start rows, stopped_by)
+
+A protocol is data (:class:`Stage`), e.g. the tensile test is "NVT + in-plane
+barostat for n steps, then deform along x at a strain rate with the transverse
+barostat until failure". A run stopped at any point resumes from its last
+checkpoint with :meth:`Simulation.resume` and gives the same trajectory as an
+uninterrupted run (the random generator state is stored too, NumPy backend).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .backend import to_numpy, xp_for
+from .cell_control import Barostat, Deform, axis_index
+from .errors import MDSetupError
+from .integrators import MDState, make_force_fn, make_rng, stress, velocity_verlet
+from .neighbors import NeighborList
+from .state import State, kinetic_energy, temperature
+
+THERMO_COLUMNS = ("step", "time_fs", "stage", "temperature_K", "potential_eV", "kinetic_eV", "heat_eV",
+                  "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
+                  "stress_xy_GPa", "cell_xx_A", "cell_yy_A", "cell_zz_A", "cell_xy_A", "max_grade")
+
+
+@dataclass
+class Stage:
+    """One protocol stage.
+
+    name: label; steps: number of steps (an upper bound when ``stop_on_failure``);
+    thermostat: None (NVE), ``Bussi`` or ``Langevin``; barostat: None or ``Barostat``;
+    deform_axis: None or 'x'/'y'/'z' with ``strain_rate_per_s`` (1/s); stop_on_failure:
+    end the stage once the stress along ``deform_axis`` falls below ``failure_drop`` x its peak.
+    """
+
+    name: str
+    steps: int
+    thermostat: object = None
+    barostat: Barostat | None = None
+    deform_axis: str | None = None
+    strain_rate_per_s: float = 0.0
+    stop_on_failure: bool = False
+    failure_drop: float = 0.5
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise MDSetupError(f"stage '{self.name}': steps={self.steps} must be >= 0")
+        if self.deform_axis is not None:
+            axis_index(self.deform_axis)
+            if self.strain_rate_per_s <= 0:
+                raise MDSetupError(f"stage '{self.name}': strain_rate_per_s={self.strain_rate_per_s} "
+                                   "must be > 0 (1/s)")
+
+
+@dataclass
+class RunResult:
+    """thermo: column name -> [rows] array (units in the names); md: final MDState;
+    stage_rows: first thermo row of each stage; stopped_by: '' or why a stage ended early."""
+
+    thermo: dict
+    md: MDState
+    stage_rows: list = field(default_factory=list)
+    stage_L0: list = field(default_factory=list)
+    stopped_by: str = ""
+
+
+class Simulation:
+    """The MD loop for one system; see the module docstring.
+
+    ff: force field (contract of :mod:`md_gpu.forcefields.base`); state: :class:`State`;
+    dt_fs: time step (fs); skin_A: Verlet skin (Å); seed: random seed; thermo_every,
+    traj_every, checkpoint_every: intervals in steps (0 = never); traj_path (extxyz),
+    checkpoint_path (.npz); extrapolation: None or :class:`md_gpu.extrapolation.ExtrapolationControl`;
+    log: callable taking a line; progress_every_s: seconds between progress lines.
+    """
+
+    def __init__(self, ff, state: State, *, dt_fs: float = 1.0, skin_A: float = 1.0, seed: int = 0,
+                 thermo_every: int = 10, traj_every: int = 0, traj_path=None, checkpoint_every: int = 0,
+                 checkpoint_path=None, extrapolation=None, log=print, progress_every_s: float = 30.0):
+        if thermo_every < 1:
+            raise MDSetupError(f"thermo_every={thermo_every} must be >= 1 step")
+        if traj_every and traj_path is None or checkpoint_every and checkpoint_path is None:
+            raise MDSetupError("traj_every / checkpoint_every need traj_path / checkpoint_path")
+        self.ff = ff
+        self.state = state
+        self.dt_fs = float(dt_fs)
+        self.seed = int(seed)
+        self.nlist = NeighborList(ff.cutoff, skin_A, state.pbc)
+        self.force_fn = make_force_fn(ff, self.nlist)
+        self.thermo_every = int(thermo_every)
+        self.traj_every = int(traj_every)
+        self.traj_path = Path(traj_path) if traj_path else None
+        self.checkpoint_every = int(checkpoint_every)
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.extrapolation = extrapolation
+        self.log = log
+        self.progress_every_s = progress_every_s
+        self._resume = None
+
+    # -- recording -------------------------------------------------------------
+    def _row(self, md: MDState, stage_index: int, grade: float) -> list:
+        s = md.state
+        sig = stress(md)
+        cell = to_numpy(s.cell)
+        return [md.step, md.time_fs, stage_index, temperature(s), md.result.energy, kinetic_energy(s), md.heat,
+                sig[0, 0], sig[1, 1], sig[2, 2], sig[1, 2], sig[0, 2], sig[0, 1],
+                cell[0, 0], cell[1, 1], cell[2, 2], cell[1, 0], grade]
+
+    def _write_frame(self, md: MDState) -> None:
+        from ase.io import write
+
+        from .state import to_atoms
+
+        atoms = to_atoms(md.state)
+        atoms.info.update(step=md.step, time_fs=md.time_fs, energy=md.result.energy)
+        write(self.traj_path, atoms, format="extxyz", append=True)
+
+    # -- checkpoints -----------------------------------------------------------
+    def _checkpoint(self, md: MDState, stage_index: int, step_in_stage: int, t0_fs: float, L0_A: float,
+                    rows: list, stage_rows: list, stage_L0: list) -> None:
+        from .io import write_checkpoint
+
+        rng_state = md.rng.bit_generator.state if hasattr(md.rng, "bit_generator") else None
+        write_checkpoint(self.checkpoint_path, md, meta={
+            "stage_index": stage_index, "step_in_stage": step_in_stage, "t0_fs": t0_fs, "L0_A": L0_A,
+            "rng_state": rng_state, "stage_rows": stage_rows, "stage_L0": stage_L0,
+            "seed": self.seed}, thermo=np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)))
+
+    @classmethod
+    def resume(cls, checkpoint_path, ff, **kwargs) -> "Simulation":
+        """A Simulation that continues the run saved in ``checkpoint_path`` (call :meth:`run` with the same stages)."""
+        from .io import read_checkpoint
+
+        state, extra, meta, thermo = read_checkpoint(checkpoint_path)
+        kwargs.setdefault("checkpoint_path", checkpoint_path)
+        kwargs["seed"] = meta["seed"]
+        sim = cls(ff, state, **kwargs)
+        sim._resume = (extra, meta, thermo)
+        return sim
+
+    # -- the loop --------------------------------------------------------------
+    def run(self, stages: list[Stage]) -> RunResult:
+        """Run ``stages`` in order (from the checkpoint when resumed); return the :class:`RunResult`."""
+        xp = xp_for(self.state.positions)
+        rows, stage_rows, stage_L0 = [], [], []
+        first_stage, first_step, t0_fs, L0_A = 0, 0, None, None
+        md = None
+        if self._resume is not None:
+            extra, meta, thermo = self._resume
+            rows = [list(r) for r in thermo]
+            stage_rows, stage_L0 = list(meta["stage_rows"]), list(meta["stage_L0"])
+            first_stage, first_step = meta["stage_index"], meta["step_in_stage"]
+            t0_fs, L0_A = meta["t0_fs"], meta["L0_A"]
+            rng = make_rng(self.seed, xp)
+            if meta["rng_state"] is not None:
+                rng.bit_generator.state = meta["rng_state"]
+            init, _ = velocity_verlet(self.force_fn, self.dt_fs)
+            md = init(self.state, rng=rng, step=extra["step"], time_fs=extra["time_fs"], heat=extra["heat"])
+        stopped_by = ""
+        total = sum(st.steps for st in stages)
+        done_before = sum(st.steps for st in stages[:first_stage]) + first_step
+        clock = time.monotonic()
+        last_report = clock
+        for index in range(first_stage, len(stages)):
+            stage = stages[index]
+            if md is None:
+                init, _ = velocity_verlet(self.force_fn, self.dt_fs)
+                md = init(self.state, seed=self.seed)
+            resumed_here = index == first_stage and first_step > 0
+            if not resumed_here:
+                t0_fs = md.time_fs
+                stage_rows.append(len(rows))
+                L0_A = 0.0
+                if stage.deform_axis is not None:
+                    k_axis = axis_index(stage.deform_axis)
+                    L0_A = float(to_numpy(md.state.cell)[k_axis, k_axis])
+                stage_L0.append(L0_A)
+            modifiers = []
+            if stage.deform_axis is not None:
+                modifiers.append(Deform(stage.deform_axis, stage.strain_rate_per_s, L0_A=L0_A, t0_fs=t0_fs))
+            if stage.barostat is not None:
+                modifiers.append(stage.barostat)
+            _, step_fn = velocity_verlet(self.force_fn, self.dt_fs, thermostat=stage.thermostat,
+                                         modifiers=modifiers)
+            peak = -np.inf
+            start = first_step if resumed_here else 0
+            if not resumed_here:
+                rows.append(self._row(md, index, np.nan))
+            for k in range(start + 1, stage.steps + 1):
+                md = step_fn(md)
+                grade = np.nan
+                if self.extrapolation is not None and md.step % self.extrapolation.every == 0:
+                    grade = self.extrapolation.check(md, self.nlist)
+                if k % self.thermo_every == 0 or k == stage.steps:
+                    rows.append(self._row(md, index, grade))
+                    if stage.stop_on_failure:
+                        axial = rows[-1][7 + axis_index(stage.deform_axis)]
+                        peak = max(peak, axial)
+                        if peak > 0 and axial < stage.failure_drop * peak:
+                            stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell "
+                                          f"to {axial:.3g} GPa from a peak of {peak:.3g} GPa)")
+                            self.log(stopped_by)
+                            break
+                if self.traj_every and md.step % self.traj_every == 0:
+                    self._write_frame(md)
+                if self.checkpoint_every and md.step % self.checkpoint_every == 0:
+                    self._checkpoint(md, index, k, t0_fs, L0_A, rows, stage_rows, stage_L0)
+                now = time.monotonic()
+                if now - last_report > self.progress_every_s:
+                    done = done_before + k
+                    rate = (done - (sum(s.steps for s in stages[:first_stage]) + first_step)) / (now - clock)
+                    eta = (total - done) / max(rate, 1e-12)
+                    self.log(f"md: {stage.name} step {k}/{stage.steps} ({done}/{total} total), "
+                             f"{rate * md.state.n_atoms:.3g} atom-steps/s, ETA {eta:.0f} s")
+                    last_report = now
+            done_before += stage.steps
+            if self.checkpoint_every:
+                self._checkpoint(md, index + 1, 0, t0_fs, L0_A, rows, stage_rows, stage_L0)
+        thermo = np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS))
+        return RunResult({c: thermo[:, n] for n, c in enumerate(THERMO_COLUMNS)}, md, stage_rows,
+                         stage_L0, stopped_by)

@@ -1,0 +1,202 @@
+"""md_gpu protocols, analysis, output files, checkpoint/resume and extrapolation control."""
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.io import read
+
+from md_gpu.analysis import mean_sem, stress_strain_curve, summarize, tensile_properties
+from md_gpu.cell_control import Barostat
+from md_gpu.errors import MDRunError, MDSetupError
+from md_gpu.extrapolation import ExtrapolationControl
+from md_gpu.forcefields import Morse
+from md_gpu.integrators import Bussi
+from md_gpu.io import read_run_h5
+from md_gpu.protocols import RunSettings, elastic_constants, static_elastic_constants, tensile
+from md_gpu.simulation import Simulation, Stage
+from md_gpu.state import from_atoms, maxwell_boltzmann
+
+FF = Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
+QUIET = dict(log=lambda line: None)
+
+
+def cu(n=3):
+    return bulk("Cu", "fcc", a=3.61, cubic=True).repeat(n)
+
+
+def triangular_sheet(a=2.9, nx=6, ny=4, vacuum=15.0):
+    """A flat triangular Morse 'sheet' (2 atoms per rectangular cell), periodic in x, y; vacuum along z."""
+    h = a * np.sqrt(3)
+    pos = [(x + i * a, y + j * h, vacuum / 2) for j in range(ny) for i in range(nx)
+           for x, y in ((0, 0), (a / 2, h / 2))]
+    return Atoms("Cu" * len(pos), positions=pos, cell=[nx * a, ny * h, vacuum], pbc=[1, 1, 0])
+
+
+def test_static_elastic_constants_of_a_triangular_sheet_obey_cauchy_and_isotropy():
+    """Central pair forces, one atom per primitive cell: C12 = C66 (Cauchy) and C11 = C22 = 3 C12 (hexagonal)."""
+    c = static_elastic_constants(FF, triangular_sheet())
+    assert c["unit"] == "N/m"
+    assert c["C11"] == pytest.approx(c["C22"], rel=1e-3)
+    assert c["C12"] == pytest.approx(c["C66"], rel=1e-3)
+    assert c["C11"] == pytest.approx(3 * c["C12"], rel=1e-3)
+
+
+def test_md_elastic_constants_at_1K_match_static_finite_differences():
+    static = static_elastic_constants(FF, cu(2))  # 7.2 Å cell: shorter than 2 x cut-off
+    settings = RunSettings(temperature_K=1.0, dt_fs=2.0, equilibrate_steps=800, thermo_every=5,
+                           barostat_tau_fs=200, barostat_stochastic=False, seed=3)
+    md = elastic_constants(FF, cu(2), settings=settings, sample_steps=200, **QUIET)
+    for key in ("C11", "C22", "C12", "C66"):
+        assert md[key] == pytest.approx(static[key], rel=0.02), key
+    assert static["C11"] == pytest.approx(static["C22"], rel=1e-6)  # cubic
+
+
+def test_tensile_analysis_on_a_synthetic_curve():
+    strain = np.linspace(0, 0.2, 201)
+    stress = 300 * strain - 900 * strain ** 2          # peak at 1/6, value 25
+    props = tensile_properties(strain, stress, -0.2 * strain, fit_window=(0, 0.004))
+    assert props["youngs_modulus"] == pytest.approx(300, rel=0.02)
+    assert props["poisson_ratio"] == pytest.approx(0.2)
+    assert props["ultimate_strength"] == pytest.approx(25, rel=1e-3)
+    assert props["failure_strain"] == pytest.approx(1 / 6, abs=1e-3)
+    with pytest.raises(MDRunError, match="fit window"):
+        tensile_properties(strain[:2], stress[:2], fit_window=(0, 0.01))
+    s = mean_sem([1.0, 2.0, 3.0])
+    assert s == {"mean": 2.0, "sem": pytest.approx(1 / np.sqrt(3)), "n": 3}
+    assert mean_sem([4.0])["sem"] == 0.0
+    assert summarize([{"E": 1.0, "tag": "a"}, {"E": 3.0, "tag": "b"}]) == {"E": {"mean": 2.0, "sem": 1.0, "n": 2}}
+
+
+def test_sheet_curve_converts_to_N_per_m():
+    thermo = {"cell_xx_A": np.array([10.0, 10.1]), "cell_yy_A": np.array([8.0, 7.99]),
+              "cell_zz_A": np.array([20.0, 20.0]), "stress_xx_GPa": np.array([0.0, 1.0]),
+              "temperature_K": np.zeros(2), "time_fs": np.zeros(2)}
+    curve = stress_strain_curve(thermo, 0, "x", "y", sheet=True)
+    assert curve["strain"][1] == pytest.approx(0.01)
+    assert curve["transverse_strain"][1] == pytest.approx(-0.00125)
+    assert curve["stress_N_per_m"][1] == pytest.approx(2.0)  # 1 GPa x 20 Å = 2 N/m
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transverse, key", [("stress", "uniaxial_stress"), ("strain", "C11")])
+def test_tensile_at_1K_matches_static_moduli(transverse, key):
+    """Uniaxial stress: E = (C11 - C12)(C11 + 2 C12)/(C11 + C12), nu = C12/(C11 + C12); fixed transverse: E = C11."""
+    c = static_elastic_constants(FF, cu())
+    expected = {"uniaxial_stress": (c["C11"] - c["C12"]) * (c["C11"] + 2 * c["C12"]) / (c["C11"] + c["C12"]),
+                "C11": c["C11"]}[key]
+    settings = RunSettings(temperature_K=1.0, dt_fs=2.0, equilibrate_steps=1000, thermo_every=20,
+                           barostat_tau_fs=100, barostat_stochastic=False)
+    r = tensile(FF, cu(), direction="y", strain_rate_per_s=2.5e9, max_strain=0.01, transverse=transverse,
+                settings=settings, fit_window=(0, 0.01), **QUIET)
+    assert r["properties"]["youngs_modulus_GPa"] == pytest.approx(expected, rel=0.08)
+    if transverse == "stress":
+        assert r["properties"]["poisson_ratio"] == pytest.approx(c["C12"] / (c["C11"] + c["C12"]), rel=0.08)
+    else:
+        assert r["properties"]["poisson_ratio"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_tensile_to_failure_writes_h5_and_trajectory(tmp_path):
+    settings = RunSettings(temperature_K=300.0, dt_fs=2.0, equilibrate_steps=300, thermo_every=5,
+                           traj_every=100, barostat_tau_fs=100.0, seed=1)
+    r = tensile(FF, cu(), direction="x", strain_rate_per_s=1e12, max_strain=1.5, settings=settings,
+                fit_window=(0, 0.1), out_prefix=tmp_path / "cu_x_seed1", **QUIET)
+    p = r["properties"]
+    assert p["failed"] and 0.1 < p["failure_strain"] < 1.0
+    assert abs(r["curve"]["stress_GPa"][0]) < 3.0  # equilibrated near zero stress
+    assert p["ultimate_strength_GPa"] == pytest.approx(r["curve"]["stress_GPa"].max())
+    assert 20 < p["youngs_modulus_GPa"] < 200
+    stored = read_run_h5(tmp_path / "cu_x_seed1.h5")
+    assert stored["settings"]["strain_rate_per_s"] == 1e12 and stored["settings"]["n_atoms"] == 108
+    np.testing.assert_allclose(stored["stress_strain"]["stress_GPa"], r["curve"]["stress_GPa"])
+    assert stored["results"]["failure_strain"] == pytest.approx(p["failure_strain"])
+    assert "numpy" in stored["versions"]
+    frames = read(tmp_path / "cu_x_seed1.extxyz", index=":")
+    assert len(frames) >= 3 and len(frames[0]) == 108
+
+
+def test_sheet_tensile_reports_2d_units():
+    settings = RunSettings(temperature_K=50.0, dt_fs=2.0, equilibrate_steps=0, thermo_every=5)
+    r = tensile(FF, triangular_sheet(), direction="x", strain_rate_per_s=5e10, max_strain=0.02,
+                transverse="strain", settings=settings, thickness_A=3.0, fit_window=(0, 0.02), **QUIET)
+    p = r["properties"]
+    assert p["youngs_modulus_GPa"] == pytest.approx(p["youngs_modulus_N_per_m"] / 0.3)
+    assert 0.3 * p["youngs_modulus_N_per_m"] < static_elastic_constants(FF, triangular_sheet(), relax_cell=False)["C11"] < 3 * p["youngs_modulus_N_per_m"]
+
+
+def test_barostat_refuses_the_vacuum_direction_of_a_sheet():
+    with pytest.raises(MDSetupError, match="in-plane only"):
+        Barostat(("x", "z"), pbc=(True, True, False))
+    with pytest.raises(MDSetupError, match="not one of"):
+        tensile(FF, cu(2), transverse="bogus")
+    with pytest.raises(MDSetupError, match="not periodic"):
+        tensile(FF, triangular_sheet(), direction="z")
+
+
+class _Crash(Exception):
+    pass
+
+
+def _sim(tmp_path, **kw):
+    state = maxwell_boltzmann(from_atoms(cu(2)), 600.0, seed=4)
+    return Simulation(FF, state, dt_fs=2.0, seed=4, thermo_every=10, checkpoint_every=50,
+                      checkpoint_path=tmp_path / "run.ckpt.npz", **kw, **QUIET)
+
+
+def _stages():
+    return [Stage("nvt", 120, thermostat=Bussi(300.0, 50.0),
+                  barostat=Barostat(("x", "y", "z"), tau_fs=200, modulus_GPa=100, temperature_K=300.0)),
+            Stage("pull", 130, thermostat=Bussi(300.0, 50.0), deform_axis="x", strain_rate_per_s=1e11)]
+
+
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
+    full = _sim(tmp_path / "a").run(_stages())
+    calls = {"n": 0}
+
+    class Crashing:
+        species, cutoff = FF.species, FF.cutoff
+
+        def evaluate(self, *args, **kw):
+            calls["n"] += 1
+            if calls["n"] == 180:
+                raise _Crash
+            return FF.evaluate(*args, **kw)
+
+    with pytest.raises(_Crash):
+        Simulation(Crashing(), _sim(tmp_path / "b").state, dt_fs=2.0, seed=4, thermo_every=10,
+                   checkpoint_every=50, checkpoint_path=tmp_path / "b" / "run.ckpt.npz", **QUIET).run(_stages())
+    resumed = Simulation.resume(tmp_path / "b" / "run.ckpt.npz", FF, dt_fs=2.0, thermo_every=10,
+                                checkpoint_every=50, **QUIET).run(_stages())
+    np.testing.assert_allclose(resumed.md.state.positions, full.md.state.positions, atol=1e-9)
+    np.testing.assert_allclose(resumed.thermo["stress_xx_GPa"], full.thermo["stress_xx_GPa"], atol=1e-8)
+    assert resumed.stage_rows == full.stage_rows and resumed.md.step == 250
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(MDSetupError, match="does not exist"):
+        Simulation.resume(tmp_path / "nope.npz", FF)
+
+
+def _fake_grader(threshold_step_positions):
+    """Test double for an MTP grader: gamma grows with the largest displacement from the start (1 + 10 |u|/Å)."""
+    start = threshold_step_positions.copy()
+
+    def grade(positions, cell, types, i, j, d):
+        return 1.0 + 10.0 * np.linalg.norm(positions - start, axis=1)
+
+    return grade
+
+
+def test_extrapolation_control_warns_saves_and_stops(tmp_path):
+    state = maxwell_boltzmann(from_atoms(cu(2)), 2000.0, seed=2)
+    lines = []
+    control = ExtrapolationControl(_fake_grader(state.positions), every=5, warn=2.0, stop=4.0,
+                                   frames_path=tmp_path / "extrapolative.extxyz", log=lines.append)
+    sim = Simulation(FF, state, dt_fs=2.0, extrapolation=control, log=lines.append)
+    with pytest.raises(MDRunError, match=r"step \d+: the potential extrapolates .*extrapolative.extxyz"):
+        sim.run([Stage("hot", 2000, thermostat=Bussi(2000.0, 20.0))])
+    assert any("warning" in line for line in lines)
+    frames = read(tmp_path / "extrapolative.extxyz", index=":")
+    assert len(frames) == control.n_saved >= 1
+    assert frames[-1].arrays["gamma"].max() > 4.0
+    with pytest.raises(MDSetupError, match="warn"):
+        ExtrapolationControl(lambda *a: None, warn=5.0, stop=2.0)
