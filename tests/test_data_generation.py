@@ -1,0 +1,206 @@
+"""Structures, engines, resumable AIMD generation and the 0 K reference scan."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.calculators.calculator import Calculator, all_changes
+from ase.neighborlist import neighbor_list
+
+from training import aimd, datasets, engines, structures
+
+# Cheap stand-in engine for the MD machinery: Lennard-Jones with its minimum near a C-C bond.
+LJ = "python:ase.calculators.lj.LennardJones"
+LJ_SETTINGS = {"sigma": 1.3, "epsilon": 0.2, "rc": 3.0, "smooth": True}
+
+
+def _coordination(atoms, cutoff):
+    i = neighbor_list("i", atoms, cutoff)
+    return np.bincount(i, minlength=len(atoms))
+
+
+def test_graphene_geometry():
+    a = 2.46
+    atoms = structures.graphene(a=a)
+    assert len(atoms) == 60 and atoms.cell.lengths()[:2].min() >= 10.0
+    assert atoms.cell[2, 2] >= 15.0 + 0.0  # vacuum along z
+    i, j, d = neighbor_list("ijd", atoms, 1.6)
+    np.testing.assert_allclose(d, a / np.sqrt(3), atol=1e-12)
+    assert np.all(np.bincount(i) == 3)
+
+
+def test_borophene_chi3_geometry():
+    atoms = structures.borophene(a=2.94, b=8.48)
+    d = 8.48 / 5
+    assert len(atoms) == 64 and atoms.cell.lengths()[:2].min() >= 10.0
+    # a triangular lattice with 1/5 of the sites empty: 4- and 5-fold coordination, equally many
+    coordination = _coordination(atoms, 1.1 * d)
+    assert sorted(set(coordination)) == [4, 5]
+    assert np.sum(coordination == 4) == np.sum(coordination == 5)
+    sites = atoms.cell[0, 0] * atoms.cell[1, 1] / (np.sqrt(3) / 2 * d ** 2)
+    assert 1 - len(atoms) / sites == pytest.approx(0.2, abs=0.01)
+
+
+def test_interface_cell_and_aliases():
+    atoms = structures.build("graphene_borophene_interface")
+    assert atoms.symbols.formula.count() == {"C": 48, "B": 40}
+    assert atoms.cell.lengths()[:2].min() >= 10.0
+    i, j, d = neighbor_list("ijd", atoms, 1.9)
+    assert d.min() > 1.35
+    z = atoms.numbers
+    assert np.sum(z[i] != z[j]) > 0  # B-C bonds across the interface
+    assert structures.canonical("borophene_chi3") == "borophene"
+    with pytest.raises(ValueError, match="'diamond' is not one of"):
+        structures.build("diamond")
+
+
+def test_engine_factory_and_metadata():
+    calc = engines.make_calculator("tblite-gfn1")
+    assert calc.parameters["method"] == "GFN1-xTB"
+    meta = engines.engine_metadata("tblite-gfn1")
+    assert "not DFT" in meta["theory"] and meta["versions"]["tblite"] != "unknown"
+    assert engines.engine_label("tblite-gfn2").endswith("GFN2-xTB")
+    lj = engines.make_calculator(LJ, LJ_SETTINGS)
+    assert lj.parameters["sigma"] == 1.3
+    with pytest.raises(engines.EngineError, match="data.engine: 'vasp' is not one of"):
+        engines.make_calculator("vasp")
+    with pytest.raises(engines.EngineError, match="cannot import"):
+        engines.make_calculator("python:ase.calculators.nothere.Calc")
+
+
+def test_gfn1_graphene_forces_match_energy_differences():
+    """The default engine on a small graphene cell: forces are -dE/dx (central differences)."""
+    atoms = structures.graphene(repeat=(3, 2))
+    atoms.positions += np.random.default_rng(1).normal(0, 0.05, atoms.positions.shape)
+    atoms.calc = engines.make_calculator("tblite-gfn1", {"accuracy": 0.01})
+    forces = atoms.get_forces()
+    h = 1e-4
+    for k in (0, 2):
+        x = atoms.positions.copy()
+        atoms.positions[3, k] = x[3, k] + h
+        e_plus = atoms.get_potential_energy()
+        atoms.positions[3, k] = x[3, k] - h
+        e_minus = atoms.get_potential_energy()
+        atoms.positions = x
+        assert forces[3, k] == pytest.approx(-(e_plus - e_minus) / (2 * h), abs=2e-3)
+
+
+def test_gpaw_engine_on_a_tiny_cell():
+    pytest.importorskip("gpaw")
+    atoms = structures.graphene(repeat=(1, 1), vacuum_A=6.0)
+    atoms.calc = engines.make_calculator("gpaw", {"mode": {"name": "pw", "ecut": 200.0}, "kpts": (2, 2, 1)})
+    forces = atoms.get_forces()
+    assert np.abs(forces.sum(axis=0)).max() < 1e-2
+    assert np.isfinite(atoms.get_stress()).all()
+
+
+class _Harmonic2D(Calculator):
+    """E = A0 (C11 exx^2/2 + C22 eyy^2/2 + C12 exx eyy) with C in eV/A^2: known elastic constants."""
+
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def __init__(self, cell0, c11, c22, c12):
+        super().__init__()
+        self.cell0, self.c = np.asarray(cell0), (c11, c22, c12)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        exx, eyy = np.diag(self.atoms.cell.array)[:2] / np.diag(self.cell0)[:2] - 1
+        c11, c22, c12 = self.c
+        area0 = self.cell0[0, 0] * self.cell0[1, 1]
+        energy = area0 * (0.5 * c11 * exx ** 2 + 0.5 * c22 * eyy ** 2 + c12 * exx * eyy)
+        volume = self.atoms.get_volume()
+        # stress = (1/V) dE/d(strain) with the current cell as reference
+        sxx = area0 * (c11 * exx + c12 * eyy) * (1 + exx) / volume
+        syy = area0 * (c22 * eyy + c12 * exx) * (1 + eyy) / volume
+        self.results = {"energy": energy, "forces": np.zeros((len(self.atoms), 3)),
+                        "stress": np.array([sxx, syy, 0, 0, 0, 0])}
+
+
+def test_strain_scan_recovers_known_elastic_constants():
+    atoms = structures.graphene(repeat=(1, 1))
+    c11, c22, c12 = 21.0, 19.0, 4.0  # eV/A^2
+    calc = _Harmonic2D(atoms.cell.array, c11, c22, c12)
+    result = structures.strain_scan(atoms, calc, strains=(-0.001, 0.001))
+    to_n_per_m = structures.EV_PER_A2_TO_N_PER_M
+    assert result["C11_N_per_m"] == pytest.approx(c11 * to_n_per_m, rel=2e-3)
+    assert result["C22_N_per_m"] == pytest.approx(c22 * to_n_per_m, rel=2e-3)
+    assert result["C12_N_per_m"] == pytest.approx(c12 * to_n_per_m, rel=2e-3)
+    assert result["E_x_N_per_m"] == pytest.approx((c11 * c22 - c12 ** 2) / c22 * to_n_per_m, rel=3e-3)
+    assert result["nu_xy"] == pytest.approx(c12 / c22, rel=3e-3)
+
+
+def _plan(**kw):
+    base = dict(temperatures_K=(600.0,), strain_modes=("x", "xy"), strains=(0.0, 0.1), equilibration_steps=3,
+                settle_steps=2, stride_steps=2, frames_per_strain=2)
+    base.update(kw)
+    return aimd.AIMDPlan(**base)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_generation_resumes_to_the_same_frames(tmp_path):
+    plan = _plan(strain_modes=("x",))
+    full = aimd.generate("graphene", tmp_path / "full", plan=plan, engine=LJ, engine_settings=LJ_SETTINGS,
+                         reference_scan=False)
+    reference = datasets.read(full)
+
+    work = tmp_path / "cut" / "graphene.work"
+    work.mkdir(parents=True)
+    task = aimd.chain_tasks("graphene", work, plan=plan, engine=LJ, engine_settings=LJ_SETTINGS)[0]
+
+    def stop_after_three(done, total, what):
+        if done == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        aimd.run_chain(task, progress=stop_after_three)
+    assert len(datasets.read(work / f"{task.stem}.extxyz")) == 3
+    # a frame written after the last saved state (killed in between) is dropped on resume
+    with open(work / f"{task.stem}.extxyz", "a") as handle:
+        datasets.write_extxyz(handle, reference[:1])
+    resumed = datasets.read(aimd.generate("graphene", tmp_path / "cut", plan=plan, engine=LJ,
+                                          engine_settings=LJ_SETTINGS, reference_scan=False))
+    assert len(resumed) == len(reference) == plan.frames_per_chain
+    for a, b in zip(reference, resumed):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        assert a.get_potential_energy() == b.get_potential_energy()
+        assert a.info["step"] == b.info["step"]
+
+
+def test_generated_frames_and_metadata(tmp_path):
+    plan = _plan()
+    path = aimd.generate("graphene", tmp_path, plan=plan, engine=LJ, engine_settings=LJ_SETTINGS,
+                         reference_scan=False)
+    frames = datasets.read(path)
+    assert len(frames) == len(plan.chains) * plan.frames_per_chain
+    last = frames[-1]
+    assert last.info["system"] == "graphene" and last.info["temperature_K"] == 600.0
+    np.testing.assert_allclose(last.info["strain"], [0.1, 0.1])
+    start = structures.graphene()
+    np.testing.assert_allclose(np.diag(last.cell.array)[:2], 1.1 * np.diag(start.cell.array)[:2], rtol=1e-9)
+    assert last.info["step"] == plan.steps_per_chain
+    assert "LennardJones" in last.info["engine"]
+    assert last.get_stress().shape == (6,)
+    meta = json.loads((tmp_path / "graphene.meta.json").read_text())
+    assert meta["engine"]["engine"] == LJ and meta["n_frames"] == len(frames)
+    assert meta["plan"]["strains"] == [0.0, 0.1] and meta["timing"]["s_per_step"] > 0
+    assert aimd.read_metadata(path)["system"] == "graphene"
+
+
+def test_plan_rejects_bad_values():
+    with pytest.raises(ValueError, match="data.aimd.strain_modes: 'z'"):
+        aimd.AIMDPlan(strain_modes=("z",))
+    with pytest.raises(ValueError, match="data.aimd.temperatures_K"):
+        aimd.AIMDPlan(temperatures_K=(0.0,))
+    with pytest.raises(ValueError, match="data.aimd.stride_steps"):
+        aimd.AIMDPlan(stride_steps=0)
+
+
+@pytest.mark.slow
+def test_gfn1_graphene_lattice_constant_is_the_stored_one():
+    lattice = structures.relax_lattice("graphene", engines.make_calculator("tblite-gfn1"))
+    assert lattice["a"] == pytest.approx(structures.LATTICE["graphene"]["a"], abs=2e-4)

@@ -1,0 +1,133 @@
+"""``multiscale data ...``: the dataset sub-commands (summary, aimd, subsample, convert).
+
+Data flow: command-line arguments -> the same functions the ``data`` stage
+calls (:mod:`training.datasets`, :mod:`training.aimd`,
+:mod:`training.subsample`, :mod:`training.summary`) -> files and printed lines.
+Each handler takes the parsed ``args`` and returns an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+
+from . import aimd, datasets, subsample, summary
+
+
+def _cmd_summary(args) -> int:
+    for path in args.files:
+        frames = datasets.read(path)
+        info = summary.summarize(frames, metadata=aimd.read_metadata(path), thickness_A=args.thickness)
+        print(summary.format_summary(info, title=f"{path}:"))
+        if args.png:
+            png = Path(args.png) if len(args.files) == 1 else Path(args.png).with_name(
+                f"{Path(path).name.split('.')[0]}_{Path(args.png).name}")
+            summary.plot_histograms(frames, png, title=Path(path).name)
+            print(f"  histogram: {png}")
+        if args.json:
+            print(json.dumps(info, indent=1))
+    return 0
+
+
+def _cmd_aimd(args) -> int:
+    import yaml
+
+    from .data_stage import DATA_SETTINGS, plan_from_settings
+
+    case_dir = Path(args.case)
+    raw = yaml.safe_load((case_dir / "case.yaml").read_text()) if (case_dir / "case.yaml").is_file() else {}
+    section = (raw or {}).get("data") or {}
+    systems = (raw or {}).get("systems") or {name: {} for name in ("graphene", "borophene", "interface")}
+    names = args.system or list(systems)
+    for name in names:
+        if name not in systems:
+            print(f"multiscale data aimd: system {name!r} is not in {case_dir / 'case.yaml'} "
+                  f"(systems: {', '.join(systems)})", file=sys.stderr)
+            return 2
+    settings = {"aimd": {k: section.get("aimd", {}).get(k, spec[1]) for k, spec in DATA_SETTINGS["aimd"].items()}}
+    plan = plan_from_settings(settings)
+    engine = args.engine or section.get("engine", DATA_SETTINGS["engine"][1])
+    engine_settings = section.get("engine_settings", {})
+    out = Path(args.out) if args.out else case_dir / "data"
+    for name in names:
+        structure = (systems[name] or {}).get("structure") or name
+        print(f"[aimd] {name}: {len(plan.chains)} chains x {plan.frames_per_chain} frames, "
+              f"{plan.steps_per_chain} MD steps each, engine {engine}", flush=True)
+        path = aimd.generate(name, out, structure=structure, plan=plan, engine=engine,
+                             engine_settings=engine_settings)
+        print(f"[aimd] {name}: {path}")
+    return 0
+
+
+def _cmd_subsample(args) -> int:
+    frames = datasets.read(args.input)
+    picked = subsample.subsample(frames, method=args.method, every=args.every, n_frames=args.n, seed=args.seed)
+    datasets.write(args.output, picked)
+    print(f"{args.input}: kept {len(picked)} of {len(frames)} frames ({args.method}) -> {args.output}")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    frames = datasets.read_many(args.inputs)
+    species = args.species.split(",") if args.species else None
+    datasets.write(args.output, frames, species=species)
+    print(f"wrote {len(frames)} frames -> {args.output}")
+    return 0
+
+
+def _guarded(handler):
+    """A bad input (missing or broken file, wrong value) prints one line and returns 1."""
+    @functools.wraps(handler)
+    def run(args) -> int:
+        try:
+            return handler(args)
+        except (OSError, ValueError) as err:  # DatasetError and EngineError are ValueErrors
+            print(f"multiscale data: error: {err}", file=sys.stderr)
+            return 1
+    return run
+
+
+def register_data(subparsers) -> None:
+    """Add ``summary``, ``aimd``, ``subsample`` and ``convert`` to the ``data`` command group."""
+    p = subparsers.add_parser("summary", help="frames, species, T/strain coverage, E/F/stress ranges, histogram")
+    p.add_argument("files", nargs="+", help="dataset files (extxyz[.gz], cfg, OUTCAR, vasprun.xml)")
+    p.add_argument("--png", help="write a histogram PNG here")
+    p.add_argument("--thickness", type=float, default=3.35, help="effective thickness for GPa (A)")
+    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    p.set_defaults(func=_guarded(_cmd_summary))
+
+    p = subparsers.add_parser("aimd", help="generate AIMD datasets of a case (resumable)")
+    p.add_argument("case", help="case directory (its case.yaml data: section sets the grid)")
+    p.add_argument("--system", action="append", help="system to generate (repeatable; default: all)")
+    p.add_argument("--engine", help="override data.engine (tblite-gfn1 | tblite-gfn2 | gpaw | python:mod.Class)")
+    p.add_argument("--out", help="output folder (default: CASE/data)")
+    p.set_defaults(func=_guarded(_cmd_aimd))
+
+    p = subparsers.add_parser("subsample", help="subsample correlated frames (every k-th, or farthest point)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--method", choices=("every", "fps"), default="fps")
+    p.add_argument("--every", type=int, default=1, help="k for --method every")
+    p.add_argument("-n", type=int, default=0, help="frames to keep for --method fps")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_guarded(_cmd_subsample))
+
+    p = subparsers.add_parser("convert", help="convert datasets between extxyz[.gz], cfg, OUTCAR, vasprun.xml")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("output", help="output file (.extxyz, .extxyz.gz or .cfg)")
+    p.add_argument("--species", help="cfg type order, e.g. B,C (default: by atomic number)")
+    p.set_defaults(func=_guarded(_cmd_convert))
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry (``python -m training.cli summary FILE``), same as ``multiscale data``."""
+    parser = argparse.ArgumentParser(prog="multiscale data")
+    register_data(parser.add_subparsers(dest="subcommand", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

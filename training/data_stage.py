@@ -1,0 +1,116 @@
+"""The ``data`` stage: the case's reference datasets, read (or generated), checked, summarised.
+
+Data flow (docs/architecture.md): ``case.yaml`` ``systems:`` + ``data:``
+(:data:`DATA_SETTINGS`) -> for each system, the dataset in the case's
+``data/`` folder (``systems.<name>.dataset``, default
+``data/<name>.extxyz.gz``), or, when ``data.generate`` is true and the file is
+missing, a new one from :func:`training.aimd.generate` (resumable: its
+checkpoints live in the stage's scratch folder) -> optional subsampling ->
+``ctx.out_dir``: ``<system>.extxyz.gz``, ``<system>.meta.json`` (when the
+dataset has metadata), ``<system>_hist.png``, ``summary.json``.
+
+The returned summary (also ``summary.json``) holds, per system, the numbers of
+:func:`training.summary.summarize`, including the reference engine and, for
+generated graphene, the engine's 0 K lattice constant and stiffness.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from . import aimd, datasets, engines, subsample, summary
+
+_PLAN = aimd.AIMDPlan()
+
+DATA_SETTINGS = {
+    "generate": (bool, False, "generate datasets missing from the case's data/ folder with the engine"),
+    "engine": (str, "tblite-gfn1", "reference engine: tblite-gfn1 | tblite-gfn2 | gpaw | python:module.Class"),
+    "engine_settings": (dict, {}, "keyword arguments of the engine's ASE calculator"),
+    "reference_scan": (bool, True, "with generation: the engine's 0 K graphene lattice constant and "
+                                   "stiffness (N/m) from a static strain scan"),
+    "aimd": {
+        "temperatures_K": (list, list(_PLAN.temperatures_K), "NVT temperatures (K)"),
+        "strain_modes": (list, list(_PLAN.strain_modes), "strain modes: x, y (uniaxial), xy (biaxial)"),
+        "strains": (list, list(_PLAN.strains), "engineering strains of each chain, 0 to beyond failure"),
+        "timestep_fs": (float, _PLAN.timestep_fs, "MD time step (fs)"),
+        "equilibration_steps": (int, _PLAN.equilibration_steps, "MD steps at zero strain before the first frame"),
+        "settle_steps": (int, _PLAN.settle_steps, "MD steps after each strain increment before its first frame"),
+        "stride_steps": (int, _PLAN.stride_steps, "MD steps between recorded frames"),
+        "frames_per_strain": (int, _PLAN.frames_per_strain, "frames recorded at each strain"),
+        "friction_per_fs": (float, _PLAN.friction_per_fs, "Langevin friction (1/fs)"),
+        "seed": (int, _PLAN.seed, "random seed of the velocities and the thermostat"),
+    },
+    "subsample": {
+        "method": (str, "none", "none | every | fps (farthest-point sampling)"),
+        "every": (int, 1, "keep every k-th frame (method: every)"),
+        "n_frames": (int, 0, "frames to keep per system (method: fps; 0 keeps all)"),
+        "seed": (int, 0, "seed of the first farthest-point pick"),
+    },
+}
+
+
+def plan_from_settings(settings: dict) -> aimd.AIMDPlan:
+    """The :class:`training.aimd.AIMDPlan` of a validated ``data:`` section."""
+    a = settings["aimd"]
+    return aimd.AIMDPlan(temperatures_K=tuple(float(t) for t in a["temperatures_K"]),
+                         strain_modes=tuple(a["strain_modes"]),
+                         strains=tuple(float(s) for s in a["strains"]),
+                         timestep_fs=a["timestep_fs"], equilibration_steps=a["equilibration_steps"],
+                         settle_steps=a["settle_steps"], stride_steps=a["stride_steps"],
+                         frames_per_strain=a["frames_per_strain"], friction_per_fs=a["friction_per_fs"],
+                         seed=a["seed"])
+
+
+def dataset_path(case_dir: Path, name: str, system: dict) -> Path:
+    """The dataset file of system ``name``: ``systems.<name>.dataset`` or ``data/<name>.extxyz.gz``."""
+    return Path(case_dir) / (system.get("dataset") or f"data/{name}.extxyz.gz")
+
+
+def _check(settings: dict) -> None:
+    engines.engine_settings(settings["engine"])  # raises for an unknown engine, naming data.engine
+    method = settings["subsample"]["method"]
+    if method not in ("none", "every", "fps"):
+        raise ValueError(f"data.subsample.method: {method!r} is not one of none, every, fps")
+    if settings["subsample"]["every"] < 1:
+        raise ValueError(f"data.subsample.every: must be >= 1, got {settings['subsample']['every']}")
+    plan_from_settings(settings)  # value checks of data.aimd.*
+
+
+def run_data(settings: dict, ctx) -> dict:
+    """Run the data stage (see the module docstring); returns the per-system summaries."""
+    _check(settings)
+    out = Path(ctx.out_dir)
+    result = {"systems": {}}
+    for name, system in ctx.systems.items():
+        path = dataset_path(ctx.case_dir, name, system)
+        if not path.is_file():
+            if not settings["generate"]:
+                raise datasets.DatasetError(
+                    f"{path}: dataset of system '{name}' not found; put it there, set "
+                    f"systems.{name}.dataset, or set data.generate: true to generate it with {settings['engine']}")
+            ctx.log(f"generating {name} with {settings['engine']} (resumable)")
+            path = aimd.generate(name, out / "generated", structure=system.get("structure") or name,
+                                 plan=plan_from_settings(settings), engine=settings["engine"],
+                                 engine_settings=settings["engine_settings"], mapper=ctx.map,
+                                 reference_scan=None if settings["reference_scan"] else False)
+        frames = datasets.read(path)
+        meta = aimd.read_metadata(path)
+        sub = settings["subsample"]
+        frames = subsample.subsample(frames, method=sub["method"], every=sub["every"],
+                                     n_frames=sub["n_frames"], seed=sub["seed"])
+        info = summary.summarize(frames, metadata=meta, thickness_A=float(system.get("thickness_A", 3.35)))
+        info["source"] = str(path)
+        ctx.log(summary.format_summary(info, title=f"{name}:"))
+        if ctx.is_root:
+            datasets.write(out / f"{name}.extxyz.gz", frames)
+            if meta:
+                (out / f"{name}.meta.json").write_text(json.dumps(meta, indent=1))
+            summary.plot_histograms(frames, out / f"{name}_hist.png", title=name)
+        result["systems"][name] = info
+    if ctx.is_root:
+        (out / "summary.json").write_text(json.dumps(result, indent=1))
+        if (out / "generated").is_dir():  # keep only the finished datasets, not the checkpoints
+            for work in (out / "generated").glob("*.work"):
+                shutil.rmtree(work)
+    return result
