@@ -4,8 +4,8 @@ Only imported when the backend is CuPy. Each kernel has a NumPy twin in the
 array code, and ``tests/test_md_kernels.py`` compares the two (skipped without a GPU).
 
 * ``scatter_forces_virials``: one thread per pair adds ``+dE_dd`` to ``F_i``,
-  ``-dE_dd`` to ``F_j`` and half of ``-d (x) dE_dd`` to the virials of ``i`` and
-  ``j`` with ``atomicAdd`` (float64 atomics need compute capability >= 6.0).
+  ``-dE_dd`` to ``F_j`` and ``-d (x) dE_dd`` to the virial of ``j`` (Fan's per-atom
+  virial, see ``forcefields.base``) with ``atomicAdd`` (float64 atomics need compute capability >= 6.0).
   The array version needs 12 bincounts, each a pass over all pairs.
 """
 from __future__ import annotations
@@ -27,10 +27,7 @@ void scatter(const long long* pi, const long long* pj, const double* d, const do
     for (int a = 0; a < 3; ++a) {
         for (int b = 0; b < 3; ++b) {
             double w = -d[3 * p + a] * g[3 * p + b];
-            if (per_atom) {
-                atomicAdd(&virials[9 * i + 3 * a + b], 0.5 * w);
-                atomicAdd(&virials[9 * j + 3 * a + b], 0.5 * w);
-            }
+            if (per_atom) atomicAdd(&virials[9 * j + 3 * a + b], w);
             atomicAdd(&virial_total[3 * a + b], w);
         }
     }

@@ -46,8 +46,9 @@ class ForceResult:
     """Energy and its derivatives for one configuration (arrays on the run's backend).
 
     energy float (eV); energies [n] (eV); forces [n, 3] (eV/Å); virial [3, 3] (eV);
-    virials [n, 3, 3] (eV, per atom, half of each pair to each end; sums to ``virial``)
-    or None when not asked for.
+    virials [n, 3, 3] (eV, per atom, sums to ``virial``) or None when not asked for: pair ``p``
+    is given to its neighbour ``j_p``, ``W_a = -sum_{p: j_p = a} d_p (x) dE_dd_p``, the
+    many-body per-atom virial of Fan et al., Phys. Rev. B 92, 094301 (2015), as in ``training.mtp``.
     """
 
     energy: float
@@ -78,9 +79,8 @@ def forces_and_virial(i, j, d, dE_dd, n_atoms: int, xp=np, *, per_atom: bool = T
     virial = pair_virial.sum(0)
     virials = None
     if per_atom:
-        half = 0.5 * pair_virial.reshape(-1, 9)
-        virials = xp.stack([_scatter(i, half[:, c], n_atoms, xp) + _scatter(j, half[:, c], n_atoms, xp)
-                            for c in range(9)], axis=1).reshape(n_atoms, 3, 3)
+        flat = pair_virial.reshape(-1, 9)
+        virials = xp.stack([_scatter(j, flat[:, c], n_atoms, xp) for c in range(9)], axis=1).reshape(n_atoms, 3, 3)
     return forces, virial, virials
 
 
