@@ -161,3 +161,20 @@ def test_cli_registers_in_the_data_group():
 
     args = build_parser().parse_args(["data", "summary", "x.extxyz"])
     assert args.func.__name__ == "_cmd_summary" and Path(args.files[0]).name == "x.extxyz"
+
+
+def test_cli_aimd_generates_from_case_yaml(tmp_path, capsys):
+    import yaml
+
+    case = {"systems": {"sheet": {"structure": "graphene"}},
+            "data": {"engine": "python:ase.calculators.lj.LennardJones", "reference_scan": False,
+                     "engine_settings": {"sigma": 1.3, "epsilon": 0.2, "rc": 3.0, "smooth": True},
+                     "aimd": {"temperatures_K": [300], "strain_modes": ["y"], "strains": [0.0, 0.05],
+                              "equilibration_steps": 2, "settle_steps": 1, "stride_steps": 1,
+                              "frames_per_strain": 1}}}
+    (tmp_path / "case.yaml").write_text(yaml.safe_dump(case))
+    assert cli.main(["aimd", str(tmp_path), "--out", str(tmp_path / "gen")]) == 0
+    frames = datasets.read(tmp_path / "gen" / "sheet.extxyz.gz")
+    assert [list(f.info["strain"]) for f in frames] == [[0.0, 0.0], [0.0, 0.05]]
+    assert cli.main(["aimd", str(tmp_path), "--system", "nothere"]) == 2
+    assert "system 'nothere' is not in" in capsys.readouterr().err

@@ -56,7 +56,8 @@ def _cmd_aimd(args) -> int:
         print(f"[aimd] {name}: {len(plan.chains)} chains x {plan.frames_per_chain} frames, "
               f"{plan.steps_per_chain} MD steps each, engine {engine}", flush=True)
         path = aimd.generate(name, out, structure=structure, plan=plan, engine=engine,
-                             engine_settings=engine_settings)
+                             engine_settings=engine_settings,
+                             reference_scan=None if section.get("reference_scan", True) else False)
         print(f"[aimd] {name}: {path}")
     return 0
 
