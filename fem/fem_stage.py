@@ -1,0 +1,126 @@
+"""The ``fem`` stage: properties.json -> tensile tests of heterostructures -> fem_results.json.
+
+Data flow (docs/architecture.md, docs/fem.md)::
+
+    runs/constitutive/properties.json
+        -> fem.study.run_tensile(settings)         the sample of the ``fem:`` section, loaded to failure
+        -> fem.study.run_sweep(settings, study)    every entry of ``fem.studies``
+        -> runs/fem/: tensile_fields.xdmf (+ .h5), tensile_curve.png, tensile_damage.png,
+                      <study>.csv, <study>.png, <study>_<i>_{curve,damage}.png, fem_results.json
+
+All ranks solve together (PETSc); only rank 0 writes PNG, CSV and JSON.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from mpi4py import MPI
+
+from . import materials, study
+from .errors import FemInputError
+
+RESULTS_FILE = "fem_results.json"
+RESULTS_FORMAT = "multiscale-fem-results/1"
+
+FEM_SETTINGS = {
+    "phases": (list, ["graphene", "borophene"], "the two phases [A, B] of properties.json; fractions are of B"),
+    "geometry": (str, "stripes", "sample of the main run: stripes | islands | mesh_file"),
+    "length_nm": (float, 40.0, "sample length along x (nm)"),
+    "height_nm": (float, 20.0, "sample height along y (nm)"),
+    "mesh_size_nm": (float, 0.5, "element size away from interfaces (nm); keep <= ell_nm / 2"),
+    "interface_mesh_size_nm": (float, 0.0, "element size near interfaces (nm); 0: mesh_size_nm"),
+    "interface_width_nm": (float, 1.0, "width of the interface band (nm); 0: perfect interface, no band"),
+    "stripes": {
+        "period_nm": (float, 20.0, "width of one A + B pair of stripes (nm)"),
+        "fraction": (float, 0.5, "area fraction of phase B"),
+        "orientation": (str, "y", "x: stripes along x (parallel to x-tension) | y: across it (in series)"),
+    },
+    "islands": {
+        "radius_nm": (float, 2.5, "island (circum)radius (nm)"),
+        "fraction": (float, 0.3, "area fraction of phase B (islands of B up to 1/2, of A above)"),
+        "shape": (str, "circle", "circle | polygon"),
+        "n_sides": (int, 6, "sides of a polygon island"),
+        "seed": (int, 0, "seed of the random placement"),
+    },
+    "mesh_file": (str, "", "user mesh (.msh with named physical groups, or .xdmf with cell_tags) for geometry mesh_file"),
+    "elasticity": (str, "orthotropic", "orthotropic (E1, E2, nu12, G12 from C_ij) | isotropic"),
+    "model": (str, "AT1", "phase-field model: AT1 (elastic threshold) | AT2"),
+    "ell_nm": (float, 1.0, "phase-field length scale (nm)"),
+    "damage": (bool, True, "false: linear elasticity only (effective modulus)"),
+    "load_direction": (str, "x", "tension along x | y"),
+    "loading": {
+        "max_strain": (float, 0.3, "largest applied strain"),
+        "n_steps": (int, 30, "initial equal strain steps to max_strain"),
+        "min_step_fraction": (float, 0.0625, "smallest step, as a fraction of the first (near failure)"),
+        "max_damage_increment": (float, 0.3, "a step whose damage grows more than this is cut in half"),
+        "stop_fraction": (float, 0.05, "stop when the stress falls below this fraction of the peak"),
+    },
+    "solver": {
+        "linear": (str, "auto", "auto | direct (MUMPS LU) | iterative (CG + GAMG)"),
+        "direct_max_dofs": (int, 60000, "auto: direct up to this many displacement dofs"),
+        "rtol": (float, 1e-11, "Krylov relative tolerance (iterative)"),
+        "tol": (float, 1e-4, "staggered loop: max damage change between iterations"),
+        "max_iterations": (int, 500, "staggered loop: iterations per load step"),
+    },
+    "write_fields": (bool, True, "write XDMF fields (displacement, damage, phase) of the main run"),
+    "studies": (list, [
+        {"name": "stripes_fraction", "geometry": "stripes", "variable": "fraction",
+         "values": [0.0, 0.25, 0.5, 0.75, 1.0]},
+        {"name": "islands_fraction", "geometry": "islands", "variable": "fraction",
+         "values": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]},
+    ], "sweeps: list of {name, geometry: stripes|islands, variable (e.g. fraction, period_nm, radius_nm), values}"),
+}
+
+
+def defaults(schema: dict = FEM_SETTINGS) -> dict:
+    """The settings with every default filled in (nested sections as dicts)."""
+    return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v[1]) for k, v in schema.items()}
+
+
+def check_settings(s: dict) -> None:
+    """Value checks that the schema types cannot express; each error names the key."""
+    choices = {"geometry": study.GEOMETRIES, "elasticity": materials.ELASTICITY, "model": materials.MODELS,
+               "load_direction": ("x", "y")}
+    for key, allowed in choices.items():
+        if s[key] not in allowed:
+            raise FemInputError(f"fem.{key}: {s[key]!r} is not one of {', '.join(allowed)}")
+    if s["geometry"] == "mesh_file" and not s["mesh_file"]:
+        raise FemInputError("fem.mesh_file: geometry is mesh_file but no file is given")
+    for key in ("length_nm", "height_nm", "mesh_size_nm", "ell_nm"):
+        if not s[key] > 0:
+            raise FemInputError(f"fem.{key} must be > 0, got {s[key]}")
+    if s["interface_width_nm"] < 0:
+        raise FemInputError(f"fem.interface_width_nm must be >= 0, got {s['interface_width_nm']}")
+
+
+def run_fem(settings: dict, ctx) -> dict:
+    """Run the main tensile test and every study; write ``fem_results.json``; return a summary."""
+    comm = getattr(ctx, "comm", None) or MPI.COMM_WORLD
+    check_settings(settings)
+    props = materials.read_properties(Path(ctx.stage_dir("constitutive")) / "properties.json")
+    return run_all(settings, props, comm=comm, out_dir=Path(ctx.out_dir), log=ctx.log)
+
+
+def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, log=None) -> dict:
+    """The stage's work without a runner context (used by the CLI and tests)."""
+    check_settings(settings)
+    out_dir = Path(out_dir)
+    if comm.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    comm.barrier()
+    main = study.run_tensile(settings, props, comm=comm, out_dir=out_dir, label="tensile",
+                             write_fields=settings["write_fields"], log=log)
+    if log:
+        log(f"main run: modulus {main['modulus_N_per_m']:.2f} N/m, strength {main['strength_N_per_m']:.3f} N/m, "
+            f"failure strain {main['failure_strain']:.4f}")
+    studies = [study.run_sweep(settings, st, i, props, comm=comm, out_dir=out_dir, log=log)
+               for i, st in enumerate(settings["studies"])]
+    results = {"format": RESULTS_FORMAT, "units": {"length": "nm", "stress": "N/m (2D)", "Gc": "nN (= 1e-9 J/m)",
+                                                   "energy": "nN nm (1e-18 J)"},
+               "properties": props.get("_source"), "settings": settings, "tensile": main, "studies": studies}
+    if comm.rank == 0:
+        study.write_json(out_dir / RESULTS_FILE, results)
+    return {"modulus_N_per_m": main["modulus_N_per_m"], "strength_N_per_m": main["strength_N_per_m"],
+            "failure_strain": main["failure_strain"], "results": RESULTS_FILE,
+            "studies": [st["name"] for st in studies]}

@@ -1,0 +1,272 @@
+"""Constitutive inputs of the continuum model: properties.json -> per-phase materials.
+
+Data flow::
+
+    properties.json (docs/properties.md, 2D N/m)
+        -> read_properties(path)                       plain dict, checked
+        -> phase_material(props, name, ...)            PhaseMaterial (E1, E2, nu12, G12, strengths)
+        -> interface_material(props, a, b, ...)        PhaseMaterial of the interface band
+        -> fracture_parameters(mat, direction, model, ell_nm) -> Gc (nN) calibrated to the MD strength
+
+Units: lengths in nm, 2D stiffness and 2D stress in N/m, fracture energy of
+the sheet per unit crack length in nN (= 1e-9 J/m = (N/m) * nm). No dolfinx
+here: the UFL constitutive law lives in :mod:`fem.mechanics`.
+
+Phase-field fracture (Bourdin, Francfort & Marigo 2000; Pham, Amor, Marigo &
+Maurini 2011; Tanné, Li, Bourdin, Marigo & Maurini 2018, JMPS 110, 80)::
+
+    E(u, a) = int  g(a) W(eps(u)) + Gc / c_w (w(a) / ell + ell |grad a|^2)  dA
+    g(a) = (1 - a)^2
+    AT1: w(a) = a,   c_w = 8/3   (purely elastic until the threshold stress)
+    AT2: w(a) = a^2, c_w = 2
+
+The homogeneous uniaxial-stress solution peaks at (docs/fem.md derives it)::
+
+    AT1: sigma_c = sqrt(3 Gc E / (8 ell)),        eps_c = sqrt(3 Gc / (8 E ell))
+    AT2: sigma_c = (3/16) sqrt(3 Gc E / ell),     eps_c = sqrt(Gc / (3 E ell))
+
+so, for a chosen length scale ``ell``, ``Gc`` is set so that ``sigma_c`` equals
+the MD ultimate tensile strength in the loading direction.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FemInputError
+
+FORMAT = "multiscale-properties/1"
+MODELS = ("AT1", "AT2")
+DIRECTIONS = ("x", "y")
+ELASTICITY = ("orthotropic", "isotropic")
+
+
+# -- reading properties.json ---------------------------------------------------------------
+def read_properties(path: str | Path) -> dict:
+    """Read and check ``properties.json``; return it as a plain dict.
+
+    Raises :class:`FemInputError` naming the file for a missing file, bad JSON,
+    a wrong ``format`` or a missing ``phases`` section.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FemInputError(f"{path}: properties file not found; run the 'constitutive' stage first "
+                            f"or pass an existing properties.json")
+    try:
+        props = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise FemInputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(props, dict) or props.get("format") != FORMAT:
+        raise FemInputError(f"{path}: key 'format' must be '{FORMAT}' (docs/properties.md), "
+                            f"got {props.get('format') if isinstance(props, dict) else props!r}")
+    if not isinstance(props.get("phases"), dict) or not props["phases"]:
+        raise FemInputError(f"{path}: key 'phases' is missing or empty; it must map phase names "
+                            f"to their properties (docs/properties.md)")
+    props["_source"] = str(path)
+    return props
+
+
+def _mean(node: dict, key: str, where: str, source: str) -> float:
+    """The ``mean`` of the statistic ``node[key]``; a clear error if it is absent or not a number."""
+    stat = node.get(key) if isinstance(node, dict) else None
+    value = stat.get("mean") if isinstance(stat, dict) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise FemInputError(f"{source}: key '{where}.{key}.mean' is missing or not a finite number "
+                            f"(got {stat!r}); the constitutive stage must provide it")
+    return float(value)
+
+
+# -- materials --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PhaseMaterial:
+    """Plane-stress orthotropic sheet in its material axes = the sample axes x, y.
+
+    Attributes (all 2D, N/m): ``E1``, ``E2`` Young's moduli along x and y,
+    ``G12`` in-plane shear modulus, ``strength_x``/``strength_y`` uniaxial
+    tensile strengths; ``nu12`` (dimensionless) is the Poisson ratio
+    -eps_y/eps_x under stress along x. Isotropic: ``E1 == E2``,
+    ``G12 == E1 / (2 (1 + nu12))``.
+    """
+
+    name: str
+    E1: float
+    E2: float
+    nu12: float
+    G12: float
+    strength_x: float
+    strength_y: float
+
+    def __post_init__(self):
+        for key in ("E1", "E2", "G12", "strength_x", "strength_y"):
+            if not getattr(self, key) > 0:
+                raise FemInputError(f"material '{self.name}': {key} must be > 0 N/m, got {getattr(self, key)}")
+        if not self.nu12 ** 2 * self.E2 / self.E1 < 1:
+            raise FemInputError(f"material '{self.name}': nu12={self.nu12} with E1={self.E1}, E2={self.E2} "
+                                f"is not positive definite (need nu12^2 E2/E1 < 1)")
+
+    @property
+    def nu21(self) -> float:
+        return self.nu12 * self.E2 / self.E1
+
+    def stiffness(self) -> np.ndarray:
+        """Plane-stress stiffness ``[3, 3]`` (N/m), Voigt order (xx, yy, xy) with engineering shear."""
+        d = 1.0 - self.nu12 * self.nu21
+        return np.array([[self.E1 / d, self.nu12 * self.E2 / d, 0.0],
+                         [self.nu12 * self.E2 / d, self.E2 / d, 0.0],
+                         [0.0, 0.0, self.G12]])
+
+    def modulus(self, direction: str) -> float:
+        """Young's modulus (N/m) under uniaxial stress along ``direction`` ('x' or 'y')."""
+        return self.E1 if direction == "x" else self.E2
+
+    def strength(self, direction: str) -> float:
+        """Uniaxial tensile strength (N/m) along ``direction``."""
+        return self.strength_x if direction == "x" else self.strength_y
+
+
+def from_stiffness(name: str, C: np.ndarray, strength_x: float, strength_y: float) -> PhaseMaterial:
+    """Orthotropic material from a plane-stress stiffness ``C [3, 3]`` (N/m, Voigt xx, yy, xy)."""
+    S = np.linalg.inv(np.asarray(C, dtype=float))
+    return PhaseMaterial(name=name, E1=1.0 / S[0, 0], E2=1.0 / S[1, 1], nu12=-S[0, 1] / S[0, 0],
+                         G12=1.0 / S[2, 2], strength_x=strength_x, strength_y=strength_y)
+
+
+def isotropic(name: str, E: float, nu: float, strength: float) -> PhaseMaterial:
+    """Isotropic material: Young's modulus ``E`` (N/m), Poisson ratio ``nu``, strength (N/m)."""
+    return PhaseMaterial(name=name, E1=E, E2=E, nu12=nu, G12=E / (2.0 * (1.0 + nu)),
+                         strength_x=strength, strength_y=strength)
+
+
+def phase_material(props: dict, name: str, *, elasticity: str = "orthotropic") -> PhaseMaterial:
+    """The material of phase ``name`` from ``properties.json`` data.
+
+    Elastic constants come from ``elastic_N_per_m`` (C11, C22, C12, C66) when
+    present, else from the uniaxial tests (Young's modulus along x and y,
+    Poisson ratio along x; then G12 = E/(2(1+nu)) with the mean E). Strengths
+    are ``directions.{x,y}.ultimate_strength_N_per_m``. ``elasticity=
+    'isotropic'`` replaces the moduli by E = (E1+E2)/2, nu = (nu12+nu21)/2 and
+    the strength by the mean strength.
+    """
+    source = props.get("_source", "properties.json")
+    if elasticity not in ELASTICITY:
+        raise FemInputError(f"fem.elasticity: {elasticity!r} is not one of {', '.join(ELASTICITY)}")
+    phases = props["phases"]
+    if name not in phases:
+        raise FemInputError(f"{source}: phase '{name}' is not in 'phases' (has: {', '.join(sorted(phases))}); "
+                            f"check the phase names in the fem geometry settings")
+    node = phases[name]
+    where = f"phases.{name}"
+    dirs = node.get("directions", {})
+    strengths = [_mean(dirs.get(d, {}), "ultimate_strength_N_per_m", f"{where}.directions.{d}", source)
+                 for d in DIRECTIONS]
+    if "elastic_N_per_m" in node:
+        el = node["elastic_N_per_m"]
+        c11, c22, c12, c66 = (_mean(el, k, f"{where}.elastic_N_per_m", source) for k in ("C11", "C22", "C12", "C66"))
+        mat = from_stiffness(name, [[c11, c12, 0], [c12, c22, 0], [0, 0, c66]], *strengths)
+    else:
+        ex = _mean(dirs.get("x", {}), "youngs_modulus_N_per_m", f"{where}.directions.x", source)
+        ey = _mean(dirs.get("y", {}), "youngs_modulus_N_per_m", f"{where}.directions.y", source)
+        nu = _mean(dirs.get("x", {}), "poisson_ratio", f"{where}.directions.x", source)
+        mat = PhaseMaterial(name, ex, ey, nu, 0.5 * (ex + ey) / (2 * (1 + nu)), *strengths)
+    if elasticity == "isotropic":
+        mat = isotropic(name, 0.5 * (mat.E1 + mat.E2), 0.5 * (mat.nu12 + mat.nu21), 0.5 * sum(strengths))
+    return mat
+
+
+def interface_key(props: dict, a: str, b: str) -> str | None:
+    """The key of the interface between phases ``a`` and ``b`` in ``props['interfaces']``, or None."""
+    for key, node in props.get("interfaces", {}).items():
+        if sorted(node.get("between", key.split("|"))) == sorted([a, b]):
+            return key
+    return None
+
+
+def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial) -> PhaseMaterial:
+    """The material of the thin band along the interface between phases ``a`` and ``b``.
+
+    Elasticity: the mean of the two phases' stiffness matrices (the band is
+    a few nm wide and barely changes the effective modulus). Strength: the MD
+    interface strength (loaded normal to the interface), in both directions,
+    capped by the weaker phase so that the band never strengthens the
+    sample. Raises :class:`FemInputError` if ``interfaces`` has no entry for the pair.
+    """
+    source = props.get("_source", "properties.json")
+    key = interface_key(props, a.name, b.name)
+    if key is None:
+        raise FemInputError(f"{source}: no entry in 'interfaces' joins '{a.name}' and '{b.name}'; "
+                            f"add one or set fem.interface_width_nm: 0 to model a perfect interface")
+    sigma = _mean(props["interfaces"][key], "ultimate_strength_N_per_m", f"interfaces.{key}", source)
+    C = 0.5 * (a.stiffness() + b.stiffness())
+    return from_stiffness(key, C, min(sigma, a.strength_x, b.strength_x), min(sigma, a.strength_y, b.strength_y))
+
+
+# -- phase-field calibration ---------------------------------------------------------------------
+def c_w(model: str) -> float:
+    """Normalisation ``c_w = 4 int_0^1 sqrt(w(a)) da`` of the dissipation: 8/3 (AT1) or 2 (AT2)."""
+    _check_model(model)
+    return 8.0 / 3.0 if model == "AT1" else 2.0
+
+
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise FemInputError(f"fem.model: {model!r} is not one of {', '.join(MODELS)}")
+
+
+def calibrate_gc(model: str, E: float, sigma_c: float, ell_nm: float) -> float:
+    """Fracture energy ``Gc`` (nN) whose homogeneous uniaxial peak stress is ``sigma_c``.
+
+    ``E`` (N/m) is the Young's modulus in the loading direction, ``sigma_c``
+    (N/m) the target strength, ``ell_nm`` (nm) the phase-field length scale.
+    AT1: Gc = 8 ell sigma_c^2 / (3 E); AT2: Gc = 256 ell sigma_c^2 / (27 E).
+    """
+    _check_model(model)
+    factor = 8.0 / 3.0 if model == "AT1" else 256.0 / 27.0
+    return factor * ell_nm * sigma_c ** 2 / E
+
+
+def critical_stress(model: str, E: float, Gc: float, ell_nm: float) -> float:
+    """Peak stress (N/m) of the homogeneous uniaxial-stress solution (inverse of :func:`calibrate_gc`)."""
+    _check_model(model)
+    if model == "AT1":
+        return math.sqrt(3.0 * Gc * E / (8.0 * ell_nm))
+    return 3.0 / 16.0 * math.sqrt(3.0 * Gc * E / ell_nm)
+
+
+def critical_strain(model: str, E: float, Gc: float, ell_nm: float) -> float:
+    """Strain at the homogeneous peak stress (AT1: end of the elastic range)."""
+    _check_model(model)
+    if model == "AT1":
+        return math.sqrt(3.0 * Gc / (8.0 * E * ell_nm))
+    return math.sqrt(Gc / (3.0 * E * ell_nm))
+
+
+def homogeneous_response(model: str, E: float, Gc: float, ell_nm: float, strain: np.ndarray) -> np.ndarray:
+    """Stress (N/m) of the homogeneous (unlocalised) solution at ``strain [n]``; the reference curve.
+
+    AT1 is taken on its homogeneous branch a = 1 - eps_c^2/eps^2 beyond eps_c;
+    AT2: a = E eps^2 / (E eps^2 + Gc/ell).
+    """
+    eps = np.asarray(strain, dtype=float)
+    if model == "AT1":
+        ec = critical_strain(model, E, Gc, ell_nm)
+        damage = np.where(eps > ec, 1.0 - (ec / np.maximum(eps, ec)) ** 2, 0.0)
+    else:
+        _check_model(model)
+        damage = E * eps ** 2 / (E * eps ** 2 + Gc / ell_nm)
+    return (1.0 - damage) ** 2 * E * eps
+
+
+def fracture_energy(mat: PhaseMaterial, direction: str, model: str, ell_nm: float) -> float:
+    """``Gc`` (nN) of ``mat`` calibrated to its strength along the loading ``direction``."""
+    return calibrate_gc(model, mat.modulus(direction), mat.strength(direction), ell_nm)
+
+
+def voigt_reuss(moduli, fractions) -> tuple[float, float]:
+    """Voigt (parallel) and Reuss (series) averages of ``moduli [n]`` (N/m) with volume ``fractions [n]``."""
+    E = np.asarray(moduli, dtype=float)
+    f = np.asarray(fractions, dtype=float)
+    return float(f @ E), float(1.0 / (f @ (1.0 / E)))

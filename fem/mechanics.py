@@ -1,0 +1,461 @@
+r"""Quasi-static tension of a plane-stress sheet with phase-field fracture (dolfinx 0.5.2).
+
+Data flow::
+
+    (mesh, cell_tags, Layout) + {cell tag: (PhaseMaterial, Gc)} + TensileOptions
+        -> TensileTest(...)          function spaces, per-cell fields, forms, PETSc solvers
+        -> .modulus()                one linear elastic solve: effective modulus (N/m)
+        -> .run(on_step=...)         displacement-controlled loading to failure
+        -> TensileResult             strain [n], stress [n] (N/m), energies, solver records
+
+The model (units: nm, N/m, nN; see :mod:`fem.materials` for the calibration)::
+
+    E(u, a) = int_Omega  g(a) W(eps(u)) + Gc/c_w (w(a)/ell + ell |grad a|^2)  dA
+    W(eps)  = 1/2 sigma0(eps) : eps,   sigma0 = C : eps (plane-stress orthotropic C, N/m)
+    g(a)    = (1 - k_res) (1 - a)^2 + k_res
+
+solved by alternate minimisation (Bourdin, Francfort & Marigo 2000): with
+``a`` fixed, ``u`` solves the linear problem ``int g(a) sigma0(u):eps(v) = 0``
+with the end displacement prescribed; with ``u`` fixed, ``a`` minimises the
+(quadratic) energy under the bounds ``a_prev <= a <= 1`` (irreversibility), a
+variational inequality solved by PETSc's reduced-space Newton (SNESVINEWTONRSLS).
+The pair is iterated until ``max |a_k - a_{k-1}| < tol``. Load steps are cut
+in half when the damage jumps by more than ``max_damage_increment`` in one
+step, down to ``min_step_fraction`` of the initial step (near failure).
+
+The reaction force on the loaded edge is ``int sigma(u, a) : eps(w) dA`` with
+``w`` the unit displacement of the loaded edge's dofs (the sum of the nodal
+internal forces there, safe in parallel); divided by the sample width it is
+the effective 2D stress (N/m). Every rank runs this; PETSc distributes the
+solves (CG + GAMG with the rigid-body near-null space, or MUMPS LU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import ufl
+from dolfinx import fem, la, mesh as dmesh
+from dolfinx.fem import petsc as fem_petsc
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from .errors import FemInputError, FemSolveError
+from .materials import PhaseMaterial, c_w
+
+LINEAR_SOLVERS = ("auto", "direct", "iterative")
+
+
+@dataclass
+class TensileOptions:
+    """Options of a displacement-controlled tensile test (keyword-only defaults shown).
+
+    ``direction``: 'x' or 'y'; ``model``: 'AT1' | 'AT2'; ``ell_nm``: phase-field
+    length (nm); ``max_strain``: end of loading; ``n_steps``: initial number of
+    equal strain steps to ``max_strain``; ``min_step_fraction``: smallest step
+    as a fraction of the initial one; ``max_damage_increment``: a step whose
+    damage grows by more than this (anywhere) is cut; ``stop_fraction``: stop
+    once the stress has fallen below this fraction of the peak;
+    ``tol``/``max_iterations``: staggered-loop convergence; ``linear``: 'auto'
+    (direct below ``direct_max_dofs`` global displacement dofs), 'direct',
+    'iterative'; ``rtol``: Krylov relative tolerance; ``k_res``: residual
+    stiffness of fully broken material; ``damage``: False gives pure elasticity.
+    """
+
+    direction: str = "x"
+    model: str = "AT1"
+    ell_nm: float = 1.0
+    max_strain: float = 0.3
+    n_steps: int = 30
+    min_step_fraction: float = 1.0 / 16.0
+    max_damage_increment: float = 0.3
+    stop_fraction: float = 0.05
+    tol: float = 1e-4
+    max_iterations: int = 500
+    linear: str = "auto"
+    direct_max_dofs: int = 60000
+    rtol: float = 1e-11
+    k_res: float = 1e-6
+    damage: bool = True
+
+    def check(self) -> None:
+        if self.direction not in ("x", "y"):
+            raise FemInputError(f"fem.load_direction must be 'x' or 'y', got {self.direction!r}")
+        if self.linear not in LINEAR_SOLVERS:
+            raise FemInputError(f"fem.solver.linear must be one of {', '.join(LINEAR_SOLVERS)}, got {self.linear!r}")
+        c_w(self.model)
+        for key in ("ell_nm", "max_strain", "tol", "rtol"):
+            if not getattr(self, key) > 0:
+                raise FemInputError(f"fem option {key} must be > 0, got {getattr(self, key)}")
+        if self.n_steps < 1 or self.max_iterations < 1:
+            raise FemInputError("fem.loading.n_steps and fem.solver.max_iterations must be >= 1")
+        if not 0 < self.min_step_fraction <= 1:
+            raise FemInputError(f"fem.loading.min_step_fraction must be in (0, 1], got {self.min_step_fraction}")
+
+
+@dataclass
+class TensileResult:
+    """The effective response of one test.
+
+    ``strain [n]`` applied strain, ``stress [n]`` effective 2D stress (N/m),
+    ``elastic_energy [n]``/``fracture_energy [n]`` (nN nm = 1e-18 J),
+    ``max_damage [n]``, ``iterations [n]`` staggered iterations per step;
+    ``modulus`` (N/m) from a linear elastic solve; ``strength`` (N/m) peak
+    stress; ``failure_strain`` strain at the peak; ``failed``: the stress
+    dropped below ``stop_fraction`` of the peak; ``rejected_steps``: steps cut.
+    """
+
+    strain: list = field(default_factory=list)
+    stress: list = field(default_factory=list)
+    elastic_energy: list = field(default_factory=list)
+    fracture_energy: list = field(default_factory=list)
+    max_damage: list = field(default_factory=list)
+    iterations: list = field(default_factory=list)
+    modulus: float = float("nan")
+    strength: float = float("nan")
+    failure_strain: float = float("nan")
+    failed: bool = False
+    rejected_steps: int = 0
+    n_dofs: int = 0
+
+    def as_dict(self) -> dict:
+        return {k: (list(map(float, v)) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
+
+
+def _rigid_body_modes(V) -> PETSc.NullSpace:
+    """Near-null space of 2D elasticity: translations in x and y, in-plane rotation."""
+    x = V.tabulate_dof_coordinates()[:, :2]
+    modes = [fem.Function(V) for _ in range(3)]
+    for m in modes:
+        m.x.array[:] = 0.0
+    n = x.shape[0]
+    a0, a1, a2 = (m.x.array.reshape(-1, 2)[:n] for m in modes)
+    a0[:, 0] = 1.0
+    a1[:, 1] = 1.0
+    a2[:, 0], a2[:, 1] = -x[:, 1], x[:, 0]
+    vecs = [m.vector for m in modes]
+    for v in vecs:
+        v.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+    la.orthonormalize(vecs)
+    return PETSc.NullSpace().create(vectors=vecs, comm=V.mesh.comm)
+
+
+DAMAGE_SNES_OPTIONS = {"snes_type": "vinewtonrsls", "snes_rtol": 1e-9, "snes_atol": 1e-12, "snes_stol": 0.0,
+                       "snes_max_it": 50, "snes_linesearch_type": "basic"}
+
+
+def linear_solver_options(direct: bool, rtol: float) -> dict:
+    """PETSc options of a linear solve: MUMPS LU, or CG + GAMG (SPD systems) to relative tolerance ``rtol``."""
+    if direct:
+        return {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
+    return {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": rtol, "ksp_atol": 1e-30, "ksp_max_it": 2000}
+
+
+def _configure(solver, prefix: str, options: dict) -> None:
+    """Apply the plain dict ``options`` to a KSP or SNES through a private options prefix."""
+    db = PETSc.Options()
+    solver.setOptionsPrefix(prefix)
+    for key, value in options.items():
+        db[prefix + key] = value
+    solver.setFromOptions()
+    for key in options:
+        del db[prefix + key]
+
+
+def _cell_field(Q, cell_tags, values: dict) -> fem.Function:
+    """A DG0 function equal to ``values[tag]`` on the cells with that tag."""
+    f = fem.Function(Q)
+    f.x.array[:] = np.nan
+    for tag, value in values.items():
+        f.x.array[cell_tags.find(tag)] = value
+    f.x.scatter_forward()
+    return f
+
+
+class TensileTest:
+    """A tensile test of one meshed sample.
+
+    ``materials``: cell tag -> ``(PhaseMaterial, Gc_nN)``; every cell tag of
+    ``cell_tags`` must be present. ``size_nm``: ``(L, H)``, the sample is
+    ``[0, L] x [0, H]``.
+    """
+
+    def __init__(self, msh, cell_tags, materials: dict, size_nm: tuple, options: TensileOptions):
+        options.check()
+        self.mesh, self.opts, self.comm = msh, options, msh.comm
+        self.length, self.height = size_nm
+        tags = np.unique(np.concatenate(self.comm.allgather(np.unique(cell_tags.values))))
+        missing = sorted(set(tags.tolist()) - set(materials))
+        if missing:
+            raise FemInputError(f"the mesh has cell tags {missing} with no material; "
+                                f"known tags: {sorted(materials)}")
+        self.V = fem.VectorFunctionSpace(msh, ("CG", 1))
+        self.W = fem.FunctionSpace(msh, ("CG", 1))
+        Q = fem.FunctionSpace(msh, ("DG", 0))
+        C = {t: m.stiffness() for t, (m, _) in materials.items()}
+        self.C11, self.C22, self.C12, self.C66 = (
+            _cell_field(Q, cell_tags, {t: c[i, j] for t, c in C.items()})
+            for i, j in ((0, 0), (1, 1), (0, 1), (2, 2)))
+        self.Gc = _cell_field(Q, cell_tags, {t: gc for t, (_, gc) in materials.items()})
+        self.phase = _cell_field(Q, cell_tags, {t: float(t) for t in materials})
+        self.phase.name = "phase"
+        self.u = fem.Function(self.V, name="displacement")
+        self.alpha = fem.Function(self.W, name="damage")
+        self.alpha_prev = fem.Function(self.W)
+        self._build_forms()
+        self._build_bcs()
+        self._build_solvers()
+
+    # -- the model, read as the equations ------------------------------------------------------
+    def eps(self, v):
+        return ufl.sym(ufl.grad(v))
+
+    def sigma0(self, v):
+        """Undamaged plane-stress stress (N/m) of the displacement ``v``."""
+        e = self.eps(v)
+        sxx = self.C11 * e[0, 0] + self.C12 * e[1, 1]
+        syy = self.C12 * e[0, 0] + self.C22 * e[1, 1]
+        sxy = self.C66 * 2.0 * e[0, 1]
+        return ufl.as_matrix([[sxx, sxy], [sxy, syy]])
+
+    def g(self, a):
+        return (1.0 - self.opts.k_res) * (1.0 - a) ** 2 + self.opts.k_res
+
+    def w(self, a):
+        return a if self.opts.model == "AT1" else a ** 2
+
+    def _build_forms(self):
+        u, a = self.u, self.alpha
+        ell, cw = self.opts.ell_nm, c_w(self.opts.model)
+        dx = ufl.dx
+        self.elastic_density = 0.5 * self.g(a) * ufl.inner(self.sigma0(u), self.eps(u))
+        self.fracture_density = self.Gc / cw * (self.w(a) / ell + ell * ufl.inner(ufl.grad(a), ufl.grad(a)))
+        # displacement problem (linear in u at fixed damage)
+        du, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        self.a_u = fem.form(self.g(a) * ufl.inner(self.sigma0(du), self.eps(v)) * dx)
+        zero = fem.Constant(self.mesh, PETSc.ScalarType((0.0, 0.0)))
+        self.L_u = fem.form(ufl.inner(zero, v) * dx)
+        # damage problem: residual and Jacobian of the energy in a
+        energy = (self.elastic_density + self.fracture_density) * dx
+        beta, da = ufl.TestFunction(self.W), ufl.TrialFunction(self.W)
+        F = ufl.derivative(energy, a, beta)
+        self.F_a = fem.form(F)
+        self.J_a = fem.form(ufl.derivative(F, a, da))
+        self.energy_forms = (fem.form(self.elastic_density * dx), fem.form(self.fracture_density * dx))
+
+    def _build_bcs(self):
+        msh, L, H = self.mesh, self.length, self.height
+        fdim = msh.topology.dim - 1
+        i = 0 if self.opts.direction == "x" else 1
+        extent = L if i == 0 else H
+        tol = 1e-8 * max(L, H)
+        fixed = dmesh.locate_entities_boundary(msh, fdim, lambda x: np.isclose(x[i], 0.0, atol=tol))
+        loaded = dmesh.locate_entities_boundary(msh, fdim, lambda x: np.isclose(x[i], extent, atol=tol))
+        corner = dmesh.locate_entities_boundary(
+            msh, 0, lambda x: np.isclose(x[0], 0.0, atol=tol) & np.isclose(x[1], 0.0, atol=tol))
+        msh.topology.create_connectivity(0, msh.topology.dim)
+        Vi, Vj = self.V.sub(i), self.V.sub(1 - i)
+        self.u_end = fem.Constant(msh, PETSc.ScalarType(0.0))
+        loaded_dofs = fem.locate_dofs_topological(Vi, fdim, loaded)
+        self.bcs = [fem.dirichletbc(PETSc.ScalarType(0.0), fem.locate_dofs_topological(Vi, fdim, fixed), Vi),
+                    fem.dirichletbc(self.u_end, loaded_dofs, Vi),
+                    fem.dirichletbc(PETSc.ScalarType(0.0), fem.locate_dofs_topological(Vj, 0, corner), Vj)]
+        n_loaded = self.comm.allreduce(len(loaded_dofs), op=MPI.SUM)
+        if n_loaded == 0 or self.comm.allreduce(len(corner), op=MPI.SUM) == 0:
+            raise FemInputError(f"the mesh has no edge at {'x' if i == 0 else 'y'} = {extent} nm or no corner "
+                                f"at (0, 0): the sample must be the rectangle [0, L] x [0, H]")
+        # unit displacement of the loaded edge: the reaction is the internal force it works against
+        self.w_edge = fem.Function(self.V)
+        fem.set_bc(self.w_edge.vector, [fem.dirichletbc(PETSc.ScalarType(1.0), loaded_dofs, Vi)])
+        self.w_edge.x.scatter_forward()
+        self.reaction_form = fem.form(self.g(self.alpha) * ufl.inner(self.sigma0(self.u), self.eps(self.w_edge)) * ufl.dx)
+        self.width = H if i == 0 else L
+        self.extent = extent
+
+    def _build_solvers(self):
+        opts, comm = self.opts, self.comm
+        self.A = fem_petsc.create_matrix(self.a_u)
+        self.b = fem_petsc.create_vector(self.L_u)
+        n_dofs = self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs
+        self.n_dofs = n_dofs
+        direct = opts.linear == "direct" or (opts.linear == "auto" and n_dofs <= opts.direct_max_dofs)
+        self.linear = "direct (MUMPS LU)" if direct else "CG + GAMG"
+        if not direct:
+            self.A.setNearNullSpace(_rigid_body_modes(self.V))
+        self.ksp = PETSc.KSP().create(comm)
+        self.ksp.setOperators(self.A)
+        _configure(self.ksp, f"fem_u_{id(self)}_", linear_solver_options(direct, opts.rtol))
+        # damage: bound-constrained Newton (SNES VI) with alpha_prev <= alpha <= 1
+        self.Ja = fem_petsc.create_matrix(self.J_a)
+        self.Fa = fem_petsc.create_vector(self.F_a)
+        self.snes = PETSc.SNES().create(comm)
+        self.snes.setFunction(self._damage_residual, self.Fa)
+        self.snes.setJacobian(self._damage_jacobian, self.Ja)
+        _configure(self.snes, f"fem_a_{id(self)}_", {**DAMAGE_SNES_OPTIONS, **linear_solver_options(direct, opts.rtol)})
+        self.upper = self.alpha.vector.copy()
+        self.upper.set(1.0)
+
+    # -- sub-problems ------------------------------------------------------------------------------
+    def _damage_residual(self, snes, x, F):
+        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        x.copy(self.alpha.vector)
+        self.alpha.vector.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        with F.localForm() as f_local:
+            f_local.set(0.0)
+        fem_petsc.assemble_vector(F, self.F_a)
+        F.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+
+    def _damage_jacobian(self, snes, x, J, P):
+        J.zeroEntries()
+        fem_petsc.assemble_matrix(J, self.J_a)
+        J.assemble()
+
+    def solve_displacement(self) -> int:
+        """Solve the elastic problem at the current damage; returns the Krylov iterations."""
+        self.A.zeroEntries()
+        fem_petsc.assemble_matrix(self.A, self.a_u, bcs=self.bcs)
+        self.A.assemble()
+        with self.b.localForm() as b_local:
+            b_local.set(0.0)
+        fem_petsc.assemble_vector(self.b, self.L_u)
+        fem_petsc.apply_lifting(self.b, [self.a_u], bcs=[self.bcs])
+        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        fem_petsc.set_bc(self.b, self.bcs)
+        self.ksp.solve(self.b, self.u.vector)
+        reason = self.ksp.getConvergedReason()
+        if reason < 0:
+            raise FemSolveError(f"displacement solve ({self.linear}) diverged, PETSc reason {reason}; "
+                                f"try fem.solver.linear: direct")
+        self.u.x.scatter_forward()
+        return self.ksp.getIterationNumber()
+
+    def solve_damage(self) -> int:
+        """Minimise the energy in the damage at fixed displacement, ``alpha_prev <= alpha <= 1``."""
+        self.snes.setVariableBounds(self.alpha_prev.vector, self.upper)
+        x = self.alpha.vector.copy()
+        self.snes.solve(None, x)
+        reason = self.snes.getConvergedReason()
+        if reason < 0:
+            raise FemSolveError(f"damage solve (SNES VI) did not converge, PETSc reason {reason}")
+        x.copy(self.alpha.vector)
+        self.alpha.x.scatter_forward()
+        x.destroy()
+        return self.snes.getIterationNumber()
+
+    # -- observables -------------------------------------------------------------------------------
+    def _sum(self, form) -> float:
+        return self.comm.allreduce(fem.assemble_scalar(form), op=MPI.SUM)
+
+    def stress(self) -> float:
+        """Effective 2D stress (N/m): reaction on the loaded edge / sample width."""
+        return self._sum(self.reaction_form) / self.width
+
+    def energies(self) -> tuple[float, float]:
+        """Elastic and fracture energies (nN nm = 1e-18 J)."""
+        return self._sum(self.energy_forms[0]), self._sum(self.energy_forms[1])
+
+    def _max(self, array) -> float:
+        n = self.W.dofmap.index_map.size_local
+        return self.comm.allreduce(float(np.max(array[:n], initial=0.0)), op=MPI.MAX)
+
+    def gather_damage(self):
+        """``(xy [n, 2] nm, damage [n])`` of all nodes on rank 0 (None on the other ranks)."""
+        n = self.W.dofmap.index_map.size_local
+        xy = self.W.tabulate_dof_coordinates()[:n, :2]
+        parts = self.comm.gather((xy, self.alpha.x.array[:n].copy()), root=0)
+        if self.comm.rank != 0:
+            return None
+        return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def set_strain(self, strain: float) -> None:
+        self.u_end.value = strain * self.extent
+
+    def modulus(self) -> float:
+        """Effective Young's modulus (N/m) along the load direction from one elastic solve at zero damage."""
+        saved = self.alpha.x.array.copy()
+        self.alpha.x.array[:] = 0.0
+        self.set_strain(1.0)
+        self.solve_displacement()
+        E = self.stress()
+        self.alpha.x.array[:] = saved
+        self.u.x.array[:] = 0.0
+        return E
+
+    # -- loading -----------------------------------------------------------------------------------
+    def staggered(self, reject_above: float | None) -> tuple[bool, int, float]:
+        """Alternate minimisation at the current load; returns (converged, iterations, max damage growth).
+
+        Stops early (not converged) once the damage has grown by more than
+        ``reject_above`` since the last accepted step, so that a step to be
+        cut costs little.
+        """
+        growth = 0.0
+        for k in range(1, self.opts.max_iterations + 1):
+            self.solve_displacement()
+            if not self.opts.damage:
+                return True, k, 0.0
+            before = self.alpha.x.array.copy()
+            self.solve_damage()
+            change = self._max(np.abs(self.alpha.x.array - before))
+            growth = self._max(self.alpha.x.array - self.alpha_prev.x.array)
+            if reject_above is not None and growth > reject_above:
+                return False, k, growth
+            if change < self.opts.tol:
+                self.solve_displacement()
+                return True, k, growth
+        return False, self.opts.max_iterations, growth
+
+    def run(self, on_step=None, log=None) -> TensileResult:
+        """Load to failure (or ``max_strain``); ``on_step(test, strain)`` after each accepted step.
+
+        A step is cut in half (down to ``min_step_fraction`` of the first step)
+        when the damage grows by more than ``max_damage_increment`` or when the
+        stress falls for the first time, so the peak is located to within the
+        smallest step.
+        """
+        opts = self.opts
+        res = TensileResult(n_dofs=self.n_dofs)
+        res.modulus = self.modulus()
+        step0 = opts.max_strain / opts.n_steps
+        step, strain, peak, softening = step0, 0.0, 0.0, False
+        while strain < opts.max_strain * (1 - 1e-12):
+            trial = min(strain + step, opts.max_strain)
+            u0, a0 = self.u.x.array.copy(), self.alpha.x.array.copy()
+            can_cut = step > step0 * opts.min_step_fraction * (1 + 1e-9)
+            self.set_strain(trial)
+            ok, iters, growth = self.staggered(opts.max_damage_increment if can_cut else None)
+            s = self.stress() if ok else float("nan")
+            first_drop = ok and not softening and bool(res.stress) and s < res.stress[-1]
+            if can_cut and (not ok or first_drop):
+                self.u.x.array[:], self.alpha.x.array[:] = u0, a0
+                res.rejected_steps += 1
+                step *= 0.5
+                continue
+            if not ok:
+                raise FemSolveError(f"staggered loop did not converge at strain {trial:.6g} in "
+                                    f"{opts.max_iterations} iterations (tol {opts.tol}) at the smallest step; "
+                                    f"raise fem.solver.max_iterations or refine the mesh")
+            softening = softening or first_drop
+            strain = trial
+            self.alpha_prev.x.array[:] = self.alpha.x.array
+            e_el, e_fr = self.energies()
+            res.strain.append(strain)
+            res.stress.append(s)
+            res.elastic_energy.append(e_el)
+            res.fracture_energy.append(e_fr)
+            res.max_damage.append(self._max(self.alpha.x.array))
+            res.iterations.append(iters)
+            if log is not None:
+                log(f"strain {strain:.5f}  stress {s:.4f} N/m  max damage {res.max_damage[-1]:.3f}  "
+                    f"iterations {iters}")
+            if on_step is not None:
+                on_step(self, strain)
+            peak = max(peak, s)
+            if peak > 0 and s < opts.stop_fraction * peak:
+                res.failed = True
+                break
+            if growth < 0.25 * opts.max_damage_increment:
+                step = min(2 * step, step0)
+        k = int(np.argmax(res.stress))
+        res.strength, res.failure_strain = float(res.stress[k]), float(res.strain[k])
+        return res

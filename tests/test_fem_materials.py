@@ -1,0 +1,102 @@
+"""fem.materials: calibration formulas against the homogeneous solution, properties.json reading, errors."""
+import json
+
+import numpy as np
+import pytest
+
+from fem import materials as M
+from fem.errors import FemInputError
+
+PROPS = "tests/data/fem/properties_graphene_borophene.json"
+
+
+@pytest.mark.parametrize("model", ["AT1", "AT2"])
+def test_calibrated_gc_gives_target_peak_of_homogeneous_curve(model):
+    E, sigma, ell = 340.0, 35.0, 0.8
+    gc = M.calibrate_gc(model, E, sigma, ell)
+    assert M.critical_stress(model, E, gc, ell) == pytest.approx(sigma, rel=1e-12)
+    # the peak of the closed-form homogeneous response (dense strain grid) is the calibrated strength
+    strain = np.linspace(0, 0.5, 200001)
+    stress = M.homogeneous_response(model, E, gc, ell, strain)
+    eps_c = M.critical_strain(model, E, gc, ell)
+    assert stress.max() <= sigma * (1 + 1e-12) and stress.max() == pytest.approx(sigma, rel=1e-4)
+    assert strain[np.argmax(stress)] == pytest.approx(eps_c, abs=1e-5)
+    assert M.homogeneous_response(model, E, gc, ell, [eps_c])[0] == pytest.approx(sigma, rel=1e-12)
+
+
+def test_at2_homogeneous_damage_minimises_the_energy():
+    # d/da [ (1-a)^2 E e^2 / 2 + Gc/2 (a^2/ell) ] = 0 at the closed-form a (finite difference)
+    E, gc, ell, e = 300.0, 5.0, 1.0, 0.12
+    energy = lambda a: 0.5 * (1 - a) ** 2 * E * e ** 2 + gc / 2.0 * a ** 2 / ell
+    a = E * e ** 2 / (E * e ** 2 + gc / ell)
+    h = 1e-6
+    assert (energy(a + h) - energy(a - h)) / (2 * h) == pytest.approx(0.0, abs=1e-6)
+    assert M.homogeneous_response("AT2", E, gc, ell, [e])[0] == pytest.approx((1 - a) ** 2 * E * e)
+
+
+def test_orthotropic_constants_from_stiffness():
+    props = M.read_properties(PROPS)
+    g = M.phase_material(props, "graphene")
+    c11, c22, c12, c66 = 350.0, 346.0, 59.5, 145.0
+    assert g.E1 == pytest.approx(c11 - c12 ** 2 / c22)
+    assert g.E2 == pytest.approx(c22 - c12 ** 2 / c11)
+    assert g.nu12 == pytest.approx(c12 / c22)
+    assert g.G12 == pytest.approx(c66)
+    np.testing.assert_allclose(g.stiffness(), [[c11, c12, 0], [c12, c22, 0], [0, 0, c66]], rtol=1e-12)
+    assert (g.strength("x"), g.strength("y")) == (35.0, 33.5)
+
+
+def test_isotropic_option_and_fallback_to_uniaxial_tests(tmp_path):
+    props = M.read_properties(PROPS)
+    b = M.phase_material(props, "borophene", elasticity="isotropic")
+    assert b.E1 == b.E2 and b.G12 == pytest.approx(b.E1 / (2 * (1 + b.nu12)))
+    assert b.strength_x == b.strength_y == pytest.approx(11.5)
+    del props["phases"]["borophene"]["elastic_N_per_m"]
+    b2 = M.phase_material(props, "borophene")
+    assert (b2.E1, b2.E2, b2.nu12) == (190.0, 160.0, 0.09)
+
+
+def test_interface_band_strength_and_stiffness():
+    props = M.read_properties(PROPS)
+    g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
+    band = M.interface_material(props, b, g)
+    assert band.strength_x == band.strength_y == 9.5
+    np.testing.assert_allclose(band.stiffness(), 0.5 * (g.stiffness() + b.stiffness()), rtol=1e-12)
+
+
+def test_voigt_reuss():
+    assert M.voigt_reuss([300.0, 100.0], [0.5, 0.5]) == pytest.approx((200.0, 150.0))
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "properties.json"
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_bad_properties_files_name_the_problem(tmp_path):
+    with pytest.raises(FemInputError, match="not found"):
+        M.read_properties(tmp_path / "missing.json")
+    with pytest.raises(FemInputError, match="not valid JSON"):
+        M.read_properties(_write(tmp_path, "{oops"))
+    with pytest.raises(FemInputError, match="'format'"):
+        M.read_properties(_write(tmp_path, {"format": "other", "phases": {}}))
+    with pytest.raises(FemInputError, match="'phases'"):
+        M.read_properties(_write(tmp_path, {"format": M.FORMAT}))
+    props = json.loads(open(PROPS).read())
+    del props["phases"]["graphene"]["directions"]["y"]["ultimate_strength_N_per_m"]
+    del props["interfaces"]
+    loaded = M.read_properties(_write(tmp_path, props))
+    with pytest.raises(FemInputError, match=r"phases\.graphene\.directions\.y\.ultimate_strength_N_per_m"):
+        M.phase_material(loaded, "graphene")
+    with pytest.raises(FemInputError, match="phase 'silicene' is not in 'phases'"):
+        M.phase_material(loaded, "silicene")
+    b = M.phase_material(loaded, "borophene")
+    with pytest.raises(FemInputError, match="no entry in 'interfaces'"):
+        M.interface_material(loaded, b, b)
+    with pytest.raises(FemInputError, match="fem.model"):
+        M.calibrate_gc("AT3", 1.0, 1.0, 1.0)
+    with pytest.raises(FemInputError, match="fem.elasticity"):
+        M.phase_material(loaded, "borophene", elasticity="cubic")
+    with pytest.raises(FemInputError, match="positive definite"):
+        M.PhaseMaterial("bad", 100.0, 100.0, 1.2, 10.0, 1.0, 1.0)

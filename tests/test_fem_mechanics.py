@@ -1,0 +1,100 @@
+"""fem.mechanics: exact answers (homogeneous modulus and strength, Voigt and Reuss stripes), irreversibility."""
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from fem import geometry, materials as M, mesh_io
+from fem.errors import FemInputError
+from fem.mechanics import TensileOptions, TensileTest
+
+PROPS = "tests/data/fem/properties_graphene_borophene.json"
+
+
+def _sample(L, H, h, *, fraction=0.0, period=None, orientation="y"):
+    return mesh_io.mesh_from_gmsh(geometry.stripes, MPI.COMM_WORLD, phases=("a", "b"), length_nm=L, height_nm=H,
+                                  period_nm=period or L, fraction=fraction, orientation=orientation,
+                                  mesh_size_nm=h)
+
+
+def _test(sample, mats, **options):
+    msh, ct, _, lay = sample
+    return TensileTest(msh, ct, mats, (lay.length_nm, lay.height_nm), TensileOptions(**options))
+
+
+@pytest.fixture(scope="module")
+def props():
+    return M.read_properties(PROPS)
+
+
+@pytest.mark.parametrize("direction,linear", [("x", "direct"), ("y", "direct"), ("x", "iterative")])
+def test_homogeneous_sample_recovers_the_input_modulus(props, direction, linear):
+    b = M.phase_material(props, "borophene")   # orthotropic: E1 = 190.8, E2 = 160.8 N/m
+    t = _test(_sample(6.0, 3.0, 1.0), {1: (b, 1.0), 2: (b, 1.0)}, direction=direction, damage=False,
+              linear=linear)
+    assert t.linear == ("CG + GAMG" if linear == "iterative" else "direct (MUMPS LU)")
+    assert t.modulus() == pytest.approx(b.modulus(direction), rel=1e-6)
+    # uniaxial stress: the lateral contraction is -nu eps (x) in the exact (linear) displacement field
+    t.set_strain(0.01)
+    t.solve_displacement()
+    ux, uy = t.u.x.array.reshape(-1, 2).T
+    xy = t.V.tabulate_dof_coordinates()[:, :2]
+    nu = b.nu12 if direction == "x" else b.nu21
+    lateral = uy if direction == "x" else ux
+    coord = xy[:, 1] if direction == "x" else xy[:, 0]
+    np.testing.assert_allclose(lateral, -nu * 0.01 * coord, atol=1e-10)
+
+
+@pytest.mark.parametrize("model", ["AT1", "AT2"])
+def test_homogeneous_sample_with_damage_reaches_the_calibrated_strength(model):
+    ell = 0.5
+    g = M.isotropic("g", 340.0, 0.17, 35.0)
+    gc = M.calibrate_gc(model, 340.0, 35.0, ell)
+    steps = []
+    t = _test(_sample(5.0, 2.0, 0.25), {1: (g, gc), 2: (g, gc)}, model=model, ell_nm=ell, max_strain=0.3,
+              n_steps=30)
+    res = t.run(on_step=lambda test, strain: steps.append(test.alpha.x.array.copy()))
+    assert res.strength == pytest.approx(35.0, rel=0.02)
+    if model == "AT1":    # unstable past the elastic limit: a crack, the load drops
+        assert res.failed and res.stress[-1] < 0.05 * res.strength
+    else:                 # short AT2 bar: softens on the homogeneous branch, all of it closed-form
+        assert res.stress[-1] < 0.85 * res.strength
+        ref = M.homogeneous_response(model, 340.0, gc, ell, np.array(res.strain))
+        np.testing.assert_allclose(res.stress, ref, rtol=2e-3)
+    assert res.failure_strain == pytest.approx(M.critical_strain(model, 340.0, gc, ell), rel=0.03)
+    assert res.rejected_steps > 0          # the step was cut near the peak
+    # irreversibility: the damage never heals
+    for before, after in zip(steps, steps[1:]):
+        assert np.all(after >= before - 1e-10)
+    # before the peak the FE curve is the closed-form homogeneous one
+    k = int(np.argmax(res.stress))
+    ref = M.homogeneous_response(model, 340.0, gc, ell, np.array(res.strain[:k + 1]))
+    np.testing.assert_allclose(res.stress[:k + 1], ref, rtol=2e-3)
+
+
+def test_parallel_stripes_give_voigt_and_series_stripes_give_reuss(props):
+    g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
+    mats = {1: (g, 1.0), 2: (b, 1.0)}
+    voigt, reuss = M.voigt_reuss([g.E1, b.E1], [0.6, 0.4])
+    parallel = _test(_sample(10.0, 10.0, 1.0, fraction=0.4, period=5.0, orientation="x"), mats, damage=False)
+    series = _test(_sample(10.0, 10.0, 1.0, fraction=0.4, period=5.0, orientation="y"), mats, damage=False)
+    assert parallel.modulus() == pytest.approx(voigt, rel=1e-9)   # exact: each stripe in uniaxial stress
+    assert series.modulus() == pytest.approx(reuss, rel=5e-3)     # Poisson mismatch: 3e-6 here
+
+
+def test_series_stripes_are_exactly_reuss_when_lateral_strains_match():
+    # nu / E equal in both phases: the uniaxial-stress states are compatible, Reuss is exact
+    a, b = M.isotropic("a", 300.0, 0.3, 10.0), M.isotropic("b", 150.0, 0.15, 10.0)
+    t = _test(_sample(8.0, 4.0, 1.0, fraction=0.5, period=4.0, orientation="y"), {1: (a, 1.0), 2: (b, 1.0)},
+              damage=False)
+    assert t.modulus() == pytest.approx(M.voigt_reuss([300.0, 150.0], [0.5, 0.5])[1], rel=1e-9)
+
+
+def test_bad_setup_is_reported():
+    g = M.isotropic("g", 300.0, 0.2, 10.0)
+    sample = _sample(4.0, 2.0, 1.0, fraction=0.5, period=4.0)
+    with pytest.raises(FemInputError, match=r"cell tags \[2\] with no material"):
+        _test(sample, {1: (g, 1.0)})
+    with pytest.raises(FemInputError, match="load_direction"):
+        _test(sample, {1: (g, 1.0), 2: (g, 1.0)}, direction="z")
+    with pytest.raises(FemInputError, match="fem.model"):
+        _test(sample, {1: (g, 1.0), 2: (g, 1.0)}, model="AT3")
