@@ -14,7 +14,8 @@ computed, so no extra force call is needed.
 
 * Bussi stochastic velocity rescaling (canonical) [2]; the heat it exchanges
   is accumulated in ``MDState.heat`` so ``E_total - heat`` is conserved.
-* Langevin (BAOAB) [1]: ``v <- c v + sqrt((1 - c^2) kT/m) xi``, ``c = exp(-gamma dt)``.
+* Langevin (BAOAB) [1]: ``v <- c v + sqrt((1 - c^2) kT/m) xi``, ``c = exp(-gamma dt)``,
+  then the centre-of-mass velocity is removed (momentum stays zero, 3n - 3 degrees of freedom).
 
 Reproducible with a seed: the random numbers come from one generator of the
 run's backend created from the seed; checkpoints store its state.
@@ -120,6 +121,11 @@ class Langevin:
         sigma = xp.sqrt((1 - c * c) * KB * self.temperature_K / s.masses)[:, None]
         ke_old = kinetic_energy(s)
         v = c * s.velocities + sigma * md.rng.standard_normal(s.velocities.shape)
+        # Project out the centre-of-mass velocity (the noise's share of it): the process then
+        # samples the canonical distribution on the 3n - 3 degrees of freedom that the
+        # temperature counts, and total momentum stays zero as in the other ensembles.
+        m = s.masses[:, None]
+        v = v - (m * v).sum(0) / s.masses.sum()
         new = s.replace(velocities=v)
         return md.replace(state=new, heat=md.heat + ke_old - kinetic_energy(new))
 

@@ -1,0 +1,151 @@
+"""``multiscale md {tensile, elastic, bench}``: the MD engine from the command line.
+
+Each sub-command calls the same Python functions as the staging API
+(:func:`md_gpu.protocols.tensile`, :func:`md_gpu.protocols.elastic_constants`,
+:func:`md_gpu.bench.benchmark`). ``register(subparsers)`` adds them to the
+``md`` command group of ``multiscale.cli``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _common(p, *, structure_required=True):
+    p.add_argument("--potential", required=True, help="MLIP .mtp file, or a built-in: morse-cu")
+    p.add_argument("--species", help="comma-separated element per MTP type, if the .mtp file does not name them")
+    p.add_argument("--structure", required=structure_required,
+                   help="structure file (extxyz, POSCAR, ...) or builder name of training.structures (graphene, ...)")
+    p.add_argument("--repeat", help="supercell repeats, e.g. 4,4,1")
+    p.add_argument("--temperature", type=float, default=300.0, help="temperature (K)")
+    p.add_argument("--dt", type=float, default=1.0, help="time step (fs)")
+    p.add_argument("--thermostat", default="bussi", choices=("bussi", "langevin"))
+    p.add_argument("--tau", type=float, default=100.0, help="thermostat time constant (fs)")
+    p.add_argument("--barostat-tau", type=float, default=500.0, help="barostat time constant (fs)")
+    p.add_argument("--equilibrate-steps", type=int, default=10000, help="equilibration steps before measuring")
+    p.add_argument("--thermo-every", type=int, default=10, help="steps between thermo rows")
+
+
+def _load(args):
+    from .forcefields.loading import load_forcefield
+    from .structures import load_structure
+
+    species = args.species.split(",") if args.species else None
+    ff = load_forcefield(args.potential, species=species)
+    repeat = [int(r) for r in args.repeat.split(",")] if getattr(args, "repeat", None) else None
+    atoms = load_structure(args.structure, repeat=repeat, key="--structure") if args.structure else None
+    return ff, atoms
+
+
+def _settings(args, seed: int, **extra):
+    from .protocols import RunSettings
+
+    return RunSettings(temperature_K=args.temperature, dt_fs=args.dt, thermostat=args.thermostat,
+                       thermostat_tau_fs=args.tau, barostat_tau_fs=args.barostat_tau,
+                       equilibrate_steps=args.equilibrate_steps, thermo_every=args.thermo_every, seed=seed,
+                       **extra)
+
+
+def _guard(fn):
+    def handler(args) -> int:
+        from .errors import MDError
+
+        try:
+            return fn(args)
+        except MDError as exc:
+            print(f"multiscale md: error: {exc}", file=sys.stderr)
+            return 1
+
+    return handler
+
+
+@_guard
+def cmd_tensile(args) -> int:
+    from .analysis import summarize
+    from .protocols import tensile
+
+    ff, atoms = _load(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        settings = _settings(args, seed, traj_every=args.traj_every, checkpoint_every=args.checkpoint_every)
+        prefix = out / f"tensile_{args.direction}_seed{seed}"
+        resume = args.resume and Path(f"{prefix}.ckpt.npz").is_file()
+        r = tensile(ff, atoms, direction=args.direction, strain_rate_per_s=args.strain_rate,
+                    max_strain=args.max_strain, transverse=args.transverse, settings=settings,
+                    thickness_A=args.thickness, fit_window=(0.0, args.fit_max_strain), out_prefix=prefix,
+                    resume=resume)
+        print(json.dumps({"seed": seed, **r["properties"], "h5": str(r["h5"])}))
+        runs.append(r["properties"])
+    summary = {"direction": args.direction, "strain_rate_per_s": args.strain_rate, "n_atoms": len(atoms),
+               "temperature_K": args.temperature, "statistics": summarize(runs)}
+    (out / f"tensile_{args.direction}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+@_guard
+def cmd_elastic(args) -> int:
+    from .protocols import elastic_constants, static_elastic_constants
+
+    ff, atoms = _load(args)
+    result = {"md": elastic_constants(ff, atoms, delta=args.delta, sample_steps=args.sample_steps,
+                                      settings=_settings(args, args.seed))}
+    if args.static:
+        result["static"] = static_elastic_constants(ff, atoms, delta=args.delta)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+@_guard
+def cmd_bench(args) -> int:
+    from .backend import get_backend
+    from .bench import benchmark
+    from .structures import repeat_to
+
+    ff, atoms = _load(args)
+    if atoms is None:
+        from ase.build import bulk
+
+        atoms = bulk(ff.species[0], "fcc", a=3.61, cubic=True)
+    atoms = repeat_to(atoms, args.atoms)
+    r = benchmark(ff, atoms, steps=args.steps, xp=get_backend(args.backend))
+    print(f"{r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
+          f"{r['atom_steps_per_s']:.4g} atom-steps/s ({r['seconds']:.3g} s)")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``tensile``, ``elastic`` and ``bench`` to the ``md`` group."""
+    p = subparsers.add_parser("tensile", help="uniaxial tensile test to failure, over seeds")
+    _common(p)
+    p.add_argument("--direction", default="x", help="x or y (rotate the sheet for other directions)")
+    p.add_argument("--strain-rate", type=float, default=1e9, help="engineering strain rate (1/s)")
+    p.add_argument("--max-strain", type=float, default=0.3, help="stop here if the sample has not failed")
+    p.add_argument("--transverse", default="stress", choices=("stress", "strain"),
+                   help="transverse in-plane axis: zero stress (barostat) or fixed length")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated random seeds")
+    p.add_argument("--thickness", type=float, default=None, help="effective thickness of a sheet (Å) to quote GPa")
+    p.add_argument("--fit-max-strain", type=float, default=0.01, help="Young's modulus fit from 0 to this strain")
+    p.add_argument("--traj-every", type=int, default=0, help="steps between extxyz frames (0: none)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (0: none)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    p.add_argument("--out", default="md_tensile", help="output folder (HDF5, extxyz, checkpoints, summary)")
+    p.set_defaults(func=cmd_tensile)
+
+    p = subparsers.add_parser("elastic", help="in-plane elastic constants C11, C22, C12, C66 at temperature")
+    _common(p)
+    p.add_argument("--delta", type=float, default=0.005, help="strain amplitude of the finite differences")
+    p.add_argument("--sample-steps", type=int, default=2000, help="steps averaged per strained cell")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--static", action="store_true", help="also print the 0 K static finite-difference values")
+    p.set_defaults(func=cmd_elastic)
+
+    p = subparsers.add_parser("bench", help="MD speed in atom-steps per second")
+    _common(p, structure_required=False)
+    p.add_argument("--atoms", type=int, default=1000, help="approximate number of atoms (structure repeated)")
+    p.add_argument("--steps", type=int, default=100, help="timed steps")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default=None, help="default: CuPy when a GPU is usable")
+    p.set_defaults(func=cmd_bench)

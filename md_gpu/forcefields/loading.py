@@ -1,0 +1,29 @@
+"""Force field from a command-line/config string: an MLIP ``.mtp`` path or a built-in pair potential.
+
+Built-ins (for tests, benchmarks and demos, not for production numbers):
+``morse-cu`` (Girifalco & Weizer's Morse copper, Phys. Rev. 114, 687 (1959),
+shifted-force at 5.5 Å).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MDSetupError
+from .pair import Morse
+
+BUILTIN = {
+    "morse-cu": lambda: Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5),
+}
+
+
+def load_forcefield(spec, *, species=None):
+    """An MTP force field from a ``.mtp`` path (``species``: element per type if the file lacks them) or a built-in."""
+    spec = str(spec)
+    if spec in BUILTIN:
+        return BUILTIN[spec]()
+    if Path(spec).suffix != ".mtp":
+        raise MDSetupError(f"potential {spec!r}: give an MLIP .mtp file or one of the built-ins "
+                           f"{', '.join(BUILTIN)}")
+    from .mtp import MTPForceField
+
+    return MTPForceField.read(spec, species=species)

@@ -1,0 +1,81 @@
+"""Starting structures for MD runs: a builder name of ``training.structures`` or a structure file.
+
+``load_structure(spec, *, base_dir=None, repeat=None)``: ``spec`` is either the
+name of a builder in ``training.structures`` (e.g. ``graphene``) or a path to
+any file ASE reads (extxyz, POSCAR, cfg...), relative to ``base_dir``. The
+result is repeated by ``repeat`` (ints per periodic axis) when given.
+
+2D sheets: a cell whose atoms leave a vacuum gap of more than ``SHEET_GAP_A``
+along z (the builders of ``training.structures`` keep ``pbc = True`` with 20 Å
+of vacuum, which the Gamma-point reference engines need) is turned into an
+open-z sheet (``pbc = (True, True, False)``), so that neighbour lists, barostat
+and stress conversion treat it as 2D (:func:`as_sheet`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MDSetupError
+
+SHEET_GAP_A = 8.0
+
+
+def as_sheet(atoms, *, min_gap_A: float = SHEET_GAP_A):
+    """``atoms`` with z made non-periodic when the atoms leave more than ``min_gap_A`` (Å) of vacuum along z."""
+    cell = atoms.cell.array
+    if not atoms.pbc[2] or abs(cell[2, 0]) + abs(cell[2, 1]) > 1e-9 or abs(cell[0, 2]) + abs(cell[1, 2]) > 1e-9:
+        return atoms
+    z = atoms.positions[:, 2]
+    if cell[2, 2] - (z.max() - z.min()) > min_gap_A:
+        atoms = atoms.copy()
+        atoms.pbc = (atoms.pbc[0], atoms.pbc[1], False)
+    return atoms
+
+
+def load_structure(spec: str, *, base_dir=None, repeat=None, key: str = "structure"):
+    """An ase.Atoms from a builder name or a file (see module docstring); errors name ``key``."""
+    path = Path(spec)
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    if path.is_file():
+        from ase.io import read
+
+        try:
+            atoms = read(path)
+        except Exception as exc:
+            raise MDSetupError(f"{key}: cannot read structure file {path} ({exc})") from None
+    else:
+        try:
+            from training.structures import BUILDERS, build
+        except ImportError:
+            raise MDSetupError(f"{key}: {spec!r} is not a file and training.structures is not available") from None
+        if spec not in BUILDERS:
+            raise MDSetupError(f"{key}: {spec!r} is neither a structure file nor a builder of "
+                               f"training.structures ({', '.join(BUILDERS)})")
+        atoms = build(spec)
+    atoms = as_sheet(atoms)
+    if repeat is not None:
+        reps = [int(r) for r in repeat] + [1] * (3 - len(repeat))
+        if any(r < 1 for r in reps):
+            raise MDSetupError(f"repeat {list(repeat)} must hold positive integers")
+        atoms = atoms.repeat(reps)
+    return atoms
+
+
+def repeat_to(atoms, n_atoms: int):
+    """``atoms`` repeated along its periodic axes (as evenly as possible) to at least ``n_atoms``."""
+    periodic = [k for k in range(3) if atoms.pbc[k]]
+    if not periodic:
+        raise MDSetupError("cannot enlarge a non-periodic structure")
+    factor = max(1.0, n_atoms / len(atoms)) ** (1.0 / len(periodic))
+    reps = [1, 1, 1]
+    lengths = atoms.cell.lengths()
+    target = (np.prod(lengths[periodic]) * factor ** len(periodic)) ** (1.0 / len(periodic))
+    for k in periodic:
+        reps[k] = max(1, int(round(target / lengths[k])))
+    while len(atoms) * np.prod(reps) < n_atoms:
+        k = min(periodic, key=lambda a: reps[a] * lengths[a])
+        reps[k] += 1
+    return atoms.repeat(reps)

@@ -1,0 +1,100 @@
+"""The md stage (MD_SETTINGS, run_md with a stand-in ctx) and the `multiscale md` commands."""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.io import write
+
+from md_gpu.cli import register
+from md_gpu.errors import MDSetupError
+from md_gpu.io import read_run_h5
+from md_gpu.md_stage import MD_SETTINGS, run_md
+from md_gpu.structures import load_structure, repeat_to
+
+POT = Path(__file__).parent / "data" / "md" / "cu_pot_10.mtp"
+
+TINY = {"equilibrate_steps": 20, "strain_rate_per_s": 1e12, "max_strain": 0.03, "thermo_every": 2,
+        "fit_max_strain": 0.03, "seeds": 2, "directions": ["x"], "checkpoint_every": 0,
+        "elastic": {"enabled": True, "sample_steps": 10, "delta": 0.005}}
+
+
+def _settings(**overrides):
+    from multiscale.schema import validate
+
+    return validate({**TINY, **overrides}, MD_SETTINGS, where="md", source="test")
+
+
+def _ctx(tmp_path, structure):
+    fit = tmp_path / "runs" / "fit"
+    fit.mkdir(parents=True)
+    text = POT.read_text().replace("potential_tag = ", "potential_tag = species=Cu", 1)
+    (fit / "cu.mtp").write_text(text)
+    out = tmp_path / "runs" / "md.partial"
+    out.mkdir()
+    return SimpleNamespace(case_dir=tmp_path, out_dir=out, stage_dir=lambda name: tmp_path / "runs" / name,
+                           systems={"cu": {"kind": "phase", "structure": structure, "thickness_A": 3.35}},
+                           map=lambda fn, items, what="": [fn(item) for item in items],
+                           log=lambda msg: None, is_root=True)
+
+
+def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    ctx = _ctx(tmp_path, "cu.extxyz")
+    out = run_md(_settings(supercell=[2, 2]), ctx)
+    assert out["runs"] == 4  # 2 seeds x (x + elastic)
+    summary = json.loads((ctx.out_dir / "summary.json").read_text())
+    x = summary["systems"]["cu"]["directions"]["x"]
+    assert x["youngs_modulus_GPa"]["n"] == 2 and x["youngs_modulus_GPa"]["sem"] > 0
+    assert 20 < x["youngs_modulus_GPa"]["mean"] < 300
+    assert set(summary["systems"]["cu"]["elastic_GPa"]) == {"C11", "C22", "C12", "C66"}
+    prov = summary["systems"]["cu"]["provenance"]
+    assert prov["md_runs"] == ["cu_x_seed0.h5", "cu_x_seed1.h5"] and prov["n_atoms"] == 16
+    stored = read_run_h5(ctx.out_dir / "cu_x_seed1.h5")
+    assert stored["settings"]["seed"] == 1 and stored["settings"]["strain_rate_per_s"] == 1e12
+
+
+def test_md_stage_bad_settings_and_missing_potential(tmp_path):
+    ctx = _ctx(tmp_path, "graphene")
+    with pytest.raises(ValueError, match="md.directions"):
+        run_md(_settings(directions=["z"]), ctx)
+    with pytest.raises(ValueError, match="md.transverse"):
+        run_md(_settings(transverse="both"), ctx)
+    ctx.systems = {"graphene": {"kind": "phase", "structure": "graphene", "thickness_A": 3.35}}
+    with pytest.raises(MDSetupError, match="graphene.mtp is missing"):
+        run_md(_settings(), ctx)
+
+
+def test_structure_loading_and_repeat(tmp_path):
+    with pytest.raises(MDSetupError, match="systems.x.structure: 'nonsense'"):
+        load_structure("nonsense", key="systems.x.structure")
+    atoms = repeat_to(bulk("Cu", "fcc", a=3.61, cubic=True), 1000)
+    assert 1000 <= len(atoms) < 1500
+    sheet = load_structure("graphene")
+    assert not sheet.pbc[2] and len(repeat_to(sheet, 1000)) >= 1000
+
+
+def _cli(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_tensile_bench_and_errors(tmp_path, capsys):
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    rc = _cli(["tensile", "--potential", "morse-cu", "--structure", str(tmp_path / "cu.extxyz"), "--repeat", "2,2,2",
+               "--equilibrate-steps", "20", "--strain-rate", "1e12", "--max-strain", "0.03", "--thermo-every", "2",
+               "--fit-max-strain", "0.03", "--seeds", "0,1", "--out", str(tmp_path / "t"), "--dt", "2"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "t" / "tensile_x_summary.json").read_text())
+    assert summary["statistics"]["youngs_modulus_GPa"]["n"] == 2
+    assert summary["strain_rate_per_s"] == 1e12 and summary["n_atoms"] == 32
+    assert _cli(["bench", "--potential", "morse-cu", "--atoms", "100", "--steps", "3", "--backend", "numpy"]) == 0
+    assert "atom-steps/s" in capsys.readouterr().out
+    assert _cli(["bench", "--potential", "model.txt"]) == 1
+    assert "give an MLIP .mtp file" in capsys.readouterr().err
