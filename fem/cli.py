@@ -55,9 +55,8 @@ def _settings(args) -> dict:
         for p in parents:
             node = node[p]
         node[last] = value
-    fraction = getattr(args, "fraction", None)
-    if fraction is not None:
-        s["stripes"]["fraction"] = s["islands"]["fraction"] = fraction
+    if args.fraction is not None:
+        s["stripes"]["fraction"] = s["islands"]["fraction"] = args.fraction
     s["damage"] = not args.no_damage
     s["write_fields"] = not args.no_fields
     check_settings(s)
@@ -69,6 +68,7 @@ def _add_common(p) -> None:
     p.add_argument("--out", default="fem_out", help="output folder (default: fem_out)")
     for flag, (_, kind, help_text) in FLAGS.items():
         p.add_argument(flag, type=kind, default=None, help=help_text)
+    p.add_argument("--fraction", type=float, default=None, help="area fraction of phase B (stripes and islands)")
     p.add_argument("--no-damage", action="store_true", help="linear elasticity only (effective modulus)")
     p.add_argument("--no-fields", action="store_true", help="do not write XDMF fields")
     p.add_argument("--verbose", action="store_true", help="print every load step")
@@ -130,7 +130,6 @@ def register(subparsers) -> None:
     """Add ``tensile`` and ``sweep`` to the ``multiscale fem`` command group."""
     p = subparsers.add_parser("tensile", help="tension to failure of one sample (stripes, islands or a mesh)")
     _add_common(p)
-    p.add_argument("--fraction", type=float, default=None, help="area fraction of phase B")
     p.set_defaults(func=_tensile)
     q = subparsers.add_parser("sweep", help="effective modulus and strength versus one setting")
     _add_common(q)

@@ -1,0 +1,163 @@
+"""The fem stage and CLI end to end on a tiny sample; serial vs ``mpirun -n 2``."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fem import fem_stage, materials as M
+from fem.__main__ import main as fem_main
+from fem.errors import FemInputError
+
+PROPS = Path("tests/data/fem/properties_graphene_borophene.json").resolve()
+
+
+def tiny_settings():
+    s = fem_stage.defaults()
+    s.update(length_nm=8.0, height_nm=6.0, mesh_size_nm=0.5, interface_width_nm=1.0, ell_nm=1.0)
+    s["stripes"].update(period_nm=4.0, fraction=0.5, orientation="y")
+    s["islands"].update(radius_nm=1.2, fraction=0.15)
+    s["loading"].update(max_strain=0.2, n_steps=10)
+    s["studies"] = [{"name": "stripes_fraction", "geometry": "stripes", "variable": "fraction", "values": [0.0, 1.0]},
+                    {"name": "islands_fraction", "geometry": "islands", "variable": "fraction", "values": [0.15]}]
+    return s
+
+
+class Ctx:
+    """The part of the runner's context the stage uses."""
+
+    comm = None
+
+    def __init__(self, case_dir: Path):
+        self.case_dir = case_dir
+        self.out_dir = case_dir / "runs" / "fem.partial"
+        self.out_dir.mkdir(parents=True)
+        self.lines = []
+
+    def stage_dir(self, name):
+        return self.case_dir / "runs" / name
+
+    def log(self, msg):
+        self.lines.append(msg)
+
+
+@pytest.fixture(scope="module")
+def stage_run(tmp_path_factory):
+    case = tmp_path_factory.mktemp("case")
+    (case / "runs" / "constitutive").mkdir(parents=True)
+    shutil.copy(PROPS, case / "runs" / "constitutive" / "properties.json")
+    ctx = Ctx(case)
+    summary = fem_stage.run_fem(tiny_settings(), ctx)
+    return ctx, summary
+
+
+def test_stage_writes_results_fields_and_plots(stage_run):
+    ctx, summary = stage_run
+    out = ctx.out_dir
+    results = json.loads((out / "fem_results.json").read_text())
+    assert results["format"] == fem_stage.RESULTS_FORMAT and summary["results"] == "fem_results.json"
+    main = results["tensile"]
+    assert main["reuss_N_per_m"] <= main["modulus_N_per_m"] <= main["voigt_N_per_m"]
+    assert main["failed"] and 0 < main["strength_N_per_m"] < 12.0   # below the weaker phase's strength
+    for name in ("tensile_fields.xdmf", "tensile_fields.h5", "tensile_curve.png", "tensile_damage.png",
+                 "stripes_fraction.csv", "stripes_fraction.png", "islands_fraction.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert ctx.lines and "main run" in " ".join(ctx.lines)
+
+
+def test_sweep_end_points_are_the_homogeneous_phases(stage_run):
+    ctx, _ = stage_run
+    props = M.read_properties(PROPS)
+    rows = json.loads((ctx.out_dir / "fem_results.json").read_text())["studies"][0]["rows"]
+    for row, phase in zip(rows, ("graphene", "borophene")):
+        mat = M.phase_material(props, phase)
+        assert row["modulus_N_per_m"] == pytest.approx(mat.E1, rel=1e-6)
+        assert row["strength_N_per_m"] == pytest.approx(mat.strength_x, rel=0.02)
+    table = (ctx.out_dir / "stripes_fraction.csv").read_text().splitlines()
+    assert table[0].startswith("value,fraction_borophene,modulus_N_per_m") and len(table) == 3
+
+
+def test_rerun_reuses_finished_sweep_points(stage_run):
+    ctx, _ = stage_run
+    point = ctx.out_dir / "points" / "stripes_fraction_0.json"
+    stamp = point.stat().st_mtime_ns
+    from fem.study import run_sweep
+
+    s = tiny_settings()
+    again = run_sweep(s, s["studies"][0], 0, M.read_properties(PROPS), out_dir=ctx.out_dir)
+    assert point.stat().st_mtime_ns == stamp
+    assert again["rows"][0]["modulus_N_per_m"] == pytest.approx(M.phase_material(M.read_properties(PROPS),
+                                                                                 "graphene").E1, rel=1e-6)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"geometry": "hexagons"}, "fem.geometry"),
+    ({"model": "AT3"}, "fem.model"),
+    ({"load_direction": "z"}, "fem.load_direction"),
+    ({"mesh_size_nm": 0.0}, "fem.mesh_size_nm"),
+    ({"geometry": "mesh_file"}, "fem.mesh_file"),
+    ({"studies": [{"name": "s", "geometry": "stripes", "variable": "colour", "values": [1]}]},
+     r"fem.studies\[0\].variable"),
+    ({"studies": [{"name": "s", "geometry": "stripes", "variable": "fraction"}]}, r"fem.studies\[0\].values"),
+])
+def test_bad_settings_name_the_key(tmp_path, change, message):
+    s = {**tiny_settings(), **change}
+    props = M.read_properties(PROPS)
+    with pytest.raises(FemInputError, match=message):
+        if "studies" in change:
+            from fem.study import run_sweep
+
+            run_sweep(s, s["studies"][0], 0, props, out_dir=tmp_path)
+        else:
+            fem_stage.run_all(s, props, out_dir=tmp_path)
+
+
+CLI_ARGS = ["--length-nm", "8", "--height-nm", "4", "--mesh-size-nm", "0.5", "--period-nm", "4",
+            "--fraction", "0.5", "--ell-nm", "1", "--max-strain", "0.2", "--n-steps", "10", "--no-fields"]
+
+
+def test_cli_tensile_and_sweep(tmp_path, capsys):
+    assert fem_main(["tensile", "--properties", str(PROPS), "--out", str(tmp_path / "t"), *CLI_ARGS]) == 0
+    result = json.loads((tmp_path / "t" / "fem_results.json").read_text())
+    assert result["tensile"]["failed"] and "strength" in capsys.readouterr().out
+    assert fem_main(["sweep", "--properties", str(PROPS), "--out", str(tmp_path / "s"), "--no-damage",
+                     "--variable", "fraction", "--values", "0,1", *CLI_ARGS]) == 0
+    rows = json.loads((tmp_path / "s" / "fem_results.json").read_text())["studies"][0]["rows"]
+    assert rows[1]["modulus_N_per_m"] == pytest.approx(M.phase_material(M.read_properties(PROPS), "borophene").E1,
+                                                       rel=1e-6)
+    assert fem_main(["tensile", "--properties", str(tmp_path / "none.json"), "--out", str(tmp_path / "x")]) == 1
+    assert "properties file not found" in capsys.readouterr().err
+
+
+def _clean_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "OPAL_"))}
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1")
+    return env
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_serial_and_two_ranks_give_the_same_curve(tmp_path):
+    if shutil.which("mpirun") is None:
+        pytest.skip("mpirun not installed")
+    curves = {}
+    for n in (1, 2):
+        out = tmp_path / f"n{n}"
+        cmd = [sys.executable, "-m", "fem", "tensile", "--properties", str(PROPS), "--out", str(out),
+               "--linear", "direct", *CLI_ARGS]
+        if n > 1:
+            cmd = ["mpirun", "--oversubscribe", "-n", str(n), *cmd]
+        proc = subprocess.run(cmd, env=_clean_env(), capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).resolve().parents[1])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        result = json.loads((out / "fem_results.json").read_text())["tensile"]
+        assert result["n_ranks"] == n
+        curves[n] = result
+    a, b = curves[1], curves[2]
+    assert a["curve"]["strain"] == pytest.approx(b["curve"]["strain"], rel=1e-12)
+    assert a["curve"]["stress"] == pytest.approx(b["curve"]["stress"], rel=1e-8, abs=1e-8 * a["strength_N_per_m"])
+    assert a["modulus_N_per_m"] == pytest.approx(b["modulus_N_per_m"], rel=1e-8)
