@@ -1,0 +1,497 @@
+r"""The moment tensor potential (MTP) of MLIP-2, evaluated on a pair list with NumPy or CuPy.
+
+Model (Shapeev, Multiscale Model. Simul. 14, 1153 (2016); Podryabinkin et al., J. Chem. Phys. 159,
+084112 (2023)).  For a pair p = (i -> j) with vector d = r_j - r_i, r = |d|, u = d / r:
+
+* radial basis  Q_x(r) = scaling * T_x(ξ) * (max_dist - r)^2 for r < max_dist (else 0), with the
+  Chebyshev polynomials T_x of ξ = (2r - min_dist - max_dist) / (max_dist - min_dist), x < X;
+* radial functions  f_μ(r) = Σ_x c[t_i, t_j, μ, x] Q_x(r)   (``radial_coeffs`` [S, S, M, X]);
+* basic moments  M_b(i) = Σ_j f_μb(r_ij) u_x^a u_y^b u_z^c   for each row (μ, a, b, c) of
+  ``alpha_index_basic`` (tensor components of Σ_j f_μ u^{⊗ν});
+* products  M_k += mult * M_i * M_j   for each row (i, j, mult, k) of ``alpha_index_times``
+  (contractions of moment tensors to scalars), in the order of the table;
+* site energy  E_i = species_coeffs[t_i] + Σ_k moment_coeffs[k] * B_k(i),  B_k = M[alpha_moment_mapping[k]].
+
+Data flow of ``MTP.evaluate(types, i, j, d)`` (the MD hot path):
+
+1. the full pair list is laid out as a padded [n_atoms, k_max] table (padding pairs sit at r = max_dist,
+   where every radial function and its derivative vanish);
+2. radial functions R [n, k, M] and angular monomials A [n, k, L] (all u_x^a u_y^b u_z^c with
+   a + b + c <= the largest order used) per padded pair;
+3. all basic moments at once as a batched matrix product Mfull [n, M, L] = R^T A;
+4. products, level by level ("waves" of ``alpha_index_times`` whose inputs are ready), as a gather,
+   a multiply and a sparse sum, on moments stored as rows [K_all, n];
+5. reverse pass through the waves: G = dE_i/dM [n, M, L];
+6. dE/dd per pair from G with two more batched products (no [pairs, 3, moments] array is formed).
+
+Everything is array code on the namespace ``xp`` (NumPy or CuPy; inferred from ``d`` when not given);
+the only Python loops run over species pairs, waves and Chebyshev orders, never over atoms or pairs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import MTPFormatError, MTPSpeciesError
+from .mtp_file import format_mtp, parse_mtp
+
+LEVELS = tuple(range(2, 21, 2))
+_TAG_PREFIX = "species="
+
+
+def array_module(array):
+    """NumPy or CuPy, whichever owns ``array``."""
+    if type(array).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def _sparse(xp):
+    if xp is np:
+        import scipy.sparse as sparse
+    else:
+        import cupyx.scipy.sparse as sparse
+    return sparse
+
+
+@dataclass(frozen=True)
+class _Wave:
+    """One level of ``alpha_index_times``: products whose inputs are all computed earlier.
+
+    first [E], second [E]: input moment indices; mult [E, 1]; target [E]: output moment per product;
+    targets [T]: the distinct outputs; gather [T, E]: sparse 0/1, sums products into their outputs;
+    scatter_first, scatter_second [K_all, E]: sparse 0/1, send reverse-pass contributions back to the inputs.
+    """
+
+    first: object
+    second: object
+    mult: object
+    target: object
+    targets: object
+    gather: object
+    scatter_first: object
+    scatter_second: object
+
+
+class _Plan:
+    """Index tables derived from the basis definition, on one array module ``xp``."""
+
+    def __init__(self, basic: np.ndarray, times: np.ndarray, n_moments: int, n_radial: int, xp):
+        self.xp = xp
+        degree = int((basic[:, 1:].sum(axis=1)).max()) if len(basic) else 0
+        monos = [(a, b, degree_ - a - b) for degree_ in range(degree + 1)
+                 for a in range(degree_, -1, -1) for b in range(degree_ - a, -1, -1)]
+        index = {m: k for k, m in enumerate(monos)}
+        exps = np.array(monos, dtype=np.int64).reshape(-1, 3)
+        self.degree, self.n_mono, self.n_radial = degree, len(monos), n_radial
+        self.exps = xp.asarray(exps)
+        self.mono_degree = xp.asarray(exps.sum(axis=1).astype(float))
+        # raising one exponent: up[c][l] = monomial l + e_c (or a dummy zero column), times exponent + 1
+        up, up_factor = [], []
+        for c in range(3):
+            unit = np.eye(3, dtype=np.int64)[c]
+            rows = [index.get(tuple(e + unit), len(monos)) for e in exps]
+            up.append(rows)
+            up_factor.append([e[c] + 1.0 if r < len(monos) else 0.0 for e, r in zip(exps, rows)])
+        self.up = xp.asarray(np.array(up, dtype=np.int64))  # [3, L]
+        self.up_factor = xp.asarray(np.array(up_factor))  # [3, L]
+        self.basic_flat = xp.asarray(np.array([mu * len(monos) + index[tuple(abc)] for mu, *abc in basic],
+                                              dtype=np.int64))
+        self.n_basic, self.n_moments = len(basic), n_moments
+        self.waves = self._waves(times, len(basic), n_moments, xp)
+
+    @staticmethod
+    def _waves(times: np.ndarray, n_basic: int, n_moments: int, xp) -> list[_Wave]:
+        sparse = _sparse(xp)
+        level = np.zeros(n_moments, dtype=np.int64)
+        for first, second, _, target in times:  # tables are small: O(entries) once per potential
+            level[target] = max(level[target], 1 + max(level[first], level[second]))
+        waves = []
+        entry_level = level[times[:, 3]] if len(times) else np.zeros(0, dtype=np.int64)
+        for lev in range(1, int(level.max(initial=0)) + 1):
+            rows = times[entry_level == lev]
+            first, second, mult, target = rows.T
+            targets, column = np.unique(target, return_inverse=True)
+            e = len(rows)
+            gather = sparse.csr_matrix((xp.ones(e), (xp.asarray(column), xp.arange(e))), shape=(len(targets), e))
+            scatter = [sparse.csr_matrix((xp.ones(e), (xp.asarray(rows_), xp.arange(e))), shape=(n_moments, e))
+                       for rows_ in (first, second)]
+            waves.append(_Wave(xp.asarray(first), xp.asarray(second), xp.asarray(mult[:, None].astype(float)),
+                               xp.asarray(target), xp.asarray(targets), gather, *scatter))
+        return waves
+
+
+@dataclass
+class _Padded:
+    """A full pair list laid out as [n_atoms, k_max] (``slot`` = position of each pair in it).
+
+    d [n, k, 3] Å (padding: (max_dist, 0, 0)); pair_type [n, k]: t_i * S + t_j;
+    order [p]: the pairs sorted by i; flat [p]: padded position of pair order[q].
+    """
+
+    d: object
+    pair_type: object
+    order: object
+    flat: object
+
+
+class MTP:
+    """An MLIP moment tensor potential: basis definition, coefficients, species and evaluation.
+
+    Attributes (all from the ``.mtp`` file): ``species_count`` S, ``min_dist``, ``max_dist`` (Å),
+    ``scaling``, ``radial_basis_size`` X, ``radial_funcs_count`` M, ``radial_coeffs`` [S, S, M, X],
+    ``alpha_moments_count``, ``alpha_index_basic`` [Nb, 4], ``alpha_index_times`` [Nt, 4],
+    ``alpha_moment_mapping`` [K], ``species_coeffs`` [S] (eV), ``moment_coeffs`` [K] (eV),
+    ``version``, ``potential_name``, ``potential_tag``.  Change coefficients in place freely; change the
+    basis tables only through a new ``MTP``.
+    """
+
+    def __init__(self, fields: dict):
+        f = dict(fields)
+        self.version = f.get("version", "1.1.0")
+        self.potential_name = f.get("potential_name", "MTP1m")
+        self.scaling = float(f.get("scaling", 1.0))
+        self.species_count = int(f["species_count"])
+        self.potential_tag = f.get("potential_tag", "")
+        self.radial_basis_type = f.get("radial_basis_type", "RBChebyshev")
+        self.min_dist, self.max_dist = float(f["min_dist"]), float(f["max_dist"])
+        self.radial_basis_size = int(f["radial_basis_size"])
+        self.radial_funcs_count = int(f["radial_funcs_count"])
+        self.alpha_moments_count = int(f["alpha_moments_count"])
+        self.alpha_index_basic = np.asarray(f["alpha_index_basic"], dtype=np.int64).reshape(-1, 4)
+        self.alpha_index_times = np.asarray(f["alpha_index_times"], dtype=np.int64).reshape(-1, 4)
+        self.alpha_moment_mapping = np.asarray(f["alpha_moment_mapping"], dtype=np.int64)
+        s, m, x, k = self.species_count, self.radial_funcs_count, self.radial_basis_size, len(self.alpha_moment_mapping)
+        self.radial_coeffs = (np.zeros((s, s, m, x)) if f.get("radial_coeffs") is None
+                              else np.array(f["radial_coeffs"], dtype=float).reshape(s, s, m, x))
+        self.species_coeffs = np.zeros(s) if f.get("species_coeffs") is None else np.array(f["species_coeffs"], float)
+        self.moment_coeffs = np.zeros(k) if f.get("moment_coeffs") is None else np.array(f["moment_coeffs"], float)
+        self._plans: dict = {}
+
+    # ------------------------------------------------------------------ files and construction
+    @classmethod
+    def read(cls, path) -> "MTP":
+        """Read an MLIP ``.mtp`` file (any level, any number of species).  Raises MTPFormatError."""
+        return cls(parse_mtp(path))
+
+    def fields(self) -> dict:
+        """The ``.mtp`` fields as a dict (see ``mtp_file``)."""
+        return {k: getattr(self, k) for k in (
+            "version", "potential_name", "scaling", "species_count", "potential_tag", "radial_basis_type",
+            "min_dist", "max_dist", "radial_basis_size", "radial_funcs_count", "radial_coeffs",
+            "alpha_moments_count", "alpha_index_basic", "alpha_index_times", "alpha_moment_mapping",
+            "species_coeffs", "moment_coeffs")}
+
+    def write(self, path) -> None:
+        """Write MLIP's ``.mtp`` text; reading it back gives identical numbers."""
+        Path(path).write_text(format_mtp(self.fields()), encoding="utf-8")
+
+    @classmethod
+    def untrained(cls, level: int, species_count: int, *, min_dist: float = 0.5, max_dist: float = 5.0,
+                  radial_basis_size: int = 8, species: Sequence[str] | None = None,
+                  seed: int | None = None) -> "MTP":
+        """An untrained MTP of MLIP level ``level`` (2, 4, …, 20) for ``species_count`` species.
+
+        The basis (``alpha_*`` tables, ``radial_funcs_count``) is MLIP's own template of that level
+        (``training/mtp/templates/NN.mtp``).  Coefficients: ``radial_coeffs`` are drawn uniformly from
+        [-0.1, 0.1] with ``numpy.random.default_rng(seed)`` (MLIP also starts from random radial
+        coefficients when its template has none, but from its own generator and distribution);
+        ``species_coeffs`` and ``moment_coeffs`` are zero (a linear fit sets them); ``scaling`` = 1.
+        ``species`` (element symbols, one per type) is recorded in ``potential_tag``.
+        """
+        if level not in LEVELS:
+            raise ValueError(f"MTP level {level!r} does not exist; MLIP's levels are {list(LEVELS)}")
+        if species is not None and len(species) != species_count:
+            raise ValueError(f"species={list(species)} has {len(species)} symbols, species_count = {species_count}")
+        if not 0 <= min_dist < max_dist:
+            raise ValueError(f"need 0 <= min_dist < max_dist, got min_dist={min_dist}, max_dist={max_dist}")
+        template = resources.files("training.mtp").joinpath("templates", f"{level:02d}.mtp")
+        with resources.as_file(template) as path:
+            fields = parse_mtp(path)
+        fields.update(species_count=int(species_count), min_dist=float(min_dist), max_dist=float(max_dist),
+                      radial_basis_size=int(radial_basis_size), scaling=1.0)
+        shape = (species_count, species_count, fields["radial_funcs_count"], radial_basis_size)
+        fields["radial_coeffs"] = np.random.default_rng(seed).uniform(-0.1, 0.1, size=shape)
+        mtp = cls(fields)
+        mtp.species = species
+        return mtp
+
+    # ------------------------------------------------------------------ species and sizes
+    @property
+    def cutoff(self) -> float:
+        """Cut-off radius (Å) = ``max_dist``."""
+        return self.max_dist
+
+    @property
+    def species(self) -> list[str] | None:
+        """Element symbols of types 0..S-1, stored in ``potential_tag`` as ``species=Cu,Ag``; or None."""
+        tag = self.potential_tag.strip()
+        if tag.startswith(_TAG_PREFIX):
+            return tag[len(_TAG_PREFIX):].split(",")
+        return None
+
+    @species.setter
+    def species(self, symbols: Sequence[str] | None) -> None:
+        if symbols is None:
+            if self.species is not None:
+                self.potential_tag = ""
+            return
+        symbols = [str(s) for s in symbols]
+        if len(symbols) != self.species_count:
+            raise MTPSpeciesError(f"species={symbols} has {len(symbols)} symbols but species_count = "
+                                  f"{self.species_count}")
+        self.potential_tag = _TAG_PREFIX + ",".join(symbols)
+
+    @property
+    def level(self) -> int | None:
+        """MLIP level, when the basis equals a template's (else None)."""
+        for level in LEVELS:
+            try:
+                ref = parse_mtp(resources.files("training.mtp").joinpath("templates", f"{level:02d}.mtp"))
+            except (MTPFormatError, OSError):
+                continue
+            if (np.array_equal(ref["alpha_index_times"], self.alpha_index_times)
+                    and np.array_equal(ref["alpha_index_basic"], self.alpha_index_basic)
+                    and np.array_equal(ref["alpha_moment_mapping"], self.alpha_moment_mapping)):
+                return level
+        return None
+
+    @property
+    def basis_size(self) -> int:
+        """K: the number of basis functions (= ``moment_coeffs`` entries, the linear parameters)."""
+        return len(self.alpha_moment_mapping)
+
+    def _plan(self, xp) -> _Plan:
+        key = xp.__name__
+        if key not in self._plans:
+            self._plans[key] = _Plan(self.alpha_index_basic, self.alpha_index_times, self.alpha_moments_count,
+                                     self.radial_funcs_count, xp)
+        return self._plans[key]
+
+    # ------------------------------------------------------------------ evaluation
+    def _pad(self, types, i, j, d, xp) -> _Padded:
+        n, p = len(types), len(i)
+        order = xp.argsort(i, kind="stable") if xp is np else xp.argsort(i)
+        i_s = i[order]
+        counts = xp.bincount(i, minlength=n)
+        k_max = max(int(counts.max()) if n else 0, 1)
+        start = xp.cumsum(counts) - counts
+        flat = i_s * k_max + (xp.arange(p) - start[i_s])
+        padded = xp.zeros((n * k_max, 3))
+        padded[:, 0] = self.max_dist
+        padded[flat] = d[order]
+        pair_type = xp.repeat(types * self.species_count, k_max)
+        pair_type[flat] += types[j[order]]
+        return _Padded(padded.reshape(n, k_max, 3), pair_type.reshape(n, k_max), order, flat)
+
+    def _radial(self, r, pair_type, xp):
+        """R, dR/dr [n, k, M] for distances r [n, k] (Å); zero at and beyond ``max_dist``."""
+        lo, hi = self.min_dist, self.max_dist
+        inside = r < hi
+        gap = xp.where(inside, hi - r, 0.0)
+        smooth, dsmooth = self.scaling * gap * gap, -2.0 * self.scaling * gap
+        ksi = (2.0 * r - (lo + hi)) / (hi - lo)
+        dksi = 2.0 / (hi - lo)
+        t, dt = [xp.ones_like(r), ksi], [xp.zeros_like(r), xp.full_like(r, dksi)]
+        for _ in range(2, self.radial_basis_size):
+            t.append(2.0 * ksi * t[-1] - t[-2])
+            dt.append(2.0 * (dksi * t[-2] + ksi * dt[-1]) - dt[-2])
+        t, dt = xp.stack(t[: self.radial_basis_size], axis=-1), xp.stack(dt[: self.radial_basis_size], axis=-1)
+        q = t * smooth[..., None]  # [n, k, X]
+        dq = dt * smooth[..., None] + t * dsmooth[..., None]
+        coeffs = xp.asarray(self.radial_coeffs.reshape(-1, self.radial_funcs_count, self.radial_basis_size))
+        if self.species_count == 1:
+            return q @ coeffs[0].T, dq @ coeffs[0].T
+        c = coeffs[pair_type]  # [n, k, M, X]
+        return xp.einsum("nkx,nkmx->nkm", q, c), xp.einsum("nkx,nkmx->nkm", dq, c)
+
+    def _geometry(self, pad: _Padded, types, xp):
+        plan = self._plan(xp)
+        d = pad.d
+        r = xp.sqrt(xp.einsum("nkc,nkc->nk", d, d))
+        u = d / xp.where(r > 0, r, 1.0)[..., None]
+        # monomials degree by degree (order: a descending, then b descending): degree δ is
+        # u_x * (all of degree δ-1), u_y * (those of degree δ-1 without x), u_z * z^(δ-1) -- slices only.
+        # stored as [n, L, k] so each step multiplies contiguous rows; returned as an [n, k, L] view
+        n, k_max = r.shape
+        mono = xp.empty((n, plan.n_mono, k_max))
+        ux, uy, uz = (u[:, None, :, c] for c in range(3))  # [n, 1, k]
+        mono[:, 0] = 1.0
+        start, size = 0, 1  # the block of degree δ-1
+        for degree in range(1, plan.degree + 1):
+            prev, out = mono[:, start:start + size], start + size
+            xp.multiply(prev, ux, out=mono[:, out:out + size])
+            xp.multiply(prev[:, -degree:], uy, out=mono[:, out + size:out + size + degree])
+            xp.multiply(prev[:, -1:], uz, out=mono[:, out + size + degree:out + size + degree + 1])
+            start, size = out, size + degree + 1
+        mono = mono.transpose(0, 2, 1)
+        radial, dradial = self._radial(r, pad.pair_type, xp)
+        return r, u, mono, radial, dradial
+
+    def _moments(self, radial, mono, xp):
+        """All moments as rows [K_all, n]."""
+        plan = self._plan(xp)
+        n = radial.shape[0]
+        full = xp.matmul(radial.transpose(0, 2, 1), mono)  # [n, M, L]
+        moments = xp.zeros((plan.n_moments, n))
+        moments[: plan.n_basic] = full.reshape(n, -1)[:, plan.basic_flat].T
+        for w in plan.waves:
+            prod = moments[w.first]
+            prod *= moments[w.second]
+            prod *= w.mult
+            moments[w.targets] = w.gather @ prod
+        return moments
+
+    def _moment_gradient(self, moments, xp):
+        """dE_i/dM_k as rows [K_all, n] for E = Σ moment_coeffs * M[mapping]."""
+        plan = self._plan(xp)
+        seed = np.zeros(plan.n_moments)
+        np.add.at(seed, self.alpha_moment_mapping, self.moment_coeffs)
+        grad = xp.repeat(xp.asarray(seed)[:, None], moments.shape[1], axis=1)
+        for w in reversed(plan.waves):
+            g = grad[w.target]
+            g *= w.mult
+            grad += w.scatter_first @ (g * moments[w.second])
+            grad += w.scatter_second @ (g * moments[w.first])
+        return grad
+
+    def _check_inputs(self, types, i, j, d, xp):
+        if d.ndim != 2 or d.shape[1] != 3 or i.shape != (d.shape[0],) or j.shape != i.shape:
+            raise ValueError(f"pair list shapes must be i [p], j [p], d [p, 3]; got {i.shape}, {j.shape}, {d.shape}")
+        if len(types) and (int(types.min()) < 0 or int(types.max()) >= self.species_count):
+            raise MTPSpeciesError(f"type indices must be in 0..{self.species_count - 1} (species_count of the "
+                                  f"potential); got {int(types.min())}..{int(types.max())}")
+
+    def evaluate(self, types, i, j, d, *, xp=None):
+        """Site energies and the gradient of the total energy with respect to each pair vector.
+
+        Parameters
+        ----------
+        types : int [n]      0-based MTP species index of each atom.
+        i, j : int [p]       FULL neighbour list (both i->j and j->i), pairs in any order.
+        d : float [p, 3]     r_j + image shift - r_i (Å); pairs at |d| >= cutoff contribute nothing.
+        xp : module          numpy or cupy; default: the module of ``d``.
+
+        Returns
+        -------
+        site_energies : [n] eV
+        dE_dd : [p, 3] eV/Å, dE_total/dd_p (only site energy i depends on d_p).
+        """
+        xp = array_module(d) if xp is None else xp
+        types, i, j, d = (xp.asarray(types, dtype=xp.int64), xp.asarray(i, dtype=xp.int64),
+                          xp.asarray(j, dtype=xp.int64), xp.asarray(d, dtype=xp.float64))
+        self._check_inputs(types, i, j, d, xp)
+        plan = self._plan(xp)
+        n = len(types)
+        pad = self._pad(types, i, j, d, xp)
+        r, u, mono, radial, dradial = self._geometry(pad, types, xp)
+        moments = self._moments(radial, mono, xp)
+        coeffs = xp.asarray(self.moment_coeffs)
+        energies = xp.asarray(self.species_coeffs)[types] + coeffs @ moments[xp.asarray(self.alpha_moment_mapping)]
+        grad = self._moment_gradient(moments, xp)
+        g_full = xp.zeros((n, plan.n_radial * plan.n_mono))
+        g_full[:, plan.basic_flat] = grad[: plan.n_basic].T
+        g_full = g_full.reshape(n, plan.n_radial, plan.n_mono)  # dE_i / dMfull [n, M, L]
+        # d(R_μ A_l)/dd = R'_μ A_l u + R_μ (∂A_l/∂u_c - deg_l A_l u_c) / r, where ∂A_l/∂u_c = e_c A_{l - e_c};
+        # the sum over l of G ∂A_l/∂u_c is rewritten as a sum over A_l of G at l + e_c (``up``).
+        g_pad = xp.concatenate([g_full, xp.zeros((n, plan.n_radial, 1))], axis=2)
+        g_cat = xp.concatenate([g_full, g_full * plan.mono_degree] + [g_pad[:, :, plan.up[c]] * plan.up_factor[c]
+                                                                      for c in range(3)], axis=1)  # [n, 5M, L]
+        h = xp.matmul(mono, g_cat.transpose(0, 2, 1)).reshape(n, -1, 5, plan.n_radial)  # [n, k, 5, M]
+        s_radial = xp.einsum("nkm,nkm->nk", h[:, :, 0], dradial)
+        s = xp.einsum("nkbm,nkm->nkb", h[:, :, 1:], radial)  # [n, k, 4]: Σ deg G A, then the ∂A/∂u_c terms
+        inv_r = 1.0 / xp.where(r > 0, r, 1.0)
+        grad_pad = u * (s_radial - s[..., 0] * inv_r)[..., None] + s[..., 1:] * inv_r[..., None]
+        de_dd = xp.empty_like(d)
+        de_dd[pad.order] = grad_pad.reshape(-1, 3)[pad.flat]
+        return energies, de_dd
+
+    def basis(self, types, i, j, d, *, xp=None):
+        """Basis values and their derivatives, for linear fitting (``E_i = species_coeffs[t_i] + B[i] @ moment_coeffs``).
+
+        Same inputs as ``evaluate``.  Returns B [n, K] (dimensionless products of moments, eV per unit
+        coefficient) and dB_dd [p, 3, K] (1/Å): derivative of B[i_p] with respect to d_p.  Memory is
+        O(K_all * pairs * 3): meant for the small cells of fitting sets, not for MD.
+        """
+        xp = array_module(d) if xp is None else xp
+        types, i, j, d = (xp.asarray(types, dtype=xp.int64), xp.asarray(i, dtype=xp.int64),
+                          xp.asarray(j, dtype=xp.int64), xp.asarray(d, dtype=xp.float64))
+        self._check_inputs(types, i, j, d, xp)
+        plan = self._plan(xp)
+        n = len(types)
+        pad = self._pad(types, i, j, d, xp)
+        r, u, mono, radial, dradial = self._geometry(pad, types, xp)
+        moments = self._moments(radial, mono, xp)
+        k_max = r.shape[1]
+        n_pairs = n * k_max
+        # derivative of each basic moment of atom i with respect to d of each of its pairs: [Nb, n*k, 3]
+        mu = plan.basic_flat // plan.n_mono
+        mono_b = plan.basic_flat % plan.n_mono
+        inv_r = (1.0 / xp.where(r > 0, r, 1.0)).reshape(-1, 1, 1)
+        rad, drad = radial.reshape(n_pairs, -1)[:, mu], dradial.reshape(n_pairs, -1)[:, mu]  # [N, Nb]
+        a = mono.reshape(n_pairs, -1)
+        a_b = a[:, mono_b]
+        uu = u.reshape(n_pairs, 3, 1)
+        exps = plan.exps[mono_b]  # [Nb, 3]
+        down = []
+        for c in range(3):
+            # A_{l - e_c} * e_c: use the monomial table through 'up' inverted on the fly
+            lowered = exps.copy()
+            lowered[:, c] = xp.maximum(lowered[:, c] - 1, 0)
+            down.append(self._mono_index(lowered, xp))
+        a_down = xp.stack([a[:, down[c]] * exps[:, c] for c in range(3)], axis=1)  # [N, 3, Nb]
+        deg = plan.mono_degree[mono_b]
+        dmom = (drad * a_b)[:, None, :] * uu + rad[:, None, :] * (a_down - deg * a_b[:, None, :] * uu) * inv_r
+        derivs = xp.zeros((plan.n_moments, n_pairs * 3))
+        derivs[: plan.n_basic] = dmom.reshape(n_pairs * 3, -1).T
+        centre = xp.repeat(xp.arange(n), k_max * 3)
+        mom_c = moments[:, centre]  # moments of the centre atom of each (pair, component): [K_all, N*3]
+        for w in plan.waves:
+            prod = w.mult * (derivs[w.first] * mom_c[w.second] + mom_c[w.first] * derivs[w.second])
+            derivs[w.targets] = w.gather @ prod
+        mapping = xp.asarray(self.alpha_moment_mapping)
+        b = moments[mapping].T
+        db = derivs[mapping].reshape(len(mapping), n_pairs, 3)[:, pad.flat].transpose(1, 2, 0)
+        db_dd = xp.empty((len(i), 3, len(mapping)))
+        db_dd[pad.order] = db
+        return b, db_dd
+
+    def _mono_index(self, exps, xp):
+        """Monomial index [m] of exponent rows [m, 3] (all monomials of degree <= D are in the table)."""
+        plan = self._plan(xp)
+        table = plan.exps
+        key = lambda e: (e[:, 0] * (plan.degree + 1) + e[:, 1]) * (plan.degree + 1) + e[:, 2]  # noqa: E731
+        lookup = xp.full((plan.degree + 1) ** 3, -1, dtype=xp.int64)
+        lookup[key(table)] = xp.arange(len(table))
+        return lookup[key(exps)]
+
+
+def forces_and_virial(i, j, d, de_dd, n_atoms: int, xp=None):
+    """Forces and virials from the pair gradients of ``MTP.evaluate``.
+
+    Parameters: i, j [p]; d [p, 3] Å; de_dd [p, 3] eV/Å; n_atoms.
+    Returns
+    -------
+    forces : [n, 3] eV/Å      F_a = -dE/dr_a  (d_p = r_j - r_i, so F_i += dE/dd_p, F_j -= dE/dd_p).
+    virial : [3, 3] eV        W = -Σ_p d_p ⊗ dE/dd_p.  MLIP's PlusStress is W in Voigt order and ASE's
+                              stress is -W / V (W is symmetric for a rotation-invariant energy).
+    per_atom_virial : [n, 3, 3] eV  W_a = -Σ_{p: j_p = a} d_p ⊗ dE/dd_p, the many-body per-atom virial of
+                              Fan et al., Phys. Rev. B 92, 094301 (2015) (right for heat currents); Σ_a W_a = W.
+    """
+    xp = array_module(d) if xp is None else xp
+    forces = xp.zeros((n_atoms, 3))
+    outer = -d[:, :, None] * de_dd[:, None, :]  # [p, 3, 3]
+    per_atom = xp.zeros((n_atoms, 9))
+    for c in range(3):
+        forces[:, c] = xp.bincount(i, weights=de_dd[:, c], minlength=n_atoms) - xp.bincount(
+            j, weights=de_dd[:, c], minlength=n_atoms)
+    flat = outer.reshape(-1, 9)
+    for c in range(9):
+        per_atom[:, c] = xp.bincount(j, weights=flat[:, c], minlength=n_atoms)
+    return forces, outer.sum(axis=0), per_atom.reshape(n_atoms, 3, 3)
