@@ -17,7 +17,7 @@ from .errors import MultiscaleError
 # group -> [(module, function)]: the engines' sub-command registrations.
 ENGINE_COMMANDS = {
     "data": [("training.cli", "register_data")],
-    "mtp": [("training.mtp.cli", "register"), ("training.fit_cli", "register")],
+    "mtp": [("training.mtp.cli", "register"), ("training.fit_cli", "register"), ("training.passive_cli", "register")],
     "md": [("md_gpu.cli", "register")],
     "fem": [("fem.cli", "register")],
 }

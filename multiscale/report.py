@@ -14,7 +14,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .atomic import write_text
+from .atomic import write_json, write_text
+from .checks import run_checks
 
 REPORT_SETTINGS = {
     "title": (str, "", "page title (default: the case name)"),
@@ -105,6 +106,16 @@ def properties_table(props: dict) -> str:
     return out
 
 
+def checks_table(checks: list[dict]) -> str:
+    """The cross-scale checks (multiscale.checks) as a table: ours, reference, difference, verdict."""
+    verdict = {True: "pass", False: "FAIL", None: "not run"}
+    rows = [[c["check"], c["ours"], c["reference"],
+             "-" if c["rel_diff"] is None else f"{100 * c['rel_diff']:.2f} %",
+             "-" if c["tolerance"] is None else f"{100 * c['tolerance']:.0f} %", verdict[c["passed"]], c["what"]]
+            for c in checks]
+    return table(rows, ["check", "ours", "reference", "difference", "tolerance", "verdict", "what"])
+
+
 def stage_section(name: str, folder: Path, out_dir: Path, settings: dict) -> str:
     record = json.loads((folder / "stage.json").read_text())
     parts = [f"<h2 id='{name}'>{esc(STAGE_TITLES.get(name, name))}</h2>",
@@ -142,12 +153,15 @@ def build_report(case_dir: Path, runs_dir: Path, out_dir: Path, settings: dict, 
         timings.append([name, record.get("finished", "")[:19].replace("T", " "), record.get("elapsed_s", 0.0)])
         versions.update(record.get("versions", {}))
         sections.append(stage_section(name, folder, out_dir, settings))
+    checks = run_checks(runs_dir)
+    write_json(out_dir / "checks.json", checks)
     nav = " · ".join(f"<a href='#{n}'>{esc(n)}</a>" for n in UPSTREAM if (runs_dir / n / "stage.json").is_file())
     page = f"""<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>
 <style>{_CSS}</style></head><body>
 <h1>{esc(title)}</h1><p>{esc(description)}</p><p>{nav}</p>
 <p>case directory: <code>{esc(case_dir)}</code>; report written {datetime.now(timezone.utc).isoformat()[:19]} UTC</p>
 <h2>Timings</h2>{table(timings, ['stage', 'finished (UTC)', 'wall time (s)'])}
+<h2>Cross-scale checks</h2>{checks_table(checks)}
 {''.join(sections)}
 <h2>Versions</h2>{table([[k, v] for k, v in versions.items()], ['software', 'version'])}
 </body></html>

@@ -1,0 +1,109 @@
+"""Cross-scale consistency checks: does each scale reproduce the one below it?
+
+Data flow::
+
+    runs/data/summary.json      the reference engine's own 0 K stiffness of graphene (static strain scan)
+    runs/md/summary.json        MTP-MD elastic constants at low temperature, interface-cell tension
+    runs/fem/fem_results.json   FE effective modulus of the stripe sample (main run)
+        --> check_reference_stiffness, check_fe_vs_md  --> rows {check, ours, reference, rel_diff, tol, passed}
+        --> the report's "Cross-scale checks" table and runs/report/checks.json
+
+Two checks, with the tolerances of the acceptance criteria:
+
+* MTP-MD vs reference engine: the 2D Young's moduli E_x, E_y = (C11 C22 - C12^2)/C22 (resp. /C11) in N/m
+  of a phase from the MD elastic constants at low temperature (``elastic_low_T_N_per_m`` of the MD
+  summary) against the same moduli from the engine's static strain scan (``reference`` of the data
+  summary), within 5 %.
+* FE vs direct MD: the FE effective modulus of the main run, when it is a stripe sample loaded across
+  its stripes (in series, as the MD interface cell is pulled normal to its interfaces), against the MD
+  Young's modulus of the interface cell (``normal``), within 10 %.
+
+A check whose inputs are missing is reported as ``not run`` with the reason, never as passed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REFERENCE_TOL = 0.05
+FE_MD_TOL = 0.10
+
+
+def _row(check: str, ours, reference, tol: float, what: str) -> dict:
+    rel = abs(ours - reference) / abs(reference)
+    return {"check": check, "ours": float(ours), "reference": float(reference), "rel_diff": float(rel),
+            "tolerance": tol, "passed": bool(rel <= tol), "what": what}
+
+
+def _not_run(check: str, reason: str) -> dict:
+    return {"check": check, "ours": None, "reference": None, "rel_diff": None, "tolerance": None,
+            "passed": None, "what": f"not run: {reason}"}
+
+
+def youngs_moduli(c11: float, c22: float, c12: float) -> tuple[float, float]:
+    """2D Young's moduli (E_x, E_y) of an orthotropic sheet from C11, C22, C12 (all N/m)."""
+    det = c11 * c22 - c12 ** 2
+    return det / c22, det / c11
+
+
+def check_reference_stiffness(data_summary: dict | None, md_summary: dict | None, *,
+                              tol: float = REFERENCE_TOL) -> list[dict]:
+    """MTP-MD moduli at low T against the reference engine's static moduli, for every phase that has both."""
+    name = "MTP-MD vs reference engine stiffness"
+    if not data_summary or not md_summary:
+        return [_not_run(name, "the data or md stage has not run")]
+    rows = []
+    for system, info in (data_summary.get("systems") or {}).items():
+        ref = info.get("reference")
+        md = (md_summary.get("systems") or {}).get(system, {}).get("elastic_low_T_N_per_m")
+        if not ref:
+            continue
+        if not md:
+            rows.append(_not_run(f"{name} ({system})", "the md stage measured no low-temperature elastic "
+                                                        "constants (md.elastic.low_temperature_K)"))
+            continue
+        temperature = md.get("temperature_K", "low")
+        ex, ey = youngs_moduli(md["C11"]["mean"], md["C22"]["mean"], md["C12"]["mean"])
+        for axis, ours in (("x", ex), ("y", ey)):
+            rows.append(_row(f"{name} ({system}, E_{axis})", ours, ref[f"E_{axis}_N_per_m"], tol,
+                             f"2D Young's modulus (N/m): MTP-MD elastic constants at {temperature} K vs the "
+                             f"engine's 0 K relaxed-ion strain scan"))
+    return rows or [_not_run(name, "no dataset carries the reference engine's stiffness (data.reference_scan)")]
+
+
+def _in_series(settings: dict) -> bool:
+    return settings.get("geometry") == "stripes" and settings.get("stripes", {}).get("orientation") != \
+        settings.get("load_direction")
+
+
+def check_fe_vs_md(fem_results: dict | None, md_summary: dict | None, *, tol: float = FE_MD_TOL) -> list[dict]:
+    """FE stripe-sample modulus (in series) against the MD modulus of every interface cell pulled normal."""
+    name = "FE stripes vs direct MD"
+    if not fem_results or not md_summary:
+        return [_not_run(name, "the fem or md stage has not run")]
+    settings = fem_results.get("settings", {})
+    if not _in_series(settings):
+        return [_not_run(name, "the FE main run is not a stripe sample loaded across its stripes "
+                               "(fem.geometry: stripes with stripes.orientation != load_direction)")]
+    fe = fem_results["tensile"]["modulus_N_per_m"]
+    rows = []
+    for system, entry in (md_summary.get("systems") or {}).items():
+        normal = entry.get("normal", {}).get("youngs_modulus_N_per_m")
+        if normal:
+            rows.append(_row(f"{name} ({system})", fe, normal["mean"], tol,
+                             f"effective 2D modulus (N/m) across the stripes: FE (borophene fraction "
+                             f"{settings.get('stripes', {}).get('fraction')}) vs MD of the {system} cell "
+                             f"pulled normal to its interfaces ({normal.get('n', '?')} seeds)"))
+    return rows or [_not_run(name, "the md stage measured no interface cell")]
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_checks(runs_dir: Path) -> list[dict]:
+    """All checks from the stage outputs under ``runs_dir`` (missing outputs give ``not run`` rows)."""
+    runs_dir = Path(runs_dir)
+    md = _read(runs_dir / "md" / "summary.json")
+    return (check_reference_stiffness(_read(runs_dir / "data" / "summary.json"), md)
+            + check_fe_vs_md(_read(runs_dir / "fem" / "fem_results.json"), md))

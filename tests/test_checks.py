@@ -1,0 +1,62 @@
+"""Cross-scale checks: the numbers compared, the tolerances applied, missing inputs never pass."""
+import json
+
+import pytest
+
+from multiscale.checks import (check_fe_vs_md, check_reference_stiffness, run_checks, youngs_moduli)
+
+
+def stat(value):
+    return {"mean": value, "sem": 0.0, "n": 3}
+
+
+DATA = {"systems": {"graphene": {"reference": {"E_x_N_per_m": 330.0, "E_y_N_per_m": 331.0}}}}
+
+
+def md_summary(c11=350.0, c22=352.0, c12=60.0, normal=200.0):
+    return {"systems": {
+        "graphene": {"elastic_low_T_N_per_m": {"C11": stat(c11), "C22": stat(c22), "C12": stat(c12),
+                                               "temperature_K": 1.0}},
+        "interface": {"normal": {"youngs_modulus_N_per_m": stat(normal)}}}}
+
+
+def fem(modulus=190.0, orientation="x", load="y", geometry="stripes"):
+    return {"settings": {"geometry": geometry, "load_direction": load,
+                         "stripes": {"orientation": orientation, "fraction": 0.5}},
+            "tensile": {"modulus_N_per_m": modulus}}
+
+
+def test_youngs_moduli_of_isotropic_sheet():
+    # isotropic: C11 = C22 = E/(1-nu^2), C12 = nu C11
+    e, nu = 340.0, 0.17
+    c11 = e / (1 - nu ** 2)
+    assert youngs_moduli(c11, c11, nu * c11) == pytest.approx((e, e), rel=1e-12)
+
+
+def test_reference_stiffness_pass_and_fail():
+    ex, ey = youngs_moduli(350.0, 352.0, 60.0)
+    rows = check_reference_stiffness(DATA, md_summary())
+    assert [r["ours"] for r in rows] == pytest.approx([ex, ey])
+    assert rows[0]["rel_diff"] == pytest.approx(abs(ex - 330.0) / 330.0)
+    assert all(r["passed"] == (r["rel_diff"] <= 0.05) for r in rows)
+    far = check_reference_stiffness(DATA, md_summary(c11=500.0, c22=500.0))
+    assert not any(r["passed"] for r in far)
+
+
+def test_fe_vs_md_in_series_only():
+    rows = check_fe_vs_md(fem(190.0), md_summary(normal=200.0))
+    assert rows[0]["passed"] and rows[0]["rel_diff"] == pytest.approx(0.05)
+    assert not check_fe_vs_md(fem(170.0), md_summary(normal=200.0))[0]["passed"]
+    parallel = check_fe_vs_md(fem(190.0, orientation="y", load="y"), md_summary())
+    assert parallel[0]["passed"] is None and "not run" in parallel[0]["what"]
+
+
+def test_missing_inputs_are_not_run(tmp_path):
+    rows = run_checks(tmp_path)
+    assert rows and all(r["passed"] is None for r in rows)
+    (tmp_path / "md").mkdir()
+    (tmp_path / "md" / "summary.json").write_text(json.dumps({"systems": {"graphene": {}}}))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "summary.json").write_text(json.dumps(DATA))
+    rows = check_reference_stiffness(DATA, {"systems": {"graphene": {}}})
+    assert rows[0]["passed"] is None and "low-temperature" in rows[0]["what"]
