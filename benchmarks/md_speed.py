@@ -1,0 +1,77 @@
+"""MD speed: atom-steps per second vs number of atoms, for MTP levels 10 and 16 (NVE, float64).
+
+Usage (prints one line per run, then a table)::
+
+    python benchmarks/md_speed.py                            # CPU here: 1e3 and 1e4 atoms
+    python benchmarks/md_speed.py --sizes 1000,10000,100000,1000000 --backend cupy   # on a GPU
+
+The potentials are MLIP-2's own fcc Cu MTPs of levels 10 and 16 (tests/data/md/,
+from /work/shared/mlip_reference/cubic); the structure is fcc Cu (a = 3.61 Å)
+repeated to the requested size, or any structure given with --structure
+(e.g. ``graphene`` from training.structures, which then needs a graphene MTP
+via --potential). Goal on an H100: >= 1e7 atom-steps/s at >= 1e5 atoms, level 16.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ase.build import bulk
+
+from md_gpu.backend import get_backend
+from md_gpu.bench import benchmark
+from md_gpu.forcefields.loading import load_forcefield
+from md_gpu.structures import load_structure, repeat_to
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "md"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated atom counts")
+    parser.add_argument("--levels", default="10,16", help="MTP levels (Cu potentials in tests/data/md)")
+    parser.add_argument("--potential", help="use this .mtp (or morse-cu) instead of the Cu levels")
+    parser.add_argument("--species", help="element per type of --potential, comma-separated")
+    parser.add_argument("--structure", help="structure file or training.structures builder (default fcc Cu)")
+    parser.add_argument("--steps", type=int, default=0, help="timed steps (0: about 2e5 atom-steps, >= 2)")
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default=None)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    xp = get_backend(args.backend)
+    if args.potential:
+        species = args.species.split(",") if args.species else None
+        potentials = {args.potential: load_forcefield(args.potential, species=species)}
+    else:
+        potentials = {f"Cu MTP level {lv}": load_forcefield(DATA / f"cu_pot_{int(lv):02d}.mtp", species=("Cu",))
+                      for lv in args.levels.split(",")}
+    base = load_structure(args.structure) if args.structure else bulk("Cu", "fcc", a=3.61, cubic=True)
+    rows = []
+    for name, ff in potentials.items():
+        for size in (int(s) for s in args.sizes.split(",")):
+            atoms = repeat_to(base, size)
+            steps = args.steps or max(2, int(2e5 / len(atoms)))
+            try:
+                r = benchmark(ff, atoms, steps=steps, warmup=2, xp=xp)
+            except MemoryError as exc:
+                print(f"{name}: {len(atoms)} atoms: out of memory ({exc})", flush=True)
+                continue
+            except Exception as exc:  # e.g. cupy.cuda.memory.OutOfMemoryError
+                if "OutOfMemory" not in type(exc).__name__:
+                    raise
+                print(f"{name}: {len(atoms)} atoms: out of device memory", flush=True)
+                continue
+            r["potential"] = name
+            rows.append(r)
+            print(f"{name}: {r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
+                  f"{r['atom_steps_per_s']:.4g} atom-steps/s", flush=True)
+    print(f"\n{'potential':<22}{'atoms':>10}{'atom-steps/s':>16}  backend")
+    for r in rows:
+        print(f"{r['potential']:<22}{r['n_atoms']:>10}{r['atom_steps_per_s']:>16.4g}  {r['backend']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
