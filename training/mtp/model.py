@@ -361,6 +361,16 @@ class MTP:
             grad += w.scatter_second @ (g * moments[w.first])
         return grad
 
+    def _forward(self, types, i, j, d, xp):
+        """Shared first half of ``evaluate`` and ``basis``: checked arrays, padded pairs, geometry, moments."""
+        xp = array_module(d) if xp is None else xp
+        types, i, j, d = (xp.asarray(types, dtype=xp.int64), xp.asarray(i, dtype=xp.int64),
+                          xp.asarray(j, dtype=xp.int64), xp.asarray(d, dtype=xp.float64))
+        self._check_inputs(types, i, j, d, xp)
+        pad = self._pad(types, i, j, d, xp)
+        geometry = self._geometry(pad, types, xp)
+        return xp, types, d, self._plan(xp), pad, geometry, self._moments(geometry[3], geometry[2], xp)
+
     def _check_inputs(self, types, i, j, d, xp):
         if d.ndim != 2 or d.shape[1] != 3 or i.shape != (d.shape[0],) or j.shape != i.shape:
             raise ValueError(f"pair list shapes must be i [p], j [p], d [p, 3]; got {i.shape}, {j.shape}, {d.shape}")
@@ -383,15 +393,8 @@ class MTP:
         site_energies : [n] eV
         dE_dd : [p, 3] eV/Å, dE_total/dd_p (only site energy i depends on d_p).
         """
-        xp = array_module(d) if xp is None else xp
-        types, i, j, d = (xp.asarray(types, dtype=xp.int64), xp.asarray(i, dtype=xp.int64),
-                          xp.asarray(j, dtype=xp.int64), xp.asarray(d, dtype=xp.float64))
-        self._check_inputs(types, i, j, d, xp)
-        plan = self._plan(xp)
+        xp, types, d, plan, pad, (r, u, mono, radial, dradial), moments = self._forward(types, i, j, d, xp)
         n = len(types)
-        pad = self._pad(types, i, j, d, xp)
-        r, u, mono, radial, dradial = self._geometry(pad, types, xp)
-        moments = self._moments(radial, mono, xp)
         coeffs = xp.asarray(self.moment_coeffs)
         energies = xp.asarray(self.species_coeffs)[types] + coeffs @ moments[xp.asarray(self.alpha_moment_mapping)]
         grad = self._moment_gradient(moments, xp)
@@ -419,15 +422,8 @@ class MTP:
         coefficient) and dB_dd [p, 3, K] (1/Å): derivative of B[i_p] with respect to d_p.  Memory is
         O(K_all * pairs * 3): meant for the small cells of fitting sets, not for MD.
         """
-        xp = array_module(d) if xp is None else xp
-        types, i, j, d = (xp.asarray(types, dtype=xp.int64), xp.asarray(i, dtype=xp.int64),
-                          xp.asarray(j, dtype=xp.int64), xp.asarray(d, dtype=xp.float64))
-        self._check_inputs(types, i, j, d, xp)
-        plan = self._plan(xp)
+        xp, types, d, plan, pad, (r, u, mono, radial, dradial), moments = self._forward(types, i, j, d, xp)
         n = len(types)
-        pad = self._pad(types, i, j, d, xp)
-        r, u, mono, radial, dradial = self._geometry(pad, types, xp)
-        moments = self._moments(radial, mono, xp)
         k_max = r.shape[1]
         n_pairs = n * k_max
         # derivative of each basic moment of atom i with respect to d of each of its pairs: [Nb, n*k, 3]
@@ -458,7 +454,7 @@ class MTP:
         mapping = xp.asarray(self.alpha_moment_mapping)
         b = moments[mapping].T
         db = derivs[mapping].reshape(len(mapping), n_pairs, 3)[:, pad.flat].transpose(1, 2, 0)
-        db_dd = xp.empty((len(i), 3, len(mapping)))
+        db_dd = xp.empty((len(d), 3, len(mapping)))
         db_dd[pad.order] = db
         return b, db_dd
 
