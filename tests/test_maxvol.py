@@ -1,0 +1,181 @@
+"""MaxVol active sets and extrapolation grades (training/maxvol.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.maxvol import ActiveSet, ActiveSetError, fingerprint, frame_rows, maxvol, neighbourhood_rows
+
+MLIP = Path(__file__).parent / "data" / "mlip"
+
+
+# ------------------------------------------------------------------------------ generic MaxVol algebra
+def test_maxvol_determinant_never_decreases_and_ends_dominant():
+    rows = np.random.default_rng(1).normal(size=(400, 12))
+    res = maxvol(rows, start=np.arange(12))  # a poor start: many swaps
+    assert len(res.swaps) > 5
+    assert np.all(np.diff(res.log_det) > 0)
+    # replay the swaps from scratch: |det| of every intermediate matrix is non-decreasing
+    index, dets = np.arange(12), []
+    dets.append(np.linalg.slogdet(rows[index])[1])
+    for i, j in res.swaps:
+        index[j] = i
+        dets.append(np.linalg.slogdet(rows[index])[1])
+    assert np.all(np.diff(dets) > 0)
+    np.testing.assert_allclose(dets, res.log_det, rtol=0, atol=1e-8)
+    assert np.array_equal(index, res.index)
+    assert np.linalg.matrix_rank(res.matrix) == 12
+    assert np.abs(rows @ np.linalg.inv(res.matrix)).max() <= 1 + 1e-9
+    np.testing.assert_allclose(res.inverse @ res.matrix, np.eye(12), atol=1e-10)
+
+
+def test_maxvol_finds_the_global_optimum_of_a_small_problem():
+    from itertools import combinations
+
+    rows = np.random.default_rng(2).normal(size=(9, 3))
+    best = max(abs(np.linalg.det(rows[list(c)])) for c in combinations(range(9), 3))
+    res = maxvol(rows)
+    # a dominant submatrix is within a factor k^(k/2) of the best volume; on this small case it is the best
+    assert abs(np.linalg.det(res.matrix)) >= best / 3 ** 1.5
+    assert np.abs(rows @ res.inverse).max() <= 1 + 1e-9
+
+
+def test_maxvol_rank_deficient_rows_are_regularised():
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 6))  # rank 3 in 6 columns
+    res = maxvol(rows, regularization=1e-5)
+    assert res.rank == 3 and np.sum(res.index >= 0) == 3
+    assert np.abs(rows @ res.inverse).max() <= 1 + 1e-9  # training rows interpolate
+    outside = rows[0] + 0.1 * np.linalg.svd(rows)[2][-1]  # leave the span of the training rows
+    assert np.abs(outside @ res.inverse).max() > 1e3
+    with pytest.raises(ActiveSetError, match="rank 3 < 6"):
+        maxvol(rows, regularization=0)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 3)), np.zeros(4)])
+def test_maxvol_rejects_empty_input(bad):
+    with pytest.raises(ActiveSetError, match="non-empty 2D"):
+        maxvol(bad)
+
+
+# ------------------------------------------------------------------------------ MTP grades
+@pytest.fixture(scope="module")
+def cubic():
+    from training.mtp import MTP, read_cfg
+
+    frames = read_cfg(MLIP / "cubic" / "training.cfg.gz")
+    return MTP.read(MLIP / "cubic" / "pot_10.mtp"), frames[:400:8], frames
+
+
+def _strained(atoms, factor):
+    a = atoms.copy()
+    a.set_cell(a.cell * factor, scale_atoms=True)
+    return a
+
+
+def _heated(atoms, sigma, seed=0):
+    a = atoms.copy()
+    a.positions += np.random.default_rng(seed).normal(scale=sigma, size=a.positions.shape)
+    return a
+
+
+@pytest.mark.parametrize("mode", ["neighbourhood", "configuration"])
+def test_training_frames_interpolate_and_far_frames_extrapolate(cubic, mode):
+    mtp, train, _ = cubic
+    active = ActiveSet.select(mtp, train, mode=mode)
+    assert active.rank == mtp.species_count + mtp.basis_size  # full rank
+    assert np.linalg.matrix_rank(active.matrix / active.scale) == len(active.scale)
+    assert np.all(np.diff(active.log_det) > 0)
+    gamma, per_atom = active.frame_grades(mtp, train)
+    assert gamma.max() <= 1 + 1e-9
+    if mode == "neighbourhood":
+        assert max(g.max() for g in per_atom) <= 1 + 1e-9
+        assert np.sum(np.concatenate(per_atom) > 1 - 1e-9) >= len(active.scale)  # the active rows grade 1
+    far, _ = active.frame_grades(mtp, [_strained(train[0], 1.15), _heated(train[0], 0.3)])
+    assert far.min() > 50
+
+
+def test_grade_functions_agree(cubic):
+    from training.mtp import neighbor_pairs
+
+    mtp, train, frames = cubic
+    active = ActiveSet.select(mtp, train)
+    atoms = _heated(frames[3], 0.05)
+    i, j, d = neighbor_pairs(atoms, mtp.cutoff)
+    types = np.zeros(len(atoms), dtype=np.int64)
+    per_atom = active.neighbourhood_grades(mtp, types, i, j, d)
+    np.testing.assert_allclose(per_atom, active.frame_grades(mtp, [atoms])[1][0], rtol=1e-12)
+    np.testing.assert_allclose(active.grades(mtp, types, i, j, d, len(atoms)), per_atom)
+    assert active.configuration_grade(mtp, types, i, j, d) == pytest.approx(per_atom.max())
+    # the grade is max |x A^-1| by definition
+    rows = neighbourhood_rows(mtp, types, i, j, d)
+    direct = np.abs(np.linalg.solve((active.matrix).T, rows.T)).max(axis=0)
+    np.testing.assert_allclose(per_atom, direct, rtol=1e-8)
+
+
+def test_rows_are_the_energy_derivative_with_respect_to_the_linear_coefficients(cubic):
+    from training.mtp import neighbor_pairs
+
+    mtp, train, _ = cubic
+    atoms = train[1]
+    i, j, d = neighbor_pairs(atoms, mtp.cutoff)
+    types = np.zeros(len(atoms), dtype=np.int64)
+    rows = neighbourhood_rows(mtp, types, i, j, d)
+    energies, _ = mtp.evaluate(types, i, j, d)
+    coeffs = np.concatenate([mtp.species_coeffs, mtp.moment_coeffs])
+    np.testing.assert_allclose(rows @ coeffs, energies, rtol=1e-12, atol=1e-10)
+    cfg_rows, frame, atom = frame_rows(mtp, [atoms, atoms], mode="configuration")
+    np.testing.assert_allclose(cfg_rows @ coeffs, [energies.sum()] * 2, rtol=1e-12)
+    assert list(frame) == [0, 1] and list(atom) == [-1, -1]
+
+
+def test_multispecies_rows_carry_one_hot_species():
+    from training.mtp import MTP, neighbor_pairs, read_cfg
+
+    mtp = MTP.read(MLIP / "multi" / "pot_06.mtp")
+    atoms = read_cfg(MLIP / "multi" / "efs_06.cfg.gz")[0]
+    types = np.asarray(atoms.arrays["mlip_type"])
+    rows = neighbourhood_rows(mtp, types, *neighbor_pairs(atoms, mtp.cutoff))
+    np.testing.assert_array_equal(rows[:, :3], np.eye(3)[types])
+
+
+# ------------------------------------------------------------------------------ files and errors
+def test_save_load_round_trip(cubic, tmp_path):
+    mtp, train, frames = cubic
+    active = ActiveSet.select(mtp, train)
+    path = active.save(tmp_path / "pot.als")
+    again = ActiveSet.read(path)
+    assert again.mode == active.mode and again.fingerprint == active.fingerprint == fingerprint(mtp)
+    for name in ("matrix", "scale", "inverse", "source_frame", "source_atom"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(active, name))
+    np.testing.assert_array_equal(again.frame_grades(mtp, frames[1:5])[0], active.frame_grades(mtp, frames[1:5])[0])
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bad_files_and_mismatched_potential(cubic, tmp_path):
+    from training.mtp import MTP
+
+    mtp, train, _ = cubic
+    with pytest.raises(ActiveSetError, match="does not exist"):
+        ActiveSet.load(tmp_path / "missing.als")
+    junk = tmp_path / "junk.als"
+    junk.write_text("not hdf5")
+    with pytest.raises(ActiveSetError, match="junk.als: cannot read it as HDF5"):
+        ActiveSet.load(junk)
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.attrs["format"] = "something else"
+    with pytest.raises(ActiveSetError, match="is not a multiscale-mtp-active-set file"):
+        ActiveSet.load(tmp_path / "other.h5")
+    active = ActiveSet.select(mtp, train[:10])
+    other = MTP(mtp.fields())
+    other.radial_coeffs = other.radial_coeffs * 1.01
+    with pytest.raises(ActiveSetError, match="built for another potential"):
+        active.frame_grades(other, train[:1])
+    with pytest.raises(ActiveSetError, match="mode 'atoms' is not one of"):
+        ActiveSet.select(mtp, train[:10], mode="atoms")
+    with pytest.raises(ActiveSetError, match="columns but the active set has"):
+        active.grade_rows(np.zeros((2, 5)))
