@@ -182,12 +182,7 @@ def frame_rows(mtp, frames, *, mode: str = "neighbourhood", batch_atoms: int = 1
     _check_mode(mode)
     frames = list(frames)
     out_rows, out_frame, out_atom = [], [], []
-    start = 0
-    while start < len(frames):
-        stop, atoms_in = start, 0
-        while stop < len(frames) and (stop == start or atoms_in + len(frames[stop]) <= batch_atoms):
-            atoms_in += len(frames[stop])
-            stop += 1
+    for start, stop in atom_batches(frames, batch_atoms):
         chunk = frames[start:stop]
         types = np.concatenate([atom_types(mtp, a) for a in chunk])
         i, j, d, owner = batched_pairs(chunk, mtp.cutoff)
@@ -204,10 +199,22 @@ def frame_rows(mtp, frames, *, mode: str = "neighbourhood", batch_atoms: int = 1
             out_rows.append(sums)
             out_frame.append(np.arange(start, stop))
             out_atom.append(np.full(len(chunk), -1))
-        start = stop
     if not out_rows:
         raise ActiveSetError("no frames to take rows from")
     return np.concatenate(out_rows), np.concatenate(out_frame), np.concatenate(out_atom)
+
+
+def atom_batches(frames, batch_atoms: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) frame ranges of about ``batch_atoms`` atoms each (at least one frame)."""
+    out, start = [], 0
+    while start < len(frames):
+        stop, n = start, 0
+        while stop < len(frames) and (stop == start or n + len(frames[stop]) <= batch_atoms):
+            n += len(frames[stop])
+            stop += 1
+        out.append((start, stop))
+        start = stop
+    return out
 
 
 def fingerprint(mtp) -> str:
