@@ -1,0 +1,453 @@
+"""MTP basis values, their position derivatives and radial-coefficient gradients, batched for fitting.
+
+The fit needs two things the plain model evaluation (``MTP.evaluate``) does not give: the design matrix
+of the linear coefficients (the energy, forces and virial of every basis function for many frames at
+once) and the gradient of a weighted sum of predictions with respect to the radial coefficients θ.
+This module computes both for MLIP-2's MTP (Shapeev 2016, Multiscale Model. Simul. 14, 1153; Novikov et
+al. 2021, Mach. Learn.: Sci. Technol. 2, 025002) on the concatenated pair lists of several frames.
+
+Data flow::
+
+    training.mtp.MTP  --BasisSpec.from_mtp-->   BasisSpec (alpha indices, radial basis; no coefficients)
+    list[Atoms] + types --PairBatch.build-->     pairs i, j, d [p, 3] of several frames
+                                                 (training.mtp.neighbors.neighbor_pairs per frame)
+    BasisSpec, θ, PairBatch --design-->          energy rows [F, K], force rows [N, 3, K],
+                                                 virial rows [F, 6, K]  (K = basis functions)
+    BasisSpec, θ, c, PairBatch, seeds --theta_gradient-->  ∂S/∂θ of S = Σ_f a_f E_f + Σ u·F + Σ ρ·W
+
+Conventions (MLIP-2's, as in ``training/mtp/model.py``): radial functions f_μ(r) = Σ_β θ[t_i, t_j, μ, β]
+Q_β(r) with Q_β(r) = s T_β(ξ) (R_max − r)², ξ = (2r − R_min − R_max)/(R_max − R_min), s = ``scaling``;
+a basic moment of alpha index (μ, a, b, c) is M(i) = Σ_j f_μ(r_ij) x^a y^b z^c / r^(a+b+c) with
+d = r_j − r_i = (x, y, z); ``alpha_index_times`` rows (a, b, mult, out) add mult·M_a·M_b to M_out; basis
+function k of atom i is B_k(i) = M_{mapping[k]}(i); site energy E_i = species_coeffs[t_i] + Σ_k c_k B_k(i).
+Lengths in Å, energies in eV.  θ is an array [S*S, M, X] (pair type t_i*S + t_j), which is
+``MTP.radial_coeffs`` [S, S, M, X] reshaped.
+
+Design matrix (the costly part of a fit).  For a pair p with centre i, dB_k(i)/dd_p = Σ_b J_kb(i)
+∂M_b(i)/∂d_p, with J(i) = ∂B(i)/∂M_basic [K, Nb] the Jacobian of the basis functions with respect to the
+basic moments of the same atom.  J is found by one reverse pass through the product table per atom
+(only the columns k that depend on a moment are carried), and the pair derivatives by one batched matrix
+product per atom over its padded neighbour slots, so the cost is O(pairs · K · Nb) in BLAS instead of
+O(pairs · products) in Python-level array operations.
+
+The θ-gradient uses the complex step: with d̃ = d + i h δd, Ẽ = E + i h D E[δd] + O(h²) exactly in
+floating point (no subtraction), and the reverse pass through the moment products is holomorphic, so
+one complex reverse pass gives both ∂E/∂θ (real part) and ∂(D E[δd])/∂θ (imaginary part / h).  Force
+residuals enter through δd_p = −(u_j − u_i) (F = −∂E/∂r), virial residuals through δd_p = ε d_p.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from .neighbors import neighbor_pairs
+
+__all__ = ["BasisSpec", "PairBatch", "design", "theta_gradient", "site_basis"]
+
+#: Complex-step size (dimensionless multiplier of δd, which is O(residual)); see module docstring.
+COMPLEX_STEP = 1e-30
+
+_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+@dataclass(frozen=True)
+class BasisSpec:
+    """The MTP basis of one level: everything but the fitted coefficients.
+
+    Attributes: ``species_count`` S; ``min_dist``, ``max_dist`` (Å); ``radial_basis_size`` X;
+    ``radial_funcs_count`` M; ``scaling`` s; ``basic`` [Nb, 4] int (μ, a, b, c);
+    ``times`` [Nt, 4] int (a, b, mult, out); ``mapping`` [K] int; ``moments_count``.
+    """
+
+    species_count: int
+    min_dist: float
+    max_dist: float
+    radial_basis_size: int
+    radial_funcs_count: int
+    scaling: float
+    basic: np.ndarray
+    times: np.ndarray
+    mapping: np.ndarray
+    moments_count: int
+
+    @classmethod
+    def from_mtp(cls, mtp, *, species_count: int | None = None, scaling: float | None = None) -> "BasisSpec":
+        """The basis of a ``training.mtp.MTP`` (optionally with another species count or scaling)."""
+        return cls(species_count=int(mtp.species_count if species_count is None else species_count),
+                   min_dist=float(mtp.min_dist), max_dist=float(mtp.max_dist),
+                   radial_basis_size=int(mtp.radial_basis_size), radial_funcs_count=int(mtp.radial_funcs_count),
+                   scaling=float(mtp.scaling if scaling is None else scaling),
+                   basic=np.asarray(mtp.alpha_index_basic, dtype=np.int64).reshape(-1, 4),
+                   times=np.asarray(mtp.alpha_index_times, dtype=np.int64).reshape(-1, 4),
+                   mapping=np.asarray(mtp.alpha_moment_mapping, dtype=np.int64),
+                   moments_count=int(mtp.alpha_moments_count))
+
+    def mtp_fields(self) -> dict:
+        """The basis part of the ``.mtp`` fields (``training.mtp.mtp_file``); coefficients are left out."""
+        return {"scaling": self.scaling, "species_count": self.species_count, "radial_basis_type": "RBChebyshev",
+                "min_dist": self.min_dist, "max_dist": self.max_dist, "radial_basis_size": self.radial_basis_size,
+                "radial_funcs_count": self.radial_funcs_count, "alpha_moments_count": self.moments_count,
+                "alpha_index_basic": self.basic, "alpha_index_times": self.times,
+                "alpha_moment_mapping": self.mapping}
+
+    @property
+    def theta_shape(self) -> tuple[int, int, int]:
+        """Shape of θ: [S*S, M, X]."""
+        return (self.species_count ** 2, self.radial_funcs_count, self.radial_basis_size)
+
+    @property
+    def n_basis(self) -> int:
+        """K, the number of linear (moment) coefficients."""
+        return int(self.mapping.size)
+
+    def with_scaling(self, scaling: float) -> "BasisSpec":
+        """The same basis with another radial ``scaling``."""
+        return replace(self, scaling=float(scaling))
+
+
+# --------------------------------------------------------------------------------------------
+# Pair lists of several frames
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class PairBatch:
+    """Concatenated pair lists of F frames with N atoms in all and p pairs, sorted by centre atom.
+
+    ``types`` [N] int; ``atom_frame`` [N] int; ``n_atoms`` [F]; ``volume`` [F] (Å³, 0 without a full cell);
+    ``i``, ``j`` [p] global atom indices (centre, neighbour); ``d`` [p, 3] (Å) = r_j + shift − r_i;
+    ``pair_type`` [p] = t_i*S + t_j; ``pair_frame`` [p]; ``slot`` [p] position of each pair among the
+    pairs of its centre atom (0 .. ``k_max``−1); ``center`` CSR [N, p] (1 at (i_p, p));
+    ``disp`` CSR [N, p] (+1 at (j_p, p), −1 at (i_p, p)); ``frame_pairs`` CSR [F, p];
+    ``atom_to_frame`` CSR [F, N].
+    """
+
+    types: np.ndarray
+    atom_frame: np.ndarray
+    n_atoms: np.ndarray
+    volume: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
+    d: np.ndarray
+    pair_type: np.ndarray
+    pair_frame: np.ndarray
+    slot: np.ndarray
+    k_max: int
+    center: sp.csr_matrix
+    disp: sp.csr_matrix
+    frame_pairs: sp.csr_matrix
+    atom_to_frame: sp.csr_matrix
+
+    @classmethod
+    def build(cls, frames, types_list, *, cutoff: float, species_count: int) -> "PairBatch":
+        """Pairs within ``cutoff`` (Å) of every frame (``neighbor_pairs``), concatenated."""
+        ti, tj, td, tt, taf, tpf, nat, vol = [], [], [], [], [], [], [], []
+        offset = 0
+        for f, (atoms, types) in enumerate(zip(frames, types_list)):
+            i, j, d = neighbor_pairs(atoms, cutoff)
+            order = np.argsort(i, kind="stable")
+            i, j, d = i[order], j[order], d[order]
+            n = len(atoms)
+            ti.append(i + offset), tj.append(j + offset), td.append(d.reshape(-1, 3))
+            tt.append(np.asarray(types, dtype=np.int64)), taf.append(np.full(n, f)), tpf.append(np.full(i.size, f))
+            nat.append(n)
+            vol.append(abs(atoms.get_volume()) if atoms.cell.rank == 3 else 0.0)
+            offset += n
+        i, j = np.concatenate(ti), np.concatenate(tj)
+        types = np.concatenate(tt)
+        pair_frame, atom_frame = np.concatenate(tpf), np.concatenate(taf)
+        p, n_all, n_f = i.size, offset, len(nat)
+        counts = np.bincount(i, minlength=n_all)
+        slot = np.arange(p) - (np.cumsum(counts) - counts)[i]
+        cols, ones = np.arange(p), np.ones(p)
+        center = sp.csr_matrix((ones, (i, cols)), shape=(n_all, p))
+        disp = (sp.csr_matrix((ones, (j, cols)), shape=(n_all, p)) - center).tocsr()
+        return cls(types=types, atom_frame=atom_frame, n_atoms=np.asarray(nat),
+                   volume=np.asarray(vol, dtype=float), i=i, j=j, d=np.concatenate(td).astype(float),
+                   pair_type=types[i] * species_count + types[j], pair_frame=pair_frame, slot=slot,
+                   k_max=max(int(counts.max(initial=0)), 1), center=center, disp=disp,
+                   frame_pairs=sp.csr_matrix((ones, (pair_frame, cols)), shape=(n_f, p)),
+                   atom_to_frame=sp.csr_matrix((np.ones(n_all), (atom_frame, np.arange(n_all))),
+                                               shape=(n_f, n_all)))
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.n_atoms.size)
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.i.size)
+
+
+# --------------------------------------------------------------------------------------------
+# Radial and angular parts per pair (work for real and complex d)
+# --------------------------------------------------------------------------------------------
+
+def _radial(spec: BasisSpec, r, *, derivative: bool):
+    """Q [X, p] and, if asked, dQ/dr [X, p] (MLIP RBChebyshev with scaling s); r < max_dist."""
+    lo, hi, s = spec.min_dist, spec.max_dist, spec.scaling
+    mult = 2.0 / (hi - lo)
+    ksi = (2.0 * r - (lo + hi)) / (hi - lo)
+    nb = spec.radial_basis_size
+    q = np.empty((nb,) + r.shape, dtype=r.dtype)
+    w = (r - hi) ** 2
+    q[0] = s * w
+    q[1] = s * ksi * w
+    for b in range(2, nb):
+        q[b] = 2.0 * ksi * q[b - 1] - q[b - 2]
+    if not derivative:
+        return q, None
+    dq = np.empty_like(q)
+    dq[0] = s * 2.0 * (r - hi)
+    dq[1] = s * (mult * w + 2.0 * ksi * (r - hi))
+    for b in range(2, nb):
+        dq[b] = 2.0 * (mult * q[b - 1] + ksi * dq[b - 1]) - dq[b - 2]
+    return q, dq
+
+
+def _angular(spec: BasisSpec, d, r, *, derivative: bool):
+    """ang [Nb, p] = x^a y^b z^c / r^k and, if asked, its gradient [Nb, 3, p] with respect to d."""
+    abc = spec.basic[:, 1:]
+    kmax = int(abc.max()) if abc.size else 0
+    pw = np.empty((kmax + 2, 3) + r.shape, dtype=d.dtype)
+    pw[0] = 1.0
+    for k in range(1, kmax + 2):
+        pw[k] = pw[k - 1] * d.T
+    inv_r = 1.0 / r
+    rpow = np.empty((kmax + 1,) + r.shape, dtype=d.dtype)
+    rpow[0] = 1.0
+    for k in range(1, kmax + 1):
+        rpow[k] = rpow[k - 1] * inv_r
+    k_tot = abc.sum(axis=1)
+    ang = pw[abc[:, 0], 0] * pw[abc[:, 1], 1] * pw[abc[:, 2], 2] * rpow[k_tot]
+    if not derivative:
+        return ang, None
+    dang = np.empty((len(abc), 3) + r.shape, dtype=d.dtype)
+    for ax in range(3):
+        e = abc[:, ax]
+        others = [o for o in range(3) if o != ax]
+        lower = np.where(e[:, None] > 0, e[:, None] * pw[np.maximum(e - 1, 0), ax], 0.0)
+        dmono = lower * pw[abc[:, others[0]], others[0]] * pw[abc[:, others[1]], others[1]]
+        dang[:, ax] = dmono * rpow[k_tot] - k_tot[:, None] * ang * (d[:, ax] * inv_r * inv_r)
+    return ang, dang
+
+
+def _radial_funcs(theta, pair_type, q, dq):
+    """f [M, p] = Σ_β θ[t_p, μ, β] Q_β and its r-derivative (or None)."""
+    nmu = theta.shape[1]
+    f = np.zeros((nmu, q.shape[1]), dtype=np.result_type(q, theta))
+    df = None if dq is None else np.zeros_like(f)
+    for tp in np.unique(pair_type):
+        m = pair_type == tp
+        f[:, m] = theta[tp] @ q[:, m]
+        if dq is not None:
+            df[:, m] = theta[tp] @ dq[:, m]
+    return f, df
+
+
+def _atom_moments(spec: BasisSpec, batch: PairBatch, m_basic):
+    """All moments per atom [n_mom, N] from the per-pair basic moment values m_basic [Nb, p]."""
+    mom = np.zeros((spec.moments_count, batch.types.size), dtype=m_basic.dtype)
+    mom[: len(spec.basic)] = (batch.center @ m_basic.T).T
+    for a, b, mult, out in spec.times:
+        mom[out] += mult * mom[a] * mom[b]
+    return mom
+
+
+def _dependents(spec: BasisSpec):
+    """Per moment, the sorted basis-function columns k that depend on it, and the reverse-pass plan.
+
+    Returns ``deps`` (list of int arrays) and ``rows``: the product rows (a, b, mult, out) sorted by
+    ``out`` descending with index arrays placing deps[out] inside deps[a] and deps[b].
+    """
+    deps = [set() for _ in range(spec.moments_count)]
+    for k, m in enumerate(spec.mapping):
+        deps[m].add(k)
+    order = np.argsort(-spec.times[:, 3], kind="stable") if len(spec.times) else np.zeros(0, dtype=np.int64)
+    for a, b, _, out in spec.times[order]:
+        deps[a] |= deps[out]
+        deps[b] |= deps[out]
+    deps = [np.array(sorted(s), dtype=np.int64) for s in deps]
+    rows = []
+    for a, b, mult, out in spec.times[order]:
+        if deps[out].size:
+            rows.append((a, b, float(mult), out, np.searchsorted(deps[a], deps[out]),
+                         np.searchsorted(deps[b], deps[out])))
+    return deps, rows
+
+
+def _basis_jacobian(spec: BasisSpec, mom) -> np.ndarray:
+    """J [N, Nb, K] = ∂B_k(i)/∂M_b(i) by a reverse pass (columns restricted to dependents)."""
+    deps, rows = _dependents(spec)
+    n = mom.shape[1]
+    adj = [np.zeros((dk.size, n)) for dk in deps]
+    for k, m in enumerate(spec.mapping):
+        adj[m][np.searchsorted(deps[m], k)] += 1.0
+    for a, b, mult, out, pos_a, pos_b in rows:
+        g = mult * adj[out]
+        adj[a][pos_a] += g * mom[b]
+        adj[b][pos_b] += g * mom[a]
+    nb = len(spec.basic)
+    jac = np.zeros((n, nb, spec.n_basis))
+    for b in range(nb):
+        if deps[b].size:
+            jac[:, b, deps[b]] = adj[b].T
+    return jac
+
+
+def _monomial_plan(spec: BasisSpec):
+    """Monomials u^(a,b,c) up to the largest degree of ``basic``, each built from a lower one.
+
+    Returns ``parent`` [L], ``axis`` [L] (A_l = A_parent · u_axis for l >= 1), ``basic_l`` [Nb] (monomial
+    of each basic moment), ``low`` [Nb, 3] (monomial of l_b − e_c, 0 where the exponent is 0) and
+    ``expo`` [Nb, 3] (the exponents, as floats).
+    """
+    abc = spec.basic[:, 1:]
+    degree = int(abc.sum(axis=1).max()) if abc.size else 0
+    exps = [(a, b, n - a - b) for n in range(degree + 1) for a in range(n, -1, -1) for b in range(n - a, -1, -1)]
+    index = {e: k for k, e in enumerate(exps)}
+    parent, axis = np.zeros(len(exps), dtype=np.int64), np.zeros(len(exps), dtype=np.int64)
+    for k, e in enumerate(exps[1:], start=1):
+        c = next(c for c in range(3) if e[c] > 0)
+        parent[k], axis[k] = index[tuple(v - (m == c) for m, v in enumerate(e))], c
+    low = np.zeros((len(abc), 3), dtype=np.int64)
+    for b, e in enumerate(map(tuple, abc)):
+        for c in range(3):
+            if e[c] > 0:
+                low[b, c] = index[tuple(v - (m == c) for m, v in enumerate(e))]
+    return parent, axis, np.array([index[tuple(e)] for e in abc], dtype=np.int64), low, abc.astype(float)
+
+
+def _padded_pairs(spec: BasisSpec, batch: PairBatch):
+    """Pair vectors d [P, 3] (Å) and pair types [P] in the padded layout P = N·k_max (slot-major per atom).
+
+    Padding slots sit at (max_dist, 0, 0), where every radial basis function and its derivative vanish.
+    """
+    n, slots = batch.types.size, batch.k_max
+    d = np.zeros((n * slots, 3))
+    d[:, 0] = spec.max_dist
+    flat = batch.i * slots + batch.slot
+    d[flat] = batch.d
+    pair_type = np.zeros(n * slots, dtype=np.int64)
+    pair_type[flat] = batch.pair_type
+    return d, pair_type
+
+
+def _basic_terms(spec: BasisSpec, theta, batch: PairBatch):
+    """Basic moments per atom [Nb, N] and their derivatives per padded pair slot [N·k_max, 3, Nb] (1/Å)."""
+    d, pair_type = _padded_pairs(spec, batch)
+    r = np.sqrt(np.einsum("pa,pa->p", d, d))
+    u = (d / r[:, None]).T                                   # [3, P]
+    q, dq = _radial(spec, r, derivative=True)
+    f, df = _radial_funcs(theta, pair_type, q, dq)          # [M, P]
+    parent, axis, basic_l, low, expo = _monomial_plan(spec)
+    mono = np.empty((len(parent), r.size))
+    mono[0] = 1.0
+    for k in range(1, len(parent)):
+        mono[k] = mono[parent[k]] * u[axis[k]]
+    mu = spec.basic[:, 0]
+    ang = mono[basic_l]                                      # [Nb, P]
+    n, slots = batch.types.size, batch.k_max
+    moments = np.einsum("bns->bn", (f[mu] * ang).reshape(len(mu), n, slots))
+    inv_r = 1.0 / r
+    along = ang * (df[mu] - expo.sum(axis=1)[:, None] * f[mu] * inv_r)   # radial part, along u
+    across = f[mu] * inv_r                                   # times ∂A/∂u_c = e_c A_(l−e_c)
+    dm = np.empty((r.size, 3, len(mu)))
+    for c in range(3):
+        dm[:, c, :] = (u[c] * along + expo[:, c, None] * across * mono[low[:, c]]).T
+    return moments, dm
+
+
+def _all_moments(spec: BasisSpec, basic_moments):
+    """All moments per atom [n_mom, N] from the basic moments [Nb, N] through ``alpha_index_times``."""
+    mom = np.zeros((spec.moments_count, basic_moments.shape[1]), dtype=basic_moments.dtype)
+    mom[: len(spec.basic)] = basic_moments
+    for a, b, mult, out in spec.times:
+        mom[out] += mult * mom[a] * mom[b]
+    return mom
+
+
+def site_basis(spec: BasisSpec, theta, batch: PairBatch):
+    """Per-atom basis values B [K, N] (dimensionless products of moments; E_i = Σ_k c_k B_k(i))."""
+    theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
+    r = np.sqrt(np.einsum("pa,pa->p", batch.d, batch.d))
+    q, _ = _radial(spec, r, derivative=False)
+    ang, _ = _angular(spec, batch.d, r, derivative=False)
+    f, _ = _radial_funcs(theta, batch.pair_type, q, None)
+    return _atom_moments(spec, batch, f[spec.basic[:, 0]] * ang)[spec.mapping]
+
+
+def design(spec: BasisSpec, theta, batch: PairBatch):
+    """Design blocks of the linear coefficients for the frames of ``batch``.
+
+    Returns ``(energy [F, K], forces [N, 3, K], virial [F, 6, K])`` with the species columns left out:
+    energy E_f = Σ_k c_k energy[f, k] (+ species terms, eV), forces F = Σ_k c_k forces[..., k] (eV/Å),
+    virial W_f = Σ_k c_k virial[f, :, k] = Σ_p ∂E/∂d_p ⊗ d_p in Voigt order xx yy zz yz xz xy (eV;
+    ASE stress = W / V, MLIP PlusStress = −W).
+    """
+    theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
+    basic_moments, dm = _basic_terms(spec, theta, batch)
+    mom = _all_moments(spec, basic_moments)
+    jac = _basis_jacobian(spec, mom)                            # [N, Nb, K]
+    n, nb, k = jac.shape
+    slots = batch.k_max
+    per_slot = np.matmul(dm.reshape(n, slots * 3, nb), jac).reshape(n, slots, 3, k)  # dB(i)/dd_slot
+    del dm
+    # F_a = Σ_{p: i_p = a} ∂E/∂d_p − Σ_{p: j_p = a} ∂E/∂d_p
+    gather = sp.csr_matrix((np.ones(batch.n_pairs), (batch.j, batch.i * slots + batch.slot)),
+                           shape=(n, n * slots))
+    forces = per_slot.sum(axis=1) - (gather @ per_slot.reshape(n * slots, 3 * k)).reshape(n, 3, k)
+    d_pad, _ = _padded_pairs(spec, batch)
+    atom_virial = np.einsum("nsck,nsd->ncdk", per_slot, d_pad.reshape(n, slots, 3))   # [N, 3, 3, K]
+    frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, k)
+    virial = np.stack([0.5 * (frame_virial[:, a, b] + frame_virial[:, b, a]) for a, b in _VOIGT], axis=1)
+    energy = batch.atom_to_frame @ mom[spec.mapping].T
+    return np.asarray(energy), forces, virial
+
+
+def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_seed, force_seed,
+                   virial_seed) -> np.ndarray:
+    """∂S/∂θ [S*S, M, X] of S = Σ_f a_f E_f + Σ_atoms u·F + Σ_f Σ_v ρ_fv W_fv.
+
+    ``coeffs`` [K] linear moment coefficients; ``energy_seed`` a [F]; ``force_seed`` u [N, 3] (eV/Å)⁻¹;
+    ``virial_seed`` ρ [F, 6] (Voigt, as in :func:`design`).  Species coefficients do not depend on θ.
+    """
+    theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
+    u = np.asarray(force_seed, dtype=float)
+    rho = np.asarray(virial_seed, dtype=float)
+    d = batch.d
+    # δd_p: F = −∂E/∂r so the force term is −D E[u_j − u_i]; the virial term is D E[ε d_p]
+    eps = np.empty((batch.n_frames, 3, 3))
+    for v, (a, b) in enumerate(_VOIGT):
+        eps[:, a, b] = eps[:, b, a] = rho[:, v] if a == b else 0.5 * rho[:, v]
+    delta = -(u[batch.j] - u[batch.i]) + np.einsum("pab,pb->pa", eps[batch.pair_frame], d)
+    scale = float(np.abs(delta).max()) or 1.0
+    h = COMPLEX_STEP / scale
+    dz = d + 1j * h * delta
+    r = np.sqrt(np.einsum("pa,pa->p", dz, dz))
+    q, _ = _radial(spec, r, derivative=False)
+    ang, _ = _angular(spec, dz, r, derivative=False)
+    f, _ = _radial_funcs(theta, batch.pair_type, q, None)
+    mu = spec.basic[:, 0]
+    mom = _atom_moments(spec, batch, f[mu] * ang)
+    adj = np.zeros_like(mom)
+    adj[spec.mapping] += np.asarray(coeffs, dtype=float)[:, None]
+    for a, b, mult, out in spec.times[::-1]:
+        g = mult * adj[out]
+        adj[a] += g * mom[b]
+        adj[b] += g * mom[a]
+    nb = len(spec.basic)
+    # per pair: ∂Ẽ/∂f_μ(p) = Σ_{a: μ_a = μ} adj_a(i_p) ang_a(p)
+    indicator = np.zeros((nb, spec.radial_funcs_count))
+    indicator[np.arange(nb), mu] = 1.0
+    upair = (adj[:nb][:, batch.i] * ang).T @ indicator          # [p, M] complex
+    a_pair = np.asarray(energy_seed, dtype=float)[batch.pair_frame]
+    grad = np.zeros(spec.theta_shape)
+    for tp in np.unique(batch.pair_type):
+        m = batch.pair_type == tp
+        um, qm = upair[m], q[:, m].T                              # [pm, M], [pm, X]
+        real = (um.real * a_pair[m, None]).T @ qm.real - (um.imag * a_pair[m, None]).T @ qm.imag
+        imag = um.real.T @ qm.imag + um.imag.T @ qm.real
+        grad[tp] = real + imag / h
+    return grad
