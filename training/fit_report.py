@@ -26,14 +26,12 @@ def predict(mtp, frames, *, batch_atoms: int = 2000) -> dict:
     "stress": (pred [F', 6], ref [F', 6]) GPa over the F' frames with a reference stress}.
     """
     from training import datasets
-    from training.mtp.calculator import evaluate_frames
-
     from training.maxvol import atom_batches
 
     frames = list(frames)
     results = []
     for start, stop in atom_batches(frames, batch_atoms):
-        results += evaluate_frames(mtp, frames[start:stop])
+        results += _evaluate(mtp, frames[start:stop])
     n_atoms = np.array([len(a) for a in frames], dtype=float)
     e_pred = np.array([r["energy"] for r in results]) / n_atoms
     e_ref = np.array([datasets.reference(a, "energy") for a in frames], dtype=float) / n_atoms
@@ -46,6 +44,30 @@ def predict(mtp, frames, *, batch_atoms: int = 2000) -> dict:
     if with_stress:
         out["stress"] = (np.array([r["stress"] for r, _ in with_stress]) * _GPA,
                          np.array([datasets.reference(a, "stress") for _, a in with_stress]) * _GPA)
+    return out
+
+
+def _evaluate(mtp, frames) -> list[dict]:
+    """Energy (eV), forces [n, 3] (eV/Å) and stress [6] (eV/Å³, ASE sign) of each frame, with one batched
+    ``MTP.evaluate`` on the cached pair lists (``training.mtp.calculator.evaluate_frames`` without the
+    neighbour search)."""
+    from training.maxvol import batched_cached_pairs
+    from training.mtp import atom_types, forces_and_virial
+
+    types = np.concatenate([atom_types(mtp, a) for a in frames])
+    i, j, d, _ = batched_cached_pairs(frames, mtp.cutoff)
+    energies, de_dd = mtp.evaluate(types, i, j, d, xp=np)
+    forces, _, per_atom = forces_and_virial(i, j, d, de_dd, len(types), np)
+    out, start = [], 0
+    for atoms in frames:
+        stop = start + len(atoms)
+        w = per_atom[start:stop].sum(axis=0)
+        w = 0.5 * (w + w.T)
+        res = {"energy": float(energies[start:stop].sum()), "forces": forces[start:stop]}
+        if atoms.cell.rank == 3:
+            res["stress"] = -w[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] / atoms.get_volume()
+        out.append(res)
+        start = stop
     return out
 
 

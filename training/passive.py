@@ -24,7 +24,7 @@ from functools import partial
 
 import numpy as np
 
-from .maxvol import ActiveSet
+from .maxvol import ActiveSet, cached_pairs
 
 #: MLIP-2's ``mlp train`` default weights (energy per atom, force components, virial per atom)
 DEFAULT_WEIGHTS = {"energy": 1.0, "forces": 0.01, "stress": 0.001}
@@ -52,10 +52,10 @@ def linear_design(mtp, atoms):
     Returns (energy_row [S + K] eV, force_rows [n, 3, S + K] eV/Å, stress_rows [6, S + K] eV/Å³ in
     ASE's sign and Voigt order xx yy zz yz xz xy, or None without a 3D cell volume).
     """
-    from training.mtp import atom_types, neighbor_pairs
+    from training.mtp import atom_types
 
     types = atom_types(mtp, atoms)
-    i, j, d = neighbor_pairs(atoms, mtp.cutoff)
+    i, j, d = cached_pairs(atoms, mtp.cutoff)
     b, db = mtp.basis(types, i, j, d, xp=np)
     s, k, n = mtp.species_count, b.shape[1], len(atoms)
     energy = np.concatenate([np.bincount(types, minlength=s).astype(float), b.sum(0)])

@@ -1,0 +1,98 @@
+"""The fit stage (training/fit_stage.py) on a slice of the embedded graphene dataset."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from training import datasets, fit_stage
+from training.maxvol import ActiveSet
+
+GRAPHENE = Path(__file__).parents[1] / "cases" / "graphene_borophene" / "data" / "graphene.extxyz.gz"
+
+
+class _Ctx(SimpleNamespace):
+    def log(self, msg):
+        self.lines.append(msg)
+
+    def map(self, fn, items):
+        return [fn(item) for item in items]
+
+    def progress(self, done, total, what=""):
+        pass
+
+    def stage_dir(self, name):
+        return self.case_dir / "runs" / name
+
+
+def _settings(**over):
+    from multiscale.schema import validate
+
+    return validate(over, fit_stage.FIT_SETTINGS, where="fit", source="case.yaml")
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    if not GRAPHENE.is_file():
+        pytest.skip(f"{GRAPHENE} not there")
+    path = tmp_path_factory.mktemp("data") / "graphene.extxyz.gz"
+    datasets.write(path, datasets.read(GRAPHENE)[::3])  # 72 frames of all chains
+    return path
+
+
+@pytest.fixture
+def ctx(tmp_path, data_file):
+    (tmp_path / "runs" / "data").mkdir(parents=True)
+    (tmp_path / "runs" / "data" / "graphene.extxyz.gz").symlink_to(data_file)
+    out = tmp_path / "runs" / "fit.partial"
+    out.mkdir()
+    return _Ctx(case_dir=tmp_path, out_dir=out, systems={"graphene": {"kind": "phase"}}, is_root=True, lines=[])
+
+
+def test_fit_stage_writes_potential_active_set_report_and_plots(ctx):
+    from training.mtp import MTP
+
+    settings = _settings(level=8, method="linear", passive={"every_k": 12, "threshold": 1.5})
+    summary = fit_stage.run_fit(settings, ctx)
+    out = ctx.out_dir
+    for name in ("graphene.mtp", "graphene_preliminary.mtp", "graphene.als", "graphene_fit.json",
+                 "graphene_parity.png", "graphene_grades.png", "summary.json"):
+        assert (out / name).is_file(), name
+    mtp = MTP.read(out / "graphene.mtp")
+    assert mtp.species == ["C"] and mtp.level == 8
+    report = json.loads((out / "graphene_fit.json").read_text())
+    assert [s["step"] for s in report["steps"]][:2] == ["preliminary fit", "grade 1"]
+    assert report["steps"][0]["n_train"] < report["n_train_final"]
+    assert report["max_grade_final"] <= 1.5 < report["max_grade_preliminary"]
+    assert {"train", "all", "valid"} <= set(report["steps"][0]["errors"])
+    assert summary["systems"]["graphene"]["n_train_final"] == report["n_train_final"]
+    # the active set grades the final training frames <= 1 and belongs to the written potential
+    active = ActiveSet.load(out / "graphene.als")
+    frames = datasets.read(ctx.case_dir / "runs" / "data" / "graphene.extxyz.gz")
+    grades, _ = active.frame_grades(mtp, frames)
+    np.testing.assert_allclose(grades, report["grades"]["final"], rtol=1e-9)
+    assert any("max grade" in line for line in ctx.lines)
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"method": "newton"}, "fit.method: 'newton' is not one of full, linear"),
+    ({"passive": {"mode": "atoms"}}, "fit.passive.mode: 'atoms' is not one of"),
+    ({"level": 7}, "fit.level: 7 is not one of MLIP's levels"),
+    ({"passive": {"threshold": 0.5}}, "fit.passive.threshold: must be > 1"),
+    ({"passive": {"every_k": 0}}, "fit.passive.every_k: must be >= 1"),
+    ({"validation_fraction": 0.9}, "fit.validation_fraction"),
+    ({"min_dist_A": 6.0}, "need 0 <= min_dist_A < cutoff_A"),
+    ({"method": "linear", "init": "nothing.mtp"}, "fit.init: .*nothing.mtp does not exist"),
+])
+def test_fit_stage_bad_settings(ctx, over, match):
+    with pytest.raises(ValueError, match=match):
+        fit_stage.run_fit(_settings(**over), ctx)
+
+
+def test_fit_stage_missing_dataset(ctx):
+    ctx.systems = {"borophene": {"kind": "phase"}}
+    with pytest.raises(datasets.DatasetError, match="borophene.extxyz.gz is missing; the data stage wrote no"):
+        fit_stage.run_fit(_settings(method="linear"), ctx)

@@ -1,0 +1,155 @@
+"""The ``fit`` stage: one passively trained MTP per system of the case, with its active set and report.
+
+Data flow (docs/architecture.md): ``runs/data/<system>.extxyz.gz`` (the data stage's datasets) +
+``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`) -> for each system (farmed with ``ctx.map``): an initial
+MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-step passive training
+(:func:`training.passive.passive_train`) -> ``ctx.out_dir``:
+
+* ``<system>.mtp``        the final potential (MLIP text format, species in ``potential_tag``);
+* ``<system>.als``        its MaxVol active set (HDF5, :class:`training.maxvol.ActiveSet`), read by the
+                          MD stage's on-the-fly extrapolation control;
+* ``<system>_preliminary.mtp``  the step-1 potential (for comparison);
+* ``<system>_fit.json``   report: settings, frames per step, RMSEs before/after (train, all, validation),
+                          grades, timings;
+* ``<system>_parity.png`` energy / force / stress parity plots of the final potential on all frames;
+* ``<system>_grades.png`` histogram of the frame grades with the preliminary and final potentials;
+* ``summary.json``        the returned summary: per system the report without its per-frame lists.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import datasets, fit_report
+from .maxvol import MODES
+from .passive import make_fit_fn, passive_train
+
+FIT_SETTINGS = {
+    "level": (int, 10, "MTP level (MLIP's templates: 2, 4, ..., 20); higher is more accurate and slower"),
+    "min_dist_A": (float, 1.0, "inner radius of the radial basis (Å)"),
+    "cutoff_A": (float, 5.0, "cut-off radius max_dist (Å)"),
+    "radial_basis_size": (int, 8, "Chebyshev radial basis functions per radial function"),
+    "init": (str, "", "start from this .mtp (path relative to the case directory) instead of the level template"),
+    "method": (str, "full", "full: radial and linear coefficients (training.fit.train_mtp) | linear: only the "
+                            "linear coefficients at fixed random radial coefficients (fast, less accurate)"),
+    "max_iter": (int, 100, "optimiser iterations of each fit (method: full)"),
+    "weights": {
+        "energy": (float, 1.0, "weight of the energy per atom (eV/atom)"),
+        "forces": (float, 0.01, "weight of the force components (eV/Å)"),
+        "stress": (float, 0.001, "weight of the virial per atom (eV/atom)"),
+    },
+    "seed": (int, 0, "seed of the initial radial coefficients and of the validation split"),
+    "validation_fraction": (float, 0.1, "fraction of the frames held out of training, for validation"),
+    "passive": {
+        "every_k": (int, 10, "step 1 trains on every k-th frame of each AIMD chain"),
+        "threshold": (float, 2.0, "frames graded above this (> 1) are added in step 2"),
+        "max_add": (int, 0, "at most this many frames added per round, most extrapolative first (0: no limit)"),
+        "mode": (str, "neighbourhood", "active-set mode: neighbourhood (per-atom grades, as MD uses) | configuration"),
+        "rounds": (int, 1, "grade-and-refit rounds (1: the two-step scheme)"),
+    },
+}
+
+
+def _check(settings: dict) -> None:
+    if settings["method"] not in ("full", "linear"):
+        raise ValueError(f"fit.method: {settings['method']!r} is not one of full, linear")
+    if settings["passive"]["mode"] not in MODES:
+        raise ValueError(f"fit.passive.mode: {settings['passive']['mode']!r} is not one of {', '.join(MODES)}")
+    if settings["level"] not in range(2, 21, 2):
+        raise ValueError(f"fit.level: {settings['level']} is not one of MLIP's levels 2, 4, ..., 20")
+    if not 0 <= settings["min_dist_A"] < settings["cutoff_A"]:
+        raise ValueError(f"fit.min_dist_A, fit.cutoff_A: need 0 <= min_dist_A < cutoff_A, got "
+                         f"{settings['min_dist_A']}, {settings['cutoff_A']}")
+    for key in ("every_k", "rounds"):
+        if settings["passive"][key] < 1:
+            raise ValueError(f"fit.passive.{key}: must be >= 1, got {settings['passive'][key]}")
+    if settings["passive"]["threshold"] <= 1:
+        raise ValueError(f"fit.passive.threshold: must be > 1 (grades <= 1 interpolate), got "
+                         f"{settings['passive']['threshold']}")
+    if not 0 <= settings["validation_fraction"] < 0.5:
+        raise ValueError(f"fit.validation_fraction: must be in [0, 0.5), got {settings['validation_fraction']}")
+    if settings["method"] == "full":
+        try:
+            from training.fit import train_mtp  # noqa: F401
+        except ImportError as exc:
+            raise ValueError(f"fit.method: 'full' needs training.fit.train_mtp, which cannot be imported ({exc}); "
+                             "set fit.method: linear") from None
+
+
+def initial_potential(settings: dict, frames, case_dir):
+    """The starting MTP: ``fit.init`` (with the frames' species) or MLIP's template of ``fit.level``."""
+    from training.mtp import MTP
+
+    species = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    if settings["init"]:
+        path = Path(case_dir) / settings["init"]
+        if not path.is_file():
+            raise ValueError(f"fit.init: {path} does not exist")
+        mtp = MTP.read(path)
+        if mtp.species is None:
+            mtp.species = species
+        return mtp
+    return MTP.untrained(settings["level"], len(species), species=species, min_dist=settings["min_dist_A"],
+                         max_dist=settings["cutoff_A"], radial_basis_size=settings["radial_basis_size"],
+                         seed=settings["seed"])
+
+
+def fit_system(task: dict) -> dict:
+    """Passive training of one system (a ``ctx.map`` task: system, dataset, out_dir, case_dir, settings);
+    writes the system's files (module docstring) and returns its report."""
+    settings, name, out = task["settings"], task["system"], Path(task["out_dir"])
+    t0 = time.time()
+    frames = datasets.read(task["dataset"])
+    init = initial_potential(settings, frames, task["case_dir"])
+    fit_fn = make_fit_fn(settings["method"], max_iter=settings["max_iter"], weights=settings["weights"],
+                         progress=lambda done, total, text: None)
+    p = settings["passive"]
+    lines: list[str] = []
+    res = passive_train(init, frames, fit_fn=fit_fn, every_k=p["every_k"], threshold=p["threshold"],
+                        max_add=p["max_add"], mode=p["mode"], validation_fraction=settings["validation_fraction"],
+                        seed=settings["seed"], rounds=p["rounds"], log=lines.append)
+    res.mtp.write(out / f"{name}.mtp")
+    res.preliminary.write(out / f"{name}_preliminary.mtp")
+    res.active_set.save(out / f"{name}.als")
+    pred = fit_report.predict(res.mtp, frames)
+    fit_report.parity_png(pred, out / f"{name}_parity.png", title=f"{name}: final MTP on all {len(frames)} frames")
+    fit_report.grades_png(res.grades_preliminary, res.grades_final, p["threshold"], out / f"{name}_grades.png",
+                          title=f"{name}: extrapolation grades")
+    report = {"system": name, "dataset": str(task["dataset"]), "species": res.mtp.species, "level": settings["level"],
+              "basis_size": res.mtp.basis_size, "settings": settings, **res.report,
+              "errors_all_frames": fit_report.metrics(pred),
+              "grades": {"preliminary": res.grades_preliminary.tolist(), "final": res.grades_final.tolist()},
+              "log": lines, "seconds_total": time.time() - t0,
+              "files": {"potential": f"{name}.mtp", "active_set": f"{name}.als", "parity": f"{name}_parity.png",
+                        "grades": f"{name}_grades.png", "preliminary": f"{name}_preliminary.mtp"}}
+    fit_report.write_json(out / f"{name}_fit.json", report)
+    return report
+
+
+def run_fit(settings: dict, ctx) -> dict:
+    """Run the fit stage (module docstring); returns the per-system summary (also ``summary.json``)."""
+    _check(settings)
+    data_dir = ctx.stage_dir("data")
+    tasks = []
+    for name in ctx.systems:
+        dataset = Path(data_dir) / f"{name}.extxyz.gz"
+        if not dataset.is_file():
+            raise datasets.DatasetError(f"fit: {dataset} is missing; the data stage wrote no dataset for '{name}' "
+                                        f"(rerun `multiscale run {ctx.case_dir} --stages data`)")
+        tasks.append({"system": name, "dataset": str(dataset), "out_dir": str(ctx.out_dir),
+                      "case_dir": str(ctx.case_dir), "settings": settings})
+    ctx.log(f"fit: passive training of {len(tasks)} potential(s), level {settings['level']}, method "
+            f"{settings['method']}")
+    reports = ctx.map(fit_system, tasks)
+    summary = {"systems": {}}
+    for rep in reports:
+        short = {k: v for k, v in rep.items() if k not in ("grades", "log", "settings")}
+        short["steps"] = [{k: v for k, v in s.items() if k != "added_frames"} for s in rep["steps"]]
+        summary["systems"][rep["system"]] = short
+        final = rep["errors_all_frames"]
+        ctx.log(f"fit: {rep['system']}: {rep['steps'][0]['n_train']} -> {rep['n_train_final']} training frames, "
+                f"max grade {rep['max_grade_preliminary']:.3g} -> {rep['max_grade_final']:.3g}, force RMSE "
+                f"{final['forces']['rmse']:.3g} eV/A, {rep['seconds_total']:.0f} s")
+    if ctx.is_root:
+        fit_report.write_json(Path(ctx.out_dir) / "summary.json", summary)
+    return summary
