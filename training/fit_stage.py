@@ -50,7 +50,14 @@ FIT_SETTINGS = {
 }
 
 
-def _check(settings: dict) -> None:
+def defaults(schema: dict) -> dict:
+    """The default settings of a schema (nested dicts for sub-sections), for callers without the runner."""
+    return {k: defaults(v) if isinstance(v, dict) else (v[1].copy() if isinstance(v[1], (dict, list)) else v[1])
+            for k, v in schema.items()}
+
+
+def check_settings(settings: dict) -> None:
+    """Value checks of a complete ``fit:`` section; ValueError names the key."""
     if settings["method"] not in ("full", "linear"):
         raise ValueError(f"fit.method: {settings['method']!r} is not one of full, linear")
     if settings["passive"]["mode"] not in MODES:
@@ -128,7 +135,7 @@ def fit_system(task: dict) -> dict:
 
 def run_fit(settings: dict, ctx) -> dict:
     """Run the fit stage (module docstring); returns the per-system summary (also ``summary.json``)."""
-    _check(settings)
+    check_settings(settings)
     data_dir = ctx.stage_dir("data")
     tasks = []
     for name in ctx.systems:

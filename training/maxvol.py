@@ -425,3 +425,32 @@ class ActiveSet:
                    log_det=log_det, **data)
 
     read = load  # the name md_gpu.extrapolation.mtp_grader calls
+
+
+def select_add(mtp, train, new, *, mode: str = "neighbourhood", tol: float = 1e-9, max_add: int = 0):
+    """MLIP's ``mlp select-add``: the frames of ``new`` to add to the training set ``train``.
+
+    MaxVol over the rows of train + new, started from the training set's own active set: the new frames
+    whose rows end in the active set are selected (each raised |det A|).  With ``max_add`` > 0 only the
+    ``max_add`` of them graded highest against the training active set are kept.  Returns (indices into
+    ``new`` [m] sorted, their grades against the training active set [m]).
+    """
+    _check_mode(mode)
+    new = list(new)
+    if not new:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    rows_t, _, _ = frame_rows(mtp, train, mode=mode)
+    rows_n, frame_n, _ = frame_rows(mtp, new, mode=mode)
+    row_no = np.arange(len(rows_t))  # stored as the 'frame' of each row, so source_frame = row numbers
+    base = ActiveSet.from_rows(rows_t, row_no, row_no, mode=mode, tol=tol)
+    rows = np.concatenate([rows_t, rows_n]) / base.scale
+    res = maxvol(rows, tol=tol, start=None if base.rank < len(base.scale) else base.source_frame)
+    chosen = res.index[res.index >= len(rows_t)] - len(rows_t)
+    picked = np.unique(frame_n[chosen])
+    gamma_rows = base.grade_rows(rows_n)
+    gamma = np.array([gamma_rows[frame_n == f].max() for f in picked])
+    if max_add and len(picked) > max_add:
+        keep = np.sort(np.argsort(-gamma, kind="stable")[:max_add])
+        picked, gamma = picked[keep], gamma[keep]
+    return picked.astype(np.int64), gamma
+
