@@ -8,7 +8,8 @@ MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-ste
 * ``<system>.mtp``        the final potential (MLIP text format, species in ``potential_tag``);
 * ``<system>.als``        its MaxVol active set (HDF5, :class:`training.maxvol.ActiveSet`), read by the
                           MD stage's on-the-fly extrapolation control;
-* ``<system>_preliminary.mtp``  the step-1 potential (for comparison);
+* ``<system>_preliminary.mtp``, ``<system>_preliminary.als``  the step-1 potential and its active set
+                          (for comparison);
 * ``<system>_fit.json``   report: settings, frames per step, RMSEs before/after (train, all, validation),
                           grades, timings;
 * ``<system>_parity.png`` energy / force / stress parity plots of the final potential on all frames;
@@ -118,6 +119,7 @@ def fit_system(task: dict) -> dict:
     res.mtp.write(out / f"{name}.mtp")
     res.preliminary.write(out / f"{name}_preliminary.mtp")
     res.active_set.save(out / f"{name}.als")
+    res.active_set_preliminary.save(out / f"{name}_preliminary.als")
     pred = fit_report.predict(res.mtp, frames)
     fit_report.parity_png(pred, out / f"{name}_parity.png", title=f"{name}: final MTP on all {len(frames)} frames")
     fit_report.grades_png(res.grades_preliminary, res.grades_final, p["threshold"], out / f"{name}_grades.png",
@@ -128,7 +130,8 @@ def fit_system(task: dict) -> dict:
               "grades": {"preliminary": res.grades_preliminary.tolist(), "final": res.grades_final.tolist()},
               "log": lines, "seconds_total": time.time() - t0,
               "files": {"potential": f"{name}.mtp", "active_set": f"{name}.als", "parity": f"{name}_parity.png",
-                        "grades": f"{name}_grades.png", "preliminary": f"{name}_preliminary.mtp"}}
+                        "grades": f"{name}_grades.png", "preliminary": f"{name}_preliminary.mtp",
+                        "preliminary_active_set": f"{name}_preliminary.als"}}
     fit_report.write_json(out / f"{name}_fit.json", report)
     return report
 

@@ -146,6 +146,7 @@ class PassiveResult:
     valid_index: np.ndarray
     grades_preliminary: np.ndarray
     grades_final: np.ndarray
+    active_set_preliminary: ActiveSet | None = None
     report: dict = field(default_factory=dict)
 
 
@@ -202,12 +203,12 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
     steps = [{"step": "preliminary fit", "n_train": int(len(train)), "seconds": fit_report.get("seconds"),
               "errors": {"train": errors(mtp, pick(train)), "all": errors(mtp, pick(pool)),
                          **({"valid": errors(mtp, validation)} if validation else {})}}]
-    grades_pre = None
+    grades_pre = active_pre = None
     for round_no in range(1, rounds + 1):
         active = ActiveSet.select(mtp, pick(train), mode=mode)
         grades, _ = active.frame_grades(mtp, frames)
         if grades_pre is None:
-            grades_pre = grades
+            grades_pre, active_pre = grades, active
         candidates = np.setdiff1d(pool[grades[pool] > threshold], train)
         candidates = candidates[np.argsort(-grades[candidates], kind="stable")]
         added = candidates[:max_add] if max_add else candidates
@@ -237,4 +238,4 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
               "active_set_rank": int(active.rank), "seconds": time.time() - t0}
     return PassiveResult(mtp=mtp, active_set=active, preliminary=preliminary, train_index=train,
                          valid_index=valid, grades_preliminary=grades_pre, grades_final=grades_final,
-                         report=report)
+                         active_set_preliminary=active_pre, report=report)
