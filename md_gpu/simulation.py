@@ -42,7 +42,8 @@ class Stage:
     name: label; steps: number of steps (an upper bound when ``stop_on_failure``);
     thermostat: None (NVE), ``Bussi`` or ``Langevin``; barostat: None or ``Barostat``;
     deform_axis: None or 'x'/'y'/'z' with ``strain_rate_per_s`` (1/s); stop_on_failure:
-    end the stage once the stress along ``deform_axis`` falls below ``failure_drop`` x its peak.
+    end the stage at failure as judged by :class:`FailureDetector` (``failure_drop``,
+    ``failure_window`` thermo rows, ``failure_min_strain``) on the stress along ``deform_axis``.
     """
 
     name: str
@@ -53,15 +54,46 @@ class Stage:
     strain_rate_per_s: float = 0.0
     stop_on_failure: bool = False
     failure_drop: float = 0.5
+    failure_window: int = 5
+    failure_min_strain: float = 0.02
 
     def __post_init__(self):
         if self.steps < 0:
             raise MDSetupError(f"stage '{self.name}': steps={self.steps} must be >= 0")
+        if self.stop_on_failure:
+            FailureDetector(self.failure_drop, self.failure_window, self.failure_min_strain)  # checks them
         if self.deform_axis is not None:
             axis_index(self.deform_axis)
             if self.strain_rate_per_s <= 0:
                 raise MDSetupError(f"stage '{self.name}': strain_rate_per_s={self.strain_rate_per_s} "
                                    "must be > 0 (1/s)")
+
+
+class FailureDetector:
+    """Decides when a sample under tension has failed, from the thermo rows of the deformation stage.
+
+    The axial stress is smoothed by a running mean over the last ``window`` rows; the sample has
+    failed once the strain exceeds ``min_strain`` and the smoothed stress has fallen below
+    ``drop`` x its running maximum (which must be > 0). Without the smoothing and the minimum
+    strain, thermal noise at the start of a pull (stress ~ 0 +- noise) reads as a failure.
+    """
+
+    def __init__(self, drop: float = 0.5, window: int = 5, min_strain: float = 0.02):
+        if not (0 < drop < 1) or window < 1 or min_strain < 0:
+            raise MDSetupError(f"failure detection: failure_drop={drop} must be in (0, 1), failure_window="
+                               f"{window} >= 1 row and failure_min_strain={min_strain} >= 0")
+        self.drop, self.window, self.min_strain = float(drop), int(window), float(min_strain)
+        self.recent: list = []
+        self.peak = -np.inf
+        self.smoothed = np.nan
+
+    def update(self, strain: float, stress: float) -> bool:
+        """Add one thermo row (engineering strain, axial stress in any unit); True once failed."""
+        self.recent = (self.recent + [float(stress)])[-self.window:]
+        smoothed = float(np.mean(self.recent))
+        self.peak = max(self.peak, smoothed)
+        self.smoothed = smoothed
+        return strain >= self.min_strain and self.peak > 0 and smoothed < self.drop * self.peak
 
 
 @dataclass
@@ -194,10 +226,15 @@ class Simulation:
                 modifiers.append(stage.barostat)
             _, step_fn = velocity_verlet(self.force_fn, self.dt_fs, thermostat=stage.thermostat,
                                          modifiers=modifiers)
-            peak = -np.inf
             start = first_step if resumed_here else 0
             if not resumed_here:
                 rows.append(self._row(md, index, np.nan))
+            failure = None
+            if stage.stop_on_failure:
+                failure = FailureDetector(stage.failure_drop, stage.failure_window, stage.failure_min_strain)
+                axial_column = 7 + axis_index(stage.deform_axis)
+                for row in rows[stage_rows[index] + 1:]:  # rows before a resume count too
+                    failure.update(stage.strain_rate_per_s * 1e-15 * (row[1] - t0_fs), row[axial_column])
             for k in range(start + 1, stage.steps + 1):
                 md = step_fn(md)
                 grade = np.nan
@@ -205,14 +242,13 @@ class Simulation:
                     grade = self.extrapolation.check(md, self.nlist)
                 if k % self.thermo_every == 0 or k == stage.steps:
                     rows.append(self._row(md, index, grade))
-                    if stage.stop_on_failure:
-                        axial = rows[-1][7 + axis_index(stage.deform_axis)]
-                        peak = max(peak, axial)
-                        if peak > 0 and axial < stage.failure_drop * peak:
-                            stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell "
-                                          f"to {axial:.3g} GPa from a peak of {peak:.3g} GPa)")
-                            self.log(stopped_by)
-                            break
+                    if failure is not None and failure.update(
+                            stage.strain_rate_per_s * 1e-15 * (md.time_fs - t0_fs), rows[-1][axial_column]):
+                        stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell to "
+                                      f"{failure.smoothed:.3g} GPa from a peak of {failure.peak:.3g} GPa, "
+                                      f"means over {failure.window} thermo rows)")
+                        self.log(stopped_by)
+                        break
                 if self.traj_every and md.step % self.traj_every == 0:
                     self._write_frame(md)
                 if self.checkpoint_every and md.step % self.checkpoint_every == 0:

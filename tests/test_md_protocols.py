@@ -13,7 +13,7 @@ from md_gpu.forcefields import Morse
 from md_gpu.integrators import Bussi
 from md_gpu.io import read_run_h5
 from md_gpu.protocols import RunSettings, elastic_constants, static_elastic_constants, tensile
-from md_gpu.simulation import Simulation, Stage
+from md_gpu.simulation import FailureDetector, Simulation, Stage
 from md_gpu.state import from_atoms, maxwell_boltzmann
 
 FF = Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
@@ -65,6 +65,26 @@ def test_tensile_analysis_on_a_synthetic_curve():
     assert s == {"mean": 2.0, "sem": pytest.approx(1 / np.sqrt(3)), "n": 3}
     assert mean_sem([4.0])["sem"] == 0.0
     assert summarize([{"E": 1.0, "tag": "a"}, {"E": 3.0, "tag": "b"}]) == {"E": {"mean": 2.0, "sem": 1.0, "n": 2}}
+
+
+def test_failure_detector_ignores_thermal_noise_at_the_start_of_a_pull():
+    """Noisy curve: stress 100 eps (peak 10 at eps = 0.1), then a drop to 0; noise sd 0.5 throughout.
+
+    The raw rule 'stress < half the peak so far' fires on the noise within the first rows; the
+    detector (running mean, minimum strain) fires only after the real drop, at the first row past it
+    where the 5-row mean is below 5."""
+    rng = np.random.default_rng(0)
+    strain = np.arange(1, 201) * 1e-3
+    clean = np.where(strain <= 0.1, 100 * strain, 0.0)
+    noisy = clean + rng.normal(0, 0.5, strain.size)
+    raw_peak = np.maximum.accumulate(noisy)
+    assert np.any((raw_peak > 0) & (noisy < 0.5 * raw_peak) & (strain < 0.02))  # the naive rule misfires
+    detector = FailureDetector(drop=0.5, window=5, min_strain=0.02)
+    fired = next(k for k in range(strain.size) if detector.update(strain[k], noisy[k]))
+    assert 0.1 < strain[fired] <= 0.105
+    assert detector.peak == pytest.approx(10, abs=1.0)
+    with pytest.raises(MDSetupError, match="failure_drop"):
+        Stage("pull", 10, deform_axis="x", strain_rate_per_s=1e9, stop_on_failure=True, failure_drop=1.5)
 
 
 def test_sheet_curve_converts_to_N_per_m():
