@@ -291,25 +291,41 @@ class MTP:
         return _Padded(padded.reshape(n, k_max, 3), pair_type.reshape(n, k_max), order, flat)
 
     def _radial(self, r, pair_type, xp):
-        """R, dR/dr [n, k, M] for distances r [n, k] (Å); zero at and beyond ``max_dist``."""
-        lo, hi = self.min_dist, self.max_dist
-        inside = r < hi
-        gap = xp.where(inside, hi - r, 0.0)
+        """R, dR/dr [n, k, M] for distances r [n, k] (Å); zero at and beyond ``max_dist``.
+
+        The Chebyshev recurrence runs on rows [X, n*k] (contiguous), then one matrix product with the
+        coefficients gives [M, n*k]; the result is returned as an [n, k, M] view of it.
+        """
+        lo, hi, size, count = self.min_dist, self.max_dist, self.radial_basis_size, self.radial_funcs_count
+        r = r.reshape(-1)
+        gap = xp.where(r < hi, hi - r, 0.0)
         smooth, dsmooth = self.scaling * gap * gap, -2.0 * self.scaling * gap
-        ksi = (2.0 * r - (lo + hi)) / (hi - lo)
+        ksi = (2.0 / (hi - lo)) * r - (lo + hi) / (hi - lo)
         dksi = 2.0 / (hi - lo)
-        t, dt = [xp.ones_like(r), ksi], [xp.zeros_like(r), xp.full_like(r, dksi)]
-        for _ in range(2, self.radial_basis_size):
-            t.append(2.0 * ksi * t[-1] - t[-2])
-            dt.append(2.0 * (dksi * t[-2] + ksi * dt[-1]) - dt[-2])
-        t, dt = xp.stack(t[: self.radial_basis_size], axis=-1), xp.stack(dt[: self.radial_basis_size], axis=-1)
-        q = t * smooth[..., None]  # [n, k, X]
-        dq = dt * smooth[..., None] + t * dsmooth[..., None]
-        coeffs = xp.asarray(self.radial_coeffs.reshape(-1, self.radial_funcs_count, self.radial_basis_size))
+        t, dt = xp.empty((size, len(r))), xp.empty((size, len(r)))
+        t[0], dt[0] = 1.0, 0.0
+        if size > 1:
+            t[1], dt[1] = ksi, dksi
+        for x in range(2, size):  # T_x = 2 ξ T_{x-1} - T_{x-2};  T'_x = 2 (ξ' T_{x-1} + ξ T'_{x-1}) - T'_{x-2}
+            xp.multiply(ksi, t[x - 1], out=t[x])
+            t[x] *= 2.0
+            t[x] -= t[x - 2]
+            xp.multiply(ksi, dt[x - 1], out=dt[x])
+            dt[x] += dksi * t[x - 1]
+            dt[x] *= 2.0
+            dt[x] -= dt[x - 2]
+        dt *= smooth  # dQ = T' s + T s'
+        dt += t * dsmooth
+        t *= smooth  # Q = T s
+        coeffs = xp.asarray(self.radial_coeffs.reshape(-1, size))  # [S*S*M, X]
         if self.species_count == 1:
-            return q @ coeffs[0].T, dq @ coeffs[0].T
-        c = coeffs[pair_type]  # [n, k, M, X]
-        return xp.einsum("nkx,nkmx->nkm", q, c), xp.einsum("nkx,nkmx->nkm", dq, c)
+            radial, dradial = coeffs @ t, coeffs @ dt  # [M, n*k]
+        else:  # every pair with the coefficients of every species pair (one product), then pick its own
+            pick = pair_type.reshape(1, 1, -1)
+            radial, dradial = (xp.take_along_axis((coeffs @ v).reshape(-1, count, len(r)), pick, axis=0)[0]
+                               for v in (t, dt))
+        shape = tuple(pair_type.shape) + (count,)
+        return radial.T.reshape(shape), dradial.T.reshape(shape)
 
     def _geometry(self, pad: _Padded, types, xp):
         plan = self._plan(xp)

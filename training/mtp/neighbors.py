@@ -48,8 +48,10 @@ def _image_shifts(atoms: Atoms, cutoff: float) -> np.ndarray:
     if atoms.pbc.any():
         if atoms.cell.rank < 3:
             raise ValueError("a periodic direction needs a cell of full rank (give the vacuum direction a length)")
+        # fractional coordinate k of a pair vector d is d . b_k, |d . b_k| <= cutoff |b_k|; wrapped positions
+        # differ by less than 1 in it, so an image shift s_k needs |s_k| < cutoff |b_k| + 1
         recip = np.linalg.inv(atoms.cell.array).T  # rows: reciprocal vectors (no 2π); plane spacing = 1/|b|
-        reach = np.where(atoms.pbc, np.ceil(cutoff * np.linalg.norm(recip, axis=1)).astype(int) + 1, 0)
+        reach = np.where(atoms.pbc, np.ceil(cutoff * np.linalg.norm(recip, axis=1) + 1e-9).astype(int), 0)
     axes = [np.arange(-m, m + 1) for m in reach]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3).astype(float)
 
