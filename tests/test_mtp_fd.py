@@ -121,3 +121,24 @@ def test_pair_gradient_equals_finite_differences():
     forces, virial, per_atom = forces_and_virial(i, j, d, de_dd, len(atoms))
     np.testing.assert_allclose(virial, per_atom.sum(axis=0), atol=1e-10)
     np.testing.assert_allclose(virial, virial.T, atol=1e-9)  # rotation invariance of the energy
+
+
+def test_basis_is_consistent_with_evaluate_and_finite_differences():
+    """``basis``/``basis_values`` (linear fitting): B @ moment_coeffs = site energies, dB/dd by differences."""
+    atoms, mtp = _buckled_sheet()
+    types = np.array([mtp.species.index(s) for s in atoms.get_chemical_symbols()])
+    i, j, d = neighbor_pairs(atoms, mtp.cutoff)
+    energies, de_dd = mtp.evaluate(types, i, j, d)
+    b, db_dd = mtp.basis(types, i, j, d)
+    assert b.shape == (len(atoms), mtp.basis_size) and db_dd.shape == (len(d), 3, mtp.basis_size)
+    np.testing.assert_allclose(mtp.basis_values(types, i, j, d), b, rtol=0, atol=0)
+    np.testing.assert_allclose(mtp.species_coeffs[types] + b @ mtp.moment_coeffs, energies, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(db_dd @ mtp.moment_coeffs, de_dd, rtol=1e-10, atol=1e-9 * np.abs(de_dd).max())
+    for p in np.random.default_rng(1).choice(len(d), 4, replace=False):
+        for c in range(3):
+            moved = [d.copy(), d.copy()]
+            moved[0][p, c] += STEP
+            moved[1][p, c] -= STEP
+            diff = (mtp.basis_values(types, i, j, moved[0]) - mtp.basis_values(types, i, j, moved[1])) / (2 * STEP)
+            scale = np.abs(db_dd[p, c]).max()
+            np.testing.assert_allclose(diff[i[p]], db_dd[p, c], rtol=0, atol=1e-6 * scale)

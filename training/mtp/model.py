@@ -431,6 +431,14 @@ class MTP:
         de_dd[pad.order] = grad_pad.reshape(-1, 3)[pad.flat]
         return energies, de_dd
 
+    def basis_values(self, types, i, j, d, *, xp=None):
+        """Basis values B [n, K] only (``basis`` without derivatives; memory O(K_all * n)).
+
+        Same inputs as ``evaluate``; ``E_i = species_coeffs[t_i] + B[i] @ moment_coeffs`` (eV).
+        """
+        xp, _, _, _, _, _, moments = self._forward(types, i, j, d, xp)
+        return moments[xp.asarray(self.alpha_moment_mapping)].T
+
     def basis(self, types, i, j, d, *, xp=None):
         """Basis values and their derivatives, for linear fitting (``E_i = species_coeffs[t_i] + B[i] @ moment_coeffs``).
 
