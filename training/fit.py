@@ -39,6 +39,7 @@ import hashlib
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,7 +52,7 @@ from training.mtp import MTP
 from training.mtp.errors import MTPError
 from training.mtp.mtp_file import format_mtp
 from training.mtp.neighbors import neighbor_pairs
-from training.mtp.radial_gradient import BasisSpec, PairBatch, design, theta_gradient
+from training.mtp.radial_gradient import BasisSpec, PairBatch, design, prediction_jacobian, theta_gradient
 
 __all__ = ["FitWeights", "FitError", "FitInterrupted", "TrainingSet", "FitResult", "fit", "train_mtp",
            "load_template", "frame_types_of", "metrics", "initial_theta", "solve_linear", "report_json"]
@@ -164,10 +165,11 @@ def frame_types_of(frames, species: Sequence[str] | None = None) -> tuple[list[n
     """MLIP type indices [n] of each frame and the species list used.
 
     With ``species`` (element symbols of types 0, 1, …) types follow the elements.  Without it,
-    ``atoms.arrays['mlip_type']`` is used when every frame has it (``.cfg`` data; species None), else the
-    sorted set of elements in ``frames`` defines the types.  Raises FitError for an unknown element.
+    ``atoms.arrays['mlip_type']`` is used for ``.cfg`` data read without species (placeholder element X;
+    species None), else the sorted set of elements in ``frames`` defines the types.  Raises FitError for
+    an unknown element.
     """
-    if species is None and frames and all("mlip_type" in a.arrays for a in frames):
+    if species is None and _mlip_typed(frames):
         return [np.asarray(a.arrays["mlip_type"], dtype=np.int64) for a in frames], None
     if species is None:
         species = sorted({s for a in frames for s in a.get_chemical_symbols()})
@@ -181,6 +183,11 @@ def frame_types_of(frames, species: Sequence[str] | None = None) -> tuple[list[n
                            "give the species of every MTP type")
         out.append(np.fromiter((index[s] for s in symbols), dtype=np.int64, count=len(symbols)))
     return out, list(species)
+
+
+def _mlip_typed(frames) -> bool:
+    """True for frames of a ``.cfg`` read without species: placeholder element X and ``mlip_type``."""
+    return bool(frames) and all("mlip_type" in a.arrays and not a.numbers.any() for a in frames)
 
 
 def initial_theta(spec: BasisSpec, seed: int) -> np.ndarray:
@@ -305,6 +312,21 @@ class TrainingSet:
             r0 += 7 * nf + 3 * na
         return grad
 
+    def jacobian(self, theta, coeffs) -> np.ndarray:
+        """∂(A c)/∂θ [rows, T] (weighted rows, θ flattened) at fixed c = ``coeffs`` [K + S]."""
+        spec = self.spec
+        out = np.zeros((self.y.size, int(np.prod(spec.theta_shape))))
+        r0 = 0
+        for batch in self.batches:
+            energy, forces, virial = prediction_jacobian(spec, theta, coeffs[:spec.n_basis], batch)
+            nf, na = batch.n_frames, batch.types.size
+            out[r0:r0 + nf] = energy
+            out[r0 + nf:r0 + nf + 3 * na] = forces.reshape(3 * na, -1)
+            out[r0 + nf + 3 * na:r0 + 7 * nf + 3 * na] = virial.reshape(6 * nf, -1)
+            r0 += 7 * nf + 3 * na
+        out *= self.row_scale[:, None]
+        return out
+
     def predictions(self, theta, coeffs) -> dict:
         """Predictions and references (see :meth:`split`) for θ and c = ``coeffs`` [K + S]."""
         return self.split(self.matrix(theta) @ coeffs)
@@ -335,8 +357,8 @@ def _frames_per_batch(spec: BasisSpec, atoms) -> int:
     """Frames per pair batch so that the largest design array stays near ``BATCH_ELEMENTS`` elements."""
     i, _, _ = neighbor_pairs(atoms, spec.max_dist)
     k_max = int(np.bincount(i, minlength=len(atoms)).max(initial=1)) + 4
-    nb, k = len(spec.basic), spec.n_basis
-    per_atom = k_max * 3 * (nb + k) + nb * k + spec.moments_count
+    nb, k, t = len(spec.basic), spec.n_basis, int(np.prod(spec.theta_shape))
+    per_atom = k_max * 3 * (nb + k + 2 * t) + nb * (k + t) + 2 * spec.moments_count * nb
     return max(1, BATCH_ELEMENTS // (per_atom * max(1, len(atoms))))
 
 
@@ -382,8 +404,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 @dataclass
-class _LbfgsState:
-    """Everything L-BFGS needs to continue: x [n], loss f, gradient g [n], curvature pairs s, y [m, n]."""
+class _OptState:
+    """Everything the optimiser needs to continue: x = θ [n], loss f, gradient g [n], L-BFGS curvature
+    pairs s, y [m, n], the Levenberg-Marquardt damping ``lam``, the iteration count and loss history, the
+    ridge weights ``reg_diag`` [K + S]."""
 
     x: np.ndarray
     f: float
@@ -394,6 +418,7 @@ class _LbfgsState:
     history: list
     reg_diag: np.ndarray
     converged: bool = False
+    lam: float = 1e-3
 
     def save(self, path: Path, signature: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -402,11 +427,11 @@ class _LbfgsState:
         n = self.x.size
         np.savez(tmp, x=self.x, f=self.f, g=self.g, s=np.reshape(self.s, (-1, n)), y=np.reshape(self.y, (-1, n)),
                  iteration=self.iteration, history=np.asarray(self.history, dtype=float), reg_diag=self.reg_diag,
-                 converged=self.converged, signature=signature)
+                 converged=self.converged, lam=self.lam, signature=signature)
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, signature: str) -> "_LbfgsState":
+    def load(cls, path: Path, signature: str) -> "_OptState":
         try:
             with np.load(path) as data:
                 if str(data["signature"]) != signature:
@@ -414,7 +439,7 @@ class _LbfgsState:
                                    "or settings); delete it or give another --checkpoint to start afresh")
                 return cls(x=data["x"], f=float(data["f"]), g=data["g"], s=list(data["s"]), y=list(data["y"]),
                            iteration=int(data["iteration"]), history=list(data["history"]),
-                           reg_diag=data["reg_diag"], converged=bool(data["converged"]))
+                           reg_diag=data["reg_diag"], converged=bool(data["converged"]), lam=float(data["lam"]))
         except (OSError, KeyError, ValueError) as err:
             if isinstance(err, FitError):
                 raise
@@ -437,7 +462,7 @@ def _lbfgs_direction(g, s_list, y_list):
     return -q
 
 
-def _lbfgs_step(state: _LbfgsState, objective, memory: int) -> None:
+def _lbfgs_step(state: _OptState, objective, memory: int) -> None:
     """One L-BFGS iteration in place (strong-Wolfe line search); sets ``converged`` when no progress."""
     direction = _lbfgs_direction(state.g, state.s, state.y)
     if direction @ state.g >= 0:  # not a descent direction: forget the curvature
@@ -456,8 +481,10 @@ def _lbfgs_step(state: _LbfgsState, objective, memory: int) -> None:
         return cache[x.tobytes()][1]
 
     previous = state.history[-2] if len(state.history) > 1 else state.f + 0.5 * np.linalg.norm(state.g)
-    alpha, _, _, f_new, _, _ = scipy.optimize.line_search(value, grad, state.x, direction, state.g, state.f,
-                                                          previous, c1=1e-4, c2=0.9, maxiter=20)
+    with warnings.catch_warnings():  # a failed search is handled below (alpha None)
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy LineSearchWarning
+        alpha, _, _, f_new, _, _ = scipy.optimize.line_search(value, grad, state.x, direction, state.g, state.f,
+                                                              previous, c1=1e-4, c2=0.9, maxiter=20)
     if alpha is None:
         if state.s:  # retry once along the steepest descent without curvature memory
             state.s, state.y = [], []
@@ -474,6 +501,51 @@ def _lbfgs_step(state: _LbfgsState, objective, memory: int) -> None:
     state.x, state.f, state.g = x_new, float(f_new), g_new
     state.iteration += 1
     state.history.append(state.f)
+
+
+def _lm_step(state: _OptState, opt_set: TrainingSet, reg_radial: float, cache: dict) -> None:
+    """One Levenberg-Marquardt iteration of variable projection, in place.
+
+    Kaufman's Jacobian (1975, BIT 15, 49): J = (I − Q Qᵀ) ∂(A c*)/∂θ with Q an orthonormal basis of the
+    columns of A, so the step accounts for c following θ.  A step that does not lower the loss is retried
+    with 4× the damping; an accepted one divides it by 3.  ``cache`` keeps (A, c) of the current θ.
+    """
+    spec = opt_set.spec
+    theta = state.x.reshape(spec.theta_shape)
+    if cache.get("key") != state.x.tobytes():
+        a = opt_set.matrix(theta)
+        cache.update(key=state.x.tobytes(), a=a, c=solve_linear(a, opt_set.y, state.reg_diag))
+    a, c = cache["a"], cache["c"]
+    r = a @ c - opt_set.y
+    jac = opt_set.jacobian(theta, c)
+    norms = np.sqrt(np.einsum("rk,rk->k", a, a))
+    basis, _ = np.linalg.qr(a / np.where(norms > 0, norms, 1.0))
+    jac -= basis @ (basis.T @ jac)
+    jtj = jac.T @ jac + reg_radial * np.eye(state.x.size)
+    grad = jac.T @ r + reg_radial * state.x
+    state.g = 2.0 * grad
+    scale = np.maximum(np.diag(jtj), 1e-12 * max(np.diag(jtj).max(), 1e-300))
+    while state.lam < 1e12:
+        try:
+            step = -np.linalg.solve(jtj + state.lam * np.diag(scale), grad)
+        except np.linalg.LinAlgError:
+            state.lam *= 4.0
+            continue
+        x_new = state.x + step
+        a_new = opt_set.matrix(x_new.reshape(spec.theta_shape))
+        c_new = solve_linear(a_new, opt_set.y, state.reg_diag)
+        r_new = a_new @ c_new - opt_set.y
+        f_new = float(r_new @ r_new + state.reg_diag @ (c_new * c_new) + reg_radial * (x_new @ x_new))
+        if f_new < state.f:
+            if state.f - f_new <= 1e-12 * state.f:
+                state.converged = True
+            state.x, state.f, state.lam = x_new, f_new, max(state.lam / 3.0, 1e-9)
+            cache.update(key=x_new.tobytes(), a=a_new, c=c_new)
+            state.iteration += 1
+            state.history.append(f_new)
+            return
+        state.lam *= 4.0
+    state.converged = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,7 +614,7 @@ def _print_progress(done: int, total: int, text: str) -> None:
 
 def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=None, seed: int = 0,
         theta_frames: int | None = None, valid_frames=None, valid_types=None, reg_linear: float = 1e-10,
-        reg_radial: float = 1e-8, memory: int = 30, checkpoint=None, resume: bool = False,
+        reg_radial: float = 1e-8, method: str = "lm", memory: int = 30, checkpoint=None, resume: bool = False,
         progress: Callable[[int, int, str], None] | None = None, species: list | None = None,
         source: str = "<frames>") -> FitResult:
     """Fit the radial (θ) and linear coefficients of ``spec`` to ``frames``.
@@ -563,6 +635,8 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         raise FitError(f"theta_frames: {theta_frames!r} must be >= 1 (or None for all frames)")
     if reg_linear < 0 or reg_radial < 0:
         raise FitError(f"reg_linear={reg_linear}, reg_radial={reg_radial}: must be >= 0")
+    if method not in ("lm", "lbfgs"):
+        raise FitError(f"method: {method!r} is not one of 'lm' (Levenberg-Marquardt) or 'lbfgs'")
     weights = FitWeights.coerce(weights)
     progress = progress or _print_progress
     t_start = time.perf_counter()
@@ -587,7 +661,7 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         raise FitError(f"theta0: {theta.shape} does not fit the radial coefficients {spec.theta_shape}")
     theta = theta.reshape(spec.theta_shape)
     checkpoint = Path(checkpoint) if checkpoint else None
-    signature = _signature(spec, train, weights, reg_linear, reg_radial, seed, theta)
+    signature = _signature(spec, train, weights, reg_linear, reg_radial, seed, theta) + method
 
     def objective(x, reg_diag):
         th = x.reshape(spec.theta_shape)
@@ -598,7 +672,7 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         return loss, 2.0 * opt_set.theta_gradient(th, c, r).ravel() + 2.0 * reg_radial * x
 
     if resume and checkpoint and checkpoint.is_file():
-        state = _LbfgsState.load(checkpoint, signature)
+        state = _OptState.load(checkpoint, signature)
         progress(state.iteration, max_iter, f"fit: resuming from {checkpoint} at iteration {state.iteration}")
     else:
         a0 = opt_set.matrix(theta)
@@ -606,11 +680,15 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         del a0
         x0 = theta.ravel().copy()
         f0, g0 = objective(x0, reg_diag)
-        state = _LbfgsState(x=x0, f=float(f0), g=g0, s=[], y=[], iteration=0, history=[float(f0)],
+        state = _OptState(x=x0, f=float(f0), g=g0, s=[], y=[], iteration=0, history=[float(f0)],
                             reg_diag=reg_diag)
     try:
+        cache: dict = {}
         while state.iteration < max_iter and not state.converged:
-            _lbfgs_step(state, lambda x: objective(x, state.reg_diag), memory)
+            if method == "lm":
+                _lm_step(state, opt_set, reg_radial, cache)
+            else:
+                _lbfgs_step(state, lambda x: objective(x, state.reg_diag), memory)
             if checkpoint:
                 state.save(checkpoint, signature)
             progress(state.iteration, max_iter, f"fit: iter {state.iteration:4d}  loss {state.f:.6e}  "
@@ -645,7 +723,7 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
 def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0, validation=None,
               species: Sequence[str] | None = None, theta_frames: int | None = None, checkpoint=None,
               resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
-              reg_linear: float = 1e-10, reg_radial: float = 1e-8) -> tuple[MTP, dict]:
+              reg_linear: float = 1e-10, reg_radial: float = 1e-8, method: str = "lm") -> tuple[MTP, dict]:
     """Fit an MTP to ``frames`` starting from ``init``; return (trained MTP, report dict).
 
     ``init``: path of an ``.mtp`` (an untrained template or a trained potential) or an ``MTP``.  The
@@ -659,7 +737,7 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0,
     """
     _, mtp0 = load_template(init)
     species = list(species) if species is not None else mtp0.species
-    if species is None and frames and all("mlip_type" in a.arrays for a in frames):
+    if species is None and _mlip_typed(frames):
         types, _ = frame_types_of(frames)
         count = max(int(np.max(t)) + 1 for t in types)
     else:
@@ -672,12 +750,12 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0,
         valid_types, _ = frame_types_of(validation, species)
     result = fit(spec, frames, types, theta0=theta0, max_iter=max_iter, weights=weights, seed=seed,
                  theta_frames=theta_frames, valid_frames=validation, valid_types=valid_types,
-                 reg_linear=reg_linear, reg_radial=reg_radial, checkpoint=checkpoint, resume=resume,
-                 progress=progress, species=species)
+                 reg_linear=reg_linear, reg_radial=reg_radial, method=method, checkpoint=checkpoint,
+                 resume=resume, progress=progress, species=species)
     report = dict(result.metrics)
     report.update(seconds=result.seconds, iterations=result.iterations, loss_history=list(result.history),
                   weights=FitWeights.coerce(weights).as_dict(), seed=seed, level=mtp0.level, species=species,
-                  theta_frames=theta_frames, max_iter=max_iter, predictions=result.predictions)
+                  theta_frames=theta_frames, max_iter=max_iter, method=method, predictions=result.predictions)
     return result.to_mtp(), report
 
 

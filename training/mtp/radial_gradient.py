@@ -334,28 +334,54 @@ def _padded_pairs(spec: BasisSpec, batch: PairBatch):
     return d, pair_type
 
 
-def _basic_terms(spec: BasisSpec, theta, batch: PairBatch):
-    """Basic moments per atom [Nb, N] and their derivatives per padded pair slot [N·k_max, 3, Nb] (1/Å)."""
+@dataclass
+class _Geometry:
+    """θ-independent per-slot quantities of a batch in the padded layout P = N·k_max.
+
+    d [P, 3] Å; pair_type [P]; r [P]; u [3, P]; q, dq [X, P] radial basis and its r-derivative;
+    ang [Nb, P] angular part of each basic moment; dang [3, Nb, P] its gradient with respect to d (1/Å).
+    """
+
+    d: np.ndarray
+    pair_type: np.ndarray
+    r: np.ndarray
+    u: np.ndarray
+    q: np.ndarray
+    dq: np.ndarray
+    ang: np.ndarray
+    dang: np.ndarray
+
+
+def _geometry(spec: BasisSpec, batch: PairBatch) -> _Geometry:
     d, pair_type = _padded_pairs(spec, batch)
     r = np.sqrt(np.einsum("pa,pa->p", d, d))
-    u = (d / r[:, None]).T                                   # [3, P]
+    u = (d / r[:, None]).T
     q, dq = _radial(spec, r, derivative=True)
-    f, df = _radial_funcs(theta, pair_type, q, dq)          # [M, P]
     parent, axis, basic_l, low, expo = _monomial_plan(spec)
     mono = np.empty((len(parent), r.size))
     mono[0] = 1.0
     for k in range(1, len(parent)):
         mono[k] = mono[parent[k]] * u[axis[k]]
-    mu = spec.basic[:, 0]
     ang = mono[basic_l]                                      # [Nb, P]
-    n, slots = batch.types.size, batch.k_max
-    moments = np.einsum("bns->bn", (f[mu] * ang).reshape(len(mu), n, slots))
     inv_r = 1.0 / r
-    along = ang * (df[mu] - expo.sum(axis=1)[:, None] * f[mu] * inv_r)   # radial part, along u
-    across = f[mu] * inv_r                                   # times ∂A/∂u_c = e_c A_(l−e_c)
-    dm = np.empty((r.size, 3, len(mu)))
+    deg = expo.sum(axis=1)[:, None]
+    # ∂(u^l)/∂d_c = (e_c u^(l − e_c) − |l| u^l u_c) / r
+    dang = np.stack([(expo[:, c, None] * mono[low[:, c]] - deg * ang * u[c]) * inv_r for c in range(3)])
+    return _Geometry(d, pair_type, r, u, q, dq, ang, dang)
+
+
+def _basic_terms(spec: BasisSpec, theta, batch: PairBatch, geo: _Geometry | None = None):
+    """Basic moments per atom [Nb, N] and their derivatives per padded pair slot [N·k_max, 3, Nb] (1/Å)."""
+    geo = _geometry(spec, batch) if geo is None else geo
+    f, df = _radial_funcs(theta, geo.pair_type, geo.q, geo.dq)   # [M, P]
+    mu = spec.basic[:, 0]
+    n, slots = batch.types.size, batch.k_max
+    fm = f[mu]
+    moments = np.einsum("bns->bn", (fm * geo.ang).reshape(len(mu), n, slots))
+    along = df[mu] * geo.ang
+    dm = np.empty((geo.r.size, 3, len(mu)))
     for c in range(3):
-        dm[:, c, :] = (u[c] * along + expo[:, c, None] * across * mono[low[:, c]]).T
+        dm[:, c, :] = (geo.u[c] * along + fm * geo.dang[c]).T
     return moments, dm
 
 
@@ -451,3 +477,75 @@ def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_s
         imag = um.real.T @ qm.imag + um.imag.T @ qm.real
         grad[tp] = real + imag / h
     return grad
+
+
+def _moment_hessian(spec: BasisSpec, mom, coeffs):
+    """g [N, Nb] = ∂E_i/∂M_b and H [N, Nb, Nb] = ∂²E_i/∂M_b∂M_b' of E_i = Σ_k c_k B_k(i).
+
+    Forward tangents of every moment with respect to each basic moment, then the reverse (adjoint) pass
+    carrying those tangents along (forward-over-reverse).
+    """
+    nb, n = len(spec.basic), mom.shape[1]
+    tangent = np.zeros((spec.moments_count, nb, n))
+    tangent[np.arange(nb), np.arange(nb)] = 1.0
+    for a, b, mult, out in spec.times:
+        tangent[out] += mult * (tangent[a] * mom[b] + mom[a] * tangent[b])
+    adj = np.zeros((spec.moments_count, n))
+    np.add.at(adj, spec.mapping, np.repeat(np.asarray(coeffs, float)[:, None], n, axis=1))
+    adj_t = np.zeros_like(tangent)
+    for a, b, mult, out in spec.times[::-1]:
+        g, g_t = mult * adj[out], mult * adj_t[out]
+        adj[a] += g * mom[b]
+        adj[b] += g * mom[a]
+        adj_t[a] += g_t * mom[b] + g * tangent[b]
+        adj_t[b] += g_t * mom[a] + g * tangent[a]
+    return adj[:nb].T, adj_t[:nb].transpose(2, 0, 1)
+
+
+def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch):
+    """Derivatives of the predictions with respect to θ at fixed moment coefficients ``coeffs`` [K].
+
+    Returns ``(energy [F, T], forces [N, 3, T], virial [F, 6, T])`` with T = S*S*M*X (θ flattened in C
+    order): ∂/∂θ of ``design(spec, θ, batch)`` contracted with ``coeffs``.  Exact (no differencing):
+    the basic moments are linear in θ, M_b(i) = Σ_(tp,β) θ[tp, μ_b, β] Φ_(b,tp,β)(i), and the pair
+    gradients ∂E/∂d_p = Σ_b g_b(i) ∂M_b/∂d_p change through g (via the Hessian H of the site energy
+    with respect to the basic moments) and through ∂M_b/∂d_p itself.
+    """
+    theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
+    geo = _geometry(spec, batch)
+    basic_moments, dm = _basic_terms(spec, theta, batch, geo)
+    mom = _all_moments(spec, basic_moments)
+    g, hess = _moment_hessian(spec, mom, coeffs)                 # [N, Nb], [N, Nb, Nb]
+    n, slots, nb = batch.types.size, batch.k_max, len(spec.basic)
+    s2, m, x = spec.theta_shape
+    t = s2 * m * x
+    mu = spec.basic[:, 0]
+    # δM [N, Nb, T]: basic moment b moves only with θ[tp, μ_b, :]
+    d_mom = np.zeros((n, nb, s2, m, x))
+    for tp in np.unique(geo.pair_type):
+        mask = (geo.pair_type == tp).reshape(n, slots)
+        phi = np.einsum("bns,xns->nbx", geo.ang.reshape(nb, n, slots) * mask, geo.q.reshape(x, n, slots))
+        d_mom[:, np.arange(nb), tp, mu, :] = phi
+    d_mom = d_mom.reshape(n, nb, t)
+    energy = batch.atom_to_frame @ np.einsum("nb,nbt->nt", g, d_mom)
+    d_g = np.matmul(hess, d_mom)                                 # [N, Nb, T]
+    per_slot = np.matmul(dm.reshape(n, slots * 3, nb), d_g).reshape(n * slots, 3, s2, m, x)
+    # the change of ∂M_b/∂d itself: u_c f'(r) ang_b + f(r) dang_b with f = Q_β of pair type tp
+    indicator = np.zeros((nb, m))
+    indicator[np.arange(nb), mu] = 1.0
+    g_slot = np.repeat(g, slots, axis=0).T                       # [Nb, P]
+    g1 = indicator.T @ (g_slot * geo.ang)                        # [M, P]
+    g2 = np.stack([indicator.T @ (g_slot * geo.dang[c]) for c in range(3)])  # [3, M, P]
+    for tp in np.unique(geo.pair_type):
+        sel = np.nonzero(geo.pair_type == tp)[0]
+        q, dq = geo.q[:, sel], geo.dq[:, sel]
+        for c in range(3):
+            per_slot[sel, c, tp] += (np.einsum("mp,xp->pmx", g1[:, sel] * geo.u[c, sel], dq)
+                                     + np.einsum("mp,xp->pmx", g2[c][:, sel], q))
+    flat = per_slot.reshape(n * slots, 3 * t)
+    gather = sp.csr_matrix((np.ones(batch.n_pairs), (batch.j, batch.i * slots + batch.slot)), shape=(n, n * slots))
+    forces = flat.reshape(n, slots, 3 * t).sum(axis=1).reshape(n, 3, t) - (gather @ flat).reshape(n, 3, t)
+    atom_virial = np.einsum("nsct,nsd->ncdt", per_slot.reshape(n, slots, 3, t), geo.d.reshape(n, slots, 3))
+    frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, t)
+    virial = np.stack([0.5 * (frame_virial[:, a, b] + frame_virial[:, b, a]) for a, b in _VOIGT], axis=1)
+    return np.asarray(energy), forces, virial

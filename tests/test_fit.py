@@ -1,0 +1,234 @@
+"""Fast tests of the MTP fit (training.fit, training.mtp.radial_gradient) on a few MLIP reference frames.
+
+Checks: design matrices against the MLIP-verified model evaluation, the exact θ-gradient of the
+variable-projection loss against central finite differences, exact recovery of known linear
+coefficients, determinism for a fixed seed, bit-identical resume after an interrupt, and every bad-input
+path.  The RMSE comparisons with MLIP-2's own potentials are in test_fit_mlip.py (slow).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from training.fit import (FitError, FitInterrupted, FitWeights, TrainingSet, fit, frame_types_of, initial_theta,
+                          load_template, solve_linear, train_mtp)
+from training.mtp import MTP, MTPCalculator, forces_and_virial, neighbor_pairs, read_cfg
+from training.mtp.radial_gradient import BasisSpec, PairBatch, design, prediction_jacobian
+
+DATA = Path(__file__).resolve().parent / "data"
+FIT = DATA / "fit"
+MLIP = DATA / "mlip"
+TEMPLATES = Path(__file__).resolve().parents[1] / "training" / "mtp" / "templates"
+QUIET = dict(progress=lambda done, total, text: None)
+
+
+@pytest.fixture(scope="module")
+def cubic():
+    return read_cfg(FIT / "cubic_training.cfg.gz")[:6]
+
+
+@pytest.fixture(scope="module")
+def multi():
+    return read_cfg(FIT / "multi_training.cfg.gz")[:4]
+
+
+@pytest.mark.parametrize("kind,level", [("cubic", 10), ("multi", 10)])
+def test_design_matrices_reproduce_the_model(kind, level, cubic, multi):
+    """design(θ) @ c equals MTP.evaluate's energy, forces and virial for MLIP-2's trained potentials."""
+    frames = (cubic if kind == "cubic" else multi)[:3]
+    mtp = MTP.read(MLIP / kind / f"pot_{level}.mtp")
+    spec = BasisSpec.from_mtp(mtp)
+    types = [a.arrays["mlip_type"] for a in frames]
+    batch = PairBatch.build(frames, types, cutoff=mtp.cutoff, species_count=mtp.species_count)
+    energy, forces, virial = design(spec, mtp.radial_coeffs, batch)
+    c = mtp.moment_coeffs
+    counts = np.array([np.bincount(t, minlength=mtp.species_count) for t in types])
+    for f, (atoms, t) in enumerate(zip(frames, types)):
+        i, j, d = neighbor_pairs(atoms, mtp.cutoff)
+        site, de_dd = mtp.evaluate(t, i, j, d)
+        ref_forces, ref_virial, _ = forces_and_virial(i, j, d, de_dd, len(atoms))
+        assert energy[f] @ c + counts[f] @ mtp.species_coeffs == pytest.approx(site.sum(), abs=1e-9)
+        rows = batch.atom_frame == f
+        np.testing.assert_allclose(forces[rows] @ c, ref_forces, atol=1e-10)
+        voigt = [ref_virial[a, b] for a, b in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))]
+        np.testing.assert_allclose(virial[f] @ c, -np.array(voigt), atol=1e-9)  # design virial = stress·V
+
+
+@pytest.mark.parametrize("kind", ["cubic", "multi"])
+def test_theta_gradient_matches_finite_differences(kind, cubic, multi):
+    """∂L/∂θ of the variable-projection loss (exact c*(θ) each time) against central differences."""
+    frames = (cubic if kind == "cubic" else multi)[:3]
+    types = [a.arrays["mlip_type"] for a in frames]
+    spec, _ = load_template(TEMPLATES / "06.mtp", species_count=1 if kind == "cubic" else 3)
+    train = TrainingSet.build(spec, frames, types)
+    theta = initial_theta(spec, seed=3)
+    a0 = train.matrix(theta)
+    reg = 1e-8 * np.einsum("rk,rk->k", a0, a0)
+
+    def loss(th):
+        a = train.matrix(th)
+        c = solve_linear(a, train.y, reg)
+        r = a @ c - train.y
+        return r @ r + reg @ (c * c), c, r
+
+    _, c, r = loss(theta)
+    grad = 2.0 * train.theta_gradient(theta, c, r)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        idx = tuple(rng.integers(n) for n in spec.theta_shape)
+        h = 1e-5 * max(1.0, abs(theta[idx]))
+        up, down = theta.copy(), theta.copy()
+        up[idx] += h
+        down[idx] -= h
+        numeric = (loss(up)[0] - loss(down)[0]) / (2 * h)
+        assert grad[idx] == pytest.approx(numeric, rel=1e-5, abs=1e-8 * np.abs(grad).max())
+
+
+@pytest.mark.parametrize("kind", ["cubic", "multi"])
+def test_prediction_jacobian_matches_finite_differences(kind, cubic, multi):
+    """∂(A(θ) c)/∂θ (used by Levenberg-Marquardt) against central differences of design(θ) @ c."""
+    frames = (cubic if kind == "cubic" else multi)[:2]
+    spec, _ = load_template(TEMPLATES / "06.mtp", species_count=1 if kind == "cubic" else 3)
+    batch = PairBatch.build(frames, [a.arrays["mlip_type"] for a in frames], cutoff=spec.max_dist,
+                            species_count=spec.species_count)
+    theta = initial_theta(spec, seed=2).ravel()
+    c = np.random.default_rng(0).normal(size=spec.n_basis)
+    analytic = prediction_jacobian(spec, theta, c, batch)
+    for j in (0, 5, theta.size - 1):
+        h = 1e-6
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        for block, a_up, a_down in zip(analytic, design(spec, up, batch), design(spec, down, batch)):
+            numeric = (a_up @ c - a_down @ c) / (2 * h)
+            np.testing.assert_allclose(block[..., j], numeric, rtol=1e-6, atol=1e-7 * np.abs(numeric).max())
+
+
+def _relabel(frames, mtp):
+    """Copies of ``frames`` with energy, forces and stress computed by ``mtp`` (a known answer)."""
+    out = []
+    for atoms in frames:
+        atoms = atoms.copy()
+        atoms.calc = MTPCalculator(mtp)
+        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
+        out.append(atoms)
+    return out
+
+
+def test_linear_solve_recovers_known_coefficients(cubic):
+    """With the true radial coefficients, max_iter=0 recovers species and moment coefficients exactly."""
+    truth = MTP.read(MLIP / "cubic" / "pot_06.mtp")
+    frames = _relabel(cubic, truth)
+    result = fit(truth, frames, max_iter=0, reg_linear=0.0, **QUIET)
+    np.testing.assert_allclose(result.moment_coeffs, truth.moment_coeffs, rtol=1e-6)
+    np.testing.assert_allclose(result.species_coeffs, truth.species_coeffs, rtol=1e-6, atol=1e-6)
+    assert result.metrics["train"]["forces"]["rmse"] < 1e-9
+
+
+def test_fixed_seed_gives_identical_potential(cubic, tmp_path):
+    runs = [fit(load_template(TEMPLATES / "06.mtp")[1], cubic, max_iter=3, seed=seed, **QUIET).write(
+        tmp_path / f"{k}.mtp").read_text() for k, seed in enumerate((7, 7, 8))]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("method", ["lm", "lbfgs"])
+def test_resume_after_interrupt_gives_the_same_potential(method, cubic, tmp_path):
+    _, init = load_template(TEMPLATES / "06.mtp")
+    straight = fit(init, cubic, max_iter=5, seed=1, method=method, **QUIET)
+    ckpt = tmp_path / "fit.npz"
+
+    def stop_at_2(done, total, text):
+        if done == 2 and "iter" in text:
+            raise KeyboardInterrupt
+
+    with pytest.raises(FitInterrupted, match="fit.npz"):
+        fit(init, cubic, max_iter=5, seed=1, method=method, checkpoint=ckpt, progress=stop_at_2)
+    lines = []
+    resumed = fit(init, cubic, max_iter=5, seed=1, method=method, checkpoint=ckpt, resume=True,
+                  progress=lambda d, t, text: lines.append(text))
+    assert "resuming" in lines[0] and "iteration 2" in lines[0]
+    np.testing.assert_array_equal(resumed.theta, straight.theta)
+    np.testing.assert_array_equal(resumed.moment_coeffs, straight.moment_coeffs)
+    assert resumed.history == straight.history
+    # another problem must not pick up this checkpoint
+    with pytest.raises(FitError, match="another fit"):
+        fit(init, cubic, max_iter=5, seed=2, method=method, checkpoint=ckpt, resume=True, **QUIET)
+
+
+def test_fit_lowers_the_loss_and_reports(cubic, multi):
+    """A few iterations lower the loss; train_mtp returns an MTP whose calculator reproduces the report."""
+    mtp, report = train_mtp(TEMPLATES / "06.mtp", multi[:3], max_iter=4, validation=multi[3:], **QUIET)
+    assert report["loss_history"][-1] < report["loss_history"][0]
+    assert mtp.species_count == 3 and report["level"] == 6
+    assert report["valid"]["n_frames"] == 1 and report["train"]["n_frames"] == 3
+    pred, ref = report["predictions"]["valid"]["forces"]
+    atoms = multi[3].copy()
+    atoms.calc = MTPCalculator(mtp)
+    np.testing.assert_allclose(atoms.get_forces().ravel(), pred, atol=1e-8)
+    np.testing.assert_allclose(ref, multi[3].get_forces().ravel())
+    e_pred, _ = report["predictions"]["valid"]["energy_per_atom"]
+    assert atoms.get_potential_energy() / len(atoms) == pytest.approx(e_pred[0], abs=1e-10)
+    rmse = report["valid"]["forces"]["rmse"]
+    assert rmse == pytest.approx(np.sqrt(np.mean((pred - ref) ** 2)))
+
+
+def test_species_from_elements_and_tag(cubic, tmp_path):
+    """Element-labelled frames: types follow the species list, which the written potential records."""
+    frames = []
+    for atoms in cubic[:2]:
+        atoms = atoms.copy()
+        atoms.set_chemical_symbols(["Cu"] * len(atoms))
+        atoms.calc = SinglePointCalculator(atoms, energy=cubic[0].get_potential_energy(), forces=cubic[0].get_forces())
+        del atoms.arrays["mlip_type"]
+        frames.append(atoms)
+    mtp, report = train_mtp(TEMPLATES / "02.mtp", frames, max_iter=1, **QUIET)
+    assert mtp.species == ["Cu"] and report["species"] == ["Cu"]
+    path = tmp_path / "cu.mtp"
+    mtp.write(path)
+    assert MTP.read(path).species == ["Cu"]
+    assert "stress" not in report["train"]  # the frames carry no reference stress
+
+
+# ------------------------------------------------------------------------------------------- bad input
+def test_bad_inputs_name_the_problem(cubic, tmp_path):
+    _, init = load_template(TEMPLATES / "06.mtp")
+    with pytest.raises(FitError, match="nothere.mtp: potential file not found"):
+        load_template(tmp_path / "nothere.mtp")
+    junk = tmp_path / "junk.mtp"
+    junk.write_text("not an mtp\n")
+    with pytest.raises(FitError, match="junk.mtp: not a usable .mtp file"):
+        load_template(junk)
+    bare = cubic[0].copy()
+    with pytest.raises(FitError, match="frame 0 has no reference energy and forces"):
+        fit(init, [bare], **QUIET)
+    with pytest.raises(FitError, match=r"element\(s\) \['X'\] are not in species=\['Cu'\]"):
+        frame_types_of(cubic, ["Cu"])
+    with pytest.raises(FitError, match="species_count=1"):
+        fit(init, cubic[:1], [np.ones(32, dtype=int)], **QUIET)
+    with pytest.raises(FitError, match="max_iter"):
+        fit(init, cubic[:1], max_iter=-1, **QUIET)
+    with pytest.raises(FitError, match="theta_frames"):
+        fit(init, cubic[:1], theta_frames=0, **QUIET)
+    with pytest.raises(FitError, match="no frames"):
+        fit(init, [], [], **QUIET)
+    with pytest.raises(FitError, match="--weights: 'force=1' is not"):
+        FitWeights.parse("force=1")
+    with pytest.raises(FitError, match="--weights: forces='x' is not a number"):
+        FitWeights.parse("forces=x")
+    with pytest.raises(FitError, match="weights.stress: -1.0"):
+        FitWeights(stress=-1.0)
+    with pytest.raises(FitError, match="unknown key"):
+        FitWeights.coerce({"energies": 1.0})
+    with pytest.raises(FitError, match="method: 'newton'"):
+        fit(init, cubic[:1], method="newton", **QUIET)
+    with pytest.raises(FitError, match="theta0"):
+        fit(init, cubic[:1], theta0=np.zeros(3), **QUIET)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(FitError, match="broken.npz: not a readable fit checkpoint"):
+        fit(init, cubic[:1], max_iter=1, checkpoint=broken, resume=True, **QUIET)
