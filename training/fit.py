@@ -407,7 +407,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 class _OptState:
     """Everything the optimiser needs to continue: x = θ [n], loss f, gradient g [n], L-BFGS curvature
     pairs s, y [m, n], the Levenberg-Marquardt damping ``lam``, the iteration count and loss history, the
-    ridge weights ``reg_diag`` [K + S]."""
+    ridge weights ``reg_diag`` [K + S]; ``phase`` 0 = Levenberg-Marquardt, 1 = L-BFGS (after LM stalls),
+    with ``precond`` [n, n] the Gauss-Newton inverse Hessian that L-BFGS starts from."""
 
     x: np.ndarray
     f: float
@@ -419,6 +420,8 @@ class _OptState:
     reg_diag: np.ndarray
     converged: bool = False
     lam: float = 1e-3
+    phase: int = 0
+    precond: np.ndarray | None = None
 
     def save(self, path: Path, signature: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -427,7 +430,8 @@ class _OptState:
         n = self.x.size
         np.savez(tmp, x=self.x, f=self.f, g=self.g, s=np.reshape(self.s, (-1, n)), y=np.reshape(self.y, (-1, n)),
                  iteration=self.iteration, history=np.asarray(self.history, dtype=float), reg_diag=self.reg_diag,
-                 converged=self.converged, lam=self.lam, signature=signature)
+                 converged=self.converged, lam=self.lam, phase=self.phase,
+                 precond=np.zeros((0, n)) if self.precond is None else self.precond, signature=signature)
         os.replace(tmp, path)
 
     @classmethod
@@ -439,15 +443,16 @@ class _OptState:
                                    "or settings); delete it or give another --checkpoint to start afresh")
                 return cls(x=data["x"], f=float(data["f"]), g=data["g"], s=list(data["s"]), y=list(data["y"]),
                            iteration=int(data["iteration"]), history=list(data["history"]),
-                           reg_diag=data["reg_diag"], converged=bool(data["converged"]), lam=float(data["lam"]))
+                           reg_diag=data["reg_diag"], converged=bool(data["converged"]), lam=float(data["lam"]),
+                           phase=int(data["phase"]), precond=data["precond"] if data["precond"].size else None)
         except (OSError, KeyError, ValueError) as err:
             if isinstance(err, FitError):
                 raise
             raise FitError(f"{path}: not a readable fit checkpoint ({err}); delete it to start afresh") from err
 
 
-def _lbfgs_direction(g, s_list, y_list):
-    """−H g by the two-loop recursion (Nocedal & Wright, Algorithm 7.4)."""
+def _lbfgs_direction(g, s_list, y_list, precond=None):
+    """−H g by the two-loop recursion (Nocedal & Wright, Algorithm 7.4); H0 = ``precond`` [n, n] or γI."""
     q = g.copy()
     alphas = []
     for s, y in zip(reversed(s_list), reversed(y_list)):
@@ -455,7 +460,9 @@ def _lbfgs_direction(g, s_list, y_list):
         alpha = rho * (s @ q)
         q -= alpha * y
         alphas.append((rho, alpha))
-    if s_list:
+    if precond is not None:
+        q = precond @ q
+    elif s_list:
         q *= (s_list[-1] @ y_list[-1]) / (y_list[-1] @ y_list[-1])
     for (s, y), (rho, alpha) in zip(zip(s_list, y_list), reversed(alphas)):
         q += s * (alpha - rho * (y @ q))
@@ -464,7 +471,7 @@ def _lbfgs_direction(g, s_list, y_list):
 
 def _lbfgs_step(state: _OptState, objective, memory: int) -> None:
     """One L-BFGS iteration in place (strong-Wolfe line search); sets ``converged`` when no progress."""
-    direction = _lbfgs_direction(state.g, state.s, state.y)
+    direction = _lbfgs_direction(state.g, state.s, state.y, state.precond)
     if direction @ state.g >= 0:  # not a descent direction: forget the curvature
         state.s, state.y = [], []
         direction = -state.g
@@ -486,8 +493,8 @@ def _lbfgs_step(state: _OptState, objective, memory: int) -> None:
         alpha, _, _, f_new, _, _ = scipy.optimize.line_search(value, grad, state.x, direction, state.g, state.f,
                                                               previous, c1=1e-4, c2=0.9, maxiter=20)
     if alpha is None:
-        if state.s:  # retry once along the steepest descent without curvature memory
-            state.s, state.y = [], []
+        if state.s or state.precond is not None:  # retry along the steepest descent without curvature memory
+            state.s, state.y, state.precond = [], [], None
             return _lbfgs_step(state, objective, memory)
         state.converged = True
         return
@@ -524,7 +531,8 @@ def _lm_step(state: _OptState, opt_set: TrainingSet, reg_radial: float, cache: d
     jtj = jac.T @ jac + reg_radial * np.eye(state.x.size)
     grad = jac.T @ r + reg_radial * state.x
     state.g = 2.0 * grad
-    scale = np.maximum(np.diag(jtj), 1e-12 * max(np.diag(jtj).max(), 1e-300))
+    # Marquardt scaling, floored so that a weakly determined coefficient cannot take a huge damped step
+    scale = np.maximum(np.diag(jtj), 1e-6 * max(np.diag(jtj).max(), 1e-300))
     while state.lam < 1e12:
         try:
             step = -np.linalg.solve(jtj + state.lam * np.diag(scale), grad)
@@ -538,14 +546,16 @@ def _lm_step(state: _OptState, opt_set: TrainingSet, reg_radial: float, cache: d
         f_new = float(r_new @ r_new + state.reg_diag @ (c_new * c_new) + reg_radial * (x_new @ x_new))
         if f_new < state.f:
             if state.f - f_new <= 1e-12 * state.f:
-                state.converged = True
+                state.phase = 1
             state.x, state.f, state.lam = x_new, f_new, max(state.lam / 3.0, 1e-9)
             cache.update(key=x_new.tobytes(), a=a_new, c=c_new)
             state.iteration += 1
             state.history.append(f_new)
             return
         state.lam *= 4.0
-    state.converged = True
+    # the Gauss-Newton model no longer predicts descent: continue with L-BFGS from its curvature
+    state.phase = 1
+    state.precond = np.linalg.pinv(2.0 * (jtj + 1e-8 * np.diag(scale)), hermitian=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,8 +695,12 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     try:
         cache: dict = {}
         while state.iteration < max_iter and not state.converged:
-            if method == "lm":
+            if method == "lm" and state.phase == 0:
                 _lm_step(state, opt_set, reg_radial, cache)
+                if state.phase == 1:  # switched to L-BFGS: its line search needs the exact loss and gradient
+                    f, state.g = objective(state.x, state.reg_diag)
+                    state.f = float(f)
+                    continue
             else:
                 _lbfgs_step(state, lambda x: objective(x, state.reg_diag), memory)
             if checkpoint:

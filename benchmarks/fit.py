@@ -1,0 +1,79 @@
+"""Fit speed and accuracy: seconds to fit MTP levels 10 and 16 on MLIP's cubic Cu set, next to MLIP-2.
+
+Usage (prints one line per fit, then a JSON summary)::
+
+    OMP_NUM_THREADS=1 python benchmarks/fit.py                       # levels 10 and 16, cubic, defaults
+    python benchmarks/fit.py --levels 10 --set multi --theta-frames 100 --max-iter 60
+    python benchmarks/fit.py --quick-preset                          # the demo's case: 200 frames, level 8
+
+Data: ``tests/data/fit/{cubic,multi}_training.cfg.gz`` (1001 frames; MLIP reference data, see the README
+there).  The fit starts from MLIP's untrained template of each level, optimises the radial coefficients
+on ``--theta-frames`` evenly spaced frames and solves the linear coefficients on all frames.  The MLIP-2
+columns are the RMSE of MLIP-2's own ``pot_NN.mtp`` (``tests/data/mlip/<set>/efs_NN.cfg.gz`` against
+the training set).  ``--quick-preset`` times the demo's situation (200 frames of the given set, the
+quick preset's ``theta_frames`` and ``max_iter``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.fit import train_mtp
+from training.mtp import read_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+TEMPLATES = ROOT / "training" / "mtp" / "templates"
+
+
+def mlip_rmse(kind: str, level: int, frames) -> dict | None:
+    """Energy-per-atom (eV/atom) and force (eV/Å) RMSE of MLIP-2's ``pot_NN.mtp`` on ``frames``."""
+    path = DATA / "mlip" / kind / f"efs_{level:02d}.cfg.gz"
+    if not path.is_file():
+        return None
+    efs = read_cfg(path)
+    de = [(a.get_potential_energy() - b.get_potential_energy()) / len(a) for a, b in zip(efs, frames)]
+    df = np.concatenate([(a.get_forces() - b.get_forces()).ravel() for a, b in zip(efs, frames)])
+    return {"energy_per_atom": float(np.sqrt(np.mean(np.square(de)))), "forces": float(np.sqrt(np.mean(df ** 2)))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", default="cubic", choices=["cubic", "multi"])
+    parser.add_argument("--levels", default="10,16")
+    parser.add_argument("--theta-frames", type=int, default=50)
+    parser.add_argument("--max-iter", type=int, default=60)
+    parser.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all 1001)")
+    parser.add_argument("--quick-preset", action="store_true", help="200 frames, level 8, 30 iterations, 50 θ frames")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.quick_preset:
+        args.levels, args.frames, args.max_iter, args.theta_frames = "8", 200, 30, 50
+    t0 = time.perf_counter()
+    frames = read_cfg(DATA / "fit" / f"{args.set}_training.cfg.gz")
+    print(f"read {len(frames)} frames in {time.perf_counter() - t0:.1f} s")
+    train = frames[: args.frames] if args.frames else frames
+    rows = []
+    for level in (int(v) for v in args.levels.split(",")):
+        _, report = train_mtp(TEMPLATES / f"{level:02d}.mtp", train, max_iter=args.max_iter, seed=args.seed,
+                              theta_frames=args.theta_frames, progress=lambda done, total, text: None)
+        ref = mlip_rmse(args.set, level, frames) if len(train) == len(frames) else None
+        m = report["train"]
+        row = {"set": args.set, "level": level, "frames": len(train), "theta_frames": args.theta_frames,
+               "iterations": report["iterations"], "seconds": round(report["seconds"], 1),
+               "energy_rmse": m["energy_per_atom"]["rmse"], "force_rmse": m["forces"]["rmse"],
+               "mlip_energy_rmse": ref and ref["energy_per_atom"], "mlip_force_rmse": ref and ref["forces"]}
+        rows.append(row)
+        ratio = f" (x{row['force_rmse'] / ref['forces']:.2f} MLIP-2 force, x{row['energy_rmse'] / ref['energy_per_atom']:.2f} energy)" if ref else ""
+        print(f"{args.set} level {level}: {row['seconds']} s for {len(train)} frames, {row['iterations']} iterations; "
+              f"RMSE energy {row['energy_rmse']:.2e} eV/atom, forces {row['force_rmse']:.2e} eV/A{ratio}", flush=True)
+    print(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
