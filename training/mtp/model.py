@@ -40,6 +40,7 @@ from .errors import MTPFormatError, MTPSpeciesError
 from .mtp_file import format_mtp, parse_mtp
 
 LEVELS = tuple(range(2, 21, 2))
+_WORKSPACE_BYTES = 256 * 2**20  # wave buffers up to this size are kept between calls
 _TAG_PREFIX = "species="
 
 
@@ -64,19 +65,19 @@ def _sparse(xp):
 class _Wave:
     """One level of ``alpha_index_times``: products whose inputs are all computed earlier.
 
-    first [E], second [E]: input moment indices; mult [E, 1]; target [E]: output moment per product;
-    targets [T]: the distinct outputs; gather [T, E]: sparse 0/1, sums products into their outputs;
-    scatter_first, scatter_second [K_all, E]: sparse 0/1, send reverse-pass contributions back to the inputs.
+    first [E], second [E]: input moment indices; target [E]: output moment per product;
+    targets [T]: the distinct outputs; gather [T, E]: sparse, entries mult, sums mult * products into
+    their outputs; inputs [U]: the distinct input moments; scatter [U, 2E]: sparse, entries mult, sends the
+    reverse-pass terms (dE/dM_target * M_second, then dE/dM_target * M_first) back to the inputs.
     """
 
     first: object
     second: object
-    mult: object
     target: object
     targets: object
     gather: object
-    scatter_first: object
-    scatter_second: object
+    inputs: object
+    scatter: object
 
 
 class _Plan:
@@ -106,8 +107,22 @@ class _Plan:
         self.n_basic, self.n_moments = len(basic), n_moments
         self.waves = self._waves(times, len(basic), n_moments, xp)
 
-    @staticmethod
-    def _waves(times: np.ndarray, n_basic: int, n_moments: int, xp) -> list[_Wave]:
+    def workspace(self, n: int):
+        """Buffers [2 * max_entries, n] and [max_entries, n] for the wave products of ``n`` atoms.
+
+        Kept between calls (MD calls evaluate on the same atoms every step) when they fit in
+        ``_WORKSPACE_BYTES``; larger ones are fresh each call, so big fitting batches hold no memory after.
+        Not thread-safe: one ``MTP`` object per thread.
+        """
+        rows, xp = self.max_entries, self.xp
+        if 3 * rows * n * 8 > _WORKSPACE_BYTES:
+            return xp.empty((2 * rows, n)), xp.empty((rows, n))
+        cached = getattr(self, "_buffers", None)
+        if cached is None or cached[1].shape[1] != n:
+            self._buffers = cached = (xp.empty((2 * rows, n)), xp.empty((rows, n)))
+        return cached
+
+    def _waves(self, times: np.ndarray, n_basic: int, n_moments: int, xp) -> list[_Wave]:
         sparse = _sparse(xp)
         level = np.zeros(n_moments, dtype=np.int64)
         for first, second, _, target in times:  # tables are small: O(entries) once per potential
@@ -119,11 +134,14 @@ class _Plan:
             first, second, mult, target = rows.T
             targets, column = np.unique(target, return_inverse=True)
             e = len(rows)
-            gather = sparse.csr_matrix((xp.ones(e), (xp.asarray(column), xp.arange(e))), shape=(len(targets), e))
-            scatter = [sparse.csr_matrix((xp.ones(e), (xp.asarray(rows_), xp.arange(e))), shape=(n_moments, e))
-                       for rows_ in (first, second)]
-            waves.append(_Wave(xp.asarray(first), xp.asarray(second), xp.asarray(mult[:, None].astype(float)),
-                               xp.asarray(target), xp.asarray(targets), gather, *scatter))
+            mult = xp.asarray(mult.astype(float))
+            gather = sparse.csr_matrix((mult, (xp.asarray(column), xp.arange(e))), shape=(len(targets), e))
+            inputs, back = np.unique(np.concatenate([first, second]), return_inverse=True)
+            scatter = sparse.csr_matrix((xp.concatenate([mult, mult]), (xp.asarray(back), xp.arange(2 * e))),
+                                        shape=(len(inputs), 2 * e))
+            waves.append(_Wave(xp.asarray(first), xp.asarray(second), xp.asarray(target), xp.asarray(targets),
+                               gather, xp.asarray(inputs), scatter))
+        self.max_entries = max([len(w.first) for w in waves], default=0)
         return waves
 
 
@@ -357,10 +375,11 @@ class MTP:
         full = xp.matmul(radial.transpose(0, 2, 1), mono)  # [n, M, L]
         moments = xp.zeros((plan.n_moments, n))
         moments[: plan.n_basic] = full.reshape(n, -1)[:, plan.basic_flat].T
+        buf, _ = plan.workspace(n)
         for w in plan.waves:
-            prod = moments[w.first]
-            prod *= moments[w.second]
-            prod *= w.mult
+            e = len(w.first)
+            prod = xp.take(moments, w.first, axis=0, out=buf[:e])
+            prod *= xp.take(moments, w.second, axis=0, out=buf[e:2 * e])
             moments[w.targets] = w.gather @ prod
         return moments
 
@@ -370,11 +389,16 @@ class MTP:
         seed = np.zeros(plan.n_moments)
         np.add.at(seed, self.alpha_moment_mapping, self.moment_coeffs)
         grad = xp.repeat(xp.asarray(seed)[:, None], moments.shape[1], axis=1)
+        buf, g = plan.workspace(moments.shape[1])
         for w in reversed(plan.waves):
-            g = grad[w.target]
-            g *= w.mult
-            grad += w.scatter_first @ (g * moments[w.second])
-            grad += w.scatter_second @ (g * moments[w.first])
+            e = len(w.first)
+            xp.take(grad, w.target, axis=0, out=g[:e])
+            terms = buf[: 2 * e]
+            xp.take(moments, w.second, axis=0, out=terms[:e])
+            xp.take(moments, w.first, axis=0, out=terms[e:])
+            terms[:e] *= g[:e]
+            terms[e:] *= g[:e]
+            grad[w.inputs] += w.scatter @ terms
         return grad
 
     def _forward(self, types, i, j, d, xp):
@@ -473,7 +497,7 @@ class MTP:
         centre = xp.repeat(xp.arange(n), k_max * 3)
         mom_c = moments[:, centre]  # moments of the centre atom of each (pair, component): [K_all, N*3]
         for w in plan.waves:
-            prod = w.mult * (derivs[w.first] * mom_c[w.second] + mom_c[w.first] * derivs[w.second])
+            prod = derivs[w.first] * mom_c[w.second] + mom_c[w.first] * derivs[w.second]
             derivs[w.targets] = w.gather @ prod
         mapping = xp.asarray(self.alpha_moment_mapping)
         b = moments[mapping].T
