@@ -58,8 +58,8 @@ def test_fit_stage_writes_potential_active_set_report_and_plots(ctx):
     settings = _settings(level=8, method="linear", passive={"every_k": 12, "threshold": 1.5})
     summary = fit_stage.run_fit(settings, ctx)
     out = ctx.out_dir
-    for name in ("graphene.mtp", "graphene_preliminary.mtp", "graphene.als", "graphene_preliminary.als", "graphene_fit.json",
-                 "graphene_parity.png", "graphene_grades.png", "summary.json"):
+    for name in ("graphene.mtp", "graphene_preliminary.mtp", "graphene.als", "graphene_preliminary.als",
+                 "graphene_fit.json", "graphene_parity.png", "graphene_grades.png", "summary.json"):
         assert (out / name).is_file(), name
     mtp = MTP.read(out / "graphene.mtp")
     assert mtp.species == ["C"] and mtp.level == 8

@@ -212,11 +212,12 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
         candidates = np.setdiff1d(pool[grades[pool] > threshold], train)
         candidates = candidates[np.argsort(-grades[candidates], kind="stable")]
         added = candidates[:max_add] if max_add else candidates
+        above = int(np.sum(grades[pool] > threshold))
         steps.append({"step": f"grade {round_no}", "n_graded": int(len(frames)),
-                      "max_grade": float(grades[pool].max()), "n_above_threshold": int(np.sum(grades[pool] > threshold)),
+                      "max_grade": float(grades[pool].max()), "n_above_threshold": above,
                       "n_added": int(len(added)), "added_frames": [int(x) for x in added]})
         log(f"passive training: grade {round_no}: max grade {grades[pool].max():.3g}, "
-            f"{np.sum(grades[pool] > threshold)} frames above {threshold:g}, {len(added)} added")
+            f"{above} frames above {threshold:g}, {len(added)} added")
         if len(added) == 0:
             break
         train = np.sort(np.concatenate([train, added]))
