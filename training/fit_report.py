@@ -117,6 +117,7 @@ def grades_png(grades_preliminary, grades_final, threshold: float, path, *, titl
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     allg = np.concatenate([grades_preliminary, grades_final])
@@ -125,6 +126,8 @@ def grades_png(grades_preliminary, grades_final, threshold: float, path, *, titl
     ax.hist(grades_final, bins=bins, alpha=0.6, label="final potential")
     ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:g}")
     ax.set(xscale="log", xlabel="extrapolation grade γ of each AIMD frame", ylabel="frames", title=title)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.legend()
     fig.tight_layout()
     return _save(fig, path)
