@@ -15,17 +15,19 @@ Model (Shapeev, Multiscale Model. Simul. 14, 1153 (2016); Podryabinkin et al., J
 Data flow of ``MTP.evaluate(types, i, j, d)`` (the MD hot path):
 
 1. the full pair list is laid out as a padded [n_atoms, k_max] table (padding pairs sit at r = max_dist,
-   where every radial function and its derivative vanish);
+   where every radial function and its derivative vanish); steps 2-6 run on blocks of centre atoms
+   (all atoms at once on a GPU, ``_CPU_BLOCK`` = 64 on NumPy, where it keeps the per-wave arrays in cache);
 2. radial functions R [n, k, M] and angular monomials A [n, k, L] (all u_x^a u_y^b u_z^c with
    a + b + c <= the largest order used) per padded pair;
 3. all basic moments at once as a batched matrix product Mfull [n, M, L] = R^T A;
 4. products, level by level ("waves" of ``alpha_index_times`` whose inputs are ready), as a gather,
-   a multiply and a sparse sum, on moments stored as rows [K_all, n];
+   a multiply and a sparse sum (entries ``mult``), on moments stored as rows [K_all, n], in reused buffers;
 5. reverse pass through the waves: G = dE_i/dM [n, M, L];
 6. dE/dd per pair from G with two more batched products (no [pairs, 3, moments] array is formed).
 
 Everything is array code on the namespace ``xp`` (NumPy or CuPy; inferred from ``d`` when not given);
-the only Python loops run over species pairs, waves and Chebyshev orders, never over atoms or pairs.
+the only Python loops run over waves, Chebyshev orders, polynomial degrees and blocks of atoms, never
+over single atoms or pairs.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from .mtp_file import format_mtp, parse_mtp
 
 LEVELS = tuple(range(2, 21, 2))
 _WORKSPACE_BYTES = 256 * 2**20  # wave buffers up to this size are kept between calls
+_CPU_BLOCK = 64  # centre atoms per block of MTP.evaluate on NumPy (cache blocking; benchmarks/mtp_eval.py)
 _TAG_PREFIX = "species="
 
 
@@ -118,9 +121,9 @@ class _Plan:
         if 3 * rows * n * 8 > _WORKSPACE_BYTES:
             return xp.empty((2 * rows, n)), xp.empty((rows, n))
         cached = getattr(self, "_buffers", None)
-        if cached is None or cached[1].shape[1] != n:
-            self._buffers = cached = (xp.empty((2 * rows, n)), xp.empty((rows, n)))
-        return cached
+        if cached is None or cached[1].size < rows * n:
+            self._buffers = cached = (xp.empty(2 * rows * n), xp.empty(rows * n))
+        return cached[0][: 2 * rows * n].reshape(2 * rows, n), cached[1][: rows * n].reshape(rows, n)
 
     def _waves(self, times: np.ndarray, n_basic: int, n_moments: int, xp) -> list[_Wave]:
         sparse = _sparse(xp)
@@ -401,12 +404,17 @@ class MTP:
             grad[w.inputs] += w.scatter @ terms
         return grad
 
-    def _forward(self, types, i, j, d, xp):
-        """Shared first half of ``evaluate`` and ``basis``: checked arrays, padded pairs, geometry, moments."""
+    def _inputs(self, types, i, j, d, xp):
+        """(xp, types, i, j, d) as int64/float64 arrays of ``xp`` (default: the module of ``d``), checked."""
         xp = array_module(d) if xp is None else xp
         types, i, j, d = (xp.asarray(types, dtype=xp.int64), xp.asarray(i, dtype=xp.int64),
                           xp.asarray(j, dtype=xp.int64), xp.asarray(d, dtype=xp.float64))
         self._check_inputs(types, i, j, d, xp)
+        return xp, types, i, j, d
+
+    def _forward(self, types, i, j, d, xp):
+        """Shared first half of ``basis`` and ``basis_values``: checked arrays, padded pairs, geometry, moments."""
+        xp, types, i, j, d = self._inputs(types, i, j, d, xp)
         pad = self._pad(types, i, j, d, xp)
         geometry = self._geometry(pad, types, xp)
         return xp, types, d, self._plan(xp), pad, geometry, self._moments(geometry[3], geometry[2], xp)
@@ -433,10 +441,34 @@ class MTP:
         site_energies : [n] eV
         dE_dd : [p, 3] eV/Å, dE_total/dd_p (only site energy i depends on d_p).
         """
-        xp, types, d, plan, pad, (r, u, mono, radial, dradial), moments = self._forward(types, i, j, d, xp)
-        n = len(types)
+        xp, types, i, j, d = self._inputs(types, i, j, d, xp)
+        pad = self._pad(types, i, j, d, xp)
+        n, k_max = pad.pair_type.shape
+        # blocks of centre atoms (site energy i depends only on the pairs of i): on the CPU, blocks of
+        # _CPU_BLOCK atoms keep the per-wave arrays [products, atoms] in cache; on a GPU, one block
+        block = n if xp is not np else _CPU_BLOCK
+        energies, grad_pad = xp.empty(n), xp.empty((n, k_max, 3))
+        for start in range(0, n, max(block, 1)):
+            rows = slice(start, start + block)
+            part = _Padded(pad.d[rows], pad.pair_type[rows], None, None)
+            geometry = self._geometry(part, types[rows], xp)
+            moments = self._moments(geometry[3], geometry[2], xp)
+            energies[rows] = self._site_energies(types[rows], moments, xp)
+            grad_pad[rows] = self._pair_gradient(geometry, moments, xp)
+        de_dd = xp.empty_like(d)
+        de_dd[pad.order] = grad_pad.reshape(-1, 3)[pad.flat]
+        return energies, de_dd
+
+    def _site_energies(self, types, moments, xp):
+        """E_i = species_coeffs[t_i] + moment_coeffs @ B(i) [n] (eV) from moments rows [K_all, n]."""
         coeffs = xp.asarray(self.moment_coeffs)
-        energies = xp.asarray(self.species_coeffs)[types] + coeffs @ moments[xp.asarray(self.alpha_moment_mapping)]
+        return xp.asarray(self.species_coeffs)[types] + coeffs @ moments[xp.asarray(self.alpha_moment_mapping)]
+
+    def _pair_gradient(self, geometry, moments, xp):
+        """dE_i/dd for every padded pair [n, k, 3] (eV/Å) of the atoms whose ``_geometry`` and moments are given."""
+        plan = self._plan(xp)
+        r, u, mono, radial, dradial = geometry
+        n = r.shape[0]
         grad = self._moment_gradient(moments, xp)
         g_full = xp.zeros((n, plan.n_radial * plan.n_mono))
         g_full[:, plan.basic_flat] = grad[: plan.n_basic].T
@@ -450,10 +482,7 @@ class MTP:
         s_radial = xp.einsum("nkm,nkm->nk", h[:, :, 0], dradial)
         s = xp.einsum("nkbm,nkm->nkb", h[:, :, 1:], radial)  # [n, k, 4]: Σ deg G A, then the ∂A/∂u_c terms
         inv_r = 1.0 / xp.where(r > 0, r, 1.0)
-        grad_pad = u * (s_radial - s[..., 0] * inv_r)[..., None] + s[..., 1:] * inv_r[..., None]
-        de_dd = xp.empty_like(d)
-        de_dd[pad.order] = grad_pad.reshape(-1, 3)[pad.flat]
-        return energies, de_dd
+        return u * (s_radial - s[..., 0] * inv_r)[..., None] + s[..., 1:] * inv_r[..., None]
 
     def basis_values(self, types, i, j, d, *, xp=None):
         """Basis values B [n, K] only (``basis`` without derivatives; memory O(K_all * n)).
