@@ -143,23 +143,12 @@ def maxvol(rows, *, tol: float = 1e-9, max_swaps: int | None = None, regularizat
 
 
 # ---------------------------------------------------------------------------------------- rows
-def basis_values(mtp, types, i, j, d, *, xp=None):
-    """B [n, K] of ``MTP.basis`` without its derivatives (grading needs values only; far less memory).
-
-    Uses ``mtp.basis_values`` when the model provides it, else the model's shared forward pass.
-    """
-    if hasattr(mtp, "basis_values"):
-        return mtp.basis_values(types, i, j, d, xp=xp)
-    xp, types, d, _plan, _pad, _geometry, moments = mtp._forward(types, i, j, d, xp)
-    return moments[xp.asarray(mtp.alpha_moment_mapping)].T
-
-
 def neighbourhood_rows(mtp, types, i, j, d, *, xp=None):
     """Rows dE_i/dc [n, S + K] of each atom: one-hot species [S] then basis values B[i] [K].
 
     types [n] (MTP type indices), i, j [p], d [p, 3] Å: the full pair list (``MTP.evaluate``'s inputs).
     """
-    b = basis_values(mtp, types, i, j, d, xp=xp)
+    b = mtp.basis_values(types, i, j, d, xp=xp)  # values only: memory O(n K), fit for MD
     xp = _array_module(b)
     types = xp.asarray(types, dtype=xp.int64)
     onehot = xp.eye(mtp.species_count)[types]
