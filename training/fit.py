@@ -191,10 +191,10 @@ def _mlip_typed(frames) -> bool:
 
 
 def initial_theta(spec: BasisSpec, seed: int) -> np.ndarray:
-    """Random radial coefficients [S*S, M, X] for ``seed``: uniform in [−1, 1], divided by (1 + β)."""
-    rng = np.random.default_rng(seed)
-    theta = rng.uniform(-1.0, 1.0, spec.theta_shape)
-    return theta / (1.0 + np.arange(spec.radial_basis_size))[None, None, :]
+    """Random radial coefficients [S*S, M, X] for ``seed``: uniform in [−1, 1] (with the template scaling
+    1/(R_max − R_min)², the radial functions start O(1); a start decaying with the Chebyshev order fitted
+    worse in our tests)."""
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, spec.theta_shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,7 +624,8 @@ def _print_progress(done: int, total: int, text: str) -> None:
 
 def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=None, seed: int = 0,
         theta_frames: int | None = None, valid_frames=None, valid_types=None, reg_linear: float = 1e-10,
-        reg_radial: float = 1e-8, method: str = "lm", memory: int = 30, checkpoint=None, resume: bool = False,
+        reg_radial: float = 1e-8, method: str = "lm", starts: int = 4, start_iter: int = 6, memory: int = 30,
+        checkpoint=None, resume: bool = False,
         progress: Callable[[int, int, str], None] | None = None, species: list | None = None,
         source: str = "<frames>") -> FitResult:
     """Fit the radial (θ) and linear coefficients of ``spec`` to ``frames``.
@@ -635,6 +636,9 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     (default: :func:`frame_types_of` with ``species``).  ``theta0`` [S*S, M, X] starts the radial part
     (default: the MTP's or :func:`initial_theta` with ``seed``).  ``max_iter`` L-BFGS iterations on θ (0:
     linear fit only).  ``theta_frames``: optimise θ on at most this many evenly spaced frames (None: all).
+    ``starts``: without ``theta0``, run ``start_iter`` iterations from each of ``starts`` random starts
+    (seeds ``seed``, ``seed`` + 1, …) and continue from the best.  ``method``: "lm" (Levenberg-Marquardt,
+    then L-BFGS once it stalls) or "lbfgs".
     ``valid_frames``/``valid_types``: a validation set for the metrics.  ``checkpoint``: ``.npz`` path
     written after every iteration; ``resume``: continue from it when it exists.  ``progress(done, total,
     text)``: called after each iteration (default: print ``text``).
@@ -645,6 +649,8 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         raise FitError(f"theta_frames: {theta_frames!r} must be >= 1 (or None for all frames)")
     if reg_linear < 0 or reg_radial < 0:
         raise FitError(f"reg_linear={reg_linear}, reg_radial={reg_radial}: must be >= 0")
+    if starts < 1 or start_iter < 1:
+        raise FitError(f"starts={starts}, start_iter={start_iter}: both must be >= 1")
     if method not in ("lm", "lbfgs"):
         raise FitError(f"method: {method!r} is not one of 'lm' (Levenberg-Marquardt) or 'lbfgs'")
     weights = FitWeights.coerce(weights)
@@ -671,7 +677,8 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         raise FitError(f"theta0: {theta.shape} does not fit the radial coefficients {spec.theta_shape}")
     theta = theta.reshape(spec.theta_shape)
     checkpoint = Path(checkpoint) if checkpoint else None
-    signature = _signature(spec, train, weights, reg_linear, reg_radial, seed, theta) + method
+    signature = (_signature(spec, train, weights, reg_linear, reg_radial, seed, theta)
+                 + f"{method}:{starts if theta0 is None else 1}:{start_iter}")
 
     def objective(x, reg_diag):
         th = x.reshape(spec.theta_shape)
@@ -681,20 +688,17 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         loss = r @ r + reg_diag @ (c * c) + reg_radial * (x @ x)
         return loss, 2.0 * opt_set.theta_gradient(th, c, r).ravel() + 2.0 * reg_radial * x
 
-    if resume and checkpoint and checkpoint.is_file():
-        state = _OptState.load(checkpoint, signature)
-        progress(state.iteration, max_iter, f"fit: resuming from {checkpoint} at iteration {state.iteration}")
-    else:
-        a0 = opt_set.matrix(theta)
+    def new_state(th) -> _OptState:
+        a0 = opt_set.matrix(th)
         reg_diag = reg_linear * np.einsum("rk,rk->k", a0, a0)
         del a0
-        x0 = theta.ravel().copy()
+        x0 = th.ravel().copy()
         f0, g0 = objective(x0, reg_diag)
-        state = _OptState(x=x0, f=float(f0), g=g0, s=[], y=[], iteration=0, history=[float(f0)],
-                            reg_diag=reg_diag)
-    try:
+        return _OptState(x=x0, f=float(f0), g=g0, s=[], y=[], iteration=0, history=[float(f0)], reg_diag=reg_diag)
+
+    def advance(state: _OptState, until: int, label: str, save: bool) -> None:
         cache: dict = {}
-        while state.iteration < max_iter and not state.converged:
+        while state.iteration < until and not state.converged:
             if method == "lm" and state.phase == 0:
                 _lm_step(state, opt_set, reg_radial, cache)
                 if state.phase == 1:  # switched to L-BFGS: its line search needs the exact loss and gradient
@@ -703,13 +707,32 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
                     continue
             else:
                 _lbfgs_step(state, lambda x: objective(x, state.reg_diag), memory)
-            if checkpoint:
+            if save and checkpoint:
                 state.save(checkpoint, signature)
-            progress(state.iteration, max_iter, f"fit: iter {state.iteration:4d}  loss {state.f:.6e}  "
+            progress(state.iteration, until, f"fit: {label}iter {state.iteration:4d}  loss {state.f:.6e}  "
                      f"|grad| {np.linalg.norm(state.g):.3e}  {time.perf_counter() - t_start:.1f} s")
+
+    try:
+        if resume and checkpoint and checkpoint.is_file():
+            state = _OptState.load(checkpoint, signature)
+            progress(state.iteration, max_iter, f"fit: resuming from {checkpoint} at iteration {state.iteration}")
+        elif starts > 1 and theta0 is None and max_iter > 0:
+            # multi-start: the loss has many local minima; a few iterations from each random start
+            # tell the promising basin apart, the best start goes on
+            candidates = []
+            for k in range(starts):
+                candidate = new_state(initial_theta(spec, seed + k))
+                advance(candidate, min(start_iter, max_iter), f"start {k + 1}/{starts} ", save=False)
+                candidates.append(candidate)
+            best = int(np.argmin([c.f for c in candidates]))
+            state = candidates[best]
+            progress(state.iteration, max_iter, f"fit: start {best + 1}/{starts} kept (loss {state.f:.6e})")
+        else:
+            state = new_state(theta)
+        advance(state, max_iter, "", save=True)
     except KeyboardInterrupt as err:
         where = f"resume with resume=True (--resume) from {checkpoint}" if checkpoint else "no checkpoint was set"
-        raise FitInterrupted(f"fit interrupted after iteration {state.iteration}; {where}") from err
+        raise FitInterrupted(f"fit interrupted; {where}") from err
     theta = state.x.reshape(spec.theta_shape)
     a_full = train.matrix(theta)
     scale = train.y.size / max(opt_set.y.size, 1)  # the relative ridge, for the full set's row count
@@ -737,7 +760,8 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
 def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0, validation=None,
               species: Sequence[str] | None = None, theta_frames: int | None = None, checkpoint=None,
               resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
-              reg_linear: float = 1e-10, reg_radial: float = 1e-8, method: str = "lm") -> tuple[MTP, dict]:
+              reg_linear: float = 1e-10, reg_radial: float = 1e-8, method: str = "lm", starts: int = 4,
+              start_iter: int = 6) -> tuple[MTP, dict]:
     """Fit an MTP to ``frames`` starting from ``init``; return (trained MTP, report dict).
 
     ``init``: path of an ``.mtp`` (an untrained template or a trained potential) or an ``MTP``.  The
@@ -764,12 +788,14 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0,
         valid_types, _ = frame_types_of(validation, species)
     result = fit(spec, frames, types, theta0=theta0, max_iter=max_iter, weights=weights, seed=seed,
                  theta_frames=theta_frames, valid_frames=validation, valid_types=valid_types,
-                 reg_linear=reg_linear, reg_radial=reg_radial, method=method, checkpoint=checkpoint,
+                 reg_linear=reg_linear, reg_radial=reg_radial, method=method, starts=starts,
+                 start_iter=start_iter, checkpoint=checkpoint,
                  resume=resume, progress=progress, species=species)
     report = dict(result.metrics)
     report.update(seconds=result.seconds, iterations=result.iterations, loss_history=list(result.history),
                   weights=FitWeights.coerce(weights).as_dict(), seed=seed, level=mtp0.level, species=species,
-                  theta_frames=theta_frames, max_iter=max_iter, method=method, predictions=result.predictions)
+                  theta_frames=theta_frames, max_iter=max_iter, method=method, starts=starts,
+                  predictions=result.predictions)
     return result.to_mtp(), report
 
 
