@@ -29,7 +29,7 @@ def test_train_writes_potential_and_report(small_sets, capsys):
     root, frames = small_sets
     out, report = root / "pot.mtp", root / "fit.json"
     code = main(["mtp", "train", str(TEMPLATES / "06.mtp"), str(root / "train.extxyz"), "--out", str(out),
-                 "--max-iter", "3", "--valid", str(root / "valid.extxyz"), "--report", str(report),
+                 "--max-iter", "3", "--starts", "2", "--valid", str(root / "valid.extxyz"), "--report", str(report),
                  "--weights", "energy=1,forces=0.01", "--stress-weight", "0.002"])
     assert code == 0
     text = capsys.readouterr().out
@@ -51,6 +51,7 @@ def test_train_writes_potential_and_report(small_sets, capsys):
     (["{T}/06.mtp", "{R}/train.extxyz", "--weights", "forces=abc"], "--weights: forces='abc' is not a number"),
     (["{T}/06.mtp", "{R}/train.extxyz", "--max-iter", "-2"], "--max-iter -2: must be >= 0"),
     (["{T}/06.mtp", "{R}/train.extxyz", "--theta-frames", "0"], "--theta-frames 0: must be >= 1"),
+    (["{T}/06.mtp", "{R}/train.extxyz", "--starts", "0"], "--starts 0: must be >= 1"),
     (["{T}/06.mtp", "{R}/train.extxyz", "--species", "Ag"], "element(s) ['Cu'] are not in species=['Ag']"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(small_sets, args, message, capsys):

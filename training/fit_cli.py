@@ -37,6 +37,8 @@ def train(args) -> int:
 
     if args.max_iter < 0:
         return _fail(f"--max-iter {args.max_iter}: must be >= 0")
+    if args.starts < 1:
+        return _fail(f"--starts {args.starts}: must be >= 1")
     if args.theta_frames is not None and args.theta_frames < 1:
         return _fail(f"--theta-frames {args.theta_frames}: must be >= 1")
     species = [s.strip() for s in args.species.split(",")] if args.species else None
@@ -49,7 +51,7 @@ def train(args) -> int:
         valid = datasets.read(args.valid, species=species) if args.valid else None
         mtp, report = train_mtp(args.init, frames, max_iter=args.max_iter, weights=weights, seed=args.seed,
                                 validation=valid, species=species, theta_frames=args.theta_frames,
-                                checkpoint=args.checkpoint, resume=args.resume)
+                                checkpoint=args.checkpoint, resume=args.resume, starts=args.starts)
         out = Path(args.out)
         mtp.write(out.with_name(out.name + ".tmp"))
         out.with_name(out.name + ".tmp").replace(out)
@@ -95,6 +97,7 @@ def register(subparsers) -> None:
     p.add_argument("--species", default=None, help="comma-separated element symbols of MTP types 0,1,... "
                    "(default: the potential's tag, cfg type indices, else the sorted elements of TRAIN)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random radial start (default 0)")
+    p.add_argument("--starts", type=int, default=4, help="random starts tried for a template (default 4)")
     p.add_argument("--theta-frames", type=int, default=None,
                    help="optimise the radial coefficients on this many evenly spaced frames (default: all)")
     p.add_argument("--valid", "--valid-cfgs", dest="valid", default=None, help="validation set (any TRAIN format)")
