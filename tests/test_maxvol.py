@@ -82,17 +82,24 @@ def _heated(atoms, sigma, seed=0):
 
 
 @pytest.mark.parametrize("mode", ["neighbourhood", "configuration"])
-def test_training_frames_interpolate_and_far_frames_extrapolate(cubic, mode):
+@pytest.mark.parametrize("parameters", ["all", "linear"])
+def test_training_frames_interpolate_and_far_frames_extrapolate(cubic, mode, parameters):
     mtp, train, _ = cubic
-    active = ActiveSet.select(mtp, train, mode=mode)
-    assert active.rank == mtp.species_count + mtp.basis_size  # full rank
+    active = ActiveSet.select(mtp, train, mode=mode, parameters=parameters)
+    n_theta = mtp.radial_coeffs.size if parameters == "all" else 0
+    assert len(active.scale) == mtp.species_count + n_theta + mtp.basis_size
+    if parameters == "linear":
+        assert active.rank == len(active.scale)  # the training rows have full rank
+    else:  # exact or near (relative pivot < 1e-7) dependencies among the radial columns leave a few null
+        # directions (e.g. Euler's relation for scaling one radial function); the radial rows still add many
+        assert mtp.species_count + mtp.basis_size < active.rank < len(active.scale)
     assert np.linalg.matrix_rank(active.matrix / active.scale) == len(active.scale)
     assert np.all(np.diff(active.log_det) > 0)
     gamma, per_atom = active.frame_grades(mtp, train)
     assert gamma.max() <= 1 + 1e-9
     if mode == "neighbourhood":
         assert max(g.max() for g in per_atom) <= 1 + 1e-9
-        assert np.sum(np.concatenate(per_atom) > 1 - 1e-9) >= len(active.scale)  # the active rows grade 1
+        assert np.sum(np.concatenate(per_atom) > 1 - 1e-9) >= active.rank  # the active rows grade 1
     far, _ = active.frame_grades(mtp, [_strained(train[0], 1.15), _heated(train[0], 0.3)])
     assert far.min() > 50
 
@@ -101,7 +108,7 @@ def test_grade_functions_agree(cubic):
     from training.mtp import neighbor_pairs
 
     mtp, train, frames = cubic
-    active = ActiveSet.select(mtp, train)
+    active = ActiveSet.select(mtp, train, parameters="linear")  # full rank: no regularised directions
     atoms = _heated(frames[3], 0.05)
     i, j, d = neighbor_pairs(atoms, mtp.cutoff)
     types = np.zeros(len(atoms), dtype=np.int64)
@@ -147,7 +154,8 @@ def test_save_load_round_trip(cubic, tmp_path):
     active = ActiveSet.select(mtp, train)
     path = active.save(tmp_path / "pot.als")
     again = ActiveSet.read(path)
-    assert again.mode == active.mode and again.fingerprint == active.fingerprint == fingerprint(mtp)
+    assert again.mode == active.mode and again.parameters == active.parameters == "all"
+    assert again.fingerprint == active.fingerprint == fingerprint(mtp, "all")
     for name in ("matrix", "scale", "inverse", "source_frame", "source_atom"):
         np.testing.assert_array_equal(getattr(again, name), getattr(active, name))
     np.testing.assert_array_equal(again.frame_grades(mtp, frames[1:5])[0], active.frame_grades(mtp, frames[1:5])[0])
@@ -196,3 +204,43 @@ def test_md_grader_hook_reads_the_active_set(cubic, tmp_path, monkeypatch):
     types = np.zeros(len(atoms), dtype=np.int64)
     gamma = grade(atoms.positions, atoms.cell.array, types, i, j, d)
     np.testing.assert_allclose(gamma, ActiveSet.load(path).neighbourhood_grades(mtp, types, i, j, d))
+
+
+@pytest.mark.parametrize("pot, cfg", [("cubic/pot_10.mtp", "cubic/training.cfg.gz"),
+                                      ("multi/pot_06.mtp", "multi/efs_06.cfg.gz")])
+def test_radial_rows_are_the_site_energy_derivatives(pot, cfg):
+    """dE_i/dθ of radial_rows against central finite differences of MTP.evaluate's site energies."""
+    from training.maxvol import radial_rows
+    from training.mtp import MTP, neighbor_pairs, read_cfg
+
+    mtp = MTP.read(MLIP / pot)
+    atoms = read_cfg(MLIP / cfg)[3]
+    types = np.asarray(atoms.arrays["mlip_type"], dtype=np.int64)
+    i, j, d = neighbor_pairs(atoms, mtp.cutoff)
+    rows, b = radial_rows(mtp, types, i, j, d)
+    np.testing.assert_allclose(b, mtp.basis_values(types, i, j, d), atol=1e-12)
+    h = 1e-6
+    for idx in np.random.default_rng(0).choice(mtp.radial_coeffs.size, 6, replace=False):
+        shifted = []
+        for sign in (1, -1):
+            other = MTP(mtp.fields())
+            other.radial_coeffs = mtp.radial_coeffs.copy()
+            other.radial_coeffs.reshape(-1)[idx] += sign * h
+            shifted.append(other.evaluate(types, i, j, d)[0])
+        fd = (shifted[0] - shifted[1]) / (2 * h)
+        np.testing.assert_allclose(rows[:, idx], fd, atol=1e-7 * max(1.0, np.abs(fd).max()))
+
+
+def test_all_parameter_grades_follow_mlip(tmp_path):
+    """MLIP-2's neighbourhood grades of its own training set (multi/efs_10: MaxVol over all 235 parameters):
+    ours, selected on the same configurations, have about as many active atoms and the same mean."""
+    from training.mtp import MTP, read_cfg
+
+    mtp = MTP.read(MLIP / "multi" / "pot_10.mtp")
+    frames = read_cfg(MLIP / "multi" / "efs_10.cfg.gz")[::4]
+    mlip = np.concatenate([a.arrays["nbh_grades"] for a in frames])
+    active = ActiveSet.select(mtp, frames)
+    ours = np.concatenate(active.frame_grades(mtp, frames)[1])
+    assert len(active.scale) == 3 + 9 * 3 * 8 + 16 and ours.max() <= 1 + 1e-9
+    assert abs(ours.mean() - mlip.mean()) < 0.1
+    assert np.corrcoef(ours, mlip)[0, 1] > 0.3

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from . import datasets, fit_report
-from .maxvol import MODES
+from .maxvol import MODES, PARAMETERS
 from .passive import make_fit_fn, passive_train
 
 FIT_SETTINGS = {
@@ -46,6 +46,7 @@ FIT_SETTINGS = {
         "threshold": (float, 2.0, "frames graded above this (> 1) are added in step 2"),
         "max_add": (int, 0, "at most this many frames added per round, most extrapolative first (0: no limit)"),
         "mode": (str, "neighbourhood", "active-set mode: neighbourhood (per-atom grades, as MD uses) | configuration"),
+        "parameters": (str, "all", "active-set rows: all coefficients incl. radial (as MLIP-2) | linear (faster)"),
         "rounds": (int, 1, "grade-and-refit rounds (1: the two-step scheme)"),
     },
 }
@@ -61,6 +62,9 @@ def check_settings(settings: dict) -> None:
     """Value checks of a complete ``fit:`` section; ValueError names the key."""
     if settings["method"] not in ("full", "linear"):
         raise ValueError(f"fit.method: {settings['method']!r} is not one of full, linear")
+    if settings["passive"]["parameters"] not in PARAMETERS:
+        raise ValueError(f"fit.passive.parameters: {settings['passive']['parameters']!r} is not one of "
+                         f"{', '.join(PARAMETERS)}")
     if settings["passive"]["mode"] not in MODES:
         raise ValueError(f"fit.passive.mode: {settings['passive']['mode']!r} is not one of {', '.join(MODES)}")
     if settings["level"] not in range(2, 21, 2):
@@ -114,7 +118,8 @@ def fit_system(task: dict) -> dict:
     p = settings["passive"]
     lines: list[str] = []
     res = passive_train(init, frames, fit_fn=fit_fn, every_k=p["every_k"], threshold=p["threshold"],
-                        max_add=p["max_add"], mode=p["mode"], validation_fraction=settings["validation_fraction"],
+                        max_add=p["max_add"], mode=p["mode"], parameters=p["parameters"],
+                        validation_fraction=settings["validation_fraction"],
                         seed=settings["seed"], rounds=p["rounds"], log=lines.append)
     res.mtp.write(out / f"{name}.mtp")
     res.preliminary.write(out / f"{name}_preliminary.mtp")

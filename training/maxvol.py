@@ -44,6 +44,9 @@ import numpy as np
 import scipy.linalg
 
 MODES = ("neighbourhood", "configuration")
+PARAMETERS = ("linear", "all")
+#: components of a row along a regularised (null) direction below this fraction of its norm are round-off
+NULL_NOISE = 1e-8
 ALS_FORMAT = "multiscale-mtp-active-set"
 ALS_VERSION = 1
 
@@ -73,7 +76,7 @@ class MaxVolResult:
 
 
 def maxvol(rows, *, tol: float = 1e-9, max_swaps: int | None = None, regularization: float = 1e-5,
-           rank_rtol: float = 1e-10, refresh: int = 25, start=None) -> MaxVolResult:
+           rank_rtol: float = 1e-7, refresh: int = 25, start=None) -> MaxVolResult:
     """The K rows of ``rows`` [N, K] spanning the largest volume, by MaxVol swaps.
 
     Start: the first K pivots of a column-pivoted QR of rows^T (a greedy volume maximiser); if the
@@ -82,7 +85,8 @@ def maxvol(rows, *, tol: float = 1e-9, max_swaps: int | None = None, regularizat
     Swaps: while some row has |(x A^-1)_k| > 1 + ``tol``, the largest such entry's row replaces slot k;
     |det A| grows by that factor each time (Sherman-Morrison updates of A^-1 and of C = rows A^-1,
     recomputed from scratch every ``refresh`` swaps and before stopping).  ``max_swaps`` (default 20 K
-    + 100) bounds the loop; reaching it raises ActiveSetError.  ``start`` [K] (row indices) replaces the
+    + 100) bounds the loop; reaching it raises ActiveSetError.  A swap back to an index set seen before
+    (round-off cycling between equal rows of an ill-conditioned matrix) ends the loop.  ``start`` [K] (row indices) replaces the
     QR start, e.g. a previous active set when rows are added (it must have full rank).
     """
     rows = np.asarray(rows, dtype=float)
@@ -106,13 +110,18 @@ def maxvol(rows, *, tol: float = 1e-9, max_swaps: int | None = None, regularizat
         if regularization <= 0:
             raise ActiveSetError(f"the {n} rows have rank {rank} < {k} and regularization = {regularization}")
         null = scipy.linalg.null_space(matrix[:rank]) if rank else np.eye(k)
-        matrix[rank:] = regularization * null[:, : k - rank].T
+        null = null[:, : k - rank]
+        matrix[rank:] = regularization * null.T
+        # all rows lie in the span of the r pivots (that is the rank): their components along the null
+        # space are round-off, which the tiny regularisation rows would amplify into spurious swaps
+        rows = rows - (rows @ null) @ null.T
     inverse = np.linalg.inv(matrix)
     c = rows @ inverse
     log_det = [float(np.linalg.slogdet(matrix)[1])]
     swaps: list = []
     limit = 20 * k + 100 if max_swaps is None else int(max_swaps)
     since_refresh = 0
+    seen = {hash(tuple(index))}
     while True:
         flat = int(np.argmax(np.abs(c)))
         i, j = divmod(flat, k)
@@ -125,6 +134,10 @@ def maxvol(rows, *, tol: float = 1e-9, max_swaps: int | None = None, regularizat
             continue
         if len(swaps) >= limit:
             raise ActiveSetError(f"maxvol did not converge in {limit} swaps (largest |x A^-1| = {g:.6g})")
+        key = hash(tuple(np.where(np.arange(k) == j, i, index)))
+        if key in seen:  # round-off cycling between (nearly) equal rows: the volume is maximal to precision
+            break
+        seen.add(key)
         pivot = c[i, j]
         ci = c[i].copy()
         ci[j] -= 1.0
@@ -143,11 +156,19 @@ def maxvol(rows, *, tol: float = 1e-9, max_swaps: int | None = None, regularizat
 
 
 # ---------------------------------------------------------------------------------------- rows
-def neighbourhood_rows(mtp, types, i, j, d, *, xp=None):
-    """Rows dE_i/dc [n, S + K] of each atom: one-hot species [S] then basis values B[i] [K].
+def neighbourhood_rows(mtp, types, i, j, d, *, xp=None, parameters: str = "linear"):
+    """Rows dE_i/dc of each atom: [n, S + K] = one-hot species [S], basis values B[i] [K]
+    (``parameters="linear"``), or [n, S + S*S*M*X + K] with the radial-coefficient derivatives
+    (:func:`radial_rows`) between them (``parameters="all"``, MLIP-2's choice; NumPy only).
 
     types [n] (MTP type indices), i, j [p], d [p, 3] Å: the full pair list (``MTP.evaluate``'s inputs).
     """
+    _check_parameters(parameters)
+    if parameters == "all":
+        types, i, j, d = (a.get() if hasattr(a, "get") else a for a in (types, i, j, d))
+        theta_rows, b = radial_rows(mtp, types, i, j, d)
+        onehot = np.eye(mtp.species_count)[np.asarray(types, dtype=np.int64)]
+        return np.concatenate([onehot, theta_rows, b], axis=1)
     b = mtp.basis_values(types, i, j, d, xp=xp)  # values only: memory O(n K), fit for MD
     xp = _array_module(b)
     types = xp.asarray(types, dtype=xp.int64)
@@ -155,12 +176,63 @@ def neighbourhood_rows(mtp, types, i, j, d, *, xp=None):
     return xp.concatenate([onehot, b], axis=1)
 
 
-def configuration_row(mtp, types, i, j, d, *, xp=None):
-    """Row dE/dc [S + K] of a whole configuration: the sum of its neighbourhood rows."""
-    return neighbourhood_rows(mtp, types, i, j, d, xp=xp).sum(axis=0)
+def radial_rows(mtp, types, i, j, d):
+    """Site-energy derivatives with respect to the radial coefficients, dE_i/dθ [n, S*S*M*X] (NumPy).
+
+    E_i = Σ_k c_k B_k(i), B built from the basic moments M_b(i) = Σ_{p: i_p = i} R_{μ_b}(r_p) u_p^{(a,b,c)}
+    and R_μ(r_p) = Σ_β θ[t_i t_j, μ, β] Q_β(r_p) with Q_β = scaling (max_dist - r)² T_β(ξ) (MLIP's
+    RBChebyshev).  So dE_i/dθ[t, μ, β] = Σ_{p: i_p = i, pair type t} Q_β(r_p) Σ_{b: μ_b = μ} G_b(i) u_p^(b),
+    with G = dE_i/dM_basic from one reverse pass through ``alpha_index_times``.  Also returns B [n, K].
+    """
+    import scipy.sparse as sp
+
+    types, i, j, d = (np.asarray(types, dtype=np.int64), np.asarray(i, dtype=np.int64),
+                      np.asarray(j, dtype=np.int64), np.asarray(d, dtype=float))
+    n, s = len(types), mtp.species_count
+    m_count, x_count = mtp.radial_funcs_count, mtp.radial_basis_size
+    lo, hi = mtp.min_dist, mtp.max_dist
+    r = np.sqrt(np.einsum("pc,pc->p", d, d))
+    inside = r < hi
+    i, j, d, r = i[inside], j[inside], d[inside], r[inside]
+    u = d / r[:, None]
+    ksi = (2.0 * r - (lo + hi)) / (hi - lo)
+    cheb = [np.ones_like(r), ksi]
+    for _ in range(2, x_count):
+        cheb.append(2.0 * ksi * cheb[-1] - cheb[-2])
+    q = np.stack(cheb[:x_count], axis=1) * (mtp.scaling * (hi - r) ** 2)[:, None]  # [p, X]
+    pair_type = types[i] * s + types[j]
+    radial = np.einsum("pmx,px->pm", mtp.radial_coeffs.reshape(s * s, m_count, x_count)[pair_type], q)
+    basic = mtp.alpha_index_basic  # [Nb, 4]: μ, a, b, c
+    ang = np.prod(u[:, None, :] ** basic[None, :, 1:], axis=2)  # [p, Nb]
+    centre = sp.csr_matrix((np.ones(len(i)), (i, np.arange(len(i)))), shape=(n, len(i)))
+    moments = np.zeros((mtp.alpha_moments_count, n))
+    moments[: len(basic)] = (centre @ (radial[:, basic[:, 0]] * ang)).T
+    times = mtp.alpha_index_times
+    for a, b, mult, out in times:
+        moments[out] += mult * moments[a] * moments[b]
+    adj = np.zeros_like(moments)
+    np.add.at(adj, mtp.alpha_moment_mapping, np.asarray(mtp.moment_coeffs)[:, None] * np.ones((1, n)))
+    for a, b, mult, out in times[::-1]:
+        adj[a] += mult * adj[out] * moments[b]
+        adj[b] += mult * adj[out] * moments[a]
+    g = adj[: len(basic)]  # dE_i/dM_b [Nb, n]
+    mu_onehot = np.eye(m_count)[basic[:, 0]]  # [Nb, M]
+    h = (g[:, i].T * ang) @ mu_onehot  # [p, M]
+    contrib = (h[:, :, None] * q[:, None, :]).reshape(len(i), -1)  # [p, M*X]
+    rows = np.zeros((n, s * s, m_count * x_count))
+    for t in np.unique(pair_type):
+        sel = pair_type == t
+        rows[:, t] = sp.csr_matrix((np.ones(sel.sum()), (i[sel], np.arange(sel.sum()))),
+                                   shape=(n, int(sel.sum()))) @ contrib[sel]
+    return rows.reshape(n, -1), moments[mtp.alpha_moment_mapping].T
 
 
-def frame_rows(mtp, frames, *, mode: str = "neighbourhood", batch_atoms: int = 1500):
+def configuration_row(mtp, types, i, j, d, *, xp=None, parameters: str = "linear"):
+    """Row dE/dc of a whole configuration: the sum of its neighbourhood rows."""
+    return neighbourhood_rows(mtp, types, i, j, d, xp=xp, parameters=parameters).sum(axis=0)
+
+
+def frame_rows(mtp, frames, *, mode: str = "neighbourhood", parameters: str = "linear", batch_atoms: int = 1500):
     """Rows of many frames (ase.Atoms; MTP types from the potential's species, see ``atom_types``).
 
     Returns rows [R, S + K], frame [R] (frame index of each row) and atom [R] (atom index within its
@@ -175,7 +247,7 @@ def frame_rows(mtp, frames, *, mode: str = "neighbourhood", batch_atoms: int = 1
         chunk = frames[start:stop]
         types = np.concatenate([atom_types(mtp, a) for a in chunk])
         i, j, d, owner = batched_cached_pairs(chunk, mtp.cutoff)
-        rows = np.asarray(neighbourhood_rows(mtp, types, i, j, d, xp=np))
+        rows = np.asarray(neighbourhood_rows(mtp, types, i, j, d, xp=np, parameters=parameters))
         owner = owner + start
         local = np.concatenate([np.arange(len(a)) for a in chunk])
         if mode == "neighbourhood":
@@ -238,14 +310,22 @@ def batched_cached_pairs(frames, cutoff: float):
     return i, j, d, np.repeat(np.arange(len(frames)), [len(a) for a in frames])
 
 
-def fingerprint(mtp) -> str:
-    """Hash of what the rows depend on: basis tables, radial coefficients, distances, species."""
+def fingerprint(mtp, parameters: str = "linear") -> str:
+    """Hash of what the rows depend on: basis tables, radial coefficients, distances, species (and the
+    moment coefficients for ``parameters="all"``)."""
     h = hashlib.sha256()
+    if parameters == "all":
+        h.update(np.ascontiguousarray(np.asarray(mtp.moment_coeffs, dtype=float)).tobytes())
     for a in (mtp.alpha_index_basic, mtp.alpha_index_times, mtp.alpha_moment_mapping, mtp.radial_coeffs,
               np.array([mtp.min_dist, mtp.max_dist, mtp.scaling, mtp.species_count], dtype=float)):
         h.update(np.ascontiguousarray(np.asarray(a, dtype=float)).tobytes())
     h.update(",".join(mtp.species or []).encode())
     return h.hexdigest()[:32]
+
+
+def _check_parameters(parameters: str) -> None:
+    if parameters not in PARAMETERS:
+        raise ActiveSetError(f"active set parameters {parameters!r} is not one of {', '.join(PARAMETERS)}")
 
 
 def _check_mode(mode: str) -> None:
@@ -272,7 +352,8 @@ class ActiveSet:
     (matrix / scale)^-1; source_frame, source_atom [K'] int: where each active row came from (frame
     index in the training set, atom index; -1 for regularisation rows / configuration mode);
     fingerprint: :func:`fingerprint` of the potential; species: its element symbols (or None);
-    tol: MaxVol tolerance; rank: rank of the training rows; log_det: log|det| history of the swaps.
+    tol: MaxVol tolerance; rank: rank of the training rows; log_det: log|det| history of the swaps;
+    parameters: ``linear`` (rows over species and moment coefficients) | ``all`` (also the radial ones).
     """
 
     mode: str
@@ -286,21 +367,23 @@ class ActiveSet:
     tol: float = 1e-9
     rank: int = 0
     log_det: list = field(default_factory=list)
+    parameters: str = "linear"
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def select(cls, mtp, frames, *, mode: str = "neighbourhood", tol: float = 1e-9,
+    def select(cls, mtp, frames, *, mode: str = "neighbourhood", parameters: str = "all", tol: float = 1e-9,
                regularization: float = 1e-5) -> "ActiveSet":
         """MaxVol active set of ``frames`` (the training set) for potential ``mtp``."""
-        rows, frame, atom = frame_rows(mtp, frames, mode=mode)
-        return cls.from_rows(rows, frame, atom, mode=mode, fingerprint=fingerprint(mtp), species=mtp.species,
-                             tol=tol, regularization=regularization)
+        rows, frame, atom = frame_rows(mtp, frames, mode=mode, parameters=parameters)
+        return cls.from_rows(rows, frame, atom, mode=mode, fingerprint=fingerprint(mtp, parameters),
+                             species=mtp.species, tol=tol, regularization=regularization, parameters=parameters)
 
     @classmethod
     def from_rows(cls, rows, frame, atom, *, mode: str, fingerprint: str = "", species=None,
-                  tol: float = 1e-9, regularization: float = 1e-5) -> "ActiveSet":
+                  tol: float = 1e-9, regularization: float = 1e-5, parameters: str = "linear") -> "ActiveSet":
         """Active set of explicit rows [N, K'] with their frame [N] and atom [N] indices."""
         _check_mode(mode)
+        _check_parameters(parameters)
         rows = np.asarray(rows, dtype=float)
         scale = np.sqrt(np.mean(rows * rows, axis=0))
         scale[scale == 0] = 1.0
@@ -311,7 +394,7 @@ class ActiveSet:
         return cls(mode=mode, matrix=res.matrix * scale, scale=scale, inverse=res.inverse,
                    source_frame=src_frame.astype(np.int64), source_atom=src_atom.astype(np.int64),
                    fingerprint=fingerprint, species=list(species) if species else None, tol=tol,
-                   rank=res.rank, log_det=list(res.log_det))
+                   rank=res.rank, log_det=list(res.log_det), parameters=parameters)
 
     # ------------------------------------------------------------------ grading
     def grade_rows(self, rows):
@@ -320,12 +403,20 @@ class ActiveSet:
         if rows.shape[-1] != len(self.scale):
             raise ActiveSetError(f"rows have {rows.shape[-1]} columns but the active set has {len(self.scale)}: "
                                  "it belongs to a potential with another basis or species count")
-        c = (rows / xp.asarray(self.scale)) @ xp.asarray(self.inverse)
+        x = rows / xp.asarray(self.scale)
+        reg = self.source_frame < 0
+        if reg.any():  # drop round-off-sized components along the regularised (null) directions
+            q = self.matrix[reg] / self.scale
+            q = xp.asarray(q / np.linalg.norm(q, axis=1, keepdims=True))
+            comp = x @ q.T
+            noise = NULL_NOISE * xp.linalg.norm(x, axis=-1)[..., None]
+            x = x - xp.where(xp.abs(comp) < noise, comp, 0.0) @ q
+        c = x @ xp.asarray(self.inverse)
         return xp.abs(c).max(axis=-1)
 
     def check_potential(self, mtp) -> None:
         """Raise ActiveSetError unless ``mtp`` is the potential this active set was built for."""
-        if self.fingerprint and fingerprint(mtp) != self.fingerprint:
+        if self.fingerprint and fingerprint(mtp, self.parameters) != self.fingerprint:
             raise ActiveSetError("the active set was built for another potential (basis, radial coefficients or "
                                  "species differ): rebuild it from the training set with this potential "
                                  "(multiscale mtp grade POT TRAIN IN OUT --als POT.als)")
@@ -335,13 +426,13 @@ class ActiveSet:
         i, j [p], d [p, 3] Å; NumPy or CuPy).  In configuration mode each atom's row is graded
         against the configuration active set (useful only for diagnostics)."""
         self.check_potential(mtp)
-        return self.grade_rows(neighbourhood_rows(mtp, types, i, j, d))
+        return self.grade_rows(neighbourhood_rows(mtp, types, i, j, d, parameters=self.parameters))
 
     def configuration_grade(self, mtp, types, i, j, d) -> float:
         """Grade of one configuration: max neighbourhood grade (neighbourhood mode) or the grade of its
         energy row (configuration mode)."""
         self.check_potential(mtp)
-        rows = neighbourhood_rows(mtp, types, i, j, d)
+        rows = neighbourhood_rows(mtp, types, i, j, d, parameters=self.parameters)
         if self.mode == "configuration":
             return float(self.grade_rows(rows.sum(axis=0)[None, :])[0])
         return float(self.grade_rows(rows).max())
@@ -357,7 +448,7 @@ class ActiveSet:
         mode); per atom: always the neighbourhood rows graded against this active set."""
         self.check_potential(mtp)
         frames = list(frames)
-        rows, frame, _ = frame_rows(mtp, frames, mode="neighbourhood")
+        rows, frame, _ = frame_rows(mtp, frames, mode="neighbourhood", parameters=self.parameters)
         atom_gamma = self.grade_rows(rows)
         per_atom = np.split(atom_gamma, np.cumsum([len(a) for a in frames])[:-1])
         if self.mode == "neighbourhood":
@@ -373,7 +464,7 @@ class ActiveSet:
         """Write the active set as HDF5 (atomic: temporary file, then rename); returns the path.
 
         Layout: attributes ``format`` = "multiscale-mtp-active-set", ``version``, ``mode``,
-        ``fingerprint``, ``species`` (JSON), ``tol``, ``rank``; datasets ``matrix``, ``scale``,
+        ``parameters``, ``fingerprint``, ``species`` (JSON), ``tol``, ``rank``; datasets ``matrix``, ``scale``,
         ``inverse``, ``source_frame``, ``source_atom``, ``log_det``.
         """
         import h5py
@@ -382,7 +473,8 @@ class ActiveSet:
         tmp = path.with_name(path.name + ".tmp")
         with h5py.File(tmp, "w") as f:
             f.attrs.update(format=ALS_FORMAT, version=ALS_VERSION, mode=self.mode, fingerprint=self.fingerprint,
-                           species=json.dumps(self.species), tol=self.tol, rank=self.rank)
+                           species=json.dumps(self.species), tol=self.tol, rank=self.rank,
+                           parameters=self.parameters)
             for name in ("matrix", "scale", "inverse", "source_frame", "source_atom"):
                 f.create_dataset(name, data=np.asarray(getattr(self, name)))
             f.create_dataset("log_det", data=np.asarray(self.log_det, dtype=float))
@@ -411,12 +503,13 @@ class ActiveSet:
         log_det = [float(x) for x in data.pop("log_det")]
         return cls(mode=str(attrs["mode"]), fingerprint=str(attrs["fingerprint"]),
                    species=json.loads(attrs["species"]), tol=float(attrs["tol"]), rank=int(attrs["rank"]),
-                   log_det=log_det, **data)
+                   parameters=str(attrs.get("parameters", "linear")), log_det=log_det, **data)
 
     read = load  # the name md_gpu.extrapolation.mtp_grader calls
 
 
-def select_add(mtp, train, new, *, mode: str = "neighbourhood", tol: float = 1e-9, max_add: int = 0):
+def select_add(mtp, train, new, *, mode: str = "neighbourhood", parameters: str = "all", tol: float = 1e-9,
+               max_add: int = 0):
     """MLIP's ``mlp select-add``: the frames of ``new`` to add to the training set ``train``.
 
     MaxVol over the rows of train + new, started from the training set's own active set: the new frames
@@ -428,8 +521,8 @@ def select_add(mtp, train, new, *, mode: str = "neighbourhood", tol: float = 1e-
     new = list(new)
     if not new:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    rows_t, _, _ = frame_rows(mtp, train, mode=mode)
-    rows_n, frame_n, _ = frame_rows(mtp, new, mode=mode)
+    rows_t, _, _ = frame_rows(mtp, train, mode=mode, parameters=parameters)
+    rows_n, frame_n, _ = frame_rows(mtp, new, mode=mode, parameters=parameters)
     row_no = np.arange(len(rows_t))  # stored as the 'frame' of each row, so source_frame = row numbers
     base = ActiveSet.from_rows(rows_t, row_no, row_no, mode=mode, tol=tol)
     rows = np.concatenate([rows_t, rows_n]) / base.scale

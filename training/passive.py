@@ -175,13 +175,14 @@ def _check(frames, every_k, threshold, validation_fraction, max_add, rounds):
 
 
 def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float = 2.0, max_add: int = 0,
-                  mode: str = "neighbourhood", validation_fraction: float = 0.1, seed: int = 0, rounds: int = 1,
-                  log=print) -> PassiveResult:
+                  mode: str = "neighbourhood", parameters: str = "all", validation_fraction: float = 0.1,
+                  seed: int = 0, rounds: int = 1, log=print) -> PassiveResult:
     """Two-step passive training (module docstring) of ``frames`` from ``init`` (MTP or .mtp path).
 
     every_k: subsampling of each chain for step 1; threshold: grade above which a frame is added
     (> 1); max_add: at most this many frames added per round, most extrapolative first (0: all above
-    threshold); mode: active-set mode; rounds: grade-and-refit rounds (1 = the two-step scheme).
+    threshold); mode: active-set mode; parameters: active-set rows over ``all`` coefficients (MLIP-2)
+    or the ``linear`` ones (:mod:`training.maxvol`); rounds: grade-and-refit rounds (1 = the two-step scheme).
     """
     from .fit_report import errors
 
@@ -205,7 +206,7 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
                          **({"valid": errors(mtp, validation)} if validation else {})}}]
     grades_pre = active_pre = None
     for round_no in range(1, rounds + 1):
-        active = ActiveSet.select(mtp, pick(train), mode=mode)
+        active = ActiveSet.select(mtp, pick(train), mode=mode, parameters=parameters)
         grades, _ = active.frame_grades(mtp, frames)
         if grades_pre is None:
             grades_pre, active_pre = grades, active
@@ -226,9 +227,9 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
                       "errors": {"train": errors(mtp, pick(train)), "all": errors(mtp, pick(pool)),
                                  **({"valid": errors(mtp, validation)} if validation else {})}})
         log(f"passive training: refit {round_no} on {len(train)} frames")
-    active = ActiveSet.select(mtp, pick(train), mode=mode)
+    active = ActiveSet.select(mtp, pick(train), mode=mode, parameters=parameters)
     grades_final, _ = active.frame_grades(mtp, frames)
-    report = {"method": fit_report.get("method", "full"), "mode": mode, "every_k": every_k,
+    report = {"method": fit_report.get("method", "full"), "mode": mode, "parameters": parameters, "every_k": every_k,
               "threshold": threshold, "max_add": max_add, "rounds": rounds, "seed": seed,
               "n_frames": len(frames), "n_valid": int(len(valid)), "n_train_final": int(len(train)),
               "steps": steps,

@@ -79,7 +79,7 @@ def grade(args) -> int:
         if str(args.train).endswith(".als"):
             active = ActiveSet.load(args.train)
         else:
-            active = ActiveSet.select(mtp, _read(args.train, mtp), mode=args.mode)
+            active = ActiveSet.select(mtp, _read(args.train, mtp), mode=args.mode, parameters=args.parameters)
         if args.als:
             active.save(args.als)
         frames = _read(args.input, mtp)
@@ -103,7 +103,7 @@ def select_add(args) -> int:
     try:
         mtp = _potential(args)
         train, new = _read(args.train, mtp), _read(args.new, mtp)
-        picked, gamma = select(mtp, train, new, mode=args.mode, max_add=args.max_add)
+        picked, gamma = select(mtp, train, new, mode=args.mode, parameters=args.parameters, max_add=args.max_add)
         chosen = [new[k] for k in picked]
         for atoms, g in zip(chosen, gamma):
             atoms.info["MV_grade"] = float(g)
@@ -147,7 +147,8 @@ def passive(args) -> int:
                                            ("seed", args.seed), ("init", args.init)) if v is not None})
         settings["passive"].update({k: v for k, v in (("every_k", args.every_k), ("threshold", args.threshold),
                                                       ("max_add", args.max_add), ("rounds", args.rounds),
-                                                      ("mode", args.mode)) if v is not None})
+                                                      ("mode", args.mode), ("parameters", args.parameters))
+                                   if v is not None})
         check_settings(settings)
         out = Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -168,6 +169,8 @@ def register(subparsers) -> None:
     def common(parser):
         parser.add_argument("--mode", default="neighbourhood", choices=["neighbourhood", "configuration"],
                             help="active-set mode (default: neighbourhood, per-atom grades as MD uses)")
+        parser.add_argument("--parameters", default="all", choices=["all", "linear"],
+                            help="active-set rows over all coefficients (default, as MLIP-2) or the linear ones")
         parser.add_argument("--species", default=None,
                             help="comma-separated element symbols of MTP types 0,1,... (default: the potential's)")
 
@@ -207,6 +210,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-add", type=int, default=None, help="at most this many frames added per round")
     p.add_argument("--rounds", type=int, default=None, help="grade-and-refit rounds (default 1)")
     p.add_argument("--mode", default=None, choices=["neighbourhood", "configuration"], help="active-set mode")
+    p.add_argument("--parameters", default=None, choices=["all", "linear"], help="active-set rows (default all)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--init", default=None, help="start from this .mtp instead of the level template")
     p.set_defaults(func=passive)
