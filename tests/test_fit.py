@@ -232,3 +232,19 @@ def test_bad_inputs_name_the_problem(cubic, tmp_path):
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(FitError, match="broken.npz: not a readable fit checkpoint"):
         fit(init, cubic[:1], max_iter=1, checkpoint=broken, resume=True, **QUIET)
+
+
+def test_preconditioned_lbfgs_direction_is_newton_on_a_quadratic():
+    """With H0 = the exact inverse Hessian and no curvature pairs, L-BFGS steps to the minimum."""
+    from training.fit import _lbfgs_direction
+
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(5, 5))
+    hess = m @ m.T + 5 * np.eye(5)
+    x, x_min = rng.normal(size=5), rng.normal(size=5)
+    grad = hess @ (x - x_min)
+    np.testing.assert_allclose(x + _lbfgs_direction(grad, [], [], np.linalg.inv(hess)), x_min, atol=1e-12)
+    # one exact curvature pair keeps the secant condition H y = s
+    s = rng.normal(size=5)
+    y = hess @ s
+    np.testing.assert_allclose(-_lbfgs_direction(y, [s], [y], np.eye(5)), s, atol=1e-12)
