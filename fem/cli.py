@@ -23,6 +23,8 @@ FLAGS = {
     "--mesh-size-nm": ("mesh_size_nm", float, "element size (nm)"),
     "--interface-mesh-size-nm": ("interface_mesh_size_nm", float, "element size near interfaces (nm)"),
     "--interface-width-nm": ("interface_width_nm", float, "interface band width (nm); 0: no band"),
+    "--interface-fallback": ("interface_fallback", str, "band strength without a properties.json interface "
+                                                        "entry: weaker_phase | error"),
     "--period-nm": ("stripes.period_nm", float, "stripes: period (nm)"),
     "--orientation": ("stripes.orientation", str, "stripes: x (along x) | y (across x)"),
     "--radius-nm": ("islands.radius_nm", float, "islands: radius (nm)"),

@@ -6,7 +6,8 @@ Data flow (docs/architecture.md, docs/fem.md)::
         -> fem.study.run_tensile(settings)         the sample of the ``fem:`` section, loaded to failure
         -> fem.study.run_sweep(settings, study)    every entry of ``fem.studies``
         -> runs/fem/: tensile_fields.xdmf (+ .h5), tensile_curve.png, tensile_damage.png,
-                      <study>.csv, <study>.png, <study>_<i>_{curve,damage}.png, fem_results.json
+                      <study>.json (table), <study>.csv, <study>.png, <study>_<i>_{curve,damage}.png,
+                      points/<study>_<i>.json (finished sweep points, for resuming), fem_results.json
 
 All ranks solve together (PETSc); only rank 0 writes PNG, CSV and JSON.
 """
@@ -28,16 +29,19 @@ FEM_SETTINGS = {
     "geometry": (str, "stripes", "sample of the main run: stripes | islands | mesh_file"),
     "length_nm": (float, 40.0, "sample length along x (nm)"),
     "height_nm": (float, 20.0, "sample height along y (nm)"),
-    "mesh_size_nm": (float, 0.5, "element size away from interfaces (nm); keep <= ell_nm / 2"),
+    "mesh_size_nm": (float, 0.25, "element size away from interfaces (nm); keep <= ell_nm / 2"),
     "interface_mesh_size_nm": (float, 0.0, "element size near interfaces (nm); 0: mesh_size_nm"),
-    "interface_width_nm": (float, 1.0, "width of the interface band (nm); 0: perfect interface, no band"),
+    "interface_width_nm": (float, 2.0, "width of the interface band (nm), >= 4 ell_nm to fail at the MD "
+                                       "interface strength; 0: perfect interface, no band"),
+    "interface_fallback": (str, "weaker_phase", "band strength when properties.json has no interfaces entry "
+                                                "for the two phases: weaker_phase | error"),
     "stripes": {
-        "period_nm": (float, 20.0, "width of one A + B pair of stripes (nm)"),
+        "period_nm": (float, 40.0, "width of one A + B pair of stripes (nm)"),
         "fraction": (float, 0.5, "area fraction of phase B"),
         "orientation": (str, "y", "x: stripes along x (parallel to x-tension) | y: across it (in series)"),
     },
     "islands": {
-        "radius_nm": (float, 2.5, "island (circum)radius (nm)"),
+        "radius_nm": (float, 4.0, "island (circum)radius (nm)"),
         "fraction": (float, 0.3, "area fraction of phase B (islands of B up to 1/2, of A above)"),
         "shape": (str, "circle", "circle | polygon"),
         "n_sides": (int, 6, "sides of a polygon island"),
@@ -46,15 +50,15 @@ FEM_SETTINGS = {
     "mesh_file": (str, "", "user mesh (.msh with named physical groups, or .xdmf with cell_tags) for geometry mesh_file"),
     "elasticity": (str, "orthotropic", "orthotropic (E1, E2, nu12, G12 from C_ij) | isotropic"),
     "model": (str, "AT1", "phase-field model: AT1 (elastic threshold) | AT2"),
-    "ell_nm": (float, 1.0, "phase-field length scale (nm)"),
+    "ell_nm": (float, 0.5, "phase-field length scale (nm)"),
     "damage": (bool, True, "false: linear elasticity only (effective modulus)"),
     "load_direction": (str, "x", "tension along x | y"),
     "loading": {
         "max_strain": (float, 0.3, "largest applied strain"),
         "n_steps": (int, 30, "initial equal strain steps to max_strain"),
-        "min_step_fraction": (float, 0.0625, "smallest step, as a fraction of the first (near failure)"),
+        "min_step_fraction": (float, 0.015625, "smallest step, as a fraction of the first (near failure)"),
         "max_damage_increment": (float, 0.3, "a step whose damage grows more than this is cut in half"),
-        "stop_fraction": (float, 0.05, "stop when the stress falls below this fraction of the peak"),
+        "stop_fraction": (float, 0.25, "end the test once the stress falls below this fraction of the peak"),
     },
     "solver": {
         "linear": (str, "auto", "auto | direct (MUMPS LU) | iterative (CG + GAMG)"),
@@ -81,7 +85,7 @@ def defaults(schema: dict = FEM_SETTINGS) -> dict:
 def check_settings(s: dict) -> None:
     """Value checks that the schema types cannot express; each error names the key."""
     choices = {"geometry": study.GEOMETRIES, "elasticity": materials.ELASTICITY, "model": materials.MODELS,
-               "load_direction": ("x", "y")}
+               "load_direction": ("x", "y"), "interface_fallback": materials.INTERFACE_FALLBACKS}
     for key, allowed in choices.items():
         if s[key] not in allowed:
             raise FemInputError(f"fem.{key}: {s[key]!r} is not one of {', '.join(allowed)}")
@@ -121,6 +125,19 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
                "properties": props.get("_source"), "settings": settings, "tensile": main, "studies": studies}
     if comm.rank == 0:
         study.write_json(out_dir / RESULTS_FILE, results)
+    return summary(results)
+
+
+def summary(results: dict) -> dict:
+    """The stage summary (shown by the report): main-run numbers and each study's table, compact."""
+    main = results["tensile"]
+    tables = {}
+    for st in results["studies"]:
+        B = results["settings"]["phases"][1]
+        tables[st["name"]] = [{st["variable"]: r["value"], f"fraction_{B}": round(r[f"fraction_{B}"], 4),
+                               "modulus_N_per_m": round(r["modulus_N_per_m"], 3),
+                               "strength_N_per_m": round(r["strength_N_per_m"], 4),
+                               "failure_strain": round(r["failure_strain"], 5)} for r in st["rows"]]
     return {"modulus_N_per_m": main["modulus_N_per_m"], "strength_N_per_m": main["strength_N_per_m"],
-            "failure_strain": main["failure_strain"], "results": RESULTS_FILE,
-            "studies": [st["name"] for st in studies]}
+            "failure_strain": main["failure_strain"], "notes": main["notes"], "results": RESULTS_FILE,
+            "studies": tables}

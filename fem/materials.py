@@ -5,7 +5,7 @@ Data flow::
     properties.json (docs/properties.md, 2D N/m)
         -> read_properties(path)                       plain dict, checked
         -> phase_material(props, name, ...)            PhaseMaterial (E1, E2, nu12, G12, strengths)
-        -> interface_material(props, a, b, ...)        PhaseMaterial of the interface band
+        -> interface_material(props, a, b, ...)        PhaseMaterial of the interface band + strength source
         -> fracture_parameters(mat, direction, model, ell_nm) -> Gc (nN) calibrated to the MD strength
 
 Units: lengths in nm, 2D stiffness and 2D stress in N/m, fracture energy of
@@ -185,23 +185,51 @@ def interface_key(props: dict, a: str, b: str) -> str | None:
     return None
 
 
-def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial) -> PhaseMaterial:
-    """The material of the thin band along the interface between phases ``a`` and ``b``.
+INTERFACE_FALLBACKS = ("weaker_phase", "error")
 
-    Elasticity: the mean of the two phases' stiffness matrices (the band is
-    a few nm wide and barely changes the effective modulus). Strength: the MD
-    interface strength (loaded normal to the interface), in both directions,
-    capped by the weaker phase so that the band never strengthens the
-    sample. Raises :class:`FemInputError` if ``interfaces`` has no entry for the pair.
+
+def interface_strength(props: dict, a: PhaseMaterial, b: PhaseMaterial, *,
+                       fallback: str = "weaker_phase") -> tuple[float, float, str]:
+    """Strength (N/m) of the interface between phases ``a`` and ``b``, along x and y, and where it came from.
+
+    From ``interfaces[key].ultimate_strength_N_per_m`` of ``properties.json``
+    (the MD interface cell pulled normal to the interface) when an entry
+    joins the two phases, used in both directions and capped by the weaker
+    phase so that the band never strengthens the sample. When there is no
+    entry: ``fallback='weaker_phase'`` takes the weaker phase's strength in
+    each direction (the interface is then as strong as the weaker phase, a
+    named assumption recorded in the results); ``'error'`` raises
+    :class:`FemInputError`. Returns ``(strength_x, strength_y, source)``.
     """
     source = props.get("_source", "properties.json")
+    if fallback not in INTERFACE_FALLBACKS:
+        raise FemInputError(f"fem.interface_fallback: {fallback!r} is not one of {', '.join(INTERFACE_FALLBACKS)}")
     key = interface_key(props, a.name, b.name)
     if key is None:
-        raise FemInputError(f"{source}: no entry in 'interfaces' joins '{a.name}' and '{b.name}'; "
-                            f"add one or set fem.interface_width_nm: 0 to model a perfect interface")
+        if fallback == "error":
+            raise FemInputError(f"{source}: no entry in 'interfaces' joins '{a.name}' and '{b.name}'; "
+                                f"add one, set fem.interface_width_nm: 0 to model a perfect interface, or "
+                                f"fem.interface_fallback: weaker_phase")
+        return (min(a.strength_x, b.strength_x), min(a.strength_y, b.strength_y),
+                f"fallback weaker_phase: {source} has no interfaces entry joining {a.name} and {b.name}")
     sigma = _mean(props["interfaces"][key], "ultimate_strength_N_per_m", f"interfaces.{key}", source)
+    return (min(sigma, a.strength_x, b.strength_x), min(sigma, a.strength_y, b.strength_y),
+            f"{source}: interfaces['{key}'].ultimate_strength_N_per_m = {sigma:g} N/m")
+
+
+def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial, *,
+                       fallback: str = "weaker_phase") -> tuple[PhaseMaterial, str]:
+    """The material of the thin band along the interface between phases ``a`` and ``b``, and its strength source.
+
+    Elasticity: the mean of the two phases' stiffness matrices (the band is
+    a few nm wide and barely changes the effective modulus). Strength:
+    :func:`interface_strength` (the MD interface strength, or the named
+    ``fallback`` when ``properties.json`` has no entry for the pair).
+    """
+    sx, sy, where = interface_strength(props, a, b, fallback=fallback)
+    key = interface_key(props, a.name, b.name) or f"{a.name}|{b.name}"
     C = 0.5 * (a.stiffness() + b.stiffness())
-    return from_stiffness(key, C, min(sigma, a.strength_x, b.strength_x), min(sigma, a.strength_y, b.strength_y))
+    return from_stiffness(key, C, sx, sy), where
 
 
 # -- phase-field calibration ---------------------------------------------------------------------

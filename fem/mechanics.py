@@ -67,9 +67,9 @@ class TensileOptions:
     ell_nm: float = 1.0
     max_strain: float = 0.3
     n_steps: int = 30
-    min_step_fraction: float = 1.0 / 16.0
+    min_step_fraction: float = 1.0 / 64.0
     max_damage_increment: float = 0.3
-    stop_fraction: float = 0.05
+    stop_fraction: float = 0.25
     tol: float = 1e-4
     max_iterations: int = 500
     linear: str = "auto"
@@ -102,7 +102,8 @@ class TensileResult:
     ``max_damage [n]``, ``iterations [n]`` staggered iterations per step;
     ``modulus`` (N/m) from a linear elastic solve; ``strength`` (N/m) peak
     stress; ``failure_strain`` strain at the peak; ``failed``: the stress
-    dropped below ``stop_fraction`` of the peak; ``rejected_steps``: steps cut.
+    dropped below ``stop_fraction`` of the peak; ``rejected_steps``: steps cut;
+    ``stopped``: why loading ended early past the peak ('' when it did not).
     """
 
     strain: list = field(default_factory=list)
@@ -116,6 +117,7 @@ class TensileResult:
     failure_strain: float = float("nan")
     failed: bool = False
     rejected_steps: int = 0
+    stopped: str = ""
     n_dofs: int = 0
 
     def as_dict(self) -> dict:
@@ -408,10 +410,12 @@ class TensileTest:
     def run(self, on_step=None, log=None) -> TensileResult:
         """Load to failure (or ``max_strain``); ``on_step(test, strain)`` after each accepted step.
 
-        A step is cut in half (down to ``min_step_fraction`` of the first step)
-        when the damage grows by more than ``max_damage_increment`` or when the
-        stress falls for the first time, so the peak is located to within the
-        smallest step.
+        Before the peak, a step is cut in half (down to ``min_step_fraction`` of
+        the first step) when the damage grows by more than
+        ``max_damage_increment`` or when the stress falls for the first time,
+        so the peak is located to within the smallest step. Past the peak the
+        step doubles back to the first step: the crack then runs within a
+        step, and only the end of the curve (``stop_fraction``) is sought.
         """
         opts = self.opts
         res = TensileResult(n_dofs=self.n_dofs)
@@ -421,7 +425,8 @@ class TensileTest:
         while strain < opts.max_strain * (1 - 1e-12):
             trial = min(strain + step, opts.max_strain)
             u0, a0 = self.u.x.array.copy(), self.alpha.x.array.copy()
-            can_cut = step > step0 * opts.min_step_fraction * (1 + 1e-9)
+            # steps are cut only to locate the peak; past it the crack runs at whatever step is taken
+            can_cut = not softening and step > step0 * opts.min_step_fraction * (1 + 1e-9)
             self.set_strain(trial)
             ok, iters, growth = self.staggered(opts.max_damage_increment if can_cut else None)
             s = self.stress() if ok else float("nan")
@@ -431,6 +436,14 @@ class TensileTest:
                 res.rejected_steps += 1
                 step *= 0.5
                 continue
+            if not ok and softening:
+                # past the peak the strength and failure strain are known: end the test, say why
+                self.u.x.array[:], self.alpha.x.array[:] = u0, a0
+                res.stopped = (f"staggered loop did not converge at strain {trial:.6g} in {opts.max_iterations} "
+                               f"iterations past the peak; loading ended at strain {strain:.6g}")
+                if log is not None:
+                    log(res.stopped)
+                break
             if not ok:
                 raise FemSolveError(f"staggered loop did not converge at strain {trial:.6g} in "
                                     f"{opts.max_iterations} iterations (tol {opts.tol}) at the smallest step; "
@@ -454,7 +467,7 @@ class TensileTest:
             if peak > 0 and s < opts.stop_fraction * peak:
                 res.failed = True
                 break
-            if growth < 0.25 * opts.max_damage_increment:
+            if softening or growth < 0.25 * opts.max_damage_increment:
                 step = min(2 * step, step0)
         k = int(np.argmax(res.stress))
         res.strength, res.failure_strain = float(res.stress[k]), float(res.strain[k])

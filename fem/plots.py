@@ -47,10 +47,14 @@ def damage_png(path, xy: np.ndarray, damage: np.ndarray, *, title: str = "") -> 
 
 
 def sweep_png(path, variable: str, rows: list[dict], *, title: str = "") -> None:
-    """``rows``: dicts with ``value``, ``modulus_N_per_m``, ``strength_N_per_m``."""
+    """``rows``: dicts with ``value``, ``modulus_N_per_m``, ``strength_N_per_m`` (optional Voigt/Reuss bounds)."""
     x = [r["value"] for r in rows]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.4))
-    a1.plot(x, [r["modulus_N_per_m"] for r in rows], "o-")
+    a1.plot(x, [r["modulus_N_per_m"] for r in rows], "o-", label="FE")
+    for key, style in (("voigt_N_per_m", "--"), ("reuss_N_per_m", ":")):
+        if all(r.get(key) is not None for r in rows):
+            a1.plot(x, [r[key] for r in rows], style, color="0.5", label=key.split("_")[0].capitalize())
+    a1.legend(fontsize=7)
     a1.set_ylabel("effective modulus (N/m)")
     a2.plot(x, [r["strength_N_per_m"] for r in rows], "s-", color="C3")
     a2.set_ylabel("effective strength (N/m)")

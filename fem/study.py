@@ -89,13 +89,20 @@ def build_sample(s: dict, comm=MPI.COMM_WORLD):
 
 
 def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dict, dict]:
-    """``({cell tag: (PhaseMaterial, Gc_nN)}, {name: table row})`` for the sample's phases and band."""
+    """``({cell tag: (PhaseMaterial, Gc_nN)}, {name: table row})`` for the sample's phases and band.
+
+    The band's row has ``strength_source``: the ``properties.json`` interface
+    entry it came from, or the named fallback (``fem.interface_fallback``).
+    """
     direction, model, ell = s["load_direction"], s["model"], s["ell_nm"]
     phase_mats = {name: mat.phase_material(props, name, elasticity=s["elasticity"]) for name in layout.phases}
     by_tag = {layout.tag(name): m for name, m in phase_mats.items()}
+    sources = {}
     if layout.band is not None:
         a, b = layout.band
-        by_tag[geometry.BAND_TAG] = mat.interface_material(props, phase_mats[a], phase_mats[b])
+        band, sources[geometry.BAND_TAG] = mat.interface_material(props, phase_mats[a], phase_mats[b],
+                                                                  fallback=s["interface_fallback"])
+        by_tag[geometry.BAND_TAG] = band
     out, table = {}, {}
     for tag, m in by_tag.items():
         gc = mat.fracture_energy(m, direction, model, ell)
@@ -103,8 +110,29 @@ def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dic
         table[m.name] = {"cell_tag": tag, "E1_N_per_m": m.E1, "E2_N_per_m": m.E2, "nu12": m.nu12,
                          "G12_N_per_m": m.G12, "strength_x_N_per_m": m.strength_x,
                          "strength_y_N_per_m": m.strength_y, "Gc_nN": gc,
-                         "calibrated_strength_N_per_m": mat.critical_stress(model, m.modulus(direction), gc, ell)}
+                         "calibrated_strength_N_per_m": mat.critical_stress(model, m.modulus(direction), gc, ell),
+                         "strength_source": sources.get(tag, f"{props.get('_source')}: phases.{m.name}")}
     return out, table
+
+
+BAND_TO_ELL = 4.0
+
+
+def model_notes(layout: geometry.Layout, s: dict, table: dict) -> list[str]:
+    """Caveats of a run that a reader of the results must see (named assumptions, resolution)."""
+    notes = []
+    if layout.band is not None:
+        w, ell = s["interface_width_nm"], s["ell_nm"]
+        if w < BAND_TO_ELL * ell:
+            notes.append(f"interface band {w:g} nm < {BAND_TO_ELL:g} ell = {BAND_TO_ELL * ell:g} nm: the band fails "
+                         f"above its calibrated strength (the damage profile spills into the phases); "
+                         f"see docs/fem.md, 'Interface band'")
+        for name, row in table.items():
+            if row["cell_tag"] == geometry.BAND_TAG and row["strength_source"].startswith("fallback"):
+                notes.append(f"interface strength: {row['strength_source']}")
+    if s["mesh_size_nm"] > 0.5 * s["ell_nm"] + 1e-12:
+        notes.append(f"mesh_size_nm {s['mesh_size_nm']:g} > ell_nm / 2: the crack is under-resolved")
+    return notes
 
 
 def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | None = None,
@@ -117,6 +145,10 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
     start = time.perf_counter()
     msh, cell_tags, _, layout = build_sample(s, comm)
     materials, table = sample_materials(layout, props, s)
+    notes = model_notes(layout, s, table)
+    if log:
+        for note in notes:
+            log(f"note: {note}")
     opts = options_from_settings(s)
     test = TensileTest(msh, cell_tags, materials, (layout.length_nm, layout.height_nm), opts)
     writer = None
@@ -142,8 +174,8 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
         "options": {k: v for k, v in opts.__dict__.items()}, "linear_solver": test.linear,
         "n_dofs_displacement": res.n_dofs, "n_ranks": comm.size,
         "modulus_N_per_m": res.modulus, "strength_N_per_m": res.strength,
-        "failure_strain": res.failure_strain, "failed": res.failed, "rejected_steps": res.rejected_steps,
-        "voigt_N_per_m": voigt, "reuss_N_per_m": reuss,
+        "failure_strain": res.failure_strain, "failed": res.failed, "stopped": res.stopped, "rejected_steps": res.rejected_steps,
+        "voigt_N_per_m": voigt, "reuss_N_per_m": reuss, "notes": notes,
         "curve": {k: res.as_dict()[k] for k in ("strain", "stress", "elastic_energy", "fracture_energy",
                                                  "max_damage", "iterations")},
         "wall_s": time.perf_counter() - start,
@@ -206,13 +238,18 @@ def study_settings(s: dict, study: dict, key: str, value: float) -> dict:
 
 def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path,
               log=None) -> dict:
-    """Run ``fem.studies[i]``; writes ``<name>.csv``, ``<name>.png`` and per-point damage PNGs."""
+    """Run ``fem.studies[i]``; writes ``<name>.json`` (the table), ``<name>.csv``, ``<name>.png``, per-point PNGs.
+
+    Returns the table: ``{name, geometry, variable, units, rows, files}``, one
+    row per value with the area fraction of phase B, effective modulus and
+    strength (N/m), failure strain, the Voigt/Reuss bounds of the moduli.
+    """
     key = _check_study(study, i, s)
     name = study["name"]
     points_dir = Path(out_dir) / "points"
     if comm.rank == 0:
         points_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, B = [], s["phases"][1]
     for j, value in enumerate(study["values"]):
         sj = study_settings(s, study, key, value)
         digest = hashlib.sha256(json.dumps([sj, props.get("phases"), props.get("interfaces")],
@@ -231,14 +268,18 @@ def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD,
             if comm.rank == 0:
                 write_json(cache, cached)
         r = cached["result"]
-        B = s["phases"][1]
         rows.append({"value": float(value), f"fraction_{B}": r["fractions"].get(B, 0.0),
                      "modulus_N_per_m": r["modulus_N_per_m"], "strength_N_per_m": r["strength_N_per_m"],
                      "failure_strain": r["failure_strain"], "failed": r["failed"],
                      "voigt_N_per_m": r["voigt_N_per_m"], "reuss_N_per_m": r["reuss_N_per_m"],
                      "damage_png": r["files"].get("damage_png")})
-    files = {"table_csv": f"{name}.csv", "plot_png": f"{name}.png"}
+    files = {"table_json": f"{name}.json", "table_csv": f"{name}.csv", "plot_png": f"{name}.png"}
+    out = {"name": name, "geometry": study["geometry"], "variable": study["variable"],
+           "units": {"modulus_N_per_m": "N/m", "strength_N_per_m": "N/m", "voigt_N_per_m": "N/m",
+                     "reuss_N_per_m": "N/m", "failure_strain": "1", f"fraction_{B}": "area fraction"},
+           "rows": rows, "files": files}
     if comm.rank == 0:
+        write_json(Path(out_dir) / files["table_json"], out)
         cols = [c for c in rows[0] if c != "damage_png"]
         lines = [",".join(cols)] + [",".join(f"{r[c]}" for c in cols) for r in rows]
         (Path(out_dir) / files["table_csv"]).write_text("\n".join(lines) + "\n")
@@ -246,5 +287,4 @@ def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD,
 
         plots.sweep_png(Path(out_dir) / files["plot_png"], study["variable"], rows,
                         title=f"{name}: {study['geometry']}, {s['model']}, load {s['load_direction']}")
-    return {"name": name, "geometry": study["geometry"], "variable": study["variable"], "rows": rows,
-            "files": files}
+    return out

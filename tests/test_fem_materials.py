@@ -59,9 +59,23 @@ def test_isotropic_option_and_fallback_to_uniaxial_tests(tmp_path):
 def test_interface_band_strength_and_stiffness():
     props = M.read_properties(PROPS)
     g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
-    band = M.interface_material(props, b, g)
+    band, source = M.interface_material(props, b, g)
     assert band.strength_x == band.strength_y == 9.5
+    assert band.name == "graphene|borophene" and "interfaces['graphene|borophene']" in source
     np.testing.assert_allclose(band.stiffness(), 0.5 * (g.stiffness() + b.stiffness()), rtol=1e-12)
+
+
+def test_interface_without_md_entry_falls_back_to_the_weaker_phase_by_name():
+    props = M.read_properties(PROPS)
+    del props["interfaces"]
+    g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
+    band, source = M.interface_material(props, g, b)
+    assert (band.strength_x, band.strength_y) == (12.0, 11.0)     # borophene's x and y strengths
+    assert source.startswith("fallback weaker_phase") and "graphene and borophene" in source
+    with pytest.raises(FemInputError, match="no entry in 'interfaces' joins 'graphene' and 'borophene'"):
+        M.interface_material(props, g, b, fallback="error")
+    with pytest.raises(FemInputError, match="fem.interface_fallback"):
+        M.interface_material(props, g, b, fallback="guess")
 
 
 def test_voigt_reuss():
@@ -93,7 +107,7 @@ def test_bad_properties_files_name_the_problem(tmp_path):
         M.phase_material(loaded, "silicene")
     b = M.phase_material(loaded, "borophene")
     with pytest.raises(FemInputError, match="no entry in 'interfaces'"):
-        M.interface_material(loaded, b, b)
+        M.interface_material(loaded, b, b, fallback="error")
     with pytest.raises(FemInputError, match="fem.model"):
         M.calibrate_gc("AT3", 1.0, 1.0, 1.0)
     with pytest.raises(FemInputError, match="fem.elasticity"):

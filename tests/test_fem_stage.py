@@ -63,8 +63,17 @@ def test_stage_writes_results_fields_and_plots(stage_run):
     assert main["reuss_N_per_m"] <= main["modulus_N_per_m"] <= main["voigt_N_per_m"]
     assert main["failed"] and 0 < main["strength_N_per_m"] < 12.0   # below the weaker phase's strength
     for name in ("tensile_fields.xdmf", "tensile_fields.h5", "tensile_curve.png", "tensile_damage.png",
-                 "stripes_fraction.csv", "stripes_fraction.png", "islands_fraction.png"):
+                 "stripes_fraction.json", "stripes_fraction.csv", "stripes_fraction.png", "islands_fraction.json",
+                 "islands_fraction.png"):
         assert (out / name).stat().st_size > 0, name
+    # the sweep tables: a JSON file per study and, compact, in the stage summary the report shows
+    table = json.loads((out / "islands_fraction.json").read_text())
+    assert table["variable"] == "fraction" and table["units"]["strength_N_per_m"] == "N/m"
+    assert summary["studies"]["stripes_fraction"][1]["fraction"] == 1.0
+    assert summary["studies"]["islands_fraction"][0]["fraction_borophene"] == pytest.approx(
+        table["rows"][0]["fraction_borophene"], abs=1e-4)
+    assert main["materials"]["graphene|borophene"]["strength_source"].endswith("= 9.5 N/m")
+    assert any("interface band 1 nm < 4 ell" in n for n in main["notes"])
     assert ctx.lines and "main run" in " ".join(ctx.lines)
 
 
@@ -116,7 +125,8 @@ def test_bad_settings_name_the_key(tmp_path, change, message):
 
 
 CLI_ARGS = ["--length-nm", "8", "--height-nm", "4", "--mesh-size-nm", "0.5", "--period-nm", "4",
-            "--fraction", "0.5", "--ell-nm", "1", "--max-strain", "0.2", "--n-steps", "10", "--no-fields"]
+            "--fraction", "0.5", "--ell-nm", "1", "--interface-width-nm", "1", "--max-strain", "0.2", "--n-steps", "10",
+            "--no-fields"]
 
 
 def test_cli_tensile_and_sweep(tmp_path, capsys):
@@ -141,21 +151,24 @@ def _clean_env():
 
 @pytest.mark.mpi
 @pytest.mark.slow
-def test_serial_and_two_ranks_give_the_same_curve(tmp_path):
+@pytest.mark.parametrize("geometry", ["stripes", "islands"])
+def test_serial_and_two_ranks_give_the_same_curve(tmp_path, geometry):
     if shutil.which("mpirun") is None:
         pytest.skip("mpirun not installed")
     curves = {}
     for n in (1, 2):
         out = tmp_path / f"n{n}"
         cmd = [sys.executable, "-m", "fem", "tensile", "--properties", str(PROPS), "--out", str(out),
-               "--linear", "direct", *CLI_ARGS]
+               "--linear", "direct", *CLI_ARGS, "--geometry", geometry]
+        if geometry == "islands":   # two seeded islands with their bands, placed on rank 0
+            cmd += ["--length-nm", "12", "--height-nm", "8", "--radius-nm", "1.5", "--fraction", "0.1"]
         if n > 1:
             cmd = ["mpirun", "--oversubscribe", "-n", str(n), *cmd]
         proc = subprocess.run(cmd, env=_clean_env(), capture_output=True, text=True, timeout=300,
                               cwd=Path(__file__).resolve().parents[1])
         assert proc.returncode == 0, proc.stderr[-2000:]
         result = json.loads((out / "fem_results.json").read_text())["tensile"]
-        assert result["n_ranks"] == n
+        assert result["n_ranks"] == n and result["geometry"]["kind"] == geometry
         curves[n] = result
     a, b = curves[1], curves[2]
     assert a["curve"]["strain"] == pytest.approx(b["curve"]["strain"], rel=1e-12)
