@@ -49,6 +49,10 @@ def test_two_step_passive_training_on_graphene_and_md_at_1000K():
                         every_k=10, threshold=2.0, validation_fraction=0.1, seed=0, log=lambda line: None)
     rep = res.report
     pre, grade, refit = rep["steps"][:3]
+    print(f"frames {pre['n_train']} -> {refit['n_train']}, max grade {rep['max_grade_preliminary']:.3f} -> "
+          f"{rep['max_grade_final']:.3f}; RMSE (all frames) E {pre['errors']['all']['energy_per_atom']['rmse']:.4f}"
+          f" -> {refit['errors']['all']['energy_per_atom']['rmse']:.4f} eV/atom, F "
+          f"{pre['errors']['all']['forces']['rmse']:.3f} -> {refit['errors']['all']['forces']['rmse']:.3f} eV/A")
     assert pre["n_train"] < refit["n_train"] == pre["n_train"] + grade["n_added"]
     assert grade["n_added"] > 0 and rep["max_grade_preliminary"] > 2.0
     assert rep["max_grade_final"] < 2.0
