@@ -412,8 +412,10 @@ class TensileTest:
 
         Before the peak, a step is cut in half (down to ``min_step_fraction`` of
         the first step) when the damage grows by more than
-        ``max_damage_increment`` or when the stress falls for the first time,
-        so the peak is located to within the smallest step. Past the peak the
+        ``max_damage_increment``, when its tangent stiffness is below half that
+        of the previous step (the elastic limit of AT1, or the peak, lies in
+        it) or when the stress falls for the first time, so the peak is
+        located to within the smallest step. Past the peak the
         step doubles back to the first step: the crack then runs within a
         step, and only the end of the curve (``stop_fraction``) is sought.
         """
@@ -422,6 +424,7 @@ class TensileTest:
         res.modulus = self.modulus()
         step0 = opts.max_strain / opts.n_steps
         step, strain, peak, softening = step0, 0.0, 0.0, False
+        last_tangent = res.modulus
         while strain < opts.max_strain * (1 - 1e-12):
             trial = min(strain + step, opts.max_strain)
             u0, a0 = self.u.x.array.copy(), self.alpha.x.array.copy()
@@ -430,8 +433,11 @@ class TensileTest:
             self.set_strain(trial)
             ok, iters, growth = self.staggered(opts.max_damage_increment if can_cut else None)
             s = self.stress() if ok else float("nan")
+            tangent = (s - (res.stress[-1] if res.stress else 0.0)) / (trial - strain)
             first_drop = ok and not softening and bool(res.stress) and s < res.stress[-1]
-            if can_cut and (not ok or first_drop):
+            # a step across the elastic limit (AT1) or close to the peak shows a sudden loss of tangent stiffness
+            kink = ok and not softening and tangent < 0.5 * last_tangent
+            if can_cut and (not ok or first_drop or kink):
                 self.u.x.array[:], self.alpha.x.array[:] = u0, a0
                 res.rejected_steps += 1
                 step *= 0.5
@@ -449,6 +455,7 @@ class TensileTest:
                                     f"{opts.max_iterations} iterations (tol {opts.tol}) at the smallest step; "
                                     f"raise fem.solver.max_iterations or refine the mesh")
             softening = softening or first_drop
+            last_tangent = tangent
             strain = trial
             self.alpha_prev.x.array[:] = self.alpha.x.array
             e_el, e_fr = self.energies()

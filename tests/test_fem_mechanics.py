@@ -98,3 +98,50 @@ def test_bad_setup_is_reported():
         _test(sample, {1: (g, 1.0), 2: (g, 1.0)}, direction="z")
     with pytest.raises(FemInputError, match="fem.model"):
         _test(sample, {1: (g, 1.0), 2: (g, 1.0)}, model="AT3")
+
+
+def _band_sample(width, L=20.0, H=4.0, h=0.5):
+    return mesh_io.mesh_from_gmsh(geometry.stripes, MPI.COMM_WORLD, phases=("graphene", "borophene"),
+                                  length_nm=L, height_nm=H, period_nm=L, fraction=0.5, orientation="y",
+                                  interface_width_nm=width, mesh_size_nm=h)
+
+
+@pytest.mark.parametrize("width,expect", [(4.0, "band"), (1.0, "stronger")])
+def test_series_stripes_fail_at_the_md_interface_strength_when_the_band_is_4_ell_wide(props, width, expect):
+    # graphene | band | borophene in series: all carry the same stress, the band (9.5 N/m) is the weakest
+    msh, ct, _, lay = sample = _band_sample(width)
+    g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
+    band, _ = M.interface_material(props, g, b)
+    ell = 1.0
+    mats = {t: (m, M.fracture_energy(m, "x", "AT1", ell)) for t, m in ((1, g), (2, b), (geometry.BAND_TAG, band))}
+    res = _test(sample, mats, ell_nm=ell, max_strain=0.1, n_steps=10).run()
+    if expect == "band":
+        assert res.strength == pytest.approx(9.5, rel=0.02)
+    else:   # a band narrower than ~4 ell cannot localise the damage inside itself (docs/fem.md)
+        assert 1.05 * 9.5 < res.strength < b.strength_x
+
+
+def test_user_xdmf_mesh_with_cell_tags_gives_the_same_modulus(tmp_path):
+    a, b = M.isotropic("graphene", 300.0, 0.3, 10.0), M.isotropic("borophene", 150.0, 0.15, 10.0)
+    msh, ct, _, lay = _sample(8.0, 4.0, 1.0, fraction=0.5, period=4.0, orientation="y")
+    path = tmp_path / "sample.xdmf"
+    mesh_io.write_mesh_xdmf(path, msh, ct)
+    msh2, ct2, _, lay2 = mesh_io.mesh_from_xdmf(path, ["graphene", "borophene"])
+    assert (lay2.length_nm, lay2.height_nm, lay2.band) == (8.0, 4.0, None)
+    t = TensileTest(msh2, ct2, {1: (a, 1.0), 2: (b, 1.0)}, (lay2.length_nm, lay2.height_nm),
+                    TensileOptions(damage=False))
+    assert t.modulus() == pytest.approx(M.voigt_reuss([300.0, 150.0], [0.5, 0.5])[1], rel=1e-9)
+    with pytest.raises(FemInputError, match="fem.mesh_file: .* not found"):
+        mesh_io.mesh_from_xdmf(tmp_path / "none.xdmf", ["graphene", "borophene"])
+    with pytest.raises(FemInputError, match="cannot read mesh 'sheet'"):
+        mesh_io.mesh_from_xdmf(path, ["graphene", "borophene"], mesh_name="sheet")
+
+
+@pytest.mark.parametrize("direction", ["x", "y"])
+def test_orthotropic_phase_reaches_its_md_strength_in_each_direction(props, direction):
+    b = M.phase_material(props, "borophene")          # strength 12.0 N/m along x, 11.0 N/m along y
+    gc = M.fracture_energy(b, direction, "AT1", 0.5)
+    res = _test(_sample(3.0, 3.0, 0.25), {1: (b, gc), 2: (b, gc)}, direction=direction, ell_nm=0.5,
+                max_strain=0.1, n_steps=10).run()
+    assert res.modulus == pytest.approx(b.modulus(direction), rel=1e-6)
+    assert res.strength == pytest.approx(b.strength(direction), rel=0.02)
