@@ -3,6 +3,7 @@
 Usage (prints one line per run, then a table)::
 
     python benchmarks/md_speed.py                            # CPU here: 1e3 and 1e4 atoms
+    python benchmarks/md_speed.py --sizes 1000,10000,100000,1000000   # sizes too slow or too big are skipped
     python benchmarks/md_speed.py --sizes 1000,10000,100000,1000000 --backend cupy   # on a GPU
 
 The potentials are MLIP-2's own fcc Cu MTPs of levels 10 and 16 (tests/data/md/,
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 from pathlib import Path
 
 from ase.build import bulk
@@ -27,6 +30,24 @@ from md_gpu.structures import load_structure, repeat_to
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "md"
 
 
+def _peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (bytes; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _skip_reason(n_atoms, steps, rate, bytes_per_atom, max_seconds, xp) -> str:
+    """Why a size should not be run here ('' to run it): projected time or host memory from the previous size."""
+    if rate and n_atoms * steps / rate > max_seconds:
+        return (f"projected {n_atoms * steps / rate:.0f} s at {rate:.3g} atom-steps/s > --max-seconds "
+                f"{max_seconds:g}; run it on a GPU")
+    if bytes_per_atom and xp.__name__ == "numpy":
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if n_atoms * bytes_per_atom > 0.8 * available:
+            return (f"projected {n_atoms * bytes_per_atom / 2**30:.1f} GiB > 80 % of the "
+                    f"{available / 2**30:.1f} GiB of free memory")
+    return ""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated atom counts")
@@ -36,6 +57,8 @@ def main(argv=None) -> int:
     parser.add_argument("--structure", help="structure file or training.structures builder (default fcc Cu)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (0: about 2e5 atom-steps, >= 2)")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default=None)
+    parser.add_argument("--max-seconds", type=float, default=900.0,
+                        help="skip a size whose run would take longer (projected from the previous size)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     xp = get_backend(args.backend)
@@ -48,9 +71,15 @@ def main(argv=None) -> int:
     base = load_structure(args.structure) if args.structure else bulk("Cu", "fcc", a=3.61, cubic=True)
     rows = []
     for name, ff in potentials.items():
+        rate = bytes_per_atom = None
         for size in (int(s) for s in args.sizes.split(",")):
             atoms = repeat_to(base, size)
             steps = args.steps or max(2, int(2e5 / len(atoms)))
+            reason = _skip_reason(len(atoms), steps + 2, rate, bytes_per_atom, args.max_seconds, xp)
+            if reason:
+                print(f"{name}: {len(atoms)} atoms: skipped ({reason})", flush=True)
+                continue
+            rss_before = _peak_rss_bytes()
             try:
                 r = benchmark(ff, atoms, steps=steps, warmup=2, xp=xp)
             except MemoryError as exc:
@@ -62,6 +91,10 @@ def main(argv=None) -> int:
                 print(f"{name}: {len(atoms)} atoms: out of device memory", flush=True)
                 continue
             r["potential"] = name
+            rate = r["atom_steps_per_s"]
+            grown = _peak_rss_bytes() - rss_before
+            if grown > 0:
+                bytes_per_atom = max(bytes_per_atom or 0.0, grown / len(atoms))
             rows.append(r)
             print(f"{name}: {r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
                   f"{r['atom_steps_per_s']:.4g} atom-steps/s", flush=True)
