@@ -1,11 +1,11 @@
 """Extrapolation grades of a moment tensor potential: MaxVol active sets (D-optimality).
 
 Method (Podryabinkin & Shapeev, Comput. Mater. Sci. 140, 171 (2017); Gubaev et al., Comput. Mater.
-Sci. 156, 148 (2019); MLIP-2, Novikov et al., Mach. Learn.: Sci. Technol. 2, 025002 (2021)): an MTP
-is linear in its species and moment coefficients c = (species_coeffs [S], moment_coeffs [K]), so each
-training "equation" contributes a row x = dE/dc.  Of all training rows, the K' = S + K rows of largest
-|det A| (the active set A [K', K'], found by MaxVol: Goreinov et al., in "Matrix Methods: Theory,
-Algorithms and Applications", 247 (2010)) span the training set best.  Any new row x has the grade
+Sci. 156, 148 (2019); MLIP-2, Novikov et al., Mach. Learn.: Sci. Technol. 2, 025002 (2021)): each
+training "equation" contributes a row x = dE/dθ, the derivative of an energy with respect to the
+potential's coefficients.  Of all training rows, the K' rows of largest |det A| (the active set
+A [K', K'], found by MaxVol: Goreinov et al., in "Matrix Methods: Theory, Algorithms and
+Applications", 247 (2010)) span the training set best.  Any new row x has the grade
 
     gamma(x) = max_k |(x A^-1)_k|,
 
@@ -14,19 +14,21 @@ interpolation (every training row has gamma <= 1 after MaxVol), gamma > 1 extrap
 
 Two modes, as in MLIP-2's selection (``select:site-en-weight`` vs ``select:energy-weight``):
 
-* ``neighbourhood``: one row per atom, x_i = dE_i/dc = [onehot(type_i) [S], B[i] [K]] (the site
-  energy's derivative; B from ``MTP.basis``); the grade of a configuration is max_i gamma(x_i).  This
-  is what MD grades on the fly (per-atom gamma [n]).
+* ``neighbourhood``: one row per atom, x_i = dE_i/dθ (the site energy's derivative); the grade of a
+  configuration is max_i gamma(x_i).  This is what MD grades on the fly (per-atom gamma [n]).
 * ``configuration``: one row per configuration, the total energy's derivative x = sum_i x_i.
 
-Like MLIP-2 we use only the linear coefficients (the rows depend on the radial coefficients, which are
-fixed once fitted); unlike MLIP-2's binary ``.als``, our active set file is HDF5 (see
-:meth:`ActiveSet.save`).  Grades do not depend on column scaling (x A^-1 is unchanged when x and A are
-multiplied by the same diagonal matrix), so the rows are scaled to unit RMS per column for conditioning.
-When the training rows do not span all K' directions (too few configurations in configuration mode),
-the missing directions are filled with rows ``regularization * q`` along the null space q of the
-training rows, as MLIP-2 starts from a regularised matrix (``select:init-threshold``): training rows
-still grade <= 1, a row with a component along q grades ~|x.q| / regularization (extrapolation).
+Two row definitions (``parameters``): ``all`` (default; as MLIP-2): θ = species coefficients [S],
+radial coefficients [S*S*M*X] (exact derivatives, :func:`radial_rows`) and moment coefficients [K];
+``linear``: only species and moment coefficients, x_i = [onehot(type_i), B[i]] (B from
+``MTP.basis_values``; cheaper, runs on CuPy).  Our active set file is HDF5, not MLIP-2's binary
+``.als`` (see :meth:`ActiveSet.save`).  Grades do not depend on column scaling (x A^-1 is unchanged
+when x and A are multiplied by the same diagonal matrix), so the rows are scaled to unit RMS per
+column for conditioning.  When the training rows do not span all K' directions (dependent radial
+columns, or too few configurations), the missing directions are filled with rows
+``regularization * q`` along the null space q of the training rows, as MLIP-2 starts from a
+regularised matrix (``select:init-threshold``): training rows still grade <= 1, a row with a
+(more than round-off) component along q grades ~|x.q| / regularization (extrapolation).
 
 Data flow: MTP + frames (ase.Atoms) -> :func:`frame_rows` -> :func:`maxvol` -> :class:`ActiveSet`
 (``save``/``load``: ``<potential>.als``) -> ``neighbourhood_grades`` / ``configuration_grade`` /
@@ -235,8 +237,8 @@ def configuration_row(mtp, types, i, j, d, *, xp=None, parameters: str = "linear
 def frame_rows(mtp, frames, *, mode: str = "neighbourhood", parameters: str = "linear", batch_atoms: int = 1500):
     """Rows of many frames (ase.Atoms; MTP types from the potential's species, see ``atom_types``).
 
-    Returns rows [R, S + K], frame [R] (frame index of each row) and atom [R] (atom index within its
-    frame; -1 in configuration mode).  Frames are evaluated in batches of about ``batch_atoms`` atoms.
+    Returns rows [R, K'] (see :func:`neighbourhood_rows`), frame [R] (frame index of each row) and
+    atom [R] (atom index within its frame; -1 in configuration mode).  Frames are evaluated in batches of about ``batch_atoms`` atoms.
     """
     from training.mtp import atom_types
 
@@ -347,7 +349,7 @@ def _array_module(a):
 class ActiveSet:
     """The MaxVol active set of a potential's training set, and grading with it.
 
-    mode: ``neighbourhood`` | ``configuration``; matrix [K', K']: the active rows (K' = S + K, unscaled,
+    mode: ``neighbourhood`` | ``configuration``; matrix [K', K']: the active rows (K' columns, unscaled,
     see the module docstring); scale [K']: the column scale (rows are divided by it); inverse [K', K']:
     (matrix / scale)^-1; source_frame, source_atom [K'] int: where each active row came from (frame
     index in the training set, atom index; -1 for regularisation rows / configuration mode);
