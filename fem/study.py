@@ -285,6 +285,7 @@ def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD,
         (Path(out_dir) / files["table_csv"]).write_text("\n".join(lines) + "\n")
         from . import plots
 
-        plots.sweep_png(Path(out_dir) / files["plot_png"], study["variable"], rows,
+        label = f"area fraction of {B}" if study["variable"] == "fraction" else study["variable"]
+        plots.sweep_png(Path(out_dir) / files["plot_png"], label, rows,
                         title=f"{name}: {study['geometry']}, {s['model']}, load {s['load_direction']}")
     return out
