@@ -1,8 +1,9 @@
 """MTP basis values, their position derivatives and radial-coefficient gradients, batched for fitting.
 
-The fit needs two things the plain model evaluation (``MTP.evaluate``) does not give: the design matrix
-of the linear coefficients (the energy, forces and virial of every basis function for many frames at
-once) and the gradient of a weighted sum of predictions with respect to the radial coefficients θ.
+The fit needs three things the plain model evaluation (``MTP.evaluate``) does not give: the design
+matrix of the linear coefficients (the energy, forces and virial of every basis function for many frames
+at once), the gradient of a weighted sum of predictions with respect to the radial coefficients θ, and
+the Jacobian of the predictions with respect to θ.
 This module computes both for MLIP-2's MTP (Shapeev 2016, Multiscale Model. Simul. 14, 1153; Novikov et
 al. 2021, Mach. Learn.: Sci. Technol. 2, 025002) on the concatenated pair lists of several frames.
 
@@ -14,6 +15,7 @@ Data flow::
     BasisSpec, θ, PairBatch --design-->          energy rows [F, K], force rows [N, 3, K],
                                                  virial rows [F, 6, K]  (K = basis functions)
     BasisSpec, θ, c, PairBatch, seeds --theta_gradient-->  ∂S/∂θ of S = Σ_f a_f E_f + Σ u·F + Σ ρ·W
+    BasisSpec, θ, c, PairBatch --prediction_jacobian-->   ∂(E, F, W)/∂θ at fixed c (for Levenberg-Marquardt)
 
 Conventions (MLIP-2's, as in ``training/mtp/model.py``): radial functions f_μ(r) = Σ_β θ[t_i, t_j, μ, β]
 Q_β(r) with Q_β(r) = s T_β(ξ) (R_max − r)², ξ = (2r − R_min − R_max)/(R_max − R_min), s = ``scaling``;
@@ -44,7 +46,7 @@ import scipy.sparse as sp
 
 from .neighbors import neighbor_pairs
 
-__all__ = ["BasisSpec", "PairBatch", "design", "theta_gradient", "site_basis"]
+__all__ = ["BasisSpec", "PairBatch", "design", "theta_gradient", "prediction_jacobian", "site_basis"]
 
 #: Complex-step size (dimensionless multiplier of δd, which is O(residual)); see module docstring.
 COMPLEX_STEP = 1e-30
