@@ -143,7 +143,7 @@ def _rigid_body_modes(V) -> PETSc.NullSpace:
 
 
 DAMAGE_SNES_OPTIONS = {"snes_type": "vinewtonrsls", "snes_rtol": 1e-9, "snes_atol": 1e-12, "snes_stol": 0.0,
-                       "snes_max_it": 50, "snes_linesearch_type": "basic"}
+                       "snes_max_it": 200, "snes_linesearch_type": "basic"}
 
 
 def linear_solver_options(direct: bool, rtol: float) -> dict:
@@ -332,17 +332,20 @@ class TensileTest:
         return self.ksp.getIterationNumber()
 
     def solve_damage(self) -> int:
-        """Minimise the energy in the damage at fixed displacement, ``alpha_prev <= alpha <= 1``."""
+        """Minimise the energy in the damage at fixed displacement, ``alpha_prev <= alpha <= 1``.
+
+        Returns the Newton iterations, or the (negative) PETSc reason when the
+        solve failed; the caller then treats the load step as not converged.
+        """
         self.snes.setVariableBounds(self.alpha_prev.vector, self.upper)
         x = self.alpha.vector.copy()
         self.snes.solve(None, x)
         reason = self.snes.getConvergedReason()
-        if reason < 0:
-            raise FemSolveError(f"damage solve (SNES VI) did not converge, PETSc reason {reason}")
-        x.copy(self.alpha.vector)
-        self.alpha.x.scatter_forward()
+        if reason >= 0:
+            x.copy(self.alpha.vector)
+            self.alpha.x.scatter_forward()
         x.destroy()
-        return self.snes.getIterationNumber()
+        return self.snes.getIterationNumber() if reason >= 0 else reason
 
     # -- observables -------------------------------------------------------------------------------
     def _sum(self, form) -> float:
@@ -392,12 +395,15 @@ class TensileTest:
         cut costs little.
         """
         growth = 0.0
+        self.failure = f"staggered loop did not converge in {self.opts.max_iterations} iterations (tol {self.opts.tol})"
         for k in range(1, self.opts.max_iterations + 1):
             self.solve_displacement()
             if not self.opts.damage:
                 return True, k, 0.0
             before = self.alpha.x.array.copy()
-            self.solve_damage()
+            if self.solve_damage() < 0:
+                self.failure = f"damage solve (SNES VI) did not converge (PETSc reason {self.snes.getConvergedReason()})"
+                return False, k, float("inf")
             change = self._max(np.abs(self.alpha.x.array - before))
             growth = self._max(self.alpha.x.array - self.alpha_prev.x.array)
             if reject_above is not None and growth > reject_above:
@@ -445,15 +451,14 @@ class TensileTest:
             if not ok and softening:
                 # past the peak the strength and failure strain are known: end the test, say why
                 self.u.x.array[:], self.alpha.x.array[:] = u0, a0
-                res.stopped = (f"staggered loop did not converge at strain {trial:.6g} in {opts.max_iterations} "
-                               f"iterations past the peak; loading ended at strain {strain:.6g}")
+                res.stopped = f"at strain {trial:.6g} past the peak: {self.failure}; loading ended at strain {strain:.6g}"
                 if log is not None:
                     log(res.stopped)
                 break
             if not ok:
-                raise FemSolveError(f"staggered loop did not converge at strain {trial:.6g} in "
-                                    f"{opts.max_iterations} iterations (tol {opts.tol}) at the smallest step; "
-                                    f"raise fem.solver.max_iterations or refine the mesh")
+                raise FemSolveError(f"load step to strain {trial:.6g} (the smallest step): {self.failure}; "
+                                    f"raise fem.solver.max_iterations, lower fem.loading.min_step_fraction "
+                                    f"or refine the mesh")
             softening = softening or first_drop
             last_tangent = tangent
             strain = trial
