@@ -79,7 +79,8 @@ def main(argv=None) -> int:
                "energy_rmse": m["energy_per_atom"]["rmse"], "force_rmse": m["forces"]["rmse"],
                "mlip_energy_rmse": ref and ref["energy_per_atom"], "mlip_force_rmse": ref and ref["forces"]}
         rows.append(row)
-        ratio = f" (x{row['force_rmse'] / ref['forces']:.2f} MLIP-2 force, x{row['energy_rmse'] / ref['energy_per_atom']:.2f} energy)" if ref else ""
+        ratio = (f" (x{row['force_rmse'] / ref['forces']:.2f} MLIP-2 force, "
+                 f"x{row['energy_rmse'] / ref['energy_per_atom']:.2f} energy)") if ref else ""
         print(f"{args.set} level {level}: {row['seconds']} s for {len(train)} frames, {row['iterations']} iterations; "
               f"RMSE energy {row['energy_rmse']:.2e} eV/atom, forces {row['force_rmse']:.2e} eV/A{ratio}", flush=True)
     print(json.dumps(rows, indent=1))

@@ -20,7 +20,8 @@ DATA = Path(__file__).resolve().parent / "data"
 TEMPLATES = Path(__file__).resolve().parents[1] / "training" / "mtp" / "templates"
 
 #: (set, level, theta_frames, max_iter, starts); measured on the shared 2-core machine (docs/fit.md):
-#: cubic 10 101 s (60 iterations gave x1.09, too close to the limit), cubic 16 (one start, 8 iterations on 20 frames) 68 s, multi 10 80-142 s
+#: cubic 10 101 s (60 iterations gave x1.09, too close to the limit), cubic 16 (one start, 8 iterations
+#: on 20 frames) 68 s, multi 10 80-142 s
 CASES = [("cubic", 10, 50, 100, 4), ("cubic", 16, 20, 8, 1), ("multi", 10, 50, 60, 4)]
 
 
