@@ -271,7 +271,7 @@ def generate(system: str, out_dir, *, structure: str = "", plan: AIMDPlan | None
     ``structure``: the builder of :mod:`training.structures` (default: ``system``).
     ``mapper(fn, items) -> list`` runs the chains (``ctx.map`` under MPI;
     default: serial). ``reference_scan``: also compute the 0 K lattice constant and
-    in-plane stiffness of the engine (default: graphene only).
+    in-plane stiffness of the engine (default: the two phases, graphene and borophene).
     A finished dataset (its ``.meta.json`` exists) is returned as is.
     """
     plan = plan or AIMDPlan()
@@ -307,7 +307,7 @@ def generate(system: str, out_dir, *, structure: str = "", plan: AIMDPlan | None
                    "s_per_step": sum(r["elapsed_s"] for r in results) / max(1, sum(r["steps"] for r in results))},
         "units": {"energy": "eV", "forces": "eV/A", "stress": "eV/A^3 (ASE sign, positive = tensile)"},
     }
-    if reference_scan if reference_scan is not None else builder == "graphene":
+    if reference_scan if reference_scan is not None else builder in ("graphene", "borophene"):
         meta["reference"] = structures.reference_properties(builder, calc)
     datasets.write(final, frames)
     datasets._atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))

@@ -1,0 +1,41 @@
+"""The embedded default datasets of the graphene/borophene case: present, readable, covering what the
+later stages need (300-1500 K, strains to beyond failure, energies, forces and stresses), honest about
+the engine."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import aimd, datasets
+
+DATA = Path(__file__).resolve().parents[1] / "cases" / "graphene_borophene" / "data"
+SYSTEMS = {"graphene": {"C"}, "borophene": {"B"}, "interface": {"B", "C"}}
+
+
+@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def test_embedded_dataset_covers_the_training_recipe(system):
+    path = DATA / f"{system}.extxyz.gz"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: regenerate it with the command in {DATA / 'README.md'}")
+    frames = datasets.read(path)
+    assert len(frames) >= 200
+    assert set(np.concatenate([a.get_chemical_symbols() for a in frames])) == SYSTEMS[system]
+    temperatures = {a.info["temperature_K"] for a in frames}
+    assert min(temperatures) <= 300 and max(temperatures) >= 1500
+    strains = np.array([a.info["strain"] for a in frames])
+    assert strains.max() >= 0.3 and strains.min() == 0.0
+    for atoms in frames[:: 25]:
+        assert np.isfinite(atoms.get_potential_energy())
+        assert atoms.get_forces().shape == (len(atoms), 3)
+        assert atoms.get_stress().shape == (6,)
+        cell = atoms.cell.lengths()
+        assert cell[0] >= 10.0 and cell[1] >= 10.0  # twice the 5 A MTP cut-off
+    meta = aimd.read_metadata(path)
+    assert "not DFT" in meta["engine"]["theory"]
+    assert meta["n_frames"] == len(frames)
+
+
+def test_graphene_reference_stiffness_is_recorded():
+    ref = aimd.read_metadata(DATA / "graphene.extxyz.gz")["reference"]
+    assert 2.40 < ref["lattice_A"]["a"] < 2.50
+    assert 300 < ref["E_x_N_per_m"] < 400 and abs(ref["E_x_N_per_m"] - ref["E_y_N_per_m"]) < 5
