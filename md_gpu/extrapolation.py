@@ -81,17 +81,13 @@ class ExtrapolationControl:
 
 
 def mtp_grader(mtp, active_set_path):
-    """The grade hook of an MTP with its active set (needs ``training.mtp`` to provide grading).
+    """The grade hook of an MTP with its active set (``training.maxvol.ActiveSet``, the fit stage's ``.als``).
 
-    Expects ``training.mtp`` to offer ``ActiveSet.read(path)`` and
-    ``active_set.grades(mtp, types, i, j, d, n_atoms) -> gamma [n]``; raises a clear
-    error naming what is missing otherwise.
+    Returns ``grade(positions, cell, types, i, j, d) -> gamma [n]``, the MaxVol
+    extrapolation grade of every atom's neighbourhood.
     """
-    try:
-        from training.mtp import ActiveSet
-    except ImportError:
-        raise MDSetupError("extrapolation control needs training.mtp.ActiveSet (the fit stage's active "
-                           f"set reader) to read {active_set_path}; it is not available yet") from None
+    from training.maxvol import ActiveSet
+
     active = ActiveSet.read(active_set_path)
 
     def grade(positions, cell, types, i, j, d):

@@ -4,6 +4,7 @@ Data flow::
 
     runs/fit/<system>.mtp + training.structures.build(systems.<name>.structure)
       --ctx.map over MPI ranks--> one task per (system, direction, seed) [+ (system, 'elastic', seed)]
+                                  [+ (phase, 'elastic_low_T'): once at md.elastic.low_temperature_K]
       --> runs/md/<system>_<direction>_seed<k>.h5 (+ .extxyz, checkpoints while running)
       --> runs/md/summary.json: per system and direction the mean, sem and n over seeds (2D units, N/m)
 
@@ -14,7 +15,9 @@ the ``training.structures`` interface cell). ``summary.json`` is what the
 
     {"temperature_K": 300.0, "strain_rate_per_s": 1e9,
      "systems": {"graphene": {"directions": {"x": {"youngs_modulus_N_per_m": {mean, sem, n}, ...}},
-                              "elastic_N_per_m": {"C11": {...}, ...}, "provenance": {...}},
+                              "elastic_N_per_m": {"C11": {...}, ...},
+                              "elastic_low_T_N_per_m": {"C11": {...}, ..., "temperature_K": 1.0},
+                              "provenance": {...}},
                  "interface": {"normal": {...}, "provenance": {...}}}}
 
 A checkpoint left in the stage's scratch folder by an interrupted run is resumed.
@@ -22,6 +25,7 @@ A checkpoint left in the stage's scratch folder by an interrupted run is resumed
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from .analysis import mean_sem
@@ -48,6 +52,8 @@ MD_SETTINGS = {
         "enabled": (bool, True, "also measure C11, C22, C12, C66 at temperature_K (one run per seed)"),
         "delta": (float, 0.005, "strain amplitude of the finite differences"),
         "sample_steps": (int, 2000, "steps averaged per strained cell"),
+        "low_temperature_K": (float, 1.0, "also measure them once (seed 0) at this temperature (K), near the "
+                                          "reference engine's 0 K stiffness (0: off)"),
     },
     "extrapolation": {
         "every": (int, 0, "steps between extrapolation-grade checks (0: off; needs the fit stage's .als)"),
@@ -94,11 +100,14 @@ def run_task(task: dict) -> dict:
                            key=f"systems.{task['system']}.structure")
     run_settings = _run_settings(settings, task["seed"])
     prefix = Path(task["out_dir"]) / task["name"]
-    if task["kind"] == "elastic":
+    if task["kind"] in ("elastic", "elastic_low_T"):
         e = settings["elastic"]
+        if task["kind"] == "elastic_low_T":
+            run_settings = replace(run_settings, temperature_K=e["low_temperature_K"])
         c = elastic_constants(ff, atoms, delta=e["delta"], sample_steps=e["sample_steps"], settings=run_settings,
                               log=lambda line: None)
-        return {**task, "result": {k: c[k] for k in ("C11", "C22", "C12", "C66")}, "unit": c["unit"]}
+        return {**task, "result": {k: c[k] for k in ("C11", "C22", "C12", "C66")}, "unit": c["unit"],
+                "temperature_K": c["temperature_K"]}
     control = None
     x = settings["extrapolation"]
     if x["every"] > 0:
@@ -138,6 +147,10 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
             if settings["elastic"]["enabled"]:
                 tasks.append({**base, "kind": "elastic", "direction": None, "seed": seed,
                               "name": f"{system}_elastic_seed{seed}"})
+        if entry["kind"] != "interface" and settings["elastic"]["enabled"] \
+                and settings["elastic"]["low_temperature_K"] > 0:
+            tasks.append({**base, "kind": "elastic_low_T", "direction": None, "seed": 0,
+                          "name": f"{system}_elastic_low_T"})
     return tasks
 
 
@@ -152,8 +165,8 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         entry = systems.setdefault(r["system"], {"provenance": {
             "potential": r["potential"], "md_runs": [], "strain_rate_per_s": settings["strain_rate_per_s"],
             "temperature_K": settings["temperature_K"]}})
-        if r["kind"] == "elastic":
-            entry.setdefault("_elastic", []).append((r["result"], r["unit"]))
+        if r["kind"] in ("elastic", "elastic_low_T"):
+            entry.setdefault(f"_{r['kind']}", []).append((r["result"], r["unit"], r["temperature_K"]))
             continue
         entry["provenance"]["md_runs"].append(r["h5"])
         entry["provenance"]["n_atoms"] = r["n_atoms"]
@@ -169,10 +182,14 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
             entry["normal"] = per_direction["normal"]
         elif per_direction:
             entry["directions"] = per_direction
-        elastic = entry.pop("_elastic", None)
-        if elastic:
-            key = "elastic_N_per_m" if elastic[0][1] == "N/m" else "elastic_GPa"  # bulk test cells: GPa
-            entry[key] = {k: mean_sem([c[k] for c, _ in elastic]) for k in ("C11", "C22", "C12", "C66")}
+        for kind, suffix in (("elastic", ""), ("elastic_low_T", "_low_T")):
+            elastic = entry.pop(f"_{kind}", None)
+            if elastic:
+                unit = "N_per_m" if elastic[0][1] == "N/m" else "GPa"  # bulk test cells: GPa
+                stats = {k: mean_sem([c[k] for c, _, _ in elastic]) for k in ("C11", "C22", "C12", "C66")}
+                if suffix:
+                    stats["temperature_K"] = elastic[0][2]
+                entry[f"elastic{suffix}_{unit}"] = stats
     return {"format": "md_gpu-summary/1", "temperature_K": settings["temperature_K"],
             "strain_rate_per_s": settings["strain_rate_per_s"], "systems": systems}
 

@@ -44,16 +44,27 @@ def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
     write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
     ctx = _ctx(tmp_path, "cu.extxyz")
     out = run_md(_settings(supercell=[2, 2]), ctx)
-    assert out["runs"] == 4  # 2 seeds x (x + elastic)
+    assert out["runs"] == 5  # 2 seeds x (x + elastic) + one elastic run at 1 K
     summary = json.loads((ctx.out_dir / "summary.json").read_text())
     x = summary["systems"]["cu"]["directions"]["x"]
     assert x["youngs_modulus_GPa"]["n"] == 2 and x["youngs_modulus_GPa"]["sem"] > 0
     assert 20 < x["youngs_modulus_GPa"]["mean"] < 300
     assert set(summary["systems"]["cu"]["elastic_GPa"]) == {"C11", "C22", "C12", "C66"}
+    low = summary["systems"]["cu"]["elastic_low_T_GPa"]
+    assert low["temperature_K"] == 1.0 and low["C11"]["n"] == 1 and 100 < low["C11"]["mean"] < 300
     prov = summary["systems"]["cu"]["provenance"]
     assert prov["md_runs"] == ["cu_x_seed0.h5", "cu_x_seed1.h5"] and prov["n_atoms"] == 16
     stored = read_run_h5(ctx.out_dir / "cu_x_seed1.h5")
     assert stored["settings"]["seed"] == 1 and stored["settings"]["strain_rate_per_s"] == 1e12
+
+
+def test_md_stage_low_temperature_elastic_run_can_be_switched_off(tmp_path):
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    ctx = _ctx(tmp_path, "cu.extxyz")
+    settings = _settings(seeds=1, directions=[], elastic={"sample_steps": 10, "low_temperature_K": 0.0})
+    assert run_md(settings, ctx)["runs"] == 1
+    summary = json.loads((ctx.out_dir / "summary.json").read_text())
+    assert "elastic_GPa" in summary["systems"]["cu"] and "elastic_low_T_GPa" not in summary["systems"]["cu"]
 
 
 def test_md_stage_bad_settings_and_missing_potential(tmp_path):

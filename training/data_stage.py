@@ -11,7 +11,7 @@ dataset has metadata), ``<system>_hist.png``, ``summary.json``.
 
 The returned summary (also ``summary.json``) holds, per system, the numbers of
 :func:`training.summary.summarize`, including the reference engine and, for
-generated graphene, the engine's 0 K lattice constant and stiffness.
+generated phases (graphene, borophene), the engine's 0 K lattice constants and stiffness.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ DATA_SETTINGS = {
     "generate": (bool, False, "generate datasets missing from the case's data/ folder with the engine"),
     "engine": (str, "tblite-gfn1", "reference engine: tblite-gfn1 | tblite-gfn2 | gpaw | python:module.Class"),
     "engine_settings": (dict, {}, "keyword arguments of the engine's ASE calculator"),
-    "reference_scan": (bool, True, "with generation: the engine's 0 K graphene lattice constant and "
-                                   "stiffness (N/m) from a static strain scan"),
+    "reference_scan": (bool, True, "with generation: the engine's 0 K lattice constants and in-plane "
+                                   "stiffness (N/m) of the phases from a static strain scan"),
     "aimd": {
         "temperatures_K": (list, list(_PLAN.temperatures_K), "NVT temperatures (K)"),
         "strain_modes": (list, list(_PLAN.strain_modes), "strain modes: x, y (uniaxial), xy (biaxial)"),
