@@ -27,12 +27,13 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import xp_for
-from .errors import MDSetupError
+from .errors import MDRunError, MDSetupError
 from .integrators import MDState, stress
 from .state import State, volume
 from .units import EV_PER_A3_TO_GPA, KB
 
 AXES = {"x": 0, "y": 1, "z": 2}
+MAX_LOG_RESCALE = 0.05  # a barostat step that changes a cell length by 5 % means the system blew up
 
 
 def axis_index(axis) -> int:
@@ -106,6 +107,12 @@ class Barostat:
             if self.stochastic and self.temperature_K > 0:
                 noise = float(md.rng.standard_normal())
                 log_mu[k] += np.sqrt(2 * KB * self.temperature_K * dt_fs / (b_ev * volume(s.cell) * self.tau_fs)) * noise
+        if not np.all(np.abs(log_mu) < MAX_LOG_RESCALE):
+            k = int(np.argmax(np.abs(np.nan_to_num(log_mu, nan=np.inf))))
+            raise MDRunError(f"barostat: at step {md.step} the stress along {'xyz'[k]} is {sigma[k, k]:.3g} GPa, "
+                             f"which would rescale the cell by exp({log_mu[k]:.3g}) in one step: the system blew "
+                             "up. The potential is probably extrapolating (check it with md.extrapolation.every "
+                             "and the fit stage's grades); a longer md.barostat_tau_fs also damps the cell")
         mu = np.exp(log_mu)
         new = scale_axes(s, mu)
         if self.stochastic:

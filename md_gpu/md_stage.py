@@ -24,6 +24,7 @@ A checkpoint left in the stage's scratch folder by an interrupted run is resumed
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,22 @@ def _run_settings(settings: dict, seed: int):
                        checkpoint_every=settings["checkpoint_every"], seed=seed)
 
 
+def _resumable(task: dict, prefix: Path) -> bool:
+    """True when ``<prefix>.ckpt.npz`` was left by an interrupted run of this very task (same settings,
+    same potential file content); a checkpoint of other settings is deleted, never resumed."""
+    checkpoint = Path(f"{prefix}.ckpt.npz")
+    stamp_path = Path(f"{prefix}.task.json")
+    potential = Path(task["potential"])
+    stamp = json.dumps({"settings": task["settings"], "structure": task["structure"], "seed": task["seed"],
+                        "potential_sha256": hashlib.sha256(potential.read_bytes()).hexdigest()},
+                       sort_keys=True, default=str)
+    same = stamp_path.is_file() and stamp_path.read_text() == stamp
+    if checkpoint.is_file() and not same:
+        checkpoint.unlink()
+    stamp_path.write_text(stamp)
+    return checkpoint.is_file()
+
+
 def run_task(task: dict) -> dict:
     """One MD run (module-level so that ``ctx.map`` can send it to any rank); returns plain data."""
     from .extrapolation import ExtrapolationControl, mtp_grader
@@ -119,7 +136,7 @@ def run_task(task: dict) -> dict:
     r = protocol(ff, atoms, strain_rate_per_s=settings["strain_rate_per_s"], max_strain=settings["max_strain"],
                  transverse=settings["transverse"], settings=run_settings, thickness_A=task["thickness_A"],
                  fit_window=(0.0, settings["fit_max_strain"]), out_prefix=prefix,
-                 resume=Path(f"{prefix}.ckpt.npz").is_file(), extrapolation=control, log=lambda line: None,
+                 resume=_resumable(task, prefix), extrapolation=control, log=lambda line: None,
                  **direction)
     return {**task, "result": r["properties"], "h5": f"{task['name']}.h5", "n_atoms": r["settings"]["n_atoms"]}
 

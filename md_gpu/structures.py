@@ -48,12 +48,12 @@ def load_structure(spec: str, *, base_dir=None, repeat=None, key: str = "structu
             raise MDSetupError(f"{key}: cannot read structure file {path} ({exc})") from None
     else:
         try:
-            from training.structures import BUILDERS, build
+            from training.structures import ALIASES, BUILDERS, build
         except ImportError:
             raise MDSetupError(f"{key}: {spec!r} is not a file and training.structures is not available") from None
-        if spec not in BUILDERS:
+        if spec not in BUILDERS and spec not in ALIASES:
             raise MDSetupError(f"{key}: {spec!r} is neither a structure file nor a builder of "
-                               f"training.structures ({', '.join(BUILDERS)})")
+                               f"training.structures ({', '.join(list(BUILDERS) + list(ALIASES))})")
         atoms = build(spec)
     atoms = as_sheet(atoms)
     if repeat is not None:

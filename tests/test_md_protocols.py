@@ -152,6 +152,16 @@ def test_barostat_refuses_the_vacuum_direction_of_a_sheet():
         tensile(FF, triangular_sheet(), direction="z")
 
 
+def test_barostat_stops_a_blown_up_cell_with_a_clear_error():
+    """A stress that would rescale the cell by more than 5 % in one step is a blow-up, not a state to integrate."""
+    squeezed = cu(2)
+    squeezed.set_cell(squeezed.cell * 0.8, scale_atoms=True)
+    barostat = Barostat(("x", "y", "z"), tau_fs=1.0, modulus_GPa=1.0, stochastic=False)
+    sim = Simulation(FF, from_atoms(squeezed), dt_fs=1.0, **QUIET)
+    with pytest.raises(MDRunError, match="blew up.*extrapolating"):
+        sim.run([Stage("npt", 5, barostat=barostat)])
+
+
 class _Crash(Exception):
     pass
 

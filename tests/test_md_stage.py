@@ -84,6 +84,7 @@ def test_structure_loading_and_repeat(tmp_path):
     atoms = repeat_to(bulk("Cu", "fcc", a=3.61, cubic=True), 1000)
     assert 1000 <= len(atoms) < 1500
     sheet = load_structure("graphene")
+    assert len(load_structure("borophene_chi3")) == len(load_structure("borophene"))  # case.yaml aliases
     assert not sheet.pbc[2] and len(repeat_to(sheet, 1000)) >= 1000
 
 
@@ -109,3 +110,22 @@ def test_cli_tensile_bench_and_errors(tmp_path, capsys):
     assert "atom-steps/s" in capsys.readouterr().out
     assert _cli(["bench", "--potential", "model.txt"]) == 1
     assert "give an MLIP .mtp file" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    """An interrupted run resumes only with the same settings and potential; otherwise it starts afresh."""
+    from md_gpu.md_stage import _resumable
+
+    pot = tmp_path / "cu.mtp"
+    pot.write_text(POT.read_text())
+    task = {"settings": _settings(), "structure": "cu.extxyz", "seed": 0, "potential": str(pot)}
+    prefix = tmp_path / "cu_x_seed0"
+    checkpoint = tmp_path / "cu_x_seed0.ckpt.npz"
+    assert not _resumable(task, prefix)  # first start: nothing to resume
+    checkpoint.write_bytes(b"interrupted run")
+    assert _resumable(task, prefix)  # same task: resume
+    assert not _resumable({**task, "settings": _settings(barostat_tau_fs=100.0)}, prefix)
+    assert not checkpoint.exists()
+    checkpoint.write_bytes(b"interrupted run")
+    pot.write_text(POT.read_text() + "\n")  # refitted potential
+    assert not _resumable({**task, "settings": _settings(barostat_tau_fs=100.0)}, prefix)

@@ -1,0 +1,84 @@
+"""The whole chain data -> fit -> md -> constitutive -> fem -> report on a tiny copy of the default case.
+
+Every stage runs for real on small inputs: every 4th frame of the embedded GFN1-xTB datasets, level-6
+MTPs, a few hundred MD steps at a fast strain rate, a coarse FE mesh. The test checks that each stage
+hands the next what it needs (file contracts of DESIGN.md), that the report carries the cross-scale
+checks with numbers, and that a second run skips every stage.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from multiscale.case import Case
+from multiscale.runner import case_status
+from training import datasets
+
+pytestmark = pytest.mark.slow
+
+DEFAULT = Path(__file__).resolve().parents[1] / "cases" / "graphene_borophene"
+SYSTEMS = ("graphene", "borophene", "interface")
+
+
+def tiny_case(root: Path) -> Path:
+    """The default case with every 4th embedded frame and settings small enough for a 2-core test."""
+    raw = yaml.safe_load((DEFAULT / "case.yaml").read_text())
+    raw.pop("presets")
+    raw.pop("default_preset")
+    raw["fit"] = {"level": 6, "max_iter": 15, "passive": {"every_k": 3, "threshold": 2.0}}
+    raw["md"].update(seeds=1, directions=["x", "y"], strain_rate_per_s=2e11, max_strain=0.3, equilibrate_steps=200,
+                     thermo_every=10, checkpoint_every=0,
+                     elastic={"sample_steps": 500, "low_temperature_K": 1.0})
+    raw["fem"].update(length_nm=20.0, height_nm=20.0, mesh_size_nm=1.0, ell_nm=2.0, interface_width_nm=0.0,
+                      stripes={"period_nm": 20.0, "fraction": 0.5, "orientation": "x"},
+                      loading={"max_strain": 0.3, "n_steps": 10}, write_fields=False, studies=[])
+    case = root / "tiny"
+    (case / "data").mkdir(parents=True)
+    (case / "case.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for system in SYSTEMS:
+        frames = datasets.read(DEFAULT / "data" / f"{system}.extxyz.gz")[::4]
+        datasets.write(case / "data" / f"{system}.extxyz.gz", frames)
+        shutil.copy(DEFAULT / "data" / f"{system}.meta.json", case / "data" / f"{system}.meta.json")
+    return case
+
+
+def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
+    case_dir = tiny_case(tmp_path)
+    result = Case.load(case_dir).run()
+    assert result.ran == ["data", "fit", "md", "constitutive", "fem", "report"]
+    runs = case_dir / "runs"
+
+    for system in SYSTEMS:
+        assert (runs / "fit" / f"{system}.mtp").is_file() and (runs / "fit" / f"{system}.als").is_file()
+    md = json.loads((runs / "md" / "summary.json").read_text())["systems"]
+    for phase in ("graphene", "borophene"):
+        e = md[phase]["directions"]["x"]["youngs_modulus_N_per_m"]["mean"]
+        assert 10 < e < 1000, f"{phase}: E_x = {e} N/m"
+        assert md[phase]["elastic_low_T_N_per_m"]["temperature_K"] == 1.0
+    assert md["interface"]["normal"]["ultimate_strength_N_per_m"]["mean"] > 0
+
+    props = json.loads((runs / "constitutive" / "properties.json").read_text())
+    assert set(props["phases"]) == {"graphene", "borophene"} and props["interfaces"]
+    fem = json.loads((runs / "fem" / "fem_results.json").read_text())
+    modulus = fem["tensile"]["modulus_N_per_m"]
+    # Stripes along x pulled along y are springs in series: the Reuss average of the y moduli
+    # E2 = (C11 C22 - C12^2) / C11 the FE takes from the MD elastic constants (the transverse
+    # constraint between the stripes makes the FE sample slightly stiffer than that bound).
+    def e2(c):
+        return (c["C11"]["mean"] * c["C22"]["mean"] - c["C12"]["mean"] ** 2) / c["C11"]["mean"]
+
+    e_graphene, e_borophene = (e2(props["phases"][p]["elastic_N_per_m"]) for p in ("graphene", "borophene"))
+    reuss = 1.0 / (0.5 / e_graphene + 0.5 / e_borophene)
+    assert 0.99 * reuss < modulus < 1.1 * reuss, (modulus, e_graphene, e_borophene)
+
+    checks = json.loads((runs / "report" / "checks.json").read_text())
+    measured = [row for row in checks if row["ours"] is not None]
+    assert {row["check"].split(" (")[0] for row in measured} == {"MTP-MD vs reference engine stiffness",
+                                                                  "FE stripes vs direct MD"}
+    assert "Cross-scale checks" in (runs / "report" / "index.html").read_text()
+
+    again = Case.load(case_dir).run()
+    assert again.ran == [] and len(again.skipped) == 6
+    assert {row.state for row in case_status(Case.load(case_dir))} == {"done"}
