@@ -46,6 +46,9 @@ MD_SETTINGS = {
     "thermostat_tau_fs": (float, 100.0, "thermostat time constant (fs)"),
     "barostat_tau_fs": (float, 500.0, "barostat time constant (fs)"),
     "supercell": (list, [1, 1], "repeats of the built structure along x and y"),
+    "short_range_core": (bool, True, "MTP pairs closer than the training data's shortest distance of their species "
+                                     "pair (fit/<system>_fit.json) or min_dist: bounded MTP + repulsive wall "
+                                     "(md_gpu/forcefields/mtp.py); the exact MTP above"),
     "thermo_every": (int, 10, "steps between thermo rows"),
     "traj_every": (int, 0, "steps between extxyz frames (0: none)"),
     "checkpoint_every": (int, 2000, "steps between checkpoints (0: none)"),
@@ -88,6 +91,11 @@ def _run_settings(settings: dict, seed: int):
                        checkpoint_every=settings["checkpoint_every"], seed=seed)
 
 
+def _progress_printer(task: dict):
+    """Progress lines of one run (steps, atom-steps/s, ETA every 30 s), on whichever rank runs it."""
+    return lambda line: print(f"[md] {task['name']}: {line}", flush=True)
+
+
 def _resumable(task: dict, prefix: Path) -> bool:
     """True when ``<prefix>.ckpt.npz`` was left by an interrupted run of this very task (same settings,
     same potential file content); a checkpoint of other settings is deleted, never resumed."""
@@ -112,7 +120,8 @@ def run_task(task: dict) -> dict:
     from .structures import load_structure
 
     settings = task["settings"]
-    ff = load_forcefield(task["potential"], species=task.get("species"))
+    ff = load_forcefield(task["potential"], species=task.get("species"), core=settings["short_range_core"],
+                         core_radii=task.get("core_radii"))
     atoms = load_structure(task["structure"], base_dir=task["case_dir"], repeat=settings["supercell"] + [1],
                            key=f"systems.{task['system']}.structure")
     run_settings = _run_settings(settings, task["seed"])
@@ -122,7 +131,7 @@ def run_task(task: dict) -> dict:
         if task["kind"] == "elastic_low_T":
             run_settings = replace(run_settings, temperature_K=e["low_temperature_K"])
         c = elastic_constants(ff, atoms, delta=e["delta"], sample_steps=e["sample_steps"], settings=run_settings,
-                              log=lambda line: None)
+                              log=_progress_printer(task))
         return {**task, "result": {k: c[k] for k in ("C11", "C22", "C12", "C66")}, "unit": c["unit"],
                 "temperature_K": c["temperature_K"]}
     control = None
@@ -136,7 +145,7 @@ def run_task(task: dict) -> dict:
     r = protocol(ff, atoms, strain_rate_per_s=settings["strain_rate_per_s"], max_strain=settings["max_strain"],
                  transverse=settings["transverse"], settings=run_settings, thickness_A=task["thickness_A"],
                  fit_window=(0.0, settings["fit_max_strain"]), out_prefix=prefix,
-                 resume=_resumable(task, prefix), extrapolation=control, log=lambda line: None,
+                 resume=_resumable(task, prefix), extrapolation=control, log=_progress_printer(task),
                  **direction)
     return {**task, "result": r["properties"], "h5": f"{task['name']}.h5", "n_atoms": r["settings"]["n_atoms"]}
 
@@ -150,7 +159,9 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
         if not potential.is_file():
             raise MDSetupError(f"md: {potential} is missing; the fit stage did not write a potential for "
                                f"'{system}' (rerun `multiscale run {ctx.case_dir} --stages fit`)")
-        base = {"system": system, "potential": str(potential), "structure": entry["structure"],
+        fit_report = fit_dir / f"{system}_fit.json"
+        core_radii = json.loads(fit_report.read_text()).get("shortest_distance_A") if fit_report.is_file() else None
+        base = {"system": system, "potential": str(potential), "structure": entry["structure"], "core_radii": core_radii,
                 "case_dir": str(ctx.case_dir), "out_dir": str(ctx.out_dir), "settings": settings,
                 "thickness_A": entry.get("thickness_A")}
         for seed in range(settings["seeds"]):
@@ -211,6 +222,40 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
             "strain_rate_per_s": settings["strain_rate_per_s"], "systems": systems}
 
 
+def plot_stress_strain(out_dir: Path, system: str, runs: list[dict]) -> Path | None:
+    """``<system>_stress_strain.png``: the stress-strain curve of every tensile run of ``system``
+    (2D stress in N/m for sheets, GPa otherwise; one colour per direction, one line per seed)."""
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import read_run_h5
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colours = {}
+    unit = "GPa"
+    for r in sorted(runs, key=lambda r: (r["direction"], r["seed"])):
+        curve = read_run_h5(Path(out_dir) / r["h5"])["stress_strain"]
+        key = "stress_N_per_m" if "stress_N_per_m" in curve else "stress_GPa"
+        unit = "N/m" if key == "stress_N_per_m" else "GPa"
+        colour = colours.setdefault(r["direction"], f"C{len(colours)}")
+        label = f"{r['direction']} (seeds)" if r["seed"] == 0 else None
+        ax.plot(curve["strain"], curve[key], color=colour, lw=1, alpha=0.8, label=label)
+    ax.set_xlabel("engineering strain")
+    ax.set_ylabel(f"stress ({unit})")
+    ax.set_title(f"{system}: MD tension at {runs[0]['settings']['temperature_K']:g} K, "
+                 f"{runs[0]['settings']['strain_rate_per_s']:.2g} 1/s")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(out_dir) / f"{system}_stress_strain.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def run_md(settings: dict, ctx) -> dict:
     """Stage entry point (docs/architecture.md): run all tasks over the ranks, write ``summary.json``."""
     _check(settings)
@@ -223,4 +268,6 @@ def run_md(settings: dict, ctx) -> dict:
         tmp = ctx.out_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
         tmp.replace(ctx.out_dir / "summary.json")
+        for system in summary["systems"]:
+            plot_stress_strain(ctx.out_dir, system, [r for r in results if r["system"] == system and "h5" in r])
     return {"runs": len(tasks), "systems": sorted(summary["systems"])}

@@ -88,3 +88,71 @@ def test_nvt_with_mtp_over_20ps(ff, thermostat):
     kt = KB * 300.0
     assert 2 * ke.mean() / (ndf * KB) == pytest.approx(300.0, rel=0.01)
     assert ke.var() == pytest.approx(0.5 * ndf * kt * kt, rel=0.10)
+
+
+def _squeezed_pair(ff, r):
+    """2x2x2 fcc Cu with atom 0 moved to distance r (Å) from its nearest neighbour."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    vectors = atoms.get_distances(0, range(1, len(atoms)), mic=True, vector=True)
+    k = int(np.argmin(np.linalg.norm(vectors, axis=1)))
+    u = vectors[k] / np.linalg.norm(vectors[k])
+    atoms.positions[0] += u * (np.linalg.norm(vectors[k]) - r)
+    return atoms, u
+
+
+def _energy_forces(ff, atoms):
+    state = from_atoms(atoms, species=ff.species)
+    nl = NeighborList(ff.cutoff, 1.0, state.pbc)
+    nl.build(state.positions, state.cell)
+    res = compute_forces(ff, state.positions, state.cell, state.types, nl)
+    return res.energy, np.asarray(res.forces)
+
+
+def test_short_range_core_is_exactly_the_mtp_above_min_dist(ff):
+    bare = MTPForceField.read(POT, species=("Cu",), core=False)
+    atoms, _ = _squeezed_pair(ff, 1.05 * ff.mtp.min_dist)
+    for a in (atoms, bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)):
+        e_core, f_core = _energy_forces(ff, a)
+        e_bare, f_bare = _energy_forces(bare, a)
+        assert e_core == e_bare and np.array_equal(f_core, f_bare)
+
+
+def test_short_range_core_repels_and_its_forces_are_the_energy_gradient(ff):
+    """Without the core the MTP dives to minus infinity inside min_dist; with it the pair is pushed apart."""
+    c = ff.mtp.min_dist
+    bare = MTPForceField.read(POT, species=("Cu",), core=False)
+    e_contact = _energy_forces(ff, _squeezed_pair(ff, c)[0])[0]
+    energies = [_energy_forces(ff, _squeezed_pair(ff, r)[0])[0] for r in np.linspace(0.3 * c, c, 15)]
+    assert min(energies) > e_contact - 5.0  # bounded: at most a shallow dip just inside min_dist
+    assert energies[0] > e_contact + 20.0 and np.all(np.diff(energies[:5]) < 0)  # then a hard wall
+    assert _energy_forces(bare, _squeezed_pair(ff, 0.5 * c)[0])[0] < e_contact - 100.0
+    for r in (0.97 * c, 0.85 * c, 0.6 * c):  # central differences through the map g(r) and the wall
+        atoms, u = _squeezed_pair(ff, r)
+        forces = _energy_forces(ff, atoms)[1]
+        h = 1e-5
+        for axis in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[0, axis] += h
+            minus.positions[0, axis] -= h
+            fd = -(_energy_forces(ff, plus)[0] - _energy_forces(ff, minus)[0]) / (2 * h)
+            assert forces[0, axis] == pytest.approx(fd, rel=1e-5, abs=1e-5)
+    atoms, u = _squeezed_pair(ff, 0.6 * c)
+    assert np.dot(_energy_forces(ff, atoms)[1][0], u) < -50.0  # atom 0 is pushed away from its neighbour
+
+
+def test_core_radius_from_the_training_data_and_bad_keys():
+    """With a core radius above min_dist (the data's shortest Cu-Cu distance), the wall starts there."""
+    from ase.build import graphene as ase_graphene
+    from training.datasets import shortest_pair_distances
+
+    sheet = ase_graphene(a=2.46, vacuum=5.0).repeat((3, 3, 1))
+    assert shortest_pair_distances([sheet]) == {"C-C": pytest.approx(2.46 / np.sqrt(3))}
+    wide = MTPForceField.read(POT, species=("Cu",), core_radii={"Cu-Cu": 2.2})
+    bare = MTPForceField.read(POT, species=("Cu",), core=False)
+    atoms, u = _squeezed_pair(wide, 2.3)
+    assert _energy_forces(wide, atoms)[0] == _energy_forces(bare, atoms)[0]
+    atoms, u = _squeezed_pair(wide, 1.8)
+    e_wide, f_wide = _energy_forces(wide, atoms)
+    assert e_wide > _energy_forces(bare, atoms)[0] + 100.0  # 0.4 A inside the wall: > 200 eV
+    with pytest.raises(MDSetupError, match="'Cu-B'"):
+        MTPForceField.read(POT, species=("Cu",), core_radii={"Cu-B": 1.0})

@@ -266,3 +266,21 @@ def write(path, frames, *, species=None) -> Path:
         raise DatasetError(f"{path}: writing {fmt} is not supported; write .extxyz(.gz) or .cfg")
     _atomic_write(path, write_fn)
     return path
+
+
+def shortest_pair_distances(frames, *, search_A: float = 3.0) -> dict[str, float]:
+    """The shortest distance (Å) of every species pair over ``frames``: ``{"B-C": 1.19, ...}``
+    (symbols sorted; pairs never closer than ``search_A`` are left out). The MD engine's
+    short-range core starts there: below it a fitted potential has seen no data."""
+    from ase.neighborlist import neighbor_list
+
+    species = sorted({s for atoms in frames for s in atoms.get_chemical_symbols()})
+    n = len(species)
+    best = np.full(n * n, np.inf)
+    for atoms in frames:
+        i, j, dist = neighbor_list("ijd", atoms, search_A)
+        t = np.searchsorted(species, atoms.get_chemical_symbols())
+        a, b = np.minimum(t[i], t[j]), np.maximum(t[i], t[j])
+        np.minimum.at(best, a * n + b, dist)
+    return {f"{species[a]}-{species[b]}": float(best[a * n + b])
+            for a in range(n) for b in range(a, n) if np.isfinite(best[a * n + b])}

@@ -132,6 +132,7 @@ def fit_system(task: dict) -> dict:
     report = {"system": name, "dataset": str(task["dataset"]), "species": res.mtp.species, "level": settings["level"],
               "basis_size": res.mtp.basis_size, "settings": settings, **res.report,
               "errors_all_frames": fit_report.metrics(pred),
+              "shortest_distance_A": datasets.shortest_pair_distances(frames),
               "grades": {"preliminary": res.grades_preliminary.tolist(), "final": res.grades_final.tolist()},
               "log": lines, "seconds_total": time.time() - t0,
               "files": {"potential": f"{name}.mtp", "active_set": f"{name}.als", "parity": f"{name}_parity.png",

@@ -16,8 +16,9 @@ BUILTIN = {
 }
 
 
-def load_forcefield(spec, *, species=None):
-    """An MTP force field from a ``.mtp`` path (``species``: element per type if the file lacks them) or a built-in."""
+def load_forcefield(spec, *, species=None, core: bool = True, core_radii: dict | None = None):
+    """An MTP force field from a ``.mtp`` path (``species``: element per type if the file lacks them;
+    ``core``, ``core_radii``: the short-range core, see :mod:`md_gpu.forcefields.mtp`) or a built-in."""
     spec = str(spec)
     if spec in BUILTIN:
         return BUILTIN[spec]()
@@ -26,4 +27,4 @@ def load_forcefield(spec, *, species=None):
                            f"{', '.join(BUILTIN)}")
     from .mtp import MTPForceField
 
-    return MTPForceField.read(spec, species=species)
+    return MTPForceField.read(spec, species=species, core=core, core_radii=core_radii)

@@ -4,13 +4,37 @@
 species come from the file's ``potential_tag`` (``species=C,B``) or must be
 given. ``evaluate`` is ``MTP.evaluate`` itself (same contract: full pair list,
 ``d = r_j + shift - r_i``, site energies [n] eV and dE/dd [p, 3] eV/Å), so the
-MD engine adds nothing between the model and its forces.
+MD engine adds nothing between the model and its forces while every pair is at
+least ``min_dist`` apart.
+
+Short-range core (``core=True``, the default in MD). Below ``min_dist`` an MTP
+is a polynomial outside its fitted range: it turns attractive and diverges to
+minus infinity (a fitted graphene MTP falls by 7e4 eV when a C-C pair closes
+from 1.0 to 0.5 Å), so one hot collision, typically at fracture, makes the run
+blow up. Pairs closer than ``c = min_dist`` are therefore handled as in the
+common LAMMPS ``hybrid/overlay mlip zbl`` practice, in two smooth parts. The
+core radius ``c`` of a species pair is ``min_dist`` or, when given (``core_radii``,
+e.g. ``{"B-B": 1.33}`` from the fit stage's ``<system>_fit.json``), the shortest
+distance of that pair in the training data, whichever is larger: below it the MTP
+was never fitted and can have attractive holes (a B-B pair of a fitted interface MTP
+fell from 1.5 to 1.05 Å in 300 K NVT, then the cell exploded).
+
+* the MTP sees such a pair at the distance ``g(r) = c - w tanh((c - r) / w)``
+  (``w = CORE_WIDTH * c``), which equals ``r`` to second order at ``c`` and stays
+  above ``c - w``: the MTP is only ever evaluated where it is bounded;
+* a repulsive wall ``E(r) = (k / 3) (c - r)^3`` (``k = CORE_STIFFNESS``,
+  eV/Å^3), split half to each atom of the pair, takes over.
+
+Both vanish for ``r >= c``: there the numbers are MLIP's exactly.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import MDSetupError
+
+CORE_WIDTH = 0.05  # w / c of the distance map g(r)
+CORE_STIFFNESS = 1.0e4  # k of the wall (k/3)(c - r)^3, eV/Å^3: 3.3 eV at 0.1 Å inside, 27 eV at 0.2 Å
 
 
 def _mtp_class():
@@ -24,7 +48,7 @@ def _mtp_class():
 class MTPForceField:
     """An MTP (``training.mtp.MTP``) with its element symbols; ``cutoff`` (Å) = the MTP's ``max_dist``."""
 
-    def __init__(self, mtp, species=None):
+    def __init__(self, mtp, species=None, *, core: bool = True, core_radii: dict | None = None):
         symbols = species if species is not None else mtp.species
         if symbols is None:
             raise MDSetupError("the MTP file does not name its species (no 'species=...' potential_tag); "
@@ -34,15 +58,54 @@ class MTPForceField:
         self.mtp = mtp
         self.species = tuple(symbols)
         self.cutoff = float(mtp.cutoff)
+        self.core = bool(core)
+        self.core_table = self._core_table(core_radii or {})
+
+    def _core_table(self, radii: dict):
+        """[S, S] core radius (Å) of every species pair: max(min_dist, radii['A-B'])."""
+        import numpy as np
+
+        table = np.full((len(self.species), len(self.species)), float(self.mtp.min_dist))
+        for key, value in radii.items():
+            pair = key.split("-")
+            if len(pair) != 2 or not set(pair) <= set(self.species):
+                raise MDSetupError(f"core radius {key!r}: expected 'A-B' with A, B among the potential's "
+                                   f"species {', '.join(self.species)}")
+            a, b = (self.species.index(x) for x in pair)
+            table[a, b] = table[b, a] = max(table[a, b], float(value))
+        return table
 
     @classmethod
-    def read(cls, path, species=None) -> "MTPForceField":
+    def read(cls, path, species=None, *, core: bool = True, core_radii: dict | None = None) -> "MTPForceField":
         path = Path(path)
         if not path.is_file():
             raise MDSetupError(f"potential file {path} does not exist; run the fit stage or give the path "
                                "of an MLIP .mtp file")
-        return cls(_mtp_class().read(path), species)
+        return cls(_mtp_class().read(path), species, core=core, core_radii=core_radii)
 
     def evaluate(self, types, i, j, d, *, xp=None):
-        """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): ``MTP.evaluate``."""
-        return self.mtp.evaluate(types, i, j, d, xp=xp)
+        """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): ``MTP.evaluate``, plus the short-range core."""
+        if xp is None:
+            from training.mtp import array_module
+
+            xp = array_module(d)
+        r = xp.sqrt((d * d).sum(axis=1))
+        if not self.core or self.core_table.max() <= 0:
+            return self.mtp.evaluate(types, i, j, d, xp=xp)
+        c = xp.asarray(self.core_table)[types[i], types[j]]
+        if not bool((r < c).any()):
+            return self.mtp.evaluate(types, i, j, d, xp=xp)
+        w = CORE_WIDTH * c
+        depth = xp.maximum(c - r, 0.0)  # > 0 inside the core
+        th = xp.tanh(depth / w)
+        g, dg = c - w * th, 1.0 - th * th  # g(r), dg/dr; g = r, g' = 1 outside
+        g = xp.where(depth > 0, g, r)
+        energies, grad = self.mtp.evaluate(types, i, j, d * (g / r)[:, None], xp=xp)
+        u = d / r[:, None]
+        radial = (u * grad).sum(axis=1)
+        # d' = d g(r)/r:  dE/dd = (g/r) G + (g' - g/r) (u . G) u
+        de_dd = (g / r)[:, None] * grad + ((dg - g / r) * radial)[:, None] * u
+        wall, dwall = (CORE_STIFFNESS / 3.0) * depth ** 3, -CORE_STIFFNESS * depth ** 2
+        energies = energies + 0.5 * xp.bincount(i, weights=wall, minlength=energies.shape[0])
+        de_dd += (0.5 * dwall)[:, None] * u
+        return energies, de_dd
