@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .analysis import mean_sem
-from .errors import MDSetupError
+from .errors import MDRunError, MDSetupError
 
 MD_SETTINGS = {
     "temperature_K": (float, 300.0, "temperature of all MD runs (K)"),
@@ -142,11 +142,19 @@ def run_task(task: dict) -> dict:
                                        frames_path=f"{prefix}.extrapolative.extxyz")
     protocol = interface_tensile if task["kind"] == "interface" else tensile
     direction = {} if task["kind"] == "interface" else {"direction": task["direction"]}
-    r = protocol(ff, atoms, strain_rate_per_s=settings["strain_rate_per_s"], max_strain=settings["max_strain"],
-                 transverse=settings["transverse"], settings=run_settings, thickness_A=task["thickness_A"],
-                 fit_window=(0.0, settings["fit_max_strain"]), out_prefix=prefix,
-                 resume=_resumable(task, prefix), extrapolation=control, log=_progress_printer(task),
-                 **direction)
+    try:
+        r = protocol(ff, atoms, strain_rate_per_s=settings["strain_rate_per_s"], max_strain=settings["max_strain"],
+                     transverse=settings["transverse"], settings=run_settings, thickness_A=task["thickness_A"],
+                     fit_window=(0.0, settings["fit_max_strain"]), out_prefix=prefix,
+                     resume=_resumable(task, prefix), extrapolation=control, log=_progress_printer(task),
+                     **direction)
+    except MDRunError as exc:
+        # A passively trained potential can leave its training domain (typically at fracture or in
+        # out-of-plane ripples the short AIMD chains never sampled) and blow up: that run is reported,
+        # the others of the same system and direction still count.
+        reason = str(exc).split(" (at ")[0]
+        print(f"[md] {task['name']}: blew up, left out of the statistics: {reason}", flush=True)
+        return {**task, "result": None, "blew_up": reason}
     return {**task, "result": r["properties"], "h5": f"{task['name']}.h5", "n_atoms": r["settings"]["n_atoms"]}
 
 
@@ -196,16 +204,29 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         if r["kind"] in ("elastic", "elastic_low_T"):
             entry.setdefault(f"_{r['kind']}", []).append((r["result"], r["unit"], r["temperature_K"]))
             continue
+        if r.get("blew_up"):
+            entry["provenance"].setdefault("blown_up", []).append({"run": r["name"], "reason": r["blew_up"]})
+            entry.setdefault("_blown_up", {}).setdefault(r["direction"], []).append(r["name"])
+            continue
         entry["provenance"]["md_runs"].append(r["h5"])
         entry["provenance"]["n_atoms"] = r["n_atoms"]
         entry.setdefault("_runs", {}).setdefault(r["direction"], []).append(r["result"])
-    for entry in systems.values():
+    for system, entry in systems.items():
         runs_by_direction = entry.pop("_runs", {})
+        blown_up = entry.pop("_blown_up", {})
+        lost = [d for d in blown_up if d not in runs_by_direction]
+        if lost:
+            raise MDRunError(f"md: every run of {system} along {', '.join(lost)} blew up "
+                             f"({', '.join(n for d in lost for n in blown_up[d])}): "
+                             f"{entry['provenance']['blown_up'][0]['reason']}. The potential leaves its training "
+                             "domain; add data there (longer or more AIMD chains) or check it with "
+                             "md.extrapolation.every")
         per_direction = {d: {k: mean_sem([run.get(k) for run in runs]) for k in TENSILE_KEYS
                              if any(k in run for run in runs)}
                          for d, runs in runs_by_direction.items()}
         for d, stats in per_direction.items():
             stats["runs_failed"] = sum(bool(run.get("failed")) for run in runs_by_direction[d])
+            stats["runs_blown_up"] = len(blown_up.get(d, []))
         if "normal" in per_direction:
             entry["normal"] = per_direction["normal"]
         elif per_direction:
@@ -269,5 +290,5 @@ def run_md(settings: dict, ctx) -> dict:
         tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
         tmp.replace(ctx.out_dir / "summary.json")
         for system in summary["systems"]:
-            plot_stress_strain(ctx.out_dir, system, [r for r in results if r["system"] == system and "h5" in r])
+            plot_stress_strain(ctx.out_dir, system, [r for r in results if r["system"] == system and r.get("h5")])
     return {"runs": len(tasks), "systems": sorted(summary["systems"])}

@@ -72,4 +72,5 @@ class StageContext:
         size = self.farm.size
         # Rank 0 sees only its own share; with round-robin farming the others keep pace.
         report = (lambda n: self.progress(min(n * size, len(items)), len(items), what))
+        report(0)  # starts the clock, so that the rate counts from the first item, not from its end
         return self.farm.map(fn, items, progress=report)

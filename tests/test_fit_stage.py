@@ -96,3 +96,23 @@ def test_fit_stage_missing_dataset(ctx):
     ctx.systems = {"borophene": {"kind": "phase"}}
     with pytest.raises(datasets.DatasetError, match="borophene.extxyz.gz is missing; the data stage wrote no"):
         fit_stage.run_fit(_settings(method="linear"), ctx)
+
+
+def test_interface_is_fitted_with_its_phases_data(ctx):
+    """An interface system trains on its own frames plus those of the phases in 'between'."""
+    data = ctx.case_dir / "runs" / "data"
+    frames = datasets.read(data / "graphene.extxyz.gz")[::6]
+    datasets.write(data / "interface.extxyz.gz", frames)
+    ctx.systems = {"interface": {"kind": "interface", "between": ["graphene", "borophene"]}}
+    with pytest.raises(datasets.DatasetError, match="borophene.extxyz.gz is missing .*interface_with_phases"):
+        fit_stage.run_fit(_settings(method="linear"), ctx)
+    ctx.systems = {"interface": {"kind": "interface", "between": ["graphene"]}}
+    fit_stage.run_fit(_settings(level=6, method="linear", passive={"every_k": 12}), ctx)
+    report = json.loads((ctx.out_dir / "interface_fit.json").read_text())
+    n_graphene = len(datasets.read(data / "graphene.extxyz.gz"))
+    assert report["n_frames"] == len(frames) + n_graphene
+    assert report["extra_datasets"] == [str(data / "graphene.extxyz.gz")]
+    assert report["shortest_distance_A"]["C-C"] > 1.0
+    alone = _settings(level=6, method="linear", passive={"every_k": 12}, interface_with_phases=False)
+    fit_stage.run_fit(alone, ctx)
+    assert json.loads((ctx.out_dir / "interface_fit.json").read_text())["n_frames"] == len(frames)

@@ -131,3 +131,33 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     checkpoint.write_bytes(b"interrupted run")
     pot.write_text(POT.read_text() + "\n")  # refitted potential
     assert not _resumable({**task, "settings": _settings(barostat_tau_fs=100.0)}, prefix)
+
+
+def test_a_run_that_blows_up_is_reported_and_left_out(tmp_path, monkeypatch):
+    """One blown-up seed is counted and named; when every seed of a direction blows up the stage fails."""
+    import md_gpu.protocols as protocols
+    from md_gpu.errors import MDRunError
+
+    real = protocols.tensile
+
+    def fragile(*args, settings, **kwargs):
+        if settings.seed == 1:
+            raise MDRunError("barostat: at step 7 the stress along y is -3e3 GPa: the system blew up (at x.py:1)")
+        return real(*args, settings=settings, **kwargs)
+
+    monkeypatch.setattr(protocols, "tensile", fragile)
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    ctx = _ctx(tmp_path, "cu.extxyz")
+    run_md(_settings(supercell=[2, 2], elastic={"enabled": False}), ctx)
+    cu = json.loads((ctx.out_dir / "summary.json").read_text())["systems"]["cu"]
+    assert cu["directions"]["x"]["runs_blown_up"] == 1 and cu["directions"]["x"]["youngs_modulus_GPa"]["n"] == 1
+    assert cu["provenance"]["blown_up"] == [{"run": "cu_x_seed1", "reason": "barostat: at step 7 the stress "
+                                             "along y is -3e3 GPa: the system blew up"}]
+    assert cu["provenance"]["md_runs"] == ["cu_x_seed0.h5"]
+
+    def broken(*args, settings, **kwargs):
+        raise MDRunError("the system blew up")
+
+    monkeypatch.setattr(protocols, "tensile", broken)
+    with pytest.raises(MDRunError, match="every run of cu along x blew up \\(cu_x_seed0, cu_x_seed1\\)"):
+        run_md(_settings(supercell=[2, 2], elastic={"enabled": False}), ctx)

@@ -1,7 +1,8 @@
 """The ``fit`` stage: one passively trained MTP per system of the case, with its active set and report.
 
 Data flow (docs/architecture.md): ``runs/data/<system>.extxyz.gz`` (the data stage's datasets) +
-``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`) -> for each system (farmed with ``ctx.map``): an initial
+``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`) -> for each system (farmed with ``ctx.map``; an interface
+system also gets the frames of the phases in its ``between``, ``fit.interface_with_phases``): an initial
 MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-step passive training
 (:func:`training.passive.passive_train`) -> ``ctx.out_dir``:
 
@@ -41,6 +42,8 @@ FIT_SETTINGS = {
     },
     "seed": (int, 0, "seed of the initial radial coefficients and of the validation split"),
     "validation_fraction": (float, 0.1, "fraction of the frames held out of training, for validation"),
+    "interface_with_phases": (bool, True, "fit an interface system on its own frames plus those of the phases "
+                                          "in its 'between' (their environments occur in interface MD too)"),
     "passive": {
         "every_k": (int, 10, "step 1 trains on every k-th frame of each AIMD chain"),
         "threshold": (float, 2.0, "frames graded above this (> 1) are added in step 2"),
@@ -111,7 +114,12 @@ def fit_system(task: dict) -> dict:
     writes the system's files (module docstring) and returns its report."""
     settings, name, out = task["settings"], task["system"], Path(task["out_dir"])
     t0 = time.time()
-    frames = datasets.read(task["dataset"])
+    frames = []
+    for path in [task["dataset"], *task.get("extra_datasets", [])]:
+        for atoms in datasets.read(path):
+            # chains of different datasets share names (chain_00_T300_x): keep them apart
+            atoms.info["chain"] = f"{Path(path).name}:{atoms.info.get('chain', '')}"
+            frames.append(atoms)
     init = initial_potential(settings, frames, task["case_dir"])
     fit_fn = make_fit_fn(settings["method"], max_iter=settings["max_iter"], weights=settings["weights"],
                          progress=lambda done, total, text: None)
@@ -129,7 +137,8 @@ def fit_system(task: dict) -> dict:
     fit_report.parity_png(pred, out / f"{name}_parity.png", title=f"{name}: final MTP on all {len(frames)} frames")
     fit_report.grades_png(res.grades_preliminary, res.grades_final, p["threshold"], out / f"{name}_grades.png",
                           title=f"{name}: extrapolation grades")
-    report = {"system": name, "dataset": str(task["dataset"]), "species": res.mtp.species, "level": settings["level"],
+    report = {"system": name, "dataset": str(task["dataset"]), "extra_datasets": task.get("extra_datasets", []),
+              "species": res.mtp.species, "level": settings["level"],
               "basis_size": res.mtp.basis_size, "settings": settings, **res.report,
               "errors_all_frames": fit_report.metrics(pred),
               "shortest_distance_A": datasets.shortest_pair_distances(frames),
@@ -152,7 +161,14 @@ def run_fit(settings: dict, ctx) -> dict:
         if not dataset.is_file():
             raise datasets.DatasetError(f"fit: {dataset} is missing; the data stage wrote no dataset for '{name}' "
                                         f"(rerun `multiscale run {ctx.case_dir} --stages data`)")
-        tasks.append({"system": name, "dataset": str(dataset), "out_dir": str(ctx.out_dir),
+        entry = ctx.systems[name] or {}
+        extra = [str(Path(data_dir) / f"{phase}.extxyz.gz") for phase in entry.get("between") or []
+                 if entry.get("kind") == "interface" and settings["interface_with_phases"]]
+        for path in extra:
+            if not Path(path).is_file():
+                raise datasets.DatasetError(f"fit: {path} is missing (interface '{name}' is fitted with the data of "
+                                            f"its phases; set fit.interface_with_phases: false to fit it alone)")
+        tasks.append({"system": name, "dataset": str(dataset), "extra_datasets": extra, "out_dir": str(ctx.out_dir),
                       "case_dir": str(ctx.case_dir), "settings": settings})
     ctx.log(f"fit: passive training of {len(tasks)} potential(s), level {settings['level']}, method "
             f"{settings['method']}")
