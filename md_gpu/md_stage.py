@@ -41,6 +41,8 @@ MD_SETTINGS = {
     "max_strain": (float, 0.3, "stop the tension here if the sample has not failed"),
     "transverse": (str, "stress", "transverse in-plane axis: 'stress' (held at zero) or 'strain' (fixed)"),
     "fit_max_strain": (float, 0.01, "Young's modulus: linear fit from 0 to this strain"),
+    "failure_min_strain": (float, 0.02, "a tensile run ends at failure (stress below half its peak) only past "
+                                        "this strain; raise it for soft systems in small, noisy cells"),
     "equilibrate_steps": (int, 10000, "NPT equilibration steps before the tension"),
     "thermostat": (str, "bussi", "bussi | langevin"),
     "thermostat_tau_fs": (float, 100.0, "thermostat time constant (fs)"),
@@ -88,7 +90,8 @@ def _run_settings(settings: dict, seed: int):
                        thermostat=settings["thermostat"], thermostat_tau_fs=settings["thermostat_tau_fs"],
                        barostat_tau_fs=settings["barostat_tau_fs"], equilibrate_steps=settings["equilibrate_steps"],
                        thermo_every=settings["thermo_every"], traj_every=settings["traj_every"],
-                       checkpoint_every=settings["checkpoint_every"], seed=seed)
+                       checkpoint_every=settings["checkpoint_every"], seed=seed,
+                       failure_min_strain=settings["failure_min_strain"])
 
 
 def _progress_printer(task: dict):

@@ -1,4 +1,6 @@
 """md_gpu protocols, analysis, output files, checkpoint/resume and extrapolation control."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -132,6 +134,10 @@ def test_tensile_to_failure_writes_h5_and_trajectory(tmp_path):
     assert "numpy" in stored["versions"]
     frames = read(tmp_path / "cu_x_seed1.extxyz", index=":")
     assert len(frames) >= 3 and len(frames[0]) == 108
+    # no failure is declared before failure_min_strain: the run goes on past the first failure point
+    late = tensile(FF, cu(), direction="x", strain_rate_per_s=1e12, max_strain=1.5, fit_window=(0, 0.1),
+                   settings=replace(settings, failure_min_strain=r["curve"]["strain"][-1] + 0.1), **QUIET)
+    assert late["curve"]["strain"][-1] > r["curve"]["strain"][-1] + 0.1
 
 
 def test_sheet_tensile_reports_2d_units():

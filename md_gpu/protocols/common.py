@@ -25,7 +25,9 @@ class RunSettings:
     temperature_K; dt_fs; thermostat: 'bussi' | 'langevin'; thermostat_tau_fs (Bussi
     time constant or Langevin damping time); barostat_tau_fs; barostat_stochastic
     (stochastic cell rescaling, else Berendsen); equilibrate_steps; thermo_every,
-    traj_every, checkpoint_every (steps, 0 = never); skin_A; seed.
+    traj_every, checkpoint_every (steps, 0 = never); skin_A; seed; failure_min_strain
+    (a tensile sample counts as failed only past this strain: below it, thermal noise of a small
+    cell can fake a stress drop).
     """
 
     temperature_K: float = 300.0
@@ -40,6 +42,7 @@ class RunSettings:
     checkpoint_every: int = 0
     skin_A: float = 1.0
     seed: int = 0
+    failure_min_strain: float = 0.02
 
     def __post_init__(self):
         if self.thermostat not in THERMOSTATS:

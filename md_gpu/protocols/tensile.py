@@ -66,7 +66,8 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
               barostat=barostat_for(ff, state, periodic, settings)),
         Stage("tension", steps, thermostat=settings.make_thermostat(),
               barostat=barostat_for(ff, state, others, settings) if transverse == "stress" else None,
-              deform_axis=axis, strain_rate_per_s=strain_rate_per_s, stop_on_failure=True),
+              deform_axis=axis, strain_rate_per_s=strain_rate_per_s, stop_on_failure=True,
+              failure_min_strain=settings.failure_min_strain),
     ]
     log(f"tensile: {state.n_atoms} atoms, direction {axis}, {strain_rate_per_s:.3g} 1/s, "
         f"T = {settings.temperature_K} K, up to {steps} steps of {settings.dt_fs} fs")
