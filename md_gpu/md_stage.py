@@ -20,7 +20,8 @@ the ``training.structures`` interface cell). ``summary.json`` is what the
                               "provenance": {...}},
                  "interface": {"normal": {...}, "provenance": {...}}}}
 
-A checkpoint left in the stage's scratch folder by an interrupted run is resumed.
+A checkpoint left in the stage's scratch folder by an interrupted run is resumed when the run's
+settings and potential are unchanged (``<name>.task.json``); otherwise it is deleted.
 """
 from __future__ import annotations
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import MDSetupError
 
 CORE_WIDTH = 0.05  # w / c of the distance map g(r)
@@ -58,13 +60,12 @@ class MTPForceField:
         self.mtp = mtp
         self.species = tuple(symbols)
         self.cutoff = float(mtp.cutoff)
-        self.core = bool(core)
         self.core_table = self._core_table(core_radii or {})
+        # the largest core radius (Å); 0 = no core: MTP.evaluate alone, with no extra work per step
+        self.core_max = float(self.core_table.max()) if core else 0.0
 
     def _core_table(self, radii: dict):
         """[S, S] core radius (Å) of every species pair: max(min_dist, radii['A-B'])."""
-        import numpy as np
-
         table = np.full((len(self.species), len(self.species)), float(self.mtp.min_dist))
         for key, value in radii.items():
             pair = key.split("-")
@@ -89,12 +90,13 @@ class MTPForceField:
             from training.mtp import array_module
 
             xp = array_module(d)
-        r = xp.sqrt((d * d).sum(axis=1))
-        if not self.core or self.core_table.max() <= 0:
+        if self.core_max <= 0:
             return self.mtp.evaluate(types, i, j, d, xp=xp)
+        r2 = (d * d).sum(axis=1)
+        if r2.size == 0 or float(r2.min()) >= self.core_max ** 2:  # one reduction on the usual step
+            return self.mtp.evaluate(types, i, j, d, xp=xp)
+        r = xp.sqrt(r2)
         c = xp.asarray(self.core_table)[types[i], types[j]]
-        if not bool((r < c).any()):
-            return self.mtp.evaluate(types, i, j, d, xp=xp)
         w = CORE_WIDTH * c
         depth = xp.maximum(c - r, 0.0)  # > 0 inside the core
         th = xp.tanh(depth / w)
