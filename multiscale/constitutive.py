@@ -62,6 +62,8 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
             entry = {"thickness_A": system["thickness_A"], "directions": directions, "provenance": provenance}
             if result.get("elastic_N_per_m"):
                 entry["elastic_N_per_m"] = _stats(result["elastic_N_per_m"], f"{where}.elastic_N_per_m")
+            if result.get("thermal"):
+                entry["thermal"] = _phase_thermal(result["thermal"], f"{where}.thermal")
             props["phases"][name] = entry
         else:
             values = result.get("normal", result)
@@ -72,7 +74,59 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
             key = "|".join(system["between"])
             props["interfaces"][key] = {"name": name, "between": list(system["between"]), "direction": "normal",
                                         **stats, "provenance": provenance}
+            if result.get("thermal"):
+                props["interfaces"][key]["thermal"] = _interface_thermal(
+                    result["thermal"], props["phases"], system["between"], f"{where}.thermal")
     return props
+
+
+def _phase_thermal(thermal: dict, where: str) -> dict:
+    """A phase's thermal conductivity per direction (W/(m K), statistics over seeds) and its provenance."""
+    per_direction = thermal.get("conductivity_W_per_mK")
+    if not isinstance(per_direction, dict) or not per_direction:
+        raise StageError(f"{where}.conductivity_W_per_mK: expected a statistic per direction, got {per_direction!r}")
+    entry = {"conductivity_W_per_mK": {d: _check_stat(v, f"{where}.conductivity_W_per_mK.{d}")
+                                       for d, v in per_direction.items()}}
+    for key in ("method", "length_dependence", "provenance"):
+        if key in thermal:
+            entry[key] = thermal[key]
+    return entry
+
+
+def kapitza_length_nm(conductivity: dict, conductance: dict) -> dict:
+    """Kapitza length kappa / G (nm) with its standard error (relative errors added in quadrature).
+
+    conductivity: statistic of kappa (W/(m K)); conductance: statistic of G (W/(m^2 K)).
+    """
+    kappa, g = conductivity["mean"], conductance["mean"]
+    if g <= 0:
+        raise StageError(f"interface conductance {g} W/(m^2 K) is not positive: the interface NEMD run did not "
+                         "resolve a temperature jump; run it longer or with a larger delta_T_K")
+    mean = kappa / g * 1e9
+    rel = ((conductivity["sem"] / kappa) ** 2 if kappa else 0.0) + (conductance["sem"] / g) ** 2
+    return {"mean": mean, "sem": abs(mean) * rel ** 0.5, "n": min(conductivity["n"], conductance["n"])}
+
+
+def _interface_thermal(thermal: dict, phases: dict, between, where: str) -> dict:
+    """The interface's conductance G (W/(m^2 K)), temperature jump and, per phase with a measured
+    conductivity, its Kapitza length kappa/G (nm) with kappa along the interface normal (the cell's y axis)
+    or the mean over directions when y was not measured."""
+    if "conductance_W_per_m2K" not in thermal:
+        raise StageError(f"{where}: no conductance_W_per_m2K (the interface NEMD runs did not finish)")
+    entry = {k: _check_stat(v, f"{where}.{k}") for k, v in thermal.items() if isinstance(v, dict) and "mean" in v}
+    kapitza = {}
+    for phase in between:
+        kappas = phases.get(phase, {}).get("thermal", {}).get("conductivity_W_per_mK", {})
+        if kappas:
+            kappa = kappas.get("y") or {"mean": sum(v["mean"] for v in kappas.values()) / len(kappas),
+                                        "sem": max(v["sem"] for v in kappas.values()),
+                                        "n": min(v["n"] for v in kappas.values())}
+            kapitza[phase] = kapitza_length_nm(kappa, entry["conductance_W_per_m2K"])
+    if kapitza:
+        entry["kapitza_length_nm"] = kapitza
+    if "provenance" in thermal:
+        entry["provenance"] = thermal["provenance"]
+    return entry
 
 
 def run_constitutive(settings: dict, ctx) -> dict:

@@ -103,7 +103,30 @@ def properties_table(props: dict) -> str:
                   for key, stat in entry.items() if isinstance(stat, dict) and "mean" in stat]
     if interfaces:
         out += "<p>Interfaces:</p>" + table(interfaces, ["interface", "quantity", "value"])
-    return out
+    return out + thermal_table(props)
+
+
+def thermal_table(props: dict) -> str:
+    """Thermal conductivities of the phases per direction (W/(m K)) and, per interface, the conductance
+    G (W/(m^2 K)), the temperature jump and the Kapitza length kappa/G (nm) beside each phase."""
+    rows = [[phase, f"conductivity {direction}", "W/(m K)", stat]
+            for phase, entry in props.get("phases", {}).items()
+            for direction, stat in entry.get("thermal", {}).get("conductivity_W_per_mK", {}).items()]
+    for phase, entry in props.get("phases", {}).items():
+        extrapolated = {d: v.get("extrapolated_W_per_mK")
+                        for d, v in entry.get("thermal", {}).get("length_dependence", {}).items()}
+        rows += [[phase, f"NEMD, L -> infinity, {d}", "W/(m K)", v] for d, v in extrapolated.items() if v]
+    labels = {"conductance_W_per_m2K": ("conductance G", "W/(m^2 K)"), "temperature_jump_K": ("temperature jump", "K"),
+              "heat_flux_W_per_m2": ("heat flux", "W/m^2")}
+    for name, entry in props.get("interfaces", {}).items():
+        thermal = entry.get("thermal", {})
+        rows += [[name, *labels.get(key, (key, "")), stat]
+                 for key, stat in thermal.items() if isinstance(stat, dict) and "mean" in stat]
+        rows += [[name, f"Kapitza length ({phase})", "nm", stat]
+                 for phase, stat in thermal.get("kapitza_length_nm", {}).items()]
+    if not rows:
+        return ""
+    return "<p>Thermal transport (MD):</p>" + table(rows, ["system", "quantity", "unit", "value"])
 
 
 def checks_table(checks: list[dict]) -> str:

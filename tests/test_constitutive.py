@@ -57,3 +57,47 @@ def test_malformed_statistic_is_named():
     data["systems"]["graphene"]["directions"]["x"]["poisson_ratio"] = {"mean": 0.2}
     with pytest.raises(StageError, match=r"directions.x.poisson_ratio: expected a statistic"):
         build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+
+
+def thermal_summary():
+    data = summary()
+    data["systems"]["graphene"]["thermal"] = {
+        "conductivity_W_per_mK": {"x": stat(400.0, 40.0, 2), "y": stat(500.0, 50.0, 2)}, "method": "hnemd",
+        "provenance": {"runs": ["graphene_hnemd_x_seed0.h5"]}}
+    data["systems"]["gb"]["thermal"] = {"conductance_W_per_m2K": stat(2.0e9, 2.0e8, 2),
+                                        "temperature_jump_K": stat(5.0, 0.5, 2)}
+    return data
+
+
+def test_thermal_properties_and_kapitza_length():
+    props = build_properties(thermal_summary(), SYSTEMS, SETTINGS, source="md/summary.json")
+    thermal = props["phases"]["graphene"]["thermal"]
+    assert thermal["conductivity_W_per_mK"]["y"] == {"mean": 500.0, "sem": 50.0, "n": 2}
+    assert thermal["method"] == "hnemd" and thermal["provenance"]["runs"] == ["graphene_hnemd_x_seed0.h5"]
+    interface = props["interfaces"]["graphene|borophene"]["thermal"]
+    assert interface["conductance_W_per_m2K"]["mean"] == 2.0e9
+    # kappa_y / G = 500 / 2e9 m = 250 nm; 10 % and 10 % relative errors add to 14.1 %
+    kapitza = interface["kapitza_length_nm"]["graphene"]
+    assert kapitza["mean"] == pytest.approx(250.0) and kapitza["sem"] == pytest.approx(250.0 * 2 ** 0.5 * 0.1)
+    assert "borophene" not in interface["kapitza_length_nm"]  # no measured conductivity, no Kapitza length
+
+
+def test_thermal_without_conductance_is_named():
+    data = thermal_summary()
+    del data["systems"]["gb"]["thermal"]["conductance_W_per_m2K"]
+    with pytest.raises(StageError, match=r"systems.gb.thermal: no conductance_W_per_m2K"):
+        build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+
+
+def test_thermal_malformed_conductivity_is_named():
+    data = thermal_summary()
+    data["systems"]["graphene"]["thermal"]["conductivity_W_per_mK"]["x"] = 400.0
+    with pytest.raises(StageError, match=r"thermal.conductivity_W_per_mK.x: expected a statistic"):
+        build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+
+
+def test_non_positive_conductance_is_named():
+    data = thermal_summary()
+    data["systems"]["gb"]["thermal"]["conductance_W_per_m2K"] = stat(-1.0e8, 1.0e8, 2)
+    with pytest.raises(StageError, match=r"conductance -1.*not positive"):
+        build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")

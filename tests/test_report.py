@@ -48,3 +48,19 @@ def test_flatten_and_fmt():
     rows = flatten({"a": {"b": 1.23456789, "c": {"mean": 1.0, "sem": 0.1, "n": 2}}, "d": [1, 2]})
     assert rows == [["a.b", 1.23456789], ["a.c", {"mean": 1.0, "sem": 0.1, "n": 2}], ["d", [1, 2]]]
     assert fmt(1.23456789) == "1.235" and fmt({"mean": 1.0, "sem": 0.1, "n": 2}) == "1 ± 0.1 (n=2)"
+
+
+def test_thermal_table_shows_conductivities_conductance_and_kapitza_length():
+    from multiscale.report import thermal_table
+
+    stat = lambda m, s: {"mean": m, "sem": s, "n": 2}  # noqa: E731
+    props = {"phases": {"graphene": {"thermal": {
+                 "conductivity_W_per_mK": {"x": stat(812.5, 40.0)},
+                 "length_dependence": {"x": {"extrapolated_W_per_mK": stat(1234.0, 99.0)}}}}},
+             "interfaces": {"graphene|borophene": {"thermal": {
+                 "conductance_W_per_m2K": stat(2.5e9, 1e8), "kapitza_length_nm": {"graphene": stat(325.0, 20.0)}}}}}
+    page = thermal_table(props)
+    assert "812.5 ± 40 (n=2)" in page and "1234 ± 99 (n=2)" in page
+    assert "conductance G" in page and "2.5e+09 ± 1e+08 (n=2)" in page
+    assert "Kapitza length (graphene)" in page and "325 ± 20 (n=2)" in page
+    assert thermal_table({"phases": {"graphene": {}}}) == ""  # no thermal runs: no table
