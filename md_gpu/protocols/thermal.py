@@ -1,0 +1,500 @@
+"""Heat transport by MD: per-atom heat current, HNEMD, NEMD (with length extrapolation), interface NEMD.
+
+Heat current of a many-body potential (full form, not the pairwise shortcut). With
+per-atom energies ``e_i = m_i v_i^2 / 2 + U_i`` and the MTP's pair-resolved derivatives
+``G_p = dE/dd_p = dU_{i_p}/dd_p`` (``d_p = r_{j_p} - r_{i_p}``; only the site energy of
+the centre ``i_p`` depends on ``d_p``), the time derivative of ``sum_i r_i e_i`` is
+
+    J = sum_i e_i v_i + J_pot,   J_pot = -sum_p d_p (G_p . v_{j_p}) = sum_i W_i . v_i
+
+(``d/dt sum_a r_a U_a = sum_p r_{i_p} G_p.(v_{j_p} - v_{i_p})`` plus ``sum_a r_a F_a . v_a``
+from the kinetic part; the ``r_{i_p} G_p . v_{i_p}`` terms cancel, leaving relative vectors).
+``W_i = -sum_{p: j_p = i} d_p (x) G_p`` is exactly the per-atom virial ``ForceResult.virials``
+(Fan et al., PRB 92, 094301 (2015)), so ``J_pot[mu] = sum_i W_i[mu, nu] v_i[nu]`` costs nothing
+beyond the per-atom virials. The "pairwise shortcut" (half of each pair's virial to each atom, as
+LAMMPS's ``stress/atom``) is wrong for many-body potentials; ``tests/test_md_thermal.py`` checks
+the formula against finite differences and shows the shortcut differs.
+Units: J in eV Å/fs (velocities converted from ASE units); ``units.EV_A_PER_FS`` conversions.
+
+HNEMD (Fan et al., PRB 99, 064308 (2019)): a driving force ``F_e`` (1/Å) adds
+``F_i^ext = W_i^T F_e - <W^T F_e>`` to every atom, so that the power it injects is
+``sum_i v_i . F_i^ext = F_e . J_pot`` (zero-momentum run; the mean is removed so the total force
+is zero). The convective term ``E_i F_e`` of the paper is left out (as in GPUMD; negligible in a
+solid) so the force depends on positions only and velocity Verlet stays exact. A global Bussi
+thermostat (the paper: Nosé-Hoover chain) holds T. Linear response gives
+``kappa_mu_nu = <J_mu> / (T V F_e,nu)``; ``V`` = cell area x ``thickness_A`` for a sheet.
+
+NEMD (periodic layout, Schelling et al., PRB 65, 144306 (2002)): a hot Langevin slab at
+``[0, w)`` and a cold one half a cell later along the transport axis (``T +- delta_T / 2``);
+the heat ``P`` a bath exchanges per unit time flows out through two cross-sections, so
+``q = P / (2 A)``; the gradient is the mean magnitude of linear fits of the binned temperature
+profile over the two segments between the baths (bath bins and their neighbours left out);
+``kappa = q / |dT/dx|``. ``length_A`` is the distance between bath centres (half the cell);
+:func:`extrapolate_length` fits ``1/kappa = 1/kappa_inf + c / L``.
+
+Interface NEMD: the same with the baths centred inside one phase; at each interface in a segment
+the linear fits of the bins on both sides are extrapolated to the interface position and
+``G = q / Delta T``; Kapitza length ``kappa / G`` per phase.
+
+Equilibration: NPT in the plane (zero stress at T, :func:`md_gpu.protocols.common.equilibrate`),
+then production at that fixed cell. Uncertainties are block averages within one run
+(``n_blocks`` consecutive blocks); seeds are combined by the caller. Runs do not checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ..backend import to_numpy, xp_for
+from ..cell_control import axis_index
+from ..errors import MDRunError, MDSetupError
+from ..integrators import make_force_fn
+from ..io import write_run_h5
+from ..simulation import Stage
+from ..state import State
+from ..units import EV_PER_FS_A2_TO_W_PER_M2, EV_PER_FS_A_K_TO_W_PER_MK, FS, KB
+from .common import RunSettings, equilibrate, simulation
+
+SERIES_POINTS = 500  # running-average points stored in the HDF5 file (an attribute: keep it small)
+
+
+# --- heat current --------------------------------------------------------------------------------
+def heat_currents_per_atom(state: State, result) -> object:
+    """Per-atom heat currents ``e_i v_i + W_i . v_i`` [n, 3] (eV Å/fs); see the module docstring.
+
+    ``result`` must hold per-atom virials (``compute_forces(..., per_atom=True)``).
+    """
+    if result.virials is None:
+        raise MDSetupError("the heat current needs per-atom virials: compute forces with per_atom=True")
+    v = state.velocities
+    e = 0.5 * state.masses * (v * v).sum(1) + result.energies
+    j = e[:, None] * v + (result.virials * v[:, None, :]).sum(2)
+    return j * FS  # Å per ASE time unit -> Å/fs
+
+
+def heat_current(state: State, result) -> object:
+    """Total heat current ``J = sum_i (e_i v_i + W_i . v_i)`` [3] (eV Å/fs)."""
+    return heat_currents_per_atom(state, result).sum(0)
+
+
+def driving_forces(virials, fe) -> object:
+    """HNEMD external forces ``W_i^T F_e - mean`` [n, 3] (eV/Å) for ``F_e`` [3] (1/Å)."""
+    f = (virials * fe[None, :, None]).sum(1)
+    return f - f.mean(0)
+
+
+def _per_atom_force_fn(ff, nlist, fe=None):
+    """force_fn with per-atom virials and, when ``fe`` [3] (1/Å) is given, the HNEMD driving force."""
+    base = make_force_fn(ff, nlist, per_atom=True)
+    if fe is None:
+        return base
+
+    def force_fn(state):
+        result = base(state)
+        return dataclasses.replace(result, forces=result.forces + driving_forces(result.virials, fe))
+
+    return force_fn
+
+
+# --- thermostat-slot objects (Stage.thermostat: anything with end(md, dt_fs)) ---------------------
+class Observed:
+    """Runs ``thermostat.end`` (if any), then ``observer(md)``: a per-step hook in the MD loop."""
+
+    def __init__(self, thermostat, observer):
+        self.thermostat, self.observer = thermostat, observer
+
+    def end(self, md, dt_fs):
+        if self.thermostat is not None:
+            md = self.thermostat.end(md, dt_fs)
+        self.observer(md)
+        return md
+
+
+class HeatBaths:
+    """Langevin baths on groups of atoms (O step at the end of velocity Verlet, as ``Langevin``).
+
+    groups: list of index arrays; temperatures_K: one per group; damping_fs: ``1/gamma``.
+    Each group's momentum change from the noise is removed (the total momentum stays zero).
+    ``last`` [groups] holds the energy (eV) each bath took out of the system in the last step.
+    """
+
+    def __init__(self, groups, temperatures_K, damping_fs: float):
+        if damping_fs <= 0 or min(temperatures_K) < 0:
+            raise MDSetupError(f"heat baths: damping {damping_fs} fs must be > 0 and temperatures "
+                               f"{list(temperatures_K)} K >= 0")
+        self.groups, self.temperatures_K, self.damping_fs = groups, list(temperatures_K), float(damping_fs)
+        self.last = np.zeros(len(groups))
+
+    def end(self, md, dt_fs):
+        s = md.state
+        xp = xp_for(s.velocities)
+        c = math.exp(-dt_fs / self.damping_fs)
+        v = s.velocities.copy()
+        for k, (idx, t) in enumerate(zip(self.groups, self.temperatures_K)):
+            vk, m = v[idx], s.masses[idx][:, None]
+            new = c * vk + xp.sqrt((1 - c * c) * KB * t / m) * md.rng.standard_normal(vk.shape)
+            new = new - (m * (new - vk)).sum(0) / m.sum()
+            self.last[k] = float(0.5 * (m * (vk * vk - new * new)).sum())
+            v[idx] = new
+        return md.replace(state=s.replace(velocities=v), heat=md.heat + float(self.last.sum()))
+
+
+class _Blocks:
+    """Sums per-step samples into ``n_blocks`` blocks of consecutive steps; ``means(name)`` at the end."""
+
+    def __init__(self, n_steps: int, n_blocks: int):
+        self.n_steps, self.n_blocks, self.k = n_steps, n_blocks, 0
+        self.sums: dict = {}
+        self.counts = np.zeros(n_blocks)
+
+    def add(self, **samples):
+        b = min(self.k * self.n_blocks // self.n_steps, self.n_blocks - 1)
+        for name, value in samples.items():
+            if name not in self.sums:
+                self.sums[name] = [0.0] * self.n_blocks
+            self.sums[name][b] = self.sums[name][b] + value
+        self.counts[b] += 1
+        self.k += 1
+
+    def means(self, name) -> np.ndarray:
+        return np.array([to_numpy(s) for s in self.sums[name]], dtype=float) / \
+            self.counts.reshape((-1,) + (1,) * (np.ndim(to_numpy(self.sums[name][0]))))
+
+
+def mean_sem_blocks(values) -> tuple[float, float]:
+    """Mean and standard error of block means [b] (sample std / sqrt(b))."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+
+# --- geometry helpers ----------------------------------------------------------------------------
+def _axis(state: State, direction) -> int:
+    k = axis_index(direction)
+    if not state.pbc[k]:
+        raise MDSetupError(f"direction {direction!r} is not periodic in this cell; heat flows along a periodic axis")
+    cell = to_numpy(state.cell)
+    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-9:
+        raise MDSetupError("thermal protocols need an orthorhombic cell")
+    return k
+
+
+def transport_volume(state: State, thickness_A: float | None) -> float:
+    """Volume (Å^3) of the conductor: area x ``thickness_A`` for a sheet, the cell volume for bulk."""
+    lengths = np.diag(to_numpy(state.cell))
+    if state.pbc[2]:
+        return float(np.prod(lengths))
+    if not thickness_A or thickness_A <= 0:
+        raise MDSetupError("a 2D sheet needs thickness_A (effective thickness in Å, graphene 3.35) "
+                           "to turn heat currents into a conductivity")
+    return float(lengths[0] * lengths[1] * thickness_A)
+
+
+def _fractions(state: State, k: int, origin_A: float = 0.0) -> np.ndarray:
+    """Fractional coordinate in [0, 1) along axis ``k``, measured from ``origin_A`` (Å)."""
+    length = float(to_numpy(state.cell)[k, k])
+    x = to_numpy(state.positions)[:, k] - origin_A
+    return np.mod(x / length, 1.0)
+
+
+def _fit(x, y) -> tuple[float, float]:
+    """Slope and intercept of a straight line through (x, y)."""
+    slope, intercept = np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)
+    return float(slope), float(intercept)
+
+
+def _production(ff, atoms_or_state, settings: RunSettings, log):
+    """Equilibrated state (NPT in the plane, zero stress) and the settings of the production run."""
+    eq = equilibrate(ff, atoms_or_state, settings, log=log)
+    return eq.md.state, dataclasses.replace(settings, seed=settings.seed + 1)
+
+
+def _run(ff, state, settings, stages, fe, log):
+    """Run ``stages`` with per-atom virials (+ HNEMD force); progress lines come from Simulation."""
+    sim = simulation(ff, state, settings, log=log)
+    sim.force_fn = _per_atom_force_fn(ff, sim.nlist, fe)  # heat currents need per-atom virials
+    return sim.run(stages)
+
+
+def _downsample(x, n=SERIES_POINTS) -> list:
+    x = np.asarray(x, dtype=float)
+    step = max(1, int(np.ceil(x.size / n)))
+    return x[step - 1::step].tolist()
+
+
+def _h5(out_prefix, run, record, properties, extra):
+    if out_prefix is None:
+        return None
+    return str(write_run_h5(f"{out_prefix}.h5", thermo=run.thermo, settings=record,
+                            results={**properties, **extra}))
+
+
+# --- HNEMD ---------------------------------------------------------------------------------------
+class _CurrentRecorder:
+    """Stores the total heat current of every step in a preallocated [steps, 3] array (eV Å/fs)."""
+
+    def __init__(self, n_steps: int, xp):
+        self.series = xp.zeros((n_steps, 3))
+        self.k = 0
+
+    def __call__(self, md):
+        self.series[self.k] = heat_current(md.state, md.result)
+        self.k += 1
+
+
+def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-5, production_steps: int = 100000,
+          settings: RunSettings | None = None, thickness_A: float | None = None, n_blocks: int = 10,
+          out_prefix=None, log=print) -> dict:
+    """Thermal conductivity along ``direction`` by HNEMD (module docstring); W/(m K).
+
+    driving_force_per_A: ``F_e`` (1/Å) along ``direction``; keep ``F_e kappa``-driven heating in the
+    linear regime (graphene-like sheets at 300 K: 1e-5 ... 1e-4 /Å); production_steps at
+    ``settings.dt_fs`` after ``settings.equilibrate_steps`` of NPT; n_blocks: block averages for the sem.
+    Returns ``{"properties", "series", "settings", "h5"}``; series: running average vs time (ps).
+    """
+    settings = settings or RunSettings()
+    if production_steps < n_blocks or n_blocks < 2 or driving_force_per_A <= 0:
+        raise MDSetupError(f"hnemd: production_steps={production_steps} must be >= n_blocks={n_blocks} >= 2 and "
+                           f"driving_force_per_A={driving_force_per_A} > 0")
+    state, prod = _production(ff, atoms_or_state, settings, log)
+    k = _axis(state, direction)
+    xp = xp_for(state.positions)
+    fe = xp.zeros(3)
+    fe[k] = driving_force_per_A
+    volume = transport_volume(state, thickness_A)
+    t = settings.temperature_K
+    log(f"hnemd: {state.n_atoms} atoms, direction {'xyz'[k]}, F_e = {driving_force_per_A:.3g} /Å, "
+        f"T = {t} K, {production_steps} steps of {settings.dt_fs} fs")
+    recorder = _CurrentRecorder(production_steps, xp)
+    run = _run(ff, state, prod, [Stage("hnemd", production_steps,
+                                       thermostat=Observed(prod.make_thermostat(), recorder))], fe, log)
+    jk = to_numpy(recorder.series)[:, k]
+    scale = EV_PER_FS_A_K_TO_W_PER_MK / (t * volume * driving_force_per_A)
+    running = np.cumsum(jk) / np.arange(1, jk.size + 1) * scale
+    blocks = np.array([b.mean() for b in np.array_split(jk, n_blocks)]) * scale
+    kappa, sem = mean_sem_blocks(blocks)
+    length = float(to_numpy(state.cell)[k, k])
+    properties = {"conductivity_W_per_mK": kappa, "conductivity_sem_W_per_mK": sem, "length_A": length,
+                  "n_atoms": state.n_atoms}
+    time_ps = np.arange(1, jk.size + 1) * settings.dt_fs * 1e-3
+    series = {"time_ps": _downsample(time_ps), "running_conductivity_W_per_mK": _downsample(running)}
+    record = {"method": "hnemd", "direction": "xyz"[k], "driving_force_per_A": driving_force_per_A,
+              "production_steps": production_steps, "thickness_A": thickness_A, "volume_A3": volume,
+              "n_blocks": n_blocks, "cell_A": to_numpy(state.cell).tolist(), **settings.as_dict()}
+    h5 = _h5(out_prefix, run, record, properties, {"series": series, "block_conductivity_W_per_mK": blocks.tolist()})
+    log(f"hnemd: kappa_{'xyz'[k]} = {kappa:.4g} +- {sem:.2g} W/(m K)")
+    return {"properties": properties, "series": series, "settings": record, "h5": h5}
+
+
+# --- NEMD ----------------------------------------------------------------------------------------
+class _NemdRecorder:
+    """Per block: kinetic sums ``sum m v^2`` per bin (eV), bath energies (eV) and, optionally,
+    the heat current of the atoms of each segment along the axis (eV Å/fs)."""
+
+    def __init__(self, baths: HeatBaths, bins, n_bins: int, segment_atoms, k: int, n_steps: int, n_blocks: int,
+                 xp, measure_current: bool):
+        self.baths, self.bins, self.n_bins, self.k = baths, xp.asarray(bins), n_bins, k
+        self.segments = [xp.asarray(s) for s in segment_atoms]
+        self.blocks = _Blocks(n_steps, n_blocks)
+        self.measure_current = measure_current
+
+    def __call__(self, md):
+        s = md.state
+        xp = xp_for(s.velocities)
+        mv2 = s.masses * (s.velocities * s.velocities).sum(1)
+        samples = {"mv2": xp.bincount(self.bins, weights=mv2, minlength=self.n_bins),
+                   "hot": -self.baths.last[0], "cold": self.baths.last[1]}
+        if self.measure_current:
+            jx = heat_currents_per_atom(s, md.result)[:, self.k]
+            samples["current"] = xp.stack([jx[idx].sum() for idx in self.segments])
+        self.blocks.add(**samples)
+
+
+@dataclasses.dataclass
+class _Layout:
+    """Bins and baths along the transport axis: ``n_bins`` bins from ``origin_A``; hot bath bins
+    ``[0, n_bath)``, cold ``[n_bins/2, n_bins/2 + n_bath)``; segments: bins between them (lists)."""
+
+    origin_A: float
+    length_A: float
+    n_bins: int
+    n_bath: int
+    bins: np.ndarray  # [n] bin of each atom
+
+    @property
+    def bin_width_A(self) -> float:
+        return self.length_A / self.n_bins
+
+    @property
+    def centres_A(self) -> np.ndarray:
+        """Bin centres (Å) measured from the hot bath's start."""
+        return (np.arange(self.n_bins) + 0.5) * self.bin_width_A
+
+    def segments(self) -> list:
+        """The two runs of bins between the baths: [hot -> cold (+axis), cold -> hot (+axis)]."""
+        half = self.n_bins // 2
+        return [list(range(self.n_bath, half)), list(range(half + self.n_bath, self.n_bins))]
+
+
+def _layout(state: State, k: int, bath_width_A: float, bin_width_A: float, origin_A: float = 0.0) -> _Layout:
+    length = float(to_numpy(state.cell)[k, k])
+    n_bins = 2 * max(1, int(round(length / (2 * bin_width_A))))
+    n_bath = max(1, int(round(bath_width_A / (length / n_bins))))
+    if n_bins // 2 - n_bath < 5:
+        raise MDSetupError(f"NEMD: a {length:.3g} Å cell with {n_bins} bins of {length / n_bins:.3g} Å and baths of "
+                           f"{n_bath} bins leaves fewer than 5 bins between the baths; use a longer cell, "
+                           "narrower baths or narrower bins")
+    bins = np.minimum((_fractions(state, k, origin_A) * n_bins).astype(int), n_bins - 1)
+    return _Layout(origin_A, length, n_bins, n_bath, bins)
+
+
+def _nemd_run(ff, state, settings, k, layout: _Layout, delta_T_K, production_steps, transient_steps, n_blocks,
+              measure_current, log):
+    """Run the baths (transient, then production); returns (run, recorder, baths, segment atom counts)."""
+    xp = xp_for(state.positions)
+    half = layout.n_bins // 2
+    hot = np.flatnonzero(layout.bins < layout.n_bath)
+    cold = np.flatnonzero((layout.bins >= half) & (layout.bins < half + layout.n_bath))
+    t = settings.temperature_K
+    if t - delta_T_K / 2 < 0:
+        raise MDSetupError(f"NEMD: delta_T_K={delta_T_K} puts the cold bath below 0 K at T = {t} K")
+    baths = HeatBaths([xp.asarray(hot), xp.asarray(cold)], [t + delta_T_K / 2, t - delta_T_K / 2],
+                      settings.thermostat_tau_fs)
+    segment_atoms = [np.flatnonzero(np.isin(layout.bins, seg)) for seg in layout.segments()]
+    recorder = _NemdRecorder(baths, layout.bins, layout.n_bins, segment_atoms, k, production_steps, n_blocks, xp,
+                             measure_current)
+    stages = [Stage("nemd_transient", transient_steps, thermostat=baths),
+              Stage("nemd", production_steps, thermostat=Observed(baths, recorder))]
+    run = _run(ff, state, settings, stages, None, log)
+    return run, recorder, [len(a) for a in segment_atoms]
+
+
+def _bin_temperatures(recorder: _NemdRecorder, layout: _Layout) -> np.ndarray:
+    """Temperature per block and bin [blocks, bins] (K): ``<sum m v^2> / (3 N_bin k_B)``."""
+    counts = np.bincount(layout.bins, minlength=layout.n_bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return recorder.blocks.means("mv2") / (3.0 * counts * KB)
+
+
+def _gradient(temps: np.ndarray, layout: _Layout, skip: int = 1) -> float:
+    """Mean magnitude (K/Å) of the linear fits over the two segments, ``skip`` bins off each bath."""
+    x = layout.centres_A
+    slopes = []
+    for sign, seg in zip((-1.0, 1.0), layout.segments()):
+        use = [b for b in seg[skip:len(seg) - skip] if np.isfinite(temps[b])]
+        if len(use) < 3:
+            raise MDRunError("NEMD: fewer than 3 populated bins between the baths; use a longer cell")
+        slopes.append(sign * _fit(x[use], temps[use])[0])
+    return float(np.mean(slopes))
+
+
+def _cross_section_A2(state: State, k: int, thickness_A) -> float:
+    return transport_volume(state, thickness_A) / float(to_numpy(state.cell)[k, k])
+
+
+def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_width_A: float = 5.0,
+         production_steps: int = 100000, settings: RunSettings | None = None, thickness_A: float | None = None,
+         transient_steps: int | None = None, bin_width_A: float = 2.5, n_blocks: int = 10,
+         measure_current: bool = False, out_prefix=None, log=print) -> dict:
+    """Thermal conductivity kappa(L) along ``direction`` by NEMD (module docstring); W/(m K).
+
+    delta_T_K: hot minus cold bath temperature (K), centred on ``settings.temperature_K``;
+    bath_width_A (Å); production_steps after ``transient_steps`` (default production_steps // 4) with
+    the baths on (after ``settings.equilibrate_steps`` of NPT); bath damping ``settings.thermostat_tau_fs``;
+    bin_width_A: profile bins (Å); measure_current: also average the per-atom heat current of the
+    segments (check of the bath flux, property ``current_balance_rel``; costs per-step work).
+    Properties: conductivity and its block sem, heat flux (W/m^2), gradient (K/m), ``length_A``
+    (distance between bath centres), ``energy_balance_rel`` = |E_in - E_out - dE| / E_in.
+    """
+    settings = settings or RunSettings()
+    _check_nemd(production_steps, n_blocks, delta_T_K)
+    state, prod = _production(ff, atoms_or_state, settings, log)
+    k = _axis(state, direction)
+    layout = _layout(state, k, bath_width_A, bin_width_A)
+    transient = production_steps // 4 if transient_steps is None else int(transient_steps)
+    log(f"nemd: {state.n_atoms} atoms, {'xyz'[k]} length {layout.length_A:.4g} Å, delta_T = {delta_T_K} K, "
+        f"baths {layout.n_bath * layout.bin_width_A:.3g} Å, {transient} + {production_steps} steps")
+    run, rec, n_seg = _nemd_run(ff, state, prod, k, layout, delta_T_K, production_steps, transient, n_blocks,
+                                measure_current, log)
+    temps = _bin_temperatures(rec, layout)
+    area = _cross_section_A2(state, k, thickness_A)
+    dt = settings.dt_fs
+    power = 0.5 * (rec.blocks.means("hot") + rec.blocks.means("cold")) / dt  # eV/fs, mean of the two baths
+    flux_blocks = power / (2.0 * area)  # eV/(fs Å^2)
+    grad_blocks = np.array([_gradient(tb, layout) for tb in temps])  # K/Å
+    q, q_sem = mean_sem_blocks(flux_blocks)
+    g = _gradient(np.nanmean(temps, 0), layout)
+    _, g_sem = mean_sem_blocks(grad_blocks)
+    kappa = q / g * EV_PER_FS_A_K_TO_W_PER_MK
+    sem = abs(kappa) * math.hypot(q_sem / q, g_sem / g)
+    properties = {"conductivity_W_per_mK": kappa, "conductivity_sem_W_per_mK": sem,
+                  "heat_flux_W_per_m2": q * EV_PER_FS_A2_TO_W_PER_M2, "gradient_K_per_m": g * 1e10,
+                  "length_A": layout.length_A / 2, "n_atoms": state.n_atoms,
+                  "energy_balance_rel": _energy_balance(run, rec)}
+    if measure_current:
+        properties["current_balance_rel"] = _current_balance(rec, layout, n_seg, state.n_atoms, dt)
+    profile = {"position_A": layout.centres_A.tolist(), "temperature_K": np.nanmean(temps, 0).tolist()}
+    record = {"method": "nemd", "direction": "xyz"[k], "delta_T_K": delta_T_K, "bath_width_A": bath_width_A,
+              "bin_width_A": layout.bin_width_A, "n_bath_bins": layout.n_bath, "production_steps": production_steps,
+              "transient_steps": transient, "thickness_A": thickness_A, "cross_section_A2": area,
+              "n_blocks": n_blocks, "cell_A": to_numpy(state.cell).tolist(), **settings.as_dict()}
+    h5 = _h5(out_prefix, run, record, properties, {"profile": profile})
+    log(f"nemd: L = {layout.length_A / 2:.4g} Å, kappa = {kappa:.4g} +- {sem:.2g} W/(m K), "
+        f"energy balance {properties['energy_balance_rel']:.2g}")
+    return {"properties": properties, "profile": profile, "settings": record, "h5": h5}
+
+
+def _check_nemd(production_steps, n_blocks, delta_T_K):
+    if production_steps < n_blocks or n_blocks < 2 or delta_T_K <= 0:
+        raise MDSetupError(f"NEMD: production_steps={production_steps} must be >= n_blocks={n_blocks} >= 2 and "
+                           f"delta_T_K={delta_T_K} > 0")
+
+
+def _energy_balance(run, rec: _NemdRecorder) -> float:
+    """|E_in(hot) - E_out(cold) - (E_end - E_start)| / E_in over the production stage."""
+    counts = rec.blocks.counts
+    e_in = float((rec.blocks.means("hot") * counts).sum())
+    e_out = float((rec.blocks.means("cold") * counts).sum())
+    first = run.stage_rows[1]
+    total = run.thermo["potential_eV"] + run.thermo["kinetic_eV"]
+    return abs(e_in - e_out - (total[-1] - total[first])) / abs(e_in)
+
+
+def _current_balance(rec: _NemdRecorder, layout: _Layout, n_seg, n_atoms: int, dt_fs: float) -> float:
+    """Relative difference of the segments' mean heat current (eV Å/fs, hot -> cold) and the bath
+    power x effective segment length ``L N_seg / N`` (each segment carries half the power)."""
+    current = rec.blocks.means("current")  # [blocks, 2]
+    counts = rec.blocks.counts
+    j = (current * counts[:, None]).sum(0) / counts.sum()
+    j_flow = 0.5 * (j[0] - j[1])  # segment 2 carries heat towards -axis
+    power = 0.5 * ((rec.blocks.means("hot") + rec.blocks.means("cold")) * counts).sum() / counts.sum() / dt_fs
+    length = layout.length_A * 0.5 * (n_seg[0] + n_seg[1]) / n_atoms
+    expected = 0.5 * power * length
+    return float(abs(j_flow - expected) / abs(expected))
+
+
+def extrapolate_length(lengths_A, kappas, sems) -> dict:
+    """Diffusive limit from ``1/kappa = 1/kappa_inf + c / L``: weighted straight-line fit in 1/L.
+
+    lengths_A, kappas (W/(m K)), sems (their standard errors, > 0); the sem of the intercept comes from
+    the fit's covariance (absolute weights ``kappa^2 / sem``). Returns ``{"conductivity_W_per_mK", "sem"}``.
+    """
+    L, k, s = (np.asarray(a, dtype=float) for a in (lengths_A, kappas, sems))
+    if L.size < 2 or L.size != k.size or k.size != s.size or np.any(s <= 0) or np.any(k <= 0):
+        raise MDSetupError("extrapolate_length needs >= 2 lengths with positive conductivities and sems")
+    x, y, sy = 1.0 / L, 1.0 / k, s / k ** 2
+    if L.size == 2:
+        slope = (y[1] - y[0]) / (x[1] - x[0])
+        a = y[0] - slope * x[0]
+        w = np.array([-x[1], x[0]]) / (x[0] - x[1])  # a = w . y
+        sa = float(np.sqrt(((w * sy) ** 2).sum()))
+    else:
+        (slope, a), cov = np.polyfit(x, y, 1, w=1.0 / sy, cov="unscaled")
+        sa = float(np.sqrt(cov[1, 1]))
+    if a <= 0:
+        raise MDRunError(f"extrapolate_length: 1/kappa extrapolates to {a:.3g} <= 0 at 1/L = 0; the lengths "
+                         "are too short or the errors too large for a diffusive limit")
+    return {"conductivity_W_per_mK": float(1.0 / a), "sem": float(sa / a ** 2)}
+def interface_nemd(*a, **k):
+    raise NotImplementedError
