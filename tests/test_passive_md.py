@@ -1,10 +1,15 @@
 """Acceptance of two-step passive training on the embedded graphene AIMD data (slow).
 
-The refit's maximum grade over all AIMD frames is below the threshold; 1000 K NVT runs of the
-unstrained and of the 10 % biaxially strained sheet with the final potential and its active set never
-grade above 2 (checked every 10 steps by md_gpu's extrapolation control).  The preliminary
-potential's grades on the same runs are printed for the report, not asserted: on these states it
-does not extrapolate either (the every-10th subsample already covers them; see docs/fit.md).
+The refit's maximum grade over all AIMD frames is below the threshold; 1000 K and 1500 K NVT runs of
+the unstrained and of the 10 % biaxially strained sheet with the final potential and its active set
+never grade above 2 (checked every 10 steps by md_gpu's extrapolation control), and the preliminary
+potential comes closer to extrapolating than the final one at 1500 K, the hottest AIMD temperature.
+
+Why 1500 K carries the comparison (measured, level 10, 1000 steps, seeds 1-4, 2026-11-23): at 1000 K
+neither potential comes near 2 and which grades higher changes with the seed (preliminary
+1.00-1.24, final 1.07-1.20: the every-10th subsample already holds frames of the 900 K and 1500 K
+chains around that state); at 1500 K the preliminary graded higher in 8 runs of 8 (unstrained
+1.23-1.48 vs 1.15-1.19; 10 % biaxial 1.41-1.80 vs 1.14-1.23). See docs/fit.md.
 """
 from pathlib import Path
 
@@ -58,10 +63,20 @@ def test_two_step_passive_training_on_graphene_and_md_at_1000K():
     assert rep["max_grade_final"] < 2.0
     for step in (pre, refit):
         assert step["errors"]["all"]["forces"]["rmse"] < 1.5  # eV/A: a real fit, not a random potential
-    for strain in (0.0, 0.1):
-        start = next(a for a in frames if np.allclose(a.info["strain"], strain))
-        final, temperature = _nvt_max_grade(res.mtp, res.active_set, start)
-        preliminary, t_pre = _nvt_max_grade(res.preliminary, res.active_set_preliminary, start)
-        print(f"1000 K NVT, biaxial strain {strain}: max grade preliminary {preliminary:.3f} (T {t_pre:.0f} K), "
-              f"final {final:.3f} (T {temperature:.0f} K)")
-        assert final < 2.0 and abs(temperature - 1000.0) < 150
+    hottest = {"preliminary": [], "final": []}
+    for temperature_K, seeds in ((1000.0, (1,)), (1500.0, (1, 2))):
+        for strain in (0.0, 0.1):
+            start = next(a for a in frames if np.allclose(a.info["strain"], strain))
+            for seed in seeds:
+                final, temperature = _nvt_max_grade(res.mtp, res.active_set, start, temperature_K=temperature_K,
+                                                    seed=seed)
+                preliminary, t_pre = _nvt_max_grade(res.preliminary, res.active_set_preliminary, start,
+                                                    temperature_K=temperature_K, seed=seed)
+                print(f"{temperature_K:.0f} K NVT, biaxial strain {strain}, seed {seed}: max grade preliminary "
+                      f"{preliminary:.3f} (T {t_pre:.0f} K), final {final:.3f} (T {temperature:.0f} K)")
+                assert final < 2.0 and abs(temperature - temperature_K) < 0.15 * temperature_K
+                if temperature_K == 1500.0:
+                    hottest["preliminary"].append(preliminary)
+                    hottest["final"].append(final)
+    # the preliminary potential comes closer to extrapolating where its training set is thinnest
+    assert np.mean(hottest["preliminary"]) > np.mean(hottest["final"])
