@@ -1,9 +1,10 @@
-"""``multiscale fem {tensile,sweep}``: the continuum model without a case directory.
+"""``multiscale fem {tensile,sweep,thermal}``: the continuum model without a case directory.
 
-Both commands take a ``properties.json`` (docs/properties.md) and the same
+The commands take a ``properties.json`` (docs/properties.md) and the same
 settings as the case.yaml ``fem:`` section (:data:`fem.fem_stage.FEM_SETTINGS`),
 given as flags; they call the same functions as the stage
-(:func:`fem.study.run_tensile`, :func:`fem.study.run_sweep`) and write into
+(:func:`fem.study.run_tensile`, :func:`fem.study.run_sweep`,
+:func:`fem.thermal_study.run_thermal`) and write into
 ``--out`` (XDMF, PNGs, ``fem_results.json``). Run them under ``mpirun -n N``
 to solve on N ranks.
 """
@@ -41,12 +42,42 @@ FLAGS = {
 }
 
 
-def _settings(args) -> dict:
+def _floats(text: str) -> list:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _names(text: str) -> list:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+# the heat-conduction command: fem.thermal keys, and --direction is the direction of the heat flow
+THERMAL_FLAGS = {
+    **FLAGS,
+    "--direction": ("thermal.load_direction", str, "heat flows along x | y (hot edge at 0)"),
+    "--delta-t-k": ("thermal.delta_T_K", float, "temperature difference between hot and cold edges (K)"),
+    "--heat-interface": ("thermal.interface", str, "jump (q.n = G [T]) | perfect (continuous T)"),
+    "--conductance-fallback": ("thermal.interface_fallback", str, "without a properties.json conductance: "
+                                                                  "perfect | error"),
+    "--thermal-mesh-size-nm": ("thermal.mesh_size_nm", float, "element size of the thermal samples (nm)"),
+    "--thermal-linear": ("thermal.linear", str, "direct | iterative"),
+    "--fractions": ("thermal.fractions", _floats, "fraction sweep: comma-separated B fractions ('' for none)"),
+    "--samples": ("thermal.fraction_samples", _names,
+                  "fraction sweep samples: stripes_parallel,stripes_series,islands"),
+    "--periods-nm": ("thermal.periods_nm", _floats, "size sweep: comma-separated periods (nm)"),
+    "--period-count": ("thermal.period_count", int, "size sweep: log-spaced periods (0: none)"),
+    "--period-min-nm": ("thermal.period_min_nm", float, "size sweep: smallest period (nm)"),
+    "--period-max-nm": ("thermal.period_max_nm", float, "size sweep: largest period (nm)"),
+    "--size-fraction": ("thermal.size_fraction", float, "size sweep: area fraction of B"),
+    "--elements-per-stripe": ("thermal.elements_per_stripe", int, "size sweep: elements across the narrower stripe"),
+}
+
+
+def _settings(args, flags: dict = FLAGS) -> dict:
     from .fem_stage import check_settings, defaults
 
     s = defaults()
     s["studies"] = []
-    for flag, (key, kind, _) in FLAGS.items():
+    for flag, (key, kind, _) in flags.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is None:
             continue
@@ -65,10 +96,10 @@ def _settings(args) -> dict:
     return s
 
 
-def _add_common(p) -> None:
+def _add_common(p, flags: dict = FLAGS) -> None:
     p.add_argument("--properties", required=True, help="properties.json (docs/properties.md)")
     p.add_argument("--out", default="fem_out", help="output folder (default: fem_out)")
-    for flag, (_, kind, help_text) in FLAGS.items():
+    for flag, (_, kind, help_text) in flags.items():
         p.add_argument(flag, type=kind, default=None, help=help_text)
     p.add_argument("--fraction", type=float, default=None, help="area fraction of phase B (stripes and islands)")
     p.add_argument("--no-damage", action="store_true", help="linear elasticity only (effective modulus)")
@@ -76,7 +107,7 @@ def _add_common(p) -> None:
     p.add_argument("--verbose", action="store_true", help="print every load step")
 
 
-def _run(args, work) -> int:
+def _run(args, work, flags: dict = FLAGS) -> int:
     from mpi4py import MPI
 
     from .materials import read_properties
@@ -84,7 +115,7 @@ def _run(args, work) -> int:
 
     comm = MPI.COMM_WORLD
     try:
-        s = _settings(args)
+        s = _settings(args, flags)
         props = read_properties(args.properties)
         out = Path(args.out)
         if comm.rank == 0:
@@ -128,8 +159,26 @@ def _sweep(args) -> int:
     return _run(args, work)
 
 
+def _thermal(args) -> int:
+    from .thermal_study import SampleMaterials, run_thermal
+
+    def work(s, props, comm, out, log):
+        r = run_thermal(s, SampleMaterials(s, props, log=log), comm=comm, out_dir=out, log=log)
+        main = r["main"]
+        lines = [f"kappa_eff {main['kappa_eff_W_per_mK']:.6g} W/(m K) along {main['load_direction']}  "
+                 f"(parallel {main['parallel_W_per_mK']:.6g}, series {main['series_W_per_mK']:.6g})  "
+                 f"({out / 'fem_results.json'})"]
+        if r["size_sweep"]:
+            lines.append(f"{'period nm':>12s} {'kappa W/(m K)':>14s} {'exact':>14s}")
+            lines += [f"{row['period_nm']:12.4g} {row['kappa_fe']:14.6g} {row['kappa_exact']:14.6g}"
+                      for row in r["size_sweep"]["rows"]]
+        return {"thermal": r}, "\n".join(lines)
+
+    return _run(args, work, THERMAL_FLAGS)
+
+
 def register(subparsers) -> None:
-    """Add ``tensile`` and ``sweep`` to the ``multiscale fem`` command group."""
+    """Add ``tensile``, ``sweep`` and ``thermal`` to the ``multiscale fem`` command group."""
     p = subparsers.add_parser("tensile", help="tension to failure of one sample (stripes, islands or a mesh)")
     _add_common(p)
     p.set_defaults(func=_tensile)
@@ -139,3 +188,6 @@ def register(subparsers) -> None:
     q.add_argument("--values", required=True, help="comma-separated values, e.g. 0,0.25,0.5,0.75,1")
     q.add_argument("--name", default="sweep", help="name of the study (file names)")
     q.set_defaults(func=_sweep)
+    r = subparsers.add_parser("thermal", help="steady heat conduction: kappa_eff, fraction and size sweeps")
+    _add_common(r, THERMAL_FLAGS)
+    r.set_defaults(func=_thermal)

@@ -5,9 +5,11 @@ Data flow (docs/architecture.md, docs/fem.md)::
     runs/constitutive/properties.json
         -> fem.study.run_tensile(settings)         the sample of the ``fem:`` section, loaded to failure
         -> fem.study.run_sweep(settings, study)    every entry of ``fem.studies``
+        -> fem.thermal_study.run_thermal(settings) heat conduction (``fem.thermal``): kappa_eff, sweeps
         -> runs/fem/: tensile_fields.xdmf (+ .h5), tensile_curve.png, tensile_damage.png,
                       <study>.json (table), <study>.csv, <study>.png, <study>_<i>_{curve,damage}.png,
-                      points/<study>_<i>.json (finished sweep points, for resuming), fem_results.json
+                      points/<study>_<i>.json (finished sweep points, for resuming), fem_results.json,
+                      thermal_fields.xdmf, thermal_temperature.png, thermal_fraction.png, thermal_size.png
 
 All ranks solve together (PETSc); only rank 0 writes PNG, CSV and JSON.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from mpi4py import MPI
 
-from . import materials, study
+from . import materials, study, thermal_study
 from .errors import FemInputError
 
 RESULTS_FILE = "fem_results.json"
@@ -68,6 +70,29 @@ FEM_SETTINGS = {
         "max_iterations": (int, 500, "staggered loop: iterations per load step"),
     },
     "write_fields": (bool, True, "write XDMF fields (displacement, damage, phase) of the main run"),
+    "thermal": {
+        "enabled": (bool, True, "steady heat conduction: main sample, fraction and size sweeps (needs thermal "
+                                "conductivities in properties.json: md.thermal)"),
+        "load_direction": (str, "x", "heat flows along x | y: hot edge at 0, cold edge opposite, others adiabatic"),
+        "delta_T_K": (float, 10.0, "temperature difference between the hot and cold edges (K)"),
+        "interface": (str, "jump", "jump: q.n = G [T] on phase boundaries (G from properties.json) | "
+                                   "perfect: continuous temperature"),
+        "interface_fallback": (str, "perfect", "when properties.json has no conductance for the interface: "
+                                               "perfect (logged, noted) | error"),
+        "mesh_size_nm": (float, 0.0, "element size of the main sample and fraction sweeps (nm); 0: mesh_size_nm"),
+        "linear": (str, "direct", "direct (MUMPS LU) | iterative (CG + GAMG)"),
+        "fractions": (list, [0.0, 0.25, 0.5, 0.75, 1.0], "area fractions of B of the fraction sweeps; []: none"),
+        "fraction_samples": (list, ["stripes_parallel", "stripes_series", "islands"],
+                             "samples of the fraction sweeps: stripes_parallel | stripes_series | islands"),
+        "periods_nm": (list, [], "stripe periods of the size sweep (nm); []: period_count log-spaced periods "
+                                 "from period_min_nm to period_max_nm"),
+        "period_min_nm": (float, 10.0, "smallest period of the size sweep (nm)"),
+        "period_max_nm": (float, 10000.0, "largest period of the size sweep (nm)"),
+        "period_count": (int, 7, "number of log-spaced periods; 0: no size sweep"),
+        "size_fraction": (float, 0.5, "area fraction of B in the size sweep"),
+        "elements_per_stripe": (int, 8, "size sweep: elements across the narrower stripe (the mesh scales with "
+                                        "the period)"),
+    },
     "studies": (list, [
         {"name": "stripes_fraction", "geometry": "stripes", "variable": "fraction",
          "values": [0.0, 0.25, 0.5, 0.75, 1.0]},
@@ -96,10 +121,11 @@ def check_settings(s: dict) -> None:
             raise FemInputError(f"fem.{key} must be > 0, got {s[key]}")
     if s["interface_width_nm"] < 0:
         raise FemInputError(f"fem.interface_width_nm must be >= 0, got {s['interface_width_nm']}")
+    thermal_study.check_thermal_settings(s["thermal"])
 
 
 def run_fem(settings: dict, ctx) -> dict:
-    """Run the main tensile test and every study; write ``fem_results.json``; return a summary."""
+    """Run the main tensile test, every study and the heat conduction; write ``fem_results.json``; summarise."""
     comm = getattr(ctx, "comm", None) or MPI.COMM_WORLD
     check_settings(settings)
     props = materials.read_properties(Path(ctx.stage_dir("constitutive")) / "properties.json")
@@ -113,6 +139,10 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
     if comm.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     comm.barrier()
+    # read the thermal inputs before the long mechanics runs, so that a missing one stops the stage at once
+    thermal_inputs = None
+    if settings["thermal"]["enabled"]:
+        thermal_inputs = thermal_study.SampleMaterials(settings, props, log=log)
     main = study.run_tensile(settings, props, comm=comm, out_dir=out_dir, label="tensile",
                              write_fields=settings["write_fields"], log=log)
     if log:
@@ -120,9 +150,13 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
             f"failure strain {main['failure_strain']:.4f}")
     studies = [study.run_sweep(settings, st, i, props, comm=comm, out_dir=out_dir, log=log)
                for i, st in enumerate(settings["studies"])]
+    thermal = None
+    if thermal_inputs is not None:
+        thermal = thermal_study.run_thermal(settings, thermal_inputs, comm=comm, out_dir=out_dir, log=log)
     results = {"format": RESULTS_FORMAT, "units": {"length": "nm", "stress": "N/m (2D)", "Gc": "nN (= 1e-9 J/m)",
-                                                   "energy": "nN nm (1e-18 J)"},
-               "properties": props.get("_source"), "settings": settings, "tensile": main, "studies": studies}
+                                                   "energy": "nN nm (1e-18 J)", "conductivity": "W/(m K)"},
+               "properties": props.get("_source"), "settings": settings, "tensile": main, "studies": studies,
+               "thermal": thermal}
     if comm.rank == 0:
         study.write_json(out_dir / RESULTS_FILE, results)
     return summary(results)
@@ -138,6 +172,23 @@ def summary(results: dict) -> dict:
                                "modulus_N_per_m": round(r["modulus_N_per_m"], 3),
                                "strength_N_per_m": round(r["strength_N_per_m"], 4),
                                "failure_strain": round(r["failure_strain"], 5)} for r in st["rows"]]
-    return {"modulus_N_per_m": main["modulus_N_per_m"], "strength_N_per_m": main["strength_N_per_m"],
-            "failure_strain": main["failure_strain"], "notes": main["notes"], "results": RESULTS_FILE,
-            "studies": tables}
+    out = {"modulus_N_per_m": main["modulus_N_per_m"], "strength_N_per_m": main["strength_N_per_m"],
+           "failure_strain": main["failure_strain"], "notes": main["notes"], "results": RESULTS_FILE,
+           "studies": tables}
+    if results.get("thermal"):
+        out["thermal"] = thermal_summary(results["thermal"])
+    return out
+
+
+def thermal_summary(th: dict) -> dict:
+    """The heat-conduction numbers of the stage summary: main kappa_eff with its bounds, the size effect."""
+    main = th["main"]
+    out = {k: main[k] for k in ("kappa_eff_W_per_mK", "parallel_W_per_mK", "series_W_per_mK", "exact_W_per_mK")}
+    out.update(load_direction=main["load_direction"], G_W_per_m2K=th["materials"]["G_W_per_m2K"],
+               notes=th["notes"], files=th["files"])
+    size = th.get("size_sweep")
+    if size:
+        out["size"] = [{"period_nm": round(r["period_nm"], 4), "kappa_W_per_mK": round(r["kappa_fe"], 4)}
+                       for r in size["rows"]]
+        out["crossover_period_nm"] = size["crossover_period_nm"]
+    return out

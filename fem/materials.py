@@ -298,3 +298,76 @@ def voigt_reuss(moduli, fractions) -> tuple[float, float]:
     E = np.asarray(moduli, dtype=float)
     f = np.asarray(fractions, dtype=float)
     return float(f @ E), float(1.0 / (f @ (1.0 / E)))
+
+
+# -- heat conduction -----------------------------------------------------------------------------
+THERMAL_FALLBACKS = ("perfect", "error")
+
+
+def _thermal_missing(source: str, name: str) -> FemInputError:
+    return FemInputError(f"{source}: properties.json has no thermal conductivity for phase {name}: enable "
+                         f"md.thermal in case.yaml (or set fem.thermal.enabled: false); missing key "
+                         f"'phases.{name}.thermal.conductivity_W_per_mK'")
+
+
+def phase_conductivity(props: dict, name: str) -> tuple[float, float]:
+    """Thermal conductivity ``(kappa_x, kappa_y)`` (W/(m K)) of phase ``name`` from ``properties.json`` data.
+
+    Read from ``phases[name].thermal.conductivity_W_per_mK.{x,y}.mean``; a
+    phase measured along one direction only is taken as isotropic. Raises
+    :class:`FemInputError` naming the key (and ``md.thermal``, which measures
+    it) when it is absent, and when a value is not > 0.
+    """
+    source = props.get("_source", "properties.json")
+    if name not in props["phases"]:
+        raise FemInputError(f"{source}: phase '{name}' is not in 'phases' (has: {', '.join(sorted(props['phases']))}); "
+                            f"check fem.phases")
+    node = props["phases"][name].get("thermal")
+    per_direction = node.get("conductivity_W_per_mK") if isinstance(node, dict) else None
+    if not isinstance(per_direction, dict) or not per_direction:
+        raise _thermal_missing(source, name)
+    where = f"phases.{name}.thermal.conductivity_W_per_mK"
+    known = {d: _mean(per_direction, d, where, source) for d in DIRECTIONS if d in per_direction}
+    if not known:
+        raise _thermal_missing(source, name)
+    kx, ky = known.get("x", known.get("y")), known.get("y", known.get("x"))
+    if not (kx > 0 and ky > 0):
+        raise FemInputError(f"{source}: '{where}' must be > 0 W/(m K), got x {kx}, y {ky}")
+    return kx, ky
+
+
+def interface_conductance(props: dict, a: str, b: str, *, fallback: str = "perfect") -> tuple[float, str]:
+    """Interfacial thermal conductance ``G`` (W/(m^2 K)) between phases ``a`` and ``b``, and where it came from.
+
+    From ``interfaces[key].thermal.conductance_W_per_m2K.mean`` (``key`` found
+    by :func:`interface_key`). When there is no such entry, ``fallback=
+    'perfect'`` returns ``G = inf`` (perfect thermal contact: no temperature
+    jump, a named assumption the results record) and ``'error'`` raises
+    :class:`FemInputError`. A ``G`` that is not > 0 is always an error.
+    """
+    source = props.get("_source", "properties.json")
+    if fallback not in THERMAL_FALLBACKS:
+        raise FemInputError(f"fem.thermal.interface_fallback: {fallback!r} is not one of "
+                            f"{', '.join(THERMAL_FALLBACKS)}")
+    key = interface_key(props, a, b)
+    node = props.get("interfaces", {}).get(key, {}).get("thermal") if key else None
+    if not isinstance(node, dict) or "conductance_W_per_m2K" not in node:
+        if fallback == "error":
+            raise FemInputError(f"{source}: no interface conductance between '{a}' and '{b}' (key "
+                                f"'interfaces.{key or a + '|' + b}.thermal.conductance_W_per_m2K'): enable "
+                                f"md.thermal for the interface in case.yaml, or set "
+                                f"fem.thermal.interface_fallback: perfect")
+        return math.inf, f"fallback perfect: {source} has no thermal conductance joining {a} and {b}"
+    where = f"interfaces.{key}.thermal"
+    G = _mean(node, "conductance_W_per_m2K", where, source)
+    if not G > 0:
+        raise FemInputError(f"{source}: '{where}.conductance_W_per_m2K' must be > 0 W/(m^2 K), got {G}; "
+                            f"a non-positive conductance means the interface MD run resolved no temperature "
+                            f"jump: rerun it (md.thermal) or set fem.thermal.interface: perfect")
+    return G, f"{source}: interfaces['{key}'].thermal.conductance_W_per_m2K = {G:g} W/(m^2 K)"
+
+
+def sheet_thickness_A(props: dict, name: str) -> float | None:
+    """Effective thickness (Å) of phase ``name`` (``phases[name].thickness_A``), or None when absent."""
+    t = props["phases"].get(name, {}).get("thickness_A")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 else None

@@ -164,6 +164,25 @@ def _configure(solver, prefix: str, options: dict) -> None:
         del db[prefix + key]
 
 
+def solve_linear(ksp, b, u: fem.Function, *, what: str, setting: str) -> int:
+    """Solve ``A u = b`` with the configured ``ksp``, update ghosts; return the Krylov iterations.
+
+    A diverged solve raises :class:`FemSolveError` naming ``what`` and the ``setting`` to change.
+    """
+    ksp.solve(b, u.vector)
+    reason = ksp.getConvergedReason()
+    if reason < 0:
+        raise FemSolveError(f"{what} diverged, PETSc reason {reason}; try {setting}: direct")
+    u.x.scatter_forward()
+    return ksp.getIterationNumber()
+
+
+def untagged(comm, cell_tags, known) -> list[int]:
+    """The cell tags present in the mesh (on any rank) that are not keys of ``known``, sorted."""
+    tags = np.unique(np.concatenate(comm.allgather(np.unique(cell_tags.values))))
+    return sorted(set(tags.tolist()) - set(known))
+
+
 def _cell_field(Q, cell_tags, values: dict) -> fem.Function:
     """A DG0 function equal to ``values[tag]`` on the cells with that tag."""
     f = fem.Function(Q)
@@ -186,8 +205,7 @@ class TensileTest:
         options.check()
         self.mesh, self.opts, self.comm = msh, options, msh.comm
         self.length, self.height = size_nm
-        tags = np.unique(np.concatenate(self.comm.allgather(np.unique(cell_tags.values))))
-        missing = sorted(set(tags.tolist()) - set(materials))
+        missing = untagged(self.comm, cell_tags, materials)
         if missing:
             raise FemInputError(f"the mesh has cell tags {missing} with no material; "
                                 f"known tags: {sorted(materials)}")
@@ -323,13 +341,8 @@ class TensileTest:
         fem_petsc.apply_lifting(self.b, [self.a_u], bcs=[self.bcs])
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         fem_petsc.set_bc(self.b, self.bcs)
-        self.ksp.solve(self.b, self.u.vector)
-        reason = self.ksp.getConvergedReason()
-        if reason < 0:
-            raise FemSolveError(f"displacement solve ({self.linear}) diverged, PETSc reason {reason}; "
-                                f"try fem.solver.linear: direct")
-        self.u.x.scatter_forward()
-        return self.ksp.getIterationNumber()
+        return solve_linear(self.ksp, self.b, self.u, what=f"displacement solve ({self.linear})",
+                            setting="fem.solver.linear")
 
     def solve_damage(self) -> int:
         """Minimise the energy in the damage at fixed displacement, ``alpha_prev <= alpha <= 1``.

@@ -21,6 +21,7 @@ def tiny_settings():
     s["stripes"].update(period_nm=4.0, fraction=0.5, orientation="y")
     s["islands"].update(radius_nm=1.2, fraction=0.15)
     s["loading"].update(max_strain=0.2, n_steps=10)
+    s["thermal"]["enabled"] = False   # heat conduction has its own stage test (tests/test_fem_thermal.py)
     s["studies"] = [{"name": "stripes_fraction", "geometry": "stripes", "variable": "fraction", "values": [0.0, 1.0]},
                     {"name": "islands_fraction", "geometry": "islands", "variable": "fraction", "values": [0.15]}]
     return s
