@@ -82,6 +82,8 @@ def _size_field(gmsh, curves: list[int], mesh_size_nm: float, fine_nm: float, re
     if not curves or fine_nm >= mesh_size_nm:
         gmsh.option.setNumber("Mesh.MeshSizeMin", mesh_size_nm)
         return
+    # options are global to the gmsh session: clear the floor a previous sample (no interfaces) may have set
+    gmsh.option.setNumber("Mesh.MeshSizeMin", 0.0)
     dist = gmsh.model.mesh.field.add("Distance")
     gmsh.model.mesh.field.setNumbers(dist, "CurvesList", curves)
     gmsh.model.mesh.field.setNumber(dist, "Sampling", 200)

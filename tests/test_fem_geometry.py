@@ -2,8 +2,9 @@
 import gmsh
 import numpy as np
 import pytest
+from mpi4py import MPI
 
-from fem import geometry as G
+from fem import geometry as G, mesh_io
 from fem.errors import FemInputError
 
 
@@ -95,3 +96,16 @@ def test_user_mesh_round_trip_and_errors(tmp_path):
             gmsh.model.remove()
     with pytest.raises(FemInputError, match="not found"):
         G.user_mesh(str(tmp_path / "none.msh"))
+
+
+def test_interface_refinement_survives_a_previous_sample_without_interfaces():
+    # gmsh options are global: a homogeneous sample (no interfaces) must not cap the next one's refinement
+    def n_triangles(**kwargs):
+        msh, _, _, _ = mesh_io.mesh_from_gmsh(G.stripes, MPI.COMM_WORLD, phases=("a", "b"), length_nm=10.0,
+                                              height_nm=10.0, period_nm=5.0, orientation="y", mesh_size_nm=1.0,
+                                              **kwargs)
+        return msh.topology.index_map(2).size_global
+
+    coarse = n_triangles(fraction=0.5)
+    n_triangles(fraction=0.0)
+    assert n_triangles(fraction=0.5, interface_mesh_size_nm=0.25) > 2 * coarse
