@@ -244,7 +244,6 @@ def _stripes_across(s: dict, period: float, n_periods: int) -> dict:
     out = conduction_settings(s, geometry="stripes", mesh_size_nm=h,
                               stripes={"period_nm": period, "fraction": f,
                                        "orientation": "y" if t["load_direction"] == "x" else "x"}, **size)
-    out["mesh_size_nm"] = h
     return out
 
 
@@ -259,7 +258,7 @@ def superlattice_kappa(s: dict, m: SampleMaterials, period: float, *, comm=MPI.C
     """
     resistance = []
     for n in (1, 2):
-        _, res, layout = solve_sample(_stripes_across(s, period, n), m, comm=comm)
+        _, res, _ = solve_sample(_stripes_across(s, period, n), m, comm=comm)
         resistance.append(n * period / res.kappa_eff)
     return period / (resistance[1] - resistance[0])
 
