@@ -1,8 +1,8 @@
-"""``multiscale md {tensile, elastic, bench}``: the MD engine from the command line.
+"""``multiscale md {tensile, elastic, thermal, bench}``: the MD engine from the command line.
 
 Each sub-command calls the same Python functions as the staging API
 (:func:`md_gpu.protocols.tensile`, :func:`md_gpu.protocols.elastic_constants`,
-:func:`md_gpu.bench.benchmark`). ``register(subparsers)`` adds them to the
+:func:`md_gpu.protocols.hnemd` / ``nemd`` / ``interface_nemd``, :func:`md_gpu.bench.benchmark`). ``register(subparsers)`` adds them to the
 ``md`` command group of ``multiscale.cli``.
 """
 from __future__ import annotations
@@ -60,30 +60,40 @@ def _guard(fn):
     return handler
 
 
-@_guard
-def cmd_tensile(args) -> int:
+def _over_seeds(args, run_one, summary_name: str, **fields) -> int:
+    """``run_one(ff, atoms, seed, out) -> {"properties", "h5", ...}`` for each of ``--seeds``; prints each
+    run and writes ``<out>/<summary_name>`` (``fields`` + mean and sem over the seeds)."""
     from .analysis import summarize
-    from .protocols import tensile
 
     ff, atoms = _load(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
+        r = run_one(ff, atoms, seed, out)
+        print(json.dumps({"seed": seed, **r["properties"], "h5": str(r["h5"])}))
+        runs.append(r["properties"])
+    summary = {**fields, "n_atoms": len(atoms), "temperature_K": args.temperature, "statistics": summarize(runs)}
+    (out / summary_name).write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+@_guard
+def cmd_tensile(args) -> int:
+    from .protocols import tensile
+
+    def run_one(ff, atoms, seed, out):
         settings = _settings(args, seed, traj_every=args.traj_every, checkpoint_every=args.checkpoint_every)
         prefix = out / f"tensile_{args.direction}_seed{seed}"
         resume = args.resume and Path(f"{prefix}.ckpt.npz").is_file()
-        r = tensile(ff, atoms, direction=args.direction, strain_rate_per_s=args.strain_rate,
-                    max_strain=args.max_strain, transverse=args.transverse, settings=settings,
-                    thickness_A=args.thickness, fit_window=(0.0, args.fit_max_strain), out_prefix=prefix,
-                    resume=resume)
-        print(json.dumps({"seed": seed, **r["properties"], "h5": str(r["h5"])}))
-        runs.append(r["properties"])
-    summary = {"direction": args.direction, "strain_rate_per_s": args.strain_rate, "n_atoms": len(atoms),
-               "temperature_K": args.temperature, "statistics": summarize(runs)}
-    (out / f"tensile_{args.direction}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
-    return 0
+        return tensile(ff, atoms, direction=args.direction, strain_rate_per_s=args.strain_rate,
+                       max_strain=args.max_strain, transverse=args.transverse, settings=settings,
+                       thickness_A=args.thickness, fit_window=(0.0, args.fit_max_strain), out_prefix=prefix,
+                       resume=resume)
+
+    return _over_seeds(args, run_one, f"tensile_{args.direction}_summary.json", direction=args.direction,
+                       strain_rate_per_s=args.strain_rate)
 
 
 @_guard
@@ -97,6 +107,47 @@ def cmd_elastic(args) -> int:
         result["static"] = static_elastic_constants(ff, atoms, delta=args.delta)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _nemd_lengths(args, ff, atoms, seed, out, common) -> dict:
+    """NEMD at each repeat of ``--lengths`` along ``--direction``; the last run, plus the 1/kappa vs 1/L
+    extrapolation (``properties["extrapolated"]``) when there are several lengths."""
+    from .protocols import extrapolate_length, nemd
+
+    series = []
+    for n in [int(x) for x in args.lengths.split(",")] if args.lengths else [1]:
+        reps = [n if "xyz"[k] == args.direction else 1 for k in range(3)]
+        series.append(nemd(ff, atoms.repeat(reps), direction=args.direction, delta_T_K=args.delta_t,
+                           bath_width_A=args.bath_width, out_prefix=out / f"nemd_{args.direction}_x{n}_seed{seed}",
+                           **common))
+        print(json.dumps({"seed": seed, "repeat": n, **series[-1]["properties"]}))
+    r = series[-1]
+    if len(series) > 1:
+        p = [x["properties"] for x in series]
+        r["properties"] = {**r["properties"], "extrapolated": extrapolate_length(
+            [x["length_A"] for x in p], [x["conductivity_W_per_mK"] for x in p],
+            [x["conductivity_sem_W_per_mK"] for x in p])}
+    return r
+
+
+@_guard
+def cmd_thermal(args) -> int:
+    from .protocols import hnemd, interface_nemd
+
+    args.direction = args.direction or ("y" if args.method == "interface" else "x")
+
+    def run_one(ff, atoms, seed, out):
+        common = dict(production_steps=args.steps, settings=_settings(args, seed), thickness_A=args.thickness)
+        if args.method == "hnemd":
+            return hnemd(ff, atoms, direction=args.direction, driving_force_per_A=args.driving_force,
+                         out_prefix=out / f"hnemd_{args.direction}_seed{seed}", **common)
+        if args.method == "nemd":
+            return _nemd_lengths(args, ff, atoms, seed, out, common)
+        return interface_nemd(ff, atoms, axis=args.direction, delta_T_K=args.delta_t, bath_width_A=args.bath_width,
+                              out_prefix=out / f"interface_{args.direction}_seed{seed}", **common)
+
+    return _over_seeds(args, run_one, f"thermal_{args.method}_{args.direction}_summary.json", method=args.method,
+                       direction=args.direction)
 
 
 @_guard
@@ -118,7 +169,7 @@ def cmd_bench(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``tensile``, ``elastic`` and ``bench`` to the ``md`` group."""
+    """Add ``tensile``, ``elastic``, ``thermal`` and ``bench`` to the ``md`` group."""
     p = subparsers.add_parser("tensile", help="uniaxial tensile test to failure, over seeds")
     _common(p)
     p.add_argument("--direction", default="x", help="x or y (rotate the sheet for other directions)")
@@ -142,6 +193,21 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--static", action="store_true", help="also print the 0 K static finite-difference values")
     p.set_defaults(func=cmd_elastic)
+
+    p = subparsers.add_parser("thermal", help="thermal conductivity (HNEMD, NEMD) or interface conductance")
+    _common(p)
+    p.add_argument("--method", default="hnemd", choices=("hnemd", "nemd", "interface"))
+    p.add_argument("--direction", default=None, help="transport axis (default x; interface: the normal, y)")
+    p.add_argument("--steps", type=int, default=100000, help="production steps per run")
+    p.add_argument("--driving-force", type=float, default=1e-4, help="HNEMD driving force F_e (1/Å)")
+    p.add_argument("--delta-t", type=float, default=60.0, help="NEMD hot minus cold bath temperature (K)")
+    p.add_argument("--bath-width", type=float, default=5.0, help="NEMD bath width (Å)")
+    p.add_argument("--lengths", help="NEMD: comma-separated repeats along --direction (one run each, then the "
+                                     "1/kappa vs 1/L extrapolation), e.g. 4,8,12")
+    p.add_argument("--thickness", type=float, default=3.35, help="effective thickness of a sheet (Å)")
+    p.add_argument("--seeds", default="0", help="comma-separated random seeds")
+    p.add_argument("--out", default="md_thermal", help="output folder (HDF5 per run, summary)")
+    p.set_defaults(func=cmd_thermal)
 
     p = subparsers.add_parser("bench", help="MD speed in atom-steps per second")
     _common(p, structure_required=False)

@@ -5,12 +5,17 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from md_gpu.forcefields import compute_forces
+from md_gpu.errors import MDSetupError
+from md_gpu.forcefields import Morse, compute_forces
 from md_gpu.forcefields.mtp import MTPForceField
+from md_gpu.integrators import make_force_fn, velocity_verlet
+from md_gpu.io import read_run_h5
 from md_gpu.neighbors import NeighborList
-from md_gpu.protocols import RunSettings, extrapolate_length, heat_current, heat_currents_per_atom
-from md_gpu.protocols.thermal import driving_forces
+from md_gpu.protocols import (RunSettings, equilibrate, extrapolate_length, heat_current, heat_currents_per_atom,
+                              hnemd, interface_nemd, nemd)
+from md_gpu.protocols.thermal import HeatBaths, driving_forces, find_interfaces
 from md_gpu.state import from_atoms, maxwell_boltzmann
+from md_gpu.structures import load_structure
 from md_gpu.units import FS
 
 DATA = Path(__file__).parent / "data" / "md"
@@ -98,3 +103,124 @@ def test_extrapolate_length_recovers_a_known_limit():
     assert 0 < out["sem"] < 400.0
     two = extrapolate_length(lengths[:2], kappas[:2], 0.02 * kappas[:2])
     assert two["conductivity_W_per_mK"] == pytest.approx(400.0, rel=1e-9)
+
+
+def quick(**changes):
+    base = dict(equilibrate_steps=300, thermo_every=20, seed=4)
+    return RunSettings(**{**base, **changes})
+
+
+def test_per_atom_heat_current_integrates_to_the_energy_the_baths_move(ff):
+    """Energy balance of a running NEMD cell, exact up to the time step and the pairs across the tent's kinks.
+
+    With s(x) the distance from the hot bath centre along the cell (a tent: slope +1 from the hot
+    to the cold bath centre, -1 back) and S = sum_i s_i e_i,
+    dS/dt = sum_i s'(x_i) J_i,x + sum_i s_i dK_i(baths), so
+    int (J_segment1 - J_segment2) dt = Delta S - sum_i s_i Delta K_i (baths): the time integral of the
+    per-atom heat current equals the energy the baths move, times the distance it travels, plus the
+    change of the stored first moment (bounded). Equilibrium fluctuations cancel between the two sides,
+    which a plain time average of the current would need nanoseconds to beat down.
+    """
+    state = equilibrate(ff, load_structure("graphene", repeat=[2, 1, 1]), quick(), barostat_axes=(), **QUIET).md.state
+    L = float(state.cell[0, 0])
+    x0 = np.mod(state.positions[:, 0], L)
+    w = 6.0
+    hot, cold = np.flatnonzero(x0 < w), np.flatnonzero((x0 >= L / 2) & (x0 < L / 2 + w))
+    half = L / 2
+
+    def tent(x):
+        x = np.mod(x - w / 2, L)
+        return np.where(x < half, x, L - x), np.where(x < half, 1.0, -1.0)
+
+    baths = HeatBaths([hot, cold], [450.0, 150.0], 100.0)
+    moved, before, after, moments = [], [], [], []
+
+    def current(md):
+        _, slope = tent(md.state.positions[:, 0])
+        return float((slope * heat_currents_per_atom(md.state, md.result)[:, 0]).sum())
+
+    def kinetic(md):
+        return 0.5 * md.state.masses * (md.state.velocities ** 2).sum(1)
+
+    def settled(md):
+        """The current and the moment S where a step ends (after the baths)."""
+        after.append(current(md))
+        moments.append(float((tent(md.state.positions[:, 0])[0] * (kinetic(md) + md.result.energies)).sum()))
+
+    class Recorder:
+        """Around the bath step: the current before and after it (the baths change velocities at once,
+        so the Verlet part of a step runs from 'after' of one step to 'before' of the next)."""
+
+        def end(self, md, dt_fs):
+            before.append(current(md))
+            k0 = kinetic(md)
+            md = baths.end(md, dt_fs)
+            moved.append(float((tent(md.state.positions[:, 0])[0] * (kinetic(md) - k0)).sum()))
+            settled(md)
+            return md
+
+    init, step = velocity_verlet(make_force_fn(ff, NeighborList(ff.cutoff, 1.0, state.pbc), per_atom=True), 1.0,
+                                 thermostat=Recorder())
+    md = init(state, seed=5)
+    settled(md)
+    for _ in range(800):
+        md = step(md)
+    integral = 0.5 * (np.array(after[:-1]) + np.array(before)).sum()  # trapezoid, eV Å (dt = 1 fs)
+    bath = -float(np.sum(moved))  # -sum_i s_i Delta K_i (eV Å): the cold bath takes heat out at s ~ L/2
+    assert bath > 0
+    assert integral == pytest.approx(moments[-1] - moments[0] + bath, abs=0.02 * bath)
+
+
+def test_nemd_bookkeeping_profile_and_file(ff, tmp_path):
+    """Hot bath energy in = cold bath energy out + change of the total energy (to 2 %); outputs and HDF5."""
+    r = nemd(ff, load_structure("graphene", repeat=[2, 1, 1]), delta_T_K=300.0, bath_width_A=3.7, bin_width_A=1.23,
+             production_steps=600, transient_steps=200, settings=quick(), thickness_A=3.35, n_blocks=4,
+             out_prefix=tmp_path / "nemd", **QUIET)
+    p = r["properties"]
+    assert p["energy_balance_rel"] < 0.02
+    assert p["heat_flux_W_per_m2"] > 0 and p["n_atoms"] == 120
+    assert p["length_A"] == pytest.approx(12.3, abs=0.3)
+    t = np.array(r["profile"]["temperature_K"])
+    assert t[:3].mean() > t[10:13].mean() + 50  # hot bath bins vs cold bath bins
+    h5 = read_run_h5(r["h5"])
+    assert h5["results"]["profile"]["temperature_K"] == pytest.approx(list(t), nan_ok=True)
+    assert h5["settings"]["method"] == "nemd"
+
+
+def test_hnemd_runs_and_reports(ff, tmp_path):
+    r = hnemd(ff, load_structure("graphene"), driving_force_per_A=1e-4, production_steps=200,
+              settings=quick(equilibrate_steps=100), thickness_A=3.35, n_blocks=4, out_prefix=tmp_path / "h",
+              **QUIET)
+    assert set(r["properties"]) == {"conductivity_W_per_mK", "conductivity_sem_W_per_mK", "length_A", "n_atoms"}
+    assert np.isfinite(r["properties"]["conductivity_W_per_mK"])
+    assert len(r["series"]["time_ps"]) == len(r["series"]["running_conductivity_W_per_mK"]) == 200
+    assert r["series"]["time_ps"][-1] == pytest.approx(0.2)
+    assert read_run_h5(r["h5"])["settings"]["driving_force_per_A"] == 1e-4
+    with pytest.raises(MDSetupError, match="thickness_A"):
+        hnemd(ff, load_structure("graphene"), production_steps=20, settings=quick(equilibrate_steps=0), n_blocks=2,
+              **QUIET)
+
+
+def two_mass_sheet(nx=4, ny=24, a=2.9):
+    """A triangular Morse sheet, lower half 'Cu' and upper half 'Au' (same bonds, 3x the mass): two
+    interfaces normal to y whose only resistance is the mass mismatch."""
+    h = a * np.sqrt(3) / 2
+    pos = [((i + 0.5 * (j % 2)) * a, j * h, 7.5) for j in range(ny) for i in range(nx)]
+    symbols = ["Cu" if j < ny // 2 else "Au" for j in range(ny) for _ in range(nx)]
+    return Atoms(symbols, positions=pos, cell=[nx * a, ny * h, 15.0], pbc=[1, 1, 0])
+
+
+def test_interface_nemd_finds_both_interfaces_and_a_temperature_jump():
+    ff = Morse(("Au", "Cu"), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
+    atoms = two_mass_sheet()
+    positions, after = find_interfaces(from_atoms(atoms, species=ff.species), 1)
+    h = 2.9 * np.sqrt(3) / 2
+    assert sorted(after) == ["Au", "Cu"]
+    assert np.sort(positions) == pytest.approx([11.5 * h, 23.5 * h], abs=1e-9)
+    r = interface_nemd(ff, atoms, delta_T_K=100.0, bath_width_A=4.0, bin_width_A=1.25, production_steps=1500,
+                       transient_steps=500, settings=quick(dt_fs=2.0), thickness_A=3.0, n_blocks=4, **QUIET)
+    p = r["properties"]
+    assert p["energy_balance_rel"] < 0.02
+    assert p["temperature_jump_K"] > 0 and p["conductance_W_per_m2K"] > 0
+    assert set(p["kapitza_length_nm"]) <= {"Au", "Cu"}
+    assert len(r["interfaces_A"]) == 2
