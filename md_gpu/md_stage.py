@@ -8,6 +8,13 @@ Data flow::
       --> runs/md/<system>_<direction>_seed<k>.h5 (+ .extxyz, checkpoints while running)
       --> runs/md/summary.json: per system and direction the mean, sem and n over seeds (2D units, N/m)
 
+    with md.thermal.enabled, thermal transport (md_gpu.protocols.thermal) on the same farm:
+      (phase, 'hnemd', direction, seed)            -> <phase>_hnemd_<direction>_seed<k>.h5
+      (phase, 'nemd', length L along x, seed)      -> <phase>_nemd_L<L>_seed<k>.h5
+      (interface, 'interface_nemd', seed)          -> <interface>_nemd_seed<k>.h5
+      --> summary.json systems.<name>.thermal (below); <phase>_hnemd.png, <phase>_thermal_length.png,
+          <interface>_thermal_profile.png
+
 Phases are pulled along every direction of ``md.directions``; an interface
 system is pulled perpendicular to its interface lines (``normal``, the y axis of
 the ``training.structures`` interface cell). ``summary.json`` is what the
@@ -19,6 +26,19 @@ the ``training.structures`` interface cell). ``summary.json`` is what the
                               "elastic_low_T_N_per_m": {"C11": {...}, ..., "temperature_K": 1.0},
                               "provenance": {...}},
                  "interface": {"normal": {...}, "provenance": {...}}}}
+
+With ``md.thermal.enabled`` each system also gets a ``thermal`` entry (docs/md_thermal_stage.md)::
+
+    phase:     {"conductivity_W_per_mK": {"x": {mean, sem, n}, "y": {...}}, "method": "hnemd",
+                "length_dependence": {"x": {"length_nm": [...], "n_atoms": [...],
+                                            "conductivity_W_per_mK": [{mean, sem, n}, ...],
+                                            "extrapolated_W_per_mK": {"mean", "sem"}}},
+                "provenance": {"runs": [...h5...], "temperature_K", "n_atoms", "thickness_A", ...}}
+    interface: {"conductance_W_per_m2K": {mean, sem, n}, "temperature_jump_K": {...},
+                "heat_flux_W_per_m2": {...}, "provenance": {...}}
+
+The thermal runs of an interface use the mean ``thickness_A`` of the two phases it joins
+(``between``): the interface cell is half of each.
 
 A checkpoint left in the stage's scratch folder by an interrupted run is resumed when the run's
 settings and potential are unchanged (``<name>.task.json``); otherwise it is deleted.
@@ -32,6 +52,13 @@ from pathlib import Path
 
 from .analysis import mean_sem
 from .errors import MDRunError, MDSetupError
+
+def _bath_settings(axis: str) -> dict:
+    """The heat-bath keys shared by md.thermal.nemd and md.thermal.interface."""
+    return {"delta_T_K": (float, 40.0, "hot minus cold bath temperature (K)"),
+            "bath_width_A": (float, 5.0, f"width of each bath along {axis} (Å)"),
+            "production_steps": (int, 200000, "NEMD production steps (after a transient of a quarter of them)")}
+
 
 MD_SETTINGS = {
     "temperature_K": (float, 300.0, "temperature of all MD runs (K)"),
@@ -67,6 +94,30 @@ MD_SETTINGS = {
         "warn": (float, 2.0, "warn (and save the frame) above this grade"),
         "stop": (float, 10.0, "stop the run above this grade"),
     },
+    "thermal": {
+        "enabled": (bool, False, "thermal transport MD: HNEMD conductivity of the phases, NEMD length dependence, "
+                                 "interface conductance (md_gpu.protocols.thermal)"),
+        "seeds": (int, 3, "independent seeds per thermal run"),
+        "directions": (list, ["x", "y"], "HNEMD transport directions of the phases (x, y)"),
+        "driving_force_per_A": (float, 1e-4, "HNEMD driving force F_e (1/Å); small enough for linear response"),
+        "equilibrate_steps": (int, 20000, "equilibration steps before each thermal run"),
+        "production_steps": (int, 500000, "HNEMD production steps (the running conductivity is averaged "
+                                          "over them)"),
+        "supercell": (list, [2, 2], "repeats [nx, ny] of the built structure in the thermal runs: the HNEMD cell; "
+                                    "NEMD cells take ny from it, the interface cell nx"),
+        "nemd": {
+            "enabled": (bool, True, "NEMD along x at several lengths: kappa(L) and the 1/kappa vs 1/L "
+                                    "extrapolation to infinite length"),
+            "repeats": (list, [3, 6, 12], "cell lengths as repeats of the built structure along x (two or more; "
+                                         "the baths need a cell of about 35 Å, 3 graphene cells)"),
+            **_bath_settings("x"),
+        },
+        "interface": {
+            "enabled": (bool, True, "NEMD across the interface cell of each interface system: conductance G"),
+            "repeats_normal": (int, 2, "repeats of the interface cell along its normal y (even)"),
+            **_bath_settings("y"),
+        },
+    },
 }
 
 
@@ -82,6 +133,51 @@ def _check(settings: dict) -> None:
         raise ValueError(f"md.seeds: {settings['seeds']} must be >= 1")
     if len(settings["supercell"]) != 2 or any(int(r) < 1 for r in settings["supercell"]):
         raise ValueError(f"md.supercell: {settings['supercell']} must be two positive integers [nx, ny]")
+    _check_thermal(settings["thermal"], settings["temperature_K"])
+
+
+def _positive_ints(values) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+
+
+N_BLOCKS = 10  # block averages per thermal run (the protocols' default n_blocks)
+
+
+def _check_thermal(th: dict, temperature_K: float) -> None:
+    """Errors name the key (``md.thermal.nemd.repeats``); checked even when the block is off."""
+    def positive(block: dict, key: str, where: str):
+        if not block[key] > 0:
+            raise ValueError(f"md.thermal.{where}{key}: {block[key]} must be > 0")
+
+    for key in ("seeds", "driving_force_per_A"):
+        positive(th, key, "")
+    for where, block in (("", th), ("nemd.", th["nemd"]), ("interface.", th["interface"])):
+        if block["production_steps"] < N_BLOCKS:
+            raise ValueError(f"md.thermal.{where}production_steps: {block['production_steps']} must be >= "
+                             f"{N_BLOCKS} (the run's sem comes from {N_BLOCKS} block averages)")
+    if th["equilibrate_steps"] < 0:
+        raise ValueError(f"md.thermal.equilibrate_steps: {th['equilibrate_steps']} must be >= 0")
+    if not th["directions"] or any(d not in ("x", "y") for d in th["directions"]) \
+            or len(set(th["directions"])) != len(th["directions"]):
+        raise ValueError(f"md.thermal.directions: {th['directions']} must list x and/or y, each once (HNEMD gives "
+                         "the conductivity that the constitutive stage reads)")
+    if len(th["supercell"]) != 2 or not _positive_ints(th["supercell"]):
+        raise ValueError(f"md.thermal.supercell: {th['supercell']} must be two positive integers [nx, ny]")
+    repeats = th["nemd"]["repeats"]
+    if not _positive_ints(repeats) or len(set(repeats)) < 2:
+        raise ValueError(f"md.thermal.nemd.repeats: {repeats} must be two or more different positive integers "
+                         "(cell lengths along x, in repeats of the structure) for the 1/kappa vs 1/L "
+                         "extrapolation")
+    normal = th["interface"]["repeats_normal"]
+    if not _positive_ints([normal]) or normal % 2:
+        raise ValueError(f"md.thermal.interface.repeats_normal: {normal} must be an even positive integer (the "
+                         "cold bath sits half a cell after the hot one, in the same phase)")
+    for name in ("nemd", "interface"):
+        block = th[name]
+        positive(block, "bath_width_A", f"{name}.")
+        if not 0 < block["delta_T_K"] < 2 * temperature_K:
+            raise ValueError(f"md.thermal.{name}.delta_T_K: {block['delta_T_K']} K must be > 0 and below "
+                             f"2 x md.temperature_K ({2 * temperature_K:g} K): the cold bath sits at T - delta_T/2")
 
 
 def _run_settings(settings: dict, seed: int):
@@ -126,10 +222,19 @@ def run_task(task: dict) -> dict:
     settings = task["settings"]
     ff = load_forcefield(task["potential"], species=task.get("species"), core=settings["short_range_core"],
                          core_radii=task.get("core_radii"))
-    atoms = load_structure(task["structure"], base_dir=task["case_dir"], repeat=settings["supercell"] + [1],
+    atoms = load_structure(task["structure"], base_dir=task["case_dir"],
+                           repeat=list(task.get("repeat", settings["supercell"])) + [1],
                            key=f"systems.{task['system']}.structure")
     run_settings = _run_settings(settings, task["seed"])
     prefix = Path(task["out_dir"]) / task["name"]
+    if task["kind"] in THERMAL_KINDS:
+        try:
+            return _run_thermal(task, ff, atoms, run_settings, prefix)
+        except MDRunError as exc:
+            return _blown_up(task, exc)
+        except MDSetupError as exc:  # e.g. a NEMD cell too short for its baths: name the settings block
+            block = {"hnemd": "", "nemd": ".nemd", "interface_nemd": ".interface"}[task["kind"]]
+            raise MDSetupError(f"md.thermal{block} ({task['name']}): {exc}") from None
     if task["kind"] in ("elastic", "elastic_low_T"):
         e = settings["elastic"]
         if task["kind"] == "elastic_low_T":
@@ -153,17 +258,52 @@ def run_task(task: dict) -> dict:
                      resume=_resumable(task, prefix), extrapolation=control, log=_progress_printer(task),
                      **direction)
     except MDRunError as exc:
-        # A passively trained potential can leave its training domain (typically at fracture or in
-        # out-of-plane ripples the short AIMD chains never sampled) and blow up: that run is reported,
-        # the others of the same system and direction still count.
-        reason = str(exc).split(" (at ")[0]
-        print(f"[md] {task['name']}: blew up, left out of the statistics: {reason}", flush=True)
-        return {**task, "result": None, "blew_up": reason}
+        return _blown_up(task, exc)
     return {**task, "result": r["properties"], "h5": f"{task['name']}.h5", "n_atoms": r["settings"]["n_atoms"]}
 
 
+def _blown_up(task: dict, exc: MDRunError) -> dict:
+    """A passively trained potential can leave its training domain (typically at fracture or in
+    out-of-plane ripples the short AIMD chains never sampled) and blow up: that run is reported,
+    the others of the same system and direction still count."""
+    reason = str(exc).split(" (at ")[0]
+    print(f"[md] {task['name']}: blew up, left out of the statistics: {reason}", flush=True)
+    return {**task, "result": None, "blew_up": reason}
+
+
+THERMAL_KINDS = ("hnemd", "nemd", "interface_nemd")
+
+
+def _run_thermal(task: dict, ff, atoms, run_settings, prefix: Path) -> dict:
+    """One thermal run: ``md_gpu.protocols.<kind>`` (hnemd, nemd, interface_nemd) with ``md.thermal``.
+
+    No checkpoints: the thermal protocols do not resume, so an interrupted run starts afresh.
+    """
+    from . import protocols
+
+    th = task["settings"]["thermal"]
+    kind = task["kind"]
+    run_settings = replace(run_settings, equilibrate_steps=th["equilibrate_steps"], checkpoint_every=0)
+    if kind == "hnemd":
+        options = {"direction": task["direction"], "driving_force_per_A": th["driving_force_per_A"],
+                   "production_steps": th["production_steps"]}
+    else:
+        block = th["nemd" if kind == "nemd" else "interface"]
+        options = {"direction" if kind == "nemd" else "axis": task["direction"], "delta_T_K": block["delta_T_K"],
+                   "bath_width_A": block["bath_width_A"], "production_steps": block["production_steps"]}
+    r = getattr(protocols, kind)(ff, atoms, settings=run_settings, thickness_A=task["thickness_A"],
+                                 out_prefix=prefix, log=_progress_printer(task), **options)
+    out = {**task, "result": r["properties"], "h5": Path(r["h5"]).name if r.get("h5") else None,
+           "n_atoms": r["properties"]["n_atoms"]}
+    for key in ("series", "profile", "interfaces_A"):  # for the plots (the protocols keep them short)
+        if key in r:
+            out[key] = r[key]
+    return out
+
+
 def plan_tasks(settings: dict, ctx) -> list[dict]:
-    """The list of runs: phases x directions x seeds, interfaces x seeds, elastic x phases x seeds."""
+    """The list of runs: phases x directions x seeds, interfaces x seeds, elastic x phases x seeds
+    (+ the thermal runs of md.thermal, :func:`_thermal_tasks`)."""
     tasks = []
     fit_dir = ctx.stage_dir("fit")
     for system, entry in ctx.systems.items():
@@ -191,6 +331,32 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
                 and settings["elastic"]["low_temperature_K"] > 0:
             tasks.append({**base, "kind": "elastic_low_T", "direction": None, "seed": 0,
                           "name": f"{system}_elastic_low_T"})
+        if settings["thermal"]["enabled"]:
+            tasks += _thermal_tasks(base, entry, settings["thermal"], ctx.systems)
+    return tasks
+
+
+def _thermal_tasks(base: dict, entry: dict, th: dict, systems: dict) -> list[dict]:
+    """Phases: HNEMD per direction x seed and NEMD along x per length x seed; interfaces: NEMD across
+    the interface (normal y) per seed. ``repeat`` [nx, ny] is the thermal cell."""
+    system, (nx, ny) = base["system"], th["supercell"]
+    if entry["kind"] == "interface":
+        if not th["interface"]["enabled"]:
+            return []
+        # The interface cell is half of each phase: quote fluxes at the mean effective thickness.
+        thicknesses = [systems[p].get("thickness_A") for p in entry.get("between", []) if p in systems]
+        thickness = sum(thicknesses) / len(thicknesses) if thicknesses and None not in thicknesses \
+            else base["thickness_A"]
+        return [{**base, "kind": "interface_nemd", "direction": "y", "seed": seed, "thickness_A": thickness,
+                 "repeat": [nx, th["interface"]["repeats_normal"]], "name": f"{system}_nemd_seed{seed}"}
+                for seed in range(th["seeds"])]
+    tasks = []
+    for seed in range(th["seeds"]):
+        tasks += [{**base, "kind": "hnemd", "direction": d, "seed": seed, "repeat": [nx, ny],
+                   "name": f"{system}_hnemd_{d}_seed{seed}"} for d in th["directions"]]
+        if th["nemd"]["enabled"]:
+            tasks += [{**base, "kind": "nemd", "direction": "x", "length_repeats": n, "seed": seed,
+                       "repeat": [n, ny], "name": f"{system}_nemd_L{n}_seed{seed}"} for n in th["nemd"]["repeats"]]
     return tasks
 
 
@@ -205,6 +371,8 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         entry = systems.setdefault(r["system"], {"provenance": {
             "potential": r["potential"], "md_runs": [], "strain_rate_per_s": settings["strain_rate_per_s"],
             "temperature_K": settings["temperature_K"]}})
+        if r["kind"] in THERMAL_KINDS:
+            continue
         if r["kind"] in ("elastic", "elastic_low_T"):
             entry.setdefault(f"_{r['kind']}", []).append((r["result"], r["unit"], r["temperature_K"]))
             continue
@@ -243,8 +411,90 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
                 if suffix:
                     stats["temperature_K"] = elastic[0][2]
                 entry[f"elastic{suffix}_{unit}"] = stats
+    for system, thermal in summarize_thermal([r for r in results if r["kind"] in THERMAL_KINDS], settings).items():
+        systems[system]["thermal"] = thermal
     return {"format": "md_gpu-summary/1", "temperature_K": settings["temperature_K"],
             "strain_rate_per_s": settings["strain_rate_per_s"], "systems": systems}
+
+
+def summarize_thermal(results: list[dict], settings: dict) -> dict:
+    """``{system: thermal entry}`` of ``summary.json`` from the thermal task results (module docstring).
+
+    Seeds are combined with :func:`md_gpu.analysis.mean_sem`; a blown-up run is named in
+    ``provenance.blown_up`` and left out; the stage fails when a (system, method, direction or length)
+    loses every seed.
+    """
+    th = settings["thermal"]
+    by_system: dict = {}
+    for r in results:
+        group = (r["kind"], r.get("length_repeats", r["direction"]))
+        by_system.setdefault(r["system"], {}).setdefault(group, []).append(r)
+    out = {}
+    for system, groups in by_system.items():
+        runs = [r for group in groups.values() for r in group]
+        kept = {g: [r for r in group if not r.get("blew_up")] for g, group in groups.items()}
+        lost = [r["name"] for g, group in groups.items() if not kept[g] for r in group]
+        if lost:
+            reason = next(r["blew_up"] for r in runs if r.get("blew_up"))
+            raise MDRunError(f"md: every seed of a thermal run of {system} blew up ({', '.join(lost)}): {reason}. "
+                             "The potential leaves its training domain; add data there or lower "
+                             "md.thermal.driving_force_per_A / delta_T_K")
+        provenance = {"runs": [r["h5"] for r in runs if r.get("h5")], "temperature_K": settings["temperature_K"],
+                      "thickness_A": runs[0]["thickness_A"], "seeds": th["seeds"],
+                      "equilibrate_steps": th["equilibrate_steps"]}
+        blown_up = [{"run": r["name"], "reason": r["blew_up"]} for r in runs if r.get("blew_up")]
+        if blown_up:
+            provenance["blown_up"] = blown_up
+        if ("interface_nemd", "y") in kept:
+            done = kept[("interface_nemd", "y")]
+            entry = {"conductance_W_per_m2K": _seed_stats(done, "conductance_W_per_m2K"),
+                     **{k: mean_sem([r["result"][k] for r in done]) for k in ("temperature_jump_K",
+                                                                               "heat_flux_W_per_m2")}}
+            provenance.update(n_atoms=done[0]["n_atoms"], repeat=done[0]["repeat"],
+                              **{k: th["interface"][k] for k in ("delta_T_K", "bath_width_A", "production_steps")})
+        else:
+            hnemd = {d: kept[("hnemd", d)] for d in th["directions"] if ("hnemd", d) in kept}
+            entry = {"conductivity_W_per_mK": {d: _seed_stats(done) for d, done in hnemd.items()},
+                     "method": "hnemd"}
+            nemd = sorted((key, done) for (kind, key), done in kept.items() if kind == "nemd")
+            if nemd:
+                entry["length_dependence"] = {"x": _length_dependence(system, [done for _, done in nemd])}
+                provenance["nemd"] = {k: th["nemd"][k] for k in ("repeats", "delta_T_K", "bath_width_A",
+                                                                 "production_steps")}
+            first = next(iter(hnemd.values()))[0]
+            provenance.update(n_atoms=first["n_atoms"], repeat=first["repeat"],
+                              driving_force_per_A=th["driving_force_per_A"], production_steps=th["production_steps"])
+        entry["provenance"] = provenance
+        out[system] = entry
+    return out
+
+
+def _seed_stats(runs: list[dict], key: str = "conductivity_W_per_mK") -> dict:
+    """{mean, sem, n} of ``key`` over seeds; with one seed the sem is that run's block-average sem
+    (``<name>_sem_<unit>``; not 0, which would make the 1/L fit and the Kapitza lengths look exact)."""
+    stats = mean_sem([r["result"][key] for r in runs])
+    if stats["n"] == 1:
+        stats["sem"] = float(runs[0]["result"][key.replace("_W_", "_sem_W_", 1)])
+    return stats
+
+
+def _length_dependence(system: str, per_length: list[list[dict]]) -> dict:
+    """kappa(L) over seeds per NEMD length, and the 1/kappa vs 1/L extrapolation to infinite length
+    (left out, with the reason in ``extrapolation_error``, when the data give no diffusive limit)."""
+    from .protocols import extrapolate_length
+
+    lengths_A = [sum(r["result"]["length_A"] for r in runs) / len(runs) for runs in per_length]
+    kappas = [_seed_stats(runs) for runs in per_length]
+    out = {"length_nm": [L / 10.0 for L in lengths_A], "n_atoms": [runs[0]["n_atoms"] for runs in per_length],
+           "conductivity_W_per_mK": kappas}
+    try:
+        x = extrapolate_length(lengths_A, [k["mean"] for k in kappas], [k["sem"] for k in kappas])
+    except (MDRunError, MDSetupError) as exc:  # noisy short runs: kappa(L) <= 0 or 1/kappa_inf <= 0
+        print(f"[md] {system}: no length extrapolation of the NEMD conductivity: {exc}", flush=True)
+        out["extrapolation_error"] = str(exc)
+        return out
+    out["extrapolated_W_per_mK"] = {"mean": float(x["conductivity_W_per_mK"]), "sem": float(x["sem"])}
+    return out
 
 
 def plot_stress_strain(out_dir: Path, system: str, runs: list[dict]) -> Path | None:
@@ -252,11 +502,7 @@ def plot_stress_strain(out_dir: Path, system: str, runs: list[dict]) -> Path | N
     (2D stress in N/m for sheets, GPa otherwise; one colour per direction, one line per seed)."""
     if not runs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     from .io import read_run_h5
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -274,11 +520,105 @@ def plot_stress_strain(out_dir: Path, system: str, runs: list[dict]) -> Path | N
     ax.set_title(f"{system}: MD tension at {runs[0]['settings']['temperature_K']:g} K, "
                  f"{runs[0]['settings']['strain_rate_per_s']:.2g} 1/s")
     ax.legend()
+    return _save(fig, Path(out_dir) / f"{system}_stress_strain.png")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    path = Path(out_dir) / f"{system}_stress_strain.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
+
+
+def plot_hnemd(out_dir: Path, system: str, runs: list[dict]) -> Path | None:
+    """``<phase>_hnemd.png``: running HNEMD conductivity (W/(m K)) against time (ps), one colour per
+    direction, one line per seed."""
+    runs = [r for r in runs if r.get("series")]
+    if not runs:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    colours: dict = {}
+    for r in sorted(runs, key=lambda r: (r["direction"], r["seed"])):
+        new = r["direction"] not in colours
+        colour = colours.setdefault(r["direction"], f"C{len(colours)}")
+        ax.plot(r["series"]["time_ps"], r["series"]["running_conductivity_W_per_mK"], color=colour, lw=1,
+                alpha=0.8, label=r["direction"] if new else None)
+    ax.set_xlabel("production time (ps)")
+    ax.set_ylabel("running conductivity (W/(m K))")
+    ax.set_title(f"{system}: HNEMD at {runs[0]['settings']['temperature_K']:g} K, "
+                 f"F_e = {runs[0]['settings']['thermal']['driving_force_per_A']:.2g} 1/Å")
+    ax.legend(title="direction (seeds)")
+    return _save(fig, Path(out_dir) / f"{system}_hnemd.png")
+
+
+def plot_thermal_length(out_dir: Path, system: str, length_dependence: dict) -> Path:
+    """``<phase>_thermal_length.png``: NEMD kappa(L) (mean +- sem over seeds) and 1/kappa against 1/L with
+    the straight line through the extrapolated 1/kappa_inf at 1/L = 0 (slope: least squares; no line when
+    the extrapolation failed)."""
+    import numpy as np
+
+    d = length_dependence
+    L = np.asarray(d["length_nm"])
+    k = np.asarray([s["mean"] for s in d["conductivity_W_per_mK"]])
+    dk = np.asarray([s["sem"] for s in d["conductivity_W_per_mK"]])
+    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(9, 3.8))
+    left.errorbar(L, k, yerr=dk, fmt="o-", capsize=3, label="NEMD (mean ± sem)")
+    inv_L, inv_k = 1.0 / L, 1.0 / k
+    right.errorbar(inv_L, inv_k, yerr=dk / k ** 2, fmt="o", capsize=3, label="NEMD")
+    if "extrapolated_W_per_mK" in d:
+        k_inf, dk_inf = d["extrapolated_W_per_mK"]["mean"], d["extrapolated_W_per_mK"]["sem"]
+        left.axhline(k_inf, color="k", ls="--", lw=1, label=f"L → ∞: {k_inf:.3g} ± {dk_inf:.2g}")
+        slope = float(np.dot(inv_L, inv_k - 1.0 / k_inf) / np.dot(inv_L, inv_L))
+        grid = np.linspace(0.0, inv_L.max() * 1.05, 50)
+        right.plot(grid, 1.0 / k_inf + slope * grid, "k--", lw=1, label="extrapolation")
+        right.errorbar([0.0], [1.0 / k_inf], yerr=[dk_inf / k_inf ** 2], fmt="ks", capsize=3)
+    left.set_xlabel("length L (nm)")
+    left.set_ylabel("conductivity κ (W/(m K))")
+    left.legend(fontsize=8)
+    right.set_xlabel("1/L (1/nm)")
+    right.set_ylabel("1/κ (m K/W)")
+    right.legend(fontsize=8)
+    fig.suptitle(f"{system}: length dependence of the NEMD conductivity along x")
+    return _save(fig, Path(out_dir) / f"{system}_thermal_length.png")
+
+
+def plot_interface_profile(out_dir: Path, system: str, runs: list[dict], thermal: dict) -> Path | None:
+    """``<interface>_thermal_profile.png``: NEMD temperature profile (K) across the interface cell, one line
+    per seed, interfaces as dashed lines, the mean temperature jump drawn as a bar at each interface."""
+    import numpy as np
+
+    runs = [r for r in runs if r.get("profile")]
+    if not runs:
+        return None
+    def profile(r):  # bins start at the hot bath: sort them by position in the cell
+        x, t = np.asarray(r["profile"]["position_A"]), np.asarray(r["profile"]["temperature_K"])
+        return x[np.argsort(x)], t[np.argsort(x)]
+
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        ax.plot(*profile(r), "o-", ms=3, lw=1, alpha=0.8, label=f"seed {r['seed']}")
+    first = runs[0]
+    jump = thermal["temperature_jump_K"]
+    for x in first.get("interfaces_A", []):
+        ax.axvline(x, color="k", ls="--", lw=0.8)
+        t = float(np.interp(x, *profile(first)))
+        ax.errorbar([x], [t], yerr=[abs(jump["mean"]) / 2], color="r", capsize=5, lw=2)
+    g = thermal["conductance_W_per_m2K"]
+    ax.set_title(f"{system}: ΔT = {jump['mean']:.3g} ± {jump['sem']:.2g} K, "
+                 f"G = {g['mean']:.3g} ± {g['sem']:.2g} W/(m² K)", fontsize=9)
+    ax.set_xlabel("position along the normal y (Å)")
+    ax.set_ylabel("temperature (K)")
+    ax.legend(fontsize=8)
+    return _save(fig, Path(out_dir) / f"{system}_thermal_profile.png")
 
 
 def run_md(settings: dict, ctx) -> dict:
@@ -293,6 +633,14 @@ def run_md(settings: dict, ctx) -> dict:
         tmp = ctx.out_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
         tmp.replace(ctx.out_dir / "summary.json")
-        for system in summary["systems"]:
-            plot_stress_strain(ctx.out_dir, system, [r for r in results if r["system"] == system and r.get("h5")])
+        for system, entry in summary["systems"].items():
+            mine = [r for r in results if r["system"] == system and not r.get("blew_up")]
+            plot_stress_strain(ctx.out_dir, system, [r for r in mine if r["kind"] in ("tensile", "interface")])
+            thermal = entry.get("thermal", {})
+            plot_hnemd(ctx.out_dir, system, [r for r in mine if r["kind"] == "hnemd"])
+            if "length_dependence" in thermal:
+                plot_thermal_length(ctx.out_dir, system, thermal["length_dependence"]["x"])
+            if "conductance_W_per_m2K" in thermal:
+                plot_interface_profile(ctx.out_dir, system, [r for r in mine if r["kind"] == "interface_nemd"],
+                                       thermal)
     return {"runs": len(tasks), "systems": sorted(summary["systems"])}
