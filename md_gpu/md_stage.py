@@ -581,6 +581,8 @@ def plot_thermal_length(out_dir: Path, system: str, length_dependence: dict) -> 
         grid = np.linspace(0.0, inv_L.max() * 1.05, 50)
         right.plot(grid, 1.0 / k_inf + slope * grid, "k--", lw=1, label="extrapolation")
         right.errorbar([0.0], [1.0 / k_inf], yerr=[dk_inf / k_inf ** 2], fmt="ks", capsize=3)
+    else:
+        right.set_title("no diffusive limit (summary.json: extrapolation_error)", fontsize=8)
     left.set_xlabel("length L (nm)")
     left.set_ylabel("conductivity κ (W/(m K))")
     left.legend(fontsize=8)
