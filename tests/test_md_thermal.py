@@ -224,3 +224,26 @@ def test_interface_nemd_finds_both_interfaces_and_a_temperature_jump():
     assert p["temperature_jump_K"] > 0 and p["conductance_W_per_m2K"] > 0
     assert set(p["kapitza_length_nm"]) <= {"Au", "Cu"}
     assert len(r["interfaces_A"]) == 2
+
+
+@pytest.mark.slow
+def test_graphene_hnemd_and_extrapolated_nemd_agree(ff):
+    """Graphene at 300 K with the test MTP: HNEMD (24.6 x 12.8 Å cell) against NEMD at three lengths
+    (12.8 Å wide strips, kappa(L) from the bath temperatures) extrapolated in 1/L; they must agree
+    within 2 combined standard errors.
+
+    The comparison is made in 1/kappa, the quantity the extrapolation fits linearly (its intercept can
+    be within error of 0, where kappa itself has no symmetric error bar). Numbers in docs/md.md.
+    """
+    settings = RunSettings(equilibrate_steps=500, thermo_every=50, seed=11)
+    sheet = load_structure("graphene")  # 60 atoms, 12.3 x 12.8 Å
+    h = hnemd(ff, sheet.repeat([2, 1, 1]), driving_force_per_A=3e-4, production_steps=15000, settings=settings,
+              thickness_A=3.35, **QUIET)["properties"]
+    runs = [nemd(ff, sheet.repeat([n, 1, 1]), delta_T_K=100.0, bath_width_A=5.0, production_steps=3000,
+                 transient_steps=1000, settings=settings, thickness_A=3.35, **QUIET)["properties"] for n in (3, 5, 7)]
+    fit = extrapolate_length([r["length_A"] for r in runs], [r["conductivity_W_per_mK"] for r in runs],
+                             [r["conductivity_sem_W_per_mK"] for r in runs])
+    print({"hnemd": h, "nemd": runs, "extrapolated": fit})
+    inv_h, inv_h_sem = 1 / h["conductivity_W_per_mK"], h["conductivity_sem_W_per_mK"] / h["conductivity_W_per_mK"] ** 2
+    assert abs(fit["inverse_mK_per_W"] - inv_h) < 2 * np.hypot(fit["inverse_sem_mK_per_W"], inv_h_sem)
+    assert all(r["energy_balance_rel"] < 0.02 for r in runs)

@@ -57,6 +57,7 @@ from ..state import State
 from ..units import EV_PER_FS_A2_TO_W_PER_M2, EV_PER_FS_A_K_TO_W_PER_MK, FS, KB
 from .common import RunSettings, equilibrate, simulation
 
+GRADIENTS = ("baths", "fit")
 SERIES_POINTS = 500  # running-average points stored in the HDF5 file (an attribute: keep it small)
 
 
@@ -231,6 +232,18 @@ def _h5(out_prefix, run, record, properties, extra):
 
 
 # --- HNEMD ---------------------------------------------------------------------------------------
+def fluctuation_sem(kappa_W_per_mK: float, volume_A3: float, time_fs: float, fe_per_A: float) -> float:
+    """Standard error (W/(m K)) of an HNEMD conductivity from the equilibrium heat-current noise.
+
+    The time average of J over ``t`` has the variance ``2 int <J(0) J(s)> ds / t = 2 kappa k_B T^2 V / t``
+    (Green-Kubo), so ``sem(kappa) = sqrt(2 kappa k_B / (V t)) / F_e``, whatever the correlation time.
+    Block means of a run shorter than the slow tails of the current correlation miss part of this:
+    graphene, 120 atoms, 15 ps: blocks gave +-70 W/(m K), seeds spread from 220 to 700.
+    """
+    kappa = abs(kappa_W_per_mK) / EV_PER_FS_A_K_TO_W_PER_MK  # eV/(fs Å K)
+    return float(np.sqrt(2.0 * kappa * KB / (volume_A3 * time_fs)) / fe_per_A * EV_PER_FS_A_K_TO_W_PER_MK)
+
+
 class _CurrentRecorder:
     """Stores the total heat current of every step in a preallocated [steps, 3] array (eV Å/fs)."""
 
@@ -250,7 +263,8 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
 
     driving_force_per_A: ``F_e`` (1/Å) along ``direction``; keep ``F_e kappa``-driven heating in the
     linear regime (graphene-like sheets at 300 K: 1e-5 ... 1e-4 /Å); production_steps at
-    ``settings.dt_fs`` after ``settings.equilibrate_steps`` of NPT; n_blocks: block averages for the sem.
+    ``settings.dt_fs`` after ``settings.equilibrate_steps`` of NPT; the sem is the larger of the block
+    sem (``n_blocks`` blocks) and :func:`fluctuation_sem`.
     Returns ``{"properties", "series", "settings", "h5"}``; series: running average vs time (ps).
     """
     settings = settings or RunSettings()
@@ -273,7 +287,8 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
     scale = EV_PER_FS_A_K_TO_W_PER_MK / (t * volume * driving_force_per_A)
     running = np.cumsum(jk) / np.arange(1, jk.size + 1) * scale
     blocks = np.array([b.mean() for b in np.array_split(jk, n_blocks)]) * scale
-    kappa, sem = mean_sem_blocks(blocks)
+    kappa, block_sem = mean_sem_blocks(blocks)
+    sem = max(block_sem, fluctuation_sem(kappa, volume, production_steps * settings.dt_fs, driving_force_per_A))
     length = float(to_numpy(state.cell)[k, k])
     properties = {"conductivity_W_per_mK": kappa, "conductivity_sem_W_per_mK": sem, "length_A": length,
                   "n_atoms": state.n_atoms}
@@ -289,26 +304,18 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
 
 # --- NEMD ----------------------------------------------------------------------------------------
 class _NemdRecorder:
-    """Per block: kinetic sums ``sum m v^2`` per bin (eV), bath energies (eV) and, optionally,
-    the heat current of the atoms of each segment along the axis (eV Å/fs)."""
+    """Per block: kinetic sums ``sum m v^2`` per bin (eV) and the bath energies (eV)."""
 
-    def __init__(self, baths: HeatBaths, bins, n_bins: int, segment_atoms, k: int, n_steps: int, n_blocks: int,
-                 xp, measure_current: bool):
-        self.baths, self.bins, self.n_bins, self.k = baths, xp.asarray(bins), n_bins, k
-        self.segments = [xp.asarray(s) for s in segment_atoms]
+    def __init__(self, baths: HeatBaths, bins, n_bins: int, n_steps: int, n_blocks: int, xp):
+        self.baths, self.bins, self.n_bins = baths, xp.asarray(bins), n_bins
         self.blocks = _Blocks(n_steps, n_blocks)
-        self.measure_current = measure_current
 
     def __call__(self, md):
         s = md.state
         xp = xp_for(s.velocities)
         mv2 = s.masses * (s.velocities * s.velocities).sum(1)
-        samples = {"mv2": xp.bincount(self.bins, weights=mv2, minlength=self.n_bins),
-                   "hot": -self.baths.last[0], "cold": self.baths.last[1]}
-        if self.measure_current:
-            jx = heat_currents_per_atom(s, md.result)[:, self.k]
-            samples["current"] = xp.stack([jx[idx].sum() for idx in self.segments])
-        self.blocks.add(**samples)
+        self.blocks.add(mv2=xp.bincount(self.bins, weights=mv2, minlength=self.n_bins), hot=-self.baths.last[0],
+                        cold=self.baths.last[1])
 
 
 @dataclasses.dataclass
@@ -349,9 +356,8 @@ def _layout(state: State, k: int, bath_width_A: float, bin_width_A: float, origi
     return _Layout(origin_A, length, n_bins, n_bath, bins)
 
 
-def _nemd_run(ff, state, settings, k, layout: _Layout, delta_T_K, production_steps, transient_steps, n_blocks,
-              measure_current, log):
-    """Run the baths (transient, then production); returns (run, recorder, baths, segment atom counts)."""
+def _nemd_run(ff, state, settings, layout: _Layout, delta_T_K, production_steps, transient_steps, n_blocks, log):
+    """Run the baths (transient, then production); returns (run, recorder)."""
     xp = xp_for(state.positions)
     half = layout.n_bins // 2
     hot = np.flatnonzero(layout.bins < layout.n_bath)
@@ -361,13 +367,10 @@ def _nemd_run(ff, state, settings, k, layout: _Layout, delta_T_K, production_ste
         raise MDSetupError(f"NEMD: delta_T_K={delta_T_K} puts the cold bath below 0 K at T = {t} K")
     baths = HeatBaths([xp.asarray(hot), xp.asarray(cold)], [t + delta_T_K / 2, t - delta_T_K / 2],
                       settings.thermostat_tau_fs)
-    segment_atoms = [np.flatnonzero(np.isin(layout.bins, seg)) for seg in layout.segments()]
-    recorder = _NemdRecorder(baths, layout.bins, layout.n_bins, segment_atoms, k, production_steps, n_blocks, xp,
-                             measure_current)
+    recorder = _NemdRecorder(baths, layout.bins, layout.n_bins, production_steps, n_blocks, xp)
     stages = [Stage("nemd_transient", transient_steps, thermostat=baths),
               Stage("nemd", production_steps, thermostat=Observed(baths, recorder))]
-    run = _run(ff, state, settings, stages, None, log)
-    return run, recorder, [len(a) for a in segment_atoms]
+    return _run(ff, state, settings, stages, None, log), recorder
 
 
 def _bin_temperatures(recorder: _NemdRecorder, layout: _Layout) -> np.ndarray:
@@ -382,6 +385,23 @@ def _profile(position_A, temps) -> dict:
     t = temps.mean(0)
     keep = np.isfinite(t)
     return {"position_A": np.asarray(position_A)[keep].tolist(), "temperature_K": t[keep].tolist()}
+
+
+def _bath_temperatures(temps, layout: _Layout) -> list:
+    """Measured [hot, cold] bath temperatures (K): atom-weighted means over the bath bins."""
+    counts = np.bincount(layout.bins, minlength=layout.n_bins).astype(float)
+    half = layout.n_bins // 2
+    out = []
+    for lo in (0, half):
+        b = slice(lo, lo + layout.n_bath)
+        out.append(float(np.nansum(temps[b] * counts[b]) / counts[b].sum()))
+    return out
+
+
+def _bath_gradient(temps, layout: _Layout) -> float:
+    """(T_hot - T_cold) measured in the baths over the distance between their centres (K/Å)."""
+    hot, cold = _bath_temperatures(temps, layout)
+    return (hot - cold) / (layout.length_A / 2)
 
 
 def _gradient(temps: np.ndarray, layout: _Layout, skip: int = 1) -> float:
@@ -402,48 +422,53 @@ def _cross_section_A2(state: State, k: int, thickness_A) -> float:
 
 def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_width_A: float = 5.0,
          production_steps: int = 100000, settings: RunSettings | None = None, thickness_A: float | None = None,
-         transient_steps: int | None = None, bin_width_A: float = 2.5, n_blocks: int = 10,
-         measure_current: bool = False, out_prefix=None, log=print) -> dict:
+         transient_steps: int | None = None, bin_width_A: float = 2.5, n_blocks: int = 10, gradient: str = "baths",
+         out_prefix=None, log=print) -> dict:
     """Thermal conductivity kappa(L) along ``direction`` by NEMD (module docstring); W/(m K).
 
     delta_T_K: hot minus cold bath temperature (K), centred on ``settings.temperature_K``;
     bath_width_A (Å); production_steps after ``transient_steps`` (default production_steps // 4) with
     the baths on (after ``settings.equilibrate_steps`` of NPT); bath damping ``settings.thermostat_tau_fs``;
-    bin_width_A: profile bins (Å); measure_current: also average the per-atom heat current of the
-    segments (check of the bath flux, property ``current_balance_rel``; costs per-step work).
+    bin_width_A: profile bins (Å); gradient: 'baths' (measured bath temperature difference over the
+    distance between the bath centres: robust in short, near-ballistic cells) or 'fit' (linear fits of
+    the profile between the baths: the local, diffusive gradient; needs long runs); both extrapolate
+    in 1/L to the same diffusive limit (the bath contacts add a resistance, i.e. a 1/L term).
     Properties: conductivity and its block sem, heat flux (W/m^2), gradient (K/m), ``length_A``
-    (distance between bath centres), ``energy_balance_rel`` = |E_in - E_out - dE| / E_in.
+    (distance between bath centres), measured ``bath_temperatures_K`` [hot, cold],
+    ``energy_balance_rel`` = |E_in - E_out - dE| / E_in.
     """
     settings = settings or RunSettings()
     _check_nemd(production_steps, n_blocks, delta_T_K)
+    if gradient not in GRADIENTS:
+        raise MDSetupError(f"nemd: gradient={gradient!r} is not one of {', '.join(GRADIENTS)}")
     state, prod = _production(ff, atoms_or_state, settings, log)
     k = _axis(state, direction)
     layout = _layout(state, k, bath_width_A, bin_width_A)
     transient = production_steps // 4 if transient_steps is None else int(transient_steps)
     log(f"nemd: {state.n_atoms} atoms, {'xyz'[k]} length {layout.length_A:.4g} Å, delta_T = {delta_T_K} K, "
         f"baths {layout.n_bath * layout.bin_width_A:.3g} Å, {transient} + {production_steps} steps")
-    run, rec, n_seg = _nemd_run(ff, state, prod, k, layout, delta_T_K, production_steps, transient, n_blocks,
-                                measure_current, log)
+    run, rec = _nemd_run(ff, state, prod, layout, delta_T_K, production_steps, transient, n_blocks, log)
     temps = _bin_temperatures(rec, layout)
     area = _cross_section_A2(state, k, thickness_A)
     dt = settings.dt_fs
     power = 0.5 * (rec.blocks.means("hot") + rec.blocks.means("cold")) / dt  # eV/fs, mean of the two baths
     flux_blocks = power / (2.0 * area)  # eV/(fs Å^2)
-    grad_blocks = np.array([_gradient(tb, layout) for tb in temps])  # K/Å
+    grad_fn = _gradient if gradient == "fit" else _bath_gradient
+    grad_blocks = np.array([grad_fn(tb, layout) for tb in temps])  # K/Å
     q, q_sem = mean_sem_blocks(flux_blocks)
-    g = _gradient(temps.mean(0), layout)
+    g = grad_fn(temps.mean(0), layout)
     _, g_sem = mean_sem_blocks(grad_blocks)
     kappa = q / g * EV_PER_FS_A_K_TO_W_PER_MK
     sem = abs(kappa) * math.hypot(q_sem / q, g_sem / g)
     properties = {"conductivity_W_per_mK": kappa, "conductivity_sem_W_per_mK": sem,
                   "heat_flux_W_per_m2": q * EV_PER_FS_A2_TO_W_PER_M2, "gradient_K_per_m": g * 1e10,
                   "length_A": layout.length_A / 2, "n_atoms": state.n_atoms,
+                  "bath_temperatures_K": _bath_temperatures(temps.mean(0), layout),
                   "energy_balance_rel": _energy_balance(run, rec)}
-    if measure_current:
-        properties["current_balance_rel"] = _current_balance(rec, layout, n_seg, state.n_atoms, dt)
     profile = _profile(layout.centres_A, temps)
     record = {"method": "nemd", "direction": "xyz"[k], "delta_T_K": delta_T_K, "bath_width_A": bath_width_A,
-              "bin_width_A": layout.bin_width_A, "n_bath_bins": layout.n_bath, "production_steps": production_steps,
+              "bin_width_A": layout.bin_width_A, "n_bath_bins": layout.n_bath, "gradient": gradient,
+              "production_steps": production_steps,
               "transient_steps": transient, "thickness_A": thickness_A, "cross_section_A2": area,
               "n_blocks": n_blocks, "cell_A": to_numpy(state.cell).tolist(), **settings.as_dict()}
     h5 = _h5(out_prefix, run, record, properties, {"profile": profile})
@@ -468,41 +493,27 @@ def _energy_balance(run, rec: _NemdRecorder) -> float:
     return abs(e_in - e_out - (total[-1] - total[first])) / abs(e_in)
 
 
-def _current_balance(rec: _NemdRecorder, layout: _Layout, n_seg, n_atoms: int, dt_fs: float) -> float:
-    """Relative difference of the segments' mean heat current (eV Å/fs, hot -> cold) and the bath
-    power x effective segment length ``L N_seg / N`` (each segment carries half the power)."""
-    current = rec.blocks.means("current")  # [blocks, 2]
-    counts = rec.blocks.counts
-    j = (current * counts[:, None]).sum(0) / counts.sum()
-    j_flow = 0.5 * (j[0] - j[1])  # segment 2 carries heat towards -axis
-    power = 0.5 * ((rec.blocks.means("hot") + rec.blocks.means("cold")) * counts).sum() / counts.sum() / dt_fs
-    length = layout.length_A * 0.5 * (n_seg[0] + n_seg[1]) / n_atoms
-    expected = 0.5 * power * length
-    return float(abs(j_flow - expected) / abs(expected))
-
-
 def extrapolate_length(lengths_A, kappas, sems) -> dict:
     """Diffusive limit from ``1/kappa = 1/kappa_inf + c / L``: weighted straight-line fit in 1/L.
 
-    lengths_A, kappas (W/(m K)), sems (their standard errors, > 0); the sem of the intercept comes from
-    the fit's covariance (absolute weights ``kappa^2 / sem``). Returns ``{"conductivity_W_per_mK", "sem"}``.
+    lengths_A, kappas (W/(m K)), sems (their standard errors, > 0); weights ``kappa^2 / sem``, the sem of
+    the intercept from the fit's covariance (no rescaling by the scatter: three points cannot estimate
+    it). Returns ``{"conductivity_W_per_mK", "sem", "inverse_mK_per_W", "inverse_sem_mK_per_W"}``; compare
+    in the inverse, which is what is fitted linearly: when the intercept is within error of 0 (lengths
+    far below the mean free path), the conductivity has no symmetric error bar; an intercept <= 0
+    (consistent with ballistic transport at these lengths) gives ``inf`` for the conductivity and its sem.
     """
     L, k, s = (np.asarray(a, dtype=float) for a in (lengths_A, kappas, sems))
     if L.size < 2 or L.size != k.size or k.size != s.size or np.any(s <= 0) or np.any(k <= 0):
-        raise MDSetupError("extrapolate_length needs >= 2 lengths with positive conductivities and sems")
+        raise MDRunError("extrapolate_length needs >= 2 lengths with positive conductivities and sems "
+                         f"(got kappa = {k.tolist()}, sem = {s.tolist()} W/(m K)); run longer")
     x, y, sy = 1.0 / L, 1.0 / k, s / k ** 2
-    if L.size == 2:
-        slope = (y[1] - y[0]) / (x[1] - x[0])
-        a = y[0] - slope * x[0]
-        w = np.array([-x[1], x[0]]) / (x[0] - x[1])  # a = w . y
-        sa = float(np.sqrt(((w * sy) ** 2).sum()))
-    else:
-        (slope, a), cov = np.polyfit(x, y, 1, w=1.0 / sy, cov="unscaled")
-        sa = float(np.sqrt(cov[1, 1]))
-    if a <= 0:
-        raise MDRunError(f"extrapolate_length: 1/kappa extrapolates to {a:.3g} <= 0 at 1/L = 0; the lengths "
-                         "are too short or the errors too large for a diffusive limit")
-    return {"conductivity_W_per_mK": float(1.0 / a), "sem": float(sa / a ** 2)}
+    design = np.column_stack([np.ones_like(x), x]) / sy[:, None]
+    cov = np.linalg.inv(design.T @ design)
+    a = float((cov @ design.T @ (y / sy))[0])
+    sa = float(np.sqrt(cov[0, 0]))
+    kappa, sem = (1.0 / a, sa / a ** 2) if a > 0 else (math.inf, math.inf)
+    return {"conductivity_W_per_mK": kappa, "sem": sem, "inverse_mK_per_W": a, "inverse_sem_mK_per_W": sa}
 
 
 # --- interface NEMD ------------------------------------------------------------------------------
@@ -591,7 +602,7 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
     transient = production_steps // 4 if transient_steps is None else int(transient_steps)
     log(f"interface_nemd: {state.n_atoms} atoms, {'xyz'[k]} length {length:.4g} Å, {len(interfaces)} interfaces, "
         f"delta_T = {delta_T_K} K, {transient} + {production_steps} steps")
-    run, rec, _ = _nemd_run(ff, state, prod, k, layout, delta_T_K, production_steps, transient, n_blocks, False, log)
+    run, rec = _nemd_run(ff, state, prod, layout, delta_T_K, production_steps, transient, n_blocks, log)
     temps = _bin_temperatures(rec, layout)
     area = _cross_section_A2(state, k, thickness_A)
     power = 0.5 * (rec.blocks.means("hot") + rec.blocks.means("cold")) / settings.dt_fs
