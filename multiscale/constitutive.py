@@ -96,34 +96,49 @@ def _phase_thermal(thermal: dict, where: str) -> dict:
 def kapitza_length_nm(conductivity: dict, conductance: dict) -> dict:
     """Kapitza length kappa / G (nm) with its standard error (relative errors added in quadrature).
 
-    conductivity: statistic of kappa (W/(m K)); conductance: statistic of G (W/(m^2 K)).
+    conductivity: statistic of kappa (W/(m K)); conductance: statistic of G (W/(m^2 K)), G > 0.
     """
     kappa, g = conductivity["mean"], conductance["mean"]
-    if g <= 0:
-        raise StageError(f"interface conductance {g} W/(m^2 K) is not positive: the interface NEMD run did not "
-                         "resolve a temperature jump; run it longer or with a larger delta_T_K")
     mean = kappa / g * 1e9
     rel = ((conductivity["sem"] / kappa) ** 2 if kappa else 0.0) + (conductance["sem"] / g) ** 2
     return {"mean": mean, "sem": abs(mean) * rel ** 0.5, "n": min(conductivity["n"], conductance["n"])}
 
 
+def resolved(stat: dict) -> bool:
+    """A conductance is resolved when it is positive by more than two standard errors."""
+    return stat["mean"] > 0 and stat["mean"] > 2.0 * stat["sem"]
+
+
 def _interface_thermal(thermal: dict, phases: dict, between, where: str) -> dict:
     """The interface's conductance G (W/(m^2 K)), temperature jump and, per phase with a measured
     conductivity, its Kapitza length kappa/G (nm) with kappa along the interface normal (the cell's y axis)
-    or the mean over directions when y was not measured."""
+    or the mean over directions when y was not measured.
+
+    A G that the runs did not resolve (not positive by two standard errors: too short a run, too small
+    a temperature jump) is kept as ``conductance_unresolved_W_per_m2K`` with a note, not as
+    ``conductance_W_per_m2K``: the FE model then treats the interface as it is told for a missing
+    conductance (``fem.thermal.interface_fallback``), instead of using noise as a resistance.
+    """
     if "conductance_W_per_m2K" not in thermal:
         raise StageError(f"{where}: no conductance_W_per_m2K (the interface NEMD runs did not finish)")
     entry = {k: _check_stat(v, f"{where}.{k}") for k, v in thermal.items() if isinstance(v, dict) and "mean" in v}
-    kapitza = {}
-    for phase in between:
-        kappas = phases.get(phase, {}).get("thermal", {}).get("conductivity_W_per_mK", {})
-        if kappas:
-            kappa = kappas.get("y") or {"mean": sum(v["mean"] for v in kappas.values()) / len(kappas),
-                                        "sem": max(v["sem"] for v in kappas.values()),
-                                        "n": min(v["n"] for v in kappas.values())}
-            kapitza[phase] = kapitza_length_nm(kappa, entry["conductance_W_per_m2K"])
-    if kapitza:
-        entry["kapitza_length_nm"] = kapitza
+    g = entry["conductance_W_per_m2K"]
+    if not resolved(g):
+        entry["conductance_unresolved_W_per_m2K"] = entry.pop("conductance_W_per_m2K")
+        entry["note"] = (f"G = {g['mean']:.3g} +- {g['sem']:.3g} W/(m^2 K) is not resolved (not positive by two "
+                         "standard errors); run the interface NEMD longer (md.thermal.interface.production_steps), "
+                         "with more seeds or a larger delta_T_K")
+    else:
+        kapitza = {}
+        for phase in between:
+            kappas = phases.get(phase, {}).get("thermal", {}).get("conductivity_W_per_mK", {})
+            if kappas:
+                kappa = kappas.get("y") or {"mean": sum(v["mean"] for v in kappas.values()) / len(kappas),
+                                            "sem": max(v["sem"] for v in kappas.values()),
+                                            "n": min(v["n"] for v in kappas.values())}
+                kapitza[phase] = kapitza_length_nm(kappa, g)
+        if kapitza:
+            entry["kapitza_length_nm"] = kapitza
     if "provenance" in thermal:
         entry["provenance"] = thermal["provenance"]
     return entry

@@ -81,6 +81,9 @@ def test_chain_subsample_takes_every_kth_frame_of_each_chain():
     pool = np.array([0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11])  # frame 7 held out
     assert chain_subsample(frames, pool, 3).tolist() == [0, 3, 6, 8, 11]
     assert chain_subsample(frames, pool, 1).tolist() == pool.tolist()
+    for k in (9, 10):  # independent single points (ripple frames) are all taken
+        frames[k].info["independent"] = True
+    assert chain_subsample(frames, pool, 3).tolist() == [0, 3, 6, 8, 9, 10]  # chain b is now 8, 11
 
 
 def test_passive_training_adds_the_extrapolative_frames(cubic):

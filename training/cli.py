@@ -70,6 +70,16 @@ def _cmd_subsample(args) -> int:
     return 0
 
 
+def _cmd_ripples(args) -> int:
+    from .ripples import add_ripples
+
+    for path in args.files:
+        n = add_ripples(path, engine=args.engine, count=args.count, slope=(args.min_slope, args.max_slope),
+                        seed=args.seed, force=args.force)
+        print(f"[ripples] {path}: {n} frames added")
+    return 0
+
+
 def _cmd_convert(args) -> int:
     frames = datasets.read_many(args.inputs)
     species = args.species.split(",") if args.species else None
@@ -91,7 +101,7 @@ def _guarded(handler):
 
 
 def register_data(subparsers) -> None:
-    """Add ``summary``, ``aimd``, ``subsample`` and ``convert`` to the ``data`` command group."""
+    """Add ``summary``, ``aimd``, ``ripples``, ``subsample`` and ``convert`` to the ``data`` command group."""
     p = subparsers.add_parser("summary", help="frames, species, T/strain coverage, E/F/stress ranges, histogram")
     p.add_argument("files", nargs="+", help="dataset files (extxyz[.gz], cfg, OUTCAR, vasprun.xml)")
     p.add_argument("--png", help="write a histogram PNG here")
@@ -114,6 +124,17 @@ def register_data(subparsers) -> None:
     p.add_argument("-n", type=int, default=0, help="frames to keep for --method fps")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_guarded(_cmd_subsample))
+
+    p = subparsers.add_parser("ripples", help="append out-of-plane ripple frames (reference engine single points) "
+                                              "to 2D-sheet datasets (training.ripples)")
+    p.add_argument("files", nargs="+", help="datasets to extend in place (extxyz[.gz]; .meta.json beside is updated)")
+    p.add_argument("--engine", default="tblite-gfn1", help="reference engine (as data.engine)")
+    p.add_argument("--count", type=int, default=24, help="ripple frames per dataset")
+    p.add_argument("--min-slope", type=float, default=0.05, help="smallest largest-slope 2 pi A / lambda of a ripple")
+    p.add_argument("--max-slope", type=float, default=0.3, help="largest largest-slope 2 pi A / lambda of a ripple")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace ripple frames already in a dataset")
+    p.set_defaults(func=_guarded(_cmd_ripples))
 
     p = subparsers.add_parser("convert", help="convert datasets between extxyz[.gz], cfg, OUTCAR, vasprun.xml")
     p.add_argument("inputs", nargs="+")

@@ -29,6 +29,8 @@ DATA_SETTINGS = {
     "engine_settings": (dict, {}, "keyword arguments of the engine's ASE calculator"),
     "reference_scan": (bool, True, "with generation: the engine's 0 K lattice constants and in-plane "
                                    "stiffness (N/m) of the phases from a static strain scan"),
+    "ripples": (int, 24, "with generation: out-of-plane ripple frames added to each generated dataset "
+                         "(training.ripples: bending data the short AIMD chains lack; 0: none)"),
     "aimd": {
         "temperatures_K": (list, list(_PLAN.temperatures_K), "NVT temperatures (K)"),
         "strain_modes": (list, list(_PLAN.strain_modes), "strain modes: x, y (uniaxial), xy (biaxial)"),
@@ -94,6 +96,13 @@ def run_data(settings: dict, ctx) -> dict:
                                  plan=plan_from_settings(settings), engine=settings["engine"],
                                  engine_settings=settings["engine_settings"], mapper=ctx.map,
                                  reference_scan=None if settings["reference_scan"] else False)
+            if settings["ripples"] > 0 and ctx.is_root:
+                from .ripples import add_ripples
+
+                add_ripples(path, engine=settings["engine"], engine_settings=settings["engine_settings"],
+                            count=settings["ripples"], log=ctx.log)
+            if getattr(ctx, "comm", None) is not None:
+                ctx.comm.Barrier()  # every rank reads the dataset only once rank 0 has extended it
         frames = datasets.read(path)
         meta = aimd.read_metadata(path)
         sub = settings["subsample"]

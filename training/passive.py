@@ -152,11 +152,18 @@ class PassiveResult:
 
 def chain_subsample(frames, pool, every_k: int) -> np.ndarray:
     """Every ``every_k``-th frame of each trajectory (``atoms.info['chain']``; all frames form one chain
-    without it), among the frame indices ``pool`` [m] (kept in order).  Returns sorted indices."""
+    without it), among the frame indices ``pool`` [m] (kept in order).  Returns sorted indices.
+
+    Frames marked ``atoms.info['independent']`` (single points such as :mod:`training.ripples` frames)
+    are all taken: the subsampling only thins out time-correlated MD frames."""
     chains: dict = {}
+    independent = []
     for idx in pool:
-        chains.setdefault(str(frames[idx].info.get("chain", "")), []).append(int(idx))
-    picked = [idx for members in chains.values() for idx in members[::every_k]]
+        if frames[idx].info.get("independent"):
+            independent.append(int(idx))
+        else:
+            chains.setdefault(str(frames[idx].info.get("chain", "")), []).append(int(idx))
+    picked = independent + [idx for members in chains.values() for idx in members[::every_k]]
     return np.array(sorted(picked), dtype=np.int64)
 
 

@@ -1,0 +1,144 @@
+"""Out-of-plane ripple frames: the bending data that short AIMD chains of flat sheets lack.
+
+Why: the NVT chains of :mod:`training.aimd` last 135 fs each, too short for the slow flexural
+(out-of-plane) modes of a 2D sheet to grow, so every frame is nearly flat (z spread <= 1.65 Å).
+An MTP fitted to them has never seen a bent sheet: the default case's borophene MTP gave a
+sinusoidal corrugation along x (wavelength 8.8 Å, amplitude 0.2 Å) no restoring energy at all
+(-0.5 meV/atom against +5.7 meV/atom of GFN1-xTB), and a 352-atom graphene/borophene stripe cell
+buckled in 300 K MD (2.5 Å ripple along y), so that pulling it only flattened the ripple and its
+modulus across the stripes came out near zero.
+
+Data flow: the system's relaxed 0 K start cell (:func:`training.aimd.start_structure`, the cell
+the AIMD chains start from; cached beside the dataset) -> ``base_cells`` (unstrained and a few
+small biaxial strains) -> ``ripple`` (each base frame with sine
+ripples ``z += A sin(2 pi n s / L + phi)`` along s = x and y, n = 1, 2 waves per cell, random
+phase phi and an amplitude A = slope * lambda / (2 pi) set by a random largest slope of the sheet,
+so short waves are bent as gently as long ones (lambda = L / n), plus small random z noise) -> the reference engine's energy, forces
+and stress -> frames of chain ``"ripples"`` appended to the dataset (:func:`add_ripples`).
+
+Why flat 0 K cells and not AIMD frames: the thermal displacements of a 300 K frame carry tens of
+meV/atom, the bends a few; on top of AIMD frames the bending energy was lost in that noise (the
+refit borophene MTP still had no restoring energy for a corrugation along x).
+
+Each ripple frame has ``info`` system, temperature_K = 0, strain, engine, ``chain = "ripples"``, ``independent = True`` and ``ripple = [axis, waves, amplitude_A, phase]``.
+Being independent single points, not a correlated trajectory, they all enter the preliminary fit
+of passive training (:func:`training.passive.chain_subsample`; with every 10th frame only, 3 of 24
+borophene ripple frames were fitted and the MTP's corrugation energy stayed a third of GFN1-xTB's).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import aimd as aimd_module
+from . import datasets, engines
+
+CHAIN = "ripples"
+
+
+def base_cells(start, strains=(0.0, 0.01, 0.02)) -> list:
+    """The relaxed 0 K cell ``start`` and copies of it under small affine biaxial ``strains``."""
+    cells = []
+    for strain in strains:
+        atoms = start.copy()
+        atoms.calc = None
+        cell = atoms.cell.array.copy()
+        cell[:2] *= 1.0 + strain
+        atoms.set_cell(cell, scale_atoms=True)
+        atoms.info = {**start.info, "temperature_K": 0.0, "strain": [float(strain), float(strain)]}
+        cells.append(atoms)
+    return cells
+
+
+def ripple(atoms, *, axis: int, waves: int, amplitude_A: float, phase: float, noise_A: float, rng):
+    """A copy of ``atoms`` with ``z += amplitude_A sin(2 pi waves s / L_axis + phase) + noise``
+    (Å; s the fractional position along the in-plane ``axis`` times its length L)."""
+    bent = atoms.copy()
+    bent.calc = None
+    s = bent.get_scaled_positions(wrap=False)[:, axis]
+    z = amplitude_A * np.sin(2.0 * np.pi * waves * s + phase) + rng.normal(0.0, noise_A, len(bent))
+    positions = bent.positions.copy()
+    positions[:, 2] += z
+    bent.positions = positions
+    bent.info = {**atoms.info, "chain": CHAIN, "independent": True,
+                 "ripple": [int(axis), int(waves), float(amplitude_A), float(phase)]}
+    return bent
+
+
+def ripple_frames(bases, calc, *, count: int = 24, slope=(0.05, 0.3), noise_A: float = 0.01, seed: int = 0,
+                  progress=None) -> list:
+    """``count`` ripple frames of the flat cells ``bases`` with energy, forces and stress from ``calc``.
+
+    The bends cycle over axis (x, y) and waves per cell (1, 2) and over the base cells; the
+    largest slope ``2 pi A / lambda`` of each ripple is uniform in ``slope`` (0.3 is 17 degrees;
+    the 2.5 Å, 68 Å ripple that buckled the stripe cell had 0.23). ``progress(done, total)`` after
+    each frame.
+    """
+    if count < 1 or not 0 < slope[0] <= slope[1]:
+        raise ValueError(f"ripples: count={count} must be >= 1 and 0 < slope[0] <= slope[1] (got {list(slope)})")
+    rng = np.random.default_rng(seed)
+    shapes = [(axis, waves) for waves in (1, 2) for axis in (0, 1)]
+    out = []
+    for k in range(count):
+        axis, waves = shapes[k % len(shapes)]
+        base = bases[(k // len(shapes)) % len(bases)]
+        wavelength = float(np.linalg.norm(base.cell[axis])) / waves
+        bent = ripple(base, axis=axis, waves=waves, amplitude_A=float(rng.uniform(*slope)) * wavelength / (2 * np.pi),
+                      phase=float(rng.uniform(0, 2 * np.pi)), noise_A=noise_A, rng=rng)
+        bent.calc = calc
+        energy, forces, stress = bent.get_potential_energy(), bent.get_forces(), bent.get_stress()
+        bent.calc = None
+        out.append(datasets.with_reference(bent, energy=energy, forces=forces, stress=stress))
+        if progress:
+            progress(k + 1, count)
+    return out
+
+
+def add_ripples(dataset_path, *, engine: str = "tblite-gfn1", engine_settings: dict | None = None,
+                count: int = 24, slope=(0.05, 0.3), seed: int = 0, force: bool = False, work_dir=None,
+                log=print) -> int:
+    """Append ``count`` ripple frames to the dataset file (and record them in its ``.meta.json``).
+
+    A dataset that already holds ripple frames is left alone unless ``force`` (then they are
+    replaced). The start cell is relaxed with the engine (in ``work_dir``, reused when its
+    ``<system>.start.extxyz`` is there; default: a temporary folder). Returns the number of frames added. The file is rewritten atomically.
+    """
+    path = Path(dataset_path)
+    frames = datasets.read(path, require=("energy", "forces"))
+    old = [a for a in frames if a.info.get("chain") == CHAIN]
+    if old and not force:
+        log(f"{path}: already holds {len(old)} ripple frames (use force to replace them)")
+        return 0
+    aimd = [a for a in frames if a.info.get("chain") != CHAIN]
+    t0 = time.time()
+
+    def progress(done, total):
+        rate = done / max(time.time() - t0, 1e-9)
+        log(f"{path.name}: ripple frame {done}/{total}, {rate:.2f} frames/s, ETA {(total - done) / rate:.0f} s")
+
+    calc = engines.make_calculator(engine, engine_settings)
+    meta_path = path.with_name(path.name.split(".")[0] + ".meta.json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    system = str(aimd[0].info.get("system") or meta.get("system") or path.name.split(".")[0])
+    builder = meta.get("structure", {}).get("builder", "")
+    with tempfile.TemporaryDirectory() as scratch:  # work_dir: where a relaxed start cell may be cached
+        start = aimd_module.start_structure(system, Path(work_dir or scratch), calc, structure=builder)
+    if not np.allclose(start.cell.lengths()[:2], aimd[0].cell.lengths()[:2], rtol=0.05):
+        raise datasets.DatasetError(f"{path}: the relaxed start cell of '{system}' ({start.cell.lengths()[:2]} A) "
+                                    f"is not the dataset's cell ({aimd[0].cell.lengths()[:2]} A); give the "
+                                    "structure builder in the .meta.json (structure.builder)")
+    start.info = {"system": system, "engine": aimd[0].info.get("engine", engine)}
+    new = ripple_frames(base_cells(start), calc, count=count, slope=slope, seed=seed, progress=progress)
+    datasets.write(path, aimd + new)
+    if meta_path.is_file():
+        meta["n_frames"] = len(aimd) + len(new)
+        meta["ripples"] = {"frames": len(new), "slope": list(slope), "seed": seed, "engine": engine,
+                           "seconds": round(time.time() - t0, 1), "module": "training.ripples"}
+        tmp = meta_path.with_name(meta_path.name + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")
+        tmp.replace(meta_path)
+    return len(new)
