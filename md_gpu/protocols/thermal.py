@@ -14,7 +14,8 @@ from the kinetic part; the ``r_{i_p} G_p . v_{i_p}`` terms cancel, leaving relat
 beyond the per-atom virials. The "pairwise shortcut" (half of each pair's virial to each atom, as
 LAMMPS's ``stress/atom``) is wrong for many-body potentials; ``tests/test_md_thermal.py`` checks
 the formula against finite differences and shows the shortcut differs.
-Units: J in eV Å/fs (velocities converted from ASE units); ``units.EV_A_PER_FS`` conversions.
+Units: J in eV Å/fs (velocities converted from ASE units); conductivities and fluxes go to SI with
+``units.EV_PER_FS_A_K_TO_W_PER_MK`` and ``units.EV_PER_FS_A2_TO_W_PER_M2``.
 
 HNEMD (Fan et al., PRB 99, 064308 (2019)): a driving force ``F_e`` (1/Å) adds
 ``F_i^ext = W_i^T F_e - <W^T F_e>`` to every atom, so that the power it injects is
@@ -27,9 +28,9 @@ thermostat (the paper: Nosé-Hoover chain) holds T. Linear response gives
 NEMD (periodic layout, Schelling et al., PRB 65, 144306 (2002)): a hot Langevin slab at
 ``[0, w)`` and a cold one half a cell later along the transport axis (``T +- delta_T / 2``);
 the heat ``P`` a bath exchanges per unit time flows out through two cross-sections, so
-``q = P / (2 A)``; the gradient is the mean magnitude of linear fits of the binned temperature
-profile over the two segments between the baths (bath bins and their neighbours left out);
-``kappa = q / |dT/dx|``. ``length_A`` is the distance between bath centres (half the cell);
+``q = P / (2 A)``; the gradient is the measured bath temperature difference over the distance
+between the bath centres (default) or the mean magnitude of linear fits of the binned temperature
+profile over the two segments between the baths (``gradient='fit'``); ``kappa = q / |dT/dx|``. ``length_A`` is the distance between bath centres (half the cell);
 :func:`extrapolate_length` fits ``1/kappa = 1/kappa_inf + c / L``.
 
 Interface NEMD: the same with the baths centred inside one phase; at each interface in a segment
@@ -38,7 +39,8 @@ the linear fits of the bins on both sides are extrapolated to the interface posi
 
 Equilibration: NPT in the plane (zero stress at T, :func:`md_gpu.protocols.common.equilibrate`),
 then production at that fixed cell. Uncertainties are block averages within one run
-(``n_blocks`` consecutive blocks); seeds are combined by the caller. Runs do not checkpoint.
+(``n_blocks`` consecutive blocks; HNEMD: at least the Green-Kubo noise floor, :func:`fluctuation_sem`);
+seeds are combined by the caller. Runs do not checkpoint.
 """
 from __future__ import annotations
 
@@ -160,8 +162,8 @@ class _Blocks:
         self.k += 1
 
     def means(self, name) -> np.ndarray:
-        return np.array([to_numpy(s) for s in self.sums[name]], dtype=float) / \
-            self.counts.reshape((-1,) + (1,) * (np.ndim(to_numpy(self.sums[name][0]))))
+        sums = np.array([to_numpy(s) for s in self.sums[name]], dtype=float)
+        return sums / self.counts.reshape((-1,) + (1,) * (sums.ndim - 1))
 
 
 def mean_sem_blocks(values) -> tuple[float, float]:
@@ -261,8 +263,10 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
           out_prefix=None, log=print) -> dict:
     """Thermal conductivity along ``direction`` by HNEMD (module docstring); W/(m K).
 
-    driving_force_per_A: ``F_e`` (1/Å) along ``direction``; keep ``F_e kappa``-driven heating in the
-    linear regime (graphene-like sheets at 300 K: 1e-5 ... 1e-4 /Å); production_steps at
+    driving_force_per_A: ``F_e`` (1/Å) along ``direction``: small enough for linear response (F_e times
+    the phonon mean free path << 1: 1e-5 ... 1e-4 /Å for real graphene; with the test MTP in 120-atom
+    cells 3e-4 and 1e-3 /Å agreed within errors), large enough to beat the noise, whose sem scales as
+    ``1 / (F_e sqrt(V t))`` (:func:`fluctuation_sem`); production_steps at
     ``settings.dt_fs`` after ``settings.equilibrate_steps`` of NPT; the sem is the larger of the block
     sem (``n_blocks`` blocks) and :func:`fluctuation_sem`.
     Returns ``{"properties", "series", "settings", "h5"}``; series: running average vs time (ps).
