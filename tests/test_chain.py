@@ -30,10 +30,14 @@ def tiny_case(root: Path) -> Path:
     raw["fit"] = {"level": 6, "max_iter": 15, "passive": {"every_k": 3, "threshold": 2.0}}
     raw["md"].update(seeds=1, directions=["x", "y"], strain_rate_per_s=2e11, max_strain=0.3, equilibrate_steps=200,
                      thermo_every=10, checkpoint_every=0,
-                     elastic={"sample_steps": 500, "low_temperature_K": 1.0})
+                     elastic={"sample_steps": 500, "low_temperature_K": 1.0},
+                     thermal={"enabled": True, "seeds": 1, "directions": ["x"], "supercell": [1, 1],
+                              "equilibrate_steps": 100, "production_steps": 500, "nemd": {"enabled": False},
+                              "interface": {"production_steps": 500, "delta_T_K": 100.0}})
     raw["fem"].update(length_nm=20.0, height_nm=20.0, mesh_size_nm=1.0, ell_nm=2.0, interface_width_nm=0.0,
                       stripes={"period_nm": 20.0, "fraction": 0.5, "orientation": "x"},
-                      loading={"max_strain": 0.3, "n_steps": 10}, write_fields=False, studies=[])
+                      loading={"max_strain": 0.3, "n_steps": 10}, write_fields=False, studies=[],
+                      thermal={"load_direction": "y", "mesh_size_nm": 2.0, "period_count": 3, "fractions": [0.5]})
     case = root / "tiny"
     (case / "data").mkdir(parents=True)
     (case / "case.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -72,6 +76,15 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     e_graphene, e_borophene = (e2(props["phases"][p]["elastic_N_per_m"]) for p in ("graphene", "borophene"))
     reuss = 1.0 / (0.5 / e_graphene + 0.5 / e_borophene)
     assert 0.99 * reuss < modulus < 1.1 * reuss, (modulus, e_graphene, e_borophene)
+
+    # heat: MD conductivities reach properties.json, the FE model uses them
+    kappa = props["phases"]["graphene"]["thermal"]["conductivity_W_per_mK"]["x"]
+    assert kappa["mean"] > 0 and kappa["n"] == 1
+    assert "thermal" in props["interfaces"]["graphene|borophene"]
+    assert (runs / "fem" / "thermal_temperature.png").is_file()
+    # the size sweep needs a resolved interface conductance (a 500-step interface run rarely has one)
+    resolved = "conductance_W_per_m2K" in props["interfaces"]["graphene|borophene"]["thermal"]
+    assert (runs / "fem" / "thermal_size.png").is_file() == resolved
 
     checks = json.loads((runs / "report" / "checks.json").read_text())
     measured = [row for row in checks if row["ours"] is not None]
