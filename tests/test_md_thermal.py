@@ -13,7 +13,8 @@ from md_gpu.io import read_run_h5
 from md_gpu.neighbors import NeighborList
 from md_gpu.protocols import (RunSettings, equilibrate, extrapolate_length, heat_current, heat_currents_per_atom,
                               hnemd, interface_nemd, nemd)
-from md_gpu.protocols.thermal import HeatBaths, driving_forces, find_interfaces
+from md_gpu.protocols.thermal import (HeatBaths, _bath_gradient, _gradient, _interface_fits, _Layout, driving_forces,
+                                      find_interfaces)
 from md_gpu.state import from_atoms, maxwell_boltzmann
 from md_gpu.structures import load_structure
 from md_gpu.units import FS
@@ -201,6 +202,25 @@ def test_hnemd_runs_and_reports(ff, tmp_path):
               **QUIET)
 
 
+def synthetic_layout():
+    """100 Å cell, 40 bins of 2.5 Å, baths of 4 bins: hot 0-10 Å, cold 50-60 Å; one atom per bin."""
+    return _Layout(origin_A=0.0, length_A=100.0, n_bins=40, n_bath=4, bins=np.arange(40))
+
+
+def test_gradients_and_interface_jumps_of_exact_profiles():
+    layout = synthetic_layout()
+    x = layout.centres_A
+    t = np.where(x < 10, 350.0, np.where(x < 50, 350 - 2 * (x - 5), np.where(x < 60, 250.0, 250 + 2 * (x - 55))))
+    assert _gradient(t, layout) == pytest.approx(2.0)
+    assert _bath_gradient(t, layout) == pytest.approx(2.0)  # 100 K over the 50 Å between bath centres
+    # interfaces at 25 Å (heat flows +x) and 75 Å (heat flows -x): jumps of 10 K, side slopes known
+    t = np.select([x < 25, x < 50, x < 75, x < 100],
+                  [340 - (x - 10), 315 - 0.5 * (x - 25), 320 + 0.4 * (x - 75), 330 + 0.8 * (x - 75)])
+    fits = _interface_fits(t, layout, [25.0, 75.0], skip_A=2.5)
+    assert [f[0] for f in fits] == pytest.approx([10.0, 10.0])
+    assert [f[1] for f in fits] == [pytest.approx([1.0, 0.5]), pytest.approx([0.4, 0.8])]
+
+
 def two_mass_sheet(nx=4, ny=24, a=2.9):
     """A triangular Morse sheet, lower half 'Cu' and upper half 'Au' (same bonds, 3x the mass): two
     interfaces normal to y whose only resistance is the mass mismatch."""
@@ -247,3 +267,23 @@ def test_graphene_hnemd_and_extrapolated_nemd_agree(ff):
     inv_h, inv_h_sem = 1 / h["conductivity_W_per_mK"], h["conductivity_sem_W_per_mK"] / h["conductivity_W_per_mK"] ** 2
     assert abs(fit["inverse_mK_per_W"] - inv_h) < 2 * np.hypot(fit["inverse_sem_mK_per_W"], inv_h_sem)
     assert all(r["energy_balance_rel"] < 0.02 for r in runs)
+
+
+def test_cli_thermal_hnemd_writes_runs_and_summary(tmp_path, capsys):
+    import argparse
+    import json
+
+    from md_gpu.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["thermal", "--method", "hnemd", "--potential", str(POT), "--structure", "graphene",
+                              "--steps", "40", "--equilibrate-steps", "20", "--seeds", "0,1", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    summary = json.loads((tmp_path / "thermal_hnemd_x_summary.json").read_text())
+    assert summary["statistics"]["conductivity_W_per_mK"]["n"] == 2 and summary["n_atoms"] == 60
+    assert (tmp_path / "hnemd_x_seed1.h5").is_file()
+    args = parser.parse_args(["thermal", "--method", "interface", "--potential", str(POT), "--structure", "graphene",
+                              "--steps", "40", "--equilibrate-steps", "0", "--out", str(tmp_path)])
+    assert args.func(args) == 1  # one species: no interface, a clear error
+    assert "no interface along y" in capsys.readouterr().err
