@@ -5,6 +5,7 @@ Data flow (docs/architecture.md, docs/fem.md)::
     runs/constitutive/properties.json
         -> fem.study.run_tensile(settings)         the sample of the ``fem:`` section, loaded to failure
         -> fem.study.run_sweep(settings, study)    every entry of ``fem.studies``
+        -> fem.consistency.run_consistency(...)    the MD stripe heterostructure rebuilt in FE (a modulus)
         -> fem.thermal_study.run_thermal(settings) heat conduction (``fem.thermal``): kappa_eff, sweeps
         -> runs/fem/: tensile_fields.xdmf (+ .h5), tensile_curve.png, tensile_damage.png,
                       <study>.json (table), <study>.csv, <study>.png, <study>_<i>_{curve,damage}.png,
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from mpi4py import MPI
 
-from . import materials, study, thermal_study
+from . import consistency, materials, study, thermal_study
 from .errors import FemInputError
 
 RESULTS_FILE = "fem_results.json"
@@ -70,6 +71,7 @@ FEM_SETTINGS = {
         "max_iterations": (int, 500, "staggered loop: iterations per load step"),
     },
     "write_fields": (bool, True, "write XDMF fields (displacement, damage, phase) of the main run"),
+    "consistency": consistency.CONSISTENCY_SETTINGS,
     "thermal": {
         "enabled": (bool, True, "steady heat conduction: main sample, fraction and size sweeps (needs thermal "
                                 "conductivities in properties.json: md.thermal)"),
@@ -150,13 +152,15 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
             f"failure strain {main['failure_strain']:.4f}")
     studies = [study.run_sweep(settings, st, i, props, comm=comm, out_dir=out_dir, log=log)
                for i, st in enumerate(settings["studies"])]
+    twin = consistency.run_consistency(settings, props, comm=comm, log=log) \
+        if settings["consistency"]["enabled"] else None
     thermal = None
     if thermal_inputs is not None:
         thermal = thermal_study.run_thermal(settings, thermal_inputs, comm=comm, out_dir=out_dir, log=log)
     results = {"format": RESULTS_FORMAT, "units": {"length": "nm", "stress": "N/m (2D)", "Gc": "nN (= 1e-9 J/m)",
                                                    "energy": "nN nm (1e-18 J)", "conductivity": "W/(m K)"},
                "properties": props.get("_source"), "settings": settings, "tensile": main, "studies": studies,
-               "thermal": thermal}
+               "consistency": twin, "thermal": thermal}
     if comm.rank == 0:
         study.write_json(out_dir / RESULTS_FILE, results)
     return summary(results)
@@ -175,6 +179,9 @@ def summary(results: dict) -> dict:
     out = {"modulus_N_per_m": main["modulus_N_per_m"], "strength_N_per_m": main["strength_N_per_m"],
            "failure_strain": main["failure_strain"], "notes": main["notes"], "results": RESULTS_FILE,
            "studies": tables}
+    if results.get("consistency"):
+        twin = results["consistency"]
+        out["consistency"] = {k: twin[k] for k in ("modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B")}
     if results.get("thermal"):
         out["thermal"] = thermal_summary(results["thermal"])
     return out

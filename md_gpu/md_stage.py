@@ -27,7 +27,13 @@ the ``training.structures`` interface cell). ``summary.json`` is what the
                               "provenance": {...}},
                  "interface": {"normal": {...}, "provenance": {...}}}}
 
-With ``md.thermal.enabled`` each system also gets a ``thermal`` entry (docs/md_thermal_stage.md)::
+With ``md.heterostructure.enabled`` every interface system also runs its MTP on a periodic stripe
+heterostructure of a few hundred to thousands of atoms (``md_gpu.heterostructure``: elastic constants
+at temperature, one run per seed, ``<interface>_heterostructure_seed<k>``) and gets a
+``heterostructure`` entry: the modulus across the stripes and the geometry, which the fem stage
+rebuilds for the FE half of the consistency check.
+
+With ``md.thermal.enabled`` each system also gets a ``thermal`` entry (docs/md.md, "Thermal transport in the md stage")::
 
     phase:     {"conductivity_W_per_mK": {"x": {mean, sem, n}, "y": {...}}, "method": "hnemd",
                 "length_dependence": {"x": {"length_nm": [...], "n_atoms": [...],
@@ -50,6 +56,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from . import heterostructure
 from .analysis import mean_sem
 from .errors import MDRunError, MDSetupError
 
@@ -94,6 +101,7 @@ MD_SETTINGS = {
         "warn": (float, 2.0, "warn (and save the frame) above this grade"),
         "stop": (float, 10.0, "stop the run above this grade"),
     },
+    "heterostructure": heterostructure.HETEROSTRUCTURE_SETTINGS,
     "thermal": {
         "enabled": (bool, False, "thermal transport MD: HNEMD conductivity of the phases, NEMD length dependence, "
                                  "interface conductance (md_gpu.protocols.thermal)"),
@@ -134,6 +142,7 @@ def _check(settings: dict) -> None:
     if len(settings["supercell"]) != 2 or any(int(r) < 1 for r in settings["supercell"]):
         raise ValueError(f"md.supercell: {settings['supercell']} must be two positive integers [nx, ny]")
     _check_thermal(settings["thermal"], settings["temperature_K"])
+    heterostructure.check_settings(settings["heterostructure"])
 
 
 def _positive_ints(values) -> bool:
@@ -235,6 +244,12 @@ def run_task(task: dict) -> dict:
         except MDSetupError as exc:  # e.g. a NEMD cell too short for its baths: name the settings block
             block = {"hnemd": "", "nemd": ".nemd", "interface_nemd": ".interface"}[task["kind"]]
             raise MDSetupError(f"md.thermal{block} ({task['name']}): {exc}") from None
+    if task["kind"] == "heterostructure":
+        try:
+            return {**task, "result": heterostructure.run(ff, settings["heterostructure"], settings["elastic"],
+                                                         run_settings, log=_progress_printer(task))}
+        except MDRunError as exc:
+            return _blown_up(task, exc)
     if task["kind"] in ("elastic", "elastic_low_T"):
         e = settings["elastic"]
         if task["kind"] == "elastic_low_T":
@@ -331,6 +346,12 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
                 and settings["elastic"]["low_temperature_K"] > 0:
             tasks.append({**base, "kind": "elastic_low_T", "direction": None, "seed": 0,
                           "name": f"{system}_elastic_low_T"})
+        h = settings["heterostructure"]
+        if entry["kind"] == "interface" and h["enabled"]:
+            heterostructure.check_settings(h, entry["structure"])
+            tasks += [{**base, "kind": "heterostructure", "direction": "normal", "seed": seed,
+                       "between": list(entry.get("between", [])), "name": f"{system}_heterostructure_seed{seed}"}
+                      for seed in range(h["seeds"])]
         if settings["thermal"]["enabled"]:
             tasks += _thermal_tasks(base, entry, settings["thermal"], ctx.systems)
     return tasks
@@ -373,6 +394,12 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
             "temperature_K": settings["temperature_K"]}})
         if r["kind"] in THERMAL_KINDS:
             continue
+        if r["kind"] == "heterostructure":
+            if r.get("blew_up"):
+                entry["provenance"].setdefault("blown_up", []).append({"run": r["name"], "reason": r["blew_up"]})
+            else:
+                entry.setdefault("_heterostructure", []).append(r["result"])
+            continue
         if r["kind"] in ("elastic", "elastic_low_T"):
             entry.setdefault(f"_{r['kind']}", []).append((r["result"], r["unit"], r["temperature_K"]))
             continue
@@ -384,6 +411,10 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         entry["provenance"]["n_atoms"] = r["n_atoms"]
         entry.setdefault("_runs", {}).setdefault(r["direction"], []).append(r["result"])
     for system, entry in systems.items():
+        stripes = entry.pop("_heterostructure", None)
+        if stripes:
+            between = next((r.get("between") for r in results if r["system"] == system and r.get("between")), [])
+            entry["heterostructure"] = heterostructure.summarize(stripes, between)
         runs_by_direction = entry.pop("_runs", {})
         blown_up = entry.pop("_blown_up", {})
         lost = [d for d in blown_up if d not in runs_by_direction]

@@ -74,6 +74,9 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
             key = "|".join(system["between"])
             props["interfaces"][key] = {"name": name, "between": list(system["between"]), "direction": "normal",
                                         **stats, "provenance": provenance}
+            if result.get("heterostructure"):
+                props["interfaces"][key]["heterostructure"] = _heterostructure(result["heterostructure"],
+                                                                               f"{where}.heterostructure")
             if result.get("thermal"):
                 props["interfaces"][key]["thermal"] = _interface_thermal(
                     result["thermal"], props["phases"], system["between"], f"{where}.thermal")
@@ -91,6 +94,20 @@ def _phase_thermal(thermal: dict, where: str) -> dict:
         if key in thermal:
             entry[key] = thermal[key]
     return entry
+
+
+def _heterostructure(entry: dict, where: str) -> dict:
+    """The MD stripe heterostructure (md_gpu.heterostructure): its modulus across the stripes (N/m),
+    elastic constants and geometry, which the fem stage rebuilds for the consistency check."""
+    geometry = entry.get("geometry", {})
+    missing = [k for k in ("period_nm", "fraction_B", "length_nm") if k not in geometry]
+    if missing or "youngs_modulus_normal_N_per_m" not in entry:
+        raise StageError(f"{where}: expected youngs_modulus_normal_N_per_m and geometry with period_nm, "
+                         f"fraction_B, length_nm; missing {', '.join(missing) or 'youngs_modulus_normal_N_per_m'}")
+    return {"youngs_modulus_normal_N_per_m": _check_stat(entry["youngs_modulus_normal_N_per_m"],
+                                                         f"{where}.youngs_modulus_normal_N_per_m"),
+            "elastic_N_per_m": _stats(entry.get("elastic_N_per_m", {}), f"{where}.elastic_N_per_m"),
+            "geometry": geometry}
 
 
 def kapitza_length_nm(conductivity: dict, conductance: dict) -> dict:

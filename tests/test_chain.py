@@ -33,7 +33,8 @@ def tiny_case(root: Path) -> Path:
                      elastic={"sample_steps": 500, "low_temperature_K": 1.0},
                      thermal={"enabled": True, "seeds": 1, "directions": ["x"], "supercell": [1, 1],
                               "equilibrate_steps": 100, "production_steps": 500, "nemd": {"enabled": False},
-                              "interface": {"production_steps": 500, "delta_T_K": 100.0}})
+                              "interface": {"production_steps": 500, "delta_T_K": 100.0}},
+                     heterostructure={"enabled": True, "graphene_cells_y": 2, "borophene_cells_y": 1, "seeds": 1})
     raw["fem"].update(length_nm=20.0, height_nm=20.0, mesh_size_nm=1.0, ell_nm=2.0, interface_width_nm=0.0,
                       stripes={"period_nm": 20.0, "fraction": 0.5, "orientation": "x"},
                       loading={"max_strain": 0.3, "n_steps": 10}, write_fields=False, studies=[],
@@ -90,6 +91,9 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     measured = [row for row in checks if row["ours"] is not None]
     assert {row["check"].split(" (")[0] for row in measured} == {"MTP-MD vs reference engine stiffness",
                                                                   "FE stripes vs direct MD"}
+    assert any(row["check"] == "FE stripes vs direct MD (stripe heterostructure)" for row in measured)
+    assert fem["consistency"]["period_nm"] == pytest.approx(
+        md["interface"]["heterostructure"]["geometry"]["period_nm"])
     assert "Cross-scale checks" in (runs / "report" / "index.html").read_text()
 
     again = Case.load(case_dir).run()

@@ -51,6 +51,16 @@ def test_fe_vs_md_in_series_only():
     assert parallel[0]["passed"] is None and "not run" in parallel[0]["what"]
 
 
+def test_fe_twin_of_the_md_heterostructure_is_compared_when_there():
+    results = {**fem(190.0), "consistency": {"modulus_N_per_m": 210.0, "period_nm": 6.8, "fraction_B": 0.5,
+                                             "md_modulus_N_per_m": {"mean": 200.0, "sem": 4.0, "n": 1},
+                                             "md_geometry": {"n_atoms": 352}}}
+    rows = check_fe_vs_md(results, md_summary(normal=-5.0))
+    assert len(rows) == 1 and rows[0]["check"].endswith("(stripe heterostructure)")
+    assert rows[0]["passed"] and rows[0]["ours"] == 210.0 and rows[0]["rel_diff"] == pytest.approx(0.05)
+    assert "352 atoms" in rows[0]["what"]
+
+
 def test_missing_inputs_are_not_run(tmp_path):
     rows = run_checks(tmp_path)
     assert rows and all(r["passed"] is None for r in rows)

@@ -104,3 +104,16 @@ def test_unresolved_conductance_is_kept_apart_with_a_note(g):
         "thermal"]
     assert "conductance_W_per_m2K" not in thermal and "kapitza_length_nm" not in thermal
     assert thermal["conductance_unresolved_W_per_m2K"] == g and "not resolved" in thermal["note"]
+
+
+def test_heterostructure_is_passed_on_for_the_fe_consistency_run():
+    data = summary()
+    data["systems"]["gb"]["heterostructure"] = {
+        "youngs_modulus_normal_N_per_m": stat(180.0, 5.0, 1), "elastic_N_per_m": {"C22": stat(200.0)},
+        "geometry": {"period_nm": 6.8, "fraction_B": 0.5, "length_nm": 1.47, "n_atoms": 352}}
+    out = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")["interfaces"]["graphene|borophene"]
+    assert out["heterostructure"]["youngs_modulus_normal_N_per_m"]["mean"] == 180.0
+    assert out["heterostructure"]["geometry"]["period_nm"] == 6.8
+    del data["systems"]["gb"]["heterostructure"]["geometry"]["fraction_B"]
+    with pytest.raises(StageError, match=r"systems.gb.heterostructure: .* missing fraction_B"):
+        build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")

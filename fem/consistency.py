@@ -1,0 +1,86 @@
+"""The FE half of the multiscale consistency check: the MD stripe heterostructure as a continuum sample.
+
+The md stage simulates a periodic graphene/borophene stripe cell directly with the interface MTP
+(``md_gpu.heterostructure``); properties.json carries its geometry and its modulus across the
+stripes (``interfaces[A|B].heterostructure``). Here the same stripes are built as an FE sample
+with the MD-derived phase properties and loaded across the stripes; the report compares the two
+moduli (``multiscale.checks``).
+
+Data flow::
+
+    properties.json interfaces[A|B].heterostructure.geometry {period_nm, fraction_B}
+      -> fem settings: stripes along x (period, fraction of B), load along y, linear elasticity
+         (no damage: a modulus), no interface band (the MD cell's interfaces are part of what is
+         compared, and the band is a fracture device), ``periods`` periods high and long,
+         ``elements_per_period`` elements across a period
+      -> study.run_tensile (one small strain step) -> fem_results.json "consistency":
+         {"modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B", "reuss_N_per_m", ...}
+
+Why a sample several periods long and high with free lateral edges: the MD cell is periodic, so its
+stripes share one strain along x; in the FE sample the stripes are held together along their whole
+length by the interfaces, and the lateral edges free of traction relax only near the ends. With the
+test phases (tests/test_fem_consistency.py) 6 periods and 12 elements per period give the exact
+modulus of the infinite laminate to 5e-7 (12.5k dofs, 0.4 s).
+"""
+from __future__ import annotations
+
+import copy
+from mpi4py import MPI
+
+from . import materials, study
+from .errors import FemInputError
+
+CONSISTENCY_SETTINGS = {
+    "enabled": (bool, True, "rebuild the MD stripe heterostructure (properties.json "
+                            "interfaces.*.heterostructure) as an FE sample and compute its modulus"),
+    "periods": (int, 6, "the sample is this many stripe periods long (x) and high (y)"),
+    "elements_per_period": (int, 24, "element size = period / this"),
+}
+
+
+def heterostructure_entry(props: dict, phases) -> dict | None:
+    """The MD heterostructure between the two FE phases, or None when the md stage made none."""
+    key = materials.interface_key(props, *phases)
+    return (props.get("interfaces", {}).get(key) or {}).get("heterostructure") if key else None
+
+
+def sample_settings(settings: dict, geometry: dict) -> dict:
+    """The fem settings of the consistency sample (module docstring) from the main ones."""
+    c = settings["consistency"]
+    if c["periods"] < 1 or c["elements_per_period"] < 4:
+        raise FemInputError(f"fem.consistency: periods ({c['periods']}) must be >= 1 and elements_per_period "
+                            f"({c['elements_per_period']}) >= 4")
+    period, fraction = float(geometry["period_nm"]), float(geometry["fraction_B"])
+    if not (period > 0 and 0 < fraction < 1):
+        raise FemInputError(f"properties.json heterostructure geometry: period_nm {period} must be > 0 and "
+                            f"fraction_B {fraction} in (0, 1)")
+    s = copy.deepcopy(settings)
+    size = c["periods"] * period
+    s.update(geometry="stripes", length_nm=size, height_nm=size, load_direction="y", damage=False,
+             interface_width_nm=0.0, interface_mesh_size_nm=0.0, mesh_size_nm=period / c["elements_per_period"],
+             write_fields=False)
+    s["stripes"] = {**s["stripes"], "period_nm": period, "fraction": fraction, "orientation": "x"}
+    s["loading"] = {**s["loading"], "max_strain": 0.001, "n_steps": 1}
+    return s
+
+
+def run_consistency(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, log=None) -> dict | None:
+    """The FE modulus (N/m) of the MD stripe heterostructure, beside the MD one; None without one."""
+    md = heterostructure_entry(props, settings["phases"])
+    if md is None:
+        if log:
+            log("consistency: properties.json has no MD stripe heterostructure (md.heterostructure.enabled "
+                "is false), so no FE twin is run")
+        return None
+    s = sample_settings(settings, md["geometry"])
+    r = study.run_tensile(s, props, comm=comm, out_dir=None, label="consistency", write_fields=False, log=None)
+    out = {"modulus_N_per_m": r["modulus_N_per_m"], "md_modulus_N_per_m": md["youngs_modulus_normal_N_per_m"],
+           "period_nm": s["stripes"]["period_nm"], "fraction_B": s["stripes"]["fraction"],
+           "sample_nm": [s["length_nm"], s["height_nm"]], "mesh_size_nm": s["mesh_size_nm"],
+           "voigt_N_per_m": r["voigt_N_per_m"], "reuss_N_per_m": r["reuss_N_per_m"],
+           "n_dofs_displacement": r["n_dofs_displacement"], "md_geometry": md["geometry"], "wall_s": r["wall_s"]}
+    if log:
+        log(f"consistency: FE {out['modulus_N_per_m']:.2f} N/m vs direct MD "
+            f"{out['md_modulus_N_per_m']['mean']:.2f} +- {out['md_modulus_N_per_m']['sem']:.2f} N/m across "
+            f"{out['period_nm']:.2f} nm stripes")
+    return out

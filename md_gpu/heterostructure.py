@@ -1,0 +1,98 @@
+"""Direct MD of a periodic stripe heterostructure: the MD half of the multiscale consistency check.
+
+The check (docs/report.md) simulates one stripe heterostructure twice: here by MD with the
+interface system's MTP, and in ``fem/`` by the continuum model with the MD-derived phase
+properties; the report compares the two effective moduli across the stripes.
+
+Data flow::
+
+    md.heterostructure + runs/fit/<interface>.mtp
+      -> stripe_cell: training.structures.interface with stripes graphene_cells_y x sqrt(3) a_C and
+         borophene_cells_y x b_B wide (two interfaces per period), repeated repeat_x times along x
+      -> md_gpu.protocols.elastic_constants at md.temperature_K, one run per seed
+      -> per seed the modulus across the stripes under uniaxial stress, E_y = (C11 C22 - C12^2) / C11 (N/m)
+      -> summary.json systems.<interface>.heterostructure:
+         {"elastic_N_per_m": {C11, C22, C12, C66: {mean, sem, n}},
+          "youngs_modulus_normal_N_per_m": {mean, sem, n},
+          "geometry": {"period_nm", "fraction_B", "length_nm", "n_atoms", "between", "stripes": "x"}}
+
+Geometry: the stripes run along x and stack along y with period ``L_y``; the interfaces sit in
+the middle of the C-B gaps, so phase B (borophene) is ``(y_B,max - y_B,min + gap) / L_y`` of the
+area. The cell as built (0 K lattice constants); the elastic protocol equilibrates it at zero stress.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .analysis import mean_sem
+from .errors import MDSetupError
+
+HETEROSTRUCTURE_SETTINGS = {
+    "enabled": (bool, False, "simulate a periodic stripe heterostructure with the interface MTP (the MD half "
+                             "of the FE-vs-MD consistency check)"),
+    "graphene_cells_y": (int, 8, "graphene stripe width in rectangular cells (sqrt(3) a = 4.26 A each)"),
+    "borophene_cells_y": (int, 4, "borophene stripe width in chi3 cells (b = 8.48 A each)"),
+    "repeat_x": (int, 1, "repeats of the 14.7 A cell along the stripes (x)"),
+    "seeds": (int, 1, "independent runs (elastic constants at md.temperature_K)"),
+}
+
+BUILDER = "interface"
+
+
+def check_settings(h: dict, structure: str | None = None) -> None:
+    """Clear errors for ``md.heterostructure`` (naming the key); ``structure``: the interface system's."""
+    for key in ("graphene_cells_y", "borophene_cells_y", "repeat_x", "seeds"):
+        if int(h[key]) < 1:
+            raise ValueError(f"md.heterostructure.{key}: {h[key]} must be >= 1")
+    from training.structures import ALIASES
+
+    if h["enabled"] and structure is not None and ALIASES.get(structure, structure) != BUILDER:
+        raise ValueError(f"md.heterostructure: the interface system's structure {structure!r} is not the "
+                         f"'{BUILDER}' builder of training.structures, whose stripe widths it sets; "
+                         "set md.heterostructure.enabled: false")
+
+
+def stripe_cell(h: dict):
+    """The stripe heterostructure (ase.Atoms, a 2D sheet) and its geometry (module docstring)."""
+    from training.structures import LATTICE, interface
+
+    from .structures import as_sheet
+
+    atoms = as_sheet(interface(graphene_cells=(6, int(h["graphene_cells_y"])),
+                               borophene_cells_y=int(h["borophene_cells_y"])))
+    y = atoms.positions[np.array(atoms.get_chemical_symbols()) == "B", 1]
+    fraction_b = (y.max() - y.min() + LATTICE["interface"]["gap_A"]) / atoms.cell[1, 1]
+    atoms = atoms.repeat((int(h["repeat_x"]), 1, 1))
+    geometry = {"period_nm": float(atoms.cell[1, 1]) / 10.0, "fraction_B": float(fraction_b),
+                "length_nm": float(atoms.cell[0, 0]) / 10.0, "n_atoms": len(atoms), "stripes": "x"}
+    return atoms, geometry
+
+
+def normal_modulus(c: dict) -> float:
+    """Young's modulus across stripes along x (uniaxial stress along y), N/m: (C11 C22 - C12^2) / C11."""
+    return (c["C11"] * c["C22"] - c["C12"] ** 2) / c["C11"]
+
+
+def run(ff, h: dict, elastic: dict, run_settings, *, log=print) -> dict:
+    """One run: elastic constants of the stripe cell at ``run_settings.temperature_K`` (``elastic``:
+    the md.elastic block, for ``delta`` and ``sample_steps``). Returns plain data."""
+    from .protocols import elastic_constants
+
+    atoms, geometry = stripe_cell(h)
+    log(f"stripe heterostructure: {geometry['n_atoms']} atoms, period {geometry['period_nm']:.2f} nm, "
+        f"borophene fraction {geometry['fraction_B']:.3f}")
+    c = elastic_constants(ff, atoms, delta=elastic["delta"], sample_steps=elastic["sample_steps"],
+                          settings=run_settings, log=log)
+    if c["unit"] != "N/m":
+        raise MDSetupError("md.heterostructure: the stripe cell is not a 2D sheet")
+    constants = {k: float(c[k]) for k in ("C11", "C22", "C12", "C66")}
+    return {"elastic_N_per_m": constants, "youngs_modulus_normal_N_per_m": normal_modulus(constants),
+            "geometry": geometry}
+
+
+def summarize(results: list[dict], between) -> dict:
+    """The ``heterostructure`` entry of summary.json from the runs' results (one per seed)."""
+    constants = {k: mean_sem([r["elastic_N_per_m"][k] for r in results]) for k in ("C11", "C22", "C12", "C66")}
+    return {"elastic_N_per_m": constants,
+            "youngs_modulus_normal_N_per_m": mean_sem([r["youngs_modulus_normal_N_per_m"] for r in results]),
+            "geometry": {**results[0]["geometry"], "between": list(between)}}

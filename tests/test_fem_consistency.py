@@ -1,0 +1,52 @@
+"""The FE twin of the MD stripe heterostructure (fem.consistency): an exact laminate limit and clear errors."""
+import copy
+from pathlib import Path
+
+import pytest
+
+from fem import consistency, fem_stage, materials as M
+from fem.errors import FemInputError
+
+PROPS = Path("tests/data/fem/properties_graphene_borophene.json").resolve()
+
+
+def _props(period_nm=4.0, fraction=0.5):
+    props = copy.deepcopy(M.read_properties(PROPS))
+    props["interfaces"]["graphene|borophene"]["heterostructure"] = {
+        "youngs_modulus_normal_N_per_m": {"mean": 230.0, "sem": 5.0, "n": 1},
+        "geometry": {"period_nm": period_nm, "fraction_B": fraction, "length_nm": 1.47, "n_atoms": 352}}
+    return props
+
+
+def laminate_modulus(layers):
+    """Exact modulus across an infinite periodic laminate under uniaxial stress (N/m).
+
+    layers: [(fraction, C11, C22, C12)] with x along the layers; the layers share the strain along
+    x, carry the same stress across, and their stresses along x average to zero.
+    """
+    a = sum(f * c12 / c22 for f, c11, c22, c12 in layers)
+    b = sum(f * (c11 - c12 ** 2 / c22) for f, c11, c22, c12 in layers)
+    e_xx = -a / b  # per unit stress across
+    return 1.0 / sum(f * (1.0 - c12 * e_xx) / c22 for f, c11, c22, c12 in layers)
+
+
+def test_fe_twin_approaches_the_exact_laminate_and_reports_the_md_modulus():
+    s = fem_stage.defaults()
+    s["consistency"].update(periods=6, elements_per_period=12)
+    twin = consistency.run_consistency(s, _props())
+    g, b = ({k: v["mean"] for k, v in _props()["phases"][p]["elastic_N_per_m"].items()} for p in ("graphene", "borophene"))
+    exact = laminate_modulus([(0.5, g["C11"], g["C22"], g["C12"]), (0.5, b["C11"], b["C22"], b["C12"])])
+    assert twin["reuss_N_per_m"] < twin["modulus_N_per_m"] < twin["voigt_N_per_m"]
+    assert twin["modulus_N_per_m"] == pytest.approx(exact, rel=1e-4)  # measured 5e-7 (6 periods, 12 elements)
+    assert twin["md_modulus_N_per_m"]["mean"] == 230.0 and twin["period_nm"] == 4.0
+    assert twin["sample_nm"] == [24.0, 24.0]
+
+
+def test_no_heterostructure_no_twin_and_bad_geometry_is_named():
+    s = fem_stage.defaults()
+    assert consistency.run_consistency(s, M.read_properties(PROPS)) is None
+    with pytest.raises(FemInputError, match=r"heterostructure geometry: period_nm 4.0 must be > 0 and fraction_B 1.5"):
+        consistency.run_consistency(s, _props(fraction=1.5))
+    s["consistency"]["elements_per_period"] = 2
+    with pytest.raises(FemInputError, match=r"fem.consistency: .* elements_per_period \(2\) >= 4"):
+        consistency.run_consistency(s, _props())

@@ -1,0 +1,66 @@
+"""The stripe heterostructure of the FE-vs-MD consistency check (md_gpu.heterostructure, md stage wiring)."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from md_gpu import heterostructure
+from md_gpu.md_stage import MD_SETTINGS, plan_tasks, summarize_tasks
+
+H = {"enabled": True, "graphene_cells_y": 8, "borophene_cells_y": 4, "repeat_x": 2, "seeds": 2}
+
+
+def test_stripe_cell_geometry():
+    atoms, g = heterostructure.stripe_cell(H)
+    symbols = np.array(atoms.get_chemical_symbols())
+    # graphene: 6 x 8 rectangular 4-atom cells; chi3 borophene: 5 x 4 cells of 8 atoms; twice along x
+    assert (symbols == "C").sum() == 2 * 6 * 8 * 4 and (symbols == "B").sum() == 2 * 5 * 4 * 8
+    assert g["n_atoms"] == len(atoms) == 704
+    assert g["period_nm"] == pytest.approx(atoms.cell[1, 1] / 10) and g["length_nm"] == pytest.approx(2 * 1.474296)
+    # stripe widths: 8 x sqrt(3) a_C = 34.05 A of graphene and 4 b_B = 33.93 A of borophene
+    assert g["fraction_B"] == pytest.approx(4 * 8.48315 / (4 * 8.48315 + 8 * 3 ** 0.5 * 2.45716), abs=0.01)
+    assert not atoms.pbc[2] or atoms.cell[2, 2] >= 15  # a sheet with vacuum
+
+
+def test_normal_modulus_and_summary():
+    c = {"C11": 300.0, "C22": 200.0, "C12": 60.0, "C66": 80.0}
+    assert heterostructure.normal_modulus(c) == pytest.approx(200.0 - 60.0 ** 2 / 300.0)
+    runs = [{"elastic_N_per_m": {**c, "C22": c22}, "youngs_modulus_normal_N_per_m": e, "geometry": {"period_nm": 6.8}}
+            for c22, e in ((190.0, 178.0), (210.0, 198.0))]
+    out = heterostructure.summarize(runs, ["graphene", "borophene"])
+    assert out["youngs_modulus_normal_N_per_m"]["mean"] == pytest.approx(188.0)
+    assert out["youngs_modulus_normal_N_per_m"]["sem"] == pytest.approx(10.0) and out["elastic_N_per_m"]["C22"]["n"] == 2
+    assert out["geometry"] == {"period_nm": 6.8, "between": ["graphene", "borophene"]}
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match=r"md.heterostructure.repeat_x: 0 must be >= 1"):
+        heterostructure.check_settings({**H, "repeat_x": 0})
+    with pytest.raises(ValueError, match=r"md.heterostructure: the interface system's structure 'my.extxyz'"):
+        heterostructure.check_settings(H, "my.extxyz")
+    heterostructure.check_settings(H, "graphene_borophene_interface")  # the builder, by its alias
+
+
+def test_md_stage_plans_and_summarizes_the_heterostructure(tmp_path):
+    from multiscale.schema import validate
+
+    fit = tmp_path / "fit"
+    fit.mkdir()
+    for name in ("graphene", "gb"):
+        (fit / f"{name}.mtp").write_text("stand-in")
+    ctx = SimpleNamespace(case_dir=tmp_path, out_dir=tmp_path, stage_dir=lambda name: fit,
+                          systems={"graphene": {"kind": "phase", "structure": "graphene", "thickness_A": 3.35},
+                                   "gb": {"kind": "interface", "structure": "interface",
+                                          "between": ["graphene", "borophene"]}})
+    settings = validate({"seeds": 1, "heterostructure": H}, MD_SETTINGS, where="md", source="test")
+    tasks = [t for t in plan_tasks(settings, ctx) if t["kind"] == "heterostructure"]
+    assert [t["name"] for t in tasks] == ["gb_heterostructure_seed0", "gb_heterostructure_seed1"]
+    result = {"elastic_N_per_m": {"C11": 300.0, "C22": 200.0, "C12": 60.0, "C66": 80.0},
+              "youngs_modulus_normal_N_per_m": 188.0, "geometry": {"period_nm": 6.8}}
+    results = [{**tasks[0], "result": result}, {**tasks[1], "blew_up": "exploded", "result": None}]
+    summary = summarize_tasks(results, settings)["systems"]["gb"]
+    assert summary["heterostructure"]["youngs_modulus_normal_N_per_m"]["n"] == 1
+    assert summary["heterostructure"]["geometry"]["between"] == ["graphene", "borophene"]
+    assert summary["provenance"]["blown_up"] == [{"run": "gb_heterostructure_seed1", "reason": "exploded"}]
+    off = validate({"seeds": 1}, MD_SETTINGS, where="md", source="test")
+    assert not [t for t in plan_tasks(off, ctx) if t["kind"] == "heterostructure"]
