@@ -33,7 +33,8 @@ def tiny_case(root: Path) -> Path:
                      elastic={"sample_steps": 500, "low_temperature_K": 1.0},
                      thermal={"enabled": True, "seeds": 1, "directions": ["x"], "supercell": [1, 1],
                               "equilibrate_steps": 100, "production_steps": 500, "nemd": {"enabled": False},
-                              "interface": {"production_steps": 500, "delta_T_K": 100.0}},
+                              # a level-6 interface MTP fitted in seconds heats up past 2 T in NEMD (blown up)
+                              "interface": {"enabled": False}},
                      heterostructure={"enabled": True, "graphene_cells_y": 2, "borophene_cells_y": 1, "seeds": 1})
     raw["fem"].update(length_nm=20.0, height_nm=20.0, mesh_size_nm=1.0, ell_nm=2.0, interface_width_nm=0.0,
                       stripes={"period_nm": 20.0, "fraction": 0.5, "orientation": "x"},
@@ -81,11 +82,10 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     # heat: MD conductivities reach properties.json, the FE model uses them
     kappa = props["phases"]["graphene"]["thermal"]["conductivity_W_per_mK"]["x"]
     assert kappa["mean"] > 0 and kappa["n"] == 1
-    assert "thermal" in props["interfaces"]["graphene|borophene"]
     assert (runs / "fem" / "thermal_temperature.png").is_file()
-    # the size sweep needs a resolved interface conductance (a 500-step interface run rarely has one)
-    resolved = "conductance_W_per_m2K" in props["interfaces"]["graphene|borophene"]["thermal"]
-    assert (runs / "fem" / "thermal_size.png").is_file() == resolved
+    # no interface conductance: perfect thermal contact, recorded, and no size sweep (it needs G)
+    assert "thermal" not in props["interfaces"]["graphene|borophene"]
+    assert any("perfect" in note for note in fem["thermal"]["notes"]) and not (runs / "fem" / "thermal_size.png").is_file()
 
     checks = json.loads((runs / "report" / "checks.json").read_text())
     measured = [row for row in checks if row["ours"] is not None]

@@ -287,3 +287,13 @@ def test_cli_thermal_hnemd_writes_runs_and_summary(tmp_path, capsys):
                               "--steps", "40", "--equilibrate-steps", "0", "--out", str(tmp_path)])
     assert args.func(args) == 1  # one species: no interface, a clear error
     assert "no interface along y" in capsys.readouterr().err
+
+
+def test_a_run_that_heats_far_above_its_thermostat_is_reported_as_blown_up(ff):
+    """A driving force far outside linear response pumps energy in faster than the thermostat takes it out:
+    the same signature as a potential falling into a hole, reported as MDRunError, not as a conductivity."""
+    from md_gpu.errors import MDRunError
+
+    with pytest.raises(MDRunError, match=r"the run blew up: the temperature reached .* K with a 300 K thermostat"):
+        hnemd(ff, load_structure("graphene"), driving_force_per_A=0.5, production_steps=400,
+              settings=quick(equilibrate_steps=50), thickness_A=3.35, n_blocks=4, **QUIET)

@@ -213,11 +213,25 @@ def _production(ff, atoms_or_state, settings: RunSettings, log):
     return eq.md.state, dataclasses.replace(settings, seed=settings.seed + 1)
 
 
+BLOWUP_FACTOR = 2.0  # a thermostatted run whose temperature exceeds this x the target has blown up
+
+
 def _run(ff, state, settings, stages, fe, log):
-    """Run ``stages`` with per-atom virials (+ HNEMD force); progress lines come from Simulation."""
+    """Run ``stages`` with per-atom virials (+ HNEMD force); progress lines come from Simulation.
+
+    A run whose kinetic temperature ever exceeds ``BLOWUP_FACTOR`` times the target raises
+    :class:`MDRunError`: with a thermostat on, that is energy released by the potential (a passively
+    fitted MTP falling into a hole outside its data; a chi3 borophene MTP did so after 9 ps of HNEMD
+    and reached 5e6 K), and its heat current would be meaningless.
+    """
     sim = simulation(ff, state, settings, log=log)
     sim.force_fn = _per_atom_force_fn(ff, sim.nlist, fe)  # heat currents need per-atom virials
-    return sim.run(stages)
+    run = sim.run(stages)
+    hottest = float(np.nanmax(run.thermo["temperature_K"]))
+    if not hottest <= BLOWUP_FACTOR * max(settings.temperature_K, 1.0):
+        raise MDRunError(f"the run blew up: the temperature reached {hottest:.4g} K with a {settings.temperature_K:g} K "
+                         "thermostat (energy released by the potential outside its training data)")
+    return run
 
 
 def _downsample(x, n=SERIES_POINTS) -> list:
