@@ -81,6 +81,9 @@ FEM_SETTINGS = {
                                    "perfect: continuous temperature"),
         "interface_fallback": (str, "perfect", "when properties.json has no conductance for the interface: "
                                                "perfect (logged, noted) | error"),
+        "on_bad_input": (str, "error", "when properties.json lacks a usable phase conductivity (missing, or a "
+                                       "noisy MD mean <= 0): error | skip (the thermal part is left out, "
+                                       "fem_results.json says why; the mechanics still run)"),
         "mesh_size_nm": (float, 0.0, "element size of the main sample and fraction sweeps (nm); 0: mesh_size_nm"),
         "linear": (str, "direct", "direct (MUMPS LU) | iterative (CG + GAMG)"),
         "fractions": (list, [0.0, 0.25, 0.5, 0.75, 1.0], "area fractions of B of the fraction sweeps; []: none"),
@@ -142,9 +145,16 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
         out_dir.mkdir(parents=True, exist_ok=True)
     comm.barrier()
     # read the thermal inputs before the long mechanics runs, so that a missing one stops the stage at once
-    thermal_inputs = None
+    thermal_inputs, thermal_skipped = None, None
     if settings["thermal"]["enabled"]:
-        thermal_inputs = thermal_study.SampleMaterials(settings, props, log=log)
+        try:
+            thermal_inputs = thermal_study.SampleMaterials(settings, props, log=log)
+        except FemInputError as exc:
+            if settings["thermal"]["on_bad_input"] != "skip":
+                raise
+            thermal_skipped = {"skipped": f"{exc} (fem.thermal.on_bad_input: skip)"}
+            if log:
+                log(f"thermal part left out: {thermal_skipped['skipped']}")
     main = study.run_tensile(settings, props, comm=comm, out_dir=out_dir, label="tensile",
                              write_fields=settings["write_fields"], log=log)
     if log:
@@ -154,7 +164,7 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
                for i, st in enumerate(settings["studies"])]
     twin = consistency.run_consistency(settings, props, comm=comm, log=log) \
         if settings["consistency"]["enabled"] else None
-    thermal = None
+    thermal = thermal_skipped
     if thermal_inputs is not None:
         thermal = thermal_study.run_thermal(settings, thermal_inputs, comm=comm, out_dir=out_dir, log=log)
     results = {"format": RESULTS_FORMAT, "units": {"length": "nm", "stress": "N/m (2D)", "Gc": "nN (= 1e-9 J/m)",
@@ -183,7 +193,7 @@ def summary(results: dict) -> dict:
         twin = results["consistency"]
         out["consistency"] = {k: twin[k] for k in ("modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B")}
     if results.get("thermal"):
-        out["thermal"] = thermal_summary(results["thermal"])
+        out["thermal"] = results["thermal"] if "skipped" in results["thermal"] else thermal_summary(results["thermal"])
     return out
 
 

@@ -39,7 +39,7 @@ FRACTION_SAMPLES = ("stripes_parallel", "stripes_series", "islands")
 def check_thermal_settings(t: dict) -> None:
     """Value checks of the ``fem.thermal`` block; each error names the key and what is allowed."""
     choices = {"load_direction": DIRECTIONS, "interface": INTERFACES, "interface_fallback": mat.THERMAL_FALLBACKS,
-               "linear": LINEAR}
+               "linear": LINEAR, "on_bad_input": ("error", "skip")}
     for key, allowed in choices.items():
         if t[key] not in allowed:
             raise FemInputError(f"fem.thermal.{key}: {t[key]!r} is not one of {', '.join(allowed)}")

@@ -50,3 +50,25 @@ def test_no_heterostructure_no_twin_and_bad_geometry_is_named():
     s["consistency"]["elements_per_period"] = 2
     with pytest.raises(FemInputError, match=r"fem.consistency: .* elements_per_period \(2\) >= 4"):
         consistency.run_consistency(s, _props())
+
+
+def test_thermal_part_with_a_negative_md_conductivity_errors_or_is_skipped(tmp_path):
+    """A noisy MD conductivity <= 0 stops the stage (default) or, with on_bad_input: skip, leaves the
+    thermal part out with the reason while the mechanics still run."""
+    props = copy.deepcopy(M.read_properties(PROPS))
+    for phase, kappa in (("graphene", 400.0), ("borophene", -14.0)):
+        props["phases"][phase]["thermal"] = {"conductivity_W_per_mK": {
+            d: {"mean": kappa, "sem": 20.0, "n": 2} for d in ("x", "y")}}
+    s = fem_stage.defaults()
+    s.update(length_nm=8.0, height_nm=6.0, mesh_size_nm=1.0, interface_width_nm=0.0, ell_nm=1.0, damage=False,
+             write_fields=False, studies=[])
+    s["stripes"].update(period_nm=4.0, fraction=0.5, orientation="x")
+    s["loading"].update(max_strain=0.01, n_steps=1)
+    with pytest.raises(FemInputError, match=r"phases.borophene.thermal.conductivity_W_per_mK"):
+        fem_stage.run_all(s, props, out_dir=tmp_path / "a")
+    s["thermal"]["on_bad_input"] = "skip"
+    summary = fem_stage.run_all(s, props, out_dir=tmp_path / "b")
+    assert "phases.borophene.thermal" in summary["thermal"]["skipped"] and summary["modulus_N_per_m"] > 0
+    s["thermal"]["on_bad_input"] = "ignore"
+    with pytest.raises(FemInputError, match=r"fem.thermal.on_bad_input: 'ignore' is not one of error, skip"):
+        fem_stage.run_all(s, props, out_dir=tmp_path / "c")
