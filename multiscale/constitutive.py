@@ -90,6 +90,10 @@ def _phase_thermal(thermal: dict, where: str) -> dict:
         raise StageError(f"{where}.conductivity_W_per_mK: expected a statistic per direction, got {per_direction!r}")
     entry = {"conductivity_W_per_mK": {d: _check_stat(v, f"{where}.conductivity_W_per_mK.{d}")
                                        for d, v in per_direction.items()}}
+    unresolved = [d for d, v in entry["conductivity_W_per_mK"].items() if not resolved(v)]
+    if unresolved:
+        entry["note"] = (f"conductivity along {', '.join(unresolved)} is not positive by two standard errors: "
+                         "not a usable material property (run longer, more seeds, or check the potential)")
     for key in ("method", "length_dependence", "provenance"):
         if key in thermal:
             entry[key] = thermal[key]
@@ -122,7 +126,7 @@ def kapitza_length_nm(conductivity: dict, conductance: dict) -> dict:
 
 
 def resolved(stat: dict) -> bool:
-    """A conductance is resolved when it is positive by more than two standard errors."""
+    """A conductivity or conductance is resolved when it is positive by more than two standard errors."""
     return stat["mean"] > 0 and stat["mean"] > 2.0 * stat["sem"]
 
 
@@ -153,7 +157,8 @@ def _interface_thermal(thermal: dict, phases: dict, between, where: str) -> dict
                 kappa = kappas.get("y") or {"mean": sum(v["mean"] for v in kappas.values()) / len(kappas),
                                             "sem": max(v["sem"] for v in kappas.values()),
                                             "n": min(v["n"] for v in kappas.values())}
-                kapitza[phase] = kapitza_length_nm(kappa, g)
+                if resolved(kappa):  # no Kapitza length from a conductivity lost in noise (or < 0)
+                    kapitza[phase] = kapitza_length_nm(kappa, g)
         if kapitza:
             entry["kapitza_length_nm"] = kapitza
     if "provenance" in thermal:

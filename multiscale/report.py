@@ -116,6 +116,8 @@ def thermal_table(props: dict) -> str:
         extrapolated = {d: v.get("extrapolated_W_per_mK")
                         for d, v in entry.get("thermal", {}).get("length_dependence", {}).items()}
         rows += [[phase, f"NEMD, L -> infinity, {d}", "W/(m K)", v] for d, v in extrapolated.items() if v]
+        if entry.get("thermal", {}).get("note"):
+            rows.append([phase, "note", "", entry["thermal"]["note"]])
     labels = {"conductance_W_per_m2K": ("conductance G", "W/(m^2 K)"), "temperature_jump_K": ("temperature jump", "K"),
               "heat_flux_W_per_m2": ("heat flux", "W/m^2")}
     for name, entry in props.get("interfaces", {}).items():
@@ -124,6 +126,8 @@ def thermal_table(props: dict) -> str:
                  for key, stat in thermal.items() if isinstance(stat, dict) and "mean" in stat]
         rows += [[name, f"Kapitza length ({phase})", "nm", stat]
                  for phase, stat in thermal.get("kapitza_length_nm", {}).items()]
+        if thermal.get("note"):
+            rows.append([name, "note", "", thermal["note"]])
     if not rows:
         return ""
     return "<p>Thermal transport (MD):</p>" + table(rows, ["system", "quantity", "unit", "value"])

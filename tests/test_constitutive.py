@@ -117,3 +117,12 @@ def test_heterostructure_is_passed_on_for_the_fe_consistency_run():
     del data["systems"]["gb"]["heterostructure"]["geometry"]["fraction_B"]
     with pytest.raises(StageError, match=r"systems.gb.heterostructure: .* missing fraction_B"):
         build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+
+
+def test_unresolved_conductivity_gets_a_note_and_no_kapitza_length():
+    data = thermal_summary()
+    data["systems"]["graphene"]["thermal"]["conductivity_W_per_mK"]["y"] = stat(-14.0, 3.0, 2)
+    props = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+    assert "along y is not positive" in props["phases"]["graphene"]["thermal"]["note"]
+    assert props["phases"]["graphene"]["thermal"]["conductivity_W_per_mK"]["y"]["mean"] == -14.0  # kept as measured
+    assert "kapitza_length_nm" not in props["interfaces"]["graphene|borophene"]["thermal"]

@@ -64,3 +64,5 @@ def test_thermal_table_shows_conductivities_conductance_and_kapitza_length():
     assert "conductance G" in page and "2.5e+09 ± 1e+08 (n=2)" in page
     assert "Kapitza length (graphene)" in page and "325 ± 20 (n=2)" in page
     assert thermal_table({"phases": {"graphene": {}}}) == ""  # no thermal runs: no table
+    props["phases"]["graphene"]["thermal"]["note"] = "conductivity along y is not positive by two standard errors"
+    assert "not positive by two standard errors" in thermal_table(props)
