@@ -399,6 +399,7 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
                 entry["provenance"].setdefault("blown_up", []).append({"run": r["name"], "reason": r["blew_up"]})
             else:
                 entry.setdefault("_heterostructure", []).append(r["result"])
+                entry["_between"] = r.get("between", [])
             continue
         if r["kind"] in ("elastic", "elastic_low_T"):
             entry.setdefault(f"_{r['kind']}", []).append((r["result"], r["unit"], r["temperature_K"]))
@@ -411,9 +412,8 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         entry["provenance"]["n_atoms"] = r["n_atoms"]
         entry.setdefault("_runs", {}).setdefault(r["direction"], []).append(r["result"])
     for system, entry in systems.items():
-        stripes = entry.pop("_heterostructure", None)
+        stripes, between = entry.pop("_heterostructure", None), entry.pop("_between", [])
         if stripes:
-            between = next((r.get("between") for r in results if r["system"] == system and r.get("between")), [])
             entry["heterostructure"] = heterostructure.summarize(stripes, between)
         runs_by_direction = entry.pop("_runs", {})
         blown_up = entry.pop("_blown_up", {})

@@ -138,7 +138,6 @@ def add_ripples(dataset_path, *, engine: str = "tblite-gfn1", engine_settings: d
         meta["n_frames"] = len(aimd) + len(new)
         meta["ripples"] = {"frames": len(new), "slope": list(slope), "seed": seed, "engine": engine,
                            "seconds": round(time.time() - t0, 1), "module": "training.ripples"}
-        tmp = meta_path.with_name(meta_path.name + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=1) + "\n")
-        tmp.replace(meta_path)
+        text = json.dumps(meta, indent=1) + "\n"
+        datasets._atomic_write(meta_path, lambda tmp: tmp.write_text(text))
     return len(new)

@@ -391,6 +391,18 @@ def _nemd_run(ff, state, settings, layout: _Layout, delta_T_K, production_steps,
     return _run(ff, state, settings, stages, None, log), recorder
 
 
+def _transient_steps(production_steps: int, transient_steps) -> int:
+    """Steps before the NEMD production: ``transient_steps``, or a quarter of the production by default."""
+    return production_steps // 4 if transient_steps is None else int(transient_steps)
+
+
+def _flux_blocks(rec, area_A2: float, dt_fs: float):
+    """Heat flux per block (eV/(fs Å^2)): the mean power of the two baths (eV/fs), through the two
+    cross-sections ``area_A2`` of the periodic layout (heat leaves the hot bath both ways)."""
+    power = 0.5 * (rec.blocks.means("hot") + rec.blocks.means("cold")) / dt_fs
+    return power / (2.0 * area_A2)
+
+
 def _bin_temperatures(recorder: _NemdRecorder, layout: _Layout) -> np.ndarray:
     """Temperature per block and bin [blocks, bins] (K): ``<sum m v^2> / (3 N_bin k_B)``."""
     counts = np.bincount(layout.bins, minlength=layout.n_bins).astype(float)
@@ -462,15 +474,13 @@ def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_wid
     state, prod = _production(ff, atoms_or_state, settings, log)
     k = _axis(state, direction)
     layout = _layout(state, k, bath_width_A, bin_width_A)
-    transient = production_steps // 4 if transient_steps is None else int(transient_steps)
+    transient = _transient_steps(production_steps, transient_steps)
     log(f"nemd: {state.n_atoms} atoms, {'xyz'[k]} length {layout.length_A:.4g} Å, delta_T = {delta_T_K} K, "
         f"baths {layout.n_bath * layout.bin_width_A:.3g} Å, {transient} + {production_steps} steps")
     run, rec = _nemd_run(ff, state, prod, layout, delta_T_K, production_steps, transient, n_blocks, log)
     temps = _bin_temperatures(rec, layout)
     area = _cross_section_A2(state, k, thickness_A)
-    dt = settings.dt_fs
-    power = 0.5 * (rec.blocks.means("hot") + rec.blocks.means("cold")) / dt  # eV/fs, mean of the two baths
-    flux_blocks = power / (2.0 * area)  # eV/(fs Å^2)
+    flux_blocks = _flux_blocks(rec, area, settings.dt_fs)  # eV/(fs Å^2)
     grad_fn = _gradient if gradient == "fit" else _bath_gradient
     grad_blocks = np.array([grad_fn(tb, layout) for tb in temps])  # K/Å
     q, q_sem = mean_sem_blocks(flux_blocks)
@@ -617,14 +627,13 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
         raise MDSetupError(f"interface NEMD: a bath of {bath_end:.3g} Å overlaps an interface (interfaces at "
                            f"{np.round(interfaces, 2).tolist()} Å in a {length:.4g} Å cell); repeat the cell an even "
                            "number of times along the axis, or use narrower baths")
-    transient = production_steps // 4 if transient_steps is None else int(transient_steps)
+    transient = _transient_steps(production_steps, transient_steps)
     log(f"interface_nemd: {state.n_atoms} atoms, {'xyz'[k]} length {length:.4g} Å, {len(interfaces)} interfaces, "
         f"delta_T = {delta_T_K} K, {transient} + {production_steps} steps")
     run, rec = _nemd_run(ff, state, prod, layout, delta_T_K, production_steps, transient, n_blocks, log)
     temps = _bin_temperatures(rec, layout)
     area = _cross_section_A2(state, k, thickness_A)
-    power = 0.5 * (rec.blocks.means("hot") + rec.blocks.means("cold")) / settings.dt_fs
-    flux_blocks = power / (2.0 * area)
+    flux_blocks = _flux_blocks(rec, area, settings.dt_fs)
     skip = layout.bin_width_A
     jump_blocks = [np.mean([f[0] for f in _interface_fits(tb, layout, rel, skip)]) for tb in temps]
     fits = _interface_fits(temps.mean(0), layout, rel, skip)
