@@ -27,6 +27,12 @@ the ``training.structures`` interface cell). ``summary.json`` is what the
                               "provenance": {...}},
                  "interface": {"normal": {...}, "provenance": {...}}}}
 
+With ``md.stability.enabled`` (default) every system also gets one NVT run of ``md.stability.steps`` from
+its 0 K structure (``<system>_stability``, ``md_gpu.protocols.stability``) and a ``stability`` entry: the
+fraction of atoms whose coordination number changed, the coordination histograms before and after,
+the potential energy drift and ``retained``; the last snapshot is ``<system>_stability_final.extxyz``.
+A structure that is not retained does not stop the stage: the report's checks show it.
+
 With ``md.heterostructure.enabled`` every interface system also runs its MTP on a periodic stripe
 heterostructure of a few hundred to thousands of atoms (``md_gpu.heterostructure``: elastic constants
 at temperature, one run per seed, ``<interface>_heterostructure_seed<k>``) and gets a
@@ -101,6 +107,13 @@ MD_SETTINGS = {
         "warn": (float, 2.0, "warn (and save the frame) above this grade"),
         "stop": (float, 10.0, "stop the run above this grade"),
     },
+    "stability": {
+        "enabled": (bool, True, "one NVT run per system at temperature_K from its 0 K structure: does the "
+                                "structure keep its coordination numbers (md_gpu.protocols.stability)?"),
+        "steps": (int, 20000, "NVT steps of the check"),
+        "max_changed_fraction": (float, 0.1, "the structure counts as kept while at most this fraction of atoms "
+                                             "changed coordination number"),
+    },
     "heterostructure": heterostructure.HETEROSTRUCTURE_SETTINGS,
     "thermal": {
         "enabled": (bool, False, "thermal transport MD: HNEMD conductivity of the phases, NEMD length dependence, "
@@ -141,6 +154,11 @@ def _check(settings: dict) -> None:
         raise ValueError(f"md.seeds: {settings['seeds']} must be >= 1")
     if len(settings["supercell"]) != 2 or any(int(r) < 1 for r in settings["supercell"]):
         raise ValueError(f"md.supercell: {settings['supercell']} must be two positive integers [nx, ny]")
+    st = settings["stability"]
+    if st["steps"] < 10:
+        raise ValueError(f"md.stability.steps: {st['steps']} must be >= 10 (the check samples 10 snapshots)")
+    if not 0 <= st["max_changed_fraction"] <= 1:
+        raise ValueError(f"md.stability.max_changed_fraction: {st['max_changed_fraction']} must be in [0, 1]")
     _check_thermal(settings["thermal"], settings["temperature_K"])
     heterostructure.check_settings(settings["heterostructure"])
 
@@ -226,6 +244,7 @@ def run_task(task: dict) -> dict:
     from .extrapolation import ExtrapolationControl, mtp_grader
     from .forcefields.loading import load_forcefield
     from .protocols import elastic_constants, interface_tensile, tensile
+    from .protocols.stability import structure_stability
     from .structures import load_structure
 
     settings = task["settings"]
@@ -244,6 +263,20 @@ def run_task(task: dict) -> dict:
         except MDSetupError as exc:  # e.g. a NEMD cell too short for its baths: name the settings block
             block = {"hnemd": "", "nemd": ".nemd", "interface_nemd": ".interface"}[task["kind"]]
             raise MDSetupError(f"md.thermal{block} ({task['name']}): {exc}") from None
+    if task["kind"] == "stability":
+        st = settings["stability"]
+        try:
+            result = structure_stability(ff, atoms, steps=st["steps"], max_changed=st["max_changed_fraction"],
+                                         settings=run_settings, final_path=f"{prefix}_final.extxyz",
+                                         log=_progress_printer(task))
+        except MDRunError as exc:  # a blow-up is the clearest way of not keeping the structure
+            return {**task, "result": {"retained": False, "blew_up": str(exc).split(" (at ")[0]}}
+        if not result["retained"]:
+            print(f"[md] {task['name']}: the structure did not survive {result['steps']} steps at "
+                  f"{result['temperature_K']:g} K: {result['changed_fraction']:.0%} of the atoms changed "
+                  f"coordination (energy {result['energy_drift_meV_per_atom']:+.1f} meV/atom); its MD properties "
+                  f"belong to another structure (see {prefix.name}_final.extxyz)", flush=True)
+        return {**task, "result": result}
     if task["kind"] == "heterostructure":
         try:
             return {**task, "result": heterostructure.run(ff, settings["heterostructure"], settings["elastic"],
@@ -346,6 +379,8 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
                 and settings["elastic"]["low_temperature_K"] > 0:
             tasks.append({**base, "kind": "elastic_low_T", "direction": None, "seed": 0,
                           "name": f"{system}_elastic_low_T"})
+        if settings["stability"]["enabled"]:
+            tasks.append({**base, "kind": "stability", "direction": None, "seed": 0, "name": f"{system}_stability"})
         h = settings["heterostructure"]
         if entry["kind"] == "interface" and h["enabled"]:
             heterostructure.check_settings(h, entry["structure"])
@@ -393,6 +428,9 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
             "potential": r["potential"], "md_runs": [], "strain_rate_per_s": settings["strain_rate_per_s"],
             "temperature_K": settings["temperature_K"]}})
         if r["kind"] in THERMAL_KINDS:
+            continue
+        if r["kind"] == "stability":
+            entry["stability"] = dict(r["result"])
             continue
         if r["kind"] == "heterostructure":
             if r.get("blew_up"):

@@ -3,13 +3,18 @@
 Data flow::
 
     runs/data/summary.json      the reference engine's own 0 K stiffness of graphene (static strain scan)
-    runs/md/summary.json        MTP-MD elastic constants at low temperature, interface-cell tension
+    runs/md/summary.json        structure checks, MTP-MD elastic constants at low temperature, interface-cell tension
     runs/fem/fem_results.json   FE effective modulus of the stripe sample (main run)
-        --> check_reference_stiffness, check_fe_vs_md  --> rows {check, ours, reference, rel_diff, tol, passed}
+        --> check_structures, check_reference_stiffness, check_fe_vs_md  --> rows {check, ours, reference, rel_diff, tol, passed}
         --> the report's "Cross-scale checks" table and runs/report/checks.json
 
-Two checks, with the tolerances of the acceptance criteria:
+Three checks, with the tolerances of the acceptance criteria:
 
+* Structure kept: each system's NVT run at temperature from its 0 K structure (``stability`` of the
+  MD summary, md_gpu.protocols.stability) changes the coordination number of at most
+  ``md.stability.max_changed_fraction`` of its atoms. A structure that transforms (the default
+  case's chi3 borophene with GFN1-xTB data does) makes every MD number of that system a number of
+  another material.
 * MTP-MD vs reference engine: the 2D Young's moduli E_x, E_y = (C11 C22 - C12^2)/C22 (resp. /C11) in N/m
   of a phase from the MD elastic constants at low temperature (``elastic_low_T_N_per_m`` of the MD
   summary) against the same moduli from the engine's static strain scan (``reference`` of the data
@@ -111,6 +116,33 @@ def check_fe_vs_md(fem_results: dict | None, md_summary: dict | None, *, tol: fl
     return rows or [_not_run(name, "the md stage measured no interface cell")]
 
 
+def check_structures(md_summary: dict | None) -> list[dict]:
+    """Each system's structure check (``stability`` of the MD summary): the fraction of atoms whose
+    coordination number changed in NVT at temperature, against at most ``max_changed``."""
+    name = "structure kept in MD at temperature"
+    if not md_summary:
+        return [_not_run(name, "the md stage has not run")]
+    rows = []
+    for system, entry in (md_summary.get("systems") or {}).items():
+        st = entry.get("stability")
+        if not st:
+            continue
+        check = f"{name} ({system})"
+        if "changed_fraction" not in st:  # blew up
+            rows.append({**_not_run(check, ""), "passed": False,
+                         "what": f"the NVT run blew up: {st.get('blew_up', 'no reason recorded')}"})
+            continue
+        start, end = st["coordination_start"], st["coordination_end"]
+        rows.append({"check": check, "ours": float(st["changed_fraction"]), "reference": 0.0,
+                     "rel_diff": float(st["changed_fraction"]), "tolerance": float(st["max_changed"]),
+                     "passed": bool(st["retained"]),
+                     "what": f"fraction of atoms whose coordination number (neighbours within {st['cutoff_A']:.2f} Å) "
+                             f"changed in {st['steps']} NVT steps at {st['temperature_K']:g} K; atoms per "
+                             f"coordination number 0, 1, 2, ...: {start} before, {end} after; potential energy "
+                             f"{st['energy_drift_meV_per_atom']:+.1f} meV/atom"})
+    return rows or [_not_run(name, "the md stage ran no structure check (md.stability.enabled)")]
+
+
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -119,5 +151,6 @@ def run_checks(runs_dir: Path) -> list[dict]:
     """All checks from the stage outputs under ``runs_dir`` (missing outputs give ``not run`` rows)."""
     runs_dir = Path(runs_dir)
     md = _read(runs_dir / "md" / "summary.json")
-    return (check_reference_stiffness(_read(runs_dir / "data" / "summary.json"), md)
+    return (check_structures(md)
+            + check_reference_stiffness(_read(runs_dir / "data" / "summary.json"), md)
             + check_fe_vs_md(_read(runs_dir / "fem" / "fem_results.json"), md))

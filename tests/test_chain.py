@@ -35,7 +35,8 @@ def tiny_case(root: Path) -> Path:
                               "equilibrate_steps": 100, "production_steps": 500, "nemd": {"enabled": False},
                               # a level-6 interface MTP fitted in seconds heats up past 2 T in NEMD (blown up)
                               "interface": {"enabled": False}},
-                     heterostructure={"enabled": True, "graphene_cells_y": 2, "borophene_cells_y": 1, "seeds": 1})
+                     heterostructure={"enabled": True, "graphene_cells_y": 2, "borophene_cells_y": 1, "seeds": 1},
+                     stability={"steps": 200})
     raw["fem"].update(length_nm=20.0, height_nm=20.0, mesh_size_nm=1.0, ell_nm=2.0, interface_width_nm=0.0,
                       stripes={"period_nm": 20.0, "fraction": 0.5, "orientation": "x"},
                       loading={"max_strain": 0.3, "n_steps": 10}, write_fields=False, studies=[],
@@ -64,6 +65,8 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
         assert 10 < e < 1000, f"{phase}: E_x = {e} N/m"
         assert md[phase]["elastic_low_T_N_per_m"]["temperature_K"] == 1.0
     assert md["interface"]["normal"]["ultimate_strength_N_per_m"]["mean"] > 0
+    for system in SYSTEMS:  # the structure check ran for every system (kept or not, it is reported)
+        assert md[system]["stability"]["steps"] == 200 and "retained" in md[system]["stability"]
 
     props = json.loads((runs / "constitutive" / "properties.json").read_text())
     assert set(props["phases"]) == {"graphene", "borophene"} and props["interfaces"]
@@ -90,7 +93,8 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     checks = json.loads((runs / "report" / "checks.json").read_text())
     measured = [row for row in checks if row["ours"] is not None]
     assert {row["check"].split(" (")[0] for row in measured} == {"MTP-MD vs reference engine stiffness",
-                                                                  "FE stripes vs direct MD"}
+                                                                  "FE stripes vs direct MD",
+                                                                  "structure kept in MD at temperature"}
     assert any(row["check"] == "FE stripes vs direct MD (stripe heterostructure)" for row in measured)
     assert fem["consistency"]["period_nm"] == pytest.approx(
         md["interface"]["heterostructure"]["geometry"]["period_nm"])

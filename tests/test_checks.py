@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from multiscale.checks import (check_fe_vs_md, check_reference_stiffness, run_checks, youngs_moduli)
+from multiscale.checks import (check_fe_vs_md, check_reference_stiffness, check_structures, run_checks,
+                               youngs_moduli)
 
 
 def stat(value):
@@ -70,3 +71,22 @@ def test_missing_inputs_are_not_run(tmp_path):
     (tmp_path / "data" / "summary.json").write_text(json.dumps(DATA))
     rows = check_reference_stiffness(DATA, {"systems": {"graphene": {}}})
     assert rows[0]["passed"] is None and "low-temperature" in rows[0]["what"]
+
+
+def stability(changed, steps=20000):
+    return {"changed_fraction": changed, "coordination_start": [0, 0, 0, 0, 32, 32],
+            "coordination_end": [0, 0, 0, 64] if changed else [0, 0, 0, 0, 32, 32], "cutoff_A": 2.32,
+            "steps": steps, "temperature_K": 300.0, "energy_drift_meV_per_atom": -192.0 if changed else 0.1,
+            "max_changed": 0.1, "retained": changed <= 0.1}
+
+
+def test_structure_check_passes_a_kept_structure_and_fails_a_transformed_one():
+    summary = {"systems": {"graphene": {"stability": stability(0.0)}, "borophene": {"stability": stability(1.0)},
+                           "interface": {"stability": {"retained": False, "blew_up": "barostat: blew up"}}}}
+    rows = {r["check"]: r for r in check_structures(summary)}
+    kept, gone = rows["structure kept in MD at temperature (graphene)"], rows["structure kept in MD at temperature (borophene)"]
+    assert kept["passed"] and kept["ours"] == 0.0
+    assert gone["passed"] is False and gone["ours"] == 1.0 and "[0, 0, 0, 64] after" in gone["what"]
+    blown = rows["structure kept in MD at temperature (interface)"]
+    assert blown["passed"] is False and "blew up" in blown["what"]
+    assert check_structures({"systems": {"graphene": {}}})[0]["passed"] is None  # check off: not run, never passed

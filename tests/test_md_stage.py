@@ -18,7 +18,7 @@ POT = Path(__file__).parent / "data" / "md" / "cu_pot_10.mtp"
 
 TINY = {"equilibrate_steps": 20, "strain_rate_per_s": 1e12, "max_strain": 0.03, "thermo_every": 2,
         "fit_max_strain": 0.03, "seeds": 2, "directions": ["x"], "checkpoint_every": 0,
-        "elastic": {"enabled": True, "sample_steps": 10, "delta": 0.005}}
+        "elastic": {"enabled": True, "sample_steps": 10, "delta": 0.005}, "stability": {"steps": 20}}
 
 
 def _settings(**overrides):
@@ -44,7 +44,7 @@ def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
     write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
     ctx = _ctx(tmp_path, "cu.extxyz")
     out = run_md(_settings(supercell=[2, 2]), ctx)
-    assert out["runs"] == 5  # 2 seeds x (x + elastic) + one elastic run at 1 K
+    assert out["runs"] == 6  # 2 seeds x (x + elastic) + one elastic run at 1 K + the structure check
     summary = json.loads((ctx.out_dir / "summary.json").read_text())
     x = summary["systems"]["cu"]["directions"]["x"]
     assert x["youngs_modulus_GPa"]["n"] == 2 and x["youngs_modulus_GPa"]["sem"] > 0
@@ -52,6 +52,9 @@ def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
     assert set(summary["systems"]["cu"]["elastic_GPa"]) == {"C11", "C22", "C12", "C66"}
     low = summary["systems"]["cu"]["elastic_low_T_GPa"]
     assert low["temperature_K"] == 1.0 and low["C11"]["n"] == 1 and 100 < low["C11"]["mean"] < 300
+    kept = summary["systems"]["cu"]["stability"]
+    assert kept["retained"] and kept["changed_fraction"] == 0.0 and kept["coordination_start"][12] == 16  # fcc
+    assert (ctx.out_dir / "cu_stability_final.extxyz").is_file()
     prov = summary["systems"]["cu"]["provenance"]
     assert prov["md_runs"] == ["cu_x_seed0.h5", "cu_x_seed1.h5"] and prov["n_atoms"] == 16
     assert (ctx.out_dir / "cu_stress_strain.png").stat().st_size > 10_000
@@ -64,7 +67,7 @@ def test_md_stage_low_temperature_elastic_run_can_be_switched_off(tmp_path):
     ctx = _ctx(tmp_path, "cu.extxyz")
     settings = _settings(seeds=1, directions=[], elastic={"sample_steps": 10, "low_temperature_K": 0.0},
                          checkpoint_every=5, traj_every=5)  # elastic runs write neither: no error either
-    assert run_md(settings, ctx)["runs"] == 1
+    assert run_md(settings, ctx)["runs"] == 2  # elastic at 300 K + the structure check
     summary = json.loads((ctx.out_dir / "summary.json").read_text())
     assert "elastic_GPa" in summary["systems"]["cu"] and "elastic_low_T_GPa" not in summary["systems"]["cu"]
 
@@ -73,6 +76,10 @@ def test_md_stage_bad_settings_and_missing_potential(tmp_path):
     ctx = _ctx(tmp_path, "graphene")
     with pytest.raises(ValueError, match="md.directions"):
         run_md(_settings(directions=["z"]), ctx)
+    with pytest.raises(ValueError, match="md.stability.steps"):
+        run_md(_settings(stability={"steps": 5}), ctx)
+    with pytest.raises(ValueError, match="md.stability.max_changed_fraction"):
+        run_md(_settings(stability={"max_changed_fraction": 1.5}), ctx)
     with pytest.raises(ValueError, match="md.transverse"):
         run_md(_settings(transverse="both"), ctx)
     ctx.systems = {"graphene": {"kind": "phase", "structure": "graphene", "thickness_A": 3.35}}

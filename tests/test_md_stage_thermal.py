@@ -28,6 +28,7 @@ def _settings(thermal=None, **overrides):
     from multiscale.schema import validate
 
     values = {"seeds": 1, "directions": [], "elastic": {"enabled": False}, "checkpoint_every": 0,
+              "stability": {"enabled": False},
               "thermal": THERMAL if thermal is None else thermal, **overrides}
     return validate(values, MD_SETTINGS, where="md", source="test")
 
