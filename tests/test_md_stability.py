@@ -7,7 +7,7 @@ from md_gpu.errors import MDSetupError
 from md_gpu.forcefields import Morse
 from md_gpu.protocols import RunSettings
 from md_gpu.protocols.stability import coordination, first_shell_cutoff, structure_stability
-from training.structures import graphene
+from training.structures import LATTICE, graphene
 
 FF = Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
 QUIET = dict(log=lambda line: None)
@@ -27,7 +27,7 @@ def sheet(a=2.9, nx=6, ny=4, vacuum=15.0, honeycomb=False):
 
 def test_first_shell_cutoff_and_coordination_of_graphene():
     atoms = graphene()
-    a = atoms.cell[0, 0] / round(atoms.cell[0, 0] / 2.45716)  # the lattice constant of the built sheet
+    a = LATTICE["graphene"]["a"]
     cutoff = first_shell_cutoff(atoms)
     assert cutoff == pytest.approx(0.5 * (a / np.sqrt(3) + a), abs=2e-3)  # between bond and second shell
     assert set(coordination(atoms, cutoff)) == {3}
