@@ -252,7 +252,7 @@ def _print_progress(done: int, total: int, what: str) -> None:
     print(f"[aimd] {done}/{total} {what}", flush=True)
 
 
-def chain_tasks(system: str, work_dir, *, plan: AIMDPlan, engine: str = "tblite-gfn1",
+def chain_tasks(system: str, work_dir, *, plan: AIMDPlan, engine: str = engines.DEFAULT_ENGINE,
                 engine_settings: dict | None = None, structure: str = "") -> list[ChainTask]:
     """The chains of ``system`` (one per temperature and strain mode)."""
     return [ChainTask(system, i, t, m, plan, engine, dict(engine_settings or {}), str(work_dir), structure)
@@ -264,7 +264,7 @@ def _run_chain_quiet(task: ChainTask) -> dict:
 
 
 def generate(system: str, out_dir, *, structure: str = "", plan: AIMDPlan | None = None,
-             engine: str = "tblite-gfn1", engine_settings: dict | None = None, mapper=None,
+             engine: str = engines.DEFAULT_ENGINE, engine_settings: dict | None = None, mapper=None,
              reference_scan: bool | None = None) -> Path:
     """Generate (or finish) the dataset of ``system`` in ``out_dir``; returns the ``.extxyz.gz`` path.
 

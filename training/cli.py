@@ -71,11 +71,12 @@ def _cmd_subsample(args) -> int:
 
 
 def _cmd_ripples(args) -> int:
+    from .engines import DEFAULT_ENGINE
     from .ripples import add_ripples
 
     for path in args.files:
-        n = add_ripples(path, engine=args.engine, count=args.count, slope=(args.min_slope, args.max_slope),
-                        seed=args.seed, force=args.force)
+        n = add_ripples(path, engine=args.engine or DEFAULT_ENGINE, count=args.count,
+                        slope=(args.min_slope, args.max_slope), seed=args.seed, force=args.force)
         print(f"[ripples] {path}: {n} frames added")
     return 0
 
@@ -128,7 +129,8 @@ def register_data(subparsers) -> None:
     p = subparsers.add_parser("ripples", help="append out-of-plane ripple frames (reference engine single points) "
                                               "to 2D-sheet datasets (training.ripples)")
     p.add_argument("files", nargs="+", help="datasets to extend in place (extxyz[.gz]; .meta.json beside is updated)")
-    p.add_argument("--engine", default="tblite-gfn1", help="reference engine (as data.engine)")
+    p.add_argument("--engine", default=None, help="reference engine (as data.engine; default: "
+                                                  "training.engines.DEFAULT_ENGINE)")
     p.add_argument("--count", type=int, default=24, help="ripple frames per dataset")
     p.add_argument("--min-slope", type=float, default=0.05, help="smallest largest-slope 2 pi A / lambda of a ripple")
     p.add_argument("--max-slope", type=float, default=0.3, help="largest largest-slope 2 pi A / lambda of a ripple")

@@ -25,7 +25,7 @@ _PLAN = aimd.AIMDPlan()
 
 DATA_SETTINGS = {
     "generate": (bool, False, "generate datasets missing from the case's data/ folder with the engine"),
-    "engine": (str, "tblite-gfn1", "reference engine: tblite-gfn1 | tblite-gfn2 | gpaw | python:module.Class"),
+    "engine": (str, engines.DEFAULT_ENGINE, "reference engine: tblite-gfn1 | tblite-gfn2 | gpaw | python:module.Class"),
     "engine_settings": (dict, {}, "keyword arguments of the engine's ASE calculator"),
     "reference_scan": (bool, True, "with generation: the engine's 0 K lattice constants and in-plane "
                                    "stiffness (N/m) of the phases from a static strain scan"),

@@ -7,7 +7,7 @@ versions) that goes into every dataset's metadata.
 
 Engines
 -------
-``tblite-gfn1`` (default), ``tblite-gfn2``
+``tblite-gfn1``, ``tblite-gfn2`` (``DEFAULT_ENGINE`` is the default)
     GFN1-/GFN2-xTB tight binding through tblite (Grimme's extended tight
     binding; Bannwarth et al., WIREs Comput. Mol. Sci. 11, e1493 (2021)).
     Gamma point only: use cells that are large enough (>= 10 A in-plane).
@@ -26,6 +26,8 @@ import importlib.metadata
 import platform
 
 ENGINES = ("tblite-gfn1", "tblite-gfn2", "gpaw", "python:<module>.<Class>")
+#: The engine of the embedded datasets and of ``training.structures.LATTICE``.
+DEFAULT_ENGINE = "tblite-gfn1"
 
 # Defaults per engine; the user's settings override them key by key.
 _TBLITE_DEFAULTS = {"accuracy": 1.0, "electronic_temperature": 300.0, "max_iterations": 250,
@@ -64,7 +66,7 @@ def engine_settings(name: str, settings: dict | None = None) -> dict:
     return settings
 
 
-def make_calculator(name: str = "tblite-gfn1", settings: dict | None = None):
+def make_calculator(name: str = DEFAULT_ENGINE, settings: dict | None = None):
     """An ASE calculator for engine ``name`` (see the module docstring).
 
     ``settings``: keyword arguments for the calculator, merged over the engine's defaults.

@@ -98,7 +98,7 @@ def ripple_frames(bases, calc, *, count: int = 24, slope=(0.05, 0.3), noise_A: f
     return out
 
 
-def add_ripples(dataset_path, *, engine: str = "tblite-gfn1", engine_settings: dict | None = None,
+def add_ripples(dataset_path, *, engine: str = engines.DEFAULT_ENGINE, engine_settings: dict | None = None,
                 count: int = 24, slope=(0.05, 0.3), seed: int = 0, force: bool = False, work_dir=None,
                 log=print) -> int:
     """Append ``count`` ripple frames to the dataset file (and record them in its ``.meta.json``).

@@ -193,7 +193,7 @@ def relax_interface(calc, *, fmax: float = 0.02, steps: int = 400) -> Atoms:
 if __name__ == "__main__":  # pragma: no cover - regenerates LATTICE with the default engine
     from .engines import make_calculator
 
-    calc = make_calculator("tblite-gfn1")
+    calc = make_calculator()  # the default engine
     table = {name: relax_lattice(name, calc) for name in ("graphene", "borophene")}
     print(table)
 
