@@ -9,7 +9,9 @@ Data flow::
     md.heterostructure + runs/fit/<interface>.mtp
       -> stripe_cell: training.structures.interface with stripes graphene_cells_y x sqrt(3) a_C and
          borophene_cells_y x b_B wide (two interfaces per period), repeated repeat_x times along x
-      -> md_gpu.protocols.elastic_constants at md.temperature_K, one run per seed
+      -> md_gpu.protocols.elastic_constants at md.temperature_K, one run per seed, scheme "tension"
+         (forward differences: a sheet this long buckles under the compressed cells of central ones;
+         graphene 64 A long at 300 K: C22 107-172 N/m central, 294 tension, 381-417 in a 13 A cell)
       -> per seed the modulus across the stripes under uniaxial stress, E_y = (C11 C22 - C12^2) / C11 (N/m)
       -> summary.json systems.<interface>.heterostructure:
          {"elastic_N_per_m": {C11, C22, C12, C66: {mean, sem, n}},
@@ -81,8 +83,9 @@ def run(ff, h: dict, elastic: dict, run_settings, *, log=print) -> dict:
     atoms, geometry = stripe_cell(h)
     log(f"stripe heterostructure: {geometry['n_atoms']} atoms, period {geometry['period_nm']:.2f} nm, "
         f"borophene fraction {geometry['fraction_B']:.3f}")
+    # tension only: the 7 nm long sheet buckles under the -delta compression of central differences
     c = elastic_constants(ff, atoms, delta=elastic["delta"], sample_steps=elastic["sample_steps"],
-                          settings=run_settings, log=log)
+                          settings=run_settings, scheme="tension", log=log)
     if c["unit"] != "N/m":
         raise MDSetupError("md.heterostructure: the stripe cell is not a 2D sheet")
     constants = {k: float(c[k]) for k in ("C11", "C22", "C12", "C66")}

@@ -9,7 +9,15 @@ average the virial + kinetic stress) and take central differences
     C_ij = (sigma_i(+delta_j) - sigma_i(-delta_j)) / (2 delta)     (Voigt i, j in 1, 2, 6)
 
 with the engineering shear strain ``gamma_xy = 2 e_xy = delta``. C12 is the mean
-of C12 and C21. Static (:func:`static_elastic_constants`): the same strains on the
+of C12 and C21.
+
+``scheme="tension"`` replaces the compressed cells by the unstrained one (forward differences,
+``C_ij = (sigma_i(+delta_j) - sigma_i(0)) / delta``): a free-standing sheet a few nm long buckles
+under a compression of delta = 0.5 % (its Euler load, bending rigidity x (2 pi / L)^2, is about
+0.2 N/m for graphene 7 nm long, against the C delta ~ 2 N/m the compressed cell would carry), so the
+central difference reads half the stiffness or less (60-atom graphene cell at 300 K: C22 = 381-417
+N/m; the same sheet 64 Å long: 107-172 N/m). The forward difference has a bias of C_iii delta / 2
+(third-order constant; graphene: about -2 % at delta = 0.005) and no compressed cell. Static (:func:`static_elastic_constants`): the same strains on the
 structure relaxed at 0 K (cell in-plane to zero stress, then positions at every
 strained cell), stress from the same force field.
 
@@ -29,6 +37,7 @@ from ..units import EV_PER_A3_TO_GPA, GPA_A_TO_N_PER_M
 from .common import RunSettings, barostat_for, in_plane_axes, prepare_state, simulation
 
 VOIGT = (("xx", (0, 0)), ("yy", (1, 1)), ("xy", (0, 1)))
+SCHEMES = ("central", "tension")
 
 
 def _strain_matrix(component: str, delta: float) -> np.ndarray:
@@ -68,8 +77,12 @@ def _check(state: State, delta: float):
 
 
 def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps: int = 2000,
-                      settings: RunSettings | None = None, log=print) -> dict:
-    """C11, C22, C12, C66 at ``settings.temperature_K`` (see module docstring); unit in ``"unit"``."""
+                      settings: RunSettings | None = None, scheme: str = "central", log=print) -> dict:
+    """C11, C22, C12, C66 at ``settings.temperature_K`` (see module docstring); unit in ``"unit"``.
+
+    ``scheme``: "central" (cells at +-delta) or "tension" (cells at +delta and the unstrained one)."""
+    if scheme not in SCHEMES:
+        raise MDSetupError(f"elastic constants: scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
     settings = settings or RunSettings()
     state = prepare_state(ff, atoms_or_state, settings)
     _check(state, delta)
@@ -79,22 +92,26 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
     ref = simulation(ff, state, settings, log=log).run([stage]).md.state
     stresses = {}
     settle = max(settings.equilibrate_steps // 4, 1)
-    for component, _ in VOIGT:
-        for sign in (1, -1):
-            strained = _deform(ref, _strain_matrix(component, sign * delta))
-            stages = [Stage("settle", settle, thermostat=settings.make_thermostat()),
-                      Stage("sample", sample_steps, thermostat=settings.make_thermostat())]
-            run = simulation(ff, strained, settings, log=log).run(stages)
-            rows = slice(run.stage_rows[1] + 1, None)
-            cols = ("stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
-                    "stress_xy_GPa")
-            v = [run.thermo[c][rows].mean() for c in cols]
-            stresses[component, sign] = np.array([[v[0], v[5], v[4]], [v[5], v[1], v[3]], [v[4], v[3], v[2]]])
+    cells = [(c, sign) for c, _ in VOIGT for sign in (1, -1)] if scheme == "central" \
+        else [("none", 0)] + [(c, 1) for c, _ in VOIGT]
+    for component, sign in cells:
+        strained = _deform(ref, _strain_matrix(component, sign * delta)) if sign else ref
+        stages = [Stage("settle", settle, thermostat=settings.make_thermostat()),
+                  Stage("sample", sample_steps, thermostat=settings.make_thermostat())]
+        run = simulation(ff, strained, settings, log=log).run(stages)
+        rows = slice(run.stage_rows[1] + 1, None)
+        cols = ("stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
+                "stress_xy_GPa")
+        v = [run.thermo[c][rows].mean() for c in cols]
+        stresses[component, sign] = np.array([[v[0], v[5], v[4]], [v[5], v[1], v[3]], [v[4], v[3], v[2]]])
+    if scheme == "tension":  # forward differences: the unstrained cell stands in for -delta, at half the step
+        stresses = {**{(c, -1): stresses["none", 0] for c, _ in VOIGT},
+                    **{(c, 1): stresses[c, 1] for c, _ in VOIGT}}
     height = float(to_numpy(ref.cell)[2, 2])
     scale = height * GPA_A_TO_N_PER_M if sheet else 1.0
-    out = _constants(stresses, delta, scale)
+    out = _constants(stresses, delta / 2 if scheme == "tension" else delta, scale)
     out.update(unit="N/m" if sheet else "GPa", temperature_K=settings.temperature_K, delta=delta,
-               n_atoms=state.n_atoms)
+               n_atoms=state.n_atoms, scheme=scheme)
     return out
 
 
