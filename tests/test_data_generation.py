@@ -214,6 +214,6 @@ def test_plan_rejects_bad_values():
 
 
 @pytest.mark.slow
-def test_gfn1_graphene_lattice_constant_is_the_stored_one():
-    lattice = structures.relax_lattice("graphene", engines.make_calculator("tblite-gfn1"))
+def test_default_engine_graphene_lattice_constant_is_the_stored_one():
+    lattice = structures.relax_lattice("graphene", engines.make_calculator(engines.DEFAULT_ENGINE))
     assert lattice["a"] == pytest.approx(structures.LATTICE["graphene"]["a"], abs=2e-4)

@@ -6,6 +6,7 @@ import pytest
 
 from md_gpu import heterostructure
 from md_gpu.md_stage import MD_SETTINGS, plan_tasks, summarize_tasks
+from training.structures import LATTICE
 
 H = {"enabled": True, "graphene_cells_y": 8, "borophene_cells_y": 4, "repeat_x": 2, "seeds": 2}
 
@@ -16,9 +17,10 @@ def test_stripe_cell_geometry():
     # graphene: 6 x 8 rectangular 4-atom cells; chi3 borophene: 5 x 4 cells of 8 atoms; twice along x
     assert (symbols == "C").sum() == 2 * 6 * 8 * 4 and (symbols == "B").sum() == 2 * 5 * 4 * 8
     assert g["n_atoms"] == len(atoms) == 704
-    assert g["period_nm"] == pytest.approx(atoms.cell[1, 1] / 10) and g["length_nm"] == pytest.approx(2 * 1.474296)
+    a, b = LATTICE["graphene"]["a"], LATTICE["borophene"]["b"]
+    assert g["period_nm"] == pytest.approx(atoms.cell[1, 1] / 10) and g["length_nm"] == pytest.approx(2 * 0.6 * a)
     # stripe widths: 8 x sqrt(3) a_C = 34.05 A of graphene and 4 b_B = 33.93 A of borophene
-    assert g["fraction_B"] == pytest.approx(4 * 8.48315 / (4 * 8.48315 + 8 * 3 ** 0.5 * 2.45716), abs=0.01)
+    assert g["fraction_B"] == pytest.approx(4 * b / (4 * b + 8 * 3 ** 0.5 * a), abs=0.01)
     assert not atoms.pbc[2] or atoms.cell[2, 2] >= 15  # a sheet with vacuum
 
 

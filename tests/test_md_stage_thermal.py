@@ -16,6 +16,7 @@ import md_gpu.protocols as protocols
 from md_gpu.errors import MDRunError
 from md_gpu.io import write_run_h5
 from md_gpu.md_stage import MD_SETTINGS, plan_tasks, run_md, summarize_tasks
+from training.structures import LATTICE
 
 POT = Path(__file__).parent / "data" / "md" / "graphene_l08.mtp"
 
@@ -138,7 +139,8 @@ def test_run_md_writes_the_thermal_summary_and_plots(tmp_path, fake_protocols):
     assert graphene["conductivity_W_per_mK"] == {"x": {"mean": 100.5, "sem": 0.5, "n": 2},
                                                  "y": {"mean": 200.5, "sem": 0.5, "n": 2}}
     length = graphene["length_dependence"]["x"]
-    assert length["length_nm"] == pytest.approx([1.22858, 2.45716], rel=1e-4)
+    a = LATTICE["graphene"]["a"]  # the 60-atom cell is 5 a long
+    assert length["length_nm"] == pytest.approx([0.5 * a, a], rel=1e-4)
     assert length["n_atoms"] == [60, 120]
     assert [k["n"] for k in length["conductivity_W_per_mK"]] == [2, 2]
     assert length["conductivity_W_per_mK"][0]["mean"] < length["conductivity_W_per_mK"][1]["mean"]
