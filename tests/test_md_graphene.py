@@ -22,7 +22,8 @@ from md_gpu.integrators import Bussi, Langevin, make_force_fn, velocity_verlet
 from md_gpu.neighbors import NeighborList
 from md_gpu.protocols import RunSettings, elastic_constants, static_elastic_constants, tensile
 from md_gpu.state import degrees_of_freedom, from_atoms, kinetic_energy, maxwell_boltzmann
-from md_gpu.structures import load_structure
+from md_gpu.structures import as_sheet
+from training.structures import graphene
 from md_gpu.units import KB
 
 POT = Path(__file__).parent / "data" / "md" / "graphene_l08.mtp"
@@ -38,7 +39,7 @@ def ff():
 
 @pytest.fixture(scope="module")
 def sheet():
-    atoms = load_structure("graphene")
+    atoms = as_sheet(graphene(a=2.45716))  # the GFN1-xTB lattice of the data the test potential was fitted to
     assert tuple(atoms.pbc) == (True, True, False) and len(atoms) == 60
     return atoms
 

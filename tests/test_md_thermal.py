@@ -16,14 +16,21 @@ from md_gpu.protocols import (RunSettings, equilibrate, extrapolate_length, heat
 from md_gpu.protocols.thermal import (HeatBaths, _bath_gradient, _gradient, _interface_fits, _Layout, driving_forces,
                                       find_interfaces)
 from md_gpu.state import from_atoms, maxwell_boltzmann
-from md_gpu.structures import load_structure
+from md_gpu.structures import as_sheet
+from training.structures import graphene
 from md_gpu.units import FS
 
 DATA = Path(__file__).parent / "data" / "md"
 POT = DATA / "graphene_l08.mtp"
+A_POT = 2.45716  # Å: the GFN1-xTB graphene lattice constant of the data the test potential was fitted to
 QUIET = dict(log=lambda line: None)
 
 pytest.importorskip("training.mtp.model")
+
+
+def pot_sheet(nx=1):
+    """The 60-atom graphene sheet (x ``nx``) at the test potential's lattice constant."""
+    return as_sheet(graphene(a=A_POT)).repeat((nx, 1, 1))
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +40,8 @@ def ff():
 
 def flake(n_rings=3, seed=0):
     """An isolated, slightly disordered graphene flake (~30 C atoms) in a box of vacuum (pbc off)."""
-    from training.structures import graphene
 
-    sheet = graphene(repeat=(n_rings, 2))
+    sheet = graphene(a=A_POT, repeat=(n_rings, 2))
     rng = np.random.default_rng(seed)
     pos = sheet.positions + rng.normal(scale=0.05, size=sheet.positions.shape)
     return Atoms(sheet.get_chemical_symbols(), positions=pos + [7.0, -3.0, 11.0], cell=[40, 40, 40], pbc=False)
@@ -122,7 +128,7 @@ def test_per_atom_heat_current_integrates_to_the_energy_the_baths_move(ff):
     change of the stored first moment (bounded). Equilibrium fluctuations cancel between the two sides,
     which a plain time average of the current would need nanoseconds to beat down.
     """
-    state = equilibrate(ff, load_structure("graphene", repeat=[2, 1, 1]), quick(), barostat_axes=(), **QUIET).md.state
+    state = equilibrate(ff, pot_sheet(2), quick(), barostat_axes=(), **QUIET).md.state
     L = float(state.cell[0, 0])
     x0 = np.mod(state.positions[:, 0], L)
     w = 6.0
@@ -174,7 +180,7 @@ def test_per_atom_heat_current_integrates_to_the_energy_the_baths_move(ff):
 
 def test_nemd_bookkeeping_profile_and_file(ff, tmp_path):
     """Hot bath energy in = cold bath energy out + change of the total energy (to 2 %); outputs and HDF5."""
-    r = nemd(ff, load_structure("graphene", repeat=[2, 1, 1]), delta_T_K=300.0, bath_width_A=3.7, bin_width_A=1.23,
+    r = nemd(ff, pot_sheet(2), delta_T_K=300.0, bath_width_A=3.7, bin_width_A=1.23,
              production_steps=600, transient_steps=200, settings=quick(), thickness_A=3.35, n_blocks=4,
              out_prefix=tmp_path / "nemd", **QUIET)
     p = r["properties"]
@@ -189,7 +195,7 @@ def test_nemd_bookkeeping_profile_and_file(ff, tmp_path):
 
 
 def test_hnemd_runs_and_reports(ff, tmp_path):
-    r = hnemd(ff, load_structure("graphene"), driving_force_per_A=1e-4, production_steps=200,
+    r = hnemd(ff, pot_sheet(), driving_force_per_A=1e-4, production_steps=200,
               settings=quick(equilibrate_steps=100), thickness_A=3.35, n_blocks=4, out_prefix=tmp_path / "h",
               **QUIET)
     assert set(r["properties"]) == {"conductivity_W_per_mK", "conductivity_sem_W_per_mK", "length_A", "n_atoms"}
@@ -198,7 +204,7 @@ def test_hnemd_runs_and_reports(ff, tmp_path):
     assert r["series"]["time_ps"][-1] == pytest.approx(0.2)
     assert read_run_h5(r["h5"])["settings"]["driving_force_per_A"] == 1e-4
     with pytest.raises(MDSetupError, match="thickness_A"):
-        hnemd(ff, load_structure("graphene"), production_steps=20, settings=quick(equilibrate_steps=0), n_blocks=2,
+        hnemd(ff, pot_sheet(), production_steps=20, settings=quick(equilibrate_steps=0), n_blocks=2,
               **QUIET)
 
 
@@ -256,7 +262,7 @@ def test_graphene_hnemd_and_extrapolated_nemd_agree(ff):
     be within error of 0, where kappa itself has no symmetric error bar). Numbers in docs/md.md.
     """
     settings = RunSettings(equilibrate_steps=500, thermo_every=50, seed=11)
-    sheet = load_structure("graphene")  # 60 atoms, 12.3 x 12.8 Å
+    sheet = pot_sheet()  # 60 atoms, 12.3 x 12.8 Å
     h = hnemd(ff, sheet.repeat([2, 1, 1]), driving_force_per_A=3e-4, production_steps=15000, settings=settings,
               thickness_A=3.35, **QUIET)["properties"]
     runs = [nemd(ff, sheet.repeat([n, 1, 1]), delta_T_K=100.0, bath_width_A=5.0, production_steps=3000,
@@ -295,5 +301,5 @@ def test_a_run_that_heats_far_above_its_thermostat_is_reported_as_blown_up(ff):
     from md_gpu.errors import MDRunError
 
     with pytest.raises(MDRunError, match=r"the run blew up: the temperature reached .* K with a 300 K thermostat"):
-        hnemd(ff, load_structure("graphene"), driving_force_per_A=0.5, production_steps=400,
+        hnemd(ff, pot_sheet(), driving_force_per_A=0.5, production_steps=400,
               settings=quick(equilibrate_steps=50), thickness_A=3.35, n_blocks=4, **QUIET)
