@@ -1,6 +1,6 @@
 """The whole chain data -> fit -> md -> constitutive -> fem -> report on a tiny copy of the default case.
 
-Every stage runs for real on small inputs: every 4th frame of the embedded GFN2-xTB datasets, level-6
+Every stage runs for real on small inputs: every 4th frame of the embedded GFN1-xTB datasets, level-6
 MTPs, a few hundred MD steps at a fast strain rate, a coarse FE mesh. The test checks that each stage
 hands the next what it needs (file contracts of DESIGN.md), that the report carries the cross-scale
 checks with numbers, and that a second run skips every stage.
