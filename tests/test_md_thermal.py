@@ -252,6 +252,37 @@ def test_interface_nemd_finds_both_interfaces_and_a_temperature_jump():
     assert len(r["interfaces_A"]) == 2
 
 
+def test_interface_nemd_rejects_a_bath_over_an_interface_before_any_md(monkeypatch):
+    import md_gpu.protocols.thermal as thermal
+
+    def no_md(*args, **kwargs):
+        raise AssertionError("the geometry must be checked before the equilibration")
+
+    monkeypatch.setattr(thermal, "_production", no_md)
+    ff = Morse(("Au", "Cu"), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
+    atoms = two_mass_sheet()
+    atoms.set_chemical_symbols(["Cu" if j < 6 else "Au" for j in range(24) for _ in range(4)])  # a 15 Å Cu piece
+    with pytest.raises(MDSetupError, match=r"a bath of 16.3 Å overlaps an interface \(interfaces at \[59.02, 13.81\] Å"):
+        interface_nemd(ff, atoms, bath_width_A=16.0, bin_width_A=1.25, production_steps=100, **QUIET)
+
+
+def test_interface_nemd_reports_species_mixed_during_equilibration_as_a_failed_run(monkeypatch):
+    """A potential that does not keep the heterostructure (atoms cross the interface while it equilibrates)
+    is a failed run, reported like a blow-up (MDRunError), not a settings error."""
+    import md_gpu.protocols.thermal as thermal
+    from md_gpu.errors import MDRunError
+
+    ff = Morse(("Au", "Cu"), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
+    atoms = two_mass_sheet()
+    mixed = from_atoms(atoms, species=ff.species)
+    types = mixed.types.copy()
+    types[[0, len(types) - 1]] = types[[len(types) - 1, 0]]  # one Cu and one Au atom swap places
+    mixed = mixed.replace(types=types)
+    monkeypatch.setattr(thermal, "_production", lambda ff, a, settings, log: (mixed, settings))
+    with pytest.raises(MDRunError, match=r"changed during equilibration: 4 interfaces along y instead of 2"):
+        interface_nemd(ff, atoms, bath_width_A=4.0, bin_width_A=1.25, production_steps=100, n_blocks=4, **QUIET)
+
+
 @pytest.mark.slow
 def test_graphene_hnemd_and_extrapolated_nemd_agree(ff):
     """Graphene at 300 K with the test MTP: HNEMD (24.6 x 12.8 Å cell) against NEMD at three lengths

@@ -55,7 +55,7 @@ from ..errors import MDRunError, MDSetupError
 from ..integrators import make_force_fn
 from ..io import write_run_h5
 from ..simulation import Stage
-from ..state import State
+from ..state import State, from_atoms
 from ..units import EV_PER_FS_A2_TO_W_PER_M2, EV_PER_FS_A_K_TO_W_PER_MK, FS, KB
 from .common import RunSettings, equilibrate, simulation
 
@@ -599,6 +599,25 @@ def _interface_fits(temps, layout: _Layout, interfaces, skip_A: float):
     return out
 
 
+def _interface_layout(state: State, k: int, bath_width_A: float, bin_width_A: float):
+    """Interfaces along axis ``k``, the species after each, the bin layout with the hot bath centred in
+    the piece after the first interface (cold bath half a cell later) and the interface positions
+    relative to its origin; :class:`MDSetupError` when a bath would overlap an interface."""
+    interfaces, after = find_interfaces(state, k)
+    length = float(to_numpy(state.cell)[k, k])
+    centre = np.mod(interfaces[0] + 0.5 * np.mod(interfaces[1] - interfaces[0], length), length)
+    probe = _layout(state, k, bath_width_A, bin_width_A)
+    origin = centre - 0.5 * probe.n_bath * probe.bin_width_A
+    layout = _layout(state, k, bath_width_A, bin_width_A, origin_A=origin)
+    rel = np.mod(interfaces - origin, length)
+    bath_end = layout.n_bath * layout.bin_width_A
+    if np.any((rel < bath_end) | ((rel >= length / 2) & (rel < length / 2 + bath_end))):
+        raise MDSetupError(f"interface NEMD: a bath of {bath_end:.3g} Å overlaps an interface (interfaces at "
+                           f"{np.round(interfaces, 2).tolist()} Å in a {length:.4g} Å cell); repeat the cell an even "
+                           "number of times along the axis, or use narrower baths")
+    return interfaces, after, layout, rel
+
+
 def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bath_width_A: float = 4.0,
                    production_steps: int = 100000, settings: RunSettings | None = None,
                    thickness_A: float | None = None, transient_steps: int | None = None, bin_width_A: float = 1.0,
@@ -613,20 +632,21 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
     """
     settings = settings or RunSettings()
     _check_nemd(production_steps, n_blocks, delta_T_K)
+    start = atoms_or_state if isinstance(atoms_or_state, State) else from_atoms(atoms_or_state, species=ff.species)
+    k = _axis(start, axis)
+    n_interfaces = len(_interface_layout(start, k, bath_width_A, bin_width_A)[0])  # geometry errors before any MD
     state, prod = _production(ff, atoms_or_state, settings, log)
-    k = _axis(state, axis)
-    interfaces, after = find_interfaces(state, k)
+    n_now = len(find_interfaces(state, k)[0])
+    if n_now != n_interfaces:
+        raise MDRunError(f"interface NEMD: the structure changed during equilibration: {n_now} interfaces "
+                         f"along {'xyz'[k]} instead of {n_interfaces} (species mixed across an interface); the "
+                         "potential does not keep this heterostructure at this temperature")
+    try:
+        interfaces, after, layout, rel = _interface_layout(state, k, bath_width_A, bin_width_A)
+    except MDSetupError as exc:  # the input passed: the interfaces moved during the equilibration
+        raise MDRunError(f"interface NEMD: the structure changed during equilibration ({exc})") from None
     length = float(to_numpy(state.cell)[k, k])
-    centre = np.mod(interfaces[0] + 0.5 * np.mod(interfaces[1] - interfaces[0], length), length)
-    probe = _layout(state, k, bath_width_A, bin_width_A)
-    origin = centre - 0.5 * probe.n_bath * probe.bin_width_A
-    layout = _layout(state, k, bath_width_A, bin_width_A, origin_A=origin)
-    rel = np.mod(interfaces - origin, length)
-    bath_end = layout.n_bath * layout.bin_width_A
-    if np.any((rel < bath_end) | ((rel >= length / 2) & (rel < length / 2 + bath_end))):
-        raise MDSetupError(f"interface NEMD: a bath of {bath_end:.3g} Å overlaps an interface (interfaces at "
-                           f"{np.round(interfaces, 2).tolist()} Å in a {length:.4g} Å cell); repeat the cell an even "
-                           "number of times along the axis, or use narrower baths")
+    origin = layout.origin_A
     transient = _transient_steps(production_steps, transient_steps)
     log(f"interface_nemd: {state.n_atoms} atoms, {'xyz'[k]} length {length:.4g} Å, {len(interfaces)} interfaces, "
         f"delta_T = {delta_T_K} K, {transient} + {production_steps} steps")
