@@ -134,13 +134,15 @@ def test_data_stage_generates_missing_dataset(tmp_path):
                          engine_settings={"sigma": 1.3, "epsilon": 0.2, "rc": 3.0, "smooth": True},
                          aimd={"temperatures_K": [300], "strain_modes": ["x"], "strains": [0.0, 0.05],
                                "equilibration_steps": 2, "settle_steps": 1, "stride_steps": 1,
-                               "frames_per_strain": 2}, ripples=2)
+                               "frames_per_strain": 2}, ripples=2, strain_frames=3)
     result = data_stage.run_data(settings, ctx)
-    assert result["systems"]["graphene"]["n_frames"] == 4 + 2  # the AIMD frames and 2 ripple frames
+    assert result["systems"]["graphene"]["n_frames"] == 4 + 2 + 3  # AIMD, 2 ripple and 3 strain frames
     assert "LennardJones" in result["systems"]["graphene"]["engine"]
     meta = json.loads((ctx.out_dir / "graphene.meta.json").read_text())
     assert meta["plan"]["strains"] == [0.0, 0.05] and meta["ripples"]["frames"] == 2
-    assert [a.info["chain"] for a in datasets.read(ctx.out_dir / "graphene.extxyz.gz")][-2:] == ["ripples"] * 2
+    assert meta["strain_frames"]["frames"] == 3 and meta["n_frames"] == 9
+    assert [a.info["chain"] for a in datasets.read(ctx.out_dir / "graphene.extxyz.gz")][-5:] == \
+        ["ripples"] * 2 + ["strains"] * 3
     assert not list((ctx.out_dir / "generated").glob("*.work"))  # checkpoints removed once finished
 
 

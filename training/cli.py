@@ -81,6 +81,17 @@ def _cmd_ripples(args) -> int:
     return 0
 
 
+def _cmd_strains(args) -> int:
+    from .engines import DEFAULT_ENGINE
+    from .strain_frames import add_strain_frames
+
+    for path in args.files:
+        n = add_strain_frames(path, engine=args.engine or DEFAULT_ENGINE, count=args.count,
+                              max_strain=args.max_strain, rattle_A=args.rattle, seed=args.seed, force=args.force)
+        print(f"[strains] {path}: {n} frames added")
+    return 0
+
+
 def _cmd_convert(args) -> int:
     frames = datasets.read_many(args.inputs)
     species = args.species.split(",") if args.species else None
@@ -101,8 +112,22 @@ def _guarded(handler):
     return run
 
 
+def _single_points_parser(subparsers, name: str, what: str, module: str, handler):
+    """``multiscale data <name> FILES``: append ``what`` (reference engine single points, ``module``)."""
+    p = subparsers.add_parser(name, help=f"append {what} (reference engine single points) to 2D-sheet datasets "
+                                         f"({module})")
+    p.add_argument("files", nargs="+", help="datasets to extend in place (extxyz[.gz]; .meta.json beside is updated)")
+    p.add_argument("--engine", default=None, help="reference engine (as data.engine; default: "
+                                                  "training.engines.DEFAULT_ENGINE)")
+    p.add_argument("--count", type=int, default=24, help=f"{what} per dataset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help=f"replace {what} already in a dataset")
+    p.set_defaults(func=_guarded(handler))
+    return p
+
+
 def register_data(subparsers) -> None:
-    """Add ``summary``, ``aimd``, ``ripples``, ``subsample`` and ``convert`` to the ``data`` command group."""
+    """Add ``summary``, ``aimd``, ``ripples``, ``strains``, ``subsample`` and ``convert`` to the ``data`` command group."""
     p = subparsers.add_parser("summary", help="frames, species, T/strain coverage, E/F/stress ranges, histogram")
     p.add_argument("files", nargs="+", help="dataset files (extxyz[.gz], cfg, OUTCAR, vasprun.xml)")
     p.add_argument("--png", help="write a histogram PNG here")
@@ -126,17 +151,15 @@ def register_data(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_guarded(_cmd_subsample))
 
-    p = subparsers.add_parser("ripples", help="append out-of-plane ripple frames (reference engine single points) "
-                                              "to 2D-sheet datasets (training.ripples)")
-    p.add_argument("files", nargs="+", help="datasets to extend in place (extxyz[.gz]; .meta.json beside is updated)")
-    p.add_argument("--engine", default=None, help="reference engine (as data.engine; default: "
-                                                  "training.engines.DEFAULT_ENGINE)")
-    p.add_argument("--count", type=int, default=24, help="ripple frames per dataset")
+    p = _single_points_parser(subparsers, "ripples", "out-of-plane ripple frames", "training.ripples",
+                              _cmd_ripples)
     p.add_argument("--min-slope", type=float, default=0.05, help="smallest largest-slope 2 pi A / lambda of a ripple")
     p.add_argument("--max-slope", type=float, default=0.3, help="largest largest-slope 2 pi A / lambda of a ripple")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="replace ripple frames already in a dataset")
-    p.set_defaults(func=_guarded(_cmd_ripples))
+
+    p = _single_points_parser(subparsers, "strains", "small-strain 0 K frames", "training.strain_frames",
+                              _cmd_strains)
+    p.add_argument("--max-strain", type=float, default=0.02, help="largest |e_xx|, |e_yy|, |e_xy| (uniform draws)")
+    p.add_argument("--rattle", type=float, default=0.03, help="Gaussian displacement of every atom (A)")
 
     p = subparsers.add_parser("convert", help="convert datasets between extxyz[.gz], cfg, OUTCAR, vasprun.xml")
     p.add_argument("inputs", nargs="+")

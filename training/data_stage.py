@@ -31,6 +31,8 @@ DATA_SETTINGS = {
                                    "stiffness (N/m) of the phases from a static strain scan"),
     "ripples": (int, 24, "with generation: out-of-plane ripple frames added to each generated dataset "
                          "(training.ripples: bending data the short AIMD chains lack; 0: none)"),
+    "strain_frames": (int, 24, "with generation: small-strain 0 K frames added to each generated dataset "
+                               "(training.strain_frames: the elastic data the AIMD chains lack; 0: none)"),
     "aimd": {
         "temperatures_K": (list, list(_PLAN.temperatures_K), "NVT temperatures (K)"),
         "strain_modes": (list, list(_PLAN.strain_modes), "strain modes: x, y (uniaxial), xy (biaxial)"),
@@ -101,6 +103,11 @@ def run_data(settings: dict, ctx) -> dict:
 
                 add_ripples(path, engine=settings["engine"], engine_settings=settings["engine_settings"],
                             count=settings["ripples"], log=ctx.log)
+            if settings["strain_frames"] > 0 and ctx.is_root:
+                from .strain_frames import add_strain_frames
+
+                add_strain_frames(path, engine=settings["engine"], engine_settings=settings["engine_settings"],
+                                  count=settings["strain_frames"], log=ctx.log)
             if getattr(ctx, "comm", None) is not None:
                 ctx.comm.Barrier()  # every rank reads the dataset only once rank 0 has extended it
         frames = datasets.read(path)

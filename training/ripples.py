@@ -27,15 +27,10 @@ borophene ripple frames were fitted and the MTP's corrugation energy stayed a th
 """
 from __future__ import annotations
 
-import json
-import tempfile
-import time
-from pathlib import Path
-
 import numpy as np
 
-from . import aimd as aimd_module
-from . import datasets, engines
+from . import engines
+from .zero_kelvin import append_frames, evaluate
 
 CHAIN = "ripples"
 
@@ -89,10 +84,7 @@ def ripple_frames(bases, calc, *, count: int = 24, slope=(0.05, 0.3), noise_A: f
         wavelength = float(np.linalg.norm(base.cell[axis])) / waves
         bent = ripple(base, axis=axis, waves=waves, amplitude_A=float(rng.uniform(*slope)) * wavelength / (2 * np.pi),
                       phase=float(rng.uniform(0, 2 * np.pi)), noise_A=noise_A, rng=rng)
-        bent.calc = calc
-        energy, forces, stress = bent.get_potential_energy(), bent.get_forces(), bent.get_stress()
-        bent.calc = None
-        out.append(datasets.with_reference(bent, energy=energy, forces=forces, stress=stress))
+        out.append(evaluate(bent, calc))
         if progress:
             progress(k + 1, count)
     return out
@@ -101,43 +93,12 @@ def ripple_frames(bases, calc, *, count: int = 24, slope=(0.05, 0.3), noise_A: f
 def add_ripples(dataset_path, *, engine: str = engines.DEFAULT_ENGINE, engine_settings: dict | None = None,
                 count: int = 24, slope=(0.05, 0.3), seed: int = 0, force: bool = False, work_dir=None,
                 log=print) -> int:
-    """Append ``count`` ripple frames to the dataset file (and record them in its ``.meta.json``).
+    """Append ``count`` ripple frames to the dataset file (and record them in its ``.meta.json``, key
+    ``ripples``); :func:`training.zero_kelvin.append_frames` does the rest (start cell, replacing with
+    ``force``, atomic rewrite). Returns the number of frames added."""
+    def make(start, calc, progress):
+        return ripple_frames(base_cells(start), calc, count=count, slope=slope, seed=seed, progress=progress)
 
-    A dataset that already holds ripple frames is left alone unless ``force`` (then they are
-    replaced). The start cell is relaxed with the engine (in ``work_dir``, reused when its
-    ``<system>.start.extxyz`` is there; default: a temporary folder). Returns the number of frames added. The file is rewritten atomically.
-    """
-    path = Path(dataset_path)
-    frames = datasets.read(path, require=("energy", "forces"))
-    old = [a for a in frames if a.info.get("chain") == CHAIN]
-    if old and not force:
-        log(f"{path}: already holds {len(old)} ripple frames (use force to replace them)")
-        return 0
-    aimd = [a for a in frames if a.info.get("chain") != CHAIN]
-    t0 = time.time()
-
-    def progress(done, total):
-        rate = done / max(time.time() - t0, 1e-9)
-        log(f"{path.name}: ripple frame {done}/{total}, {rate:.2f} frames/s, ETA {(total - done) / rate:.0f} s")
-
-    calc = engines.make_calculator(engine, engine_settings)
-    meta_path = path.with_name(path.name.split(".")[0] + ".meta.json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    system = str(aimd[0].info.get("system") or meta.get("system") or path.name.split(".")[0])
-    builder = meta.get("structure", {}).get("builder", "")
-    with tempfile.TemporaryDirectory() as scratch:  # work_dir: where a relaxed start cell may be cached
-        start = aimd_module.start_structure(system, Path(work_dir or scratch), calc, structure=builder)
-    if not np.allclose(start.cell.lengths()[:2], aimd[0].cell.lengths()[:2], rtol=0.05):
-        raise datasets.DatasetError(f"{path}: the relaxed start cell of '{system}' ({start.cell.lengths()[:2]} A) "
-                                    f"is not the dataset's cell ({aimd[0].cell.lengths()[:2]} A); give the "
-                                    "structure builder in the .meta.json (structure.builder)")
-    start.info = {"system": system, "engine": aimd[0].info.get("engine", engine)}
-    new = ripple_frames(base_cells(start), calc, count=count, slope=slope, seed=seed, progress=progress)
-    datasets.write(path, aimd + new)
-    if meta_path.is_file():
-        meta["n_frames"] = len(aimd) + len(new)
-        meta["ripples"] = {"frames": len(new), "slope": list(slope), "seed": seed, "engine": engine,
-                           "seconds": round(time.time() - t0, 1), "module": "training.ripples"}
-        text = json.dumps(meta, indent=1) + "\n"
-        datasets._atomic_write(meta_path, lambda tmp: tmp.write_text(text))
-    return len(new)
+    return append_frames(dataset_path, chain=CHAIN, make=make, meta_key="ripples",
+                         meta_info={"slope": list(slope), "seed": seed, "module": "training.ripples"},
+                         engine=engine, engine_settings=engine_settings, force=force, work_dir=work_dir, log=log)
