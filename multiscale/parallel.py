@@ -32,6 +32,20 @@ def launched_by_mpi() -> bool:
     return any(var in os.environ for var in _LAUNCHER_VARS)
 
 
+def serial_ase() -> None:
+    """Make ASE treat every rank as a serial program.
+
+    Why: once mpi4py is imported, ASE's file functions (``ase.io.read``, ``iread``, ``write``) run on
+    rank 0 only and broadcast the result, a collective that every rank must enter in step. Our ranks
+    do different tasks (one writes a trajectory while the other reads a dataset): under ``mpirun -n 2``
+    the data stage hung after its first system, one rank inside ``iread``'s broadcast and the other
+    in the stage's closing allgather. The farm decides which rank touches which file, so ASE must not.
+    """
+    import ase.parallel
+
+    ase.parallel.world.comm = ase.parallel.DummyMPI()  # the lazy wrapper every ASE module holds
+
+
 class RankFailure(StageError):
     """A rank failed; raised on every rank from the same collective."""
 
@@ -51,6 +65,7 @@ class Farm:
             from mpi4py import MPI
 
             if MPI.COMM_WORLD.Get_size() > 1:
+                serial_ase()
                 return cls(MPI.COMM_WORLD)
         return cls(None)
 

@@ -34,3 +34,15 @@ def test_failure_on_one_rank_fails_all_without_hang(tmp_path, mpirun, fail_on):
     assert proc.returncode != 0
     assert f"rank {fail_on % 2}" in proc.stderr and f"task {fail_on} was told to fail" in proc.stderr
     assert not (case / "runs/a/stage.json").exists()
+
+
+def test_ranks_use_ase_file_functions_out_of_step_without_hang(tmp_path, mpirun):
+    """ASE broadcasts reads from rank 0 once mpi4py is loaded; the farm turns that off (serial_ase):
+    ``mpirun -n 2 multiscale run`` hung in the data stage without it."""
+    from ase import Atoms
+    from ase.io import write
+
+    write(tmp_path / "rank0.extxyz", [Atoms("H")] * 2)
+    proc = mpirun(["mpi_ase_io.py", str(tmp_path)], n=2, timeout=60, cwd=str(TESTS))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "rank 0 done" in proc.stdout and "rank 1 done" in proc.stdout
