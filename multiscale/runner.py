@@ -74,7 +74,8 @@ def input_record(case, name: str) -> dict:
     files = {}
     for pattern in stage.case_inputs:
         for path in sorted(case.path.glob(pattern)):
-            if path.is_file() and not path.name.startswith("."):
+            # hidden files and Markdown notes (data/README.md) describe the inputs; editing them reruns nothing
+            if path.is_file() and not path.name.startswith(".") and path.suffix != ".md":
                 files[path.relative_to(case.path).as_posix()] = file_hash(path)
     return {"settings": case.settings.get(name, {}), "systems": case.systems,
             "upstream": upstream, "files": files}

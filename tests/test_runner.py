@@ -24,6 +24,8 @@ def test_run_then_skip_then_rerun_on_change(tmp_path):
 
     again = Case.load(tmp_path, pipeline=TOY).run(["a", "b"])
     assert again.skipped == ["a", "b"] and again.ran == []
+    (tmp_path / "data/README.md").write_text("# where the numbers come from\n")  # a note, not an input
+    assert Case.load(tmp_path, pipeline=TOY).run(["a", "b"]).skipped == ["a", "b"]
 
     # A setting of b changes: only b reruns.
     (tmp_path / "case.yaml").write_text(CASE_YAML.replace("scale: 3.0", "scale: 1.0"))
