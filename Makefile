@@ -17,8 +17,15 @@ export MPLBACKEND := Agg
 bootstrap:
 	@bash scripts/bootstrap.sh
 
+# The demo farms its fits, MD runs and FE solves over RANKS MPI ranks (one per core; serial
+# where mpirun is missing, which is checked after the bootstrap installed it). Results equal the
+# serial run's (docs/runner.md, MPI).
+RANKS ?= 2
 demo: bootstrap
-	$(VENV)/bin/multiscale run $(CASE) --preset $(PRESET)
+	@if command -v mpirun >/dev/null && [ "$(RANKS)" != 1 ]; then \
+	  set -x; mpirun -n $(RANKS) --oversubscribe -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x MPLBACKEND \
+	    $(VENV)/bin/multiscale run $(CASE) --preset $(PRESET); \
+	else set -x; $(VENV)/bin/multiscale run $(CASE) --preset $(PRESET); fi
 
 # Fast checks first (they fail early), then the slow physics checks.
 test: bootstrap
