@@ -59,12 +59,13 @@ def _deform(state: State, F: np.ndarray) -> State:
     return state.replace(positions=state.positions @ F, cell=state.cell @ F)
 
 
-def _constants(stresses: dict, delta: float, scale: float) -> dict:
-    """C from {(component, sign): stress [3, 3] in GPa}; scale converts GPa to the output unit."""
+def _constants(stresses: dict, delta: float, scale: float, *, lower: int = -1) -> dict:
+    """C from {(component, sign): stress [3, 3] in GPa} by differences between the cells at strain
+    ``+delta`` and ``lower * delta`` (-1: central, 0: forward); scale converts GPa to the output unit."""
     C = np.zeros((3, 3))
     for j, (cj, _) in enumerate(VOIGT):
         for i, (_, (a, b)) in enumerate(VOIGT):
-            C[i, j] = (stresses[cj, 1][a, b] - stresses[cj, -1][a, b]) / (2 * delta) * scale
+            C[i, j] = (stresses[cj, 1][a, b] - stresses[cj, lower][a, b]) / ((1 - lower) * delta) * scale
     return {"C11": C[0, 0], "C22": C[1, 1], "C12": 0.5 * (C[0, 1] + C[1, 0]), "C66": C[2, 2],
             "matrix": C.tolist()}
 
@@ -90,26 +91,26 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
     stage = Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
                   barostat=barostat_for(ff, state, in_plane_axes(state), settings))
     ref = simulation(ff, state, settings, log=log).run([stage]).md.state
-    stresses = {}
     settle = max(settings.equilibrate_steps // 4, 1)
-    cells = [(c, sign) for c, _ in VOIGT for sign in (1, -1)] if scheme == "central" \
-        else [("none", 0)] + [(c, 1) for c, _ in VOIGT]
-    for component, sign in cells:
-        strained = _deform(ref, _strain_matrix(component, sign * delta)) if sign else ref
+
+    def mean_stress(cell_state) -> np.ndarray:
+        """Stress tensor (GPa) averaged over the sample stage after settling."""
         stages = [Stage("settle", settle, thermostat=settings.make_thermostat()),
                   Stage("sample", sample_steps, thermostat=settings.make_thermostat())]
-        run = simulation(ff, strained, settings, log=log).run(stages)
+        run = simulation(ff, cell_state, settings, log=log).run(stages)
         rows = slice(run.stage_rows[1] + 1, None)
         cols = ("stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
                 "stress_xy_GPa")
         v = [run.thermo[c][rows].mean() for c in cols]
-        stresses[component, sign] = np.array([[v[0], v[5], v[4]], [v[5], v[1], v[3]], [v[4], v[3], v[2]]])
-    if scheme == "tension":  # forward differences: the unstrained cell stands in for -delta, at half the step
-        stresses = {**{(c, -1): stresses["none", 0] for c, _ in VOIGT},
-                    **{(c, 1): stresses[c, 1] for c, _ in VOIGT}}
+        return np.array([[v[0], v[5], v[4]], [v[5], v[1], v[3]], [v[4], v[3], v[2]]])
+
+    lower = -1 if scheme == "central" else 0  # tension: the unstrained cell, run once, is every lower cell
+    unstrained = mean_stress(ref) if lower == 0 else None
+    stresses = {(c, sign): unstrained if sign == 0 else mean_stress(_deform(ref, _strain_matrix(c, sign * delta)))
+                for c, _ in VOIGT for sign in (1, lower)}
     height = float(to_numpy(ref.cell)[2, 2])
     scale = height * GPA_A_TO_N_PER_M if sheet else 1.0
-    out = _constants(stresses, delta / 2 if scheme == "tension" else delta, scale)
+    out = _constants(stresses, delta, scale, lower=lower)
     out.update(unit="N/m" if sheet else "GPa", temperature_K=settings.temperature_K, delta=delta,
                n_atoms=state.n_atoms, scheme=scheme)
     return out

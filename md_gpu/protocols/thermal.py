@@ -599,11 +599,10 @@ def _interface_fits(temps, layout: _Layout, interfaces, skip_A: float):
     return out
 
 
-def _interface_layout(state: State, k: int, bath_width_A: float, bin_width_A: float):
-    """Interfaces along axis ``k``, the species after each, the bin layout with the hot bath centred in
-    the piece after the first interface (cold bath half a cell later) and the interface positions
-    relative to its origin; :class:`MDSetupError` when a bath would overlap an interface."""
-    interfaces, after = find_interfaces(state, k)
+def _bath_layout(state: State, k: int, interfaces: np.ndarray, bath_width_A: float, bin_width_A: float):
+    """The bin layout with the hot bath centred in the piece after the first of ``interfaces`` (Å, along
+    axis ``k``; cold bath half a cell later) and the interface positions relative to its origin;
+    :class:`MDSetupError` when a bath would overlap an interface."""
     length = float(to_numpy(state.cell)[k, k])
     centre = np.mod(interfaces[0] + 0.5 * np.mod(interfaces[1] - interfaces[0], length), length)
     probe = _layout(state, k, bath_width_A, bin_width_A)
@@ -615,7 +614,7 @@ def _interface_layout(state: State, k: int, bath_width_A: float, bin_width_A: fl
         raise MDSetupError(f"interface NEMD: a bath of {bath_end:.3g} Å overlaps an interface (interfaces at "
                            f"{np.round(interfaces, 2).tolist()} Å in a {length:.4g} Å cell); repeat the cell an even "
                            "number of times along the axis, or use narrower baths")
-    return interfaces, after, layout, rel
+    return layout, rel
 
 
 def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bath_width_A: float = 4.0,
@@ -634,15 +633,16 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
     _check_nemd(production_steps, n_blocks, delta_T_K)
     start = atoms_or_state if isinstance(atoms_or_state, State) else from_atoms(atoms_or_state, species=ff.species)
     k = _axis(start, axis)
-    n_interfaces = len(_interface_layout(start, k, bath_width_A, bin_width_A)[0])  # geometry errors before any MD
+    built = find_interfaces(start, k)[0]
+    _bath_layout(start, k, built, bath_width_A, bin_width_A)  # geometry errors before any MD
     state, prod = _production(ff, atoms_or_state, settings, log)
-    n_now = len(find_interfaces(state, k)[0])
-    if n_now != n_interfaces:
-        raise MDRunError(f"interface NEMD: the structure changed during equilibration: {n_now} interfaces "
-                         f"along {'xyz'[k]} instead of {n_interfaces} (species mixed across an interface); the "
+    interfaces, after = find_interfaces(state, k)
+    if len(interfaces) != len(built):
+        raise MDRunError(f"interface NEMD: the structure changed during equilibration: {len(interfaces)} interfaces "
+                         f"along {'xyz'[k]} instead of {len(built)} (species mixed across an interface); the "
                          "potential does not keep this heterostructure at this temperature")
     try:
-        interfaces, after, layout, rel = _interface_layout(state, k, bath_width_A, bin_width_A)
+        layout, rel = _bath_layout(state, k, interfaces, bath_width_A, bin_width_A)
     except MDSetupError as exc:  # the input passed: the interfaces moved during the equilibration
         raise MDRunError(f"interface NEMD: the structure changed during equilibration ({exc})") from None
     length = float(to_numpy(state.cell)[k, k])
