@@ -9,6 +9,7 @@ Data flow::
     md.heterostructure + runs/fit/<interface>.mtp
       -> stripe_cell: training.structures.interface with stripes graphene_cells_y x sqrt(3) a_C and
          borophene_cells_y x b_B wide (two interfaces per period), repeated repeat_x times along x
+      -> 0 K relaxation of the stripe cell (md_gpu.protocols.relaxation): a hole of the MTP -> MDRunError
       -> md_gpu.protocols.elastic_constants at md.temperature_K, one run per seed, scheme "tension"
          (forward differences: a sheet this long buckles under the compressed cells of central ones;
          graphene 64 A long at 300 K: C22 107-172 N/m central, 294 tension, 381-417 in a 13 A cell)
@@ -75,14 +76,27 @@ def normal_modulus(c: dict) -> float:
     return (c["C11"] * c["C22"] - c["C12"] ** 2) / c["C11"]
 
 
-def run(ff, h: dict, elastic: dict, run_settings, *, log=print) -> dict:
+def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, log=print) -> dict:
     """One run: elastic constants of the stripe cell at ``run_settings.temperature_K`` (``elastic``:
-    the md.elastic block, for ``delta`` and ``sample_steps``). Returns plain data."""
+    the md.elastic block, for ``delta`` and ``sample_steps``). Returns plain data.
+
+    First a 0 K relaxation of the stripe cell (``relax_steps`` FIRE steps, 0: none,
+    :mod:`md_gpu.protocols.relaxation`): a hole of the interface MTP there raises
+    :class:`MDRunError` before any MD (at 300 K such a hole made one run blow up and the next
+    report C = 0 N/m)."""
+    from .errors import MDRunError
     from .protocols import elastic_constants
+    from .protocols.relaxation import describe, relaxation_check
 
     atoms, geometry = stripe_cell(h)
     log(f"stripe heterostructure: {geometry['n_atoms']} atoms, period {geometry['period_nm']:.2f} nm, "
         f"borophene fraction {geometry['fraction_B']:.3f}")
+    if relax_steps > 0:
+        relaxation = relaxation_check(ff, atoms, steps=relax_steps)
+        log(f"stripe heterostructure: {describe(relaxation)}")
+        if relaxation["hole"]:
+            raise MDRunError(f"the stripe cell: {describe(relaxation)}. The interface MTP has no training data "
+                             "there; fit it with more data near the interface (docs/fit.md)")
     # tension only: the 7 nm long sheet buckles under the -delta compression of central differences
     c = elastic_constants(ff, atoms, delta=elastic["delta"], sample_steps=elastic["sample_steps"],
                           settings=run_settings, scheme="tension", log=log)

@@ -31,7 +31,9 @@ With ``md.stability.enabled`` (default) every system also gets one NVT run of ``
 its 0 K structure (``<system>_stability``, ``md_gpu.protocols.stability``) and a ``stability`` entry: the
 fraction of atoms whose coordination number changed, the coordination histograms before and after,
 the potential energy drift and ``retained``; the last snapshot is ``<system>_stability_final.extxyz``.
-A structure that is not retained does not stop the stage: the report's checks show it.
+A structure that is not retained does not stop the stage: the report's checks show it. Before the NVT
+run, a 0 K relaxation with the MTP (``md.stability.relax_steps``, md_gpu.protocols.relaxation) looks
+for holes of the potential next to the structure: ``stability.relaxation``.
 
 With ``md.heterostructure.enabled`` every interface system also runs its MTP on a periodic stripe
 heterostructure of a few hundred to thousands of atoms (``md_gpu.heterostructure``: elastic constants
@@ -113,6 +115,8 @@ MD_SETTINGS = {
         "steps": (int, 20000, "NVT steps of the check"),
         "max_changed_fraction": (float, 0.1, "the structure counts as kept while at most this fraction of atoms "
                                              "changed coordination number"),
+        "relax_steps": (int, 500, "FIRE steps of the 0 K relaxation that comes first and looks for holes of "
+                                  "the potential (md_gpu.protocols.relaxation; 0: off)"),
     },
     "heterostructure": heterostructure.HETEROSTRUCTURE_SETTINGS,
     "thermal": {
@@ -159,6 +163,8 @@ def _check(settings: dict) -> None:
         raise ValueError(f"md.stability.steps: {st['steps']} must be >= 10 (the check samples 10 snapshots)")
     if not 0 <= st["max_changed_fraction"] <= 1:
         raise ValueError(f"md.stability.max_changed_fraction: {st['max_changed_fraction']} must be in [0, 1]")
+    if st["relax_steps"] < 0:
+        raise ValueError(f"md.stability.relax_steps: {st['relax_steps']} must be >= 0 (0: no 0 K relaxation)")
     _check_thermal(settings["thermal"], settings["temperature_K"])
     heterostructure.check_settings(settings["heterostructure"])
 
@@ -244,6 +250,8 @@ def run_task(task: dict) -> dict:
     from .extrapolation import ExtrapolationControl, mtp_grader
     from .forcefields.loading import load_forcefield
     from .protocols import elastic_constants, interface_tensile, tensile
+    from .protocols.relaxation import describe as describe_relaxation
+    from .protocols.relaxation import relaxation_check
     from .protocols.stability import structure_stability
     from .structures import load_structure
 
@@ -265,12 +273,19 @@ def run_task(task: dict) -> dict:
             raise MDSetupError(f"md.thermal{block} ({task['name']}): {exc}") from None
     if task["kind"] == "stability":
         st = settings["stability"]
+        relaxation = None
+        if st["relax_steps"] > 0:
+            relaxation = relaxation_check(ff, atoms, steps=st["relax_steps"])
+            print(f"[md] {task['name']}: {describe_relaxation(relaxation)}", flush=True)
         try:
             result = structure_stability(ff, atoms, steps=st["steps"], max_changed=st["max_changed_fraction"],
                                          settings=run_settings, final_path=f"{prefix}_final.extxyz",
                                          log=_progress_printer(task))
         except MDRunError as exc:  # a blow-up is the clearest way of not keeping the structure
-            return {**task, "result": {"retained": False, "blew_up": str(exc).split(" (at ")[0]}}
+            return {**task, "result": {"retained": False, "blew_up": str(exc).split(" (at ")[0],
+                                       **({"relaxation": relaxation} if relaxation else {})}}
+        if relaxation:
+            result["relaxation"] = relaxation
         if not result["retained"]:
             print(f"[md] {task['name']}: the structure did not survive {result['steps']} steps at "
                   f"{result['temperature_K']:g} K: {result['changed_fraction']:.0%} of the atoms changed "
@@ -280,7 +295,8 @@ def run_task(task: dict) -> dict:
     if task["kind"] == "heterostructure":
         try:
             return {**task, "result": heterostructure.run(ff, settings["heterostructure"], settings["elastic"],
-                                                         run_settings, log=_progress_printer(task))}
+                                                         run_settings, relax_steps=settings["stability"]["relax_steps"],
+                                                         log=_progress_printer(task))}
         except MDRunError as exc:
             return _blown_up(task, exc)
     if task["kind"] in ("elastic", "elastic_low_T"):

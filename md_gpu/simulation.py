@@ -3,7 +3,9 @@
 Data flow::
 
     State + force field --> Simulation(stages) --> per stage: velocity_verlet(thermostat, modifiers)
-        every thermo_every steps: a row of the thermo table (T, energies, stress, cell)
+        every thermo_every steps: a row of the thermo table (T, energies, stress, cell), and the
+            blow-up guard: MDRunError at a non-finite energy or a potential energy more than
+            COLLAPSE_EV_PER_ATOM per atom below the first row (a hole of the potential)
         every traj_every steps: an extxyz frame;  every checkpoint_every: a checkpoint (.npz)
         every grade_every steps: extrapolation grades (:mod:`md_gpu.extrapolation`)
     --> RunResult(thermo: dict of arrays, final MDState, stage start rows, stopped_by)
@@ -25,7 +27,7 @@ import numpy as np
 
 from .backend import to_numpy, xp_for
 from .cell_control import Barostat, Deform, axis_index
-from .errors import MDSetupError
+from .errors import MDRunError, MDSetupError
 from .integrators import MDState, make_force_fn, make_rng, stress, velocity_verlet
 from .neighbors import NeighborList
 from .state import State, kinetic_energy, temperature
@@ -33,6 +35,11 @@ from .state import State, kinetic_energy, temperature
 THERMO_COLUMNS = ("step", "time_fs", "stage", "temperature_K", "potential_eV", "kinetic_eV", "heat_eV",
                   "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
                   "stress_xy_GPa", "cell_xx_A", "cell_yy_A", "cell_zz_A", "cell_xy_A", "max_grade")
+# A potential energy this far (eV/atom) below the run's first row is a collapse into a hole of the
+# potential, not physics: reconstructions and fracture change it by tenths of an eV per atom, while a
+# GFN2-xTB interface MTP fell by 1.5-6000 eV/atom once two atoms entered a hole (a stripe cell that
+# then reported C = 0 N/m). Checked at every thermo row.
+COLLAPSE_EV_PER_ATOM = 1.0
 
 
 @dataclass
@@ -242,6 +249,7 @@ class Simulation:
                     grade = self.extrapolation.check(md, self.nlist)
                 if k % self.thermo_every == 0 or k == stage.steps:
                     rows.append(self._row(md, index, grade))
+                    _check_energy(rows, md.state.n_atoms)
                     if failure is not None and failure.update(
                             stage.strain_rate_per_s * 1e-15 * (md.time_fs - t0_fs), rows[-1][axial_column]):
                         stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell to "
@@ -267,3 +275,18 @@ class Simulation:
         thermo = np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS))
         return RunResult({c: thermo[:, n] for n, c in enumerate(THERMO_COLUMNS)}, md, stage_rows,
                          stage_L0, stopped_by)
+
+
+def _check_energy(rows: list, n_atoms: int) -> None:
+    """MDRunError when the newest thermo row has a non-finite energy or temperature, or a potential
+    energy more than COLLAPSE_EV_PER_ATOM per atom below the run's first row (a hole of the potential)."""
+    step, temperature_K, energy = rows[-1][0], rows[-1][3], rows[-1][4]
+    if not (np.isfinite(energy) and np.isfinite(temperature_K)):
+        raise MDRunError(f"step {step:.0f}: the energy ({energy}) or temperature ({temperature_K}) is not finite: "
+                         "the system blew up")
+    drop = (rows[0][4] - energy) / n_atoms
+    if drop > COLLAPSE_EV_PER_ATOM:
+        raise MDRunError(f"step {step:.0f}: the potential energy fell {drop:.3g} eV/atom below the run's start "
+                         f"(more than {COLLAPSE_EV_PER_ATOM:g}): the system collapsed into a hole of the potential, "
+                         "where it has no training data. Check the potential with a 0 K relaxation "
+                         "(md.stability.relaxation) and md.extrapolation.every")

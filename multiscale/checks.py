@@ -8,7 +8,8 @@ Data flow::
         --> check_structures, check_reference_stiffness, check_fe_vs_md  --> rows {check, ours, reference, rel_diff, tol, passed}
         --> the report's "Cross-scale checks" table and runs/report/checks.json
 
-Three checks, with the tolerances of the acceptance criteria:
+Three checks, with the tolerances of the acceptance criteria (and, ahead of the first, whether the
+0 K relaxation that precedes it found a hole of the potential, md_gpu.protocols.relaxation):
 
 * Structure kept: each system's NVT run at temperature from its 0 K structure (``stability`` of the
   MD summary, md_gpu.protocols.stability) changes the coordination number of at most
@@ -127,6 +128,8 @@ def check_structures(md_summary: dict | None) -> list[dict]:
         st = entry.get("stability")
         if not st:
             continue
+        if st.get("relaxation"):
+            rows.append(_relaxation_row(system, st["relaxation"]))
         check = f"{name} ({system})"
         if "changed_fraction" not in st:  # blew up
             rows.append({**_not_run(check, ""), "passed": False,
@@ -141,6 +144,16 @@ def check_structures(md_summary: dict | None) -> list[dict]:
                              f"coordination number 0, 1, 2, ...: {start} before, {end} after; potential energy "
                              f"{st['energy_drift_meV_per_atom']:+.1f} meV/atom"})
     return rows or [_not_run(name, "the md stage ran no structure check (md.stability.enabled)")]
+
+
+def _relaxation_row(system: str, relaxation: dict) -> dict:
+    """The 0 K relaxation that precedes the NVT structure check: passes unless it found a hole."""
+    from md_gpu.protocols.relaxation import describe
+
+    return {"check": f"no hole of the MTP at 0 K ({system})",
+            "ours": float(relaxation["energy_change_meV_per_atom"]), "reference": 0.0, "rel_diff": None,
+            "tolerance": None, "passed": not relaxation["hole"],
+            "what": f"relaxation energy (meV/atom) of the built structure with its MTP: {describe(relaxation)}"}
 
 
 def _read(path: Path) -> dict | None:

@@ -69,6 +69,7 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     assert md["interface"]["normal"]["ultimate_strength_N_per_m"]["mean"] > 0
     for system in SYSTEMS:  # the structure check ran for every system (kept or not, it is reported)
         assert md[system]["stability"]["steps"] == 200 and "retained" in md[system]["stability"]
+        assert md[system]["stability"]["relaxation"]["steps"] > 0  # and the 0 K relaxation before it
 
     props = json.loads((runs / "constitutive" / "properties.json").read_text())
     assert set(props["phases"]) == {"graphene", "borophene"} and props["interfaces"]
@@ -98,7 +99,8 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     measured = [row for row in checks if row["ours"] is not None]
     assert {row["check"].split(" (")[0] for row in measured} == {"MTP-MD vs reference engine stiffness",
                                                                   "FE stripes vs direct MD",
-                                                                  "structure kept in MD at temperature"}
+                                                                  "structure kept in MD at temperature",
+                                                                  "no hole of the MTP at 0 K"}
     assert any(row["check"] == "FE stripes vs direct MD (stripe heterostructure)" for row in measured)
     assert fem["consistency"]["period_nm"] == pytest.approx(
         md["interface"]["heterostructure"]["geometry"]["period_nm"])

@@ -90,3 +90,22 @@ def test_structure_check_passes_a_kept_structure_and_fails_a_transformed_one():
     blown = rows["structure kept in MD at temperature (interface)"]
     assert blown["passed"] is False and "blew up" in blown["what"]
     assert check_structures({"systems": {"graphene": {}}})[0]["passed"] is None  # check off: not run, never passed
+
+
+def relaxation(hole):
+    return {"hole": hole, "converged": not hole, "steps": 148 if hole else 30,
+            "energy_change_meV_per_atom": -1088.2 if hole else -0.2,
+            "lowest_energy_change_meV_per_atom": -1088.2 if hole else -0.2, "cell_strain": [-0.0086, -0.0175],
+            "max_displacement_A": 0.63, "min_distance_A": 1.22, "fmax_eV_per_A": 0.01, "n_atoms": 88}
+
+
+def test_a_hole_found_by_the_0K_relaxation_fails_its_own_row():
+    summary = {"systems": {"graphene": {"stability": {**stability(0.0), "relaxation": relaxation(False)}},
+                           "interface": {"stability": {**stability(0.0), "relaxation": relaxation(True)}},
+                           "borophene": {"stability": stability(0.0)}}}  # relax_steps: 0, no row
+    rows = {r["check"]: r for r in check_structures(summary)}
+    assert rows["no hole of the MTP at 0 K (graphene)"]["passed"] is True
+    hole = rows["no hole of the MTP at 0 K (interface)"]
+    assert hole["passed"] is False and hole["ours"] == -1088.2 and "HOLE" in hole["what"]
+    assert "no hole of the MTP at 0 K (borophene)" not in rows
+    assert rows["structure kept in MD at temperature (interface)"]["passed"]  # a separate verdict

@@ -55,6 +55,7 @@ def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
     kept = summary["systems"]["cu"]["stability"]
     assert kept["retained"] and kept["changed_fraction"] == 0.0 and kept["coordination_start"][12] == 16  # fcc
     assert (ctx.out_dir / "cu_stability_final.extxyz").is_file()
+    assert not kept["relaxation"]["hole"] and kept["relaxation"]["n_atoms"] == 16  # the 0 K relaxation before it
     prov = summary["systems"]["cu"]["provenance"]
     assert prov["md_runs"] == ["cu_x_seed0.h5", "cu_x_seed1.h5"] and prov["n_atoms"] == 16
     assert (ctx.out_dir / "cu_stress_strain.png").stat().st_size > 10_000
@@ -80,6 +81,8 @@ def test_md_stage_bad_settings_and_missing_potential(tmp_path):
         run_md(_settings(stability={"steps": 5}), ctx)
     with pytest.raises(ValueError, match="md.stability.max_changed_fraction"):
         run_md(_settings(stability={"max_changed_fraction": 1.5}), ctx)
+    with pytest.raises(ValueError, match="md.stability.relax_steps: -1 must be >= 0"):
+        run_md(_settings(stability={"relax_steps": -1}), ctx)
     with pytest.raises(ValueError, match="md.transverse"):
         run_md(_settings(transverse="both"), ctx)
     ctx.systems = {"graphene": {"kind": "phase", "structure": "graphene", "thickness_A": 3.35}}
