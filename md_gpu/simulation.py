@@ -35,11 +35,16 @@ from .state import State, kinetic_energy, temperature
 THERMO_COLUMNS = ("step", "time_fs", "stage", "temperature_K", "potential_eV", "kinetic_eV", "heat_eV",
                   "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
                   "stress_xy_GPa", "cell_xx_A", "cell_yy_A", "cell_zz_A", "cell_xy_A", "max_grade")
-# A potential energy this far (eV/atom) below the run's first row is a collapse into a hole of the
-# potential, not physics: reconstructions and fracture change it by tenths of an eV per atom, while a
-# GFN2-xTB interface MTP fell by 1.5-6000 eV/atom once two atoms entered a hole (a stripe cell that
-# then reported C = 0 N/m). Checked at every thermo row.
+# Blow-up guards, checked at every thermo row. A potential energy this far (eV/atom) below the run's
+# first row is a collapse into a hole of the potential, not physics: reconstructions and fracture
+# change it by tenths of an eV per atom, while a GFN2-xTB interface MTP relaxed 1.1 eV/atom down
+# into a hole within 150 steps at 0 K.
 COLLAPSE_EV_PER_ATOM = 1.0
+# A thermostatted stage hotter than this many times max(target, 300 K) has blown up: the energy a
+# hole releases outruns the thermostat (the same MTP heated a 352-atom stripe cell at 300 K to 1.9e6 K
+# within 200 steps; the cell tripled, the thermostat cooled the gas, and the run went on to report
+# C = 0 N/m). At fracture or at 1 K after a relaxation burst the global temperature stays far below.
+OVERHEAT_FACTOR = 10.0
 
 
 @dataclass
@@ -249,7 +254,7 @@ class Simulation:
                     grade = self.extrapolation.check(md, self.nlist)
                 if k % self.thermo_every == 0 or k == stage.steps:
                     rows.append(self._row(md, index, grade))
-                    _check_energy(rows, md.state.n_atoms)
+                    _check_blowup(rows, md.state.n_atoms, stage)
                     if failure is not None and failure.update(
                             stage.strain_rate_per_s * 1e-15 * (md.time_fs - t0_fs), rows[-1][axial_column]):
                         stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell to "
@@ -277,9 +282,10 @@ class Simulation:
                          stage_L0, stopped_by)
 
 
-def _check_energy(rows: list, n_atoms: int) -> None:
-    """MDRunError when the newest thermo row has a non-finite energy or temperature, or a potential
-    energy more than COLLAPSE_EV_PER_ATOM per atom below the run's first row (a hole of the potential)."""
+def _check_blowup(rows: list, n_atoms: int, stage: Stage) -> None:
+    """MDRunError when the newest thermo row has a non-finite energy or temperature, a potential energy
+    more than COLLAPSE_EV_PER_ATOM per atom below the run's first row (a hole of the potential), or,
+    in a thermostatted stage, a temperature above OVERHEAT_FACTOR x max(target, 300 K)."""
     step, temperature_K, energy = rows[-1][0], rows[-1][3], rows[-1][4]
     if not (np.isfinite(energy) and np.isfinite(temperature_K)):
         raise MDRunError(f"step {step:.0f}: the energy ({energy}) or temperature ({temperature_K}) is not finite: "
@@ -289,4 +295,9 @@ def _check_energy(rows: list, n_atoms: int) -> None:
         raise MDRunError(f"step {step:.0f}: the potential energy fell {drop:.3g} eV/atom below the run's start "
                          f"(more than {COLLAPSE_EV_PER_ATOM:g}): the system collapsed into a hole of the potential, "
                          "where it has no training data. Check the potential with a 0 K relaxation "
-                         "(md.stability.relaxation) and md.extrapolation.every")
+                         "(md.stability.relax_steps) and md.extrapolation.every")
+    target = getattr(stage.thermostat, "temperature_K", None)
+    if target is not None and temperature_K > OVERHEAT_FACTOR * max(target, 300.0):
+        raise MDRunError(f"step {step:.0f}: the temperature is {temperature_K:.3g} K in stage '{stage.name}' with a "
+                         f"{target:g} K thermostat (more than {OVERHEAT_FACTOR:g} x max(target, 300 K)): the system "
+                         "blew up, energy released by the potential outside its training data (a hole)")

@@ -73,7 +73,10 @@ def test_md_stops_when_the_system_falls_into_a_hole():
     """Without the guard this run goes on with a collapsed cell (a stripe cell then reported C = 0 N/m)."""
     settings = RunSettings(temperature_K=300.0, seed=0)
     sim = simulation(HOLED, prepare_state(HOLED, sheet(a=2.9), settings), settings, log=lambda line: None)
-    with pytest.raises(MDRunError, match="hole of the potential"):
+    with pytest.raises(MDRunError, match="fell .* eV/atom below the run's start.*hole of the potential"):
+        sim.run([Stage("nve", 3000)])  # NVE: no thermostat target, the energy guard alone
+    sim = simulation(HOLED, prepare_state(HOLED, sheet(a=2.9), settings), settings, log=lambda line: None)
+    with pytest.raises(MDRunError, match="hole"):  # thermostatted: one of the two guards, whichever first
         sim.run([Stage("nvt", 3000, thermostat=settings.make_thermostat())])
     run = simulation(SOUND, prepare_state(SOUND, sheet(a=2.9), settings), settings, log=lambda line: None).run(
         [Stage("nvt", 300, thermostat=settings.make_thermostat())])
@@ -91,3 +94,17 @@ def test_stripe_heterostructure_refuses_a_hole_before_any_md(monkeypatch):
     h = {"graphene_cells_y": 2, "borophene_cells_y": 1, "repeat_x": 1}
     with pytest.raises(MDRunError, match="the stripe cell: 0 K relaxation.*HOLE"):
         heterostructure.run(holed, h, {"delta": 0.005, "sample_steps": 10}, RunSettings(), log=lambda line: None)
+
+
+def test_md_stops_when_a_thermostatted_run_overheats():
+    """The explosion a hole causes can raise the potential energy (atoms fly apart), so the collapse guard
+    misses it; the temperature does not: here a cell starting far above 10 x 300 K under a 300 K thermostat."""
+    from md_gpu.integrators import Bussi
+
+    hot = RunSettings(temperature_K=4000.0, seed=0)  # Maxwell-Boltzmann at 8000 K: ~4000 K after equipartition
+    state = prepare_state(SOUND, sheet(a=2.9), hot)
+    slow = Bussi(300.0, tau_fs=1e6)
+    with pytest.raises(MDRunError, match="temperature is .* K in stage 'nvt' with a 300 K thermostat"):
+        simulation(SOUND, state, hot, log=lambda line: None).run([Stage("nvt", 20, thermostat=slow)])
+    run = simulation(SOUND, state, hot, log=lambda line: None).run([Stage("nve", 20)])  # no thermostat: no target
+    assert run.thermo["temperature_K"].max() > 3000.0

@@ -2,7 +2,7 @@
 
 Why: a machine-learned potential can have a hole next to the structure it was fitted around: a
 region with no training data where its energy falls without bound. MD finds such a hole by chance
-(one seed blows up, the next collapses silently and reports C = 0 N/m); a 0 K relaxation, which
+(one seed blew up in the barostat, the next exploded to 1.9e6 K, cooled, and reported C = 0 N/m); a 0 K relaxation, which
 follows the forces downhill, finds it in seconds. The quick GFN2-xTB interface MTP of this
 project relaxed the interface cell by 69 meV/atom, then, once the in-plane cell had shrunk 0.5 %,
 fell 1.5 eV/atom in a few steps with a B-C pair at 1.18 Å; its preliminary MTP, without the two
