@@ -92,6 +92,30 @@ def test_fit_stage_bad_settings(ctx, over, match):
         fit_stage.run_fit(_settings(**over), ctx)
 
 
+def test_per_system_settings_override_the_common_ones(ctx):
+    settings = _settings(level=8, method="linear", passive={"every_k": 12}, per_system={"graphene": {"level": 6}})
+    summary = fit_stage.run_fit(settings, ctx)
+    report = json.loads((ctx.out_dir / "graphene_fit.json").read_text())
+    assert report["level"] == 6 and report["settings"]["level"] == 6 and "per_system" not in report["settings"]
+    assert summary["systems"]["graphene"]["level"] == 6
+    from training.mtp import MTP
+
+    assert MTP.read(ctx.out_dir / "graphene.mtp").basis_size == report["basis_size"]
+    assert any("graphene: {'level': 6}" in line for line in ctx.lines)
+
+
+@pytest.mark.parametrize("per_system, match", [
+    ({"borophene": {"level": 12}}, "fit.per_system: borophene is not a system of the case"),
+    ({"graphene": {"cutoff_A": 6.0}}, r"fit.per_system.graphene.cutoff_A: not a per-system setting; allowed: level"),
+    ({"graphene": {"level": 7}}, r"fit.per_system.graphene: fit.level: 7 is not one of MLIP's levels"),
+    ({"graphene": {"level": "12"}}, r"fit.per_system.graphene.level: must be int, got '12'"),
+    ({"graphene": 12}, r"fit.per_system.graphene: must be a mapping"),
+])
+def test_per_system_settings_bad_input(ctx, per_system, match):
+    with pytest.raises(ValueError, match=match):
+        fit_stage.run_fit(_settings(method="linear", per_system=per_system), ctx)
+
+
 def test_fit_stage_missing_dataset(ctx):
     ctx.systems = {"borophene": {"kind": "phase"}}
     with pytest.raises(datasets.DatasetError, match="borophene.extxyz.gz is missing; the data stage wrote no"):

@@ -1,7 +1,8 @@
 """The ``fit`` stage: one passively trained MTP per system of the case, with its active set and report.
 
 Data flow (docs/architecture.md): ``runs/data/<system>.extxyz.gz`` (the data stage's datasets) +
-``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`) -> for each system (farmed with ``ctx.map``; an interface
+``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`; ``fit.per_system.<system>`` changes level, max_iter, method,
+radial_basis_size or seed for one system, :func:`system_settings`) -> for each system (farmed with ``ctx.map``; an interface
 system also gets the frames of the phases in its ``between``, ``fit.interface_with_phases``): an initial
 MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-step passive training
 (:func:`training.passive.passive_train`) -> ``ctx.out_dir``:
@@ -52,7 +53,12 @@ FIT_SETTINGS = {
         "parameters": (str, "all", "active-set rows: all coefficients incl. radial (as MLIP-2) | linear (faster)"),
         "rounds": (int, 1, "grade-and-refit rounds (1: the two-step scheme)"),
     },
+    "per_system": (dict, {}, "settings of single systems over the ones above, e.g. {interface: {level: 12}} "
+                             "(keys: level, max_iter, method, radial_basis_size, seed)"),
 }
+# What fit.per_system may change: the model and its optimisation. Cut-offs stay common (the MD stage
+# and the MTP files of one case share them) and so do the data and passive-selection settings.
+PER_SYSTEM_KEYS = ("level", "max_iter", "method", "radial_basis_size", "seed")
 
 
 def defaults(schema: dict) -> dict:
@@ -61,8 +67,34 @@ def defaults(schema: dict) -> dict:
             for k, v in schema.items()}
 
 
+def system_settings(settings: dict, system: str) -> dict:
+    """The settings the fit of ``system`` uses: ``settings`` with ``per_system[system]`` over them
+    (and without ``per_system``)."""
+    out = {k: v for k, v in settings.items() if k != "per_system"}
+    out.update(settings.get("per_system", {}).get(system, {}))
+    return out
+
+
+def _check_per_system(settings: dict) -> None:
+    for system, over in settings.get("per_system", {}).items():
+        where = f"fit.per_system.{system}"
+        if not isinstance(over, dict):
+            raise ValueError(f"{where}: must be a mapping of fit settings, e.g. {{level: 12}}, got {over!r}")
+        for key, value in over.items():
+            if key not in PER_SYSTEM_KEYS:
+                raise ValueError(f"{where}.{key}: not a per-system setting; allowed: {', '.join(PER_SYSTEM_KEYS)}")
+            kind = FIT_SETTINGS[key][0]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"{where}.{key}: must be {kind.__name__}, got {value!r}")
+        try:
+            check_settings(system_settings(settings, system))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
 def check_settings(settings: dict) -> None:
     """Value checks of a complete ``fit:`` section; ValueError names the key."""
+    _check_per_system(settings)
     if settings["method"] not in ("full", "linear"):
         raise ValueError(f"fit.method: {settings['method']!r} is not one of full, linear")
     if settings["passive"]["parameters"] not in PARAMETERS:
@@ -154,6 +186,10 @@ def fit_system(task: dict) -> dict:
 def run_fit(settings: dict, ctx) -> dict:
     """Run the fit stage (module docstring); returns the per-system summary (also ``summary.json``)."""
     check_settings(settings)
+    unknown = sorted(set(settings["per_system"]) - set(ctx.systems))
+    if unknown:
+        raise ValueError(f"fit.per_system: {', '.join(unknown)} is not a system of the case (systems: "
+                         f"{', '.join(ctx.systems)})")
     data_dir = ctx.stage_dir("data")
     tasks = []
     for name in ctx.systems:
@@ -169,9 +205,9 @@ def run_fit(settings: dict, ctx) -> dict:
                 raise datasets.DatasetError(f"fit: {path} is missing (interface '{name}' is fitted with the data of "
                                             f"its phases; set fit.interface_with_phases: false to fit it alone)")
         tasks.append({"system": name, "dataset": str(dataset), "extra_datasets": extra, "out_dir": str(ctx.out_dir),
-                      "case_dir": str(ctx.case_dir), "settings": settings})
+                      "case_dir": str(ctx.case_dir), "settings": system_settings(settings, name)})
     ctx.log(f"fit: passive training of {len(tasks)} potential(s), level {settings['level']}, method "
-            f"{settings['method']}")
+            f"{settings['method']}" + "".join(f"; {name}: {over}" for name, over in settings["per_system"].items()))
     reports = ctx.map(fit_system, tasks)
     summary = {"systems": {}}
     for rep in reports:
