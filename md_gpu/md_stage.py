@@ -282,15 +282,15 @@ def run_task(task: dict) -> dict:
                                          settings=run_settings, final_path=f"{prefix}_final.extxyz",
                                          log=_progress_printer(task))
         except MDRunError as exc:  # a blow-up is the clearest way of not keeping the structure
-            return {**task, "result": {"retained": False, "blew_up": str(exc).split(" (at ")[0],
-                                       **({"relaxation": relaxation} if relaxation else {})}}
+            result = {"retained": False, "blew_up": str(exc).split(" (at ")[0]}
+        else:
+            if not result["retained"]:
+                print(f"[md] {task['name']}: the structure did not survive {result['steps']} steps at "
+                      f"{result['temperature_K']:g} K: {result['changed_fraction']:.0%} of the atoms changed "
+                      f"coordination (energy {result['energy_drift_meV_per_atom']:+.1f} meV/atom); its MD "
+                      f"properties belong to another structure (see {prefix.name}_final.extxyz)", flush=True)
         if relaxation:
             result["relaxation"] = relaxation
-        if not result["retained"]:
-            print(f"[md] {task['name']}: the structure did not survive {result['steps']} steps at "
-                  f"{result['temperature_K']:g} K: {result['changed_fraction']:.0%} of the atoms changed "
-                  f"coordination (energy {result['energy_drift_meV_per_atom']:+.1f} meV/atom); its MD properties "
-                  f"belong to another structure (see {prefix.name}_final.extxyz)", flush=True)
         return {**task, "result": result}
     if task["kind"] == "heterostructure":
         try:
