@@ -19,11 +19,12 @@ bootstrap:
 
 # The demo farms its fits, MD runs and FE solves over RANKS MPI ranks (one per core; serial
 # where mpirun is missing, which is checked after the bootstrap installed it). Results equal the
-# serial run's (docs/runner.md, MPI).
+# serial run's (docs/runner.md, MPI). Unbound ranks (--bind-to none): a rank done with its share of
+# the fits sleeps, and the threads of the last fit (training/fit_stage.py) use its core.
 RANKS ?= 2
 demo: bootstrap
 	@if command -v mpirun >/dev/null && [ "$(RANKS)" != 1 ]; then \
-	  set -x; mpirun -n $(RANKS) --oversubscribe -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x MPLBACKEND \
+	  set -x; mpirun -n $(RANKS) --oversubscribe --bind-to none -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x MPLBACKEND \
 	    $(VENV)/bin/multiscale run $(CASE) --preset $(PRESET); \
 	else set -x; $(VENV)/bin/multiscale run $(CASE) --preset $(PRESET); fi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from .errors import StageError
 from .parallel import Farm
@@ -66,11 +66,13 @@ class StageContext:
         if self.is_root:
             self.logger.info(line)
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable, *, what: str = "tasks") -> list:
-        """``[fn(item) for item in items]`` farmed over the MPI ranks, results in order."""
+    def map(self, fn: Callable[[Any], Any], items: Iterable, *, what: str = "tasks",
+            costs: Sequence[float] | None = None) -> list:
+        """``[fn(item) for item in items]`` farmed over the MPI ranks, results in order (``costs``:
+        relative cost per item, farmed costliest first, see :meth:`multiscale.parallel.Farm.map`)."""
         items = list(items)
         size = self.farm.size
         # Rank 0 sees only its own share; with round-robin farming the others keep pace.
         report = (lambda n: self.progress(min(n * size, len(items)), len(items), what))
         report(0)  # starts the clock, so that the rate counts from the first item, not from its end
-        return self.farm.map(fn, items, progress=report)
+        return self.farm.map(fn, items, progress=report, costs=costs)

@@ -1,9 +1,12 @@
 """MPI for the runner: independent tasks farmed over ranks, errors that never hang.
 
 Data flow: every rank runs the same stage function; ``Farm.map(fn, items)``
-gives item ``k`` to rank ``k % size``, each rank computes its share, and one
+gives item ``k`` to rank ``k % size`` (or, with ``costs``, the costliest items
+first each to the least loaded rank), each rank computes its share, and one
 ``allgather`` returns every result, in order, to every rank. Rank 0 alone owns
-the case directory.
+the case directory. A rank that finished its share waits asleep (polling a
+non-blocking barrier), not spinning in MPI, so that threads of a rank still
+working can use its core (the fit stage's threads).
 
 Errors: every collective here exchanges a *payload* that says either "ok" or
 "failed on rank r: message". When any rank's payload is a failure, every rank
@@ -19,12 +22,15 @@ serial run never calls ``MPI_Init`` (which would stop it from launching
 from __future__ import annotations
 
 import os
+import time
 import traceback
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from .errors import StageError
 
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+#: Seconds between the checks of a rank waiting for the others.
+WAIT_POLL_S = 0.02
 
 
 def launched_by_mpi() -> bool:
@@ -77,6 +83,10 @@ class Farm:
         if self.comm is None:
             payloads = [payload]
         else:
+            # wait asleep for the others: a blocking collective spins on its core (Open MPI)
+            arrived = self.comm.Ibarrier()
+            while not arrived.Test():
+                time.sleep(WAIT_POLL_S)
             payloads = self.comm.allgather(payload)
         failures = [p for p in payloads if p[0] == "failed"]
         if failures:
@@ -98,15 +108,23 @@ class Farm:
             self._exchange(("failed", self.rank, _describe(error)))
 
     def map(self, fn: Callable[[Any], Any], items: Iterable, *,
-            progress: Callable[[int], None] | None = None) -> list:
+            progress: Callable[[int], None] | None = None, costs: Sequence[float] | None = None) -> list:
         """``[fn(item) for item in items]``, items farmed round-robin over the ranks.
 
-        ``progress(n_done_here)`` is called on each rank after each of its items.
+        ``progress(n_done_here)`` is called on each rank after each of its items. ``costs`` (one
+        relative cost per item): farm by :func:`assign` instead, so that one long item does not wait
+        behind short ones on the same rank.
         """
         items = list(items)
+        if costs is None:
+            share = range(self.rank, len(items), self.size)
+        else:
+            if len(costs) != len(items):
+                raise ValueError(f"Farm.map: {len(costs)} costs for {len(items)} items")
+            share = assign(costs, self.size)[self.rank]
         mine: list[tuple[int, Any]] = []
         try:
-            for index in range(self.rank, len(items), self.size):
+            for index in share:
                 mine.append((index, fn(items[index])))
                 if progress is not None:
                     progress(len(mine))
@@ -120,6 +138,18 @@ class Farm:
             for index, value in part:
                 results[index] = value
         return results
+
+
+def assign(costs: Sequence[float], size: int) -> list[list[int]]:
+    """Item indices per rank: the costliest item first, each to the rank with the least cost so far
+    (ties: lowest rank, then lowest index), the longest-processing-time rule. Deterministic."""
+    shares: list[list[int]] = [[] for _ in range(size)]
+    load = [0.0] * size
+    for index in sorted(range(len(costs)), key=lambda k: (-float(costs[k]), k)):
+        rank = min(range(size), key=lambda r: (load[r], r))
+        shares[rank].append(index)
+        load[rank] += float(costs[index])
+    return shares
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,6 +1,6 @@
 """The whole chain data -> fit -> md -> constitutive -> fem -> report on a tiny copy of the default case.
 
-Every stage runs for real on small inputs: every 4th frame of the embedded GFN1-xTB datasets, level-6
+Every stage runs for real on small inputs: every 4th frame of the embedded GFN2-xTB datasets, level-6
 MTPs, a few hundred MD steps at a fast strain rate, a coarse FE mesh. The test checks that each stage
 hands the next what it needs (file contracts of DESIGN.md), that the report carries the cross-scale
 checks with numbers, and that a second run skips every stage.
@@ -42,7 +42,10 @@ def tiny_case(root: Path) -> Path:
     raw["fem"].update(length_nm=20.0, height_nm=20.0, mesh_size_nm=1.0, ell_nm=2.0, interface_width_nm=0.0,
                       stripes={"period_nm": 20.0, "fraction": 0.5, "orientation": "x"},
                       loading={"max_strain": 0.3, "n_steps": 10}, write_fields=False, studies=[],
-                      thermal={"load_direction": "y", "mesh_size_nm": 2.0, "period_count": 3, "fractions": [0.5]})
+                      # 500 HNEMD steps of a level-6 MTP can leave a phase's conductivity <= 0 (the GFN2-xTB
+                      # borophene: -327 W/(m K)); the quick preset's answer: leave the FE heat conduction out
+                      thermal={"load_direction": "y", "mesh_size_nm": 2.0, "period_count": 3, "fractions": [0.5],
+                               "on_bad_input": "skip"})
     case = root / "tiny"
     (case / "data").mkdir(parents=True)
     (case / "case.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -90,10 +93,16 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     # heat: MD conductivities reach properties.json, the FE model uses them
     kappa = props["phases"]["graphene"]["thermal"]["conductivity_W_per_mK"]["x"]
     assert kappa["mean"] > 0 and kappa["n"] == 1
-    assert (runs / "fem" / "thermal_temperature.png").is_file()
-    # no interface conductance: perfect thermal contact, recorded, and no size sweep (it needs G)
     assert "thermal" not in props["interfaces"]["graphene|borophene"]
-    assert any("perfect" in note for note in fem["thermal"]["notes"]) and not (runs / "fem" / "thermal_size.png").is_file()
+    boro = props["phases"]["borophene"]["thermal"]["conductivity_W_per_mK"]["x"]["mean"]
+    if boro > 0:
+        assert (runs / "fem" / "thermal_temperature.png").is_file()
+        # no interface conductance: perfect thermal contact, recorded, and no size sweep (it needs G)
+        assert any("perfect" in note for note in fem["thermal"]["notes"])
+        assert not (runs / "fem" / "thermal_size.png").is_file()
+    else:  # left out, saying which number of which file, the rest of the FE stage done
+        assert "conductivity_W_per_mK" in fem["thermal"]["skipped"] and "on_bad_input: skip" in fem["thermal"]["skipped"]
+        assert not (runs / "fem" / "thermal_temperature.png").is_file()
 
     checks = json.loads((runs / "report" / "checks.json").read_text())
     measured = [row for row in checks if row["ours"] is not None]

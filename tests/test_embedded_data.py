@@ -1,6 +1,6 @@
 """The embedded default datasets of the graphene/borophene case: present, readable, covering what the
-later stages need (300-1500 K, strains to beyond failure, energies, forces and stresses), honest about
-the engine."""
+later stages need (300-1500 K, strains to beyond failure, ripple and small-strain single points,
+energies, forces and stresses), honest about the engine."""
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,17 @@ def test_embedded_dataset_covers_the_training_recipe(system):
     frames = datasets.read(path)
     assert len(frames) >= 200
     assert set(np.concatenate([a.get_chemical_symbols() for a in frames])) == SYSTEMS[system]
-    temperatures = {a.info["temperature_K"] for a in frames}
+    md = [a for a in frames if not a.info.get("independent")]
+    temperatures = {a.info["temperature_K"] for a in md}
     assert min(temperatures) <= 300 and max(temperatures) >= 1500
-    strains = np.array([a.info["strain"] for a in frames])
+    strains = np.array([a.info["strain"] for a in md])
     assert strains.max() >= 0.3 and strains.min() == 0.0
+    # single points at 0 K (training.ripples, training.strain_frames): bending and small strains
+    single = [a for a in frames if a.info.get("independent")]
+    assert sorted({a.info["chain"] for a in single}) == ["ripples", "strains"]
+    assert sum(a.info["chain"] == "ripples" for a in single) >= 24 and sum(a.info["chain"] == "strains" for a in single) >= 24
+    assert {a.info["temperature_K"] for a in single} == {0.0}
+    assert 0.005 < np.abs([a.info["strain"] for a in single if a.info["chain"] == "strains"]).max() < 0.05
     for atoms in frames[:: 25]:
         assert np.isfinite(atoms.get_potential_energy())
         assert atoms.get_forces().shape == (len(atoms), 3)

@@ -137,6 +137,26 @@ def test_fixed_seed_gives_identical_potential(cubic, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["lm", "lbfgs"])
+def test_threads_give_the_same_potential(method, cubic, multi, monkeypatch, tmp_path):
+    """The batches computed on 3 threads (one frame per batch here) give the potential of 1 thread,
+    to the last digit: design matrix, Jacobian (lm) and θ-gradient (lbfgs) rows do not depend on it."""
+    import training.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "BATCH_ELEMENTS", 1)  # one frame per batch: several batches
+    for frames in (cubic, multi):
+        runs = [train_mtp(TEMPLATES / "06.mtp", frames, max_iter=4, seed=3, method=method, validation=frames[:2],
+                          threads=threads, **QUIET) for threads in (1, 3)]
+        for k, (mtp, _) in enumerate(runs):
+            mtp.write(tmp_path / f"t{k}.mtp")
+        texts = [(tmp_path / f"t{k}.mtp").read_text() for k in range(2)]
+        assert texts[0] == texts[1]
+        assert runs[0][1]["loss_history"] == runs[1][1]["loss_history"]
+        assert runs[0][1]["valid"] == runs[1][1]["valid"]
+    spec = BasisSpec.from_mtp(load_template(TEMPLATES / "06.mtp", species_count=3)[1])
+    assert len(TrainingSet.build(spec, multi, frame_types_of(multi)[0]).batches) == len(multi) > 1
+
+
+@pytest.mark.parametrize("method", ["lm", "lbfgs"])
 def test_resume_after_interrupt_gives_the_same_potential(method, cubic, tmp_path):
     _, init = load_template(TEMPLATES / "06.mtp")
     opts = dict(max_iter=5, seed=1, method=method, starts=2, start_iter=2)
@@ -214,6 +234,9 @@ def test_bad_inputs_name_the_problem(cubic, tmp_path):
         fit(init, cubic[:1], max_iter=-1, **QUIET)
     with pytest.raises(FitError, match="theta_frames"):
         fit(init, cubic[:1], theta_frames=0, **QUIET)
+    for threads in (0, 1.5, True):
+        with pytest.raises(FitError, match=f"threads: {threads!r} must be an integer >= 1"):
+            fit(init, cubic[:1], threads=threads, **QUIET)
     with pytest.raises(FitError, match="no frames"):
         fit(init, [], [], **QUIET)
     with pytest.raises(FitError, match="--weights: 'force=1' is not"):

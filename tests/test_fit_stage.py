@@ -18,7 +18,8 @@ class _Ctx(SimpleNamespace):
     def log(self, msg):
         self.lines.append(msg)
 
-    def map(self, fn, items):
+    def map(self, fn, items, costs=None):
+        self.costs = costs
         return [fn(item) for item in items]
 
     def progress(self, done, total, what=""):

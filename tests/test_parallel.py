@@ -46,3 +46,17 @@ def test_ranks_use_ase_file_functions_out_of_step_without_hang(tmp_path, mpirun)
     proc = mpirun(["mpi_ase_io.py", str(tmp_path)], n=2, timeout=60, cwd=str(TESTS))
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "rank 0 done" in proc.stdout and "rank 1 done" in proc.stdout
+
+
+def test_costly_items_go_first_to_the_least_loaded_rank_and_a_waiting_rank_sleeps(mpirun):
+    """costs [1, 1, 10] on 2 ranks: the long item alone on rank 0, both short ones on rank 1, results
+    in item order on every rank; rank 1, done at once, waits 2 s for rank 0 without spinning on its
+    core (a blocking allgather spins; the fit's threads need that core)."""
+    proc = mpirun(["mpi_farm_costs.py"], n=2, timeout=120, cwd=str(TESTS))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    lines = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+                   key=lambda r: r["rank"])
+    assert [r["rank"] for r in lines] == [0, 1]
+    for r in lines:
+        assert r["results"] == [["a", 1], ["b", 1], ["long", 0]]
+    assert lines[1]["cpu_s"] < 0.5, lines[1]

@@ -139,3 +139,16 @@ def test_python_api_runs_a_stage_function_alone(tmp_path):
     ctx = StageContext(name="a", case_dir=tmp_path, runs_dir=tmp_path, out_dir=out, systems={}, farm=Farm())
     summary = run_a({"power": 3, "fail_on": -1, "sleep_s": 0.0, "nested": {"label": "x"}}, ctx)
     assert summary == {"n": 5, "sum": 225.0}
+
+
+def test_assign_farms_the_costliest_items_first_to_the_least_loaded_rank():
+    from multiscale.parallel import Farm, assign
+
+    assert assign([1, 1, 10], 2) == [[2], [0, 1]]          # round-robin would put 0 and 2 on rank 0
+    assert assign([3, 3, 2, 2, 2], 2) == [[0, 2, 4], [1, 3]]
+    assert assign([5, 1], 4) == [[0], [1], [], []]
+    shares = assign([4, 7, 1, 7, 3, 2], 3)
+    assert sorted(i for share in shares for i in share) == list(range(6))
+    assert Farm().map(lambda x: x * x, [1, 2, 3], costs=[1, 5, 2]) == [1, 4, 9]  # serial: in order
+    with pytest.raises(ValueError, match="2 costs for 3 items"):
+        Farm().map(lambda x: x, [1, 2, 3], costs=[1, 2])

@@ -27,7 +27,7 @@ import platform
 
 ENGINES = ("tblite-gfn1", "tblite-gfn2", "gpaw", "python:<module>.<Class>")
 #: The engine of the embedded datasets and of ``training.structures.LATTICE``.
-DEFAULT_ENGINE = "tblite-gfn1"
+DEFAULT_ENGINE = "tblite-gfn2"
 
 # Defaults per engine; the user's settings override them key by key.
 _TBLITE_DEFAULTS = {"accuracy": 1.0, "electronic_temperature": 300.0, "max_iterations": 250,

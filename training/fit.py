@@ -39,6 +39,7 @@ import hashlib
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,7 +214,9 @@ class TrainingSet:
     Row layout of the design matrix (per batch, concatenated): energies [F_b], forces [3 N_b],
     virials [6 F_b].  ``row_scale`` [rows] holds √weight factors (0 for a frame without stress);
     ``y`` [rows] the weighted reference; ``counts`` [F, S] atoms per species; ``kinds`` [rows]
-    0 energy, 1 force, 2 virial; ``row_frame`` [rows]; ``volume`` [F] (Å³).
+    0 energy, 1 force, 2 virial; ``row_frame`` [rows]; ``volume`` [F] (Å³).  ``threads``: the batches
+    are computed on this many threads (NumPy releases the GIL in the array work; each batch writes
+    its own rows, so the result does not depend on the thread count).
     """
 
     spec: BasisSpec
@@ -225,6 +228,7 @@ class TrainingSet:
     kinds: np.ndarray
     row_frame: np.ndarray
     volume: np.ndarray
+    threads: int = 1
 
     @classmethod
     def build(cls, spec: BasisSpec, frames, types, *, weights: FitWeights = FitWeights(),
@@ -281,20 +285,32 @@ class TrainingSet:
     def n_frames(self) -> int:
         return int(self.n_atoms.size)
 
+    def _each_batch(self, work) -> list:
+        """``[work(batch, first row, first frame) for each batch]``, on ``threads`` threads."""
+        starts, r0, f0 = [], 0, 0
+        for batch in self.batches:
+            starts.append((batch, r0, f0))
+            r0, f0 = r0 + 7 * batch.n_frames + 3 * batch.types.size, f0 + batch.n_frames
+        if self.threads > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(min(self.threads, len(starts))) as pool:
+                return list(pool.map(lambda start: work(*start), starts))
+        return [work(*start) for start in starts]
+
     def matrix(self, theta) -> np.ndarray:
         """Weighted design matrix A [rows, K + S] (moment columns, then species columns)."""
         spec = self.spec
         k, s = spec.n_basis, spec.species_count
         out = np.zeros((self.y.size, k + s))
-        r0, f0 = 0, 0
-        for batch in self.batches:
+
+        def rows(batch, r0, f0):
             energy, forces, virial = design(spec, theta, batch)
             nf, na = batch.n_frames, batch.types.size
             out[r0:r0 + nf, :k] = energy
             out[r0:r0 + nf, k:] = self.counts[f0:f0 + nf]
             out[r0 + nf:r0 + nf + 3 * na, :k] = forces.reshape(-1, k)
             out[r0 + nf + 3 * na:r0 + 7 * nf + 3 * na, :k] = virial.reshape(-1, k)
-            r0, f0 = r0 + 7 * nf + 3 * na, f0 + nf
+
+        self._each_batch(rows)
         out *= self.row_scale[:, None]
         return out
 
@@ -302,28 +318,31 @@ class TrainingSet:
         """∂(Σ residual·(A c))/∂θ [S*S, M, X] for weighted ``residual`` [rows] and c = ``coeffs`` [K + S]."""
         spec = self.spec
         seed = residual * self.row_scale
-        grad = np.zeros(spec.theta_shape)
-        r0 = 0
-        for batch in self.batches:
+
+        def part(batch, r0, f0):
             nf, na = batch.n_frames, batch.types.size
             e, f, w = seed[r0:r0 + nf], seed[r0 + nf:r0 + nf + 3 * na], seed[r0 + nf + 3 * na:r0 + 7 * nf + 3 * na]
-            grad += theta_gradient(spec, theta, coeffs[:spec.n_basis], batch, energy_seed=e,
-                                   force_seed=f.reshape(na, 3), virial_seed=w.reshape(nf, 6))
-            r0 += 7 * nf + 3 * na
+            return theta_gradient(spec, theta, coeffs[:spec.n_basis], batch, energy_seed=e,
+                                  force_seed=f.reshape(na, 3), virial_seed=w.reshape(nf, 6))
+
+        grad = np.zeros(spec.theta_shape)
+        for g in self._each_batch(part):  # summed in batch order: the same sum on any number of threads
+            grad += g
         return grad
 
     def jacobian(self, theta, coeffs) -> np.ndarray:
         """∂(A c)/∂θ [rows, T] (weighted rows, θ flattened) at fixed c = ``coeffs`` [K + S]."""
         spec = self.spec
         out = np.zeros((self.y.size, int(np.prod(spec.theta_shape))))
-        r0 = 0
-        for batch in self.batches:
+
+        def rows(batch, r0, f0):
             energy, forces, virial = prediction_jacobian(spec, theta, coeffs[:spec.n_basis], batch)
             nf, na = batch.n_frames, batch.types.size
             out[r0:r0 + nf] = energy
             out[r0 + nf:r0 + nf + 3 * na] = forces.reshape(3 * na, -1)
             out[r0 + nf + 3 * na:r0 + 7 * nf + 3 * na] = virial.reshape(6 * nf, -1)
-            r0 += 7 * nf + 3 * na
+
+        self._each_batch(rows)
         out *= self.row_scale[:, None]
         return out
 
@@ -627,7 +646,7 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         reg_radial: float = 1e-8, method: str = "lm", starts: int = 4, start_iter: int = 6, memory: int = 30,
         checkpoint=None, resume: bool = False,
         progress: Callable[[int, int, str], None] | None = None, species: list | None = None,
-        source: str = "<frames>") -> FitResult:
+        source: str = "<frames>", threads: int = 1) -> FitResult:
     """Fit the radial (θ) and linear coefficients of ``spec`` to ``frames``.
 
     ``spec``: a :class:`BasisSpec` or a ``training.mtp.MTP`` (see :func:`load_template`; its radial
@@ -641,8 +660,11 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     then L-BFGS once it stalls) or "lbfgs".
     ``valid_frames``/``valid_types``: a validation set for the metrics.  ``checkpoint``: ``.npz`` path
     written after every iteration; ``resume``: continue from it when it exists.  ``progress(done, total,
-    text)``: called after each iteration (default: print ``text``).
+    text)``: called after each iteration (default: print ``text``).  ``threads``: threads over the
+    frame batches of the design matrix, θ-gradient and Jacobian (the same potential on any number).
     """
+    if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
+        raise FitError(f"threads: {threads!r} must be an integer >= 1")
     if not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise FitError(f"max_iter: {max_iter!r} must be an integer >= 0")
     if theta_frames is not None and theta_frames < 1:
@@ -666,10 +688,12 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         types, found = frame_types_of(frames, species)
         species = species or found
     train = TrainingSet.build(spec, frames, types, weights=weights, source=source)
+    train.threads = int(threads)
     if theta_frames is not None and theta_frames < len(frames):
         pick = np.unique(np.linspace(0, len(frames) - 1, theta_frames).round().astype(int))
         opt_set = TrainingSet.build(spec, [frames[k] for k in pick], [types[k] for k in pick],
                                     weights=weights, source=source)
+        opt_set.threads = int(threads)
     else:
         opt_set = train
     theta = np.array(initial_theta(spec, seed) if theta0 is None else theta0, dtype=float)
@@ -747,6 +771,7 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         if valid_types is None:
             valid_types, _ = frame_types_of(valid_frames, species)
         valid = TrainingSet.build(spec, valid_frames, valid_types, weights=weights, source="validation set")
+        valid.threads = int(threads)
         result.predictions["valid"] = valid.predictions(theta, coeffs)
         result.metrics["valid"] = dict(metrics(result.predictions["valid"]), n_frames=valid.n_frames)
     result.seconds = time.perf_counter() - t_start
@@ -761,7 +786,7 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0,
               species: Sequence[str] | None = None, theta_frames: int | None = None, checkpoint=None,
               resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
               reg_linear: float = 1e-10, reg_radial: float = 1e-8, method: str = "lm", starts: int = 4,
-              start_iter: int = 6) -> tuple[MTP, dict]:
+              start_iter: int = 6, threads: int = 1) -> tuple[MTP, dict]:
     """Fit an MTP to ``frames`` starting from ``init``; return (trained MTP, report dict).
 
     ``init``: path of an ``.mtp`` (an untrained template or a trained potential) or an ``MTP``.  The
@@ -790,7 +815,7 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0,
                  theta_frames=theta_frames, valid_frames=validation, valid_types=valid_types,
                  reg_linear=reg_linear, reg_radial=reg_radial, method=method, starts=starts,
                  start_iter=start_iter, checkpoint=checkpoint,
-                 resume=resume, progress=progress, species=species)
+                 resume=resume, progress=progress, species=species, threads=threads)
     report = dict(result.metrics)
     report.update(seconds=result.seconds, iterations=result.iterations, loss_history=list(result.history),
                   weights=FitWeights.coerce(weights).as_dict(), seed=seed, level=mtp0.level, species=species,

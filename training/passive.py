@@ -119,12 +119,12 @@ def full_fit(init, frames, *, validation=None, seed: int = 0, max_iter: int = 10
                      progress=progress, **kwargs)
 
 
-def make_fit_fn(method: str, *, max_iter: int = 100, weights=None, progress=None):
-    """``fit_fn`` for ``method`` = "full" (train_mtp) or "linear" (:func:`linear_fit`)."""
+def make_fit_fn(method: str, *, max_iter: int = 100, weights=None, progress=None, threads: int = 1):
+    """``fit_fn`` for ``method`` = "full" (train_mtp, on ``threads`` threads) or "linear" (:func:`linear_fit`)."""
     if method == "linear":
         return partial(linear_fit, weights=weights)
     if method == "full":
-        return partial(full_fit, max_iter=max_iter, weights=weights, progress=progress)
+        return partial(full_fit, max_iter=max_iter, weights=weights, progress=progress, threads=threads)
     raise PassiveTrainingError(f"fit method {method!r} is not one of full, linear")
 
 

@@ -9,7 +9,7 @@ the 5 A MTP cut-off) long in x and y, with ``vacuum_A`` (default 20 A) along z;
 the Gamma-point engines (tblite) need these large cells anyway.
 
 Lattice parameters (Angstrom) are the 0 K values of the reference engine
-(tblite 0.8.0 GFN1-xTB, Gamma point, in the very supercells built here), found
+(tblite 0.8.0 GFN2-xTB, Gamma point, in the very supercells built here), found
 by :func:`relax_lattice` and :func:`relax_interface`; rerun them when the
 engine changes. They are stored in ``LATTICE`` so that building a cell does
 not need an engine.
@@ -37,11 +37,11 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-# 0 K lattice parameters of the reference engine (tblite 0.8.0, GFN1-xTB, Gamma point);
+# 0 K lattice parameters of the default reference engine (tblite 0.8.0, GFN2-xTB, Gamma point);
 # regenerate with ``python -m training.structures`` (prints the new table).
 LATTICE = {
-    "graphene": {"a": 2.45716},
-    "borophene": {"a": 2.93831, "b": 8.48315},
+    "graphene": {"a": 2.45014},
+    "borophene": {"a": 2.88229, "b": 8.41529},
     "interface": {"gap_A": 1.55},
 }
 SYSTEMS = ("graphene", "borophene", "interface")
