@@ -141,3 +141,21 @@ def test_interface_is_fitted_with_its_phases_data(ctx):
     alone = _settings(level=6, method="linear", passive={"every_k": 12}, interface_with_phases=False)
     fit_stage.run_fit(alone, ctx)
     assert json.loads((ctx.out_dir / "interface_fit.json").read_text())["n_frames"] == len(frames)
+
+
+def test_fits_are_farmed_costliest_first_on_the_cores_they_may_use(ctx):
+    """The interface (its frames plus its phases', at a higher level) gets the largest cost, so
+    Farm.map starts it first; the threads per fit follow the process's cores, at most FIT_MAX_THREADS."""
+    import os
+
+    data = ctx.case_dir / "runs" / "data"
+    datasets.write(data / "interface.extxyz.gz", datasets.read(data / "graphene.extxyz.gz")[::6])
+    ctx.systems = {"graphene": {"kind": "phase"}, "interface": {"kind": "interface", "between": ["graphene"]}}
+    fit_stage.run_fit(_settings(level=6, method="linear", passive={"every_k": 12},
+                                per_system={"interface": {"level": 8}}), ctx)
+    graphene, interface = ctx.costs
+    size = (data / "graphene.extxyz.gz").stat().st_size
+    assert graphene == size * 36 and interface == ((data / "interface.extxyz.gz").stat().st_size + size) * 64
+    assert interface > graphene
+    assert fit_stage.fit_threads() == max(1, min(fit_stage.FIT_MAX_THREADS, len(os.sched_getaffinity(0))))
+    assert any(f"{fit_stage.fit_threads()} thread(s) per fit" in line for line in ctx.lines)
