@@ -72,7 +72,8 @@ class StageContext:
         relative cost per item, farmed costliest first, see :meth:`multiscale.parallel.Farm.map`)."""
         items = list(items)
         size = self.farm.size
-        # Rank 0 sees only its own share; with round-robin farming the others keep pace.
+        # Rank 0 sees only its own share; with round-robin farming the others keep pace (with costs the
+        # shares differ in length, and the count is only a rough guide until the closing exchange)
         report = (lambda n: self.progress(min(n * size, len(items)), len(items), what))
         report(0)  # starts the clock, so that the rate counts from the first item, not from its end
         return self.farm.map(fn, items, progress=report, costs=costs)

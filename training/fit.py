@@ -39,8 +39,8 @@ import hashlib
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -232,8 +232,9 @@ class TrainingSet:
 
     @classmethod
     def build(cls, spec: BasisSpec, frames, types, *, weights: FitWeights = FitWeights(),
-              source: str = "<frames>") -> "TrainingSet":
-        """Prepare ``frames`` (ASE Atoms with a reference calculator) with MLIP types ``types``."""
+              source: str = "<frames>", threads: int = 1) -> "TrainingSet":
+        """Prepare ``frames`` (ASE Atoms with a reference calculator) with MLIP types ``types``, to be
+        computed on ``threads`` threads."""
         if not frames:
             raise FitError(f"{source}: no frames to fit")
         if len(types) != len(frames):
@@ -279,7 +280,8 @@ class TrainingSet:
         counts = np.array([np.bincount(t, minlength=spec.species_count) for t in types], dtype=float)
         return cls(spec=spec, batches=batches, y=np.concatenate(ys), row_scale=np.concatenate(scales),
                    counts=counts, n_atoms=np.array([len(a) for a in frames]), kinds=np.concatenate(kinds),
-                   row_frame=np.concatenate(rframes), volume=np.concatenate([b.volume for b in batches]))
+                   row_frame=np.concatenate(rframes), volume=np.concatenate([b.volume for b in batches]),
+                   threads=int(threads))
 
     @property
     def n_frames(self) -> int:
@@ -687,13 +689,11 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     if types is None:
         types, found = frame_types_of(frames, species)
         species = species or found
-    train = TrainingSet.build(spec, frames, types, weights=weights, source=source)
-    train.threads = int(threads)
+    train = TrainingSet.build(spec, frames, types, weights=weights, source=source, threads=threads)
     if theta_frames is not None and theta_frames < len(frames):
         pick = np.unique(np.linspace(0, len(frames) - 1, theta_frames).round().astype(int))
         opt_set = TrainingSet.build(spec, [frames[k] for k in pick], [types[k] for k in pick],
-                                    weights=weights, source=source)
-        opt_set.threads = int(threads)
+                                    weights=weights, source=source, threads=threads)
     else:
         opt_set = train
     theta = np.array(initial_theta(spec, seed) if theta0 is None else theta0, dtype=float)
@@ -770,8 +770,8 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     if valid_frames:
         if valid_types is None:
             valid_types, _ = frame_types_of(valid_frames, species)
-        valid = TrainingSet.build(spec, valid_frames, valid_types, weights=weights, source="validation set")
-        valid.threads = int(threads)
+        valid = TrainingSet.build(spec, valid_frames, valid_types, weights=weights, source="validation set",
+                                  threads=threads)
         result.predictions["valid"] = valid.predictions(theta, coeffs)
         result.metrics["valid"] = dict(metrics(result.predictions["valid"]), n_frames=valid.n_frames)
     result.seconds = time.perf_counter() - t_start
