@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.build import bulk
 
 from md_gpu.errors import MDSetupError
 from md_gpu.forcefields import Morse, compute_forces
@@ -236,19 +237,33 @@ def two_mass_sheet(nx=4, ny=24, a=2.9):
     return Atoms(symbols, positions=pos, cell=[nx * a, ny * h, 15.0], pbc=[1, 1, 0])
 
 
+def two_mass_block(n=(2, 12, 2), a=3.61):
+    """An fcc Morse crystal (periodic in 3D), lower half 'Al' and upper half 'U': the same bonds, masses
+    27 and 238 u, so the two interfaces normal to y resist heat only through the mass mismatch. A 2D
+    Morse sheet is no test bed here: a pair potential gives it no bending stiffness, it crumples at
+    300 K and the released energy swamps the bath fluxes (the sign of G then depended on the seed)."""
+    atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat(n)
+    upper = atoms.positions[:, 1] >= n[1] * a / 2 - 0.1
+    atoms.set_chemical_symbols(np.where(upper, "U", "Al"))
+    return atoms
+
+
 def test_interface_nemd_finds_both_interfaces_and_a_temperature_jump():
-    ff = Morse(("Au", "Cu"), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
-    atoms = two_mass_sheet()
+    """The 9x mass mismatch makes the interfaces the main resistance: with 2000 production steps the
+    jump (side fits extrapolated to the interface, so noisy) was 70-234 K of the 200 K bath difference
+    over seeds 0-6 (NumPy); the 2D sheet this test used before gave jumps of either sign."""
+    ff = Morse(("U", "Al"), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
+    atoms = two_mass_block()
     positions, after = find_interfaces(from_atoms(atoms, species=ff.species), 1)
-    h = 2.9 * np.sqrt(3) / 2
-    assert sorted(after) == ["Au", "Cu"]
-    assert np.sort(positions) == pytest.approx([11.5 * h, 23.5 * h], abs=1e-9)
-    r = interface_nemd(ff, atoms, delta_T_K=100.0, bath_width_A=4.0, bin_width_A=1.25, production_steps=1500,
-                       transient_steps=500, settings=quick(dt_fs=2.0), thickness_A=3.0, n_blocks=4, **QUIET)
+    assert sorted(after) == ["Al", "U"]
+    assert np.sort(positions) == pytest.approx([-0.9025 + 12 * 3.61 / 2, 12 * 3.61 - 0.9025], abs=1e-9)
+    r = interface_nemd(ff, atoms, delta_T_K=200.0, bath_width_A=4.0, bin_width_A=1.8, production_steps=2000,
+                       transient_steps=500, settings=quick(dt_fs=2.0), n_blocks=4, **QUIET)
     p = r["properties"]
     assert p["energy_balance_rel"] < 0.02
-    assert p["temperature_jump_K"] > 0 and p["conductance_W_per_m2K"] > 0
-    assert set(p["kapitza_length_nm"]) <= {"Au", "Cu"}
+    assert p["heat_flux_W_per_m2"] > 0
+    assert 0.2 * 200.0 < p["temperature_jump_K"] < 1.5 * 200.0 and p["conductance_W_per_m2K"] > 0
+    assert set(p["kapitza_length_nm"]) <= {"Al", "U"}
     assert len(r["interfaces_A"]) == 2
 
 

@@ -161,16 +161,18 @@ def maxvol(rows, *, tol: float = 1e-9, max_swaps: int | None = None, regularizat
 def neighbourhood_rows(mtp, types, i, j, d, *, xp=None, parameters: str = "linear"):
     """Rows dE_i/dc of each atom: [n, S + K] = one-hot species [S], basis values B[i] [K]
     (``parameters="linear"``), or [n, S + S*S*M*X + K] with the radial-coefficient derivatives
-    (:func:`radial_rows`) between them (``parameters="all"``, MLIP-2's choice; NumPy only).
+    (:func:`radial_rows`) between them (``parameters="all"``, MLIP-2's choice; computed on the host
+    and returned on the pair list's array module, so a CuPy caller gets CuPy rows either way).
 
     types [n] (MTP type indices), i, j [p], d [p, 3] Å: the full pair list (``MTP.evaluate``'s inputs).
     """
     _check_parameters(parameters)
     if parameters == "all":
+        caller = _array_module(d)
         types, i, j, d = (a.get() if hasattr(a, "get") else a for a in (types, i, j, d))
         theta_rows, b = radial_rows(mtp, types, i, j, d)
         onehot = np.eye(mtp.species_count)[np.asarray(types, dtype=np.int64)]
-        return np.concatenate([onehot, theta_rows, b], axis=1)
+        return caller.asarray(np.concatenate([onehot, theta_rows, b], axis=1))
     b = mtp.basis_values(types, i, j, d, xp=xp)  # values only: memory O(n K), fit for MD
     xp = _array_module(b)
     types = xp.asarray(types, dtype=xp.int64)
