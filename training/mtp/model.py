@@ -27,7 +27,9 @@ Data flow of ``MTP.evaluate(types, i, j, d)`` (the MD hot path):
 
 Everything is array code on the namespace ``xp`` (NumPy or CuPy; inferred from ``d`` when not given);
 the only Python loops run over waves, Chebyshev orders, polynomial degrees and blocks of atoms, never
-over single atoms or pairs.
+over single atoms or pairs.  On CuPy, ``evaluate`` (the MD hot path) runs instead as one fused CUDA
+kernel with MLIP's per-atom loops (:mod:`training.mtp.fused`); ``basis`` and ``basis_values`` stay array
+code on both.
 """
 from __future__ import annotations
 
@@ -440,8 +442,19 @@ class MTP:
         -------
         site_energies : [n] eV
         dE_dd : [p, 3] eV/Å, dE_total/dd_p (only site energy i depends on d_p).
+
+        On CuPy this is one fused CUDA kernel (:mod:`training.mtp.fused`); on NumPy, array code.
         """
         xp, types, i, j, d = self._inputs(types, i, j, d, xp)
+        if xp is not np:
+            from .fused import evaluate as fused_evaluate
+
+            return fused_evaluate(self, types, i, j, d, xp=xp)
+        return self._evaluate_arrays(types, i, j, d, xp)
+
+    def _evaluate_arrays(self, types, i, j, d, xp):
+        """``evaluate`` as array code on ``xp`` (checked inputs); the NumPy path, and the reference the
+        fused kernel is tested and benchmarked against."""
         pad = self._pad(types, i, j, d, xp)
         n, k_max = pad.pair_type.shape
         # blocks of centre atoms (site energy i depends only on the pairs of i): on the CPU, blocks of

@@ -1,0 +1,291 @@
+r"""``MTP.evaluate`` as one fused CUDA kernel: one thread per centre atom, MLIP's own loop structure.
+
+Why: the array code of :mod:`training.mtp.model` materialises per-pair tables (radial functions,
+angular monomials [atoms, neighbours, monomials]) and launches a few hundred small kernels per call;
+on an H100 it ran 1.0e6 atom-steps/s at 1e5 atoms (level 16) and ran out of memory at 1e6 atoms.
+A thread that keeps its atom's moments in local memory needs none of those tables.
+
+Data flow per thread (atom a of type t_a, its pairs p = offsets[a] .. offsets[a+1]-1, sorted by centre):
+
+1. forward over the pairs: Chebyshev radial basis Q_x(r) -> radial functions f_mu(r) with the
+   coefficients of the pair's species pair -> basic moments M_b += f_mu_b(r) u_x^a u_y^b u_z^c;
+2. products ``M_k += mult M_i M_j`` in the order of ``alpha_index_times`` (MLIP's sequential semantics:
+   every target is complete before the table uses it, so reverse order is a valid reverse pass);
+3. site energy E_a = species_coeffs[t_a] + sum_k moment_coeffs[k] M[mapping[k]];
+4. reverse pass: G = dE_a/dM, seeded with the moment coefficients, through the products in reverse;
+5. second pass over the pairs: dE_a/dd_p = sum_b G_b d(f_mu_b(r) u^(a,b,c))/dd_p.
+
+The table sizes (moments, basic moments, products, radial sizes, polynomial degree) are compiled in
+as constants, so each potential compiles its own kernel once per process (cached by its tables).
+
+The same source compiles as plain C++ (``MTP_HOST`` defined: a loop over the atoms instead of a
+grid), which lets ``tests/test_mtp_fused.py`` check the kernel's arithmetic against the array code on
+a machine without a GPU; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the
+compiled kernel itself. At run time the first result of each compiled kernel is also checked against
+the array code on a few atoms (:func:`verify`), so a compiler or device problem stops the run with
+:class:`KernelMismatch` instead of giving wrong forces.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+THREADS_PER_BLOCK = 128
+VERIFY_ATOMS = 64  # atoms whose site energies and pair gradients are checked against the array code
+VERIFY_TOLERANCE = 1e-9  # relative; float64 round-off of a different summation order is ~1e-13
+
+KERNEL_BODY = r"""
+#ifdef MTP_HOST
+#define DEVICE static inline
+#else
+#define DEVICE __device__ __forceinline__
+#endif
+
+// MLIP's RBChebyshev radial basis times the radial coefficients of species pair `pt`: f[NR], df[NR]
+DEVICE void mtp_radial(double r, int pt, const double* radial_coeffs, double* f, double* df) {
+    const double gap = MAX_DIST - r;
+    const double s = SCALING * gap * gap, ds = -2.0 * SCALING * gap;
+    const double ksi = (2.0 * r - (MIN_DIST + MAX_DIST)) / (MAX_DIST - MIN_DIST);
+    const double dksi = 2.0 / (MAX_DIST - MIN_DIST);
+    double t[NX], dt[NX];
+    t[0] = 1.0; dt[0] = 0.0;
+    if (NX > 1) { t[1] = ksi; dt[1] = dksi; }
+    for (int x = 2; x < NX; ++x) {
+        t[x] = 2.0 * ksi * t[x - 1] - t[x - 2];
+        dt[x] = 2.0 * (dksi * t[x - 1] + ksi * dt[x - 1]) - dt[x - 2];
+    }
+    const double* c = radial_coeffs + (long long)pt * NR * NX;
+    for (int mu = 0; mu < NR; ++mu) {
+        double v = 0.0, dv = 0.0;
+        for (int x = 0; x < NX; ++x) {
+            v += c[mu * NX + x] * t[x];
+            dv += c[mu * NX + x] * dt[x];
+        }
+        f[mu] = v * s;
+        df[mu] = dv * s + v * ds;
+    }
+}
+
+DEVICE void mtp_powers(double ux, double uy, double uz, double* px, double* py, double* pz) {
+    px[0] = py[0] = pz[0] = 1.0;
+    for (int e = 1; e <= DEG; ++e) { px[e] = px[e - 1] * ux; py[e] = py[e - 1] * uy; pz[e] = pz[e - 1] * uz; }
+}
+
+DEVICE void mtp_atom(long long a, const long long* offsets, const long long* types, const long long* pair_types,
+                     const double* d, const int* basic, const int* times, const double* mult,
+                     const double* seed, const double* species_coeffs, const double* moment_coeffs,
+                     const int* mapping, const double* radial_coeffs, double* energies, double* de_dd) {
+    double m[NM], g[NM];
+    double f[NR], df[NR], px[DEG + 1], py[DEG + 1], pz[DEG + 1];
+    for (int k = 0; k < NM; ++k) m[k] = 0.0;
+    const long long first = offsets[a], last = offsets[a + 1];
+    for (long long p = first; p < last; ++p) {
+        const double dx = d[3 * p], dy = d[3 * p + 1], dz = d[3 * p + 2];
+        const double r = sqrt(dx * dx + dy * dy + dz * dz);
+        if (r >= MAX_DIST) continue;
+        mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
+        const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
+        mtp_powers(dx * inv_r, dy * inv_r, dz * inv_r, px, py, pz);
+        for (int b = 0; b < NB; ++b) {
+            const int* q = basic + 4 * b;
+            m[b] += f[q[0]] * px[q[1]] * py[q[2]] * pz[q[3]];
+        }
+    }
+    for (int t = 0; t < NT; ++t) {
+        const int* q = times + 3 * t;
+        m[q[2]] += mult[t] * m[q[0]] * m[q[1]];
+    }
+    double e = species_coeffs[types[a]];
+    for (int k = 0; k < NK; ++k) e += moment_coeffs[k] * m[mapping[k]];
+    energies[a] = e;
+    for (int k = 0; k < NM; ++k) g[k] = seed[k];
+    for (int t = NT - 1; t >= 0; --t) {
+        const int* q = times + 3 * t;
+        const double w = mult[t] * g[q[2]];
+        g[q[0]] += w * m[q[1]];
+        g[q[1]] += w * m[q[0]];
+    }
+    for (long long p = first; p < last; ++p) {
+        const double dx = d[3 * p], dy = d[3 * p + 1], dz = d[3 * p + 2];
+        const double r = sqrt(dx * dx + dy * dy + dz * dz);
+        double gx = 0.0, gy = 0.0, gz = 0.0;
+        if (r < MAX_DIST) {
+            mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
+            const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
+            const double ux = dx * inv_r, uy = dy * inv_r, uz = dz * inv_r;
+            mtp_powers(ux, uy, uz, px, py, pz);
+            // d(f A)/dd = (f' A - f deg A / r) u + (f / r) dA/du, A = ux^i uy^j uz^k
+            double along = 0.0;
+            for (int b = 0; b < NB; ++b) {
+                const int* q = basic + 4 * b;
+                const int i = q[1], j = q[2], k = q[3];
+                const double A = px[i] * py[j] * pz[k];
+                const double w = g[b] * f[q[0]] * inv_r;
+                along += g[b] * df[q[0]] * A - w * (i + j + k) * A;
+                if (i) gx += w * i * px[i - 1] * py[j] * pz[k];
+                if (j) gy += w * j * px[i] * py[j - 1] * pz[k];
+                if (k) gz += w * k * px[i] * py[j] * pz[k - 1];
+            }
+            gx += along * ux; gy += along * uy; gz += along * uz;
+        }
+        de_dd[3 * p] = gx; de_dd[3 * p + 1] = gy; de_dd[3 * p + 2] = gz;
+    }
+}
+
+#ifdef MTP_HOST
+extern "C" void mtp_evaluate(long long n_atoms, const long long* offsets, const long long* types,
+                             const long long* pair_types, const double* d, const int* basic, const int* times,
+                             const double* mult, const double* seed, const double* species_coeffs,
+                             const double* moment_coeffs, const int* mapping, const double* radial_coeffs,
+                             double* energies, double* de_dd) {
+    for (long long a = 0; a < n_atoms; ++a)
+        mtp_atom(a, offsets, types, pair_types, d, basic, times, mult, seed, species_coeffs, moment_coeffs,
+                 mapping, radial_coeffs, energies, de_dd);
+}
+#else
+extern "C" __global__ void mtp_evaluate(long long n_atoms, const long long* offsets, const long long* types,
+                                        const long long* pair_types, const double* d, const int* basic,
+                                        const int* times, const double* mult, const double* seed,
+                                        const double* species_coeffs, const double* moment_coeffs,
+                                        const int* mapping, const double* radial_coeffs, double* energies,
+                                        double* de_dd) {
+    const long long a = blockDim.x * (long long)blockIdx.x + threadIdx.x;
+    if (a >= n_atoms) return;
+    mtp_atom(a, offsets, types, pair_types, d, basic, times, mult, seed, species_coeffs, moment_coeffs,
+             mapping, radial_coeffs, energies, de_dd);
+}
+#endif
+"""
+
+
+class KernelTables:
+    """The potential's tables in the kernel's layouts, and the source with its sizes compiled in.
+
+    The basis tables fix the source; the coefficients are read from the ``MTP`` at each call
+    (``arrays``), so coefficients changed in place (fitting) need no new kernel.
+    """
+
+    def __init__(self, mtp):
+        basic = np.asarray(mtp.alpha_index_basic, dtype=np.int32).reshape(-1, 4)
+        times = np.asarray(mtp.alpha_index_times, dtype=np.int64).reshape(-1, 4)
+        self.basic = np.ascontiguousarray(basic)
+        self.times = np.ascontiguousarray(times[:, [0, 1, 3]].astype(np.int32))
+        self.mult = np.ascontiguousarray(times[:, 2].astype(float))
+        self.mapping = np.ascontiguousarray(np.asarray(mtp.alpha_moment_mapping, dtype=np.int32))
+        degree = int(basic[:, 1:].sum(axis=1).max()) if len(basic) else 0
+        defines = {"NM": int(mtp.alpha_moments_count), "NB": len(basic), "NT": len(times), "NK": len(self.mapping),
+                   "NX": int(mtp.radial_basis_size), "NR": int(mtp.radial_funcs_count), "DEG": max(degree, 1),
+                   "MIN_DIST": repr(float(mtp.min_dist)), "MAX_DIST": repr(float(mtp.max_dist)),
+                   "SCALING": repr(float(mtp.scaling))}
+        self.source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + KERNEL_BODY
+        self._device: dict = {}
+        self.verified: set = set()  # launchers whose first result was checked against the array code
+
+    def arrays(self, mtp, xp) -> list:
+        """The kernel's table arguments on ``xp``: basic, times, mult, seed, species, moment and radial
+        coefficients, mapping (device copies are kept while the coefficients stay the same)."""
+        seed = np.zeros(int(mtp.alpha_moments_count))
+        np.add.at(seed, self.mapping, mtp.moment_coeffs)
+        host = [self.basic, self.times, self.mult, seed, np.ascontiguousarray(mtp.species_coeffs, dtype=float),
+                np.ascontiguousarray(mtp.moment_coeffs, dtype=float), self.mapping,
+                np.ascontiguousarray(mtp.radial_coeffs, dtype=float).reshape(-1)]
+        if xp is np:
+            return host
+        cached = self._device.get(xp.__name__)
+        if cached is None or not all(np.array_equal(a, b) for a, b in zip(cached[0], host)):
+            cached = self._device[xp.__name__] = ([a.copy() for a in host], [xp.asarray(a) for a in host])
+        return cached[1]
+
+
+def tables(mtp) -> KernelTables:
+    """The KernelTables of ``mtp`` (kept on it; rebuilt when its basis tables are replaced)."""
+    key = (mtp.alpha_index_basic.tobytes(), mtp.alpha_index_times.tobytes(), mtp.alpha_moment_mapping.tobytes(),
+           mtp.alpha_moments_count, mtp.radial_basis_size, mtp.radial_funcs_count, mtp.min_dist, mtp.max_dist,
+           mtp.scaling)
+    cached = getattr(mtp, "_fused_tables", None)
+    if cached is None or cached[0] != key:
+        cached = (key, KernelTables(mtp))
+        mtp._fused_tables = cached
+    return cached[1]
+
+
+def csr_pairs(types, i, j, n_atoms: int, species_count: int, xp):
+    """Pairs sorted by centre atom: (order [p], or None when already sorted; offsets [n+1]; pair types [p])."""
+    order = None
+    if len(i) > 1 and not bool((i[1:] >= i[:-1]).all()):
+        order = xp.argsort(i) if xp is not np else np.argsort(i, kind="stable")
+        i, j = i[order], j[order]
+    offsets = xp.zeros(n_atoms + 1, dtype=xp.int64)
+    offsets[1:] = xp.cumsum(xp.bincount(i, minlength=n_atoms))
+    return order, offsets, types[i] * species_count + types[j]
+
+
+@functools.lru_cache(maxsize=16)
+def _gpu_kernel(source: str):
+    import cupy
+
+    return cupy.RawModule(code=source, options=("-std=c++14",)).get_function("mtp_evaluate")
+
+
+def gpu_launcher(source: str):
+    """``launch(n_atoms, args)``: the compiled CUDA kernel on a grid of one thread per atom."""
+    import cupy
+
+    def launch(n_atoms, args):
+        blocks = (n_atoms + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
+        _gpu_kernel(source)((blocks,), (THREADS_PER_BLOCK,), (cupy.int64(n_atoms), *args))
+
+    return launch
+
+
+def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
+    """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): the contract of ``MTP.evaluate``, whose CuPy
+    path this is. ``xp`` defaults to CuPy; ``launcher(source)`` returns ``launch(n_atoms, args)`` (the
+    tests pass a C++ build of the same source with ``xp=numpy``)."""
+    if xp is None:
+        import cupy as xp
+    kt = tables(mtp)
+    n, p = int(types.shape[0]), int(i.shape[0])
+    types = xp.ascontiguousarray(types, dtype=xp.int64)
+    order, offsets, pair_types = csr_pairs(types, i, j, n, mtp.species_count, xp)
+    d_sorted = xp.ascontiguousarray(d if order is None else d[order], dtype=xp.float64)
+    basic, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs = kt.arrays(mtp, xp)
+    energies, grad = xp.empty(n), xp.empty((p, 3))
+    if n:
+        launcher(kt.source)(n, (offsets, types, xp.ascontiguousarray(pair_types, dtype=xp.int64), d_sorted, basic,
+                                times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs,
+                                energies, grad))
+    if order is None:
+        de_dd = grad
+    else:
+        de_dd = xp.empty_like(grad)
+        de_dd[order] = grad
+    if launcher not in kt.verified:
+        verify(mtp, types, i, j, d, energies, de_dd, xp)
+        kt.verified.add(launcher)
+    return energies, de_dd
+
+
+class KernelMismatch(RuntimeError):
+    """The compiled kernel disagrees with the array code (a compiler or device problem, not a user error)."""
+
+
+def verify(mtp, types, i, j, d, energies, de_dd, xp, n_check: int = VERIFY_ATOMS) -> None:
+    """Check a kernel result against the array code on the first ``n_check`` atoms (their site energies
+    and the gradients of their pairs); :class:`KernelMismatch` beyond round-off. Done once per kernel
+    and process, on the first configuration it evaluates (cost: one small array evaluation)."""
+    n = int(types.shape[0])
+    mask = i < min(n, n_check)
+    sub_i, sub_j, sub_d = i[mask], j[mask], d[mask]
+    ref_e, ref_g = mtp._evaluate_arrays(types, sub_i, sub_j, sub_d, xp)
+    rows = slice(0, min(n, n_check))
+    scale_e = max(1.0, float(xp.abs(ref_e[rows]).max())) if n else 1.0
+    scale_g = max(1e-12, float(xp.abs(ref_g).max())) if len(sub_i) else 1.0
+    err_e = float(xp.abs(energies[rows] - ref_e[rows]).max()) / scale_e if n else 0.0
+    err_g = float(xp.abs(de_dd[mask] - ref_g).max()) / scale_g if len(sub_i) else 0.0
+    if not (err_e < VERIFY_TOLERANCE and err_g < VERIFY_TOLERANCE):
+        raise KernelMismatch(f"the fused MTP kernel (training/mtp/fused.py) disagrees with the array code on "
+                             f"this device: relative error {err_e:.2e} in site energies, {err_g:.2e} in dE/dd "
+                             f"(tolerance {VERIFY_TOLERANCE:g}); run on the CPU (MULTISCALE_BACKEND=numpy) and "
+                             "report the device and CuPy version")
