@@ -14,7 +14,15 @@ Data flow::
          compared, and the band is a fracture device), ``periods`` periods high and long,
          ``elements_per_period`` elements across a period
       -> study.run_tensile (one small strain step) -> fem_results.json "consistency":
-         {"modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B", "reuss_N_per_m", ...}
+         {"modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B", "reuss_N_per_m", ...,
+          "low_T": {"temperature_K", "modulus_N_per_m", "md_modulus_N_per_m", ...}}
+
+``low_T`` (when the md stage ran md.heterostructure.low_temperature): the same sample again with each
+phase's elastic constants measured at low temperature with the stripe cell's own (interface) MTP,
+against the stripe cell's MD modulus at that temperature -- the like-for-like comparison: one
+potential on both sides and no thermal ripples, so what is left is what the continuum leaves out
+(the interfaces' own compliance). The main comparison uses the case's phase properties (phase
+MTPs, md.temperature_K) as the FE main run does.
 
 Why a sample several periods long and high with free lateral edges: the MD cell is periodic, so its
 stripes share one strain along x; in the FE sample the stripes are held together along their whole
@@ -83,4 +91,31 @@ def run_consistency(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, log=Non
         log(f"consistency: FE {out['modulus_N_per_m']:.2f} N/m vs direct MD "
             f"{out['md_modulus_N_per_m']['mean']:.2f} +- {out['md_modulus_N_per_m']['sem']:.2f} N/m across "
             f"{out['period_nm']:.2f} nm stripes")
+    low = md.get("low_T")
+    if low:
+        r = study.run_tensile(s, like_for_like_properties(props, low, settings["phases"]), comm=comm, out_dir=None,
+                              label="consistency_low_T", write_fields=False, log=None)
+        out["low_T"] = {"temperature_K": low["temperature_K"], "modulus_N_per_m": r["modulus_N_per_m"],
+                        "md_modulus_N_per_m": low["youngs_modulus_normal_N_per_m"],
+                        "voigt_N_per_m": r["voigt_N_per_m"], "reuss_N_per_m": r["reuss_N_per_m"],
+                        "phases_elastic_N_per_m": low["phases_elastic_N_per_m"], "wall_s": r["wall_s"]}
+        if log:
+            log(f"consistency at {low['temperature_K']:g} K, phase constants from the stripe's own MTP: FE "
+                f"{out['low_T']['modulus_N_per_m']:.2f} N/m vs direct MD "
+                f"{low['youngs_modulus_normal_N_per_m']['mean']:.2f} N/m")
+    return out
+
+
+def like_for_like_properties(props: dict, low: dict, phases) -> dict:
+    """``props`` with each FE phase's elastic constants replaced by those measured at low temperature
+    with the stripe cell's own MTP (``low["phases_elastic_N_per_m"]``); FemInputError if one is missing."""
+    measured = low["phases_elastic_N_per_m"]
+    missing = [name for name in phases if name not in measured]
+    if missing:
+        raise FemInputError(f"{props.get('_source', 'properties.json')}: heterostructure.low_T has no elastic "
+                            f"constants for phase(s) {', '.join(missing)} (has: {', '.join(sorted(measured))}); "
+                            "rerun the md stage with md.heterostructure.low_temperature: true")
+    out = copy.deepcopy(props)
+    for name in phases:
+        out["phases"][name] = {**out["phases"][name], "elastic_N_per_m": measured[name]}
     return out

@@ -191,7 +191,8 @@ def summary(results: dict) -> dict:
            "studies": tables}
     if results.get("consistency"):
         twin = results["consistency"]
-        out["consistency"] = {k: twin[k] for k in ("modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B")}
+        out["consistency"] = {k: twin[k] for k in ("modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B",
+                                                    "low_T") if k in twin}
     if results.get("thermal"):
         out["thermal"] = results["thermal"] if "skipped" in results["thermal"] else thermal_summary(results["thermal"])
     return out

@@ -39,7 +39,12 @@ With ``md.heterostructure.enabled`` every interface system also runs its MTP on 
 heterostructure of a few hundred to thousands of atoms (``md_gpu.heterostructure``: elastic constants
 at temperature, one run per seed, ``<interface>_heterostructure_seed<k>``) and gets a
 ``heterostructure`` entry: the modulus across the stripes and the geometry, which the fem stage
-rebuilds for the FE half of the consistency check.
+rebuilds for the FE half of the consistency check. With ``md.heterostructure.low_temperature`` (default)
+and ``md.elastic.low_temperature_K`` > 0 the stripe cell is also run once at that temperature
+(``<interface>_heterostructure_low_T``), and so are the cells of the two phases it joins with the same
+interface MTP (``<interface>_<phase>_elastic_low_T``): ``heterostructure.low_T`` holds the stripe's
+modulus and those phase constants, the like-for-like inputs of the FE twin (no thermal ripples, one
+potential).
 
 With ``md.thermal.enabled`` each system also gets a ``thermal`` entry (docs/md.md, "Thermal transport in the md stage")::
 
@@ -292,19 +297,24 @@ def run_task(task: dict) -> dict:
         if relaxation:
             result["relaxation"] = relaxation
         return {**task, "result": result}
-    if task["kind"] == "heterostructure":
+    if task["kind"] in LOW_T_KINDS:
+        run_settings = replace(run_settings, temperature_K=settings["elastic"]["low_temperature_K"])
+    if task["kind"] in ("heterostructure", "heterostructure_low_T"):
         try:
             return {**task, "result": heterostructure.run(ff, settings["heterostructure"], settings["elastic"],
                                                          run_settings, relax_steps=settings["stability"]["relax_steps"],
                                                          log=_progress_printer(task))}
         except MDRunError as exc:
             return _blown_up(task, exc)
-    if task["kind"] in ("elastic", "elastic_low_T"):
+    if task["kind"] in ("elastic", "elastic_low_T", "heterostructure_phase_low_T"):
         e = settings["elastic"]
-        if task["kind"] == "elastic_low_T":
-            run_settings = replace(run_settings, temperature_K=e["low_temperature_K"])
-        c = elastic_constants(ff, atoms, delta=e["delta"], sample_steps=e["sample_steps"], settings=run_settings,
-                              log=_progress_printer(task))
+        try:
+            c = elastic_constants(ff, atoms, delta=e["delta"], sample_steps=e["sample_steps"], settings=run_settings,
+                                  log=_progress_printer(task))
+        except MDRunError as exc:
+            if task["kind"] != "heterostructure_phase_low_T":
+                raise
+            return _blown_up(task, exc)
         return {**task, "result": {k: c[k] for k in ("C11", "C22", "C12", "C66")}, "unit": c["unit"],
                 "temperature_K": c["temperature_K"]}
     control = None
@@ -336,6 +346,8 @@ def _blown_up(task: dict, exc: MDRunError) -> dict:
 
 
 THERMAL_KINDS = ("hnemd", "nemd", "interface_nemd")
+# runs at md.elastic.low_temperature_K instead of md.temperature_K
+LOW_T_KINDS = ("elastic_low_T", "heterostructure_low_T", "heterostructure_phase_low_T")
 
 
 def _run_thermal(task: dict, ff, atoms, run_settings, prefix: Path) -> dict:
@@ -400,9 +412,17 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
         h = settings["heterostructure"]
         if entry["kind"] == "interface" and h["enabled"]:
             heterostructure.check_settings(h, entry["structure"])
+            between = list(entry.get("between", []))
             tasks += [{**base, "kind": "heterostructure", "direction": "normal", "seed": seed,
-                       "between": list(entry.get("between", [])), "name": f"{system}_heterostructure_seed{seed}"}
+                       "between": between, "name": f"{system}_heterostructure_seed{seed}"}
                       for seed in range(h["seeds"])]
+            if h["low_temperature"] and settings["elastic"]["enabled"] and settings["elastic"]["low_temperature_K"] > 0:
+                tasks.append({**base, "kind": "heterostructure_low_T", "direction": "normal", "seed": 0,
+                              "between": between, "name": f"{system}_heterostructure_low_T"})
+                # the phases' own cells with the interface MTP (base["potential"]): the FE twin's inputs
+                tasks += [{**base, "kind": "heterostructure_phase_low_T", "direction": None, "seed": 0,
+                           "phase": phase, "structure": ctx.systems[phase]["structure"],
+                           "name": f"{system}_{phase}_elastic_low_T"} for phase in between if phase in ctx.systems]
         if settings["thermal"]["enabled"]:
             tasks += _thermal_tasks(base, entry, settings["thermal"], ctx.systems)
     return tasks
@@ -448,12 +468,16 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         if r["kind"] == "stability":
             entry["stability"] = dict(r["result"])
             continue
-        if r["kind"] == "heterostructure":
+        if r["kind"] in ("heterostructure", "heterostructure_low_T", "heterostructure_phase_low_T"):
             if r.get("blew_up"):
                 entry["provenance"].setdefault("blown_up", []).append({"run": r["name"], "reason": r["blew_up"]})
-            else:
+            elif r["kind"] == "heterostructure":
                 entry.setdefault("_heterostructure", []).append(r["result"])
                 entry["_between"] = r.get("between", [])
+            elif r["kind"] == "heterostructure_low_T":
+                entry["_stripe_low_T"] = r["result"]
+            else:
+                entry.setdefault("_phases_low_T", {})[r["phase"]] = (r["result"], r["temperature_K"])
             continue
         if r["kind"] in ("elastic", "elastic_low_T"):
             entry.setdefault(f"_{r['kind']}", []).append((r["result"], r["unit"], r["temperature_K"]))
@@ -467,8 +491,12 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         entry.setdefault("_runs", {}).setdefault(r["direction"], []).append(r["result"])
     for system, entry in systems.items():
         stripes, between = entry.pop("_heterostructure", None), entry.pop("_between", [])
+        stripe_low_t, phases_low_t = entry.pop("_stripe_low_T", None), entry.pop("_phases_low_T", {})
         if stripes:
             entry["heterostructure"] = heterostructure.summarize(stripes, between)
+            if stripe_low_t and set(phases_low_t) >= set(between):
+                entry["heterostructure"]["low_T"] = heterostructure.summarize_low_t(
+                    stripe_low_t, phases_low_t, settings["elastic"]["low_temperature_K"])
         runs_by_direction = entry.pop("_runs", {})
         blown_up = entry.pop("_blown_up", {})
         lost = [d for d in blown_up if d not in runs_by_direction]

@@ -102,16 +102,31 @@ def _phase_thermal(thermal: dict, where: str) -> dict:
 
 def _heterostructure(entry: dict, where: str) -> dict:
     """The MD stripe heterostructure (md_gpu.heterostructure): its modulus across the stripes (N/m),
-    elastic constants and geometry, which the fem stage rebuilds for the consistency check."""
+    elastic constants and geometry, which the fem stage rebuilds for the consistency check, and
+    (``low_T``) the same at low temperature with its phases' constants from the same MTP."""
     geometry = entry.get("geometry", {})
     missing = [k for k in ("period_nm", "fraction_B", "length_nm") if k not in geometry]
     if missing or "youngs_modulus_normal_N_per_m" not in entry:
         raise StageError(f"{where}: expected youngs_modulus_normal_N_per_m and geometry with period_nm, "
                          f"fraction_B, length_nm; missing {', '.join(missing) or 'youngs_modulus_normal_N_per_m'}")
-    return {"youngs_modulus_normal_N_per_m": _check_stat(entry["youngs_modulus_normal_N_per_m"],
-                                                         f"{where}.youngs_modulus_normal_N_per_m"),
-            "elastic_N_per_m": _stats(entry.get("elastic_N_per_m", {}), f"{where}.elastic_N_per_m"),
-            "geometry": geometry}
+    out = {"youngs_modulus_normal_N_per_m": _check_stat(entry["youngs_modulus_normal_N_per_m"],
+                                                        f"{where}.youngs_modulus_normal_N_per_m"),
+           "elastic_N_per_m": _stats(entry.get("elastic_N_per_m", {}), f"{where}.elastic_N_per_m"),
+           "geometry": geometry}
+    low = entry.get("low_T")
+    if low is not None:  # the like-for-like twin's inputs (md_gpu.heterostructure.summarize_low_t)
+        w = f"{where}.low_T"
+        phases = low.get("phases_elastic_N_per_m")
+        if not isinstance(phases, dict) or not phases or "temperature_K" not in low:
+            raise StageError(f"{w}: expected temperature_K, youngs_modulus_normal_N_per_m and "
+                             f"phases_elastic_N_per_m {{phase: {{C11, C22, C12, C66}}}}; got {sorted(low)}")
+        out["low_T"] = {"temperature_K": float(low["temperature_K"]),
+                        "youngs_modulus_normal_N_per_m": _check_stat(low.get("youngs_modulus_normal_N_per_m"),
+                                                                     f"{w}.youngs_modulus_normal_N_per_m"),
+                        "elastic_N_per_m": _stats(low.get("elastic_N_per_m", {}), f"{w}.elastic_N_per_m"),
+                        "phases_elastic_N_per_m": {name: _stats(c, f"{w}.phases_elastic_N_per_m.{name}")
+                                                   for name, c in phases.items()}}
+    return out
 
 
 def kapitza_length_nm(conductivity: dict, conductance: dict) -> dict:

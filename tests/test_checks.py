@@ -109,3 +109,14 @@ def test_a_hole_found_by_the_0K_relaxation_fails_its_own_row():
     assert hole["passed"] is False and hole["ours"] == -1088.2 and "HOLE" in hole["what"]
     assert "no hole of the MTP at 0 K (borophene)" not in rows
     assert rows["structure kept in MD at temperature (interface)"]["passed"]  # a separate verdict
+
+
+def test_low_temperature_twin_adds_a_like_for_like_row():
+    twin = {"modulus_N_per_m": 230.0, "period_nm": 6.8, "fraction_B": 0.5,
+            "md_modulus_N_per_m": {"mean": 200.0, "sem": 4.0, "n": 2}, "md_geometry": {"n_atoms": 352},
+            "low_T": {"temperature_K": 1.0, "modulus_N_per_m": 216.0,
+                      "md_modulus_N_per_m": {"mean": 200.0, "sem": 0.0, "n": 1}}}
+    rows = check_fe_vs_md({**fem(190.0), "consistency": twin}, md_summary(normal=-5.0))
+    assert [r["passed"] for r in rows] == [False, True]
+    assert rows[1]["check"] == "FE stripes vs direct MD at 1 K, one MTP (stripe heterostructure)"
+    assert rows[1]["rel_diff"] == pytest.approx(0.08) and "interface MTP" in rows[1]["what"]

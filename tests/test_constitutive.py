@@ -114,6 +114,17 @@ def test_heterostructure_is_passed_on_for_the_fe_consistency_run():
     out = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")["interfaces"]["graphene|borophene"]
     assert out["heterostructure"]["youngs_modulus_normal_N_per_m"]["mean"] == 180.0
     assert out["heterostructure"]["geometry"]["period_nm"] == 6.8
+    data["systems"]["gb"]["heterostructure"]["low_T"] = {
+        "temperature_K": 1.0, "youngs_modulus_normal_N_per_m": stat(200.0, 0.0, 1),
+        "phases_elastic_N_per_m": {"graphene": {"C11": stat(410.0), "C22": stat(407.0), "C12": stat(137.0),
+                                                "C66": stat(135.0)}}}
+    out = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")["interfaces"]["graphene|borophene"]
+    low = out["heterostructure"]["low_T"]
+    assert low["temperature_K"] == 1.0 and low["phases_elastic_N_per_m"]["graphene"]["C22"]["mean"] == 407.0
+    data["systems"]["gb"]["heterostructure"]["low_T"]["phases_elastic_N_per_m"] = {}
+    with pytest.raises(StageError, match=r"systems.gb.heterostructure.low_T: expected temperature_K"):
+        build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+    del data["systems"]["gb"]["heterostructure"]["low_T"]
     del data["systems"]["gb"]["heterostructure"]["geometry"]["fraction_B"]
     with pytest.raises(StageError, match=r"systems.gb.heterostructure: .* missing fraction_B"):
         build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")

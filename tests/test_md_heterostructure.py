@@ -66,3 +66,45 @@ def test_md_stage_plans_and_summarizes_the_heterostructure(tmp_path):
     assert summary["provenance"]["blown_up"] == [{"run": "gb_heterostructure_seed1", "reason": "exploded"}]
     off = validate({"seeds": 1}, MD_SETTINGS, where="md", source="test")
     assert not [t for t in plan_tasks(off, ctx) if t["kind"] == "heterostructure"]
+
+
+def test_md_stage_plans_the_low_temperature_twin_with_the_interface_mtp_on_each_phase(tmp_path):
+    """md.heterostructure.low_temperature (default): the stripe cell once at md.elastic.low_temperature_K,
+    and each phase's own cell with the interface's potential; summarized as heterostructure.low_T."""
+    from multiscale.schema import validate
+
+    fit = tmp_path / "fit"
+    fit.mkdir()
+    for name in ("graphene", "borophene", "gb"):
+        (fit / f"{name}.mtp").write_text("stand-in")
+    ctx = SimpleNamespace(case_dir=tmp_path, out_dir=tmp_path, stage_dir=lambda name: fit,
+                          systems={"graphene": {"kind": "phase", "structure": "graphene"},
+                                   "borophene": {"kind": "phase", "structure": "borophene_chi3"},
+                                   "gb": {"kind": "interface", "structure": "interface",
+                                          "between": ["graphene", "borophene"]}})
+    settings = validate({"seeds": 1, "heterostructure": {**H, "seeds": 1}}, MD_SETTINGS, where="md", source="test")
+    tasks = plan_tasks(settings, ctx)
+    low = {t["name"]: t for t in tasks if t["kind"] in ("heterostructure_low_T", "heterostructure_phase_low_T")}
+    assert sorted(low) == ["gb_borophene_elastic_low_T", "gb_graphene_elastic_low_T", "gb_heterostructure_low_T"]
+    assert {t["potential"] for t in low.values()} == {str(fit / "gb.mtp")}  # one MTP on both sides
+    assert low["gb_borophene_elastic_low_T"]["structure"] == "borophene_chi3"
+    assert low["gb_graphene_elastic_low_T"]["phase"] == "graphene"
+    stripe = {"elastic_N_per_m": {"C11": 300.0, "C22": 200.0, "C12": 60.0, "C66": 80.0},
+              "youngs_modulus_normal_N_per_m": 188.0, "geometry": {"period_nm": 6.8}}
+    c = {"C11": 400.0, "C22": 390.0, "C12": 130.0, "C66": 135.0}
+    results = [{**t, "result": stripe} for t in tasks if t["kind"] in ("heterostructure", "heterostructure_low_T")]
+    results += [{**low["gb_graphene_elastic_low_T"], "result": c, "unit": "N/m", "temperature_K": 1.0},
+                {**low["gb_borophene_elastic_low_T"], "result": {k: v / 2 for k, v in c.items()}, "unit": "N/m",
+                 "temperature_K": 1.0}]
+    entry = summarize_tasks(results, settings)["systems"]["gb"]["heterostructure"]
+    assert entry["low_T"]["temperature_K"] == 1.0
+    assert entry["low_T"]["youngs_modulus_normal_N_per_m"] == {"mean": 188.0, "sem": 0.0, "n": 1}
+    assert entry["low_T"]["phases_elastic_N_per_m"]["borophene"]["C22"]["mean"] == 195.0
+    # a phase run that blew up leaves no low_T entry (the twin would mix potentials) and is recorded
+    results[-1] = {**low["gb_borophene_elastic_low_T"], "result": None, "blew_up": "exploded"}
+    gb = summarize_tasks(results, settings)["systems"]["gb"]
+    assert "low_T" not in gb["heterostructure"]
+    assert {"run": "gb_borophene_elastic_low_T", "reason": "exploded"} in gb["provenance"]["blown_up"]
+    off = validate({"seeds": 1, "heterostructure": {**H, "low_temperature": False}}, MD_SETTINGS, where="md",
+                   source="test")
+    assert not [t for t in plan_tasks(off, ctx) if "low_T" in t["kind"] and t["system"] == "gb"]
