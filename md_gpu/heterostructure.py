@@ -23,9 +23,10 @@ Data flow::
 
 Why the low-temperature twin: at 300 K a 68 A long sheet ripples and softens more than the 12-17 A
 cells in which the phase constants are measured (stripe cell -15 to -18 % from 0 K, phase cells
--11 %), while phase cells as long as the stripe soften more than the stripe itself; at 1 K neither
-happens, and with the phase constants from the same (interface) MTP the FE twin and the MD differ
-only by what the continuum model leaves out: the compliance of the interfaces themselves.
+-11 %), and the ripples of a 68 A sheet are too slow for the quick protocol to converge (phase cells
+as long as the stripe scatter by +-14 N/m in their laminate over 4 seeds); at 1 K neither happens,
+and with the phase constants from the same (interface) MTP the FE twin and the MD differ only by
+what the continuum model leaves out: the compliance of the interfaces themselves.
 
 Geometry: the stripes run along x and stack along y with period ``L_y``; the interfaces sit in
 the middle of the C-B gaps, so phase B (borophene) is ``(y_B,max - y_B,min + gap) / L_y`` of the
