@@ -108,9 +108,14 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     measured = [row for row in checks if row["ours"] is not None]
     assert {row["check"].split(" (")[0] for row in measured} == {"MTP-MD vs reference engine stiffness",
                                                                   "FE stripes vs direct MD",
+                                                                  "FE stripes vs direct MD at 1 K, one MTP",
                                                                   "structure kept in MD at temperature",
                                                                   "no hole of the MTP at 0 K"}
     assert any(row["check"] == "FE stripes vs direct MD (stripe heterostructure)" for row in measured)
+    # the like-for-like twin: the stripe and both phases at 1 K with the interface MTP, solved again in FE
+    low = md["interface"]["heterostructure"]["low_T"]
+    assert low["temperature_K"] == 1.0 and set(low["phases_elastic_N_per_m"]) == {"graphene", "borophene"}
+    assert fem["consistency"]["low_T"]["md_modulus_N_per_m"]["mean"] == low["youngs_modulus_normal_N_per_m"]["mean"]
     assert fem["consistency"]["period_nm"] == pytest.approx(
         md["interface"]["heterostructure"]["geometry"]["period_nm"])
     assert "Cross-scale checks" in (runs / "report" / "index.html").read_text()
