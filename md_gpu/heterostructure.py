@@ -121,13 +121,13 @@ def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, log
 
 def summarize_low_t(stripe: dict, phases: dict, temperature_K: float) -> dict:
     """The ``heterostructure.low_T`` entry: the stripe cell's run at ``temperature_K`` and, per phase,
-    the elastic constants (N/m) of its own cell with the interface MTP (``phases``: name -> (C, T))."""
+    the elastic constants (N/m) of its own cell with the interface MTP (``phases``: name -> C)."""
     one = lambda v: {"mean": float(v), "sem": 0.0, "n": 1}  # noqa: E731 - one run each
     return {"temperature_K": float(temperature_K),
             "elastic_N_per_m": {k: one(stripe["elastic_N_per_m"][k]) for k in ("C11", "C22", "C12", "C66")},
             "youngs_modulus_normal_N_per_m": one(stripe["youngs_modulus_normal_N_per_m"]),
             "phases_elastic_N_per_m": {name: {k: one(c[k]) for k in ("C11", "C22", "C12", "C66")}
-                                       for name, (c, _) in sorted(phases.items())}}
+                                       for name, c in sorted(phases.items())}}
 
 
 def summarize(results: list[dict], between) -> dict:

@@ -477,7 +477,7 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
             elif r["kind"] == "heterostructure_low_T":
                 entry["_stripe_low_T"] = r["result"]
             else:
-                entry.setdefault("_phases_low_T", {})[r["phase"]] = (r["result"], r["temperature_K"])
+                entry.setdefault("_phases_low_T", {})[r["phase"]] = r["result"]
             continue
         if r["kind"] in ("elastic", "elastic_low_T"):
             entry.setdefault(f"_{r['kind']}", []).append((r["result"], r["unit"], r["temperature_K"]))
