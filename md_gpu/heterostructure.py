@@ -12,7 +12,8 @@ Data flow::
       -> 0 K relaxation of the stripe cell (md_gpu.protocols.relaxation): a hole of the MTP -> MDRunError
       -> md_gpu.protocols.elastic_constants at md.temperature_K, one run per seed, scheme "tension"
          (forward differences: a sheet this long buckles under the compressed cells of central ones;
-         graphene 64 A long at 300 K: C22 107-172 N/m central, 294 tension, 381-417 in a 13 A cell)
+         graphene 64 A long at 300 K: C22 107-172 N/m central, 294 tension, 381-417 in a 13 A cell);
+         the low-temperature twin with scheme "tension2" (second order: the cell stiffens with strain)
       -> per seed the modulus across the stripes under uniaxial stress, E_y = (C11 C22 - C12^2) / C11 (N/m)
       -> summary.json systems.<interface>.heterostructure:
          {"elastic_N_per_m": {C11, C22, C12, C66: {mean, sem, n}},
@@ -88,9 +89,14 @@ def normal_modulus(c: dict) -> float:
     return (c["C11"] * c["C22"] - c["C12"] ** 2) / c["C11"]
 
 
-def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, log=print) -> dict:
+def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, scheme: str = "tension",
+        log=print) -> dict:
     """One run: elastic constants of the stripe cell at ``run_settings.temperature_K`` (``elastic``:
     the md.elastic block, for ``delta`` and ``sample_steps``). Returns plain data.
+
+    ``scheme``: "tension" (forward differences, at temperature) or "tension2" (second-order one-sided,
+    for the low-temperature twin: the stripe cell stiffens with strain, corrugated at its interfaces,
+    and the forward difference at delta = 0.005 reads it 2 % stiff; see md_gpu.protocols.elastic).
 
     First a 0 K relaxation of the stripe cell (``relax_steps`` FIRE steps, 0: none,
     :mod:`md_gpu.protocols.relaxation`): a hole of the interface MTP there raises
@@ -100,6 +106,8 @@ def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, log
     from .protocols import elastic_constants
     from .protocols.relaxation import describe, relaxation_check
 
+    if scheme not in ("tension", "tension2"):
+        raise MDSetupError(f"stripe heterostructure: scheme {scheme!r} is not 'tension' or 'tension2'")
     atoms, geometry = stripe_cell(h)
     log(f"stripe heterostructure: {geometry['n_atoms']} atoms, period {geometry['period_nm']:.2f} nm, "
         f"borophene fraction {geometry['fraction_B']:.3f}")
@@ -109,9 +117,9 @@ def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, log
         if relaxation["hole"]:
             raise MDRunError(f"the stripe cell: {describe(relaxation)}. The interface MTP has no training data "
                              "there; fit it with more data near the interface (docs/fit.md)")
-    # tension only: the 7 nm long sheet buckles under the -delta compression of central differences
+    # no compressed cell: the 7 nm long sheet buckles under the -delta compression of central differences
     c = elastic_constants(ff, atoms, delta=elastic["delta"], sample_steps=elastic["sample_steps"],
-                          settings=run_settings, scheme="tension", log=log)
+                          settings=run_settings, scheme=scheme, log=log)
     if c["unit"] != "N/m":
         raise MDSetupError("md.heterostructure: the stripe cell is not a 2D sheet")
     constants = {k: float(c[k]) for k in ("C11", "C22", "C12", "C66")}

@@ -301,9 +301,11 @@ def run_task(task: dict) -> dict:
         run_settings = replace(run_settings, temperature_K=settings["elastic"]["low_temperature_K"])
     if task["kind"] in ("heterostructure", "heterostructure_low_T"):
         try:
+            # at low temperature the noise is small enough for the second-order difference (no strain bias)
+            scheme = "tension2" if task["kind"] == "heterostructure_low_T" else "tension"
             return {**task, "result": heterostructure.run(ff, settings["heterostructure"], settings["elastic"],
                                                          run_settings, relax_steps=settings["stability"]["relax_steps"],
-                                                         log=_progress_printer(task))}
+                                                         scheme=scheme, log=_progress_printer(task))}
         except MDRunError as exc:
             return _blown_up(task, exc)
     if task["kind"] in ("elastic", "elastic_low_T", "heterostructure_phase_low_T"):

@@ -108,3 +108,27 @@ def test_md_stage_plans_the_low_temperature_twin_with_the_interface_mtp_on_each_
     off = validate({"seeds": 1, "heterostructure": {**H, "low_temperature": False}}, MD_SETTINGS, where="md",
                    source="test")
     assert not [t for t in plan_tasks(off, ctx) if "low_T" in t["kind"] and t["system"] == "gb"]
+
+
+def test_the_low_temperature_stripe_run_takes_second_order_differences(tmp_path, monkeypatch):
+    """At temperature the stripe cell is measured by forward differences, its low-temperature twin by
+    the second-order one-sided ones (the cell stiffens with strain: the forward difference at delta =
+    0.005 read it 2 % stiff, docs/md.md); any other scheme is refused before anything runs."""
+    from md_gpu import md_stage
+    from md_gpu.errors import MDSetupError
+    from md_gpu.forcefields import loading
+    from md_gpu import structures
+    from multiscale.schema import validate
+
+    with pytest.raises(MDSetupError, match="scheme 'central' is not 'tension' or 'tension2'"):
+        heterostructure.run(None, H, {"delta": 0.005, "sample_steps": 10}, None, scheme="central")
+    monkeypatch.setattr(loading, "load_forcefield", lambda *a, **k: "ff")
+    monkeypatch.setattr(structures, "load_structure", lambda *a, **k: None)
+    schemes = {}
+    monkeypatch.setattr(heterostructure, "run",
+                        lambda ff, h, elastic, rs, **k: schemes.setdefault(rs.temperature_K, k["scheme"]))
+    settings = validate({"heterostructure": H}, MD_SETTINGS, where="md", source="test")
+    for kind in ("heterostructure", "heterostructure_low_T"):
+        md_stage.run_task({"kind": kind, "potential": "gb.mtp", "structure": "interface", "case_dir": str(tmp_path),
+                           "out_dir": str(tmp_path), "system": "gb", "seed": 0, "name": kind, "settings": settings})
+    assert schemes == {300.0: "tension", 1.0: "tension2"}
