@@ -89,6 +89,19 @@ def normal_modulus(c: dict) -> float:
     return (c["C11"] * c["C22"] - c["C12"] ** 2) / c["C11"]
 
 
+def laminate_modulus(layers) -> float:
+    """Exact modulus (N/m) across an infinite periodic laminate under uniaxial stress: what the FE twin
+    of a stripe cell approaches (fem.consistency), with perfect interfaces.
+
+    layers: [(fraction, C11, C22, C12)] (N/m) with x along the layers; the layers share the strain along
+    x, carry the same stress across, and their stresses along x average to zero.
+    """
+    a = sum(f * c12 / c22 for f, c11, c22, c12 in layers)
+    b = sum(f * (c11 - c12 ** 2 / c22) for f, c11, c22, c12 in layers)
+    e_xx = -a / b  # per unit stress across
+    return 1.0 / sum(f * (1.0 - c12 * e_xx) / c22 for f, c11, c22, c12 in layers)
+
+
 def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, scheme: str = "tension",
         log=print) -> dict:
     """One run: elastic constants of the stripe cell at ``run_settings.temperature_K`` (``elastic``:

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from md_gpu.heterostructure import laminate_modulus
 from multiscale.case import Case
 from multiscale.runner import case_status
 from training import datasets
-
-from test_fem_consistency import laminate_modulus  # tests/ is on sys.path (rootdir conftest)
 
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,7 @@ import pytest
 
 from fem import consistency, fem_stage, materials as M
 from fem.errors import FemInputError
+from md_gpu.heterostructure import laminate_modulus
 
 PROPS = Path("tests/data/fem/properties_graphene_borophene.json").resolve()
 
@@ -16,18 +17,6 @@ def _props(period_nm=4.0, fraction=0.5):
         "youngs_modulus_normal_N_per_m": {"mean": 230.0, "sem": 5.0, "n": 1},
         "geometry": {"period_nm": period_nm, "fraction_B": fraction, "length_nm": 1.47, "n_atoms": 352}}
     return props
-
-
-def laminate_modulus(layers):
-    """Exact modulus across an infinite periodic laminate under uniaxial stress (N/m).
-
-    layers: [(fraction, C11, C22, C12)] with x along the layers; the layers share the strain along
-    x, carry the same stress across, and their stresses along x average to zero.
-    """
-    a = sum(f * c12 / c22 for f, c11, c22, c12 in layers)
-    b = sum(f * (c11 - c12 ** 2 / c22) for f, c11, c22, c12 in layers)
-    e_xx = -a / b  # per unit stress across
-    return 1.0 / sum(f * (1.0 - c12 * e_xx) / c22 for f, c11, c22, c12 in layers)
 
 
 def test_fe_twin_approaches_the_exact_laminate_and_reports_the_md_modulus():

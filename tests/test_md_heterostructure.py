@@ -132,3 +132,12 @@ def test_the_low_temperature_stripe_run_takes_second_order_differences(tmp_path,
         md_stage.run_task({"kind": kind, "potential": "gb.mtp", "structure": "interface", "case_dir": str(tmp_path),
                            "out_dir": str(tmp_path), "system": "gb", "seed": 0, "name": kind, "settings": settings})
     assert schemes == {300.0: "tension", 1.0: "tension2"}
+
+
+def test_laminate_modulus_limits():
+    """One phase: its uniaxial-stress modulus (C11 C22 - C12^2) / C11; phases without Poisson coupling:
+    the Reuss (series) mean of their C22."""
+    c11, c22, c12 = 400.0, 300.0, 120.0
+    assert heterostructure.laminate_modulus([(1.0, c11, c22, c12)]) == pytest.approx((c11 * c22 - c12 ** 2) / c11)
+    assert heterostructure.laminate_modulus([(0.3, 400.0, 300.0, 0.0), (0.7, 200.0, 100.0, 0.0)]) == \
+        pytest.approx(1.0 / (0.3 / 300.0 + 0.7 / 100.0))

@@ -1,0 +1,97 @@
+"""How compliant are the interfaces of a stripe heterostructure? E_y of stripe cells of one fraction
+and several periods, against the laminate of the phases with perfect interfaces.
+
+    python scripts/stripe_period_sweep.py [--runs cases/graphene_borophene/runs] [--cells 2,4,8,16]
+                                          [--temperature 1.0] [--out sweep.json]
+
+Data flow::
+
+    runs/fit/<interface>.mtp (+ _fit.json for the short-range core)
+    runs/constitutive/properties.json interfaces[A|B].heterostructure.low_T.phases_elastic_N_per_m
+      -> per n in --cells: md_gpu.heterostructure.run on the stripe cell with n graphene cells and n/2
+         chi3 cells across (period L = n x 0.85 nm, borophene fraction ~0.5), md.elastic protocol at
+         --temperature with second-order one-sided differences (tension2)
+      -> E_y (N/m) and the excess compliance per period, 2R = (1/E_y - 1/E_laminate) L (nm per N/m),
+         E_laminate from the phases' low-temperature constants (md_gpu.heterostructure.laminate_modulus)
+
+A spring-like interface (compliance R per interface, in series with the phases) keeps 2R constant
+as L grows; docs/report.md has the default case's table (2R constant from about 7 nm on). Runs one
+process, one cell after another (704 atoms at --cells 16: about 2 min on one core).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from md_gpu import heterostructure  # noqa: E402
+from md_gpu.forcefields.loading import load_forcefield  # noqa: E402
+from md_gpu.protocols import RunSettings  # noqa: E402
+
+
+def low_t_phases(properties: Path) -> tuple[str, dict, float]:
+    """(interface key, {phase: C}, temperature) of the first interface with a low-T twin in properties.json."""
+    props = json.loads(properties.read_text())
+    for key, entry in props.get("interfaces", {}).items():
+        low = (entry.get("heterostructure") or {}).get("low_T")
+        if low:
+            phases = {p: {k: v["mean"] for k, v in c.items()} for p, c in low["phases_elastic_N_per_m"].items()}
+            return key, phases, float(low["temperature_K"])
+    raise SystemExit(f"{properties}: no interfaces.*.heterostructure.low_T entry; run the case with "
+                     "md.heterostructure.low_temperature: true")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default="cases/graphene_borophene/runs", help="the case's runs/ folder")
+    ap.add_argument("--interface", default="interface", help="the interface system (runs/fit/<name>.mtp)")
+    ap.add_argument("--cells", default="2,4,8,16", help="graphene cells across each stripe (even numbers)")
+    ap.add_argument("--temperature", type=float, default=None, help="K (default: the low-T twin's)")
+    ap.add_argument("--sample-steps", type=int, default=1000, help="steps averaged per strained cell")
+    ap.add_argument("--out", default="", help="also write the rows to this JSON file")
+    args = ap.parse_args(argv)
+    runs = Path(args.runs)
+    cells = [int(c) for c in args.cells.split(",") if c.strip()]
+    if any(c < 2 or c % 2 for c in cells):
+        raise SystemExit(f"--cells {args.cells}: each must be an even number >= 2 (borophene gets half as many)")
+    potential = runs / "fit" / f"{args.interface}.mtp"
+    if not potential.is_file():
+        raise SystemExit(f"{potential} is missing: run the case's fit stage first")
+    fit_report = runs / "fit" / f"{args.interface}_fit.json"
+    core_radii = json.loads(fit_report.read_text()).get("shortest_distance_A") if fit_report.is_file() else None
+    key, phases, temperature = low_t_phases(runs / "constitutive" / "properties.json")
+    temperature = args.temperature if args.temperature is not None else temperature
+    graphene, borophene = key.split("|")
+    ff = load_forcefield(str(potential), core=True, core_radii=core_radii)
+    settings = RunSettings(temperature_K=temperature, equilibrate_steps=2000, thermo_every=20, seed=0)
+    rows = []
+    print(f"{key}: stripe cells at {temperature:g} K, interface MTP {potential}, tension2")
+    print(f"{'L (nm)':>8} {'atoms':>6} {'f_B':>6} {'E_y':>8} {'laminate':>9} {'2R (nm m/N)':>12} {'s':>5}")
+    for n in cells:
+        t0 = time.time()
+        r = heterostructure.run(ff, {"graphene_cells_y": n, "borophene_cells_y": n // 2, "repeat_x": 1},
+                                {"delta": 0.005, "sample_steps": args.sample_steps}, settings,
+                                relax_steps=0, scheme="tension2", log=lambda line: None)
+        g = r["geometry"]
+        f = g["fraction_B"]
+        laminate = heterostructure.laminate_modulus(
+            [(1 - f, *(phases[graphene][k] for k in ("C11", "C22", "C12"))),
+             (f, *(phases[borophene][k] for k in ("C11", "C22", "C12")))])
+        e = r["youngs_modulus_normal_N_per_m"]
+        row = {"period_nm": g["period_nm"], "n_atoms": g["n_atoms"], "fraction_B": f, "E_y_N_per_m": e,
+               "laminate_N_per_m": laminate, "two_R_nm_per_N_per_m": (1 / e - 1 / laminate) * g["period_nm"],
+               "elastic_N_per_m": r["elastic_N_per_m"], "seconds": time.time() - t0}
+        rows.append(row)
+        print(f"{row['period_nm']:8.2f} {row['n_atoms']:6d} {f:6.3f} {e:8.1f} {laminate:9.1f} "
+              f"{row['two_R_nm_per_N_per_m']:12.2e} {row['seconds']:5.0f}", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"interface": key, "temperature_K": temperature, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
