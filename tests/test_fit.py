@@ -271,3 +271,33 @@ def test_preconditioned_lbfgs_direction_is_newton_on_a_quadratic():
     s = rng.normal(size=5)
     y = hess @ s
     np.testing.assert_allclose(-_lbfgs_direction(y, [s], [y], np.eye(5)), s, atol=1e-12)
+
+
+def test_a_failed_wolfe_search_backtracks_before_the_fit_counts_as_converged(monkeypatch):
+    """L-BFGS: when the strong-Wolfe search finds no step even along -g (a narrow valley: the cubic
+    level-10 fit stalled so at 24 iterations on one CPU), an Armijo backtracking along -g goes on;
+    only a direction with no decrease at all ends the fit."""
+    import scipy.optimize
+
+    from training.fit import _backtrack, _lbfgs_step, _OptState
+
+    hess = np.diag([1.0, 1e6])  # a valley 1000x narrower than long
+
+    def objective(x):
+        return 0.5 * x @ hess @ x, hess @ x
+
+    monkeypatch.setattr(scipy.optimize, "line_search", lambda *a, **k: (None,) * 6)
+    x = np.array([1.0, 1e-3])
+    f, g = objective(x)
+    state = _OptState(x=x, f=float(f), g=g, s=[], y=[], iteration=0, history=[float(f)], reg_diag=np.zeros(0))
+    _lbfgs_step(state, objective, memory=5)
+    assert not state.converged and state.iteration == 1 and state.f < f
+    assert state.f == pytest.approx(objective(state.x)[0]) and np.allclose(state.g, objective(state.x)[1])
+    # the step backtracked is the largest power of 0.1 with Armijo decrease
+    value = lambda x: objective(x)[0]  # noqa: E731
+    assert _backtrack(value, x, -g, f, -g @ g) == pytest.approx(1e-6)
+    assert _backtrack(value, x, g, f, g @ g) is None  # uphill: no step
+    state = _OptState(x=np.zeros(2), f=0.0, g=np.array([1e-9, 0.0]), s=[], y=[], iteration=0, history=[0.0],
+                      reg_diag=np.zeros(0))
+    _lbfgs_step(state, objective, memory=5)  # at the minimum nothing lowers the loss: converged
+    assert state.converged and state.iteration == 0

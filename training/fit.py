@@ -490,6 +490,16 @@ def _lbfgs_direction(g, s_list, y_list, precond=None):
     return -q
 
 
+def _backtrack(value, x, direction, f0: float, slope: float, *, shrink: float = 0.1, tries: int = 16):
+    """Largest step ``shrink**k`` (k < ``tries``) along ``direction`` with Armijo decrease, else None."""
+    alpha = 1.0
+    for _ in range(tries):
+        if value(x + alpha * direction) <= f0 + 1e-4 * alpha * slope:
+            return alpha
+        alpha *= shrink
+    return None
+
+
 def _lbfgs_step(state: _OptState, objective, memory: int) -> None:
     """One L-BFGS iteration in place (strong-Wolfe line search); sets ``converged`` when no progress."""
     direction = _lbfgs_direction(state.g, state.s, state.y, state.precond)
@@ -517,8 +527,13 @@ def _lbfgs_step(state: _OptState, objective, memory: int) -> None:
         if state.s or state.precond is not None:  # retry along the steepest descent without curvature memory
             state.s, state.y, state.precond = [], [], None
             return _lbfgs_step(state, objective, memory)
-        state.converged = True
-        return
+        # a narrow valley can defeat the Wolfe search along -g (cubic level-10 set: descent only within
+        # 1e-5 of a step 3.8e-3 long): backtrack for sufficient decrease before calling it converged
+        alpha = _backtrack(value, state.x, direction, state.f, direction @ state.g)
+        if alpha is None:
+            state.converged = True
+            return
+        f_new = value(state.x + alpha * direction)
     x_new = state.x + alpha * direction
     g_new = grad(x_new)
     s, y = x_new - state.x, g_new - state.g
