@@ -53,6 +53,7 @@ HETEROSTRUCTURE_SETTINGS = {
 }
 
 BUILDER = "interface"
+CONSTANTS = ("C11", "C22", "C12", "C66")  # the in-plane elastic constants each run reports (N/m)
 
 
 def check_settings(h: dict, structure: str | None = None) -> None:
@@ -135,7 +136,7 @@ def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, sch
                           settings=run_settings, scheme=scheme, log=log)
     if c["unit"] != "N/m":
         raise MDSetupError("md.heterostructure: the stripe cell is not a 2D sheet")
-    constants = {k: float(c[k]) for k in ("C11", "C22", "C12", "C66")}
+    constants = {k: float(c[k]) for k in CONSTANTS}
     return {"elastic_N_per_m": constants, "youngs_modulus_normal_N_per_m": normal_modulus(constants),
             "geometry": geometry}
 
@@ -143,17 +144,16 @@ def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, sch
 def summarize_low_t(stripe: dict, phases: dict, temperature_K: float) -> dict:
     """The ``heterostructure.low_T`` entry: the stripe cell's run at ``temperature_K`` and, per phase,
     the elastic constants (N/m) of its own cell with the interface MTP (``phases``: name -> C)."""
-    one = lambda v: {"mean": float(v), "sem": 0.0, "n": 1}  # noqa: E731 - one run each
-    return {"temperature_K": float(temperature_K),
-            "elastic_N_per_m": {k: one(stripe["elastic_N_per_m"][k]) for k in ("C11", "C22", "C12", "C66")},
-            "youngs_modulus_normal_N_per_m": one(stripe["youngs_modulus_normal_N_per_m"]),
-            "phases_elastic_N_per_m": {name: {k: one(c[k]) for k in ("C11", "C22", "C12", "C66")}
+    return {"temperature_K": float(temperature_K),  # one run each: mean_sem of one value
+            "elastic_N_per_m": {k: mean_sem([stripe["elastic_N_per_m"][k]]) for k in CONSTANTS},
+            "youngs_modulus_normal_N_per_m": mean_sem([stripe["youngs_modulus_normal_N_per_m"]]),
+            "phases_elastic_N_per_m": {name: {k: mean_sem([c[k]]) for k in CONSTANTS}
                                        for name, c in sorted(phases.items())}}
 
 
 def summarize(results: list[dict], between) -> dict:
     """The ``heterostructure`` entry of summary.json from the runs' results (one per seed)."""
-    constants = {k: mean_sem([r["elastic_N_per_m"][k] for r in results]) for k in ("C11", "C22", "C12", "C66")}
+    constants = {k: mean_sem([r["elastic_N_per_m"][k] for r in results]) for k in CONSTANTS}
     return {"elastic_N_per_m": constants,
             "youngs_modulus_normal_N_per_m": mean_sem([r["youngs_modulus_normal_N_per_m"] for r in results]),
             "geometry": {**results[0]["geometry"], "between": list(between)}}
