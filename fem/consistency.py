@@ -9,20 +9,30 @@ moduli (``multiscale.checks``).
 Data flow::
 
     properties.json interfaces[A|B].heterostructure.geometry {period_nm, fraction_B}
+    properties.json interfaces[A|B].normal_compliance (when the md stage measured it on a longer cell)
       -> fem settings: stripes along x (period, fraction of B), load along y, linear elasticity
-         (no damage: a modulus), no interface band (the MD cell's interfaces are part of what is
-         compared, and the band is a fracture device), ``periods`` periods high and long,
-         ``elements_per_period`` elements across a period
-      -> study.run_tensile (one small strain step) -> fem_results.json "consistency":
-         {"modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B", "reuss_N_per_m", ...,
-          "low_T": {"temperature_K", "modulus_N_per_m", "md_modulus_N_per_m", ...}}
+         (no damage: a modulus), ``periods`` periods high and long, ``elements_per_period`` elements
+         across a period; the interfaces' normal compliance R in a band ``band_elements`` elements
+         wide (fem.materials.interface_material: the band's halves in series plus R / width)
+      -> study.run_tensile (one small strain step), with R and with perfect interfaces
+      -> fem_results.json "consistency":
+         {"modulus_N_per_m", "perfect_interface_modulus_N_per_m", "interface_compliance_nm_per_N_per_m",
+          "md_modulus_N_per_m", "period_nm", "fraction_B", "reuss_N_per_m", ...,
+          "low_T": {"temperature_K", "modulus_N_per_m", "perfect_interface_modulus_N_per_m",
+                    "md_modulus_N_per_m", ...}}
 
 ``low_T`` (when the md stage ran md.heterostructure.low_temperature): the same sample again with each
 phase's elastic constants measured at low temperature with the stripe cell's own (interface) MTP,
 against the stripe cell's MD modulus at that temperature -- the like-for-like comparison: one
 potential on both sides and no thermal ripples, so what is left is what the continuum leaves out
-(the interfaces' own compliance). The main comparison uses the case's phase properties (phase
-MTPs, md.temperature_K) as the FE main run does.
+unless it is told: the interfaces' own compliance. The main comparison uses the case's phase
+properties (phase MTPs, md.temperature_K) as the FE main run does.
+
+The interface compliance R (nm per N/m, the normal displacement jump per unit traction) is an
+MD-derived interface property like the interface strength: the constitutive stage takes it from a
+stripe cell ``md.heterostructure.compliance_periods`` times as long as the checked one (1/E_cell -
+1/E_laminate = 2 R / L_cell), so the check stays a prediction: the checked cell's own modulus does
+not enter the FE. Without it the twin has perfect interfaces (and says so).
 
 Why a sample several periods long and high with free lateral edges: the MD cell is periodic, so its
 stripes share one strain along x; in the FE sample the stripes are held together along their whole
@@ -33,6 +43,8 @@ modulus of the infinite laminate to 5e-7 (12.5k dofs, 0.4 s).
 from __future__ import annotations
 
 import copy
+import math
+
 from mpi4py import MPI
 
 from . import materials, study
@@ -43,6 +55,8 @@ CONSISTENCY_SETTINGS = {
                             "interfaces.*.heterostructure) as an FE sample and compute its modulus"),
     "periods": (int, 6, "the sample is this many stripe periods long (x) and high (y)"),
     "elements_per_period": (int, 24, "element size = period / this"),
+    "band_elements": (int, 2, "the interfaces' normal compliance (properties.json interfaces.*.normal_compliance) "
+                              "sits in a band this many elements wide; 0: perfect interfaces"),
 }
 
 
@@ -52,22 +66,26 @@ def heterostructure_entry(props: dict, phases) -> dict | None:
     return (props.get("interfaces", {}).get(key) or {}).get("heterostructure") if key else None
 
 
-def sample_settings(settings: dict, geometry: dict) -> dict:
-    """The fem settings of the consistency sample (module docstring) from the main ones."""
+def sample_settings(settings: dict, geometry: dict, *, band_elements: int = 0) -> dict:
+    """The fem settings of the consistency sample (module docstring) from the main ones, with an
+    interface band ``band_elements`` elements wide (which carries the compliance; 0: none)."""
     c = settings["consistency"]
-    if c["periods"] < 1 or c["elements_per_period"] < 4:
-        raise FemInputError(f"fem.consistency: periods ({c['periods']}) must be >= 1 and elements_per_period "
-                            f"({c['elements_per_period']}) >= 4")
+    if c["periods"] < 1 or c["elements_per_period"] < 4 or c["band_elements"] < 0:
+        raise FemInputError(f"fem.consistency: periods ({c['periods']}) must be >= 1, elements_per_period "
+                            f"({c['elements_per_period']}) >= 4 and band_elements ({c['band_elements']}) >= 0")
     period, fraction = float(geometry["period_nm"]), float(geometry["fraction_B"])
     if not (period > 0 and 0 < fraction < 1):
         raise FemInputError(f"properties.json heterostructure geometry: period_nm {period} must be > 0 and "
                             f"fraction_B {fraction} in (0, 1)")
     s = copy.deepcopy(settings)
     size = c["periods"] * period
+    h = period / c["elements_per_period"]
     s.update(geometry="stripes", length_nm=size, height_nm=size, load_direction="y", damage=False,
-             interface_width_nm=0.0, interface_mesh_size_nm=0.0, mesh_size_nm=period / c["elements_per_period"],
+             interface_width_nm=band_elements * h, interface_mesh_size_nm=0.0, mesh_size_nm=h,
              write_fields=False)
-    s["stripes"] = {**s["stripes"], "period_nm": period, "fraction": fraction, "orientation": "x"}
+    # from the middle of an A stripe to the middle of one: 2 x periods interfaces, as many per period as the MD cell
+    s["stripes"] = {**s["stripes"], "period_nm": period, "fraction": fraction, "orientation": "x",
+                    "offset_nm": 0.5 * (1.0 - fraction) * period}
     s["loading"] = {**s["loading"], "max_strain": 0.001, "n_steps": 1}
     return s
 
@@ -80,30 +98,57 @@ def run_consistency(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, log=Non
             log("consistency: properties.json has no MD stripe heterostructure (md.heterostructure.enabled "
                 "is false), so no FE twin is run")
         return None
+    R, source = materials.interface_compliance(props, *settings["phases"])
+    with_band = R != 0.0 and settings["consistency"]["band_elements"] > 0
     s = sample_settings(settings, md["geometry"])
-    r = study.run_tensile(s, props, comm=comm, out_dir=None, label="consistency", write_fields=False, log=None)
-    out = {"modulus_N_per_m": r["modulus_N_per_m"], "md_modulus_N_per_m": md["youngs_modulus_normal_N_per_m"],
+    if with_band:
+        s = sample_settings(settings, md["geometry"], band_elements=band_elements(settings, props, R, s["mesh_size_nm"]))
+    out = {**_twin(s, props, comm, with_band), "md_modulus_N_per_m": md["youngs_modulus_normal_N_per_m"],
+           "interface_compliance_nm_per_N_per_m": R if with_band else 0.0,
+           "interface_compliance_source": source if with_band else f"not applied: {source}",
            "period_nm": s["stripes"]["period_nm"], "fraction_B": s["stripes"]["fraction"],
            "sample_nm": [s["length_nm"], s["height_nm"]], "mesh_size_nm": s["mesh_size_nm"],
-           "voigt_N_per_m": r["voigt_N_per_m"], "reuss_N_per_m": r["reuss_N_per_m"],
-           "n_dofs_displacement": r["n_dofs_displacement"], "md_geometry": md["geometry"], "wall_s": r["wall_s"]}
+           "band_nm": s["interface_width_nm"], "md_geometry": md["geometry"]}
     if log:
-        log(f"consistency: FE {out['modulus_N_per_m']:.2f} N/m vs direct MD "
-            f"{out['md_modulus_N_per_m']['mean']:.2f} +- {out['md_modulus_N_per_m']['sem']:.2f} N/m across "
-            f"{out['period_nm']:.2f} nm stripes")
+        log(f"consistency: FE {out['modulus_N_per_m']:.2f} N/m (perfect interfaces "
+            f"{out['perfect_interface_modulus_N_per_m']:.2f}) vs direct MD {out['md_modulus_N_per_m']['mean']:.2f} "
+            f"+- {out['md_modulus_N_per_m']['sem']:.2f} N/m across {out['period_nm']:.2f} nm stripes; interface "
+            f"compliance {out['interface_compliance_source']}")
     low = md.get("low_T")
     if low:
-        r = study.run_tensile(s, like_for_like_properties(props, low, settings["phases"]), comm=comm, out_dir=None,
-                              label="consistency_low_T", write_fields=False, log=None)
-        out["low_T"] = {"temperature_K": low["temperature_K"], "modulus_N_per_m": r["modulus_N_per_m"],
+        out["low_T"] = {"temperature_K": low["temperature_K"],
+                        **_twin(s, like_for_like_properties(props, low, settings["phases"]), comm, with_band),
                         "md_modulus_N_per_m": low["youngs_modulus_normal_N_per_m"],
-                        "voigt_N_per_m": r["voigt_N_per_m"], "reuss_N_per_m": r["reuss_N_per_m"],
-                        "phases_elastic_N_per_m": low["phases_elastic_N_per_m"], "wall_s": r["wall_s"]}
+                        "phases_elastic_N_per_m": low["phases_elastic_N_per_m"]}
         if log:
             log(f"consistency at {low['temperature_K']:g} K, phase constants from the stripe's own MTP: FE "
-                f"{out['low_T']['modulus_N_per_m']:.2f} N/m vs direct MD "
+                f"{out['low_T']['modulus_N_per_m']:.2f} N/m (perfect interfaces "
+                f"{out['low_T']['perfect_interface_modulus_N_per_m']:.2f}) vs direct MD "
                 f"{low['youngs_modulus_normal_N_per_m']['mean']:.2f} N/m")
     return out
+
+
+def band_elements(settings: dict, props: dict, R: float, h: float) -> int:
+    """Elements across the twin's interface band: ``fem.consistency.band_elements``, or more for a stiff
+    interface (``R`` < 0, nm per N/m) so that the band keeps at least half its halves' own compliance
+    across (``R / width`` is added to it; fem.materials.interface_material)."""
+    n = settings["consistency"]["band_elements"]
+    if R < 0:
+        least = min(1.0 / materials.phase_material(props, p).stiffness()[1, 1] for p in settings["phases"])
+        n = max(n, math.ceil(2.0 * -R / least / h))
+    return n
+
+
+def _twin(s: dict, props: dict, comm, with_band: bool) -> dict:
+    """The twin's modulus (N/m) with the interface band (when ``with_band``) and with perfect interfaces."""
+    r = study.run_tensile(s, props, comm=comm, out_dir=None, label="consistency", write_fields=False, log=None)
+    perfect = r
+    if with_band:
+        perfect = study.run_tensile({**s, "interface_width_nm": 0.0}, props, comm=comm, out_dir=None,
+                                    label="consistency_perfect", write_fields=False, log=None)
+    return {"modulus_N_per_m": r["modulus_N_per_m"], "perfect_interface_modulus_N_per_m": perfect["modulus_N_per_m"],
+            "voigt_N_per_m": perfect["voigt_N_per_m"], "reuss_N_per_m": perfect["reuss_N_per_m"],
+            "n_dofs_displacement": r["n_dofs_displacement"], "wall_s": r["wall_s"] + (perfect["wall_s"] if with_band else 0)}
 
 
 def like_for_like_properties(props: dict, low: dict, phases) -> dict:

@@ -42,6 +42,7 @@ FEM_SETTINGS = {
         "period_nm": (float, 40.0, "width of one A + B pair of stripes (nm)"),
         "fraction": (float, 0.5, "area fraction of phase B"),
         "orientation": (str, "y", "x: stripes along x (parallel to x-tension) | y: across it (in series)"),
+        "offset_nm": (float, 0.0, "the pattern starts this far into a period (nm): 0 starts with a whole A stripe"),
     },
     "islands": {
         "radius_nm": (float, 4.0, "island (circum)radius (nm)"),
@@ -191,8 +192,9 @@ def summary(results: dict) -> dict:
            "studies": tables}
     if results.get("consistency"):
         twin = results["consistency"]
-        out["consistency"] = {k: twin[k] for k in ("modulus_N_per_m", "md_modulus_N_per_m", "period_nm", "fraction_B",
-                                                    "low_T") if k in twin}
+        out["consistency"] = {k: twin[k] for k in ("modulus_N_per_m", "perfect_interface_modulus_N_per_m",
+                                                    "interface_compliance_nm_per_N_per_m", "md_modulus_N_per_m",
+                                                    "period_nm", "fraction_B", "low_T") if k in twin}
     if results.get("thermal"):
         out["thermal"] = results["thermal"] if "skipped" in results["thermal"] else thermal_summary(results["thermal"])
     return out

@@ -108,11 +108,12 @@ def _finish(gmsh, groups: dict[int, list[int]], interface_curves: list[int], mes
 
 
 # -- (a) stripes ----------------------------------------------------------------------------
-def stripe_segments(extent_nm: float, period_nm: float, fraction: float, width_nm: float):
+def stripe_segments(extent_nm: float, period_nm: float, fraction: float, width_nm: float, offset_nm: float = 0.0):
     """Partition ``[0, extent_nm]`` across the stripes into labelled segments.
 
     A period is ``(1 - fraction) * period_nm`` of phase 0 then ``fraction *
-    period_nm`` of phase 1, repeated from 0 (the last period may be cut).
+    period_nm`` of phase 1, repeated from ``-offset_nm`` (the first and last
+    periods may be cut; ``offset_nm`` in ``[0, period_nm)``).
     Returns ``(segments, interfaces)``: a list of ``(start, end, label)`` with
     label 0, 1 or ``"band"`` (half a band of width ``width_nm`` on each side of
     every interface), and the interface positions [n] (nm).
@@ -121,12 +122,16 @@ def stripe_segments(extent_nm: float, period_nm: float, fraction: float, width_n
         raise FemInputError(f"fem.stripes.fraction must be in [0, 1], got {fraction}")
     if not period_nm > 0:
         raise FemInputError(f"fem.stripes.period_nm must be > 0, got {period_nm}")
+    if not 0.0 <= offset_nm < period_nm:
+        raise FemInputError(f"fem.stripes.offset_nm must be in [0, period_nm = {period_nm}), got {offset_nm}")
     cuts, labels = [0.0], []
-    x = 0.0
+    x = -offset_nm
     while x < extent_nm - 1e-9:
         for label, w in ((0, (1 - fraction) * period_nm), (1, fraction * period_nm)):
             if w > 1e-9 and x < extent_nm - 1e-9:
                 x = min(x + w, extent_nm)
+                if x <= 1e-9:  # before the sample starts
+                    continue
                 if labels and labels[-1] == label:
                     cuts[-1] = x
                 else:
@@ -152,20 +157,21 @@ def stripe_segments(extent_nm: float, period_nm: float, fraction: float, width_n
 
 
 def stripes(*, phases: tuple[str, str], length_nm: float, height_nm: float, period_nm: float,
-            fraction: float, orientation: str = "x", interface_width_nm: float = 0.0,
+            fraction: float, orientation: str = "x", offset_nm: float = 0.0, interface_width_nm: float = 0.0,
             mesh_size_nm: float = 1.0, interface_mesh_size_nm: float | None = None) -> Layout:
     """Alternating stripes of ``phases[0]`` and ``phases[1]`` (a lateral superlattice).
 
     ``orientation='x'``: the stripes run along x (interfaces are lines y =
     const; tension along x loads them in parallel); ``'y'``: they run along y
     (tension along x loads them in series). ``fraction`` is the area fraction
-    of ``phases[1]``; ``period_nm`` the width of one pair of stripes.
+    of ``phases[1]``; ``period_nm`` the width of one pair of stripes; ``offset_nm``
+    how far into a period the sample starts (:func:`stripe_segments`).
     """
     _check_size(length_nm, height_nm, mesh_size_nm)
     if orientation not in ("x", "y"):
         raise FemInputError(f"fem.stripes.orientation must be 'x' or 'y', got {orientation!r}")
     across = height_nm if orientation == "x" else length_nm
-    segments, interfaces = stripe_segments(across, period_nm, fraction, interface_width_nm)
+    segments, interfaces = stripe_segments(across, period_nm, fraction, interface_width_nm, offset_nm)
     gmsh = _gmsh()
     occ = gmsh.model.occ
     surfaces = []
@@ -190,7 +196,7 @@ def stripes(*, phases: tuple[str, str], length_nm: float, height_nm: float, peri
                   length_nm=length_nm, height_nm=height_nm,
                   fractions={phases[0]: 1 - f1 / across, phases[1]: f1 / across},
                   info={"kind": "stripes", "orientation": orientation, "n_interfaces": len(interfaces),
-                        "period_nm": period_nm})
+                        "period_nm": period_nm, "interface_normal": "y" if orientation == "x" else "x"})
 
 
 def _lines_at(gmsh, positions, axis: int) -> list[int]:

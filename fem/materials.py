@@ -217,19 +217,102 @@ def interface_strength(props: dict, a: PhaseMaterial, b: PhaseMaterial, *,
             f"{source}: interfaces['{key}'].ultimate_strength_N_per_m = {sigma:g} N/m")
 
 
-def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial, *,
-                       fallback: str = "weaker_phase") -> tuple[PhaseMaterial, str]:
-    """The material of the thin band along the interface between phases ``a`` and ``b``, and its strength source.
+def interface_compliance(props: dict, a: str, b: str) -> tuple[float, str]:
+    """Normal compliance ``R`` (nm per N/m) of the interface between phases ``a`` and ``b``, and its source.
 
-    Elasticity: the mean of the two phases' stiffness matrices (the band is
-    a few nm wide and barely changes the effective modulus). Strength:
-    :func:`interface_strength` (the MD interface strength, or the named
-    ``fallback`` when ``properties.json`` has no entry for the pair).
+    ``R`` is the jump of the normal displacement (nm) across the interface per unit normal traction
+    (N/m): a sharp interface as a spring layer, ``[u_n] = R sigma_nn``. Read from
+    ``interfaces[key].normal_compliance.nm_per_N_per_m.mean`` (the constitutive stage derives it from
+    a long MD stripe cell, docs/properties.md); ``(0.0, reason)`` -- a perfectly bonded interface --
+    when properties.json has none.
     """
-    sx, sy, where = interface_strength(props, a, b, fallback=fallback)
+    source = props.get("_source", "properties.json")
+    key = interface_key(props, a, b)
+    node = props.get("interfaces", {}).get(key, {}).get("normal_compliance") if key else None
+    if not isinstance(node, dict):
+        return 0.0, f"none: {source} has no interfaces[{a}|{b}].normal_compliance (perfectly bonded interface)"
+    R = _mean(node, "nm_per_N_per_m", f"interfaces.{key}.normal_compliance", source)
+    return R, f"{source}: interfaces['{key}'].normal_compliance.nm_per_N_per_m = {R:.4g}"
+
+
+def laminate_stiffness(layers, *, normal: str = "y", extra_normal_compliance: float = 0.0) -> np.ndarray:
+    """Exact effective plane-stress stiffness ``[3, 3]`` (N/m, Voigt xx, yy, xy) of a periodic laminate.
+
+    ``layers``: ``[(fraction, C)]`` with ``C`` an orthotropic plane-stress stiffness ``[3, 3]`` (N/m)
+    in the sample axes; the fractions sum to 1. ``normal``: the axis across the layers. The layers
+    share the strain along the layers and the tractions across them (the shear stress, and the normal
+    stress, which sees the layers in series). ``extra_normal_compliance`` (1/(N/m)) adds the interfaces'
+    own compliance per unit length across the layers: ``n R / L`` for ``n`` interfaces of normal
+    compliance ``R`` (nm per N/m, :func:`interface_compliance`) in a period ``L`` (nm).
+
+    Derivation: per layer ``eps_nn = (sigma_nn - C_tn eps_tt) / C_nn`` and ``sigma_tt = (C_tt -
+    C_tn^2 / C_nn) eps_tt + (C_tn / C_nn) sigma_nn``; averaging with ``a = <C_tn/C_nn>``, ``b = <C_tt -
+    C_tn^2/C_nn>``, ``c = <1/C_nn> + extra`` gives ``C_nn = 1/c``, ``C_tn = a/c``, ``C_tt = b + a^2/c``,
+    and ``C_ss = 1 / <1/C_ss>``.
+    """
+    if normal not in DIRECTIONS:
+        raise FemInputError(f"laminate normal {normal!r} is not one of {', '.join(DIRECTIONS)}")
+    n, t = (1, 0) if normal == "y" else (0, 1)
+    a = b = c = shear = 0.0
+    for fraction, C in layers:
+        C = np.asarray(C, dtype=float)
+        a += fraction * C[t, n] / C[n, n]
+        b += fraction * (C[t, t] - C[t, n] ** 2 / C[n, n])
+        c += fraction / C[n, n]
+        shear += fraction / C[2, 2]
+    c += extra_normal_compliance
+    if not (c > 0 and b > 0):
+        raise FemInputError(f"laminate: the extra normal compliance {extra_normal_compliance:g} 1/(N/m) leaves the "
+                            "laminate without a positive stiffness across its layers; check the interface compliance")
+    out = np.zeros((3, 3))
+    out[n, n], out[t, t], out[2, 2] = 1.0 / c, b + a * a / c, 1.0 / shear
+    out[t, n] = out[n, t] = a / c
+    return out
+
+
+def laminate_modulus(layers, *, normal: str = "y", extra_normal_compliance: float = 0.0) -> float:
+    """Young's modulus (N/m) across the laminate of :func:`laminate_stiffness` (uniaxial stress along
+    ``normal``): what the FE twin of an MD stripe cell approaches (fem.consistency)."""
+    S = np.linalg.inv(laminate_stiffness(layers, normal=normal, extra_normal_compliance=extra_normal_compliance))
+    return float(1.0 / S[DIRECTIONS.index(normal), DIRECTIONS.index(normal)])
+
+
+def stiffness_of(constants: dict) -> np.ndarray:
+    """Plane-stress stiffness ``[3, 3]`` (N/m) from ``{"C11", "C22", "C12", "C66"}``: numbers or statistics."""
+    v = {k: float(c["mean"] if isinstance(c, dict) else c) for k, c in constants.items()}
+    return np.array([[v["C11"], v["C12"], 0.0], [v["C12"], v["C22"], 0.0], [0.0, 0.0, v["C66"]]])
+
+
+def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial, *, fallback: str = "weaker_phase",
+                       normal: str | None = None, width_nm: float = 0.0) -> tuple[PhaseMaterial, dict]:
+    """The material of the band of width ``width_nm`` (nm) along the interface between phases ``a`` and
+    ``b``, and where its properties came from (``{"strength": ..., "compliance": ...}``).
+
+    Strength: :func:`interface_strength` (the MD interface strength, or the named ``fallback`` when
+    ``properties.json`` has no entry for the pair).
+
+    Elasticity, when the band's ``normal`` is a sample axis (straight stripes): the exact laminate of
+    its two halves (:func:`laminate_stiffness`) with the interface's normal compliance ``R``
+    (:func:`interface_compliance`) spread over the band, ``R / width_nm``: across the band the FE then
+    sees the phases in series plus the jump ``R sigma_nn``, along it the phases in parallel. The
+    tangential (shear) compliance of the interface is not measured and is left out. Without a fixed
+    normal (islands: the normal turns along the rim) the band is the mean of the two stiffness
+    matrices and ``R`` is not applied; the returned source says so.
+    """
+    sx, sy, strength_source = interface_strength(props, a, b, fallback=fallback)
     key = interface_key(props, a.name, b.name) or f"{a.name}|{b.name}"
-    C = 0.5 * (a.stiffness() + b.stiffness())
-    return from_stiffness(key, C, sx, sy), where
+    R, compliance_source = interface_compliance(props, a.name, b.name)
+    if normal is None:
+        C = 0.5 * (a.stiffness() + b.stiffness())
+        if R != 0.0:
+            compliance_source = f"not applied (the band's normal is not a sample axis); {compliance_source}"
+    else:
+        if not width_nm > 0:
+            raise FemInputError(f"interface band of {key}: width {width_nm} nm must be > 0")
+        C = laminate_stiffness([(0.5, a.stiffness()), (0.5, b.stiffness())], normal=normal,
+                               extra_normal_compliance=R / width_nm)
+    return from_stiffness(key, C, sx, sy), {"strength": strength_source, "compliance": compliance_source,
+                                            "normal_compliance_nm_per_N_per_m": R if normal else 0.0}
 
 
 # -- phase-field calibration ---------------------------------------------------------------------

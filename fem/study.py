@@ -70,7 +70,8 @@ def build_sample(s: dict, comm=MPI.COMM_WORLD):
     if kind == "stripes":
         st = s["stripes"]
         return mesh_from_gmsh(geometry.stripes, comm, phases=tuple(phases), period_nm=st["period_nm"],
-                              fraction=st["fraction"], orientation=st["orientation"], **common)
+                              fraction=st["fraction"], orientation=st["orientation"], offset_nm=st["offset_nm"],
+                              **common)
     if kind == "islands":
         isl = s["islands"]
         f = isl["fraction"]
@@ -92,7 +93,9 @@ def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dic
     """``({cell tag: (PhaseMaterial, Gc_nN)}, {name: table row})`` for the sample's phases and band.
 
     The band's row has ``strength_source``: the ``properties.json`` interface
-    entry it came from, or the named fallback (``fem.interface_fallback``).
+    entry it came from, or the named fallback (``fem.interface_fallback``);
+    ``compliance_source`` and ``normal_compliance_nm_per_N_per_m``: the interface's
+    normal compliance the band carries (:func:`fem.materials.interface_material`).
     """
     direction, model, ell = s["load_direction"], s["model"], s["ell_nm"]
     phase_mats = {name: mat.phase_material(props, name, elasticity=s["elasticity"]) for name in layout.phases}
@@ -100,8 +103,9 @@ def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dic
     sources = {}
     if layout.band is not None:
         a, b = layout.band
-        band, sources[geometry.BAND_TAG] = mat.interface_material(props, phase_mats[a], phase_mats[b],
-                                                                  fallback=s["interface_fallback"])
+        band, sources[geometry.BAND_TAG] = mat.interface_material(
+            props, phase_mats[a], phase_mats[b], fallback=s["interface_fallback"],
+            normal=layout.info.get("interface_normal"), width_nm=s["interface_width_nm"])
         by_tag[geometry.BAND_TAG] = band
     out, table = {}, {}
     for tag, m in by_tag.items():
@@ -111,7 +115,11 @@ def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dic
                          "G12_N_per_m": m.G12, "strength_x_N_per_m": m.strength_x,
                          "strength_y_N_per_m": m.strength_y, "Gc_nN": gc,
                          "calibrated_strength_N_per_m": mat.critical_stress(model, m.modulus(direction), gc, ell),
-                         "strength_source": sources.get(tag, f"{props.get('_source')}: phases.{m.name}")}
+                         "strength_source": f"{props.get('_source')}: phases.{m.name}"}
+        if tag in sources:
+            table[m.name].update(strength_source=sources[tag]["strength"],
+                                 compliance_source=sources[tag]["compliance"],
+                                 normal_compliance_nm_per_N_per_m=sources[tag]["normal_compliance_nm_per_N_per_m"])
     return out, table
 
 
@@ -130,6 +138,8 @@ def model_notes(layout: geometry.Layout, s: dict, table: dict) -> list[str]:
         for name, row in table.items():
             if row["cell_tag"] == geometry.BAND_TAG and row["strength_source"].startswith("fallback"):
                 notes.append(f"interface strength: {row['strength_source']}")
+            if row["cell_tag"] == geometry.BAND_TAG and row["compliance_source"].startswith("not applied"):
+                notes.append(f"interface compliance: {row['compliance_source']}")
     if s["mesh_size_nm"] > 0.5 * s["ell_nm"] + 1e-12:
         notes.append(f"mesh_size_nm {s['mesh_size_nm']:g} > ell_nm / 2: the crack is under-resolved")
     return notes

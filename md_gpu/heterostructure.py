@@ -13,21 +13,26 @@ Data flow::
       -> md_gpu.protocols.elastic_constants at md.temperature_K, one run per seed, scheme "tension"
          (forward differences: a sheet this long buckles under the compressed cells of central ones;
          graphene 64 A long at 300 K: C22 107-172 N/m central, 294 tension, 381-417 in a 13 A cell);
-         the low-temperature twin with scheme "tension2" (second order: the cell stiffens with strain)
+         the low-temperature twin with scheme "tension2" (second order: the cell stiffens with strain), and
+         a cell with stripes compliance_periods times as wide, the same way (the interfaces' compliance)
       -> per seed the modulus across the stripes under uniaxial stress, E_y = (C11 C22 - C12^2) / C11 (N/m)
       -> summary.json systems.<interface>.heterostructure:
          {"elastic_N_per_m": {C11, C22, C12, C66: {mean, sem, n}},
           "youngs_modulus_normal_N_per_m": {mean, sem, n},
           "geometry": {"period_nm", "fraction_B", "length_nm", "n_atoms", "between", "stripes": "x"},
           "low_T": {"temperature_K", "elastic_N_per_m", "youngs_modulus_normal_N_per_m",
-                    "phases_elastic_N_per_m": {<phase>: {C11, C22, C12, C66}}}}   (low_temperature: true)
+                    "phases_elastic_N_per_m": {<phase>: {C11, C22, C12, C66}},
+                    "compliance_cell": {"elastic_N_per_m", "youngs_modulus_normal_N_per_m", "geometry"}}}
+                                                                                    (low_temperature: true)
 
 Why the low-temperature twin: at 300 K a 68 A long sheet ripples and softens more than the 12-17 A
 cells in which the phase constants are measured (stripe cell -15 to -18 % from 0 K, phase cells
 -11 %), and the ripples of a 68 A sheet are too slow for the quick protocol to converge (phase cells
 as long as the stripe scatter by +-14 N/m in their laminate over 4 seeds); at 1 K neither happens,
 and with the phase constants from the same (interface) MTP the FE twin and the MD differ only by
-what the continuum model leaves out: the compliance of the interfaces themselves.
+what the continuum model leaves out unless told: the compliance of the interfaces themselves. The
+wider ``compliance_cell`` tells it (multiscale.constitutive: 1/E = 1/E_laminate + 2 R / L), from
+another cell than the checked one, so that the check remains a prediction.
 
 Geometry: the stripes run along x and stack along y with period ``L_y``; the interfaces sit in
 the middle of the C-B gaps, so phase B (borophene) is ``(y_B,max - y_B,min + gap) / L_y`` of the
@@ -50,6 +55,9 @@ HETEROSTRUCTURE_SETTINGS = {
     "low_temperature": (bool, True, "also run the stripe cell, and the cells of the two phases with the interface "
                                     "MTP, once at md.elastic.low_temperature_K: the like-for-like FE-vs-MD check "
                                     "(one potential, no thermal ripples)"),
+    "compliance_periods": (int, 2, "with low_temperature: also run a stripe cell with stripes this many times as "
+                                   "wide (at low temperature) for the interfaces' normal compliance (the constitutive "
+                                   "stage; >= 2, another cell than the checked one); 0: none"),
 }
 
 BUILDER = "interface"
@@ -61,6 +69,10 @@ def check_settings(h: dict, structure: str | None = None) -> None:
     for key in ("graphene_cells_y", "borophene_cells_y", "repeat_x", "seeds"):
         if int(h[key]) < 1:
             raise ValueError(f"md.heterostructure.{key}: {h[key]} must be >= 1")
+    if int(h["compliance_periods"]) == 1 or int(h["compliance_periods"]) < 0:
+        raise ValueError(f"md.heterostructure.compliance_periods: {h['compliance_periods']} must be 0 (none) or >= 2: "
+                         "1 would take the interfaces' compliance from the checked cell itself, and the FE twin "
+                         "would then reproduce the MD modulus by construction")
     from training.structures import ALIASES
 
     if h["enabled"] and structure is not None and ALIASES.get(structure, structure) != BUILDER:
@@ -85,22 +97,17 @@ def stripe_cell(h: dict):
     return atoms, geometry
 
 
+def compliance_cell_settings(h: dict) -> dict:
+    """``md.heterostructure`` for the interface-compliance cell: stripes ``compliance_periods`` times as
+    wide, one 14.7 A cell along x (704 atoms for the case's 8 + 4 cells)."""
+    k = int(h["compliance_periods"])
+    return {**h, "graphene_cells_y": k * int(h["graphene_cells_y"]), "borophene_cells_y": k * int(h["borophene_cells_y"]),
+            "repeat_x": 1}
+
+
 def normal_modulus(c: dict) -> float:
     """Young's modulus across stripes along x (uniaxial stress along y), N/m: (C11 C22 - C12^2) / C11."""
     return (c["C11"] * c["C22"] - c["C12"] ** 2) / c["C11"]
-
-
-def laminate_modulus(layers) -> float:
-    """Exact modulus (N/m) across an infinite periodic laminate under uniaxial stress: what the FE twin
-    of a stripe cell approaches (fem.consistency), with perfect interfaces.
-
-    layers: [(fraction, C11, C22, C12)] (N/m) with x along the layers; the layers share the strain along
-    x, carry the same stress across, and their stresses along x average to zero.
-    """
-    a = sum(f * c12 / c22 for f, c11, c22, c12 in layers)
-    b = sum(f * (c11 - c12 ** 2 / c22) for f, c11, c22, c12 in layers)
-    e_xx = -a / b  # per unit stress across
-    return 1.0 / sum(f * (1.0 - c12 * e_xx) / c22 for f, c11, c22, c12 in layers)
 
 
 def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, scheme: str = "tension",
@@ -141,14 +148,20 @@ def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, sch
             "geometry": geometry}
 
 
-def summarize_low_t(stripe: dict, phases: dict, temperature_K: float) -> dict:
-    """The ``heterostructure.low_T`` entry: the stripe cell's run at ``temperature_K`` and, per phase,
-    the elastic constants (N/m) of its own cell with the interface MTP (``phases``: name -> C)."""
-    return {"temperature_K": float(temperature_K),  # one run each: mean_sem of one value
-            "elastic_N_per_m": {k: mean_sem([stripe["elastic_N_per_m"][k]]) for k in CONSTANTS},
-            "youngs_modulus_normal_N_per_m": mean_sem([stripe["youngs_modulus_normal_N_per_m"]]),
-            "phases_elastic_N_per_m": {name: {k: mean_sem([c[k]]) for k in CONSTANTS}
-                                       for name, c in sorted(phases.items())}}
+def summarize_low_t(stripe: dict, phases: dict, temperature_K: float, compliance_cell: dict | None = None) -> dict:
+    """The ``heterostructure.low_T`` entry: the stripe cell's run at ``temperature_K``, per phase the
+    elastic constants (N/m) of its own cell with the interface MTP (``phases``: name -> C), and the
+    run of the wider interface-compliance cell when there is one (``compliance_cell``)."""
+    def one_run(r: dict) -> dict:  # one run each: mean_sem of one value
+        return {"elastic_N_per_m": {k: mean_sem([r["elastic_N_per_m"][k]]) for k in CONSTANTS},
+                "youngs_modulus_normal_N_per_m": mean_sem([r["youngs_modulus_normal_N_per_m"]])}
+
+    out = {"temperature_K": float(temperature_K), **one_run(stripe),
+           "phases_elastic_N_per_m": {name: {k: mean_sem([c[k]]) for k in CONSTANTS}
+                                      for name, c in sorted(phases.items())}}
+    if compliance_cell:
+        out["compliance_cell"] = {**one_run(compliance_cell), "geometry": compliance_cell["geometry"]}
+    return out
 
 
 def summarize(results: list[dict], between) -> dict:

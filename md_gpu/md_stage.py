@@ -44,7 +44,9 @@ and ``md.elastic.low_temperature_K`` > 0 the stripe cell is also run once at tha
 (``<interface>_heterostructure_low_T``), and so are the cells of the two phases it joins with the same
 interface MTP (``<interface>_<phase>_elastic_low_T``): ``heterostructure.low_T`` holds the stripe's
 modulus and those phase constants, the like-for-like inputs of the FE twin (no thermal ripples, one
-potential).
+potential). With ``md.heterostructure.compliance_periods`` (default 2) a stripe cell that many times as
+wide runs the same way (``<interface>_heterostructure_compliance_low_T``, ``low_T.compliance_cell``): the
+constitutive stage derives the interfaces' normal compliance from it.
 
 With ``md.thermal.enabled`` each system also gets a ``thermal`` entry (docs/md.md, "Thermal transport in the md stage")::
 
@@ -299,11 +301,14 @@ def run_task(task: dict) -> dict:
         return {**task, "result": result}
     if task["kind"] in LOW_T_KINDS:
         run_settings = replace(run_settings, temperature_K=settings["elastic"]["low_temperature_K"])
-    if task["kind"] in ("heterostructure", "heterostructure_low_T"):
+    if task["kind"] in STRIPE_KINDS:
+        h = settings["heterostructure"]
+        if task["kind"] == "heterostructure_compliance_low_T":
+            h = heterostructure.compliance_cell_settings(h)
         try:
             # at low temperature the noise is small enough for the second-order difference (no strain bias)
-            scheme = "tension2" if task["kind"] == "heterostructure_low_T" else "tension"
-            return {**task, "result": heterostructure.run(ff, settings["heterostructure"], settings["elastic"],
+            scheme = "tension" if task["kind"] == "heterostructure" else "tension2"
+            return {**task, "result": heterostructure.run(ff, h, settings["elastic"],
                                                          run_settings, relax_steps=settings["stability"]["relax_steps"],
                                                          scheme=scheme, log=_progress_printer(task))}
         except MDRunError as exc:
@@ -349,7 +354,10 @@ def _blown_up(task: dict, exc: MDRunError) -> dict:
 
 THERMAL_KINDS = ("hnemd", "nemd", "interface_nemd")
 # runs at md.elastic.low_temperature_K instead of md.temperature_K
-LOW_T_KINDS = ("elastic_low_T", "heterostructure_low_T", "heterostructure_phase_low_T")
+LOW_T_KINDS = ("elastic_low_T", "heterostructure_low_T", "heterostructure_phase_low_T",
+               "heterostructure_compliance_low_T")
+# runs of md_gpu.heterostructure (a stripe cell)
+STRIPE_KINDS = ("heterostructure", "heterostructure_low_T", "heterostructure_compliance_low_T")
 
 
 def _run_thermal(task: dict, ff, atoms, run_settings, prefix: Path) -> dict:
@@ -421,6 +429,9 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
             if h["low_temperature"] and settings["elastic"]["enabled"] and settings["elastic"]["low_temperature_K"] > 0:
                 tasks.append({**base, "kind": "heterostructure_low_T", "direction": "normal", "seed": 0,
                               "between": between, "name": f"{system}_heterostructure_low_T"})
+                if h["compliance_periods"] > 0:
+                    tasks.append({**base, "kind": "heterostructure_compliance_low_T", "direction": "normal",
+                                  "seed": 0, "between": between, "name": f"{system}_heterostructure_compliance_low_T"})
                 # the phases' own cells with the interface MTP (base["potential"]): the FE twin's inputs
                 tasks += [{**base, "kind": "heterostructure_phase_low_T", "direction": None, "seed": 0,
                            "phase": phase, "structure": ctx.systems[phase]["structure"],
@@ -470,7 +481,7 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         if r["kind"] == "stability":
             entry["stability"] = dict(r["result"])
             continue
-        if r["kind"] in ("heterostructure", "heterostructure_low_T", "heterostructure_phase_low_T"):
+        if r["kind"] in (*STRIPE_KINDS, "heterostructure_phase_low_T"):
             if r.get("blew_up"):
                 entry["provenance"].setdefault("blown_up", []).append({"run": r["name"], "reason": r["blew_up"]})
             elif r["kind"] == "heterostructure":
@@ -478,6 +489,8 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
                 entry["_between"] = r.get("between", [])
             elif r["kind"] == "heterostructure_low_T":
                 entry["_stripe_low_T"] = r["result"]
+            elif r["kind"] == "heterostructure_compliance_low_T":
+                entry["_compliance_low_T"] = r["result"]
             else:
                 entry.setdefault("_phases_low_T", {})[r["phase"]] = r["result"]
             continue
@@ -494,11 +507,12 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
     for system, entry in systems.items():
         stripes, between = entry.pop("_heterostructure", None), entry.pop("_between", [])
         stripe_low_t, phases_low_t = entry.pop("_stripe_low_T", None), entry.pop("_phases_low_T", {})
+        compliance_low_t = entry.pop("_compliance_low_T", None)
         if stripes:
             entry["heterostructure"] = heterostructure.summarize(stripes, between)
             if stripe_low_t and set(phases_low_t) >= set(between):
                 entry["heterostructure"]["low_T"] = heterostructure.summarize_low_t(
-                    stripe_low_t, phases_low_t, settings["elastic"]["low_temperature_K"])
+                    stripe_low_t, phases_low_t, settings["elastic"]["low_temperature_K"], compliance_low_t)
         runs_by_direction = entry.pop("_runs", {})
         blown_up = entry.pop("_blown_up", {})
         lost = [d for d in blown_up if d not in runs_by_direction]

@@ -26,7 +26,9 @@ Three checks, with the tolerances of the acceptance criteria (and, ahead of the 
   properties (``fem_results.json`` ``consistency``): their moduli across the stripes agree within
   10 %. With ``md.heterostructure.low_temperature`` a second row compares the same twin at low
   temperature with phase constants from the stripe cell's own MTP (``consistency.low_T``): one
-  potential and no thermal ripples on both sides. Without it, the FE main run (a stripe sample loaded across its stripes) is compared with
+  potential and no thermal ripples on both sides. The FE twin carries the interfaces' normal
+  compliance measured by MD on a wider stripe cell (``properties.json`` ``normal_compliance``,
+  fem.consistency); each row's text names it and the perfect-interface modulus. Without it, the FE main run (a stripe sample loaded across its stripes) is compared with
   the MD modulus of the small interface cell pulled normal to its interfaces (``normal``), a
   rougher comparison (other period and, in general, other fraction).
 
@@ -98,10 +100,11 @@ def check_fe_vs_md(fem_results: dict | None, md_summary: dict | None, *, tol: fl
     if twin:
         md = twin["md_modulus_N_per_m"]
         g = twin.get("md_geometry", {})
+        interfaces = _interfaces_said(twin)
         rows = [_row(f"{name} (stripe heterostructure)", twin["modulus_N_per_m"], md["mean"], tol,
                      f"2D modulus (N/m) across {twin['period_nm']:.2f} nm periodic stripes, borophene fraction "
-                     f"{twin['fraction_B']:.3f}: FE with the MD phase properties vs MD of the same stripes "
-                     f"({g.get('n_atoms', '?')} atoms, interface MTP, {md.get('n', '?')} seed(s), sem "
+                     f"{twin['fraction_B']:.3f}: FE with the MD phase properties{interfaces} vs MD of the same "
+                     f"stripes ({g.get('n_atoms', '?')} atoms, interface MTP, {md.get('n', '?')} seed(s), sem "
                      f"{md.get('sem', 0.0):.3g})")]
         low = twin.get("low_T")
         if low:
@@ -109,9 +112,8 @@ def check_fe_vs_md(fem_results: dict | None, md_summary: dict | None, *, tol: fl
             rows.append(_row(f"{name} at {t:g} K, one MTP (stripe heterostructure)", low["modulus_N_per_m"],
                              low["md_modulus_N_per_m"]["mean"], tol,
                              f"the same stripes at {t:g} K (no thermal ripples), the FE phases' elastic constants "
-                             f"measured at {t:g} K with the stripe cell's own interface MTP: the like-for-like "
-                             "comparison; the difference left is the interfaces' own compliance, which the "
-                             "continuum model does not carry"))
+                             f"measured at {t:g} K with the stripe cell's own interface MTP{_interfaces_said(low, twin)}"
+                             ": the like-for-like comparison"))
         return rows
     settings = fem_results.get("settings", {})
     if not _in_series(settings):
@@ -127,6 +129,17 @@ def check_fe_vs_md(fem_results: dict | None, md_summary: dict | None, *, tol: fl
                              f"{settings.get('stripes', {}).get('fraction')}) vs MD of the {system} cell "
                              f"pulled normal to its interfaces ({normal.get('n', '?')} seeds)"))
     return rows or [_not_run(name, "the md stage measured no interface cell")]
+
+
+def _interfaces_said(entry: dict, twin: dict | None = None) -> str:
+    """How the FE twin's interfaces were modelled, with the perfect-interface modulus beside it."""
+    twin = twin or entry
+    R = twin.get("interface_compliance_nm_per_N_per_m")
+    if not R:
+        return (" and perfect interfaces (no interface compliance measured: "
+                f"{twin.get('interface_compliance_source', 'none')})")
+    return (f" and the MD interface compliance R = {R:.3g} nm per N/m, measured on a wider stripe cell "
+            f"(perfect interfaces: {entry['perfect_interface_modulus_N_per_m']:.1f} N/m)")
 
 
 def check_structures(md_summary: dict | None) -> list[dict]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from .atomic import write_json
 from .errors import StageError
 
@@ -75,8 +77,12 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
             props["interfaces"][key] = {"name": name, "between": list(system["between"]), "direction": "normal",
                                         **stats, "provenance": provenance}
             if result.get("heterostructure"):
-                props["interfaces"][key]["heterostructure"] = _heterostructure(result["heterostructure"],
-                                                                               f"{where}.heterostructure")
+                stripes = _heterostructure(result["heterostructure"], f"{where}.heterostructure")
+                props["interfaces"][key]["heterostructure"] = stripes
+                cell = stripes.get("low_T", {}).get("compliance_cell")
+                if cell:
+                    props["interfaces"][key]["normal_compliance"] = interface_normal_compliance(
+                        cell, stripes["low_T"], list(system["between"]), f"{where}.heterostructure.low_T")
             if result.get("thermal"):
                 props["interfaces"][key]["thermal"] = _interface_thermal(
                     result["thermal"], props["phases"], system["between"], f"{where}.thermal")
@@ -126,7 +132,49 @@ def _heterostructure(entry: dict, where: str) -> dict:
                         "elastic_N_per_m": _stats(low.get("elastic_N_per_m", {}), f"{w}.elastic_N_per_m"),
                         "phases_elastic_N_per_m": {name: _stats(c, f"{w}.phases_elastic_N_per_m.{name}")
                                                    for name, c in phases.items()}}
+        cell = low.get("compliance_cell")
+        if cell is not None:
+            cell_geometry = cell.get("geometry", {}) if isinstance(cell, dict) else {}
+            if not {"period_nm", "fraction_B"} <= set(cell_geometry):
+                raise StageError(f"{w}.compliance_cell: expected youngs_modulus_normal_N_per_m and geometry with "
+                                 f"period_nm and fraction_B; got {cell!r}")
+            out["low_T"]["compliance_cell"] = {
+                "youngs_modulus_normal_N_per_m": _check_stat(cell.get("youngs_modulus_normal_N_per_m"),
+                                                             f"{w}.compliance_cell.youngs_modulus_normal_N_per_m"),
+                "elastic_N_per_m": _stats(cell.get("elastic_N_per_m", {}), f"{w}.compliance_cell.elastic_N_per_m"),
+                "geometry": cell_geometry}
     return out
+
+
+def interface_normal_compliance(cell: dict, low: dict, between: list, where: str) -> dict:
+    """The interfaces' normal compliance ``R`` (nm per N/m: the jump of the normal displacement per unit
+    normal traction) from a stripe cell's modulus across its stripes (``cell``, N/m) and its phases'
+    elastic constants from the same MTP at the same temperature (``low["phases_elastic_N_per_m"]``).
+
+    The cell is a laminate of period ``L`` with two interfaces per period: ``1/E = 1/E_laminate + 2 R / L``
+    (fem.materials.laminate_modulus), so ``R = (1/E - 1/E_laminate) L / 2``; ``geometry.fraction_B`` is the
+    area fraction of ``between[1]``. ``equivalent_length_nm``: ``R`` times each phase's modulus across
+    the interface, the width of that phase that is as compliant as the interface (like a Kapitza length).
+    """
+    from fem.materials import laminate_modulus, stiffness_of
+
+    constants = low["phases_elastic_N_per_m"]
+    missing = [p for p in between if p not in constants]
+    if missing:
+        raise StageError(f"{where}.phases_elastic_N_per_m: no constants for {', '.join(missing)}, which the "
+                         "interface-compliance cell needs (rerun the md stage)")
+    period, f = float(cell["geometry"]["period_nm"]), float(cell["geometry"]["fraction_B"])
+    stiffness = {p: stiffness_of(constants[p]) for p in between}
+    laminate = laminate_modulus([(1.0 - f, stiffness[between[0]]), (f, stiffness[between[1]])])
+    E = cell["youngs_modulus_normal_N_per_m"]
+    R = 0.5 * period * (1.0 / E["mean"] - 1.0 / laminate)
+    return {"nm_per_N_per_m": {"mean": R, "sem": 0.5 * period * E["sem"] / E["mean"] ** 2, "n": E["n"]},
+            "temperature_K": low["temperature_K"],
+            "equivalent_length_nm": {p: R / float(np.linalg.inv(stiffness[p])[1, 1]) for p in between},
+            "method": "1/E = 1/E_laminate + 2 R / L of a periodic stripe cell (md.heterostructure.compliance_periods "
+                      "times the checked one), its phases' constants from the same MTP at the same temperature",
+            "cell": {"period_nm": period, "fraction_B": f, "n_atoms": cell["geometry"].get("n_atoms"),
+                     "youngs_modulus_normal_N_per_m": E, "laminate_N_per_m": laminate}}
 
 
 def kapitza_length_nm(conductivity: dict, conductance: dict) -> dict:

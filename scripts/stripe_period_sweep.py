@@ -11,10 +11,11 @@ Data flow::
       -> per n in --cells: md_gpu.heterostructure.run on the stripe cell with n graphene cells and n/2
          chi3 cells across (period L = n x 0.85 nm, borophene fraction ~0.5), md.elastic protocol at
          --temperature with second-order one-sided differences (tension2)
-      -> E_y (N/m) and the excess compliance per period, 2R = (1/E_y - 1/E_laminate) L (nm per N/m),
-         E_laminate from the phases' low-temperature constants (md_gpu.heterostructure.laminate_modulus)
+      -> E_y (N/m) and the interface compliance R from 1/E_y = 1/E_laminate + 2R/L (nm per N/m), E_laminate
+         from the phases' low-temperature constants: multiscale.constitutive.interface_normal_compliance,
+         the function that turns the md stage's compliance cell into properties.json normal_compliance
 
-A spring-like interface (compliance R per interface, in series with the phases) keeps 2R constant
+A spring-like interface (compliance R per interface, in series with the phases) keeps R constant
 as L grows; docs/report.md has the default case's table (2R constant from about 7 nm on). Runs one
 process, one cell after another (704 atoms at --cells 16: about 2 min on one core).
 """
@@ -31,16 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from md_gpu import heterostructure  # noqa: E402
 from md_gpu.forcefields.loading import load_forcefield  # noqa: E402
 from md_gpu.protocols import RunSettings  # noqa: E402
+from multiscale.constitutive import interface_normal_compliance  # noqa: E402
 
 
 def low_t_phases(properties: Path) -> tuple[str, dict, float]:
-    """(interface key, {phase: C}, temperature) of the first interface with a low-T twin in properties.json."""
+    """(interface key, its heterostructure.low_T entry, temperature) of the first interface with a
+    low-T twin in properties.json."""
     props = json.loads(properties.read_text())
     for key, entry in props.get("interfaces", {}).items():
         low = (entry.get("heterostructure") or {}).get("low_T")
         if low:
-            phases = {p: {k: v["mean"] for k, v in c.items()} for p, c in low["phases_elastic_N_per_m"].items()}
-            return key, phases, float(low["temperature_K"])
+            return key, low, float(low["temperature_K"])
     raise SystemExit(f"{properties}: no interfaces.*.heterostructure.low_T entry; run the case with "
                      "md.heterostructure.low_temperature: true")
 
@@ -63,9 +65,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"{potential} is missing: run the case's fit stage first")
     fit_report = runs / "fit" / f"{args.interface}_fit.json"
     core_radii = json.loads(fit_report.read_text()).get("shortest_distance_A") if fit_report.is_file() else None
-    key, phases, temperature = low_t_phases(runs / "constitutive" / "properties.json")
+    key, low, temperature = low_t_phases(runs / "constitutive" / "properties.json")
     temperature = args.temperature if args.temperature is not None else temperature
-    graphene, borophene = key.split("|")
     ff = load_forcefield(str(potential), core=True, core_radii=core_radii)
     settings = RunSettings(temperature_K=temperature, equilibrate_steps=2000, thermo_every=20, seed=0)
     rows = []
@@ -76,14 +77,13 @@ def main(argv=None) -> int:
         r = heterostructure.run(ff, {"graphene_cells_y": n, "borophene_cells_y": n // 2, "repeat_x": 1},
                                 {"delta": 0.005, "sample_steps": args.sample_steps}, settings,
                                 relax_steps=0, scheme="tension2", log=lambda line: None)
-        g = r["geometry"]
+        g, e = r["geometry"], r["youngs_modulus_normal_N_per_m"]
         f = g["fraction_B"]
-        laminate = heterostructure.laminate_modulus(
-            [(1 - f, *(phases[graphene][k] for k in ("C11", "C22", "C12"))),
-             (f, *(phases[borophene][k] for k in ("C11", "C22", "C12")))])
-        e = r["youngs_modulus_normal_N_per_m"]
+        compliance = interface_normal_compliance({"youngs_modulus_normal_N_per_m": {"mean": e, "sem": 0.0, "n": 1},
+                                                  "geometry": g}, low, key.split("|"), key)
+        laminate = compliance["cell"]["laminate_N_per_m"]
         row = {"period_nm": g["period_nm"], "n_atoms": g["n_atoms"], "fraction_B": f, "E_y_N_per_m": e,
-               "laminate_N_per_m": laminate, "two_R_nm_per_N_per_m": (1 / e - 1 / laminate) * g["period_nm"],
+               "laminate_N_per_m": laminate, "two_R_nm_per_N_per_m": 2 * compliance["nm_per_N_per_m"]["mean"],
                "elastic_N_per_m": r["elastic_N_per_m"], "seconds": time.time() - t0}
         rows.append(row)
         print(f"{row['period_nm']:8.2f} {row['n_atoms']:6d} {f:6.3f} {e:8.1f} {laminate:9.1f} "

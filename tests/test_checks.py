@@ -120,3 +120,10 @@ def test_low_temperature_twin_adds_a_like_for_like_row():
     assert [r["passed"] for r in rows] == [False, True]
     assert rows[1]["check"] == "FE stripes vs direct MD at 1 K, one MTP (stripe heterostructure)"
     assert rows[1]["rel_diff"] == pytest.approx(0.08) and "interface MTP" in rows[1]["what"]
+    assert "perfect interfaces (no interface compliance measured" in rows[1]["what"]
+    # with the MD interface compliance the rows say so, beside the perfect-interface moduli
+    twin.update(interface_compliance_nm_per_N_per_m=2.4e-3, perfect_interface_modulus_N_per_m=240.0)
+    twin["low_T"]["perfect_interface_modulus_N_per_m"] = 226.5
+    rows = check_fe_vs_md({**fem(190.0), "consistency": twin}, md_summary(normal=-5.0))
+    assert "R = 0.0024 nm per N/m" in rows[0]["what"] and "(perfect interfaces: 240.0 N/m)" in rows[0]["what"]
+    assert "(perfect interfaces: 226.5 N/m)" in rows[1]["what"]

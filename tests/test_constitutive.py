@@ -130,6 +130,40 @@ def test_heterostructure_is_passed_on_for_the_fe_consistency_run():
         build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
 
 
+def test_interface_compliance_comes_from_the_wider_stripe_cell_and_its_phases_laminate():
+    """A compliance cell whose modulus is the laminate of its phases with springs R at its two interfaces
+    per period gives back R; its equivalent length is R times each phase's modulus across."""
+    from fem.materials import laminate_modulus, stiffness_of
+
+    g = {"C11": stat(410.0), "C22": stat(407.0), "C12": stat(137.0), "C66": stat(135.0)}
+    b = {"C11": stat(167.0), "C22": stat(168.0), "C12": stat(55.0), "C66": stat(38.0)}
+    period, f, R = 13.5, 0.49, 2.4e-3
+    layers = [(1 - f, stiffness_of(g)), (f, stiffness_of(b))]
+    E = laminate_modulus(layers, extra_normal_compliance=2 * R / period)
+    data = summary()
+    data["systems"]["gb"]["heterostructure"] = {
+        "youngs_modulus_normal_N_per_m": stat(180.0, 5.0, 1),
+        "geometry": {"period_nm": 6.8, "fraction_B": 0.5, "length_nm": 1.47, "n_atoms": 352},
+        "low_T": {"temperature_K": 1.0, "youngs_modulus_normal_N_per_m": stat(200.0, 0.0, 1),
+                  "phases_elastic_N_per_m": {"graphene": g, "borophene": b},
+                  "compliance_cell": {"youngs_modulus_normal_N_per_m": stat(E, 0.5, 1),
+                                      "geometry": {"period_nm": period, "fraction_B": f, "n_atoms": 704}}}}
+    out = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")["interfaces"]["graphene|borophene"]
+    c = out["normal_compliance"]
+    assert c["nm_per_N_per_m"]["mean"] == pytest.approx(R, rel=1e-9)
+    assert c["nm_per_N_per_m"]["sem"] == pytest.approx(0.5 * period * 0.5 / E ** 2)
+    assert c["temperature_K"] == 1.0 and c["cell"]["laminate_N_per_m"] == pytest.approx(laminate_modulus(layers))
+    assert c["equivalent_length_nm"]["graphene"] == pytest.approx(R * (407.0 - 137.0 ** 2 / 410.0))
+    assert out["heterostructure"]["low_T"]["compliance_cell"]["geometry"]["n_atoms"] == 704
+    del data["systems"]["gb"]["heterostructure"]["low_T"]["compliance_cell"]["geometry"]["fraction_B"]
+    with pytest.raises(StageError, match=r"heterostructure.low_T.compliance_cell: expected .* fraction_B"):
+        build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+    data["systems"]["gb"]["heterostructure"]["low_T"]["compliance_cell"]["geometry"]["fraction_B"] = f
+    del data["systems"]["gb"]["heterostructure"]["low_T"]["phases_elastic_N_per_m"]["borophene"]
+    with pytest.raises(StageError, match=r"low_T.phases_elastic_N_per_m: no constants for borophene"):
+        build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+
+
 def test_unresolved_conductivity_gets_a_note_and_no_kapitza_length():
     data = thermal_summary()
     data["systems"]["graphene"]["thermal"]["conductivity_W_per_mK"]["y"] = stat(-14.0, 3.0, 2)

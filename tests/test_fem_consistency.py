@@ -6,7 +6,6 @@ import pytest
 
 from fem import consistency, fem_stage, materials as M
 from fem.errors import FemInputError
-from md_gpu.heterostructure import laminate_modulus
 
 PROPS = Path("tests/data/fem/properties_graphene_borophene.json").resolve()
 
@@ -24,7 +23,9 @@ def test_fe_twin_approaches_the_exact_laminate_and_reports_the_md_modulus():
     s["consistency"].update(periods=6, elements_per_period=12)
     twin = consistency.run_consistency(s, _props())
     g, b = ({k: v["mean"] for k, v in _props()["phases"][p]["elastic_N_per_m"].items()} for p in ("graphene", "borophene"))
-    exact = laminate_modulus([(0.5, g["C11"], g["C22"], g["C12"]), (0.5, b["C11"], b["C22"], b["C12"])])
+    exact = M.laminate_modulus([(0.5, M.stiffness_of(g)), (0.5, M.stiffness_of(b))])
+    assert twin["interface_compliance_nm_per_N_per_m"] == 0.0 and twin["band_nm"] == 0.0
+    assert twin["perfect_interface_modulus_N_per_m"] == twin["modulus_N_per_m"]
     assert twin["reuss_N_per_m"] < twin["modulus_N_per_m"] < twin["voigt_N_per_m"]
     assert twin["modulus_N_per_m"] == pytest.approx(exact, rel=1e-4)  # measured 5e-7 (6 periods, 12 elements)
     assert twin["md_modulus_N_per_m"]["mean"] == 230.0 and twin["period_nm"] == 4.0
@@ -77,8 +78,7 @@ def test_low_temperature_twin_uses_the_stripe_mtps_phase_constants():
     s = fem_stage.defaults()
     s["consistency"].update(periods=6, elements_per_period=12)
     twin = consistency.run_consistency(s, props)
-    exact = laminate_modulus([(0.5, low_g["C11"], low_g["C22"], low_g["C12"]),
-                              (0.5, low_b["C11"], low_b["C22"], low_b["C12"])])
+    exact = M.laminate_modulus([(0.5, M.stiffness_of(low_g)), (0.5, M.stiffness_of(low_b))])
     # the phases' Poisson mismatch leaves boundary layers at the sample's free edges: -2.1e-3 at 6 periods,
     # -9.8e-4 at 12 (measured; they shrink as 1/periods); the test phases above have none
     assert twin["low_T"]["modulus_N_per_m"] == pytest.approx(exact, rel=3e-3)
@@ -86,4 +86,38 @@ def test_low_temperature_twin_uses_the_stripe_mtps_phase_constants():
     assert twin["low_T"]["md_modulus_N_per_m"]["mean"] == 200.0 and twin["low_T"]["temperature_K"] == 1.0
     del props["interfaces"]["graphene|borophene"]["heterostructure"]["low_T"]["phases_elastic_N_per_m"]["borophene"]
     with pytest.raises(FemInputError, match=r"heterostructure.low_T has no elastic constants for phase\(s\) borophene"):
+        consistency.run_consistency(s, props)
+
+
+def test_the_twin_carries_the_md_interface_compliance_as_springs_in_series():
+    """With interfaces[A|B].normal_compliance R the twin's interfaces sit in bands two elements wide whose
+    halves are in series plus R / width: the twin then equals the laminate with springs,
+    1/E = 1/E_laminate + 2 R / L (two interfaces per period L), and keeps the perfect-interface modulus."""
+    props = _props(period_nm=4.0)
+    R = 4.0e-3  # nm per N/m: 2R/L = 2e-3, about a third of the laminate's own compliance
+    props["interfaces"]["graphene|borophene"]["normal_compliance"] = {"nm_per_N_per_m": {"mean": R, "sem": 0.0, "n": 1}}
+    s = fem_stage.defaults()
+    s["consistency"].update(periods=6, elements_per_period=12, band_elements=2)
+    twin = consistency.run_consistency(s, props)
+    g, b = (M.stiffness_of(props["phases"][p]["elastic_N_per_m"]) for p in ("graphene", "borophene"))
+    exact = M.laminate_modulus([(0.5, g), (0.5, b)])
+    springs = M.laminate_modulus([(0.5, g), (0.5, b)], extra_normal_compliance=2 * R / 4.0)
+    assert springs < 0.8 * exact
+    assert twin["perfect_interface_modulus_N_per_m"] == pytest.approx(exact, rel=1e-4)
+    assert twin["modulus_N_per_m"] == pytest.approx(springs, rel=1e-4)
+    assert twin["interface_compliance_nm_per_N_per_m"] == R and twin["band_nm"] == pytest.approx(2 * 4.0 / 12)
+    s["consistency"]["band_elements"] = 0  # perfect interfaces, named
+    twin = consistency.run_consistency(s, props)
+    assert twin["modulus_N_per_m"] == pytest.approx(exact, rel=1e-4)
+    assert twin["interface_compliance_source"].startswith("not applied")
+    # a stiff interface (R < 0) widens the band so that it keeps half its own compliance across
+    props["interfaces"]["graphene|borophene"]["normal_compliance"]["nm_per_N_per_m"]["mean"] = -R / 8
+    s["consistency"].update(band_elements=2, elements_per_period=24)
+    twin = consistency.run_consistency(s, props)
+    stiff = M.laminate_modulus([(0.5, g), (0.5, b)], extra_normal_compliance=-2 * R / 8 / 4.0)
+    least = min(1 / g[1, 1], 1 / b[1, 1])
+    assert twin["band_nm"] == pytest.approx(3 * 4.0 / 24) and twin["band_nm"] >= 2 * R / 8 / least
+    assert twin["modulus_N_per_m"] == pytest.approx(stiff, rel=1e-4)
+    s["consistency"]["band_elements"] = -1
+    with pytest.raises(FemInputError, match=r"band_elements \(-1\) >= 0"):
         consistency.run_consistency(s, props)

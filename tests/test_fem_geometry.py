@@ -22,6 +22,14 @@ def test_stripe_segments_cover_the_sample_with_bands_at_interfaces():
         G.stripe_segments(20.0, 4.0, 1.5, 0.0)
 
 
+def test_an_offset_pattern_starts_and_ends_mid_stripe_with_two_interfaces_per_period():
+    segs, interfaces = G.stripe_segments(16.0, 8.0, 0.25, 0.0, offset_nm=3.0)  # A 6 nm, B 2 nm
+    assert interfaces == pytest.approx([3.0, 5.0, 11.0, 13.0])
+    assert [s[2] for s in segs] == [0, 1, 0, 1, 0] and segs[0][:2] == (0.0, 3.0) and segs[-1][1] == 16.0
+    with pytest.raises(FemInputError, match=r"fem.stripes.offset_nm must be in \[0, period_nm = 8.0\), got 8.0"):
+        G.stripe_segments(16.0, 8.0, 0.25, 0.0, offset_nm=8.0)
+
+
 def test_island_placement_is_seeded_and_non_overlapping():
     kw = dict(n=10, length_nm=40.0, height_nm=20.0, radius_nm=3.5, gap_nm=0.5)
     a, b = G.place_islands(seed=3, **kw), G.place_islands(seed=3, **kw)

@@ -8,7 +8,8 @@ from md_gpu import heterostructure
 from md_gpu.md_stage import MD_SETTINGS, plan_tasks, summarize_tasks
 from training.structures import LATTICE
 
-H = {"enabled": True, "graphene_cells_y": 8, "borophene_cells_y": 4, "repeat_x": 2, "seeds": 2}
+H = {"enabled": True, "graphene_cells_y": 8, "borophene_cells_y": 4, "repeat_x": 2, "seeds": 2,
+     "compliance_periods": 2}
 
 
 def test_stripe_cell_geometry():
@@ -41,6 +42,11 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match=r"md.heterostructure: the interface system's structure 'my.extxyz'"):
         heterostructure.check_settings(H, "my.extxyz")
     heterostructure.check_settings(H, "graphene_borophene_interface")  # the builder, by its alias
+    with pytest.raises(ValueError, match=r"md.heterostructure.compliance_periods: 1 must be 0 \(none\) or >= 2: "
+                                         r"1 would take the interfaces' compliance from the checked cell itself"):
+        heterostructure.check_settings({**H, "compliance_periods": 1})
+    assert heterostructure.compliance_cell_settings(H) == {**H, "graphene_cells_y": 16, "borophene_cells_y": 8,
+                                                           "repeat_x": 1}
 
 
 def test_md_stage_plans_and_summarizes_the_heterostructure(tmp_path):
@@ -84,8 +90,10 @@ def test_md_stage_plans_the_low_temperature_twin_with_the_interface_mtp_on_each_
                                           "between": ["graphene", "borophene"]}})
     settings = validate({"seeds": 1, "heterostructure": {**H, "seeds": 1}}, MD_SETTINGS, where="md", source="test")
     tasks = plan_tasks(settings, ctx)
-    low = {t["name"]: t for t in tasks if t["kind"] in ("heterostructure_low_T", "heterostructure_phase_low_T")}
-    assert sorted(low) == ["gb_borophene_elastic_low_T", "gb_graphene_elastic_low_T", "gb_heterostructure_low_T"]
+    low = {t["name"]: t for t in tasks if t["kind"] in ("heterostructure_low_T", "heterostructure_phase_low_T",
+                                                        "heterostructure_compliance_low_T")}
+    assert sorted(low) == ["gb_borophene_elastic_low_T", "gb_graphene_elastic_low_T",
+                           "gb_heterostructure_compliance_low_T", "gb_heterostructure_low_T"]
     assert {t["potential"] for t in low.values()} == {str(fit / "gb.mtp")}  # one MTP on both sides
     assert low["gb_borophene_elastic_low_T"]["structure"] == "borophene_chi3"
     assert low["gb_graphene_elastic_low_T"]["phase"] == "graphene"
@@ -93,6 +101,8 @@ def test_md_stage_plans_the_low_temperature_twin_with_the_interface_mtp_on_each_
               "youngs_modulus_normal_N_per_m": 188.0, "geometry": {"period_nm": 6.8}}
     c = {"C11": 400.0, "C22": 390.0, "C12": 130.0, "C66": 135.0}
     results = [{**t, "result": stripe} for t in tasks if t["kind"] in ("heterostructure", "heterostructure_low_T")]
+    wide = {**stripe, "youngs_modulus_normal_N_per_m": 195.0, "geometry": {"period_nm": 13.5, "fraction_B": 0.49}}
+    results.append({**low["gb_heterostructure_compliance_low_T"], "result": wide})
     results += [{**low["gb_graphene_elastic_low_T"], "result": c, "unit": "N/m", "temperature_K": 1.0},
                 {**low["gb_borophene_elastic_low_T"], "result": {k: v / 2 for k, v in c.items()}, "unit": "N/m",
                  "temperature_K": 1.0}]
@@ -100,6 +110,8 @@ def test_md_stage_plans_the_low_temperature_twin_with_the_interface_mtp_on_each_
     assert entry["low_T"]["temperature_K"] == 1.0
     assert entry["low_T"]["youngs_modulus_normal_N_per_m"] == {"mean": 188.0, "sem": 0.0, "n": 1}
     assert entry["low_T"]["phases_elastic_N_per_m"]["borophene"]["C22"]["mean"] == 195.0
+    assert entry["low_T"]["compliance_cell"]["youngs_modulus_normal_N_per_m"] == {"mean": 195.0, "sem": 0.0, "n": 1}
+    assert entry["low_T"]["compliance_cell"]["geometry"]["period_nm"] == 13.5
     # a phase run that blew up leaves no low_T entry (the twin would mix potentials) and is recorded
     results[-1] = {**low["gb_borophene_elastic_low_T"], "result": None, "blew_up": "exploded"}
     gb = summarize_tasks(results, settings)["systems"]["gb"]
@@ -124,20 +136,12 @@ def test_the_low_temperature_stripe_run_takes_second_order_differences(tmp_path,
         heterostructure.run(None, H, {"delta": 0.005, "sample_steps": 10}, None, scheme="central")
     monkeypatch.setattr(loading, "load_forcefield", lambda *a, **k: "ff")
     monkeypatch.setattr(structures, "load_structure", lambda *a, **k: None)
-    schemes = {}
-    monkeypatch.setattr(heterostructure, "run",
-                        lambda ff, h, elastic, rs, **k: schemes.setdefault(rs.temperature_K, k["scheme"]))
+    runs = {}
+    monkeypatch.setattr(heterostructure, "run", lambda ff, h, elastic, rs, **k: runs.setdefault(
+        len(runs), (rs.temperature_K, k["scheme"], h["graphene_cells_y"], h["borophene_cells_y"])))
     settings = validate({"heterostructure": H}, MD_SETTINGS, where="md", source="test")
-    for kind in ("heterostructure", "heterostructure_low_T"):
+    for kind in ("heterostructure", "heterostructure_low_T", "heterostructure_compliance_low_T"):
         md_stage.run_task({"kind": kind, "potential": "gb.mtp", "structure": "interface", "case_dir": str(tmp_path),
                            "out_dir": str(tmp_path), "system": "gb", "seed": 0, "name": kind, "settings": settings})
-    assert schemes == {300.0: "tension", 1.0: "tension2"}
-
-
-def test_laminate_modulus_limits():
-    """One phase: its uniaxial-stress modulus (C11 C22 - C12^2) / C11; phases without Poisson coupling:
-    the Reuss (series) mean of their C22."""
-    c11, c22, c12 = 400.0, 300.0, 120.0
-    assert heterostructure.laminate_modulus([(1.0, c11, c22, c12)]) == pytest.approx((c11 * c22 - c12 ** 2) / c11)
-    assert heterostructure.laminate_modulus([(0.3, 400.0, 300.0, 0.0), (0.7, 200.0, 100.0, 0.0)]) == \
-        pytest.approx(1.0 / (0.3 / 300.0 + 0.7 / 100.0))
+    # the interface-compliance cell: the low-temperature run of stripes twice as wide
+    assert list(runs.values()) == [(300.0, "tension", 8, 4), (1.0, "tension2", 8, 4), (1.0, "tension2", 16, 8)]
