@@ -102,7 +102,16 @@ def run_consistency(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, log=Non
     with_band = R != 0.0 and settings["consistency"]["band_elements"] > 0
     s = sample_settings(settings, md["geometry"])
     if with_band:
-        s = sample_settings(settings, md["geometry"], band_elements=band_elements(settings, props, R, s["mesh_size_nm"]))
+        n = band_elements(settings, props, R, s["mesh_size_nm"])
+        # the sample starts and ends with half an A stripe: the band must fit in it
+        room = 0.5 * (1.0 - s["stripes"]["fraction"]) * s["stripes"]["period_nm"]
+        room = min(room, 0.5 * s["stripes"]["fraction"] * s["stripes"]["period_nm"])
+        if n * s["mesh_size_nm"] >= room:
+            with_band = False
+            source = (f"{source}: a stiff interface that needs a band of {n} elements ({n * s['mesh_size_nm']:.3g} nm), "
+                      f"wider than half the narrower stripe ({room:.3g} nm); the twin has perfect interfaces")
+        else:
+            s = sample_settings(settings, md["geometry"], band_elements=n)
     out = {**_twin(s, props, comm, with_band), "md_modulus_N_per_m": md["youngs_modulus_normal_N_per_m"],
            "interface_compliance_nm_per_N_per_m": R if with_band else 0.0,
            "interface_compliance_source": source if with_band else f"not applied: {source}",

@@ -117,6 +117,14 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     assert fem["consistency"]["low_T"]["md_modulus_N_per_m"]["mean"] == low["youngs_modulus_normal_N_per_m"]["mean"]
     assert fem["consistency"]["period_nm"] == pytest.approx(
         md["interface"]["heterostructure"]["geometry"]["period_nm"])
+    # the interfaces' compliance: from the stripe cell twice as wide, into properties.json, into the twin
+    cell = low["compliance_cell"]["geometry"]
+    assert cell["period_nm"] == pytest.approx(2 * md["interface"]["heterostructure"]["geometry"]["period_nm"], rel=1e-3)
+    R = props["interfaces"]["graphene|borophene"]["normal_compliance"]["nm_per_N_per_m"]["mean"]
+    assert R == pytest.approx(props["interfaces"]["graphene|borophene"]["normal_compliance"]["cell"]["period_nm"] / 2 * (
+        1 / low["compliance_cell"]["youngs_modulus_normal_N_per_m"]["mean"]
+        - 1 / props["interfaces"]["graphene|borophene"]["normal_compliance"]["cell"]["laminate_N_per_m"]))
+    assert fem["consistency"]["interface_compliance_nm_per_N_per_m"] in (R, 0.0)  # 0: a stiff R, band did not fit
     assert "Cross-scale checks" in (runs / "report" / "index.html").read_text()
 
     again = Case.load(case_dir).run()

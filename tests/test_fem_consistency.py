@@ -118,6 +118,12 @@ def test_the_twin_carries_the_md_interface_compliance_as_springs_in_series():
     least = min(1 / g[1, 1], 1 / b[1, 1])
     assert twin["band_nm"] == pytest.approx(3 * 4.0 / 24) and twin["band_nm"] >= 2 * R / 8 / least
     assert twin["modulus_N_per_m"] == pytest.approx(stiff, rel=1e-4)
+    # a band too wide for the stripes: perfect interfaces, and the twin says why
+    props["interfaces"]["graphene|borophene"]["normal_compliance"]["nm_per_N_per_m"]["mean"] = -R
+    twin = consistency.run_consistency(s, props)
+    assert twin["modulus_N_per_m"] == pytest.approx(exact, rel=1e-4) and twin["band_nm"] == 0.0
+    assert twin["interface_compliance_source"].startswith("not applied") and \
+        "wider than half the narrower stripe (1 nm)" in twin["interface_compliance_source"]
     s["consistency"]["band_elements"] = -1
     with pytest.raises(FemInputError, match=r"band_elements \(-1\) >= 0"):
         consistency.run_consistency(s, props)
