@@ -66,9 +66,9 @@ def heterostructure_entry(props: dict, phases) -> dict | None:
     return (props.get("interfaces", {}).get(key) or {}).get("heterostructure") if key else None
 
 
-def sample_settings(settings: dict, geometry: dict, *, band_elements: int = 0) -> dict:
-    """The fem settings of the consistency sample (module docstring) from the main ones, with an
-    interface band ``band_elements`` elements wide (which carries the compliance; 0: none)."""
+def sample_settings(settings: dict, geometry: dict) -> dict:
+    """The fem settings of the consistency sample (module docstring) from the main ones, without an
+    interface band (:func:`run_consistency` sets its width when the interfaces have a compliance)."""
     c = settings["consistency"]
     if c["periods"] < 1 or c["elements_per_period"] < 4 or c["band_elements"] < 0:
         raise FemInputError(f"fem.consistency: periods ({c['periods']}) must be >= 1, elements_per_period "
@@ -81,7 +81,7 @@ def sample_settings(settings: dict, geometry: dict, *, band_elements: int = 0) -
     size = c["periods"] * period
     h = period / c["elements_per_period"]
     s.update(geometry="stripes", length_nm=size, height_nm=size, load_direction="y", damage=False,
-             interface_width_nm=band_elements * h, interface_mesh_size_nm=0.0, mesh_size_nm=h,
+             interface_width_nm=0.0, interface_mesh_size_nm=0.0, mesh_size_nm=h,
              write_fields=False)
     # from the middle of an A stripe to the middle of one: 2 x periods interfaces, as many per period as the MD cell
     s["stripes"] = {**s["stripes"], "period_nm": period, "fraction": fraction, "orientation": "x",
@@ -103,15 +103,15 @@ def run_consistency(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, log=Non
     s = sample_settings(settings, md["geometry"])
     if with_band:
         n = band_elements(settings, props, R, s["mesh_size_nm"])
-        # the sample starts and ends with half an A stripe: the band must fit in it
-        room = 0.5 * (1.0 - s["stripes"]["fraction"]) * s["stripes"]["period_nm"]
-        room = min(room, 0.5 * s["stripes"]["fraction"] * s["stripes"]["period_nm"])
-        if n * s["mesh_size_nm"] >= room:
+        width = n * s["mesh_size_nm"]
+        # the sample starts and ends with half an A stripe: the band must fit in half the narrower stripe
+        room = 0.5 * s["stripes"]["period_nm"] * min(s["stripes"]["fraction"], 1.0 - s["stripes"]["fraction"])
+        if width >= room:
             with_band = False
-            source = (f"{source}: a stiff interface that needs a band of {n} elements ({n * s['mesh_size_nm']:.3g} nm), "
+            source = (f"{source}: a stiff interface that needs a band of {n} elements ({width:.3g} nm), "
                       f"wider than half the narrower stripe ({room:.3g} nm); the twin has perfect interfaces")
         else:
-            s = sample_settings(settings, md["geometry"], band_elements=n)
+            s["interface_width_nm"] = width
     out = {**_twin(s, props, comm, with_band), "md_modulus_N_per_m": md["youngs_modulus_normal_N_per_m"],
            "interface_compliance_nm_per_N_per_m": R if with_band else 0.0,
            "interface_compliance_source": source if with_band else f"not applied: {source}",

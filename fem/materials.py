@@ -165,8 +165,8 @@ def phase_material(props: dict, name: str, *, elasticity: str = "orthotropic") -
                  for d in DIRECTIONS]
     if "elastic_N_per_m" in node:
         el = node["elastic_N_per_m"]
-        c11, c22, c12, c66 = (_mean(el, k, f"{where}.elastic_N_per_m", source) for k in ("C11", "C22", "C12", "C66"))
-        mat = from_stiffness(name, [[c11, c12, 0], [c12, c22, 0], [0, 0, c66]], *strengths)
+        constants = {k: _mean(el, k, f"{where}.elastic_N_per_m", source) for k in ("C11", "C22", "C12", "C66")}
+        mat = from_stiffness(name, stiffness_of(constants), *strengths)
     else:
         ex = _mean(dirs.get("x", {}), "youngs_modulus_N_per_m", f"{where}.directions.x", source)
         ey = _mean(dirs.get("y", {}), "youngs_modulus_N_per_m", f"{where}.directions.y", source)
