@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from .atomic import write_json
+from common.atomic import write_json
 from .errors import StageError
 
 FORMAT = "multiscale-properties/1"

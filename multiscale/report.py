@@ -14,7 +14,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .atomic import write_json, write_text
+from common.atomic import write_json, write_text
 from .checks import run_checks
 
 REPORT_SETTINGS = {

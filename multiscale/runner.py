@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from . import atomic
+from common import atomic
 from .context import StageContext
 from .errors import CaseError, StageError
 from .parallel import Farm

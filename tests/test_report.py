@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from multiscale.atomic import write_json
+from common.atomic import write_json
 from multiscale.report import REPORT_SETTINGS, build_report, flatten, fmt
 
 

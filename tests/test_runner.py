@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from multiscale import atomic
+from common import atomic
 from multiscale.case import Case
 from multiscale.errors import StageError
 from multiscale.runner import case_status, format_status

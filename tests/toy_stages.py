@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from multiscale.atomic import write_json
+from common.atomic import write_json
 from multiscale.stages import Pipeline, Stage
 
 SETTINGS_A = {

@@ -2,7 +2,12 @@
 
 A file is written to a temporary name in the same folder, flushed to disk, then
 renamed over the target (``os.replace`` is atomic on POSIX). If the writer is
-interrupted, the previous version of the target is left exactly as it was.
+interrupted or raises (a full disk included), the temporary file is removed and
+the previous version of the target is left exactly as it was.
+
+Two forms: :func:`atomic_write` hands the writer an open file object;
+:func:`atomic_path` hands it a temporary *path* with the target's suffix, for
+writers that open files themselves (h5py, ``ase.io.write``, ``numpy.savez``).
 """
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "w") -> Path:
@@ -32,6 +38,34 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """``with atomic_path(target) as tmp:`` write the file ``tmp`` by any means; on leaving the block
+    without an error ``tmp`` is fsynced and renamed to ``target``, on an error it is removed.
+
+    ``tmp`` lies in the target's folder and ends with the target's suffixes (``.extxyz``, ``.h5``,
+    ``.npz``), so writers that pick a format from the name pick the right one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path, data: bytes) -> Path:
+    """Atomically write a binary file."""
+    return atomic_write(path, lambda f: f.write(data), mode="wb")
 
 
 def write_text(path, text: str) -> Path:
