@@ -30,10 +30,12 @@ demo: bootstrap
 
 # Fast checks first (they fail early), then the slow physics checks.
 test: bootstrap
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
 	$(PY) -m pytest -q -m "slow" || test $$? -eq 5  # exit 5: no slow test collected
 
 test-fast: bootstrap
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: bootstrap
