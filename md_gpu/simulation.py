@@ -56,7 +56,7 @@ class BlowUpGuard:
     2. its potential energy lies more than ``collapse_eV_per_atom`` (eV/atom) below the run's first
        row: a collapse into a hole of the potential, not physics (reconstructions and fracture change
        it by tenths of an eV per atom);
-    3. in a stage that does not deform the cell, its temperature T (K) is not below
+    3. in a stage that does not deform the cell, its temperature T (K) exceeds
        ``overheat_factor x max(target, floor_K)``, where ``target`` is ``target_K`` if given, else the
        stage thermostat's ``temperature_K`` (a stage without either is not checked): with a thermostat
        on, that heat is energy the potential releases outside its training data, faster than the

@@ -115,17 +115,18 @@ def barostat_for(ff, state: State, axes, settings: RunSettings) -> Barostat | No
 
 
 def simulation(ff, state: State, settings: RunSettings, *, out_prefix=None, log=print, extrapolation=None,
-               **extensions):
+               per_atom: bool = False, external_force=None, observers=(), blowup=None):
     """A :class:`Simulation` with the intervals of ``settings``; files ``<out_prefix>.extxyz/.ckpt.npz``
     (without ``out_prefix``, e.g. the short runs of :func:`elastic_constants`: no trajectory, no checkpoints).
-    ``extensions``: the Simulation's ``per_atom``, ``external_force``, ``observers``, ``blowup``."""
+    ``per_atom``, ``external_force``, ``observers``, ``blowup``: as :class:`Simulation`."""
     traj = f"{out_prefix}.extxyz" if out_prefix and settings.traj_every else None
     ckpt = f"{out_prefix}.ckpt.npz" if out_prefix and settings.checkpoint_every else None
     return Simulation(ff, state, dt_fs=settings.dt_fs, skin_A=settings.skin_A, seed=settings.seed,
                       thermo_every=settings.thermo_every, traj_every=settings.traj_every if traj else 0,
                       traj_path=traj, checkpoint_every=settings.checkpoint_every if ckpt else 0,
                       checkpoint_path=ckpt,
-                      extrapolation=extrapolation, log=log, **extensions)
+                      extrapolation=extrapolation, log=log, per_atom=per_atom, external_force=external_force,
+                      observers=observers, blowup=blowup)
 
 
 def equilibrate(ff, atoms_or_state, settings: RunSettings, *, barostat_axes=None, log=print):

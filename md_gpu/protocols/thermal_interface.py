@@ -130,26 +130,25 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
     log(f"interface_nemd: {state.n_atoms} atoms, {'xyz'[k]} length {length:.4g} Å, {len(interfaces)} interfaces, "
         f"delta_T = {delta_T_K} K, {transient} + {production_steps} steps")
     baths = run_baths(ff, state, prod, layout, k, delta_T_K, production_steps, transient, n_blocks, thickness_A, log)
-    run, rec, temps, flux_blocks, area = (baths.run, baths.recorder, baths.temperatures_K, baths.flux_blocks,
-                                          baths.area_A2)
+    temps = baths.temperatures_K
     skip = layout.bin_width_A
     jump_blocks = [np.mean([f[0] for f in _interface_fits(tb, layout, rel, skip)]) for tb in temps]
     fits = _interface_fits(temps.mean(0), layout, rel, skip)
-    q, q_sem = mean_sem_blocks(flux_blocks)
+    q, q_sem = mean_sem_blocks(baths.flux_blocks)
     jump = float(np.mean([f[0] for f in fits]))
     _, jump_sem = mean_sem_blocks(jump_blocks)
     g = q / jump * EV_PER_FS_A2_TO_W_PER_M2
     g_sem = abs(g) * math.hypot(q_sem / q, jump_sem / jump)
     properties = {"conductance_W_per_m2K": g, "conductance_sem_W_per_m2K": g_sem, "temperature_jump_K": jump,
                   "heat_flux_W_per_m2": q * EV_PER_FS_A2_TO_W_PER_M2, "n_atoms": state.n_atoms,
-                  "energy_balance_rel": energy_balance(run, rec)}
+                  "energy_balance_rel": energy_balance(baths)}
     properties.update(_kapitza(fits, rel, after, layout, q, g))
     profile = temperature_profile(np.mod(layout.centres_A + origin, length), temps)
     record = {"method": "interface_nemd", "axis": "xyz"[k], "delta_T_K": delta_T_K, "bath_width_A": bath_width_A,
               "bin_width_A": layout.bin_width_A, "bath_origin_A": origin, "production_steps": production_steps,
-              "transient_steps": transient, "thickness_A": thickness_A, "cross_section_A2": area,
+              "transient_steps": transient, "thickness_A": thickness_A, "cross_section_A2": baths.area_A2,
               "n_blocks": n_blocks, "cell_A": to_numpy(state.cell).tolist(), **settings.as_dict()}
-    h5 = write_h5(out_prefix, run, record, properties, {"profile": profile, "interfaces_A": interfaces.tolist()})
+    h5 = write_h5(out_prefix, baths.run, record, properties, {"profile": profile, "interfaces_A": interfaces.tolist()})
     log(f"interface_nemd: G = {g:.4g} +- {g_sem:.2g} W/(m^2 K), jump {jump:.3g} K")
     return {"properties": properties, "profile": profile, "interfaces_A": interfaces.tolist(), "settings": record,
             "h5": h5}

@@ -238,11 +238,10 @@ def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_wid
     log(f"nemd: {state.n_atoms} atoms, {'xyz'[k]} length {layout.length_A:.4g} Å, delta_T = {delta_T_K} K, "
         f"baths {layout.n_bath * layout.bin_width_A:.3g} Å, {transient} + {production_steps} steps")
     baths = run_baths(ff, state, prod, layout, k, delta_T_K, production_steps, transient, n_blocks, thickness_A, log)
-    run, rec, temps, flux_blocks, area = (baths.run, baths.recorder, baths.temperatures_K, baths.flux_blocks,
-                                          baths.area_A2)
+    temps = baths.temperatures_K
     grad_fn = _fit_gradient if gradient == "fit" else _bath_gradient
     grad_blocks = np.array([grad_fn(tb, layout) for tb in temps])  # K/Å
-    q, q_sem = mean_sem_blocks(flux_blocks)
+    q, q_sem = mean_sem_blocks(baths.flux_blocks)
     g = grad_fn(temps.mean(0), layout)
     _, g_sem = mean_sem_blocks(grad_blocks)
     kappa = q / g * EV_PER_FS_A_K_TO_W_PER_MK
@@ -251,14 +250,14 @@ def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_wid
                   "heat_flux_W_per_m2": q * EV_PER_FS_A2_TO_W_PER_M2, "gradient_K_per_m": g * 1e10,
                   "length_A": layout.length_A / 2, "n_atoms": state.n_atoms,
                   "bath_temperatures_K": _bath_temperatures(temps.mean(0), layout),
-                  "energy_balance_rel": energy_balance(run, rec)}
+                  "energy_balance_rel": energy_balance(baths)}
     profile = temperature_profile(layout.centres_A, temps)
     record = {"method": "nemd", "direction": "xyz"[k], "delta_T_K": delta_T_K, "bath_width_A": bath_width_A,
               "bin_width_A": layout.bin_width_A, "n_bath_bins": layout.n_bath, "gradient": gradient,
               "production_steps": production_steps,
-              "transient_steps": transient, "thickness_A": thickness_A, "cross_section_A2": area,
+              "transient_steps": transient, "thickness_A": thickness_A, "cross_section_A2": baths.area_A2,
               "n_blocks": n_blocks, "cell_A": to_numpy(state.cell).tolist(), **settings.as_dict()}
-    h5 = write_h5(out_prefix, run, record, properties, {"profile": profile})
+    h5 = write_h5(out_prefix, baths.run, record, properties, {"profile": profile})
     log(f"nemd: L = {layout.length_A / 2:.4g} Å, kappa = {kappa:.4g} +- {sem:.2g} W/(m K), "
         f"energy balance {properties['energy_balance_rel']:.2g}")
     return {"properties": properties, "profile": profile, "settings": record, "h5": h5}
@@ -270,8 +269,9 @@ def check_nemd_args(production_steps, n_blocks, delta_T_K):
                            f"delta_T_K={delta_T_K} > 0")
 
 
-def energy_balance(run, rec: _BathRecorder) -> float:
-    """|E_in(hot) - E_out(cold) - (E_end - E_start)| / E_in over the production stage."""
+def energy_balance(baths: BathRun) -> float:
+    """|E_in(hot) - E_out(cold) - (E_end - E_start)| / E_in over the production stage of ``baths``."""
+    run, rec = baths.run, baths.recorder
     counts = rec.blocks.counts
     e_in = float((rec.blocks.means("hot") * counts).sum())
     e_out = float((rec.blocks.means("cold") * counts).sum())
