@@ -14,11 +14,15 @@ phase's effective thickness t" is ``sigma_2D / (0.1 t [Å])``.
   that maximum.
 * Statistics over seeds: ``{"mean", "sem", "n"}``, ``sem`` = sample standard
   deviation / sqrt(n) (0 when n = 1), as in docs/properties.md.
+* Statistics within one run: :class:`BlockSums` accumulates per-step samples in
+  consecutive blocks; :func:`mean_sem_blocks` gives the mean and standard error
+  of the block means (sample std / sqrt(blocks)).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .backend import to_numpy
 from .cell_control import axis_index
 from .errors import MDRunError
 from .units import GPA_A_TO_N_PER_M
@@ -87,3 +91,35 @@ def summarize(runs: list[dict]) -> dict:
     """Statistics over seeds of the numeric keys that all runs share (e.g. tensile properties)."""
     keys = [k for k in runs[0] if all(k in r for r in runs) and isinstance(runs[0][k], (int, float))]
     return {k: mean_sem([r[k] for r in runs]) for k in keys}
+
+
+class BlockSums:
+    """Sums per-step samples into ``n_blocks`` blocks of consecutive steps (``n_steps`` in all).
+
+    ``add(name=value, ...)`` once per step (values: numbers or arrays of the run's backend, summed
+    there); ``means(name)`` [n_blocks, ...] (NumPy) at the end; ``counts`` [n_blocks] samples per block.
+    """
+
+    def __init__(self, n_steps: int, n_blocks: int):
+        self.n_steps, self.n_blocks, self.k = n_steps, n_blocks, 0
+        self.sums: dict = {}
+        self.counts = np.zeros(n_blocks)
+
+    def add(self, **samples):
+        b = min(self.k * self.n_blocks // self.n_steps, self.n_blocks - 1)
+        for name, value in samples.items():
+            if name not in self.sums:
+                self.sums[name] = [0.0] * self.n_blocks
+            self.sums[name][b] = self.sums[name][b] + value
+        self.counts[b] += 1
+        self.k += 1
+
+    def means(self, name) -> np.ndarray:
+        sums = np.array([to_numpy(s) for s in self.sums[name]], dtype=float)
+        return sums / self.counts.reshape((-1,) + (1,) * (sums.ndim - 1))
+
+
+def mean_sem_blocks(values) -> tuple[float, float]:
+    """Mean and standard error of block means [b] (sample std / sqrt(b); NaN for one block)."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")

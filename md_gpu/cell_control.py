@@ -30,7 +30,7 @@ from .backend import xp_for
 from .errors import MDRunError, MDSetupError
 from .integrators import MDState, stress
 from .state import State, volume
-from .units import EV_PER_A3_TO_GPA, KB
+from .units import EV_PER_A3_TO_GPA, KB, PER_S_TO_PER_FS
 
 AXES = {"x": 0, "y": 1, "z": 2}
 MAX_LOG_RESCALE = 0.05  # a barostat step that changes a cell length by 5 % means the system blew up
@@ -57,7 +57,7 @@ class Deform:
 
     def __init__(self, axis, strain_rate_per_s: float, *, L0_A: float, t0_fs: float):
         self.axis = axis_index(axis)
-        self.rate_per_fs = float(strain_rate_per_s) * 1e-15
+        self.rate_per_fs = float(strain_rate_per_s) * PER_S_TO_PER_FS
         self.L0_A = float(L0_A)
         self.t0_fs = float(t0_fs)
 

@@ -177,12 +177,20 @@ def velocity_verlet(force_fn: Callable[[State], ForceResult], dt_fs: float, *, t
     return init_fn, step_fn
 
 
-def make_force_fn(ff, nlist, *, per_atom: bool = False) -> Callable[[State], ForceResult]:
-    """``force_fn(state)``: update ``nlist`` if needed, then evaluate ``ff`` (see forcefields.base)."""
+def make_force_fn(ff, nlist, *, per_atom: bool = False, external_force=None) -> Callable[[State], ForceResult]:
+    """``force_fn(state)``: update ``nlist`` if needed, then evaluate ``ff`` (see forcefields.base).
+
+    per_atom: also per-atom energies and virials; external_force: None or
+    ``external_force(state, result) -> [n, 3]`` (eV/Å), added to ``result.forces`` (the energy and
+    virial stay those of ``ff``).
+    """
     from .forcefields.base import compute_forces
 
     def force_fn(state: State) -> ForceResult:
         nlist.update(state.positions, state.cell)
-        return compute_forces(ff, state.positions, state.cell, state.types, nlist, per_atom=per_atom)
+        result = compute_forces(ff, state.positions, state.cell, state.types, nlist, per_atom=per_atom)
+        if external_force is None:
+            return result
+        return dataclasses.replace(result, forces=result.forces + external_force(state, result))
 
     return force_fn

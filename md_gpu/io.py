@@ -8,40 +8,30 @@
   pbc), the integrator bookkeeping (step, time_fs, heat eV), a JSON ``meta``
   dict (stage index, random generator state, ...) and the thermo rows so far.
 
-Writes go to a temporary file in the same folder and are renamed over the
-target, so an interrupted run never leaves a half-written file behind.
+Writes go through :func:`common.atomic.atomic_path` (a temporary file in the
+same folder, renamed over the target), so an interrupted run never leaves a
+half-written file behind.
 """
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from common.atomic import atomic_path
 
 from .backend import to_numpy
 from .errors import MDSetupError
 from .state import State
 
-
-def _atomic(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+UNKNOWN_VERSION = "unknown"  # the multiscale version when the package is not installed (a bare checkout)
 
 
 def versions() -> dict:
-    """Versions of the software that produced a run."""
+    """Versions of the software that produced a run (``multiscale`` from the installed package's metadata)."""
     import ase
     import scipy
 
@@ -54,27 +44,22 @@ def versions() -> dict:
     except Exception:
         pass
     try:
-        from multiscale import __version__
-
-        out["multiscale"] = __version__
-    except Exception:
-        pass
+        out["multiscale"] = metadata.version("multiscale")
+    except metadata.PackageNotFoundError:
+        out["multiscale"] = UNKNOWN_VERSION
     return out
 
 
 def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray) -> Path:
     """Save an MDState (see module docstring) to ``path`` (.npz), atomically."""
     s = md.state
-
-    def write(tmp):
-        with open(tmp, "wb") as handle:
-            np.savez(handle, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
-                     masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
-                     pbc=np.array(s.pbc), species=np.array(s.species),
-                     step=md.step, time_fs=md.time_fs, heat=md.heat, thermo=thermo,
-                     meta=np.array(json.dumps(meta)))
-
-    return _atomic(path, write)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
+                 masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
+                 pbc=np.array(s.pbc), species=np.array(s.species),
+                 step=md.step, time_fs=md.time_fs, heat=md.heat, thermo=thermo,
+                 meta=np.array(json.dumps(meta)))
+    return Path(path)
 
 
 def read_checkpoint(path, *, xp=None):
@@ -101,23 +86,21 @@ def write_run_h5(path, *, thermo: dict, settings: dict, stress_strain: dict | No
     """One HDF5 file per run (see module docstring); returns the path."""
     import h5py
 
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = "md_gpu-run/1"
-            f.attrs["settings"] = json.dumps(settings, default=str)
-            f.attrs["versions"] = json.dumps(versions())
-            group = f.create_group("thermo")
-            for name, values in thermo.items():
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = "md_gpu-run/1"
+        f.attrs["settings"] = json.dumps(settings, default=str)
+        f.attrs["versions"] = json.dumps(versions())
+        group = f.create_group("thermo")
+        for name, values in thermo.items():
+            group.create_dataset(name, data=np.asarray(values, dtype=float))
+        if stress_strain:
+            group = f.create_group("stress_strain")
+            for name, values in stress_strain.items():
                 group.create_dataset(name, data=np.asarray(values, dtype=float))
-            if stress_strain:
-                group = f.create_group("stress_strain")
-                for name, values in stress_strain.items():
-                    group.create_dataset(name, data=np.asarray(values, dtype=float))
-            group = f.create_group("results")
-            for name, value in (results or {}).items():
-                group.attrs[name] = json.dumps(value, default=float)
-
-    return _atomic(path, write)
+        group = f.create_group("results")
+        for name, value in (results or {}).items():
+            group.attrs[name] = json.dumps(value, default=float)
+    return Path(path)
 
 
 def read_run_h5(path) -> dict:

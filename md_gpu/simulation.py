@@ -2,11 +2,10 @@
 
 Data flow::
 
-    State + force field --> Simulation(stages) --> per stage: velocity_verlet(thermostat, modifiers)
-        every thermo_every steps: a row of the thermo table (T, energies, stress, cell), and the
-            blow-up guards: MDRunError at a non-finite energy, a potential energy more than
-            COLLAPSE_EV_PER_ATOM per atom below the first row (a hole of the potential), or a
-            thermostatted, non-deforming stage hotter than OVERHEAT_FACTOR x max(target, 300 K)
+    State + force field (+ external per-atom force) --> Simulation(stages) --> per stage:
+        velocity_verlet(thermostat, modifiers), then the observers (whole run, then the stage's)
+        every thermo_every steps: a row of the thermo table (T, energies, stress, cell), judged by
+            the run's :class:`BlowUpGuard` (MDRunError when the run blew up)
         every traj_every steps: an extxyz frame;  every checkpoint_every: a checkpoint (.npz)
         every grade_every steps: extrapolation grades (:mod:`md_gpu.extrapolation`)
     --> RunResult(thermo: dict of arrays, final MDState, stage start rows, stopped_by)
@@ -16,6 +15,11 @@ barostat for n steps, then deform along x at a strain rate with the transverse
 barostat until failure". A run stopped at any point resumes from its last
 checkpoint with :meth:`Simulation.resume` and gives the same trajectory as an
 uninterrupted run (the random generator state is stored too, NumPy backend).
+
+Extension points, all fixed when the Simulation is built: ``per_atom=True`` (per-atom energies
+and virials in every ForceResult, for heat currents), ``external_force(state, result) -> [n, 3]``
+(eV/Å, added to the forces of every step), ``observers`` (callables ``observer(md)`` run after
+every step; :attr:`Stage.observers` for one stage only) and ``blowup`` (a :class:`BlowUpGuard`).
 """
 from __future__ import annotations
 
@@ -26,28 +30,73 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import VOIGT_COLUMN
 from .backend import to_numpy, xp_for
 from .cell_control import Barostat, Deform, axis_index
 from .errors import MDRunError, MDSetupError
 from .integrators import MDState, make_force_fn, make_rng, stress, velocity_verlet
 from .neighbors import NeighborList
 from .state import State, kinetic_energy, temperature
+from .units import PER_S_TO_PER_FS
 
 THERMO_COLUMNS = ("step", "time_fs", "stage", "temperature_K", "potential_eV", "kinetic_eV", "heat_eV",
                   "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
                   "stress_xy_GPa", "cell_xx_A", "cell_yy_A", "cell_zz_A", "cell_xy_A", "max_grade")
-# Blow-up guards, checked at every thermo row. A potential energy this far (eV/atom) below the run's
-# first row is a collapse into a hole of the potential, not physics: reconstructions and fracture
-# change it by tenths of an eV per atom, while a GFN2-xTB interface MTP relaxed 1.1 eV/atom down
-# into a hole within 150 steps at 0 K.
-COLLAPSE_EV_PER_ATOM = 1.0
-# A thermostatted stage that does not deform the cell and gets hotter than this many times
-# max(target, 300 K) has blown up: the energy a hole releases outruns the thermostat (a GFN2-xTB
-# interface MTP heated a 352-atom stripe cell at 300 K to 1.9e6 K within 200 steps; the cell tripled,
-# the thermostat cooled the gas, and the run went on to report C = 0 N/m). Deforming stages are
-# exempt: a small cell that fractures heats up legitimately (a 60-atom graphene cell breaking at
-# ~20 % strain releases of order 1 eV/atom; one reached 4.5e3 K) and the failure detector ends them.
-OVERHEAT_FACTOR = 10.0
+COLLAPSE_EV_PER_ATOM = 1.0  # default BlowUpGuard.collapse_eV_per_atom (also the 0 K relaxation's hole test)
+OVERHEAT_FACTOR = 10.0      # default BlowUpGuard.overheat_factor
+
+
+@dataclass(frozen=True)
+class BlowUpGuard:
+    """The one decision "this run blew up", taken on every thermo row (except a stage's first).
+
+    A row means a blow-up (:class:`MDRunError`, whose message says which criterion) when
+
+    1. its potential energy or temperature is not finite;
+    2. its potential energy lies more than ``collapse_eV_per_atom`` (eV/atom) below the run's first
+       row: a collapse into a hole of the potential, not physics (reconstructions and fracture change
+       it by tenths of an eV per atom);
+    3. in a stage that does not deform the cell, its temperature T (K) exceeds
+       ``overheat_factor x max(target, floor_K)``, where ``target`` is ``target_K`` if given, else the
+       stage thermostat's ``temperature_K`` (a stage without either is not checked): with a thermostat
+       on, that heat is energy the potential releases outside its training data, faster than the
+       thermostat takes it out. Deforming stages are exempt: a small cell that fractures heats up
+       legitimately, and the failure detector ends them.
+
+    The default (10 x max(thermostat, 300 K)) suits mechanical runs; the thermal protocols use a
+    strict guard (2 x max(T, 1 K) against the run's temperature, baths included), since a heat
+    current measured in an overheated cell is meaningless.
+    """
+
+    collapse_eV_per_atom: float = COLLAPSE_EV_PER_ATOM
+    overheat_factor: float = OVERHEAT_FACTOR
+    floor_K: float = 300.0
+    target_K: float | None = None
+
+    def overheat_target_K(self, stage: "Stage") -> float | None:
+        """The temperature (K) that ``stage`` is held at, None when its overheating is not checked."""
+        if stage.deform_axis is not None:
+            return None
+        return self.target_K if self.target_K is not None else getattr(stage.thermostat, "temperature_K", None)
+
+    def check(self, rows: list, n_atoms: int, stage: "Stage") -> None:
+        """MDRunError when the newest of ``rows`` (thermo rows, THERMO_COLUMNS) shows a blow-up."""
+        step, temperature_K, energy = rows[-1][0], rows[-1][3], rows[-1][4]
+        if not (np.isfinite(energy) and np.isfinite(temperature_K)):
+            raise MDRunError(f"step {step:.0f}: the energy ({energy}) or temperature ({temperature_K}) is not "
+                             "finite: the system blew up")
+        drop = (rows[0][4] - energy) / n_atoms
+        if drop > self.collapse_eV_per_atom:
+            raise MDRunError(f"step {step:.0f}: the potential energy fell {drop:.3g} eV/atom below the run's start "
+                             f"(more than {self.collapse_eV_per_atom:g}): the system collapsed into a hole of the "
+                             "potential, where it has no training data. Check the potential with a 0 K relaxation "
+                             "(md.stability.relax_steps) and md.extrapolation.every")
+        target = self.overheat_target_K(stage)
+        if target is not None and not temperature_K <= self.overheat_factor * max(target, self.floor_K):
+            raise MDRunError(f"step {step:.0f}: the run blew up: the temperature is {temperature_K:.4g} K in stage "
+                             f"'{stage.name}' held at {target:g} K (more than {self.overheat_factor:g} x "
+                             f"max(target, {self.floor_K:g} K)): energy released by the potential outside its "
+                             "training data (a hole)")
 
 
 @dataclass
@@ -55,7 +104,9 @@ class Stage:
     """One protocol stage.
 
     name: label; steps: number of steps (an upper bound when ``stop_on_failure``);
-    thermostat: None (NVE), ``Bussi`` or ``Langevin``; barostat: None or ``Barostat``;
+    thermostat: None (NVE), ``Bussi``, ``Langevin`` or any object with ``end(md, dt_fs) -> MDState``
+    (e.g. heat baths); barostat: None or ``Barostat``; observers: callables ``observer(md)`` run after
+    every step of this stage (measurements; they must not change ``md``);
     deform_axis: None or 'x'/'y'/'z' with ``strain_rate_per_s`` (1/s); stop_on_failure:
     end the stage at failure as judged by :class:`FailureDetector` (``failure_drop``,
     ``failure_window`` thermo rows, ``failure_min_strain``) on the stress along ``deform_axis``.
@@ -71,6 +122,7 @@ class Stage:
     failure_drop: float = 0.5
     failure_window: int = 5
     failure_min_strain: float = 0.02
+    observers: tuple = ()
 
     def __post_init__(self):
         if self.steps < 0:
@@ -130,12 +182,18 @@ class Simulation:
     dt_fs: time step (fs); skin_A: Verlet skin (Å); seed: random seed; thermo_every,
     traj_every, checkpoint_every: intervals in steps (0 = never); traj_path (extxyz),
     checkpoint_path (.npz); extrapolation: None or :class:`md_gpu.extrapolation.ExtrapolationControl`;
-    log: callable taking a line; progress_every_s: seconds between progress lines.
+    log: callable taking a line; progress_every_s: seconds between progress lines;
+    per_atom: per-atom energies [n] (eV) and virials [n, 3, 3] (eV) in every ForceResult;
+    external_force: None or ``external_force(state, result) -> [n, 3]`` (eV/Å), added to the forces
+    of every force call; observers: callables ``observer(md)`` run after every step of every stage
+    (before the stage's own :attr:`Stage.observers`); blowup: the :class:`BlowUpGuard` (default: its
+    defaults). None of these change after construction.
     """
 
     def __init__(self, ff, state: State, *, dt_fs: float = 1.0, skin_A: float = 1.0, seed: int = 0,
                  thermo_every: int = 10, traj_every: int = 0, traj_path=None, checkpoint_every: int = 0,
-                 checkpoint_path=None, extrapolation=None, log=print, progress_every_s: float = 30.0):
+                 checkpoint_path=None, extrapolation=None, log=print, progress_every_s: float = 30.0,
+                 per_atom: bool = False, external_force=None, observers=(), blowup: BlowUpGuard | None = None):
         if thermo_every < 1:
             raise MDSetupError(f"thermo_every={thermo_every} must be >= 1 step")
         if traj_every and traj_path is None or checkpoint_every and checkpoint_path is None:
@@ -145,7 +203,9 @@ class Simulation:
         self.dt_fs = float(dt_fs)
         self.seed = int(seed)
         self.nlist = NeighborList(ff.cutoff, skin_A, state.pbc)
-        self.force_fn = make_force_fn(ff, self.nlist)
+        self.force_fn = make_force_fn(ff, self.nlist, per_atom=per_atom, external_force=external_force)
+        self.observers = tuple(observers)
+        self.blowup = blowup if blowup is not None else BlowUpGuard()
         self.thermo_every = int(thermo_every)
         self.traj_every = int(traj_every)
         self.traj_path = Path(traj_path) if traj_path else None
@@ -247,19 +307,23 @@ class Simulation:
             failure = None
             if stage.stop_on_failure:
                 failure = FailureDetector(stage.failure_drop, stage.failure_window, stage.failure_min_strain)
-                axial_column = 7 + axis_index(stage.deform_axis)
+                axial_column = THERMO_COLUMNS.index(VOIGT_COLUMN[axis_index(stage.deform_axis)])
+                rate_per_fs = stage.strain_rate_per_s * PER_S_TO_PER_FS
                 for row in rows[stage_rows[index] + 1:]:  # rows before a resume count too
-                    failure.update(stage.strain_rate_per_s * 1e-15 * (row[1] - t0_fs), row[axial_column])
+                    failure.update(rate_per_fs * (row[1] - t0_fs), row[axial_column])
+            observers = self.observers + tuple(stage.observers)
             for k in range(start + 1, stage.steps + 1):
                 md = step_fn(md)
+                for observer in observers:
+                    observer(md)
                 grade = np.nan
                 if self.extrapolation is not None and md.step % self.extrapolation.every == 0:
                     grade = self.extrapolation.check(md, self.nlist)
                 if k % self.thermo_every == 0 or k == stage.steps:
                     rows.append(self._row(md, index, grade))
-                    _check_blowup(rows, md.state.n_atoms, stage)
+                    self.blowup.check(rows, md.state.n_atoms, stage)
                     if failure is not None and failure.update(
-                            stage.strain_rate_per_s * 1e-15 * (md.time_fs - t0_fs), rows[-1][axial_column]):
+                            rate_per_fs * (md.time_fs - t0_fs), rows[-1][axial_column]):
                         stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell to "
                                       f"{failure.smoothed:.3g} GPa from a peak of {failure.peak:.3g} GPa, "
                                       f"means over {failure.window} thermo rows)")
@@ -284,24 +348,3 @@ class Simulation:
         return RunResult({c: thermo[:, n] for n, c in enumerate(THERMO_COLUMNS)}, md, stage_rows,
                          stage_L0, stopped_by)
 
-
-def _check_blowup(rows: list, n_atoms: int, stage: Stage) -> None:
-    """MDRunError when the newest thermo row has a non-finite energy or temperature, a potential energy
-    more than COLLAPSE_EV_PER_ATOM per atom below the run's first row (a hole of the potential), or,
-    in a thermostatted stage that does not deform the cell, a temperature above OVERHEAT_FACTOR x
-    max(target, 300 K)."""
-    step, temperature_K, energy = rows[-1][0], rows[-1][3], rows[-1][4]
-    if not (np.isfinite(energy) and np.isfinite(temperature_K)):
-        raise MDRunError(f"step {step:.0f}: the energy ({energy}) or temperature ({temperature_K}) is not finite: "
-                         "the system blew up")
-    drop = (rows[0][4] - energy) / n_atoms
-    if drop > COLLAPSE_EV_PER_ATOM:
-        raise MDRunError(f"step {step:.0f}: the potential energy fell {drop:.3g} eV/atom below the run's start "
-                         f"(more than {COLLAPSE_EV_PER_ATOM:g}): the system collapsed into a hole of the potential, "
-                         "where it has no training data. Check the potential with a 0 K relaxation "
-                         "(md.stability.relax_steps) and md.extrapolation.every")
-    target = getattr(stage.thermostat, "temperature_K", None)
-    if target is not None and stage.deform_axis is None and temperature_K > OVERHEAT_FACTOR * max(target, 300.0):
-        raise MDRunError(f"step {step:.0f}: the temperature is {temperature_K:.3g} K in stage '{stage.name}' with a "
-                         f"{target:g} K thermostat (more than {OVERHEAT_FACTOR:g} x max(target, 300 K)): the system "
-                         "blew up, energy released by the potential outside its training data (a hole)")

@@ -14,8 +14,9 @@ from md_gpu.io import read_run_h5
 from md_gpu.neighbors import NeighborList
 from md_gpu.protocols import (RunSettings, equilibrate, extrapolate_length, heat_current, heat_currents_per_atom,
                               hnemd, interface_nemd, nemd)
-from md_gpu.protocols.thermal import (HeatBaths, _bath_gradient, _gradient, _interface_fits, _Layout, driving_forces,
-                                      find_interfaces)
+from md_gpu.protocols.thermal_current import driving_forces
+from md_gpu.protocols.thermal_interface import _interface_fits, find_interfaces
+from md_gpu.protocols.thermal_nemd import HeatBaths, Layout, _bath_gradient, _fit_gradient
 from md_gpu.state import from_atoms, maxwell_boltzmann
 from md_gpu.structures import as_sheet
 from training.structures import graphene
@@ -62,7 +63,7 @@ def test_many_body_heat_current_matches_finite_differences_and_not_the_pairwise_
 
     Along a straight path (v constant) the kinetic energies do not change, so the kinetic power
     F . v that the true dynamics would put into e_a is added back explicitly (module docstring of
-    md_gpu.protocols.thermal). The flake is shifted off the origin so that the r_a terms matter.
+    md_gpu.protocols.thermal_current). The flake is shifted off the origin so that the r_a terms matter.
     """
     state = maxwell_boltzmann(from_atoms(flake(), species=ff.species), 600.0, seed=1)
     v = state.velocities
@@ -211,14 +212,14 @@ def test_hnemd_runs_and_reports(ff, tmp_path):
 
 def synthetic_layout():
     """100 Å cell, 40 bins of 2.5 Å, baths of 4 bins: hot 0-10 Å, cold 50-60 Å; one atom per bin."""
-    return _Layout(origin_A=0.0, length_A=100.0, n_bins=40, n_bath=4, bins=np.arange(40))
+    return Layout(origin_A=0.0, length_A=100.0, n_bins=40, n_bath=4, bins=np.arange(40))
 
 
 def test_gradients_and_interface_jumps_of_exact_profiles():
     layout = synthetic_layout()
     x = layout.centres_A
     t = np.where(x < 10, 350.0, np.where(x < 50, 350 - 2 * (x - 5), np.where(x < 60, 250.0, 250 + 2 * (x - 55))))
-    assert _gradient(t, layout) == pytest.approx(2.0)
+    assert _fit_gradient(t, layout) == pytest.approx(2.0)
     assert _bath_gradient(t, layout) == pytest.approx(2.0)  # 100 K over the 50 Å between bath centres
     # interfaces at 25 Å (heat flows +x) and 75 Å (heat flows -x): jumps of 10 K, side slopes known
     t = np.select([x < 25, x < 50, x < 75, x < 100],
@@ -251,7 +252,7 @@ def two_mass_block(n=(2, 12, 2), a=3.61):
 def test_interface_nemd_finds_both_interfaces_and_a_temperature_jump():
     """The 9x mass mismatch makes the interfaces the main resistance: with 2000 production steps the
     jump (side fits extrapolated to the interface, so noisy) was 70-234 K of the 200 K bath difference
-    over seeds 0-6 (NumPy); the 2D sheet this test used before gave jumps of either sign."""
+    over seeds 0-6 (NumPy). A 2D Morse sheet is no test bed: its jumps have either sign."""
     ff = Morse(("U", "Al"), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
     atoms = two_mass_block()
     positions, after = find_interfaces(from_atoms(atoms, species=ff.species), 1)
@@ -268,12 +269,12 @@ def test_interface_nemd_finds_both_interfaces_and_a_temperature_jump():
 
 
 def test_interface_nemd_rejects_a_bath_over_an_interface_before_any_md(monkeypatch):
-    import md_gpu.protocols.thermal as thermal
+    import md_gpu.protocols.thermal_interface as thermal
 
     def no_md(*args, **kwargs):
         raise AssertionError("the geometry must be checked before the equilibration")
 
-    monkeypatch.setattr(thermal, "_production", no_md)
+    monkeypatch.setattr(thermal, "production", no_md)
     ff = Morse(("Au", "Cu"), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
     atoms = two_mass_sheet()
     atoms.set_chemical_symbols(["Cu" if j < 6 else "Au" for j in range(24) for _ in range(4)])  # a 15 Å Cu piece
@@ -284,7 +285,7 @@ def test_interface_nemd_rejects_a_bath_over_an_interface_before_any_md(monkeypat
 def test_interface_nemd_reports_species_mixed_during_equilibration_as_a_failed_run(monkeypatch):
     """A potential that does not keep the heterostructure (atoms cross the interface while it equilibrates)
     is a failed run, reported like a blow-up (MDRunError), not a settings error."""
-    import md_gpu.protocols.thermal as thermal
+    import md_gpu.protocols.thermal_interface as thermal
     from md_gpu.errors import MDRunError
 
     ff = Morse(("Au", "Cu"), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
@@ -293,7 +294,7 @@ def test_interface_nemd_reports_species_mixed_during_equilibration_as_a_failed_r
     types = mixed.types.copy()
     types[[0, len(types) - 1]] = types[[len(types) - 1, 0]]  # one Cu and one Au atom swap places
     mixed = mixed.replace(types=types)
-    monkeypatch.setattr(thermal, "_production", lambda ff, a, settings, log: (mixed, settings))
+    monkeypatch.setattr(thermal, "production", lambda ff, a, settings, log: (mixed, settings))
     with pytest.raises(MDRunError, match=r"changed during equilibration: 4 interfaces along y instead of 2"):
         interface_nemd(ff, atoms, bath_width_A=4.0, bin_width_A=1.25, production_steps=100, n_blocks=4, **QUIET)
 
@@ -346,6 +347,6 @@ def test_a_run_that_heats_far_above_its_thermostat_is_reported_as_blown_up(ff):
     the same signature as a potential falling into a hole, reported as MDRunError, not as a conductivity."""
     from md_gpu.errors import MDRunError
 
-    with pytest.raises(MDRunError, match=r"the run blew up: the temperature reached .* K with a 300 K thermostat"):
+    with pytest.raises(MDRunError, match=r"the run blew up: the temperature is .* K in stage 'hnemd' held at 300 K"):
         hnemd(ff, pot_sheet(), driving_force_per_A=0.5, production_steps=400,
               settings=quick(equilibrate_steps=50), thickness_A=3.35, n_blocks=4, **QUIET)

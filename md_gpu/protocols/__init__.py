@@ -2,13 +2,20 @@
 
 Each protocol is a function that builds a list of :class:`md_gpu.simulation.Stage`
 (plain data), runs it with :class:`md_gpu.simulation.Simulation` and analyses
-the thermo table with :mod:`md_gpu.analysis` (heat transport: :mod:`.thermal`).
+the thermo table with :mod:`md_gpu.analysis`. Heat transport: the heat current
+(:mod:`.thermal_current`), HNEMD (:mod:`.thermal_hnemd`), NEMD and the length
+extrapolation (:mod:`.thermal_nemd`), interface NEMD (:mod:`.thermal_interface`).
+The lists of choices of the settings (:data:`THERMOSTATS`, :data:`TRANSVERSE`,
+:data:`GRADIENTS`) are defined once, in :mod:`.common`.
 """
-from .common import RunSettings, estimate_modulus, equilibrate
+from .common import GRADIENTS, THERMOSTATS, TRANSVERSE, RunSettings, estimate_modulus, equilibrate
 from .elastic import elastic_constants, static_elastic_constants
 from .tensile import interface_tensile, tensile
-from .thermal import extrapolate_length, heat_current, heat_currents_per_atom, hnemd, interface_nemd, nemd
+from .thermal_current import heat_current, heat_currents_per_atom
+from .thermal_hnemd import hnemd
+from .thermal_interface import interface_nemd
+from .thermal_nemd import extrapolate_length, nemd
 
-__all__ = ["RunSettings", "estimate_modulus", "equilibrate", "tensile", "interface_tensile",
-           "elastic_constants", "static_elastic_constants", "heat_current", "heat_currents_per_atom",
-           "hnemd", "nemd", "interface_nemd", "extrapolate_length"]
+__all__ = ["RunSettings", "THERMOSTATS", "TRANSVERSE", "GRADIENTS", "estimate_modulus", "equilibrate", "tensile",
+           "interface_tensile", "elastic_constants", "static_elastic_constants", "heat_current",
+           "heat_currents_per_atom", "hnemd", "nemd", "interface_nemd", "extrapolate_length"]

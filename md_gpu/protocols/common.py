@@ -1,4 +1,8 @@
-"""Pieces shared by the protocols: run settings, thermostat choice, barostat stiffness, equilibration."""
+"""Pieces shared by the protocols: run settings and the lists of choices, barostat stiffness, equilibration.
+
+The lists of choices (:data:`THERMOSTATS`, :data:`TRANSVERSE`, :data:`GRADIENTS`) are defined here
+once; callers that validate settings (the md stage, the command line) import them.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -15,7 +19,9 @@ from ..simulation import Simulation, Stage
 from ..state import State, from_atoms, maxwell_boltzmann, volume
 from ..units import EV_PER_A3_TO_GPA
 
-THERMOSTATS = ("bussi", "langevin")
+THERMOSTATS = ("bussi", "langevin")  # RunSettings.thermostat
+TRANSVERSE = ("stress", "strain")    # tensile(transverse=): uniaxial stress | fixed transverse length
+GRADIENTS = ("baths", "fit")         # nemd(gradient=): bath temperature difference | fit of the profile
 
 
 @dataclass
@@ -28,6 +34,9 @@ class RunSettings:
     traj_every, checkpoint_every (steps, 0 = never); skin_A; seed; failure_min_strain
     (a tensile sample counts as failed only past this strain: below it, thermal noise of a small
     cell can fake a stress drop).
+
+    The defaults are for direct use of the Python API (scripts, tests); a case run builds RunSettings
+    with every field given from its own settings table (``md_gpu.md_stage``), whose defaults govern.
     """
 
     temperature_K: float = 300.0
@@ -105,16 +114,19 @@ def barostat_for(ff, state: State, axes, settings: RunSettings) -> Barostat | No
                     pbc=state.pbc)
 
 
-def simulation(ff, state: State, settings: RunSettings, *, out_prefix=None, log=print, extrapolation=None):
+def simulation(ff, state: State, settings: RunSettings, *, out_prefix=None, log=print, extrapolation=None,
+               per_atom: bool = False, external_force=None, observers=(), blowup=None):
     """A :class:`Simulation` with the intervals of ``settings``; files ``<out_prefix>.extxyz/.ckpt.npz``
-    (without ``out_prefix``, e.g. the short runs of :func:`elastic_constants`: no trajectory, no checkpoints)."""
+    (without ``out_prefix``, e.g. the short runs of :func:`elastic_constants`: no trajectory, no checkpoints).
+    ``per_atom``, ``external_force``, ``observers``, ``blowup``: as :class:`Simulation`."""
     traj = f"{out_prefix}.extxyz" if out_prefix and settings.traj_every else None
     ckpt = f"{out_prefix}.ckpt.npz" if out_prefix and settings.checkpoint_every else None
     return Simulation(ff, state, dt_fs=settings.dt_fs, skin_A=settings.skin_A, seed=settings.seed,
                       thermo_every=settings.thermo_every, traj_every=settings.traj_every if traj else 0,
                       traj_path=traj, checkpoint_every=settings.checkpoint_every if ckpt else 0,
                       checkpoint_path=ckpt,
-                      extrapolation=extrapolation, log=log)
+                      extrapolation=extrapolation, log=log, per_atom=per_atom, external_force=external_force,
+                      observers=observers, blowup=blowup)
 
 
 def equilibrate(ff, atoms_or_state, settings: RunSettings, *, barostat_axes=None, log=print):

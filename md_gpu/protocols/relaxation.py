@@ -2,18 +2,17 @@
 
 Why: a machine-learned potential can have a hole next to the structure it was fitted around: a
 region with no training data where its energy falls without bound. MD finds such a hole by chance
-(one seed blew up in the barostat, the next exploded to 1.9e6 K, cooled, and reported C = 0 N/m); a 0 K relaxation, which
-follows the forces downhill, finds it in seconds. The quick GFN2-xTB interface MTP of this
-project relaxed the interface cell by 69 meV/atom, then, once the in-plane cell had shrunk 0.5 %,
-fell 1.5 eV/atom in a few steps with a B-C pair at 1.18 Å; its preliminary MTP, without the two
-frames the passive step added, relaxes the same cell to a minimum 28 meV/atom down.
+(a blow-up in one seed, a collapsed cell with nonsense properties in another); a 0 K relaxation,
+which follows the forces downhill, finds it in seconds: the energy then falls by eV/atom within a
+few steps, typically with a pair of atoms far closer than any bond.
 
 Data flow::
 
     built structure (ase.Atoms) + force field (md_gpu.calculator.MDCalculator: MD's forces, core included)
     --FIRE on positions and the periodic in-plane cell (FrechetCellFilter; a sheet keeps its vacuum)--
     stops at max force <= fmax, after ``steps``, or at a hole: the energy more than
-    simulation.COLLAPSE_EV_PER_ATOM per atom below the start
+    simulation.COLLAPSE_EV_PER_ATOM per atom below the start (the collapse criterion of the MD loop's
+    simulation.BlowUpGuard)
     -> {"hole", "converged", "steps", "energy_change_meV_per_atom", "lowest_energy_change_meV_per_atom",
         "cell_strain": [e_xx, e_yy] of the relaxed cell against the built one,
         "max_displacement_A" (periodic images unwrapped by the cell), "min_distance_A",

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.atomic import atomic_path
+
 from ..errors import MDSetupError
 from ..simulation import Stage
 from ..state import State, to_atoms
@@ -89,7 +91,8 @@ def structure_stability(ff, atoms, *, steps: int = 20000, n_samples: int = 10, m
     if final_path is not None:
         import ase.io
 
-        ase.io.write(str(final_path), final, format="extxyz")
+        with atomic_path(final_path) as tmp:
+            ase.io.write(str(tmp), final, format="extxyz")
     n = len(reference)
     fifth = max(n_samples // 5, 1)
     drift = (np.mean(energies[-fifth:]) - np.mean(energies[fifth:2 * fifth])) / n * 1000.0

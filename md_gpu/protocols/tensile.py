@@ -27,10 +27,8 @@ from ..cell_control import axis_index
 from ..errors import MDSetupError
 from ..io import write_run_h5
 from ..simulation import Simulation, Stage
-from ..units import GPA_A_TO_N_PER_M
-from .common import RunSettings, barostat_for, in_plane_axes, prepare_state, simulation
-
-TRANSVERSE = ("stress", "strain")
+from ..units import GPA_A_TO_N_PER_M, PER_S_TO_PER_FS
+from .common import TRANSVERSE, RunSettings, barostat_for, in_plane_axes, prepare_state, simulation
 
 
 def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9, max_strain: float = 0.3,
@@ -60,7 +58,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     periodic = in_plane_axes(state)
     others = tuple(ax for ax in periodic if ax != axis)
     sheet = not state.pbc[2]
-    steps = int(math.ceil(max_strain / (strain_rate_per_s * 1e-15 * settings.dt_fs)))
+    steps = int(math.ceil(max_strain / (strain_rate_per_s * PER_S_TO_PER_FS * settings.dt_fs)))
     stages = [
         Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
               barostat=barostat_for(ff, state, periodic, settings)),
