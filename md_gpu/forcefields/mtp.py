@@ -33,18 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.arrays import array_module
+from training.mtp import MTP
+
 from ..errors import MDSetupError
 
 CORE_WIDTH = 0.05  # w / c of the distance map g(r)
 CORE_STIFFNESS = 1.0e4  # k of the wall (k/3)(c - r)^3, eV/Å^3: 3.3 eV at 0.1 Å inside, 27 eV at 0.2 Å
-
-
-def _mtp_class():
-    try:
-        from training.mtp import MTP
-    except ImportError:
-        from training.mtp.model import MTP
-    return MTP
 
 
 class MTPForceField:
@@ -82,13 +77,11 @@ class MTPForceField:
         if not path.is_file():
             raise MDSetupError(f"potential file {path} does not exist; run the fit stage or give the path "
                                "of an MLIP .mtp file")
-        return cls(_mtp_class().read(path), species, core=core, core_radii=core_radii)
+        return cls(MTP.read(path), species, core=core, core_radii=core_radii)
 
     def evaluate(self, types, i, j, d, *, xp=None):
         """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): ``MTP.evaluate``, plus the short-range core."""
         if xp is None:
-            from training.mtp import array_module
-
             xp = array_module(d)
         if self.core_max <= 0:
             return self.mtp.evaluate(types, i, j, d, xp=xp)
