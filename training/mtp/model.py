@@ -192,12 +192,13 @@ class MTP:
     def _plan(self, xp) -> MomentPlan:
         key = xp.__name__
         if key not in self._plans:
-            self._plans[key] = MomentPlan(self.alpha_index_basic, self.alpha_index_times, self.alpha_moments_count,
-                                     self.radial_funcs_count, xp)
+            self._plans[key] = MomentPlan(self.alpha_index_basic, self.alpha_index_times,
+                                          self.alpha_moments_count, self.radial_funcs_count, xp)
         return self._plans[key]
 
     # ------------------------------------------------------------------ evaluation
     def _pad(self, types, i, j, d, xp) -> _Padded:
+        """The pair list (i, j, d) of atoms of ``types`` [n] as a padded [n, k_max] table (``_Padded``)."""
         n, p = len(types), len(i)
         order = xp.argsort(i, kind="stable") if xp is np else xp.argsort(i)
         i_s = i[order]
@@ -233,6 +234,7 @@ class MTP:
         return radial.T.reshape(shape), dradial.T.reshape(shape)
 
     def _geometry(self, pad: _Padded, types, xp):
+        """(r [n, k] Å, u [n, k, 3], monomials A [n, k, L], R and dR/dr [n, k, M]) of the padded pairs."""
         plan = self._plan(xp)
         d = pad.d
         r = xp.sqrt(xp.einsum("nkc,nkc->nk", d, d))

@@ -1,11 +1,12 @@
 """Pair lists for ``MTP.evaluate``: ASE Atoms -> full pair list (i, j, d), and pair gradients -> forces.
 
-* :func:`neighbor_pairs`: the CPU neighbour list of one structure.  Small cells (the usual fitting and AIMD cells, which need many periodic images) use a brute-force
-search over all atom pairs and image shifts in one array expression; larger ones use
-``ase.neighborlist.neighbor_list("ijD")``.  Both give the same pairs.  The GPU MD engine builds its own
-  lists; this one serves the calculator, ``calc-efs`` and fitting.
+* :func:`neighbor_pairs`: the CPU neighbour list of one structure.  Small cells (the usual fitting and
+  AIMD cells, which need many periodic images) use a brute-force search over all atom pairs and image
+  shifts in one array expression; larger ones use ``ase.neighborlist.neighbor_list("ijD")``.  Both give
+  the same pairs.  The GPU MD engine builds its own lists; this one serves the calculator, ``calc-efs``
+  and fitting.
 * :func:`batched_pairs`, :class:`PairBatch`: one pair list for many structures (evaluation, fitting).
-* :func:`forces_and_virial`: forces and virials from dE/dd per pair (used by md_gpu on NumPy, too).
+* :func:`forces_and_virial`: forces and virials from dE/dd per pair (also md_gpu's, on NumPy).
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """MTP basis values, their position derivatives and radial-coefficient gradients, batched for fitting.
 
-The fit needs three things the plain model evaluation (``MTP.evaluate``) does not give: the design
-matrix of the linear coefficients (the energy, forces and virial of every basis function for many frames
-at once), the gradient of a weighted sum of predictions with respect to the radial coefficients θ, and
-the Jacobian of the predictions with respect to θ.
-This module computes both for MLIP-2's MTP (Shapeev 2016, Multiscale Model. Simul. 14, 1153; Novikov et
-al. 2021, Mach. Learn.: Sci. Technol. 2, 025002) on the concatenated pair lists of several frames.
+The fit needs what the plain model evaluation (``MTP.evaluate``) does not give: the design matrix of
+the linear coefficients (energy, forces and virial of every basis function for many frames at once), the
+gradient of a weighted sum of predictions with respect to the radial coefficients θ, and the Jacobian of
+the predictions with respect to θ, for MLIP-2's MTP (Shapeev 2016, Multiscale Model. Simul. 14, 1153;
+Novikov et al. 2021, Mach. Learn.: Sci. Technol. 2, 025002) on the concatenated pair lists of several
+frames.  The radial basis and the angular monomials are those of :mod:`training.mtp.basis`.
 
 Data flow::
 
@@ -17,13 +17,10 @@ Data flow::
     BasisSpec, θ, c, PairBatch, seeds --theta_gradient-->  ∂S/∂θ of S = Σ_f a_f E_f + Σ u·F + Σ ρ·W
     BasisSpec, θ, c, PairBatch --prediction_jacobian-->   ∂(E, F, W)/∂θ at fixed c (for Levenberg-Marquardt)
 
-Conventions (MLIP-2's, as in ``training/mtp/model.py``): radial functions f_μ(r) = Σ_β θ[t_i, t_j, μ, β]
-Q_β(r) with Q_β(r) = s T_β(ξ) (R_max − r)², ξ = (2r − R_min − R_max)/(R_max − R_min), s = ``scaling``;
-a basic moment of alpha index (μ, a, b, c) is M(i) = Σ_j f_μ(r_ij) x^a y^b z^c / r^(a+b+c) with
-d = r_j − r_i = (x, y, z); ``alpha_index_times`` rows (a, b, mult, out) add mult·M_a·M_b to M_out; basis
-function k of atom i is B_k(i) = M_{mapping[k]}(i); site energy E_i = species_coeffs[t_i] + Σ_k c_k B_k(i).
-Lengths in Å, energies in eV.  θ is an array [S*S, M, X] (pair type t_i*S + t_j), which is
-``MTP.radial_coeffs`` [S, S, M, X] reshaped.
+Conventions (MLIP-2's, as in :mod:`training.mtp.model`): f_μ(r) = Σ_β θ[t_i*S + t_j, μ, β] Q_β(r); basic
+moment (μ, a, b, c): M(i) = Σ_j f_μ(r_ij) x^a y^b z^c / r^(a+b+c) with d = r_j − r_i = (x, y, z); basis
+function k: B_k(i) = M_{mapping[k]}(i); E_i = species_coeffs[t_i] + Σ_k c_k B_k(i).  Lengths in Å,
+energies in eV.  θ [S*S, M, X] is ``MTP.radial_coeffs`` [S, S, M, X] reshaped.
 
 Design matrix (the costly part of a fit).  For a pair p with centre i, dB_k(i)/dd_p = Σ_b J_kb(i)
 ∂M_b(i)/∂d_p, with J(i) = ∂B(i)/∂M_basic [K, Nb] the Jacobian of the basis functions with respect to the
