@@ -20,6 +20,7 @@ from .errors import MTPSpeciesError
 from .model import MTP
 from .neighbors import batched_pairs, forces_and_virial, neighbor_pairs
 
+
 def atom_types(mtp: MTP, atoms) -> np.ndarray:
     """MTP type indices [n] of ``atoms`` (see the module docstring); MTPSpeciesError if none apply."""
     species = mtp.species

@@ -354,11 +354,12 @@ class MTP:
         return moments[xp.asarray(self.alpha_moment_mapping)].T
 
     def basis(self, types, i, j, d, *, xp=None):
-        """Basis values and their derivatives, for linear fitting (``E_i = species_coeffs[t_i] + B[i] @ moment_coeffs``).
+        """Basis values and their derivatives for linear fitting.
 
-        Same inputs as ``evaluate``.  Returns B [n, K] (dimensionless products of moments, eV per unit
-        coefficient) and dB_dd [p, 3, K] (1/Å): derivative of B[i_p] with respect to d_p.  Memory is
-        O(K_all * pairs * 3): meant for the small cells of fitting sets, not for MD.
+        ``E_i = species_coeffs[t_i] + B[i] @ moment_coeffs``.  Same inputs as ``evaluate``.  Returns B [n, K]
+        (dimensionless products of moments, eV per unit coefficient) and dB_dd [p, 3, K] (1/Å): derivative of
+        B[i_p] with respect to d_p.  Memory is O(K_all * pairs * 3): meant for the small cells of fitting
+        sets, not for MD.
         """
         xp, types, d, plan, pad, (r, u, mono, radial, dradial), moments = self._forward(types, i, j, d, xp)
         n = len(types)

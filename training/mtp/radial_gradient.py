@@ -51,6 +51,7 @@ __all__ = ["BasisSpec", "PairBatch", "design", "theta_gradient", "prediction_jac
 #: Complex-step size (dimensionless multiplier of δd, which is O(residual)); see module docstring.
 COMPLEX_STEP = 1e-30
 
+
 @dataclass(frozen=True)
 class BasisSpec:
     """The MTP basis of one level: everything but the fitted coefficients.
