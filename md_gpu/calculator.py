@@ -6,17 +6,14 @@ same neighbour list and force code as the MD (NumPy backend).
 """
 from __future__ import annotations
 
-import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
+
+from common.voigt import stress_from_virial
 
 from .backend import to_numpy
 from .forcefields.base import compute_forces
 from .neighbors import NeighborList
 from .state import from_atoms
-
-
-def _voigt(t):
-    return np.array([t[..., 0, 0], t[..., 1, 1], t[..., 2, 2], t[..., 1, 2], t[..., 0, 2], t[..., 0, 1]]).T
 
 
 class MDCalculator(Calculator):
@@ -37,5 +34,5 @@ class MDCalculator(Calculator):
         vol = self.atoms.get_volume()
         self.results = {"energy": res.energy, "free_energy": res.energy,
                         "energies": to_numpy(res.energies), "forces": to_numpy(res.forces),
-                        "stress": _voigt(-to_numpy(res.virial) / vol),
-                        "stresses": _voigt(-to_numpy(res.virials) / vol)}
+                        "stress": stress_from_virial(to_numpy(res.virial), vol, symmetrise=False),
+                        "stresses": stress_from_virial(to_numpy(res.virials), vol, symmetrise=False)}

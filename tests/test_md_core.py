@@ -3,12 +3,14 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
+from common.voigt import to_voigt
 from md_gpu.errors import MDRunError, MDSetupError
-from md_gpu.forcefields import LennardJones, Morse, compute_forces
+from md_gpu.forcefields import LennardJones, Morse, compute_forces, forces_and_virial
 from md_gpu.integrators import Bussi, Langevin, make_force_fn, velocity_verlet
 from md_gpu.neighbors import NeighborList, brute_force_pairs, build_pairs
 from md_gpu.state import from_atoms, kinetic_energy, maxwell_boltzmann, temperature
 from md_gpu.units import KB
+from training.mtp import forces_and_virial as mtp_forces_and_virial
 
 CU_MORSE = dict(D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)  # Girifalco & Weizer (1959) Cu
 
@@ -90,6 +92,28 @@ def test_forces_and_virial_match_finite_differences(ff):
     np.testing.assert_allclose(res.virials.sum(0), res.virial, atol=1e-12)
     np.testing.assert_allclose(res.forces.sum(0), 0.0, atol=1e-10)
     assert res.energies.sum() == pytest.approx(res.energy)
+
+
+def test_forces_and_virial_is_the_mtp_one_and_per_atom_is_optional():
+    """md_gpu's scatter on NumPy is training.mtp's (bit for bit); without per_atom no per-atom virials."""
+    rng = np.random.default_rng(4)
+    i, j = rng.integers(0, 6, 40), rng.integers(0, 6, 40)
+    d, g = rng.normal(size=(40, 3)), rng.normal(size=(40, 3))
+    ours = forces_and_virial(i, j, d, g, 6, np)
+    theirs = mtp_forces_and_virial(i, j, d, g, 6)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+    forces, virial, virials = forces_and_virial(i, j, d, g, 6, np, per_atom=False)
+    assert virials is None and np.array_equal(forces, ours[0]) and np.array_equal(virial, ours[1])
+
+
+def test_voigt_with_and_without_symmetrising():
+    t = np.arange(2 * 9 * 4, dtype=float).reshape(2, 3, 3, 4) ** 1.5
+    upper = to_voigt(t, symmetrise=False, axis=1)
+    assert upper.shape == (2, 6, 4)
+    assert np.array_equal(upper[:, 3:], t[:, [1, 0, 0], [2, 2, 1]])
+    mean = to_voigt(np.moveaxis(t, 3, 1))  # [2, 4, 3, 3] -> [2, 4, 6]
+    np.testing.assert_array_equal(np.moveaxis(mean, 2, 1), to_voigt(t, axis=1))
+    assert np.array_equal(mean[..., 5], 0.5 * (t[:, 0, 1] + t[:, 1, 0]))
 
 
 def test_pair_potential_is_zero_and_smooth_at_cutoff():

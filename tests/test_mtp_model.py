@@ -20,6 +20,7 @@ from ase.neighborlist import neighbor_list
 
 from training.mtp import (MTP, MTPCalculator, MTPFormatError, MTPSpeciesError, forces_and_virial, neighbor_pairs,
                           read_cfg)
+from training.mtp.basis import MonomialTable, monomials, radial_basis, radial_basis_inside
 
 DATA = Path(__file__).parent / "data" / "mlip"
 POTENTIALS = [DATA / "cubic" / f"pot_{n}.mtp" for n in ("02", "06", "10", "16", "20")] + \
@@ -131,6 +132,30 @@ def test_calculator_species_errors_and_2d_stress():
     sheet.set_chemical_symbols(["Cu"] * len(sheet))
     stress = sheet.get_stress()
     assert np.isfinite(stress).all() and abs(stress[2]) < 1e-12  # a flat sheet has no zz stress
+
+
+def test_basis_tables_and_the_two_radial_orders():
+    """Monomials in MLIP's order with consistent raise/lower indices; the two operation orders of the radial
+    basis agree to rounding, and the model's vanishes from max_dist on."""
+    table = MonomialTable(3)
+    assert [tuple(e) for e in table.exps[:7]] == [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (2, 0, 0), (1, 1, 0),
+                                                 (1, 0, 1)]
+    for c in range(3):
+        for k, e in enumerate(table.exps):
+            if table.raised[c, k] < len(table):
+                assert table.lowered[c, table.raised[c, k]] == k
+            assert (table.lowered[c, k] < 0) == (e[c] == 0)
+    u = np.random.default_rng(1).normal(size=(3, 5))
+    mono = monomials(*u[:, None, :], 3, np.empty((len(table), 5)))
+    np.testing.assert_allclose(mono, np.prod(u.T[None, :, :] ** table.exps[:, None, :], axis=2), rtol=1e-14)
+    kw = dict(min_dist=1.1, max_dist=5.0, scaling=0.7, size=8)
+    r = np.linspace(1.1, 5.0, 50)
+    q, dq = radial_basis(r, xp=np, **kw)
+    q_in, dq_in = radial_basis_inside(r, derivative=True, **kw)
+    np.testing.assert_allclose(q, q_in, rtol=0, atol=1e-13 * np.abs(q).max())
+    np.testing.assert_allclose(dq, dq_in, rtol=0, atol=1e-13 * np.abs(dq).max())
+    beyond = radial_basis(np.array([5.0, 5.5, 9.0]), xp=np, **kw)
+    assert not np.any(beyond[0]) and not np.any(beyond[1])
 
 
 def test_cupy_matches_numpy():

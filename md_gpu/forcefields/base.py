@@ -28,6 +28,8 @@ from typing import Protocol
 
 import numpy as np
 
+from training.mtp.neighbors import forces_and_virial as pair_forces_and_virial
+
 from ..backend import xp_for
 from ..errors import MDRunError
 
@@ -58,30 +60,18 @@ class ForceResult:
     virials: object = None
 
 
-def _scatter(index, values, n, xp):
-    """``out[index[p]] += values[p]`` for values [p] -> [n] (bincount is fast on both backends)."""
-    return xp.bincount(index, weights=values, minlength=n)
-
-
 def forces_and_virial(i, j, d, dE_dd, n_atoms: int, xp=np, *, per_atom: bool = True):
     """Forces [n, 3] (eV/Å), virial [3, 3] (eV) and per-atom virials [n, 3, 3] (or None).
 
-    ``i, j [p]``, ``d [p, 3]`` (Å), ``dE_dd [p, 3]`` (eV/Å) as in the contract.
-    On CuPy a fused atomic-add kernel does the scatter (:mod:`md_gpu.kernels`).
+    ``i, j [p]``, ``d [p, 3]`` (Å), ``dE_dd [p, 3]`` (eV/Å) as in the contract. On CuPy a fused
+    atomic-add kernel does the scatter (:mod:`md_gpu.kernels`); on NumPy it is
+    :func:`training.mtp.forces_and_virial`, the array code the MTP calculator uses too.
     """
     if xp.__name__.startswith("cupy"):
         from ..kernels import scatter_forces_virials
 
         return scatter_forces_virials(i, j, d, dE_dd, n_atoms, per_atom=per_atom)
-    forces = xp.stack([_scatter(i, dE_dd[:, a], n_atoms, xp) - _scatter(j, dE_dd[:, a], n_atoms, xp)
-                       for a in range(3)], axis=1)
-    pair_virial = -d[:, :, None] * dE_dd[:, None, :]          # [p, 3, 3]
-    virial = pair_virial.sum(0)
-    virials = None
-    if per_atom:
-        flat = pair_virial.reshape(-1, 9)
-        virials = xp.stack([_scatter(j, flat[:, c], n_atoms, xp) for c in range(9)], axis=1).reshape(n_atoms, 3, 3)
-    return forces, virial, virials
+    return pair_forces_and_virial(i, j, d, dE_dd, n_atoms, xp, per_atom=per_atom)
 
 
 def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False) -> ForceResult:

@@ -5,19 +5,17 @@ species come from the file's ``potential_tag`` (``species=C,B``) or must be
 given. ``evaluate`` is ``MTP.evaluate`` itself (same contract: full pair list,
 ``d = r_j + shift - r_i``, site energies [n] eV and dE/dd [p, 3] eV/Å), so the
 MD engine adds nothing between the model and its forces while every pair is at
-least ``min_dist`` apart.
+least its core radius (below) apart.
 
 Short-range core (``core=True``, the default in MD). Below ``min_dist`` an MTP
-is a polynomial outside its fitted range: it turns attractive and diverges to
-minus infinity (a fitted graphene MTP falls by 7e4 eV when a C-C pair closes
-from 1.0 to 0.5 Å), so one hot collision, typically at fracture, makes the run
-blow up. Pairs closer than ``c = min_dist`` are therefore handled as in the
-common LAMMPS ``hybrid/overlay mlip zbl`` practice, in two smooth parts. The
-core radius ``c`` of a species pair is ``min_dist`` or, when given (``core_radii``,
-e.g. ``{"B-B": 1.33}`` from the fit stage's ``<system>_fit.json``), the shortest
-distance of that pair in the training data, whichever is larger: below it the MTP
-was never fitted and can have attractive holes (a B-B pair of a fitted interface MTP
-fell from 1.5 to 1.05 Å in 300 K NVT, then the cell exploded).
+is a polynomial outside its fitted range: it can turn attractive and diverge to
+minus infinity, so one hot collision (typically at fracture) makes the run blow
+up. Pairs closer than a core radius ``c`` are therefore handled as in the common
+LAMMPS ``hybrid/overlay mlip zbl`` practice, in two smooth parts. ``c`` of a
+species pair is ``min_dist`` or, when given (``core_radii``, e.g. ``{"B-B": 1.33}``
+from the fit stage's ``<system>_fit.json``: the shortest distance of that pair in
+the training data), whichever is larger, since below the shortest distance in the
+data the MTP was never fitted and can have attractive holes.
 
 * the MTP sees such a pair at the distance ``g(r) = c - w tanh((c - r) / w)``
   (``w = CORE_WIDTH * c``), which equals ``r`` to second order at ``c`` and stays
@@ -33,18 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.arrays import array_module
+from training.mtp import MTP
+
 from ..errors import MDSetupError
 
 CORE_WIDTH = 0.05  # w / c of the distance map g(r)
 CORE_STIFFNESS = 1.0e4  # k of the wall (k/3)(c - r)^3, eV/Å^3: 3.3 eV at 0.1 Å inside, 27 eV at 0.2 Å
-
-
-def _mtp_class():
-    try:
-        from training.mtp import MTP
-    except ImportError:
-        from training.mtp.model import MTP
-    return MTP
 
 
 class MTPForceField:
@@ -82,13 +75,11 @@ class MTPForceField:
         if not path.is_file():
             raise MDSetupError(f"potential file {path} does not exist; run the fit stage or give the path "
                                "of an MLIP .mtp file")
-        return cls(_mtp_class().read(path), species, core=core, core_radii=core_radii)
+        return cls(MTP.read(path), species, core=core, core_radii=core_radii)
 
     def evaluate(self, types, i, j, d, *, xp=None):
         """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): ``MTP.evaluate``, plus the short-range core."""
         if xp is None:
-            from training.mtp import array_module
-
             xp = array_module(d)
         if self.core_max <= 0:
             return self.mtp.evaluate(types, i, j, d, xp=xp)

@@ -8,8 +8,8 @@ from lists of ``ase.Atoms``.  See docs/mtp.md.
 from .calculator import MTPCalculator, atom_types
 from .cfg import read_cfg, write_cfg
 from .errors import MTPError, MTPFormatError, MTPSpeciesError
-from .model import MTP, array_module, forces_and_virial
-from .neighbors import batched_pairs, neighbor_pairs
+from .model import MTP
+from .neighbors import batched_pairs, forces_and_virial, neighbor_pairs
 
 __all__ = ["MTP", "MTPCalculator", "read_cfg", "write_cfg", "forces_and_virial", "neighbor_pairs",
-           "batched_pairs", "atom_types", "array_module", "MTPError", "MTPFormatError", "MTPSpeciesError"]
+           "batched_pairs", "atom_types", "MTPError", "MTPFormatError", "MTPSpeciesError"]

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .errors import MTPSpeciesError
-from .model import MTP, forces_and_virial
-from .neighbors import batched_pairs, neighbor_pairs
+from common.voigt import stress_from_virial
 
-_VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+from .errors import MTPSpeciesError
+from .model import MTP
+from .neighbors import batched_pairs, forces_and_virial, neighbor_pairs
 
 
 def atom_types(mtp: MTP, atoms) -> np.ndarray:
@@ -76,10 +76,8 @@ class MTPCalculator(Calculator):
         self.results = {"energy": energy, "free_energy": energy, "energies": energies, "forces": forces}
         volume = abs(np.linalg.det(atoms.cell.array)) if atoms.cell.rank == 3 else 0.0
         if volume > 0:
-            sym = 0.5 * (virial + virial.T)
-            self.results["stress"] = -np.array([sym[a, b] for a, b in _VOIGT]) / volume
-            per_sym = 0.5 * (per_atom + per_atom.transpose(0, 2, 1))
-            self.results["stresses"] = -np.stack([per_sym[:, a, b] for a, b in _VOIGT], axis=1) / volume
+            self.results["stress"] = stress_from_virial(virial, volume)
+            self.results["stresses"] = stress_from_virial(per_atom, volume)
         elif "stress" in properties or "stresses" in properties:
             raise PropertyNotImplementedError("stress needs a cell with non-zero volume")
 
@@ -107,8 +105,7 @@ def evaluate_frames(mtp: MTP, frames, *, xp=np) -> list[dict]:
                "forces": forces[start:stop], "virial": virial}
         volume = abs(np.linalg.det(atoms.cell.array)) if atoms.cell.rank == 3 else 0.0
         if volume > 0:
-            sym = 0.5 * (virial + virial.T)
-            res["stress"] = -np.array([sym[a, b] for a, b in _VOIGT]) / volume
+            res["stress"] = stress_from_virial(virial, volume)
         results.append(res)
         start = stop
     return results

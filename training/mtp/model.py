@@ -1,15 +1,13 @@
 r"""The moment tensor potential (MTP) of MLIP-2, evaluated on a pair list with NumPy or CuPy.
 
-Model (Shapeev, Multiscale Model. Simul. 14, 1153 (2016); Podryabinkin et al., J. Chem. Phys. 159,
-084112 (2023)).  For a pair p = (i -> j) with vector d = r_j - r_i, r = |d|, u = d / r:
+Model: Shapeev, Multiscale Model. Simul. 14, 1153 (2016); MLIP-2 conventions: Novikov et al., Mach.
+Learn.: Sci. Technol. 2, 025002 (2021).  For a pair p = (i -> j) with d = r_j - r_i, r = |d|, u = d / r:
 
-* radial basis  Q_x(r) = scaling * T_x(ξ) * (max_dist - r)^2 for r < max_dist (else 0), with the
-  Chebyshev polynomials T_x of ξ = (2r - min_dist - max_dist) / (max_dist - min_dist), x < X;
-* radial functions  f_μ(r) = Σ_x c[t_i, t_j, μ, x] Q_x(r)   (``radial_coeffs`` [S, S, M, X]);
-* basic moments  M_b(i) = Σ_j f_μb(r_ij) u_x^a u_y^b u_z^c   for each row (μ, a, b, c) of
-  ``alpha_index_basic`` (tensor components of Σ_j f_μ u^{⊗ν});
-* products  M_k += mult * M_i * M_j   for each row (i, j, mult, k) of ``alpha_index_times``
-  (contractions of moment tensors to scalars), in the order of the table;
+* radial functions  f_μ(r) = Σ_x c[t_i, t_j, μ, x] Q_x(r)  (``radial_coeffs`` [S, S, M, X]; the radial
+  basis Q_x, the angular monomials and the product plan are in :mod:`training.mtp.basis`);
+* basic moments  M_b(i) = Σ_j f_μb(r_ij) u_x^a u_y^b u_z^c  for each row (μ, a, b, c) of
+  ``alpha_index_basic``; products  M_k += mult * M_i * M_j  for each row (i, j, mult, k) of
+  ``alpha_index_times``, in the order of the table;
 * site energy  E_i = species_coeffs[t_i] + Σ_k moment_coeffs[k] * B_k(i),  B_k = M[alpha_moment_mapping[k]].
 
 Data flow of ``MTP.evaluate(types, i, j, d)`` (the MD hot path):
@@ -40,114 +38,15 @@ from typing import Sequence
 
 import numpy as np
 
+from common.arrays import array_module
+
+from .basis import MomentPlan, monomials, radial_basis
 from .errors import MTPFormatError, MTPSpeciesError
 from .mtp_file import format_mtp, parse_mtp
 
 LEVELS = tuple(range(2, 21, 2))
-_WORKSPACE_BYTES = 256 * 2**20  # wave buffers up to this size are kept between calls
 _CPU_BLOCK = 64  # centre atoms per block of MTP.evaluate on NumPy (cache blocking; benchmarks/mtp_eval.py)
 _TAG_PREFIX = "species="
-
-
-def array_module(array):
-    """NumPy or CuPy, whichever owns ``array``."""
-    if type(array).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
-
-
-def _sparse(xp):
-    if xp is np:
-        import scipy.sparse as sparse
-    else:
-        import cupyx.scipy.sparse as sparse
-    return sparse
-
-
-@dataclass(frozen=True)
-class _Wave:
-    """One level of ``alpha_index_times``: products whose inputs are all computed earlier.
-
-    first [E], second [E]: input moment indices; target [E]: output moment per product;
-    targets [T]: the distinct outputs; gather [T, E]: sparse, entries mult, sums mult * products into
-    their outputs; inputs [U]: the distinct input moments; scatter [U, 2E]: sparse, entries mult, sends the
-    reverse-pass terms (dE/dM_target * M_second, then dE/dM_target * M_first) back to the inputs.
-    """
-
-    first: object
-    second: object
-    target: object
-    targets: object
-    gather: object
-    inputs: object
-    scatter: object
-
-
-class _Plan:
-    """Index tables derived from the basis definition, on one array module ``xp``."""
-
-    def __init__(self, basic: np.ndarray, times: np.ndarray, n_moments: int, n_radial: int, xp):
-        self.xp = xp
-        degree = int((basic[:, 1:].sum(axis=1)).max()) if len(basic) else 0
-        monos = [(a, b, degree_ - a - b) for degree_ in range(degree + 1)
-                 for a in range(degree_, -1, -1) for b in range(degree_ - a, -1, -1)]
-        index = {m: k for k, m in enumerate(monos)}
-        exps = np.array(monos, dtype=np.int64).reshape(-1, 3)
-        self.degree, self.n_mono, self.n_radial = degree, len(monos), n_radial
-        self.exps = xp.asarray(exps)
-        self.mono_degree = xp.asarray(exps.sum(axis=1).astype(float))
-        # raising one exponent: up[c][l] = monomial l + e_c (or a dummy zero column), times exponent + 1
-        up, up_factor = [], []
-        for c in range(3):
-            unit = np.eye(3, dtype=np.int64)[c]
-            rows = [index.get(tuple(e + unit), len(monos)) for e in exps]
-            up.append(rows)
-            up_factor.append([e[c] + 1.0 if r < len(monos) else 0.0 for e, r in zip(exps, rows)])
-        self.up = xp.asarray(np.array(up, dtype=np.int64))  # [3, L]
-        self.up_factor = xp.asarray(np.array(up_factor))  # [3, L]
-        self.basic_flat = xp.asarray(np.array([mu * len(monos) + index[tuple(abc)] for mu, *abc in basic],
-                                              dtype=np.int64))
-        self.n_basic, self.n_moments = len(basic), n_moments
-        self.waves = self._waves(times, len(basic), n_moments, xp)
-
-    def workspace(self, n: int):
-        """Buffers [2 * max_entries, n] and [max_entries, n] for the wave products of ``n`` atoms.
-
-        Kept between calls (MD calls evaluate on the same atoms every step) when they fit in
-        ``_WORKSPACE_BYTES``; larger ones are fresh each call, so big fitting batches hold no memory after.
-        Not thread-safe: one ``MTP`` object per thread.
-        """
-        rows, xp = self.max_entries, self.xp
-        if 3 * rows * n * 8 > _WORKSPACE_BYTES:
-            return xp.empty((2 * rows, n)), xp.empty((rows, n))
-        cached = getattr(self, "_buffers", None)
-        if cached is None or cached[1].size < rows * n:
-            self._buffers = cached = (xp.empty(2 * rows * n), xp.empty(rows * n))
-        return cached[0][: 2 * rows * n].reshape(2 * rows, n), cached[1][: rows * n].reshape(rows, n)
-
-    def _waves(self, times: np.ndarray, n_basic: int, n_moments: int, xp) -> list[_Wave]:
-        sparse = _sparse(xp)
-        level = np.zeros(n_moments, dtype=np.int64)
-        for first, second, _, target in times:  # tables are small: O(entries) once per potential
-            level[target] = max(level[target], 1 + max(level[first], level[second]))
-        waves = []
-        entry_level = level[times[:, 3]] if len(times) else np.zeros(0, dtype=np.int64)
-        for lev in range(1, int(level.max(initial=0)) + 1):
-            rows = times[entry_level == lev]
-            first, second, mult, target = rows.T
-            targets, column = np.unique(target, return_inverse=True)
-            e = len(rows)
-            mult = xp.asarray(mult.astype(float))
-            gather = sparse.csr_matrix((mult, (xp.asarray(column), xp.arange(e))), shape=(len(targets), e))
-            inputs, back = np.unique(np.concatenate([first, second]), return_inverse=True)
-            scatter = sparse.csr_matrix((xp.concatenate([mult, mult]), (xp.asarray(back), xp.arange(2 * e))),
-                                        shape=(len(inputs), 2 * e))
-            waves.append(_Wave(xp.asarray(first), xp.asarray(second), xp.asarray(target), xp.asarray(targets),
-                               gather, xp.asarray(inputs), scatter))
-        self.max_entries = max([len(w.first) for w in waves], default=0)
-        return waves
 
 
 @dataclass
@@ -290,15 +189,16 @@ class MTP:
         """K: the number of basis functions (= ``moment_coeffs`` entries, the linear parameters)."""
         return len(self.alpha_moment_mapping)
 
-    def _plan(self, xp) -> _Plan:
+    def _plan(self, xp) -> MomentPlan:
         key = xp.__name__
         if key not in self._plans:
-            self._plans[key] = _Plan(self.alpha_index_basic, self.alpha_index_times, self.alpha_moments_count,
-                                     self.radial_funcs_count, xp)
+            self._plans[key] = MomentPlan(self.alpha_index_basic, self.alpha_index_times,
+                                          self.alpha_moments_count, self.radial_funcs_count, xp)
         return self._plans[key]
 
     # ------------------------------------------------------------------ evaluation
     def _pad(self, types, i, j, d, xp) -> _Padded:
+        """The pair list (i, j, d) of atoms of ``types`` [n] as a padded [n, k_max] table (``_Padded``)."""
         n, p = len(types), len(i)
         order = xp.argsort(i, kind="stable") if xp is np else xp.argsort(i)
         i_s = i[order]
@@ -319,27 +219,10 @@ class MTP:
         The Chebyshev recurrence runs on rows [X, n*k] (contiguous), then one matrix product with the
         coefficients gives [M, n*k]; the result is returned as an [n, k, M] view of it.
         """
-        lo, hi, size, count = self.min_dist, self.max_dist, self.radial_basis_size, self.radial_funcs_count
+        size, count = self.radial_basis_size, self.radial_funcs_count
         r = r.reshape(-1)
-        gap = xp.where(r < hi, hi - r, 0.0)
-        smooth, dsmooth = self.scaling * gap * gap, -2.0 * self.scaling * gap
-        ksi = (2.0 / (hi - lo)) * r - (lo + hi) / (hi - lo)
-        dksi = 2.0 / (hi - lo)
-        t, dt = xp.empty((size, len(r))), xp.empty((size, len(r)))
-        t[0], dt[0] = 1.0, 0.0
-        if size > 1:
-            t[1], dt[1] = ksi, dksi
-        for x in range(2, size):  # T_x = 2 ξ T_{x-1} - T_{x-2};  T'_x = 2 (ξ' T_{x-1} + ξ T'_{x-1}) - T'_{x-2}
-            xp.multiply(ksi, t[x - 1], out=t[x])
-            t[x] *= 2.0
-            t[x] -= t[x - 2]
-            xp.multiply(ksi, dt[x - 1], out=dt[x])
-            dt[x] += dksi * t[x - 1]
-            dt[x] *= 2.0
-            dt[x] -= dt[x - 2]
-        dt *= smooth  # dQ = T' s + T s'
-        dt += t * dsmooth
-        t *= smooth  # Q = T s
+        t, dt = radial_basis(r, min_dist=self.min_dist, max_dist=self.max_dist, scaling=self.scaling, size=size,
+                             xp=xp)
         coeffs = xp.asarray(self.radial_coeffs.reshape(-1, size))  # [S*S*M, X]
         if self.species_count == 1:
             radial, dradial = coeffs @ t, coeffs @ dt  # [M, n*k]
@@ -351,60 +234,25 @@ class MTP:
         return radial.T.reshape(shape), dradial.T.reshape(shape)
 
     def _geometry(self, pad: _Padded, types, xp):
+        """(r [n, k] Å, u [n, k, 3], monomials A [n, k, L], R and dR/dr [n, k, M]) of the padded pairs."""
         plan = self._plan(xp)
         d = pad.d
         r = xp.sqrt(xp.einsum("nkc,nkc->nk", d, d))
         u = d / xp.where(r > 0, r, 1.0)[..., None]
-        # monomials degree by degree (order: a descending, then b descending): degree δ is
-        # u_x * (all of degree δ-1), u_y * (those of degree δ-1 without x), u_z * z^(δ-1) -- slices only.
-        # stored as [n, L, k] so each step multiplies contiguous rows; returned as an [n, k, L] view
+        # monomials stored as [n, L, k] so each step multiplies contiguous rows; returned as an [n, k, L] view
         n, k_max = r.shape
-        mono = xp.empty((n, plan.n_mono, k_max))
-        ux, uy, uz = (u[:, None, :, c] for c in range(3))  # [n, 1, k]
-        mono[:, 0] = 1.0
-        start, size = 0, 1  # the block of degree δ-1
-        for degree in range(1, plan.degree + 1):
-            prev, out = mono[:, start:start + size], start + size
-            xp.multiply(prev, ux, out=mono[:, out:out + size])
-            xp.multiply(prev[:, -degree:], uy, out=mono[:, out + size:out + size + degree])
-            xp.multiply(prev[:, -1:], uz, out=mono[:, out + size + degree:out + size + degree + 1])
-            start, size = out, size + degree + 1
+        mono = monomials(*(u[:, None, :, c] for c in range(3)), plan.degree, xp.empty((n, plan.n_mono, k_max)))
         mono = mono.transpose(0, 2, 1)
         radial, dradial = self._radial(r, pad.pair_type, xp)
         return r, u, mono, radial, dradial
 
     def _moments(self, radial, mono, xp):
-        """All moments as rows [K_all, n]."""
-        plan = self._plan(xp)
-        n = radial.shape[0]
-        full = xp.matmul(radial.transpose(0, 2, 1), mono)  # [n, M, L]
-        moments = xp.zeros((plan.n_moments, n))
-        moments[: plan.n_basic] = full.reshape(n, -1)[:, plan.basic_flat].T
-        buf, _ = plan.workspace(n)
-        for w in plan.waves:
-            e = len(w.first)
-            prod = xp.take(moments, w.first, axis=0, out=buf[:e])
-            prod *= xp.take(moments, w.second, axis=0, out=buf[e:2 * e])
-            moments[w.targets] = w.gather @ prod
-        return moments
+        """All moments as rows [K_all, n] (``MomentPlan.moments``)."""
+        return self._plan(xp).moments(radial, mono)
 
     def _moment_gradient(self, moments, xp):
         """dE_i/dM_k as rows [K_all, n] for E = Σ moment_coeffs * M[mapping]."""
-        plan = self._plan(xp)
-        seed = np.zeros(plan.n_moments)
-        np.add.at(seed, self.alpha_moment_mapping, self.moment_coeffs)
-        grad = xp.repeat(xp.asarray(seed)[:, None], moments.shape[1], axis=1)
-        buf, g = plan.workspace(moments.shape[1])
-        for w in reversed(plan.waves):
-            e = len(w.first)
-            xp.take(grad, w.target, axis=0, out=g[:e])
-            terms = buf[: 2 * e]
-            xp.take(moments, w.second, axis=0, out=terms[:e])
-            xp.take(moments, w.first, axis=0, out=terms[e:])
-            terms[:e] *= g[:e]
-            terms[e:] *= g[:e]
-            grad[w.inputs] += w.scatter @ terms
-        return grad
+        return self._plan(xp).moment_gradient(moments, self.alpha_moment_mapping, self.moment_coeffs)
 
     def _inputs(self, types, i, j, d, xp):
         """(xp, types, i, j, d) as int64/float64 arrays of ``xp`` (default: the module of ``d``), checked."""
@@ -506,11 +354,12 @@ class MTP:
         return moments[xp.asarray(self.alpha_moment_mapping)].T
 
     def basis(self, types, i, j, d, *, xp=None):
-        """Basis values and their derivatives, for linear fitting (``E_i = species_coeffs[t_i] + B[i] @ moment_coeffs``).
+        """Basis values and their derivatives for linear fitting.
 
-        Same inputs as ``evaluate``.  Returns B [n, K] (dimensionless products of moments, eV per unit
-        coefficient) and dB_dd [p, 3, K] (1/Å): derivative of B[i_p] with respect to d_p.  Memory is
-        O(K_all * pairs * 3): meant for the small cells of fitting sets, not for MD.
+        ``E_i = species_coeffs[t_i] + B[i] @ moment_coeffs``.  Same inputs as ``evaluate``.  Returns B [n, K]
+        (dimensionless products of moments, eV per unit coefficient) and dB_dd [p, 3, K] (1/Å): derivative of
+        B[i_p] with respect to d_p.  Memory is O(K_all * pairs * 3): meant for the small cells of fitting
+        sets, not for MD.
         """
         xp, types, d, plan, pad, (r, u, mono, radial, dradial), moments = self._forward(types, i, j, d, xp)
         n = len(types)
@@ -525,12 +374,7 @@ class MTP:
         a_b = a[:, mono_b]
         uu = u.reshape(n_pairs, 3, 1)
         exps = plan.exps[mono_b]  # [Nb, 3]
-        down = []
-        for c in range(3):
-            # A_{l - e_c} * e_c: use the monomial table through 'up' inverted on the fly
-            lowered = exps.copy()
-            lowered[:, c] = xp.maximum(lowered[:, c] - 1, 0)
-            down.append(self._mono_index(lowered, xp))
+        down = plan.down[:, mono_b]  # [3, Nb]: A_{l - e_c}, multiplied by e_c = 0 where l has no c
         a_down = xp.stack([a[:, down[c]] * exps[:, c] for c in range(3)], axis=1)  # [N, 3, Nb]
         deg = plan.mono_degree[mono_b]
         dmom = (drad * a_b)[:, None, :] * uu + rad[:, None, :] * (a_down - deg * a_b[:, None, :] * uu) * inv_r
@@ -547,37 +391,3 @@ class MTP:
         db_dd = xp.empty((len(d), 3, len(mapping)))
         db_dd[pad.order] = db
         return b, db_dd
-
-    def _mono_index(self, exps, xp):
-        """Monomial index [m] of exponent rows [m, 3] (all monomials of degree <= D are in the table)."""
-        plan = self._plan(xp)
-        table = plan.exps
-        key = lambda e: (e[:, 0] * (plan.degree + 1) + e[:, 1]) * (plan.degree + 1) + e[:, 2]  # noqa: E731
-        lookup = xp.full((plan.degree + 1) ** 3, -1, dtype=xp.int64)
-        lookup[key(table)] = xp.arange(len(table))
-        return lookup[key(exps)]
-
-
-def forces_and_virial(i, j, d, de_dd, n_atoms: int, xp=None):
-    """Forces and virials from the pair gradients of ``MTP.evaluate``.
-
-    Parameters: i, j [p]; d [p, 3] Å; de_dd [p, 3] eV/Å; n_atoms.
-    Returns
-    -------
-    forces : [n, 3] eV/Å      F_a = -dE/dr_a  (d_p = r_j - r_i, so F_i += dE/dd_p, F_j -= dE/dd_p).
-    virial : [3, 3] eV        W = -Σ_p d_p ⊗ dE/dd_p.  MLIP's PlusStress is W in Voigt order and ASE's
-                              stress is -W / V (W is symmetric for a rotation-invariant energy).
-    per_atom_virial : [n, 3, 3] eV  W_a = -Σ_{p: j_p = a} d_p ⊗ dE/dd_p, the many-body per-atom virial of
-                              Fan et al., Phys. Rev. B 92, 094301 (2015) (right for heat currents); Σ_a W_a = W.
-    """
-    xp = array_module(d) if xp is None else xp
-    forces = xp.zeros((n_atoms, 3))
-    outer = -d[:, :, None] * de_dd[:, None, :]  # [p, 3, 3]
-    per_atom = xp.zeros((n_atoms, 9))
-    for c in range(3):
-        forces[:, c] = xp.bincount(i, weights=de_dd[:, c], minlength=n_atoms) - xp.bincount(
-            j, weights=de_dd[:, c], minlength=n_atoms)
-    flat = outer.reshape(-1, 9)
-    for c in range(9):
-        per_atom[:, c] = xp.bincount(j, weights=flat[:, c], minlength=n_atoms)
-    return forces, outer.sum(axis=0), per_atom.reshape(n_atoms, 3, 3)

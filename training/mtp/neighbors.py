@@ -1,15 +1,23 @@
-"""CPU neighbour list for ``MTP.evaluate``: ASE Atoms -> full pair list (i, j, d).
+"""Pair lists for ``MTP.evaluate``: ASE Atoms -> full pair list (i, j, d), and pair gradients -> forces.
 
-Small cells (the usual fitting and AIMD cells, which need many periodic images) use a brute-force
-search over all atom pairs and image shifts in one array expression; larger ones use
-``ase.neighborlist.neighbor_list("ijD")``.  Both give the same pairs.  The GPU MD engine builds its own
-lists; this one serves the calculator, ``calc-efs`` and fitting.
+* :func:`neighbor_pairs`: the CPU neighbour list of one structure.  Small cells (the usual fitting and
+  AIMD cells, which need many periodic images) use a brute-force search over all atom pairs and image
+  shifts in one array expression; larger ones use ``ase.neighborlist.neighbor_list("ijD")``.  Both give
+  the same pairs.  The GPU MD engine builds its own lists; this one serves the calculator, ``calc-efs``
+  and fitting.
+* :func:`batched_pairs`, :class:`PairBatch`: one pair list for many structures (evaluation, fitting).
+* :func:`forces_and_virial`: forces and virials from dE/dd per pair (also md_gpu's, on NumPy).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import scipy.sparse as sp
 from ase import Atoms
 from ase.neighborlist import neighbor_list
+
+from common.arrays import array_module
 
 
 def neighbor_pairs(atoms: Atoms, cutoff: float):
@@ -72,3 +80,101 @@ def batched_pairs(frames, cutoff: float):
         return (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0, np.int64))
     i, j, d = (np.concatenate(x) for x in zip(*parts))
     return i, j, d, np.concatenate(frame)
+
+
+@dataclass
+class PairBatch:
+    """Concatenated pair lists of F frames with N atoms in all and p pairs, sorted by centre atom.
+
+    ``types`` [N] int; ``atom_frame`` [N] int; ``n_atoms`` [F]; ``volume`` [F] (Å³, 0 without a full cell);
+    ``i``, ``j`` [p] global atom indices (centre, neighbour); ``d`` [p, 3] (Å) = r_j + shift − r_i;
+    ``pair_type`` [p] = t_i*S + t_j; ``pair_frame`` [p]; ``slot`` [p] position of each pair among the
+    pairs of its centre atom (0 .. ``k_max``−1); ``center`` CSR [N, p] (1 at (i_p, p));
+    ``disp`` CSR [N, p] (+1 at (j_p, p), −1 at (i_p, p)); ``frame_pairs`` CSR [F, p];
+    ``atom_to_frame`` CSR [F, N].
+    """
+
+    types: np.ndarray
+    atom_frame: np.ndarray
+    n_atoms: np.ndarray
+    volume: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
+    d: np.ndarray
+    pair_type: np.ndarray
+    pair_frame: np.ndarray
+    slot: np.ndarray
+    k_max: int
+    center: sp.csr_matrix
+    disp: sp.csr_matrix
+    frame_pairs: sp.csr_matrix
+    atom_to_frame: sp.csr_matrix
+
+    @classmethod
+    def build(cls, frames, types_list, *, cutoff: float, species_count: int) -> "PairBatch":
+        """Pairs within ``cutoff`` (Å) of every frame (``neighbor_pairs``), concatenated."""
+        ti, tj, td, tt, taf, tpf, nat, vol = [], [], [], [], [], [], [], []
+        offset = 0
+        for f, (atoms, types) in enumerate(zip(frames, types_list)):
+            i, j, d = neighbor_pairs(atoms, cutoff)
+            order = np.argsort(i, kind="stable")
+            i, j, d = i[order], j[order], d[order]
+            n = len(atoms)
+            ti.append(i + offset), tj.append(j + offset), td.append(d.reshape(-1, 3))
+            tt.append(np.asarray(types, dtype=np.int64)), taf.append(np.full(n, f)), tpf.append(np.full(i.size, f))
+            nat.append(n)
+            vol.append(abs(atoms.get_volume()) if atoms.cell.rank == 3 else 0.0)
+            offset += n
+        i, j = np.concatenate(ti), np.concatenate(tj)
+        types = np.concatenate(tt)
+        pair_frame, atom_frame = np.concatenate(tpf), np.concatenate(taf)
+        p, n_all, n_f = i.size, offset, len(nat)
+        counts = np.bincount(i, minlength=n_all)
+        slot = np.arange(p) - (np.cumsum(counts) - counts)[i]
+        cols, ones = np.arange(p), np.ones(p)
+        center = sp.csr_matrix((ones, (i, cols)), shape=(n_all, p))
+        disp = (sp.csr_matrix((ones, (j, cols)), shape=(n_all, p)) - center).tocsr()
+        return cls(types=types, atom_frame=atom_frame, n_atoms=np.asarray(nat),
+                   volume=np.asarray(vol, dtype=float), i=i, j=j, d=np.concatenate(td).astype(float),
+                   pair_type=types[i] * species_count + types[j], pair_frame=pair_frame, slot=slot,
+                   k_max=max(int(counts.max(initial=0)), 1), center=center, disp=disp,
+                   frame_pairs=sp.csr_matrix((ones, (pair_frame, cols)), shape=(n_f, p)),
+                   atom_to_frame=sp.csr_matrix((np.ones(n_all), (atom_frame, np.arange(n_all))),
+                                               shape=(n_f, n_all)))
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.n_atoms.size)
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.i.size)
+
+
+def forces_and_virial(i, j, d, de_dd, n_atoms: int, xp=None, *, per_atom: bool = True):
+    """Forces, virial and per-atom virials from the pair gradients of ``MTP.evaluate`` (array code).
+
+    Parameters: i, j [p] (centre, neighbour); d [p, 3] Å (r_j + shift - r_i); de_dd [p, 3] eV/Å;
+    n_atoms; xp numpy or cupy (default: the module of ``d``); per_atom: also the per-atom virials.
+    Returns
+    -------
+    forces : [n, 3] eV/Å      F_a = -dE/dr_a  (d_p = r_j - r_i, so F_i += dE/dd_p, F_j -= dE/dd_p).
+    virial : [3, 3] eV        W = -Σ_p d_p ⊗ dE/dd_p.  MLIP's PlusStress is W in Voigt order and ASE's
+                              stress is -W / V (W is symmetric for a rotation-invariant energy).
+    per_atom_virial : [n, 3, 3] eV, or None without ``per_atom``:  W_a = -Σ_{p: j_p = a} d_p ⊗ dE/dd_p,
+                              the many-body per-atom virial of Fan et al., Phys. Rev. B 92, 094301 (2015)
+                              (right for heat currents); Σ_a W_a = W.
+    """
+    xp = array_module(d) if xp is None else xp
+    forces = xp.zeros((n_atoms, 3))
+    outer = -d[:, :, None] * de_dd[:, None, :]  # [p, 3, 3]
+    for c in range(3):
+        forces[:, c] = xp.bincount(i, weights=de_dd[:, c], minlength=n_atoms) - xp.bincount(
+            j, weights=de_dd[:, c], minlength=n_atoms)
+    if not per_atom:
+        return forces, outer.sum(axis=0), None
+    per_atom_virial = xp.zeros((n_atoms, 9))
+    flat = outer.reshape(-1, 9)
+    for c in range(9):
+        per_atom_virial[:, c] = xp.bincount(j, weights=flat[:, c], minlength=n_atoms)
+    return forces, outer.sum(axis=0), per_atom_virial.reshape(n_atoms, 3, 3)

@@ -1,11 +1,11 @@
 """MTP basis values, their position derivatives and radial-coefficient gradients, batched for fitting.
 
-The fit needs three things the plain model evaluation (``MTP.evaluate``) does not give: the design
-matrix of the linear coefficients (the energy, forces and virial of every basis function for many frames
-at once), the gradient of a weighted sum of predictions with respect to the radial coefficients θ, and
-the Jacobian of the predictions with respect to θ.
-This module computes both for MLIP-2's MTP (Shapeev 2016, Multiscale Model. Simul. 14, 1153; Novikov et
-al. 2021, Mach. Learn.: Sci. Technol. 2, 025002) on the concatenated pair lists of several frames.
+The fit needs what the plain model evaluation (``MTP.evaluate``) does not give: the design matrix of
+the linear coefficients (energy, forces and virial of every basis function for many frames at once), the
+gradient of a weighted sum of predictions with respect to the radial coefficients θ, and the Jacobian of
+the predictions with respect to θ, for MLIP-2's MTP (Shapeev 2016, Multiscale Model. Simul. 14, 1153;
+Novikov et al. 2021, Mach. Learn.: Sci. Technol. 2, 025002) on the concatenated pair lists of several
+frames.  The radial basis and the angular monomials are those of :mod:`training.mtp.basis`.
 
 Data flow::
 
@@ -17,13 +17,10 @@ Data flow::
     BasisSpec, θ, c, PairBatch, seeds --theta_gradient-->  ∂S/∂θ of S = Σ_f a_f E_f + Σ u·F + Σ ρ·W
     BasisSpec, θ, c, PairBatch --prediction_jacobian-->   ∂(E, F, W)/∂θ at fixed c (for Levenberg-Marquardt)
 
-Conventions (MLIP-2's, as in ``training/mtp/model.py``): radial functions f_μ(r) = Σ_β θ[t_i, t_j, μ, β]
-Q_β(r) with Q_β(r) = s T_β(ξ) (R_max − r)², ξ = (2r − R_min − R_max)/(R_max − R_min), s = ``scaling``;
-a basic moment of alpha index (μ, a, b, c) is M(i) = Σ_j f_μ(r_ij) x^a y^b z^c / r^(a+b+c) with
-d = r_j − r_i = (x, y, z); ``alpha_index_times`` rows (a, b, mult, out) add mult·M_a·M_b to M_out; basis
-function k of atom i is B_k(i) = M_{mapping[k]}(i); site energy E_i = species_coeffs[t_i] + Σ_k c_k B_k(i).
-Lengths in Å, energies in eV.  θ is an array [S*S, M, X] (pair type t_i*S + t_j), which is
-``MTP.radial_coeffs`` [S, S, M, X] reshaped.
+Conventions (MLIP-2's, as in :mod:`training.mtp.model`): f_μ(r) = Σ_β θ[t_i*S + t_j, μ, β] Q_β(r); basic
+moment (μ, a, b, c): M(i) = Σ_j f_μ(r_ij) x^a y^b z^c / r^(a+b+c) with d = r_j − r_i = (x, y, z); basis
+function k: B_k(i) = M_{mapping[k]}(i); E_i = species_coeffs[t_i] + Σ_k c_k B_k(i).  Lengths in Å,
+energies in eV.  θ [S*S, M, X] is ``MTP.radial_coeffs`` [S, S, M, X] reshaped.
 
 Design matrix (the costly part of a fit).  For a pair p with centre i, dB_k(i)/dd_p = Σ_b J_kb(i)
 ∂M_b(i)/∂d_p, with J(i) = ∂B(i)/∂M_basic [K, Nb] the Jacobian of the basis functions with respect to the
@@ -44,14 +41,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from .neighbors import neighbor_pairs
+from common.voigt import VOIGT_PAIRS, to_voigt
+
+from .basis import MonomialTable, angular_powers, monomials, radial_basis_inside
+from .neighbors import PairBatch
 
 __all__ = ["BasisSpec", "PairBatch", "design", "theta_gradient", "prediction_jacobian", "site_basis"]
 
 #: Complex-step size (dimensionless multiplier of δd, which is O(residual)); see module docstring.
 COMPLEX_STEP = 1e-30
-
-_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 @dataclass(frozen=True)
@@ -110,129 +108,13 @@ class BasisSpec:
 
 
 # --------------------------------------------------------------------------------------------
-# Pair lists of several frames
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class PairBatch:
-    """Concatenated pair lists of F frames with N atoms in all and p pairs, sorted by centre atom.
-
-    ``types`` [N] int; ``atom_frame`` [N] int; ``n_atoms`` [F]; ``volume`` [F] (Å³, 0 without a full cell);
-    ``i``, ``j`` [p] global atom indices (centre, neighbour); ``d`` [p, 3] (Å) = r_j + shift − r_i;
-    ``pair_type`` [p] = t_i*S + t_j; ``pair_frame`` [p]; ``slot`` [p] position of each pair among the
-    pairs of its centre atom (0 .. ``k_max``−1); ``center`` CSR [N, p] (1 at (i_p, p));
-    ``disp`` CSR [N, p] (+1 at (j_p, p), −1 at (i_p, p)); ``frame_pairs`` CSR [F, p];
-    ``atom_to_frame`` CSR [F, N].
-    """
-
-    types: np.ndarray
-    atom_frame: np.ndarray
-    n_atoms: np.ndarray
-    volume: np.ndarray
-    i: np.ndarray
-    j: np.ndarray
-    d: np.ndarray
-    pair_type: np.ndarray
-    pair_frame: np.ndarray
-    slot: np.ndarray
-    k_max: int
-    center: sp.csr_matrix
-    disp: sp.csr_matrix
-    frame_pairs: sp.csr_matrix
-    atom_to_frame: sp.csr_matrix
-
-    @classmethod
-    def build(cls, frames, types_list, *, cutoff: float, species_count: int) -> "PairBatch":
-        """Pairs within ``cutoff`` (Å) of every frame (``neighbor_pairs``), concatenated."""
-        ti, tj, td, tt, taf, tpf, nat, vol = [], [], [], [], [], [], [], []
-        offset = 0
-        for f, (atoms, types) in enumerate(zip(frames, types_list)):
-            i, j, d = neighbor_pairs(atoms, cutoff)
-            order = np.argsort(i, kind="stable")
-            i, j, d = i[order], j[order], d[order]
-            n = len(atoms)
-            ti.append(i + offset), tj.append(j + offset), td.append(d.reshape(-1, 3))
-            tt.append(np.asarray(types, dtype=np.int64)), taf.append(np.full(n, f)), tpf.append(np.full(i.size, f))
-            nat.append(n)
-            vol.append(abs(atoms.get_volume()) if atoms.cell.rank == 3 else 0.0)
-            offset += n
-        i, j = np.concatenate(ti), np.concatenate(tj)
-        types = np.concatenate(tt)
-        pair_frame, atom_frame = np.concatenate(tpf), np.concatenate(taf)
-        p, n_all, n_f = i.size, offset, len(nat)
-        counts = np.bincount(i, minlength=n_all)
-        slot = np.arange(p) - (np.cumsum(counts) - counts)[i]
-        cols, ones = np.arange(p), np.ones(p)
-        center = sp.csr_matrix((ones, (i, cols)), shape=(n_all, p))
-        disp = (sp.csr_matrix((ones, (j, cols)), shape=(n_all, p)) - center).tocsr()
-        return cls(types=types, atom_frame=atom_frame, n_atoms=np.asarray(nat),
-                   volume=np.asarray(vol, dtype=float), i=i, j=j, d=np.concatenate(td).astype(float),
-                   pair_type=types[i] * species_count + types[j], pair_frame=pair_frame, slot=slot,
-                   k_max=max(int(counts.max(initial=0)), 1), center=center, disp=disp,
-                   frame_pairs=sp.csr_matrix((ones, (pair_frame, cols)), shape=(n_f, p)),
-                   atom_to_frame=sp.csr_matrix((np.ones(n_all), (atom_frame, np.arange(n_all))),
-                                               shape=(n_f, n_all)))
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.n_atoms.size)
-
-    @property
-    def n_pairs(self) -> int:
-        return int(self.i.size)
-
-
-# --------------------------------------------------------------------------------------------
 # Radial and angular parts per pair (work for real and complex d)
 # --------------------------------------------------------------------------------------------
 
 def _radial(spec: BasisSpec, r, *, derivative: bool):
-    """Q [X, p] and, if asked, dQ/dr [X, p] (MLIP RBChebyshev with scaling s); r < max_dist."""
-    lo, hi, s = spec.min_dist, spec.max_dist, spec.scaling
-    mult = 2.0 / (hi - lo)
-    ksi = (2.0 * r - (lo + hi)) / (hi - lo)
-    nb = spec.radial_basis_size
-    q = np.empty((nb,) + r.shape, dtype=r.dtype)
-    w = (r - hi) ** 2
-    q[0] = s * w
-    q[1] = s * ksi * w
-    for b in range(2, nb):
-        q[b] = 2.0 * ksi * q[b - 1] - q[b - 2]
-    if not derivative:
-        return q, None
-    dq = np.empty_like(q)
-    dq[0] = s * 2.0 * (r - hi)
-    dq[1] = s * (mult * w + 2.0 * ksi * (r - hi))
-    for b in range(2, nb):
-        dq[b] = 2.0 * (mult * q[b - 1] + ksi * dq[b - 1]) - dq[b - 2]
-    return q, dq
-
-
-def _angular(spec: BasisSpec, d, r, *, derivative: bool):
-    """ang [Nb, p] = x^a y^b z^c / r^k and, if asked, its gradient [Nb, 3, p] with respect to d."""
-    abc = spec.basic[:, 1:]
-    kmax = int(abc.max()) if abc.size else 0
-    pw = np.empty((kmax + 2, 3) + r.shape, dtype=d.dtype)
-    pw[0] = 1.0
-    for k in range(1, kmax + 2):
-        pw[k] = pw[k - 1] * d.T
-    inv_r = 1.0 / r
-    rpow = np.empty((kmax + 1,) + r.shape, dtype=d.dtype)
-    rpow[0] = 1.0
-    for k in range(1, kmax + 1):
-        rpow[k] = rpow[k - 1] * inv_r
-    k_tot = abc.sum(axis=1)
-    ang = pw[abc[:, 0], 0] * pw[abc[:, 1], 1] * pw[abc[:, 2], 2] * rpow[k_tot]
-    if not derivative:
-        return ang, None
-    dang = np.empty((len(abc), 3) + r.shape, dtype=d.dtype)
-    for ax in range(3):
-        e = abc[:, ax]
-        others = [o for o in range(3) if o != ax]
-        lower = np.where(e[:, None] > 0, e[:, None] * pw[np.maximum(e - 1, 0), ax], 0.0)
-        dmono = lower * pw[abc[:, others[0]], others[0]] * pw[abc[:, others[1]], others[1]]
-        dang[:, ax] = dmono * rpow[k_tot] - k_tot[:, None] * ang * (d[:, ax] * inv_r * inv_r)
-    return ang, dang
+    """Q [X, p] and, if asked, dQ/dr [X, p] (else None) of the radial basis; r <= max_dist, real or complex."""
+    return radial_basis_inside(r, min_dist=spec.min_dist, max_dist=spec.max_dist, scaling=spec.scaling,
+                               size=spec.radial_basis_size, derivative=derivative)
 
 
 def _radial_funcs(theta, pair_type, q, dq):
@@ -250,11 +132,7 @@ def _radial_funcs(theta, pair_type, q, dq):
 
 def _atom_moments(spec: BasisSpec, batch: PairBatch, m_basic):
     """All moments per atom [n_mom, N] from the per-pair basic moment values m_basic [Nb, p]."""
-    mom = np.zeros((spec.moments_count, batch.types.size), dtype=m_basic.dtype)
-    mom[: len(spec.basic)] = (batch.center @ m_basic.T).T
-    for a, b, mult, out in spec.times:
-        mom[out] += mult * mom[a] * mom[b]
-    return mom
+    return _all_moments(spec, (batch.center @ m_basic.T).T)
 
 
 def _dependents(spec: BasisSpec):
@@ -299,26 +177,13 @@ def _basis_jacobian(spec: BasisSpec, mom) -> np.ndarray:
 
 
 def _monomial_plan(spec: BasisSpec):
-    """Monomials u^(a,b,c) up to the largest degree of ``basic``, each built from a lower one.
-
-    Returns ``parent`` [L], ``axis`` [L] (A_l = A_parent · u_axis for l >= 1), ``basic_l`` [Nb] (monomial
-    of each basic moment), ``low`` [Nb, 3] (monomial of l_b − e_c, 0 where the exponent is 0) and
-    ``expo`` [Nb, 3] (the exponents, as floats).
-    """
+    """The monomial table of the basis, ``basic_l`` [Nb] (monomial of each basic moment), ``low`` [Nb, 3]
+    (monomial of l_b − e_c, 0 where the exponent is 0) and ``expo`` [Nb, 3] (the exponents, as floats)."""
+    table = MonomialTable.of_basic(spec.basic)
     abc = spec.basic[:, 1:]
-    degree = int(abc.sum(axis=1).max()) if abc.size else 0
-    exps = [(a, b, n - a - b) for n in range(degree + 1) for a in range(n, -1, -1) for b in range(n - a, -1, -1)]
-    index = {e: k for k, e in enumerate(exps)}
-    parent, axis = np.zeros(len(exps), dtype=np.int64), np.zeros(len(exps), dtype=np.int64)
-    for k, e in enumerate(exps[1:], start=1):
-        c = next(c for c in range(3) if e[c] > 0)
-        parent[k], axis[k] = index[tuple(v - (m == c) for m, v in enumerate(e))], c
-    low = np.zeros((len(abc), 3), dtype=np.int64)
-    for b, e in enumerate(map(tuple, abc)):
-        for c in range(3):
-            if e[c] > 0:
-                low[b, c] = index[tuple(v - (m == c) for m, v in enumerate(e))]
-    return parent, axis, np.array([index[tuple(e)] for e in abc], dtype=np.int64), low, abc.astype(float)
+    basic_l = table.indices(abc)
+    low = table.lowered[:, basic_l].T
+    return table, basic_l, np.where(low >= 0, low, 0), abc.astype(float)
 
 
 def _padded_pairs(spec: BasisSpec, batch: PairBatch):
@@ -359,11 +224,8 @@ def _geometry(spec: BasisSpec, batch: PairBatch) -> _Geometry:
     r = np.sqrt(np.einsum("pa,pa->p", d, d))
     u = (d / r[:, None]).T
     q, dq = _radial(spec, r, derivative=True)
-    parent, axis, basic_l, low, expo = _monomial_plan(spec)
-    mono = np.empty((len(parent), r.size))
-    mono[0] = 1.0
-    for k in range(1, len(parent)):
-        mono[k] = mono[parent[k]] * u[axis[k]]
+    table, basic_l, low, expo = _monomial_plan(spec)
+    mono = monomials(*(u[c][None, :] for c in range(3)), table.degree, np.empty((len(table), r.size)))
     ang = mono[basic_l]                                      # [Nb, P]
     inv_r = 1.0 / r
     deg = expo.sum(axis=1)[:, None]
@@ -401,7 +263,7 @@ def site_basis(spec: BasisSpec, theta, batch: PairBatch):
     theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
     r = np.sqrt(np.einsum("pa,pa->p", batch.d, batch.d))
     q, _ = _radial(spec, r, derivative=False)
-    ang, _ = _angular(spec, batch.d, r, derivative=False)
+    ang = angular_powers(batch.d, r, spec.basic[:, 1:])
     f, _ = _radial_funcs(theta, batch.pair_type, q, None)
     return _atom_moments(spec, batch, f[spec.basic[:, 0]] * ang)[spec.mapping]
 
@@ -429,7 +291,7 @@ def design(spec: BasisSpec, theta, batch: PairBatch):
     d_pad, _ = _padded_pairs(spec, batch)
     atom_virial = np.einsum("nsck,nsd->ncdk", per_slot, d_pad.reshape(n, slots, 3))   # [N, 3, 3, K]
     frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, k)
-    virial = np.stack([0.5 * (frame_virial[:, a, b] + frame_virial[:, b, a]) for a, b in _VOIGT], axis=1)
+    virial = to_voigt(frame_virial, axis=1)
     energy = batch.atom_to_frame @ mom[spec.mapping].T
     return np.asarray(energy), forces, virial
 
@@ -447,7 +309,7 @@ def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_s
     d = batch.d
     # δd_p: F = −∂E/∂r so the force term is −D E[u_j − u_i]; the virial term is D E[ε d_p]
     eps = np.empty((batch.n_frames, 3, 3))
-    for v, (a, b) in enumerate(_VOIGT):
+    for v, (a, b) in enumerate(VOIGT_PAIRS):
         eps[:, a, b] = eps[:, b, a] = rho[:, v] if a == b else 0.5 * rho[:, v]
     delta = -(u[batch.j] - u[batch.i]) + np.einsum("pab,pb->pa", eps[batch.pair_frame], d)
     scale = float(np.abs(delta).max()) or 1.0
@@ -455,7 +317,7 @@ def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_s
     dz = d + 1j * h * delta
     r = np.sqrt(np.einsum("pa,pa->p", dz, dz))
     q, _ = _radial(spec, r, derivative=False)
-    ang, _ = _angular(spec, dz, r, derivative=False)
+    ang = angular_powers(dz, r, spec.basic[:, 1:])
     f, _ = _radial_funcs(theta, batch.pair_type, q, None)
     mu = spec.basic[:, 0]
     mom = _atom_moments(spec, batch, f[mu] * ang)
@@ -549,5 +411,5 @@ def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch):
     forces = flat.reshape(n, slots, 3 * t).sum(axis=1).reshape(n, 3, t) - (gather @ flat).reshape(n, 3, t)
     atom_virial = np.einsum("nsct,nsd->ncdt", per_slot.reshape(n, slots, 3, t), geo.d.reshape(n, slots, 3))
     frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, t)
-    virial = np.stack([0.5 * (frame_virial[:, a, b] + frame_virial[:, b, a]) for a, b in _VOIGT], axis=1)
+    virial = to_voigt(frame_virial, axis=1)
     return np.asarray(energy), forces, virial
