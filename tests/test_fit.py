@@ -274,9 +274,9 @@ def test_preconditioned_lbfgs_direction_is_newton_on_a_quadratic():
 
 
 def test_a_failed_wolfe_search_backtracks_before_the_fit_counts_as_converged(monkeypatch):
-    """L-BFGS: when the strong-Wolfe search finds no step even along -g (a narrow valley: the cubic
-    level-10 fit stalled so at 24 iterations on one CPU), an Armijo backtracking along -g goes on;
-    only a direction with no decrease at all ends the fit."""
+    """L-BFGS: when the strong-Wolfe search finds no step even along -g (a narrow valley, as in the
+    cubic level-10 fit), an Armijo backtracking along -g goes on; only a direction with no decrease at
+    all ends the fit."""
     import scipy.optimize
 
     from training.optimize import OptState

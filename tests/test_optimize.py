@@ -53,28 +53,40 @@ def test_levenberg_marquardt_solves_rosenbrock_as_least_squares():
     np.testing.assert_allclose(state.x, [1.0, 1.0], atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["lbfgs", "hybrid"])
-def test_resume_from_a_checkpoint_reaches_the_same_iterate_bit_for_bit(method, tmp_path):
-    """Interrupted after 4 iterations, saved, loaded and continued: the same x, f, g and history as the
-    uninterrupted run of 12 iterations (hybrid: LM, then L-BFGS once LM stalls)."""
+def _problem(name):
+    """(objective, linearize, loss, x0) of a toy problem."""
+    if name == "rosenbrock":
+        return rosenbrock, rosenbrock_residuals, lambda x: rosenbrock(x)[0], np.array([-1.2, 1.0])
+    a, b, rj = linear_problem()
 
-    def loss(x):
-        r, _ = rosenbrock_residuals(x)
-        return float(r @ r)
+    def objective(x):
+        r = a @ x - b
+        return float(r @ r), 2.0 * (a.T @ r)
 
-    opts = dict(method=method, objective=rosenbrock, linearize=rosenbrock_residuals, loss=loss, memory=4)
-    straight = OptState.start([-1.2, 1.0], rosenbrock)
+    return objective, rj, lambda x: objective(x)[0], np.zeros(5)
+
+
+@pytest.mark.parametrize("method, problem, k", [("lbfgs", "rosenbrock", 4), ("hybrid", "rosenbrock", 4),
+                                                ("hybrid", "linear", 2)])
+def test_resume_from_a_checkpoint_reaches_the_same_iterate_bit_for_bit(method, problem, k, tmp_path):
+    """Interrupted after k iterations, saved, loaded and continued: the same x, f, g and history as the
+    uninterrupted run of 12 iterations (hybrid on the linear problem: LM, then the switch to L-BFGS)."""
+    objective, linearize, loss, x0 = _problem(problem)
+    opts = dict(method=method, objective=objective, linearize=linearize, loss=loss, memory=4)
+    straight = OptState.start(x0, objective)
     advance(straight, 12, **opts)
-    first = OptState.start([-1.2, 1.0], rosenbrock, scale=np.arange(3.0))
-    advance(first, 4, **opts)
-    first.save(tmp_path / "state.npz", "rosenbrock")
-    resumed = OptState.load(tmp_path / "state.npz", "rosenbrock")
-    assert resumed.iteration == 4 and np.array_equal(resumed.aux["scale"], np.arange(3.0))
+    first = OptState.start(x0, objective, scale=np.arange(3.0))
+    advance(first, k, **opts)
+    first.save(tmp_path / "state.npz", problem)
+    resumed = OptState.load(tmp_path / "state.npz", problem)
+    assert resumed.iteration == k and np.array_equal(resumed.aux["scale"], np.arange(3.0))
     advance(resumed, 12, **opts)
-    assert resumed.iteration == straight.iteration
+    assert resumed.iteration == straight.iteration and resumed.converged == straight.converged
     assert resumed.x.tobytes() == straight.x.tobytes() and resumed.g.tobytes() == straight.g.tobytes()
     assert resumed.f == straight.f and resumed.history == straight.history
     assert resumed.phase == straight.phase and resumed.lam == straight.lam
+    if problem == "linear":
+        assert straight.phase == 1
 
 
 def test_the_lm_step_switches_to_lbfgs_when_it_cannot_lower_the_loss():

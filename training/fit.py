@@ -3,7 +3,7 @@
 Data flow::
 
     template or trained .mtp (training.mtp.MTP) + list[Atoms] (energy, forces, stress)
-        --TrainingSet.build-->  pair batches + weighted reference vector y
+        --TrainingSet.build-->  pair batches + weighted reference vector y   (training.fit_data)
         --fit(...)-->           FitResult (θ radial coefficients, species and moment coefficients, metrics,
                                            predictions)
         --FitResult.to_mtp / write-->  training.mtp.MTP / trained .mtp (MLIP-2 layout)
@@ -21,11 +21,14 @@ column norms of the design matrix at the starting θ (a relative ridge, fixed du
 λ_θ = ``reg_radial``.  The predictions are linear in the species and moment coefficients c and nonlinear
 in the radial coefficients θ, so we use variable projection (Golub & Pereyra 1973, SIAM J. Numer. Anal.
 10, 413): for each θ the coefficients c*(θ) are the exact ridge least-squares solution, and
-L(θ) = L(θ, c*(θ)) is minimised over θ with L-BFGS (Nocedal 1980, Math. Comp. 35, 773; line search with
-the strong Wolfe conditions) using the exact gradient ∂L/∂θ = 2 rᵀ ∂(A c*)/∂θ + 2 λ_θ θ (envelope
-theorem), which :func:`training.mtp.radial_gradient.theta_gradient` computes with one complex-step
-reverse pass.  Our L-BFGS keeps its whole state (θ, loss, gradient, curvature pairs) in the checkpoint,
-so an interrupted and resumed fit gives the same potential as an uninterrupted one.
+L(θ) = L(θ, c*(θ)) is minimised over θ by the optimisers of :mod:`training.optimize`: ``method="lm"``
+Levenberg-Marquardt on Kaufman's Jacobian (1975, BIT 15, 49) J = (I − Q Qᵀ) ∂(A c*)/∂θ (Q an orthonormal
+basis of the columns of A), then L-BFGS once LM stalls; ``method="lbfgs"`` L-BFGS alone (Nocedal 1980,
+Math. Comp. 35, 773; strong-Wolfe line search) with the exact gradient ∂L/∂θ = 2 rᵀ ∂(A c*)/∂θ + 2 λ_θ θ
+(envelope theorem), which :func:`training.mtp.radial_gradient.theta_gradient` computes with one
+complex-step reverse pass.  The checkpoint holds the optimiser's whole state (θ, loss, gradient,
+curvature pairs, damping, the ridge λ_k), so an interrupted and resumed fit gives the same potential as an
+uninterrupted one.
 
 θ can be optimised on an evenly spaced subsample of the frames (``theta_frames``), which is much cheaper;
 the final c is always solved on all training frames.  Each iteration reports the loss through
@@ -57,8 +60,7 @@ __all__ = ["FitWeights", "FitError", "FitInterrupted", "TrainingSet", "FitResult
 
 def initial_theta(spec: BasisSpec, seed: int) -> np.ndarray:
     """Random radial coefficients [S*S, M, X] for ``seed``: uniform in [−1, 1] (with the template scaling
-    1/(R_max − R_min)², the radial functions start O(1); a start decaying with the Chebyshev order fitted
-    worse in our tests)."""
+    1/(R_max − R_min)², the radial functions start O(1))."""
     return np.random.default_rng(seed).uniform(-1.0, 1.0, spec.theta_shape)
 
 
