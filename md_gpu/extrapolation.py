@@ -86,7 +86,7 @@ def mtp_grader(mtp, active_set_path):
     Returns ``grade(positions, cell, types, i, j, d) -> gamma [n]``, the MaxVol
     extrapolation grade of every atom's neighbourhood.
     """
-    from training.maxvol import ActiveSet
+    from training.mtp.maxvol import ActiveSet
 
     active = ActiveSet.read(active_set_path)
 

@@ -140,9 +140,9 @@ def test_fixed_seed_gives_identical_potential(cubic, tmp_path):
 def test_threads_give_the_same_potential(method, cubic, multi, monkeypatch, tmp_path):
     """The batches computed on 3 threads (one frame per batch here) give the potential of 1 thread,
     to the last digit: design matrix, Jacobian (lm) and θ-gradient (lbfgs) rows do not depend on it."""
-    import training.fit as fit_module
+    import training.fit_data as fit_data
 
-    monkeypatch.setattr(fit_module, "BATCH_ELEMENTS", 1)  # one frame per batch: several batches
+    monkeypatch.setattr(fit_data, "BATCH_ELEMENTS", 1)  # one frame per batch: several batches
     for frames in (cubic, multi):
         runs = [train_mtp(TEMPLATES / "06.mtp", frames, max_iter=4, seed=3, method=method, validation=frames[:2],
                           threads=threads, **QUIET) for threads in (1, 3)]
@@ -259,7 +259,7 @@ def test_bad_inputs_name_the_problem(cubic, tmp_path):
 
 def test_preconditioned_lbfgs_direction_is_newton_on_a_quadratic():
     """With H0 = the exact inverse Hessian and no curvature pairs, L-BFGS steps to the minimum."""
-    from training.fit import _lbfgs_direction
+    from training.optimize import lbfgs_direction as _lbfgs_direction
 
     rng = np.random.default_rng(0)
     m = rng.normal(size=(5, 5))
@@ -274,12 +274,14 @@ def test_preconditioned_lbfgs_direction_is_newton_on_a_quadratic():
 
 
 def test_a_failed_wolfe_search_backtracks_before_the_fit_counts_as_converged(monkeypatch):
-    """L-BFGS: when the strong-Wolfe search finds no step even along -g (a narrow valley: the cubic
-    level-10 fit stalled so at 24 iterations on one CPU), an Armijo backtracking along -g goes on;
-    only a direction with no decrease at all ends the fit."""
+    """L-BFGS: when the strong-Wolfe search finds no step even along -g (a narrow valley, as in the
+    cubic level-10 fit), an Armijo backtracking along -g goes on; only a direction with no decrease at
+    all ends the fit."""
     import scipy.optimize
 
-    from training.fit import _backtrack, _lbfgs_step, _OptState
+    from training.optimize import OptState
+    from training.optimize import backtrack as _backtrack
+    from training.optimize import lbfgs_step as _lbfgs_step
 
     hess = np.diag([1.0, 1e6])  # a valley 1000x narrower than long
 
@@ -289,7 +291,7 @@ def test_a_failed_wolfe_search_backtracks_before_the_fit_counts_as_converged(mon
     monkeypatch.setattr(scipy.optimize, "line_search", lambda *a, **k: (None,) * 6)
     x = np.array([1.0, 1e-3])
     f, g = objective(x)
-    state = _OptState(x=x, f=float(f), g=g, s=[], y=[], iteration=0, history=[float(f)], reg_diag=np.zeros(0))
+    state = OptState(x=x, f=float(f), g=g, s=[], y=[], iteration=0, history=[float(f)])
     _lbfgs_step(state, objective, memory=5)
     assert not state.converged and state.iteration == 1 and state.f < f
     assert state.f == pytest.approx(objective(state.x)[0]) and np.allclose(state.g, objective(state.x)[1])
@@ -297,7 +299,6 @@ def test_a_failed_wolfe_search_backtracks_before_the_fit_counts_as_converged(mon
     value = lambda x: objective(x)[0]  # noqa: E731
     assert _backtrack(value, x, -g, f, -g @ g) == pytest.approx(1e-6)
     assert _backtrack(value, x, g, f, g @ g) is None  # uphill: no step
-    state = _OptState(x=np.zeros(2), f=0.0, g=np.array([1e-9, 0.0]), s=[], y=[], iteration=0, history=[0.0],
-                      reg_diag=np.zeros(0))
+    state = OptState(x=np.zeros(2), f=0.0, g=np.array([1e-9, 0.0]), s=[], y=[], iteration=0, history=[0.0])
     _lbfgs_step(state, objective, memory=5)  # at the minimum nothing lowers the loss: converged
     assert state.converged and state.iteration == 0

@@ -19,12 +19,10 @@ from training.mtp import read_cfg
 DATA = Path(__file__).resolve().parent / "data"
 TEMPLATES = Path(__file__).resolve().parents[1] / "training" / "mtp" / "templates"
 
-#: (set, level, theta_frames, max_iter, starts); measured on the shared 2-core machine (docs/fit.md):
-#: cubic 10 101 s (60 iterations gave x1.09, too close to the limit), cubic 16 (one start, 8 iterations
-#: on 20 frames) 68 s, multi 10 80-142 s. Cubic 10 on another CPU (AMD EPYC, stop 19): Levenberg-Marquardt
-#: stalls in a narrow valley after 21 iterations and L-BFGS needs its backtracking fallback to go on
-#: (x1.64 at 24 iterations without it; with it x1.36 at 100, x1.13 at 200, x1.03 at 300), hence 300:
-#: where LM does not stall the loss only falls with more iterations.
+#: (set, level, theta_frames, max_iter, starts), each case about 1-2.5 minutes on 2 cores (timings in
+#: docs/fit.md).  Cubic level 10 gets 300 iterations: where round-off makes Levenberg-Marquardt stall in a
+#: narrow valley, L-BFGS with its backtracking fallback needs about that many to come within the
+#: tolerance of MLIP-2's RMSE; where LM does not stall, more iterations only lower the loss further.
 CASES = [("cubic", 10, 50, 300, 4), ("cubic", 16, 20, 8, 1), ("multi", 10, 50, 60, 4)]
 
 

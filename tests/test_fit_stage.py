@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from training import datasets, fit_stage
-from training.maxvol import ActiveSet
+from training.mtp.maxvol import ActiveSet
 
 GRAPHENE = Path(__file__).parents[1] / "cases" / "graphene_borophene" / "data" / "graphene.extxyz.gz"
 

@@ -1,4 +1,4 @@
-"""MaxVol active sets and extrapolation grades (training/maxvol.py)."""
+"""MaxVol active sets and extrapolation grades (training/mtp/maxvol.py, training/mtp/energy_rows.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.maxvol import ActiveSet, ActiveSetError, fingerprint, frame_rows, maxvol, neighbourhood_rows
+from training.mtp.energy_rows import fingerprint, frame_rows, neighbourhood_rows
+from training.mtp.maxvol import ActiveSet, ActiveSetError, maxvol
 
 MLIP = Path(__file__).parent / "data" / "mlip"
 
@@ -208,7 +209,7 @@ def test_md_grader_hook_reads_the_active_set(cubic, tmp_path):
                                       ("multi/pot_06.mtp", "multi/efs_06.cfg.gz")])
 def test_radial_rows_are_the_site_energy_derivatives(pot, cfg):
     """dE_i/dθ of radial_rows against central finite differences of MTP.evaluate's site energies."""
-    from training.maxvol import radial_rows
+    from training.mtp.energy_rows import radial_rows
     from training.mtp import MTP, neighbor_pairs, read_cfg
 
     mtp = MTP.read(MLIP / pot)

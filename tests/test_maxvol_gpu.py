@@ -11,7 +11,7 @@ try:
 except Exception as exc:  # noqa: BLE001 - any CUDA failure means no usable device
     pytest.skip(f"no usable GPU: {exc}", allow_module_level=True)
 
-from training.maxvol import ActiveSet  # noqa: E402
+from training.mtp.maxvol import ActiveSet  # noqa: E402
 
 MLIP = Path(__file__).parent / "data" / "mlip"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from training import datasets
-from training.maxvol import select_add
+from training.mtp.maxvol import select_add
 from training.passive_cli import register
 
 MLIP = Path(__file__).parent / "data" / "mlip"

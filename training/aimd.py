@@ -28,13 +28,14 @@ Each frame's ``atoms.info``: ``system``, ``temperature_K`` (target, K),
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
+
+from common.atomic import atomic_path, atomic_write, write_text
 
 from . import datasets, engines, structures
 
@@ -114,9 +115,7 @@ class ChainTask:
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: np.savez(handle, **arrays), mode="wb")
 
 
 def start_structure(system: str, work_dir: Path, calc, *, structure: str = "", fmax: float = 0.05,
@@ -142,8 +141,8 @@ def start_structure(system: str, work_dir: Path, calc, *, structure: str = "", f
     target = FrechetCellFilter(atoms, mask=[0, 1, 0, 0, 0, 0]) if builder == "interface" else atoms
     FIRE(target, logfile=None).run(fmax=fmax, steps=250)
     start = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    datasets._atomic_write(cache, lambda tmp: start.write(tmp, format="extxyz"))
+    with atomic_path(cache) as tmp:
+        start.write(tmp, format="extxyz")
     return ase.io.read(cache, format="extxyz")
 
 
@@ -240,7 +239,8 @@ def _truncate_frames(path: Path, keep: int) -> None:
         raise datasets.DatasetError(f"{path}: holds {len(frames)} frames, its state file says {keep}; "
                                     "delete the chain's .state.npz and .extxyz to restart the chain")
     if len(frames) > keep:
-        datasets._atomic_write(path, lambda tmp: tmp.write_text("") or _append(tmp, frames[:keep]))
+        with atomic_path(path) as tmp:
+            _append(tmp, frames[:keep])
 
 
 def _append(path: Path, frames) -> None:
@@ -310,7 +310,7 @@ def generate(system: str, out_dir, *, structure: str = "", plan: AIMDPlan | None
     if reference_scan if reference_scan is not None else builder in ("graphene", "borophene"):
         meta["reference"] = structures.reference_properties(builder, calc)
     datasets.write(final, frames)
-    datasets._atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+    write_text(meta_path, json.dumps(meta, indent=1))
     return final
 
 

@@ -19,6 +19,8 @@ import json
 import shutil
 from pathlib import Path
 
+from common.atomic import write_text
+
 from . import aimd, datasets, engines, subsample, summary
 
 _PLAN = aimd.AIMDPlan()
@@ -121,11 +123,11 @@ def run_data(settings: dict, ctx) -> dict:
         if ctx.is_root:
             datasets.write(out / f"{name}.extxyz.gz", frames)
             if meta:
-                (out / f"{name}.meta.json").write_text(json.dumps(meta, indent=1))
+                write_text(out / f"{name}.meta.json", json.dumps(meta, indent=1))
             summary.plot_histograms(frames, out / f"{name}_hist.png", title=name)
         result["systems"][name] = info
     if ctx.is_root:
-        (out / "summary.json").write_text(json.dumps(result, indent=1))
+        write_text(out / "summary.json", json.dumps(result, indent=1))
         if (out / "generated").is_dir():  # keep only the finished datasets, not the checkpoints
             for work in (out / "generated").glob("*.work"):
                 shutil.rmtree(work)

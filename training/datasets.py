@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 from ase.calculators.singlepoint import SinglePointCalculator
+
+from common.atomic import atomic_path
 
 FORMATS = ("extxyz", "vasp-out", "vasp-xml", "cfg")
 PER_FRAME = ("energy", "stress")  # per-structure reference properties
@@ -217,18 +217,6 @@ def with_reference(atoms: Atoms, *, energy: float, forces, stress=None) -> Atoms
     return frame
 
 
-def _atomic_write(path: Path, write_fn) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_extxyz(handle, frames) -> None:
     """Append ``frames`` to an open text handle in extended XYZ (ASE's writer)."""
     import ase.io
@@ -264,7 +252,8 @@ def write(path, frames, *, species=None) -> Path:
             write_cfg(tmp, _cfg_frames(frames), species=species)
     else:
         raise DatasetError(f"{path}: writing {fmt} is not supported; write .extxyz(.gz) or .cfg")
-    _atomic_write(path, write_fn)
+    with atomic_path(path) as tmp:
+        write_fn(tmp)
     return path
 
 

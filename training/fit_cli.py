@@ -32,7 +32,8 @@ def _weights(args):
 def train(args) -> int:
     """Handler of ``mtp train``."""
     from training import datasets
-    from training.fit import FitError, FitInterrupted, atomic_write_text, report_json, train_mtp
+    from common.atomic import atomic_path, write_text
+    from training.fit import FitError, FitInterrupted, report_json, train_mtp
     from training.mtp.errors import MTPError
 
     if args.max_iter < 0:
@@ -53,12 +54,12 @@ def train(args) -> int:
                                 validation=valid, species=species, theta_frames=args.theta_frames,
                                 checkpoint=args.checkpoint, resume=args.resume, starts=args.starts)
         out = Path(args.out)
-        mtp.write(out.with_name(out.name + ".tmp"))
-        out.with_name(out.name + ".tmp").replace(out)
+        with atomic_path(out) as tmp:
+            mtp.write(tmp)
         if args.report:
             report = dict(report_json(report), init=str(args.init), train_file=str(args.train),
                           valid_file=str(args.valid) if args.valid else None, potential=str(out))
-            atomic_write_text(Path(args.report), json.dumps(report, indent=1, default=float) + "\n")
+            write_text(args.report, json.dumps(report, indent=1, default=float) + "\n")
     except FitInterrupted as err:
         print(f"multiscale mtp train: {err}", file=sys.stderr)
         return 130

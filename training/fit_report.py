@@ -11,10 +11,11 @@ sheet's 3D stress refers to the whole cell including vacuum).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from common.atomic import atomic_path, write_text
 
 _GPA = 160.21766208  # eV/Å^3 in GPa
 
@@ -26,7 +27,7 @@ def predict(mtp, frames, *, batch_atoms: int = 2000) -> dict:
     "stress": (pred [F', 6], ref [F', 6]) GPa over the F' frames with a reference stress}.
     """
     from training import datasets
-    from training.maxvol import atom_batches
+    from training.mtp.energy_rows import atom_batches
 
     frames = list(frames)
     results = []
@@ -51,7 +52,7 @@ def _evaluate(mtp, frames) -> list[dict]:
     """Energy (eV), forces [n, 3] (eV/Å) and stress [6] (eV/Å³, ASE sign) of each frame, with one batched
     ``MTP.evaluate`` on the cached pair lists (``training.mtp.calculator.evaluate_frames`` without the
     neighbour search)."""
-    from training.maxvol import batched_cached_pairs
+    from training.mtp.energy_rows import batched_cached_pairs
     from training.mtp import atom_types, forces_and_virial
 
     types = np.concatenate([atom_types(mtp, a) for a in frames])
@@ -137,10 +138,11 @@ def _save(fig, path) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -153,8 +155,4 @@ def write_json(path, report: dict) -> Path:
             return x.item()
         raise TypeError(f"{type(x).__name__} is not JSON-able")
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=default), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(report, indent=1, default=default))

@@ -8,7 +8,7 @@ MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-ste
 (:func:`training.passive.passive_train`) -> ``ctx.out_dir``:
 
 * ``<system>.mtp``        the final potential (MLIP text format, species in ``potential_tag``);
-* ``<system>.als``        its MaxVol active set (HDF5, :class:`training.maxvol.ActiveSet`), read by the
+* ``<system>.als``        its MaxVol active set (HDF5, :class:`training.mtp.maxvol.ActiveSet`), read by the
                           MD stage's on-the-fly extrapolation control;
 * ``<system>_preliminary.mtp``, ``<system>_preliminary.als``  the step-1 potential and its active set
                           (for comparison);
@@ -30,8 +30,10 @@ import os
 import time
 from pathlib import Path
 
+from common.atomic import atomic_path
+
 from . import datasets, fit_report
-from .maxvol import MODES, PARAMETERS
+from .mtp.maxvol import MODES, PARAMETERS
 from .passive import make_fit_fn, passive_train
 
 FIT_SETTINGS = {
@@ -187,8 +189,9 @@ def fit_system(task: dict) -> dict:
                         max_add=p["max_add"], mode=p["mode"], parameters=p["parameters"],
                         validation_fraction=settings["validation_fraction"],
                         seed=settings["seed"], rounds=p["rounds"], log=lines.append)
-    res.mtp.write(out / f"{name}.mtp")
-    res.preliminary.write(out / f"{name}_preliminary.mtp")
+    for mtp, path in ((res.mtp, out / f"{name}.mtp"), (res.preliminary, out / f"{name}_preliminary.mtp")):
+        with atomic_path(path) as tmp:
+            mtp.write(tmp)
     res.active_set.save(out / f"{name}.als")
     res.active_set_preliminary.save(out / f"{name}_preliminary.als")
     pred = fit_report.predict(res.mtp, frames)

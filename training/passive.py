@@ -2,7 +2,7 @@
 
 Method (as in the multiscale MTP literature, e.g. Mortazavi, Shapeev et al., Mater. Horiz. 7, 2359
 (2020)): (1) subsample the AIMD trajectories (every k-th frame of each chain) and fit a preliminary
-MTP; (2) grade every AIMD frame with it (MaxVol extrapolation grade, :mod:`training.maxvol`) and add
+MTP; (2) grade every AIMD frame with it (MaxVol extrapolation grade, :mod:`training.mtp.maxvol`) and add
 the frames graded above ``threshold`` (most extrapolative first, at most ``max_add``) to the training
 set; (3) refit on the enlarged set, starting from the preliminary potential.  Steps 2-3 repeat up to
 ``rounds`` times while some frame still grades above ``threshold``.  A random ``validation_fraction``
@@ -24,7 +24,8 @@ from functools import partial
 
 import numpy as np
 
-from .maxvol import ActiveSet, cached_pairs
+from .mtp.energy_rows import cached_pairs
+from .mtp.maxvol import ActiveSet
 
 #: MLIP-2's ``mlp train`` default weights (energy per atom, force components, virial per atom)
 DEFAULT_WEIGHTS = {"energy": 1.0, "forces": 0.01, "stress": 0.001}
@@ -189,7 +190,7 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
     every_k: subsampling of each chain for step 1; threshold: grade above which a frame is added
     (> 1); max_add: at most this many frames added per round, most extrapolative first (0: all above
     threshold); mode: active-set mode; parameters: active-set rows over ``all`` coefficients (MLIP-2)
-    or the ``linear`` ones (:mod:`training.maxvol`); rounds: grade-and-refit rounds (1 = the two-step scheme).
+    or the ``linear`` ones (:mod:`training.mtp.maxvol`); rounds: grade-and-refit rounds (1 = the two-step scheme).
     """
     from .fit_report import errors
 

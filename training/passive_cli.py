@@ -41,14 +41,18 @@ def _read(path, mtp, *, labelled: bool = False):
 
 
 def _write(path, frames, mtp) -> None:
-    if _is_cfg(path):
-        from training.mtp import write_cfg
+    """Write ``frames`` to ``path`` atomically: MLIP ``.cfg`` (``.cfg.gz``) or any format ASE picks from the name."""
+    from common.atomic import atomic_path
 
-        write_cfg(path, frames, species=mtp.species)
-    else:
-        import ase.io
+    with atomic_path(path) as tmp:
+        if _is_cfg(path):
+            from training.mtp import write_cfg
 
-        ase.io.write(path, frames)
+            write_cfg(tmp, frames, species=mtp.species)
+        else:
+            import ase.io
+
+            ase.io.write(tmp, frames)
 
 
 def _potential(args):
@@ -61,7 +65,7 @@ def _potential(args):
 
 
 def _errors():
-    from training.maxvol import ActiveSetError
+    from training.mtp.maxvol import ActiveSetError
     from training.mtp import MTPError
     from training.passive import PassiveTrainingError
 
@@ -72,7 +76,7 @@ def grade(args) -> int:
     """Handler of ``grade``."""
     import numpy as np
 
-    from training.maxvol import ActiveSet
+    from training.mtp.maxvol import ActiveSet
 
     try:
         mtp = _potential(args)
@@ -98,7 +102,7 @@ def grade(args) -> int:
 
 def select_add(args) -> int:
     """Handler of ``select-add``."""
-    from training.maxvol import select_add as select
+    from training.mtp.maxvol import select_add as select
 
     try:
         mtp = _potential(args)

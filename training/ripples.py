@@ -1,12 +1,9 @@
 """Out-of-plane ripple frames: the bending data that short AIMD chains of flat sheets lack.
 
-Why: the NVT chains of :mod:`training.aimd` last 135 fs each, too short for the slow flexural
-(out-of-plane) modes of a 2D sheet to grow, so every frame is nearly flat (z spread <= 1.65 Å).
-An MTP fitted to them has never seen a bent sheet: the default case's borophene MTP gave a
-sinusoidal corrugation along x (wavelength 8.8 Å, amplitude 0.2 Å) no restoring energy at all
-(-0.5 meV/atom against +5.7 meV/atom of GFN1-xTB), and a 352-atom graphene/borophene stripe cell
-buckled in 300 K MD (2.5 Å ripple along y), so that pulling it only flattened the ripple and its
-modulus across the stripes came out near zero.
+Why: the NVT chains of :mod:`training.aimd` are short (about 135 fs each), too short for the slow
+flexural (out-of-plane) modes of a 2D sheet to grow, so every frame is nearly flat.  An MTP fitted to
+them alone has never seen a bent sheet and may give a corrugation no restoring energy, so that a sheet
+buckles in MD and a tensile test only flattens the ripple.
 
 Data flow: the system's relaxed 0 K start cell (:func:`training.aimd.start_structure`, the cell
 the AIMD chains start from; cached beside the dataset) -> ``base_cells`` (unstrained and a few
@@ -17,13 +14,12 @@ so short waves are bent as gently as long ones (lambda = L / n), plus small rand
 and stress -> frames of chain ``"ripples"`` appended to the dataset (:func:`add_ripples`).
 
 Why flat 0 K cells and not AIMD frames: the thermal displacements of a 300 K frame carry tens of
-meV/atom, the bends a few; on top of AIMD frames the bending energy was lost in that noise (the
-refit borophene MTP still had no restoring energy for a corrugation along x).
+meV/atom, the bends a few, so on top of AIMD frames the bending energy is lost in that noise.
 
 Each ripple frame has ``info`` system, temperature_K = 0, strain, engine, ``chain = "ripples"``, ``independent = True`` and ``ripple = [axis, waves, amplitude_A, phase]``.
 Being independent single points, not a correlated trajectory, they all enter the preliminary fit
-of passive training (:func:`training.passive.chain_subsample`; with every 10th frame only, 3 of 24
-borophene ripple frames were fitted and the MTP's corrugation energy stayed a third of GFN1-xTB's).
+of passive training (:func:`training.passive.chain_subsample`; a subsample of them would leave most of
+the bending data out of the fit).
 """
 from __future__ import annotations
 

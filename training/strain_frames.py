@@ -1,11 +1,8 @@
 """Strain frames: small homogeneous in-plane strains of the 0 K cell, the elastic data AIMD chains lack.
 
-Why: the AIMD chains strain in 5 % steps up to 30 % at 300-1500 K, so near the 0 K structure the
-training set holds thermal noise, not the curvature of the energy with strain. A level-10 graphene
-MTP fitted to GFN2-xTB chains plus ripple frames gave C11 = 378, C12 = 171 N/m at 1 K against
-GFN2-xTB's own 389 and 98 (2D Young's modulus 300 against 363.7 N/m, -17 %); with 24 strain frames
-added, 374 N/m (+2.8 %). Borophene (chi3) moved from E_x, E_y = 158.5, 146.3 to 152.8, 161.2 N/m
-(GFN2-xTB: 165.8, 178.1).
+Why: the AIMD chains strain in 5 % steps at 300-1500 K, so near the 0 K structure the training set
+holds thermal noise, not the curvature of the energy with strain; without these frames the fitted
+elastic constants (C11, C12, the 2D Young's modulus) can miss the reference engine's by tens of per cent.
 
 Data flow: the system's relaxed 0 K start cell (:mod:`training.zero_kelvin`) -> ``strained_cells``:
 ``count`` copies deformed by ``F = I + [[e_xx, e_xy, 0], [0, e_yy, 0], [0, 0, 0]]`` (cell rows

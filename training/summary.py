@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.atomic import atomic_path
+
 from .datasets import reference
 
 EV_PER_A3_TO_GPA = 160.21766208
@@ -152,7 +154,9 @@ def plot_histograms(frames, path, *, title: str = "") -> Path:
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
     return path

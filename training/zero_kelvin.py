@@ -28,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from common.atomic import write_text
+
 from . import aimd as aimd_module
 from . import datasets, engines
 
@@ -80,5 +82,5 @@ def append_frames(dataset_path, *, chain: str, make: Callable, meta_key: str, me
         meta["n_frames"] = len(kept) + len(new)
         meta[meta_key] = {"frames": len(new), **meta_info, "engine": engine, "seconds": round(time.time() - t0, 1)}
         text = json.dumps(meta, indent=1) + "\n"
-        datasets._atomic_write(meta_path, lambda tmp: tmp.write_text(text))
+        write_text(meta_path, text)
     return len(new)

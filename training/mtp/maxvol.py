@@ -30,32 +30,32 @@ columns, or too few configurations), the missing directions are filled with rows
 regularised matrix (``select:init-threshold``): training rows still grade <= 1, a row with a
 (more than round-off) component along q grades ~|x.q| / regularization (extrapolation).
 
-Data flow: MTP + frames (ase.Atoms) -> :func:`frame_rows` -> :func:`maxvol` -> :class:`ActiveSet`
+Data flow: MTP + frames (ase.Atoms) -> :func:`training.mtp.energy_rows.frame_rows` -> :func:`maxvol` ->
+:class:`ActiveSet`
 (``save``/``load``: ``<potential>.als``) -> ``neighbourhood_grades`` / ``configuration_grade`` /
 ``frame_grades`` of new configurations.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 
-MODES = ("neighbourhood", "configuration")
-PARAMETERS = ("linear", "all")
+from common.arrays import array_module
+from common.atomic import atomic_path
+
+from .energy_rows import (MODES, PARAMETERS, ActiveSetError, _check_mode, _check_parameters, fingerprint, frame_rows,
+                          neighbourhood_rows)
+
+__all__ = ["MODES", "PARAMETERS", "ActiveSetError", "MaxVolResult", "maxvol", "ActiveSet", "select_add"]
+
 #: components of a row along a regularised (null) direction below this fraction of its norm are round-off
 NULL_NOISE = 1e-8
 ALS_FORMAT = "multiscale-mtp-active-set"
 ALS_VERSION = 1
-
-
-class ActiveSetError(ValueError):
-    """A bad active set or grading request: unknown mode, unreadable or mismatched ``.als`` file
-    (built for another potential or species), empty training set."""
 
 
 # ---------------------------------------------------------------------------------------- MaxVol
@@ -157,195 +157,6 @@ def maxvol(rows, *, tol: float = 1e-9, max_swaps: int | None = None, regularizat
                         swaps=swaps, rank=rank)
 
 
-# ---------------------------------------------------------------------------------------- rows
-def neighbourhood_rows(mtp, types, i, j, d, *, xp=None, parameters: str = "linear"):
-    """Rows dE_i/dc of each atom: [n, S + K] = one-hot species [S], basis values B[i] [K]
-    (``parameters="linear"``), or [n, S + S*S*M*X + K] with the radial-coefficient derivatives
-    (:func:`radial_rows`) between them (``parameters="all"``, MLIP-2's choice; computed on the host
-    and returned on the pair list's array module, so a CuPy caller gets CuPy rows either way).
-
-    types [n] (MTP type indices), i, j [p], d [p, 3] Å: the full pair list (``MTP.evaluate``'s inputs).
-    """
-    _check_parameters(parameters)
-    if parameters == "all":
-        caller = _array_module(d)
-        types, i, j, d = (a.get() if hasattr(a, "get") else a for a in (types, i, j, d))
-        theta_rows, b = radial_rows(mtp, types, i, j, d)
-        onehot = np.eye(mtp.species_count)[np.asarray(types, dtype=np.int64)]
-        return caller.asarray(np.concatenate([onehot, theta_rows, b], axis=1))
-    b = mtp.basis_values(types, i, j, d, xp=xp)  # values only: memory O(n K), fit for MD
-    xp = _array_module(b)
-    types = xp.asarray(types, dtype=xp.int64)
-    onehot = xp.eye(mtp.species_count)[types]
-    return xp.concatenate([onehot, b], axis=1)
-
-
-def radial_rows(mtp, types, i, j, d):
-    """Site-energy derivatives with respect to the radial coefficients, dE_i/dθ [n, S*S*M*X] (NumPy).
-
-    E_i = Σ_k c_k B_k(i), B built from the basic moments M_b(i) = Σ_{p: i_p = i} R_{μ_b}(r_p) u_p^{(a,b,c)}
-    and R_μ(r_p) = Σ_β θ[t_i t_j, μ, β] Q_β(r_p) with Q_β = scaling (max_dist - r)² T_β(ξ) (MLIP's
-    RBChebyshev).  So dE_i/dθ[t, μ, β] = Σ_{p: i_p = i, pair type t} Q_β(r_p) Σ_{b: μ_b = μ} G_b(i) u_p^(b),
-    with G = dE_i/dM_basic from one reverse pass through ``alpha_index_times``.  Also returns B [n, K].
-    """
-    import scipy.sparse as sp
-
-    types, i, j, d = (np.asarray(types, dtype=np.int64), np.asarray(i, dtype=np.int64),
-                      np.asarray(j, dtype=np.int64), np.asarray(d, dtype=float))
-    n, s = len(types), mtp.species_count
-    m_count, x_count = mtp.radial_funcs_count, mtp.radial_basis_size
-    lo, hi = mtp.min_dist, mtp.max_dist
-    r = np.sqrt(np.einsum("pc,pc->p", d, d))
-    inside = r < hi
-    i, j, d, r = i[inside], j[inside], d[inside], r[inside]
-    u = d / r[:, None]
-    ksi = (2.0 * r - (lo + hi)) / (hi - lo)
-    cheb = [np.ones_like(r), ksi]
-    for _ in range(2, x_count):
-        cheb.append(2.0 * ksi * cheb[-1] - cheb[-2])
-    q = np.stack(cheb[:x_count], axis=1) * (mtp.scaling * (hi - r) ** 2)[:, None]  # [p, X]
-    pair_type = types[i] * s + types[j]
-    radial = np.einsum("pmx,px->pm", mtp.radial_coeffs.reshape(s * s, m_count, x_count)[pair_type], q)
-    basic = mtp.alpha_index_basic  # [Nb, 4]: μ, a, b, c
-    ang = np.prod(u[:, None, :] ** basic[None, :, 1:], axis=2)  # [p, Nb]
-    centre = sp.csr_matrix((np.ones(len(i)), (i, np.arange(len(i)))), shape=(n, len(i)))
-    moments = np.zeros((mtp.alpha_moments_count, n))
-    moments[: len(basic)] = (centre @ (radial[:, basic[:, 0]] * ang)).T
-    times = mtp.alpha_index_times
-    for a, b, mult, out in times:
-        moments[out] += mult * moments[a] * moments[b]
-    adj = np.zeros_like(moments)
-    np.add.at(adj, mtp.alpha_moment_mapping, np.asarray(mtp.moment_coeffs)[:, None] * np.ones((1, n)))
-    for a, b, mult, out in times[::-1]:
-        adj[a] += mult * adj[out] * moments[b]
-        adj[b] += mult * adj[out] * moments[a]
-    g = adj[: len(basic)]  # dE_i/dM_b [Nb, n]
-    mu_onehot = np.eye(m_count)[basic[:, 0]]  # [Nb, M]
-    h = (g[:, i].T * ang) @ mu_onehot  # [p, M]
-    contrib = (h[:, :, None] * q[:, None, :]).reshape(len(i), -1)  # [p, M*X]
-    rows = np.zeros((n, s * s, m_count * x_count))
-    for t in np.unique(pair_type):
-        sel = pair_type == t
-        rows[:, t] = sp.csr_matrix((np.ones(sel.sum()), (i[sel], np.arange(sel.sum()))),
-                                   shape=(n, int(sel.sum()))) @ contrib[sel]
-    return rows.reshape(n, -1), moments[mtp.alpha_moment_mapping].T
-
-
-def configuration_row(mtp, types, i, j, d, *, xp=None, parameters: str = "linear"):
-    """Row dE/dc of a whole configuration: the sum of its neighbourhood rows."""
-    return neighbourhood_rows(mtp, types, i, j, d, xp=xp, parameters=parameters).sum(axis=0)
-
-
-def frame_rows(mtp, frames, *, mode: str = "neighbourhood", parameters: str = "linear", batch_atoms: int = 1500):
-    """Rows of many frames (ase.Atoms; MTP types from the potential's species, see ``atom_types``).
-
-    Returns rows [R, K'] (see :func:`neighbourhood_rows`), frame [R] (frame index of each row) and
-    atom [R] (atom index within its frame; -1 in configuration mode).  Frames are evaluated in batches of about ``batch_atoms`` atoms.
-    """
-    from training.mtp import atom_types
-
-    _check_mode(mode)
-    frames = list(frames)
-    out_rows, out_frame, out_atom = [], [], []
-    for start, stop in atom_batches(frames, batch_atoms):
-        chunk = frames[start:stop]
-        types = np.concatenate([atom_types(mtp, a) for a in chunk])
-        i, j, d, owner = batched_cached_pairs(chunk, mtp.cutoff)
-        rows = np.asarray(neighbourhood_rows(mtp, types, i, j, d, xp=np, parameters=parameters))
-        owner = owner + start
-        local = np.concatenate([np.arange(len(a)) for a in chunk])
-        if mode == "neighbourhood":
-            out_rows.append(rows)
-            out_frame.append(owner)
-            out_atom.append(local)
-        else:
-            sums = np.zeros((len(chunk), rows.shape[1]))
-            np.add.at(sums, owner - start, rows)
-            out_rows.append(sums)
-            out_frame.append(np.arange(start, stop))
-            out_atom.append(np.full(len(chunk), -1))
-    if not out_rows:
-        raise ActiveSetError("no frames to take rows from")
-    return np.concatenate(out_rows), np.concatenate(out_frame), np.concatenate(out_atom)
-
-
-def atom_batches(frames, batch_atoms: int) -> list[tuple[int, int]]:
-    """Consecutive (start, stop) frame ranges of about ``batch_atoms`` atoms each (at least one frame)."""
-    out, start = [], 0
-    while start < len(frames):
-        stop, n = start, 0
-        while stop < len(frames) and (stop == start or n + len(frames[stop]) <= batch_atoms):
-            n += len(frames[stop])
-            stop += 1
-        out.append((start, stop))
-        start = stop
-    return out
-
-
-_PAIRS: dict = {}
-_PAIRS_LIMIT = 2_000_000  # pairs kept in the cache (about 40 bytes each)
-
-
-def cached_pairs(atoms, cutoff: float):
-    """``training.mtp.neighbor_pairs(atoms, cutoff)``, remembered while the same Atoms object keeps the same
-    positions, cell and pbc (passive training grades and predicts the same frames many times)."""
-    from training.mtp import neighbor_pairs
-
-    key = (id(atoms), float(cutoff))
-    hit = _PAIRS.get(key)
-    if hit is not None and hit[0] is atoms and np.array_equal(hit[1], atoms.positions) \
-            and np.array_equal(hit[2], atoms.cell.array) and np.array_equal(hit[3], atoms.pbc):
-        return hit[4]
-    pairs = neighbor_pairs(atoms, cutoff)
-    if sum(len(v[4][0]) for v in _PAIRS.values()) + len(pairs[0]) > _PAIRS_LIMIT:
-        _PAIRS.clear()
-    _PAIRS[key] = (atoms, atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), pairs)
-    return pairs
-
-
-def batched_cached_pairs(frames, cutoff: float):
-    """``training.mtp.batched_pairs`` built from :func:`cached_pairs`: i, j [p], d [p, 3] Å, frame [n_total]."""
-    parts, offset = [], 0
-    for atoms in frames:
-        i, j, d = cached_pairs(atoms, cutoff)
-        parts.append((i + offset, j + offset, d))
-        offset += len(atoms)
-    i, j, d = (np.concatenate(x) for x in zip(*parts))
-    return i, j, d, np.repeat(np.arange(len(frames)), [len(a) for a in frames])
-
-
-def fingerprint(mtp, parameters: str = "linear") -> str:
-    """Hash of what the rows depend on: basis tables, radial coefficients, distances, species (and the
-    moment coefficients for ``parameters="all"``)."""
-    h = hashlib.sha256()
-    if parameters == "all":
-        h.update(np.ascontiguousarray(np.asarray(mtp.moment_coeffs, dtype=float)).tobytes())
-    for a in (mtp.alpha_index_basic, mtp.alpha_index_times, mtp.alpha_moment_mapping, mtp.radial_coeffs,
-              np.array([mtp.min_dist, mtp.max_dist, mtp.scaling, mtp.species_count], dtype=float)):
-        h.update(np.ascontiguousarray(np.asarray(a, dtype=float)).tobytes())
-    h.update(",".join(mtp.species or []).encode())
-    return h.hexdigest()[:32]
-
-
-def _check_parameters(parameters: str) -> None:
-    if parameters not in PARAMETERS:
-        raise ActiveSetError(f"active set parameters {parameters!r} is not one of {', '.join(PARAMETERS)}")
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ActiveSetError(f"active set mode {mode!r} is not one of {', '.join(MODES)}")
-
-
-def _array_module(a):
-    mod = type(a).__module__.split(".")[0]
-    if mod == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
 # ---------------------------------------------------------------------------------------- active set
 @dataclass
 class ActiveSet:
@@ -403,7 +214,7 @@ class ActiveSet:
     # ------------------------------------------------------------------ grading
     def grade_rows(self, rows):
         """gamma [m] = max_k |(x / scale) A^-1| of rows x [m, K'] (NumPy or CuPy; same module back)."""
-        xp = _array_module(rows)
+        xp = array_module(rows)
         if rows.shape[-1] != len(self.scale):
             raise ActiveSetError(f"rows have {rows.shape[-1]} columns but the active set has {len(self.scale)}: "
                                  "it belongs to a potential with another basis or species count")
@@ -474,15 +285,13 @@ class ActiveSet:
         import h5py
 
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs.update(format=ALS_FORMAT, version=ALS_VERSION, mode=self.mode, fingerprint=self.fingerprint,
                            species=json.dumps(self.species), tol=self.tol, rank=self.rank,
                            parameters=self.parameters)
             for name in ("matrix", "scale", "inverse", "source_frame", "source_atom"):
                 f.create_dataset(name, data=np.asarray(getattr(self, name)))
             f.create_dataset("log_det", data=np.asarray(self.log_det, dtype=float))
-        os.replace(tmp, path)
         return path
 
     @classmethod
@@ -539,4 +348,3 @@ def select_add(mtp, train, new, *, mode: str = "neighbourhood", parameters: str 
         keep = np.sort(np.argsort(-gamma, kind="stable")[:max_add])
         picked, gamma = picked[keep], gamma[keep]
     return picked.astype(np.int64), gamma
-
