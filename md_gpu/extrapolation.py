@@ -81,7 +81,7 @@ class ExtrapolationControl:
 
 
 def mtp_grader(mtp, active_set_path):
-    """The grade hook of an MTP with its active set (``training.maxvol.ActiveSet``, the fit stage's ``.als``).
+    """The grade hook of an MTP with its active set (``training.mtp.maxvol.ActiveSet``, the fit stage's ``.als``).
 
     Returns ``grade(positions, cell, types, i, j, d) -> gamma [n]``, the MaxVol
     extrapolation grade of every atom's neighbourhood.
