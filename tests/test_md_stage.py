@@ -126,7 +126,7 @@ def test_cli_tensile_bench_and_errors(tmp_path, capsys):
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     """An interrupted run resumes only with the same settings and potential; otherwise it starts afresh."""
-    from md_gpu.md_stage import _resumable
+    from md_gpu.tasks.common import resumable as _resumable
 
     pot = tmp_path / "cu.mtp"
     pot.write_text(POT.read_text())

@@ -1,0 +1,109 @@
+"""The stripe heterostructure of each interface system, run with its MTP: the MD half of the FE-vs-MD
+consistency check (:mod:`md_gpu.heterostructure` holds the cell, the runs and the physics).
+
+Tasks of an interface system with ``md.heterostructure.enabled``:
+
+- ``heterostructure``: elastic constants of the stripe cell at ``md.temperature_K``, one per seed of
+  ``md.heterostructure.seeds`` (``<interface>_heterostructure_seed<k>``; forward differences);
+- with ``md.heterostructure.low_temperature`` and ``md.elastic.low_temperature_K`` > 0, once each at that
+  temperature: ``heterostructure_low_T`` (the same cell, second-order differences,
+  ``<interface>_heterostructure_low_T``), ``heterostructure_compliance_low_T`` (stripes
+  ``compliance_periods`` times as wide, ``<interface>_heterostructure_compliance_low_T``: the constitutive
+  stage derives the interfaces' normal compliance from it), and ``heterostructure_phase_low_T`` (each
+  phase the interface joins, in its own cell with the interface MTP: ``<interface>_<phase>_elastic_low_T``).
+
+summary.json, per interface system (N/m; :func:`md_gpu.heterostructure.summarize` and
+:func:`~md_gpu.heterostructure.summarize_low_t` document the keys)::
+
+    "heterostructure": {"elastic_N_per_m", "youngs_modulus_normal_N_per_m", "geometry",
+                        "low_T": {"temperature_K", "elastic_N_per_m", "youngs_modulus_normal_N_per_m",
+                                  "phases_elastic_N_per_m", "compliance_cell"}}
+
+``low_T`` is there only when the low-temperature stripe run and every joined phase's run finished (the
+twin must not mix potentials). Runs that blew up are named in ``provenance.blown_up``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .. import heterostructure
+from ..errors import MDRunError
+from . import elastic
+from .common import blown_up, load, progress_printer
+
+KINDS = ("heterostructure", "heterostructure_low_T", "heterostructure_compliance_low_T",
+         "heterostructure_phase_low_T")
+SUMMARY_ORDER = 20
+SETTINGS = {"heterostructure": heterostructure.HETEROSTRUCTURE_SETTINGS}
+
+
+def check(settings: dict) -> None:
+    heterostructure.check_settings(settings["heterostructure"])
+
+
+def plan(settings: dict, system) -> list[dict]:
+    h = settings["heterostructure"]
+    if not (system.is_interface and h["enabled"]):
+        return []
+    heterostructure.check_settings(h, system.entry["structure"])
+    base, name = system.base, system.name
+    between = list(system.entry.get("between", []))
+    tasks = [{**base, "kind": "heterostructure", "direction": "normal", "seed": seed, "between": between,
+              "name": f"{name}_heterostructure_seed{seed}"} for seed in range(h["seeds"])]
+    if h["low_temperature"] and elastic.low_temperature(settings):
+        tasks.append({**base, "kind": "heterostructure_low_T", "direction": "normal", "seed": 0,
+                      "between": between, "name": f"{name}_heterostructure_low_T"})
+        if h["compliance_periods"] > 0:
+            tasks.append({**base, "kind": "heterostructure_compliance_low_T", "direction": "normal", "seed": 0,
+                          "between": between, "name": f"{name}_heterostructure_compliance_low_T"})
+        # the phases' own cells with the interface MTP (base["potential"]): the FE twin's inputs
+        tasks += [{**base, "kind": "heterostructure_phase_low_T", "direction": None, "seed": 0, "phase": phase,
+                   "structure": system.systems[phase]["structure"], "name": f"{name}_{phase}_elastic_low_T"}
+                  for phase in between if phase in system.systems]
+    return tasks
+
+
+def run(task: dict) -> dict:
+    """``result``: :func:`md_gpu.heterostructure.run`'s dict for the stripe cells; the phase cells'
+    {C11, C22, C12, C66} (N/m) as in :mod:`.elastic`. A run that blows up is reported, not raised."""
+    ff, atoms, run_settings, _ = load(task)
+    settings = task["settings"]
+    if task["kind"] != "heterostructure":
+        run_settings = replace(run_settings, temperature_K=settings["elastic"]["low_temperature_K"])
+    try:
+        if task["kind"] == "heterostructure_phase_low_T":
+            return elastic.measure(task, ff, atoms, run_settings)
+        h = settings["heterostructure"]
+        if task["kind"] == "heterostructure_compliance_low_T":
+            h = heterostructure.compliance_cell_settings(h)
+        # at low temperature the noise is small enough for the second-order difference (no strain bias)
+        scheme = "tension" if task["kind"] == "heterostructure" else "tension2"
+        return {**task, "result": heterostructure.run(ff, h, settings["elastic"], run_settings,
+                                                     relax_steps=settings["stability"]["relax_steps"],
+                                                     scheme=scheme, log=progress_printer(task))}
+    except MDRunError as exc:
+        return blown_up(task, exc)
+
+
+def summarise(results: list[dict], settings: dict) -> dict:
+    """``{interface: {"heterostructure": ...}}`` (module docstring)."""
+    runs: dict = {}
+    for r in results:
+        if not r.get("blew_up"):
+            runs.setdefault(r["system"], []).append(r)
+    out = {}
+    for system, done in runs.items():
+        stripes = [r for r in done if r["kind"] == "heterostructure"]
+        if not stripes:
+            continue
+        last = {r["kind"]: r for r in done}
+        entry = heterostructure.summarize([r["result"] for r in stripes], stripes[-1].get("between", []))
+        phases = {r["phase"]: r["result"] for r in done if r["kind"] == "heterostructure_phase_low_T"}
+        stripe_low_t = last.get("heterostructure_low_T")
+        if stripe_low_t and set(phases) >= set(stripes[-1].get("between", [])):
+            compliance = last.get("heterostructure_compliance_low_T")
+            entry["low_T"] = heterostructure.summarize_low_t(stripe_low_t["result"], phases,
+                                                             settings["elastic"]["low_temperature_K"],
+                                                             compliance["result"] if compliance else None)
+        out[system] = {"heterostructure": entry}
+    return out

@@ -1,0 +1,59 @@
+"""The registry of md task kinds (md_gpu.tasks) and what the md stage assembles from it."""
+import pickle
+import types
+
+import numpy as np
+import pytest
+
+from md_gpu import md_stage
+from md_gpu.tasks import TASKS, Registry, common, tensile
+
+
+def test_every_task_kind_is_registered_once_and_dispatched_by_kind():
+    kinds = [k for m in TASKS.modules.values() for k in m.KINDS]
+    assert len(kinds) == len(set(kinds))
+    assert {"tensile", "interface", "elastic", "elastic_low_T", "stability", "heterostructure",
+            "heterostructure_low_T", "heterostructure_compliance_low_T", "heterostructure_phase_low_T",
+            "hnemd", "nemd", "interface_nemd", "shear"} == set(kinds)
+    for module in TASKS.modules.values():
+        assert all(TASKS.module_of(k) is module for k in module.KINDS)
+        assert callable(module.run) and callable(module.summarise)
+    with pytest.raises(ValueError, match="no task kind 'bend'"):
+        md_stage.run_task({"kind": "bend"})
+    assert pickle.loads(pickle.dumps(md_stage.run_task)) is md_stage.run_task  # ctx.map sends it to ranks
+
+
+def test_a_kind_cannot_be_registered_twice():
+    registry = Registry()
+    registry.register(tensile)
+    twin = types.ModuleType("md_gpu.tasks.twin")
+    twin.KINDS = ("interface",)
+    with pytest.raises(ValueError, match="'interface' of twin is already registered by md_gpu.tasks.tensile"):
+        registry.register(twin)
+
+
+def test_the_stage_settings_table_is_the_union_of_the_slices():
+    slices = [common.SETTINGS] + [m.SETTINGS for m in TASKS.modules.values() if hasattr(m, "SETTINGS")]
+    keys = [k for s in slices for k in s]
+    assert len(keys) == len(set(keys)) and set(md_stage.MD_SETTINGS) == set(keys)
+    assert set(keys) == {"temperature_K", "dt_fs", "directions", "seeds", "strain_rate_per_s", "max_strain",
+                         "transverse", "fit_max_strain", "failure_min_strain", "equilibrate_steps", "thermostat",
+                         "thermostat_tau_fs", "barostat_tau_fs", "supercell", "short_range_core", "thermo_every",
+                         "traj_every", "checkpoint_every", "elastic", "extrapolation", "stability",
+                         "heterostructure", "thermal", "shear"}
+    assert md_stage.MD_SETTINGS["shear"]["enabled"][1] is False  # a new protocol is off by default
+
+
+def test_stress_limits_ignore_what_follows_the_peak_and_outlier_spikes():
+    strain = np.linspace(0, 0.2, 41)
+    good = 3000 * strain * (strain < 0.12)
+    debris = good.copy()
+    debris[strain > 0.15] = -4000.0  # a failed sample that ran on
+    clipped = [tensile._up_to_peak(strain, curve, 0.115) for curve in (good, debris)]
+    low, high = tensile.stress_limits(clipped)
+    assert -30 < low < 0 and 345 < high < 380
+    spike = strain * 3000.0
+    spike[5] = 1e5  # a run whose peak is one absurd row
+    low, high = tensile.stress_limits(clipped + [tensile._up_to_peak(strain, spike, None)])
+    assert high < 400
+    assert tensile.stress_limits([np.array([])]) is None
