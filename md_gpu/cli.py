@@ -11,6 +11,10 @@ import json
 import sys
 from pathlib import Path
 
+from common.atomic import write_json
+
+from .protocols.common import THERMOSTATS, TRANSVERSE
+
 
 def _common(p, *, structure_required=True):
     p.add_argument("--potential", required=True, help="MLIP .mtp file, or a built-in: morse-cu")
@@ -20,7 +24,7 @@ def _common(p, *, structure_required=True):
     p.add_argument("--repeat", help="supercell repeats, e.g. 4,4,1")
     p.add_argument("--temperature", type=float, default=300.0, help="temperature (K)")
     p.add_argument("--dt", type=float, default=1.0, help="time step (fs)")
-    p.add_argument("--thermostat", default="bussi", choices=("bussi", "langevin"))
+    p.add_argument("--thermostat", default="bussi", choices=THERMOSTATS)
     p.add_argument("--tau", type=float, default=100.0, help="thermostat time constant (fs)")
     p.add_argument("--barostat-tau", type=float, default=500.0, help="barostat time constant (fs)")
     p.add_argument("--equilibrate-steps", type=int, default=10000, help="equilibration steps before measuring")
@@ -74,7 +78,7 @@ def _over_seeds(args, run_one, summary_name: str, **fields) -> int:
         print(json.dumps({"seed": seed, **r["properties"], "h5": str(r["h5"])}))
         runs.append(r["properties"])
     summary = {**fields, "n_atoms": len(atoms), "temperature_K": args.temperature, "statistics": summarize(runs)}
-    (out / summary_name).write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / summary_name, summary)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -175,7 +179,7 @@ def register(subparsers) -> None:
     p.add_argument("--direction", default="x", help="x or y (rotate the sheet for other directions)")
     p.add_argument("--strain-rate", type=float, default=1e9, help="engineering strain rate (1/s)")
     p.add_argument("--max-strain", type=float, default=0.3, help="stop here if the sample has not failed")
-    p.add_argument("--transverse", default="stress", choices=("stress", "strain"),
+    p.add_argument("--transverse", default="stress", choices=TRANSVERSE,
                    help="transverse in-plane axis: zero stress (barostat) or fixed length")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated random seeds")
     p.add_argument("--thickness", type=float, default=None, help="effective thickness of a sheet (Å) to quote GPa")

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..errors import MDRunError
+from ..protocols.common import THERMOSTATS
 
 SETTINGS = {
     "temperature_K": (float, 300.0, "temperature of all MD runs (K)"),
@@ -18,7 +19,7 @@ SETTINGS = {
     "failure_min_strain": (float, 0.02, "a tensile run ends at failure (stress below half its peak) only past "
                                         "this strain; raise it for soft systems in small, noisy cells"),
     "equilibrate_steps": (int, 10000, "NPT equilibration steps before the tension"),
-    "thermostat": (str, "bussi", "bussi | langevin"),
+    "thermostat": (str, "bussi", " | ".join(THERMOSTATS)),
     "thermostat_tau_fs": (float, 100.0, "thermostat time constant (fs)"),
     "barostat_tau_fs": (float, 500.0, "barostat time constant (fs)"),
     "supercell": (list, [1, 1], "repeats of the built structure along x and y"),
@@ -33,8 +34,8 @@ SETTINGS = {
 
 def check(settings: dict) -> None:
     """Errors name the key (``md.thermostat``, ``md.seeds``, ``md.supercell``)."""
-    if settings["thermostat"] not in ("bussi", "langevin"):
-        raise ValueError(f"md.thermostat: {settings['thermostat']!r} is not one of bussi, langevin")
+    if settings["thermostat"] not in THERMOSTATS:
+        raise ValueError(f"md.thermostat: {settings['thermostat']!r} is not one of {', '.join(THERMOSTATS)}")
     if settings["seeds"] < 1:
         raise ValueError(f"md.seeds: {settings['seeds']} must be >= 1")
     if len(settings["supercell"]) != 2 or any(int(r) < 1 for r in settings["supercell"]):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..analysis import mean_sem
 from ..errors import MDRunError
+from ..protocols.common import TRANSVERSE
 from .common import blown_up, load, progress_printer, pyplot, resumable, save
 
 KINDS = ("tensile", "interface")
@@ -51,8 +52,8 @@ def check(settings: dict) -> None:
     for d in settings["directions"]:
         if d not in ("x", "y"):
             raise ValueError(f"md.directions: {d!r} is not one of x, y (rotate the sheet for other directions)")
-    if settings["transverse"] not in ("stress", "strain"):
-        raise ValueError(f"md.transverse: {settings['transverse']!r} is not one of stress, strain")
+    if settings["transverse"] not in TRANSVERSE:
+        raise ValueError(f"md.transverse: {settings['transverse']!r} is not one of {', '.join(TRANSVERSE)}")
 
 
 def plan_seed(settings: dict, system, seed: int) -> list[dict]:

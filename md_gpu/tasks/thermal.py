@@ -1,4 +1,4 @@
-"""Thermal transport with ``md.thermal.enabled`` (:mod:`md_gpu.protocols.thermal`; docs/md.md, "Thermal
+"""Thermal transport with ``md.thermal.enabled`` (:mod:`md_gpu.protocols`: ``thermal_hnemd``, ``thermal_nemd``, ``thermal_interface``; docs/md.md, "Thermal
 transport in the md stage").
 
 Tasks (cells of ``md.thermal.supercell`` = [nx, ny] repeats of the built structure):
@@ -53,7 +53,7 @@ def _bath_settings(axis: str) -> dict:
 
 SETTINGS = {"thermal": {
     "enabled": (bool, False, "thermal transport MD: HNEMD conductivity of the phases, NEMD length dependence, "
-                             "interface conductance (md_gpu.protocols.thermal)"),
+                             "interface conductance (md_gpu.protocols.hnemd, nemd, interface_nemd)"),
     "seeds": (int, 3, "independent seeds per thermal run"),
     "directions": (list, ["x", "y"], "HNEMD transport directions of the phases (x, y)"),
     "driving_force_per_A": (float, 1e-4, "HNEMD driving force F_e (1/Å); small enough for linear response"),
