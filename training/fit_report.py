@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_path, write_text
+from common.atomic import write_text
+from common.figures import pyplot, save_figure
 
 _GPA = 160.21766208  # eV/Å^3 in GPa
 
@@ -90,10 +91,7 @@ def errors(mtp, frames) -> dict:
 
 def parity_png(pred: dict, path, *, title: str = "") -> Path:
     """One PNG with a parity panel per quantity of ``pred`` (energy, forces, stress); RMSE in each title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [n for n in ("energy_per_atom", "forces", "stress") if n in pred]
     labels = {"energy_per_atom": "energy (eV/atom)", "forces": "force component (eV/Å)",
@@ -114,11 +112,9 @@ def parity_png(pred: dict, path, *, title: str = "") -> Path:
 
 def grades_png(grades_preliminary, grades_final, threshold: float, path, *, title: str = "") -> Path:
     """Histogram of per-frame extrapolation grades with the preliminary and final potentials."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     allg = np.concatenate([grades_preliminary, grades_final])
@@ -135,15 +131,7 @@ def grades_png(grades_preliminary, grades_final, threshold: float, path, *, titl
 
 
 def _save(fig, path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_json(path, report: dict) -> Path:

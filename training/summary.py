@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_path
+from common.figures import pyplot, save_figure
 
 from .datasets import reference
 
@@ -125,10 +125,7 @@ def format_summary(summary: dict, *, title: str = "") -> str:
 def plot_histograms(frames, path, *, title: str = "") -> Path:
     """Write a PNG with histograms of energy per atom, force components, 2D stress and the
     temperature-strain coverage of ``frames``; returns ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     frames = list(frames)
     fig, ax = plt.subplots(2, 2, figsize=(9, 7))
@@ -152,11 +149,4 @@ def plot_histograms(frames, path, *, title: str = "") -> Path:
     for a in ax.flat[:3]:
         a.set_ylabel("count")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90, tight=True)

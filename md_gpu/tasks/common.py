@@ -9,6 +9,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from common.figures import save_figure
+
 from ..errors import MDRunError
 from ..protocols.common import THERMOSTATS
 
@@ -101,19 +103,6 @@ def blown_up(task: dict, exc: MDRunError) -> dict:
     return {**task, "result": None, "blew_up": reason}
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display on the ranks)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save(fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` (PNG, 110 dpi) and close it."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    return path
+    """Write ``fig`` to ``path`` (PNG, 110 dpi, tight layout) atomically and close it."""
+    return save_figure(fig, path, dpi=110, tight=True)

@@ -26,7 +26,9 @@ import numpy as np
 from ..analysis import mean_sem
 from ..errors import MDRunError
 from ..protocols.common import TRANSVERSE
-from .common import blown_up, load, progress_printer, pyplot, resumable, save
+from common.figures import pyplot
+
+from .common import blown_up, load, progress_printer, resumable, save
 
 KINDS = ("tensile", "interface")
 SUMMARY_ORDER = 30

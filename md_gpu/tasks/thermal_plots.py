@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import pyplot, save
+from common.figures import pyplot
+
+from .common import save
 
 
 def plots(out_dir: Path, system: str, results: list[dict], entry: dict) -> None:
