@@ -51,26 +51,11 @@ def predict(mtp, frames, *, batch_atoms: int = 2000) -> dict:
 
 def _evaluate(mtp, frames) -> list[dict]:
     """Energy (eV), forces [n, 3] (eV/Å) and stress [6] (eV/Å³, ASE sign) of each frame, with one batched
-    ``MTP.evaluate`` on the cached pair lists (``training.mtp.calculator.evaluate_frames`` without the
-    neighbour search)."""
-    from training.mtp.energy_rows import batched_cached_pairs
-    from training.mtp import atom_types, forces_and_virial
+    ``MTP.evaluate`` on the pair lists already built for the same frames (``training.mtp.neighbors.PAIRS``)."""
+    from training.mtp.calculator import evaluate_frames
+    from training.mtp.neighbors import PAIRS
 
-    types = np.concatenate([atom_types(mtp, a) for a in frames])
-    i, j, d, _ = batched_cached_pairs(frames, mtp.cutoff)
-    energies, de_dd = mtp.evaluate(types, i, j, d, xp=np)
-    forces, _, per_atom = forces_and_virial(i, j, d, de_dd, len(types), np)
-    out, start = [], 0
-    for atoms in frames:
-        stop = start + len(atoms)
-        w = per_atom[start:stop].sum(axis=0)
-        w = 0.5 * (w + w.T)
-        res = {"energy": float(energies[start:stop].sum()), "forces": forces[start:stop]}
-        if atoms.cell.rank == 3:
-            res["stress"] = -w[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] / atoms.get_volume()
-        out.append(res)
-        start = stop
-    return out
+    return evaluate_frames(mtp, frames, pairs=PAIRS)
 
 
 def metrics(pred: dict) -> dict:

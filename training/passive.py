@@ -24,7 +24,7 @@ from functools import partial
 
 import numpy as np
 
-from .mtp.energy_rows import cached_pairs
+from .mtp.neighbors import PAIRS
 from .mtp.maxvol import ActiveSet
 
 #: MLIP-2's ``mlp train`` default weights (energy per atom, force components, virial per atom)
@@ -56,7 +56,7 @@ def linear_design(mtp, atoms):
     from training.mtp import atom_types
 
     types = atom_types(mtp, atoms)
-    i, j, d = cached_pairs(atoms, mtp.cutoff)
+    i, j, d = PAIRS(atoms, mtp.cutoff)
     b, db = mtp.basis(types, i, j, d, xp=np)
     s, k, n = mtp.species_count, b.shape[1], len(atoms)
     energy = np.concatenate([np.bincount(types, minlength=s).astype(float), b.sum(0)])

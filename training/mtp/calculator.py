@@ -82,8 +82,11 @@ class MTPCalculator(Calculator):
             raise PropertyNotImplementedError("stress needs a cell with non-zero volume")
 
 
-def evaluate_frames(mtp: MTP, frames, *, xp=np) -> list[dict]:
+def evaluate_frames(mtp: MTP, frames, *, xp=np, pairs=neighbor_pairs) -> list[dict]:
     """Energy, forces and stress of many structures with one batched ``MTP.evaluate`` call.
+
+    ``pairs``: the pair-list function of :func:`training.mtp.neighbors.batched_pairs` (``PAIRS`` reuses
+    lists already built for the same structures).
 
     Returns one dict per frame with ``energy`` (eV), ``energies`` [n] (eV), ``forces`` [n, 3] (eV/Å),
     ``virial`` [3, 3] (eV; MLIP's PlusStress) and, for cells of non-zero volume, ``stress`` [6]
@@ -93,7 +96,7 @@ def evaluate_frames(mtp: MTP, frames, *, xp=np) -> list[dict]:
     if not frames:
         return []
     types = np.concatenate([atom_types(mtp, atoms) for atoms in frames])
-    i, j, d, frame = batched_pairs(frames, mtp.cutoff)
+    i, j, d, frame = batched_pairs(frames, mtp.cutoff, pairs=pairs)
     energies, de_dd = mtp.evaluate(xp.asarray(types), xp.asarray(i), xp.asarray(j), xp.asarray(d), xp=xp)
     forces, _, per_atom = forces_and_virial(xp.asarray(i), xp.asarray(j), xp.asarray(d), de_dd, len(types), xp)
     energies, forces, per_atom = (np.asarray(a.get() if hasattr(a, "get") else a) for a in (energies, forces, per_atom))

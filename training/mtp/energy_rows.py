@@ -16,11 +16,13 @@ import numpy as np
 
 from common.arrays import array_module
 
+from .neighbors import PAIRS, batched_pairs
+
 MODES = ("neighbourhood", "configuration")
 PARAMETERS = ("linear", "all")
 
 __all__ = ["MODES", "PARAMETERS", "ActiveSetError", "neighbourhood_rows", "radial_rows", "configuration_row",
-           "frame_rows", "atom_batches", "cached_pairs", "batched_cached_pairs", "fingerprint"]
+           "frame_rows", "atom_batches", "fingerprint"]
 
 
 class ActiveSetError(ValueError):
@@ -120,7 +122,7 @@ def frame_rows(mtp, frames, *, mode: str = "neighbourhood", parameters: str = "l
     for start, stop in atom_batches(frames, batch_atoms):
         chunk = frames[start:stop]
         types = np.concatenate([atom_types(mtp, a) for a in chunk])
-        i, j, d, owner = batched_cached_pairs(chunk, mtp.cutoff)
+        i, j, d, owner = batched_pairs(chunk, mtp.cutoff, pairs=PAIRS)
         rows = np.asarray(neighbourhood_rows(mtp, types, i, j, d, xp=np, parameters=parameters))
         owner = owner + start
         local = np.concatenate([np.arange(len(a)) for a in chunk])
@@ -150,38 +152,6 @@ def atom_batches(frames, batch_atoms: int) -> list[tuple[int, int]]:
         out.append((start, stop))
         start = stop
     return out
-
-
-_PAIRS: dict = {}
-_PAIRS_LIMIT = 2_000_000  # pairs kept in the cache (about 40 bytes each)
-
-
-def cached_pairs(atoms, cutoff: float):
-    """``training.mtp.neighbor_pairs(atoms, cutoff)``, remembered while the same Atoms object keeps the same
-    positions, cell and pbc (passive training grades and predicts the same frames many times)."""
-    from training.mtp import neighbor_pairs
-
-    key = (id(atoms), float(cutoff))
-    hit = _PAIRS.get(key)
-    if hit is not None and hit[0] is atoms and np.array_equal(hit[1], atoms.positions) \
-            and np.array_equal(hit[2], atoms.cell.array) and np.array_equal(hit[3], atoms.pbc):
-        return hit[4]
-    pairs = neighbor_pairs(atoms, cutoff)
-    if sum(len(v[4][0]) for v in _PAIRS.values()) + len(pairs[0]) > _PAIRS_LIMIT:
-        _PAIRS.clear()
-    _PAIRS[key] = (atoms, atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), pairs)
-    return pairs
-
-
-def batched_cached_pairs(frames, cutoff: float):
-    """``training.mtp.batched_pairs`` built from :func:`cached_pairs`: i, j [p], d [p, 3] Å, frame [n_total]."""
-    parts, offset = [], 0
-    for atoms in frames:
-        i, j, d = cached_pairs(atoms, cutoff)
-        parts.append((i + offset, j + offset, d))
-        offset += len(atoms)
-    i, j, d = (np.concatenate(x) for x in zip(*parts))
-    return i, j, d, np.repeat(np.arange(len(frames)), [len(a) for a in frames])
 
 
 def fingerprint(mtp, parameters: str = "linear") -> str:

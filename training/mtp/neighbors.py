@@ -6,10 +6,13 @@
   the same pairs.  The GPU MD engine builds its own lists; this one serves the calculator, ``calc-efs``
   and fitting.
 * :func:`batched_pairs`, :class:`PairBatch`: one pair list for many structures (evaluation, fitting).
+* :class:`PairCache`, :data:`PAIRS`: pair lists remembered by the content of the structure (passive
+  training grades and predicts the same frames many times).
 * :func:`forces_and_virial`: forces and virials from dE/dd per pair (also md_gpu's, on NumPy).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,15 +67,48 @@ def _image_shifts(atoms: Atoms, cutoff: float) -> np.ndarray:
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3).astype(float)
 
 
-def batched_pairs(frames, cutoff: float):
+class PairCache:
+    """:func:`neighbor_pairs` remembered by content: a structure with the same positions, cell and pbc
+    (bytes compared through a SHA-256 digest) and the same cut-off gets the same arrays back. At most
+    ``max_pairs`` pairs are kept (about 40 bytes each); past that the cache starts empty again."""
+
+    def __init__(self, max_pairs: int = 2_000_000):
+        self.max_pairs = int(max_pairs)
+        self._store: dict = {}
+        self._pairs = 0
+
+    def __call__(self, atoms: Atoms, cutoff: float):
+        h = hashlib.sha256()
+        for a in (atoms.positions, atoms.cell.array, atoms.pbc):
+            h.update(np.ascontiguousarray(a).tobytes())
+        key = (h.hexdigest(), float(cutoff))
+        hit = self._store.get(key)
+        if hit is not None:
+            return hit
+        pairs = neighbor_pairs(atoms, cutoff)
+        if self._pairs + len(pairs[0]) > self.max_pairs:
+            self._store.clear()
+            self._pairs = 0
+        self._store[key] = pairs
+        self._pairs += len(pairs[0])
+        return pairs
+
+
+#: the pair lists shared by grading, passive selection and the fit report within one process
+PAIRS = PairCache()
+
+
+def batched_pairs(frames, cutoff: float, *, pairs=neighbor_pairs):
     """One pair list for many structures, so that one ``MTP.evaluate`` call handles them all.
 
-    Returns i [p], j [p], d [p, 3] (Å) with atom indices offset frame by frame, and ``frame`` [n_total]
-    (the frame index of each atom; per-frame sums: ``numpy.bincount(frame, weights=...)``).
+    ``pairs(atoms, cutoff)`` gives each structure's list (:func:`neighbor_pairs`, or :data:`PAIRS` to
+    reuse lists already built). Returns i [p], j [p], d [p, 3] (Å) with atom indices offset frame by
+    frame, and ``frame`` [n_total] (the frame index of each atom; per-frame sums:
+    ``numpy.bincount(frame, weights=...)``).
     """
     parts, offset, frame = [], 0, []
     for k, atoms in enumerate(frames):
-        i, j, d = neighbor_pairs(atoms, cutoff)
+        i, j, d = pairs(atoms, cutoff)
         parts.append((i + offset, j + offset, d))
         frame.append(np.full(len(atoms), k, dtype=np.int64))
         offset += len(atoms)
