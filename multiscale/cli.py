@@ -65,32 +65,34 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     for group, registrations in ENGINE_COMMANDS.items():
-        group_parser = sub.add_parser(group, help=GROUP_HELP[group])
-        group_sub = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-        group_sub.required = True
-        reasons = []
+        registers, reasons = [], []
         for module_name, function in registrations:
             try:
-                register = getattr(importlib.import_module(module_name), function)
+                registers.append(getattr(importlib.import_module(module_name), function))
             except ImportError as exc:
                 unavailable = from_import_error(exc, module_name)
                 if unavailable is None:
                     raise
                 reasons.append(str(unavailable))
-                continue
             except AttributeError:
                 reasons.append(f"{module_name} does not provide {function}")
-                continue
-            register(group_sub)
-        if reasons and not group_sub.choices:
+        reasons = list(dict.fromkeys(reasons))
+        epilog = f"Some commands are not available here: {'; '.join(reasons)}" if reasons else None
+        group_parser = sub.add_parser(group, help=GROUP_HELP[group], epilog=epilog)
+        if not registers:  # every command of the group is missing: any command line gets the reason
+            group_parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             group_parser.set_defaults(func=_unavailable(group, reasons))
-            group_sub.required = False
+            continue
+        group_sub = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+        group_sub.required = True
+        for register in registers:
+            register(group_sub)
     return parser
 
 
 def _unavailable(group: str, reasons: list[str]):
     def handler(args) -> int:
-        print(f"multiscale {group}: not available: {'; '.join(dict.fromkeys(reasons))}", file=sys.stderr)
+        print(f"multiscale {group}: not available: {'; '.join(reasons)}", file=sys.stderr)
         return 2
 
     return handler
