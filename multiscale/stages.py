@@ -7,12 +7,14 @@ A stage is *not available* when one of those packages cannot be found, or when
 its module does not import: it is reported with the package named and how to
 install it, never faked, and the other stages still run.
 
-Loading a case never imports an engine it does not need: the packages of a
-stage are looked up with :func:`importlib.util.find_spec` (which finds a
-package without importing it) *before* the stage's module is imported, so a
-missing dolfinx stops at the ``fem`` entry of this table instead of deep in an
-import chain (``fem.fem_stage`` -> ``fem.consistency`` -> ``fem.study`` ->
-``fem.mechanics`` -> ``dolfinx``).
+Loading a case never tries to import a missing engine: the packages of a stage
+are looked up with :func:`importlib.util.find_spec` (which finds a package
+without importing it) *before* the stage's module is imported, so a missing
+dolfinx stops at the ``fem`` entry of this table instead of deep in an import
+chain (``fem.fem_stage`` -> ``fem.consistency`` -> ``fem.study`` ->
+``fem.mechanics`` -> ``dolfinx``). When the packages are there, the stage's
+module is imported for its settings schema, and with it whatever that module
+imports at its top (``fem.fem_stage``: mpi4py and dolfinx).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ INSTALL = {
     "gmsh": "pip install gmsh",
     "tblite": "pip install tblite",
     "gpaw": "apt-get install gpaw gpaw-data",
-    "cupy": "pip install cupy-cuda12x (and a CUDA GPU)",
+    "cupy": "pip install cupy-cuda12x",
 }
 
 
