@@ -107,6 +107,12 @@ def test_without_dolfinx_fem_is_not_available_and_data_fit_run(tiny):
     assert "stage 'report' needs the output of fem, which is not available: dolfinx is not installed" in later.stderr
     assert not (tiny / "runs" / "fem").exists() and not (tiny / "runs" / "report").exists()
 
+    props = ROOT / "tests" / "data" / "fem" / "properties_graphene_borophene.json"
+    command = multiscale(["dolfinx"], "fem", "tensile", "--properties", props, "--out", tiny / "fem_out")
+    assert command.returncode == 2
+    assert command.stderr.strip() == ("multiscale fem: not available: dolfinx is not installed: "
+                                      "apt-get install python3-dolfinx, see README")
+
 
 @pytest.mark.parametrize("package, hint", [("petsc4py", "apt-get install python3-petsc4py"),
                                            ("mpi4py", "apt-get install python3-mpi4py")])
