@@ -44,13 +44,9 @@ INSTALL = {
 
 
 class StageUnavailable(Exception):
-    """A stage cannot run here. Typical causes: an engine package it needs is not installed
-    (``packages`` names them), an installed one fails to import, or the stage's module is not
-    part of this installation. The message says which, and how to install what is missing."""
-
-    def __init__(self, message: str, *, packages: Iterable[str] = ()):
-        super().__init__(message)
-        self.packages = tuple(packages)
+    """A stage cannot run here. Typical causes: an engine package it needs is not installed, an
+    installed one fails to import, or the stage's module is not part of this installation. The
+    message names the package and says how to install it."""
 
 
 def install_hint(packages: Iterable[str]) -> str:
@@ -72,8 +68,7 @@ def not_installed(packages: Iterable[str], *, why: str = "") -> StageUnavailable
     packages = list(packages)
     verb = "is" if len(packages) == 1 else "are"
     because = f" ({why})" if why else ""
-    return StageUnavailable(f"{', '.join(packages)} {verb} not installed{because}: {install_hint(packages)}",
-                            packages=packages)
+    return StageUnavailable(f"{', '.join(packages)} {verb} not installed{because}: {install_hint(packages)}")
 
 
 def find_missing(packages: Iterable[str]) -> list[str]:
@@ -100,10 +95,10 @@ def from_import_error(exc: ImportError, module: str = "") -> StageUnavailable | 
         return StageUnavailable(f"module {module} is not part of this installation")
     if top in OWN_PACKAGES:
         return None
-    if isinstance(exc, ModuleNotFoundError):
+    if isinstance(exc, ModuleNotFoundError) and (name == top or find_missing([top])):
         return not_installed([top], why=f"needed by {module}" if module else "")
     return StageUnavailable(f"{top} is installed but does not import ({exc}): reinstall it "
-                            f"({install_hint([top])})", packages=[top])
+                            f"({install_hint([top])})")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pytest
 from multiscale.case import Case
 from multiscale.errors import CaseError, StageError
 from multiscale.parallel import Farm, MPIUnavailable
-from multiscale.stages import Pipeline, Stage, find_missing
+from multiscale.stages import Pipeline, Stage, find_missing, from_import_error, install_hint
 from toy_stages import make_case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,6 +210,18 @@ def test_missing_engine_is_not_imported_and_settings_are_kept(tiny, monkeypatch)
     assert case.unavailable == {"fem": "dolfinx is not installed: apt-get install python3-dolfinx, see README"}
     assert case.settings["fem"] == {"length_nm": 10.0, "not_a_key": 1} and "fem" not in case.runners
     assert find_missing(["dolfinx", "numpy"]) == ["dolfinx"]
+
+
+def test_messages_name_the_package_and_the_install_command():
+    assert install_hint(["dolfinx", "ufl", "petsc4py", "gmsh"]) == (
+        "apt-get install python3-dolfinx python3-petsc4py; pip install gmsh, see README")
+    absent = ModuleNotFoundError("No module named 'h5py'", name="h5py")
+    assert str(from_import_error(absent, "md_gpu.io")) == (
+        "h5py is not installed (needed by md_gpu.io): apt-get install python3-h5py, see README")
+    broken = ModuleNotFoundError("No module named 'numpy.not_a_submodule'", name="numpy.not_a_submodule")
+    assert str(from_import_error(broken)).startswith("numpy is installed but does not import")
+    own_bug = ImportError("cannot import name 'nothing' from 'training.datasets'", name="training.datasets")
+    assert from_import_error(own_bug, "training.data_stage") is None  # a bug of ours is raised, not hidden
 
 
 def test_mpi_launch_without_mpi4py(monkeypatch):
