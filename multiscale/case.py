@@ -11,6 +11,11 @@ mapping (each entry checked against :data:`SYSTEM_SCHEMA`), ``presets`` (named
 overrides merged into the stage sections) and one section per stage, whose
 schema belongs to the engine that runs the stage. Every error names the file
 and the dotted key.
+
+A stage that cannot run here (an engine package such as dolfinx or ase is not
+installed, see :mod:`multiscale.stages`) is recorded in ``Case.unavailable``
+with the package named; loading the case still succeeds, without importing
+that stage's module, and its section is kept as written (not validated).
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ class Case:
     meta: dict
     systems: dict
     settings: dict = field(default_factory=dict)       # stage name -> validated settings
-    unavailable: dict = field(default_factory=dict)    # stage name -> reason
+    unavailable: dict = field(default_factory=dict)    # stage name -> why it cannot run here (names the package)
     runners: dict = field(default_factory=dict, repr=False)  # stage name -> run function
 
     @classmethod
@@ -110,13 +115,18 @@ class Case:
             if stage.name in overrides:
                 section = deep_merge(section, overrides[stage.name] or {})
             try:
-                schema, run = stage.load()
+                schema, run = stage.load()  # checks the stage's engine packages before importing it
             except StageUnavailable as exc:
                 self.unavailable[stage.name] = str(exc)
                 self.settings[stage.name] = dict(section)  # kept unvalidated, for the record
                 continue
             where = stage.name if self.preset is None else f"{stage.name} (with preset '{self.preset}')"
             self.settings[stage.name] = validate(section, schema, where=where, source=src)
+            try:
+                stage.check_settings_engines(self.settings[stage.name], self)
+            except StageUnavailable as exc:
+                self.unavailable[stage.name] = str(exc)
+                continue
             self.runners[stage.name] = run
 
     def _validate_systems(self, src: str) -> dict:

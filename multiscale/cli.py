@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from .errors import MultiscaleError
+from .stages import from_import_error
 
 # group -> [(module, function)]: the engines' sub-command registrations.
 ENGINE_COMMANDS = {
@@ -64,27 +65,34 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     for group, registrations in ENGINE_COMMANDS.items():
-        group_parser = sub.add_parser(group, help=GROUP_HELP[group])
-        group_sub = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-        group_sub.required = True
-        missing = []
+        registers, reasons = [], []
         for module_name, function in registrations:
             try:
-                register = getattr(importlib.import_module(module_name), function)
-            except (ModuleNotFoundError, AttributeError):
-                missing.append(module_name)
-                continue
+                registers.append(getattr(importlib.import_module(module_name), function))
+            except ImportError as exc:
+                unavailable = from_import_error(exc, module_name)
+                if unavailable is None:
+                    raise
+                reasons.append(str(unavailable))
+            except AttributeError:
+                reasons.append(f"{module_name} does not provide {function}")
+        reasons = list(dict.fromkeys(reasons))
+        epilog = f"Some commands are not available here: {'; '.join(reasons)}" if reasons else None
+        group_parser = sub.add_parser(group, help=GROUP_HELP[group], epilog=epilog)
+        if not registers:  # every command of the group is missing: any command line gets the reason
+            group_parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            group_parser.set_defaults(func=_unavailable(group, reasons))
+            continue
+        group_sub = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+        group_sub.required = True
+        for register in registers:
             register(group_sub)
-        if missing and not group_sub.choices:
-            group_parser.set_defaults(func=_unavailable(group, missing))
-            group_sub.required = False
     return parser
 
 
-def _unavailable(group: str, modules: list[str]):
+def _unavailable(group: str, reasons: list[str]):
     def handler(args) -> int:
-        print(f"multiscale {group}: not available in this version yet "
-              f"({', '.join(modules)} not implemented)", file=sys.stderr)
+        print(f"multiscale {group}: not available: {'; '.join(reasons)}", file=sys.stderr)
         return 2
 
     return handler
@@ -98,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     except MultiscaleError as exc:
         print(f"multiscale: error: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # an engine command whose package is missing (fem tensile without dolfinx)
+        unavailable = from_import_error(exc)
+        if unavailable is None:
+            raise
+        print(f"multiscale {args.command}: not available: {unavailable}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("multiscale: interrupted; finished stages are kept, a rerun resumes", file=sys.stderr)
         return 130

@@ -17,7 +17,8 @@ runner after each stage), which the other ranks' next collective matches.
 
 MPI is only initialised when the process was started by an MPI launcher, so a
 serial run never calls ``MPI_Init`` (which would stop it from launching
-``mpirun`` in a subprocess, ENVIRONMENT.md pitfall 5).
+``mpirun`` in a subprocess, ENVIRONMENT.md pitfall 5). mpi4py is optional: without it
+every run is serial, and only a launch with several ranks is an error.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import time
 import traceback
 from typing import Any, Callable, Iterable, Sequence
 
-from .errors import StageError
+from .errors import MultiscaleError, StageError
+from .stages import from_import_error, install_hint
 
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
 #: Seconds between the checks of a rank waiting for the others.
@@ -36,6 +38,23 @@ WAIT_POLL_S = 0.02
 def launched_by_mpi() -> bool:
     """True when an MPI launcher (mpirun, mpiexec, srun) started this process."""
     return any(var in os.environ for var in _LAUNCHER_VARS)
+
+
+def launcher_size() -> int:
+    """The number of ranks the launcher says it started (1 when it does not say)."""
+    return max(_env_int(var) for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"))
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher says it (0 when it does not say)."""
+    return max(_env_int(var, 0) for var in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"))
+
+
+def _env_int(var: str, default: int = 1) -> int:
+    try:
+        return int(os.environ[var])
+    except (KeyError, ValueError):
+        return default
 
 
 def serial_ase() -> None:
@@ -56,6 +75,10 @@ class RankFailure(StageError):
     """A rank failed; raised on every rank from the same collective."""
 
 
+class MPIUnavailable(MultiscaleError):
+    """Several MPI ranks were started but mpi4py does not import; raised before any stage runs."""
+
+
 class Farm:
     """The ranks of one run. Serial when ``comm`` is None (no MPI)."""
 
@@ -66,10 +89,23 @@ class Farm:
 
     @classmethod
     def from_environment(cls) -> "Farm":
-        """COMM_WORLD when launched by MPI with more than one rank, else serial."""
-        if launched_by_mpi():
-            from mpi4py import MPI
+        """COMM_WORLD when launched by MPI with more than one rank, else serial.
 
+        Without mpi4py every run is serial: a plain ``multiscale run`` never needs it, and a run
+        under a launcher with one rank runs serially. Several ranks without mpi4py would be
+        independent copies writing the same case directory, so that is a :class:`MPIUnavailable`.
+        """
+        if launched_by_mpi():
+            try:
+                from mpi4py import MPI
+            except ImportError as exc:
+                ranks = launcher_size()
+                if ranks > 1 or launcher_rank() > 0:
+                    raise MPIUnavailable(
+                        f"started by an MPI launcher{f' with {ranks} ranks' if ranks > 1 else ''}, but "
+                        f"mpi4py does not import ({exc}): {install_hint(['mpi4py'])}; or run without "
+                        f"mpirun, serially") from None
+                return cls(None)
             if MPI.COMM_WORLD.Get_size() > 1:
                 serial_ase()
                 return cls(MPI.COMM_WORLD)
@@ -155,6 +191,10 @@ def assign(costs: Sequence[float], size: int) -> list[list[int]]:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, StageError) or type(exc).__name__ in ("CaseError",):
         return str(exc)
+    if isinstance(exc, ImportError):  # an engine package imported inside a task is missing
+        unavailable = from_import_error(exc)
+        if unavailable is not None:
+            return f"not available: {unavailable}"
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"

@@ -34,6 +34,7 @@ from .errors import CaseError, StageError
 from .parallel import Farm
 from .progress import format_seconds
 from .schema import changed_keys
+from .stages import from_import_error
 
 RECORD = "stage.json"
 logger = logging.getLogger("multiscale")
@@ -125,7 +126,8 @@ class StageStatus:
 
 
 def case_status(case) -> list[StageStatus]:
-    """The state of every stage: done (inputs unchanged), stale (what changed), missing, unavailable."""
+    """The state of every stage: done (inputs unchanged), stale (what changed), missing (and, if so,
+    blocked by which stage that cannot run here), unavailable (why: the package that is missing)."""
     rows = []
     for stage in case.pipeline.stages:
         name = stage.name
@@ -136,7 +138,9 @@ def case_status(case) -> list[StageStatus]:
             continue
         record = read_record(case, name)
         if record is None:
-            rows.append(StageStatus(name, "missing", "never run", interrupted=interrupted))
+            blocked_by = unavailable_upstream(case, name, reason=False)
+            detail = f"never run; blocked: needs the output of {blocked_by}" if blocked_by else "never run"
+            rows.append(StageStatus(name, "missing", detail, interrupted=interrupted))
             continue
         new = input_record(case, name)
         changed = what_changed(record["inputs"], new)
@@ -205,12 +209,17 @@ def run_case(case, stages: Iterable[str] | None = None, *, force: bool = False,
              farm: Farm | None = None) -> RunResult:
     """Run ``stages`` of ``case`` (all by default) in pipeline order.
 
-    A stage whose engine is not implemented yet is reported as unavailable and
-    the stages after it as blocked; nothing is faked. Raises :class:`StageError`
-    when a stage fails, :class:`CaseError` when a needed upstream output is missing.
+    A stage that cannot run here (``case.unavailable``: an engine package is not
+    installed) is reported as unavailable and the stages that need its output as
+    blocked, each with the package named; the other stages run and nothing is
+    faked. Asking for such a stage by name (``stages``) is a :class:`CaseError`
+    before anything runs. Raises :class:`StageError` when a stage fails,
+    :class:`CaseError` when a needed upstream output is missing.
     """
-    farm = farm or Farm.from_environment()
     selected = case.select(stages)
+    if stages is not None:
+        _check_requested(case, selected)
+    farm = farm or Farm.from_environment()
     log_path = _start_log(case, farm)
     say = logger.info if farm.is_root else (lambda *_: None)
     say(f"case {case.path} preset={case.preset or 'none'} stages={','.join(selected)} "
@@ -218,17 +227,17 @@ def run_case(case, stages: Iterable[str] | None = None, *, force: bool = False,
     outcome: dict[str, str] = {}
     for name in selected:
         stage = case.pipeline[name]
-        missing_up = [u for u in stage.after if outcome.get(u) in ("unavailable", "blocked", None)
-                      and read_record(case, u) is None]
         if name in case.unavailable:
             outcome[name] = "unavailable"
-            say(f"[{name}] not available yet: {case.unavailable[name]}")
+            say(f"[{name}] not available: {case.unavailable[name]}")
             continue
+        blocked_by = unavailable_upstream(case, name)
+        if blocked_by:
+            outcome[name] = "blocked"
+            say(f"[{name}] blocked: needs the output of {blocked_by}")
+            continue
+        missing_up = [u for u in stage.after if outcome.get(u) is None and read_record(case, u) is None]
         if missing_up:
-            if any(outcome.get(u) in ("unavailable", "blocked") for u in missing_up):
-                outcome[name] = "blocked"
-                say(f"[{name}] blocked: needs the output of {', '.join(missing_up)}, which is not available")
-                continue
             raise CaseError(f"stage '{name}' needs the output of {', '.join(missing_up)}; run "
                             f"`multiscale run {case.path} --stages {missing_up[0]}` first")
         decision = None
@@ -242,9 +251,38 @@ def run_case(case, stages: Iterable[str] | None = None, *, force: bool = False,
         outcome[name] = "ran"
     result = RunResult(outcome)
     if result.not_available:
-        say("not yet available in this version: " + ", ".join(result.not_available)
-            + " (no output was faked for them)")
+        say("not available here: " + ", ".join(result.not_available) + " (no output was faked for them)")
     return result
+
+
+def unavailable_upstream(case, name: str, *, reason: bool = True) -> str | None:
+    """Why stage ``name`` cannot get its inputs, or None: the first upstream stage without a finished
+    output that cannot run here, directly or through its own upstream stages, e.g.
+    ``"fem, which is not available: dolfinx is not installed: ..."`` (``reason=False``: without the
+    part after ``not available``)."""
+    for up in case.pipeline[name].after:
+        if read_record(case, up) is not None:
+            continue
+        if up in case.unavailable:
+            return f"{up}, which is not available" + (f": {case.unavailable[up]}" if reason else "")
+        further = unavailable_upstream(case, up, reason=reason)
+        if further:
+            return f"{up}, which needs the output of {further}"
+    return None
+
+
+def _check_requested(case, selected: list[str]) -> None:
+    """A stage asked for by name must be able to run: one CaseError naming each one and the package."""
+    problems = []
+    for name in selected:
+        if name in case.unavailable:
+            problems.append(f"stage '{name}' is not available: {case.unavailable[name]}")
+        else:
+            blocked_by = unavailable_upstream(case, name)
+            if blocked_by:
+                problems.append(f"stage '{name}' needs the output of {blocked_by}")
+    if problems:
+        raise CaseError("; ".join(problems))
 
 
 def _decide(case, name: str, force: bool, say) -> dict:
@@ -277,6 +315,9 @@ def _run_one(case, name: str, inputs: dict, farm: Farm, say) -> None:
     summary = None
     try:
         summary = case.runners[name](case.settings[name], ctx)
+    except ImportError as exc:  # an engine imported inside the run (h5py, tblite, ...) is missing
+        unavailable = from_import_error(exc, case.pipeline[name].module)
+        error = StageError(f"not available: {unavailable}") if unavailable else exc
     except Exception as exc:  # reported on every rank by farm.finish below
         error = exc
     try:

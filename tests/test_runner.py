@@ -70,7 +70,7 @@ def test_unavailable_stage_is_reported_not_faked(tmp_path, capsys):
     result = Case.load(tmp_path, pipeline=TOY).run()
     assert result.ran == ["a", "b"] and result.not_available == ["c"]
     assert not (tmp_path / "runs/c").exists()
-    assert "not available yet" in capsys.readouterr().out
+    assert "[c] not available: module toy_stages_not_written is not part of this installation" in capsys.readouterr().out
 
 
 def test_failed_stage_keeps_previous_output(tmp_path):
