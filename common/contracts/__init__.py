@@ -1,0 +1,78 @@
+"""Typed contracts of the files that stages hand each other: ``summary.json`` and ``properties.json``.
+
+Each file is described once, as ``TypedDict`` shapes (:mod:`common.contracts.shapes`), and carries a
+``format`` tag ``<name>/<version>``:
+
+=============================  ========================  =================  ===========================
+file                           format                    written by         read by
+=============================  ========================  =================  ===========================
+``runs/md/summary.json``       ``md_gpu-summary/1``      md stage           constitutive, checks, report
+``runs/constitutive/           ``multiscale-             constitutive       fem, checks, report
+properties.json``              properties/1``
+=============================  ========================  =================  ===========================
+
+API: ``read_summary(path) -> dict``, ``write_summary(path, data) -> Path``, ``validate_summary(data)``
+and the same three for properties. A reader gets back the plain ``dict`` that ``json.load`` gives,
+checked: every key the contract requires is there with its type. A writer checks the data, then
+writes it atomically (:func:`common.atomic.write_json`: the reader never sees half a file). Anything
+else raises one :class:`ContractError` (a ``ValueError``) naming the file, the key path (e.g.
+``systems.graphene.directions.x.youngs_modulus_N_per_m.mean``), for another ``format`` version the
+found and expected versions, and the stage to rerun with ``--force``.
+
+Why ``TypedDict`` and not dataclasses: the stages exchange plain data (DESIGN.md) and their code
+indexes dicts; ``TypedDict`` types that same dict, so readers change by one line and a type checker
+can follow the keys, while dataclasses would mean converting every reader (and back again for JSON)
+and a second description of the nesting. Python does not check a ``TypedDict`` at run time, so
+:func:`common.contracts.check.check` walks the annotations themselves: the shape is written once and
+is the validator.
+
+Versions: a writer may add a key within a version (readers ignore keys they do not know); removing
+or renaming a key, or changing its meaning or unit, takes a new version, and readers of the old one
+then ask for the stage to be rerun instead of misreading the file.
+"""
+from pathlib import Path
+
+from . import shapes
+from .check import Contract, ContractError, check
+
+SUMMARY = Contract("md_gpu-summary", 1, shapes.Summary, stage="md", what="MD summary")
+PROPERTIES = Contract("multiscale-properties", 1, shapes.Properties, stage="constitutive",
+                      what="properties file")
+#: the ``format`` values written today
+SUMMARY_FORMAT = SUMMARY.format
+PROPERTIES_FORMAT = PROPERTIES.format
+
+
+def read_summary(path) -> dict:
+    """``runs/md/summary.json`` at ``path``, parsed and checked (:class:`shapes.Summary`)."""
+    return SUMMARY.read(path)
+
+
+def write_summary(path, data: dict) -> Path:
+    """Check ``data`` (:class:`shapes.Summary`) and write it atomically to ``path``."""
+    return SUMMARY.write(path, data)
+
+
+def validate_summary(data: dict, *, source: str = "summary.json") -> None:
+    """Check parsed summary data; :class:`ContractError` names ``source`` and the key."""
+    SUMMARY.validate(data, source=source)
+
+
+def read_properties(path) -> dict:
+    """``runs/constitutive/properties.json`` at ``path``, parsed and checked (:class:`shapes.Properties`)."""
+    return PROPERTIES.read(path)
+
+
+def write_properties(path, data: dict) -> Path:
+    """Check ``data`` (:class:`shapes.Properties`) and write it atomically to ``path``."""
+    return PROPERTIES.write(path, data)
+
+
+def validate_properties(data: dict, *, source: str = "properties.json") -> None:
+    """Check parsed properties data; :class:`ContractError` names ``source`` and the key."""
+    PROPERTIES.validate(data, source=source)
+
+
+__all__ = ["ContractError", "Contract", "check", "shapes", "SUMMARY", "PROPERTIES", "SUMMARY_FORMAT",
+           "PROPERTIES_FORMAT", "read_summary", "write_summary", "validate_summary", "read_properties",
+           "write_properties", "validate_properties"]
