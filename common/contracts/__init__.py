@@ -30,8 +30,6 @@ Versions: a writer may add a key within a version (readers ignore keys they do n
 or renaming a key, or changing its meaning or unit, takes a new version, and readers of the old one
 then ask for the stage to be rerun instead of misreading the file.
 """
-from pathlib import Path
-
 from . import shapes
 from .check import Contract, ContractError, check
 
@@ -43,34 +41,9 @@ SUMMARY_FORMAT = SUMMARY.format
 PROPERTIES_FORMAT = PROPERTIES.format
 
 
-def read_summary(path) -> dict:
-    """``runs/md/summary.json`` at ``path``, parsed and checked (:class:`shapes.Summary`)."""
-    return SUMMARY.read(path)
-
-
-def write_summary(path, data: dict) -> Path:
-    """Check ``data`` (:class:`shapes.Summary`) and write it atomically to ``path``."""
-    return SUMMARY.write(path, data)
-
-
-def validate_summary(data: dict, *, source: str = "summary.json") -> None:
-    """Check parsed summary data; :class:`ContractError` names ``source`` and the key."""
-    SUMMARY.validate(data, source=source)
-
-
-def read_properties(path) -> dict:
-    """``runs/constitutive/properties.json`` at ``path``, parsed and checked (:class:`shapes.Properties`)."""
-    return PROPERTIES.read(path)
-
-
-def write_properties(path, data: dict) -> Path:
-    """Check ``data`` (:class:`shapes.Properties`) and write it atomically to ``path``."""
-    return PROPERTIES.write(path, data)
-
-
-def validate_properties(data: dict, *, source: str = "properties.json") -> None:
-    """Check parsed properties data; :class:`ContractError` names ``source`` and the key."""
-    PROPERTIES.validate(data, source=source)
+# the readers return the plain dict that ``json.load`` gives, checked; the writers check, then write atomically
+read_summary, write_summary, validate_summary = SUMMARY.read, SUMMARY.write, SUMMARY.validate
+read_properties, write_properties, validate_properties = PROPERTIES.read, PROPERTIES.write, PROPERTIES.validate
 
 
 __all__ = ["ContractError", "Contract", "check", "shapes", "SUMMARY", "PROPERTIES", "SUMMARY_FORMAT",

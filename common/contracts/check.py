@@ -113,10 +113,11 @@ class Contract:
         return (f"rerun the {self.stage} stage that writes it with --force "
                 f"(`multiscale run CASE --stages {self.stage} --force`)")
 
-    def validate(self, data, *, source: str = "", fix: str | None = None) -> None:
+    def validate(self, data, *, source: str = "") -> None:
         """Check ``data`` (the parsed file); :class:`ContractError` naming ``source``, the key and the fix."""
-        prefix = f"{source}: " if source else ""
-        fix = fix or self._fix()
+        self._validate(data, f"{source}: " if source else "", self._fix())
+
+    def _validate(self, data, prefix: str, fix: str) -> None:
         try:
             self._check_format(data)
             check(data, self.shape, "")
@@ -150,6 +151,6 @@ class Contract:
 
     def write(self, path: str | os.PathLike, data: dict) -> Path:
         """Validate ``data`` and write it atomically to ``path`` (indented JSON); returns the path."""
-        self.validate(data, source=f"{path} (not written)", fix=f"the {self.stage} stage built data outside its "
-                      "contract, a bug of that stage or of a change to common.contracts")
+        self._validate(data, f"{path} (not written): ", f"the {self.stage} stage built data outside its contract, "
+                       "a bug of that stage or of a change to common.contracts")
         return write_json(path, data)
