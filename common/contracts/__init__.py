@@ -3,13 +3,10 @@
 Each file is described once, as ``TypedDict`` shapes (:mod:`common.contracts.shapes`), and carries a
 ``format`` tag ``<name>/<version>``:
 
-=============================  ========================  =================  ===========================
-file                           format                    written by         read by
-=============================  ========================  =================  ===========================
-``runs/md/summary.json``       ``md_gpu-summary/1``      md stage           constitutive, checks, report
-``runs/constitutive/           ``multiscale-             constitutive       fem, checks, report
-properties.json``              properties/1``
-=============================  ========================  =================  ===========================
+- ``runs/md/summary.json``, format ``md_gpu-summary/1`` (:class:`shapes.Summary`): written by the md
+  stage, read by the constitutive stage, the cross-scale checks and the report;
+- ``runs/constitutive/properties.json``, format ``multiscale-properties/1`` (:class:`shapes.Properties`,
+  docs/properties.md): written by the constitutive stage, read by the fem stage, the checks and the report.
 
 API: ``read_summary(path) -> dict``, ``write_summary(path, data) -> Path``, ``validate_summary(data)``
 and the same three for properties. A reader gets back the plain ``dict`` that ``json.load`` gives,
