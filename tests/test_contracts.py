@@ -40,7 +40,9 @@ def test_real_summary_is_valid_and_read_as_plain_json():
 def test_real_properties_are_valid_and_read_as_plain_json():
     props = read_properties(PROPERTIES)
     assert _same(props, json.loads(PROPERTIES.read_text()))
-    assert props["interfaces"]["graphene|borophene"]["normal_compliance"]["nm_per_N_per_m"]["n"] == 1
+    interface = props["interfaces"]["graphene|borophene"]
+    assert interface["normal_compliance"]["nm_per_N_per_m"]["n"] == 1
+    assert "conductance_unresolved_W_per_m2K" in interface["thermal"] and interface["thermal"]["note"]
 
 
 def test_the_hand_written_fem_input_is_valid():
