@@ -21,6 +21,8 @@ from pathlib import Path
 
 from mpi4py import MPI
 
+from common.contracts import read_properties
+
 from . import consistency, materials, study, thermal_study
 from .errors import FemInputError
 
@@ -134,7 +136,8 @@ def run_fem(settings: dict, ctx) -> dict:
     """Run the main tensile test, every study and the heat conduction; write ``fem_results.json``; summarise."""
     comm = getattr(ctx, "comm", None) or MPI.COMM_WORLD
     check_settings(settings)
-    props = materials.read_properties(Path(ctx.stage_dir("constitutive")) / "properties.json")
+    source = Path(ctx.stage_dir("constitutive")) / "properties.json"
+    props = {**read_properties(source), "_source": str(source)}  # the fem modules name the file in errors
     return run_all(settings, props, comm=comm, out_dir=Path(ctx.out_dir), log=ctx.log)
 
 

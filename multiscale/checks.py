@@ -39,6 +39,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.contracts import read_summary
+
 REFERENCE_TOL = 0.05
 FE_MD_TOL = 0.10
 
@@ -181,14 +183,14 @@ def _relaxation_row(system: str, relaxation: dict) -> dict:
             "what": f"relaxation energy (meV/atom) of the built structure with its MTP: {describe(relaxation)}"}
 
 
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _read(path: Path, read=lambda p: json.loads(p.read_text())) -> dict | None:
+    return read(path) if path.is_file() else None
 
 
 def run_checks(runs_dir: Path) -> list[dict]:
     """All checks from the stage outputs under ``runs_dir`` (missing outputs give ``not run`` rows)."""
     runs_dir = Path(runs_dir)
-    md = _read(runs_dir / "md" / "summary.json")
+    md = _read(runs_dir / "md" / "summary.json", read_summary)  # checked: a foreign or old file stops here
     return (check_structures(md)
             + check_reference_stiffness(_read(runs_dir / "data" / "summary.json"), md)
             + check_fe_vs_md(_read(runs_dir / "fem" / "fem_results.json"), md))

@@ -1,23 +1,19 @@
 """The ``constitutive`` stage: MD results -> ``properties.json`` (docs/properties.md).
 
-Data flow: read ``runs/md/summary.json`` (per system: the statistics over seeds
-of each tensile direction and the elastic constants, 2D N/m), attach each
-phase's effective thickness from ``case.yaml`` and the provenance of every
-number (potential, MD run files, strain rate, size), check that every phase
-direction has the quantities the continuum model needs, and write
-``properties.json``. This is the one place where MD output becomes continuum
+Data flow: read ``runs/md/summary.json`` with ``common.contracts.read_summary`` (which checks its
+``format`` and shape; per system: the statistics over seeds of each tensile direction and the
+elastic constants, 2D N/m), attach each phase's effective thickness from ``case.yaml`` and the
+provenance of every number (potential, MD run files, strain rate, size), check that every phase
+direction has the quantities the continuum model needs, and write ``properties.json`` with
+``common.contracts.write_properties``. This is the one place where MD output becomes continuum
 input; ``fem/`` reads only this file.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from common.atomic import write_json
+from common.contracts import PROPERTIES_FORMAT, read_summary, write_properties
 from .errors import StageError
-
-FORMAT = "multiscale-properties/1"
 
 CONSTITUTIVE_SETTINGS = {
     "require": (list, ["youngs_modulus_N_per_m", "poisson_ratio", "ultimate_strength_N_per_m", "failure_strain"],
@@ -40,16 +36,17 @@ def _stats(entry: dict, where: str) -> dict:
 
 
 def build_properties(md_summary: dict, systems: dict, settings: dict, *, source: str) -> dict:
-    """``properties.json`` content from the MD summary and the case's systems (pure function)."""
-    md_systems = md_summary.get("systems", {})
-    props = {"format": FORMAT, "temperature_K": md_summary.get("temperature_K"), "phases": {}, "interfaces": {}}
+    """``properties.json`` content from the MD summary (checked by ``common.contracts``) and the case's
+    systems (pure function)."""
+    md_systems = md_summary["systems"]
+    props = {"format": PROPERTIES_FORMAT, "temperature_K": md_summary["temperature_K"], "phases": {}, "interfaces": {}}
     for name, system in systems.items():
         if name not in md_systems:
             raise StageError(f"{source}: no MD results for system '{name}'; rerun the md stage "
                              f"(`multiscale run CASE --stages md`)")
         result = md_systems[name]
         where = f"{source}: systems.{name}"
-        provenance = dict(result.get("provenance", {}))
+        provenance = dict(result["provenance"])
         if system["kind"] == "phase":
             directions = {}
             for direction, values in result.get("directions", {}).items():
@@ -109,40 +106,28 @@ def _phase_thermal(thermal: dict, where: str) -> dict:
 def _heterostructure(entry: dict, where: str) -> dict:
     """The MD stripe heterostructure (md_gpu.heterostructure): its modulus across the stripes (N/m),
     elastic constants and geometry, which the fem stage rebuilds for the consistency check, and
-    (``low_T``) the same at low temperature with its phases' constants from the same MTP."""
-    geometry = entry.get("geometry", {})
-    missing = [k for k in ("period_nm", "fraction_B", "length_nm") if k not in geometry]
-    if missing or "youngs_modulus_normal_N_per_m" not in entry:
-        raise StageError(f"{where}: expected youngs_modulus_normal_N_per_m and geometry with period_nm, "
-                         f"fraction_B, length_nm; missing {', '.join(missing) or 'youngs_modulus_normal_N_per_m'}")
+    (``low_T``) the same at low temperature with its phases' constants from the same MTP.
+    Its shape is ``common.contracts.shapes.Heterostructure``, checked when the summary was read."""
     out = {"youngs_modulus_normal_N_per_m": _check_stat(entry["youngs_modulus_normal_N_per_m"],
                                                         f"{where}.youngs_modulus_normal_N_per_m"),
-           "elastic_N_per_m": _stats(entry.get("elastic_N_per_m", {}), f"{where}.elastic_N_per_m"),
-           "geometry": geometry}
+           "elastic_N_per_m": _stats(entry["elastic_N_per_m"], f"{where}.elastic_N_per_m"),
+           "geometry": entry["geometry"]}
     low = entry.get("low_T")
     if low is not None:  # the like-for-like twin's inputs (md_gpu.heterostructure.summarize_low_t)
         w = f"{where}.low_T"
-        phases = low.get("phases_elastic_N_per_m")
-        if not isinstance(phases, dict) or not phases or "temperature_K" not in low:
-            raise StageError(f"{w}: expected temperature_K, youngs_modulus_normal_N_per_m and "
-                             f"phases_elastic_N_per_m {{phase: {{C11, C22, C12, C66}}}}; got {sorted(low)}")
         out["low_T"] = {"temperature_K": float(low["temperature_K"]),
-                        "youngs_modulus_normal_N_per_m": _check_stat(low.get("youngs_modulus_normal_N_per_m"),
+                        "youngs_modulus_normal_N_per_m": _check_stat(low["youngs_modulus_normal_N_per_m"],
                                                                      f"{w}.youngs_modulus_normal_N_per_m"),
-                        "elastic_N_per_m": _stats(low.get("elastic_N_per_m", {}), f"{w}.elastic_N_per_m"),
+                        "elastic_N_per_m": _stats(low["elastic_N_per_m"], f"{w}.elastic_N_per_m"),
                         "phases_elastic_N_per_m": {name: _stats(c, f"{w}.phases_elastic_N_per_m.{name}")
-                                                   for name, c in phases.items()}}
+                                                   for name, c in low["phases_elastic_N_per_m"].items()}}
         cell = low.get("compliance_cell")
         if cell is not None:
-            cell_geometry = cell.get("geometry", {}) if isinstance(cell, dict) else {}
-            if not {"period_nm", "fraction_B"} <= set(cell_geometry):
-                raise StageError(f"{w}.compliance_cell: expected youngs_modulus_normal_N_per_m and geometry with "
-                                 f"period_nm and fraction_B; got {cell!r}")
             out["low_T"]["compliance_cell"] = {
-                "youngs_modulus_normal_N_per_m": _check_stat(cell.get("youngs_modulus_normal_N_per_m"),
+                "youngs_modulus_normal_N_per_m": _check_stat(cell["youngs_modulus_normal_N_per_m"],
                                                              f"{w}.compliance_cell.youngs_modulus_normal_N_per_m"),
-                "elastic_N_per_m": _stats(cell.get("elastic_N_per_m", {}), f"{w}.compliance_cell.elastic_N_per_m"),
-                "geometry": cell_geometry}
+                "elastic_N_per_m": _stats(cell["elastic_N_per_m"], f"{w}.compliance_cell.elastic_N_per_m"),
+                "geometry": cell["geometry"]}
     return out
 
 
@@ -232,10 +217,8 @@ def _interface_thermal(thermal: dict, phases: dict, between, where: str) -> dict
 def run_constitutive(settings: dict, ctx) -> dict:
     """Stage entry point: write ``properties.json`` from the md stage's ``summary.json``."""
     source = ctx.stage_dir("md") / "summary.json"
-    if not source.is_file():
-        raise StageError(f"{source} is missing: the md stage did not write its summary; rerun it with --force")
-    props = build_properties(json.loads(source.read_text()), ctx.systems, settings, source=str(source))
+    props = build_properties(read_summary(source), ctx.systems, settings, source=str(source))
     if ctx.is_root:
-        write_json(ctx.out_dir / "properties.json", props)
+        write_properties(ctx.out_dir / "properties.json", props)
     return {"phases": sorted(props["phases"]), "interfaces": sorted(props["interfaces"]),
             "temperature_K": props["temperature_K"]}

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from common.contracts import ContractError
 from multiscale.checks import (check_fe_vs_md, check_reference_stiffness, check_structures, run_checks,
                                youngs_moduli)
 
@@ -71,6 +72,9 @@ def test_missing_inputs_are_not_run(tmp_path):
     (tmp_path / "data" / "summary.json").write_text(json.dumps(DATA))
     rows = check_reference_stiffness(DATA, {"systems": {"graphene": {}}})
     assert rows[0]["passed"] is None and "low-temperature" in rows[0]["what"]
+    # an MD summary without its format tag (an older or foreign file) is not checked as if it were one
+    with pytest.raises(ContractError, match=r"md/summary.json: key 'format' is missing .* rerun the md stage"):
+        run_checks(tmp_path)
 
 
 def stability(changed, steps=20000):

@@ -1,6 +1,7 @@
 """The fem stage and CLI end to end on a tiny sample; serial vs ``mpirun -n 2``."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from common.contracts import ContractError
 from fem import fem_stage, materials as M
 from fem.__main__ import main as fem_main
 from fem.errors import FemInputError
@@ -60,6 +62,7 @@ def test_stage_writes_results_fields_and_plots(stage_run):
     out = ctx.out_dir
     results = json.loads((out / "fem_results.json").read_text())
     assert results["format"] == fem_stage.RESULTS_FORMAT and summary["results"] == "fem_results.json"
+    assert results["properties"] == str(ctx.case_dir / "runs" / "constitutive" / "properties.json")
     main = results["tensile"]
     assert main["reuss_N_per_m"] <= main["modulus_N_per_m"] <= main["voigt_N_per_m"]
     assert main["failed"] and 0 < main["strength_N_per_m"] < 12.0   # below the weaker phase's strength
@@ -123,6 +126,18 @@ def test_bad_settings_name_the_key(tmp_path, change, message):
             run_sweep(s, s["studies"][0], 0, props, out_dir=tmp_path)
         else:
             fem_stage.run_all(s, props, out_dir=tmp_path)
+
+
+def test_stage_refuses_properties_of_another_version_before_any_solve(tmp_path):
+    (tmp_path / "runs" / "constitutive").mkdir(parents=True)
+    path = tmp_path / "runs" / "constitutive" / "properties.json"
+    path.write_text(PROPS.read_text().replace('"multiscale-properties/1"', '"multiscale-properties/0"'))
+    ctx = Ctx(tmp_path)
+    with pytest.raises(ContractError, match=rf"^{re.escape(str(path))}: key 'format': found version 0 of "
+                                            r"multiscale-properties, expected version 1 .* rerun the constitutive "
+                                            r"stage that writes it with --force"):
+        fem_stage.run_fem(tiny_settings(), ctx)
+    assert not any(ctx.out_dir.iterdir())
 
 
 CLI_ARGS = ["--length-nm", "8", "--height-nm", "4", "--mesh-size-nm", "0.5", "--period-nm", "4",

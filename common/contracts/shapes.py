@@ -1,0 +1,276 @@
+"""The blocks of ``summary.json`` (md stage) and ``properties.json`` (constitutive stage), once.
+
+Each ``TypedDict`` is the shape of one block and, through :func:`common.contracts.check.check`, its
+validator. Rule for ``NotRequired``: a key the writer always writes is required; a key written only
+under some settings (``md.thermal``, ``md.heterostructure``, ``md.stability``) or only for some runs
+(a blown-up run, a failed extrapolation) is not. Units: 2D stiffness and strength in N/m (``_GPa``
+at the phase's effective thickness), lengths in nm unless ``_A`` (Å), temperatures in K, strains and
+ratios dimensionless; the unit is in every key that has one.
+
+properties.json is also written by hand, to run the fem stage or ``multiscale fem`` alone
+(tests/data/fem): there the keys that only record where numbers come from (``provenance``, an
+interface's ``name``) are optional.
+
+Written with plain annotations (no ``from __future__ import annotations``): ``NotRequired`` must be
+seen by ``TypedDict`` when the class is built.
+"""
+from typing import Any
+
+try:
+    from typing import NotRequired, TypedDict
+except ImportError:  # Python 3.10
+    from typing_extensions import NotRequired, TypedDict
+
+
+# -- statistics ----------------------------------------------------------------------------------------
+class MeanSem(TypedDict):
+    """A mean and its standard error, same unit (an extrapolation, which has no seed count)."""
+    mean: float
+    sem: float
+
+
+class Stat(MeanSem):
+    """A statistic over ``n`` independent runs (seeds): ``sem`` is 0 when ``n`` is 1; with ``n`` 0 (every
+    run lost) ``mean`` and ``sem`` are NaN (``md_gpu.analysis.mean_sem``)."""
+    n: int
+
+
+class TensileStats(TypedDict):
+    """Uniaxial-stress tensile test of one direction, statistics over seeds (keys a run could not
+    measure are absent; which ones the continuum needs is ``constitutive.require``)."""
+    youngs_modulus_N_per_m: NotRequired[Stat]
+    poisson_ratio: NotRequired[Stat]
+    ultimate_strength_N_per_m: NotRequired[Stat]
+    failure_strain: NotRequired[Stat]
+    youngs_modulus_GPa: NotRequired[Stat]
+    ultimate_strength_GPa: NotRequired[Stat]
+
+
+class ElasticConstants(TypedDict):
+    """In-plane elastic constants (Voigt, 2D: N/m; a bulk test cell: GPa), statistics over seeds."""
+    C11: Stat
+    C22: Stat
+    C12: Stat
+    C66: Stat
+
+
+class ElasticLowT(ElasticConstants):
+    """:class:`ElasticConstants` measured once at ``md.elastic.low_temperature_K``."""
+    temperature_K: float
+
+
+# -- the MD stripe heterostructure (md_gpu.heterostructure), passed on unchanged to properties.json --------
+class StripeGeometry(TypedDict):
+    """A periodic stripe cell as built: stripes along x, period ``period_nm`` along y, ``fraction_B``
+    the area fraction of the second phase of ``between``."""
+    period_nm: float
+    fraction_B: float
+    length_nm: float
+    n_atoms: int
+    stripes: str
+    between: NotRequired[list[str]]  # the checked cell's geometry only
+
+
+class StripeRun(TypedDict):
+    """A stripe cell's elastic constants and its modulus across the stripes (uniaxial stress along y)."""
+    elastic_N_per_m: ElasticConstants
+    youngs_modulus_normal_N_per_m: Stat
+
+
+class ComplianceCell(StripeRun):
+    """The stripe cell ``md.heterostructure.compliance_periods`` times as wide (interface compliance)."""
+    geometry: StripeGeometry
+
+
+class HeterostructureLowT(StripeRun):
+    """The stripe cell at ``temperature_K`` and, per phase it joins, that phase's constants with the same MTP."""
+    temperature_K: float
+    phases_elastic_N_per_m: dict[str, ElasticConstants]
+    compliance_cell: NotRequired[ComplianceCell]
+
+
+class Heterostructure(StripeRun):
+    """``systems.<interface>.heterostructure`` (summary) = ``interfaces.<A|B>.heterostructure`` (properties)."""
+    geometry: StripeGeometry
+    low_T: NotRequired[HeterostructureLowT]
+
+
+# -- provenance ------------------------------------------------------------------------------------------
+class BlownUp(TypedDict):
+    """A run that left its potential's domain and is left out of the statistics."""
+    run: str
+    reason: str
+
+
+class Provenance(TypedDict):
+    """Where a system's numbers come from (copied unchanged into properties.json)."""
+    potential: str               # the MTP file the runs used
+    md_runs: list[str]           # the tensile runs' HDF5 files, relative to runs/md
+    strain_rate_per_s: float
+    temperature_K: float
+    n_atoms: NotRequired[int]    # of the tensile cell (absent when no tensile run finished)
+    blown_up: NotRequired[list[BlownUp]]
+
+
+class ThermalProvenance(TypedDict):
+    """Files and settings of a system's thermal runs (which settings depends on the method)."""
+    runs: list[str]
+    temperature_K: float
+    thickness_A: NotRequired[float | None]
+    seeds: NotRequired[int]
+    equilibrate_steps: NotRequired[int]
+    n_atoms: NotRequired[int]
+    blown_up: NotRequired[list[BlownUp]]
+
+
+# -- thermal transport (md.thermal) -------------------------------------------------------------------------
+class LengthDependence(TypedDict):
+    """NEMD conductivity per cell length and its 1/kappa vs 1/L extrapolation (or why there is none)."""
+    length_nm: list[float]
+    n_atoms: list[int]
+    conductivity_W_per_mK: list[Stat]
+    extrapolated_W_per_mK: NotRequired[MeanSem]
+    extrapolation_error: NotRequired[str]
+
+
+class Thermal(TypedDict):
+    """``systems.<name>.thermal``: a phase's HNEMD conductivity per direction (W/(m K)), or an
+    interface's NEMD conductance (W/(m^2 K)), temperature jump and heat flux."""
+    conductivity_W_per_mK: NotRequired[dict[str, Stat]]
+    method: NotRequired[str]
+    length_dependence: NotRequired[dict[str, LengthDependence]]
+    conductance_W_per_m2K: NotRequired[Stat]
+    temperature_jump_K: NotRequired[Stat]
+    heat_flux_W_per_m2: NotRequired[Stat]
+    provenance: ThermalProvenance
+
+
+# -- summary.json (md stage) ----------------------------------------------------------------------------
+class TensileDirection(TensileStats):
+    """``systems.<phase>.directions.<d>`` / ``systems.<interface>.normal``: the statistics and how many
+    runs failed (fractured) or blew up (left out)."""
+    runs_failed: int
+    runs_blown_up: int
+
+
+class Relaxation(TypedDict):
+    """The 0 K relaxation before the structure check (md_gpu.protocols.relaxation)."""
+    hole: bool
+    converged: bool
+    steps: int
+    energy_change_meV_per_atom: float
+    lowest_energy_change_meV_per_atom: float
+    cell_strain: list[float]
+    max_displacement_A: float
+    min_distance_A: float | None
+    fmax_eV_per_A: float
+    n_atoms: int
+
+
+class Stability(TypedDict):
+    """``systems.<name>.stability`` (md_gpu.protocols.stability): does the structure keep its
+    coordination numbers in NVT at temperature? A run that blew up has only ``retained`` and ``blew_up``."""
+    retained: bool
+    blew_up: NotRequired[str]
+    changed_fraction: NotRequired[float]
+    changed_fraction_series: NotRequired[list[float]]
+    coordination_start: NotRequired[list[int]]  # atoms per coordination number 0, 1, 2, ...
+    coordination_end: NotRequired[list[int]]
+    energy_drift_meV_per_atom: NotRequired[float]
+    cutoff_A: NotRequired[float]
+    steps: NotRequired[int]
+    temperature_K: NotRequired[float]
+    n_atoms: NotRequired[int]
+    max_changed: NotRequired[float]
+    relaxation: NotRequired[Relaxation]
+
+
+class SystemSummary(TypedDict):
+    """``systems.<name>``: a phase has ``directions``, an interface cell ``normal``; the elastic
+    constants are ``elastic_N_per_m`` (2D sheets) or ``elastic_GPa`` (bulk test cells)."""
+    provenance: Provenance
+    directions: NotRequired[dict[str, TensileDirection]]
+    normal: NotRequired[TensileDirection]
+    elastic_N_per_m: NotRequired[ElasticConstants]
+    elastic_GPa: NotRequired[ElasticConstants]
+    elastic_low_T_N_per_m: NotRequired[ElasticLowT]
+    elastic_low_T_GPa: NotRequired[ElasticLowT]
+    stability: NotRequired[Stability]
+    heterostructure: NotRequired[Heterostructure]
+    thermal: NotRequired[Thermal]
+
+
+class Summary(TypedDict):
+    """``runs/md/summary.json``."""
+    format: str
+    temperature_K: float
+    strain_rate_per_s: float
+    systems: dict[str, SystemSummary]
+
+
+# -- properties.json (constitutive stage) -----------------------------------------------------------------
+class PhaseThermal(TypedDict):
+    """``phases.<name>.thermal``: conductivity per direction (W/(m K)); ``note`` when one is not resolved."""
+    conductivity_W_per_mK: dict[str, Stat]
+    note: NotRequired[str]
+    method: NotRequired[str]
+    length_dependence: NotRequired[dict[str, LengthDependence]]
+    provenance: NotRequired[ThermalProvenance]
+
+
+class InterfaceThermal(TypedDict):
+    """``interfaces.<A|B>.thermal``: the conductance G (W/(m^2 K); ``conductance_unresolved_W_per_m2K``
+    with a ``note`` when the runs did not resolve it) and the Kapitza length kappa/G (nm) per phase."""
+    conductance_W_per_m2K: NotRequired[Stat]
+    conductance_unresolved_W_per_m2K: NotRequired[Stat]
+    temperature_jump_K: NotRequired[Stat]
+    heat_flux_W_per_m2: NotRequired[Stat]
+    note: NotRequired[str]
+    kapitza_length_nm: NotRequired[dict[str, Stat]]
+    provenance: NotRequired[ThermalProvenance]
+
+
+class ComplianceSource(TypedDict):
+    """The stripe cell the interface compliance comes from, with its laminate modulus (N/m)."""
+    period_nm: float
+    fraction_B: float
+    n_atoms: int | None
+    youngs_modulus_normal_N_per_m: Stat
+    laminate_N_per_m: float
+
+
+class NormalCompliance(TypedDict):
+    """The interfaces' normal compliance R (nm per N/m), multiscale.constitutive.interface_normal_compliance."""
+    nm_per_N_per_m: Stat
+    temperature_K: float
+    equivalent_length_nm: dict[str, float]
+    method: str
+    cell: ComplianceSource
+
+
+class Phase(TypedDict):
+    """``phases.<name>``: effective thickness (Å), tensile statistics per direction, elastic constants."""
+    thickness_A: float
+    directions: dict[str, TensileStats]
+    provenance: NotRequired[dict[str, Any]]  # the summary's Provenance, as the md stage wrote it
+    elastic_N_per_m: NotRequired[ElasticConstants]
+    thermal: NotRequired[PhaseThermal]
+
+
+class Interface(TensileStats):
+    """``interfaces.<A|B>`` (``between`` joined by ``|``): the interface cell pulled normal to its lines."""
+    name: NotRequired[str]  # the interface system of the case
+    between: list[str]
+    direction: str
+    provenance: NotRequired[dict[str, Any]]
+    heterostructure: NotRequired[Heterostructure]
+    normal_compliance: NotRequired[NormalCompliance]
+    thermal: NotRequired[InterfaceThermal]
+
+
+class Properties(TypedDict):
+    """``runs/constitutive/properties.json`` (docs/properties.md)."""
+    format: str
+    temperature_K: float
+    phases: dict[str, Phase]
+    interfaces: dict[str, Interface]
