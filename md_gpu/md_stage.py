@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 
 from common.atomic import write_json
+from common.contracts import SUMMARY_FORMAT, ContractError, write_summary
 
 from .errors import MDSetupError
 from .tasks import TASKS, System, note_blown_up
@@ -80,7 +81,7 @@ def summarize_tasks(results: list[dict], settings: dict) -> dict:
         mine = [r for r in results if r["kind"] in module.KINDS]
         for system, keys in (module.summarise(mine, settings) if mine else {}).items():
             systems[system].update(keys)
-    return {"format": "md_gpu-summary/1", "temperature_K": settings["temperature_K"],
+    return {"format": SUMMARY_FORMAT, "temperature_K": settings["temperature_K"],
             "strain_rate_per_s": settings["strain_rate_per_s"], "systems": systems}
 
 
@@ -94,7 +95,11 @@ def run_md(settings: dict, ctx) -> dict:
     results = ctx.map(run_task, tasks, what="MD runs")
     summary = summarize_tasks(results, settings)
     if ctx.is_root:
-        write_json(ctx.out_dir / "summary.json", summary)
+        try:
+            write_summary(ctx.out_dir / "summary.json", summary)
+        except ContractError:  # keep what the runs computed beside the stage's other files, then stop
+            write_json(ctx.out_dir / "summary.rejected.json", summary)
+            raise
         for system, entry in summary["systems"].items():
             mine = [r for r in results if r["system"] == system and not r.get("blew_up")]
             for module in TASKS.modules.values():
