@@ -121,8 +121,8 @@ def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, sch
 
     First a 0 K relaxation of the stripe cell (``relax_steps`` FIRE steps, 0: none,
     :mod:`md_gpu.protocols.relaxation`): a hole of the interface MTP there raises
-    :class:`MDRunError` before any MD (at 300 K such a hole made one run blow up and the next
-    report C = 0 N/m)."""
+    :class:`MDRunError` before any MD, instead of a run that blows up or reports C = 0 N/m at
+    temperature."""
     from .errors import MDRunError
     from .protocols import elastic_constants
     from .protocols.relaxation import describe, relaxation_check
