@@ -388,9 +388,9 @@ def print_report(result: dict, out=print) -> None:
             if k == "max_strain":
                 continue
             digits = 3 if ("poisson" in k or "stress" in k) else (4 if k == "a_300K_A" else 1)
-            z = abs(s["diff"]) / s["diff_sem"] if s["diff_sem"] > 0 else float("inf")
+            z = f"({abs(s['diff']) / s['diff_sem']:.1f} se)" if s["diff_sem"] > 0 else "(1 seed)"
             out(f"    {k:34s} {_pm(s['md_gpu'], digits):>18s} {_pm(s['lammps'], digits):>18s} "
-                f"{s['diff']:>+10.{digits}f} ± {s['diff_sem']:.{digits}f} ({z:.1f} se)")
+                f"{s['diff']:>+10.{digits}f} ± {s['diff_sem']:.{digits}f} {z}")
         own = t["md_gpu_own_analysis_0-1%"]
         out(f"    md_gpu protocol's own analysis (0-1%, transverse = y only): E {_pm(own['youngs_modulus_GPa'], 1)} GPa, "
             f"nu {_pm(own['poisson_ratio'], 3)}")

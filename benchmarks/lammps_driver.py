@@ -64,7 +64,7 @@ def record(path: Path, every: int) -> list[str]:
     """``fix ave/time`` that writes the RECORD columns every ``every`` steps (instantaneous values)."""
     cmds = [f"variable rec_{n} equal {expr}" for n, (_, expr) in enumerate(RECORD)]
     names = " ".join(f"v_rec_{n}" for n in range(len(RECORD)))
-    return cmds + [f"fix rec all ave/time {every} 1 {every} {names} file {path}"]
+    return cmds + [f"fix rec all ave/time {every} 1 {every} {names} format ' %.15g' file {path}"]
 
 
 def read_record(path: Path, dt_fs: float, step0: int) -> dict:
