@@ -1,4 +1,5 @@
-"""Force field from a command-line/config string: an MLIP ``.mtp`` path or a built-in pair potential.
+"""Force field from a command-line/config string: an MLIP ``.mtp`` path, a GPUMD NEP ``.txt``
+(``nep.txt``, read by :mod:`md_gpu.forcefields.nep`) or a built-in pair potential.
 
 Built-ins (for tests, benchmarks and demos, not for production numbers):
 ``morse-cu`` (Girifalco & Weizer's Morse copper, Phys. Rev. 114, 687 (1959),
@@ -22,8 +23,12 @@ def load_forcefield(spec, *, species=None, core: bool = True, core_radii: dict |
     spec = str(spec)
     if spec in BUILTIN:
         return BUILTIN[spec]()
+    if Path(spec).suffix == ".txt" or (Path(spec).name.startswith("nep") and Path(spec).suffix != ".mtp"):
+        from .nep import NEPForceField
+
+        return NEPForceField.read(spec, species=species)
     if Path(spec).suffix != ".mtp":
-        raise MDSetupError(f"potential {spec!r}: give an MLIP .mtp file or one of the built-ins "
+        raise MDSetupError(f"potential {spec!r}: give an MLIP .mtp file, a NEP .txt file or one of the built-ins "
                            f"{', '.join(BUILTIN)}")
     from .mtp import MTPForceField
 
