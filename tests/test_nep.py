@@ -22,6 +22,7 @@ MODELS = {
     "nep3": dict(species=("C", "B"), version=3, l_max=(2, 0, 0)),
     "nep4_zbl_3types": dict(species=("C", "B", "N"), version=4, zbl=(0.9, 1.6)),
     "nep3_typewise": dict(species=("C", "B"), version=3, typewise_rc=[[4.0, 3.5], [4.6, 3.2]]),
+    "nep4_radial_only": dict(species=("C", "B"), version=4, l_max=(0, 0, 0)),
 }
 
 

@@ -53,6 +53,7 @@ MODELS = {
                                       basis_size=(8, 5), l_max=(6, 0, 1)),
     "nep4_typewise": lambda: random_nep(("C", "B", "N"), version=4, seed=15,
                                         typewise_rc=[[4.2, 3.7], [3.6, 3.0], [4.6, 3.3]]),
+    "nep4_radial_only": lambda: random_nep(("C", "B"), version=4, seed=18, rc=(4.2, 3.7), l_max=(0, 0, 0)),
     "nep4_zbl": lambda: random_nep(("C", "B"), version=4, seed=16, rc=(4.2, 3.7), zbl=(0.9, 1.7)),
     "nep4_zbl_flexible": lambda: _flexible(random_nep(("C", "B", "N"), version=4, seed=17, rc=(4.2, 3.7),
                                                       zbl=(0.0, 0.0)), 17),

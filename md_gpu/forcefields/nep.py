@@ -165,6 +165,8 @@ class NEPForceField:
                 "w0": xp.asarray(m.w0), "b0": xp.asarray(m.b0), "w1": xp.asarray(m.w1),
                 "scaler": xp.asarray(m.q_scaler), "z": xp.asarray(self.z_numbers),
                 "Z": xp.asarray(self.harmonics[0]), "weight": xp.asarray(self.harmonics[4]),
+                "l_index": xp.asarray(self.harmonics[3] - 1),
+                "l_blocks": [xp.asarray(np.nonzero(self.harmonics[3] == l)[0]) for l in range(1, self.l_max + 1)],
             }
         return self._cache[key]
 
@@ -240,11 +242,9 @@ class NEPForceField:
         n_lm = y.shape[1]
         s = _scatter(ia, (ga[:, :, None] * y[:, None, :]).reshape(-1, na * n_lm), n_atoms, xp).reshape(
             n_atoms, na, n_lm)
-        ells = self.harmonics[3]
         blocks = []
         w = tab["weight"]
-        for l in range(1, self.l_max + 1):
-            sel = np.nonzero(ells == l)[0]
+        for sel in tab["l_blocks"]:  # q_{nl} = sum_m C_lm s_{nlm}^2, l = 1..l_max
             blocks.append((w[sel] * s[:, :, sel] ** 2).sum(axis=2))  # [n, na]
         if m.has_q_222:
             s3, s4, s5, s6, s7 = (s[:, :, k] for k in range(3, 8))
@@ -258,13 +258,12 @@ class NEPForceField:
         # network: U_i and dU_i/dq_i (unscaled q)
         energies, fp = self._network(q, types, xp)
         fp_rad = fp[:, :nr]
-        fp_ang = fp[:, nr:].reshape(n_atoms, -1, na)  # [n, num_l, na]
+        fp_ang = fp[:, nr:].reshape(n_atoms, m.num_l, na)  # [n, num_l, na]
 
         # dU/ds [n, na, n_lm]
         dus = xp.zeros_like(s)
         if self.l_max:
-            lsel = xp.asarray(ells - 1)
-            dus = dus + 2.0 * w[None, None, :] * s * xp.transpose(fp_ang[:, lsel, :], (0, 2, 1))
+            dus = dus + 2.0 * w[None, None, :] * s * xp.transpose(fp_ang[:, tab["l_index"], :], (0, 2, 1))
         block = self.l_max
         if m.has_q_222:
             f = fp_ang[:, block, :]
@@ -288,7 +287,7 @@ class NEPForceField:
 
         # back to the pairs
         de_dd[pr] += ((fp_rad[ir] * gp).sum(axis=1))[:, None] * ur
-        if pa.shape[0] and n_lm:
+        if pa.shape[0] and m.num_l:
             gsp = dus[ia]  # [pa, na, n_lm]
             du_dy = (gsp * ga[:, :, None]).sum(axis=1)  # dU/dY [pa, n_lm]
             du_dr = (gsp * gpa[:, :, None] * y[:, None, :]).sum(axis=(1, 2))  # through g_n(r)

@@ -9,7 +9,8 @@ through files (``make peer-calorine`` builds the venv):
 "cell": [3, 3] Å (rows)}, ...]}``; NEP_CPU treats every cell as periodic, so a 2D sheet needs a
 vacuum wider than the cut-off. ``result.json``: ``{"calorine": version, "results": [{"energy": eV,
 "energies": [n] eV, "forces": [n, 3] eV/Å, "stress": [6] eV/Å^3 (ASE Voigt order and sign),
-"virials": [n, 3, 3] eV (NEP_CPU's per-atom virials, row-major)}, ...]}``.
+"virials": [n, 3, 3] eV (NEP_CPU's per-atom virials, row-major), "seconds": best wall time of one
+evaluation}, ...]}``; an optional ``"repeat": k`` in the job times k evaluations (benchmarks/nep_eval.py).
 
 The structures go to calorine's ``_nepy.NEPY`` (its binding of NEP_CPU's ``NEP::compute``) with the
 same data layout as ``calorine.calculators.CPUNEP``, which is not used because calorine 4.1's Python
@@ -18,10 +19,11 @@ header check refuses NEP3 files that NEP_CPU itself reads.
 import contextlib
 import json
 import sys
+import time
 from tempfile import TemporaryFile
 
 
-def evaluate(potential: str, symbols, positions, cell, masses) -> dict:
+def evaluate(potential: str, symbols, positions, cell, masses, repeat: int = 1) -> dict:
     import _nepy
     import numpy as np
 
@@ -31,14 +33,18 @@ def evaluate(potential: str, symbols, positions, cell, masses) -> dict:
     with TemporaryFile("w") as quiet, contextlib.redirect_stdout(quiet):
         nepy = _nepy.NEPY(potential, n, [c[0], c[3], c[6], c[1], c[4], c[7], c[2], c[5], c[8]],
                           list(symbols), list(pos.T.ravel()), list(masses))
-        energies, forces, virials = nepy.get_potential_forces_and_virials()
+        seconds = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            energies, forces, virials = nepy.get_potential_forces_and_virials()
+            seconds.append(time.perf_counter() - start)
     volume = abs(np.linalg.det(np.asarray(cell, float)))
     virials = np.asarray(virials).reshape(9, n).T.reshape(n, 3, 3)  # [xx, xy, xz, yx, ...] per atom
     sigma = -virials.sum(0) / volume
     return {"energy": float(np.sum(energies)), "energies": list(energies),
             "forces": np.asarray(forces).reshape(3, n).T.tolist(),
             "stress": [sigma[0, 0], sigma[1, 1], sigma[2, 2], sigma[1, 2], sigma[0, 2], sigma[0, 1]],
-            "virials": virials.tolist()}
+            "virials": virials.tolist(), "seconds": min(seconds)}
 
 
 def main(job_path: str, out_path: str) -> None:
@@ -50,7 +56,8 @@ def main(job_path: str, out_path: str) -> None:
     results = []
     for s in job["structures"]:
         masses = [float(atomic_masses[atomic_numbers[x]]) for x in s["symbols"]]
-        results.append(evaluate(job["potential"], s["symbols"], s["positions"], s["cell"], masses))
+        results.append(evaluate(job["potential"], s["symbols"], s["positions"], s["cell"], masses,
+                                max(1, int(job.get("repeat", 1)))))
     with open(out_path, "w") as fh:
         json.dump({"calorine": calorine.__version__, "results": results}, fh)
 
