@@ -2,7 +2,6 @@
 differences, invariances, per-atom virials, an NVE run. Exactness against GPUMD's NEP_CPU is in
 tests/test_nep_peer.py. All with random-parameter models (seeded): the checks are of the maths, not
 of a fitted potential."""
-from pathlib import Path
 
 import numpy as np
 import pytest
