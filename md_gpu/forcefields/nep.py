@@ -289,9 +289,9 @@ class NEPForceField:
         de_dd[pr] += ((fp_rad[ir] * gp).sum(axis=1))[:, None] * ur
         if pa.shape[0] and m.num_l:
             gsp = dus[ia]  # [pa, na, n_lm]
-            du_dy = (gsp * ga[:, :, None]).sum(axis=1)  # dU/dY [pa, n_lm]
-            du_dr = (gsp * gpa[:, :, None] * y[:, None, :]).sum(axis=(1, 2))  # through g_n(r)
-            du_du = (du_dy[:, :, None] * dy).sum(axis=1)  # [pa, 3]
+            du_dy = xp.einsum("pnl,pn->pl", gsp, ga)  # dU/dY [pa, n_lm]
+            du_dr = (xp.einsum("pnl,pn->pl", gsp, gpa) * y).sum(axis=1)  # through g_n(r) [pa]
+            du_du = xp.einsum("pl,plc->pc", du_dy, dy)  # [pa, 3]
             tangential = (du_du - (du_du * ua).sum(axis=1)[:, None] * ua) / ra[:, None]
             de_dd[pa] += du_dr[:, None] * ua + tangential
 
