@@ -255,3 +255,38 @@ def test_nve_energy_error_is_second_order_in_the_time_step():
     assert spread[0.5] < 2e-4
     assert 3.0 < spread[1.0] / spread[0.5] < 5.5
     assert abs(slope) * 0.1 < spread[0.5] * 10  # drift over the 0.1 ps run within the noise band
+
+
+# ----------------------------------------------------------------------------- heat current
+def test_per_atom_virials_give_the_many_body_heat_current():
+    """J_pot = sum_i W_i . v_i (md_gpu.protocols.thermal_current) equals
+    d/dt sum_a r_a U_a - sum_a v_a U_a + sum_a r_a (F_a . v_a) along r + v t, for a NEP flake off the origin."""
+    from ase import Atoms
+
+    from md_gpu.protocols import heat_current
+    from md_gpu.units import FS
+
+    ff = NEPForceField(_model("nep4_zbl_3types"))
+    sheet = _structure(ff.species, "sheet", seed=5)
+    atoms = Atoms(sheet.get_chemical_symbols(), positions=sheet.positions + [7.0, -3.0, 11.0], cell=[30, 30, 30],
+                  pbc=False)
+    state = maxwell_boltzmann(from_atoms(atoms, species=ff.species), 600.0, seed=1)
+    v = state.velocities
+
+    def evaluate(s):
+        nl = NeighborList(ff.cutoff, 0.0, s.pbc)
+        nl.build(s.positions, s.cell)
+        return compute_forces(ff, s.positions, s.cell, s.types, nl, per_atom=True)
+
+    res = evaluate(state)
+    h = 1e-3 * FS
+
+    def r_u(t):
+        moved = state.replace(positions=state.positions + t * v)
+        return (moved.positions * evaluate(moved).energies[:, None]).sum(0)
+
+    expected = ((r_u(h) - r_u(-h)) / (2 * h) - (v * res.energies[:, None]).sum(0)
+                + (state.positions * (res.forces * v).sum(1)[:, None]).sum(0)) * FS
+    kinetic = 0.5 * state.masses * (v * v).sum(1)
+    j_pot = heat_current(state, res) - ((kinetic + res.energies)[:, None] * v).sum(0) * FS
+    np.testing.assert_allclose(j_pot, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
