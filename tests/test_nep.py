@@ -68,6 +68,13 @@ def test_file_round_trip(tmp_path, name):
     assert again.b1 == model.b1 and again.zbl == model.zbl
 
 
+def test_older_cutoff_line_without_neighbour_counts(tmp_path):
+    path = _edit(tmp_path, _model("nep4"), lambda ls: [ls[0], "cutoff 4.2 3.7"] + ls[2:])
+    model = read_nep(path)
+    assert model.max_neighbors is None and model.rc_max == 4.2
+    assert write_nep(model, tmp_path / "again.txt").read_text() == path.read_text()
+
+
 def test_header_and_parameter_count(tmp_path):
     """The first lines are GPUMD's header; the count of values follows its formula."""
     model = random_nep(("C", "H"), version=4, n_max=(4, 3), basis_size=(8, 6), l_max=(4, 2, 1), neurons=7)
@@ -93,7 +100,7 @@ BAD = {
     "element": (lambda ls: ["nep4 2 C Qq"] + ls[1:], r"line 1: 'Qq' is not an element symbol"),
     "keyword": (lambda ls: ls[:2] + ["nmax 4 4"] + ls[3:], r"line 3: expected the 'n_max' line .* got 'nmax'"),
     "cutoff values": (lambda ls: ["nep4 2 C B", "cutoff 4.2 3.7 1000"] + ls[2:],
-                      r"line 2: 'cutoff' takes 4 or 6 values .* got 3"),
+                      r"line 2: 'cutoff' takes 2 or 4 or 6 values .* got 3"),
     "cutoff order": (lambda ls: ["nep4 2 C B", "cutoff 3 4 1000 1000"] + ls[2:],
                      r"line 2: the cutoffs must satisfy 0 < rc_angular <= rc_radial"),
     "second layer": (lambda ls: ls[:5] + ["ANN 10 5"] + ls[6:], r"line 6: a second hidden layer is not supported"),

@@ -13,7 +13,8 @@ Layout (one keyword line each, then one number per line; GPUMD ``src/force/nep.c
     nep4 2 C H                     # model, number of types, element of each type
     zbl 1.0 2.0                    # only for nep3_zbl / nep4_zbl; "zbl 0 0" = flexible ZBL
     cutoff 6 4 100 100             # rc_radial rc_angular MN_radial MN_angular (Å, counts), or
-                                   # rc_r(t0) rc_a(t0) rc_r(t1) rc_a(t1) ... MN_r MN_a (typewise)
+                                   # rc_r(t0) rc_a(t0) rc_r(t1) rc_a(t1) ... MN_r MN_a (typewise),
+                                   # or rc_radial rc_angular alone (files of older GPUMD versions)
     n_max 4 4                      # n_max_radial n_max_angular
     basis_size 8 8                 # basis_size_radial basis_size_angular
     l_max 4 2 0                    # l_max_3body, 4-body flag (0 or 2), 5-body flag (0 or 1)
@@ -57,7 +58,7 @@ class NEPModel:
     version 3 or 4; species [T] element symbols; zbl None, ``(rc_inner, rc_outer)`` (Å) or
     ``(0.0, 0.0)`` for flexible ZBL with ``zbl_flexible`` [T(T+1)/2, 10]; rc_radial, rc_angular [T]
     (Å, pair cut-off = mean of the two types'); typewise: write the cut-offs per type;
-    max_neighbors (MN_radial, MN_angular), kept for writing; n_max, basis_size (radial, angular);
+    max_neighbors (MN_radial, MN_angular) or None (older files), kept for writing; n_max, basis_size (radial, angular);
     l_max (l_max_3body, flag_4body, flag_5body) as written; w0 [A, N1, dim], b0 [A, N1], w1 [A, N1]
     with A = 1 (NEP3) or T (NEP4); b1 (eV); c_radial [n_max_r+1, basis_r+1, T, T]; c_angular
     [n_max_a+1, basis_a+1, T, T]; q_scaler [dim].
@@ -215,13 +216,15 @@ def read_nep(path) -> NEPModel:
         if zbl != (0.0, 0.0) and not 0.0 <= zbl[0] < zbl[1]:
             raise f.error(lineno, "the ZBL cutoffs must satisfy 0 <= rc_inner < rc_outer (or be '0 0' for flexible ZBL)")
 
-    lineno, tokens = f.keyword("cutoff", (4, 2 * n_types + 2), "rc_radial rc_angular MN_radial MN_angular, "
-                                                              "or rc_radial rc_angular per type then MN_radial MN_angular")
-    typewise = len(tokens) != 5
-    rc = np.array([f.number(lineno, t, float, "cutoff") for t in tokens[1:-2]]).reshape(-1, 2)
+    lineno, tokens = f.keyword("cutoff", (2, 4, 2 * n_types + 2),
+                               "rc_radial rc_angular MN_radial MN_angular, or rc_radial rc_angular per type "
+                               "then MN_radial MN_angular, or (older GPUMD) rc_radial rc_angular")
+    typewise = len(tokens) not in (3, 5)
+    rc_tokens, mn_tokens = (tokens[1:], []) if len(tokens) == 3 else (tokens[1:-2], tokens[-2:])
+    rc = np.array([f.number(lineno, t, float, "cutoff") for t in rc_tokens]).reshape(-1, 2)
     rc = np.broadcast_to(rc, (n_types, 2)).copy()
-    max_neighbors = tuple(f.number(lineno, t, float, "neighbour count") for t in tokens[-2:])
-    max_neighbors = tuple(int(m) if m == int(m) else m for m in max_neighbors)
+    max_neighbors = tuple(f.number(lineno, t, float, "neighbour count") for t in mn_tokens)
+    max_neighbors = tuple(int(m) if m == int(m) else m for m in max_neighbors) or None
     if not np.all((rc[:, 1] > 0) & (rc[:, 1] <= rc[:, 0]) & (rc[:, 0] <= 100)):
         raise f.error(lineno, "the cutoffs must satisfy 0 < rc_angular <= rc_radial <= 100 Å")
 
@@ -301,7 +304,8 @@ def write_nep(model: NEPModel, path) -> Path:
         rc = " ".join(f"{_num(a)} {_num(b)}" for a, b in zip(model.rc_radial, model.rc_angular))
     else:
         rc = f"{_num(model.rc_radial[0])} {_num(model.rc_angular[0])}"
-    lines.append(f"cutoff {rc} {_num(model.max_neighbors[0])} {_num(model.max_neighbors[1])}")
+    mn = "" if model.max_neighbors is None else f" {_num(model.max_neighbors[0])} {_num(model.max_neighbors[1])}"
+    lines.append(f"cutoff {rc}{mn}")
     lines.append(f"n_max {model.n_max[0]} {model.n_max[1]}")
     lines.append(f"basis_size {model.basis_size[0]} {model.basis_size[1]}")
     lines.append("l_max " + " ".join(str(v) for v in model.l_max))
