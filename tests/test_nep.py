@@ -22,6 +22,7 @@ MODELS = {
     "nep4_zbl_3types": dict(species=("C", "B", "N"), version=4, zbl=(0.9, 1.6)),
     "nep3_typewise": dict(species=("C", "B"), version=3, typewise_rc=[[4.0, 3.5], [4.6, 3.2]]),
     "nep4_radial_only": dict(species=("C", "B"), version=4, l_max=(0, 0, 0)),
+    "nep4_zbl_typewise": dict(species=("C", "B"), version=4, zbl=(0.9, 1.6), zbl_factor=0.65),
 }
 
 
@@ -109,8 +110,8 @@ BAD = {
     "missing parameter": (lambda ls: ls[:-1], r"end of file: the header describes \d+ values .* wrong parameter count"),
     "extra parameter": (lambda ls: ls + ["0.5"], r"line \d+: the header describes .*wrong parameter count \(first surplus value here"),
     "not a number": (lambda ls: ls[:6] + ["abc"] + ls[7:], r"line 7: cannot read ANN parameter 'abc' as a number"),
-    "ZBL factor": (lambda ls: ["nep4_zbl 2 C B", "zbl 1 2 0.7"] + ls[1:],
-                   r"line 2: a typewise ZBL cutoff factor .* not supported"),
+    "ZBL factor": (lambda ls: ["nep4_zbl 2 C B", "zbl 1 2 -0.7"] + ls[1:],
+                   r"line 2: the typewise ZBL factor must be > 0"),
     "ZBL order": (lambda ls: ["nep4_zbl 2 C B", "zbl 2 1"] + ls[1:], r"line 2: the ZBL cutoffs must satisfy"),
 }
 

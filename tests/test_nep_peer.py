@@ -3,7 +3,7 @@
 NEP_CPU runs in ``.venv-peers/calorine`` (``make peer-calorine``; calorine pulls numpy 2, so it is
 never imported here) through ``tests/peers/calorine_driver.py``: a job file in, a result file out.
 Random-parameter NEP3 and NEP4 files (seeded) with two and three species, typewise cut-offs,
-universal and flexible ZBL, on a periodic bulk cell, a triclinic cell and a 2D sheet (NEP_CPU treats
+universal (also with a typewise factor) and flexible ZBL, on a periodic bulk cell, a triclinic cell and a 2D sheet (NEP_CPU treats
 every cell as periodic, so the sheet has more vacuum than the cut-off). Required agreement: energy
 1e-6 eV, forces 1e-6 eV/Å, stress 1e-7 eV/Å^3; per-atom energies and GPUMD's per-atom virials are
 compared too (the heat current uses them). The two codes agree to ~1e-13 in practice.
@@ -55,6 +55,8 @@ MODELS = {
                                         typewise_rc=[[4.2, 3.7], [3.6, 3.0], [4.6, 3.3]]),
     "nep4_radial_only": lambda: random_nep(("C", "B"), version=4, seed=18, rc=(4.2, 3.7), l_max=(0, 0, 0)),
     "nep4_zbl": lambda: random_nep(("C", "B"), version=4, seed=16, rc=(4.2, 3.7), zbl=(0.9, 1.7)),
+    "nep4_zbl_typewise": lambda: random_nep(("C", "B", "H"), version=4, seed=19, rc=(4.2, 3.7), zbl=(0.9, 1.7),
+                                            zbl_factor=0.7),
     "nep4_zbl_flexible": lambda: _flexible(random_nep(("C", "B", "N"), version=4, seed=17, rc=(4.2, 3.7),
                                                       zbl=(0.0, 0.0)), 17),
 }

@@ -27,8 +27,9 @@ Model (Fan et al., PRB 104, 104309 (2021); JCP 157, 114801 (2022); Song et al. 2
 * ZBL (``nep*_zbl``): each ordered pair within the largest angular cut-off adds ``phi(r) / 2`` to
   ``U_i``, with the universal screened Coulomb ``phi = k_e Z_i Z_j / r sum_a c_a exp(-b_a r / a)``,
   ``a = 0.46848 / (Z_i^0.23 + Z_j^0.23)`` (Ziegler, Biersack, Littmark 1985), switched off
-  between rc_inner and rc_outer by ``(1 + cos(pi (r - r1) / (r2 - r1))) / 2``; flexible ZBL reads
-  r1, r2 and the four (c, b) per type pair from the file.
+  between r1 = rc_inner and r2 = rc_outer by ``(1 + cos(pi (r - r1) / (r2 - r1))) / 2`` (with a
+  typewise factor ``f``: r1 = 0, r2 = min(f (R_i + R_j), rc_outer)); flexible ZBL reads r1, r2 and
+  the four (c, b) per type pair from the file.
 
 The derivatives are written out by the chain rule above (not GPUMD's expanded force kernels);
 ``tests/test_nep_peer.py`` checks energies, forces and stresses against NEP_CPU.
@@ -45,7 +46,7 @@ from ase.data import atomic_numbers
 from ..backend import xp_for
 from ..calculator import MDCalculator
 from ..errors import MDSetupError
-from .nep_file import NEPModel, read_nep
+from .nep_file import COVALENT_RADIUS, NEPModel, read_nep
 
 # 4-body (l = 2, 2, 2) and 5-body (l = 1, 1, 1, 1) invariant coefficients of NEP3 (NEP_CPU nep_utilities.h)
 C4B = (-0.007499480826664, -0.134990654879954, 0.067495327439977, 0.404971964639861, -0.809943929279723)
@@ -164,6 +165,7 @@ class NEPForceField:
                 "c_a": [xp.asarray(m.c_angular[:, :, a, b]) for a in range(t) for b in range(t)],
                 "w0": xp.asarray(m.w0), "b0": xp.asarray(m.b0), "w1": xp.asarray(m.w1),
                 "scaler": xp.asarray(m.q_scaler), "z": xp.asarray(self.z_numbers),
+                "radius": xp.asarray([COVALENT_RADIUS[int(z) - 1] for z in self.z_numbers]),
                 "Z": xp.asarray(self.harmonics[0]), "weight": xp.asarray(self.harmonics[4]),
                 "l_index": xp.asarray(self.harmonics[3] - 1),
                 "l_blocks": [xp.asarray(np.nonzero(self.harmonics[3] == l)[0]) for l in range(1, self.l_max + 1)],
@@ -330,6 +332,9 @@ class NEPForceField:
         else:
             r1, r2 = m.zbl
             screen = ZBL_UNIVERSAL
+            if m.zbl_factor is not None:  # typewise: from 0 to min(f (R_i + R_j), rc_outer)
+                radius = tab["radius"]
+                r1, r2 = 0.0, xp.minimum(m.zbl_factor * (radius[a] + radius[b]), r2)
         x = rs * inv_a
         phi, dphi = 0.0 * rs, 0.0 * rs
         for c, e in screen:

@@ -3,7 +3,7 @@
 Contract: :func:`read_nep` ``(path) -> NEPModel`` and :func:`write_nep` ``(model, path)``;
 ``write -> read -> write`` gives the same text. Anything this code cannot evaluate exactly as
 GPUMD would (dipole, polarizability, charge and van der Waals models, NEP5, the higher-order
-``l_max`` flags ``has_q_112`` ..., a typewise ZBL cutoff factor) is refused with a
+``l_max`` flags ``has_q_112`` ...) is refused with a
 :class:`NEPFileError` that names the file, the line number and what is wrong, as are malformed
 lines and a parameter count that does not match the header.
 
@@ -11,7 +11,8 @@ Layout (one keyword line each, then one number per line; GPUMD ``src/force/nep.c
 ``read_nep_potential`` and NEP_CPU ``NEP::init_from_file`` read the same):
 
     nep4 2 C H                     # model, number of types, element of each type
-    zbl 1.0 2.0                    # only for nep3_zbl / nep4_zbl; "zbl 0 0" = flexible ZBL
+    zbl 1.0 2.0 [0.7]              # only for nep3_zbl / nep4_zbl; "zbl 0 0" = flexible ZBL;
+                                   # a third value = typewise ZBL cut-off factor
     cutoff 6 4 100 100             # rc_radial rc_angular MN_radial MN_angular (Å, counts), or
                                    # rc_r(t0) rc_a(t0) rc_r(t1) rc_a(t1) ... MN_r MN_a (typewise),
                                    # or rc_radial rc_angular alone (files of older GPUMD versions)
@@ -43,6 +44,19 @@ MODELS = {"nep3": (3, False), "nep3_zbl": (3, True), "nep4": (4, False), "nep4_z
 NOT_POTENTIALS = ("dipole", "polarizability", "charge", "vdw")
 ELEMENTS = tuple(chemical_symbols[1:95])  # H ... Pu, the elements NEP knows
 MAX_L = 8  # spherical harmonics up to l = 8
+# Radii (Å) of H ... Pu for the typewise ZBL cut-off, GPUMD's table (NEP_CPU nep_utilities.h COVALENT_RADIUS)
+COVALENT_RADIUS = (
+    0.426667, 0.613333, 1.6, 1.25333, 1.02667, 1.0, 0.946667, 0.84, 0.853333, 0.893333,
+    1.86667, 1.66667, 1.50667, 1.38667, 1.46667, 1.36, 1.32, 1.28, 2.34667, 2.05333,
+    1.77333, 1.62667, 1.61333, 1.46667, 1.42667, 1.38667, 1.33333, 1.32, 1.34667, 1.45333,
+    1.49333, 1.45333, 1.53333, 1.46667, 1.52, 1.56, 2.52, 2.22667, 1.96, 1.85333,
+    1.76, 1.65333, 1.53333, 1.50667, 1.50667, 1.44, 1.53333, 1.64, 1.70667, 1.68,
+    1.68, 1.64, 1.76, 1.74667, 2.78667, 2.34667, 2.16, 1.96, 2.10667, 2.09333,
+    2.08, 2.06667, 2.01333, 2.02667, 2.01333, 2.0, 1.98667, 1.98667, 1.97333, 2.04,
+    1.94667, 1.82667, 1.74667, 1.64, 1.57333, 1.54667, 1.48, 1.49333, 1.50667, 1.76,
+    1.73333, 1.73333, 1.81333, 1.74667, 1.84, 1.89333, 2.68, 2.41333, 2.22667, 2.10667,
+    2.02667, 2.04, 2.05333, 2.06667,
+)
 
 
 class NEPFileError(MDSetupError):
@@ -56,7 +70,9 @@ class NEPModel:
     """A NEP potential as stored in ``nep.txt`` (see the module docstring for the layout).
 
     version 3 or 4; species [T] element symbols; zbl None, ``(rc_inner, rc_outer)`` (Å) or
-    ``(0.0, 0.0)`` for flexible ZBL with ``zbl_flexible`` [T(T+1)/2, 10]; rc_radial, rc_angular [T]
+    ``(0.0, 0.0)`` for flexible ZBL with ``zbl_flexible`` [T(T+1)/2, 10]; zbl_factor None or the typewise
+    factor ``f``: then a pair's ZBL switches off between 0 and ``min(f (R_i + R_j), rc_outer)`` with
+    GPUMD's radii ``COVALENT_RADIUS`` (Å); rc_radial, rc_angular [T]
     (Å, pair cut-off = mean of the two types'); typewise: write the cut-offs per type;
     max_neighbors (MN_radial, MN_angular) or None (older files), kept for writing; n_max, basis_size (radial, angular);
     l_max (l_max_3body, flag_4body, flag_5body) as written; w0 [A, N1, dim], b0 [A, N1], w1 [A, N1]
@@ -80,6 +96,7 @@ class NEPModel:
     q_scaler: np.ndarray
     zbl: tuple | None = None
     zbl_flexible: np.ndarray | None = None
+    zbl_factor: float | None = None
     typewise: bool = False
     max_neighbors: tuple = (1000, 1000)
     path: str = field(default="", compare=False)
@@ -207,14 +224,17 @@ def read_nep(path) -> NEPModel:
     if len(set(species)) != n_types:
         raise f.error(lineno, f"element symbols repeat: {' '.join(species)}")
 
-    zbl = None
+    zbl, zbl_factor = None, None
     if has_zbl:
         lineno, tokens = f.keyword("zbl", (2, 3), "rc_inner rc_outer [typewise factor]")
-        if len(tokens) == 4:
-            raise f.error(lineno, "a typewise ZBL cutoff factor (a third value on the 'zbl' line) is not supported")
         zbl = tuple(f.number(lineno, t, float, "ZBL cutoff") for t in tokens[1:3])
         if zbl != (0.0, 0.0) and not 0.0 <= zbl[0] < zbl[1]:
             raise f.error(lineno, "the ZBL cutoffs must satisfy 0 <= rc_inner < rc_outer (or be '0 0' for flexible ZBL)")
+        if len(tokens) == 4:
+            zbl_factor = f.number(lineno, tokens[3], float, "ZBL factor")
+            if zbl == (0.0, 0.0) or not zbl_factor > 0:
+                raise f.error(lineno, "the typewise ZBL factor must be > 0 and goes with universal ZBL cutoffs, "
+                                      "not with flexible ZBL ('zbl 0 0')")
 
     lineno, tokens = f.keyword("cutoff", (2, 4, 2 * n_types + 2),
                                "rc_radial rc_angular MN_radial MN_angular, or rc_radial rc_angular per type "
@@ -284,7 +304,7 @@ def read_nep(path) -> NEPModel:
     return NEPModel(version=version, species=species, rc_radial=rc[:, 0].copy(), rc_angular=rc[:, 1].copy(),
                     n_max=n_max, basis_size=basis_size, l_max=l_max, w0=w0.copy(), b0=b0.copy(), w1=w1.copy(),
                     b1=float(ann[-1]), c_radial=c_radial.copy(), c_angular=c_angular.copy(), q_scaler=q_scaler,
-                    zbl=zbl, zbl_flexible=zbl_flexible, typewise=typewise, max_neighbors=max_neighbors,
+                    zbl=zbl, zbl_flexible=zbl_flexible, zbl_factor=zbl_factor, typewise=typewise, max_neighbors=max_neighbors,
                     path=str(path))
 
 
@@ -299,7 +319,8 @@ def write_nep(model: NEPModel, path) -> Path:
     path = Path(path)
     lines = [f"nep{model.version}{'_zbl' if model.zbl is not None else ''} {model.n_types} {' '.join(model.species)}"]
     if model.zbl is not None:
-        lines.append(f"zbl {_num(model.zbl[0])} {_num(model.zbl[1])}")
+        factor = "" if model.zbl_factor is None else f" {_num(model.zbl_factor)}"
+        lines.append(f"zbl {_num(model.zbl[0])} {_num(model.zbl[1])}{factor}")
     if model.typewise:
         rc = " ".join(f"{_num(a)} {_num(b)}" for a, b in zip(model.rc_radial, model.rc_angular))
     else:
@@ -321,10 +342,11 @@ def write_nep(model: NEPModel, path) -> Path:
 
 
 def random_nep(species, *, version: int = 4, seed: int = 0, rc=(5.0, 4.0), n_max=(4, 4), basis_size=(6, 6),
-               l_max=(4, 2, 1), neurons: int = 10, zbl=None, typewise_rc=None) -> NEPModel:
+               l_max=(4, 2, 1), neurons: int = 10, zbl=None, zbl_factor=None, typewise_rc=None) -> NEPModel:
     """A NEP with random parameters (for tests and benchmarks, not physics).
 
-    species [T]; rc (rc_radial, rc_angular) Å, or typewise_rc [T, 2]; zbl None or (rc_inner, rc_outer).
+    species [T]; rc (rc_radial, rc_angular) Å, or typewise_rc [T, 2]; zbl None or (rc_inner, rc_outer),
+    zbl_factor None or the typewise ZBL factor.
     Weights are scaled so that site energies stay O(1) eV and the descriptor scalers make each
     descriptor component O(1) in a solid of ~2 Å bonds.
     """
@@ -344,5 +366,5 @@ def random_nep(species, *, version: int = 4, seed: int = 0, rc=(5.0, 4.0), n_max
         w1=rng.normal(0, 1.0 / np.sqrt(neurons), (n_sets, neurons)), b1=float(rng.normal(0, 0.1)),
         c_radial=rng.normal(0, 0.5, (n_max[0] + 1, basis_size[0] + 1, t, t)),
         c_angular=rng.normal(0, 0.5, (n_max[1] + 1, basis_size[1] + 1, t, t)),
-        q_scaler=rng.uniform(0.2, 1.0, dim), zbl=None if zbl is None else tuple(map(float, zbl)),
+        q_scaler=rng.uniform(0.2, 1.0, dim), zbl=None if zbl is None else tuple(map(float, zbl)), zbl_factor=zbl_factor,
         typewise=typewise)
