@@ -298,3 +298,27 @@ def test_per_atom_virials_give_the_many_body_heat_current():
     kinetic = 0.5 * state.masses * (v * v).sum(1)
     j_pot = heat_current(state, res) - ((kinetic + res.energies)[:, None] * v).sum(0) * FS
     np.testing.assert_allclose(j_pot, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+def test_a_batch_of_two_systems_equals_each_alone_and_inputs_are_untouched():
+    """The conformance check of every model: disjoint pair lists evaluate independently."""
+    ff = NEPForceField(_model("nep4_zbl_3types"))
+    parts = []
+    for kind, seed in (("triclinic", 3), ("sheet", 4)):
+        state = from_atoms(_structure(ff.species, kind, seed), species=ff.species)
+        nl = NeighborList(ff.cutoff, 0.0, state.pbc)
+        nl.build(state.positions, state.cell)
+        d = nl.pair_vectors(state.positions, state.cell)
+        inside = (d * d).sum(1) < ff.cutoff ** 2
+        parts.append((state.types, nl.i[inside], nl.j[inside], d[inside]))
+    alone = [ff.evaluate(*p, xp=np) for p in parts]
+    n0 = parts[0][0].shape[0]
+    batch = (np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1] + n0]),
+             np.concatenate([parts[0][2], parts[1][2] + n0]), np.concatenate([parts[0][3], parts[1][3]]))
+    copies = [a.copy() for a in batch]
+    energies, de_dd = ff.evaluate(*batch, xp=np)
+    for a, b in zip(batch, copies):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(energies, np.concatenate([alone[0][0], alone[1][0]]), atol=1e-12)
+    np.testing.assert_allclose(de_dd, np.concatenate([alone[0][1], alone[1][1]]), atol=1e-12)
+    assert energies.shape == (batch[0].shape[0],) and de_dd.shape == batch[3].shape
