@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 from ase.data import chemical_symbols
 
+from common.atomic import atomic_write
+
 from ..errors import MDSetupError
 
 MODELS = {"nep3": (3, False), "nep3_zbl": (3, True), "nep4": (4, False), "nep4_zbl": (4, True)}
@@ -315,7 +317,7 @@ def _num(x) -> str:
 
 
 def write_nep(model: NEPModel, path) -> Path:
-    """Write ``model`` as a ``nep.txt`` that GPUMD, NEP_CPU and :func:`read_nep` read; returns the path."""
+    """Write ``model`` (atomically) as a ``nep.txt`` that GPUMD, NEP_CPU and :func:`read_nep` read; returns the path."""
     path = Path(path)
     lines = [f"nep{model.version}{'_zbl' if model.zbl is not None else ''} {model.n_types} {' '.join(model.species)}"]
     if model.zbl is not None:
@@ -337,8 +339,8 @@ def write_nep(model: NEPModel, path) -> Path:
     if model.zbl_flexible is not None:
         body.append(model.zbl_flexible.ravel())
     lines.extend(_num(v) for v in np.concatenate(body))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    text = "\n".join(lines) + "\n"
+    return atomic_write(path, lambda handle: handle.write(text))
 
 
 def random_nep(species, *, version: int = 4, seed: int = 0, rc=(5.0, 4.0), n_max=(4, 4), basis_size=(6, 6),
