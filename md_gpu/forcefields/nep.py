@@ -1,0 +1,372 @@
+"""GPUMD's neuroevolution potential (NEP3, NEP4, optional ZBL) on the md_gpu force contract.
+
+Contract: ``NEPForceField.read(path)`` reads a ``nep.txt`` (:mod:`.nep_file`); ``species`` are the
+file's elements, ``cutoff`` (Å) its largest radial cut-off, and ``evaluate(types, i, j, d, *, xp)``
+takes the FULL pair list of :mod:`md_gpu.forcefields.base` (``d = r_j + shift - r_i``, |d| < cutoff)
+and returns site energies ``U_i`` [n] (eV) and ``dE/dd`` [p, 3] (eV/Å). Only ``U_{i_p}`` depends on
+``d_p``, so ``dE/dd_p = dU_{i_p}/dd_p``: :func:`md_gpu.forcefields.base.forces_and_virial` then gives
+forces, the virial and GPUMD's many-body per-atom virials (pair ``p`` to atom ``j_p``,
+``W_a = -sum_{p: j_p = a} d_p (x) dE/dd_p``), exactly as NEP_CPU's ``find_force_*_small_box``.
+Array code on an ``xp`` namespace (NumPy or CuPy); Python loops only over type pairs, ``l`` and ``n``.
+
+Model (Fan et al., PRB 104, 104309 (2021); JCP 157, 114801 (2022); Song et al. 2024 for NEP4):
+
+* pair cut-off ``rc = (rc_t(i) + rc_t(j)) / 2`` (radial or angular; one value for all types unless the
+  file has typewise cut-offs); ``f_c(r) = (1 + cos(pi r / rc)) / 2`` for ``r < rc``, else 0;
+* basis ``f_k(r) = (T_k(x) + 1) / 2 f_c(r)``, ``x = 2 (r / rc - 1)^2 - 1`` (Chebyshev ``T_k``), and
+  radial functions ``g_n(r) = sum_k c^{t_i t_j}_{n k} f_k(r)``;
+* radial descriptor ``q_n = sum_j g_n(r_ij)``;
+* angular: ``s_{n l m} = sum_j g_n(r_ij) Y_{lm}(u_ij)`` with ``u = d / r`` and the unnormalised real
+  harmonics ``Y_l0 = Z_l0(u_z)``, ``Y_lm = Z_lm(u_z) (Re, Im)(u_x + i u_y)^m`` where ``Z_lm`` is
+  ``d^m P_l / dz^m`` scaled to coprime integer coefficients (GPUMD's tables); then
+  ``q_{nl} = sum_m C_lm s_{nlm}^2`` with ``C_lm = (2 - delta_m0) (2l+1)/(4 pi) (l-m)!/(l+m)! a_lm^2``
+  (``a_lm`` = that scale), the 4-body ``q_222`` (cubic in ``s_{n2m}``) and 5-body ``q_1111``
+  (quartic in ``s_{n1m}``) invariants, with NEP_CPU's coefficients ``C4B``, ``C5B``;
+* ``U_i = sum_h w1_h tanh(sum_d w0_hd q_d s_d - b0_h) - b1`` (``s_d`` = descriptor scaler; NEP4: one
+  set of weights per type of ``i``, NEP3: shared);
+* ZBL (``nep*_zbl``): each ordered pair within the largest angular cut-off adds ``phi(r) / 2`` to
+  ``U_i``, with the universal screened Coulomb ``phi = k_e Z_i Z_j / r sum_a c_a exp(-b_a r / a)``,
+  ``a = 0.46848 / (Z_i^0.23 + Z_j^0.23)`` (Ziegler, Biersack, Littmark 1985), switched off
+  between r1 = rc_inner and r2 = rc_outer by ``(1 + cos(pi (r - r1) / (r2 - r1))) / 2`` (with a
+  typewise factor ``f``: r1 = 0, r2 = min(f (R_i + R_j), rc_outer)); flexible ZBL reads r1, r2 and
+  the four (c, b) per type pair from the file.
+
+The derivatives are written out by the chain rule above (not GPUMD's expanded force kernels);
+``tests/test_nep_peer.py`` checks energies, forces and stresses against NEP_CPU.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from math import factorial, gcd, pi
+from pathlib import Path
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from ..backend import xp_for
+from ..calculator import MDCalculator
+from ..errors import MDSetupError
+from .nep_file import COVALENT_RADIUS, NEPModel, read_nep
+
+# 4-body (l = 2, 2, 2) and 5-body (l = 1, 1, 1, 1) invariant coefficients of NEP3 (NEP_CPU nep_utilities.h)
+C4B = (-0.007499480826664, -0.134990654879954, 0.067495327439977, 0.404971964639861, -0.809943929279723)
+C5B = (0.026596810706114, 0.053193621412227, 0.026596810706114)
+ZBL_UNIVERSAL = ((0.18175, 3.1998), (0.50986, 0.94229), (0.28022, 0.4029), (0.02817, 0.20162))
+ZBL_INV_A = 2.134563  # 1 / 0.46848 Å^-1, as rounded in GPUMD
+K_COULOMB = 14.399645  # e^2 / (4 pi eps0), eV Å
+
+
+def _legendre(l: int) -> list:
+    """Coefficients (ascending powers) of P_l as Fractions (Bonnet's recursion)."""
+    p0, p1 = [Fraction(1)], [Fraction(0), Fraction(1)]
+    if l == 0:
+        return p0
+    for k in range(1, l):
+        nxt = [Fraction(0)] * (k + 2)
+        for a, c in enumerate(p1):
+            nxt[a + 1] += Fraction(2 * k + 1, k + 1) * c
+        for a, c in enumerate(p0):
+            nxt[a] -= Fraction(k, k + 1) * c
+        p0, p1 = p1, nxt
+    return p1
+
+
+def harmonic_tables(l_max: int):
+    """``Z [n_lm, l_max+1]`` (z-polynomial of each harmonic, ascending powers), ``m [n_lm]``,
+    ``part [n_lm]`` (0: Re, 1: Im), ``ell [n_lm]`` and ``weight [n_lm]`` (``C_lm`` of q_l incl. the
+    factor 2 for m > 0), in GPUMD's order: for l = 1..l_max: (m=0), (m=1 Re, Im), ..., (m=l Re, Im)."""
+    rows, ms, parts, ells, weights = [], [], [], [], []
+    for l in range(1, l_max + 1):
+        p = _legendre(l)
+        for m in range(l + 1):
+            dp = p
+            for _ in range(m):
+                dp = [c * a for a, c in enumerate(dp)][1:]
+            lcm = 1
+            for c in dp:
+                lcm = lcm * c.denominator // gcd(lcm, c.denominator)
+            ints = [int(c * lcm) for c in dp]
+            g = 0
+            for c in ints:
+                g = gcd(g, abs(c))
+            z = [c // g for c in ints]  # positive leading coefficient, as d^m P_l / dz^m has
+            scale = float(dp[-1] / z[-1])
+            c_lm = (2 * l + 1) / (4 * pi) * factorial(l - m) / factorial(l + m) * scale * scale
+            row = np.zeros(l_max + 1)
+            row[:len(z)] = z
+            for part in ((0,) if m == 0 else (0, 1)):
+                rows.append(row)
+                ms.append(m)
+                parts.append(part)
+                ells.append(l)
+                weights.append(c_lm if m == 0 else 2.0 * c_lm)
+    return (np.array(rows).reshape(-1, l_max + 1), np.array(ms, int), np.array(parts, int),
+            np.array(ells, int), np.array(weights))
+
+
+def _scatter(index, values, n: int, xp):
+    """``out[a] = sum_{p: index_p = a} values[p]`` for values [p, k] -> [n, k] (one bincount)."""
+    k = values.shape[1]
+    flat = (index[:, None] * k + xp.arange(k)[None, :]).ravel()
+    return xp.bincount(flat, weights=values.ravel(), minlength=n * k).reshape(n, k)
+
+
+def _chebyshev_basis(r, rc, n_basis: int, xp):
+    """``f_k(r)`` and ``df_k/dr`` [p, n_basis] for pair distances r [p] (Å) and cut-offs rc [p] (Å)."""
+    fc = 0.5 + 0.5 * xp.cos(pi * r / rc)
+    fcp = -0.5 * pi / rc * xp.sin(pi * r / rc)
+    y = r / rc - 1.0
+    x = 2.0 * y * y - 1.0
+    dxdr_half = 2.0 * y / rc  # (dx/dr) / 2
+    t = [xp.ones_like(r), x]
+    u = [xp.ones_like(r), 2.0 * x]  # Chebyshev of the 2nd kind: dT_k/dx = k U_{k-1}
+    for _ in range(2, n_basis):
+        t.append(2.0 * x * t[-1] - t[-2])
+        u.append(2.0 * x * u[-1] - u[-2])
+    fn, fnp = [], []
+    for k in range(n_basis):
+        half = 0.5 * (t[k] + 1.0)
+        dhalf = k * u[k - 1] * dxdr_half if k > 0 else 0.0 * r
+        fn.append(half * fc)
+        fnp.append(dhalf * fc + half * fcp)
+    return xp.stack(fn, axis=1), xp.stack(fnp, axis=1)
+
+
+class NEPForceField:
+    """A NEP potential (:class:`.nep_file.NEPModel`) on the md_gpu force contract (module docstring)."""
+
+    def __init__(self, model: NEPModel):
+        self.model = model
+        self.species = tuple(model.species)
+        self.cutoff = model.rc_max
+        self.l_max = model.l_max_3body
+        self.harmonics = harmonic_tables(max(self.l_max, 1))
+        self.z_numbers = np.array([atomic_numbers[s] for s in self.species], dtype=float)
+        self._cache = {}
+
+    @classmethod
+    def read(cls, path, species=None) -> "NEPForceField":
+        """The NEP of ``path``; ``species``, when given, must be the file's elements in its order."""
+        ff = cls(read_nep(Path(path)))
+        if species is not None and tuple(species) != ff.species:
+            raise MDSetupError(f"{path} is a NEP for {', '.join(ff.species)} (in that type order), "
+                               f"not for the species {', '.join(species)} asked for")
+        return ff
+
+    def _tables(self, xp):
+        key = xp.__name__
+        if key not in self._cache:
+            m = self.model
+            t = m.n_types
+            self._cache[key] = {
+                "rc_r": xp.asarray(m.rc_radial), "rc_a": xp.asarray(m.rc_angular),
+                # [T*T, n, k] radial/angular coefficients of each (t_i, t_j)
+                "c_r": [xp.asarray(m.c_radial[:, :, a, b]) for a in range(t) for b in range(t)],
+                "c_a": [xp.asarray(m.c_angular[:, :, a, b]) for a in range(t) for b in range(t)],
+                "w0": xp.asarray(m.w0), "b0": xp.asarray(m.b0), "w1": xp.asarray(m.w1),
+                "scaler": xp.asarray(m.q_scaler), "z": xp.asarray(self.z_numbers),
+                "radius": xp.asarray([COVALENT_RADIUS[int(z) - 1] for z in self.z_numbers]),
+                "Z": xp.asarray(self.harmonics[0]), "weight": xp.asarray(self.harmonics[4]),
+                "l_index": xp.asarray(self.harmonics[3] - 1),
+                "l_blocks": [xp.asarray(np.nonzero(self.harmonics[3] == l)[0]) for l in range(1, self.l_max + 1)],
+            }
+        return self._cache[key]
+
+    # ---------------------------------------------------------------- radial functions g_n(r)
+    def _radial_functions(self, coeffs, tp, r, rc, n_basis: int, n_out: int, xp):
+        """``g_n`` and ``dg_n/dr`` [p, n_out] for pairs of type-pair index ``tp`` [p]."""
+        fn, fnp = _chebyshev_basis(r, rc, n_basis, xp)
+        g = xp.zeros((r.shape[0], n_out))
+        gp = xp.zeros((r.shape[0], n_out))
+        for k, c in enumerate(coeffs):
+            sel = xp.nonzero(tp == k)[0]
+            if sel.shape[0]:
+                g[sel] = fn[sel] @ c.T
+                gp[sel] = fnp[sel] @ c.T
+        return g, gp
+
+    # ---------------------------------------------------------------- harmonics Y_lm(u) and dY/du
+    def _harmonics(self, u, xp):
+        """Y [p, n_lm] and dY/du [p, n_lm, 3] of unit vectors u [p, 3] (polynomials in u)."""
+        z_tab, ms, parts = self.harmonics[0], self.harmonics[1], self.harmonics[2]
+        zt = self._tables(xp)["Z"]
+        ux, uy, uz = u[:, 0], u[:, 1], u[:, 2]
+        lmax = z_tab.shape[1] - 1
+        zpow = [xp.ones_like(uz)]
+        for _ in range(lmax):
+            zpow.append(zpow[-1] * uz)
+        zpow = xp.stack(zpow, axis=1)  # [p, l_max+1]
+        dzpow = xp.zeros_like(zpow)
+        dzpow[:, 1:] = zpow[:, :-1] * xp.arange(1, lmax + 1)[None, :]
+        zf = zpow @ zt.T  # Z_lm(u_z) [p, n_lm]
+        dzf = dzpow @ zt.T
+        re, im = [xp.ones_like(ux)], [xp.zeros_like(ux)]  # (u_x + i u_y)^m
+        for _ in range(lmax):
+            re.append(re[-1] * ux - im[-1] * uy)
+            im.append(re[-2] * uy + im[-1] * ux)
+        re, im = xp.stack(re, axis=1), xp.stack(im, axis=1)
+        msel = xp.asarray(ms)
+        mm1 = xp.asarray(np.maximum(ms - 1, 0))
+        is_im = xp.asarray(parts == 1)
+        cm = xp.where(is_im[None, :], im[:, msel], re[:, msel])  # Re or Im of (u_x + i u_y)^m
+        # d/du_x (u_x + i u_y)^m = m w^{m-1}; d/du_y = i m w^{m-1}
+        mf = xp.asarray(ms.astype(float))[None, :]
+        dcx = mf * xp.where(is_im[None, :], im[:, mm1], re[:, mm1])
+        dcy = mf * xp.where(is_im[None, :], re[:, mm1], -im[:, mm1])
+        y = zf * cm
+        dy = xp.stack([zf * dcx, zf * dcy, dzf * cm], axis=2)
+        return y, dy
+
+    # ---------------------------------------------------------------- evaluate
+    def evaluate(self, types, i, j, d, *, xp=None):
+        """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on a full pair list (module docstring)."""
+        xp = xp or xp_for(d)
+        m, tab = self.model, self._tables(xp)
+        n_atoms, n_types = types.shape[0], m.n_types
+        nr, na = m.n_max[0] + 1, m.n_max[1] + 1
+        r = xp.sqrt((d * d).sum(axis=1))
+        ti, tj = types[i], types[j]
+        de_dd = xp.zeros_like(d)
+
+        # radial descriptor
+        rc = 0.5 * (tab["rc_r"][ti] + tab["rc_r"][tj])
+        pr = xp.nonzero(r < rc)[0]
+        ir, rr, ur = i[pr], r[pr], d[pr] / r[pr][:, None]
+        g, gp = self._radial_functions(tab["c_r"], (ti * n_types + tj)[pr], rr, rc[pr], m.basis_size[0] + 1, nr, xp)
+        q_rad = _scatter(ir, g, n_atoms, xp)
+
+        # angular descriptor
+        rc = 0.5 * (tab["rc_a"][ti] + tab["rc_a"][tj])
+        pa = xp.nonzero(r < rc)[0]
+        ia, ra, ua = i[pa], r[pa], d[pa] / r[pa][:, None]
+        ga, gpa = self._radial_functions(tab["c_a"], (ti * n_types + tj)[pa], ra, rc[pa], m.basis_size[1] + 1, na, xp)
+        y, dy = self._harmonics(ua, xp)
+        n_lm = y.shape[1]
+        s = _scatter(ia, (ga[:, :, None] * y[:, None, :]).reshape(-1, na * n_lm), n_atoms, xp).reshape(
+            n_atoms, na, n_lm)
+        blocks = []
+        w = tab["weight"]
+        for sel in tab["l_blocks"]:  # q_{nl} = sum_m C_lm s_{nlm}^2, l = 1..l_max
+            blocks.append((w[sel] * s[:, :, sel] ** 2).sum(axis=2))  # [n, na]
+        if m.has_q_222:
+            s3, s4, s5, s6, s7 = (s[:, :, k] for k in range(3, 8))
+            blocks.append(C4B[0] * s3 ** 3 + C4B[1] * s3 * (s4 * s4 + s5 * s5) + C4B[2] * s3 * (s6 * s6 + s7 * s7)
+                          + C4B[3] * s6 * (s5 * s5 - s4 * s4) + C4B[4] * s4 * s5 * s7)
+        if m.has_q_1111:
+            s0, s12 = s[:, :, 0] ** 2, s[:, :, 1] ** 2 + s[:, :, 2] ** 2
+            blocks.append(C5B[0] * s0 * s0 + C5B[1] * s0 * s12 + C5B[2] * s12 * s12)
+        q = xp.concatenate([q_rad] + blocks, axis=1) if blocks else q_rad
+
+        # network: U_i and dU_i/dq_i (unscaled q)
+        energies, fp = self._network(q, types, xp)
+        fp_rad = fp[:, :nr]
+        fp_ang = fp[:, nr:].reshape(n_atoms, m.num_l, na)  # [n, num_l, na]
+
+        # dU/ds [n, na, n_lm]
+        dus = xp.zeros_like(s)
+        if self.l_max:
+            dus = dus + 2.0 * w[None, None, :] * s * xp.transpose(fp_ang[:, tab["l_index"], :], (0, 2, 1))
+        block = self.l_max
+        if m.has_q_222:
+            f = fp_ang[:, block, :]
+            s3, s4, s5, s6, s7 = (s[:, :, k] for k in range(3, 8))
+            grads = {3: 3 * C4B[0] * s3 * s3 + C4B[1] * (s4 * s4 + s5 * s5) + C4B[2] * (s6 * s6 + s7 * s7),
+                     4: 2 * C4B[1] * s3 * s4 - 2 * C4B[3] * s6 * s4 + C4B[4] * s5 * s7,
+                     5: 2 * C4B[1] * s3 * s5 + 2 * C4B[3] * s6 * s5 + C4B[4] * s4 * s7,
+                     6: 2 * C4B[2] * s3 * s6 + C4B[3] * (s5 * s5 - s4 * s4),
+                     7: 2 * C4B[2] * s3 * s7 + C4B[4] * s4 * s5}
+            for k, gk in grads.items():
+                dus[:, :, k] += f * gk
+            block += 1
+        if m.has_q_1111:
+            f = fp_ang[:, block, :]
+            s0, s1, s2 = s[:, :, 0], s[:, :, 1], s[:, :, 2]
+            s12 = s1 * s1 + s2 * s2
+            dus[:, :, 0] += f * (4 * C5B[0] * s0 ** 3 + 2 * C5B[1] * s0 * s12)
+            common = 2 * C5B[1] * s0 * s0 + 4 * C5B[2] * s12
+            dus[:, :, 1] += f * common * s1
+            dus[:, :, 2] += f * common * s2
+
+        # back to the pairs
+        de_dd[pr] += ((fp_rad[ir] * gp).sum(axis=1))[:, None] * ur
+        if pa.shape[0] and m.num_l:
+            gsp = dus[ia]  # [pa, na, n_lm]
+            du_dy = xp.einsum("pnl,pn->pl", gsp, ga)  # dU/dY [pa, n_lm]
+            du_dr = (xp.einsum("pnl,pn->pl", gsp, gpa) * y).sum(axis=1)  # through g_n(r) [pa]
+            du_du = xp.einsum("pl,plc->pc", du_dy, dy)  # [pa, 3]
+            tangential = (du_du - (du_du * ua).sum(axis=1)[:, None] * ua) / ra[:, None]
+            de_dd[pa] += du_dr[:, None] * ua + tangential
+
+        if m.zbl is not None:
+            energies, de_dd = self._zbl(types, i, ti, tj, r, d, energies, de_dd, xp)
+        return energies, de_dd
+
+    def _network(self, q, types, xp):
+        """Site energies [n] (eV) and dU/dq [n, dim] for raw descriptors q [n, dim]."""
+        tab = self._tables(xp)
+        qs = q * tab["scaler"][None, :]
+        energies = xp.zeros(q.shape[0])
+        fp = xp.zeros_like(q)
+        sets = [(0, None)] if self.model.version == 3 else [(t, t) for t in range(self.model.n_types)]
+        for k, t in sets:
+            atoms = xp.arange(q.shape[0]) if t is None else xp.nonzero(types == t)[0]
+            if atoms.shape[0] == 0:
+                continue
+            h = xp.tanh(qs[atoms] @ tab["w0"][k].T - tab["b0"][k][None, :])  # [a, N1]
+            energies[atoms] = h @ tab["w1"][k] - self.model.b1
+            fp[atoms] = ((1.0 - h * h) * tab["w1"][k][None, :]) @ tab["w0"][k]
+        return energies, fp * tab["scaler"][None, :]
+
+    def _zbl(self, types, i, ti, tj, r, d, energies, de_dd, xp):
+        """Add the ZBL core: ``phi(r)/2`` per ordered pair within the largest angular cut-off."""
+        m, tab = self.model, self._tables(xp)
+        sel = xp.nonzero(r < float(m.rc_angular.max()))[0]
+        rs, a, b = r[sel], ti[sel], tj[sel]
+        za, zb = tab["z"][a], tab["z"][b]
+        inv_a = (za ** 0.23 + zb ** 0.23) * ZBL_INV_A
+        if m.zbl == (0.0, 0.0):  # flexible: r1, r2, then (c, b) x 4 per type pair
+            t1, t2 = xp.minimum(a, b), xp.maximum(a, b)
+            para = xp.asarray(m.zbl_flexible)[t1 * m.n_types - (t1 * (t1 - 1)) // 2 + (t2 - t1)]
+            r1, r2 = para[:, 0], para[:, 1]
+            screen = [(para[:, 2 + 2 * k], para[:, 3 + 2 * k]) for k in range(4)]
+        else:
+            r1, r2 = m.zbl
+            screen = ZBL_UNIVERSAL
+            if m.zbl_factor is not None:  # typewise: from 0 to min(f (R_i + R_j), rc_outer)
+                radius = tab["radius"]
+                r1, r2 = 0.0, xp.minimum(m.zbl_factor * (radius[a] + radius[b]), r2)
+        x = rs * inv_a
+        phi, dphi = 0.0 * rs, 0.0 * rs
+        for c, e in screen:
+            term = c * xp.exp(-e * x)
+            phi, dphi = phi + term, dphi - e * term
+        zz = K_COULOMB * za * zb
+        f = zz * phi / rs
+        fp = zz * dphi * inv_a / rs - f / rs
+        width = r2 - r1
+        arg = xp.clip((rs - r1) / width, 0.0, 1.0)
+        fc = xp.where(rs < r2, 0.5 + 0.5 * xp.cos(pi * arg), 0.0)
+        fcp = xp.where((rs >= r1) & (rs < r2), -0.5 * pi / width * xp.sin(pi * arg), 0.0)
+        energy = f * fc
+        denergy = fp * fc + f * fcp
+        energies = energies + 0.5 * xp.bincount(i[sel], weights=energy, minlength=energies.shape[0])
+        de_dd[sel] += (0.5 * denergy / rs)[:, None] * d[sel]
+        return energies, de_dd
+
+
+def _force_field(path_or_model) -> NEPForceField:
+    if isinstance(path_or_model, NEPForceField):
+        return path_or_model
+    if isinstance(path_or_model, NEPModel):
+        return NEPForceField(path_or_model)
+    if isinstance(path_or_model, (str, Path)):
+        return NEPForceField.read(path_or_model)
+    raise MDSetupError(f"NEPCalculator takes a nep.txt path, a NEPModel or a NEPForceField, got {type(path_or_model)}")
+
+
+class NEPCalculator(MDCalculator):
+    """ASE calculator of a NEP: ``energy``, ``energies``, ``forces``, ``stress``, ``stresses`` (ASE units
+    and sign) through md_gpu's neighbour list and force code (NumPy)."""
+
+    def __init__(self, path_or_model, **kwargs):
+        super().__init__(_force_field(path_or_model), **kwargs)
