@@ -12,7 +12,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: bootstrap demo test test-fast test-slow clean-runs
+.PHONY: bootstrap demo test test-fast test-slow clean-runs peer-motep
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -43,3 +43,19 @@ test-slow: bootstrap
 
 clean-runs:
 	rm -rf $(CASE)/runs
+
+# Independent peer for validation (../shared/ENVIRONMENT.md, "Independent peers"): motep, the MIT
+# Python MTP code that reads MLIP files, in its own venv because it pulls numpy 2. Idempotent: a
+# second run only checks that motep imports. tests/test_motep_peer.py uses it and skips without it.
+PEER_MOTEP := .venv-peers/motep
+peer-motep:
+	@if [ -x $(PEER_MOTEP)/bin/python ] && $(PEER_MOTEP)/bin/python -c "import motep, motep.calculator, ase" 2>/dev/null; then \
+	  echo "[peer-motep] $(PEER_MOTEP) is ready"; \
+	else set -e; \
+	  PYBIN=$$(command -v /usr/bin/python3 || command -v python3); \
+	  $$PYBIN -m venv $(PEER_MOTEP); \
+	  $(PEER_MOTEP)/bin/pip install -q --upgrade pip; \
+	  $(PEER_MOTEP)/bin/pip install -q motep; \
+	  $(PEER_MOTEP)/bin/python -c "import motep, motep.calculator, ase"; \
+	  echo "[peer-motep] installed motep into $(PEER_MOTEP)"; \
+	fi
