@@ -264,3 +264,23 @@ def test_the_self_check_runs_again_when_the_species_layout_changes(host_launcher
     with pytest.raises(fused.KernelMismatch, match="disagrees"):
         fused.evaluate(mtp, types, i, j, d, xp=np, launcher=launcher)
     assert len(checks) == 2
+
+
+# ---------------------------------------------------------------- provenance of the runs this kernel serves
+def test_backend_provenance_names_backend_device_versions_and_precision():
+    """md_gpu.backend.backend_provenance: JSON-able, on NumPy the CPU; CuPy's fields where a GPU answers."""
+    import json
+
+    from md_gpu.backend import backend_provenance, cupy_usable
+
+    info = backend_provenance(np)
+    assert info["backend"] == "numpy" and info["precision"] == "float64" and info["device"]
+    assert info["numpy"] == np.__version__ and info["cuda_runtime"] is None
+    assert json.loads(json.dumps(info)) == info
+    assert backend_provenance(np, precision="float32")["precision"] == "float32"
+    if cupy_usable()[0]:
+        import cupy
+
+        gpu = backend_provenance(cupy)
+        assert gpu["backend"] == "cupy" and gpu["cupy"] == cupy.__version__
+        assert gpu["cuda_runtime"].count(".") == 1 and "unknown" not in gpu["device"]
