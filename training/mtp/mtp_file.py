@@ -66,6 +66,7 @@ def tag_species(tag: str) -> list[str] | None:
             return symbols if all(symbols) else None
     return None
 
+
 #: key -> kind; ``count:NAME`` keys are checked against the length of list NAME.
 _SCALARS = {
     "version": str, "potential_name": str, "scaling": float, "species_count": int, "potential_tag": str,
