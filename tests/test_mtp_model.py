@@ -46,7 +46,7 @@ def test_untrained_uses_mlip_template_and_records_species():
     assert np.array_equal(mtp.alpha_index_times, trained.alpha_index_times)
     assert mtp.radial_coeffs.shape == (2, 2, trained.radial_funcs_count, 8)
     assert np.abs(mtp.radial_coeffs).max() <= 0.1 and mtp.species == ["C", "B"]
-    assert mtp.potential_tag == "species=C,B" and mtp.cutoff == 4.5
+    assert mtp.potential_tag == "species:C,B" and mtp.cutoff == 4.5
     np.testing.assert_array_equal(MTP.untrained(16, 2, seed=3).radial_coeffs, mtp.radial_coeffs)
     with pytest.raises(ValueError, match="level 7"):
         MTP.untrained(7, 1)

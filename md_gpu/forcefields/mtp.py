@@ -1,7 +1,7 @@
 """Thin adapter: a ``training.mtp`` moment tensor potential on the md_gpu force contract.
 
 ``MTPForceField.read(path, species=None)`` reads an MLIP ``.mtp`` file; the
-species come from the file's ``potential_tag`` (``species=C,B``) or must be
+species come from the file's ``potential_tag`` (``species:C,B``) or must be
 given. ``evaluate`` is ``MTP.evaluate`` itself (same contract: full pair list,
 ``d = r_j + shift - r_i``, site energies [n] eV and dE/dd [p, 3] eV/Å), so the
 MD engine adds nothing between the model and its forces while every pair is at
@@ -46,7 +46,7 @@ class MTPForceField:
     def __init__(self, mtp, species=None, *, core: bool = True, core_radii: dict | None = None):
         symbols = species if species is not None else mtp.species
         if symbols is None:
-            raise MDSetupError("the MTP file does not name its species (no 'species=...' potential_tag); "
+            raise MDSetupError("the MTP file does not name its species (no 'species:...' potential_tag); "
                                "give them, e.g. --species C or species=('C',)")
         if len(symbols) != mtp.species_count:
             raise MDSetupError(f"species {list(symbols)} do not match the MTP's species_count = {mtp.species_count}")

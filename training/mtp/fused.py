@@ -21,9 +21,17 @@ as constants, so each potential compiles its own kernel once per process (cached
 The same source compiles as plain C++ (``MTP_HOST`` defined: a loop over the atoms instead of a
 grid), which lets ``tests/test_mtp_fused.py`` check the kernel's arithmetic against the array code on
 a machine without a GPU; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the
-compiled kernel itself. At run time the first result of each compiled kernel is also checked against
-the array code on a few atoms (:func:`verify`), so a compiler or device problem stops the run with
-:class:`KernelMismatch` instead of giving wrong forces.
+compiled kernel itself.
+
+Run-time self-check (:func:`verify`): the first launch of each compiled kernel, and again the first
+launch after the *species layout* changes (:func:`species_layout`: which species occur among the atoms
+and which species pairs among the pairs), writes into outputs filled with NaN and is checked against the
+array code, so that a compiler or device problem stops the run with :class:`KernelMismatch` instead of
+giving wrong forces.  Checked: every output entry is finite (an atom or pair that no thread wrote stays
+NaN), and the site energies and pair gradients of sampled atoms (:func:`sample_atoms`) equal the array
+code's: every atom of a small launch; else the first thread and one more lane of *every* thread block
+(the lane moves from block to block, so 128 blocks cover all lanes), the last atom, and for every
+species and species pair present an atom that has it.
 """
 from __future__ import annotations
 
@@ -32,7 +40,9 @@ import functools
 import numpy as np
 
 THREADS_PER_BLOCK = 128
-VERIFY_ATOMS = 64  # atoms whose site energies and pair gradients are checked against the array code
+VERIFY_ALL_ATOMS = 1024  # launches of at most this many atoms are checked on every atom
+VERIFY_LANE_STRIDE = 37  # lane sampled in block b besides lane 0: (1 + 37 b) mod THREADS_PER_BLOCK (37 odd: all lanes)
+VERIFY_CHUNK = 4096  # sampled centre atoms per reference evaluation (bounds the array code's memory)
 VERIFY_TOLERANCE = 1e-9  # relative; float64 round-off of a different summation order is ~1e-13
 
 KERNEL_BODY = r"""
@@ -180,7 +190,7 @@ class KernelTables:
                    "SCALING": repr(float(mtp.scaling))}
         self.source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + KERNEL_BODY
         self._device: dict = {}
-        self.verified: set = set()  # launchers whose first result was checked against the array code
+        self.verified: set = set()  # (launcher, species layout) pairs whose first result was checked
 
     def arrays(self, mtp, xp) -> list:
         """The kernel's table arguments on ``xp``: basic, times, mult, seed, species, moment and radial
@@ -239,10 +249,26 @@ def gpu_launcher(source: str):
     return launch
 
 
+def _host(array) -> np.ndarray:
+    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
+
+
+def species_layout(types, pair_types, species_count: int, xp) -> bytes:
+    """Which species occur among the atoms (types [n]) and which species pairs among the pairs
+    (pair_types [p] = t_i S + t_j): S + S*S flags as bytes.  A new layout is checked again (module
+    docstring); cost per call: two scatters of one byte and a copy of S + S*S bytes to the host."""
+    s = int(species_count)
+    present = xp.zeros(s + s * s, dtype=xp.int8)
+    present[types] = 1
+    present[s + pair_types] = 1
+    return _host(present).tobytes()
+
+
 def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): the contract of ``MTP.evaluate``, whose CuPy
     path this is. ``xp`` defaults to CuPy; ``launcher(source)`` returns ``launch(n_atoms, args)`` (the
-    tests pass a C++ build of the same source with ``xp=numpy``)."""
+    tests pass a C++ build of the same source with ``xp=numpy``).  The first launch of each launcher and
+    species layout is checked against the array code (:func:`verify`)."""
     if xp is None:
         import cupy as xp
     kt = tables(mtp)
@@ -251,7 +277,11 @@ def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     order, offsets, pair_types = csr_pairs(types, i, j, n, mtp.species_count, xp)
     d_sorted = xp.ascontiguousarray(d if order is None else d[order], dtype=xp.float64)
     basic, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs = kt.arrays(mtp, xp)
-    energies, grad = xp.empty(n), xp.empty((p, 3))
+    check = (launcher, species_layout(types, pair_types, mtp.species_count, xp))
+    if check in kt.verified:
+        energies, grad = xp.empty(n), xp.empty((p, 3))
+    else:  # NaN: an entry that no thread writes fails the check
+        energies, grad = xp.full(n, xp.nan), xp.full((p, 3), xp.nan)
     if n:
         launcher(kt.source)(n, (offsets, types, xp.ascontiguousarray(pair_types, dtype=xp.int64), d_sorted, basic,
                                 times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs,
@@ -261,9 +291,9 @@ def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     else:
         de_dd = xp.empty_like(grad)
         de_dd[order] = grad
-    if launcher not in kt.verified:
+    if check not in kt.verified:
         verify(mtp, types, i, j, d, energies, de_dd, xp)
-        kt.verified.add(launcher)
+        kt.verified.add(check)
     return energies, de_dd
 
 
@@ -271,25 +301,69 @@ class KernelMismatch(RuntimeError):
     """The compiled kernel disagrees with the array code (a compiler or device problem, not a user error)."""
 
 
-def verify(mtp, types, i, j, d, energies, de_dd, xp, n_check: int = VERIFY_ATOMS) -> None:
-    """Check a kernel result against the array code on the first ``n_check`` atoms (their site energies
-    and the gradients of their pairs); :class:`KernelMismatch` beyond round-off. Done once per kernel
-    and process, on the first configuration it evaluates (cost: one small array evaluation)."""
-    m = min(int(types.shape[0]), n_check)
-    if m == 0:
+def sample_atoms(types, i, j, species_count: int, xp, *, threads_per_block: int = THREADS_PER_BLOCK):
+    """Centre atoms [m] (sorted, unique, on ``xp``) whose results :func:`verify` compares with the array code.
+
+    All atoms when there are at most ``VERIFY_ALL_ATOMS``; else, of every thread block b of the launch
+    (atoms b*T .. b*T+T-1, T = ``threads_per_block``), its first atom and the atom at lane
+    (1 + ``VERIFY_LANE_STRIDE`` b) mod T; the last atom; and for every species among the atoms and every
+    species pair among the pairs (i [p], j [p]) the first atom that has it.
+    """
+    n = int(types.shape[0])
+    if n <= VERIFY_ALL_ATOMS:
+        return xp.arange(n)
+    t = int(threads_per_block)
+    block = xp.arange((n + t - 1) // t)
+    parts = [block * t, xp.minimum(block * t + (1 + VERIFY_LANE_STRIDE * block) % t, n - 1),
+             xp.asarray([n - 1])]
+    s = int(species_count)
+    pair_types = types[i] * s + types[j]
+    layout = np.frombuffer(species_layout(types, pair_types, s, xp), dtype=np.int8)
+    firsts = [int(xp.argmax(types == k)) for k in np.flatnonzero(layout[:s])]
+    firsts += [int(i[int(xp.argmax(pair_types == k))]) for k in np.flatnonzero(layout[s:])]
+    parts.append(xp.asarray(firsts, dtype=xp.int64))
+    return xp.unique(xp.concatenate([xp.asarray(a, dtype=xp.int64) for a in parts]))
+
+
+def verify(mtp, types, i, j, d, energies, de_dd, xp, *, sample=None) -> None:
+    """Check a kernel result (energies [n], de_dd [p, 3], written into NaN-filled outputs) against the
+    array code; :class:`KernelMismatch` when an entry is not finite or differs beyond round-off.
+
+    Every entry must be finite; the site energies and the gradients of all pairs of the ``sample``
+    centre atoms (default: :func:`sample_atoms`) must equal the array code's to ``VERIFY_TOLERANCE``
+    (relative).  The reference runs on chunks of ``VERIFY_CHUNK`` centres, each with one stand-in
+    atom per species for the neighbours (only their species matter), so its memory does not grow with
+    the system.  Done once per kernel, process and species layout (cost: a few small array evaluations).
+    """
+    n, s = int(types.shape[0]), int(mtp.species_count)
+    if n == 0:
         return
-    mask = i < m
-    sub_i, sub_d = i[mask], d[mask]
-    # only the types of the m centres and of their neighbours matter: the neighbours are renumbered
-    # after the centres, so that the array code lays out m + pairs atoms, not all of them (at 1e6
-    # atoms its per-atom tables would not fit on the device)
-    local_types = xp.concatenate([types[:m], types[j[mask]]])
-    ref_e, ref_g = mtp._evaluate_arrays(local_types, sub_i, m + xp.arange(len(sub_i)), sub_d, xp)
-    err_e = float(xp.abs(energies[:m] - ref_e[:m]).max()) / max(1.0, float(xp.abs(ref_e[:m]).max()))
-    err_g = float(xp.abs(de_dd[mask] - ref_g).max()) / max(1e-12, float(xp.abs(ref_g).max())) \
-        if len(sub_i) else 0.0
+    bad_e, bad_g = int((~xp.isfinite(energies)).sum()), int((~xp.isfinite(de_dd)).any(axis=1).sum())
+    if bad_e or bad_g:
+        raise KernelMismatch(f"the fused MTP kernel (training/mtp/fused.py) left {bad_e} of {n} site energies and "
+                             f"{bad_g} of {len(de_dd)} pair gradients unwritten or not finite on this device; "
+                             f"{_ADVICE}")
+    sample = sample_atoms(types, i, j, s, xp) if sample is None else xp.asarray(sample, dtype=xp.int64)
+    local = xp.full(n, -1, dtype=xp.int64)
+    err_e = err_g = 0.0
+    for start in range(0, int(sample.shape[0]), VERIFY_CHUNK):
+        centres = sample[start:start + VERIFY_CHUNK]
+        m = int(centres.shape[0])
+        local[centres] = xp.arange(m)
+        mask = local[i] >= 0
+        local_types = xp.concatenate([types[centres], xp.arange(s, dtype=xp.int64)])
+        ref_e, ref_g = mtp._evaluate_arrays(local_types, local[i[mask]], m + types[j[mask]], d[mask], xp)
+        local[centres] = -1
+        scale_e = max(1.0, float(xp.abs(ref_e[:m]).max()))
+        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / scale_e)
+        if int(mask.sum()):
+            scale_g = max(1e-12, float(xp.abs(ref_g).max()))
+            err_g = max(err_g, float(xp.abs(de_dd[mask] - ref_g).max()) / scale_g)
     if not (err_e < VERIFY_TOLERANCE and err_g < VERIFY_TOLERANCE):
         raise KernelMismatch(f"the fused MTP kernel (training/mtp/fused.py) disagrees with the array code on "
                              f"this device: relative error {err_e:.2e} in site energies, {err_g:.2e} in dE/dd "
-                             f"(tolerance {VERIFY_TOLERANCE:g}); run on the CPU (MULTISCALE_BACKEND=numpy) and "
-                             "report the device and CuPy version")
+                             f"(tolerance {VERIFY_TOLERANCE:g}, {int(sample.shape[0])} of {n} atoms checked); "
+                             f"{_ADVICE}")
+
+
+_ADVICE = "run on the CPU (MULTISCALE_BACKEND=numpy) and report the device and CuPy version"

@@ -42,11 +42,10 @@ from common.arrays import array_module
 
 from .basis import MomentPlan, monomials, radial_basis
 from .errors import MTPFormatError, MTPSpeciesError
-from .mtp_file import format_mtp, parse_mtp
+from .mtp_file import LEGACY_SPECIES_TAG_PREFIX, format_mtp, parse_mtp, species_tag, tag_species
 
 LEVELS = tuple(range(2, 21, 2))
 _CPU_BLOCK = 64  # centre atoms per block of MTP.evaluate on NumPy (cache blocking; benchmarks/mtp_eval.py)
-_TAG_PREFIX = "species="
 
 
 @dataclass
@@ -71,7 +70,8 @@ class MTP:
     ``alpha_moments_count``, ``alpha_index_basic`` [Nb, 4], ``alpha_index_times`` [Nt, 4],
     ``alpha_moment_mapping`` [K], ``species_coeffs`` [S] (eV), ``moment_coeffs`` [K] (eV),
     ``version``, ``potential_name``, ``potential_tag``.  Change coefficients in place freely; change the
-    basis tables only through a new ``MTP``.
+    basis tables only through a new ``MTP``.  A legacy species tag (``species=C,B``, our first form) is
+    rewritten as ``species:C,B`` when read, so the file is written back in the form every reader accepts.
     """
 
     def __init__(self, fields: dict):
@@ -80,7 +80,13 @@ class MTP:
         self.potential_name = f.get("potential_name", "MTP1m")
         self.scaling = float(f.get("scaling", 1.0))
         self.species_count = int(f["species_count"])
-        self.potential_tag = f.get("potential_tag", "")
+        self.potential_tag = str(f.get("potential_tag", "") or "")
+        if self.potential_tag.strip().startswith(LEGACY_SPECIES_TAG_PREFIX):
+            legacy = tag_species(self.potential_tag)
+            try:
+                self.potential_tag = species_tag(legacy) if legacy else ""
+            except ValueError as exc:
+                raise MTPFormatError(f"potential_tag {self.potential_tag!r}: {exc}") from None
         self.radial_basis_type = f.get("radial_basis_type", "RBChebyshev")
         self.min_dist, self.max_dist = float(f["min_dist"]), float(f["max_dist"])
         self.radial_basis_size = int(f["radial_basis_size"])
@@ -152,11 +158,9 @@ class MTP:
 
     @property
     def species(self) -> list[str] | None:
-        """Element symbols of types 0..S-1, stored in ``potential_tag`` as ``species=Cu,Ag``; or None."""
-        tag = self.potential_tag.strip()
-        if tag.startswith(_TAG_PREFIX):
-            return tag[len(_TAG_PREFIX):].split(",")
-        return None
+        """Element symbols of types 0..S-1, stored in ``potential_tag`` as ``species:Cu,Ag`` (the legacy
+        ``species=Cu,Ag`` is read too); or None."""
+        return tag_species(self.potential_tag)
 
     @species.setter
     def species(self, symbols: Sequence[str] | None) -> None:
@@ -168,7 +172,10 @@ class MTP:
         if len(symbols) != self.species_count:
             raise MTPSpeciesError(f"species={symbols} has {len(symbols)} symbols but species_count = "
                                   f"{self.species_count}")
-        self.potential_tag = _TAG_PREFIX + ",".join(symbols)
+        try:
+            self.potential_tag = species_tag(symbols)
+        except ValueError as exc:
+            raise MTPSpeciesError(str(exc)) from None
 
     @property
     def level(self) -> int | None:

@@ -6,12 +6,20 @@ Data flow: ``parse_mtp(path) -> dict`` (numbers as Python/NumPy values, checked 
 Fields (names as in the file; MLIP-2 "MTP1m" format, version 1.1.0):
 
 * ``version`` str, ``potential_name`` str, ``scaling`` float (1.0 when absent), ``species_count`` S,
-  ``potential_tag`` str (we store the element symbols there as ``species=Cu,Ag,Au``),
+  ``potential_tag`` str (we store the element symbols there as ``species:Cu,Ag,Au``, see below),
 * ``radial_basis_type`` ("RBChebyshev"), ``min_dist``, ``max_dist`` (Å), ``radial_basis_size`` X,
   ``radial_funcs_count`` M, ``radial_coeffs`` float [S, S, M, X] or None (an untrained template),
 * ``alpha_moments_count``, ``alpha_index_basic`` int [Nb, 4] (mu, a, b, c),
   ``alpha_index_times`` int [Nt, 4] (i, j, multiplicity, k), ``alpha_moment_mapping`` int [K],
 * ``species_coeffs`` float [S] (eV) or None, ``moment_coeffs`` float [K] (eV) or None.
+
+Species in ``potential_tag``: the element symbols of types 0..S-1 are written as ``species:Cu,Ag,Au``
+(:func:`species_tag`, read back by :func:`tag_species`).  Every MLIP reader accepts this line: MLIP-2's
+own loader (``MTP::Load``, which LAMMPS-MLIP links) reads the key and discards the rest of the line;
+readers that read token by token see one token without spaces; motep splits each ``key = value`` line at
+*every* ``=`` and needs exactly two parts, so the value may hold no ``=`` (our first form,
+``species=Cu,Ag``, which we still read, broke motep).  :func:`format_mtp` refuses a tag with ``=`` or a
+line break for the same reason.
 
 Numbers are written with 16 significant digits (MLIP's ``%.15e``) when that reads back to the same
 double, else with 17, so a written file always reads back to identical numbers and an MLIP file that
@@ -27,6 +35,37 @@ import numpy as np
 from .errors import MTPFormatError
 
 _BRACES = re.compile(r"^\{(.*)\}$", re.S)
+
+#: ``potential_tag`` prefix of the species list we write (``species:C,B``) ...
+SPECIES_TAG_PREFIX = "species:"
+#: ... and of the one we wrote first (``species=C,B``): still read, never written (motep cannot read it).
+LEGACY_SPECIES_TAG_PREFIX = "species="
+#: An element symbol (or label) in the tag: no spaces, commas, ``=``, ``:`` or braces.
+_SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def species_tag(symbols) -> str:
+    """The ``potential_tag`` text that records ``symbols`` (element symbols of types 0..S-1), e.g.
+    ``species:C,B``.  Raises ValueError for a symbol that is not a letter followed by letters, digits
+    or ``_`` (anything else could break a reader)."""
+    symbols = [str(s) for s in symbols]
+    bad = [s for s in symbols if not _SYMBOL.fullmatch(s)]
+    if bad or not symbols:
+        raise ValueError(f"species {symbols}: each must be a letter followed by letters, digits or '_' "
+                         f"(bad: {bad})")
+    return SPECIES_TAG_PREFIX + ",".join(symbols)
+
+
+def tag_species(tag: str) -> list[str] | None:
+    """Element symbols recorded in a ``potential_tag`` (``species:C,B`` or the legacy ``species=C,B``);
+    None when the tag records none (MLIP's own files leave it empty)."""
+    tag = (tag or "").strip()
+    for prefix in (SPECIES_TAG_PREFIX, LEGACY_SPECIES_TAG_PREFIX):
+        if tag.startswith(prefix):
+            symbols = [s.strip() for s in tag[len(prefix):].split(",")]
+            return symbols if all(symbols) else None
+    return None
+
 
 #: key -> kind; ``count:NAME`` keys are checked against the length of list NAME.
 _SCALARS = {
@@ -198,9 +237,14 @@ def _ints(table) -> str:
 
 def format_mtp(f: dict) -> str:
     """MLIP's text of an ``.mtp`` file from a dict of fields (see the module docstring)."""
+    tag = str(f.get("potential_tag", "") or "")
+    if "=" in tag or "\n" in tag or "\r" in tag:
+        raise MTPFormatError(f"potential_tag {tag!r}: a tag with '=' or a line break cannot be read by every MLIP "
+                             "reader (motep splits at each '='); record species with species_tag(), e.g. "
+                             "'species:C,B'")
     out = ["MTP", f"version = {f.get('version', '1.1.0')}", f"potential_name = {f.get('potential_name', 'MTP1m')}"]
     out.append(f"scaling = {_float(float(f.get('scaling', 1.0)))}")
-    out += [f"species_count = {f['species_count']}", f"potential_tag = {f.get('potential_tag', '')}",
+    out += [f"species_count = {f['species_count']}", f"potential_tag = {tag}",
             f"radial_basis_type = {f['radial_basis_type']}",
             f"\tmin_dist = {_float(float(f['min_dist']))}", f"\tmax_dist = {_float(float(f['max_dist']))}",
             f"\tradial_basis_size = {f['radial_basis_size']}", f"\tradial_funcs_count = {f['radial_funcs_count']}"]
