@@ -35,14 +35,21 @@ Rules:
    ``fit_window[1]`` (a 16-atom Cu cell at 1e12 1/s: 0.2); such a pull is closer to uniaxial
    strain, as the material's inertia makes it.
    The equilibration keeps the barostat of the other protocols.
-3. *Failure*: a sustained drop (running mean over ``drop_window_strain`` below
-   ``1 - failure_drop`` of its peak, past ``settings.failure_min_strain``) pauses the run;
-   it is a fracture when the bonded network no longer spans the cell along the load
-   (:func:`spans_axis`, bonds shorter than the first-shell cutoff of the starting structure
-   plus ``strain`` x its nearest-neighbour distance, at most the force field's cutoff): a crack across the whole cross-section, at any angle. Otherwise it is
-   yield (slip keeps the network connected) and the tension continues on the same strain
-   line. A drop of ``yield_drop`` (20 %), and of more than 4 standard errors of the smoothed
-   stress (at small stresses 20 % can be noise), that is not the fracture is reported as yield.
+3. *Failure*: a sustained drop (running mean over ``drop_window_strain``, at least 5 thermo rows,
+   below ``1 - failure_drop`` of its peak, past ``settings.failure_min_strain``) pauses the run;
+   it is a fracture when the structure shows a crack across the whole cross-section
+   (:func:`fractured`, bonds shorter than the first-shell cutoff of the starting structure, the
+   gap between shells absorbing the stretch of intact bonds: graphene 1.42 | 1.94 Å, fcc Cu
+   2.55 | 3.08 Å): the bond network no longer wraps around the cell along the load (a clean
+   crack at any angle), or a plane normal to the load is crossed by at most a quarter of the
+   bonds of the starting structure's weakest plane (a crack bridged by an atomic chain, as
+   graphene leaves). Otherwise it is yield (slip keeps the network
+   connected) and the tension continues on the same strain line, in a new segment (a new
+   :class:`~md_gpu.simulation.Simulation` from the paused state, whose detector again waits
+   ``failure_min_strain`` before it may pause the run; the final structure is checked too).
+   The yield reported is the peak before the first drop of ``yield_drop`` (20 %) that also
+   exceeds 4 standard errors of the smoothed stress (at small stresses 20 % can be noise) and
+   is not the fracture itself.
 
 Outputs: the stress-strain curve (strain, transverse strain, stress in GPa and,
 for a sheet, N/m and GPa at the effective thickness), Young's modulus and Poisson's
@@ -110,8 +117,37 @@ def spans_axis(atoms, axis, cutoff_A: float) -> bool:
     return False
 
 
+def crossing_bonds(atoms, axis, cutoff_A: float, *, n_planes: int = 64) -> np.ndarray:
+    """Bonds (shorter than ``cutoff_A``, Å) that cross each of ``n_planes`` planes normal to ``axis``
+    at fractional coordinates ``k / n_planes`` [n_planes] (int)."""
+    from ase.neighborlist import neighbor_list
+
+    k = axis_index(axis)
+    i, j, d = neighbor_list("ijD", atoms, cutoff_A)
+    keep = i < j
+    length = float(atoms.cell[k, k])
+    start = atoms.get_scaled_positions(wrap=True)[i[keep], k]
+    end = start + d[keep, k] / length
+    lo, hi = np.minimum(start, end), np.maximum(start, end)
+    planes = np.arange(n_planes) / n_planes
+    # planes p + m (m integer) in (lo, hi]: floor(hi - p) - floor(lo - p)
+    return (np.floor(hi[None, :] - planes[:, None]) - np.floor(lo[None, :] - planes[:, None])).sum(axis=1).astype(int)
+
+
+def fractured(atoms, axis, cutoff_A: float, reference_min: int, *, fraction: float = 0.25) -> bool:
+    """A crack across the whole cross-section: the bond network no longer wraps around ``axis``
+    (:func:`spans_axis`, any crack angle), or some plane normal to ``axis`` is crossed by at most
+    ``fraction`` of the bonds that cross the weakest plane of the starting structure
+    (``reference_min``, :func:`crossing_bonds`): a crack bridged only by a chain of atoms or a
+    few stretched bonds carries next to nothing."""
+    if not spans_axis(atoms, axis, cutoff_A):
+        return True
+    return bool(crossing_bonds(atoms, axis, cutoff_A).min() <= fraction * reference_min)
+
+
 def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain: float = 0.002) -> dict:
-    """``{"moduli_GPa", "poisson", "C_GPa", "sound_time_fs"}`` for :class:`md_gpu.cell_control.LoadingBarostat` (rule 2).
+    """``{"moduli_GPa", "poisson", "C_GPa", "sound_time_fs"}`` for
+    :class:`md_gpu.cell_control.LoadingBarostat` (module docstring, rule 2).
 
     C [p, p] (GPa, of the cell as simulated: a sheet's stress includes its vacuum): normal
     stiffness over the periodic axes by central differences (+-``strain``) of the static stress about
@@ -170,20 +206,17 @@ def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain:
             "sound_time_fs": float(sound)}
 
 
-def _first_shell_cutoff(atoms_or_state, state: State) -> tuple[float, float]:
-    """(first-shell cutoff, nearest-neighbour distance) in Å of the starting structure
-    (:func:`md_gpu.protocols.stability.first_shell_cutoff`; the prepared state's if that fails)."""
-    from ase.neighborlist import neighbor_list
-
+def _first_shell_cutoff(atoms_or_state, state: State):
+    """(first-shell cutoff in Å, the ase.Atoms it was taken from): the starting structure's
+    (:func:`md_gpu.protocols.stability.first_shell_cutoff`), the prepared state's if that fails."""
     from .stability import first_shell_cutoff
 
     reference = to_atoms(atoms_or_state) if isinstance(atoms_or_state, State) else atoms_or_state
     try:
-        cutoff = first_shell_cutoff(reference)
+        return first_shell_cutoff(reference), reference
     except MDSetupError:
         reference = to_atoms(state)
-        cutoff = first_shell_cutoff(reference)
-    return cutoff, float(neighbor_list("d", reference, cutoff).min())
+        return first_shell_cutoff(reference), reference
 
 
 def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9, max_strain: float = 0.3,
@@ -191,7 +224,9 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             fit_window=(0.0, 0.05), fit: str = "auto", loading_barostat: str = "derived",
             drop_window_strain: float = 0.005, failure_drop: float = 0.5, yield_drop: float = 0.2,
             out_prefix=None, resume: bool = False, extrapolation=None, log=print) -> dict:
-    """Run the tensile test; return ``{"properties", "curve", "settings", "h5", "run"}``.
+    """Run the tensile test; return ``{"properties", "curve", "settings", "h5", "run"}`` (``run``: the
+    :class:`~md_gpu.simulation.RunResult` of the last segment; ``settings["events"]``: every pause,
+    ``{"strain", "kind": "yield" | "fracture"}``).
 
     ff: force field; atoms_or_state: ase.Atoms or State; direction: 'x' | 'y' (or 'z' for
     bulk); strain_rate_per_s (1/s); max_strain (engineering); transverse: 'stress' |
@@ -237,12 +272,12 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     steps = int(math.ceil(max_strain / (rate_per_fs * settings.dt_fs)))
     row_strain = rate_per_fs * settings.dt_fs * settings.thermo_every
     window_rows = max(int(math.ceil(drop_window_strain / row_strain)), MIN_DROP_ROWS)
-    bond_cutoff, nearest = _first_shell_cutoff(atoms_or_state, state)
+    bond_cutoff, reference = _first_shell_cutoff(atoms_or_state, state)
+    bond_cutoff = min(bond_cutoff, float(ff.cutoff))  # atoms farther apart do not interact
+    reference_min = int(crossing_bonds(reference, axis, bond_cutoff).min())
 
-    def bond_length(strain_now):
-        """Å: the first-shell cutoff plus the stretch of a nearest-neighbour bond along the load,
-        never beyond the force field's cutoff (atoms farther apart do not interact)."""
-        return min(bond_cutoff + nearest * max(strain_now, 0.0), float(ff.cutoff))
+    def cracked_now(md_state) -> bool:
+        return fractured(to_atoms(md_state), axis, bond_cutoff, reference_min)
 
     control = None
     if transverse == "stress" and others and loading_barostat == "derived":
@@ -305,9 +340,10 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     md = run.md
     while True:
         strain_now = float(to_numpy(md.state.cell)[a, a]) / L0 - 1.0
-        if not run.stopped_by:
+        # a segment ends early only at a sustained drop (a resumed, finished segment has no stopped_by)
+        if not run.stopped_by and strain_now >= max_strain - rate_per_fs * settings.dt_fs:
             break
-        cracked = not spans_axis(to_atoms(md.state), axis, bond_length(strain_now))
+        cracked = cracked_now(md.state)
         events.append({"strain": strain_now, "kind": "fracture" if cracked else "yield"})
         log(f"tensile: sustained stress drop at strain {strain_now:.4g}: "
             f"{'crack across the cell (fracture)' if cracked else 'no crack (yield); the tension goes on'}")
@@ -341,9 +377,9 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
         more["stage"] = np.ones_like(more["stage"])
         thermo = {c: np.concatenate([thermo[c], more[c]]) for c in thermo}
         md = run.md
-    if not run.stopped_by and np.isnan(fracture_strain):
+    if np.isnan(fracture_strain):
         strain_now = float(to_numpy(md.state.cell)[a, a]) / L0 - 1.0
-        if not spans_axis(to_atoms(md.state), axis, bond_length(strain_now)):
+        if cracked_now(md.state):
             fracture_strain = strain_now  # cracked without a drop the detector saw (e.g. at the last rows)
             events.append({"strain": strain_now, "kind": "fracture"})
 
@@ -357,8 +393,8 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     stress_key = "stress_N_per_m" if sheet else "stress_GPa"
     props = tensile_properties(curve["strain"], curve[stress_key], curve["transverse_strain"],
                                fit_window=fit_window, window=fit)
-    fractured = not np.isnan(fracture_strain)
-    loading = curve["strain"] <= (fracture_strain if fractured else np.inf)
+    broke = not np.isnan(fracture_strain)
+    loading = curve["strain"] <= (fracture_strain if broke else np.inf)
     t_mean, t_sem = transverse_stress_stats(t_stress[loading])
     y_strain, y_stress = _yield(curve["strain"], curve[stress_key], fracture_strain, drop_window_strain,
                                 yield_drop, settings.failure_min_strain,
@@ -378,8 +414,8 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     properties["poisson_ratio"] = props["poisson_ratio"]
     properties["poisson_ratio_fit_sem"] = props["poisson_ratio_sem"]
     properties["failure_strain"] = props["failure_strain"]
-    properties["failure_mode"] = "fracture" if fractured else "none"
-    properties["failed"] = fractured
+    properties["failure_mode"] = "fracture" if broke else "none"
+    properties["failed"] = broke
     properties["fracture_strain"] = fracture_strain
     properties["yield_strain"] = y_strain
     record = {"direction": axis, "strain_rate_per_s": strain_rate_per_s, "max_strain": max_strain,
@@ -387,6 +423,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
               "fit_window": list(fit_window), "fit": fit, "loading_barostat": loading_barostat,
               "transverse_control": control, "drop_window_strain": drop_window_strain,
               "failure_drop": failure_drop, "yield_drop": yield_drop, "bond_cutoff_A": bond_cutoff,
+              "reference_crossing_bonds": reference_min,
               "events": events, "cell_A": md.state.cell.tolist(), **settings.as_dict()}
     h5 = None
     if out_prefix is not None:

@@ -21,7 +21,8 @@ the seeds that did not blow up, :func:`md_gpu.analysis.mean_sem`)::
 ``failure_mode`` "fracture"); ``runs_yielded``: runs with a yield point (a drop without a crack; they
 go on to ``md.max_strain``). Per-run fit errors (``*_fit_sem*``) are the within-run standard errors of
 the slopes; the ``sem`` of each entry is the scatter over seeds. A quantity that a run does not have
-(no yield: NaN) is left out of its mean. A run that blew up is named in ``provenance.blown_up``; the stage fails when a direction loses every seed.
+(no yield: NaN) is left out of its mean. A run that blew up is named in ``provenance.blown_up``; the
+stage fails when a direction loses every seed.
 Figure: ``<system>_stress_strain.png``.
 """
 from __future__ import annotations
