@@ -163,11 +163,19 @@ def test_morse_cu_benchmark_against_static_and_lammps():
                     settings=RunSettings(equilibrate_steps=5000, seed=seed), **QUIET)["properties"]
             for seed in (1, 2, 3, 4)]
     E = np.array([p["youngs_modulus_GPa"] for p in runs])
-    sem = np.array([p["youngs_modulus_fit_sem_GPa"] for p in runs])
+    E_sem = np.array([p["youngs_modulus_fit_sem_GPa"] for p in runs])
     nu = np.array([p["poisson_ratio"] for p in runs])
-    assert np.all(np.abs(E - 49.0) <= 3 * np.hypot(sem, 2.0))
-    assert abs(E.mean() - 49.0) < 3 * np.hypot(E.std(ddof=1) / 2, 2.0)
-    assert abs(nu.mean() - 0.36) < 0.1
+    nu_sem = np.array([p["poisson_ratio_fit_sem"] for p in runs])
+    print(f"static E[100] = {E_static:.1f} GPa, nu = {c['C12'] / (c['C11'] + c['C12']):.3f}")
+    for p in runs:
+        print({k: v for k, v in p.items() if k.startswith(("youngs", "poisson", "fit", "transverse", "failure",
+                                                          "yield", "ultimate"))})
+    # each seed within 3 of its reported errors of LAMMPS (49 +- 2 GPa; nu 0.36 +- 0.02), and the mean
+    # of the seeds within 3 of its error (the scatter over seeds)
+    assert np.all(np.abs(E - 49.0) <= 3 * np.hypot(E_sem, 2.0))
+    assert abs(E.mean() - 49.0) <= 3 * np.hypot(E.std(ddof=1) / 2, 2.0)
+    assert np.all(np.abs(nu - 0.36) <= 3 * np.hypot(nu_sem, 0.02))
+    assert abs(nu.mean() - 0.36) <= 3 * np.hypot(nu.std(ddof=1) / 2, 0.02)
     for p in runs:
         assert abs(p["transverse_stress_mean_GPa"]) < 3 * p["transverse_stress_sem_GPa"] + 0.05
-        assert p["failure_mode"] == "none"  # Morse Cu yields, it does not crack, by 20 %
+        assert p["failure_mode"] == "none" and not p["failed"]  # Morse Cu yields, it does not crack, by 20 %

@@ -18,10 +18,11 @@ perpendicular to its interface lines.
 Rules:
 
 1. *Fit window* (``fit="auto"``, :func:`md_gpu.analysis.choose_fit_window`): the
-   modulus and Poisson's ratio are slopes over ``[0, h]``, ``h`` the widest strain at which
-   the curvature of the curve biases the slope by at most half its standard error, between
-   ``max(0.5 %, 20 rows)`` and ``min(fit_window[1], half the strain at peak stress)``;
-   standard errors count the correlation of MD samples. ``fit="fixed"``: over ``fit_window``.
+   modulus and Poisson's ratio are slopes over ``[0, h]``, ``h`` minimising the total error
+   of the modulus (its standard error, counting the correlation of MD samples, plus the bias a
+   curvature of the curve gives a straight line, with the uncertainty of that curvature),
+   between ``max(0.5 %, 20 rows)`` and ``min(fit_window[1], half the strain at peak stress)``;
+   that total is the error reported. ``fit="fixed"``: over ``fit_window``, statistical errors.
 2. *Transverse stress during loading* (``transverse='stress'``, :func:`transverse_control`):
    stochastic cell rescaling [1] with, per transverse axis k, ``B_k = 1 / (C_tt^-1)_kk``
    (stiffness of axis k with the axial length fixed and the other transverse axes free, so
@@ -43,8 +44,8 @@ Rules:
    2.55 | 3.08 Å): the bond network no longer wraps around the cell along the load (a clean
    crack at any angle), or a plane normal to the load is crossed by at most a quarter of the
    bonds of the starting structure's weakest plane (a crack bridged by an atomic chain, as
-   graphene leaves). Otherwise it is yield (slip keeps the network
-   connected) and the tension continues on the same strain line, in a new segment (a new
+   graphene leaves). Otherwise it is yield (slip keeps the network connected) and the tension
+   continues on the same strain line, in a new segment (a new
    :class:`~md_gpu.simulation.Simulation` from the paused state, whose detector again waits
    ``failure_min_strain`` before it may pause the run; the final structure is checked too).
    The yield reported is the peak before the first drop of ``yield_drop`` (20 %) that also
