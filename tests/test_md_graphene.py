@@ -172,7 +172,9 @@ def test_elastic_constants_at_1K_match_static_finite_differences(ff, sheet, stat
 def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path):
     """Tensile tests to failure at 300 K, 5e10 1/s, 3 seeds: curve, modulus, strength, failure strain, spreads.
 
-    Checks: every run fails (the stress drops below half its peak) before 35 % strain; the
+    Checks: in every run the stress drops below half its peak before 35 % strain (a sustained drop,
+    recorded in ``settings["events"]``; with this potential the 60-atom sheet reconstructs a few bonds
+    and keeps its bond network whole, which the protocol reports as yield, not fracture); the
     Young's modulus (0-1 % fit) agrees with the plane-stress value (C11^2 - C12^2) / C11 of the static
     constants within 10 %; the seeds scatter (different trajectories) but little (sem < 5 % of the
     mean); the HDF5 file of each run records the strain rate and the size. Poisson's ratio is not
@@ -189,7 +191,8 @@ def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path
                     settings=RunSettings(seed=seed, **settings), thickness_A=3.35, fit_window=(0.0, 0.01),
                     out_prefix=tmp_path / f"graphene_{direction}_seed{seed}", **QUIET)
         p = r["properties"]
-        assert p["failed"], f"seed {seed}: no failure up to 35 % strain"
+        assert r["settings"]["events"], f"seed {seed}: no sustained stress drop up to 35 % strain"
+        assert p["failed"] == (p["failure_mode"] == "fracture")
         assert 0.08 < p["failure_strain"] < 0.35
         assert p["ultimate_strength_N_per_m"] == pytest.approx(r["curve"]["stress_N_per_m"].max())
         stored = read_run_h5(r["h5"])

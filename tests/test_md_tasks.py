@@ -57,3 +57,23 @@ def test_stress_limits_ignore_what_follows_the_peak_and_outlier_spikes():
     low, high = tensile.stress_limits(clipped + [tensile._up_to_peak(strain, spike, None)])
     assert high < 400
     assert tensile.stress_limits([np.array([])]) is None
+
+
+def test_tensile_summary_counts_fractures_and_yields_and_averages_the_new_keys():
+    """summary.json per direction: fit errors, window and transverse stress averaged over seeds; a run without
+    yield (NaN) is left out of the yield mean; runs_failed counts fractures, runs_yielded drops without a crack."""
+    def run(seed, failed, yield_strain):
+        return {"system": "cu", "direction": "x", "name": f"cu_x_seed{seed}", "result": {
+            "youngs_modulus_GPa": 45.0 + seed, "youngs_modulus_fit_sem_GPa": 5.0, "fit_window_strain": 0.03,
+            "poisson_ratio": 0.4, "poisson_ratio_fit_sem": 0.1, "ultimate_strength_GPa": 6.0, "failure_strain": 0.12,
+            "transverse_stress_mean_GPa": 0.01 * seed, "transverse_stress_sem_GPa": 0.05, "failed": failed,
+            "failure_mode": "fracture" if failed else "none", "fracture_strain": 0.15 if failed else float("nan"),
+            "yield_strain": yield_strain, "yield_stress_GPa": 6.0}}
+    out = tensile.summarise([run(0, True, float("nan")), run(1, False, 0.12), run(2, False, 0.11)], {})
+    x = out["cu"]["directions"]["x"]
+    assert x["runs_failed"] == 1 and x["runs_yielded"] == 2 and x["runs_blown_up"] == 0
+    assert x["youngs_modulus_GPa"]["mean"] == pytest.approx(46.0) and x["youngs_modulus_GPa"]["n"] == 3
+    assert x["yield_strain"]["n"] == 2 and x["fracture_strain"]["n"] == 1
+    for key in ("youngs_modulus_fit_sem_GPa", "fit_window_strain", "poisson_ratio_fit_sem",
+                "transverse_stress_mean_GPa", "transverse_stress_sem_GPa"):
+        assert x[key]["n"] == 3, key

@@ -1,55 +1,266 @@
-"""Uniaxial tension at a constant engineering strain rate until failure.
+"""Uniaxial tension at a constant engineering strain rate until fracture or ``max_strain``.
 
 Protocol (data, run by :class:`md_gpu.simulation.Simulation`):
 
 1. ``equilibrate``: thermostat at T, barostat holding zero stress on the
    periodic axes (in-plane only for a 2D sheet), ``equilibrate_steps``;
 2. ``tension``: stretch along ``direction`` at ``strain_rate_per_s``; the
-   transverse periodic axes are either held at zero stress by the barostat
+   transverse periodic axes are either held at zero stress
    (``transverse='stress'``: uniaxial stress) or kept at fixed length
-   (``transverse='strain'``); the stage ends when the axial stress falls
-   below half its peak (failure) or at ``max_strain``.
+   (``transverse='strain'``); the stage pauses at every *sustained* stress drop
+   and the structure decides: a crack ends the run (fracture), no crack is a
+   yield event and the tension goes on (:func:`tensile`, rules 2 and 3 below).
 
 For another in-plane direction, rotate the sheet (and its cell) first so that
 the direction is x or y. :func:`interface_tensile` loads a heterostructure cell
 perpendicular to its interface lines.
 
+Rules:
+
+1. *Fit window* (``fit="auto"``, :func:`md_gpu.analysis.choose_fit_window`): the
+   modulus and Poisson's ratio are slopes over ``[0, h]``, ``h`` minimising the total error
+   of the modulus (its standard error, counting the correlation of MD samples, plus the bias a
+   curvature of the curve gives a straight line, with the uncertainty of that curvature),
+   between ``max(0.5 %, 20 rows)`` and ``min(fit_window[1], half the strain at peak stress)``;
+   that total is the error reported. ``fit="fixed"``: over ``fit_window``, statistical errors.
+2. *Transverse stress during loading* (``transverse='stress'``, :func:`transverse_control`):
+   stochastic cell rescaling [1] with, per transverse axis k, ``B_k = 1 / (C_tt^-1)_kk``
+   (stiffness of axis k with the axial length fixed and the other transverse axes free, so
+   each axis relaxes in ``barostat_tau_fs``) and the feed-forward contraction
+   ``d ln L_k = -nu_k d ln L_axial``, ``nu_k = -S_ka / S_aa`` (S = C^-1 over the periodic
+   axes): C from static finite differences of the force field on the starting structure,
+   positions relaxed. The barostat then only corrects the difference between the thermal and
+   the static Poisson contraction, instead of trailing the ramp by ``nu r B tau``. The
+   feed-forward assumes a quasi-static test: it is left out when the strain accrued while a
+   sound wave crosses the cell transversely (``r L_t / sqrt(C_tt / rho)``) exceeds
+   ``fit_window[1]`` (a 16-atom Cu cell at 1e12 1/s: 0.2); such a pull is closer to uniaxial
+   strain, as the material's inertia makes it.
+   The equilibration keeps the barostat of the other protocols.
+3. *Failure*: a sustained drop (running mean over ``drop_window_strain``, at least 5 thermo rows,
+   below ``1 - failure_drop`` of its peak, past ``settings.failure_min_strain``) pauses the run;
+   it is a fracture when the structure shows a crack across the whole cross-section
+   (:func:`fractured`, bonds shorter than the first-shell cutoff of the starting structure, the
+   gap between shells absorbing the stretch of intact bonds: graphene 1.42 | 1.94 Å, fcc Cu
+   2.55 | 3.08 Å): the bond network no longer wraps around the cell along the load (a clean
+   crack at any angle), or a plane normal to the load is crossed by at most a quarter of the
+   bonds of the starting structure's weakest plane (a crack bridged by an atomic chain, as
+   graphene leaves). Otherwise it is yield (slip keeps the network connected) and the tension
+   continues on the same strain line, in a new segment (a new
+   :class:`~md_gpu.simulation.Simulation` from the paused state, whose detector again waits
+   ``failure_min_strain`` before it may pause the run; the final structure is checked too).
+   The yield reported is the peak before the first drop of ``yield_drop`` (20 %) that also
+   exceeds 4 standard errors of the smoothed stress (at small stresses 20 % can be noise) and
+   is not the fracture itself.
+
 Outputs: the stress-strain curve (strain, transverse strain, stress in GPa and,
-for a sheet, N/m and GPa at the effective thickness), Young's modulus, Poisson's
-ratio, UTS, failure strain; optionally an HDF5 file, an extxyz trajectory and checkpoints.
+for a sheet, N/m and GPa at the effective thickness), Young's modulus and Poisson's
+ratio with standard errors and window, mean transverse stress during loading, UTS,
+failure strain, yield, failure mode; optionally an HDF5 file, an extxyz trajectory and
+checkpoints.
+
+[1] M. Bernetti, G. Bussi, J. Chem. Phys. 153, 114107 (2020).
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from ..analysis import stress_strain_curve, tensile_properties
-from ..cell_control import axis_index
+import numpy as np
+
+from ..analysis import stress_strain_curve, sustained_drop, tensile_properties, transverse_stress_stats
+from ..backend import to_numpy
+from ..cell_control import LoadingBarostat, axis_index
 from ..errors import MDSetupError
 from ..io import write_run_h5
 from ..simulation import Simulation, Stage
-from ..units import GPA_A_TO_N_PER_M, PER_S_TO_PER_FS
-from .common import TRANSVERSE, RunSettings, barostat_for, in_plane_axes, prepare_state, simulation
+from ..state import State, to_atoms
+from ..units import EV_PER_A3_TO_GPA, GPA_A_TO_N_PER_M, PER_S_TO_PER_FS
+from .common import TRANSVERSE, RunSettings, barostat_for, estimate_modulus, in_plane_axes, prepare_state, simulation
+
+FITS = ("auto", "fixed")
+AMU_PER_A3_TO_KG_PER_M3 = 1660.539  # density
+M_PER_S_TO_A_PER_FS = 1e-5          # speed
+YIELD_NOISE_SIGMAS = 4.0  # a yield drop must also exceed this many standard errors of the smoothed stress
+MIN_DROP_ROWS = 5  # a drop must last at least this many thermo rows, however fast the pull
+MAX_SEGMENTS = 50  # yield events at most (each pauses the run for a structure check)
+
+
+def spans_axis(atoms, axis, cutoff_A: float) -> bool:
+    """Does the network of bonds shorter than ``cutoff_A`` (Å) wrap around the periodic ``axis``?
+
+    A breadth-first walk gives each atom its periodic image along ``axis``; reaching an atom again
+    in another image means a chain of bonds runs through the cell and joins itself: the structure
+    carries load along ``axis``. A crack across the whole cross-section (at any angle) leaves only
+    pieces that do not wrap. Slip, vacancies and voids keep the network wrapping."""
+    from ase.neighborlist import neighbor_list
+
+    k = axis_index(axis)
+    i, j, shifts = neighbor_list("ijS", atoms, cutoff_A)
+    n = len(atoms)
+    order = np.argsort(i, kind="stable")
+    i, j, s = i[order], j[order], shifts[order, k]
+    starts = np.searchsorted(i, np.arange(n + 1))
+    image = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    for root in range(n):
+        if image[root] != np.iinfo(np.int64).min:
+            continue
+        image[root] = 0
+        stack = [root]
+        while stack:
+            u = stack.pop()
+            for e in range(starts[u], starts[u + 1]):
+                v, want = j[e], image[u] + s[e]
+                if image[v] == np.iinfo(np.int64).min:
+                    image[v] = want
+                    stack.append(v)
+                elif image[v] != want:
+                    return True
+    return False
+
+
+def crossing_bonds(atoms, axis, cutoff_A: float, *, n_planes: int = 64) -> np.ndarray:
+    """Bonds (shorter than ``cutoff_A``, Å) that cross each of ``n_planes`` planes normal to ``axis``
+    at fractional coordinates ``k / n_planes`` [n_planes] (int)."""
+    from ase.neighborlist import neighbor_list
+
+    k = axis_index(axis)
+    i, j, d = neighbor_list("ijD", atoms, cutoff_A)
+    keep = i < j
+    length = float(atoms.cell[k, k])
+    start = atoms.get_scaled_positions(wrap=True)[i[keep], k]
+    end = start + d[keep, k] / length
+    lo, hi = np.minimum(start, end), np.maximum(start, end)
+    planes = np.arange(n_planes) / n_planes
+    # planes p + m (m integer) in (lo, hi]: floor(hi - p) - floor(lo - p)
+    return (np.floor(hi[None, :] - planes[:, None]) - np.floor(lo[None, :] - planes[:, None])).sum(axis=1).astype(int)
+
+
+def fractured(atoms, axis, cutoff_A: float, reference_min: int, *, fraction: float = 0.25) -> bool:
+    """A crack across the whole cross-section: the bond network no longer wraps around ``axis``
+    (:func:`spans_axis`, any crack angle), or some plane normal to ``axis`` is crossed by at most
+    ``fraction`` of the bonds that cross the weakest plane of the starting structure
+    (``reference_min``, :func:`crossing_bonds`): a crack bridged only by a chain of atoms or a
+    few stretched bonds carries next to nothing."""
+    if not spans_axis(atoms, axis, cutoff_A):
+        return True
+    return bool(crossing_bonds(atoms, axis, cutoff_A).min() <= fraction * reference_min)
+
+
+def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain: float = 0.002) -> dict:
+    """``{"moduli_GPa", "poisson", "C_GPa", "sound_time_fs"}`` for
+    :class:`md_gpu.cell_control.LoadingBarostat` (module docstring, rule 2).
+
+    C [p, p] (GPa, of the cell as simulated: a sheet's stress includes its vacuum): normal
+    stiffness over the periodic axes by central differences (+-``strain``) of the static stress about
+    the structure relaxed to zero normal stress on the periodic axes (the state the equilibration
+    reaches, less thermal expansion), positions relaxed (ASE BFGS, fmax 1e-3 eV/Å) in every
+    strained cell. Falls back to the
+    affine :func:`~md_gpu.protocols.common.estimate_modulus` and no feed-forward when C is not
+    positive definite (a structure far from a minimum). sound_time_fs: the longest transverse cell
+    length over the longitudinal sound speed ``sqrt(C_kk / rho)`` along it (fs), the time the
+    cell needs to contract in earnest."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    from ..calculator import MDCalculator
+
+    periodic = [a for a in "xyz" if state.pbc["xyz".index(a)]]
+    atoms = to_atoms(state)
+    atoms.set_velocities(np.zeros((len(atoms), 3)))
+    atoms.calc = MDCalculator(ff)
+    BFGS(FrechetCellFilter(atoms, mask=[bool(p) for p in state.pbc] + [False] * 3), logfile=None).run(
+        fmax=1e-3, steps=300)
+
+    def static_stress(cell_scale):
+        a = atoms.copy()
+        a.set_cell(atoms.cell.array * np.asarray(cell_scale)[:, None], scale_atoms=True)
+        a.calc = MDCalculator(ff)
+        BFGS(a, logfile=None).run(fmax=1e-3, steps=200)
+        return a.get_stress(voigt=False) * EV_PER_A3_TO_GPA
+
+    C = np.zeros((len(periodic), len(periodic)))
+    for col, ax in enumerate(periodic):
+        pair = []
+        for sign in (1, -1):
+            scale = np.ones(3)
+            scale["xyz".index(ax)] += sign * strain
+            pair.append(static_stress(scale))
+        for row, bx in enumerate(periodic):
+            k = "xyz".index(bx)
+            C[row, col] = (pair[0][k, k] - pair[1][k, k]) / (2 * strain)
+    C = 0.5 * (C + C.T)
+    t = [periodic.index(a) for a in transverse_axes]
+    a = periodic.index(axial)
+    if np.all(np.isfinite(C)) and np.all(np.linalg.eigvalsh(C) > 0):
+        S = np.linalg.inv(C)
+        moduli = [1.0 / np.linalg.inv(C[np.ix_(t, t)])[m, m] for m in range(len(t))]
+        poisson = [-S[k, a] / S[a, a] for k in t]
+    else:
+        moduli = [estimate_modulus(ff, state, transverse_axes)] * len(t)
+        poisson = [0.0] * len(t)
+    # the time a longitudinal sound wave takes to cross the longest transverse length of the cell
+    rho = float(np.sum(atoms.get_masses())) / atoms.get_volume() * AMU_PER_A3_TO_KG_PER_M3
+    lengths = [float(atoms.cell[i, i]) for i in ("xyz".index(periodic[k]) for k in t)]
+    speeds = [np.sqrt(max(C[k, k], 1e-12) * 1e9 / rho) * M_PER_S_TO_A_PER_FS for k in t]
+    sound = max(L / c for L, c in zip(lengths, speeds)) if t else 0.0
+    return {"moduli_GPa": [float(b) for b in moduli], "poisson": [float(v) for v in poisson], "C_GPa": C.tolist(),
+            "sound_time_fs": float(sound)}
+
+
+def _first_shell_cutoff(atoms_or_state, state: State):
+    """(first-shell cutoff in Å, the ase.Atoms it was taken from): the starting structure's
+    (:func:`md_gpu.protocols.stability.first_shell_cutoff`), the prepared state's if that fails."""
+    from .stability import first_shell_cutoff
+
+    reference = to_atoms(atoms_or_state) if isinstance(atoms_or_state, State) else atoms_or_state
+    try:
+        return first_shell_cutoff(reference), reference
+    except MDSetupError:
+        reference = to_atoms(state)
+        return first_shell_cutoff(reference), reference
 
 
 def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9, max_strain: float = 0.3,
             transverse: str = "stress", settings: RunSettings | None = None, thickness_A: float | None = None,
-            fit_window=(0.0, 0.01), out_prefix=None, resume: bool = False, extrapolation=None,
-            log=print) -> dict:
-    """Run the tensile test; return ``{"properties", "curve", "settings", "h5"}``.
+            fit_window=(0.0, 0.05), fit: str = "auto", loading_barostat: str = "derived",
+            drop_window_strain: float = 0.005, failure_drop: float = 0.5, yield_drop: float = 0.2,
+            out_prefix=None, resume: bool = False, extrapolation=None, log=print) -> dict:
+    """Run the tensile test; return ``{"properties", "curve", "settings", "h5", "run"}`` (``run``: the
+    :class:`~md_gpu.simulation.RunResult` of the last segment; ``settings["events"]``: every pause,
+    ``{"strain", "kind": "yield" | "fracture"}``).
 
     ff: force field; atoms_or_state: ase.Atoms or State; direction: 'x' | 'y' (or 'z' for
     bulk); strain_rate_per_s (1/s); max_strain (engineering); transverse: 'stress' |
     'strain'; thickness_A: effective thickness of a sheet (Å) to quote GPa; fit_window:
-    strain range of the modulus fit; out_prefix: path prefix of ``.h5``, ``.extxyz``,
-    ``.ckpt.npz``; resume: continue from ``<out_prefix>.ckpt.npz``.
-    Properties of a 2D sheet are in N/m (``*_N_per_m``) and GPa at ``thickness_A``
-    (``*_GPa``); of a bulk cell in GPa.
+    ``(lo, hi)`` strain range of the modulus fit, with ``fit="fixed"``, or ``hi`` the upper
+    bound of the automatic window (``fit="auto"``, module docstring rule 1);
+    loading_barostat: "derived" (rule 2) or "settings" (the equilibration's barostat, a single
+    affine B and no feed-forward: the old behaviour); drop_window_strain: strain over which a
+    stress drop must last; failure_drop: fraction of the peak a drop must lose to pause the run
+    for a structure check (rule 3); yield_drop: the same for reporting yield; out_prefix: path
+    prefix of ``.h5``, ``.extxyz``, ``.ckpt.npz`` (after a yield event the run continues from
+    ``.seg<k>.ckpt.npz``); resume: continue from those checkpoints.
+
+    Properties (2D sheet: ``*_N_per_m`` and GPa at ``thickness_A``; bulk cell: ``*_GPa``):
+    ``youngs_modulus_*``, ``youngs_modulus_fit_sem_*``, ``fit_window_strain``,
+    ``poisson_ratio``, ``poisson_ratio_fit_sem``, ``transverse_stress_mean_*`` and
+    ``transverse_stress_sem_*`` (over the loading, block averages), ``ultimate_strength_*`` (the
+    peak stress), ``failure_strain`` (strain at the peak), ``failure_mode`` ("fracture" | "none":
+    reached ``max_strain``), ``failed`` (fracture), ``fracture_strain`` (where the crack was
+    found; NaN without one), ``yield_strain`` and ``yield_stress_*`` (NaN without yield).
     """
     settings = settings or RunSettings()
     if transverse not in TRANSVERSE:
         raise MDSetupError(f"transverse: {transverse!r} is not one of {', '.join(TRANSVERSE)}")
+    if fit not in FITS:
+        raise MDSetupError(f"fit: {fit!r} is not one of {', '.join(FITS)}")
+    if loading_barostat not in ("derived", "settings"):
+        raise MDSetupError(f"loading_barostat: {loading_barostat!r} is not one of derived, settings")
     if strain_rate_per_s <= 0 or max_strain <= 0:
         raise MDSetupError(f"strain_rate_per_s={strain_rate_per_s} and max_strain={max_strain} must be > 0")
+    if not (0 < failure_drop < 1 and 0 < yield_drop < 1 and drop_window_strain > 0):
+        raise MDSetupError(f"failure_drop={failure_drop} and yield_drop={yield_drop} must be in (0, 1), "
+                           f"drop_window_strain={drop_window_strain} > 0")
     state = prepare_state(ff, atoms_or_state, settings)
     a = axis_index(direction)
     if not state.pbc[a]:
@@ -58,56 +269,187 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     periodic = in_plane_axes(state)
     others = tuple(ax for ax in periodic if ax != axis)
     sheet = not state.pbc[2]
-    steps = int(math.ceil(max_strain / (strain_rate_per_s * PER_S_TO_PER_FS * settings.dt_fs)))
-    stages = [
-        Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
-              barostat=barostat_for(ff, state, periodic, settings)),
-        Stage("tension", steps, thermostat=settings.make_thermostat(),
-              barostat=barostat_for(ff, state, others, settings) if transverse == "stress" else None,
-              deform_axis=axis, strain_rate_per_s=strain_rate_per_s, stop_on_failure=True,
-              failure_min_strain=settings.failure_min_strain),
-    ]
+    rate_per_fs = strain_rate_per_s * PER_S_TO_PER_FS
+    steps = int(math.ceil(max_strain / (rate_per_fs * settings.dt_fs)))
+    row_strain = rate_per_fs * settings.dt_fs * settings.thermo_every
+    window_rows = max(int(math.ceil(drop_window_strain / row_strain)), MIN_DROP_ROWS)
+    bond_cutoff, reference = _first_shell_cutoff(atoms_or_state, state)
+    bond_cutoff = min(bond_cutoff, float(ff.cutoff))  # atoms farther apart do not interact
+    reference_min = int(crossing_bonds(reference, axis, bond_cutoff).min())
+
+    def cracked_now(md_state) -> bool:
+        return fractured(to_atoms(md_state), axis, bond_cutoff, reference_min)
+
+    control = None
+    if transverse == "stress" and others and loading_barostat == "derived":
+        control = transverse_control(ff, state, axis, others)
+        lag = rate_per_fs * control["sound_time_fs"]
+        control["quasi_static"] = bool(lag <= fit_window[1])
+        if not control["quasi_static"]:
+            control["poisson"] = [0.0] * len(others)
+            log(f"tensile: the cell contracts over {control['sound_time_fs']:.3g} fs (sound crossing), "
+                f"{lag:.3g} strain at this rate, more than the fit window {fit_window[1]:g}: no "
+                "quasi-static uniaxial stress, so no feed-forward contraction")
+        log(f"tensile: loading barostat B = {', '.join(f'{b:.3g}' for b in control['moduli_GPa'])} GPa, "
+            f"feed-forward nu = {', '.join(f'{v:.3g}' for v in control['poisson'])} ({', '.join(others)})")
+
+    def tension_stage(L0_A, L_start_A, n_steps):
+        """The tension on the strain line L0 (1 + r t) from the current length L_start."""
+        rate = strain_rate_per_s * L0_A / L_start_A
+        barostat = None
+        if transverse == "stress" and control is not None:
+            barostat = LoadingBarostat(others, moduli_GPa=control["moduli_GPa"], poisson=control["poisson"],
+                                       axial=axis, strain_rate_per_s=strain_rate_per_s, L0_A=L0_A,
+                                       tau_fs=settings.barostat_tau_fs, stochastic=settings.barostat_stochastic,
+                                       temperature_K=settings.temperature_K, pbc=state.pbc)
+        elif transverse == "stress":
+            barostat = barostat_for(ff, state, others, settings)
+        return Stage("tension", n_steps, thermostat=settings.make_thermostat(), barostat=barostat,
+                     deform_axis=axis, strain_rate_per_s=rate, stop_on_failure=True,
+                     failure_drop=1.0 - failure_drop, failure_window=window_rows,
+                     failure_min_strain=settings.failure_min_strain)
+
     log(f"tensile: {state.n_atoms} atoms, direction {axis}, {strain_rate_per_s:.3g} 1/s, "
         f"T = {settings.temperature_K} K, up to {steps} steps of {settings.dt_fs} fs")
-    if resume:
-        if out_prefix is None:
-            raise MDSetupError("resume needs out_prefix (where the checkpoint is)")
-        sim = Simulation.resume(f"{out_prefix}.ckpt.npz", ff, dt_fs=settings.dt_fs, skin_A=settings.skin_A,
-                                thermo_every=settings.thermo_every, traj_every=settings.traj_every,
-                                traj_path=f"{out_prefix}.extxyz" if settings.traj_every else None,
-                                checkpoint_every=settings.checkpoint_every, extrapolation=extrapolation,
-                                log=log)
-    else:
-        sim = simulation(ff, state, settings, out_prefix=out_prefix, log=log, extrapolation=extrapolation)
-    run = sim.run(stages)
+    # The first tension segment starts from the equilibrated length, which the Simulation takes as the
+    # stage's L0; the barostat's feed-forward uses the starting cell's length (a few 0.1 % off at most).
+    L_start = float(to_numpy(state.cell)[a, a])
+    stages = [Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
+                    barostat=barostat_for(ff, state, periodic, settings)),
+              tension_stage(L_start, L_start, steps)]
+
+    def first_run(stages_built):
+        if resume:
+            if out_prefix is None:
+                raise MDSetupError("resume needs out_prefix (where the checkpoint is)")
+            sim = Simulation.resume(f"{out_prefix}.ckpt.npz", ff, dt_fs=settings.dt_fs, skin_A=settings.skin_A,
+                                    thermo_every=settings.thermo_every, traj_every=settings.traj_every,
+                                    traj_path=f"{out_prefix}.extxyz" if settings.traj_every else None,
+                                    checkpoint_every=settings.checkpoint_every, extrapolation=extrapolation,
+                                    log=log)
+        else:
+            sim = simulation(ff, state, settings, out_prefix=out_prefix, log=log, extrapolation=extrapolation)
+        return sim.run(stages_built)
+
+    run = first_run(stages)
+    rows = run.stage_rows[1]
+    thermo = {c: np.asarray(v) for c, v in run.thermo.items()}
+    L0 = float(thermo[f"cell_{axis}{axis}_A"][rows])
+    events = []   # (strain, kind) of every pause
+    fracture_strain = float("nan")
+    segment = 0
+    md = run.md
+    while True:
+        strain_now = float(to_numpy(md.state.cell)[a, a]) / L0 - 1.0
+        # a segment ends early only at a sustained drop (a resumed, finished segment has no stopped_by)
+        if not run.stopped_by and strain_now >= max_strain - rate_per_fs * settings.dt_fs:
+            break
+        cracked = cracked_now(md.state)
+        events.append({"strain": strain_now, "kind": "fracture" if cracked else "yield"})
+        log(f"tensile: sustained stress drop at strain {strain_now:.4g}: "
+            f"{'crack across the cell (fracture)' if cracked else 'no crack (yield); the tension goes on'}")
+        if cracked:
+            fracture_strain = strain_now
+            break
+        segment += 1
+        left = int(math.ceil((max_strain - strain_now) / (rate_per_fs * settings.dt_fs)))
+        if left <= 0 or segment > MAX_SEGMENTS:
+            break
+        L_now = float(to_numpy(md.state.cell)[a, a])
+        stage = tension_stage(L0, L_now, left)
+        seg_ckpt = f"{out_prefix}.seg{segment}.ckpt.npz" if out_prefix and settings.checkpoint_every else None
+        if resume and seg_ckpt and Path(seg_ckpt).is_file():
+            sim = Simulation.resume(seg_ckpt, ff, dt_fs=settings.dt_fs, skin_A=settings.skin_A,
+                                    thermo_every=settings.thermo_every, traj_every=settings.traj_every,
+                                    traj_path=f"{out_prefix}.extxyz" if settings.traj_every else None,
+                                    checkpoint_every=settings.checkpoint_every, extrapolation=extrapolation,
+                                    log=log)
+        else:
+            sim = Simulation(ff, md.state, dt_fs=settings.dt_fs, skin_A=settings.skin_A,
+                             seed=settings.seed + 7919 * segment, thermo_every=settings.thermo_every,
+                             traj_every=settings.traj_every if out_prefix and settings.traj_every else 0,
+                             traj_path=f"{out_prefix}.extxyz" if out_prefix and settings.traj_every else None,
+                             checkpoint_every=settings.checkpoint_every if seg_ckpt else 0,
+                             checkpoint_path=seg_ckpt, extrapolation=extrapolation, log=log)
+        run = sim.run([stage])
+        more = {c: np.asarray(v)[1:] for c, v in run.thermo.items()}  # row 0 repeats the pause
+        more["time_fs"] = more["time_fs"] + thermo["time_fs"][-1]
+        more["step"] = more["step"] + thermo["step"][-1]
+        more["stage"] = np.ones_like(more["stage"])
+        thermo = {c: np.concatenate([thermo[c], more[c]]) for c in thermo}
+        md = run.md
+    if np.isnan(fracture_strain):
+        strain_now = float(to_numpy(md.state.cell)[a, a]) / L0 - 1.0
+        if cracked_now(md.state):
+            fracture_strain = strain_now  # cracked without a drop the detector saw (e.g. at the last rows)
+            events.append({"strain": strain_now, "kind": "fracture"})
+
     transverse_axis = others[0] if others else None
-    curve = stress_strain_curve(run.thermo, run.stage_rows[1], axis, transverse_axis, sheet=sheet)
+    curve = stress_strain_curve(thermo, rows, axis, transverse_axis, sheet=sheet)
+    to_2d = thermo["cell_zz_A"][rows:] * GPA_A_TO_N_PER_M
+    t_stress = (np.mean([thermo[f"stress_{o}{o}_GPa"][rows:] for o in others], axis=0) if others
+                else np.zeros_like(curve["strain"]))
     if sheet:
-        props = tensile_properties(curve["strain"], curve["stress_N_per_m"], curve["transverse_strain"],
-                                   fit_window=fit_window)
-        properties = {"youngs_modulus_N_per_m": props["youngs_modulus"],
-                      "ultimate_strength_N_per_m": props["ultimate_strength"]}
-        if thickness_A:
-            to_gpa = 1.0 / (thickness_A * GPA_A_TO_N_PER_M)
-            curve["stress_GPa_at_thickness"] = curve["stress_N_per_m"] * to_gpa
-            properties["youngs_modulus_GPa"] = props["youngs_modulus"] * to_gpa
-            properties["ultimate_strength_GPa"] = props["ultimate_strength"] * to_gpa
-    else:
-        props = tensile_properties(curve["strain"], curve["stress_GPa"], curve["transverse_strain"],
-                                   fit_window=fit_window)
-        properties = {"youngs_modulus_GPa": props["youngs_modulus"],
-                      "ultimate_strength_GPa": props["ultimate_strength"]}
+        t_stress = t_stress * to_2d
+    stress_key = "stress_N_per_m" if sheet else "stress_GPa"
+    props = tensile_properties(curve["strain"], curve[stress_key], curve["transverse_strain"],
+                               fit_window=fit_window, window=fit)
+    broke = not np.isnan(fracture_strain)
+    loading = curve["strain"] <= (fracture_strain if broke else np.inf)
+    t_mean, t_sem = transverse_stress_stats(t_stress[loading])
+    y_strain, y_stress = _yield(curve["strain"], curve[stress_key], fracture_strain, drop_window_strain,
+                                yield_drop, settings.failure_min_strain,
+                                yielded=any(e["kind"] == "yield" for e in events))
+    unit = "N_per_m" if sheet else "GPa"
+    properties = {f"youngs_modulus_{unit}": props["youngs_modulus"],
+                  f"youngs_modulus_fit_sem_{unit}": props["youngs_modulus_sem"],
+                  "fit_window_strain": props["fit_window_strain"],
+                  f"ultimate_strength_{unit}": props["ultimate_strength"],
+                  f"transverse_stress_mean_{unit}": t_mean, f"transverse_stress_sem_{unit}": t_sem,
+                  f"yield_stress_{unit}": y_stress}
+    if sheet and thickness_A:
+        to_gpa = 1.0 / (thickness_A * GPA_A_TO_N_PER_M)
+        curve["stress_GPa_at_thickness"] = curve["stress_N_per_m"] * to_gpa
+        for name in ("youngs_modulus", "youngs_modulus_fit_sem", "ultimate_strength", "yield_stress"):
+            properties[f"{name}_GPa"] = properties[f"{name}_N_per_m"] * to_gpa
     properties["poisson_ratio"] = props["poisson_ratio"]
+    properties["poisson_ratio_fit_sem"] = props["poisson_ratio_sem"]
     properties["failure_strain"] = props["failure_strain"]
-    properties["failed"] = bool(run.stopped_by)
+    properties["failure_mode"] = "fracture" if broke else "none"
+    properties["failed"] = broke
+    properties["fracture_strain"] = fracture_strain
+    properties["yield_strain"] = y_strain
     record = {"direction": axis, "strain_rate_per_s": strain_rate_per_s, "max_strain": max_strain,
               "transverse": transverse, "n_atoms": state.n_atoms, "thickness_A": thickness_A,
-              "fit_window": list(fit_window), "cell_A": run.md.state.cell.tolist(), **settings.as_dict()}
+              "fit_window": list(fit_window), "fit": fit, "loading_barostat": loading_barostat,
+              "transverse_control": control, "drop_window_strain": drop_window_strain,
+              "failure_drop": failure_drop, "yield_drop": yield_drop, "bond_cutoff_A": bond_cutoff,
+              "reference_crossing_bonds": reference_min,
+              "events": events, "cell_A": md.state.cell.tolist(), **settings.as_dict()}
     h5 = None
     if out_prefix is not None:
-        h5 = write_run_h5(f"{out_prefix}.h5", thermo=run.thermo, settings=record, stress_strain=curve,
+        h5 = write_run_h5(f"{out_prefix}.h5", thermo=thermo, settings=record, stress_strain=curve,
                           results=properties)
     return {"properties": properties, "curve": curve, "settings": record, "h5": h5, "run": run}
+
+
+def _yield(strain, stress, fracture_strain: float, window_strain: float, drop: float, min_strain: float,
+           yielded: bool = False):
+    """(strain, stress) of the peak before the first sustained drop of ``drop`` that is not the
+    fracture (:func:`md_gpu.analysis.sustained_drop`); (NaN, NaN) without one.
+
+    The first drop is the fracture itself when the run fractured, no pause found the structure
+    intact (``yielded`` False) and the drop comes within two drop windows of the fracture."""
+    strain = np.asarray(strain, dtype=float)
+    stress = np.asarray(stress, dtype=float)
+    hit = sustained_drop(strain, stress, window_strain=window_strain, drop=drop, min_strain=min_strain,
+                         noise_sigmas=YIELD_NOISE_SIGMAS)
+    if hit is None:
+        return float("nan"), float("nan")
+    peak = int(np.argmax(stress[: hit + 1]))
+    if np.isfinite(fracture_strain) and not yielded and strain[hit] > fracture_strain - 2 * window_strain:
+        return float("nan"), float("nan")  # the first drop is the fracture itself
+    return float(strain[peak]), float(stress[peak])
 
 
 def interface_tensile(ff, atoms_or_state, *, normal="y", **kwargs) -> dict:

@@ -9,12 +9,20 @@ files ``<name>.h5`` (stress-strain curve and thermo), ``.extxyz`` (with ``md.tra
 summary.json, per system (2D units N/m for sheets, GPa for bulk cells; each value ``{mean, sem, n}`` over
 the seeds that did not blow up, :func:`md_gpu.analysis.mean_sem`)::
 
-    "directions": {"x": {"youngs_modulus_N_per_m", "poisson_ratio", "ultimate_strength_N_per_m",
-                         "failure_strain", "runs_failed": int, "runs_blown_up": int}, "y": {...}}   (phases)
+    "directions": {"x": {"youngs_modulus_N_per_m", "youngs_modulus_fit_sem_N_per_m", "fit_window_strain",
+                         "poisson_ratio", "poisson_ratio_fit_sem", "ultimate_strength_N_per_m",
+                         "failure_strain", "fracture_strain", "yield_strain", "yield_stress_N_per_m",
+                         "transverse_stress_mean_N_per_m", "transverse_stress_sem_N_per_m",
+                         "runs_failed": int, "runs_yielded": int, "runs_blown_up": int}, "y": {...}}   (phases)
     "normal": {...the same keys...}                                                           (interfaces)
     "provenance": {"md_runs": [<name>.h5, ...], "n_atoms": int, "blown_up": [{"run", "reason"}, ...]}
 
-A run that blew up is named in ``provenance.blown_up``; the stage fails when a direction loses every seed.
+``runs_failed``: runs that fractured (a sustained stress drop with a crack across the cell,
+``failure_mode`` "fracture"); ``runs_yielded``: runs with a yield point (a drop without a crack; they
+go on to ``md.max_strain``). Per-run fit errors (``*_fit_sem*``) are the within-run standard errors of
+the slopes; the ``sem`` of each entry is the scatter over seeds. A quantity that a run does not have
+(no yield: NaN) is left out of its mean. A run that blew up is named in ``provenance.blown_up``; the
+stage fails when a direction loses every seed.
 Figure: ``<system>_stress_strain.png``.
 """
 from __future__ import annotations
@@ -38,7 +46,11 @@ SETTINGS = {
     "strain_rate_per_s": (float, 1e9, "engineering strain rate (1/s)"),
     "max_strain": (float, 0.3, "stop the tension here if the sample has not failed"),
     "transverse": (str, "stress", "transverse in-plane axis: 'stress' (held at zero) or 'strain' (fixed)"),
-    "fit_max_strain": (float, 0.01, "Young's modulus: linear fit from 0 to this strain"),
+    "fit_max_strain": (float, 0.05, "Young's modulus and Poisson's ratio: upper bound of the linear-fit window "
+                                    "[0, h]; h is chosen from the curve (widest window whose curvature bias "
+                                    "stays below half the fit's standard error, at least 0.5 % strain, at most "
+                                    "half the strain at peak stress; md_gpu.analysis.choose_fit_window) and "
+                                    "reported as fit_window_strain"),
     "extrapolation": {
         "every": (int, 0, "steps between extrapolation-grade checks (0: off; needs the fit stage's .als)"),
         "warn": (float, 2.0, "warn (and save the frame) above this grade"),
@@ -47,7 +59,10 @@ SETTINGS = {
 }
 
 PROPERTY_KEYS = ("youngs_modulus_N_per_m", "poisson_ratio", "ultimate_strength_N_per_m", "failure_strain",
-                 "youngs_modulus_GPa", "ultimate_strength_GPa")
+                 "youngs_modulus_GPa", "ultimate_strength_GPa", "youngs_modulus_fit_sem_N_per_m",
+                 "youngs_modulus_fit_sem_GPa", "poisson_ratio_fit_sem", "fit_window_strain", "fracture_strain",
+                 "yield_strain", "yield_stress_N_per_m", "yield_stress_GPa", "transverse_stress_mean_N_per_m",
+                 "transverse_stress_sem_N_per_m", "transverse_stress_mean_GPa", "transverse_stress_sem_GPa")
 
 
 def check(settings: dict) -> None:
@@ -67,7 +82,8 @@ def plan_seed(settings: dict, system, seed: int) -> list[dict]:
 
 
 def run(task: dict) -> dict:
-    """One tensile run; ``result``: the protocol's properties (:data:`PROPERTY_KEYS`, ``failed``), plus
+    """One tensile run; ``result``: the protocol's properties (:data:`PROPERTY_KEYS`, ``failed``,
+    ``failure_mode``), plus
     ``h5`` (file name) and ``n_atoms``."""
     from .. import protocols
     from ..extrapolation import ExtrapolationControl, mtp_grader
@@ -124,6 +140,7 @@ def summarise(results: list[dict], settings: dict) -> dict:
                  for d, props in by_direction.items()}
         for d, s in stats.items():
             s["runs_failed"] = sum(bool(p.get("failed")) for p in by_direction[d])
+            s["runs_yielded"] = sum(bool(np.isfinite(p.get("yield_strain", np.nan))) for p in by_direction[d])
             s["runs_blown_up"] = len(blown.get(d, []))
         if "normal" in stats:
             out[system] = {"normal": stats["normal"]}
