@@ -183,7 +183,7 @@ def register(subparsers) -> None:
                    help="transverse in-plane axis: zero stress (barostat) or fixed length")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated random seeds")
     p.add_argument("--thickness", type=float, default=None, help="effective thickness of a sheet (Å) to quote GPa")
-    p.add_argument("--fit-max-strain", type=float, default=0.01, help="Young's modulus fit from 0 to this strain")
+    p.add_argument("--fit-max-strain", type=float, default=0.05, help="upper bound of the Young's modulus fit window (strain)")
     p.add_argument("--traj-every", type=int, default=0, help="steps between extxyz frames (0: none)")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (0: none)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
