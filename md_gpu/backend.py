@@ -138,16 +138,6 @@ def backend_provenance(xp: ModuleType | None = None, *, precision: str = "float6
     return out
 
 
-def xp_for(array) -> ModuleType:
-    """The array module that owns ``array`` (NumPy for anything that is not a CuPy array)."""
-    module = type(array).__module__
-    if module.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return numpy
-
-
 def to_numpy(array) -> numpy.ndarray:
     """A host (NumPy) copy of a NumPy or CuPy array; NumPy arrays are returned as they are."""
     if type(array).__module__.startswith("cupy"):

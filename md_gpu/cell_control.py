@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import xp_for
+from common.arrays import array_module
 from .errors import MDRunError, MDSetupError
 from .integrators import MDState, stress
 from .state import State, volume
@@ -56,7 +56,7 @@ def axis_index(axis) -> int:
 
 def scale_axes(state: State, mu) -> State:
     """Stretch cell and positions by ``mu [3]`` along x, y, z (velocities unchanged)."""
-    xp = xp_for(state.positions)
+    xp = array_module(state.positions)
     m = xp.asarray(np.asarray(mu, dtype=float))
     return state.replace(positions=state.positions * m, cell=state.cell * m)
 
@@ -125,7 +125,7 @@ class Barostat:
         mu = np.exp(log_mu)
         new = scale_axes(s, mu)
         if self.stochastic:
-            xp = xp_for(s.velocities)
+            xp = array_module(s.velocities)
             new = new.replace(velocities=s.velocities / xp.asarray(mu))
         return new
 
@@ -175,6 +175,6 @@ class LoadingBarostat(Barostat):
         mu = np.exp(log_mu)
         new = scale_axes(s, mu)
         if self.stochastic:
-            xp = xp_for(s.velocities)
+            xp = array_module(s.velocities)
             new = new.replace(velocities=s.velocities / xp.asarray(mu))
         return new

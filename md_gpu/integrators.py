@@ -41,7 +41,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .backend import xp_for
+from common.arrays import array_module
 from .errors import MDSetupError
 from .forcefields.base import ForceResult
 from .state import State, degrees_of_freedom, kinetic_energy, volume
@@ -126,7 +126,7 @@ class Langevin:
 
     def end(self, md: MDState, dt_fs: float) -> MDState:
         s = md.state
-        xp = xp_for(s.velocities)
+        xp = array_module(s.velocities)
         c = np.exp(-dt_fs / self.damping_fs)
         sigma = xp.sqrt((1 - c * c) * KB * self.temperature_K / s.masses)[:, None]
         ke_old = kinetic_energy(s)
@@ -156,7 +156,7 @@ def velocity_verlet(force_fn: Callable[[State], ForceResult], dt_fs: float, *, t
 
     def init_fn(state: State, *, seed: int = 0, step: int = 0, time_fs: float = 0.0, heat: float = 0.0,
                 rng=None) -> MDState:
-        rng = rng if rng is not None else make_rng(seed, xp_for(state.positions))
+        rng = rng if rng is not None else make_rng(seed, array_module(state.positions))
         return MDState(state, force_fn(state), step=step, time_fs=time_fs, heat=heat, rng=rng)
 
     def step_fn(md: MDState) -> MDState:

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import to_numpy, xp_for
+from common.arrays import array_module
+
+from .backend import to_numpy
 from .errors import MDSetupError
 
 
@@ -56,7 +58,7 @@ def build_pairs(positions, cell, pbc, r_list: float):
     ``j [p]`` (int64) and ``shifts [p, 3]`` (float64 integer image counts)
     on the backend of ``positions``.
     """
-    xp = xp_for(positions)
+    xp = array_module(positions)
     n = positions.shape[0]
     cell_h = np.asarray(to_numpy(cell), dtype=float)
     widths = perpendicular_widths(cell_h)
@@ -180,7 +182,7 @@ class NeighborList:
         """True when a pair could have entered the cut-off since the last build (see module doc)."""
         if self.i is None or positions.shape != self.ref_positions.shape:
             return True
-        xp = xp_for(positions)
+        xp = array_module(positions)
         cell_h = np.array(to_numpy(cell), dtype=float)
         F = np.linalg.solve(self.ref_cell, cell_h)
         strain = float(np.linalg.norm(F - np.eye(3), 2))
@@ -197,5 +199,5 @@ class NeighborList:
 
     def pair_vectors(self, positions, cell):
         """``d [p, 3]`` (Å) of the listed pairs for the current positions and cell."""
-        xp = xp_for(positions)
+        xp = array_module(positions)
         return positions[self.j] - positions[self.i] + self.shifts @ xp.asarray(cell)

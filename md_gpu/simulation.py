@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import VOIGT_COLUMN
-from .backend import to_numpy, xp_for
+from common.arrays import array_module
+from .backend import to_numpy
 from .cell_control import Barostat, Deform, axis_index
 from .errors import MDRunError, MDSetupError
 from .integrators import MDState, make_force_fn, make_rng, stress, velocity_verlet
@@ -260,7 +261,7 @@ class Simulation:
     # -- the loop --------------------------------------------------------------
     def run(self, stages: list[Stage]) -> RunResult:
         """Run ``stages`` in order (from the checkpoint when resumed); return the :class:`RunResult`."""
-        xp = xp_for(self.state.positions)
+        xp = array_module(self.state.positions)
         rows, stage_rows, stage_L0 = [], [], []
         first_stage, first_step, t0_fs, L0_A = 0, 0, None, None
         md = None

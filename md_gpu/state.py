@@ -25,7 +25,9 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
-from .backend import to_numpy, xp_for
+from common.arrays import array_module
+
+from .backend import to_numpy
 from .errors import MDSetupError
 from .units import KB
 
@@ -113,7 +115,7 @@ def temperature(state: State) -> float:
 
 def maxwell_boltzmann(state: State, temperature_K: float, *, seed: int) -> State:
     """Velocities drawn at ``temperature_K`` (seeded), zero total momentum, rescaled to exactly T."""
-    xp = xp_for(state.positions)
+    xp = array_module(state.positions)
     rng = np.random.default_rng(seed)
     masses = to_numpy(state.masses)
     v = rng.standard_normal((state.n_atoms, 3)) * np.sqrt(KB * temperature_K / masses)[:, None]
@@ -127,7 +129,7 @@ def maxwell_boltzmann(state: State, temperature_K: float, *, seed: int) -> State
 
 def wrap(state: State):
     """Positions folded into the cell along the periodic directions ([n, 3], Å)."""
-    xp = xp_for(state.positions)
+    xp = array_module(state.positions)
     inv = xp.linalg.inv(state.cell)
     frac = state.positions @ inv
     mask = xp.asarray(np.array(state.pbc, dtype=bool))

@@ -5,6 +5,7 @@ import types
 import numpy
 import pytest
 
+from common.arrays import array_module
 from md_gpu import backend
 
 
@@ -65,6 +66,6 @@ def test_cupy_not_installed(monkeypatch):
 
 def test_helpers_on_numpy():
     a = numpy.arange(3.0)
-    assert backend.xp_for(a) is numpy
+    assert array_module(a) is numpy
     assert backend.to_numpy(a) is a
     assert backend.backend_name(numpy) == "numpy"

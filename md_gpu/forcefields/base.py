@@ -30,7 +30,7 @@ import numpy as np
 
 from training.mtp.neighbors import forces_and_virial as pair_forces_and_virial
 
-from ..backend import xp_for
+from common.arrays import array_module
 from ..errors import MDRunError
 
 
@@ -80,7 +80,7 @@ def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False)
     positions [n, 3] Å, cell [3, 3] Å, types [n]. Pairs of the Verlet list beyond
     ``ff.cutoff`` are dropped before ``ff.evaluate`` sees them.
     """
-    xp = xp_for(positions)
+    xp = array_module(positions)
     d = nlist.pair_vectors(positions, cell)
     inside = (d * d).sum(1) < ff.cutoff * ff.cutoff
     i, j, d = nlist.i[inside], nlist.j[inside], d[inside]

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from ase.data import atomic_numbers
 
-from ..backend import xp_for
+from common.arrays import array_module
 from ..calculator import MDCalculator
 from ..errors import MDSetupError
 from .nep_file import COVALENT_RADIUS, NEPModel, read_nep
@@ -220,7 +220,7 @@ class NEPForceField:
     # ---------------------------------------------------------------- evaluate
     def evaluate(self, types, i, j, d, *, xp=None):
         """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on a full pair list (module docstring)."""
-        xp = xp or xp_for(d)
+        xp = xp or array_module(d)
         m, tab = self.model, self._tables(xp)
         n_atoms, n_types = types.shape[0], m.n_types
         nr, na = m.n_max[0] + 1, m.n_max[1] + 1

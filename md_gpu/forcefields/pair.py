@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import xp_for
+from common.arrays import array_module
 from ..errors import MDSetupError
 
 
@@ -46,7 +46,7 @@ class _PairPotential:
 
     def evaluate(self, types, i, j, d, *, xp=None):
         """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on a full pair list (see base)."""
-        xp = xp or xp_for(d)
+        xp = xp or array_module(d)
         tables = self._tables(xp)
         ti, tj = types[i], types[j]
         p = {k: v[ti, tj] for k, v in tables.items()}

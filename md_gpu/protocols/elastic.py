@@ -60,9 +60,9 @@ def _strain_matrix(component: str, delta: float) -> np.ndarray:
 
 
 def _deform(state: State, F: np.ndarray) -> State:
-    from ..backend import xp_for
+    from common.arrays import array_module
 
-    xp = xp_for(state.positions)
+    xp = array_module(state.positions)
     F = xp.asarray(F)
     return state.replace(positions=state.positions @ F, cell=state.cell @ F)
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis import mean_sem_blocks
-from ..backend import to_numpy, xp_for
+from common.arrays import array_module
+from ..backend import to_numpy
 from ..errors import MDSetupError
 from ..simulation import Stage
 from ..units import EV_PER_FS_A_K_TO_W_PER_MK, KB
@@ -72,7 +73,7 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
                            f"driving_force_per_A={driving_force_per_A} > 0")
     state, prod = production(ff, atoms_or_state, settings, log)
     k = transport_axis(state, direction)
-    xp = xp_for(state.positions)
+    xp = array_module(state.positions)
     fe = xp.zeros(3)
     fe[k] = driving_force_per_A
     volume = transport_volume(state, thickness_A)

@@ -23,7 +23,8 @@ import math
 import numpy as np
 
 from ..analysis import BlockSums, mean_sem_blocks
-from ..backend import to_numpy, xp_for
+from common.arrays import array_module
+from ..backend import to_numpy
 from ..errors import MDRunError, MDSetupError
 from ..simulation import Stage
 from ..state import State
@@ -50,7 +51,7 @@ class HeatBaths:
 
     def end(self, md, dt_fs):
         s = md.state
-        xp = xp_for(s.velocities)
+        xp = array_module(s.velocities)
         c = math.exp(-dt_fs / self.damping_fs)
         v = s.velocities.copy()
         for k, (idx, t) in enumerate(zip(self.groups, self.temperatures_K)):
@@ -71,7 +72,7 @@ class _BathRecorder:
 
     def __call__(self, md):
         s = md.state
-        xp = xp_for(s.velocities)
+        xp = array_module(s.velocities)
         mv2 = s.masses * (s.velocities * s.velocities).sum(1)
         self.blocks.add(mv2=xp.bincount(self.bins, weights=mv2, minlength=self.n_bins), hot=-self.baths.last[0],
                         cold=self.baths.last[1])
@@ -133,7 +134,7 @@ class BathRun:
 def run_baths(ff, state, settings, layout: Layout, k: int, delta_T_K, production_steps, transient_steps, n_blocks,
               thickness_A, log) -> BathRun:
     """Run the baths along axis ``k`` (transient, then production) and reduce the blocks (:class:`BathRun`)."""
-    xp = xp_for(state.positions)
+    xp = array_module(state.positions)
     half = layout.n_bins // 2
     hot = np.flatnonzero(layout.bins < layout.n_bath)
     cold = np.flatnonzero((layout.bins >= half) & (layout.bins < half + layout.n_bath))

@@ -66,7 +66,8 @@ def strains(s: dict) -> list[float]:
 def run(task: dict) -> dict:
     """``result``: {"C66", "stress_xy": [per strain], "strains": [...]} in ``unit`` ("N/m" or "GPa"),
     measured at ``temperature_K``; also ``n_atoms``."""
-    from ..backend import to_numpy, xp_for
+    from common.arrays import array_module
+    from ..backend import to_numpy
     from ..protocols import equilibrate
     from ..units import GPA_A_TO_N_PER_M
 
@@ -75,7 +76,7 @@ def run(task: dict) -> dict:
     ref = equilibrate(ff, atoms, run_settings, log=log).md.state
     settle = max(run_settings.equilibrate_steps // 4, 1)
     nvt = replace(run_settings, equilibrate_steps=settle + s["sample_steps"], checkpoint_every=0, traj_every=0)
-    xp = xp_for(ref.positions)
+    xp = array_module(ref.positions)
     gammas = strains(s)
     stress_xy = []
     for gamma in gammas:
