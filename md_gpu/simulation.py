@@ -23,7 +23,6 @@ every step; :attr:`Stage.observers` for one stage only) and ``blowup`` (a :class
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -35,7 +35,6 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..errors import MDSetupError
-from ..integrators import stress as md_stress
 from ..simulation import Stage
 from ..state import State, to_atoms
 from ..units import EV_PER_A3_TO_GPA, GPA_A_TO_N_PER_M
