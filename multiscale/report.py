@@ -48,7 +48,7 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 figure{display:inline-block;margin:0.5em;vertical-align:top}figure img{max-width:540px}
 figcaption{font-size:0.85em;color:#555}.note{background:#fff6d6;padding:0.5em 1em;border-left:4px solid #e0b000}
-.n{color:#888;font-size:0.8em}.pass{color:#17702a}.fail{color:#b00020}.links{font-size:0.9em;color:#555}
+td.t{text-align:left;font-size:0.9em}.n{color:#888;font-size:0.8em}.pass{color:#17702a}.fail{color:#b00020}.links{font-size:0.9em;color:#555}
 table.glance td{white-space:nowrap}table.glance{display:inline-table;margin-right:1.5em;vertical-align:top}
 table.fe td:last-child,table.checks td:last-child{white-space:normal;text-align:left;font-size:0.85em;max-width:40em}
 table.fe th:last-child,table.checks th:last-child{text-align:left}

@@ -34,8 +34,11 @@ def fmt(value) -> str:
 
 
 def cell(value) -> str:
-    """One ``<td>``: HTML as it is, anything else formatted by :func:`fmt` and escaped."""
-    return f"<td>{value if isinstance(value, Html) else esc(fmt(value))}</td>"
+    """One ``<td>``: HTML as it is, anything else formatted by :func:`fmt` and escaped; prose left-aligned."""
+    if isinstance(value, Html):
+        return f"<td>{value}</td>"
+    prose = isinstance(value, str) and len(value) > 24
+    return f"<td{' class=t' if prose else ''}>{esc(fmt(value))}</td>"
 
 
 def table(rows: list[list], header: list[str], *, cls: str = "") -> str:
