@@ -34,9 +34,12 @@ def fmt(value) -> str:
 
 
 def cell(value) -> str:
-    """One ``<td>``: HTML as it is, anything else formatted by :func:`fmt` and escaped; prose left-aligned."""
+    """One ``<td>``: HTML as it is, None as '-', anything else formatted by :func:`fmt` and escaped; prose
+    left-aligned."""
     if isinstance(value, Html):
         return f"<td>{value}</td>"
+    if value is None:
+        return "<td>-</td>"
     prose = isinstance(value, str) and len(value) > 24
     return f"<td{' class=t' if prose else ''}>{esc(fmt(value))}</td>"
 
