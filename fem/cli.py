@@ -110,8 +110,9 @@ def _add_common(p, flags: dict = FLAGS) -> None:
 def _run(args, work, flags: dict = FLAGS) -> int:
     from mpi4py import MPI
 
+    from common.atomic import write_json
+
     from .materials import read_properties
-    from .study import write_json
 
     comm = MPI.COMM_WORLD
     try:

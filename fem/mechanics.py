@@ -31,166 +31,19 @@ solves (CG + GAMG with the rigid-body near-null space, or MUMPS LU).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import ufl
-from dolfinx import fem, la, mesh as dmesh
+from dolfinx import fem, mesh as dmesh
 from dolfinx.fem import petsc as fem_petsc
 from mpi4py import MPI
 from petsc4py import PETSc
 
 from .errors import FemInputError, FemSolveError
-from .materials import PhaseMaterial, c_w
-
-LINEAR_SOLVERS = ("auto", "direct", "iterative")
-
-
-@dataclass
-class TensileOptions:
-    """Options of a displacement-controlled tensile test (keyword-only defaults shown).
-
-    ``direction``: 'x' or 'y'; ``model``: 'AT1' | 'AT2'; ``ell_nm``: phase-field
-    length (nm); ``max_strain``: end of loading; ``n_steps``: initial number of
-    equal strain steps to ``max_strain``; ``min_step_fraction``: smallest step
-    as a fraction of the initial one; ``max_damage_increment``: a step whose
-    damage grows by more than this (anywhere) is cut; ``stop_fraction``: stop
-    once the stress has fallen below this fraction of the peak;
-    ``tol``/``max_iterations``: staggered-loop convergence; ``linear``: 'auto'
-    (direct below ``direct_max_dofs`` global displacement dofs), 'direct',
-    'iterative'; ``rtol``: Krylov relative tolerance; ``k_res``: residual
-    stiffness of fully broken material; ``damage``: False gives pure elasticity.
-    """
-
-    direction: str = "x"
-    model: str = "AT1"
-    ell_nm: float = 1.0
-    max_strain: float = 0.3
-    n_steps: int = 30
-    min_step_fraction: float = 1.0 / 64.0
-    max_damage_increment: float = 0.3
-    stop_fraction: float = 0.25
-    tol: float = 1e-4
-    max_iterations: int = 500
-    linear: str = "auto"
-    direct_max_dofs: int = 60000
-    rtol: float = 1e-11
-    k_res: float = 1e-6
-    damage: bool = True
-
-    def check(self) -> None:
-        if self.direction not in ("x", "y"):
-            raise FemInputError(f"fem.load_direction must be 'x' or 'y', got {self.direction!r}")
-        if self.linear not in LINEAR_SOLVERS:
-            raise FemInputError(f"fem.solver.linear must be one of {', '.join(LINEAR_SOLVERS)}, got {self.linear!r}")
-        c_w(self.model)
-        for key in ("ell_nm", "max_strain", "tol", "rtol"):
-            if not getattr(self, key) > 0:
-                raise FemInputError(f"fem option {key} must be > 0, got {getattr(self, key)}")
-        if self.n_steps < 1 or self.max_iterations < 1:
-            raise FemInputError("fem.loading.n_steps and fem.solver.max_iterations must be >= 1")
-        if not 0 < self.min_step_fraction <= 1:
-            raise FemInputError(f"fem.loading.min_step_fraction must be in (0, 1], got {self.min_step_fraction}")
-
-
-@dataclass
-class TensileResult:
-    """The effective response of one test.
-
-    ``strain [n]`` applied strain, ``stress [n]`` effective 2D stress (N/m),
-    ``elastic_energy [n]``/``fracture_energy [n]`` (nN nm = 1e-18 J),
-    ``max_damage [n]``, ``iterations [n]`` staggered iterations per step;
-    ``modulus`` (N/m) from a linear elastic solve; ``strength`` (N/m) peak
-    stress; ``failure_strain`` strain at the peak; ``failed``: the stress
-    dropped below ``stop_fraction`` of the peak; ``rejected_steps``: steps cut;
-    ``stopped``: why loading ended early past the peak ('' when it did not).
-    """
-
-    strain: list = field(default_factory=list)
-    stress: list = field(default_factory=list)
-    elastic_energy: list = field(default_factory=list)
-    fracture_energy: list = field(default_factory=list)
-    max_damage: list = field(default_factory=list)
-    iterations: list = field(default_factory=list)
-    modulus: float = float("nan")
-    strength: float = float("nan")
-    failure_strain: float = float("nan")
-    failed: bool = False
-    rejected_steps: int = 0
-    stopped: str = ""
-    n_dofs: int = 0
-
-    def as_dict(self) -> dict:
-        return {k: (list(map(float, v)) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
-
-
-def _rigid_body_modes(V) -> PETSc.NullSpace:
-    """Near-null space of 2D elasticity: translations in x and y, in-plane rotation."""
-    x = V.tabulate_dof_coordinates()[:, :2]
-    modes = [fem.Function(V) for _ in range(3)]
-    for m in modes:
-        m.x.array[:] = 0.0
-    n = x.shape[0]
-    a0, a1, a2 = (m.x.array.reshape(-1, 2)[:n] for m in modes)
-    a0[:, 0] = 1.0
-    a1[:, 1] = 1.0
-    a2[:, 0], a2[:, 1] = -x[:, 1], x[:, 0]
-    vecs = [m.vector for m in modes]
-    for v in vecs:
-        v.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
-    la.orthonormalize(vecs)
-    return PETSc.NullSpace().create(vectors=vecs, comm=V.mesh.comm)
-
-
-DAMAGE_SNES_OPTIONS = {"snes_type": "vinewtonrsls", "snes_rtol": 1e-9, "snes_atol": 1e-12, "snes_stol": 0.0,
-                       "snes_max_it": 200, "snes_linesearch_type": "basic"}
-
-
-def linear_solver_options(direct: bool, rtol: float) -> dict:
-    """PETSc options of a linear solve: MUMPS LU, or CG + GAMG (SPD systems) to relative tolerance ``rtol``."""
-    if direct:
-        return {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
-    return {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": rtol, "ksp_atol": 1e-30, "ksp_max_it": 2000}
-
-
-def _configure(solver, prefix: str, options: dict) -> None:
-    """Apply the plain dict ``options`` to a KSP or SNES through a private options prefix."""
-    db = PETSc.Options()
-    solver.setOptionsPrefix(prefix)
-    for key, value in options.items():
-        db[prefix + key] = value
-    solver.setFromOptions()
-    for key in options:
-        del db[prefix + key]
-
-
-def solve_linear(ksp, b, u: fem.Function, *, what: str, setting: str) -> int:
-    """Solve ``A u = b`` with the configured ``ksp``, update ghosts; return the Krylov iterations.
-
-    A diverged solve raises :class:`FemSolveError` naming ``what`` and the ``setting`` to change.
-    """
-    ksp.solve(b, u.vector)
-    reason = ksp.getConvergedReason()
-    if reason < 0:
-        raise FemSolveError(f"{what} diverged, PETSc reason {reason}; try {setting}: direct")
-    u.x.scatter_forward()
-    return ksp.getIterationNumber()
-
-
-def untagged(comm, cell_tags, known) -> list[int]:
-    """The cell tags present in the mesh (on any rank) that are not keys of ``known``, sorted."""
-    tags = np.unique(np.concatenate(comm.allgather(np.unique(cell_tags.values))))
-    return sorted(set(tags.tolist()) - set(known))
-
-
-def _cell_field(Q, cell_tags, values: dict) -> fem.Function:
-    """A DG0 function equal to ``values[tag]`` on the cells with that tag."""
-    f = fem.Function(Q)
-    f.x.array[:] = np.nan
-    for tag, value in values.items():
-        f.x.array[cell_tags.find(tag)] = value
-    f.x.scatter_forward()
-    return f
+from .phase_field import c_w
+from .solvers import (DAMAGE_SNES_OPTIONS, assemble_jacobian, assemble_residual, assemble_sum, assemble_system,
+                      cell_field, create_ksp, create_snes, gather_on_root, global_max, linear_solver_options,
+                      quiet_jit, rigid_body_modes, solve_linear, untagged)
+from .tensile import TensileOptions, TensileResult
 
 
 class TensileTest:
@@ -201,6 +54,7 @@ class TensileTest:
     ``[0, L] x [0, H]``.
     """
 
+    @quiet_jit()
     def __init__(self, msh, cell_tags, materials: dict, size_nm: tuple, options: TensileOptions):
         options.check()
         self.mesh, self.opts, self.comm = msh, options, msh.comm
@@ -214,10 +68,10 @@ class TensileTest:
         Q = fem.FunctionSpace(msh, ("DG", 0))
         C = {t: m.stiffness() for t, (m, _) in materials.items()}
         self.C11, self.C22, self.C12, self.C66 = (
-            _cell_field(Q, cell_tags, {t: c[i, j] for t, c in C.items()})
+            cell_field(Q, cell_tags, {t: c[i, j] for t, c in C.items()})
             for i, j in ((0, 0), (1, 1), (0, 1), (2, 2)))
-        self.Gc = _cell_field(Q, cell_tags, {t: gc for t, (_, gc) in materials.items()})
-        self.phase = _cell_field(Q, cell_tags, {t: float(t) for t in materials})
+        self.Gc = cell_field(Q, cell_tags, {t: gc for t, (_, gc) in materials.items()})
+        self.phase = cell_field(Q, cell_tags, {t: float(t) for t in materials})
         self.phase.name = "phase"
         self.u = fem.Function(self.V, name="displacement")
         self.alpha = fem.Function(self.W, name="damage")
@@ -301,46 +155,27 @@ class TensileTest:
         direct = opts.linear == "direct" or (opts.linear == "auto" and n_dofs <= opts.direct_max_dofs)
         self.linear = "direct (MUMPS LU)" if direct else "CG + GAMG"
         if not direct:
-            self.A.setNearNullSpace(_rigid_body_modes(self.V))
-        self.ksp = PETSc.KSP().create(comm)
-        self.ksp.setOperators(self.A)
-        _configure(self.ksp, f"fem_u_{id(self)}_", linear_solver_options(direct, opts.rtol))
+            self.A.setNearNullSpace(rigid_body_modes(self.V))
+        self.ksp = create_ksp(comm, self.A, prefix=f"fem_u_{id(self)}_",
+                              options=linear_solver_options(direct, opts.rtol))
         # damage: bound-constrained Newton (SNES VI) with alpha_prev <= alpha <= 1
-        self.Ja = fem_petsc.create_matrix(self.J_a)
-        self.Fa = fem_petsc.create_vector(self.F_a)
-        self.snes = PETSc.SNES().create(comm)
-        self.snes.setFunction(self._damage_residual, self.Fa)
-        self.snes.setJacobian(self._damage_jacobian, self.Ja)
-        _configure(self.snes, f"fem_a_{id(self)}_", {**DAMAGE_SNES_OPTIONS, **linear_solver_options(direct, opts.rtol)})
+        # bound methods: the test lives until gc frees the cycle (GAMG round-off depends on when PETSc frees)
+        self.snes, self.Fa, self.Ja = create_snes(
+            comm, self._damage_residual, self._damage_jacobian, self.F_a, self.J_a, prefix=f"fem_a_{id(self)}_",
+            options={**DAMAGE_SNES_OPTIONS, **linear_solver_options(direct, opts.rtol)})
         self.upper = self.alpha.vector.copy()
         self.upper.set(1.0)
 
     # -- sub-problems ------------------------------------------------------------------------------
-    def _damage_residual(self, snes, x, F):
-        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
-        x.copy(self.alpha.vector)
-        self.alpha.vector.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
-        with F.localForm() as f_local:
-            f_local.set(0.0)
-        fem_petsc.assemble_vector(F, self.F_a)
-        F.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    def _damage_residual(self, snes, x, F):  # SNES callbacks
+        assemble_residual(x, self.alpha, F, self.F_a)
 
     def _damage_jacobian(self, snes, x, J, P):
-        J.zeroEntries()
-        fem_petsc.assemble_matrix(J, self.J_a)
-        J.assemble()
+        assemble_jacobian(J, self.J_a)
 
     def solve_displacement(self) -> int:
         """Solve the elastic problem at the current damage; returns the Krylov iterations."""
-        self.A.zeroEntries()
-        fem_petsc.assemble_matrix(self.A, self.a_u, bcs=self.bcs)
-        self.A.assemble()
-        with self.b.localForm() as b_local:
-            b_local.set(0.0)
-        fem_petsc.assemble_vector(self.b, self.L_u)
-        fem_petsc.apply_lifting(self.b, [self.a_u], bcs=[self.bcs])
-        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        fem_petsc.set_bc(self.b, self.bcs)
+        assemble_system(self.A, self.b, self.a_u, self.L_u, self.bcs)
         return solve_linear(self.ksp, self.b, self.u, what=f"displacement solve ({self.linear})",
                             setting="fem.solver.linear")
 
@@ -361,29 +196,22 @@ class TensileTest:
         return self.snes.getIterationNumber() if reason >= 0 else reason
 
     # -- observables -------------------------------------------------------------------------------
-    def _sum(self, form) -> float:
-        return self.comm.allreduce(fem.assemble_scalar(form), op=MPI.SUM)
-
     def stress(self) -> float:
         """Effective 2D stress (N/m): reaction on the loaded edge / sample width."""
-        return self._sum(self.reaction_form) / self.width
+        return assemble_sum(self.comm, self.reaction_form) / self.width
 
     def energies(self) -> tuple[float, float]:
         """Elastic and fracture energies (nN nm = 1e-18 J)."""
-        return self._sum(self.energy_forms[0]), self._sum(self.energy_forms[1])
+        return assemble_sum(self.comm, self.energy_forms[0]), assemble_sum(self.comm, self.energy_forms[1])
 
     def _max(self, array) -> float:
-        n = self.W.dofmap.index_map.size_local
-        return self.comm.allreduce(float(np.max(array[:n], initial=0.0)), op=MPI.MAX)
+        return global_max(self.comm, array, self.W.dofmap.index_map.size_local)
 
     def gather_damage(self):
         """``(xy [n, 2] nm, damage [n])`` of all nodes on rank 0 (None on the other ranks)."""
         n = self.W.dofmap.index_map.size_local
         xy = self.W.tabulate_dof_coordinates()[:n, :2]
-        parts = self.comm.gather((xy, self.alpha.x.array[:n].copy()), root=0)
-        if self.comm.rank != 0:
-            return None
-        return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return gather_on_root(self.comm, xy, self.alpha.x.array[:n].copy())
 
     def set_strain(self, strain: float) -> None:
         self.u_end.value = strain * self.extent

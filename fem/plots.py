@@ -17,6 +17,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.tri as mtri  # noqa: E402
 import numpy as np  # noqa: E402
 
+from common.atomic import atomic_path  # noqa: E402
+
+
+def _save(fig, path) -> None:
+    """Write ``fig`` to the PNG ``path`` atomically (a reader never sees half a file) and close it."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=130)
+    finally:
+        plt.close(fig)
+
 
 def curve_png(path, curves: dict, *, title: str = "") -> None:
     """``curves``: label -> (strain [n], stress [n] in N/m)."""
@@ -30,8 +41,7 @@ def curve_png(path, curves: dict, *, title: str = "") -> None:
     if len(curves) > 1:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def field_png(path, xy: np.ndarray, values: np.ndarray, *, label: str, cmap: str = "viridis", vmin=None,
@@ -48,8 +58,7 @@ def field_png(path, xy: np.ndarray, values: np.ndarray, *, label: str, cmap: str
     ax.set_ylabel("y (nm)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def damage_png(path, xy: np.ndarray, damage: np.ndarray, *, title: str = "") -> None:
@@ -80,8 +89,7 @@ def sweep_png(path, variable: str, rows: list[dict], *, title: str = "") -> None
         a.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def size_effect_png(path, rows: list[dict], *, limits: dict, title: str = "") -> None:
@@ -108,8 +116,7 @@ def size_effect_png(path, rows: list[dict], *, limits: dict, title: str = "") ->
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def conductivity_fraction_png(path, tables: dict, *, fraction_label: str, title: str = "") -> None:
@@ -132,5 +139,4 @@ def conductivity_fraction_png(path, tables: dict, *, fraction_label: str, title:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path)

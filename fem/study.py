@@ -18,26 +18,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 from mpi4py import MPI
 
-from . import geometry, materials as mat
+from common.atomic import write_json, write_text
+
+from . import geometry, materials as mat, phase_field
 from .errors import FemInputError
 from .mesh_io import FieldWriter, mesh_from_gmsh, mesh_from_xdmf
 from .mechanics import TensileOptions, TensileTest
 
 GEOMETRIES = ("stripes", "islands", "mesh_file")
-
-
-def write_json(path: Path, data) -> None:
-    """Write ``data`` as JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
-    os.replace(tmp, path)
 
 
 def options_from_settings(s: dict) -> TensileOptions:
@@ -109,12 +102,12 @@ def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dic
         by_tag[geometry.BAND_TAG] = band
     out, table = {}, {}
     for tag, m in by_tag.items():
-        gc = mat.fracture_energy(m, direction, model, ell)
+        gc = phase_field.fracture_energy(m, direction, model, ell)
         out[tag] = (m, gc)
         table[m.name] = {"cell_tag": tag, "E1_N_per_m": m.E1, "E2_N_per_m": m.E2, "nu12": m.nu12,
                          "G12_N_per_m": m.G12, "strength_x_N_per_m": m.strength_x,
                          "strength_y_N_per_m": m.strength_y, "Gc_nN": gc,
-                         "calibrated_strength_N_per_m": mat.critical_stress(model, m.modulus(direction), gc, ell),
+                         "calibrated_strength_N_per_m": phase_field.critical_stress(model, m.modulus(direction), gc, ell),
                          "strength_source": f"{props.get('_source')}: phases.{m.name}"}
         if tag in sources:
             table[m.name].update(strength_source=sources[tag]["strength"],
@@ -170,9 +163,12 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
     on_step = (lambda t, strain: writer.write(strain, t.u, t.alpha, t.phase)) if writer else None
     try:
         res = test.run(on_step=on_step, log=log)
-    finally:
+    except BaseException:
         if writer:
-            writer.close()
+            writer.abort()
+        raise
+    if writer:
+        writer.close()
     gathered = test.gather_damage()
     moduli = [m.modulus(opts.direction) for name, (m, _) in ((n, materials[layout.tag(n)]) for n in layout.phases)]
     fractions = [layout.fractions.get(n, 0.0) for n in layout.phases]
@@ -292,7 +288,7 @@ def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD,
         write_json(Path(out_dir) / files["table_json"], out)
         cols = [c for c in rows[0] if c != "damage_png"]
         lines = [",".join(cols)] + [",".join(f"{r[c]}" for c in cols) for r in rows]
-        (Path(out_dir) / files["table_csv"]).write_text("\n".join(lines) + "\n")
+        write_text(Path(out_dir) / files["table_csv"], "\n".join(lines) + "\n")
         from . import plots
 
         label = f"area fraction of {B}" if study["variable"] == "fraction" else study["variable"]

@@ -48,7 +48,8 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from .errors import FemInputError
-from .mechanics import _cell_field, _configure, linear_solver_options, solve_linear, untagged
+from .solvers import (assemble_sum, cell_field, create_ksp, gather_on_root, linear_solver_options, quiet_jit,
+                      solve_linear, untagged)
 from .thermal_limits import conductance_per_nm
 
 DIRECTIONS = ("x", "y")
@@ -120,6 +121,7 @@ class Conduction:
     continuous there); ``size_nm``: ``(L, H)``, the sample is ``[0, L] x [0, H]``.
     """
 
+    @quiet_jit()
     def __init__(self, msh, cell_tags, kappas: dict, G_W_per_m2K: float, size_nm: tuple,
                  options: ConductionOptions):
         options.check()
@@ -136,9 +138,9 @@ class Conduction:
         self.G_fe = conductance_per_nm(G_W_per_m2K)
         self.V = fem.FunctionSpace(msh, ("DG", 1))
         Q = fem.FunctionSpace(msh, ("DG", 0))
-        self.kx = _cell_field(Q, cell_tags, {t: k[0] for t, k in kappas.items()})
-        self.ky = _cell_field(Q, cell_tags, {t: k[1] for t, k in kappas.items()})
-        self.phase = _cell_field(Q, cell_tags, {t: float(t) for t in kappas})
+        self.kx = cell_field(Q, cell_tags, {t: k[0] for t, k in kappas.items()})
+        self.ky = cell_field(Q, cell_tags, {t: k[1] for t, k in kappas.items()})
+        self.phase = cell_field(Q, cell_tags, {t: float(t) for t in kappas})
         self.phase.name = "phase"
         self.temperature = fem.Function(self.V, name="temperature")
         self._mark_facets()
@@ -208,16 +210,12 @@ class Conduction:
         self.A.assemble()
         self.b = fem_petsc.assemble_vector(self.L)
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        self.ksp = PETSc.KSP().create(self.comm)
-        self.ksp.setOperators(self.A)
         direct = self.opts.linear == "direct"
         self.linear = "direct (MUMPS LU)" if direct else "CG + GAMG"
-        _configure(self.ksp, f"fem_T_{id(self)}_", linear_solver_options(direct, self.opts.rtol))
+        self.ksp = create_ksp(self.comm, self.A, prefix=f"fem_T_{id(self)}_",
+                              options=linear_solver_options(direct, self.opts.rtol))
 
     # -- solve and observe --------------------------------------------------------------------
-    def _sum(self, form) -> float:
-        return self.comm.allreduce(fem.assemble_scalar(form), op=MPI.SUM)
-
     def solve(self) -> ConductionResult:
         """Solve for the temperature; return the effective conductivity along the load direction.
 
@@ -227,7 +225,7 @@ class Conduction:
         """
         iterations = solve_linear(self.ksp, self.b, self.temperature, what=f"heat conduction solve ({self.linear})",
                                   setting="fem.thermal.linear")
-        q_in, q_out = self._sum(self.inflow), self._sum(self.outflow)
+        q_in, q_out = assemble_sum(self.comm, self.inflow), assemble_sum(self.comm, self.outflow)
         kappa = q_in * self.extent / (self.width * self.opts.delta_T_K)
         return ConductionResult(kappa_eff=kappa, heat_flow_W_per_m=q_in,
                                 imbalance=abs(q_in - q_out) / abs(q_in) if q_in else 0.0,
@@ -242,7 +240,4 @@ class Conduction:
         n_cells = self.mesh.topology.index_map(tdim).size_local
         dofs = np.array([self.V.dofmap.cell_dofs(c) for c in range(n_cells)]).reshape(-1)
         xy = self.V.tabulate_dof_coordinates()[dofs, :2]
-        parts = self.comm.gather((xy, self.temperature.x.array[dofs].copy()), root=0)
-        if self.comm.rank != 0:
-            return None
-        return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return gather_on_root(self.comm, xy, self.temperature.x.array[dofs].copy())

@@ -181,9 +181,8 @@ def run_conduction(s: dict, m: SampleMaterials, *, comm=MPI.COMM_WORLD, out_dir:
     files = {}
     if out_dir is not None and write_fields:
         files["fields_xdmf"] = f"{label}_fields.xdmf"
-        writer = FieldWriter(Path(out_dir) / files["fields_xdmf"], problem.mesh)
-        writer.write(0.0, problem.temperature, problem.phase)
-        writer.close()
+        with FieldWriter(Path(out_dir) / files["fields_xdmf"], problem.mesh) as writer:
+            writer.write(0.0, problem.temperature, problem.phase)
     gathered = problem.gather_temperature()
     if out_dir is not None and comm.rank == 0:
         from . import plots

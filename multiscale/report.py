@@ -1,21 +1,32 @@
-"""The ``report`` stage: one offline HTML page with every plot and number of the run.
+"""The ``report`` stage: one offline HTML page with the results of the run, for people.
 
-Data flow: for each upstream stage that finished (``runs/<stage>/stage.json``),
-read its record (timings, summary, versions), copy its PNG plots next to the page,
-and render its known JSON artefacts as tables: the dataset summary, fit reports,
-``properties.json`` (with GPa at each phase's effective thickness next to N/m),
-``fem_results.json``. The page has no JavaScript and no external resources.
+Page layout (``runs/report/index.html``, no JavaScript, no external resources):
+
+1. Results at a glance: the phase properties per direction (mean ± sem, n seeds), the interface
+   properties, the FE effective properties, the cross-scale checks with their verdicts.
+2. Timings, then one section per finished upstream stage (``runs/<stage>/stage.json``): compact
+   tables (one row per system) with links to the stage's JSON files, which keep every number,
+   and the stage's PNG plots, copied next to the page.
+3. Versions.
+
+Inputs: ``stage.json`` of each stage (timings, summary, versions), ``constitutive/properties.json``,
+``fem/fem_results.json`` and :func:`multiscale.checks.run_checks`, written to ``checks.json``.
+Table rendering is :mod:`multiscale.report_tables`.
 """
 from __future__ import annotations
 
-import html
 import json
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 from common.atomic import write_json, write_text
 from .checks import run_checks
+from .report_tables import (Html, checks_table, data_table, esc, fem_studies_table, fem_table, fit_table, flatten,
+                            fmt, interface_table, link, phase_table, table)
+
+__all__ = ["REPORT_SETTINGS", "build_report", "run_report", "flatten", "fmt", "properties_table", "thermal_table"]
 
 REPORT_SETTINGS = {
     "title": (str, "", "page title (default: the case name)"),
@@ -37,43 +48,12 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 figure{display:inline-block;margin:0.5em;vertical-align:top}figure img{max-width:540px}
 figcaption{font-size:0.85em;color:#555}.note{background:#fff6d6;padding:0.5em 1em;border-left:4px solid #e0b000}
+td.t{text-align:left;font-size:0.9em}.n{color:#888;font-size:0.8em}.pass{color:#17702a}.fail{color:#b00020}.links{font-size:0.9em;color:#555}
+table.glance td{white-space:nowrap}table.glance{display:inline-table;margin-right:1.5em;vertical-align:top}
+table.fe td:last-child,table.checks td:last-child{white-space:normal;text-align:left;font-size:0.85em;max-width:40em}
+table.fe th:last-child,table.checks th:last-child{text-align:left}
+#glance{border-bottom:2px solid #888;padding-bottom:0.3em}
 """
-
-
-def esc(value) -> str:
-    return html.escape(str(value))
-
-
-def fmt(value) -> str:
-    """Numbers to 4 significant digits, statistics as mean ± sem (n)."""
-    if isinstance(value, dict) and {"mean", "sem"} <= set(value):
-        n = value.get("n")
-        return f"{fmt(value['mean'])} ± {fmt(value['sem'])}" + (f" (n={n})" if n is not None else "")
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)) and len(value) <= 8 and all(isinstance(v, (int, float)) for v in value):
-        return "[" + ", ".join(fmt(v) for v in value) + "]"
-    return str(value)
-
-
-def table(rows: list[list], header: list[str]) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def flatten(data, prefix: str = "") -> list[list]:
-    """A nested JSON object as rows ``[dotted.key, value]`` (statistics kept whole)."""
-    rows = []
-    if isinstance(data, dict) and not ({"mean", "sem"} <= set(data)):
-        for key, value in data.items():
-            rows += flatten(value, f"{prefix}{key}.")
-    elif isinstance(data, list) and data and isinstance(data[0], dict):
-        for index, value in enumerate(data):
-            rows += flatten(value, f"{prefix}{index}.")
-    else:
-        rows.append([prefix.rstrip("."), data])
-    return rows
 
 
 def properties_table(props: dict) -> str:
@@ -133,26 +113,38 @@ def thermal_table(props: dict) -> str:
     return "<p>Thermal transport (MD):</p>" + table(rows, ["system", "quantity", "unit", "value"])
 
 
-def checks_table(checks: list[dict]) -> str:
-    """The cross-scale checks (multiscale.checks) as a table: ours, reference, difference, verdict."""
-    verdict = {True: "pass", False: "FAIL", None: "not run"}
-    rows = [[c["check"], c["ours"], c["reference"],
-             "-" if c["rel_diff"] is None else f"{100 * c['rel_diff']:.2f} %",
-             "-" if c["tolerance"] is None else f"{100 * c['tolerance']:.0f} %", verdict[c["passed"]], c["what"]]
-            for c in checks]
-    return table(rows, ["check", "ours", "reference", "difference", "tolerance", "verdict", "what"])
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _links(folder: Path, out_dir: Path, names) -> str:
+    """Links from the page to the stage's JSON files that exist (they keep every number)."""
+    found = [link(os.path.relpath(folder / n, out_dir), n) for n in names if (folder / n).is_file()]
+    return f"<p class='links'>all numbers: {', '.join(found)}</p>" if found else ""
+
+
+def stage_body(name: str, folder: Path, out_dir: Path, summary: dict) -> str:
+    """The tables of one stage: compact, one row per system; the JSON files linked for the rest."""
+    if name == "data" and summary.get("systems"):
+        return data_table(summary) + _links(folder, out_dir, ["summary.json"] + sorted(
+            p.name for p in folder.glob("*.meta.json")))
+    if name == "fit" and summary.get("systems"):
+        return fit_table(summary) + _links(folder, out_dir, ["summary.json"] + sorted(
+            p.name for p in folder.glob("*_fit.json")))
+    if name == "constitutive" and (folder / "properties.json").is_file():
+        return properties_table(_read(folder / "properties.json")) + _links(folder, out_dir, ["properties.json"])
+    if name == "fem":
+        return fem_studies_table(summary) + _links(folder, out_dir, ["fem_results.json"])
+    links = _links(folder, out_dir, ["summary.json"])
+    return (table(flatten(summary), ["quantity", "value"]) if summary else "") + links
 
 
 def stage_section(name: str, folder: Path, out_dir: Path, settings: dict) -> str:
     record = json.loads((folder / "stage.json").read_text())
     parts = [f"<h2 id='{name}'>{esc(STAGE_TITLES.get(name, name))}</h2>",
              f"<p>finished {esc(record.get('finished', '')[:19])} UTC in {record.get('elapsed_s', 0):.1f} s"
-             f" on {record.get('ranks', 1)} rank(s); preset {esc(record.get('preset'))}</p>"]
-    summary = record.get("summary") or {}
-    if name == "constitutive" and (folder / "properties.json").is_file():
-        parts.append(properties_table(json.loads((folder / "properties.json").read_text())))
-    elif summary:
-        parts.append(table(flatten(summary), ["quantity", "value"]))
+             f" on {record.get('ranks', 1)} rank(s); preset {esc(record.get('preset'))}</p>",
+             stage_body(name, folder, out_dir, record.get("summary") or {})]
     plots = sorted(folder.rglob("*.png"))[: settings["max_plots_per_stage"]]
     if plots:
         target = out_dir / name
@@ -167,6 +159,24 @@ def stage_section(name: str, folder: Path, out_dir: Path, settings: dict) -> str
     return "\n".join(parts)
 
 
+def glance_section(runs_dir: Path, checks: list[dict]) -> str:
+    """The first screen: phase and interface properties, FE effective properties, cross-scale checks."""
+    props = _read(runs_dir / "constitutive" / "properties.json")
+    fem_record = _read(runs_dir / "fem" / "stage.json")
+    parts = ["<h2 id='glance'>Results at a glance</h2>"]
+    if props:
+        t = props.get("temperature_K")
+        parts.append(f"<h3>Phases (MD{f' at {fmt(t)} K' if t is not None else ''}; mean ± standard error, "
+                     f"n = seeds)</h3>" + phase_table(props))
+        parts.append("<h3>Interfaces</h3>" + interface_table(props))
+    else:
+        parts.append("<p>The constitutive stage has not run: no material properties yet.</p>")
+    parts.append("<h3>Continuum (FE) effective properties</h3>"
+                 + fem_table(_read(runs_dir / "fem" / "fem_results.json"), (fem_record or {}).get("summary")))
+    parts.append("<h3>Cross-scale checks</h3>" + checks_table(checks))
+    return "\n".join(parts)
+
+
 def build_report(case_dir: Path, runs_dir: Path, out_dir: Path, settings: dict, *, title: str,
                  description: str = "") -> Path:
     """Write ``out_dir/index.html`` (and the copied PNGs) from the finished stages in ``runs_dir``."""
@@ -177,7 +187,8 @@ def build_report(case_dir: Path, runs_dir: Path, out_dir: Path, settings: dict, 
             timings.append([name, "not run", "-"])
             continue
         record = json.loads((folder / "stage.json").read_text())
-        timings.append([name, record.get("finished", "")[:19].replace("T", " "), record.get("elapsed_s", 0.0)])
+        timings.append([Html(f"<a href='#{esc(name)}'>{esc(name)}</a>"),
+                        record.get("finished", "")[:19].replace("T", " "), record.get("elapsed_s", 0.0)])
         versions.update(record.get("versions", {}))
         sections.append(stage_section(name, folder, out_dir, settings))
     checks = run_checks(runs_dir)
@@ -185,10 +196,11 @@ def build_report(case_dir: Path, runs_dir: Path, out_dir: Path, settings: dict, 
     nav = " · ".join(f"<a href='#{n}'>{esc(n)}</a>" for n in UPSTREAM if (runs_dir / n / "stage.json").is_file())
     page = f"""<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>
 <style>{_CSS}</style></head><body>
-<h1>{esc(title)}</h1><p>{esc(description)}</p><p>{nav}</p>
+<h1>{esc(title)}</h1><p>{esc(description)}</p>
+{glance_section(runs_dir, checks)}
+<p>stages: {nav} · <a href='checks.json'>checks.json</a></p>
 <p>case directory: <code>{esc(case_dir)}</code>; report written {datetime.now(timezone.utc).isoformat()[:19]} UTC</p>
 <h2>Timings</h2>{table(timings, ['stage', 'finished (UTC)', 'wall time (s)'])}
-<h2>Cross-scale checks</h2>{checks_table(checks)}
 {''.join(sections)}
 <h2>Versions</h2>{table([[k, v] for k, v in versions.items()], ['software', 'version'])}
 </body></html>

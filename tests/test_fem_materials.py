@@ -1,10 +1,10 @@
-"""fem.materials: calibration formulas against the homogeneous solution, properties.json reading, errors."""
+"""fem.materials and fem.phase_field: calibration formulas against the homogeneous solution, properties.json reading, errors."""
 import json
 
 import numpy as np
 import pytest
 
-from fem import materials as M
+from fem import materials as M, phase_field as PF
 from fem.errors import FemInputError
 
 PROPS = "tests/data/fem/properties_graphene_borophene.json"
@@ -13,15 +13,15 @@ PROPS = "tests/data/fem/properties_graphene_borophene.json"
 @pytest.mark.parametrize("model", ["AT1", "AT2"])
 def test_calibrated_gc_gives_target_peak_of_homogeneous_curve(model):
     E, sigma, ell = 340.0, 35.0, 0.8
-    gc = M.calibrate_gc(model, E, sigma, ell)
-    assert M.critical_stress(model, E, gc, ell) == pytest.approx(sigma, rel=1e-12)
+    gc = PF.calibrate_gc(model, E, sigma, ell)
+    assert PF.critical_stress(model, E, gc, ell) == pytest.approx(sigma, rel=1e-12)
     # the peak of the closed-form homogeneous response (dense strain grid) is the calibrated strength
     strain = np.linspace(0, 0.5, 200001)
-    stress = M.homogeneous_response(model, E, gc, ell, strain)
-    eps_c = M.critical_strain(model, E, gc, ell)
+    stress = PF.homogeneous_response(model, E, gc, ell, strain)
+    eps_c = PF.critical_strain(model, E, gc, ell)
     assert stress.max() <= sigma * (1 + 1e-12) and stress.max() == pytest.approx(sigma, rel=1e-4)
     assert strain[np.argmax(stress)] == pytest.approx(eps_c, abs=1e-5)
-    assert M.homogeneous_response(model, E, gc, ell, [eps_c])[0] == pytest.approx(sigma, rel=1e-12)
+    assert PF.homogeneous_response(model, E, gc, ell, [eps_c])[0] == pytest.approx(sigma, rel=1e-12)
 
 
 def test_at2_homogeneous_damage_minimises_the_energy():
@@ -31,7 +31,7 @@ def test_at2_homogeneous_damage_minimises_the_energy():
     a = E * e ** 2 / (E * e ** 2 + gc / ell)
     h = 1e-6
     assert (energy(a + h) - energy(a - h)) / (2 * h) == pytest.approx(0.0, abs=1e-6)
-    assert M.homogeneous_response("AT2", E, gc, ell, [e])[0] == pytest.approx((1 - a) ** 2 * E * e)
+    assert PF.homogeneous_response("AT2", E, gc, ell, [e])[0] == pytest.approx((1 - a) ** 2 * E * e)
 
 
 def test_orthotropic_constants_from_stiffness():
@@ -166,7 +166,7 @@ def test_bad_properties_files_name_the_problem(tmp_path):
     with pytest.raises(FemInputError, match="no entry in 'interfaces'"):
         M.interface_material(loaded, b, b, fallback="error")
     with pytest.raises(FemInputError, match="fem.model"):
-        M.calibrate_gc("AT3", 1.0, 1.0, 1.0)
+        PF.calibrate_gc("AT3", 1.0, 1.0, 1.0)
     with pytest.raises(FemInputError, match="fem.elasticity"):
         M.phase_material(loaded, "borophene", elasticity="cubic")
     with pytest.raises(FemInputError, match="positive definite"):

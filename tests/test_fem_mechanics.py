@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from fem import geometry, materials as M, mesh_io
+from fem import geometry, materials as M, mesh_io, phase_field as PF
 from fem.errors import FemInputError
 from fem.mechanics import TensileOptions, TensileTest
 
@@ -48,7 +48,7 @@ def test_homogeneous_sample_recovers_the_input_modulus(props, direction, linear)
 def test_homogeneous_sample_with_damage_reaches_the_calibrated_strength(model):
     ell = 0.5
     g = M.isotropic("g", 340.0, 0.17, 35.0)
-    gc = M.calibrate_gc(model, 340.0, 35.0, ell)
+    gc = PF.calibrate_gc(model, 340.0, 35.0, ell)
     steps = []
     t = _test(_sample(5.0, 2.0, 0.25), {1: (g, gc), 2: (g, gc)}, model=model, ell_nm=ell, max_strain=0.3,
               n_steps=30)
@@ -58,16 +58,16 @@ def test_homogeneous_sample_with_damage_reaches_the_calibrated_strength(model):
         assert res.failed and res.stress[-1] < 0.05 * res.strength
     else:                 # short AT2 bar: softens on the homogeneous branch, all of it closed-form
         assert res.stress[-1] < 0.85 * res.strength
-        ref = M.homogeneous_response(model, 340.0, gc, ell, np.array(res.strain))
+        ref = PF.homogeneous_response(model, 340.0, gc, ell, np.array(res.strain))
         np.testing.assert_allclose(res.stress, ref, rtol=2e-3)
-    assert res.failure_strain == pytest.approx(M.critical_strain(model, 340.0, gc, ell), rel=0.03)
+    assert res.failure_strain == pytest.approx(PF.critical_strain(model, 340.0, gc, ell), rel=0.03)
     assert res.rejected_steps > 0          # the step was cut near the peak
     # irreversibility: the damage never heals
     for before, after in zip(steps, steps[1:]):
         assert np.all(after >= before - 1e-10)
     # before the peak the FE curve is the closed-form homogeneous one
     k = int(np.argmax(res.stress))
-    ref = M.homogeneous_response(model, 340.0, gc, ell, np.array(res.strain[:k + 1]))
+    ref = PF.homogeneous_response(model, 340.0, gc, ell, np.array(res.strain[:k + 1]))
     np.testing.assert_allclose(res.stress[:k + 1], ref, rtol=2e-3)
 
 
@@ -113,7 +113,7 @@ def test_series_stripes_fail_at_the_md_interface_strength_when_the_band_is_4_ell
     g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
     band, _ = M.interface_material(props, g, b)
     ell = 1.0
-    mats = {t: (m, M.fracture_energy(m, "x", "AT1", ell)) for t, m in ((1, g), (2, b), (geometry.BAND_TAG, band))}
+    mats = {t: (m, PF.fracture_energy(m, "x", "AT1", ell)) for t, m in ((1, g), (2, b), (geometry.BAND_TAG, band))}
     res = _test(sample, mats, ell_nm=ell, max_strain=0.1, n_steps=10).run()
     if expect == "band":
         assert res.strength == pytest.approx(9.5, rel=0.02)
@@ -140,7 +140,7 @@ def test_user_xdmf_mesh_with_cell_tags_gives_the_same_modulus(tmp_path):
 @pytest.mark.parametrize("direction", ["x", "y"])
 def test_orthotropic_phase_reaches_its_md_strength_in_each_direction(props, direction):
     b = M.phase_material(props, "borophene")          # strength 12.0 N/m along x, 11.0 N/m along y
-    gc = M.fracture_energy(b, direction, "AT1", 0.5)
+    gc = PF.fracture_energy(b, direction, "AT1", 0.5)
     res = _test(_sample(3.0, 3.0, 0.25), {1: (b, gc), 2: (b, gc)}, direction=direction, ell_nm=0.5,
                 max_strain=0.1, n_steps=10).run()
     assert res.modulus == pytest.approx(b.modulus(direction), rel=1e-6)

@@ -66,3 +66,67 @@ def test_thermal_table_shows_conductivities_conductance_and_kapitza_length():
     assert thermal_table({"phases": {"graphene": {}}}) == ""  # no thermal runs: no table
     props["phases"]["graphene"]["thermal"]["note"] = "conductivity along y is not positive by two standard errors"
     assert "not positive by two standard errors" in thermal_table(props)
+
+
+def _fit_system(rmse_e, rmse_f, rmse_s):
+    err = {"n_frames": 7, "energy_per_atom": {"rmse": rmse_e, "unit": "eV/atom"},
+           "forces": {"rmse": rmse_f, "unit": "eV/A"}, "stress": {"rmse": rmse_s, "unit": "GPa"}}
+    return {"level": 6, "n_frames": 66, "n_valid": 7, "n_train_final": 37, "active_set_rank": 19,
+            "max_grade_preliminary": 33.4, "max_grade_final": 1.05, "seconds_total": 5.5,
+            "steps": [{"step": "preliminary fit", "errors": {"train": err, "valid": err}},
+                      {"step": "grade 1", "n_added": 9},
+                      {"step": "refit 1", "errors": {"valid": err}}]}
+
+
+def test_first_screen_is_results_at_a_glance_and_stages_are_compact_tables(tmp_path):
+    stat = lambda m, s, n=3: {"mean": m, "sem": s, "n": n}  # noqa: E731
+    runs = tmp_path / "runs"
+    _stage(runs, "data", {"systems": {"graphene": {"n_frames": 66, "atoms_per_frame": {"min": 60, "max": 60},
+                                                   "temperatures_K": {"0": 12, "300": 54},
+                                                   "energy_eV_per_atom": {"min": -58.6, "max": -55.4},
+                                                   "force_eV_per_A": {"rms": 1.586}, "frames_with_stress": 66,
+                                                   "engine": "tblite-gfn2"}}})
+    _stage(runs, "fit", {"systems": {"graphene": _fit_system(0.0362, 0.631, 0.956)}})
+    constitutive = _stage(runs, "constitutive", {"phases": ["graphene"]})
+    write_json(constitutive / "properties.json", {"temperature_K": 300.0, "phases": {"graphene": {
+        "thickness_A": 3.35,
+        "directions": {"x": {"youngs_modulus_N_per_m": stat(335.0, 3.35), "poisson_ratio": stat(0.17, 0.01),
+                             "ultimate_strength_N_per_m": stat(33.5, 0.5), "failure_strain": stat(0.2, 0.01)}},
+        "elastic_N_per_m": {"C11": stat(350.0, 2.0), "C22": stat(351.0, 2.0), "C12": stat(60.0, 1.0),
+                            "C66": stat(145.0, 1.5)},
+        "thermal": {"conductivity_W_per_mK": {"x": stat(812.5, 40.0, 2)}}}},
+        "interfaces": {"graphene|borophene": {"ultimate_strength_N_per_m": stat(9.5, 0.2),
+                                              "normal_compliance": {"nm_per_N_per_m": stat(0.0081, 0.0004)},
+                                              "thermal": {"conductance_W_per_m2K": stat(2.5e9, 1e8, 2)}}}})
+    fem = _stage(runs, "fem", {"modulus_N_per_m": 174.82, "strength_N_per_m": 9.31, "failure_strain": 0.061,
+                               "notes": [], "studies": {"stripes_fraction": [
+                                   {"fraction": 0.5, "modulus_N_per_m": 180.0, "strength_N_per_m": 9.0}]}})
+    write_json(fem / "fem_results.json", {"settings": {"geometry": "stripes", "model": "AT1", "load_direction": "y"},
+                                          "tensile": {"modulus_N_per_m": 174.82, "strength_N_per_m": 9.31,
+                                                      "failure_strain": 0.061, "geometry": {"kind": "stripes"},
+                                                      "notes": ["mesh_size_nm 1 > ell_nm / 2"]}})
+    settings = {k: v[1] for k, v in REPORT_SETTINGS.items()}
+    page = build_report(tmp_path, runs, runs / "report", settings, title="T").read_text()
+    glance = page[page.index("Results at a glance"):page.index("<h2>Timings")]
+    # phases per direction with mean ± sem and n beside each number; elastic constants; kappa
+    for text in ("335 ± 3.35 <span class='n'>n=3</span>", "0.17 ± 0.01", "33.5 ± 0.5", "0.2 ± 0.01",
+                 "350 ± 2", "145 ± 1.5", "812.5 ± 40 <span class='n'>n=2</span>"):
+        assert text in glance, text
+    # interfaces: strength, normal compliance, conductance
+    assert "9.5 ± 0.2" in glance and "0.0081 ± 0.0004" in glance and "2.5e+09 ± 1e+08" in glance
+    # FE effective properties and the checks with their verdicts
+    assert "174.8" in glance and "9.31" in glance and "stripes, AT1, load along y" in glance
+    assert "mesh_size_nm 1 &gt; ell_nm / 2" in glance
+    assert "Cross-scale checks" in glance and "verdict" in glance
+    # datasets and fits: one row per system, no flattened keys; the JSON files are linked
+    assert "systems.graphene" not in page and "steps.0" not in page
+    assert "36.2" in page and "0.631" in page and "0.956" in page      # RMSE meV/atom, eV/Å, GPa (validation)
+    assert "33.4 → 1.05" in page
+    assert "href='../fem/fem_results.json'" in page and "href='../constitutive/properties.json'" in page
+    assert "stripes_fraction" in page
+
+
+def test_report_of_a_case_without_upstream_results(tmp_path):
+    settings = {k: v[1] for k, v in REPORT_SETTINGS.items()}
+    page = build_report(tmp_path, tmp_path / "runs", tmp_path / "report", settings, title="T").read_text()
+    assert "constitutive stage has not run" in page and "fem stage has not run" in page

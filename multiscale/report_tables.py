@@ -1,0 +1,232 @@
+"""HTML tables of the report: plain functions from the stages' JSON artefacts to HTML strings.
+
+Inputs are the files the stages wrote, read as dicts: ``properties.json`` (phases and interfaces,
+statistics ``{mean, sem, n}`` with ``n`` the number of MD seeds), the data and fit stage summaries
+(``runs/<stage>/stage.json`` ``summary``), ``fem_results.json`` and the list of cross-scale checks
+(:func:`multiscale.checks.run_checks`). Nothing here computes a physical quantity; every number is
+shown as the file has it (2D values in N/m, conductivities in W/(m K), compliances in nm per N/m).
+"""
+from __future__ import annotations
+
+import html
+
+STAT_KEYS = {"mean", "sem"}
+
+
+class Html(str):
+    """A table cell that is already HTML (not escaped again)."""
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def fmt(value) -> str:
+    """Numbers to 4 significant digits, statistics as mean ± sem (n)."""
+    if isinstance(value, dict) and STAT_KEYS <= set(value):
+        n = value.get("n")
+        return f"{fmt(value['mean'])} ± {fmt(value['sem'])}" + (f" (n={n})" if n is not None else "")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)) and len(value) <= 8 and all(isinstance(v, (int, float)) for v in value):
+        return "[" + ", ".join(fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def cell(value) -> str:
+    """One ``<td>``: HTML as it is, None as '-', anything else formatted by :func:`fmt` and escaped; prose
+    left-aligned."""
+    if isinstance(value, Html):
+        return f"<td>{value}</td>"
+    if value is None:
+        return "<td>-</td>"
+    prose = isinstance(value, str) and len(value) > 24
+    return f"<td{' class=t' if prose else ''}>{esc(fmt(value))}</td>"
+
+
+def table(rows: list[list], header: list[str], *, cls: str = "") -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
+    return f"<table{f' class={cls!r}' if cls else ''}><tr>{head}</tr>{body}</table>"
+
+
+def flatten(data, prefix: str = "") -> list[list]:
+    """A nested JSON object as rows ``[dotted.key, value]`` (statistics kept whole)."""
+    rows = []
+    if isinstance(data, dict) and not (STAT_KEYS <= set(data)):
+        for key, value in data.items():
+            rows += flatten(value, f"{prefix}{key}.")
+    elif isinstance(data, list) and data and isinstance(data[0], dict):
+        for index, value in enumerate(data):
+            rows += flatten(value, f"{prefix}{index}.")
+    else:
+        rows.append([prefix.rstrip("."), data])
+    return rows
+
+
+def stat(value, *, scale: float = 1.0) -> Html:
+    """A statistic as ``mean ± sem`` with the seed count ``n`` beside it; '-' when absent."""
+    if not (isinstance(value, dict) and STAT_KEYS <= set(value)):
+        return Html("-") if value is None else Html(esc(fmt(value)))
+    n = value.get("n")
+    text = f"{fmt(value['mean'] * scale)} ± {fmt(value['sem'] * scale)}"
+    return Html(esc(text) + (f" <span class='n'>n={esc(n)}</span>" if n is not None else ""))
+
+
+def link(href: str, text: str) -> Html:
+    return Html(f"<a href='{esc(href)}'>{esc(text)}</a>")
+
+
+def _get(node, *keys):
+    for key in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+# -- results at a glance --------------------------------------------------------------------------
+def phase_table(props: dict) -> str:
+    """Per phase and direction: E, nu, strength, failure strain, kappa; then per phase C11, C22, C12, C66."""
+    rows, elastic, notes = [], [], []
+    for phase, entry in props.get("phases", {}).items():
+        kappa = _get(entry, "thermal", "conductivity_W_per_mK") or {}
+        for i, (direction, values) in enumerate((entry.get("directions") or {}).items()):
+            rows.append([phase if i == 0 else "", direction,
+                         stat(values.get("youngs_modulus_N_per_m")), stat(values.get("poisson_ratio")),
+                         stat(values.get("ultimate_strength_N_per_m")), stat(values.get("failure_strain")),
+                         stat(kappa.get(direction))])
+        if entry.get("elastic_N_per_m"):
+            elastic.append([phase] + [stat(entry["elastic_N_per_m"].get(c)) for c in ("C11", "C22", "C12", "C66")])
+        if _get(entry, "thermal", "note"):
+            notes.append(f"{phase}: {entry['thermal']['note']}")
+    out = table(rows, ["phase", "direction", "E (N/m)", "Poisson ratio ν", "strength (N/m)", "failure strain",
+                       "κ (W/(m K))"], cls="glance")
+    if elastic:
+        out += table(elastic, ["phase", "C11 (N/m)", "C22 (N/m)", "C12 (N/m)", "C66 (N/m)"], cls="glance")
+    return out + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes)
+
+
+def interface_table(props: dict) -> str:
+    """Per interface: strength, normal compliance R, thermal conductance G, stripe-cell modulus."""
+    rows = []
+    for name, entry in props.get("interfaces", {}).items():
+        rows.append([name, stat(entry.get("ultimate_strength_N_per_m")),
+                     stat(_get(entry, "normal_compliance", "nm_per_N_per_m")),
+                     stat(_get(entry, "thermal", "conductance_W_per_m2K")),
+                     stat(_get(entry, "heterostructure", "youngs_modulus_normal_N_per_m"))])
+    if not rows:
+        return "<p>No interfaces in properties.json.</p>"
+    return table(rows, ["interface", "strength (N/m)", "normal compliance R (nm per N/m)",
+                        "conductance G (W/(m² K))", "stripe cell E across the stripes (N/m)"], cls="glance")
+
+
+def fem_table(results: dict | None, summary: dict | None) -> str:
+    """The FE effective properties: main sample (modulus, strength, failure strain), the MD stripe
+    cell's twin, heat conduction. ``results``: fem_results.json (may be None); ``summary``: the stage's."""
+    summary = summary or {}
+    if not results and not summary:
+        return "<p>The fem stage has not run.</p>"
+    main = (results or {}).get("tensile", summary)
+    settings = (results or {}).get("settings", {})
+    sample = ", ".join(str(x) for x in (_get(main, "geometry", "kind") or settings.get("geometry"),
+                                          settings.get("model"),
+                                          settings.get("load_direction") and f"load along {settings['load_direction']}")
+                       if x)
+    rows = [["effective modulus", main.get("modulus_N_per_m"), "N/m", sample],
+            ["strength", main.get("strength_N_per_m"), "N/m", sample],
+            ["failure strain", main.get("failure_strain"), "", sample]]
+    if main.get("voigt_N_per_m") is not None:
+        rows.append(["Voigt / Reuss bounds of the modulus",
+                     f"{fmt(main['voigt_N_per_m'])} / {fmt(main['reuss_N_per_m'])}", "N/m", "phases in parallel / series"])
+    twin = (results or {}).get("consistency") or summary.get("consistency")
+    if twin:
+        rows.append(["MD stripe cell's FE twin: modulus", twin.get("modulus_N_per_m"), "N/m",
+                     f"MD: {fmt(twin.get('md_modulus_N_per_m'))}; perfect interfaces: "
+                     f"{fmt(twin.get('perfect_interface_modulus_N_per_m'))}"])
+    thermal = (results or {}).get("thermal") or summary.get("thermal") or {}
+    if thermal.get("skipped"):
+        rows.append(["thermal conductivity", "skipped", "", thermal["skipped"]])
+    else:
+        kappa = _get(thermal, "main", "kappa_eff_W_per_mK") or thermal.get("kappa_eff_W_per_mK")
+        if kappa is not None:
+            rows.append(["effective thermal conductivity", kappa, "W/(m K)",
+                         f"along {_get(thermal, 'main', 'load_direction') or thermal.get('load_direction')}"])
+    notes = main.get("notes") or []
+    return (table(rows, ["quantity", "value", "unit", "sample / note"], cls="glance fe")
+            + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
+
+
+def checks_table(checks: list[dict]) -> str:
+    """The cross-scale checks: a one-line verdict count, then ours, reference, difference, verdict."""
+    verdict = {True: Html("<b class='pass'>pass</b>"), False: Html("<b class='fail'>FAIL</b>"), None: "not run"}
+    counts = {label: sum(c["passed"] is key for c in checks)
+              for key, label in ((True, "pass"), (False, "fail"), (None, "not run"))}
+    rows = [[c["check"], verdict[c["passed"]], c["ours"], c["reference"],
+             "-" if c["rel_diff"] is None else f"{100 * c['rel_diff']:.2f} %",
+             "-" if c["tolerance"] is None else f"{100 * c['tolerance']:.0f} %", c["what"]]
+            for c in checks]
+    line = ", ".join(f"{n} {label}" for label, n in counts.items() if n)
+    return (f"<p>{esc(line or 'no checks')}</p>"
+            + table(rows, ["check", "verdict", "ours", "reference", "difference", "tolerance", "what"], cls="checks"))
+
+
+# -- stage sections -------------------------------------------------------------------------------
+def _range(node: dict | None) -> str:
+    if not isinstance(node, dict) or "min" not in node:
+        return "-"
+    return f"{fmt(node['min'])} … {fmt(node['max'])}"
+
+
+def data_table(summary: dict) -> str:
+    """One row per system of the data stage: frames, atoms, temperatures, energy and force ranges, engine."""
+    rows = []
+    for name, s in (summary.get("systems") or {}).items():
+        atoms = s.get("atoms_per_frame") or {}
+        temps = ", ".join(f"{t}" for t in (s.get("temperatures_K") or {}))
+        rows.append([name, s.get("n_frames"),
+                     atoms.get("min") if atoms.get("min") == atoms.get("max") else _range(atoms),
+                     temps, _range(s.get("energy_eV_per_atom")), _get(s, "force_eV_per_A", "rms"),
+                     s.get("frames_with_stress"), s.get("engine", "")])
+    return table(rows, ["system", "frames", "atoms per frame", "temperatures (K)", "energy (eV/atom)",
+                        "force rms (eV/Å)", "frames with stress", "engine"])
+
+
+def _final_errors(s: dict) -> tuple[str, dict]:
+    """The errors of the last fit step: on the validation frames when there are any, else on all."""
+    fits = [step for step in s.get("steps", []) if "errors" in step]
+    errors = fits[-1]["errors"] if fits else {}
+    for subset in ("valid", "all", "train"):
+        if subset in errors:
+            return subset, errors[subset]
+    return "-", s.get("errors_all_frames") or {}
+
+
+def fit_table(summary: dict) -> str:
+    """One row per fitted potential: level, frames, RMSE of energy, forces and stress, grades, time."""
+    rows = []
+    for name, s in (summary.get("systems") or {}).items():
+        subset, err = _final_errors(s)
+        energy = _get(err, "energy_per_atom", "rmse")
+        rows.append([name, s.get("level"), s.get("n_train_final"), s.get("n_valid"), subset,
+                     None if energy is None else 1000.0 * energy, _get(err, "forces", "rmse"),
+                     _get(err, "stress", "rmse"),
+                     f"{fmt(s.get('max_grade_preliminary'))} → {fmt(s.get('max_grade_final'))}",
+                     s.get("active_set_rank"), s.get("seconds_total")])
+    return table(rows, ["system", "MTP level", "training frames", "validation frames", "errors on",
+                        "RMSE energy (meV/atom)", "RMSE forces (eV/Å)", "RMSE stress (GPa)",
+                        "max grade (first fit → final)", "active set", "time (s)"])
+
+
+def fem_studies_table(summary: dict) -> str:
+    """The fem stage's sweeps, one table per study (rows as the stage summary has them)."""
+    out = []
+    for name, rows in (summary.get("studies") or {}).items():
+        if rows:
+            header = list(rows[0])
+            out.append(f"<p>Study <b>{esc(name)}</b>:</p>" + table([[r.get(h) for h in header] for r in rows], header))
+    size = _get(summary, "thermal", "size")
+    if size:
+        out.append("<p>Heat conduction, stripes in series: size effect</p>"
+                   + table([[r["period_nm"], r["kappa_W_per_mK"]] for r in size], ["period (nm)", "κ (W/(m K))"]))
+    return "".join(out)
