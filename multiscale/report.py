@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common.atomic import write_json, write_text
+from common.contracts import read_properties
+
 from .checks import run_checks
 from .report_tables import (Html, checks_table, data_table, esc, fem_studies_table, fem_table, fit_table, flatten,
                             fmt, interface_table, link, phase_table, table)
@@ -132,7 +134,7 @@ def stage_body(name: str, folder: Path, out_dir: Path, summary: dict) -> str:
         return fit_table(summary) + _links(folder, out_dir, ["summary.json"] + sorted(
             p.name for p in folder.glob("*_fit.json")))
     if name == "constitutive" and (folder / "properties.json").is_file():
-        return properties_table(_read(folder / "properties.json")) + _links(folder, out_dir, ["properties.json"])
+        return properties_table(read_properties(folder / "properties.json")) + _links(folder, out_dir, ["properties.json"])
     if name == "fem":
         return fem_studies_table(summary) + _links(folder, out_dir, ["fem_results.json"])
     links = _links(folder, out_dir, ["summary.json"])
@@ -161,7 +163,8 @@ def stage_section(name: str, folder: Path, out_dir: Path, settings: dict) -> str
 
 def glance_section(runs_dir: Path, checks: list[dict]) -> str:
     """The first screen: phase and interface properties, FE effective properties, cross-scale checks."""
-    props = _read(runs_dir / "constitutive" / "properties.json")
+    path = runs_dir / "constitutive" / "properties.json"
+    props = read_properties(path) if path.is_file() else None
     fem_record = _read(runs_dir / "fem" / "stage.json")
     parts = ["<h2 id='glance'>Results at a glance</h2>"]
     if props:

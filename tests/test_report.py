@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from common.atomic import write_json
+from common.contracts import PROPERTIES_FORMAT
 from multiscale.report import REPORT_SETTINGS, build_report, flatten, fmt
 
 
@@ -27,7 +28,8 @@ def test_report_shows_properties_in_both_units_and_plots(tmp_path):
     fig.savefig(data / "energy_hist.png")
     plt.close(fig)
     constitutive = _stage(runs, "constitutive", {})
-    write_json(constitutive / "properties.json", {"phases": {"graphene": {
+    write_json(constitutive / "properties.json", {"format": PROPERTIES_FORMAT, "temperature_K": 300.0, "interfaces": {},
+                                                  "phases": {"graphene": {
         "thickness_A": 3.35,
         "directions": {"x": {"youngs_modulus_N_per_m": {"mean": 335.0, "sem": 3.35, "n": 3},
                              "ultimate_strength_N_per_m": {"mean": 33.5, "sem": 0.5, "n": 3},
@@ -88,15 +90,21 @@ def test_first_screen_is_results_at_a_glance_and_stages_are_compact_tables(tmp_p
                                                    "engine": "tblite-gfn2"}}})
     _stage(runs, "fit", {"systems": {"graphene": _fit_system(0.0362, 0.631, 0.956)}})
     constitutive = _stage(runs, "constitutive", {"phases": ["graphene"]})
-    write_json(constitutive / "properties.json", {"temperature_K": 300.0, "phases": {"graphene": {
+    write_json(constitutive / "properties.json", {"format": PROPERTIES_FORMAT, "temperature_K": 300.0, "phases": {"graphene": {
         "thickness_A": 3.35,
         "directions": {"x": {"youngs_modulus_N_per_m": stat(335.0, 3.35), "poisson_ratio": stat(0.17, 0.01),
                              "ultimate_strength_N_per_m": stat(33.5, 0.5), "failure_strain": stat(0.2, 0.01)}},
         "elastic_N_per_m": {"C11": stat(350.0, 2.0), "C22": stat(351.0, 2.0), "C12": stat(60.0, 1.0),
                             "C66": stat(145.0, 1.5)},
         "thermal": {"conductivity_W_per_mK": {"x": stat(812.5, 40.0, 2)}}}},
-        "interfaces": {"graphene|borophene": {"ultimate_strength_N_per_m": stat(9.5, 0.2),
-                                              "normal_compliance": {"nm_per_N_per_m": stat(0.0081, 0.0004)},
+        "interfaces": {"graphene|borophene": {"between": ["graphene", "borophene"], "direction": "normal",
+                                              "ultimate_strength_N_per_m": stat(9.5, 0.2),
+                                              "normal_compliance": {
+                                                  "nm_per_N_per_m": stat(0.0081, 0.0004), "temperature_K": 1.0,
+                                                  "equivalent_length_nm": {"graphene": 0.85}, "method": "stripe cell",
+                                                  "cell": {"period_nm": 13.5, "fraction_B": 0.5, "n_atoms": 704,
+                                                           "youngs_modulus_normal_N_per_m": stat(200.3, 1.0),
+                                                           "laminate_N_per_m": 215.4}},
                                               "thermal": {"conductance_W_per_m2K": stat(2.5e9, 1e8, 2)}}}})
     fem = _stage(runs, "fem", {"modulus_N_per_m": 174.82, "strength_N_per_m": 9.31, "failure_strain": 0.061,
                                "notes": [], "studies": {"stripes_fraction": [
