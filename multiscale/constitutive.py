@@ -7,6 +7,14 @@ provenance of every number (potential, MD run files, strain rate, size), check t
 direction has the quantities the continuum model needs, and write ``properties.json`` with
 ``common.contracts.write_properties``. This is the one place where MD output becomes continuum
 input; ``fem/`` reads only this file.
+
+Which protocol each property of a phase direction comes from (:data:`SOURCES`, recorded per direction
+as ``sources``): Young's modulus and Poisson's ratio from the elastic constants at ``md.temperature_K``
+(the summary's ``moduli_N_per_m``, per-seed engineering constants, ``md_gpu.tasks.elastic``) when the
+md stage measured them, else from the tensile test; ultimate strength and failure strain from the
+tensile test. The tensile test's modulus and Poisson's ratio stay as ``tensile_youngs_modulus_*`` and
+``tensile_poisson_ratio`` (with their fit errors ``tensile_*_fit_sem*``) for the report. Interfaces
+keep their tensile values (the elastic protocol runs on phases only).
 """
 from __future__ import annotations
 
@@ -22,6 +30,14 @@ CONSTITUTIVE_SETTINGS = {
 }
 
 _STAT_KEYS = {"mean", "sem", "n"}
+_COUNTS = ("runs_failed", "runs_yielded", "runs_blown_up")  # tensile runs per direction, passed on
+# property -> where it comes from when the phase has elastic moduli (else every one is "tensile")
+SOURCES = {"youngs_modulus_N_per_m": "elastic", "youngs_modulus_GPa": "elastic", "poisson_ratio": "elastic",
+           "ultimate_strength_N_per_m": "tensile", "ultimate_strength_GPa": "tensile", "failure_strain": "tensile"}
+# tensile-test keys that get a ``tensile_`` prefix in properties.json (the unprefixed modulus and
+# Poisson's ratio are the chosen ones)
+_TENSILE_MODULI = ("youngs_modulus_N_per_m", "youngs_modulus_GPa", "youngs_modulus_fit_sem_N_per_m",
+                   "youngs_modulus_fit_sem_GPa", "poisson_ratio", "poisson_ratio_fit_sem")
 
 
 def _check_stat(value, where: str) -> dict:
@@ -49,8 +65,10 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
         provenance = dict(result["provenance"])
         if system["kind"] == "phase":
             directions = {}
+            moduli = result.get("moduli_N_per_m")
             for direction, values in result.get("directions", {}).items():
-                stats = _stats(values, f"{where}.directions.{direction}")
+                stats = phase_direction(values, (moduli or {}).get(direction), system["thickness_A"],
+                                        f"{where}.directions.{direction}")
                 missing = [k for k in settings["require"] if k not in stats]
                 if missing:
                     raise StageError(f"{where}.directions.{direction} lacks {', '.join(missing)}; the continuum "
@@ -72,7 +90,9 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
                 raise StageError(f"{where} lacks {', '.join(missing)} (constitutive.require_interface)")
             key = "|".join(system["between"])
             props["interfaces"][key] = {"name": name, "between": list(system["between"]), "direction": "normal",
-                                        **stats, "provenance": provenance}
+                                        **stats, **_counts(values),
+                                        "sources": {k: "tensile" for k in SOURCES if k in stats},
+                                        "provenance": provenance}
             if result.get("heterostructure"):
                 stripes = _heterostructure(result["heterostructure"], f"{where}.heterostructure")
                 props["interfaces"][key]["heterostructure"] = stripes
@@ -84,6 +104,36 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
                 props["interfaces"][key]["thermal"] = _interface_thermal(
                     result["thermal"], props["phases"], system["between"], f"{where}.thermal")
     return props
+
+
+def _counts(values: dict) -> dict:
+    return {k: int(values[k]) for k in _COUNTS if k in values}
+
+
+def phase_direction(values: dict, moduli: dict | None, thickness_A: float, where: str) -> dict:
+    """The properties of one phase direction: the tensile statistics ``values`` (summary
+    ``directions.<d>``) with Young's modulus and Poisson's ratio taken from ``moduli`` (summary
+    ``moduli_N_per_m.<d>``: ``{youngs_modulus (N/m), poisson_ratio}``) when given and finite, the GPa
+    modulus at ``thickness_A`` (Å); ``sources`` records which protocol each property came from and the
+    tensile modulus and Poisson's ratio are kept as ``tensile_*``."""
+    stats = _stats(values, where)
+    tensile = {f"tensile_{k}": stats.pop(k) for k in _TENSILE_MODULI if k in stats}
+    elastic = {}
+    if moduli is not None:
+        e = _check_stat(moduli.get("youngs_modulus"), f"{where}: moduli youngs_modulus")
+        nu = _check_stat(moduli.get("poisson_ratio"), f"{where}: moduli poisson_ratio")
+        if e["n"] > 0 and np.isfinite(e["mean"]) and np.isfinite(nu["mean"]):
+            to_gpa = 1.0 / (0.1 * thickness_A)  # N/m -> GPa at the effective thickness (Å)
+            elastic = {"youngs_modulus_N_per_m": e, "poisson_ratio": nu,
+                       "youngs_modulus_GPa": {"mean": e["mean"] * to_gpa, "sem": e["sem"] * to_gpa, "n": e["n"]}}
+    if elastic:
+        chosen = elastic
+    else:  # no elastic run: the tensile test's own
+        chosen = {k: tensile[f"tensile_{k}"] for k in ("youngs_modulus_N_per_m", "youngs_modulus_GPa", "poisson_ratio")
+                  if f"tensile_{k}" in tensile}
+    out = {**chosen, **stats, **tensile, **_counts(values)}
+    out["sources"] = {k: (src if elastic else "tensile") for k, src in SOURCES.items() if k in out}
+    return out
 
 
 def _phase_thermal(thermal: dict, where: str) -> dict:

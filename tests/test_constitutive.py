@@ -42,11 +42,19 @@ def test_properties_follow_the_contract():
     assert props["format"] == "multiscale-properties/1" and props["temperature_K"] == 300.0
     assert graphene["thickness_A"] == 3.35
     assert graphene["directions"]["x"]["youngs_modulus_N_per_m"] == {"mean": 340.0, "sem": 3.0, "n": 3}
-    assert "label" not in graphene["directions"]["x"] and "runs_failed" not in graphene["directions"]["x"]
+    assert "label" not in graphene["directions"]["x"] and graphene["directions"]["x"]["runs_failed"] == 3
+    # the summary has constants but no per-seed moduli (an older md stage): the tensile values, so marked
+    assert graphene["directions"]["x"]["sources"]["youngs_modulus_N_per_m"] == "tensile"
+    assert graphene["directions"]["x"]["tensile_poisson_ratio"] == {"mean": 0.17, "sem": 0.01, "n": 3}
+    assert interface_sources(props) == {"ultimate_strength_N_per_m": "tensile", "failure_strain": "tensile"}
     assert graphene["elastic_N_per_m"]["C11"]["mean"] == 350.0
     assert graphene["provenance"]["strain_rate_per_s"] == 1e9
     interface = props["interfaces"]["graphene|borophene"]
     assert interface["ultimate_strength_N_per_m"]["mean"] == 20.0 and interface["name"] == "gb"
+
+
+def interface_sources(props):
+    return props["interfaces"]["graphene|borophene"]["sources"]
 
 
 def test_missing_quantity_is_named():

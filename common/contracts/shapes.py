@@ -37,13 +37,27 @@ class Stat(MeanSem):
 
 class TensileStats(TypedDict):
     """Uniaxial-stress tensile test of one direction, statistics over seeds (keys a run could not
-    measure are absent; which ones the continuum needs is ``constitutive.require``)."""
+    measure are absent; which ones the continuum needs is ``constitutive.require``). The fit errors
+    (``*_fit_sem*``), the fit window, the yield and the transverse stress are described in
+    ``md_gpu.tasks.tensile``; older summaries lack them."""
     youngs_modulus_N_per_m: NotRequired[Stat]
     poisson_ratio: NotRequired[Stat]
     ultimate_strength_N_per_m: NotRequired[Stat]
     failure_strain: NotRequired[Stat]
     youngs_modulus_GPa: NotRequired[Stat]
     ultimate_strength_GPa: NotRequired[Stat]
+    youngs_modulus_fit_sem_N_per_m: NotRequired[Stat]
+    youngs_modulus_fit_sem_GPa: NotRequired[Stat]
+    poisson_ratio_fit_sem: NotRequired[Stat]
+    fit_window_strain: NotRequired[Stat]
+    fracture_strain: NotRequired[Stat]
+    yield_strain: NotRequired[Stat]
+    yield_stress_N_per_m: NotRequired[Stat]
+    yield_stress_GPa: NotRequired[Stat]
+    transverse_stress_mean_N_per_m: NotRequired[Stat]
+    transverse_stress_sem_N_per_m: NotRequired[Stat]
+    transverse_stress_mean_GPa: NotRequired[Stat]
+    transverse_stress_sem_GPa: NotRequired[Stat]
 
 
 class ElasticConstants(TypedDict):
@@ -57,6 +71,21 @@ class ElasticConstants(TypedDict):
 class ElasticLowT(ElasticConstants):
     """:class:`ElasticConstants` measured once at ``md.elastic.low_temperature_K``."""
     temperature_K: float
+
+
+class DirectionModuli(TypedDict):
+    """Young's modulus (N/m for a sheet, GPa for a bulk cell) and Poisson's ratio for a pull along one
+    axis (direction ``x``: nu_xy, the contraction along y), statistics over seeds of the per-seed values."""
+    youngs_modulus: Stat
+    poisson_ratio: Stat
+
+
+class Moduli(TypedDict):
+    """``moduli_N_per_m`` / ``moduli_GPa``: engineering constants from each seed's elastic constants
+    (``md_gpu.tasks.elastic``); ``method`` names the formula (plane stress, or cubic uniaxial stress)."""
+    x: DirectionModuli
+    y: DirectionModuli
+    method: str
 
 
 # -- the MD stripe heterostructure (md_gpu.heterostructure), passed on unchanged to properties.json --------
@@ -148,9 +177,10 @@ class Thermal(TypedDict):
 # -- summary.json (md stage) ----------------------------------------------------------------------------
 class TensileDirection(TensileStats):
     """``systems.<phase>.directions.<d>`` / ``systems.<interface>.normal``: the statistics and how many
-    runs failed (fractured) or blew up (left out)."""
+    runs failed (fractured), yielded (a drop without a crack) or blew up (left out)."""
     runs_failed: int
     runs_blown_up: int
+    runs_yielded: NotRequired[int]
 
 
 class Relaxation(TypedDict):
@@ -187,12 +217,15 @@ class Stability(TypedDict):
 
 class SystemSummary(TypedDict):
     """``systems.<name>``: a phase has ``directions``, an interface cell ``normal``; the elastic
-    constants are ``elastic_N_per_m`` (2D sheets) or ``elastic_GPa`` (bulk test cells)."""
+    constants are ``elastic_N_per_m`` (2D sheets) or ``elastic_GPa`` (bulk test cells), and the moduli
+    from them ``moduli_N_per_m`` / ``moduli_GPa``."""
     provenance: Provenance
     directions: NotRequired[dict[str, TensileDirection]]
     normal: NotRequired[TensileDirection]
     elastic_N_per_m: NotRequired[ElasticConstants]
     elastic_GPa: NotRequired[ElasticConstants]
+    moduli_N_per_m: NotRequired[Moduli]
+    moduli_GPa: NotRequired[Moduli]
     elastic_low_T_N_per_m: NotRequired[ElasticLowT]
     elastic_low_T_GPa: NotRequired[ElasticLowT]
     stability: NotRequired[Stability]
@@ -248,10 +281,31 @@ class NormalCompliance(TypedDict):
     cell: ComplianceSource
 
 
+SOURCES = ("elastic", "tensile")
+
+
+class PhaseDirection(TensileStats):
+    """``phases.<name>.directions.<d>``: the properties of a pull along ``d``. ``sources`` says which MD
+    protocol each continuum property comes from (one of :data:`SOURCES`): the moduli from the elastic
+    constants at temperature when the md stage measured them, else from the tensile test; strength and
+    failure strain from the tensile test. The tensile test's own modulus and Poisson's ratio are kept as
+    ``tensile_*`` (with the fit errors); ``runs_*`` count the tensile runs (``TensileDirection``)."""
+    sources: NotRequired[dict[str, str]]
+    tensile_youngs_modulus_N_per_m: NotRequired[Stat]
+    tensile_youngs_modulus_GPa: NotRequired[Stat]
+    tensile_youngs_modulus_fit_sem_N_per_m: NotRequired[Stat]
+    tensile_youngs_modulus_fit_sem_GPa: NotRequired[Stat]
+    tensile_poisson_ratio: NotRequired[Stat]
+    tensile_poisson_ratio_fit_sem: NotRequired[Stat]
+    runs_failed: NotRequired[int]
+    runs_yielded: NotRequired[int]
+    runs_blown_up: NotRequired[int]
+
+
 class Phase(TypedDict):
-    """``phases.<name>``: effective thickness (Å), tensile statistics per direction, elastic constants."""
+    """``phases.<name>``: effective thickness (Å), properties per direction, elastic constants."""
     thickness_A: float
-    directions: dict[str, TensileStats]
+    directions: dict[str, PhaseDirection]
     provenance: NotRequired[dict[str, Any]]  # the summary's Provenance, as the md stage wrote it
     elastic_N_per_m: NotRequired[ElasticConstants]
     thermal: NotRequired[PhaseThermal]
@@ -262,6 +316,10 @@ class Interface(TensileStats):
     name: NotRequired[str]  # the interface system of the case
     between: list[str]
     direction: str
+    sources: NotRequired[dict[str, str]]  # every property: "tensile" (PhaseDirection)
+    runs_failed: NotRequired[int]
+    runs_yielded: NotRequired[int]
+    runs_blown_up: NotRequired[int]
     provenance: NotRequired[dict[str, Any]]
     heterostructure: NotRequired[Heterostructure]
     normal_compliance: NotRequired[NormalCompliance]

@@ -2,7 +2,8 @@
 
 Each protocol is a function that builds a list of :class:`md_gpu.simulation.Stage`
 (plain data), runs it with :class:`md_gpu.simulation.Simulation` and analyses
-the thermo table with :mod:`md_gpu.analysis`. Heat transport: the heat current
+the thermo table with :mod:`md_gpu.analysis`. The tensile test's failure detection (crack or
+yield) is :mod:`.fracture`. Heat transport: the heat current
 (:mod:`.thermal_current`), HNEMD (:mod:`.thermal_hnemd`), NEMD and the length
 extrapolation (:mod:`.thermal_nemd`), interface NEMD (:mod:`.thermal_interface`).
 The lists of choices of the settings (:data:`THERMOSTATS`, :data:`TRANSVERSE`,

@@ -39,10 +39,10 @@ Rules:
 3. *Failure*: a sustained drop (running mean over ``drop_window_strain``, at least 5 thermo rows,
    below ``1 - failure_drop`` of its peak, past ``settings.failure_min_strain``) pauses the run;
    it is a fracture when the structure shows a crack across the whole cross-section
-   (:func:`fractured`, bonds shorter than the first-shell cutoff of the starting structure, the
-   gap between shells absorbing the stretch of intact bonds: graphene 1.42 | 1.94 Å, fcc Cu
-   2.55 | 3.08 Å): the bond network no longer wraps around the cell along the load (a clean
-   crack at any angle), or a plane normal to the load is crossed by at most a quarter of the
+   (:func:`md_gpu.protocols.fracture.fractured`, bonds shorter than the first-shell cutoff of
+   the starting structure, the gap between shells absorbing the stretch of intact bonds:
+   graphene 1.42 | 1.94 Å, fcc Cu 2.55 | 3.08 Å): the bond network no longer wraps around the
+   cell along the load (a clean crack at any angle), or a plane normal to the load is crossed by at most a quarter of the
    bonds of the starting structure's weakest plane (a crack bridged by an atomic chain, as
    graphene leaves). Otherwise it is yield (slip keeps the network connected) and the tension
    continues on the same strain line, in a new segment (a new
@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis import stress_strain_curve, sustained_drop, tensile_properties, transverse_stress_stats
+from ..analysis import stress_strain_curve, tensile_properties, transverse_stress_stats
 from ..backend import to_numpy
 from ..cell_control import LoadingBarostat, axis_index
 from ..errors import MDSetupError
@@ -76,74 +76,16 @@ from ..simulation import Simulation, Stage
 from ..state import State, to_atoms
 from ..units import EV_PER_A3_TO_GPA, GPA_A_TO_N_PER_M, PER_S_TO_PER_FS
 from .common import TRANSVERSE, RunSettings, barostat_for, estimate_modulus, in_plane_axes, prepare_state, simulation
+# failure detection (rule 3) lives in .fracture; its names stay importable from here
+from .fracture import YIELD_NOISE_SIGMAS, crossing_bonds, fractured, spans_axis  # noqa: F401
+from .fracture import first_shell_cutoff_of as _first_shell_cutoff
+from .fracture import yield_point as _yield
 
 FITS = ("auto", "fixed")
 AMU_PER_A3_TO_KG_PER_M3 = 1660.539  # density
 M_PER_S_TO_A_PER_FS = 1e-5          # speed
-YIELD_NOISE_SIGMAS = 4.0  # a yield drop must also exceed this many standard errors of the smoothed stress
 MIN_DROP_ROWS = 5  # a drop must last at least this many thermo rows, however fast the pull
 MAX_SEGMENTS = 50  # yield events at most (each pauses the run for a structure check)
-
-
-def spans_axis(atoms, axis, cutoff_A: float) -> bool:
-    """Does the network of bonds shorter than ``cutoff_A`` (Å) wrap around the periodic ``axis``?
-
-    A breadth-first walk gives each atom its periodic image along ``axis``; reaching an atom again
-    in another image means a chain of bonds runs through the cell and joins itself: the structure
-    carries load along ``axis``. A crack across the whole cross-section (at any angle) leaves only
-    pieces that do not wrap. Slip, vacancies and voids keep the network wrapping."""
-    from ase.neighborlist import neighbor_list
-
-    k = axis_index(axis)
-    i, j, shifts = neighbor_list("ijS", atoms, cutoff_A)
-    n = len(atoms)
-    order = np.argsort(i, kind="stable")
-    i, j, s = i[order], j[order], shifts[order, k]
-    starts = np.searchsorted(i, np.arange(n + 1))
-    image = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
-    for root in range(n):
-        if image[root] != np.iinfo(np.int64).min:
-            continue
-        image[root] = 0
-        stack = [root]
-        while stack:
-            u = stack.pop()
-            for e in range(starts[u], starts[u + 1]):
-                v, want = j[e], image[u] + s[e]
-                if image[v] == np.iinfo(np.int64).min:
-                    image[v] = want
-                    stack.append(v)
-                elif image[v] != want:
-                    return True
-    return False
-
-
-def crossing_bonds(atoms, axis, cutoff_A: float, *, n_planes: int = 64) -> np.ndarray:
-    """Bonds (shorter than ``cutoff_A``, Å) that cross each of ``n_planes`` planes normal to ``axis``
-    at fractional coordinates ``k / n_planes`` [n_planes] (int)."""
-    from ase.neighborlist import neighbor_list
-
-    k = axis_index(axis)
-    i, j, d = neighbor_list("ijD", atoms, cutoff_A)
-    keep = i < j
-    length = float(atoms.cell[k, k])
-    start = atoms.get_scaled_positions(wrap=True)[i[keep], k]
-    end = start + d[keep, k] / length
-    lo, hi = np.minimum(start, end), np.maximum(start, end)
-    planes = np.arange(n_planes) / n_planes
-    # planes p + m (m integer) in (lo, hi]: floor(hi - p) - floor(lo - p)
-    return (np.floor(hi[None, :] - planes[:, None]) - np.floor(lo[None, :] - planes[:, None])).sum(axis=1).astype(int)
-
-
-def fractured(atoms, axis, cutoff_A: float, reference_min: int, *, fraction: float = 0.25) -> bool:
-    """A crack across the whole cross-section: the bond network no longer wraps around ``axis``
-    (:func:`spans_axis`, any crack angle), or some plane normal to ``axis`` is crossed by at most
-    ``fraction`` of the bonds that cross the weakest plane of the starting structure
-    (``reference_min``, :func:`crossing_bonds`): a crack bridged only by a chain of atoms or a
-    few stretched bonds carries next to nothing."""
-    if not spans_axis(atoms, axis, cutoff_A):
-        return True
-    return bool(crossing_bonds(atoms, axis, cutoff_A).min() <= fraction * reference_min)
 
 
 def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain: float = 0.002) -> dict:
@@ -205,19 +147,6 @@ def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain:
     sound = max(L / c for L, c in zip(lengths, speeds)) if t else 0.0
     return {"moduli_GPa": [float(b) for b in moduli], "poisson": [float(v) for v in poisson], "C_GPa": C.tolist(),
             "sound_time_fs": float(sound)}
-
-
-def _first_shell_cutoff(atoms_or_state, state: State):
-    """(first-shell cutoff in Å, the ase.Atoms it was taken from): the starting structure's
-    (:func:`md_gpu.protocols.stability.first_shell_cutoff`), the prepared state's if that fails."""
-    from .stability import first_shell_cutoff
-
-    reference = to_atoms(atoms_or_state) if isinstance(atoms_or_state, State) else atoms_or_state
-    try:
-        return first_shell_cutoff(reference), reference
-    except MDSetupError:
-        reference = to_atoms(state)
-        return first_shell_cutoff(reference), reference
 
 
 def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9, max_strain: float = 0.3,
@@ -431,25 +360,6 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
         h5 = write_run_h5(f"{out_prefix}.h5", thermo=thermo, settings=record, stress_strain=curve,
                           results=properties)
     return {"properties": properties, "curve": curve, "settings": record, "h5": h5, "run": run}
-
-
-def _yield(strain, stress, fracture_strain: float, window_strain: float, drop: float, min_strain: float,
-           yielded: bool = False):
-    """(strain, stress) of the peak before the first sustained drop of ``drop`` that is not the
-    fracture (:func:`md_gpu.analysis.sustained_drop`); (NaN, NaN) without one.
-
-    The first drop is the fracture itself when the run fractured, no pause found the structure
-    intact (``yielded`` False) and the drop comes within two drop windows of the fracture."""
-    strain = np.asarray(strain, dtype=float)
-    stress = np.asarray(stress, dtype=float)
-    hit = sustained_drop(strain, stress, window_strain=window_strain, drop=drop, min_strain=min_strain,
-                         noise_sigmas=YIELD_NOISE_SIGMAS)
-    if hit is None:
-        return float("nan"), float("nan")
-    peak = int(np.argmax(stress[: hit + 1]))
-    if np.isfinite(fracture_strain) and not yielded and strain[hit] > fracture_strain - 2 * window_strain:
-        return float("nan"), float("nan")  # the first drop is the fracture itself
-    return float(strain[peak]), float(stress[peak])
 
 
 def interface_tensile(ff, atoms_or_state, *, normal="y", **kwargs) -> dict:

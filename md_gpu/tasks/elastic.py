@@ -8,7 +8,28 @@ reference engine. No files: the runs are short and are not checkpointed.
 summary.json, per phase (``N_per_m`` for sheets, ``GPa`` for bulk cells; ``{mean, sem, n}`` over seeds)::
 
     "elastic_N_per_m": {"C11": {mean, sem, n}, "C22": ..., "C12": ..., "C66": ...}
+    "moduli_N_per_m": {"x": {"youngs_modulus": {mean, sem, n}, "poisson_ratio": {...}}, "y": {...},
+                       "method": str}
     "elastic_low_T_N_per_m": {"C11": {mean, sem, n}, ..., "temperature_K": float}
+
+``moduli_<unit>`` (:func:`engineering_constants`): Young's modulus and Poisson's ratio for a pull along
+each axis, computed for every seed from that seed's constants and then averaged over seeds with
+:func:`md_gpu.analysis.mean_sem`, so that the scatter of C11 and C12 together within a seed (they are
+measured on the same equilibrated cell) sets the standard error, not errors propagated as if independent.
+Direction ``x``: ``poisson_ratio`` is nu_xy, the contraction along y per stretch along x (the tensile
+test's ``poisson_ratio`` along x). A sheet (N/m, plane stress, orthotropic)::
+
+    E_x = (C11 C22 - C12^2) / C22,   E_y = (C11 C22 - C12^2) / C11,   nu_xy = C12 / C22,   nu_yx = C12 / C11
+
+A bulk cell (GPa, uniaxial stress with every transverse axis free, as the tensile test pulls it): the
+protocol strains only xx, yy and xy, so C33, C13 and C23 are not measured and cubic symmetry is assumed
+(C33 = C11, C13 = C23 = C12; ``method`` says so), the axis' own C_ii with the common C12::
+
+    E_x = (C11 - C12)(C11 + 2 C12) / (C11 + C12),   nu_xy = C12 / (C11 + C12)     (y: C22 for C11)
+
+These are the moduli the ``constitutive`` stage puts in ``properties.json`` (docs/md.md, "Which
+protocol gives which property"): the elastic protocol samples the stress at fixed strains, with no
+barostat lag and no fit window to choose, so its moduli are less noisy and not biased by the ramp.
 """
 from __future__ import annotations
 
@@ -20,6 +41,9 @@ from .common import load, progress_printer
 KINDS = ("elastic", "elastic_low_T")
 SUMMARY_ORDER = 40
 CONSTANTS = ("C11", "C22", "C12", "C66")
+PLANE_STRESS = "plane stress, orthotropic: E_x = (C11 C22 - C12^2) / C22, nu_xy = C12 / C22 (y: C11, C22 swapped)"
+CUBIC = ("uniaxial stress, cubic symmetry assumed (C33 = C11, C13 = C23 = C12; not measured): "
+         "E_x = (C11 - C12)(C11 + 2 C12) / (C11 + C12), nu_xy = C12 / (C11 + C12) (y: C22 for C11)")
 
 SETTINGS = {
     "elastic": {
@@ -72,7 +96,8 @@ def measure(task: dict, ff, atoms, run_settings) -> dict:
 
 
 def summarise(results: list[dict], settings: dict) -> dict:
-    """``{phase: {"elastic_<unit>": ..., "elastic_low_T_<unit>": ...}}`` (module docstring)."""
+    """``{phase: {"elastic_<unit>": ..., "moduli_<unit>": ..., "elastic_low_T_<unit>": ...}}`` (module
+    docstring)."""
     out: dict = {}
     for kind, suffix in (("elastic", ""), ("elastic_low_T", "_low_T")):
         by_system: dict = {}
@@ -85,4 +110,33 @@ def summarise(results: list[dict], settings: dict) -> dict:
             if suffix:
                 stats["temperature_K"] = runs[0]["temperature_K"]
             out.setdefault(system, {})[f"elastic{suffix}_{unit}"] = stats
+            if not suffix:
+                out[system][f"moduli_{unit}"] = moduli([r["result"] for r in runs], sheet=unit == "N_per_m")
+    return out
+
+
+def engineering_constants(c: dict, *, sheet: bool = True) -> dict:
+    """``{"x": {"youngs_modulus", "poisson_ratio"}, "y": {...}}`` (floats) of one set of constants ``c``
+    ({C11, C22, C12}, N/m for a sheet, GPa for a bulk cell; module docstring: plane stress for a sheet,
+    uniaxial stress with cubic symmetry assumed for a bulk cell). NaN where a denominator is 0."""
+    c11, c22, c12 = float(c["C11"]), float(c["C22"]), float(c["C12"])
+
+    def ratio(a, b):
+        return a / b if b != 0 else float("nan")
+
+    if sheet:
+        det = c11 * c22 - c12 ** 2
+        return {"x": {"youngs_modulus": ratio(det, c22), "poisson_ratio": ratio(c12, c22)},
+                "y": {"youngs_modulus": ratio(det, c11), "poisson_ratio": ratio(c12, c11)}}
+    return {d: {"youngs_modulus": ratio((cii - c12) * (cii + 2 * c12), cii + c12),
+                "poisson_ratio": ratio(c12, cii + c12)} for d, cii in (("x", c11), ("y", c22))}
+
+
+def moduli(results: list[dict], *, sheet: bool = True) -> dict:
+    """``moduli_<unit>`` of the module docstring from each seed's constants ``results`` [n_seeds]:
+    :func:`engineering_constants` per seed, then ``{mean, sem, n}`` over seeds, and ``method``."""
+    per_seed = [engineering_constants(c, sheet=sheet) for c in results]
+    out = {d: {k: mean_sem([p[d][k] for p in per_seed]) for k in ("youngs_modulus", "poisson_ratio")}
+           for d in ("x", "y")}
+    out["method"] = PLANE_STRESS if sheet else CUBIC
     return out
