@@ -10,7 +10,7 @@ Data flow::
 
 The task kinds, their settings blocks, files and ``summary.json`` keys are documented in their modules:
 :mod:`md_gpu.tasks.tensile` (uniaxial tension: ``directions`` / ``normal``), :mod:`~md_gpu.tasks.elastic`
-(``elastic_<unit>``, ``elastic_low_T_<unit>``), :mod:`~md_gpu.tasks.stability` (``stability``),
+(``elastic_<unit>``, ``moduli_<unit>``, ``elastic_low_T_<unit>``), :mod:`~md_gpu.tasks.stability` (``stability``),
 :mod:`~md_gpu.tasks.stripes` (``heterostructure``), :mod:`~md_gpu.tasks.thermal` (``thermal``) and
 :mod:`~md_gpu.tasks.shear` (``shear_N_per_m``, off by default). ``summary.json`` is what the
 ``constitutive`` stage reads (docs/properties.md, docs/md.md)::
