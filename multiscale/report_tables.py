@@ -93,18 +93,37 @@ def phase_table(props: dict) -> str:
         kappa = _get(entry, "thermal", "conductivity_W_per_mK") or {}
         for i, (direction, values) in enumerate((entry.get("directions") or {}).items()):
             rows.append([phase if i == 0 else "", direction,
-                         stat(values.get("youngs_modulus_N_per_m")), stat(values.get("poisson_ratio")),
+                         _sourced(values, "youngs_modulus_N_per_m"), _sourced(values, "poisson_ratio"),
+                         Html(f"{stat(values.get('tensile_youngs_modulus_N_per_m'))} / "
+                              f"{stat(values.get('tensile_poisson_ratio'))}"),
                          stat(values.get("ultimate_strength_N_per_m")), stat(values.get("failure_strain")),
-                         stat(kappa.get(direction))])
+                         _run_counts(values), stat(kappa.get(direction))])
         if entry.get("elastic_N_per_m"):
             elastic.append([phase] + [stat(entry["elastic_N_per_m"].get(c)) for c in ("C11", "C22", "C12", "C66")])
         if _get(entry, "thermal", "note"):
             notes.append(f"{phase}: {entry['thermal']['note']}")
-    out = table(rows, ["phase", "direction", "E (N/m)", "Poisson ratio ν", "strength (N/m)", "failure strain",
-                       "κ (W/(m K))"], cls="glance")
+    out = table(rows, ["phase", "direction", "E (N/m)", "Poisson ratio ν", "tensile fit: E (N/m) / ν",
+                       "strength (N/m)", "failure strain", "tensile runs", "κ (W/(m K))"], cls="glance")
+    out += ("<p class='note'>E and ν: from the elastic constants at temperature (md.elastic, strains held "
+            "fixed) where marked 'elastic', else from the tensile fit; the tensile fit's own values (fit window "
+            "chosen from the data) stand beside them. Strength and failure strain: tensile runs.</p>")
     if elastic:
         out += table(elastic, ["phase", "C11 (N/m)", "C22 (N/m)", "C12 (N/m)", "C66 (N/m)"], cls="glance")
     return out + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes)
+
+
+def _sourced(values: dict, key: str) -> Html:
+    """The statistic of ``key`` with the protocol it came from (``sources``), e.g. '340 ± 3 n=3 (elastic)'."""
+    source = (values.get("sources") or {}).get(key)
+    return Html(f"{stat(values.get(key))}" + (f" <span class='n'>({esc(source)})</span>" if source else ""))
+
+
+def _run_counts(values: dict) -> Html:
+    """'fractured f, yielded y, blew up b' of the tensile runs of one direction ('-' when not recorded)."""
+    counts = [(label, values.get(key)) for label, key in (("fractured", "runs_failed"), ("yielded", "runs_yielded"),
+                                                          ("blew up", "runs_blown_up"))]
+    shown = [f"{label} {count}" for label, count in counts if count is not None]
+    return Html(esc(", ".join(shown)) if shown else "-")
 
 
 def interface_table(props: dict) -> str:
