@@ -1,8 +1,8 @@
 """Files of an MD run: HDF5 per run, checkpoints (.npz), all written atomically.
 
 * :func:`write_run_h5` - ``thermo/<column>`` datasets (units in the names),
-  ``stress_strain/<column>`` datasets, ``settings`` and ``versions`` as JSON
-  attributes, ``results`` (scalars) as attributes of the ``results`` group.
+  ``stress_strain/<column>`` datasets, ``settings``, ``versions`` and ``backend`` (what did the
+  arithmetic: NumPy or CuPy, device name, CuPy/CUDA versions, precision) as JSON attributes, ``results`` (scalars) as attributes of the ``results`` group.
 * :func:`write_checkpoint` / :func:`read_checkpoint` - the configuration
   (positions Å, velocities Å/ASE-time, cell Å, masses amu, types, species,
   pbc), the integrator bookkeeping (step, time_fs, heat eV), a JSON ``meta``
@@ -23,7 +23,7 @@ import numpy as np
 
 from common.atomic import atomic_path
 
-from .backend import to_numpy
+from .backend import backend_provenance, to_numpy
 from .errors import MDSetupError
 from .state import State
 
@@ -90,6 +90,7 @@ def write_run_h5(path, *, thermo: dict, settings: dict, stress_strain: dict | No
         f.attrs["format"] = "md_gpu-run/1"
         f.attrs["settings"] = json.dumps(settings, default=str)
         f.attrs["versions"] = json.dumps(versions())
+        f.attrs["backend"] = json.dumps(backend_provenance())
         group = f.create_group("thermo")
         for name, values in thermo.items():
             group.create_dataset(name, data=np.asarray(values, dtype=float))
@@ -104,11 +105,14 @@ def write_run_h5(path, *, thermo: dict, settings: dict, stress_strain: dict | No
 
 
 def read_run_h5(path) -> dict:
-    """``{'thermo': {...}, 'stress_strain': {...}, 'settings': {...}, 'versions': {...}, 'results': {...}}``."""
+    """``{'thermo': {...}, 'stress_strain': {...}, 'settings': {...}, 'versions': {...}, 'results': {...},
+    'backend': {...}}`` (``backend``: :func:`md_gpu.backend.backend_provenance` of the run; empty for files
+    written before it was recorded)."""
     import h5py
 
     with h5py.File(path, "r") as f:
         return {"thermo": {k: v[()] for k, v in f["thermo"].items()},
                 "stress_strain": {k: v[()] for k, v in f["stress_strain"].items()} if "stress_strain" in f else {},
                 "settings": json.loads(f.attrs["settings"]), "versions": json.loads(f.attrs["versions"]),
-                "results": {k: json.loads(v) for k, v in f["results"].attrs.items()}}
+                "results": {k: json.loads(v) for k, v in f["results"].attrs.items()},
+                "backend": json.loads(f.attrs["backend"]) if "backend" in f.attrs else {}}

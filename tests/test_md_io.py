@@ -56,4 +56,9 @@ def test_run_h5_round_trip(tmp_path):
                            results={"kappa": 2.5})
     r = io.read_run_h5(path)
     assert r["settings"] == {"a": 1} and r["results"] == {"kappa": 2.5} and list(r["thermo"]["step"]) == [0, 1]
+    # every run records what did its arithmetic: the selected backend, its device, float64
+    from md_gpu.backend import backend_name, get_backend
+
+    assert r["backend"]["backend"] == backend_name(get_backend()) and r["backend"]["precision"] == "float64"
+    assert r["backend"]["numpy"] == np.__version__ and r["backend"]["device"]
     assert [p.name for p in path.parent.iterdir()] == ["run.h5"]
