@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 from ase.build import bulk, graphene  # noqa: E402
 
 from training.mtp import MTP, forces_and_virial, neighbor_pairs  # noqa: E402
+from md_gpu.backend import usable_cupy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MLIP = ROOT / "tests" / "data" / "mlip" / "cubic"
@@ -53,19 +54,6 @@ def build(system: str, level: int):
     else:
         raise SystemExit(f"mtp_eval.py: unknown system {system!r}; choose from cu, graphene")
     return atoms, np.zeros(len(atoms), dtype=np.int64), mtp
-
-
-def cupy_or_reason():
-    """(cupy module, None) when CuPy and a CUDA device work, else (None, why not)."""
-    try:
-        import cupy
-    except ImportError:
-        return None, "CuPy is not installed"
-    try:
-        cupy.zeros(1).sum().item()
-    except Exception as error:  # noqa: BLE001 -- any CUDA failure means: no usable device
-        return None, f"no usable CUDA device ({type(error).__name__}: {error})"
-    return cupy, None
 
 
 def time_calls(mtp: MTP, arrays, n_atoms: int, xp, repeat: int) -> tuple[list[float], list[float]]:
@@ -93,7 +81,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", nargs="+", default=["numpy", "cupy"])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    cupy, why = cupy_or_reason() if "cupy" in args.backends else (None, "not asked for")
+    cupy, why = usable_cupy() if "cupy" in args.backends else (None, "not asked for")
     print(f"# OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} OPENBLAS_NUM_THREADS="
           f"{os.environ['OPENBLAS_NUM_THREADS']} numpy {np.__version__}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'system':9s} {'level':>5s} {'backend':7s} {'atoms':>6s} {'pairs':>7s} {'nlist_s':>8s} "

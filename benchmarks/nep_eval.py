@@ -37,6 +37,7 @@ from md_gpu.forcefields.base import forces_and_virial  # noqa: E402
 from md_gpu.forcefields.nep import NEPForceField  # noqa: E402
 from md_gpu.forcefields.nep_file import random_nep, write_nep  # noqa: E402
 from md_gpu.neighbors import build_pairs  # noqa: E402
+from md_gpu.backend import usable_cupy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-peers" / "calorine" / "bin" / "python"
@@ -59,19 +60,6 @@ def build(system: str, cutoff):
     model = random_nep(species, version=4, seed=0, rc=tuple(cutoff), n_max=(4, 4), basis_size=(8, 8),
                        l_max=(4, 2, 1), neurons=30)
     return atoms, NEPForceField(model)
-
-
-def cupy_or_reason():
-    """(cupy module, None) when CuPy and a CUDA device work, else (None, why not)."""
-    try:
-        import cupy
-    except ImportError:
-        return None, "CuPy is not installed"
-    try:
-        cupy.zeros(1).sum().item()
-    except Exception as error:  # noqa: BLE001 -- any CUDA failure means: no usable device
-        return None, f"no usable CUDA device ({type(error).__name__}: {error})"
-    return cupy, None
 
 
 def time_ours(atoms, ff, xp, repeat: int):
@@ -131,7 +119,7 @@ def main():
             if backend == "numpy":
                 xp = np
             else:
-                xp, why = cupy_or_reason()
+                xp, why = usable_cupy()
                 if xp is None:
                     print(f"| {system} | {n} | | md_gpu NEP, cupy | skipped: {why} | | | | |")
                     continue

@@ -44,6 +44,16 @@ def cupy_usable() -> tuple[bool, str]:
     return True, "CUDA device available"
 
 
+def usable_cupy() -> tuple[ModuleType | None, str]:
+    """``(cupy, reason)`` when CuPy runs on a CUDA device, else ``(None, why not)`` (:func:`cupy_usable`)."""
+    usable, reason = cupy_usable()
+    if not usable:
+        return None, reason
+    import cupy
+
+    return cupy, reason
+
+
 @functools.lru_cache(maxsize=None)
 def get_backend(name: str | None = None) -> ModuleType:
     """Return the array module (``numpy`` or ``cupy``).

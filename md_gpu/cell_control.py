@@ -106,15 +106,26 @@ class Barostat:
         self.stochastic = bool(stochastic)
         self.temperature_K = float(temperature_K)
 
+    def axis_moduli(self) -> tuple:
+        """Stiffness B_k (GPa) of each axis of ``axes``: one estimate for all of them."""
+        return (self.modulus_GPa,) * len(self.axes)
+
+    def feed_forward(self, state: State, dt_fs: float) -> tuple | None:
+        """Log-rescaling of each axis of ``axes`` imposed in this step besides the stress feedback (None: none)."""
+        return None
+
     def apply(self, md: MDState, dt_fs: float) -> State:
         s = md.state
         sigma = stress(md)
         log_mu = np.zeros(3)
-        b_ev = self.modulus_GPa / EV_PER_A3_TO_GPA   # eV/Å^3
-        for k in self.axes:
-            log_mu[k] = -(dt_fs / self.tau_fs) * (sigma[k, k] - self.target_GPa) / self.modulus_GPa
+        imposed = self.feed_forward(s, dt_fs)
+        for n, (k, b_gpa) in enumerate(zip(self.axes, self.axis_moduli())):
+            log_mu[k] = -(dt_fs / self.tau_fs) * (sigma[k, k] - self.target_GPa) / b_gpa
+            if imposed is not None:
+                log_mu[k] -= imposed[n]
             if self.stochastic and self.temperature_K > 0:
                 noise = float(md.rng.standard_normal())
+                b_ev = b_gpa / EV_PER_A3_TO_GPA   # eV/Å^3
                 log_mu[k] += np.sqrt(2 * KB * self.temperature_K * dt_fs / (b_ev * volume(s.cell) * self.tau_fs)) * noise
         if not np.all(np.abs(log_mu) < MAX_LOG_RESCALE):
             k = int(np.argmax(np.abs(np.nan_to_num(log_mu, nan=np.inf))))
@@ -155,26 +166,10 @@ class LoadingBarostat(Barostat):
         self.rate_per_fs = float(strain_rate_per_s) * PER_S_TO_PER_FS
         self.L0_A = float(L0_A)
 
-    def apply(self, md: MDState, dt_fs: float) -> State:
-        s = md.state
-        sigma = stress(md)
-        log_mu = np.zeros(3)
-        d_ln_axial = self.rate_per_fs * self.L0_A * dt_fs / float(s.cell[self.axial, self.axial])
-        for k, b_gpa, nu in zip(self.axes, self.moduli_GPa, self.poisson):
-            log_mu[k] = -(dt_fs / self.tau_fs) * (sigma[k, k] - self.target_GPa) / b_gpa - nu * d_ln_axial
-            if self.stochastic and self.temperature_K > 0:
-                noise = float(md.rng.standard_normal())
-                b_ev = b_gpa / EV_PER_A3_TO_GPA
-                log_mu[k] += np.sqrt(2 * KB * self.temperature_K * dt_fs / (b_ev * volume(s.cell) * self.tau_fs)) * noise
-        if not np.all(np.abs(log_mu) < MAX_LOG_RESCALE):
-            k = int(np.argmax(np.abs(np.nan_to_num(log_mu, nan=np.inf))))
-            raise MDRunError(f"barostat: at step {md.step} the stress along {'xyz'[k]} is {sigma[k, k]:.3g} GPa, "
-                             f"which would rescale the cell by exp({log_mu[k]:.3g}) in one step: the system blew "
-                             "up. The potential is probably extrapolating (check it with md.extrapolation.every "
-                             "and the fit stage's grades); a longer md.barostat_tau_fs also damps the cell")
-        mu = np.exp(log_mu)
-        new = scale_axes(s, mu)
-        if self.stochastic:
-            xp = array_module(s.velocities)
-            new = new.replace(velocities=s.velocities / xp.asarray(mu))
-        return new
+    def axis_moduli(self) -> tuple:
+        return self.moduli_GPa
+
+    def feed_forward(self, state: State, dt_fs: float) -> tuple:
+        """``nu_k`` times the axial log-stretch of this step, per axis of ``axes``."""
+        d_ln_axial = self.rate_per_fs * self.L0_A * dt_fs / float(state.cell[self.axial, self.axial])
+        return tuple(nu * d_ln_axial for nu in self.poisson)

@@ -3,8 +3,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from ase import Atoms
-from ase.build import bulk
 from ase.io import read
 
 from md_gpu.analysis import mean_sem, stress_strain_curve, summarize, tensile_properties
@@ -18,20 +16,12 @@ from md_gpu.protocols import RunSettings, elastic_constants, static_elastic_cons
 from md_gpu.simulation import FailureDetector, Simulation, Stage
 from md_gpu.state import from_atoms, maxwell_boltzmann
 
-FF = Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
-QUIET = dict(log=lambda line: None)
+import morse_cells
+from morse_cells import FF, QUIET, triangular_sheet
 
 
 def cu(n=3):
-    return bulk("Cu", "fcc", a=3.61, cubic=True).repeat(n)
-
-
-def triangular_sheet(a=2.9, nx=6, ny=4, vacuum=15.0):
-    """A flat triangular Morse 'sheet' (2 atoms per rectangular cell), periodic in x, y; vacuum along z."""
-    h = a * np.sqrt(3)
-    pos = [(x + i * a, y + j * h, vacuum / 2) for j in range(ny) for i in range(nx)
-           for x, y in ((0, 0), (a / 2, h / 2))]
-    return Atoms("Cu" * len(pos), positions=pos, cell=[nx * a, ny * h, vacuum], pbc=[1, 1, 0])
+    return morse_cells.cu(n)
 
 
 def test_static_elastic_constants_of_a_triangular_sheet_obey_cauchy_and_isotropy():

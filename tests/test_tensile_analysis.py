@@ -7,8 +7,6 @@ static moduli and LAMMPS.
 """
 import numpy as np
 import pytest
-from ase import Atoms
-from ase.build import bulk
 
 from md_gpu.analysis import choose_fit_window, inefficiency, linear_fit, sustained_drop, tensile_properties
 from md_gpu.errors import MDRunError
@@ -16,19 +14,12 @@ from md_gpu.forcefields import Morse
 from md_gpu.protocols import RunSettings, static_elastic_constants, tensile
 from md_gpu.protocols.tensile import _yield, spans_axis
 
-FF = Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=5.5)
-QUIET = dict(log=lambda line: None)
+import morse_cells
+from morse_cells import FF, QUIET, triangular_sheet
 
 
 def cu(n=4):
-    return bulk("Cu", "fcc", a=3.61, cubic=True).repeat(n)
-
-
-def triangular_sheet(a=2.9, nx=6, ny=4, vacuum=15.0):
-    h = a * np.sqrt(3)
-    pos = [(x + i * a, y + j * h, vacuum / 2) for j in range(ny) for i in range(nx)
-           for x, y in ((0, 0), (a / 2, h / 2))]
-    return Atoms("Cu" * len(pos), positions=pos, cell=[nx * a, ny * h, vacuum], pbc=[1, 1, 0])
+    return morse_cells.cu(n)
 
 
 def synthetic(rng, *, E=50.0, noise=0.3, n=1500, top=0.15):
