@@ -12,7 +12,7 @@ from md_gpu.analysis import choose_fit_window, inefficiency, linear_fit, sustain
 from md_gpu.errors import MDRunError
 from md_gpu.forcefields import Morse
 from md_gpu.protocols import RunSettings, static_elastic_constants, tensile
-from md_gpu.protocols.tensile import _yield, spans_axis
+from md_gpu.protocols.fracture import spans_axis, yield_point
 
 import morse_cells
 from morse_cells import FF, QUIET, triangular_sheet
@@ -88,10 +88,10 @@ def test_a_single_noisy_drop_is_not_a_failure_but_a_sustained_one_is():
     assert hit is not None and 0.15 <= strain[hit] < 0.155
     # yield: a drop of 30 % that the structure did not confirm, then hardening again
     yielding = np.where(strain < 0.1, stress, 0.7 * 5 + 10 * (strain - 0.1))
-    y_strain, y_stress = _yield(strain, yielding, float("nan"), 0.005, 0.2, 0.02)
+    y_strain, y_stress = yield_point(strain, yielding, float("nan"), 0.005, 0.2, 0.02)
     assert y_strain == pytest.approx(0.1, abs=1e-3) and y_stress == pytest.approx(5.0, rel=0.01)
     # a brittle drop confirmed as fracture is no yield
-    assert np.isnan(_yield(strain, broken, 0.151, 0.005, 0.2, 0.02)[0])
+    assert np.isnan(yield_point(strain, broken, 0.151, 0.005, 0.2, 0.02)[0])
 
 
 def test_the_bond_network_spans_an_intact_cell_and_not_a_cracked_one():

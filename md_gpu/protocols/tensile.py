@@ -77,9 +77,7 @@ from ..state import State, to_atoms
 from ..units import EV_PER_A3_TO_GPA, GPA_A_TO_N_PER_M, PER_S_TO_PER_FS
 from .common import TRANSVERSE, RunSettings, barostat_for, estimate_modulus, in_plane_axes, prepare_state, simulation
 # failure detection (rule 3) lives in .fracture; its names stay importable from here
-from .fracture import YIELD_NOISE_SIGMAS, crossing_bonds, fractured, spans_axis  # noqa: F401
-from .fracture import first_shell_cutoff_of as _first_shell_cutoff
-from .fracture import yield_point as _yield
+from .fracture import crossing_bonds, first_shell_cutoff_of, fractured, yield_point
 
 FITS = ("auto", "fixed")
 AMU_PER_A3_TO_KG_PER_M3 = 1660.539  # density
@@ -202,7 +200,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     steps = int(math.ceil(max_strain / (rate_per_fs * settings.dt_fs)))
     row_strain = rate_per_fs * settings.dt_fs * settings.thermo_every
     window_rows = max(int(math.ceil(drop_window_strain / row_strain)), MIN_DROP_ROWS)
-    bond_cutoff, reference = _first_shell_cutoff(atoms_or_state, state)
+    bond_cutoff, reference = first_shell_cutoff_of(atoms_or_state, state)
     bond_cutoff = min(bond_cutoff, float(ff.cutoff))  # atoms farther apart do not interact
     reference_min = int(crossing_bonds(reference, axis, bond_cutoff).min())
 
@@ -326,7 +324,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     broke = not np.isnan(fracture_strain)
     loading = curve["strain"] <= (fracture_strain if broke else np.inf)
     t_mean, t_sem = transverse_stress_stats(t_stress[loading])
-    y_strain, y_stress = _yield(curve["strain"], curve[stress_key], fracture_strain, drop_window_strain,
+    y_strain, y_stress = yield_point(curve["strain"], curve[stress_key], fracture_strain, drop_window_strain,
                                 yield_drop, settings.failure_min_strain,
                                 yielded=any(e["kind"] == "yield" for e in events))
     unit = "N_per_m" if sheet else "GPa"
