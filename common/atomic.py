@@ -73,9 +73,11 @@ def write_text(path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text))
 
 
-def write_json(path, data: Any) -> Path:
-    """Atomically write ``data`` as indented JSON (NumPy scalars and arrays converted)."""
-    return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+def write_json(path, data: Any, *, indent: int = 2, final_newline: bool = True) -> Path:
+    """Atomically write ``data`` as JSON indented by ``indent`` (NumPy scalars and arrays converted),
+    ending in a newline unless ``final_newline`` is false."""
+    text = json.dumps(data, indent=indent, sort_keys=False, default=_json_default)
+    return write_text(path, text + "\n" if final_newline else text)
 
 
 def _json_default(obj):

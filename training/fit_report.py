@@ -10,12 +10,11 @@ sheet's 3D stress refers to the whole cell including vacuum).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from common.atomic import write_text
+from common.atomic import write_json as common_write_json
 from common.figures import pyplot, save_figure
 
 _GPA = 160.21766208  # eV/Å^3 in GPa
@@ -120,12 +119,5 @@ def _save(fig, path) -> Path:
 
 
 def write_json(path, report: dict) -> Path:
-    """Write ``report`` as indented JSON, atomically (NumPy scalars and arrays converted)."""
-    def default(x):
-        if isinstance(x, np.ndarray):
-            return x.tolist()
-        if isinstance(x, np.generic):
-            return x.item()
-        raise TypeError(f"{type(x).__name__} is not JSON-able")
-
-    return write_text(path, json.dumps(report, indent=1, default=default))
+    """Write ``report`` as JSON indented by one space, atomically (NumPy scalars and arrays converted)."""
+    return common_write_json(path, report, indent=1, final_newline=False)
