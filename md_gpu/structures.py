@@ -17,21 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.sheets import SHEET_GAP_A, as_sheet  # noqa: F401  (re-exported: md_gpu.structures.as_sheet)
+
 from .errors import MDSetupError
-
-SHEET_GAP_A = 8.0
-
-
-def as_sheet(atoms, *, min_gap_A: float = SHEET_GAP_A):
-    """``atoms`` with z made non-periodic when the atoms leave more than ``min_gap_A`` (Å) of vacuum along z."""
-    cell = atoms.cell.array
-    if not atoms.pbc[2] or abs(cell[2, 0]) + abs(cell[2, 1]) > 1e-9 or abs(cell[0, 2]) + abs(cell[1, 2]) > 1e-9:
-        return atoms
-    z = atoms.positions[:, 2]
-    if cell[2, 2] - (z.max() - z.min()) > min_gap_A:
-        atoms = atoms.copy()
-        atoms.pbc = (atoms.pbc[0], atoms.pbc[1], False)
-    return atoms
 
 
 def load_structure(spec: str, *, base_dir=None, repeat=None, key: str = "structure"):
