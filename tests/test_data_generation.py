@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 
+import ase.io
 import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
 from ase.neighborlist import neighbor_list
 
-from training import aimd, datasets, engines, structures
+from training import aimd, datasets, engines, reference, structures
 
 # Cheap stand-in engine for the MD machinery: Lennard-Jones with its minimum near a C-C bond.
 LJ = "python:ase.calculators.lj.LennardJones"
@@ -109,37 +110,40 @@ def test_gpaw_engine_on_a_tiny_cell():
 
 
 class _Harmonic2D(Calculator):
-    """E = A0 (C11 exx^2/2 + C22 eyy^2/2 + C12 exx eyy) with C in eV/A^2: known elastic constants."""
+    """E = A0 (C11 exx^2/2 + C22 eyy^2/2 + C12 exx eyy + 2 C66 exy^2) with C in eV/A^2: known elastic constants."""
 
     implemented_properties = ["energy", "forces", "stress"]
 
-    def __init__(self, cell0, c11, c22, c12):
+    def __init__(self, cell0, c11, c22, c12, c66=0.0):
         super().__init__()
-        self.cell0, self.c = np.asarray(cell0), (c11, c22, c12)
+        self.cell0, self.c, self.c66 = np.asarray(cell0), (c11, c22, c12), c66
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        exx, eyy = np.diag(self.atoms.cell.array)[:2] / np.diag(self.cell0)[:2] - 1
+        deformation = np.linalg.solve(self.cell0, self.atoms.cell.array).T  # cell = cell0 F^T
+        strain = 0.5 * (deformation + deformation.T) - np.eye(3)
+        exx, eyy, exy = strain[0, 0], strain[1, 1], strain[0, 1]
         c11, c22, c12 = self.c
         area0 = self.cell0[0, 0] * self.cell0[1, 1]
-        energy = area0 * (0.5 * c11 * exx ** 2 + 0.5 * c22 * eyy ** 2 + c12 * exx * eyy)
+        energy = area0 * (0.5 * c11 * exx ** 2 + 0.5 * c22 * eyy ** 2 + c12 * exx * eyy + 2 * self.c66 * exy ** 2)
         volume = self.atoms.get_volume()
         # stress = (1/V) dE/d(strain) with the current cell as reference
         sxx = area0 * (c11 * exx + c12 * eyy) * (1 + exx) / volume
         syy = area0 * (c22 * eyy + c12 * exx) * (1 + eyy) / volume
         self.results = {"energy": energy, "forces": np.zeros((len(self.atoms), 3)),
-                        "stress": np.array([sxx, syy, 0, 0, 0, 0])}
+                        "stress": np.array([sxx, syy, 0, 0, 0, area0 * self.c66 * 2 * exy / volume])}
 
 
 def test_strain_scan_recovers_known_elastic_constants():
     atoms = structures.graphene(repeat=(1, 1))
-    c11, c22, c12 = 21.0, 19.0, 4.0  # eV/A^2
-    calc = _Harmonic2D(atoms.cell.array, c11, c22, c12)
-    result = structures.strain_scan(atoms, calc, strains=(-0.001, 0.001))
-    to_n_per_m = structures.EV_PER_A2_TO_N_PER_M
+    c11, c22, c12, c66 = 21.0, 19.0, 4.0, 7.5  # eV/A^2
+    calc = _Harmonic2D(atoms.cell.array, c11, c22, c12, c66)
+    result = reference.strain_scan(atoms, calc, strains=(-0.001, 0.001))
+    to_n_per_m = reference.EV_PER_A2_TO_N_PER_M
     assert result["C11_N_per_m"] == pytest.approx(c11 * to_n_per_m, rel=2e-3)
     assert result["C22_N_per_m"] == pytest.approx(c22 * to_n_per_m, rel=2e-3)
     assert result["C12_N_per_m"] == pytest.approx(c12 * to_n_per_m, rel=2e-3)
+    assert result["C66_N_per_m"] == pytest.approx(c66 * to_n_per_m, rel=2e-3)
     assert result["E_x_N_per_m"] == pytest.approx((c11 * c22 - c12 ** 2) / c22 * to_n_per_m, rel=3e-3)
     assert result["nu_xy"] == pytest.approx(c12 / c22, rel=3e-3)
 
@@ -157,12 +161,13 @@ class _Stop(Exception):
 
 def test_interrupted_generation_resumes_to_the_same_frames(tmp_path):
     plan = _plan(strain_modes=("x",))
-    full = aimd.generate("graphene", tmp_path / "full", plan=plan, engine=LJ, engine_settings=LJ_SETTINGS,
+    full = aimd.generate("graphene", tmp_path / "full", atoms=structures.graphene(), plan=plan, engine=LJ, engine_settings=LJ_SETTINGS,
                          reference_scan=False)
     reference = datasets.read(full)
 
     work = tmp_path / "cut" / "graphene.work"
     work.mkdir(parents=True)
+    aimd.start_structure("graphene", work, engines.make_calculator(LJ, LJ_SETTINGS), atoms=structures.graphene())
     task = aimd.chain_tasks("graphene", work, plan=plan, engine=LJ, engine_settings=LJ_SETTINGS)[0]
 
     def stop_after_three(done, total, what):
@@ -175,7 +180,7 @@ def test_interrupted_generation_resumes_to_the_same_frames(tmp_path):
     # a frame written after the last saved state (killed in between) is dropped on resume
     with open(work / f"{task.stem}.extxyz", "a") as handle:
         datasets.write_extxyz(handle, reference[:1])
-    resumed = datasets.read(aimd.generate("graphene", tmp_path / "cut", plan=plan, engine=LJ,
+    resumed = datasets.read(aimd.generate("graphene", tmp_path / "cut", atoms=structures.graphene(), plan=plan, engine=LJ,
                                           engine_settings=LJ_SETTINGS, reference_scan=False))
     assert len(resumed) == len(reference) == plan.frames_per_chain
     for a, b in zip(reference, resumed):
@@ -186,14 +191,14 @@ def test_interrupted_generation_resumes_to_the_same_frames(tmp_path):
 
 def test_generated_frames_and_metadata(tmp_path):
     plan = _plan()
-    path = aimd.generate("graphene", tmp_path, plan=plan, engine=LJ, engine_settings=LJ_SETTINGS,
+    path = aimd.generate("graphene", tmp_path, atoms=structures.graphene(), plan=plan, engine=LJ, engine_settings=LJ_SETTINGS,
                          reference_scan=False)
     frames = datasets.read(path)
     assert len(frames) == len(plan.chains) * plan.frames_per_chain
     last = frames[-1]
     assert last.info["system"] == "graphene" and last.info["temperature_K"] == 600.0
     np.testing.assert_allclose(last.info["strain"], [0.1, 0.1])
-    start = structures.graphene()
+    start = ase.io.read(aimd.structure_path(path))  # the relaxed 0 K cell written beside the dataset
     np.testing.assert_allclose(np.diag(last.cell.array)[:2], 1.1 * np.diag(start.cell.array)[:2], rtol=1e-9)
     assert last.info["step"] == plan.steps_per_chain
     assert "LennardJones" in last.info["engine"]
@@ -202,6 +207,7 @@ def test_generated_frames_and_metadata(tmp_path):
     assert meta["engine"]["engine"] == LJ and meta["n_frames"] == len(frames)
     assert meta["plan"]["strains"] == [0.0, 0.1] and meta["timing"]["s_per_step"] > 0
     assert aimd.read_metadata(path)["system"] == "graphene"
+    assert meta["structure"]["start_cell_A"] == pytest.approx(start.cell.lengths().tolist())
 
 
 def test_plan_rejects_bad_values():
@@ -215,5 +221,5 @@ def test_plan_rejects_bad_values():
 
 @pytest.mark.slow
 def test_default_engine_graphene_lattice_constant_is_the_stored_one():
-    lattice = structures.relax_lattice("graphene", engines.make_calculator(engines.DEFAULT_ENGINE))
-    assert lattice["a"] == pytest.approx(structures.LATTICE["graphene"]["a"], abs=2e-4)
+    relaxed = reference.relax_cell(structures.graphene(), engines.make_calculator(engines.DEFAULT_ENGINE))
+    assert relaxed.cell[0, 0] / 5 == pytest.approx(structures.LATTICE["graphene"]["a"], abs=2e-4)

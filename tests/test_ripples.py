@@ -81,6 +81,6 @@ def test_add_ripples_refuses_a_start_cell_that_is_not_the_datasets(tmp_path, mon
     path = datasets.write(tmp_path / "graphene.extxyz", frames)
     monkeypatch.setattr("training.engines.make_calculator", lambda name, settings=None: calc)
     monkeypatch.setattr("training.aimd.start_structure", lambda *a, **k: graphene(repeat=(6, 4)))
-    with pytest.raises(datasets.DatasetError, match=r"graphene.extxyz: the relaxed start cell .* structure.builder"):
+    with pytest.raises(datasets.DatasetError, match=r"graphene.extxyz: the relaxed start cell .* graphene.structure.extxyz"):
         add_ripples(path, count=2, log=lambda line: None)
     assert len(datasets.read(path)) == 4  # nothing lost

@@ -1,12 +1,13 @@
 """Resumable NVT AIMD over a temperature x strain grid: the reference data of one system.
 
-Data flow: system name -> :func:`training.structures.build` -> relaxed start
+Data flow: the system's cell as built (:mod:`training.cells`) -> relaxed 0 K start
 cell (cached) -> for every *chain* (one temperature, one strain mode) an NVT
 Langevin run that strains the cell step by step through ``plan.strains``
 (0 % to beyond failure), recording a frame every ``stride_steps`` MD steps ->
 ``<system>.work/chain_*.extxyz`` (appended frame by frame) -> when every chain
 is complete, ``<system>.extxyz.gz`` + ``<system>.meta.json`` (engine, method,
-settings, versions, plan, timing, reference lattice/stiffness).
+settings, versions, plan, timing, reference cell/stiffness) + ``<system>.structure.extxyz``
+(the relaxed 0 K cell).
 
 This is the "two-step passive training" data recipe: stress-free and
 strained cells (uniaxial x, uniaxial y, biaxial), several temperatures, cells
@@ -37,7 +38,7 @@ from ase import Atoms, units
 
 from common.atomic import atomic_path, atomic_write, write_text
 
-from . import datasets, engines, structures
+from . import datasets, engines, reference
 
 STRAIN_MODES = {"x": (1.0, 0.0), "y": (0.0, 1.0), "xy": (1.0, 1.0)}
 
@@ -106,8 +107,7 @@ class ChainTask:
     plan: AIMDPlan
     engine: str
     engine_settings: dict = field(default_factory=dict)
-    work_dir: str = "."
-    structure: str = ""  # builder name (default: the system name)
+    work_dir: str = "."  # holds <system>.start.extxyz, the relaxed start cell (start_structure)
 
     @property
     def stem(self) -> str:
@@ -118,29 +118,20 @@ def _atomic_savez(path: Path, **arrays) -> None:
     atomic_write(path, lambda handle: np.savez(handle, **arrays), mode="wb")
 
 
-def start_structure(system: str, work_dir: Path, calc, *, structure: str = "", fmax: float = 0.05,
-                    structure_kwargs: dict | None = None) -> Atoms:
+def start_structure(system: str, work_dir: Path, calc, *, atoms: Atoms, free: str = "lattice",
+                    fmax: float = 0.05) -> Atoms:
     """The relaxed 0 K start cell of ``system``, cached as ``work_dir/<system>.start.extxyz``.
 
-    ``structure``: the builder (:func:`training.structures.build`; default: ``system``).
-    Graphene and borophene keep the engine's lattice parameters
-    (``structures.LATTICE``) and relax positions; the interface also relaxes
-    its y length (the direction across the two interfaces).
+    ``atoms``: the cell as built; ``free``: which cell components relax with the positions
+    (:data:`training.reference.RELAX_MASKS`: ``lattice`` for a phase, ``normal`` for an interface cell).
     """
     import ase.io
 
     cache = Path(work_dir) / f"{system}.start.extxyz"
     if cache.is_file():  # always the file, so a resumed run starts from the same numbers
         return ase.io.read(cache, format="extxyz")
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
-    builder = structures.canonical(structure or system)
-    atoms = structures.build(builder, **(structure_kwargs or {}))
-    atoms.calc = calc
-    target = FrechetCellFilter(atoms, mask=[0, 1, 0, 0, 0, 0]) if builder == "interface" else atoms
-    FIRE(target, logfile=None).run(fmax=fmax, steps=250)
-    start = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+    relaxed = reference.relax_cell(atoms, calc, free=free, fmax=fmax, steps=250)
+    start = Atoms(relaxed.numbers, positions=relaxed.positions, cell=relaxed.cell, pbc=True)
     with atomic_path(cache) as tmp:
         start.write(tmp, format="extxyz")
     return ase.io.read(cache, format="extxyz")
@@ -179,7 +170,7 @@ def run_chain(task: ChainTask, progress=None) -> dict:
     state_path = work / f"{task.stem}.state.npz"
     calc = engines.make_calculator(task.engine, task.engine_settings)
     label = engines.engine_label(task.engine, task.engine_settings)
-    start = start_structure(task.system, work, calc, structure=task.structure)
+    start = _read_start(work, task.system)
     cell0 = start.cell.array.copy()
     total = plan.frames_per_chain
 
@@ -252,10 +243,21 @@ def _print_progress(done: int, total: int, what: str) -> None:
     print(f"[aimd] {done}/{total} {what}", flush=True)
 
 
+def _read_start(work: Path, system: str) -> Atoms:
+    import ase.io
+
+    path = work / f"{system}.start.extxyz"
+    if not path.is_file():
+        raise datasets.DatasetError(f"{path}: the relaxed start cell of '{system}' is missing; "
+                                    "generate() writes it before the chains run")
+    return ase.io.read(path, format="extxyz")
+
+
 def chain_tasks(system: str, work_dir, *, plan: AIMDPlan, engine: str = engines.DEFAULT_ENGINE,
-                engine_settings: dict | None = None, structure: str = "") -> list[ChainTask]:
-    """The chains of ``system`` (one per temperature and strain mode)."""
-    return [ChainTask(system, i, t, m, plan, engine, dict(engine_settings or {}), str(work_dir), structure)
+                engine_settings: dict | None = None) -> list[ChainTask]:
+    """The chains of ``system`` (one per temperature and strain mode); ``work_dir`` must hold the
+    relaxed start cell (:func:`start_structure`)."""
+    return [ChainTask(system, i, t, m, plan, engine, dict(engine_settings or {}), str(work_dir))
             for i, (t, m) in enumerate(plan.chains)]
 
 
@@ -263,15 +265,25 @@ def _run_chain_quiet(task: ChainTask) -> dict:
     return run_chain(task, progress=_print_progress)
 
 
-def generate(system: str, out_dir, *, structure: str = "", plan: AIMDPlan | None = None,
-             engine: str = engines.DEFAULT_ENGINE, engine_settings: dict | None = None, mapper=None,
-             reference_scan: bool | None = None) -> Path:
+def structure_path(dataset_path) -> Path:
+    """The 0 K cell beside a dataset: ``<system>.structure.extxyz`` next to ``<system>.extxyz.gz``."""
+    path = Path(dataset_path)
+    return path.with_name(path.name.split(".")[0] + ".structure.extxyz")
+
+
+def generate(system: str, out_dir, *, atoms: Atoms, free: str = "lattice", source: str = "",
+             plan: AIMDPlan | None = None, engine: str = engines.DEFAULT_ENGINE, engine_settings: dict | None = None,
+             mapper=None, reference_scan: bool = False) -> Path:
     """Generate (or finish) the dataset of ``system`` in ``out_dir``; returns the ``.extxyz.gz`` path.
 
-    ``structure``: the builder of :mod:`training.structures` (default: ``system``).
-    ``mapper(fn, items) -> list`` runs the chains (``ctx.map`` under MPI;
-    default: serial). ``reference_scan``: also compute the 0 K lattice constant and
-    in-plane stiffness of the engine (default: the two phases, graphene and borophene).
+    ``atoms``: the system's cell as built (a sheet, at least twice the cut-off long in x and y);
+    ``free``: the cell components its 0 K relaxation frees (:func:`start_structure`); ``source``: where
+    the cell came from (a file or builder name, recorded). ``mapper(fn, items) -> list`` runs the chains
+    (``ctx.map`` under MPI; default: serial). ``reference_scan``: also the engine's 0 K in-plane
+    stiffness of the relaxed cell (:func:`training.reference.reference_properties`; phases).
+
+    Writes ``<system>.extxyz.gz``, ``<system>.meta.json`` and the relaxed 0 K cell
+    ``<system>.structure.extxyz`` (:func:`structure_path`, the cell every later stage starts from).
     A finished dataset (its ``.meta.json`` exists) is returned as is.
     """
     plan = plan or AIMDPlan()
@@ -284,11 +296,9 @@ def generate(system: str, out_dir, *, structure: str = "", plan: AIMDPlan | None
     work.mkdir(parents=True, exist_ok=True)
     calc = engines.make_calculator(engine, engine_settings)
     t0 = time.perf_counter()
-    builder = structures.canonical(structure or system)
-    start = start_structure(system, work, calc, structure=builder)
+    start = start_structure(system, work, calc, atoms=atoms, free=free)
     relax_s = time.perf_counter() - t0
-    tasks = chain_tasks(system, work, plan=plan, engine=engine, engine_settings=engine_settings,
-                        structure=builder)
+    tasks = chain_tasks(system, work, plan=plan, engine=engine, engine_settings=engine_settings)
     mapper = mapper or (lambda fn, items: [fn(item) for item in items])
     results = mapper(_run_chain_quiet, tasks)
 
@@ -299,16 +309,17 @@ def generate(system: str, out_dir, *, structure: str = "", plan: AIMDPlan | None
         "system": system, "n_frames": len(frames), "n_atoms": len(frames[0]),
         "engine": engines.engine_metadata(engine, engine_settings),
         "plan": asdict(plan),
-        "structure": {"builder": builder, "lattice_A": structures.LATTICE.get(builder, {}),
-                      "start_cell_A": start.cell.lengths().tolist(),
-                      "formula": start.get_chemical_formula()},
+        "structure": {"source": source, "relaxed": free, "start_cell_A": start.cell.lengths().tolist(),
+                      "formula": start.get_chemical_formula(), "file": structure_path(final).name},
         "timing": {"chains": results, "relax_s": relax_s,
                    "md_s": sum(r["elapsed_s"] for r in results),
                    "s_per_step": sum(r["elapsed_s"] for r in results) / max(1, sum(r["steps"] for r in results))},
         "units": {"energy": "eV", "forces": "eV/A", "stress": "eV/A^3 (ASE sign, positive = tensile)"},
     }
-    if reference_scan if reference_scan is not None else builder in ("graphene", "borophene"):
-        meta["reference"] = structures.reference_properties(builder, calc)
+    if reference_scan:
+        meta["reference"] = reference.reference_properties(start, calc)
+    with atomic_path(structure_path(final)) as tmp:
+        start.write(tmp, format="extxyz")
     datasets.write(final, frames)
     write_text(meta_path, json.dumps(meta, indent=1))
     return final

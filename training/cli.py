@@ -32,32 +32,44 @@ def _cmd_summary(args) -> int:
 
 
 def _cmd_aimd(args) -> int:
+    import ase.io
     import yaml
 
-    from .data_stage import DATA_SETTINGS, plan_from_settings
+    from .data_stage import DATA_SETTINGS, build_cell, plan_from_settings
 
     case_dir = Path(args.case)
-    raw = yaml.safe_load((case_dir / "case.yaml").read_text()) if (case_dir / "case.yaml").is_file() else {}
-    section = (raw or {}).get("data") or {}
-    systems = (raw or {}).get("systems") or {name: {} for name in ("graphene", "borophene", "interface")}
+    if not (case_dir / "case.yaml").is_file():
+        print(f"multiscale data aimd: {case_dir / 'case.yaml'} not found; give a case folder", file=sys.stderr)
+        return 2
+    raw = yaml.safe_load((case_dir / "case.yaml").read_text()) or {}
+    section = raw.get("data") or {}
+    systems = raw.get("systems") or {}
     names = args.system or list(systems)
     for name in names:
         if name not in systems:
             print(f"multiscale data aimd: system {name!r} is not in {case_dir / 'case.yaml'} "
                   f"(systems: {', '.join(systems)})", file=sys.stderr)
             return 2
-    settings = {"aimd": {k: section.get("aimd", {}).get(k, spec[1]) for k, spec in DATA_SETTINGS["aimd"].items()}}
+    defaults = {k: spec[1] for k, spec in DATA_SETTINGS.items() if not isinstance(spec, dict)}
+    settings = {**defaults, **{k: v for k, v in section.items() if k in defaults},
+                "aimd": {k: section.get("aimd", {}).get(k, spec[1]) for k, spec in DATA_SETTINGS["aimd"].items()}}
     plan = plan_from_settings(settings)
-    engine = args.engine or section.get("engine", DATA_SETTINGS["engine"][1])
-    engine_settings = section.get("engine_settings", {})
+    engine = args.engine or settings["engine"]
     out = Path(args.out) if args.out else case_dir / "data"
-    for name in names:
-        structure = (systems[name] or {}).get("structure") or name
+    entries = {n: {"kind": "phase", "structure": n, "between": [], **(e or {})} for n, e in systems.items()}
+    built = {}
+    for name in sorted(entries, key=lambda n: entries[n]["kind"] == "interface"):  # phases first
+        atoms, record = build_cell(name, entries[name], built, case_dir, settings)
+        if name not in names:
+            built[name] = atoms
+            continue
         print(f"[aimd] {name}: {len(plan.chains)} chains x {plan.frames_per_chain} frames, "
               f"{plan.steps_per_chain} MD steps each, engine {engine}", flush=True)
-        path = aimd.generate(name, out, structure=structure, plan=plan, engine=engine,
-                             engine_settings=engine_settings,
-                             reference_scan=None if section.get("reference_scan", True) else False)
+        phase = entries[name]["kind"] != "interface"
+        path = aimd.generate(name, out, atoms=atoms, free="lattice" if phase else "normal", source=record["source"],
+                             plan=plan, engine=engine, engine_settings=settings["engine_settings"],
+                             reference_scan=settings["reference_scan"] and phase)
+        built[name] = ase.io.read(aimd.structure_path(path), format="extxyz")
         print(f"[aimd] {name}: {path}")
     return 0
 

@@ -6,12 +6,18 @@ Data flow (docs/architecture.md): ``case.yaml`` ``systems:`` + ``data:``
 ``data/<name>.extxyz.gz``), or, when ``data.generate`` is true and the file is
 missing, a new one from :func:`training.aimd.generate` (resumable: its
 checkpoints live in the stage's scratch folder) -> optional subsampling ->
-``ctx.out_dir``: ``<system>.extxyz.gz``, ``<system>.meta.json`` (when the
-dataset has metadata), ``<system>_hist.png``, ``summary.json``.
+``ctx.out_dir``: ``<system>.extxyz.gz``, ``<system>.structure.extxyz`` (the system's 0 K cell,
+which the md stage starts from), ``<system>.meta.json`` (when the dataset has metadata),
+``<system>_hist.png``, ``summary.json``.
+
+The cells (:mod:`training.cells`): each phase from its structure file or builder, made rectangular and
+repeated to ``min_cell_length_A``; each interface from its file or builder, or generated from its two
+phases (``between``). A dataset that comes with its relaxed 0 K cell (``<system>.structure.extxyz``
+beside it, written by generation) gives that cell instead.
 
 The returned summary (also ``summary.json``) holds, per system, the numbers of
 :func:`training.summary.summarize`, including the reference engine and, for
-generated phases (graphene, borophene), the engine's 0 K lattice constants and stiffness.
+generated phases, the engine's 0 K cell and stiffness, and how the system's cell was made.
 """
 from __future__ import annotations
 
@@ -19,9 +25,9 @@ import json
 import shutil
 from pathlib import Path
 
-from common.atomic import write_text
+from common.atomic import atomic_path, write_text
 
-from . import aimd, datasets, engines, subsample, summary
+from . import aimd, cells, datasets, engines, subsample, summary
 
 _PLAN = aimd.AIMDPlan()
 
@@ -29,8 +35,12 @@ DATA_SETTINGS = {
     "generate": (bool, False, "generate datasets missing from the case's data/ folder with the engine"),
     "engine": (str, engines.DEFAULT_ENGINE, "reference engine: tblite-gfn1 | tblite-gfn2 | gpaw | python:module.Class"),
     "engine_settings": (dict, {}, "keyword arguments of the engine's ASE calculator"),
-    "reference_scan": (bool, True, "with generation: the engine's 0 K lattice constants and in-plane "
+    "reference_scan": (bool, True, "with generation: the engine's 0 K cell and relaxed-ion in-plane "
                                    "stiffness (N/m) of the phases from a static strain scan"),
+    "min_cell_length_A": (float, cells.MIN_LENGTH_A, "cells are repeated to at least this length in x and y "
+                                                     "(Å; twice the MTP cut-off)"),
+    "interface_tolerance": (float, 0.04, "largest relative period mismatch of the two phases of an interface "
+                                         "generated from its 'between' (phase B is strained to fit)"),
     "ripples": (int, 24, "with generation: out-of-plane ripple frames added to each generated dataset "
                          "(training.ripples: bending data the short AIMD chains lack; 0: none)"),
     "strain_frames": (int, 24, "with generation: small-strain 0 K frames added to each generated dataset "
@@ -83,23 +93,59 @@ def _check(settings: dict) -> None:
     plan_from_settings(settings)  # value checks of data.aimd.*
 
 
+def build_cell(name: str, system: dict, built: dict, case_dir, settings: dict) -> tuple:
+    """System ``name``'s cell as built and a record of how (training.cells): its structure file or builder
+    (``systems.<name>.structure``), or for an interface without one, generated from the cells of its
+    ``between`` phases in ``built`` (name -> Atoms). Returns ``(atoms, record)``."""
+    from .systems import read_structure
+
+    spec = system.get("structure", "")
+    if system.get("kind") == "interface" and not spec:
+        a, b = system["between"]
+        try:
+            atoms, record = cells.interface_cell(built[a], built[b], names=(a, b),
+                                                 tolerance=settings["interface_tolerance"],
+                                                 min_length_A=settings["min_cell_length_A"])
+        except cells.GeometryError as exc:
+            raise datasets.DatasetError(f"systems.{name}: cannot build the interface between {a} and {b}: {exc}") from None
+        return atoms, {"source": f"generated from {a} and {b}", **record}
+    atoms, record = cells.phase_cell(read_structure(spec, case_dir, key=f"systems.{name}.structure"),
+                                     min_length_A=settings["min_cell_length_A"])
+    return atoms, {"source": spec, **record}
+
+
+def _in_build_order(systems: dict) -> list[str]:
+    """Phases first: a generated interface is built from its phases' (relaxed) cells."""
+    return sorted(systems, key=lambda name: systems[name].get("kind") == "interface")
+
+
 def run_data(settings: dict, ctx) -> dict:
     """Run the data stage (see the module docstring); returns the per-system summaries."""
+    import ase.io
+
     _check(settings)
     out = Path(ctx.out_dir)
     result = {"systems": {}}
-    for name, system in ctx.systems.items():
+    built = {}  # name -> the system's 0 K cell
+    for name in _in_build_order(ctx.systems):
+        system = ctx.systems[name]
+        atoms, record = build_cell(name, system, built, ctx.case_dir, settings)
         path = dataset_path(ctx.case_dir, name, system)
         if not path.is_file():
             if not settings["generate"]:
                 raise datasets.DatasetError(
                     f"{path}: dataset of system '{name}' not found; put it there, set "
                     f"systems.{name}.dataset, or set data.generate: true to generate it with {settings['engine']}")
-            ctx.log(f"generating {name} with {settings['engine']} (resumable)")
-            path = aimd.generate(name, out / "generated", structure=system.get("structure") or name,
-                                 plan=plan_from_settings(settings), engine=settings["engine"],
+            phase = system.get("kind") != "interface"
+            ctx.log(f"generating {name} ({record['source']}, {len(atoms)} atoms) with {settings['engine']} (resumable)")
+            if "strained" in record:
+                ctx.log(f"{name}: {record['cells_x'][0]} x {record['between'][0]} : {record['cells_x'][1]} x "
+                        f"{record['between'][1]} along the interfaces; {record['strained']} strained by "
+                        f"{100 * record['strain']:+.2f} %")
+            path = aimd.generate(name, out / "generated", atoms=atoms, free="lattice" if phase else "normal",
+                                 source=record["source"], plan=plan_from_settings(settings), engine=settings["engine"],
                                  engine_settings=settings["engine_settings"], mapper=ctx.map,
-                                 reference_scan=None if settings["reference_scan"] else False)
+                                 reference_scan=settings["reference_scan"] and phase)
             if settings["ripples"] > 0 and ctx.is_root:
                 from .ripples import add_ripples
 
@@ -112,6 +158,10 @@ def run_data(settings: dict, ctx) -> dict:
                                   count=settings["strain_frames"], log=ctx.log)
             if getattr(ctx, "comm", None) is not None:
                 ctx.comm.Barrier()  # every rank reads the dataset only once rank 0 has extended it
+        if aimd.structure_path(path).is_file():  # the relaxed 0 K cell that came with the dataset
+            atoms = ase.io.read(aimd.structure_path(path), format="extxyz")
+            record = {**record, "relaxed_cell": str(aimd.structure_path(path))}
+        built[name] = atoms
         frames = datasets.read(path)
         meta = aimd.read_metadata(path)
         sub = settings["subsample"]
@@ -119,9 +169,13 @@ def run_data(settings: dict, ctx) -> dict:
                                      n_frames=sub["n_frames"], seed=sub["seed"])
         info = summary.summarize(frames, metadata=meta, thickness_A=float(system.get("thickness_A", 3.35)))
         info["source"] = str(path)
+        info["structure"] = {**record, "file": f"{name}.structure.extxyz", "n_atoms": len(atoms),
+                             "cell_A": atoms.cell.lengths().tolist()}
         ctx.log(summary.format_summary(info, title=f"{name}:"))
         if ctx.is_root:
             datasets.write(out / f"{name}.extxyz.gz", frames)
+            with atomic_path(out / f"{name}.structure.extxyz") as tmp:
+                atoms.write(tmp, format="extxyz")
             if meta:
                 write_text(out / f"{name}.meta.json", json.dumps(meta, indent=1))
             summary.plot_histograms(frames, out / f"{name}_hist.png", title=name)

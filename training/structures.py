@@ -10,9 +10,9 @@ the Gamma-point engines (tblite) need these large cells anyway.
 
 Lattice parameters (Angstrom) are the 0 K values of the reference engine
 (tblite 0.8.0 GFN2-xTB, Gamma point, in the very supercells built here), found
-by :func:`relax_lattice` and :func:`relax_interface`; rerun them when the
-engine changes. They are stored in ``LATTICE`` so that building a cell does
-not need an engine.
+by :func:`training.reference.relax_cell`; rerun it when the engine changes.
+They are stored in ``LATTICE`` so that building a cell does not need an engine.
+``python -m training.structures NAME FILE`` writes a builder's cell to a file.
 
 * graphene: honeycomb, lattice constant ``a`` (C-C bond ``a/sqrt(3)``); the
   rectangular 4-atom cell is ``a x a*sqrt(3)`` with zigzag rows along x.
@@ -28,9 +28,9 @@ not need an engine.
 * interface: graphene (6 x 2 rectangular cells, zigzag edges) and chi3
   borophene (5 x 1 cells) side by side along y, sharing the x period
   ``6 a_graphene`` (borophene stretched ~1 % to fit: 5 a_B ~ 6 a_C), so the cell
-  has two coplanar C-B interfaces. Atom positions and the y length are
-  relaxed with the engine (:func:`relax_interface`); ``LATTICE['interface']``
-  stores the relaxed y length and the positions are re-relaxed cheaply.
+  has two coplanar C-B interfaces (the generic builder
+  :func:`common.sheets.lateral_interface` makes the same cell from the two
+  phases); ``LATTICE['interface']`` stores the relaxed C-B row distance.
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ import numpy as np
 from ase import Atoms
 
 # 0 K lattice parameters of the default reference engine (tblite 0.8.0, GFN2-xTB, Gamma point);
-# regenerate with ``python -m training.structures`` (prints the new table).
 LATTICE = {
     "graphene": {"a": 2.45014},
     "borophene": {"a": 2.88229, "b": 8.41529},
@@ -108,8 +107,7 @@ def interface(*, a_graphene: float | None = None, a_borophene: float | None = No
     Graphene occupies the lower part of the cell in y, borophene the upper part;
     the x period is that of graphene (``graphene_cells[0] * a``), borophene is
     stretched in x to fit. ``gap_A`` (A) is the y distance between the outermost
-    C and B rows at both interfaces. Positions are as built (unrelaxed); the
-    relaxed structure comes from :func:`relax_interface`.
+    C and B rows at both interfaces. Positions are as built (unrelaxed).
     """
     a_c = LATTICE["graphene"]["a"] if a_graphene is None else a_graphene
     a_b = LATTICE["borophene"]["a"] if a_borophene is None else a_borophene
@@ -146,107 +144,11 @@ def build(name: str, **kwargs) -> Atoms:
     return BUILDERS[canonical(name)](**kwargs)
 
 
-def relax_lattice(name: str, calc, *, fmax: float = 0.01, steps: int = 300) -> dict:
-    """0 K in-plane lattice parameters of ``graphene`` or ``borophene`` with calculator ``calc``.
+if __name__ == "__main__":  # pragma: no cover - writes a builder's cell to a structure file
+    import sys
 
-    Graphene: the energy per atom of the default supercell is minimised over
-    ``a`` (positions fixed by symmetry). Borophene: positions and the x and y
-    cell lengths relax together (FIRE on a Frechet cell filter, in-plane
-    strain only, out-of-plane buckling allowed by a small random z kick).
-    Returns the new ``LATTICE[name]`` dict (A).
-    """
-    from scipy.optimize import minimize_scalar
-
-    if name == "graphene":
-        def energy(a):
-            atoms = graphene(a=a)
-            atoms.calc = calc
-            return atoms.get_potential_energy() / len(atoms)
-        a0 = LATTICE["graphene"]["a"]
-        res = minimize_scalar(energy, bounds=(a0 * 0.95, a0 * 1.05), method="bounded",
-                              options={"xatol": 1e-6})
-        return {"a": float(res.x)}
-    if name == "borophene":
-        atoms = _relax_cell(borophene(), calc, fmax=fmax, steps=steps, mask=[1, 1, 0, 0, 0, 0])
-        nx = _repeats(LATTICE["borophene"]["a"], 10.0)
-        ny = _repeats(LATTICE["borophene"]["b"], 10.0)
-        return {"a": float(atoms.cell[0, 0] / nx), "b": float(atoms.cell[1, 1] / ny)}
-    raise ValueError(f"relax_lattice: {name!r} is not graphene or borophene")
-
-
-def _relax_cell(atoms: Atoms, calc, *, fmax: float, steps: int, mask) -> Atoms:
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
-    rng = np.random.default_rng(0)
-    atoms.positions[:, 2] += rng.normal(0.0, 0.02, len(atoms))
-    atoms.calc = calc
-    FIRE(FrechetCellFilter(atoms, mask=mask), logfile=None).run(fmax=fmax, steps=steps)
-    return atoms
-
-
-def relax_interface(calc, *, fmax: float = 0.02, steps: int = 400) -> Atoms:
-    """Interface cell with positions and y length relaxed by ``calc`` (x fixed by graphene)."""
-    return _relax_cell(interface(), calc, fmax=fmax, steps=steps, mask=[0, 1, 0, 0, 0, 0])
-
-
-if __name__ == "__main__":  # pragma: no cover - regenerates LATTICE with the default engine
-    from .engines import make_calculator
-
-    calc = make_calculator()  # the default engine
-    table = {name: relax_lattice(name, calc) for name in ("graphene", "borophene")}
-    print(table)
-
-
-EV_PER_A2_TO_N_PER_M = 16.021766208  # 1 eV/A^2 in N/m
-
-
-def _relaxed_stress_2d(atoms: Atoms, calc, *, fmax: float) -> np.ndarray:
-    """2D stress [sxx, syy] (N/m) after relaxing the positions of ``atoms`` at fixed cell."""
-    from ase.optimize import FIRE
-
-    atoms.calc = calc
-    FIRE(atoms, logfile=None).run(fmax=fmax, steps=300)
-    stress = atoms.get_stress()
-    return stress[:2] * atoms.cell[2, 2] * EV_PER_A2_TO_N_PER_M
-
-
-def strain_scan(atoms: Atoms, calc, *, strains=(-0.01, -0.005, 0.005, 0.01), fmax: float = 2e-3) -> dict:
-    """0 K in-plane elastic constants of a relaxed sheet from a small static strain scan.
-
-    For each uniaxial strain ``e`` along x (then y) the positions relax at fixed
-    cell (relaxed-ion constants) and the 2D stress is ``sigma_3D * L_z``. Linear
-    fits give C11 = dsxx/dexx, C12 = dsyy/dexx, C22 = dsyy/deyy (N/m);
-    E_x = (C11 C22 - C12^2) / C22, E_y = (C11 C22 - C12^2) / C11,
-    nu_xy = C12 / C22 (2D Young's moduli in N/m).
-    """
-    strains = np.asarray(strains, dtype=float)
-    rows = {}
-    for axis in (0, 1):
-        sig = []
-        for e in strains:
-            strained = atoms.copy()
-            scale = np.ones(3)
-            scale[axis] += e
-            strained.set_cell(atoms.cell.array * scale[:, None], scale_atoms=True)
-            sig.append(_relaxed_stress_2d(strained, calc, fmax=fmax))
-        rows[axis] = np.polyfit(strains, np.array(sig), 1)[0]  # [dsxx/de, dsyy/de]
-    c11, c12 = rows[0]
-    c21, c22 = rows[1]
-    c12 = 0.5 * (c12 + c21)
-    det = c11 * c22 - c12 ** 2
-    return {"C11_N_per_m": float(c11), "C22_N_per_m": float(c22), "C12_N_per_m": float(c12),
-            "E_x_N_per_m": float(det / c22), "E_y_N_per_m": float(det / c11),
-            "nu_xy": float(c12 / c22), "strains": strains.tolist(), "relaxed_ion": True}
-
-
-def reference_properties(name: str, calc) -> dict:
-    """The engine's own 0 K lattice parameters (A) and in-plane stiffness (N/m) of ``name``.
-
-    These are the numbers the fitted potential and the MD must reproduce; they
-    go into the dataset metadata and ``multiscale data summary`` prints them.
-    """
-    lattice = relax_lattice(name, calc)
-    atoms = graphene(**lattice) if name == "graphene" else borophene(**lattice)
-    return {"lattice_A": lattice, "n_atoms": len(atoms), "cell_A": atoms.cell.lengths().tolist(),
-            **strain_scan(atoms, calc)}
+    if len(sys.argv) != 3:
+        sys.exit(f"usage: python -m training.structures NAME FILE  (NAME: {', '.join(list(BUILDERS) + list(ALIASES))}; "
+                 "FILE: any format ASE writes, e.g. graphene.extxyz or POSCAR)")
+    build(sys.argv[1]).write(sys.argv[2])
+    print(f"{sys.argv[2]}: the {canonical(sys.argv[1])} cell")

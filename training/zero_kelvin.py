@@ -7,9 +7,9 @@ near the 0 K structure (bends: :mod:`training.ripples`; small homogeneous strain
 Data flow::
 
     <system>.extxyz[.gz] (+ <system>.meta.json beside it)
-      -> the system's relaxed 0 K start cell (training.aimd.start_structure with the dataset's
-         structure builder; cached in ``work_dir`` as <system>.start.extxyz), checked against the
-         dataset's cell
+      -> the system's relaxed 0 K cell (<system>.structure.extxyz beside the dataset, or the dataset's
+         built-in builder relaxed by training.aimd.start_structure, cached in ``work_dir``), checked
+         against the dataset's cell
       -> make(start, calc, progress) -> frames (positions, cell, info)
       -> the engine's energy (eV), forces (eV/Å) and stress (eV/Å^3) per frame (:func:`evaluate`)
       -> frames of ``chain`` (info ``independent = True``, ``temperature_K = 0``) appended to the
@@ -43,6 +43,23 @@ def evaluate(atoms, calc):
     return datasets.with_reference(atoms, energy=energy, forces=forces, stress=stress)
 
 
+def _start_cell(path: Path, system: str, meta: dict, calc, work_dir):
+    """The dataset's relaxed 0 K cell: ``<system>.structure.extxyz`` beside it, or (datasets that name a
+    built-in builder in their metadata) the builder's cell relaxed by ``calc``."""
+    import ase.io
+
+    from . import structures
+
+    cell_file = aimd_module.structure_path(path)
+    if cell_file.is_file():
+        return ase.io.read(cell_file, format="extxyz")
+    builder = structures.canonical(meta.get("structure", {}).get("builder", "") or system)
+    free = "normal" if builder == "interface" else "lattice"
+    with tempfile.TemporaryDirectory() as scratch:  # work_dir: where a relaxed start cell may be cached
+        return aimd_module.start_structure(system, Path(work_dir or scratch), calc, atoms=structures.build(builder),
+                                           free=free)
+
+
 def append_frames(dataset_path, *, chain: str, make: Callable, meta_key: str, meta_info: dict,
                   engine: str = engines.DEFAULT_ENGINE, engine_settings: dict | None = None, force: bool = False,
                   work_dir=None, log=print) -> int:
@@ -68,13 +85,11 @@ def append_frames(dataset_path, *, chain: str, make: Callable, meta_key: str, me
     meta_path = path.with_name(path.name.split(".")[0] + ".meta.json")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     system = str(kept[0].info.get("system") or meta.get("system") or path.name.split(".")[0])
-    builder = meta.get("structure", {}).get("builder", "")
-    with tempfile.TemporaryDirectory() as scratch:  # work_dir: where a relaxed start cell may be cached
-        start = aimd_module.start_structure(system, Path(work_dir or scratch), calc, structure=builder)
+    start = _start_cell(path, system, meta, calc, work_dir)
     if not np.allclose(start.cell.lengths()[:2], kept[0].cell.lengths()[:2], rtol=0.05):
         raise datasets.DatasetError(f"{path}: the relaxed start cell of '{system}' ({start.cell.lengths()[:2]} A) "
-                                    f"is not the dataset's cell ({kept[0].cell.lengths()[:2]} A); give the "
-                                    "structure builder in the .meta.json (structure.builder)")
+                                    f"is not the dataset's cell ({kept[0].cell.lengths()[:2]} A); put the 0 K "
+                                    f"cell beside the dataset as {aimd_module.structure_path(path).name}")
     start.info = {"system": system, "engine": kept[0].info.get("engine", engine)}
     new = make(start, calc, progress)
     datasets.write(path, kept + new)
