@@ -18,7 +18,7 @@ class GeometryError(ValueError):
     """A structure that the sheet geometry cannot handle; the message says what and why."""
 
 
-def _plane_and_normal(atoms) -> bool:
+def plane_and_normal(atoms) -> bool:
     """True when the third cell vector is along z and orthogonal to the first two."""
     cell = atoms.cell.array
     return abs(cell[2, 0]) + abs(cell[2, 1]) <= 1e-9 and abs(cell[0, 2]) + abs(cell[1, 2]) <= 1e-9
@@ -29,7 +29,7 @@ def vacuum_gap(atoms) -> float:
     (``inf`` when z is not periodic, 0 when the third cell vector is not along z)."""
     if not atoms.pbc[2]:
         return float("inf")
-    if not _plane_and_normal(atoms):
+    if not plane_and_normal(atoms):
         return 0.0
     z = atoms.positions[:, 2]
     return float(atoms.cell[2, 2] - (z.max() - z.min()))
@@ -43,7 +43,7 @@ def is_sheet(atoms, *, min_gap_A: float = SHEET_GAP_A) -> bool:
 
 def as_sheet(atoms, *, min_gap_A: float = SHEET_GAP_A):
     """``atoms`` with z made non-periodic when the atoms leave more than ``min_gap_A`` (Å) of vacuum along z."""
-    if atoms.pbc[2] and _plane_and_normal(atoms) and vacuum_gap(atoms) > min_gap_A:
+    if atoms.pbc[2] and plane_and_normal(atoms) and vacuum_gap(atoms) > min_gap_A:
         atoms = atoms.copy()
         atoms.pbc = (atoms.pbc[0], atoms.pbc[1], False)
     return atoms
