@@ -10,7 +10,9 @@ Layout (DESIGN.md)::
 mapping (each entry checked against :data:`SYSTEM_SCHEMA`), ``presets`` (named
 overrides merged into the stage sections) and one section per stage, whose
 schema belongs to the engine that runs the stage. Every error names the file
-and the dotted key.
+and the dotted key. Each system's structure (a file or a built-in builder) is
+read and checked at load (:mod:`training.systems`), once the stage sections are
+validated, so that a bad structure stops the case before any stage runs.
 
 A stage that cannot run here (an engine package such as dolfinx or ase is not
 installed, see :mod:`multiscale.stages`) is recorded in ``Case.unavailable``
@@ -27,7 +29,7 @@ import yaml
 
 from .errors import CaseError
 from .schema import deep_merge, suggest, validate
-from .stages import PRODUCT, Pipeline, StageUnavailable
+from .stages import PRODUCT, Pipeline, StageUnavailable, find_missing
 
 CASE_FILE = "case.yaml"
 
@@ -40,7 +42,10 @@ TOP_SCHEMA = {
 SYSTEM_KINDS = ("phase", "interface")
 SYSTEM_SCHEMA = {
     "kind": (str, "phase", "phase | interface"),
-    "structure": (str, "", "name of the structure builder in training/structures.py (default: the system name)"),
+    "structure": (str, "", "structure file relative to the case folder (any format ASE reads: POSCAR, CIF, "
+                           "extxyz, ...) or a built-in builder (graphene, borophene_chi3, "
+                           "graphene_borophene_interface); phases: default the system name; "
+                           "interfaces: empty = generated from `between`"),
     "thickness_A": (float, 3.35, "effective thickness used to quote 2D stresses in GPa (Å)"),
     "between": (list, [], "for an interface: the two phases it joins"),
     "dataset": (str, "", "dataset file relative to the case directory (empty: data/<system>.extxyz.gz)"),
@@ -128,6 +133,7 @@ class Case:
                 self.unavailable[stage.name] = str(exc)
                 continue
             self.runners[stage.name] = run
+        self._check_structures(src)
 
     def _validate_systems(self, src: str) -> dict:
         systems = self.raw.get("systems") or {}
@@ -140,7 +146,8 @@ class Case:
             if entry["kind"] not in SYSTEM_KINDS:
                 raise CaseError(f"{src}: 'systems.{name}.kind' must be one of {', '.join(SYSTEM_KINDS)}, "
                                 f"got {entry['kind']!r}")
-            entry["structure"] = entry["structure"] or str(name)
+            if entry["kind"] == "phase":  # an interface's empty structure: generated from `between`
+                entry["structure"] = entry["structure"] or str(name)
             if entry["dataset"]:
                 dataset = self.path / entry["dataset"]
                 if not dataset.is_file():
@@ -155,6 +162,22 @@ class Case:
                                     f"interface joins (phases here: "
                                     f"{', '.join(n for n, e in out.items() if e['kind'] == 'phase')})")
         return out
+
+    def _check_structures(self, src: str) -> None:
+        """Read and check each system's structure (:func:`training.systems.validate_system`) for the
+        data stage's engine. Skipped when the pipeline has no data stage or ase is not installed (the
+        data stage then says so itself)."""
+        if "data" not in self.pipeline.names or find_missing(["ase"]):
+            return
+        from training.engines import DEFAULT_ENGINE
+        from training.systems import StructureError, validate_system
+
+        engine = str((self.settings.get("data") or {}).get("engine") or DEFAULT_ENGINE)
+        for name, entry in self.systems.items():
+            try:
+                validate_system(name, entry, self.path, engine=engine)
+            except StructureError as exc:
+                raise CaseError(f"{src}: {exc}") from None
 
     # -- convenience ----------------------------------------------------------
     @property

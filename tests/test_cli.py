@@ -8,7 +8,7 @@ def test_run_and_status_on_embedded_case_layout(tmp_path, capsys):
     # A case whose every stage is still unwritten or works: the CLI must not crash and must say so.
     case = tmp_path / "c"
     case.mkdir()
-    (case / "case.yaml").write_text("name: c\nsystems:\n  g: {kind: phase}\n")
+    (case / "case.yaml").write_text("name: c\nsystems:\n  g: {kind: phase, structure: graphene}\n")
     assert cli.main(["status", str(case)]) == 0
     out = capsys.readouterr().out
     for stage in ("data", "fit", "md", "constitutive", "fem", "report"):
@@ -23,7 +23,7 @@ def test_bad_case_is_one_line_error(tmp_path, capsys):
 
 
 def test_unknown_stage(tmp_path, capsys):
-    (tmp_path / "case.yaml").write_text("name: c\nsystems:\n  g: {kind: phase}\n")
+    (tmp_path / "case.yaml").write_text("name: c\nsystems:\n  g: {kind: phase, structure: graphene}\n")
     assert cli.main(["run", str(tmp_path), "--stages", "dta"]) == 1
     assert "unknown stage 'dta'" in capsys.readouterr().err
 

@@ -28,6 +28,9 @@ import platform
 ENGINES = ("tblite-gfn1", "tblite-gfn2", "gpaw", "python:<module>.<Class>")
 #: The engine of the embedded datasets and of ``training.structures.LATTICE``.
 DEFAULT_ENGINE = "tblite-gfn2"
+#: Atomic numbers (first, last) each built-in engine treats: GFN1-/GFN2-xTB are parametrised for
+#: H to Rn, and GPAW's setups (gpaw-data) cover the same range. ``python:`` engines are not listed.
+ELEMENTS = {"tblite-gfn1": (1, 86), "tblite-gfn2": (1, 86), "gpaw": (1, 86)}
 
 # Defaults per engine; the user's settings override them key by key.
 _TBLITE_DEFAULTS = {"accuracy": 1.0, "electronic_temperature": 300.0, "max_iterations": 250,
