@@ -201,7 +201,7 @@ def repeats_for(atoms, min_length_A: float) -> tuple[int, int]:
     return (max(1, int(np.ceil(min_length_A / lx - 1e-9))), max(1, int(np.ceil(min_length_A / ly - 1e-9))))
 
 
-def match_periods(length_a: float, length_b: float, *, tolerance: float = 0.04, max_cells: int = 24,
+def match_periods(length_a: float, length_b: float, *, tolerance: float = 0.04, max_cells: int = 12,
                   names: tuple[str, str] = ("A", "B")) -> tuple[int, int, float]:
     """The smallest ``(n_a, n_b)`` with ``n_b length_b`` within ``tolerance`` (relative) of ``n_a length_a``,
     and the strain ``n_a length_a / (n_b length_b) - 1`` that makes phase B fit phase A's period.

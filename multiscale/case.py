@@ -170,12 +170,15 @@ class Case:
         if "data" not in self.pipeline.names or find_missing(["ase"]):
             return
         from training.engines import DEFAULT_ENGINE
-        from training.systems import StructureError, validate_system
+        from training.systems import StructureError, check_interface_match, validate_system
 
-        engine = str((self.settings.get("data") or {}).get("engine") or DEFAULT_ENGINE)
+        data = self.settings.get("data") or {}
+        engine = str(data.get("engine") or DEFAULT_ENGINE)
         for name, entry in self.systems.items():
             try:
                 validate_system(name, entry, self.path, engine=engine)
+                check_interface_match(name, entry, self.systems, self.path,
+                                      tolerance=float(data.get("interface_tolerance", 0.04)))
             except StructureError as exc:
                 raise CaseError(f"{src}: {exc}") from None
 

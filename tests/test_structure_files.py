@@ -199,3 +199,21 @@ def test_default_case_still_loads():
     case = Case.load(ROOT / "cases" / "graphene_borophene", preset="quick")
     assert case.systems["borophene"]["structure"] == "borophene_chi3"
     assert case.systems["interface"]["structure"] == "graphene_borophene_interface"
+
+
+def test_unmatched_interface_is_one_case_error_at_load(tmp_path):
+    """Two phases whose periods along the interface match only with a large strain: the error names both
+    phases, the best mismatch and the tolerance, before any stage runs."""
+    write(tmp_path, "hbn.vasp", hbn(), "vasp")
+    stretched = hbn((1, 1, 1))
+    stretched.set_cell(stretched.cell.array * [1.31, 1.31, 1.0], scale_atoms=True)   # a = 3.28 Å
+    write(tmp_path, "wide.vasp", stretched, "vasp")
+    systems = ("  hbn: {kind: phase, structure: hbn.vasp}\n  wide: {kind: phase, structure: wide.vasp}\n"
+               "  joint: {kind: interface, between: [hbn, wide]}\n")
+    with pytest.raises(CaseError) as info:
+        Case.load(make_case(tmp_path, systems, "data: {interface_tolerance: 0.005}\n"))
+    message = str(info.value)
+    for fragment in ("systems.joint.between", "phases hbn and wide", "within 0.5 %", "best: 4 x hbn : 3 x wide, mismatch +1.78 %",
+                     "data.interface_tolerance"):
+        assert fragment in message, message
+    Case.load(make_case(tmp_path, systems, "data: {interface_tolerance: 0.02}\n"))  # 4 : 3 cells, 1.8 % apart

@@ -119,7 +119,7 @@ def _atomic_savez(path: Path, **arrays) -> None:
 
 
 def start_structure(system: str, work_dir: Path, calc, *, atoms: Atoms, free: str = "lattice",
-                    fmax: float = 0.05) -> Atoms:
+                    fmax: float = 0.01) -> Atoms:
     """The relaxed 0 K start cell of ``system``, cached as ``work_dir/<system>.start.extxyz``.
 
     ``atoms``: the cell as built; ``free``: which cell components relax with the positions
@@ -130,7 +130,7 @@ def start_structure(system: str, work_dir: Path, calc, *, atoms: Atoms, free: st
     cache = Path(work_dir) / f"{system}.start.extxyz"
     if cache.is_file():  # always the file, so a resumed run starts from the same numbers
         return ase.io.read(cache, format="extxyz")
-    relaxed = reference.relax_cell(atoms, calc, free=free, fmax=fmax, steps=250)
+    relaxed = reference.relax_cell(atoms, calc, free=free, fmax=fmax, steps=500)
     start = Atoms(relaxed.numbers, positions=relaxed.positions, cell=relaxed.cell, pbc=True)
     with atomic_path(cache) as tmp:
         start.write(tmp, format="extxyz")

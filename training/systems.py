@@ -185,3 +185,21 @@ def _lengths(lengths) -> str:
 
 def _flags(pbc) -> str:
     return ", ".join("yes" if p else "no" for p in pbc)
+
+
+def check_interface_match(name: str, entry: dict, systems: dict, case_dir, *, tolerance: float) -> None:
+    """For an interface generated from its ``between`` phases: their periods along the interface must
+    match within ``tolerance`` (``data.interface_tolerance``), else one error naming both phases, the
+    best mismatch found and the tolerance (:func:`common.sheets.match_periods` on the phases' cells)."""
+    from common.sheets import GeometryError, match_periods, rectangular_sheet
+
+    if entry.get("kind") != "interface" or not _generated(entry.get("structure") or "", name, case_dir):
+        return
+    a, b = entry["between"]
+    units = [rectangular_sheet(read_structure(systems[p]["structure"], case_dir, key=f"systems.{p}.structure"))
+             for p in (a, b)]
+    try:
+        match_periods(units[0].cell[0, 0], units[1].cell[0, 0], tolerance=tolerance, names=(a, b))
+    except GeometryError as exc:
+        raise StructureError(f"systems.{name}.between: cannot generate the interface: {exc} "
+                             f"(data.interface_tolerance)") from None
