@@ -8,9 +8,9 @@ Usage (prints one line per run, then a table)::
 
 The potentials are MLIP-2's own fcc Cu MTPs of levels 10 and 16 (tests/data/md/,
 from /work/shared/mlip_reference/cubic); the structure is fcc Cu (a = 3.61 Å)
-repeated to the requested size, or any structure given with --structure
-(e.g. ``graphene`` from training.structures, which then needs a graphene MTP
-via --potential). Goal on an H100: >= 1e7 atom-steps/s at >= 1e5 atoms, level 16.
+repeated to the requested size, or any structure file given with --structure
+(e.g. graphene written by ``python -m training.structures graphene graphene.extxyz``, which
+then needs a graphene MTP via --potential). Goal on an H100: >= 1e7 atom-steps/s at >= 1e5 atoms, level 16.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--levels", default="10,16", help="MTP levels (Cu potentials in tests/data/md)")
     parser.add_argument("--potential", help="use this .mtp (or morse-cu) instead of the Cu levels")
     parser.add_argument("--species", help="element per type of --potential, comma-separated")
-    parser.add_argument("--structure", help="structure file or training.structures builder (default fcc Cu)")
+    parser.add_argument("--structure", help="structure file ASE reads (default fcc Cu)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (0: about 2e5 atom-steps, >= 2)")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default=None)
     parser.add_argument("--max-seconds", type=float, default=900.0,

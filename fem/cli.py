@@ -17,7 +17,8 @@ from .errors import FemError
 
 # flag -> (dotted settings key, type, help)
 FLAGS = {
-    "--phases": ("phases", str, "the two phases A,B (fractions are of B), e.g. graphene,borophene"),
+    "--phases": ("phases", str, "the two phases A,B (fractions are of B), e.g. graphene,borophene; default: "
+                                "the two phases of the one interface of properties.json"),
     "--geometry": ("geometry", str, "stripes | islands | mesh_file"),
     "--length-nm": ("length_nm", float, "sample length along x (nm)"),
     "--height-nm": ("height_nm", float, "sample height along y (nm)"),
@@ -112,12 +113,13 @@ def _run(args, work, flags: dict = FLAGS) -> int:
 
     from common.atomic import write_json
 
-    from .materials import read_properties
+    from .materials import read_properties, resolve_phases
 
     comm = MPI.COMM_WORLD
     try:
         s = _settings(args, flags)
         props = read_properties(args.properties)
+        s["phases"] = resolve_phases(s["phases"], props)
         out = Path(args.out)
         if comm.rank == 0:
             out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ RESULTS_FILE = "fem_results.json"
 RESULTS_FORMAT = "multiscale-fem-results/1"
 
 FEM_SETTINGS = {
-    "phases": (list, ["graphene", "borophene"], "the two phases [A, B] of properties.json; fractions are of B"),
+    "phases": (list, [], "the two phases [A, B] of properties.json; fractions are of B; []: the two phases of "
+                         "the case's interface system (its between)"),
     "geometry": (str, "stripes", "sample of the main run: stripes | islands | mesh_file"),
     "length_nm": (float, 40.0, "sample length along x (nm)"),
     "height_nm": (float, 20.0, "sample height along y (nm)"),
@@ -138,12 +139,16 @@ def run_fem(settings: dict, ctx) -> dict:
     check_settings(settings)
     source = Path(ctx.stage_dir("constitutive")) / "properties.json"
     props = {**read_properties(source), "_source": str(source)}  # the fem modules name the file in errors
-    return run_all(settings, props, comm=comm, out_dir=Path(ctx.out_dir), log=ctx.log)
+    return run_all(settings, props, comm=comm, out_dir=Path(ctx.out_dir), log=ctx.log,
+                   systems=getattr(ctx, "systems", None))
 
 
-def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, log=None) -> dict:
-    """The stage's work without a runner context (used by the CLI and tests)."""
+def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, log=None,
+            systems: dict | None = None) -> dict:
+    """The stage's work without a runner context (used by the CLI and tests). ``systems``: the case's
+    systems, from which an empty ``fem.phases`` is taken (:func:`fem.materials.resolve_phases`)."""
     check_settings(settings)
+    settings = {**settings, "phases": materials.resolve_phases(settings["phases"], props, systems)}
     out_dir = Path(out_dir)
     if comm.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)

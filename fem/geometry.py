@@ -364,7 +364,7 @@ def user_mesh(path: str, *, phases: list[str] | None = None) -> Layout:
     found = [n for n in named2 if n not in band_names]
     if not found:
         raise FemInputError(f"fem.mesh_file: {path} has no named 2D physical groups; name one per phase "
-                            f"(e.g. 'graphene', 'borophene')")
+                            "(the phase names of properties.json)")
     phases = list(phases or sorted(found))
     missing = set(found) - set(phases)
     if missing:

@@ -174,6 +174,28 @@ def interface_key(props: dict, a: str, b: str) -> str | None:
     return None
 
 
+def resolve_phases(phases, props: dict, systems: dict | None = None) -> list[str]:
+    """The two phases ``[A, B]`` of the FE samples (area fractions are of B).
+
+    ``phases``: the ``fem.phases`` setting, returned as given when not empty. Empty: the ``between`` of
+    the case's one interface system (``systems``: the case.yaml ``systems`` blocks by name), or, without
+    the case's systems, of the one interface of ``props`` (properties.json). Raises
+    :class:`FemInputError` naming ``fem.phases`` when there is not exactly one interface to take them from."""
+    if phases:
+        return list(phases)
+    if systems is not None:
+        found = {name: e.get("between") for name, e in systems.items() if e.get("kind") == "interface"}
+        where = "the case's interface systems"
+    else:
+        found = {key: node.get("between", key.split("|")) for key, node in props.get("interfaces", {}).items()}
+        where = f"the interfaces of {props.get('_source', 'properties.json')}"
+    if len(found) != 1:
+        listed = ", ".join(f"{name}: {between}" for name, between in found.items()) or "none"
+        raise FemInputError(f"fem.phases is not given and cannot be taken from {where} ({listed}): exactly one "
+                            "interface names its two phases; set fem.phases: [A, B] (area fractions are of B)")
+    return list(next(iter(found.values())))
+
+
 INTERFACE_FALLBACKS = ("weaker_phase", "error")
 
 

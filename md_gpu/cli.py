@@ -20,7 +20,8 @@ def _common(p, *, structure_required=True):
     p.add_argument("--potential", required=True, help="MLIP .mtp file, or a built-in: morse-cu")
     p.add_argument("--species", help="comma-separated element per MTP type, if the .mtp file does not name them")
     p.add_argument("--structure", required=structure_required,
-                   help="structure file (extxyz, POSCAR, ...) or builder name of training.structures (graphene, ...)")
+                   help="structure file ASE reads (extxyz, POSCAR, ...); a built-in cell of training.structures as a "
+                        "file: python -m training.structures graphene graphene.extxyz")
     p.add_argument("--repeat", help="supercell repeats, e.g. 4,4,1")
     p.add_argument("--temperature", type=float, default=300.0, help="temperature (K)")
     p.add_argument("--dt", type=float, default=1.0, help="time step (fs)")

@@ -6,9 +6,12 @@ properties; the report compares the two effective moduli across the stripes.
 
 Data flow::
 
-    md.heterostructure + runs/fit/<interface>.mtp
-      -> stripe_cell: training.structures.interface with stripes graphene_cells_y x sqrt(3) a_C and
-         borophene_cells_y x b_B wide (two interfaces per period), repeated repeat_x times along x
+    md.heterostructure + runs/fit/<interface>.mtp + the 0 K cells of the interface's two phases
+    (runs/data/<A>.structure.extxyz, <B>.structure.extxyz; A, B as in the interface system's between)
+      -> stripe_cell: each phase reduced to its rectangular unit (common.sheets.rectangular_sheet), the
+         periods along x matched (B strained to A's), stripes of stripe_widths_nm (rounded to whole unit
+         cells) side by side along y (two interfaces per period, common.sheets.lateral_interface),
+         repeated repeat_x times along x
       -> 0 K relaxation of the stripe cell (md_gpu.protocols.relaxation): a hole of the MTP -> MDRunError
       -> md_gpu.protocols.elastic_constants at md.temperature_K, one run per seed, scheme "tension"
          (forward differences: a sheet this long buckles under the compressed cells of central ones;
@@ -19,7 +22,8 @@ Data flow::
       -> summary.json systems.<interface>.heterostructure:
          {"elastic_N_per_m": {C11, C22, C12, C66: {mean, sem, n}},
           "youngs_modulus_normal_N_per_m": {mean, sem, n},
-          "geometry": {"period_nm", "fraction_B", "length_nm", "n_atoms", "between", "stripes": "x"},
+          "geometry": {"period_nm", "fraction_B", "length_nm", "n_atoms", "between", "stripes": "x",
+                       "strain", "strained"},
           "low_T": {"temperature_K", "elastic_N_per_m", "youngs_modulus_normal_N_per_m",
                     "phases_elastic_N_per_m": {<phase>: {C11, C22, C12, C66}},
                     "compliance_cell": {"elastic_N_per_m", "youngs_modulus_normal_N_per_m", "geometry"}}}
@@ -34,13 +38,13 @@ what the continuum model leaves out unless told: the compliance of the interface
 wider ``compliance_cell`` tells it (multiscale.constitutive: 1/E = 1/E_laminate + 2 R / L), from
 another cell than the checked one, so that the check remains a prediction.
 
-Geometry: the stripes run along x and stack along y with period ``L_y``; the interfaces sit in
-the middle of the C-B gaps, so phase B (borophene) is ``(y_B,max - y_B,min + gap) / L_y`` of the
-area. The cell as built (0 K lattice constants); the elastic protocol equilibrates it at zero stress.
+Geometry: the stripes run along x and stack along y with period ``L_y`` (``period_nm``); the interfaces
+sit in the middle of the gaps between the facing atom rows, so phase B is ``(y_B,max - y_B,min + gap) / L_y``
+of the area (``fraction_B``); ``strain`` is B's relative strain along x that matches the periods,
+``strained`` B's name. The cell as built (0 K lattice constants); the elastic protocol equilibrates it at
+zero stress.
 """
 from __future__ import annotations
-
-import numpy as np
 
 from .analysis import mean_sem
 from .errors import MDSetupError
@@ -48,9 +52,12 @@ from .errors import MDSetupError
 HETEROSTRUCTURE_SETTINGS = {
     "enabled": (bool, False, "simulate a periodic stripe heterostructure with the interface MTP (the MD half "
                              "of the FE-vs-MD consistency check)"),
-    "graphene_cells_y": (int, 8, "graphene stripe width in rectangular cells (sqrt(3) a = 4.26 A each)"),
-    "borophene_cells_y": (int, 4, "borophene stripe width in chi3 cells (b = 8.48 A each)"),
-    "repeat_x": (int, 1, "repeats of the 14.7 A cell along the stripes (x)"),
+    "stripe_widths_nm": (list, [3.4, 3.4], "widths of the stripes of phase A and B (nm), A and B as in the "
+                                           "interface system's between (rounded to whole rectangular cells)"),
+    "repeat_x": (int, 1, "repeats of the matched period along the stripes (x)"),
+    "gap_A": (float, 0.0, "distance of the facing atom rows at the interfaces (Å); 0: sum of covalent radii"),
+    "match_tolerance": (float, 0.04, "largest relative strain of phase B that matches the two phases' periods "
+                                     "along the interfaces"),
     "seeds": (int, 1, "independent runs (elastic constants at md.temperature_K)"),
     "low_temperature": (bool, True, "also run the stripe cell, and the cells of the two phases with the interface "
                                     "MTP, once at md.elastic.low_temperature_K: the like-for-like FE-vs-MD check "
@@ -60,49 +67,68 @@ HETEROSTRUCTURE_SETTINGS = {
                                    "stage; >= 2, another cell than the checked one); 0: none"),
 }
 
-BUILDER = "interface"
 CONSTANTS = ("C11", "C22", "C12", "C66")  # the in-plane elastic constants each run reports (N/m)
 
 
-def check_settings(h: dict, structure: str | None = None) -> None:
-    """Clear errors for ``md.heterostructure`` (naming the key); ``structure``: the interface system's."""
-    for key in ("graphene_cells_y", "borophene_cells_y", "repeat_x", "seeds"):
+def check_settings(h: dict) -> None:
+    """Clear errors for ``md.heterostructure`` (naming the key)."""
+    for key in ("repeat_x", "seeds"):
         if int(h[key]) < 1:
             raise ValueError(f"md.heterostructure.{key}: {h[key]} must be >= 1")
+    widths = h["stripe_widths_nm"]
+    if len(widths) != 2 or not all(isinstance(w, (int, float)) and w > 0 for w in widths):
+        raise ValueError(f"md.heterostructure.stripe_widths_nm: {widths} must be two widths > 0 (nm) [A, B]")
+    if h["gap_A"] < 0:
+        raise ValueError(f"md.heterostructure.gap_A: {h['gap_A']} must be >= 0 (0: sum of covalent radii)")
+    if not 0 <= h["match_tolerance"] < 1:
+        raise ValueError(f"md.heterostructure.match_tolerance: {h['match_tolerance']} must be in [0, 1)")
     if int(h["compliance_periods"]) == 1 or int(h["compliance_periods"]) < 0:
         raise ValueError(f"md.heterostructure.compliance_periods: {h['compliance_periods']} must be 0 (none) or >= 2: "
                          "1 would take the interfaces' compliance from the checked cell itself, and the FE twin "
                          "would then reproduce the MD modulus by construction")
-    from training.structures import ALIASES
-
-    if h["enabled"] and structure is not None and ALIASES.get(structure, structure) != BUILDER:
-        raise ValueError(f"md.heterostructure: the interface system's structure {structure!r} is not the "
-                         f"'{BUILDER}' builder of training.structures, whose stripe widths it sets; "
-                         "set md.heterostructure.enabled: false")
 
 
-def stripe_cell(h: dict):
-    """The stripe heterostructure (ase.Atoms, a 2D sheet) and its geometry (module docstring)."""
-    from training.structures import LATTICE, interface
+def cells_across(width_nm: float, cell_y_A: float) -> int:
+    """Whole rectangular cells (``cell_y_A`` Å each) of a stripe ``width_nm`` wide: at least one."""
+    return max(1, round(10.0 * width_nm / cell_y_A))
 
-    from .structures import as_sheet
 
-    atoms = as_sheet(interface(graphene_cells=(6, int(h["graphene_cells_y"])),
-                               borophene_cells_y=int(h["borophene_cells_y"])))
-    y = atoms.positions[np.array(atoms.get_chemical_symbols()) == "B", 1]
-    fraction_b = (y.max() - y.min() + LATTICE["interface"]["gap_A"]) / atoms.cell[1, 1]
-    atoms = atoms.repeat((int(h["repeat_x"]), 1, 1))
-    geometry = {"period_nm": float(atoms.cell[1, 1]) / 10.0, "fraction_B": float(fraction_b),
-                "length_nm": float(atoms.cell[0, 0]) / 10.0, "n_atoms": len(atoms), "stripes": "x"}
-    return atoms, geometry
+def stripe_cell(h: dict, phases):
+    """The stripe heterostructure (ase.Atoms, a 2D sheet) and its geometry (module docstring).
+
+    ``h``: the ``md.heterostructure`` settings (``stripe_widths_nm``, ``repeat_x``, ``gap_A``,
+    ``match_tolerance``); ``phases``: ``[(name_A, atoms_A), (name_B, atoms_B)]``, any periodic cell of each
+    phase's sheet (the data stage's 0 K cells). Raises :class:`MDSetupError` naming the phase or key when
+    a phase is not a sheet with a rectangular cell or the periods do not match within the tolerance."""
+    from common.sheets import GeometryError, as_sheet, is_sheet, lateral_interface, rectangular_sheet
+
+    names = tuple(name for name, _ in phases)
+    units = []
+    for name, atoms in phases:
+        if not is_sheet(atoms):
+            raise MDSetupError(f"md.heterostructure: phase {name}: its 0 K cell is not a 2D sheet (periodic in x "
+                               "and y, vacuum along z), so it has no stripes")
+        try:
+            units.append(as_sheet(rectangular_sheet(atoms)))
+        except GeometryError as exc:
+            raise MDSetupError(f"md.heterostructure: phase {name}: {exc}") from None
+    cells_y = tuple(cells_across(w, unit.cell[1, 1]) for w, unit in zip(h["stripe_widths_nm"], units))
+    try:
+        atoms, info = lateral_interface(*units, cells_y=cells_y, tolerance=float(h["match_tolerance"]),
+                                        gap_A=float(h["gap_A"]) or None, repeat_x=int(h["repeat_x"]), names=names)
+    except GeometryError as exc:
+        raise MDSetupError(f"md.heterostructure: {exc} (md.heterostructure.match_tolerance: "
+                           f"{h['match_tolerance']})") from None
+    geometry = {"period_nm": info["period_nm"], "fraction_B": info["fraction_B"], "length_nm": info["length_nm"],
+                "n_atoms": info["n_atoms"], "stripes": "x", "strain": info["strain"], "strained": info["strained"]}
+    return as_sheet(atoms), geometry
 
 
 def compliance_cell_settings(h: dict) -> dict:
     """``md.heterostructure`` for the interface-compliance cell: stripes ``compliance_periods`` times as
-    wide, one 14.7 A cell along x (704 atoms for the case's 8 + 4 cells)."""
+    wide, one matched period along x (704 atoms for the default case's 3.4 + 3.4 nm)."""
     k = int(h["compliance_periods"])
-    return {**h, "graphene_cells_y": k * int(h["graphene_cells_y"]), "borophene_cells_y": k * int(h["borophene_cells_y"]),
-            "repeat_x": 1}
+    return {**h, "stripe_widths_nm": [k * float(w) for w in h["stripe_widths_nm"]], "repeat_x": 1}
 
 
 def normal_modulus(c: dict) -> float:
@@ -110,10 +136,12 @@ def normal_modulus(c: dict) -> float:
     return (c["C11"] * c["C22"] - c["C12"] ** 2) / c["C11"]
 
 
-def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, scheme: str = "tension",
+def run(ff, h: dict, phases, elastic: dict, run_settings, *, relax_steps: int = 500, scheme: str = "tension",
         log=print) -> dict:
-    """One run: elastic constants of the stripe cell at ``run_settings.temperature_K`` (``elastic``:
-    the md.elastic block, for ``delta`` and ``sample_steps``). Returns plain data.
+    """One run: elastic constants of the stripe cell of ``phases`` (:func:`stripe_cell`) at
+    ``run_settings.temperature_K`` (``elastic``: the md.elastic block, for ``delta`` and ``sample_steps``).
+    Returns plain data: ``elastic_N_per_m`` {C11, C22, C12, C66}, ``youngs_modulus_normal_N_per_m``,
+    ``geometry``.
 
     ``scheme``: "tension" (forward differences, at temperature) or "tension2" (second-order one-sided,
     for the low-temperature twin: the stripe cell stiffens with strain, corrugated at its interfaces,
@@ -129,9 +157,10 @@ def run(ff, h: dict, elastic: dict, run_settings, *, relax_steps: int = 500, sch
 
     if scheme not in ("tension", "tension2"):
         raise MDSetupError(f"stripe heterostructure: scheme {scheme!r} is not 'tension' or 'tension2'")
-    atoms, geometry = stripe_cell(h)
+    atoms, geometry = stripe_cell(h, phases)
+    b = phases[1][0]
     log(f"stripe heterostructure: {geometry['n_atoms']} atoms, period {geometry['period_nm']:.2f} nm, "
-        f"borophene fraction {geometry['fraction_B']:.3f}")
+        f"fraction of {b} {geometry['fraction_B']:.3f}, {b} strained {100 * geometry['strain']:+.2f} % along x")
     if relax_steps > 0:
         relaxation = relaxation_check(ff, atoms, steps=relax_steps)
         log(f"stripe heterostructure: {describe(relaxation)}")

@@ -2,7 +2,7 @@
 
 Data flow::
 
-    runs/fit/<system>.mtp (+ <system>_fit.json) + systems.<name>.structure
+    runs/fit/<system>.mtp (+ <system>_fit.json) + runs/data/<system>.structure.extxyz (the 0 K cell)
       --plan--> one task (a plain dict) per run: the kinds of the registered task modules (md_gpu.tasks),
                 system by system, in the order of md_gpu.tasks.TASKS
       --ctx.map(run_task) over the ranks--> one result dict per task (plan order)
@@ -20,9 +20,16 @@ The task kinds, their settings blocks, files and ``summary.json`` keys are docum
                                          "temperature_K", "n_atoms", "blown_up": [{"run", "reason"}]},
                           ...the task modules' keys...}}}
 
+The structures are files, one per system, that the data stage writes (its contract with this stage):
+``runs/data/<system>.structure.extxyz``, the system's 0 K cell in ASE extxyz, read with
+:func:`md_gpu.structures.load_structure`; a 2D sheet is periodic in x and y with vacuum along z (made
+open along z on reading) in a rectangular in-plane cell, an interface system's cell has its interfaces
+along x (``normal`` is y), and the stripe cells of :mod:`md_gpu.heterostructure` are built from the
+files of the interface's two phases. ``md.supercell`` repeats the cell as written.
+
 Units: 2D stresses and stiffnesses in N/m for sheets (GPa for bulk cells), temperatures in K, strain
 rates in 1/s. A checkpoint left in the stage's folder by an interrupted run is resumed when the run's
-settings and potential are unchanged (``<name>.task.json``); otherwise it is deleted.
+settings, potential and structure file are unchanged (``<name>.task.json``); otherwise it is deleted.
 """
 from __future__ import annotations
 
@@ -36,6 +43,9 @@ from .tasks import TASKS, System, note_blown_up
 
 MD_SETTINGS = TASKS.settings_table()
 
+#: The data stage's file of each system's 0 K cell (ASE extxyz), in its output folder.
+STRUCTURE_FILE = "{system}.structure.extxyz"
+
 
 def check_settings(settings: dict) -> None:
     """Raise ``ValueError`` naming the key (``md.<block>.<key>``) of the first bad value of ``settings``."""
@@ -48,11 +58,29 @@ def run_task(task: dict) -> dict:
     return TASKS.module_of(task["kind"]).run(task)
 
 
+def structure_files(ctx) -> dict[str, str]:
+    """The 0 K cell of every system of the case, as the data stage wrote it: name -> path (str) of
+    ``runs/data/<name>.structure.extxyz`` (:data:`STRUCTURE_FILE`). Raises :class:`MDSetupError` naming
+    the missing files and the command that writes them."""
+    data_dir = ctx.stage_dir("data")
+    files = {name: data_dir / STRUCTURE_FILE.format(system=name) for name in ctx.systems}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        many = len(missing) > 1
+        raise MDSetupError(f"md: the data stage's structure file{'s' if many else ''} {', '.join(missing)} "
+                           f"{'are' if many else 'is'} missing; run the data stage (`multiscale run "
+                           f"{ctx.case_dir} --stages data`), which writes the 0 K cell of every system")
+    return {name: str(path) for name, path in files.items()}
+
+
 def plan_tasks(settings: dict, ctx) -> list[dict]:
     """Every task of the case, system by system (:meth:`md_gpu.tasks.Registry.plan`).
 
-    ``ctx``: ``systems`` (name -> case.yaml block), ``stage_dir(name)``, ``case_dir``, ``out_dir``."""
+    ``ctx``: ``systems`` (name -> case.yaml block), ``stage_dir(name)`` (the finished output folders of
+    the data and fit stages), ``case_dir``, ``out_dir``. Each task's ``structure`` is the system's file
+    of :func:`structure_files`."""
     tasks = []
+    structures = structure_files(ctx)
     fit_dir = ctx.stage_dir("fit")
     for name, entry in ctx.systems.items():
         potential = fit_dir / f"{name}.mtp"
@@ -61,10 +89,9 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
                                f"'{name}' (rerun `multiscale run {ctx.case_dir} --stages fit`)")
         fit_report = fit_dir / f"{name}_fit.json"
         core_radii = json.loads(fit_report.read_text()).get("shortest_distance_A") if fit_report.is_file() else None
-        base = {"system": name, "potential": str(potential), "structure": entry["structure"], "core_radii": core_radii,
-                "case_dir": str(ctx.case_dir), "out_dir": str(ctx.out_dir), "settings": settings,
-                "thickness_A": entry.get("thickness_A")}
-        tasks += TASKS.plan(settings, System(name, entry, base, ctx.systems))
+        base = {"system": name, "potential": str(potential), "structure": structures[name], "core_radii": core_radii,
+                "out_dir": str(ctx.out_dir), "settings": settings, "thickness_A": entry.get("thickness_A")}
+        tasks += TASKS.plan(settings, System(name, entry, base, ctx.systems, structures))
     return tasks
 
 

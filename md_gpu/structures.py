@@ -1,15 +1,15 @@
-"""Starting structures for MD runs: a builder name of ``training.structures`` or a structure file.
+"""Starting structures for MD runs: any structure file ASE reads.
 
-``load_structure(spec, *, base_dir=None, repeat=None)``: ``spec`` is either the
-name of a builder in ``training.structures`` (e.g. ``graphene``) or a path to
-any file ASE reads (extxyz, POSCAR, cfg...), relative to ``base_dir``. The
-result is repeated by ``repeat`` (ints per periodic axis) when given.
+``load_structure(path, *, base_dir=None, repeat=None, key="structure")``: ``path`` is a file ASE reads
+(extxyz, POSCAR, cfg, ...), relative to ``base_dir`` when given. The result is repeated by ``repeat``
+(ints per periodic axis) when given. In the md stage the files are the data stage's 0 K cells
+``runs/data/<system>.structure.extxyz``; a built-in cell of ``training.structures`` is written as a file
+by ``python -m training.structures <builder> <file>``.
 
-2D sheets: a cell whose atoms leave a vacuum gap of more than ``SHEET_GAP_A``
-along z (the builders of ``training.structures`` keep ``pbc = True`` with 20 Å
-of vacuum, which the Gamma-point reference engines need) is turned into an
-open-z sheet (``pbc = (True, True, False)``), so that neighbour lists, barostat
-and stress conversion treat it as 2D (:func:`as_sheet`).
+2D sheets: a cell whose atoms leave a vacuum gap of more than ``SHEET_GAP_A`` along z (the Gamma-point
+reference engines need ``pbc = True`` with vacuum, so the files keep it) is turned into an open-z sheet
+(``pbc = (True, True, False)``), so that neighbour lists, barostat and stress conversion treat it as 2D
+(:func:`as_sheet`).
 """
 from __future__ import annotations
 
@@ -22,27 +22,20 @@ from common.sheets import SHEET_GAP_A, as_sheet  # noqa: F401  (re-exported: md_
 from .errors import MDSetupError
 
 
-def load_structure(spec: str, *, base_dir=None, repeat=None, key: str = "structure"):
-    """An ase.Atoms from a builder name or a file (see module docstring); errors name ``key``."""
-    path = Path(spec)
+def load_structure(path, *, base_dir=None, repeat=None, key: str = "structure"):
+    """An ase.Atoms from the structure file ``path`` (module docstring). Raises :class:`MDSetupError`
+    naming ``key`` and the file when it is missing or ASE cannot read it."""
+    path = Path(path)
     if base_dir is not None and not path.is_absolute():
         path = Path(base_dir) / path
-    if path.is_file():
-        from ase.io import read
+    if not path.is_file():
+        raise MDSetupError(f"{key}: structure file {path} not found")
+    from ase.io import read
 
-        try:
-            atoms = read(path)
-        except Exception as exc:
-            raise MDSetupError(f"{key}: cannot read structure file {path} ({exc})") from None
-    else:
-        try:
-            from training.structures import ALIASES, BUILDERS, build
-        except ImportError:
-            raise MDSetupError(f"{key}: {spec!r} is not a file and training.structures is not available") from None
-        if spec not in BUILDERS and spec not in ALIASES:
-            raise MDSetupError(f"{key}: {spec!r} is neither a structure file nor a builder of "
-                               f"training.structures ({', '.join(list(BUILDERS) + list(ALIASES))})")
-        atoms = build(spec)
+    try:
+        atoms = read(path)
+    except Exception as exc:
+        raise MDSetupError(f"{key}: cannot read structure file {path} ({exc})") from None
     atoms = as_sheet(atoms)
     if repeat is not None:
         reps = [int(r) for r in repeat] + [1] * (3 - len(repeat))

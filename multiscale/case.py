@@ -139,7 +139,7 @@ class Case:
         systems = self.raw.get("systems") or {}
         if not isinstance(systems, Mapping) or not systems:
             raise CaseError(f"{src}: 'systems' must map each system name (a phase or an interface) "
-                            f"to its settings, e.g. 'systems: {{graphene: {{kind: phase}}}}'")
+                            f"to its settings, e.g. 'systems: {{A: {{kind: phase, structure: A.vasp}}}}'")
         out = {}
         for name, values in systems.items():
             entry = validate(values, SYSTEM_SCHEMA, where=f"systems.{name}", source=src)

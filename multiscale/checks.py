@@ -2,7 +2,7 @@
 
 Data flow::
 
-    runs/data/summary.json      the reference engine's own 0 K stiffness of graphene (static strain scan)
+    runs/data/summary.json      the reference engine's own 0 K stiffness of each phase (static strain scan)
     runs/md/summary.json        structure checks, MTP-MD elastic constants at low temperature, interface-cell tension
     runs/fem/fem_results.json   FE effective modulus of the stripe sample (main run)
         --> check_structures, check_reference_stiffness, check_fe_vs_md  --> rows {check, ours, reference, rel_diff, tol, passed}
@@ -99,12 +99,14 @@ def check_fe_vs_md(fem_results: dict | None, md_summary: dict | None, *, tol: fl
     if not fem_results or not md_summary:
         return [_not_run(name, "the fem or md stage has not run")]
     twin = fem_results.get("consistency")
+    phase_b = _phase_b(fem_results)
     if twin:
         md = twin["md_modulus_N_per_m"]
         g = twin.get("md_geometry", {})
         interfaces = _interfaces_said(twin)
+        phase_b = (g.get("between") or [None, phase_b])[1]
         rows = [_row(f"{name} (stripe heterostructure)", twin["modulus_N_per_m"], md["mean"], tol,
-                     f"2D modulus (N/m) across {twin['period_nm']:.2f} nm periodic stripes, borophene fraction "
+                     f"2D modulus (N/m) across {twin['period_nm']:.2f} nm periodic stripes, fraction of {phase_b} "
                      f"{twin['fraction_B']:.3f}: FE with the MD phase properties{interfaces} vs MD of the same "
                      f"stripes ({g.get('n_atoms', '?')} atoms, interface MTP, {md.get('n', '?')} seed(s), sem "
                      f"{md.get('sem', 0.0):.3g})")]
@@ -127,10 +129,16 @@ def check_fe_vs_md(fem_results: dict | None, md_summary: dict | None, *, tol: fl
         normal = entry.get("normal", {}).get("youngs_modulus_N_per_m")
         if normal:
             rows.append(_row(f"{name} ({system})", fe, normal["mean"], tol,
-                             f"effective 2D modulus (N/m) across the stripes: FE (borophene fraction "
+                             f"effective 2D modulus (N/m) across the stripes: FE (fraction of {phase_b} "
                              f"{settings.get('stripes', {}).get('fraction')}) vs MD of the {system} cell "
                              f"pulled normal to its interfaces ({normal.get('n', '?')} seeds)"))
     return rows or [_not_run(name, "the md stage measured no interface cell")]
+
+
+def _phase_b(fem_results: dict) -> str:
+    """The name of phase B of the FE samples (``settings.phases[1]`` of fem_results.json; "B" without it)."""
+    phases = fem_results.get("settings", {}).get("phases") or []
+    return phases[1] if len(phases) > 1 else "B"
 
 
 def _interfaces_said(entry: dict, twin: dict | None = None) -> str:

@@ -209,7 +209,7 @@ PRODUCT = Pipeline((
           engines=("ase",), settings_engines=_data_engines),
     Stage("fit", "training.fit_stage", "FIT_SETTINGS", "run_fit", after=("data",),
           description="two-step passive training of one MTP per system", engines=("ase", "h5py")),
-    Stage("md", "md_gpu.md_stage", "MD_SETTINGS", "run_md", after=("fit",),
+    Stage("md", "md_gpu.md_stage", "MD_SETTINGS", "run_md", after=("data", "fit"),
           description="MD tensile and elastic tests at temperature", engines=("ase", "h5py"),
           settings_engines=_md_engines),
     Stage("constitutive", "multiscale.constitutive", "CONSTITUTIVE_SETTINGS", "run_constitutive",

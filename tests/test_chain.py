@@ -36,7 +36,7 @@ def tiny_case(root: Path) -> Path:
                               "equilibrate_steps": 100, "production_steps": 500, "nemd": {"enabled": False},
                               # a level-6 interface MTP fitted in seconds heats up past 2 T in NEMD (blown up)
                               "interface": {"enabled": False}},
-                     heterostructure={"enabled": True, "graphene_cells_y": 2, "borophene_cells_y": 1, "seeds": 1},
+                     heterostructure={"enabled": True, "stripe_widths_nm": [0.85, 0.85], "gap_A": 1.55, "seeds": 1},
                      stability={"steps": 200})
     raw["fem"].update(length_nm=20.0, height_nm=20.0, mesh_size_nm=1.0, ell_nm=2.0, interface_width_nm=0.0,
                       stripes={"period_nm": 20.0, "fraction": 0.5, "orientation": "x"},

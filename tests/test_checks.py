@@ -48,6 +48,9 @@ def test_reference_stiffness_pass_and_fail():
 def test_fe_vs_md_in_series_only():
     rows = check_fe_vs_md(fem(190.0), md_summary(normal=200.0))
     assert rows[0]["passed"] and rows[0]["rel_diff"] == pytest.approx(0.05)
+    assert "FE (fraction of B 0.5)" in rows[0]["what"]  # no fem.phases in these results: phase B unnamed
+    named = {**fem(190.0), "settings": {**fem(190.0)["settings"], "phases": ["sheet", "ribbon"]}}
+    assert "FE (fraction of ribbon 0.5)" in check_fe_vs_md(named, md_summary(normal=200.0))[0]["what"]
     assert not check_fe_vs_md(fem(170.0), md_summary(normal=200.0))[0]["passed"]
     parallel = check_fe_vs_md(fem(190.0, orientation="y", load="y"), md_summary())
     assert parallel[0]["passed"] is None and "not run" in parallel[0]["what"]
@@ -56,11 +59,11 @@ def test_fe_vs_md_in_series_only():
 def test_fe_twin_of_the_md_heterostructure_is_compared_when_there():
     results = {**fem(190.0), "consistency": {"modulus_N_per_m": 210.0, "period_nm": 6.8, "fraction_B": 0.5,
                                              "md_modulus_N_per_m": {"mean": 200.0, "sem": 4.0, "n": 1},
-                                             "md_geometry": {"n_atoms": 352}}}
+                                             "md_geometry": {"n_atoms": 352, "between": ["sheet", "ribbon"]}}}
     rows = check_fe_vs_md(results, md_summary(normal=-5.0))
     assert len(rows) == 1 and rows[0]["check"].endswith("(stripe heterostructure)")
     assert rows[0]["passed"] and rows[0]["ours"] == 210.0 and rows[0]["rel_diff"] == pytest.approx(0.05)
-    assert "352 atoms" in rows[0]["what"]
+    assert "352 atoms" in rows[0]["what"] and "fraction of ribbon 0.500" in rows[0]["what"]
 
 
 def test_missing_inputs_are_not_run(tmp_path):

@@ -10,6 +10,11 @@ from fem.errors import FemInputError
 PROPS = Path("tests/data/fem/properties_graphene_borophene.json").resolve()
 
 
+def _defaults():
+    """The fem defaults with the two phases of the test properties (the stage takes them from the case)."""
+    return {**fem_stage.defaults(), "phases": ["graphene", "borophene"]}
+
+
 def _props(period_nm=4.0, fraction=0.5):
     props = copy.deepcopy(M.read_properties(PROPS))
     props["interfaces"]["graphene|borophene"]["heterostructure"] = {
@@ -19,7 +24,7 @@ def _props(period_nm=4.0, fraction=0.5):
 
 
 def test_fe_twin_approaches_the_exact_laminate_and_reports_the_md_modulus():
-    s = fem_stage.defaults()
+    s = _defaults()
     s["consistency"].update(periods=6, elements_per_period=12)
     twin = consistency.run_consistency(s, _props())
     g, b = ({k: v["mean"] for k, v in _props()["phases"][p]["elastic_N_per_m"].items()} for p in ("graphene", "borophene"))
@@ -33,7 +38,7 @@ def test_fe_twin_approaches_the_exact_laminate_and_reports_the_md_modulus():
 
 
 def test_no_heterostructure_no_twin_and_bad_geometry_is_named():
-    s = fem_stage.defaults()
+    s = _defaults()
     assert consistency.run_consistency(s, M.read_properties(PROPS)) is None
     with pytest.raises(FemInputError, match=r"heterostructure geometry: period_nm 4.0 must be > 0 and fraction_B 1.5"):
         consistency.run_consistency(s, _props(fraction=1.5))
@@ -49,7 +54,7 @@ def test_thermal_part_with_a_negative_md_conductivity_errors_or_is_skipped(tmp_p
     for phase, kappa in (("graphene", 400.0), ("borophene", -14.0)):
         props["phases"][phase]["thermal"] = {"conductivity_W_per_mK": {
             d: {"mean": kappa, "sem": 20.0, "n": 2} for d in ("x", "y")}}
-    s = fem_stage.defaults()
+    s = _defaults()
     s.update(length_nm=8.0, height_nm=6.0, mesh_size_nm=1.0, interface_width_nm=0.0, ell_nm=1.0, damage=False,
              write_fields=False, studies=[])
     s["stripes"].update(period_nm=4.0, fraction=0.5, orientation="x")
@@ -75,7 +80,7 @@ def test_low_temperature_twin_uses_the_stripe_mtps_phase_constants():
         "temperature_K": 1.0, "youngs_modulus_normal_N_per_m": stat(200.0),
         "phases_elastic_N_per_m": {"graphene": {k: stat(v) for k, v in low_g.items()},
                                    "borophene": {k: stat(v) for k, v in low_b.items()}}}
-    s = fem_stage.defaults()
+    s = _defaults()
     s["consistency"].update(periods=6, elements_per_period=12)
     twin = consistency.run_consistency(s, props)
     exact = M.laminate_modulus([(0.5, M.stiffness_of(low_g)), (0.5, M.stiffness_of(low_b))])
@@ -96,7 +101,7 @@ def test_the_twin_carries_the_md_interface_compliance_as_springs_in_series():
     props = _props(period_nm=4.0)
     R = 4.0e-3  # nm per N/m: 2R/L = 2e-3, about a third of the laminate's own compliance
     props["interfaces"]["graphene|borophene"]["normal_compliance"] = {"nm_per_N_per_m": {"mean": R, "sem": 0.0, "n": 1}}
-    s = fem_stage.defaults()
+    s = _defaults()
     s["consistency"].update(periods=6, elements_per_period=12, band_elements=2)
     twin = consistency.run_consistency(s, props)
     g, b = (M.stiffness_of(props["phases"][p]["elastic_N_per_m"]) for p in ("graphene", "borophene"))

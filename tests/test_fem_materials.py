@@ -171,3 +171,19 @@ def test_bad_properties_files_name_the_problem(tmp_path):
         M.phase_material(loaded, "borophene", elasticity="cubic")
     with pytest.raises(FemInputError, match="positive definite"):
         M.PhaseMaterial("bad", 100.0, 100.0, 1.2, 10.0, 1.0, 1.0)
+
+
+def test_the_two_phases_default_to_the_one_interface_of_the_case():
+    """fem.phases: [] takes [A, B] from the case's one interface system, or, without the case, from the one
+    interface of properties.json; given phases are kept; anything else is one error naming fem.phases."""
+    props = M.read_properties(PROPS)
+    systems = {"a": {"kind": "phase"}, "b": {"kind": "phase"}, "ab": {"kind": "interface", "between": ["b", "a"]}}
+    assert M.resolve_phases([], props, systems) == ["b", "a"]
+    assert M.resolve_phases([], props) == ["graphene", "borophene"]
+    assert M.resolve_phases(["x", "y"], props, systems) == ["x", "y"]
+    with pytest.raises(FemInputError, match=r"fem.phases is not given and cannot be taken from the case's interface "
+                                            r"systems \(none\)"):
+        M.resolve_phases([], props, {"a": {"kind": "phase"}})
+    two = {**systems, "ba": {"kind": "interface", "between": ["a", "b"]}}
+    with pytest.raises(FemInputError, match=r"\(ab: \['b', 'a'\], ba: \['a', 'b'\]\).*set fem.phases: \[A, B\]"):
+        M.resolve_phases([], props, two)

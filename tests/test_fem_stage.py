@@ -63,6 +63,8 @@ def test_stage_writes_results_fields_and_plots(stage_run):
     results = json.loads((out / "fem_results.json").read_text())
     assert results["format"] == fem_stage.RESULTS_FORMAT and summary["results"] == "fem_results.json"
     assert results["properties"] == str(ctx.case_dir / "runs" / "constitutive" / "properties.json")
+    # fem.phases [] (default): the two phases of the one interface of properties.json (no case systems here)
+    assert results["settings"]["phases"] == ["graphene", "borophene"]
     main = results["tensile"]
     assert main["reuss_N_per_m"] <= main["modulus_N_per_m"] <= main["voigt_N_per_m"]
     assert main["failed"] and 0 < main["strength_N_per_m"] < 12.0   # below the weaker phase's strength
@@ -99,7 +101,7 @@ def test_rerun_reuses_finished_sweep_points(stage_run):
     stamp = point.stat().st_mtime_ns
     from fem.study import run_sweep
 
-    s = tiny_settings()
+    s = {**tiny_settings(), "phases": ["graphene", "borophene"]}  # as the stage resolved them
     again = run_sweep(s, s["studies"][0], 0, M.read_properties(PROPS), out_dir=ctx.out_dir)
     assert point.stat().st_mtime_ns == stamp
     assert again["rows"][0]["modulus_N_per_m"] == pytest.approx(M.phase_material(M.read_properties(PROPS),

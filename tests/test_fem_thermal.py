@@ -86,8 +86,8 @@ def test_homogeneous_orthotropic_sample_gives_kappa_x_and_kappa_y(direction):
 
 def _settings(**thermal):
     s = fem_stage.defaults()
-    s.update(length_nm=8.0, height_nm=6.0, mesh_size_nm=1.0, interface_width_nm=1.0, ell_nm=2.0, damage=False,
-             studies=[], write_fields=True)
+    s.update(phases=["graphene", "borophene"], length_nm=8.0, height_nm=6.0, mesh_size_nm=1.0, interface_width_nm=1.0,
+             ell_nm=2.0, damage=False, studies=[], write_fields=True)
     s["stripes"].update(period_nm=4.0, fraction=0.5, orientation="y")
     s["islands"].update(radius_nm=1.2, fraction=0.15)
     s["loading"].update(max_strain=0.1, n_steps=2)

@@ -11,6 +11,7 @@ from md_gpu.protocols import RunSettings
 from md_gpu.protocols.common import prepare_state, simulation
 from md_gpu.protocols.relaxation import describe, relaxation_check
 from md_gpu.simulation import COLLAPSE_EV_PER_ATOM, Stage
+from training import structures
 
 from test_md_stability import sheet
 
@@ -91,9 +92,11 @@ def test_stripe_heterostructure_refuses_a_hole_before_any_md(monkeypatch):
 
     monkeypatch.setattr(protocols, "elastic_constants", no_md)
     holed = HoledMorse(("B", "C"), H=2000.0, w=1.0)
-    h = {"graphene_cells_y": 2, "borophene_cells_y": 1, "repeat_x": 1}
+    h = {"stripe_widths_nm": [0.85, 0.85], "repeat_x": 1, "gap_A": 1.55, "match_tolerance": 0.04}  # 2 + 1 cells
+    phases = [("graphene", structures.graphene()), ("borophene", structures.borophene())]
     with pytest.raises(MDRunError, match="the stripe cell: 0 K relaxation.*HOLE"):
-        heterostructure.run(holed, h, {"delta": 0.005, "sample_steps": 10}, RunSettings(), log=lambda line: None)
+        heterostructure.run(holed, h, phases, {"delta": 0.005, "sample_steps": 10}, RunSettings(),
+                            log=lambda line: None)
 
 
 def test_md_stops_when_a_thermostatted_run_overheats():

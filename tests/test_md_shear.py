@@ -20,14 +20,15 @@ def _settings(**values):
 
 
 def _ctx(tmp_path):
-    fit = tmp_path / "fit"
-    fit.mkdir()
+    """Stand-in potentials in fit/, the data stage's 0 K cells in data/ (the interface's: a stand-in)."""
+    (tmp_path / "fit").mkdir()
+    (tmp_path / "data").mkdir()
     for name in ("cu", "gb"):
-        (fit / f"{name}.mtp").write_text("stand-in")
-    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True).repeat((1, 1, 2)))
-    return SimpleNamespace(case_dir=tmp_path, out_dir=tmp_path, stage_dir=lambda name: fit,
-                           systems={"cu": {"kind": "phase", "structure": "cu.extxyz"},
-                                    "gb": {"kind": "interface", "structure": "interface", "between": ["cu"]}})
+        (tmp_path / "fit" / f"{name}.mtp").write_text("stand-in")
+    write(tmp_path / "data" / "cu.structure.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True).repeat((1, 1, 2)))
+    (tmp_path / "data" / "gb.structure.extxyz").write_text("stand-in")
+    return SimpleNamespace(case_dir=tmp_path, out_dir=tmp_path, stage_dir=lambda name: tmp_path / name,
+                           systems={"cu": {"kind": "phase"}, "gb": {"kind": "interface", "between": ["cu"]}})
 
 
 def test_shear_is_off_by_default_and_plans_one_run_per_phase_and_seed(tmp_path):

@@ -13,6 +13,7 @@ from md_gpu.errors import MDSetupError
 from md_gpu.io import read_run_h5
 from md_gpu.md_stage import MD_SETTINGS, run_md
 from md_gpu.structures import load_structure, repeat_to
+from training.structures import graphene
 
 POT = Path(__file__).parent / "data" / "md" / "cu_pot_10.mtp"
 
@@ -27,22 +28,25 @@ def _settings(**overrides):
     return validate({**TINY, **overrides}, MD_SETTINGS, where="md", source="test")
 
 
-def _ctx(tmp_path, structure):
+def _ctx(tmp_path):
+    """A stand-in md stage context of one system 'cu': its potential in runs/fit, its 0 K cell (fcc Cu) as
+    the data stage's runs/data/cu.structure.extxyz."""
     fit = tmp_path / "runs" / "fit"
     fit.mkdir(parents=True)
     text = POT.read_text().replace("potential_tag = ", "potential_tag = species=Cu", 1)
     (fit / "cu.mtp").write_text(text)
+    (tmp_path / "runs" / "data").mkdir()
+    write(tmp_path / "runs" / "data" / "cu.structure.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
     out = tmp_path / "runs" / "md.partial"
     out.mkdir()
     return SimpleNamespace(case_dir=tmp_path, out_dir=out, stage_dir=lambda name: tmp_path / "runs" / name,
-                           systems={"cu": {"kind": "phase", "structure": structure, "thickness_A": 3.35}},
+                           systems={"cu": {"kind": "phase", "thickness_A": 3.35}},
                            map=lambda fn, items, what="": [fn(item) for item in items],
                            log=lambda msg: None, is_root=True)
 
 
 def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
-    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
-    ctx = _ctx(tmp_path, "cu.extxyz")
+    ctx = _ctx(tmp_path)
     out = run_md(_settings(supercell=[2, 2]), ctx)
     assert out["runs"] == 6  # 2 seeds x (x + elastic) + one elastic run at 1 K + the structure check
     summary = json.loads((ctx.out_dir / "summary.json").read_text())
@@ -64,8 +68,7 @@ def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
 
 
 def test_md_stage_low_temperature_elastic_run_can_be_switched_off(tmp_path):
-    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
-    ctx = _ctx(tmp_path, "cu.extxyz")
+    ctx = _ctx(tmp_path)
     settings = _settings(seeds=1, directions=[], elastic={"sample_steps": 10, "low_temperature_K": 0.0},
                          checkpoint_every=5, traj_every=5)  # elastic runs write neither: no error either
     assert run_md(settings, ctx)["runs"] == 2  # elastic at 300 K + the structure check
@@ -73,8 +76,8 @@ def test_md_stage_low_temperature_elastic_run_can_be_switched_off(tmp_path):
     assert "elastic_GPa" in summary["systems"]["cu"] and "elastic_low_T_GPa" not in summary["systems"]["cu"]
 
 
-def test_md_stage_bad_settings_and_missing_potential(tmp_path):
-    ctx = _ctx(tmp_path, "graphene")
+def test_md_stage_bad_settings_and_missing_inputs(tmp_path):
+    ctx = _ctx(tmp_path)
     with pytest.raises(ValueError, match="md.directions"):
         run_md(_settings(directions=["z"]), ctx)
     with pytest.raises(ValueError, match="md.stability.steps"):
@@ -85,19 +88,28 @@ def test_md_stage_bad_settings_and_missing_potential(tmp_path):
         run_md(_settings(stability={"relax_steps": -1}), ctx)
     with pytest.raises(ValueError, match="md.transverse"):
         run_md(_settings(transverse="both"), ctx)
-    ctx.systems = {"graphene": {"kind": "phase", "structure": "graphene", "thickness_A": 3.35}}
-    with pytest.raises(MDSetupError, match="graphene.mtp is missing"):
+    # a system without its 0 K cell from the data stage: one error naming the file and the command
+    ctx.systems = {**ctx.systems, "sheet": {"kind": "phase", "thickness_A": 3.35}}
+    missing = tmp_path / "runs" / "data" / "sheet.structure.extxyz"
+    with pytest.raises(MDSetupError, match=f"md: the data stage's structure file {missing} is missing; run the data "
+                                           rf"stage \(`multiscale run {tmp_path} --stages data`\)"):
+        run_md(_settings(), ctx)
+    write(missing, bulk("Cu", "fcc", a=3.61, cubic=True))
+    with pytest.raises(MDSetupError, match="sheet.mtp is missing"):
         run_md(_settings(), ctx)
 
 
 def test_structure_loading_and_repeat(tmp_path):
-    with pytest.raises(MDSetupError, match="systems.x.structure: 'nonsense'"):
-        load_structure("nonsense", key="systems.x.structure")
+    with pytest.raises(MDSetupError, match=f"systems.x.structure: structure file {tmp_path / 'nonsense'} not found"):
+        load_structure("nonsense", base_dir=tmp_path, key="systems.x.structure")
+    (tmp_path / "broken.extxyz").write_text("3\nnot a comment line of extxyz\nC 0 0\n")
+    with pytest.raises(MDSetupError, match="--structure: cannot read structure file .*broken.extxyz"):
+        load_structure(tmp_path / "broken.extxyz", key="--structure")
     atoms = repeat_to(bulk("Cu", "fcc", a=3.61, cubic=True), 1000)
     assert 1000 <= len(atoms) < 1500
-    sheet = load_structure("graphene")
-    assert len(load_structure("borophene_chi3")) == len(load_structure("borophene"))  # case.yaml aliases
-    assert not sheet.pbc[2] and len(repeat_to(sheet, 1000)) >= 1000
+    write(tmp_path / "graphene.extxyz", graphene())  # 20 A of vacuum along z, pbc = True: a sheet
+    sheet = load_structure("graphene.extxyz", base_dir=tmp_path, repeat=[2, 1])
+    assert len(sheet) == 2 * len(graphene()) and not sheet.pbc[2] and len(repeat_to(sheet, 1000)) >= 1000
 
 
 def _cli(argv):
@@ -156,8 +168,7 @@ def test_a_run_that_blows_up_is_reported_and_left_out(tmp_path, monkeypatch):
         return real(*args, settings=settings, **kwargs)
 
     monkeypatch.setattr(protocols, "tensile", fragile)
-    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
-    ctx = _ctx(tmp_path, "cu.extxyz")
+    ctx = _ctx(tmp_path)
     run_md(_settings(supercell=[2, 2], elastic={"enabled": False}), ctx)
     cu = json.loads((ctx.out_dir / "summary.json").read_text())["systems"]["cu"]
     assert cu["directions"]["x"]["runs_blown_up"] == 1 and cu["directions"]["x"]["youngs_modulus_GPa"]["n"] == 1

@@ -11,12 +11,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from ase.io import write
 
 import md_gpu.protocols as protocols
 from md_gpu.errors import MDRunError
 from md_gpu.io import write_run_h5
 from md_gpu.md_stage import MD_SETTINGS, plan_tasks, run_md, summarize_tasks
-from training.structures import LATTICE
+from training.structures import LATTICE, graphene
 
 POT = Path(__file__).parent / "data" / "md" / "graphene_l08.mtp"
 
@@ -40,11 +41,15 @@ def _ctx(tmp_path):
     fit.mkdir(parents=True)
     for system in ("graphene", "soft", "interface"):
         shutil.copy(POT, fit / f"{system}.mtp")
+    data = tmp_path / "runs" / "data"
+    data.mkdir()
+    for system in ("graphene", "soft", "interface"):  # the data stage's 0 K cells: graphene's 60 atoms each
+        write(data / f"{system}.structure.extxyz", graphene())
     out = tmp_path / "runs" / "md.partial"
     out.mkdir()
-    systems = {"graphene": {"kind": "phase", "structure": "graphene", "thickness_A": 3.35},
-               "soft": {"kind": "phase", "structure": "graphene", "thickness_A": 4.05},
-               "interface": {"kind": "interface", "structure": "graphene", "thickness_A": 3.35,
+    systems = {"graphene": {"kind": "phase", "thickness_A": 3.35},
+               "soft": {"kind": "phase", "thickness_A": 4.05},
+               "interface": {"kind": "interface", "thickness_A": 3.35,
                              "between": ["graphene", "soft"]}}
     return SimpleNamespace(case_dir=tmp_path, out_dir=out, stage_dir=lambda name: tmp_path / "runs" / name,
                            systems=systems, map=lambda fn, items, what="": [fn(item) for item in items],

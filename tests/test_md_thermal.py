@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from ase.io import write
 
 from md_gpu.errors import MDSetupError
 from md_gpu.forcefields import Morse, compute_forces
@@ -330,13 +331,15 @@ def test_cli_thermal_hnemd_writes_runs_and_summary(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    args = parser.parse_args(["thermal", "--method", "hnemd", "--potential", str(POT), "--structure", "graphene",
+    sheet = tmp_path / "graphene.extxyz"
+    write(sheet, graphene())
+    args = parser.parse_args(["thermal", "--method", "hnemd", "--potential", str(POT), "--structure", str(sheet),
                               "--steps", "40", "--equilibrate-steps", "20", "--seeds", "0,1", "--out", str(tmp_path)])
     assert args.func(args) == 0
     summary = json.loads((tmp_path / "thermal_hnemd_x_summary.json").read_text())
     assert summary["statistics"]["conductivity_W_per_mK"]["n"] == 2 and summary["n_atoms"] == 60
     assert (tmp_path / "hnemd_x_seed1.h5").is_file()
-    args = parser.parse_args(["thermal", "--method", "interface", "--potential", str(POT), "--structure", "graphene",
+    args = parser.parse_args(["thermal", "--method", "interface", "--potential", str(POT), "--structure", str(sheet),
                               "--steps", "40", "--equilibrate-steps", "0", "--out", str(tmp_path)])
     assert args.func(args) == 1  # one species: no interface, a clear error
     assert "no interface along y" in capsys.readouterr().err

@@ -91,13 +91,16 @@ class Moduli(TypedDict):
 # -- the MD stripe heterostructure (md_gpu.heterostructure), passed on unchanged to properties.json --------
 class StripeGeometry(TypedDict):
     """A periodic stripe cell as built: stripes along x, period ``period_nm`` along y, ``fraction_B``
-    the area fraction of the second phase of ``between``."""
+    the area fraction of the second phase of ``between``; ``strain``: the relative strain along x of
+    that phase (``strained``) that matches the two phases' periods."""
     period_nm: float
     fraction_B: float
     length_nm: float
     n_atoms: int
     stripes: str
     between: NotRequired[list[str]]  # the checked cell's geometry only
+    strain: NotRequired[float]
+    strained: NotRequired[str]
 
 
 class StripeRun(TypedDict):

@@ -45,7 +45,7 @@ def transport_volume(state: State, thickness_A: float | None) -> float:
     if state.pbc[2]:
         return float(np.prod(lengths))
     if not thickness_A or thickness_A <= 0:
-        raise MDSetupError("a 2D sheet needs thickness_A (effective thickness in Å, graphene 3.35) "
+        raise MDSetupError("a 2D sheet needs thickness_A (effective thickness in Å, e.g. 3.35) "
                            "to turn heat currents into a conductivity")
     return float(lengths[0] * lengths[1] * thickness_A)
 

@@ -102,7 +102,7 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
                    n_blocks: int = 10, out_prefix=None, log=print) -> dict:
     """Interfacial thermal conductance across the interfaces normal to ``axis`` by NEMD (module docstring).
 
-    The cell (e.g. ``graphene_borophene_interface`` repeated an even number of times along y) is
+    The cell (e.g. an interface system's 0 K cell repeated an even number of times along y) is
     equilibrated (NPT in the plane), the hot bath is centred in the first phase piece after the first
     interface and the cold bath half a cell later; both must lie inside a phase. The temperature jump is
     the mean over the interfaces between the baths of the extrapolated side fits; ``G = q / Delta T``

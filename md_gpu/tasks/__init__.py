@@ -48,15 +48,17 @@ class System:
     """One system of the case as the planners see it.
 
     ``name``: the system's name; ``entry``: its ``systems.<name>`` block of case.yaml (``kind``,
-    ``structure``, ``thickness_A`` in Å, ``between``); ``base``: the fields every task of it starts from
-    (``system``, ``potential``, ``structure``, ``core_radii``, ``case_dir``, ``out_dir``, ``settings``,
-    ``thickness_A``); ``systems``: every system's block, by name.
+    ``thickness_A`` in Å, ``between``); ``base``: the fields every task of it starts from
+    (``system``, ``potential``, ``structure`` (its 0 K cell's file), ``core_radii``, ``out_dir``,
+    ``settings``, ``thickness_A``); ``systems``: every system's block, by name;
+    ``structures``: every system's 0 K cell file (the data stage's ``<name>.structure.extxyz``), by name.
     """
 
     name: str
     entry: dict
     base: dict
     systems: dict
+    structures: dict
 
     @property
     def is_interface(self) -> bool:

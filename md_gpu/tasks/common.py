@@ -24,7 +24,7 @@ SETTINGS = {
     "thermostat": (str, "bussi", " | ".join(THERMOSTATS)),
     "thermostat_tau_fs": (float, 100.0, "thermostat time constant (fs)"),
     "barostat_tau_fs": (float, 500.0, "barostat time constant (fs)"),
-    "supercell": (list, [1, 1], "repeats of the built structure along x and y"),
+    "supercell": (list, [1, 1], "repeats of the system's 0 K cell along x and y"),
     "short_range_core": (bool, True, "MTP pairs closer than the training data's shortest distance of their species "
                                      "pair (fit/<system>_fit.json) or min_dist: bounded MTP + repulsive wall "
                                      "(md_gpu/forcefields/mtp.py); the exact MTP above"),
@@ -46,18 +46,17 @@ def check(settings: dict) -> None:
 
 def load(task: dict):
     """``(ff, atoms, run_settings, prefix)`` of one task: its force field (``task["potential"]``), its
-    structure repeated ``task["repeat"]`` (default ``md.supercell``) times in x and y, the protocols'
-    :class:`md_gpu.protocols.RunSettings` at ``md.temperature_K`` with the task's seed, and the path
-    prefix of its files (``<out_dir>/<name>``)."""
+    structure (the file ``task["structure"]``) repeated ``task["repeat"]`` (default ``md.supercell``) times
+    in x and y, the protocols' :class:`md_gpu.protocols.RunSettings` at ``md.temperature_K`` with the
+    task's seed, and the path prefix of its files (``<out_dir>/<name>``)."""
     from ..forcefields.loading import load_forcefield
     from ..structures import load_structure
 
     settings = task["settings"]
     ff = load_forcefield(task["potential"], species=task.get("species"), core=settings["short_range_core"],
                          core_radii=task.get("core_radii"))
-    atoms = load_structure(task["structure"], base_dir=task["case_dir"],
-                           repeat=list(task.get("repeat", settings["supercell"])) + [1],
-                           key=f"systems.{task['system']}.structure")
+    atoms = load_structure(task["structure"], repeat=list(task.get("repeat", settings["supercell"])) + [1],
+                           key=f"md {task['name']}")
     return ff, atoms, run_settings(settings, task["seed"]), Path(task["out_dir"]) / task["name"]
 
 
@@ -80,18 +79,23 @@ def progress_printer(task: dict):
 
 def resumable(task: dict, prefix: Path) -> bool:
     """True when ``<prefix>.ckpt.npz`` was left by an interrupted run of this very task (same settings,
-    same potential file content); a checkpoint of other settings is deleted, never resumed."""
+    same potential and structure file contents); a checkpoint of other settings is deleted, never resumed."""
     checkpoint = Path(f"{prefix}.ckpt.npz")
     stamp_path = Path(f"{prefix}.task.json")
-    potential = Path(task["potential"])
+    structure = Path(task["structure"])
     stamp = json.dumps({"settings": task["settings"], "structure": task["structure"], "seed": task["seed"],
-                        "potential_sha256": hashlib.sha256(potential.read_bytes()).hexdigest()},
+                        "potential_sha256": _sha256(Path(task["potential"])),
+                        "structure_sha256": _sha256(structure) if structure.is_file() else None},
                        sort_keys=True, default=str)
     same = stamp_path.is_file() and stamp_path.read_text() == stamp
     if checkpoint.is_file() and not same:
         checkpoint.unlink()
     stamp_path.write_text(stamp)
     return checkpoint.is_file()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def blown_up(task: dict, exc: MDRunError) -> dict:

@@ -1,5 +1,6 @@
 """The stripe heterostructure of each interface system, run with its MTP: the MD half of the FE-vs-MD
-consistency check (:mod:`md_gpu.heterostructure` holds the cell, the runs and the physics).
+consistency check (:mod:`md_gpu.heterostructure` holds the cell, the runs and the physics). The stripe
+cell is built from the 0 K cells of the two phases of the interface system's ``between`` [A, B].
 
 Tasks of an interface system with ``md.heterostructure.enabled``:
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .. import heterostructure
-from ..errors import MDRunError
+from ..errors import MDRunError, MDSetupError
 from . import elastic
 from .common import blown_up, load, progress_printer
 
@@ -42,30 +43,37 @@ def check(settings: dict) -> None:
 
 
 def plan(settings: dict, system) -> list[dict]:
+    """The tasks of one interface system (module docstring); each stripe task carries ``between`` [A, B] and
+    ``phase_structures``, the two phases' 0 K cell files in that order."""
     h = settings["heterostructure"]
     if not (system.is_interface and h["enabled"]):
         return []
-    heterostructure.check_settings(h, system.entry["structure"])
     base, name = system.base, system.name
     between = list(system.entry.get("between", []))
-    tasks = [{**base, "kind": "heterostructure", "direction": "normal", "seed": seed, "between": between,
-              "name": f"{name}_heterostructure_seed{seed}"} for seed in range(h["seeds"])]
+    if len(between) != 2 or any(phase not in system.structures for phase in between):
+        raise MDSetupError(f"md.heterostructure: systems.{name}.between {between} must name the two phases of the "
+                           f"case the interface joins (systems: {', '.join(system.structures)})")
+    stripe = {**base, "direction": "normal", "seed": 0, "between": between,
+              "phase_structures": [system.structures[phase] for phase in between]}
+    tasks = [{**stripe, "kind": "heterostructure", "seed": seed, "name": f"{name}_heterostructure_seed{seed}"}
+             for seed in range(h["seeds"])]
     if h["low_temperature"] and elastic.low_temperature(settings):
-        tasks.append({**base, "kind": "heterostructure_low_T", "direction": "normal", "seed": 0,
-                      "between": between, "name": f"{name}_heterostructure_low_T"})
+        tasks.append({**stripe, "kind": "heterostructure_low_T", "name": f"{name}_heterostructure_low_T"})
         if h["compliance_periods"] > 0:
-            tasks.append({**base, "kind": "heterostructure_compliance_low_T", "direction": "normal", "seed": 0,
-                          "between": between, "name": f"{name}_heterostructure_compliance_low_T"})
+            tasks.append({**stripe, "kind": "heterostructure_compliance_low_T",
+                          "name": f"{name}_heterostructure_compliance_low_T"})
         # the phases' own cells with the interface MTP (base["potential"]): the FE twin's inputs
         tasks += [{**base, "kind": "heterostructure_phase_low_T", "direction": None, "seed": 0, "phase": phase,
-                   "structure": system.systems[phase]["structure"], "name": f"{name}_{phase}_elastic_low_T"}
-                  for phase in between if phase in system.systems]
+                   "structure": system.structures[phase], "name": f"{name}_{phase}_elastic_low_T"}
+                  for phase in between]
     return tasks
 
 
 def run(task: dict) -> dict:
     """``result``: :func:`md_gpu.heterostructure.run`'s dict for the stripe cells; the phase cells'
     {C11, C22, C12, C66} (N/m) as in :mod:`.elastic`. A run that blows up is reported, not raised."""
+    from ..structures import load_structure
+
     ff, atoms, run_settings, _ = load(task)
     settings = task["settings"]
     if task["kind"] != "heterostructure":
@@ -76,9 +84,11 @@ def run(task: dict) -> dict:
         h = settings["heterostructure"]
         if task["kind"] == "heterostructure_compliance_low_T":
             h = heterostructure.compliance_cell_settings(h)
+        phases = [(phase, load_structure(path, key=f"md {task['name']} (phase {phase})"))
+                  for phase, path in zip(task["between"], task["phase_structures"])]
         # at low temperature the noise is small enough for the second-order difference (no strain bias)
         scheme = "tension" if task["kind"] == "heterostructure" else "tension2"
-        return {**task, "result": heterostructure.run(ff, h, settings["elastic"], run_settings,
+        return {**task, "result": heterostructure.run(ff, h, phases, settings["elastic"], run_settings,
                                                      relax_steps=settings["stability"]["relax_steps"],
                                                      scheme=scheme, log=progress_printer(task))}
     except MDRunError as exc:

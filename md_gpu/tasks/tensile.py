@@ -1,6 +1,7 @@
 """Uniaxial tension at ``md.temperature_K``: each phase along every direction of ``md.directions``, each
-interface system across its interface lines (``normal``, the y axis of the ``training.structures``
-interface cell), one run per seed (:func:`md_gpu.protocols.tensile`, :func:`~md_gpu.protocols.interface_tensile`).
+interface system across its interface lines (``normal``, the y axis of the interface system's cell,
+whose interfaces run along x), one run per seed (:func:`md_gpu.protocols.tensile`,
+:func:`~md_gpu.protocols.interface_tensile`).
 
 Tasks: ``tensile`` (``<phase>_<direction>_seed<k>``) and ``interface`` (``<interface>_normal_seed<k>``);
 files ``<name>.h5`` (stress-strain curve and thermo), ``.extxyz`` (with ``md.traj_every``), checkpoints

@@ -1,7 +1,7 @@
 """Thermal transport with ``md.thermal.enabled`` (:mod:`md_gpu.protocols`: ``thermal_hnemd``, ``thermal_nemd``, ``thermal_interface``; docs/md.md, "Thermal
 transport in the md stage").
 
-Tasks (cells of ``md.thermal.supercell`` = [nx, ny] repeats of the built structure):
+Tasks (cells of ``md.thermal.supercell`` = [nx, ny] repeats of the system's 0 K cell):
 
 - ``hnemd``, per phase, direction of ``md.thermal.directions`` and seed: ``<phase>_hnemd_<d>_seed<k>.h5``;
 - ``nemd`` along x, per phase, length ``n`` of ``md.thermal.nemd.repeats`` (cell [n, ny]) and seed:
@@ -60,13 +60,13 @@ SETTINGS = {"thermal": {
     "equilibrate_steps": (int, 20000, "equilibration steps before each thermal run"),
     "production_steps": (int, 500000, "HNEMD production steps (the running conductivity is averaged "
                                       "over them)"),
-    "supercell": (list, [2, 2], "repeats [nx, ny] of the built structure in the thermal runs: the HNEMD cell; "
+    "supercell": (list, [2, 2], "repeats [nx, ny] of the system's 0 K cell in the thermal runs: the HNEMD cell; "
                                 "NEMD cells take ny from it, the interface cell nx"),
     "nemd": {
         "enabled": (bool, True, "NEMD along x at several lengths: kappa(L) and the 1/kappa vs 1/L "
                                 "extrapolation to infinite length"),
-        "repeats": (list, [3, 6, 12], "cell lengths as repeats of the built structure along x (two or more; "
-                                     "the baths need a cell of about 35 Å, 3 graphene cells)"),
+        "repeats": (list, [3, 6, 12], "cell lengths as repeats of the system's 0 K cell along x "
+                                     "(two or more; the baths need a cell of about 35 Å)"),
         **_bath_settings("x"),
     },
     "interface": {
