@@ -114,7 +114,10 @@ def format_summary(summary: dict, *, title: str = "") -> str:
                      f"(= xx {g['xx']['min']:.1f}..{g['xx']['max']:.1f} GPa at {g['thickness_A']} A)")
     ref = summary.get("reference")
     if ref:
-        lattice = ", ".join(f"{k} = {v:.4f} A" for k, v in ref["lattice_A"].items())
+        if "lattice_A" in ref:  # the embedded default case's metadata: named lattice constants
+            lattice = ", ".join(f"{k} = {v:.4f} A" for k, v in ref["lattice_A"].items())
+        else:  # training.reference.reference_properties: the relaxed cell of any sheet
+            lattice = f"cell {ref['cell_A'][0]:.4f} x {ref['cell_A'][1]:.4f} A ({ref['n_atoms']} atoms)"
         lines.append(f"  reference engine at 0 K: {lattice}; C11 {ref['C11_N_per_m']:.1f}, "
                      f"C22 {ref['C22_N_per_m']:.1f}, C12 {ref['C12_N_per_m']:.1f} N/m; "
                      f"E_x {ref['E_x_N_per_m']:.1f}, E_y {ref['E_y_N_per_m']:.1f} N/m; "
