@@ -68,15 +68,15 @@ def _in_plane(atoms) -> np.ndarray:
 
 
 def _maps_onto_itself(frac: np.ndarray, z: np.ndarray, numbers: np.ndarray, shift: np.ndarray,
-                      tol_frac: np.ndarray, tol_z: float) -> bool:
-    """True when translating every atom by ``shift`` (fractional, in-plane) lands on an atom of the same
-    species at the same height."""
+                      cell2: np.ndarray, tol_A: float) -> bool:
+    """True when translating every atom by ``shift`` (fractional, in-plane) lands within ``tol_A`` (Å, in
+    the plane with periodic images, and in height) on an atom of the same species."""
     moved = frac + shift
     for i in range(len(frac)):
         d = moved[i] - frac
         d -= np.round(d)
-        hit = (np.abs(d) <= tol_frac).all(axis=1) & (np.abs(z - z[i]) <= tol_z) & (numbers == numbers[i])
-        if not hit.any():
+        near = np.linalg.norm(d @ cell2, axis=1) <= tol_A
+        if not (near & (np.abs(z - z[i]) <= tol_A) & (numbers == numbers[i])).any():
             return False
     return True
 
@@ -94,47 +94,57 @@ def _reduce(v1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _atoms_in_cell(atoms, cell2: np.ndarray, tol_A: float):
-    """The atoms of the periodic structure ``atoms`` that lie in the in-plane cell ``cell2`` ([2, 2])."""
+    """The atoms of the periodic structure ``atoms`` folded into the in-plane cell ``cell2`` ([2, 2]).
+
+    Images of one site (same species, within ``tol_A`` in the plane, periodic images included, and in
+    height) are merged into one atom at their mean position, so a relaxed supercell whose copies of a
+    site differ by a few hundredths of an Å gives its averaged unit cell."""
     from ase import Atoms
 
-    inv = np.linalg.inv(cell2)
-    frac = (atoms.positions[:, :2] @ inv) % 1.0
-    frac[frac > 1.0 - tol_A / np.linalg.norm(cell2, axis=1)] = 0.0  # 0.99999 -> 0
-    keep, seen = [], []
-    for i, f in enumerate(frac):
-        key = np.round(np.append(f, atoms.positions[i, 2]) / (tol_A * 10), 0)
-        if not any(np.array_equal(key, s) for s in seen):
-            seen.append(key)
-            keep.append(i)
+    frac = atoms.positions[:, :2] @ np.linalg.inv(cell2)
+    frac -= np.floor(frac)
+    sites: list[dict] = []
+    for f, z, number in zip(frac, atoms.positions[:, 2], atoms.numbers):
+        for site in sites:
+            d = f - site["frac"][0]
+            d -= np.round(d)
+            if site["number"] == number and abs(z - site["z"][0]) <= tol_A and np.linalg.norm(d @ cell2) <= tol_A:
+                site["frac"].append(site["frac"][0] + d)
+                site["z"].append(z)
+                break
+        else:
+            sites.append({"number": number, "frac": [f], "z": [z]})
+    mean_frac = np.array([np.mean(site["frac"], axis=0) for site in sites]) % 1.0
     cell = np.zeros((3, 3))
     cell[:2, :2] = cell2
     cell[2] = atoms.cell.array[2]
-    positions = np.column_stack([frac[keep] @ cell2, atoms.positions[keep, 2]])
-    return Atoms(atoms.numbers[keep], positions=positions, cell=cell, pbc=atoms.pbc)
+    positions = np.column_stack([mean_frac @ cell2, [np.mean(site["z"]) for site in sites]])
+    return Atoms([site["number"] for site in sites], positions=positions, cell=cell, pbc=atoms.pbc)
 
 
-def primitive_sheet(atoms, *, tol_A: float = 1e-3):
+def primitive_sheet(atoms, *, tol_A: float = 0.15):
     """The smallest in-plane translation cell of a sheet (the primitive cell of its 2D lattice), with a
     Lagrange-Gauss reduced basis whose first vector is the shortest; z and the species unchanged.
 
     Method: every in-plane vector from atom 0 to an atom of the same species at the same height is a
-    candidate translation; those that map the whole structure onto itself (within ``tol_A``) and the two
-    in-plane cell vectors span the lattice, whose reduced basis is the returned cell.
+    candidate translation; those that map the whole structure onto itself within ``tol_A`` (Å; a cell
+    relaxed by an engine repeats itself only to a few hundredths of an Å) are the ``n - 1`` lattice
+    points inside the given cell. Their fractional coordinates are multiples of ``1/n`` (the index of a
+    sublattice divides every element's order) and are snapped to them; with the two cell vectors they
+    span the lattice, whose reduced basis is the returned cell. Copies of a site are averaged.
     """
     cell2 = _in_plane(atoms)
     numbers, z = atoms.numbers, atoms.positions[:, 2]
-    inv = np.linalg.inv(cell2)
-    frac = (atoms.positions[:, :2] @ inv) % 1.0
-    tol_frac = tol_A / np.linalg.norm(cell2, axis=1)
+    frac = (atoms.positions[:, :2] @ np.linalg.inv(cell2)) % 1.0
     same = np.flatnonzero((numbers == numbers[0]) & (np.abs(z - z[0]) <= tol_A))
-    shifts = []
-    for j in same[1:]:
-        s = (frac[j] - frac[0]) % 1.0
-        if _maps_onto_itself(frac, z, numbers, s, tol_frac, tol_A):
-            shifts.append(s)
+    shifts = [(frac[j] - frac[0]) % 1.0 for j in same[1:]]
+    shifts = [s for s in shifts if _maps_onto_itself(frac, z, numbers, s, cell2, tol_A)]
     n_cells = len(shifts) + 1                      # lattice points per given cell
+    if len(atoms) % n_cells:
+        raise GeometryError(f"{len(atoms)} atoms do not divide into {n_cells} translation cells within "
+                            f"{tol_A} Å; the structure is not periodic enough to reduce")
+    shifts = [(np.round(s * n_cells) / n_cells) % 1.0 for s in shifts]
     vectors = [cell2[0], cell2[1]] + [s @ cell2 for s in shifts]
-    # every lattice vector of interest is an integer combination of these; search small combinations
     candidates = []
     for v in vectors:
         for a in (-1, 0, 1):
@@ -144,21 +154,27 @@ def primitive_sheet(atoms, *, tol_A: float = 1e-3):
     candidates.sort(key=lambda c: (round(float(c @ c), 6), -round(float(c @ cell2[0]), 6)))
     area = abs(np.linalg.det(cell2)) / n_cells
     v1 = candidates[0]
-    v2 = next(c for c in candidates[1:] if abs(abs(v1[0] * c[1] - v1[1] * c[0]) - area) < 1e-3 * area)
+    v2 = next(c for c in candidates[1:] if abs(abs(v1[0] * c[1] - v1[1] * c[0]) - area) < 1e-6 * area)
     v1, v2 = _reduce(v1, v2)
     if v1[0] * v2[1] - v1[1] * v2[0] < 0:
         v2 = -v2
-    return _atoms_in_cell(atoms, np.array([v1, v2]), tol_A)
+    unit = _atoms_in_cell(atoms, np.array([v1, v2]), tol_A)
+    if len(unit) * n_cells != len(atoms):
+        raise GeometryError(f"the {n_cells} copies of the primitive cell do not hold the same atoms within "
+                            f"{tol_A} Å ({len(unit)} sites for {len(atoms)} atoms)")
+    return unit
 
 
-def rectangular_sheet(atoms, *, max_index: int = 12, tol_deg: float = 0.05):
+def rectangular_sheet(atoms, *, max_index: int = 12, tol_deg: float = 1.0, tie: float = 0.02):
     """The smallest rectangular (orthogonal in-plane) supercell of a sheet's primitive cell, rotated so
     that the shortest lattice vector lies along x and the shortest lattice vector orthogonal to it along
     y (for a honeycomb lattice: zigzag rows along x, the 4-atom cell ``a x a sqrt(3)``).
 
-    Among the shortest lattice vectors the one closest in direction to the structure's first cell vector
-    is taken, so the orientation follows the file. Raises :class:`GeometryError` when no orthogonal pair
-    with indices up to ``max_index`` exists (an oblique lattice).
+    Among the shortest lattice vectors (within ``tie``, relative: a relaxed hexagonal cell is slightly
+    anisotropic) the one closest in direction to the structure's first cell vector is taken, so the
+    orientation follows the file; orthogonal means within ``tol_deg``, and the cell is made exactly
+    rectangular through the atoms' fractional coordinates. Raises :class:`GeometryError` when no
+    orthogonal pair with indices up to ``max_index`` exists (an oblique lattice).
     """
     from ase import Atoms
 
@@ -169,7 +185,7 @@ def rectangular_sheet(atoms, *, max_index: int = 12, tol_deg: float = 0.05):
                    if (i, j) != (0, 0)])
     vecs = ij @ p
     lengths = np.linalg.norm(vecs, axis=1)
-    shortest = np.flatnonzero(lengths < lengths.min() * (1 + 1e-6))
+    shortest = np.flatnonzero(lengths < lengths.min() * (1 + tie))
     u_idx = shortest[np.argmax(vecs[shortest] @ first / lengths[shortest])]
     u = vecs[u_idx]
     cosine = np.abs(vecs @ u) / (lengths * lengths[u_idx])
@@ -184,13 +200,12 @@ def rectangular_sheet(atoms, *, max_index: int = 12, tol_deg: float = 0.05):
     patch = prim.repeat((2 * n + 1, 2 * n + 1, 1))
     patch.positions[:, :2] -= n * (p[0] + p[1])
     rect = _atoms_in_cell(patch, supercell, 1e-3)
-    # rotate u onto x
-    c, s = u / np.linalg.norm(u)
-    rot = np.array([[c, s], [-s, c]])
-    xy = rect.positions[:, :2] @ rot.T
+    # u along x, w along y: the fractional coordinates in (u, w) on the rectangle |u| x |w|
     cell = np.diag([np.linalg.norm(u), np.linalg.norm(w), atoms.cell[2, 2]])
+    frac = (rect.positions[:, :2] @ np.linalg.inv(supercell)) % 1.0
+    frac[frac > 1.0 - 0.01 / np.array([np.linalg.norm(u), np.linalg.norm(w)])] -= 1.0  # a site 0.01 Å below 1 is at 0
+    xy = frac @ cell[:2, :2]
     out = Atoms(rect.numbers, positions=np.column_stack([xy, rect.positions[:, 2]]), cell=cell, pbc=atoms.pbc)
-    out.wrap(eps=1e-9)
     order = np.lexsort((np.round(out.positions[:, 0], 6), np.round(out.positions[:, 1], 6)))
     return out[order]
 

@@ -96,3 +96,19 @@ def test_bulk_is_not_a_sheet():
 
 def test_repeats_for():
     assert repeats_for(rectangular_sheet(hbn()), 10.0) == (4, 3)
+
+
+def test_a_relaxed_supercell_reduces_to_its_averaged_unit_cell():
+    """An engine-relaxed cell repeats itself only to ~0.01 Å: rattled copies still reduce to the 2-atom
+    primitive cell (their mean), and an interface built from them uses unit cells, not whole supercells."""
+    rattled = hbn().repeat((4, 3, 1))
+    rattled.rattle(0.01, seed=1)
+    prim = primitive_sheet(rattled)
+    assert len(prim) == 2 and np.isclose(abs(np.linalg.det(prim.cell.array[:2, :2])), 2.504 ** 2 * np.sqrt(3) / 2,
+                                         rtol=1e-3)
+    g = structures.graphene()
+    g.rattle(0.01, seed=2)
+    atoms, info = lateral_interface(as_sheet(rectangular_sheet(g)), as_sheet(rectangular_sheet(rattled)),
+                                    cells_y=(2, 2), names=("graphene", "hbn"))
+    assert info["cells_x"] == [1, 1] and len(atoms) == 16
+    assert rectangular_sheet(g).positions[:, 1].min() > -0.02      # no site folded to the far edge of the cell

@@ -157,11 +157,6 @@ def test_the_tutorial_runs_on_a_new_pair_of_phases(tmp_path, monkeypatch, capsys
     assert "FE stripes vs direct MD (stripe heterostructure)" in measured
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "common.sheets.primitive_sheet finds translations within tol_A = 1e-3 Å only, and a cell relaxed by the "
-    "engine (training.reference.relax_cell: random z kick, BFGS to fmax 0.01) is periodic to ~0.01-0.1 Å: the "
-    "relaxed phase cell is kept whole as its own 'unit', so interfaces (training.cells.interface_cell) and MD "
-    "stripe cells are built from whole repeated cells (graphene_hbn: 480 atoms instead of about 100)"))
 def test_relaxed_phase_cell_reduces_to_its_unit_cell():
     from ase.calculators.emt import EMT
 
