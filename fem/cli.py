@@ -25,8 +25,8 @@ FLAGS = {
     "--mesh-size-nm": ("mesh_size_nm", float, "element size (nm)"),
     "--interface-mesh-size-nm": ("interface_mesh_size_nm", float, "element size near interfaces (nm)"),
     "--interface-width-nm": ("interface_width_nm", float, "interface band width (nm); 0: no band"),
-    "--interface-fallback": ("interface_fallback", str, "band strength without a properties.json interface "
-                                                        "entry: weaker_phase | error"),
+    "--interface-fallback": ("interface_fallback", str, "band strength without a usable properties.json "
+                                                        "interface strength: weaker_phase | error"),
     "--period-nm": ("stripes.period_nm", float, "stripes: period (nm)"),
     "--orientation": ("stripes.orientation", str, "stripes: x (along x) | y (across x)"),
     "--radius-nm": ("islands.radius_nm", float, "islands: radius (nm)"),
@@ -57,8 +57,8 @@ THERMAL_FLAGS = {
     "--direction": ("thermal.load_direction", str, "heat flows along x | y (hot edge at 0)"),
     "--delta-t-k": ("thermal.delta_T_K", float, "temperature difference between hot and cold edges (K)"),
     "--heat-interface": ("thermal.interface", str, "jump (q.n = G [T]) | perfect (continuous T)"),
-    "--conductance-fallback": ("thermal.interface_fallback", str, "without a properties.json conductance: "
-                                                                  "perfect | error"),
+    "--conductance-fallback": ("thermal.interface_fallback", str, "without a usable properties.json "
+                                                                  "conductance: perfect | error"),
     "--thermal-mesh-size-nm": ("thermal.mesh_size_nm", float, "element size of the thermal samples (nm)"),
     "--thermal-linear": ("thermal.linear", str, "direct | iterative"),
     "--fractions": ("thermal.fractions", _floats, "fraction sweep: comma-separated B fractions ('' for none)"),
@@ -93,6 +93,7 @@ def _settings(args, flags: dict = FLAGS) -> dict:
         s["stripes"]["fraction"] = s["islands"]["fraction"] = args.fraction
     s["damage"] = not args.no_damage
     s["write_fields"] = not args.no_fields
+    s["allow_unfailed_strength"] = bool(getattr(args, "allow_unfailed_strength", False))
     check_settings(s)
     return s
 
@@ -105,6 +106,8 @@ def _add_common(p, flags: dict = FLAGS) -> None:
     p.add_argument("--fraction", type=float, default=None, help="area fraction of phase B (stripes and islands)")
     p.add_argument("--no-damage", action="store_true", help="linear elasticity only (effective modulus)")
     p.add_argument("--no-fields", action="store_true", help="do not write XDMF fields")
+    p.add_argument("--allow-unfailed-strength", action="store_true",
+                   help="use a strength from tensile runs that did not fail (strength_from_unfailed) as the strength")
     p.add_argument("--verbose", action="store_true", help="print every load step")
 
 
@@ -113,7 +116,7 @@ def _run(args, work, flags: dict = FLAGS) -> int:
 
     from common.atomic import write_json
 
-    from .materials import read_properties, resolve_phases
+    from .materials import input_record, read_properties, resolve_phases
 
     comm = MPI.COMM_WORLD
     try:
@@ -131,7 +134,8 @@ def _run(args, work, flags: dict = FLAGS) -> int:
             print(f"multiscale fem: error: {exc}", file=sys.stderr)
         return 1
     if comm.rank == 0:
-        write_json(out / "fem_results.json", {"format": "multiscale-fem-results/1", "settings": s, **result})
+        write_json(out / "fem_results.json", {"format": "multiscale-fem-results/1", "settings": s,
+                                              "inputs": input_record(props, s), **result})
         print(summary)
     return 0
 

@@ -19,7 +19,9 @@ Data flow::
          {"modulus_N_per_m", "perfect_interface_modulus_N_per_m", "interface_compliance_nm_per_N_per_m",
           "md_modulus_N_per_m", "period_nm", "fraction_B", "reuss_N_per_m", ...,
           "low_T": {"temperature_K", "modulus_N_per_m", "perfect_interface_modulus_N_per_m",
-                    "md_modulus_N_per_m", ...}}
+                    "md_modulus_N_per_m", ...} or {"skipped": reason}}
+         or, without an MD stripe cell, {"skipped": reason}: the true one (:func:`missing_reason`:
+         md.heterostructure off, or N of M stripe runs blew up; fem.consistency.enabled false)
 
 ``low_T`` (when the md stage ran md.heterostructure.low_temperature): the same sample again with each
 phase's elastic constants measured at low temperature with the stripe cell's own (interface) MTP,
@@ -90,14 +92,50 @@ def sample_settings(settings: dict, geometry: dict) -> dict:
     return s
 
 
-def run_consistency(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, log=None) -> dict | None:
-    """The FE modulus (N/m) of the MD stripe heterostructure, beside the MD one; None without one."""
+def missing_reason(props: dict, phases) -> str:
+    """Why properties.json has no MD stripe heterostructure between ``phases``: no interface entry, no stripe
+    runs planned (``md.heterostructure.enabled`` false), or every stripe run blew up
+    (``interfaces.*.heterostructure_runs``, md_gpu.tasks.stripes)."""
+    key = materials.interface_key(props, *phases)
+    if key is None:
+        return f"properties.json has no interface joining {phases[0]} and {phases[1]}"
+    runs = props["interfaces"][key].get("heterostructure_runs")
+    if not runs:
+        return "the md stage ran no stripe heterostructure (md.heterostructure.enabled is false)"
+    at = runs["at_temperature"]
+    return (f"{at['blown_up']} of {at['attempted']} MD stripe runs blew up"
+            + _first_reason(runs, "_heterostructure_seed") + "; no MD modulus to compare with")
+
+
+def low_t_missing_reason(props: dict, phases) -> str:
+    """Why the MD stripe heterostructure between ``phases`` has no ``low_T`` twin: not planned, or runs blew up."""
+    key = materials.interface_key(props, *phases)
+    runs = (props["interfaces"][key].get("heterostructure_runs") or {}) if key else {}
+    low = runs.get("low_T")
+    if not low:
+        return ("the md stage ran no low-temperature stripe twin (md.heterostructure.low_temperature or "
+                "md.elastic.low_temperature_K is off)")
+    if low["blown_up"]:
+        return (f"{low['blown_up']} of {low['attempted']} low-temperature stripe and phase runs blew up"
+                + _first_reason(runs, "_low_T"))
+    return "the md stage recorded no low-temperature twin"
+
+
+def _first_reason(runs: dict, suffix: str) -> str:
+    """``: <run>: <reason>`` of the first blown-up run whose name has ``suffix`` (empty when none is named)."""
+    named = [b for b in runs.get("blown_up", []) if suffix in b.get("run", "")]
+    return f" ({named[0]['run']}: {named[0]['reason']})" if named else ""
+
+
+def run_consistency(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, log=None) -> dict:
+    """The FE modulus (N/m) of the MD stripe heterostructure, beside the MD one; ``{"skipped": reason}``
+    without one (the true reason: not run by the md stage, or its runs blew up, :func:`missing_reason`)."""
     md = heterostructure_entry(props, settings["phases"])
     if md is None:
+        reason = missing_reason(props, settings["phases"])
         if log:
-            log("consistency: properties.json has no MD stripe heterostructure (md.heterostructure.enabled "
-                "is false), so no FE twin is run")
-        return None
+            log(f"consistency: no FE twin is run: {reason}")
+        return {"skipped": reason}
     R, source = materials.interface_compliance(props, *settings["phases"])
     with_band = R != 0.0 and settings["consistency"]["band_elements"] > 0
     s = sample_settings(settings, md["geometry"])
@@ -119,12 +157,15 @@ def run_consistency(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, log=Non
            "sample_nm": [s["length_nm"], s["height_nm"]], "mesh_size_nm": s["mesh_size_nm"],
            "band_nm": s["interface_width_nm"], "md_geometry": md["geometry"]}
     if log:
+        md_e = out["md_modulus_N_per_m"]
+        spread = f"+- {md_e['sem']:.2f}" if md_e.get("sem") is not None else "(1 seed)"
         log(f"consistency: FE {out['modulus_N_per_m']:.2f} N/m (perfect interfaces "
-            f"{out['perfect_interface_modulus_N_per_m']:.2f}) vs direct MD {out['md_modulus_N_per_m']['mean']:.2f} "
-            f"+- {out['md_modulus_N_per_m']['sem']:.2f} N/m across {out['period_nm']:.2f} nm stripes; interface "
-            f"compliance {out['interface_compliance_source']}")
+            f"{out['perfect_interface_modulus_N_per_m']:.2f}) vs direct MD {md_e['mean']:.2f} {spread} N/m across "
+            f"{out['period_nm']:.2f} nm stripes; interface compliance {out['interface_compliance_source']}")
     low = md.get("low_T")
-    if low:
+    if not low:
+        out["low_T"] = {"skipped": low_t_missing_reason(props, settings["phases"])}
+    else:
         out["low_T"] = {"temperature_K": low["temperature_K"],
                         **_twin(s, like_for_like_properties(props, low, settings["phases"]), comm, with_band),
                         "md_modulus_N_per_m": low["youngs_modulus_normal_N_per_m"],
@@ -143,7 +184,9 @@ def band_elements(settings: dict, props: dict, R: float, h: float) -> int:
     across (``R / width`` is added to it; fem.materials.interface_material)."""
     n = settings["consistency"]["band_elements"]
     if R < 0:
-        least = min(1.0 / materials.phase_material(props, p).stiffness()[1, 1] for p in settings["phases"])
+        allow = settings.get("allow_unfailed_strength", False)
+        least = min(1.0 / materials.phase_material(props, p, allow_unfailed_strength=allow).stiffness()[1, 1]
+                    for p in settings["phases"])
         n = max(n, math.ceil(2.0 * -R / least / h))
     return n
 

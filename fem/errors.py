@@ -4,6 +4,10 @@
   malformed ``properties.json`` key, an unknown phase name, a geometry that
   cannot be built (area fraction too high for the islands to fit), a bad
   setting value. The message names the file or key and what to do.
+* :class:`UnusableInputError` – a ``FemInputError`` for a measured input that is there but must not be
+  used (``withheld`` by the constitutive stage, or failing the same rule, common.uncertainty); a
+  fallback the case asks for (``fem.interface_fallback``, ``fem.thermal.interface_fallback``,
+  ``fem.thermal.on_bad_input: skip``) may take its place.
 * :class:`FemSolveError` – a solve failed while running: a linear solver that
   diverged, a staggered loop that did not converge at the smallest load step.
 """
@@ -15,6 +19,10 @@ class FemError(Exception):
 
 class FemInputError(FemError, ValueError):
     """Bad input (properties file, settings, mesh file): raised before the solve starts."""
+
+
+class UnusableInputError(FemInputError):
+    """A measured input of properties.json that the continuum model must not use; the message says why."""
 
 
 class FemSolveError(FemError, RuntimeError):

@@ -39,8 +39,12 @@ FEM_SETTINGS = {
     "interface_mesh_size_nm": (float, 0.0, "element size near interfaces (nm); 0: mesh_size_nm"),
     "interface_width_nm": (float, 2.0, "width of the interface band (nm), >= 4 ell_nm to fail at the MD "
                                        "interface strength; 0: perfect interface, no band"),
-    "interface_fallback": (str, "weaker_phase", "band strength when properties.json has no interfaces entry "
-                                                "for the two phases: weaker_phase | error"),
+    "interface_fallback": (str, "weaker_phase", "band strength when properties.json has no usable interface "
+                                                "strength for the two phases (no entry, or withheld): "
+                                                "weaker_phase | error"),
+    "allow_unfailed_strength": (bool, False, "use a strength flagged strength_from_unfailed in properties.json (a "
+                                             "tensile run that neither fractured nor yielded: its peak is where the "
+                                             "MD loading stopped, a lower bound) as the strength; false: stop"),
     "stripes": {
         "period_nm": (float, 40.0, "width of one A + B pair of stripes (nm)"),
         "fraction": (float, 0.5, "area fraction of phase B"),
@@ -83,11 +87,12 @@ FEM_SETTINGS = {
         "delta_T_K": (float, 10.0, "temperature difference between the hot and cold edges (K)"),
         "interface": (str, "jump", "jump: q.n = G [T] on phase boundaries (G from properties.json) | "
                                    "perfect: continuous temperature"),
-        "interface_fallback": (str, "perfect", "when properties.json has no conductance for the interface: "
+        "interface_fallback": (str, "perfect", "when properties.json has no usable conductance for the interface "
+                                               "(none, or withheld: not positive by two standard errors): "
                                                "perfect (logged, noted) | error"),
-        "on_bad_input": (str, "error", "when properties.json lacks a usable phase conductivity (missing, or a "
-                                       "noisy MD mean <= 0): error | skip (the thermal part is left out, "
-                                       "fem_results.json says why; the mechanics still run)"),
+        "on_bad_input": (str, "error", "when properties.json lacks a usable phase conductivity (missing, or "
+                                       "withheld: not positive by two standard errors): error | skip (the thermal "
+                                       "part is left out, fem_results.json says why; the mechanics still run)"),
         "mesh_size_nm": (float, 0.0, "element size of the main sample and fraction sweeps (nm); 0: mesh_size_nm"),
         "linear": (str, "direct", "direct (MUMPS LU) | iterative (CG + GAMG)"),
         "fractions": (list, [0.0, 0.25, 0.5, 0.75, 1.0], "area fractions of B of the fraction sweeps; []: none"),
@@ -153,6 +158,10 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
     if comm.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     comm.barrier()
+    inputs = materials.input_record(props, settings)
+    if log:
+        for note in inputs["notes"]:
+            log(f"note: {note}")
     # read the thermal inputs before the long mechanics runs, so that a missing one stops the stage at once
     thermal_inputs, thermal_skipped = None, None
     if settings["thermal"]["enabled"]:
@@ -171,15 +180,15 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
             f"failure strain {main['failure_strain']:.4f}")
     studies = [study.run_sweep(settings, st, i, props, comm=comm, out_dir=out_dir, log=log)
                for i, st in enumerate(settings["studies"])]
-    twin = consistency.run_consistency(settings, props, comm=comm, log=log) \
-        if settings["consistency"]["enabled"] else None
+    twin = consistency.run_consistency(settings, props, comm=comm, log=log) if settings["consistency"]["enabled"] \
+        else {"skipped": "fem.consistency.enabled is false"}
     thermal = thermal_skipped
     if thermal_inputs is not None:
         thermal = thermal_study.run_thermal(settings, thermal_inputs, comm=comm, out_dir=out_dir, log=log)
     results = {"format": RESULTS_FORMAT, "units": {"length": "nm", "stress": "N/m (2D)", "Gc": "nN (= 1e-9 J/m)",
                                                    "energy": "nN nm (1e-18 J)", "conductivity": "W/(m K)"},
-               "properties": props.get("_source"), "settings": settings, "tensile": main, "studies": studies,
-               "consistency": twin, "thermal": thermal}
+               "properties": props.get("_source"), "settings": settings, "inputs": inputs, "tensile": main,
+               "studies": studies, "consistency": twin, "thermal": thermal}
     if comm.rank == 0:
         study.write_json(out_dir / RESULTS_FILE, results)
     return summary(results)
@@ -198,11 +207,13 @@ def summary(results: dict) -> dict:
     out = {"modulus_N_per_m": main["modulus_N_per_m"], "strength_N_per_m": main["strength_N_per_m"],
            "failure_strain": main["failure_strain"], "notes": main["notes"], "results": RESULTS_FILE,
            "studies": tables}
+    if (results.get("inputs") or {}).get("notes"):
+        out["input_notes"] = results["inputs"]["notes"]
     if results.get("consistency"):
         twin = results["consistency"]
         out["consistency"] = {k: twin[k] for k in ("modulus_N_per_m", "perfect_interface_modulus_N_per_m",
                                                     "interface_compliance_nm_per_N_per_m", "md_modulus_N_per_m",
-                                                    "period_nm", "fraction_B", "low_T") if k in twin}
+                                                    "period_nm", "fraction_B", "low_T", "skipped") if k in twin}
     if results.get("thermal"):
         out["thermal"] = results["thermal"] if "skipped" in results["thermal"] else thermal_summary(results["thermal"])
     return out

@@ -16,6 +16,16 @@ here: the UFL constitutive law lives in :mod:`fem.mechanics`.
 
 The phase-field calibration of these materials (Gc from the MD strength) is
 :mod:`fem.phase_field`.
+
+Every measured input passes the rule of :mod:`common.uncertainty` (the one the constitutive stage
+applies): a statistic marked ``withheld``, or not positive by two standard errors (moduli, strengths,
+conductivities, the conductance), or that no run gave, raises :class:`~fem.errors.UnusableInputError`
+naming the key and the reason, and only a fallback the case asks for takes its place
+(``fem.interface_fallback`` for the interface strength, ``fem.thermal.interface_fallback`` for the
+conductance, ``fem.thermal.on_bad_input: skip`` for the conductivities). A single-seed input is used
+and listed by :func:`input_record`. A strength flagged ``strength_from_unfailed`` (a tensile run that
+neither fractured nor yielded contributed its end-of-loading peak) is refused unless
+``fem.allow_unfailed_strength``.
 """
 from __future__ import annotations
 
@@ -26,9 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FemInputError
+from common.contracts import PROPERTIES_FORMAT as FORMAT
+from common.uncertainty import normalised, withheld_reason
 
-FORMAT = "multiscale-properties/1"
+from .errors import FemInputError, UnusableInputError
+
 MODELS = ("AT1", "AT2")
 DIRECTIONS = ("x", "y")
 ELASTICITY = ("orthotropic", "isotropic")
@@ -59,14 +71,42 @@ def read_properties(path: str | Path) -> dict:
     return props
 
 
-def _mean(node: dict, key: str, where: str, source: str) -> float:
-    """The ``mean`` of the statistic ``node[key]``; a clear error if it is absent or not a number."""
+def _mean(node: dict, key: str, where: str, source: str, *, what: str | None = None, unit: str = "",
+          positive: bool = True) -> float:
+    """The ``mean`` of the statistic ``node[key]``; a clear error if it is absent or not a number, and
+    (``what``: the symbol named in the reason) :class:`UnusableInputError` when the statistic is
+    ``withheld`` or fails the rule of :mod:`common.uncertainty` (``positive``: must be positive by two
+    standard errors)."""
     stat = node.get(key) if isinstance(node, dict) else None
     value = stat.get("mean") if isinstance(stat, dict) else None
+    if isinstance(stat, dict) and stat.get("withheld"):
+        raise UnusableInputError(f"{source}: '{where}.{key}' is withheld by the constitutive stage and not used as "
+                                 f"a model input: {stat['withheld']}")
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise FemInputError(f"{source}: key '{where}.{key}.mean' is missing or not a finite number "
                             f"(got {stat!r}); the constitutive stage must provide it")
+    if what is not None:
+        reason = withheld_reason(stat, what, unit, positive=positive)
+        if reason:
+            raise UnusableInputError(f"{source}: '{where}.{key}' is not used as a model input: {reason}")
     return float(value)
+
+
+def _strength(node: dict, where: str, source: str, allow_unfailed: bool) -> float:
+    """The strength (N/m) ``node["ultimate_strength_N_per_m"]`` of a phase direction or an interface: the
+    rule of :func:`_mean`, and refused when the tensile runs it comes from did not all fail
+    (``strength_from_unfailed``) unless ``allow_unfailed`` (``fem.allow_unfailed_strength``)."""
+    sigma = _mean(node, "ultimate_strength_N_per_m", where, source, what="strength", unit="N/m")
+    if node.get("strength_from_unfailed") and not allow_unfailed:
+        labels = (("fractured", "runs_failed"), ("yielded", "runs_yielded"), ("neither", "runs_unfailed"))
+        counts = ", ".join(f"{label} {node[k]}" for label, k in labels if k in node)
+        raise FemInputError(
+            f"{source}: '{where}.ultimate_strength_N_per_m' = {sigma:.4g} N/m comes from tensile runs that did not "
+            f"fail ({counts or 'strength_from_unfailed'}): a run that neither fractured nor yielded stopped at "
+            "md.max_strain, and its peak stress is a lower bound of the strength, not a strength. Rerun the md "
+            "stage with a larger md.max_strain (or a lower md.strain_rate_per_s), or set "
+            "fem.allow_unfailed_strength: true to use it as the strength (recorded in fem_results.json)")
+    return sigma
 
 
 # -- materials --------------------------------------------------------------------------------
@@ -130,7 +170,8 @@ def isotropic(name: str, E: float, nu: float, strength: float) -> PhaseMaterial:
                          strength_x=strength, strength_y=strength)
 
 
-def phase_material(props: dict, name: str, *, elasticity: str = "orthotropic") -> PhaseMaterial:
+def phase_material(props: dict, name: str, *, elasticity: str = "orthotropic",
+                   allow_unfailed_strength: bool = False) -> PhaseMaterial:
     """The material of phase ``name`` from ``properties.json`` data.
 
     Elastic constants come from ``elastic_N_per_m`` (C11, C22, C12, C66) when
@@ -138,7 +179,9 @@ def phase_material(props: dict, name: str, *, elasticity: str = "orthotropic") -
     Poisson ratio along x; then G12 = E/(2(1+nu)) with the mean E). Strengths
     are ``directions.{x,y}.ultimate_strength_N_per_m``. ``elasticity=
     'isotropic'`` replaces the moduli by E = (E1+E2)/2, nu = (nu12+nu21)/2 and
-    the strength by the mean strength.
+    the strength by the mean strength. Every input passes the rule of the module
+    docstring (:class:`UnusableInputError` naming the key otherwise); a strength
+    flagged ``strength_from_unfailed`` needs ``allow_unfailed_strength``.
     """
     source = props.get("_source", "properties.json")
     if elasticity not in ELASTICITY:
@@ -150,16 +193,17 @@ def phase_material(props: dict, name: str, *, elasticity: str = "orthotropic") -
     node = phases[name]
     where = f"phases.{name}"
     dirs = node.get("directions", {})
-    strengths = [_mean(dirs.get(d, {}), "ultimate_strength_N_per_m", f"{where}.directions.{d}", source)
+    strengths = [_strength(dirs.get(d, {}), f"{where}.directions.{d}", source, allow_unfailed_strength)
                  for d in DIRECTIONS]
     if "elastic_N_per_m" in node:
         el = node["elastic_N_per_m"]
-        constants = {k: _mean(el, k, f"{where}.elastic_N_per_m", source) for k in ("C11", "C22", "C12", "C66")}
+        constants = {k: _mean(el, k, f"{where}.elastic_N_per_m", source, what=k, unit="N/m", positive=k != "C12")
+                     for k in ("C11", "C22", "C12", "C66")}
         mat = from_stiffness(name, stiffness_of(constants), *strengths)
     else:
-        ex = _mean(dirs.get("x", {}), "youngs_modulus_N_per_m", f"{where}.directions.x", source)
-        ey = _mean(dirs.get("y", {}), "youngs_modulus_N_per_m", f"{where}.directions.y", source)
-        nu = _mean(dirs.get("x", {}), "poisson_ratio", f"{where}.directions.x", source)
+        ex = _mean(dirs.get("x", {}), "youngs_modulus_N_per_m", f"{where}.directions.x", source, what="E_x", unit="N/m")
+        ey = _mean(dirs.get("y", {}), "youngs_modulus_N_per_m", f"{where}.directions.y", source, what="E_y", unit="N/m")
+        nu = _mean(dirs.get("x", {}), "poisson_ratio", f"{where}.directions.x", source, what="nu_xy", positive=False)
         mat = PhaseMaterial(name, ex, ey, nu, 0.5 * (ex + ey) / (2 * (1 + nu)), *strengths)
     if elasticity == "isotropic":
         mat = isotropic(name, 0.5 * (mat.E1 + mat.E2), 0.5 * (mat.nu12 + mat.nu21), 0.5 * sum(strengths))
@@ -200,17 +244,20 @@ INTERFACE_FALLBACKS = ("weaker_phase", "error")
 
 
 def interface_strength(props: dict, a: PhaseMaterial, b: PhaseMaterial, *,
-                       fallback: str = "weaker_phase") -> tuple[float, float, str]:
+                       fallback: str = "weaker_phase",
+                       allow_unfailed_strength: bool = False) -> tuple[float, float, str]:
     """Strength (N/m) of the interface between phases ``a`` and ``b``, along x and y, and where it came from.
 
     From ``interfaces[key].ultimate_strength_N_per_m`` of ``properties.json``
     (the MD interface cell pulled normal to the interface) when an entry
     joins the two phases, used in both directions and capped by the weaker
     phase so that the band never strengthens the sample. When there is no
-    entry: ``fallback='weaker_phase'`` takes the weaker phase's strength in
+    entry, or its strength is not usable (withheld: the rule of the module
+    docstring): ``fallback='weaker_phase'`` takes the weaker phase's strength in
     each direction (the interface is then as strong as the weaker phase, a
     named assumption recorded in the results); ``'error'`` raises
-    :class:`FemInputError`. Returns ``(strength_x, strength_y, source)``.
+    :class:`FemInputError`. A strength from unfailed runs is refused as a phase's is
+    (``allow_unfailed_strength``). Returns ``(strength_x, strength_y, source)``.
     """
     source = props.get("_source", "properties.json")
     if fallback not in INTERFACE_FALLBACKS:
@@ -223,7 +270,14 @@ def interface_strength(props: dict, a: PhaseMaterial, b: PhaseMaterial, *,
                                 f"fem.interface_fallback: weaker_phase")
         return (min(a.strength_x, b.strength_x), min(a.strength_y, b.strength_y),
                 f"fallback weaker_phase: {source} has no interfaces entry joining {a.name} and {b.name}")
-    sigma = _mean(props["interfaces"][key], "ultimate_strength_N_per_m", f"interfaces.{key}", source)
+    try:
+        sigma = _strength(props["interfaces"][key], f"interfaces.{key}", source, allow_unfailed_strength)
+    except UnusableInputError as exc:
+        if fallback == "error":
+            raise UnusableInputError(f"{exc}; set fem.interface_fallback: weaker_phase to take the weaker phase's "
+                                     "strength instead") from None
+        return (min(a.strength_x, b.strength_x), min(a.strength_y, b.strength_y),
+                f"fallback weaker_phase: {exc}")
     return (min(sigma, a.strength_x, b.strength_x), min(sigma, a.strength_y, b.strength_y),
             f"{source}: interfaces['{key}'].ultimate_strength_N_per_m = {sigma:g} N/m")
 
@@ -242,7 +296,7 @@ def interface_compliance(props: dict, a: str, b: str) -> tuple[float, str]:
     node = props.get("interfaces", {}).get(key, {}).get("normal_compliance") if key else None
     if not isinstance(node, dict):
         return 0.0, f"none: {source} has no interfaces[{a}|{b}].normal_compliance (perfectly bonded interface)"
-    R = _mean(node, "nm_per_N_per_m", f"interfaces.{key}.normal_compliance", source)
+    R = _mean(node, "nm_per_N_per_m", f"interfaces.{key}.normal_compliance", source, what="R", positive=False)
     return R, f"{source}: interfaces['{key}'].normal_compliance.nm_per_N_per_m = {R:.4g}"
 
 
@@ -295,7 +349,8 @@ def stiffness_of(constants: dict) -> np.ndarray:
 
 
 def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial, *, fallback: str = "weaker_phase",
-                       normal: str | None = None, width_nm: float = 0.0) -> tuple[PhaseMaterial, dict]:
+                       normal: str | None = None, width_nm: float = 0.0,
+                       allow_unfailed_strength: bool = False) -> tuple[PhaseMaterial, dict]:
     """The material of the band of width ``width_nm`` (nm) along the interface between phases ``a`` and
     ``b``, and where its properties came from (``{"strength": ..., "compliance": ...}``).
 
@@ -310,7 +365,8 @@ def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial, *, fallb
     normal (islands: the normal turns along the rim) the band is the mean of the two stiffness
     matrices and ``R`` is not applied; the returned source says so.
     """
-    sx, sy, strength_source = interface_strength(props, a, b, fallback=fallback)
+    sx, sy, strength_source = interface_strength(props, a, b, fallback=fallback,
+                                                 allow_unfailed_strength=allow_unfailed_strength)
     key = interface_key(props, a.name, b.name) or f"{a.name}|{b.name}"
     R, compliance_source = interface_compliance(props, a.name, b.name)
     if normal is None:
@@ -350,7 +406,8 @@ def phase_conductivity(props: dict, name: str) -> tuple[float, float]:
     Read from ``phases[name].thermal.conductivity_W_per_mK.{x,y}.mean``; a
     phase measured along one direction only is taken as isotropic. Raises
     :class:`FemInputError` naming the key (and ``md.thermal``, which measures
-    it) when it is absent, and when a value is not > 0.
+    it) when it is absent, and :class:`UnusableInputError` when a value is
+    withheld or not positive by two standard errors (the rule of the module docstring).
     """
     source = props.get("_source", "properties.json")
     if name not in props["phases"]:
@@ -361,7 +418,8 @@ def phase_conductivity(props: dict, name: str) -> tuple[float, float]:
     if not isinstance(per_direction, dict) or not per_direction:
         raise _thermal_missing(source, name)
     where = f"phases.{name}.thermal.conductivity_W_per_mK"
-    known = {d: _mean(per_direction, d, where, source) for d in DIRECTIONS if d in per_direction}
+    known = {d: _mean(per_direction, d, where, source, what=f"kappa_{d}", unit="W/(m K)")
+             for d in DIRECTIONS if d in per_direction}
     if not known:
         raise _thermal_missing(source, name)
     kx, ky = known.get("x", known.get("y")), known.get("y", known.get("x"))
@@ -374,10 +432,11 @@ def interface_conductance(props: dict, a: str, b: str, *, fallback: str = "perfe
     """Interfacial thermal conductance ``G`` (W/(m^2 K)) between phases ``a`` and ``b``, and where it came from.
 
     From ``interfaces[key].thermal.conductance_W_per_m2K.mean`` (``key`` found
-    by :func:`interface_key`). When there is no such entry, ``fallback=
-    'perfect'`` returns ``G = inf`` (perfect thermal contact: no temperature
-    jump, a named assumption the results record) and ``'error'`` raises
-    :class:`FemInputError`. A ``G`` that is not > 0 is always an error.
+    by :func:`interface_key`). When there is no such entry, or its ``G`` is not
+    usable (withheld, or not positive by two standard errors: the rule of the
+    module docstring), ``fallback='perfect'`` returns ``G = inf`` (perfect thermal
+    contact: no temperature jump, a named assumption the results record, with the
+    reason) and ``'error'`` raises :class:`FemInputError`.
     """
     source = props.get("_source", "properties.json")
     if fallback not in THERMAL_FALLBACKS:
@@ -393,11 +452,14 @@ def interface_conductance(props: dict, a: str, b: str, *, fallback: str = "perfe
                                 f"fem.thermal.interface_fallback: perfect")
         return math.inf, f"fallback perfect: {source} has no thermal conductance joining {a} and {b}"
     where = f"interfaces.{key}.thermal"
-    G = _mean(node, "conductance_W_per_m2K", where, source)
-    if not G > 0:
-        raise FemInputError(f"{source}: '{where}.conductance_W_per_m2K' must be > 0 W/(m^2 K), got {G}; "
-                            f"a non-positive conductance means the interface MD run resolved no temperature "
-                            f"jump: rerun it (md.thermal) or set fem.thermal.interface: perfect")
+    try:
+        G = _mean(node, "conductance_W_per_m2K", where, source, what="G", unit="W/(m^2 K)")
+    except UnusableInputError as exc:
+        if fallback == "error":
+            raise UnusableInputError(f"{exc}: the interface MD runs resolved no temperature jump; rerun them longer "
+                                     "(md.thermal.interface), or set fem.thermal.interface_fallback: perfect (or "
+                                     "fem.thermal.interface: perfect)") from None
+        return math.inf, f"fallback perfect: {exc}"
     return G, f"{source}: interfaces['{key}'].thermal.conductance_W_per_m2K = {G:g} W/(m^2 K)"
 
 
@@ -405,3 +467,59 @@ def sheet_thickness_A(props: dict, name: str) -> float | None:
     """Effective thickness (Å) of phase ``name`` (``phases[name].thickness_A``), or None when absent."""
     t = props["phases"].get(name, {}).get("thickness_A")
     return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 else None
+
+
+# -- what the results record about the measured inputs ------------------------------------------------------
+def input_record(props: dict, settings: dict) -> dict:
+    """The record of ``fem_results.json`` ``inputs`` about the measured inputs the runs of ``settings`` read
+    for their two phases and the interface between them: ``allow_unfailed_strength`` (the setting),
+    ``unfailed_strength`` (the key paths of strengths from runs that did not fail, used because the
+    setting allows it), ``single_seed`` (the key paths of inputs measured by one run: no spread, used as
+    they are) and ``notes`` (one sentence each, for the report)."""
+    phases = list(settings.get("phases") or [])
+    thermal = settings.get("thermal", {})
+    with_thermal = bool(thermal.get("enabled"))
+    used, strengths = [], []  # (key path, statistic); (key path, the node carrying strength_from_unfailed)
+    for name in phases:
+        node = props.get("phases", {}).get(name, {})
+        dirs = node.get("directions", {})
+        if "elastic_N_per_m" in node:
+            used += [(f"phases.{name}.elastic_N_per_m.{k}", node["elastic_N_per_m"].get(k))
+                     for k in ("C11", "C22", "C12", "C66")]
+        else:
+            used += [(f"phases.{name}.directions.{d}.youngs_modulus_N_per_m",
+                      dirs.get(d, {}).get("youngs_modulus_N_per_m")) for d in DIRECTIONS]
+            used.append((f"phases.{name}.directions.x.poisson_ratio", dirs.get("x", {}).get("poisson_ratio")))
+        for d in DIRECTIONS:
+            path = f"phases.{name}.directions.{d}.ultimate_strength_N_per_m"
+            used.append((path, dirs.get(d, {}).get("ultimate_strength_N_per_m")))
+            strengths.append((path, dirs.get(d, {})))
+        if with_thermal:
+            kappas = (node.get("thermal") or {}).get("conductivity_W_per_mK") or {}
+            used += [(f"phases.{name}.thermal.conductivity_W_per_mK.{d}", v) for d, v in kappas.items()]
+    key = interface_key(props, *phases) if len(phases) == 2 else None
+    if key:
+        node = props["interfaces"][key]
+        if settings.get("interface_width_nm", 0.0) > 0:
+            path = f"interfaces.{key}.ultimate_strength_N_per_m"
+            used.append((path, node.get("ultimate_strength_N_per_m")))
+            strengths.append((path, node))
+        if isinstance(node.get("normal_compliance"), dict):
+            used.append((f"interfaces.{key}.normal_compliance.nm_per_N_per_m",
+                         node["normal_compliance"].get("nm_per_N_per_m")))
+        if with_thermal and thermal.get("interface") != "perfect":
+            used.append((f"interfaces.{key}.thermal.conductance_W_per_m2K",
+                         (node.get("thermal") or {}).get("conductance_W_per_m2K")))
+    single = [path for path, stat in used if isinstance(stat, dict) and "mean" in stat and not stat.get("withheld")
+              and normalised(stat)["sem"] is None]
+    allow = bool(settings.get("allow_unfailed_strength", False))
+    unfailed = [path for path, node in strengths if node.get("strength_from_unfailed")] if allow else []
+    notes = []
+    if single:
+        notes.append(f"inputs measured by one MD run (single seed: no spread measured, used as they are): "
+                     f"{', '.join(single)}")
+    if unfailed:
+        notes.append("strengths from tensile runs that did not fail (the peak stress where the loading stopped, a "
+                     "lower bound), used as strengths because fem.allow_unfailed_strength is true: "
+                     f"{', '.join(unfailed)}")
+    return {"allow_unfailed_strength": allow, "unfailed_strength": unfailed, "single_seed": single, "notes": notes}

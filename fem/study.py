@@ -91,14 +91,16 @@ def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dic
     normal compliance the band carries (:func:`fem.materials.interface_material`).
     """
     direction, model, ell = s["load_direction"], s["model"], s["ell_nm"]
-    phase_mats = {name: mat.phase_material(props, name, elasticity=s["elasticity"]) for name in layout.phases}
+    allow = s.get("allow_unfailed_strength", False)
+    phase_mats = {name: mat.phase_material(props, name, elasticity=s["elasticity"], allow_unfailed_strength=allow)
+                  for name in layout.phases}
     by_tag = {layout.tag(name): m for name, m in phase_mats.items()}
     sources = {}
     if layout.band is not None:
         a, b = layout.band
         band, sources[geometry.BAND_TAG] = mat.interface_material(
             props, phase_mats[a], phase_mats[b], fallback=s["interface_fallback"],
-            normal=layout.info.get("interface_normal"), width_nm=s["interface_width_nm"])
+            normal=layout.info.get("interface_normal"), width_nm=s["interface_width_nm"], allow_unfailed_strength=allow)
         by_tag[geometry.BAND_TAG] = band
     out, table = {}, {}
     for tag, m in by_tag.items():

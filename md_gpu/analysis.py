@@ -26,8 +26,11 @@ phase's effective thickness t" is ``sigma_2D / (0.1 t [Å])``.
   strain window (not one noisy row) falls below ``(1 - drop)`` x its running maximum
   past ``min_strain``; the tensile protocol confirms a fracture from the structure and
   reports an unconfirmed drop as yield.
-* Statistics over seeds: ``{"mean", "sem", "n"}``, ``sem`` = sample standard
-  deviation / sqrt(n) (0 when n = 1), as in docs/properties.md.
+* Statistics over seeds (:func:`mean_sem`): ``{"mean", "sem", "n"}``, ``sem`` = sample standard
+  deviation / sqrt(n); ``sem`` is None (JSON null) when n = 1: one run has no spread, and 0 would
+  read as an exact number; NaN with ``mean`` NaN when n = 0. Given the runs that blew up, the
+  statistic also counts ``attempted`` (runs planned), ``failed`` (finished without a number) and
+  ``blown_up`` (left out), as in docs/properties.md.
 * Statistics within one run: :class:`BlockSums` accumulates per-step samples in
   consecutive blocks; :func:`mean_sem_blocks` gives the mean and standard error
   of the block means (sample std / sqrt(blocks)).
@@ -272,13 +275,30 @@ def transverse_stress_stats(stress, *, n_blocks: int = 10, min_blocks: int = 4) 
     return mean_sem_blocks(usable.reshape(blocks, -1).mean(axis=1))
 
 
-def mean_sem(values) -> dict:
-    """``{"mean", "sem", "n"}`` of a list of numbers (NaNs dropped)."""
+def mean_sem(values, *, blown_up: int | None = None) -> dict:
+    """``{"mean", "sem", "n"}`` over runs: ``values`` holds one entry per run that finished (None or NaN:
+    that run gave no number, left out). ``sem`` is the sample standard deviation / sqrt(n); None when
+    n = 1 (one run has no spread: never 0, which would read as exact); NaN, with ``mean`` NaN, when n = 0.
+
+    ``blown_up``: the runs of the same group (system, direction) that blew up; when given, the statistic
+    also carries :func:`run_counts` ``attempted`` (finished + blown up), ``failed`` (finished without a
+    number) and ``blown_up``."""
+    values = list(values)
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if v.size == 0:
-        return {"mean": float("nan"), "sem": float("nan"), "n": 0}
-    sem = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
-    return {"mean": float(v.mean()), "sem": sem, "n": int(v.size)}
+        out = {"mean": float("nan"), "sem": float("nan"), "n": 0}
+    else:
+        sem = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None
+        out = {"mean": float(v.mean()), "sem": sem, "n": int(v.size)}
+    if blown_up is not None:
+        out.update(run_counts(out["n"], len(values) + int(blown_up), int(blown_up)))
+    return out
+
+
+def run_counts(n: int, attempted: int, blown_up: int) -> dict:
+    """``{"attempted", "failed", "blown_up"}`` of a statistic over ``n`` runs out of ``attempted``, of which
+    ``blown_up`` blew up: ``failed`` = the runs that finished without giving a number."""
+    return {"attempted": int(attempted), "failed": int(attempted) - int(blown_up) - int(n), "blown_up": int(blown_up)}
 
 
 def summarize(runs: list[dict]) -> dict:

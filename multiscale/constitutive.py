@@ -15,12 +15,27 @@ md stage measured them, else from the tensile test; ultimate strength and failur
 tensile test. The tensile test's modulus and Poisson's ratio stay as ``tensile_youngs_modulus_*`` and
 ``tensile_poisson_ratio`` (with their fit errors ``tensile_*_fit_sem*``) for the report. Interfaces
 keep their tensile values (the elastic protocol runs on phases only).
+
+Uncertainty and failures travel with the numbers (docs/properties.md, "Uncertain and unusable inputs"):
+
+* every statistic keeps ``{mean, sem, n}`` with ``sem`` null for one seed (a summary of an older md
+  stage wrote 0 there: read as null) and the run counts ``attempted``, ``failed``, ``blown_up`` where
+  the summary has them;
+* one rule for every continuum input (``common.uncertainty.withheld_reason``, applied by ``screen`` to moduli,
+  elastic constants, strengths, conductivities and the conductance): a value not positive by two
+  standard errors, or that no run gave, carries ``withheld`` with the reason and the fem stage does not
+  use it; a single-seed value (no sem to test) is used, marked ``single_seed: true``;
+* a strength to which a tensile run contributed that neither fractured nor yielded (its peak is where
+  the loading stopped) is flagged ``strength_from_unfailed`` (:func:`unfailed_runs`): the fem stage
+  refuses it unless ``fem.allow_unfailed_strength``. Yield counts as failure: a yield stress is a
+  strength of the material; only the end of the loading is not.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from common.contracts import PROPERTIES_FORMAT, read_summary, write_properties
+from common.uncertainty import normalised, resolved, screen, withheld_reason  # noqa: F401  (the one rule; re-exported)
 from .errors import StageError
 
 CONSTITUTIVE_SETTINGS = {
@@ -30,7 +45,9 @@ CONSTITUTIVE_SETTINGS = {
 }
 
 _STAT_KEYS = {"mean", "sem", "n"}
-_COUNTS = ("runs_failed", "runs_yielded", "runs_blown_up")  # tensile runs per direction, passed on
+_RUN_COUNTS = ("attempted", "failed", "blown_up")  # per statistic, passed on where the summary has them
+# tensile runs per direction, passed on
+_COUNTS = ("runs_attempted", "runs_failed", "runs_yielded", "runs_unfailed", "runs_blown_up")
 # property -> where it comes from when the phase has elastic moduli (else every one is "tensile")
 SOURCES = {"youngs_modulus_N_per_m": "elastic", "youngs_modulus_GPa": "elastic", "poisson_ratio": "elastic",
            "ultimate_strength_N_per_m": "tensile", "ultimate_strength_GPa": "tensile", "failure_strain": "tensile"}
@@ -41,9 +58,49 @@ _TENSILE_MODULI = ("youngs_modulus_N_per_m", "youngs_modulus_GPa", "youngs_modul
 
 
 def _check_stat(value, where: str) -> dict:
+    """``{mean, sem, n}`` (+ run counts) of a summary statistic; ``sem`` None for one seed (0 from an older
+    md stage is read as None: one run has no spread)."""
     if not (isinstance(value, dict) and _STAT_KEYS <= set(value)):
         raise StageError(f"{where}: expected a statistic {{mean, sem, n}}, got {value!r}")
-    return {"mean": float(value["mean"]), "sem": float(value["sem"]), "n": int(value["n"])}
+    out = normalised(value)
+    out.update({k: int(value[k]) for k in _RUN_COUNTS if isinstance(value.get(k), (int, np.integer))})
+    return out
+
+
+# the one rule for continuum inputs is common.uncertainty.withheld_reason (``resolved``, ``screen``)
+def unfailed_runs(values: dict) -> int:
+    """The tensile runs of a direction (summary ``directions.<d>`` / ``normal``) whose peak stress is only
+    where the loading stopped: neither fractured nor yielded. ``runs_unfailed`` of the summary; an older
+    summary without it: the strength's ``n`` less the runs that fractured or yielded (at least 0)."""
+    if "runs_unfailed" in values:
+        return int(values["runs_unfailed"])
+    strength = values.get("ultimate_strength_N_per_m") or values.get("ultimate_strength_GPa") or {}
+    n = int(strength.get("n", 0)) if isinstance(strength, dict) else 0
+    return max(n - int(values.get("runs_failed", 0)) - int(values.get("runs_yielded", 0)), 0)
+
+
+def _strength_flags(values: dict, stats: dict) -> dict:
+    """``runs_unfailed`` and ``strength_from_unfailed`` of a tensile direction with a strength."""
+    if not any(k in stats for k in ("ultimate_strength_N_per_m", "ultimate_strength_GPa")):
+        return {}
+    unfailed = unfailed_runs(values)
+    return {"runs_unfailed": unfailed, "strength_from_unfailed": unfailed > 0}
+
+
+# which statistics of a phase direction / an interface are continuum inputs: key -> (symbol, unit, positive)
+_DIRECTION_INPUTS = {"youngs_modulus_N_per_m": ("E", "N/m", True), "youngs_modulus_GPa": ("E", "GPa", True),
+                     "poisson_ratio": ("nu", "", False), "ultimate_strength_N_per_m": ("strength", "N/m", True),
+                     "ultimate_strength_GPa": ("strength", "GPa", True)}
+_ELASTIC_INPUTS = {"C11": True, "C22": True, "C12": False, "C66": True}  # constant -> must be positive
+
+
+def _screen_inputs(stats: dict, label: str) -> dict:
+    """``stats`` with each continuum input of :data:`_DIRECTION_INPUTS` screened (``label``: e.g. ``_x``)."""
+    out = dict(stats)
+    for key, (symbol, unit, positive) in _DIRECTION_INPUTS.items():
+        if key in out:
+            out[key] = screen(out[key], f"{symbol}{label}", unit, positive=positive)
+    return out
 
 
 def _stats(entry: dict, where: str) -> dict:
@@ -78,7 +135,9 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
                 raise StageError(f"{where}: no tensile directions were measured")
             entry = {"thickness_A": system["thickness_A"], "directions": directions, "provenance": provenance}
             if result.get("elastic_N_per_m"):
-                entry["elastic_N_per_m"] = _stats(result["elastic_N_per_m"], f"{where}.elastic_N_per_m")
+                constants = _stats(result["elastic_N_per_m"], f"{where}.elastic_N_per_m")
+                entry["elastic_N_per_m"] = {k: screen(v, k, "N/m", positive=_ELASTIC_INPUTS.get(k, False))
+                                            for k, v in constants.items()}
             if result.get("thermal"):
                 entry["thermal"] = _phase_thermal(result["thermal"], f"{where}.thermal")
             props["phases"][name] = entry
@@ -90,9 +149,13 @@ def build_properties(md_summary: dict, systems: dict, settings: dict, *, source:
                 raise StageError(f"{where} lacks {', '.join(missing)} (constitutive.require_interface)")
             key = "|".join(system["between"])
             props["interfaces"][key] = {"name": name, "between": list(system["between"]), "direction": "normal",
-                                        **stats, **_counts(values),
+                                        **_screen_inputs(stats, " of the interface"), **_counts(values),
+                                        **_strength_flags(values, stats),
                                         "sources": {k: "tensile" for k in SOURCES if k in stats},
                                         "provenance": provenance}
+            runs = stripe_runs(result, name)
+            if runs:
+                props["interfaces"][key]["heterostructure_runs"] = runs
             if result.get("heterostructure"):
                 stripes = _heterostructure(result["heterostructure"], f"{where}.heterostructure")
                 props["interfaces"][key]["heterostructure"] = stripes
@@ -110,12 +173,31 @@ def _counts(values: dict) -> dict:
     return {k: int(values[k]) for k in _COUNTS if k in values}
 
 
+def stripe_runs(result: dict, name: str) -> dict | None:
+    """The interface system's ``heterostructure_runs`` (md_gpu.tasks.stripes.run_record), or for a summary
+    of an older md stage the same derived from ``provenance.blown_up`` (runs ``<name>_heterostructure_*``)
+    and the stripe modulus's ``n``; None when the md stage ran no stripe cell."""
+    if result.get("heterostructure_runs"):
+        return result["heterostructure_runs"]
+    blown = [b for b in result.get("provenance", {}).get("blown_up", [])
+             if b.get("run", "").startswith(f"{name}_heterostructure_seed")]
+    done = (result.get("heterostructure") or {}).get("youngs_modulus_normal_N_per_m", {}).get("n", 0)
+    if not blown and not done:
+        return None
+    out = {"at_temperature": {"attempted": int(done) + len(blown), "blown_up": len(blown)}}
+    if blown:
+        out["blown_up"] = blown
+    return out
+
+
 def phase_direction(values: dict, moduli: dict | None, thickness_A: float, where: str) -> dict:
     """The properties of one phase direction: the tensile statistics ``values`` (summary
     ``directions.<d>``) with Young's modulus and Poisson's ratio taken from ``moduli`` (summary
     ``moduli_N_per_m.<d>``: ``{youngs_modulus (N/m), poisson_ratio}``) when given and finite, the GPa
     modulus at ``thickness_A`` (Å); ``sources`` records which protocol each property came from and the
-    tensile modulus and Poisson's ratio are kept as ``tensile_*``."""
+    tensile modulus and Poisson's ratio are kept as ``tensile_*``. The continuum inputs (modulus,
+    Poisson's ratio, strength) are :func:`screen`-ed; the strength is flagged when a run that did not
+    fail contributed to it (:func:`unfailed_runs`)."""
     stats = _stats(values, where)
     tensile = {f"tensile_{k}": stats.pop(k) for k in _TENSILE_MODULI if k in stats}
     elastic = {}
@@ -125,28 +207,28 @@ def phase_direction(values: dict, moduli: dict | None, thickness_A: float, where
         if e["n"] > 0 and np.isfinite(e["mean"]) and np.isfinite(nu["mean"]):
             to_gpa = 1.0 / (0.1 * thickness_A)  # N/m -> GPa at the effective thickness (Å)
             elastic = {"youngs_modulus_N_per_m": e, "poisson_ratio": nu,
-                       "youngs_modulus_GPa": {"mean": e["mean"] * to_gpa, "sem": e["sem"] * to_gpa, "n": e["n"]}}
+                       "youngs_modulus_GPa": {**e, "mean": e["mean"] * to_gpa,
+                                              "sem": None if e["sem"] is None else e["sem"] * to_gpa}}
     if elastic:
         chosen = elastic
     else:  # no elastic run: the tensile test's own
         chosen = {k: tensile[f"tensile_{k}"] for k in ("youngs_modulus_N_per_m", "youngs_modulus_GPa", "poisson_ratio")
                   if f"tensile_{k}" in tensile}
-    out = {**chosen, **stats, **tensile, **_counts(values)}
+    label = f"_{where.rsplit('.', 1)[-1]}" if "directions." in where else ""
+    out = {**_screen_inputs({**chosen, **stats}, label), **tensile, **_counts(values), **_strength_flags(values, stats)}
     out["sources"] = {k: (src if elastic else "tensile") for k, src in SOURCES.items() if k in out}
     return out
 
 
 def _phase_thermal(thermal: dict, where: str) -> dict:
-    """A phase's thermal conductivity per direction (W/(m K), statistics over seeds) and its provenance."""
+    """A phase's thermal conductivity per direction (W/(m K), statistics over seeds, :func:`screen`-ed: one
+    not positive by two standard errors is withheld, not a usable material property) and its provenance."""
     per_direction = thermal.get("conductivity_W_per_mK")
     if not isinstance(per_direction, dict) or not per_direction:
         raise StageError(f"{where}.conductivity_W_per_mK: expected a statistic per direction, got {per_direction!r}")
-    entry = {"conductivity_W_per_mK": {d: _check_stat(v, f"{where}.conductivity_W_per_mK.{d}")
+    entry = {"conductivity_W_per_mK": {d: screen(_check_stat(v, f"{where}.conductivity_W_per_mK.{d}"),
+                                                 f"kappa_{d}", "W/(m K)")
                                        for d, v in per_direction.items()}}
-    unresolved = [d for d, v in entry["conductivity_W_per_mK"].items() if not resolved(v)]
-    if unresolved:
-        entry["note"] = (f"conductivity along {', '.join(unresolved)} is not positive by two standard errors: "
-                         "not a usable material property (run longer, more seeds, or check the potential)")
     for key in ("method", "length_dependence", "provenance"):
         if key in thermal:
             entry[key] = thermal[key]
@@ -203,7 +285,9 @@ def interface_normal_compliance(cell: dict, low: dict, between: list, where: str
     laminate = laminate_modulus([(1.0 - f, stiffness[between[0]]), (f, stiffness[between[1]])])
     E = cell["youngs_modulus_normal_N_per_m"]
     R = 0.5 * period * (1.0 / E["mean"] - 1.0 / laminate)
-    return {"nm_per_N_per_m": {"mean": R, "sem": 0.5 * period * E["sem"] / E["mean"] ** 2, "n": E["n"]},
+    sem = None if E["sem"] is None else 0.5 * period * E["sem"] / E["mean"] ** 2
+    stat = screen({"mean": R, "sem": sem, "n": E["n"]}, "R", "nm per N/m", positive=False)  # R < 0: a stiff interface
+    return {"nm_per_N_per_m": stat,
             "temperature_K": low["temperature_K"],
             "equivalent_length_nm": {p: R / float(np.linalg.inv(stiffness[p])[1, 1]) for p in between},
             "method": "1/E = 1/E_laminate + 2 R / L of a periodic stripe cell (md.heterostructure.compliance_periods "
@@ -213,19 +297,18 @@ def interface_normal_compliance(cell: dict, low: dict, between: list, where: str
 
 
 def kapitza_length_nm(conductivity: dict, conductance: dict) -> dict:
-    """Kapitza length kappa / G (nm) with its standard error (relative errors added in quadrature).
+    """Kapitza length kappa / G (nm) with its standard error (relative errors added in quadrature; None when
+    either has none: one seed).
 
     conductivity: statistic of kappa (W/(m K)); conductance: statistic of G (W/(m^2 K)), G > 0.
     """
     kappa, g = conductivity["mean"], conductance["mean"]
     mean = kappa / g * 1e9
+    n = min(conductivity["n"], conductance["n"])
+    if conductivity["sem"] is None or conductance["sem"] is None:
+        return {"mean": mean, "sem": None, "n": n}
     rel = ((conductivity["sem"] / kappa) ** 2 if kappa else 0.0) + (conductance["sem"] / g) ** 2
-    return {"mean": mean, "sem": abs(mean) * rel ** 0.5, "n": min(conductivity["n"], conductance["n"])}
-
-
-def resolved(stat: dict) -> bool:
-    """A conductivity or conductance is resolved when it is positive by more than two standard errors."""
-    return stat["mean"] > 0 and stat["mean"] > 2.0 * stat["sem"]
+    return {"mean": mean, "sem": abs(mean) * rel ** 0.5, "n": n}
 
 
 def _interface_thermal(thermal: dict, phases: dict, between, where: str) -> dict:
@@ -234,28 +317,27 @@ def _interface_thermal(thermal: dict, phases: dict, between, where: str) -> dict
     or the mean over directions when y was not measured.
 
     A G that the runs did not resolve (not positive by two standard errors: too short a run, too small
-    a temperature jump) is kept as ``conductance_unresolved_W_per_m2K`` with a note, not as
-    ``conductance_W_per_m2K``: the FE model then treats the interface as it is told for a missing
-    conductance (``fem.thermal.interface_fallback``), instead of using noise as a resistance.
+    a temperature jump) is withheld (:func:`screen`): the FE model then treats the interface as it is
+    told for a conductance it cannot use (``fem.thermal.interface_fallback``), instead of using noise as
+    a resistance, and there is no Kapitza length; nor from a withheld conductivity.
     """
     if "conductance_W_per_m2K" not in thermal:
         raise StageError(f"{where}: no conductance_W_per_m2K (the interface NEMD runs did not finish)")
     entry = {k: _check_stat(v, f"{where}.{k}") for k, v in thermal.items() if isinstance(v, dict) and "mean" in v}
-    g = entry["conductance_W_per_m2K"]
-    if not resolved(g):
-        entry["conductance_unresolved_W_per_m2K"] = entry.pop("conductance_W_per_m2K")
-        entry["note"] = (f"G = {g['mean']:.3g} +- {g['sem']:.3g} W/(m^2 K) is not resolved (not positive by two "
-                         "standard errors); run the interface NEMD longer (md.thermal.interface.production_steps), "
-                         "with more seeds or a larger delta_T_K")
+    g = entry["conductance_W_per_m2K"] = screen(entry["conductance_W_per_m2K"], "G", "W/(m^2 K)")
+    if "withheld" in g:
+        g["withheld"] += ("; run the interface NEMD longer (md.thermal.interface.production_steps), with more seeds "
+                          "or a larger delta_T_K")
     else:
         kapitza = {}
         for phase in between:
             kappas = phases.get(phase, {}).get("thermal", {}).get("conductivity_W_per_mK", {})
             if kappas:
+                sems = [v["sem"] for v in kappas.values()]
                 kappa = kappas.get("y") or {"mean": sum(v["mean"] for v in kappas.values()) / len(kappas),
-                                            "sem": max(v["sem"] for v in kappas.values()),
+                                            "sem": None if None in sems else max(sems),
                                             "n": min(v["n"] for v in kappas.values())}
-                if resolved(kappa):  # no Kapitza length from a conductivity lost in noise (or < 0)
+                if resolved(kappa) and "withheld" not in kappa:  # no Kapitza length from a conductivity lost in noise
                     kapitza[phase] = kapitza_length_nm(kappa, g)
         if kapitza:
             entry["kapitza_length_nm"] = kapitza

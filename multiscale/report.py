@@ -2,7 +2,9 @@
 
 Page layout (``runs/report/index.html``, no JavaScript, no external resources):
 
-1. Results at a glance: the phase properties per direction (mean ± sem, n seeds), the interface
+1. Results at a glance: the phase properties per direction (mean ± sem, n seeds; "1 seed" and no sem
+   for one run; the runs that blew up or gave no number beside n; "withheld" for an input the FE
+   model must not use, with the reason below the table), the interface
    properties, the FE effective properties, the cross-scale checks with their verdicts.
 2. Timings, then one section per finished upstream stage (``runs/<stage>/stage.json``): compact
    tables (one row per system) with links to the stage's JSON files, which keep every number,
@@ -26,7 +28,7 @@ from common.contracts import read_properties
 
 from .checks import run_checks
 from .report_tables import (Html, checks_table, data_table, esc, fem_studies_table, fem_table, fit_table, flatten,
-                            fmt, interface_table, link, phase_table, table)
+                            fmt, interface_table, link, phase_table, table, withheld_notes)
 
 __all__ = ["REPORT_SETTINGS", "build_report", "run_report", "flatten", "fmt", "properties_table", "thermal_table"]
 
@@ -69,8 +71,8 @@ def properties_table(props: dict) -> str:
             for key, _ in keys:
                 stat = values.get(key)
                 row.append(stat if stat is not None else "-")
-                row.append({k: (v / thickness_nm if k in ("mean", "sem") else v) for k, v in stat.items()}
-                           if stat is not None else "-")
+                row.append({k: (v / thickness_nm if k in ("mean", "sem") and v is not None else v)
+                            for k, v in stat.items()} if stat is not None else "-")
             row.append(values.get("poisson_ratio", "-"))
             row.append(values.get("failure_strain", "-"))
             rows.append(row)
@@ -98,8 +100,7 @@ def thermal_table(props: dict) -> str:
         extrapolated = {d: v.get("extrapolated_W_per_mK")
                         for d, v in entry.get("thermal", {}).get("length_dependence", {}).items()}
         rows += [[phase, f"NEMD, L -> infinity, {d}", "W/(m K)", v] for d, v in extrapolated.items() if v]
-        if entry.get("thermal", {}).get("note"):
-            rows.append([phase, "note", "", entry["thermal"]["note"]])
+        rows += [[phase, "withheld", "", note] for note in withheld_notes(entry.get("thermal") or {}, phase)]
     labels = {"conductance_W_per_m2K": ("conductance G", "W/(m^2 K)"), "temperature_jump_K": ("temperature jump", "K"),
               "heat_flux_W_per_m2": ("heat flux", "W/m^2")}
     for name, entry in props.get("interfaces", {}).items():
@@ -108,8 +109,7 @@ def thermal_table(props: dict) -> str:
                  for key, stat in thermal.items() if isinstance(stat, dict) and "mean" in stat]
         rows += [[name, f"Kapitza length ({phase})", "nm", stat]
                  for phase, stat in thermal.get("kapitza_length_nm", {}).items()]
-        if thermal.get("note"):
-            rows.append([name, "note", "", thermal["note"]])
+        rows += [[name, "withheld", "", note] for note in withheld_notes(thermal, name)]
     if not rows:
         return ""
     return "<p>Thermal transport (MD):</p>" + table(rows, ["system", "quantity", "unit", "value"])

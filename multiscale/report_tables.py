@@ -1,14 +1,16 @@
 """HTML tables of the report: plain functions from the stages' JSON artefacts to HTML strings.
 
 Inputs are the files the stages wrote, read as dicts: ``properties.json`` (phases and interfaces,
-statistics ``{mean, sem, n}`` with ``n`` the number of MD seeds), the data and fit stage summaries
-(``runs/<stage>/stage.json`` ``summary``), ``fem_results.json`` and the list of cross-scale checks
-(:func:`multiscale.checks.run_checks`). Nothing here computes a physical quantity; every number is
+statistics ``{mean, sem, n}`` with ``n`` the number of MD seeds, ``sem`` null for one seed, and where
+recorded the run counts ``attempted``, ``failed``, ``blown_up`` and a ``withheld`` reason), the data
+and fit stage summaries (``runs/<stage>/stage.json`` ``summary``), ``fem_results.json`` and the list of
+cross-scale checks (:func:`multiscale.checks.run_checks`). Nothing here computes a physical quantity; every number is
 shown as the file has it (2D values in N/m, conductivities in W/(m K), compliances in nm per N/m).
 """
 from __future__ import annotations
 
 import html
+import math
 
 STAT_KEYS = {"mean", "sem"}
 
@@ -22,10 +24,12 @@ def esc(value) -> str:
 
 
 def fmt(value) -> str:
-    """Numbers to 4 significant digits, statistics as mean ± sem (n)."""
+    """Numbers to 4 significant digits; statistics as 'mean ± sem (n=…)' with the sem to 2 digits, 'mean
+    (1 seed)' for one run (no sem: never '± 0'), 'no value' when no run gave one, the lost runs beside n
+    (:func:`seeds`) and 'withheld' for a statistic the continuum model must not use."""
     if isinstance(value, dict) and STAT_KEYS <= set(value):
-        n = value.get("n")
-        return f"{fmt(value['mean'])} ± {fmt(value['sem'])}" + (f" (n={n})" if n is not None else "")
+        return _stat_text(value) + (f" ({seeds(value)})" if value.get("n") is not None else "") + \
+            (" withheld" if value.get("withheld") else "")
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)) and len(value) <= 8 and all(isinstance(v, (int, float)) for v in value):
@@ -64,13 +68,45 @@ def flatten(data, prefix: str = "") -> list[list]:
     return rows
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _stat_text(value: dict, scale: float = 1.0) -> str:
+    """'mean ± sem' (4 and 2 significant digits), 'mean' when there is no sem, 'no value' without a mean."""
+    mean, sem = value.get("mean"), value.get("sem")
+    if not _number(mean) or value.get("n") == 0:
+        return "no value"
+    if not _number(sem) or (value.get("n") == 1 and sem == 0):  # one seed (null; an older file's 0), or NaN
+        return fmt(float(mean) * scale)
+    return f"{fmt(float(mean) * scale)} ± {float(sem) * scale:.2g}"
+
+
+def seeds(value: dict) -> str:
+    """The seeds behind a statistic: 'n=3', '1 seed' (no sem), and the runs lost when recorded, e.g.
+    'n=2 of 3: 1 blew up' or '1 seed of 2: 1 gave no number'."""
+    n = value.get("n")
+    text = "1 seed" if n == 1 else f"n={n}"
+    attempted = value.get("attempted")
+    lost = [f"{value[k]} {label}" for k, label in (("blown_up", "blew up"), ("failed", "gave no number"))
+            if value.get(k)]
+    if attempted is not None and attempted != n:
+        text += f" of {attempted}"
+    return text + (f": {', '.join(lost)}" if lost else "")
+
+
 def stat(value, *, scale: float = 1.0) -> Html:
-    """A statistic as ``mean ± sem`` with the seed count ``n`` beside it; '-' when absent."""
+    """A statistic as ``mean ± sem`` with the seeds beside it (:func:`seeds`: '1 seed' for one run, the
+    runs that blew up or gave no number) and 'withheld' (with its reason on hover) when the continuum
+    model must not use it; '-' when absent."""
     if not (isinstance(value, dict) and STAT_KEYS <= set(value)):
         return Html("-") if value is None else Html(esc(fmt(value)))
-    n = value.get("n")
-    text = f"{fmt(value['mean'] * scale)} ± {fmt(value['sem'] * scale)}"
-    return Html(esc(text) + (f" <span class='n'>n={esc(n)}</span>" if n is not None else ""))
+    out = esc(_stat_text(value, scale))
+    if value.get("n") is not None:
+        out += f" <span class='n'>{esc(seeds(value))}</span>"
+    if value.get("withheld"):
+        out += f" <span class='fail' title='{esc(value['withheld'])}'>withheld</span>"
+    return Html(out)
 
 
 def link(href: str, text: str) -> Html:
@@ -100,8 +136,13 @@ def phase_table(props: dict) -> str:
                          _run_counts(values), stat(kappa.get(direction))])
         if entry.get("elastic_N_per_m"):
             elastic.append([phase] + [stat(entry["elastic_N_per_m"].get(c)) for c in ("C11", "C22", "C12", "C66")])
-        if _get(entry, "thermal", "note"):
-            notes.append(f"{phase}: {entry['thermal']['note']}")
+        notes += withheld_notes(entry, phase)
+        for direction, values in (entry.get("directions") or {}).items():
+            if values.get("strength_from_unfailed"):
+                notes.append(f"{phase}, {direction}: the strength comes from tensile runs that did not fail "
+                             f"({values.get('runs_unfailed', '?')} of them neither fractured nor yielded: their "
+                             "peak is where the loading stopped, a lower bound); the fem stage refuses it unless "
+                             "fem.allow_unfailed_strength")
     out = table(rows, ["phase", "direction", "E (N/m)", "Poisson ratio ν", "tensile fit: E (N/m) / ν",
                        "strength (N/m)", "failure strain", "tensile runs", "κ (W/(m K))"], cls="glance")
     out += ("<p class='note'>E and ν: from the elastic constants at temperature (md.elastic, strains held "
@@ -119,11 +160,34 @@ def _sourced(values: dict, key: str) -> Html:
 
 
 def _run_counts(values: dict) -> Html:
-    """'fractured f, yielded y, blew up b' of the tensile runs of one direction ('-' when not recorded)."""
+    """'of 3: fractured f, yielded y, neither u, blew up b' of the tensile runs of one direction ('-' when not
+    recorded); 'neither' (the peak is the end of the loading) marked."""
     counts = [(label, values.get(key)) for label, key in (("fractured", "runs_failed"), ("yielded", "runs_yielded"),
-                                                          ("blew up", "runs_blown_up"))]
+                                                          ("neither", "runs_unfailed"), ("blew up", "runs_blown_up"))]
     shown = [f"{label} {count}" for label, count in counts if count is not None]
-    return Html(esc(", ".join(shown)) if shown else "-")
+    if not shown:
+        return Html("-")
+    text = esc((f"of {values['runs_attempted']}: " if "runs_attempted" in values else "") + ", ".join(shown))
+    if values.get("strength_from_unfailed"):
+        text += " <span class='fail'>strength from unfailed runs</span>"
+    return Html(text)
+
+
+def withheld_notes(entry: dict, name: str) -> list[str]:
+    """'<name>: <key> withheld: <reason>' for every statistic of a properties.json entry marked ``withheld``."""
+    notes = []
+
+    def walk(node, path):
+        if isinstance(node, dict) and STAT_KEYS <= set(node):
+            if node.get("withheld"):
+                notes.append(f"{name}: {path} withheld (not a model input): {node['withheld']}")
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key not in ("heterostructure", "provenance"):
+                    walk(value, f"{path}.{key}" if path else key)
+
+    walk(entry, "")
+    return notes
 
 
 def interface_table(props: dict) -> str:
@@ -136,8 +200,16 @@ def interface_table(props: dict) -> str:
                      stat(_get(entry, "heterostructure", "youngs_modulus_normal_N_per_m"))])
     if not rows:
         return "<p>No interfaces in properties.json.</p>"
-    return table(rows, ["interface", "strength (N/m)", "normal compliance R (nm per N/m)",
-                        "conductance G (W/(m² K))", "stripe cell E across the stripes (N/m)"], cls="glance")
+    notes = [n for name, entry in props.get("interfaces", {}).items() for n in withheld_notes(entry, name)]
+    for name, entry in props.get("interfaces", {}).items():
+        runs = entry.get("heterostructure_runs") or {}
+        for which, what in (("at_temperature", "stripe runs"), ("low_T", "low-temperature stripe and phase runs")):
+            c = runs.get(which) or {}
+            if c.get("blown_up"):
+                notes.append(f"{name}: {c['blown_up']} of {c['attempted']} MD {what} blew up")
+    return (table(rows, ["interface", "strength (N/m)", "normal compliance R (nm per N/m)",
+                         "conductance G (W/(m² K))", "stripe cell E across the stripes (N/m)"], cls="glance")
+            + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
 
 
 def fem_table(results: dict | None, summary: dict | None) -> str:
@@ -159,7 +231,9 @@ def fem_table(results: dict | None, summary: dict | None) -> str:
         rows.append(["Voigt / Reuss bounds of the modulus",
                      f"{fmt(main['voigt_N_per_m'])} / {fmt(main['reuss_N_per_m'])}", "N/m", "phases in parallel / series"])
     twin = (results or {}).get("consistency") or summary.get("consistency")
-    if twin:
+    if twin and twin.get("skipped"):
+        rows.append(["MD stripe cell's FE twin", "not run", "", twin["skipped"]])
+    elif twin:
         rows.append(["MD stripe cell's FE twin: modulus", twin.get("modulus_N_per_m"), "N/m",
                      f"MD: {fmt(twin.get('md_modulus_N_per_m'))}; perfect interfaces: "
                      f"{fmt(twin.get('perfect_interface_modulus_N_per_m'))}"])
@@ -171,7 +245,7 @@ def fem_table(results: dict | None, summary: dict | None) -> str:
         if kappa is not None:
             rows.append(["effective thermal conductivity", kappa, "W/(m K)",
                          f"along {_get(thermal, 'main', 'load_direction') or thermal.get('load_direction')}"])
-    notes = main.get("notes") or []
+    notes = list(main.get("notes") or []) + list(_get(results, "inputs", "notes") or summary.get("input_notes") or [])
     return (table(rows, ["quantity", "value", "unit", "sample / note"], cls="glance fe")
             + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
 

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
                                 relax_steps=0, scheme="tension2", log=lambda line: None)
         g, e = r["geometry"], r["youngs_modulus_normal_N_per_m"]
         f = g["fraction_B"]
-        compliance = interface_normal_compliance({"youngs_modulus_normal_N_per_m": {"mean": e, "sem": 0.0, "n": 1},
+        compliance = interface_normal_compliance({"youngs_modulus_normal_N_per_m": {"mean": e, "sem": None, "n": 1},
                                                   "geometry": g}, low, key.split("|"), key)
         laminate = compliance["cell"]["laminate_N_per_m"]
         row = {"period_nm": g["period_nm"], "n_atoms": g["n_atoms"], "fraction_B": f, "E_y_N_per_m": e,

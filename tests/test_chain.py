@@ -75,7 +75,11 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
 
     props = json.loads((runs / "constitutive" / "properties.json").read_text())
     assert set(props["phases"]) == {"graphene", "borophene"} and props["interfaces"]
+    # one seed: no sem, marked, and the FE stage lists the single-seed inputs it used
+    strength = props["phases"]["graphene"]["directions"]["x"]["ultimate_strength_N_per_m"]
+    assert strength["n"] == 1 and strength["sem"] is None and strength["single_seed"] is True
     fem = json.loads((runs / "fem" / "fem_results.json").read_text())
+    assert "phases.graphene.directions.x.ultimate_strength_N_per_m" in fem["inputs"]["single_seed"]
     modulus = fem["tensile"]["modulus_N_per_m"]
     # Stripes along x pulled along y are springs in series: the Reuss average of the y moduli
     # E2 = (C11 C22 - C12^2) / C11 the FE takes from the MD elastic constants is the lower bound; the
@@ -93,14 +97,17 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     kappa = props["phases"]["graphene"]["thermal"]["conductivity_W_per_mK"]["x"]
     assert kappa["mean"] > 0 and kappa["n"] == 1
     assert "thermal" not in props["interfaces"]["graphene|borophene"]
-    boro = props["phases"]["borophene"]["thermal"]["conductivity_W_per_mK"]["x"]["mean"]
-    if boro > 0:
+    # one seed: the conductivities carry their run's block sem; one not positive by two of them is withheld
+    usable = all("withheld" not in props["phases"][p]["thermal"]["conductivity_W_per_mK"]["x"]
+                 for p in ("graphene", "borophene"))
+    if usable:
         assert (runs / "fem" / "thermal_temperature.png").is_file()
         # no interface conductance: perfect thermal contact, recorded, and no size sweep (it needs G)
         assert any("perfect" in note for note in fem["thermal"]["notes"])
         assert not (runs / "fem" / "thermal_size.png").is_file()
-    else:  # left out, saying which number of which file, the rest of the FE stage done
+    else:  # left out, saying which number of which file and why, the rest of the FE stage done
         assert "conductivity_W_per_mK" in fem["thermal"]["skipped"] and "on_bad_input: skip" in fem["thermal"]["skipped"]
+        assert "two standard errors" in fem["thermal"]["skipped"]
         assert not (runs / "fem" / "thermal_temperature.png").is_file()
 
     checks = json.loads((runs / "report" / "checks.json").read_text())

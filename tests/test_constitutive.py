@@ -1,4 +1,6 @@
 """The constitutive stage: MD summary -> properties.json, with clear errors for gaps."""
+import copy
+
 import pytest
 
 from common.contracts import ContractError, validate_properties, validate_summary
@@ -39,7 +41,7 @@ def test_properties_follow_the_contract():
     props = build_properties(summary(), SYSTEMS, SETTINGS, source="md/summary.json")
     validate_properties(props)
     graphene = props["phases"]["graphene"]
-    assert props["format"] == "multiscale-properties/1" and props["temperature_K"] == 300.0
+    assert props["format"] == "multiscale-properties/2" and props["temperature_K"] == 300.0
     assert graphene["thickness_A"] == 3.35
     assert graphene["directions"]["x"]["youngs_modulus_N_per_m"] == {"mean": 340.0, "sem": 3.0, "n": 3}
     assert "label" not in graphene["directions"]["x"] and graphene["directions"]["x"]["runs_failed"] == 3
@@ -119,13 +121,15 @@ def test_thermal_malformed_conductivity_is_named():
 
 
 @pytest.mark.parametrize("g", [stat(-1.0e8, 1.0e8, 2), stat(1.0e8, 0.6e8, 2)])
-def test_unresolved_conductance_is_kept_apart_with_a_note(g):
+def test_unresolved_conductance_is_withheld_with_the_reason(g):
     data = thermal_summary()
     data["systems"]["gb"]["thermal"]["conductance_W_per_m2K"] = g
     thermal = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")["interfaces"]["graphene|borophene"][
         "thermal"]
-    assert "conductance_W_per_m2K" not in thermal and "kapitza_length_nm" not in thermal
-    assert thermal["conductance_unresolved_W_per_m2K"] == g and "not resolved" in thermal["note"]
+    kept = thermal["conductance_W_per_m2K"]
+    assert {k: kept[k] for k in ("mean", "sem", "n")} == g and "kapitza_length_nm" not in thermal
+    assert kept["withheld"].startswith(f"G = {g['mean']:.4g} +- {g['sem']:.2g} W/(m^2 K) is not positive by two "
+                                       "standard errors (n = 2)")
 
 
 def stripe_geometry(period_nm, fraction_B, n_atoms):
@@ -189,7 +193,12 @@ def test_interface_compliance_comes_from_the_wider_stripe_cell_and_its_phases_la
     out = props["interfaces"]["graphene|borophene"]
     c = out["normal_compliance"]
     assert c["nm_per_N_per_m"]["mean"] == pytest.approx(R, rel=1e-9)
-    assert c["nm_per_N_per_m"]["sem"] == pytest.approx(0.5 * period * 0.5 / E ** 2)
+    assert c["nm_per_N_per_m"]["sem"] == pytest.approx(0.5 * period * 0.5 / E ** 2)  # the run's own error
+    one = copy.deepcopy(data)  # one run without an error of its own: no sem, a single seed
+    one["systems"]["gb"]["heterostructure"]["low_T"]["compliance_cell"]["youngs_modulus_normal_N_per_m"] = \
+        {"mean": E, "sem": None, "n": 1}
+    r = build_properties(one, SYSTEMS, SETTINGS, source="s")["interfaces"]["graphene|borophene"]["normal_compliance"]
+    assert r["nm_per_N_per_m"]["sem"] is None and r["nm_per_N_per_m"]["single_seed"] is True
     assert c["temperature_K"] == 1.0 and c["cell"]["laminate_N_per_m"] == pytest.approx(laminate_modulus(layers))
     assert c["equivalent_length_nm"]["graphene"] == pytest.approx(R * (407.0 - 137.0 ** 2 / 410.0))
     assert out["heterostructure"]["low_T"]["compliance_cell"]["geometry"]["n_atoms"] == 704
@@ -203,13 +212,129 @@ def test_interface_compliance_comes_from_the_wider_stripe_cell_and_its_phases_la
         build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
 
 
-def test_unresolved_conductivity_gets_a_note_and_no_kapitza_length():
+def test_unresolved_conductivity_is_withheld_and_gives_no_kapitza_length():
     data = thermal_summary()
     data["systems"]["graphene"]["thermal"]["conductivity_W_per_mK"]["y"] = stat(-14.0, 3.0, 2)
     props = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
-    assert "along y is not positive" in props["phases"]["graphene"]["thermal"]["note"]
-    assert props["phases"]["graphene"]["thermal"]["conductivity_W_per_mK"]["y"]["mean"] == -14.0  # kept as measured
+    validate_properties(props)
+    kappa = props["phases"]["graphene"]["thermal"]["conductivity_W_per_mK"]["y"]
+    assert kappa["mean"] == -14.0  # kept as measured, marked
+    assert kappa["withheld"] == "kappa_y = -14 +- 3 W/(m K) is not positive by two standard errors (n = 2)"
+    assert "withheld" not in props["phases"]["graphene"]["thermal"]["conductivity_W_per_mK"]["x"]
     assert "kapitza_length_nm" not in props["interfaces"]["graphene|borophene"]["thermal"]
+
+
+@pytest.mark.parametrize("where,key,value,reason", [
+    ("elastic", "C11", stat(35.0, 20.0, 2), "C11 = 35 +- 20 N/m is not positive by two standard errors (n = 2)"),
+    ("direction", "ultimate_strength_N_per_m", stat(-1.0, 0.5, 3),
+     "strength_x = -1 +- 0.5 N/m is not positive by two standard errors (n = 3)"),
+    ("direction", "youngs_modulus_N_per_m", {"mean": float("nan"), "sem": float("nan"), "n": 0, "attempted": 3,
+                                              "failed": 1, "blown_up": 2},
+     "E_x: no run gave a number (2 blew up, 1 gave no number)"),
+])
+def test_one_rule_withholds_moduli_and_strengths(where, key, value, reason):
+    """The rule of the conductivities also decides for the moduli, elastic constants and strengths."""
+    data = summary()
+    system = data["systems"]["graphene"]
+    (system["elastic_N_per_m"] if where == "elastic" else system["directions"]["x"])[key] = value
+    props = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+    validate_properties(props)
+    graphene = props["phases"]["graphene"]
+    node = graphene["elastic_N_per_m"] if where == "elastic" else graphene["directions"]["x"]
+    assert node[key]["withheld"] == reason
+    assert "withheld" not in graphene["directions"]["y"][key if where == "direction" else "youngs_modulus_N_per_m"]
+
+
+def test_the_rule_itself():
+    from common.uncertainty import resolved, screen, withheld_reason
+
+    assert withheld_reason(stat(10.0, 4.0, 2), "G", "W/(m^2 K)") is None  # 10 > 2 x 4
+    assert withheld_reason(stat(10.0, 5.0, 2), "G", "W/(m^2 K)") == ("G = 10 +- 5 W/(m^2 K) is not positive by two "
+                                                                     "standard errors (n = 2)")
+    assert withheld_reason(stat(-0.2, 0.01, 3), "nu", positive=False) is None  # a free sign needs only a number
+    one = {"mean": 12.0, "sem": None, "n": 1}
+    assert resolved(one) and screen(one, "E")["single_seed"] is True and "withheld" not in screen(one, "E")
+    assert screen({"mean": 12.0, "sem": 0.0, "n": 1}, "E")["single_seed"]  # an older summary's 0: one seed
+    assert screen({"mean": -3.0, "sem": None, "n": 1}, "E", "N/m")["withheld"] == "E = -3 N/m (1 seed) is not positive"
+    assert "single_seed" not in screen(stat(12.0, 1.0, 3), "E")
+
+
+def test_single_seed_statistics_have_no_sem_and_are_marked():
+    data = summary()
+    for direction in data["systems"]["graphene"]["directions"].values():
+        direction.update({k: {"mean": v["mean"], "sem": None, "n": 1, "attempted": 2, "failed": 0, "blown_up": 1}
+                          for k, v in direction.items() if isinstance(v, dict)})
+    data["systems"]["graphene"]["elastic_N_per_m"]["C11"] = {"mean": 350.0, "sem": 0.0, "n": 1}  # older md stage
+    validate_summary(data)
+    props = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+    validate_properties(props)
+    x = props["phases"]["graphene"]["directions"]["x"]
+    assert x["youngs_modulus_N_per_m"] == {"mean": 340.0, "sem": None, "n": 1, "attempted": 2, "failed": 0,
+                                           "blown_up": 1, "single_seed": True}
+    assert x["failure_strain"] == {"mean": 0.21, "sem": None, "n": 1, "attempted": 2, "failed": 0, "blown_up": 1}
+    assert props["phases"]["graphene"]["elastic_N_per_m"]["C11"] == {"mean": 350.0, "sem": None, "n": 1,
+                                                                     "single_seed": True}
+
+
+def test_run_counts_reach_properties_json_for_every_group():
+    data = thermal_summary()
+    x = data["systems"]["graphene"]["directions"]["x"]
+    x.update(runs_attempted=4, runs_blown_up=1, runs_yielded=0, runs_unfailed=0)
+    x["ultimate_strength_N_per_m"] = {**stat(33.0, 0.4), "attempted": 4, "failed": 0, "blown_up": 1}
+    data["systems"]["graphene"]["elastic_N_per_m"]["C22"] = {**stat(352.0), "attempted": 3, "failed": 0, "blown_up": 0}
+    data["systems"]["graphene"]["thermal"]["conductivity_W_per_mK"]["x"] = {**stat(400.0, 40.0, 2), "attempted": 3,
+                                                                            "failed": 0, "blown_up": 1}
+    data["systems"]["gb"]["thermal"]["conductance_W_per_m2K"].update(attempted=2, failed=0, blown_up=0)
+    validate_summary(data)
+    props = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+    validate_properties(props)
+    graphene = props["phases"]["graphene"]
+    px = graphene["directions"]["x"]
+    assert (px["runs_attempted"], px["runs_failed"], px["runs_blown_up"], px["runs_unfailed"]) == (4, 3, 1, 0)
+    assert {k: px["ultimate_strength_N_per_m"][k] for k in ("attempted", "failed", "blown_up")} == \
+        {"attempted": 4, "failed": 0, "blown_up": 1}
+    assert graphene["elastic_N_per_m"]["C22"]["attempted"] == 3
+    assert graphene["thermal"]["conductivity_W_per_mK"]["x"]["blown_up"] == 1
+    assert props["interfaces"]["graphene|borophene"]["thermal"]["conductance_W_per_m2K"]["attempted"] == 2
+
+
+@pytest.mark.parametrize("counts,flag", [
+    ({"runs_failed": 0, "runs_yielded": 3, "runs_unfailed": 0}, False),   # yield is a failure of the material
+    ({"runs_failed": 2, "runs_yielded": 0, "runs_unfailed": 1}, True),    # one run's peak is the end of the loading
+    ({"runs_failed": 0, "runs_yielded": 0, "runs_unfailed": 3}, True),
+    ({"runs_failed": 0, "runs_yielded": 0}, True),                        # older summary: derived from the n
+    ({"runs_failed": 1, "runs_yielded": 2}, False),
+])
+def test_strength_from_runs_that_did_not_fail_is_flagged(counts, flag):
+    data = summary()
+    data["systems"]["graphene"]["directions"]["y"].update(counts)
+    data["systems"]["gb"]["normal"].update(counts)
+    props = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+    validate_properties(props)
+    y = props["phases"]["graphene"]["directions"]["y"]
+    assert y["strength_from_unfailed"] is flag and (y["runs_unfailed"] > 0) is flag
+    assert props["phases"]["graphene"]["directions"]["x"]["strength_from_unfailed"] is False
+    assert props["interfaces"]["graphene|borophene"]["strength_from_unfailed"] is flag
+
+
+def test_stripe_runs_that_blew_up_reach_properties_json():
+    data = summary()
+    runs = {"at_temperature": {"attempted": 2, "blown_up": 2},
+            "blown_up": [{"run": "gb_heterostructure_seed0", "reason": "T > 2 T0"},
+                         {"run": "gb_heterostructure_seed1", "reason": "T > 2 T0"}]}
+    data["systems"]["gb"]["heterostructure_runs"] = runs
+    validate_summary(data)
+    props = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")
+    validate_properties(props)
+    interface = props["interfaces"]["graphene|borophene"]
+    assert interface["heterostructure_runs"] == runs and "heterostructure" not in interface
+    # an older summary: only provenance.blown_up names them
+    data = summary()
+    data["systems"]["gb"]["provenance"]["blown_up"] = runs["blown_up"]
+    interface = build_properties(data, SYSTEMS, SETTINGS, source="md/summary.json")["interfaces"]["graphene|borophene"]
+    assert interface["heterostructure_runs"]["at_temperature"] == {"attempted": 2, "blown_up": 2}
+    assert "heterostructure_runs" not in build_properties(summary(), SYSTEMS, SETTINGS, source="s")["interfaces"][
+        "graphene|borophene"]
 
 
 def test_stage_reads_the_summary_through_its_contract(tmp_path):

@@ -26,7 +26,7 @@ def _same(a, b) -> bool:
 
 
 def test_formats():
-    assert SUMMARY_FORMAT == "md_gpu-summary/1" and PROPERTIES_FORMAT == "multiscale-properties/1"
+    assert SUMMARY_FORMAT == "md_gpu-summary/1" and PROPERTIES_FORMAT == "multiscale-properties/2"
 
 
 def test_real_summary_is_valid_and_read_as_plain_json():
@@ -41,8 +41,11 @@ def test_real_properties_are_valid_and_read_as_plain_json():
     props = read_properties(PROPERTIES)
     assert _same(props, json.loads(PROPERTIES.read_text()))
     interface = props["interfaces"]["graphene|borophene"]
-    assert interface["normal_compliance"]["nm_per_N_per_m"]["n"] == 1
-    assert "conductance_unresolved_W_per_m2K" in interface["thermal"] and interface["thermal"]["note"]
+    compliance = interface["normal_compliance"]["nm_per_N_per_m"]
+    assert compliance["n"] == 1 and compliance["sem"] is None and compliance["single_seed"] is True
+    assert "not positive by two standard errors" in interface["thermal"]["conductance_W_per_m2K"]["withheld"]
+    assert "withheld" in props["phases"]["borophene"]["thermal"]["conductivity_W_per_mK"]["x"]
+    assert interface["strength_from_unfailed"] is False and interface["runs_unfailed"] == 0
 
 
 def test_the_hand_written_fem_input_is_valid():
@@ -99,7 +102,7 @@ def test_foreign_file_is_refused(tmp_path, kind, tag, message):
 @pytest.mark.parametrize("kind,old,found,expected", [
     ("summary", "md_gpu-summary/0", "0", "1"),
     ("summary", "md_gpu-summary/2", "2", "1"),
-    ("properties", "multiscale-properties/0", "0", "1"),
+    ("properties", "multiscale-properties/1", "1", "2"),
 ])
 def test_other_version_names_found_and_expected(tmp_path, kind, old, found, expected):
     read, source, stage = READ[kind]
@@ -153,7 +156,7 @@ def test_properties_key_path(tmp_path):
     data = json.loads(PROPERTIES.read_text())
     del data["phases"]["borophene"]["thickness_A"]
     with pytest.raises(ContractError, match=r"key 'phases.borophene.thickness_A' is missing; not a valid properties "
-                                            r"file \(multiscale-properties/1\): rerun the constitutive stage"):
+                                            r"file \(multiscale-properties/2\): rerun the constitutive stage"):
         read_properties(_written(tmp_path, data, "properties.json"))
     data = json.loads(PROPERTIES.read_text())
     data["interfaces"]["graphene|borophene"]["normal_compliance"]["equivalent_length_nm"]["graphene"] = "0.9 nm"
@@ -198,6 +201,21 @@ def test_writer_refuses_bad_data_and_keeps_the_old_file(tmp_path):
                                             r"potential' is missing; .*: the md stage built data outside its contract"):
         write_summary(path, bad)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_statistics_may_have_a_null_sem_and_run_counts_but_no_wrong_count():
+    """One seed: sem null (never 0); run counts and the properties-only markers are optional, typed."""
+    data = json.loads(SUMMARY.read_text())
+    stat = data["systems"]["graphene"]["directions"]["x"]["youngs_modulus_N_per_m"]
+    stat.update(sem=None, n=1, attempted=2, failed=0, blown_up=1)
+    validate_summary(data)
+    stat["blown_up"] = "one"
+    with pytest.raises(ContractError, match=r"youngs_modulus_N_per_m.blown_up' must be an integer"):
+        validate_summary(data)
+    props = json.loads(PROPERTIES.read_text())
+    props["phases"]["graphene"]["directions"]["x"]["ultimate_strength_N_per_m"].update(withheld=3)
+    with pytest.raises(ContractError, match=r"ultimate_strength_N_per_m.withheld' must be a string"):
+        validate_properties(props)
 
 
 def test_unknown_keys_are_allowed_within_a_version():

@@ -20,7 +20,9 @@ def test_orthotropic_sheet_closed_form():
     """C11 = 400, C22 = 300, C12 = 60: E_x = (400*300 - 3600)/300 = 388, E_y = 116400/400 = 291,
     nu_xy = 60/300 = 0.2, nu_yx = 60/400 = 0.15 (and nu_xy / E_x = nu_yx / E_y, the symmetry of S)."""
     m = elastic.summarise([run(400.0, 300.0, 60.0, 120.0)], {})["graphene"]["moduli_N_per_m"]
-    assert m["x"]["youngs_modulus"] == {"mean": pytest.approx(388.0), "sem": 0.0, "n": 1}
+    # one seed: no sem (never 0), with the run counts
+    assert m["x"]["youngs_modulus"] == {"mean": pytest.approx(388.0), "sem": None, "n": 1,
+                                        "attempted": 1, "failed": 0, "blown_up": 0}
     assert m["y"]["youngs_modulus"]["mean"] == pytest.approx(291.0)
     assert m["x"]["poisson_ratio"]["mean"] == pytest.approx(0.2)
     assert m["y"]["poisson_ratio"]["mean"] == pytest.approx(0.15)
@@ -54,7 +56,8 @@ def test_seeds_are_combined_after_the_per_seed_moduli():
     dE/dC11 = 1, dE/dC12 = -2 C12 / C22 = -0.6 at the means) would give 20 * sqrt(1 + 0.36) = 23.3."""
     runs = [run(400.0, 400.0, 100.0, 150.0, seed=0), run(440.0, 400.0, 140.0, 150.0, seed=1)]
     out = elastic.summarise(runs, {})["graphene"]
-    assert out["elastic_N_per_m"]["C11"] == {"mean": 420.0, "sem": 20.0, "n": 2}
+    assert out["elastic_N_per_m"]["C11"] == {"mean": 420.0, "sem": 20.0, "n": 2,
+                                             "attempted": 2, "failed": 0, "blown_up": 0}
     ex = out["moduli_N_per_m"]["x"]["youngs_modulus"]
     assert ex["mean"] == pytest.approx(383.0) and ex["sem"] == pytest.approx(8.0) and ex["n"] == 2
     nu = out["moduli_N_per_m"]["x"]["poisson_ratio"]  # 0.25 and 0.35
@@ -88,7 +91,8 @@ def test_constitutive_takes_the_elastic_moduli():
     props = build_properties(md_summary(True), SYSTEMS, SETTINGS, source="md/summary.json")
     validate_properties(props)
     x = props["phases"]["graphene"]["directions"]["x"]
-    assert x["youngs_modulus_N_per_m"] == {"mean": pytest.approx(383.0), "sem": pytest.approx(8.0), "n": 2}
+    assert x["youngs_modulus_N_per_m"] == {"mean": pytest.approx(383.0), "sem": pytest.approx(8.0), "n": 2,
+                                           "attempted": 2, "failed": 0, "blown_up": 0}
     assert x["youngs_modulus_GPa"]["mean"] == pytest.approx(383.0 / 0.335)
     assert x["youngs_modulus_GPa"]["sem"] == pytest.approx(8.0 / 0.335)
     assert x["poisson_ratio"]["mean"] == pytest.approx(0.30)

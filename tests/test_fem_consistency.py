@@ -39,7 +39,8 @@ def test_fe_twin_approaches_the_exact_laminate_and_reports_the_md_modulus():
 
 def test_no_heterostructure_no_twin_and_bad_geometry_is_named():
     s = _defaults()
-    assert consistency.run_consistency(s, M.read_properties(PROPS)) is None
+    assert consistency.run_consistency(s, M.read_properties(PROPS)) == {
+        "skipped": "the md stage ran no stripe heterostructure (md.heterostructure.enabled is false)"}
     with pytest.raises(FemInputError, match=r"heterostructure geometry: period_nm 4.0 must be > 0 and fraction_B 1.5"):
         consistency.run_consistency(s, _props(fraction=1.5))
     s["consistency"]["elements_per_period"] = 2

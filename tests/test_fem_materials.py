@@ -187,3 +187,65 @@ def test_the_two_phases_default_to_the_one_interface_of_the_case():
     two = {**systems, "ba": {"kind": "interface", "between": ["a", "b"]}}
     with pytest.raises(FemInputError, match=r"\(ab: \['b', 'a'\], ba: \['a', 'b'\]\).*set fem.phases: \[A, B\]"):
         M.resolve_phases([], props, two)
+
+
+def _unfailed(props, node):
+    node.update(strength_from_unfailed=True, runs_failed=0, runs_yielded=0, runs_unfailed=3)
+    return props
+
+
+def test_strength_from_runs_that_did_not_fail_is_refused_unless_allowed():
+    props = M.read_properties(PROPS)
+    _unfailed(props, props["phases"]["borophene"]["directions"]["y"])
+    with pytest.raises(FemInputError, match=r"'phases.borophene.directions.y.ultimate_strength_N_per_m' = 11 N/m comes "
+                                            r"from tensile runs that did not fail \(fractured 0, yielded 0, neither 3\)"
+                                            r".* set fem.allow_unfailed_strength: true"):
+        M.phase_material(props, "borophene")
+    b = M.phase_material(props, "borophene", allow_unfailed_strength=True)
+    assert b.strength_y == 11.0
+    g = M.phase_material(props, "graphene")
+    _unfailed(props, props["interfaces"]["graphene|borophene"])
+    with pytest.raises(FemInputError, match=r"'interfaces.graphene\|borophene.ultimate_strength_N_per_m' = 9.5 N/m "
+                                            r"comes from tensile runs that did not fail"):
+        M.interface_strength(props, b, g)
+    assert M.interface_strength(props, b, g, allow_unfailed_strength=True)[0] == 9.5
+
+
+def test_withheld_or_unresolved_inputs_are_not_used_and_named():
+    """The one rule (common.uncertainty): a withheld statistic, or one not positive by two standard errors in a
+    hand-written file, is refused naming its key; a single seed is used; an interface strength that cannot be
+    used takes the fallback the case asks for."""
+    props = M.read_properties(PROPS)
+    props["phases"]["graphene"]["elastic_N_per_m"]["C11"]["withheld"] = ("C11 = 35 +- 20 N/m is not positive by two "
+                                                                         "standard errors (n = 2)")
+    with pytest.raises(FemInputError, match=r"'phases.graphene.elastic_N_per_m.C11' is withheld by the constitutive "
+                                            r"stage and not used as a model input: C11 = 35 \+- 20 N/m"):
+        M.phase_material(props, "graphene")
+    props = M.read_properties(PROPS)
+    props["phases"]["graphene"]["directions"]["x"]["ultimate_strength_N_per_m"] = {"mean": 1.0, "sem": 1.0, "n": 3}
+    with pytest.raises(FemInputError, match=r"directions.x.ultimate_strength_N_per_m' is not used as a model input: "
+                                            r"strength = 1 \+- 1 N/m is not positive by two standard errors \(n = 3\)"):
+        M.phase_material(props, "graphene")
+    props["phases"]["graphene"]["directions"]["x"]["ultimate_strength_N_per_m"] = {"mean": 35.0, "sem": None, "n": 1}
+    assert M.phase_material(props, "graphene").strength_x == 35.0
+    g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
+    props["interfaces"]["graphene|borophene"]["ultimate_strength_N_per_m"] = {"mean": 9.5, "sem": 6.0, "n": 2}
+    sx, sy, source = M.interface_strength(props, b, g)
+    assert (sx, sy) == (12.0, 11.0) and source.startswith("fallback weaker_phase") and "two standard errors" in source
+    with pytest.raises(FemInputError, match=r"not positive by two standard errors .* fem.interface_fallback: weaker"):
+        M.interface_strength(props, b, g, fallback="error")
+
+
+def test_input_record_lists_single_seed_inputs_and_allowed_unfailed_strengths():
+    from fem import fem_stage
+
+    props = M.read_properties(PROPS)
+    props["phases"]["graphene"]["elastic_N_per_m"]["C22"] = {"mean": 346.0, "sem": None, "n": 1}
+    _unfailed(props, props["phases"]["borophene"]["directions"]["x"])
+    s = {**fem_stage.defaults(), "phases": ["graphene", "borophene"]}
+    record = M.input_record(props, s)
+    assert record["single_seed"] == ["phases.graphene.elastic_N_per_m.C22"]
+    assert record["allow_unfailed_strength"] is False and record["unfailed_strength"] == []
+    record = M.input_record(props, {**s, "allow_unfailed_strength": True})
+    assert record["unfailed_strength"] == ["phases.borophene.directions.x.ultimate_strength_N_per_m"]
+    assert len(record["notes"]) == 2 and "fem.allow_unfailed_strength is true" in record["notes"][1]

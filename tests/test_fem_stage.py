@@ -133,10 +133,10 @@ def test_bad_settings_name_the_key(tmp_path, change, message):
 def test_stage_refuses_properties_of_another_version_before_any_solve(tmp_path):
     (tmp_path / "runs" / "constitutive").mkdir(parents=True)
     path = tmp_path / "runs" / "constitutive" / "properties.json"
-    path.write_text(PROPS.read_text().replace('"multiscale-properties/1"', '"multiscale-properties/0"'))
+    path.write_text(PROPS.read_text().replace('"multiscale-properties/2"', '"multiscale-properties/1"'))
     ctx = Ctx(tmp_path)
-    with pytest.raises(ContractError, match=rf"^{re.escape(str(path))}: key 'format': found version 0 of "
-                                            r"multiscale-properties, expected version 1 .* rerun the constitutive "
+    with pytest.raises(ContractError, match=rf"^{re.escape(str(path))}: key 'format': found version 1 of "
+                                            r"multiscale-properties, expected version 2 .* rerun the constitutive "
                                             r"stage that writes it with --force"):
         fem_stage.run_fem(tiny_settings(), ctx)
     assert not any(ctx.out_dir.iterdir())
@@ -192,3 +192,26 @@ def test_serial_and_two_ranks_give_the_same_curve(tmp_path, geometry):
     assert a["curve"]["strain"] == pytest.approx(b["curve"]["strain"], rel=1e-12)
     assert a["curve"]["stress"] == pytest.approx(b["curve"]["stress"], rel=1e-8, abs=1e-8 * a["strength_N_per_m"])
     assert a["modulus_N_per_m"] == pytest.approx(b["modulus_N_per_m"], rel=1e-8)
+
+
+def test_unfailed_strength_stops_the_stage_unless_allowed_and_is_recorded(tmp_path):
+    """A strength from runs that never failed (properties.json strength_from_unfailed) stops the stage before
+    any solve, naming the phase, direction and the setting; allowed, the results record it."""
+    props = M.read_properties(PROPS)
+    props["phases"]["borophene"]["directions"]["x"].update(strength_from_unfailed=True, runs_failed=0,
+                                                           runs_yielded=0, runs_unfailed=2)
+    s = tiny_settings()
+    s.update(damage=False, studies=[], write_fields=False)
+    s["loading"].update(max_strain=0.01, n_steps=1)
+    s["consistency"]["enabled"] = False
+    with pytest.raises(FemInputError, match=r"phases.borophene.directions.x.ultimate_strength_N_per_m' = 12 N/m comes "
+                                            r"from tensile runs that did not fail .*fem.allow_unfailed_strength: true"):
+        fem_stage.run_all(s, props, out_dir=tmp_path / "a")
+    assert not (tmp_path / "a" / "fem_results.json").exists()
+    s["allow_unfailed_strength"] = True
+    summary = fem_stage.run_all(s, props, out_dir=tmp_path / "b")
+    results = json.loads((tmp_path / "b" / "fem_results.json").read_text())
+    assert results["settings"]["allow_unfailed_strength"] is True
+    assert results["inputs"]["unfailed_strength"] == ["phases.borophene.directions.x.ultimate_strength_N_per_m"]
+    assert results["consistency"] == {"skipped": "fem.consistency.enabled is false"}
+    assert any("allow_unfailed_strength" in n for n in summary["input_notes"])

@@ -126,10 +126,33 @@ def test_stage_stops_before_the_mechanics_when_thermal_inputs_are_missing(tmp_pa
     assert not (tmp_path / "tensile_curve.png").exists()
 
 
-@pytest.mark.parametrize("G_mean", [-1e8, 0.0])
-def test_non_positive_conductance_is_an_error(G_mean):
-    with pytest.raises(FemInputError, match=r"graphene\|borophene.thermal.conductance_W_per_m2K' must be > 0"):
-        M.interface_conductance(thermal_props(G_mean=G_mean), "graphene", "borophene")
+@pytest.mark.parametrize("G_mean", [-1e8, 0.0, 1.5e7])
+def test_unresolved_conductance_is_not_used_and_the_fallback_says_why(G_mean):
+    """A G not positive by two standard errors (sem 1e7 here) is not used, as a withheld one: an error with
+    fem.thermal.interface_fallback: error, else perfect contact, recorded with the reason."""
+    props = thermal_props(G_mean=G_mean)
+    with pytest.raises(FemInputError, match=r"graphene\|borophene.thermal.conductance_W_per_m2K' is not used as a "
+                                            r"model input: G = .* is not positive by two standard errors \(n = 3\)"):
+        M.interface_conductance(props, "graphene", "borophene", fallback="error")
+    G_fb, source = M.interface_conductance(props, "graphene", "borophene")
+    assert G_fb == math.inf and source.startswith("fallback perfect") and "two standard errors" in source
+    props["interfaces"]["graphene|borophene"]["thermal"]["conductance_W_per_m2K"] = {
+        "mean": 2e9, "sem": 1e7, "n": 3, "withheld": "G = ... (set by the constitutive stage)"}
+    with pytest.raises(FemInputError, match=r"is withheld by the constitutive stage .*: G = \.\.\. \(set by"):
+        M.interface_conductance(props, "graphene", "borophene", fallback="error")
+
+
+def test_one_rule_for_the_conductivities_withheld_or_unresolved():
+    props = thermal_props()
+    props["phases"]["borophene"]["thermal"]["conductivity_W_per_mK"]["y"] = {"mean": 30.0, "sem": 20.0, "n": 2}
+    with pytest.raises(FemInputError, match=r"phases.borophene.thermal.conductivity_W_per_mK.y' is not used as a model "
+                                            r"input: kappa_y = 30 \+- 20 W/\(m K\) is not positive by two standard"):
+        M.phase_conductivity(props, "borophene")
+    props["phases"]["borophene"]["thermal"]["conductivity_W_per_mK"]["y"] = {"mean": 30.0, "sem": None, "n": 1}
+    assert M.phase_conductivity(props, "borophene")[1] == 30.0  # one seed: used (and listed by input_record)
+    record = M.input_record(props, {**_settings(), "phases": ["graphene", "borophene"]})
+    assert record["single_seed"] == ["phases.borophene.thermal.conductivity_W_per_mK.y"]
+    assert "single seed" in record["notes"][0]
 
 
 def test_missing_conductance_falls_back_to_perfect_contact_or_errors():

@@ -147,9 +147,17 @@ def test_md_stage_plans_and_summarizes_the_heterostructure(tmp_path):
               "youngs_modulus_normal_N_per_m": 188.0, "geometry": {"period_nm": 6.8}}
     results = [{**tasks[0], "result": result}, {**tasks[1], "blew_up": "exploded", "result": None}]
     summary = summarize_tasks(results, settings)["systems"]["gb"]
-    assert summary["heterostructure"]["youngs_modulus_normal_N_per_m"]["n"] == 1
+    assert summary["heterostructure"]["youngs_modulus_normal_N_per_m"] == {
+        "mean": 188.0, "sem": None, "n": 1, "attempted": 2, "failed": 0, "blown_up": 1}
+    assert summary["heterostructure_runs"]["at_temperature"] == {"attempted": 2, "blown_up": 1}
     assert summary["heterostructure"]["geometry"]["between"] == ["graphene", "borophene"]
     assert summary["provenance"]["blown_up"] == [{"run": "gb_heterostructure_seed1", "reason": "exploded"}]
+    # every stripe run blew up: no heterostructure, but the record says so (not "not enabled")
+    gone = summarize_tasks([{**t, "blew_up": "exploded", "result": None} for t in tasks], settings)["systems"]["gb"]
+    assert "heterostructure" not in gone and gone["heterostructure_runs"] == {
+        "at_temperature": {"attempted": 2, "blown_up": 2},
+        "blown_up": [{"run": "gb_heterostructure_seed0", "reason": "exploded"},
+                     {"run": "gb_heterostructure_seed1", "reason": "exploded"}]}
     off = validate({"seeds": 1}, MD_SETTINGS, where="md", source="test")
     assert not [t for t in plan_tasks(off, ctx) if t["kind"] == "heterostructure"]
     lone = stage_ctx(tmp_path, {"graphene": GB["graphene"], "gb": GB["gb"]})
@@ -183,15 +191,16 @@ def test_md_stage_plans_the_low_temperature_twin_with_the_interface_mtp_on_each_
                  "temperature_K": 1.0}]
     entry = summarize_tasks(results, settings)["systems"]["gb"]["heterostructure"]
     assert entry["low_T"]["temperature_K"] == 1.0
-    assert entry["low_T"]["youngs_modulus_normal_N_per_m"] == {"mean": 188.0, "sem": 0.0, "n": 1}
+    assert entry["low_T"]["youngs_modulus_normal_N_per_m"] == {"mean": 188.0, "sem": None, "n": 1}  # one run
     assert entry["low_T"]["phases_elastic_N_per_m"]["borophene"]["C22"]["mean"] == 195.0
-    assert entry["low_T"]["compliance_cell"]["youngs_modulus_normal_N_per_m"] == {"mean": 195.0, "sem": 0.0, "n": 1}
+    assert entry["low_T"]["compliance_cell"]["youngs_modulus_normal_N_per_m"] == {"mean": 195.0, "sem": None, "n": 1}
     assert entry["low_T"]["compliance_cell"]["geometry"]["period_nm"] == 13.5
     # a phase run that blew up leaves no low_T entry (the twin would mix potentials) and is recorded
     results[-1] = {**low["gb_borophene_elastic_low_T"], "result": None, "blew_up": "exploded"}
     gb = summarize_tasks(results, settings)["systems"]["gb"]
     assert "low_T" not in gb["heterostructure"]
     assert {"run": "gb_borophene_elastic_low_T", "reason": "exploded"} in gb["provenance"]["blown_up"]
+    assert gb["heterostructure_runs"]["low_T"] == {"attempted": 4, "blown_up": 1}
     off = validate({"seeds": 1, "heterostructure": {**H, "low_temperature": False}}, MD_SETTINGS, where="md",
                    source="test")
     assert not [t for t in plan_tasks(off, ctx) if "low_T" in t["kind"] and t["system"] == "gb"]

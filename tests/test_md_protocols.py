@@ -55,7 +55,12 @@ def test_tensile_analysis_on_a_synthetic_curve():
         tensile_properties(strain[:2], stress[:2], fit_window=(0, 0.01))
     s = mean_sem([1.0, 2.0, 3.0])
     assert s == {"mean": 2.0, "sem": pytest.approx(1 / np.sqrt(3)), "n": 3}
-    assert mean_sem([4.0])["sem"] == 0.0
+    assert mean_sem([4.0]) == {"mean": 4.0, "sem": None, "n": 1}  # one run: no spread, never 0
+    nan = mean_sem([])
+    assert nan["n"] == 0 and np.isnan(nan["mean"]) and np.isnan(nan["sem"])
+    # with the group's blown-up runs: the counts; a finished run without the number is "failed"
+    assert mean_sem([4.0, None, float("nan")], blown_up=1) == {"mean": 4.0, "sem": None, "n": 1, "attempted": 4,
+                                                                "failed": 2, "blown_up": 1}
     assert summarize([{"E": 1.0, "tag": "a"}, {"E": 3.0, "tag": "b"}]) == {"E": {"mean": 2.0, "sem": 1.0, "n": 2}}
 
 

@@ -141,8 +141,9 @@ def test_run_md_writes_the_thermal_summary_and_plots(tmp_path, fake_protocols):
     summary = json.loads((ctx.out_dir / "summary.json").read_text())
     graphene = summary["systems"]["graphene"]["thermal"]
     assert graphene["method"] == "hnemd"
-    assert graphene["conductivity_W_per_mK"] == {"x": {"mean": 100.5, "sem": 0.5, "n": 2},
-                                                 "y": {"mean": 200.5, "sem": 0.5, "n": 2}}
+    counts = {"attempted": 2, "failed": 0, "blown_up": 0}
+    assert graphene["conductivity_W_per_mK"] == {"x": {"mean": 100.5, "sem": 0.5, "n": 2, **counts},
+                                                 "y": {"mean": 200.5, "sem": 0.5, "n": 2, **counts}}
     length = graphene["length_dependence"]["x"]
     a = LATTICE["graphene"]["a"]  # the 60-atom cell is 5 a long
     assert length["length_nm"] == pytest.approx([0.5 * a, a], rel=1e-4)
@@ -160,7 +161,7 @@ def test_run_md_writes_the_thermal_summary_and_plots(tmp_path, fake_protocols):
     assert prov["nemd"]["repeats"] == [1, 2] and "blown_up" not in prov
     assert summary["systems"]["soft"]["thermal"]["provenance"]["thickness_A"] == 4.05
     interface = summary["systems"]["interface"]["thermal"]
-    assert interface["conductance_W_per_m2K"] == {"mean": 2.05e9, "sem": pytest.approx(5e7), "n": 2}
+    assert interface["conductance_W_per_m2K"] == {"mean": 2.05e9, "sem": pytest.approx(5e7), "n": 2, **counts}
     assert interface["temperature_jump_K"]["mean"] == 4.5 and interface["heat_flux_W_per_m2"]["n"] == 2
     assert interface["provenance"]["thickness_A"] == pytest.approx(3.7)
     assert interface["provenance"]["delta_T_K"] == 40.0 and interface["provenance"]["n_atoms"] == 120
@@ -189,7 +190,8 @@ def test_summary_keeps_only_the_runs_that_did_not_blow_up(tmp_path, fake_protoco
     ctx = _ctx(tmp_path)
     run_md(_settings(), ctx)
     graphene = json.loads((ctx.out_dir / "summary.json").read_text())["systems"]["graphene"]["thermal"]
-    assert graphene["conductivity_W_per_mK"]["y"] == {"mean": 200.0, "sem": 1.0, "n": 1}  # the run's block sem
+    assert graphene["conductivity_W_per_mK"]["y"] == {"mean": 200.0, "sem": 1.0, "n": 1,  # the run's block sem
+                                                      "attempted": 2, "failed": 0, "blown_up": 1}
     assert graphene["provenance"]["blown_up"] == [{"run": "graphene_hnemd_y_seed1",
                                                    "reason": "heat current: the system blew up at step 9"}]
     assert "graphene_hnemd_y_seed1.h5" not in graphene["provenance"]["runs"]
@@ -216,7 +218,8 @@ def test_one_seed_quotes_the_block_sem_and_a_failed_extrapolation_is_named(tmp_p
     ctx = _ctx(tmp_path)
     run_md(_settings({**THERMAL, "seeds": 1, "interface": {"enabled": False}}), ctx)
     graphene = json.loads((ctx.out_dir / "summary.json").read_text())["systems"]["graphene"]["thermal"]
-    assert graphene["conductivity_W_per_mK"]["x"] == {"mean": 100.0, "sem": 1.0, "n": 1}
+    assert graphene["conductivity_W_per_mK"]["x"] == {"mean": 100.0, "sem": 1.0, "n": 1, "attempted": 1, "failed": 0,
+                                                      "blown_up": 0}
     length = graphene["length_dependence"]["x"]
     assert "extrapolated_W_per_mK" not in length and "positive conductivities" in length["extrapolation_error"]
     assert (ctx.out_dir / "graphene_thermal_length.png").is_file()

@@ -72,8 +72,28 @@ def test_tensile_summary_counts_fractures_and_yields_and_averages_the_new_keys()
     out = tensile.summarise([run(0, True, float("nan")), run(1, False, 0.12), run(2, False, 0.11)], {})
     x = out["cu"]["directions"]["x"]
     assert x["runs_failed"] == 1 and x["runs_yielded"] == 2 and x["runs_blown_up"] == 0
+    assert x["runs_attempted"] == 3 and x["runs_unfailed"] == 0  # yield is a failure: the peak is a strength
+    assert {k: x["yield_strain"][k] for k in ("attempted", "failed", "blown_up")} == \
+        {"attempted": 3, "failed": 1, "blown_up": 0}  # the fractured run has no yield: no number
     assert x["youngs_modulus_GPa"]["mean"] == pytest.approx(46.0) and x["youngs_modulus_GPa"]["n"] == 3
     assert x["yield_strain"]["n"] == 2 and x["fracture_strain"]["n"] == 1
     for key in ("youngs_modulus_fit_sem_GPa", "fit_window_strain", "poisson_ratio_fit_sem",
                 "transverse_stress_mean_GPa", "transverse_stress_sem_GPa"):
         assert x[key]["n"] == 3, key
+
+
+def test_tensile_summary_counts_unfailed_and_blown_up_runs_per_statistic():
+    """A run that neither fractured nor yielded counts as unfailed (its peak is where the loading stopped); a
+    blown-up run counts in every statistic of its direction; one finished run: sem null, never 0."""
+    def run(seed, failed=False, yield_strain=float("nan")):
+        return {"system": "cu", "direction": "x", "name": f"cu_x_seed{seed}", "result": {
+            "ultimate_strength_GPa": 6.0 + seed, "failure_strain": 0.3, "failed": failed,
+            "yield_strain": yield_strain}}
+    lost = {"system": "cu", "direction": "x", "name": "cu_x_seed2", "blew_up": "T > 2 T0", "result": None}
+    x = tensile.summarise([run(0), lost], {})["cu"]["directions"]["x"]
+    assert (x["runs_attempted"], x["runs_failed"], x["runs_yielded"], x["runs_unfailed"], x["runs_blown_up"]) == \
+        (2, 0, 0, 1, 1)
+    assert x["ultimate_strength_GPa"] == {"mean": 6.0, "sem": None, "n": 1, "attempted": 2, "failed": 0,
+                                          "blown_up": 1}
+    x = tensile.summarise([run(0, failed=True), run(1)], {})["cu"]["directions"]["x"]
+    assert x["runs_unfailed"] == 1 and x["ultimate_strength_GPa"]["sem"] == pytest.approx(0.5)

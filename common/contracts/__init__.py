@@ -5,7 +5,7 @@ Each file is described once, as ``TypedDict`` shapes (:mod:`common.contracts.sha
 
 - ``runs/md/summary.json``, format ``md_gpu-summary/1`` (:class:`shapes.Summary`): written by the md
   stage, read by the constitutive stage, the cross-scale checks and the report;
-- ``runs/constitutive/properties.json``, format ``multiscale-properties/1`` (:class:`shapes.Properties`,
+- ``runs/constitutive/properties.json``, format ``multiscale-properties/2`` (:class:`shapes.Properties`,
   docs/properties.md): written by the constitutive stage, read by the fem stage, the checks and the report.
 
 API: ``read_summary(path) -> dict``, ``write_summary(path, data) -> Path``, ``validate_summary(data)``
@@ -31,7 +31,9 @@ from . import shapes
 from .check import Contract, ContractError, check
 
 SUMMARY = Contract("md_gpu-summary", 1, shapes.Summary, stage="md", what="MD summary")
-PROPERTIES = Contract("multiscale-properties", 1, shapes.Properties, stage="constitutive",
+# version 2: statistics may have a null sem (one seed) and carry run counts, ``withheld`` and ``single_seed``;
+# strength_from_unfailed; an unresolved conductance is withheld in place (no conductance_unresolved_W_per_m2K)
+PROPERTIES = Contract("multiscale-properties", 2, shapes.Properties, stage="constitutive",
                       what="properties file")
 #: the ``format`` values written today
 SUMMARY_FORMAT = SUMMARY.format

@@ -29,10 +29,30 @@ class MeanSem(TypedDict):
     sem: float
 
 
-class Stat(MeanSem):
-    """A statistic over ``n`` independent runs (seeds): ``sem`` is 0 when ``n`` is 1; with ``n`` 0 (every
-    run lost) ``mean`` and ``sem`` are NaN (``md_gpu.analysis.mean_sem``)."""
+class Stat(TypedDict):
+    """A statistic over ``n`` independent runs (seeds), ``md_gpu.analysis.mean_sem``.
+
+    ``sem``: the standard error over the seeds; null when ``n`` is 1 (one run has no spread), except
+    where the run measures its own error (a thermal conductivity or conductance: its block-average
+    sem). A summary written before this rule has 0 there; readers take ``n`` 1 with ``sem`` 0 as null.
+    With ``n`` 0 (every run lost) ``mean`` and ``sem`` are NaN.
+
+    Run counts of the statistic's group (a phase direction of the tensile test, a system's elastic or
+    thermal runs, the stripe cell's seeds), where the md stage records them: ``attempted`` (runs
+    planned), ``failed`` (finished without this number), ``blown_up`` (left the potential's domain,
+    left out); ``n = attempted - failed - blown_up``.
+
+    properties.json only (``multiscale.constitutive.screen``, docs/properties.md): ``withheld``, why the
+    value must not be used as a continuum input (not positive by two standard errors, or no run gave
+    it); ``single_seed``: true for an input measured by one run (no sem), which is used but flagged."""
+    mean: float
+    sem: float | None
     n: int
+    attempted: NotRequired[int]
+    failed: NotRequired[int]
+    blown_up: NotRequired[int]
+    withheld: NotRequired[str]
+    single_seed: NotRequired[bool]
 
 
 class TensileStats(TypedDict):
@@ -134,6 +154,22 @@ class BlownUp(TypedDict):
     reason: str
 
 
+class RunCounts(TypedDict):
+    """How many runs of a group were planned and how many of them blew up."""
+    attempted: int
+    blown_up: int
+
+
+class StripeRuns(TypedDict):
+    """``systems.<interface>.heterostructure_runs`` (md_gpu.tasks.stripes.run_record), passed on to
+    ``interfaces.<A|B>.heterostructure_runs``: the stripe runs at temperature (one per seed) and at low
+    temperature (stripe, compliance and phase cells), and the ones that blew up. There even when every
+    stripe run blew up (then ``heterostructure`` is not): the checks say so instead of "not enabled"."""
+    at_temperature: RunCounts
+    low_T: NotRequired[RunCounts]
+    blown_up: NotRequired[list[BlownUp]]
+
+
 class Provenance(TypedDict):
     """Where a system's numbers come from (copied unchanged into properties.json)."""
     potential: str               # the MTP file the runs used
@@ -180,10 +216,14 @@ class Thermal(TypedDict):
 # -- summary.json (md stage) ----------------------------------------------------------------------------
 class TensileDirection(TensileStats):
     """``systems.<phase>.directions.<d>`` / ``systems.<interface>.normal``: the statistics and how many
-    runs failed (fractured), yielded (a drop without a crack) or blew up (left out)."""
+    runs were planned (``runs_attempted``), failed (fractured), yielded (a drop without a crack), neither
+    (``runs_unfailed``: the peak stress is where the loading stopped) or blew up (left out); older
+    summaries lack ``runs_attempted`` and ``runs_unfailed``."""
     runs_failed: int
     runs_blown_up: int
     runs_yielded: NotRequired[int]
+    runs_attempted: NotRequired[int]
+    runs_unfailed: NotRequired[int]
 
 
 class Relaxation(TypedDict):
@@ -233,6 +273,7 @@ class SystemSummary(TypedDict):
     elastic_low_T_GPa: NotRequired[ElasticLowT]
     stability: NotRequired[Stability]
     heterostructure: NotRequired[Heterostructure]
+    heterostructure_runs: NotRequired[StripeRuns]
     thermal: NotRequired[Thermal]
 
 
@@ -246,22 +287,20 @@ class Summary(TypedDict):
 
 # -- properties.json (constitutive stage) -----------------------------------------------------------------
 class PhaseThermal(TypedDict):
-    """``phases.<name>.thermal``: conductivity per direction (W/(m K)); ``note`` when one is not resolved."""
+    """``phases.<name>.thermal``: conductivity per direction (W/(m K)); one that is not resolved carries
+    ``withheld`` (:class:`Stat`)."""
     conductivity_W_per_mK: dict[str, Stat]
-    note: NotRequired[str]
     method: NotRequired[str]
     length_dependence: NotRequired[dict[str, LengthDependence]]
     provenance: NotRequired[ThermalProvenance]
 
 
 class InterfaceThermal(TypedDict):
-    """``interfaces.<A|B>.thermal``: the conductance G (W/(m^2 K); ``conductance_unresolved_W_per_m2K``
-    with a ``note`` when the runs did not resolve it) and the Kapitza length kappa/G (nm) per phase."""
+    """``interfaces.<A|B>.thermal``: the conductance G (W/(m^2 K); with ``withheld`` when the runs did not
+    resolve it, :class:`Stat`) and the Kapitza length kappa/G (nm) per phase with a usable conductivity."""
     conductance_W_per_m2K: NotRequired[Stat]
-    conductance_unresolved_W_per_m2K: NotRequired[Stat]
     temperature_jump_K: NotRequired[Stat]
     heat_flux_W_per_m2: NotRequired[Stat]
-    note: NotRequired[str]
     kapitza_length_nm: NotRequired[dict[str, Stat]]
     provenance: NotRequired[ThermalProvenance]
 
@@ -292,7 +331,10 @@ class PhaseDirection(TensileStats):
     protocol each continuum property comes from (one of :data:`SOURCES`): the moduli from the elastic
     constants at temperature when the md stage measured them, else from the tensile test; strength and
     failure strain from the tensile test. The tensile test's own modulus and Poisson's ratio are kept as
-    ``tensile_*`` (with the fit errors); ``runs_*`` count the tensile runs (``TensileDirection``)."""
+    ``tensile_*`` (with the fit errors); ``runs_*`` count the tensile runs (``TensileDirection``).
+    ``strength_from_unfailed``: true when a run whose peak makes the strength neither fractured nor
+    yielded (the peak is the end of the loading, a lower bound): the fem stage refuses such a strength
+    unless ``fem.allow_unfailed_strength``."""
     sources: NotRequired[dict[str, str]]
     tensile_youngs_modulus_N_per_m: NotRequired[Stat]
     tensile_youngs_modulus_GPa: NotRequired[Stat]
@@ -300,9 +342,12 @@ class PhaseDirection(TensileStats):
     tensile_youngs_modulus_fit_sem_GPa: NotRequired[Stat]
     tensile_poisson_ratio: NotRequired[Stat]
     tensile_poisson_ratio_fit_sem: NotRequired[Stat]
+    runs_attempted: NotRequired[int]
     runs_failed: NotRequired[int]
     runs_yielded: NotRequired[int]
+    runs_unfailed: NotRequired[int]
     runs_blown_up: NotRequired[int]
+    strength_from_unfailed: NotRequired[bool]
 
 
 class Phase(TypedDict):
@@ -320,11 +365,15 @@ class Interface(TensileStats):
     between: list[str]
     direction: str
     sources: NotRequired[dict[str, str]]  # every property: "tensile" (PhaseDirection)
+    runs_attempted: NotRequired[int]
     runs_failed: NotRequired[int]
     runs_yielded: NotRequired[int]
+    runs_unfailed: NotRequired[int]
     runs_blown_up: NotRequired[int]
+    strength_from_unfailed: NotRequired[bool]
     provenance: NotRequired[dict[str, Any]]
     heterostructure: NotRequired[Heterostructure]
+    heterostructure_runs: NotRequired[StripeRuns]
     normal_compliance: NotRequired[NormalCompliance]
     thermal: NotRequired[InterfaceThermal]
 

@@ -5,7 +5,9 @@ Tasks: ``elastic`` at ``md.temperature_K``, one per seed (``<phase>_elastic_seed
 once (seed 0) at ``md.elastic.low_temperature_K`` (``<phase>_elastic_low_T``), near the 0 K stiffness of the
 reference engine. No files: the runs are short and are not checkpointed.
 
-summary.json, per phase (``N_per_m`` for sheets, ``GPa`` for bulk cells; ``{mean, sem, n}`` over seeds)::
+summary.json, per phase (``N_per_m`` for sheets, ``GPa`` for bulk cells; ``{mean, sem, n}`` over seeds, ``sem``
+null for one run, with the run counts ``attempted``, ``failed`` (no number), ``blown_up`` (always 0: a
+blow-up stops the stage), :func:`md_gpu.analysis.mean_sem`)::
 
     "elastic_N_per_m": {"C11": {mean, sem, n}, "C22": ..., "C12": ..., "C66": ...}
     "moduli_N_per_m": {"x": {"youngs_modulus": {mean, sem, n}, "poisson_ratio": {...}}, "y": {...},
@@ -106,7 +108,8 @@ def summarise(results: list[dict], settings: dict) -> dict:
                 by_system.setdefault(r["system"], []).append(r)
         for system, runs in by_system.items():
             unit = "N_per_m" if runs[0]["unit"] == "N/m" else "GPa"  # bulk test cells: GPa
-            stats = {k: mean_sem([r["result"][k] for r in runs]) for k in CONSTANTS}
+            # a blow-up stops the stage (run): every planned run finished, none blew up
+            stats = {k: mean_sem([r["result"][k] for r in runs], blown_up=0) for k in CONSTANTS}
             if suffix:
                 stats["temperature_K"] = runs[0]["temperature_K"]
             out.setdefault(system, {})[f"elastic{suffix}_{unit}"] = stats
@@ -136,7 +139,7 @@ def moduli(results: list[dict], *, sheet: bool = True) -> dict:
     """``moduli_<unit>`` of the module docstring from each seed's constants ``results`` [n_seeds]:
     :func:`engineering_constants` per seed, then ``{mean, sem, n}`` over seeds, and ``method``."""
     per_seed = [engineering_constants(c, sheet=sheet) for c in results]
-    out = {d: {k: mean_sem([p[d][k] for p in per_seed]) for k in ("youngs_modulus", "poisson_ratio")}
+    out = {d: {k: mean_sem([p[d][k] for p in per_seed], blown_up=0) for k in ("youngs_modulus", "poisson_ratio")}
            for d in ("x", "y")}
     out["method"] = PLANE_STRESS if sheet else CUBIC
     return out

@@ -20,14 +20,23 @@ summary.json, per interface system (N/m; :func:`md_gpu.heterostructure.summarize
                         "low_T": {"temperature_K", "elastic_N_per_m", "youngs_modulus_normal_N_per_m",
                                   "phases_elastic_N_per_m", "compliance_cell"}}
 
-``low_T`` is there only when the low-temperature stripe run and every joined phase's run finished (the
-twin must not mix potentials). Runs that blew up are named in ``provenance.blown_up``.
+    "heterostructure_runs": {"at_temperature": {"attempted", "blown_up"},
+                             "low_T": {"attempted", "blown_up"},          (the low-temperature runs, when planned)
+                             "blown_up": [{"run", "reason"}]}             (when some blew up)
+
+``heterostructure`` is there only when at least one stripe run at temperature finished (its statistics
+carry the run counts ``attempted``, ``failed``, ``blown_up``; one seed: ``sem`` null); ``low_T`` only when
+the low-temperature stripe run and every joined phase's run finished (the twin must not mix potentials).
+``heterostructure_runs`` is always there for an interface system with stripe runs, so that a check
+whose stripe runs blew up says so (multiscale.checks, fem.consistency) instead of reading as a case
+without them. Runs that blew up are also named in ``provenance.blown_up``.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
 from .. import heterostructure
+from ..analysis import run_counts
 from ..errors import MDRunError, MDSetupError
 from . import elastic
 from .common import blown_up, load, progress_printer
@@ -95,19 +104,38 @@ def run(task: dict) -> dict:
         return blown_up(task, exc)
 
 
+def run_record(results: list[dict]) -> dict:
+    """``heterostructure_runs`` of one interface system (module docstring) from all its stripe-module results."""
+    def counts(kinds) -> dict:
+        mine = [r for r in results if r["kind"] in kinds]
+        return {"attempted": len(mine), "blown_up": sum(bool(r.get("blew_up")) for r in mine)}
+
+    record = {"at_temperature": counts(("heterostructure",))}
+    low = counts(KINDS[1:])
+    if low["attempted"]:
+        record["low_T"] = low
+    blown = [{"run": r["name"], "reason": r["blew_up"]} for r in results if r.get("blew_up")]
+    if blown:
+        record["blown_up"] = blown
+    return record
+
+
 def summarise(results: list[dict], settings: dict) -> dict:
-    """``{interface: {"heterostructure": ...}}`` (module docstring)."""
-    runs: dict = {}
-    for r in results:
-        if not r.get("blew_up"):
-            runs.setdefault(r["system"], []).append(r)
+    """``{interface: {"heterostructure_runs": ..., "heterostructure": ...}}`` (module docstring)."""
     out = {}
-    for system, done in runs.items():
+    for system in dict.fromkeys(r["system"] for r in results):
+        mine = [r for r in results if r["system"] == system]
+        record = run_record(mine)
+        out[system] = {"heterostructure_runs": record}
+        done = [r for r in mine if not r.get("blew_up")]
         stripes = [r for r in done if r["kind"] == "heterostructure"]
-        if not stripes:
+        if not stripes:  # every stripe run blew up: heterostructure_runs says so
             continue
         last = {r["kind"]: r for r in done}
         entry = heterostructure.summarize([r["result"] for r in stripes], stripes[-1].get("between", []))
+        at_t = record["at_temperature"]
+        for stat in [entry["youngs_modulus_normal_N_per_m"], *entry["elastic_N_per_m"].values()]:
+            stat.update(run_counts(stat["n"], at_t["attempted"], at_t["blown_up"]))
         phases = {r["phase"]: r["result"] for r in done if r["kind"] == "heterostructure_phase_low_T"}
         stripe_low_t = last.get("heterostructure_low_T")
         if stripe_low_t and set(phases) >= set(stripes[-1].get("between", [])):
@@ -115,5 +143,5 @@ def summarise(results: list[dict], settings: dict) -> dict:
             entry["low_T"] = heterostructure.summarize_low_t(stripe_low_t["result"], phases,
                                                              settings["elastic"]["low_temperature_K"],
                                                              compliance["result"] if compliance else None)
-        out[system] = {"heterostructure": entry}
+        out[system]["heterostructure"] = entry
     return out

@@ -7,21 +7,26 @@ Tasks: ``tensile`` (``<phase>_<direction>_seed<k>``) and ``interface`` (``<inter
 files ``<name>.h5`` (stress-strain curve and thermo), ``.extxyz`` (with ``md.traj_every``), checkpoints
 ``<name>.ckpt.npz`` + ``<name>.task.json`` while running, resumed when the task and its potential are unchanged.
 
-summary.json, per system (2D units N/m for sheets, GPa for bulk cells; each value ``{mean, sem, n}`` over
-the seeds that did not blow up, :func:`md_gpu.analysis.mean_sem`)::
+summary.json, per system (2D units N/m for sheets, GPa for bulk cells; each value ``{mean, sem, n,
+attempted, failed, blown_up}`` over the seeds that did not blow up, :func:`md_gpu.analysis.mean_sem`:
+``sem`` null for one seed, ``failed`` the finished runs without that number)::
 
     "directions": {"x": {"youngs_modulus_N_per_m", "youngs_modulus_fit_sem_N_per_m", "fit_window_strain",
                          "poisson_ratio", "poisson_ratio_fit_sem", "ultimate_strength_N_per_m",
                          "failure_strain", "fracture_strain", "yield_strain", "yield_stress_N_per_m",
                          "transverse_stress_mean_N_per_m", "transverse_stress_sem_N_per_m",
-                         "runs_failed": int, "runs_yielded": int, "runs_blown_up": int}, "y": {...}}   (phases)
+                         "runs_attempted": int, "runs_failed": int, "runs_yielded": int, "runs_unfailed": int,
+                         "runs_blown_up": int}, "y": {...}}                                   (phases)
     "normal": {...the same keys...}                                                           (interfaces)
     "provenance": {"md_runs": [<name>.h5, ...], "n_atoms": int, "blown_up": [{"run", "reason"}, ...]}
 
-``runs_failed``: runs that fractured (a sustained stress drop with a crack across the cell,
-``failure_mode`` "fracture"); ``runs_yielded``: runs with a yield point (a drop without a crack; they
-go on to ``md.max_strain``). Per-run fit errors (``*_fit_sem*``) are the within-run standard errors of
-the slopes; the ``sem`` of each entry is the scatter over seeds. A quantity that a run does not have
+``runs_attempted``: the runs of the direction (blown up included); ``runs_failed``: runs that fractured (a
+sustained stress drop with a crack across the cell, ``failure_mode`` "fracture"); ``runs_yielded``: runs
+with a yield point (a drop without a crack; they go on to ``md.max_strain``); ``runs_unfailed``: runs that
+neither fractured nor yielded, whose peak stress is only where the loading stopped (``md.max_strain``): a
+lower bound of the strength, which the constitutive stage flags (``strength_from_unfailed``). Per-run fit
+errors (``*_fit_sem*``) are the within-run standard errors of the slopes; the ``sem`` of each entry is
+the scatter over seeds. A quantity that a run does not have
 (no yield: NaN) is left out of its mean. A run that blew up is named in ``provenance.blown_up``; the
 stage fails when a direction loses every seed.
 Figure: ``<system>_stress_strain.png``.
@@ -137,11 +142,16 @@ def summarise(results: list[dict], settings: dict) -> dict:
                              f"({', '.join(n for d in lost for n in blown[d])}): {reason}. The potential "
                              "leaves its training domain; add data there (longer or more AIMD chains) or check "
                              "it with md.extrapolation.every")
-        stats = {d: {k: mean_sem([p.get(k) for p in props]) for k in PROPERTY_KEYS if any(k in p for p in props)}
+        stats = {d: {k: mean_sem([p.get(k) for p in props], blown_up=len(blown.get(d, [])))
+                     for k in PROPERTY_KEYS if any(k in p for p in props)}
                  for d, props in by_direction.items()}
         for d, s in stats.items():
-            s["runs_failed"] = sum(bool(p.get("failed")) for p in by_direction[d])
-            s["runs_yielded"] = sum(bool(np.isfinite(p.get("yield_strain", np.nan))) for p in by_direction[d])
+            done = by_direction[d]
+            yielded = [bool(np.isfinite(p.get("yield_strain", np.nan))) for p in done]
+            s["runs_attempted"] = len(done) + len(blown.get(d, []))
+            s["runs_failed"] = sum(bool(p.get("failed")) for p in done)
+            s["runs_yielded"] = sum(yielded)
+            s["runs_unfailed"] = sum(not p.get("failed") and not y for p, y in zip(done, yielded))
             s["runs_blown_up"] = len(blown.get(d, []))
         if "normal" in stats:
             out[system] = {"normal": stats["normal"]}

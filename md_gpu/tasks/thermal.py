@@ -25,9 +25,11 @@ summary.json, per system, ``thermal``::
     interface: {"conductance_W_per_m2K": {mean, sem, n}, "temperature_jump_K": {...},
                 "heat_flux_W_per_m2": {...}, "provenance": {...}}
 
-Seeds are combined with :func:`md_gpu.analysis.mean_sem` (with one seed the sem is the run's block-average
-sem); a blown-up run is named in the entry's ``provenance.blown_up`` and left out; the stage fails when a
-(system, method, direction or length) loses every seed. Figures: :mod:`.thermal_plots`.
+Seeds are combined with :func:`md_gpu.analysis.mean_sem` (with one seed the sem of a conductivity or
+conductance is the run's block-average sem; of the temperature jump and heat flux null); the conductivities
+per direction and the interface's statistics carry the run counts ``attempted``, ``failed``, ``blown_up``
+of their (system, direction); a blown-up run is named in the entry's ``provenance.blown_up`` and left
+out; the stage fails when a (system, method, direction or length) loses every seed. Figures: :mod:`.thermal_plots`.
 """
 from __future__ import annotations
 
@@ -209,14 +211,16 @@ def summarise(results: list[dict], settings: dict) -> dict:
             provenance["blown_up"] = blown
         if ("interface_nemd", "y") in kept:
             done = kept[("interface_nemd", "y")]
-            entry = {"conductance_W_per_m2K": _seed_stats(done, "conductance_W_per_m2K"),
-                     **{k: mean_sem([r["result"][k] for r in done]) for k in ("temperature_jump_K",
-                                                                               "heat_flux_W_per_m2")}}
+            lost_here = len(groups[("interface_nemd", "y")]) - len(done)
+            entry = {"conductance_W_per_m2K": _seed_stats(done, "conductance_W_per_m2K", blown_up=lost_here),
+                     **{k: mean_sem([r["result"][k] for r in done], blown_up=lost_here)
+                        for k in ("temperature_jump_K", "heat_flux_W_per_m2")}}
             provenance.update(n_atoms=done[0]["n_atoms"], repeat=done[0]["repeat"],
                               **{k: th["interface"][k] for k in ("delta_T_K", "bath_width_A", "production_steps")})
         else:
             hnemd = {d: kept[("hnemd", d)] for d in th["directions"] if ("hnemd", d) in kept}
-            entry = {"conductivity_W_per_mK": {d: _seed_stats(done) for d, done in hnemd.items()},
+            entry = {"conductivity_W_per_mK": {d: _seed_stats(done, blown_up=len(groups[("hnemd", d)]) - len(done))
+                                               for d, done in hnemd.items()},
                      "method": "hnemd"}
             nemd = sorted((key, done) for (kind, key), done in kept.items() if kind == "nemd")
             if nemd:
@@ -231,10 +235,11 @@ def summarise(results: list[dict], settings: dict) -> dict:
     return out
 
 
-def _seed_stats(runs: list[dict], key: str = "conductivity_W_per_mK") -> dict:
-    """{mean, sem, n} of ``key`` over seeds; with one seed the sem is that run's block-average sem
-    (``<name>_sem_<unit>``; not 0, which would make the 1/L fit and the Kapitza lengths look exact)."""
-    stats = mean_sem([r["result"][key] for r in runs])
+def _seed_stats(runs: list[dict], key: str = "conductivity_W_per_mK", blown_up: int | None = None) -> dict:
+    """{mean, sem, n} of ``key`` over seeds (with the run counts when ``blown_up`` is given); with one seed
+    the sem is that run's block-average sem (``<name>_sem_<unit>``; not null, the run measures its own
+    error, which the 1/L fit and the Kapitza lengths need)."""
+    stats = mean_sem([r["result"][key] for r in runs], blown_up=blown_up)
     if stats["n"] == 1:
         stats["sem"] = float(runs[0]["result"][key.replace("_W_", "_sem_W_", 1)])
     return stats

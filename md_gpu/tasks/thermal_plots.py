@@ -49,7 +49,7 @@ def plot_thermal_length(out_dir: Path, system: str, length_dependence: dict) -> 
     d = length_dependence
     L = np.asarray(d["length_nm"])
     k = np.asarray([s["mean"] for s in d["conductivity_W_per_mK"]])
-    dk = np.asarray([s["sem"] for s in d["conductivity_W_per_mK"]])
+    dk = np.asarray([np.nan if s["sem"] is None else s["sem"] for s in d["conductivity_W_per_mK"]], dtype=float)
     fig, (left, right) = pyplot().subplots(1, 2, figsize=(9, 3.8))
     left.errorbar(L, k, yerr=dk, fmt="o-", capsize=3, label="NEMD (mean ± sem)")
     inv_L, inv_k = 1.0 / L, 1.0 / k
@@ -93,9 +93,15 @@ def plot_interface_profile(out_dir: Path, system: str, runs: list[dict], thermal
         t = float(np.interp(x, *profile(first)))
         ax.errorbar([x], [t], yerr=[abs(jump["mean"]) / 2], color="r", capsize=5, lw=2)
     g = thermal["conductance_W_per_m2K"]
-    ax.set_title(f"{system}: ΔT = {jump['mean']:.3g} ± {jump['sem']:.2g} K, "
-                 f"G = {g['mean']:.3g} ± {g['sem']:.2g} W/(m² K)", fontsize=9)
+    ax.set_title(f"{system}: ΔT = {_pm(jump)} K, G = {_pm(g)} W/(m² K)", fontsize=9)
     ax.set_xlabel("position along the normal y (Å)")
     ax.set_ylabel("temperature (K)")
     ax.legend(fontsize=8)
     return save(fig, Path(out_dir) / f"{system}_thermal_profile.png")
+
+
+def _pm(stat: dict) -> str:
+    """``mean ± sem``, or ``mean (1 seed)`` when the statistic has no sem (one run)."""
+    if stat.get("sem") is None:
+        return f"{stat['mean']:.3g} (1 seed)"
+    return f"{stat['mean']:.3g} ± {stat['sem']:.2g}"
