@@ -11,7 +11,7 @@ Data flow::
       -> stripe_cell: each phase reduced to its rectangular unit (common.sheets.rectangular_sheet), the
          periods along x matched (B strained to A's), stripes of stripe_widths_nm (rounded to whole unit
          cells) side by side along y (two interfaces per period, common.sheets.lateral_interface),
-         repeated repeat_x times along x
+         the matched period repeated to at least min_length_A along x, that cell repeat_x times
       -> 0 K relaxation of the stripe cell (md_gpu.protocols.relaxation): a hole of the MTP -> MDRunError
       -> md_gpu.protocols.elastic_constants at md.temperature_K, one run per seed, scheme "tension"
          (forward differences: a sheet this long buckles under the compressed cells of central ones;
@@ -46,6 +46,8 @@ zero stress.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .analysis import mean_sem
 from .errors import MDSetupError
 
@@ -54,7 +56,9 @@ HETEROSTRUCTURE_SETTINGS = {
                              "of the FE-vs-MD consistency check)"),
     "stripe_widths_nm": (list, [3.4, 3.4], "widths of the stripes of phase A and B (nm), A and B as in the "
                                            "interface system's between (rounded to whole rectangular cells)"),
-    "repeat_x": (int, 1, "repeats of the matched period along the stripes (x)"),
+    "repeat_x": (int, 1, "repeats along the stripes (x) of the shortest cell that holds a whole number of matched "
+                         "periods and is at least min_length_A long"),
+    "min_length_A": (float, 10.0, "shortest length of the stripe cell along the stripes (Å; twice the MTP cut-off)"),
     "gap_A": (float, 0.0, "distance of the facing atom rows at the interfaces (Å); 0: sum of covalent radii"),
     "match_tolerance": (float, 0.04, "largest relative strain of phase B that matches the two phases' periods "
                                      "along the interfaces"),
@@ -100,7 +104,7 @@ def stripe_cell(h: dict, phases):
     ``match_tolerance``); ``phases``: ``[(name_A, atoms_A), (name_B, atoms_B)]``, any periodic cell of each
     phase's sheet (the data stage's 0 K cells). Raises :class:`MDSetupError` naming the phase or key when
     a phase is not a sheet with a rectangular cell or the periods do not match within the tolerance."""
-    from common.sheets import GeometryError, as_sheet, is_sheet, lateral_interface, rectangular_sheet
+    from common.sheets import GeometryError, as_sheet, is_sheet, lateral_interface, match_periods, rectangular_sheet
 
     names = tuple(name for name, _ in phases)
     units = []
@@ -114,8 +118,11 @@ def stripe_cell(h: dict, phases):
             raise MDSetupError(f"md.heterostructure: phase {name}: {exc}") from None
     cells_y = tuple(cells_across(w, unit.cell[1, 1]) for w, unit in zip(h["stripe_widths_nm"], units))
     try:
+        period = match_periods(units[0].cell[0, 0], units[1].cell[0, 0], tolerance=float(h["match_tolerance"]),
+                               names=names)[0] * units[0].cell[0, 0]
+        repeat_x = int(np.ceil(float(h["min_length_A"]) / period - 1e-9)) * int(h["repeat_x"])
         atoms, info = lateral_interface(*units, cells_y=cells_y, tolerance=float(h["match_tolerance"]),
-                                        gap_A=float(h["gap_A"]) or None, repeat_x=int(h["repeat_x"]), names=names)
+                                        gap_A=float(h["gap_A"]) or None, repeat_x=repeat_x, names=names)
     except GeometryError as exc:
         raise MDSetupError(f"md.heterostructure: {exc} (md.heterostructure.match_tolerance: "
                            f"{h['match_tolerance']})") from None
@@ -126,7 +133,7 @@ def stripe_cell(h: dict, phases):
 
 def compliance_cell_settings(h: dict) -> dict:
     """``md.heterostructure`` for the interface-compliance cell: stripes ``compliance_periods`` times as
-    wide, one matched period along x (704 atoms for the default case's 3.4 + 3.4 nm)."""
+    wide, the shortest cell along x (704 atoms for the default case's 3.4 + 3.4 nm)."""
     k = int(h["compliance_periods"])
     return {**h, "stripe_widths_nm": [k * float(w) for w in h["stripe_widths_nm"]], "repeat_x": 1}
 

@@ -13,7 +13,8 @@ from md_gpu.structures import load_structure
 from training import structures
 from training.structures import LATTICE
 
-H = {"enabled": True, "stripe_widths_nm": [3.4, 3.4], "repeat_x": 2, "gap_A": 1.55, "match_tolerance": 0.04,
+H = {"enabled": True, "stripe_widths_nm": [3.4, 3.4], "repeat_x": 2, "min_length_A": 10.0, "gap_A": 1.55,
+     "match_tolerance": 0.04,
      "seeds": 2, "low_temperature": True, "compliance_periods": 2}
 
 
@@ -69,13 +70,16 @@ def test_stripe_cell_from_the_phase_files_is_the_embedded_interface_builder_cell
 
 def test_stripe_cell_of_another_pair_of_phases(tmp_path):
     """h-BN (a = 2.504 A, ASE's builder) beside graphene: periods matched 1 : 1 (h-BN compressed by 2.2 %),
-    3.4 nm stripes = 8 rectangular cells of each, bond-length gap from the covalent radii (gap_A: 0)."""
+    3.4 nm stripes = 8 rectangular cells of each, bond-length gap from the covalent radii (gap_A: 0); the
+    2.45 Å period is repeated 5 times to pass min_length_A (12.25 Å)."""
     hbn = ase_graphene(formula="BN", a=2.504, vacuum=10.0)
     phases = phase_files(tmp_path, graphene=structures.graphene(), hbn=hbn)
-    atoms, g = heterostructure.stripe_cell({**H, "gap_A": 0.0, "repeat_x": 5}, phases)
+    atoms, g = heterostructure.stripe_cell({**H, "gap_A": 0.0, "repeat_x": 1}, phases)
     assert g["n_atoms"] == len(atoms) == 5 * (8 * 4 + 8 * 4)
     assert g["strained"] == "hbn" and g["strain"] == pytest.approx(LATTICE["graphene"]["a"] / 2.504 - 1)
     assert 0.45 < g["fraction_B"] < 0.55 and g["length_nm"] == pytest.approx(0.5 * LATTICE["graphene"]["a"])
+    twice, g2 = heterostructure.stripe_cell({**H, "gap_A": 0.0, "repeat_x": 2}, phases)
+    assert len(twice) == 2 * len(atoms) and g2["length_nm"] == pytest.approx(2 * g["length_nm"])
     assert sorted(set(atoms.get_chemical_symbols())) == ["B", "C", "N"]
     distances = atoms.get_all_distances(mic=True) + 10 * np.eye(len(atoms))
     assert distances.min() > 1.35  # no atoms on top of each other at the interfaces

@@ -92,7 +92,7 @@ def test_stripe_heterostructure_refuses_a_hole_before_any_md(monkeypatch):
 
     monkeypatch.setattr(protocols, "elastic_constants", no_md)
     holed = HoledMorse(("B", "C"), H=2000.0, w=1.0)
-    h = {"stripe_widths_nm": [0.85, 0.85], "repeat_x": 1, "gap_A": 1.55, "match_tolerance": 0.04}  # 2 + 1 cells
+    h = {"stripe_widths_nm": [0.85, 0.85], "repeat_x": 1, "min_length_A": 10.0, "gap_A": 1.55, "match_tolerance": 0.04}  # 2 + 1 cells
     phases = [("graphene", structures.graphene()), ("borophene", structures.borophene())]
     with pytest.raises(MDRunError, match="the stripe cell: 0 K relaxation.*HOLE"):
         heterostructure.run(holed, h, phases, {"delta": 0.005, "sample_steps": 10}, RunSettings(),
