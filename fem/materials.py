@@ -6,8 +6,8 @@ Data flow::
         -> read_properties(path)                       plain dict, checked
         -> phase_material(props, name, ...)            PhaseMaterial (E1, E2, nu12, G12, strengths)
         -> interface_material(props, a, b, ...)        PhaseMaterial of the interface band + sources
-           (laminate_stiffness: exact stiffness of stripes, with the interfaces' normal compliance)
-        -> phase_conductivity, interface_conductance   heat-conduction inputs (W/(m K), W/(m^2 K))
+           (fem.laminate.laminate_stiffness: exact stiffness of stripes, with the interfaces' normal compliance)
+        -> fem.thermal_inputs                          heat-conduction inputs (W/(m K), W/(m^2 K))
         -> fem.phase_field.fracture_energy(mat, ...)   Gc (nN) calibrated to the MD strength
 
 Units: lengths in nm, 2D stiffness and 2D stress in N/m, fracture energy of
@@ -40,9 +40,9 @@ from common.contracts import PROPERTIES_FORMAT as FORMAT
 from common.uncertainty import normalised, withheld_reason
 
 from .errors import FemInputError, UnusableInputError
+from .laminate import DIRECTIONS, laminate_stiffness, stiffness_of
 
 MODELS = ("AT1", "AT2")
-DIRECTIONS = ("x", "y")
 ELASTICITY = ("orthotropic", "isotropic")
 
 
@@ -71,7 +71,7 @@ def read_properties(path: str | Path) -> dict:
     return props
 
 
-def _mean(node: dict, key: str, where: str, source: str, *, what: str | None = None, unit: str = "",
+def measured_mean(node: dict, key: str, where: str, source: str, *, what: str | None = None, unit: str = "",
           positive: bool = True) -> float:
     """The ``mean`` of the statistic ``node[key]``; a clear error if it is absent or not a number, and
     (``what``: the symbol named in the reason) :class:`UnusableInputError` when the statistic is
@@ -94,9 +94,9 @@ def _mean(node: dict, key: str, where: str, source: str, *, what: str | None = N
 
 def _strength(node: dict, where: str, source: str, allow_unfailed: bool) -> float:
     """The strength (N/m) ``node["ultimate_strength_N_per_m"]`` of a phase direction or an interface: the
-    rule of :func:`_mean`, and refused when the tensile runs it comes from did not all fail
+    rule of :func:`measured_mean`, and refused when the tensile runs it comes from did not all fail
     (``strength_from_unfailed``) unless ``allow_unfailed`` (``fem.allow_unfailed_strength``)."""
-    sigma = _mean(node, "ultimate_strength_N_per_m", where, source, what="strength", unit="N/m")
+    sigma = measured_mean(node, "ultimate_strength_N_per_m", where, source, what="strength", unit="N/m")
     if node.get("strength_from_unfailed") and not allow_unfailed:
         labels = (("fractured", "runs_failed"), ("yielded", "runs_yielded"), ("neither", "runs_unfailed"))
         counts = ", ".join(f"{label} {node[k]}" for label, k in labels if k in node)
@@ -197,13 +197,13 @@ def phase_material(props: dict, name: str, *, elasticity: str = "orthotropic",
                  for d in DIRECTIONS]
     if "elastic_N_per_m" in node:
         el = node["elastic_N_per_m"]
-        constants = {k: _mean(el, k, f"{where}.elastic_N_per_m", source, what=k, unit="N/m", positive=k != "C12")
+        constants = {k: measured_mean(el, k, f"{where}.elastic_N_per_m", source, what=k, unit="N/m", positive=k != "C12")
                      for k in ("C11", "C22", "C12", "C66")}
         mat = from_stiffness(name, stiffness_of(constants), *strengths)
     else:
-        ex = _mean(dirs.get("x", {}), "youngs_modulus_N_per_m", f"{where}.directions.x", source, what="E_x", unit="N/m")
-        ey = _mean(dirs.get("y", {}), "youngs_modulus_N_per_m", f"{where}.directions.y", source, what="E_y", unit="N/m")
-        nu = _mean(dirs.get("x", {}), "poisson_ratio", f"{where}.directions.x", source, what="nu_xy", positive=False)
+        ex = measured_mean(dirs.get("x", {}), "youngs_modulus_N_per_m", f"{where}.directions.x", source, what="E_x", unit="N/m")
+        ey = measured_mean(dirs.get("y", {}), "youngs_modulus_N_per_m", f"{where}.directions.y", source, what="E_y", unit="N/m")
+        nu = measured_mean(dirs.get("x", {}), "poisson_ratio", f"{where}.directions.x", source, what="nu_xy", positive=False)
         mat = PhaseMaterial(name, ex, ey, nu, 0.5 * (ex + ey) / (2 * (1 + nu)), *strengths)
     if elasticity == "isotropic":
         mat = isotropic(name, 0.5 * (mat.E1 + mat.E2), 0.5 * (mat.nu12 + mat.nu21), 0.5 * sum(strengths))
@@ -296,56 +296,8 @@ def interface_compliance(props: dict, a: str, b: str) -> tuple[float, str]:
     node = props.get("interfaces", {}).get(key, {}).get("normal_compliance") if key else None
     if not isinstance(node, dict):
         return 0.0, f"none: {source} has no interfaces[{a}|{b}].normal_compliance (perfectly bonded interface)"
-    R = _mean(node, "nm_per_N_per_m", f"interfaces.{key}.normal_compliance", source, what="R", positive=False)
+    R = measured_mean(node, "nm_per_N_per_m", f"interfaces.{key}.normal_compliance", source, what="R", positive=False)
     return R, f"{source}: interfaces['{key}'].normal_compliance.nm_per_N_per_m = {R:.4g}"
-
-
-def laminate_stiffness(layers, *, normal: str = "y", extra_normal_compliance: float = 0.0) -> np.ndarray:
-    """Exact effective plane-stress stiffness ``[3, 3]`` (N/m, Voigt xx, yy, xy) of a periodic laminate.
-
-    ``layers``: ``[(fraction, C)]`` with ``C`` an orthotropic plane-stress stiffness ``[3, 3]`` (N/m)
-    in the sample axes; the fractions sum to 1. ``normal``: the axis across the layers. The layers
-    share the strain along the layers and the tractions across them (the shear stress, and the normal
-    stress, which sees the layers in series). ``extra_normal_compliance`` (1/(N/m)) adds the interfaces'
-    own compliance per unit length across the layers: ``n R / L`` for ``n`` interfaces of normal
-    compliance ``R`` (nm per N/m, :func:`interface_compliance`) in a period ``L`` (nm).
-
-    Derivation: per layer ``eps_nn = (sigma_nn - C_tn eps_tt) / C_nn`` and ``sigma_tt = (C_tt -
-    C_tn^2 / C_nn) eps_tt + (C_tn / C_nn) sigma_nn``; averaging with ``a = <C_tn/C_nn>``, ``b = <C_tt -
-    C_tn^2/C_nn>``, ``c = <1/C_nn> + extra`` gives ``C_nn = 1/c``, ``C_tn = a/c``, ``C_tt = b + a^2/c``,
-    and ``C_ss = 1 / <1/C_ss>``.
-    """
-    if normal not in DIRECTIONS:
-        raise FemInputError(f"laminate normal {normal!r} is not one of {', '.join(DIRECTIONS)}")
-    n, t = (1, 0) if normal == "y" else (0, 1)
-    a = b = c = shear = 0.0
-    for fraction, C in layers:
-        C = np.asarray(C, dtype=float)
-        a += fraction * C[t, n] / C[n, n]
-        b += fraction * (C[t, t] - C[t, n] ** 2 / C[n, n])
-        c += fraction / C[n, n]
-        shear += fraction / C[2, 2]
-    c += extra_normal_compliance
-    if not (c > 0 and b > 0):
-        raise FemInputError(f"laminate: the extra normal compliance {extra_normal_compliance:g} 1/(N/m) leaves the "
-                            "laminate without a positive stiffness across its layers; check the interface compliance")
-    out = np.zeros((3, 3))
-    out[n, n], out[t, t], out[2, 2] = 1.0 / c, b + a * a / c, 1.0 / shear
-    out[t, n] = out[n, t] = a / c
-    return out
-
-
-def laminate_modulus(layers, *, normal: str = "y", extra_normal_compliance: float = 0.0) -> float:
-    """Young's modulus (N/m) across the laminate of :func:`laminate_stiffness` (uniaxial stress along
-    ``normal``): what the FE twin of an MD stripe cell approaches (fem.consistency)."""
-    S = np.linalg.inv(laminate_stiffness(layers, normal=normal, extra_normal_compliance=extra_normal_compliance))
-    return float(1.0 / S[DIRECTIONS.index(normal), DIRECTIONS.index(normal)])
-
-
-def stiffness_of(constants: dict) -> np.ndarray:
-    """Plane-stress stiffness ``[3, 3]`` (N/m) from ``{"C11", "C22", "C12", "C66"}``: numbers or statistics."""
-    v = {k: float(c["mean"] if isinstance(c, dict) else c) for k, c in constants.items()}
-    return np.array([[v["C11"], v["C12"], 0.0], [v["C12"], v["C22"], 0.0], [0.0, 0.0, v["C66"]]])
 
 
 def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial, *, fallback: str = "weaker_phase",
@@ -380,87 +332,6 @@ def interface_material(props: dict, a: PhaseMaterial, b: PhaseMaterial, *, fallb
                                extra_normal_compliance=R / width_nm)
     return from_stiffness(key, C, sx, sy), {"strength": strength_source, "compliance": compliance_source,
                                             "normal_compliance_nm_per_N_per_m": R if normal else 0.0}
-
-
-# -- homogenisation bounds ---------------------------------------------------------------------
-def voigt_reuss(moduli, fractions) -> tuple[float, float]:
-    """Voigt (parallel) and Reuss (series) averages of ``moduli [n]`` (N/m) with volume ``fractions [n]``."""
-    E = np.asarray(moduli, dtype=float)
-    f = np.asarray(fractions, dtype=float)
-    return float(f @ E), float(1.0 / (f @ (1.0 / E)))
-
-
-# -- heat conduction -----------------------------------------------------------------------------
-THERMAL_FALLBACKS = ("perfect", "error")
-
-
-def _thermal_missing(source: str, name: str) -> FemInputError:
-    return FemInputError(f"{source}: properties.json has no thermal conductivity for phase {name}: enable "
-                         f"md.thermal in case.yaml (or set fem.thermal.enabled: false); missing key "
-                         f"'phases.{name}.thermal.conductivity_W_per_mK'")
-
-
-def phase_conductivity(props: dict, name: str) -> tuple[float, float]:
-    """Thermal conductivity ``(kappa_x, kappa_y)`` (W/(m K)) of phase ``name`` from ``properties.json`` data.
-
-    Read from ``phases[name].thermal.conductivity_W_per_mK.{x,y}.mean``; a
-    phase measured along one direction only is taken as isotropic. Raises
-    :class:`FemInputError` naming the key (and ``md.thermal``, which measures
-    it) when it is absent, and :class:`UnusableInputError` when a value is
-    withheld or not positive by two standard errors (the rule of the module docstring).
-    """
-    source = props.get("_source", "properties.json")
-    if name not in props["phases"]:
-        raise FemInputError(f"{source}: phase '{name}' is not in 'phases' (has: {', '.join(sorted(props['phases']))}); "
-                            f"check fem.phases")
-    node = props["phases"][name].get("thermal")
-    per_direction = node.get("conductivity_W_per_mK") if isinstance(node, dict) else None
-    if not isinstance(per_direction, dict) or not per_direction:
-        raise _thermal_missing(source, name)
-    where = f"phases.{name}.thermal.conductivity_W_per_mK"
-    known = {d: _mean(per_direction, d, where, source, what=f"kappa_{d}", unit="W/(m K)")
-             for d in DIRECTIONS if d in per_direction}
-    if not known:
-        raise _thermal_missing(source, name)
-    kx, ky = known.get("x", known.get("y")), known.get("y", known.get("x"))
-    if not (kx > 0 and ky > 0):
-        raise FemInputError(f"{source}: '{where}' must be > 0 W/(m K), got x {kx}, y {ky}")
-    return kx, ky
-
-
-def interface_conductance(props: dict, a: str, b: str, *, fallback: str = "perfect") -> tuple[float, str]:
-    """Interfacial thermal conductance ``G`` (W/(m^2 K)) between phases ``a`` and ``b``, and where it came from.
-
-    From ``interfaces[key].thermal.conductance_W_per_m2K.mean`` (``key`` found
-    by :func:`interface_key`). When there is no such entry, or its ``G`` is not
-    usable (withheld, or not positive by two standard errors: the rule of the
-    module docstring), ``fallback='perfect'`` returns ``G = inf`` (perfect thermal
-    contact: no temperature jump, a named assumption the results record, with the
-    reason) and ``'error'`` raises :class:`FemInputError`.
-    """
-    source = props.get("_source", "properties.json")
-    if fallback not in THERMAL_FALLBACKS:
-        raise FemInputError(f"fem.thermal.interface_fallback: {fallback!r} is not one of "
-                            f"{', '.join(THERMAL_FALLBACKS)}")
-    key = interface_key(props, a, b)
-    node = props.get("interfaces", {}).get(key, {}).get("thermal") if key else None
-    if not isinstance(node, dict) or "conductance_W_per_m2K" not in node:
-        if fallback == "error":
-            raise FemInputError(f"{source}: no interface conductance between '{a}' and '{b}' (key "
-                                f"'interfaces.{key or a + '|' + b}.thermal.conductance_W_per_m2K'): enable "
-                                f"md.thermal for the interface in case.yaml, or set "
-                                f"fem.thermal.interface_fallback: perfect")
-        return math.inf, f"fallback perfect: {source} has no thermal conductance joining {a} and {b}"
-    where = f"interfaces.{key}.thermal"
-    try:
-        G = _mean(node, "conductance_W_per_m2K", where, source, what="G", unit="W/(m^2 K)")
-    except UnusableInputError as exc:
-        if fallback == "error":
-            raise UnusableInputError(f"{exc}: the interface MD runs resolved no temperature jump; rerun them longer "
-                                     "(md.thermal.interface), or set fem.thermal.interface_fallback: perfect (or "
-                                     "fem.thermal.interface: perfect)") from None
-        return math.inf, f"fallback perfect: {exc}"
-    return G, f"{source}: interfaces['{key}'].thermal.conductance_W_per_m2K = {G:g} W/(m^2 K)"
 
 
 def sheet_thickness_A(props: dict, name: str) -> float | None:

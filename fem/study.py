@@ -25,7 +25,7 @@ from mpi4py import MPI
 
 from common.atomic import write_json, write_text
 
-from . import geometry, materials as mat, phase_field
+from . import geometry, laminate, materials as mat, phase_field
 from .errors import FemInputError
 from .mesh_io import FieldWriter, mesh_from_gmsh, mesh_from_xdmf
 from .mechanics import TensileOptions, TensileTest
@@ -174,7 +174,7 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
     gathered = test.gather_damage()
     moduli = [m.modulus(opts.direction) for name, (m, _) in ((n, materials[layout.tag(n)]) for n in layout.phases)]
     fractions = [layout.fractions.get(n, 0.0) for n in layout.phases]
-    voigt, reuss = mat.voigt_reuss(moduli, fractions) if layout.fractions else (None, None)
+    voigt, reuss = laminate.voigt_reuss(moduli, fractions) if layout.fractions else (None, None)
     result = {
         "label": label, "geometry": {**layout.info, "length_nm": layout.length_nm, "height_nm": layout.height_nm,
                                      "phases": layout.phases, "band": layout.band},

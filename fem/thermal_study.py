@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from . import materials as mat, thermal_limits as limits
+from . import materials as mat, thermal_inputs, thermal_limits as limits
 from .errors import FemInputError
 from .mesh_io import FieldWriter
 from .study import build_sample
@@ -38,7 +38,7 @@ FRACTION_SAMPLES = ("stripes_parallel", "stripes_series", "islands")
 
 def check_thermal_settings(t: dict) -> None:
     """Value checks of the ``fem.thermal`` block; each error names the key and what is allowed."""
-    choices = {"load_direction": DIRECTIONS, "interface": INTERFACES, "interface_fallback": mat.THERMAL_FALLBACKS,
+    choices = {"load_direction": DIRECTIONS, "interface": INTERFACES, "interface_fallback": thermal_inputs.THERMAL_FALLBACKS,
                "linear": LINEAR, "on_bad_input": ("error", "skip")}
     for key, allowed in choices.items():
         if t[key] not in allowed:
@@ -115,7 +115,7 @@ class SampleMaterials:
     def __init__(self, s: dict, props: dict, log=None):
         t = s["thermal"]
         self.phases = list(s["phases"])
-        self.measured = {p: mat.phase_conductivity(props, p) for p in self.phases}
+        self.measured = {p: thermal_inputs.phase_conductivity(props, p) for p in self.phases}
         thick = [mat.sheet_thickness_A(props, p) for p in self.phases]
         self.t_ref = float(np.mean(thick)) if all(thick) else None
         differ = self.t_ref is not None and thick[0] != thick[1]
@@ -127,7 +127,7 @@ class SampleMaterials:
         if t["interface"] == "perfect":
             self.G, self.G_source = math.inf, "fem.thermal.interface: perfect"
         else:
-            self.G, self.G_source = mat.interface_conductance(props, *self.phases, fallback=t["interface_fallback"])
+            self.G, self.G_source = thermal_inputs.interface_conductance(props, *self.phases, fallback=t["interface_fallback"])
             if self.G_source.startswith("fallback"):
                 self.notes.append(f"interface conductance: {self.G_source} (perfect thermal contact assumed)")
                 if log:

@@ -269,11 +269,11 @@ def interface_normal_compliance(cell: dict, low: dict, between: list, where: str
     elastic constants from the same MTP at the same temperature (``low["phases_elastic_N_per_m"]``).
 
     The cell is a laminate of period ``L`` with two interfaces per period: ``1/E = 1/E_laminate + 2 R / L``
-    (fem.materials.laminate_modulus), so ``R = (1/E - 1/E_laminate) L / 2``; ``geometry.fraction_B`` is the
+    (fem.laminate.laminate_modulus), so ``R = (1/E - 1/E_laminate) L / 2``; ``geometry.fraction_B`` is the
     area fraction of ``between[1]``. ``equivalent_length_nm``: ``R`` times each phase's modulus across
     the interface, the width of that phase that is as compliant as the interface (like a Kapitza length).
     """
-    from fem.materials import laminate_modulus, stiffness_of
+    from fem.laminate import laminate_modulus, stiffness_of
 
     constants = low["phases_elastic_N_per_m"]
     missing = [p for p in between if p not in constants]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fem.materials import laminate_modulus, stiffness_of
+from fem.laminate import laminate_modulus, stiffness_of
 from multiscale.case import Case
 from multiscale.runner import case_status
 from training import datasets

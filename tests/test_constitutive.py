@@ -170,7 +170,7 @@ def test_heterostructure_is_passed_on_for_the_fe_consistency_run():
 def test_interface_compliance_comes_from_the_wider_stripe_cell_and_its_phases_laminate():
     """A compliance cell whose modulus is the laminate of its phases with springs R at its two interfaces
     per period gives back R; its equivalent length is R times each phase's modulus across."""
-    from fem.materials import laminate_modulus, stiffness_of
+    from fem.laminate import laminate_modulus, stiffness_of
 
     g = {"C11": stat(410.0), "C22": stat(407.0), "C12": stat(137.0), "C66": stat(135.0)}
     b = {"C11": stat(167.0), "C22": stat(168.0), "C12": stat(55.0), "C66": stat(38.0)}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fem import consistency, fem_stage, materials as M
+from fem import consistency, fem_stage, laminate, materials as M
 from fem.errors import FemInputError
 
 PROPS = Path("tests/data/fem/properties_graphene_borophene.json").resolve()
@@ -28,7 +28,7 @@ def test_fe_twin_approaches_the_exact_laminate_and_reports_the_md_modulus():
     s["consistency"].update(periods=6, elements_per_period=12)
     twin = consistency.run_consistency(s, _props())
     g, b = ({k: v["mean"] for k, v in _props()["phases"][p]["elastic_N_per_m"].items()} for p in ("graphene", "borophene"))
-    exact = M.laminate_modulus([(0.5, M.stiffness_of(g)), (0.5, M.stiffness_of(b))])
+    exact = laminate.laminate_modulus([(0.5, laminate.stiffness_of(g)), (0.5, laminate.stiffness_of(b))])
     assert twin["interface_compliance_nm_per_N_per_m"] == 0.0 and twin["band_nm"] == 0.0
     assert twin["perfect_interface_modulus_N_per_m"] == twin["modulus_N_per_m"]
     assert twin["reuss_N_per_m"] < twin["modulus_N_per_m"] < twin["voigt_N_per_m"]
@@ -84,7 +84,7 @@ def test_low_temperature_twin_uses_the_stripe_mtps_phase_constants():
     s = _defaults()
     s["consistency"].update(periods=6, elements_per_period=12)
     twin = consistency.run_consistency(s, props)
-    exact = M.laminate_modulus([(0.5, M.stiffness_of(low_g)), (0.5, M.stiffness_of(low_b))])
+    exact = laminate.laminate_modulus([(0.5, laminate.stiffness_of(low_g)), (0.5, laminate.stiffness_of(low_b))])
     # the phases' Poisson mismatch leaves boundary layers at the sample's free edges: -2.1e-3 at 6 periods,
     # -9.8e-4 at 12 (measured; they shrink as 1/periods); the test phases above have none
     assert twin["low_T"]["modulus_N_per_m"] == pytest.approx(exact, rel=3e-3)
@@ -105,9 +105,9 @@ def test_the_twin_carries_the_md_interface_compliance_as_springs_in_series():
     s = _defaults()
     s["consistency"].update(periods=6, elements_per_period=12, band_elements=2)
     twin = consistency.run_consistency(s, props)
-    g, b = (M.stiffness_of(props["phases"][p]["elastic_N_per_m"]) for p in ("graphene", "borophene"))
-    exact = M.laminate_modulus([(0.5, g), (0.5, b)])
-    springs = M.laminate_modulus([(0.5, g), (0.5, b)], extra_normal_compliance=2 * R / 4.0)
+    g, b = (laminate.stiffness_of(props["phases"][p]["elastic_N_per_m"]) for p in ("graphene", "borophene"))
+    exact = laminate.laminate_modulus([(0.5, g), (0.5, b)])
+    springs = laminate.laminate_modulus([(0.5, g), (0.5, b)], extra_normal_compliance=2 * R / 4.0)
     assert springs < 0.8 * exact
     assert twin["perfect_interface_modulus_N_per_m"] == pytest.approx(exact, rel=1e-4)
     assert twin["modulus_N_per_m"] == pytest.approx(springs, rel=1e-4)
@@ -120,7 +120,7 @@ def test_the_twin_carries_the_md_interface_compliance_as_springs_in_series():
     props["interfaces"]["graphene|borophene"]["normal_compliance"]["nm_per_N_per_m"]["mean"] = -R / 8
     s["consistency"].update(band_elements=2, elements_per_period=24)
     twin = consistency.run_consistency(s, props)
-    stiff = M.laminate_modulus([(0.5, g), (0.5, b)], extra_normal_compliance=-2 * R / 8 / 4.0)
+    stiff = laminate.laminate_modulus([(0.5, g), (0.5, b)], extra_normal_compliance=-2 * R / 8 / 4.0)
     least = min(1 / g[1, 1], 1 / b[1, 1])
     assert twin["band_nm"] == pytest.approx(3 * 4.0 / 24) and twin["band_nm"] >= 2 * R / 8 / least
     assert twin["modulus_N_per_m"] == pytest.approx(stiff, rel=1e-4)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from fem import materials as M, phase_field as PF
+from fem import laminate, materials as M, phase_field as PF
 from fem.errors import FemInputError
 
 PROPS = "tests/data/fem/properties_graphene_borophene.json"
@@ -74,17 +74,17 @@ def test_laminate_stiffness_limits_and_the_direct_average():
     """One layer is itself; no Poisson coupling: across = Reuss, along = Voigt, shear = Reuss; a
     laminate across x is the one across y with the axes swapped; the extra compliance adds in series."""
     C = _stiffness(400.0, 300.0, 120.0, 140.0)
-    np.testing.assert_allclose(M.laminate_stiffness([(1.0, C)]), C, rtol=1e-12)
+    np.testing.assert_allclose(laminate.laminate_stiffness([(1.0, C)]), C, rtol=1e-12)
     a, b = _stiffness(400.0, 300.0, 0.0, 100.0), _stiffness(200.0, 100.0, 0.0, 50.0)
-    lam = M.laminate_stiffness([(0.3, a), (0.7, b)], normal="y")
+    lam = laminate.laminate_stiffness([(0.3, a), (0.7, b)], normal="y")
     assert lam[1, 1] == pytest.approx(1 / (0.3 / 300 + 0.7 / 100)) and lam[0, 0] == pytest.approx(0.3 * 400 + 0.7 * 200)
     assert lam[2, 2] == pytest.approx(1 / (0.3 / 100 + 0.7 / 50)) and lam[0, 1] == 0.0
     swap = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]])
-    lam_x = M.laminate_stiffness([(0.3, swap @ a @ swap), (0.7, swap @ b @ swap)], normal="x")
+    lam_x = laminate.laminate_stiffness([(0.3, swap @ a @ swap), (0.7, swap @ b @ swap)], normal="x")
     np.testing.assert_allclose(lam_x, swap @ lam @ swap, rtol=1e-12)
     g, bo = _stiffness(410.0, 407.0, 137.0, 135.0), _stiffness(167.0, 168.0, 55.0, 38.0)
-    E = M.laminate_modulus([(0.5, g), (0.5, bo)])
-    assert 1 / M.laminate_modulus([(0.5, g), (0.5, bo)], extra_normal_compliance=1e-3) == pytest.approx(1 / E + 1e-3)
+    E = laminate.laminate_modulus([(0.5, g), (0.5, bo)])
+    assert 1 / laminate.laminate_modulus([(0.5, g), (0.5, bo)], extra_normal_compliance=1e-3) == pytest.approx(1 / E + 1e-3)
     # with Poisson coupling: direct average of the layers' strains under a stress sigma_yy = 1 (the
     # layers share eps_xx, their sigma_xx average to 0), independent of the closed form
     Sg, Sb = np.linalg.inv(g), np.linalg.inv(bo)
@@ -94,9 +94,9 @@ def test_laminate_stiffness_limits_and_the_direct_average():
     eyy = 0.5 * (Sg[1, 0] * sxx[0] + Sg[1, 1]) + 0.5 * (Sb[1, 0] * sxx[1] + Sb[1, 1])
     assert E == pytest.approx(1 / eyy, rel=1e-12)
     with pytest.raises(FemInputError, match="without a positive stiffness"):
-        M.laminate_stiffness([(0.5, g), (0.5, bo)], extra_normal_compliance=-1.0)
+        laminate.laminate_stiffness([(0.5, g), (0.5, bo)], extra_normal_compliance=-1.0)
     with pytest.raises(FemInputError, match="laminate normal 'z'"):
-        M.laminate_stiffness([(1.0, g)], normal="z")
+        laminate.laminate_stiffness([(1.0, g)], normal="z")
 
 
 def test_interface_band_of_stripes_is_its_halves_in_series_plus_the_interface_compliance():
@@ -104,13 +104,13 @@ def test_interface_band_of_stripes_is_its_halves_in_series_plus_the_interface_co
     g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
     halves = [(0.5, g.stiffness()), (0.5, b.stiffness())]
     band, source = M.interface_material(props, g, b, normal="y", width_nm=0.5)
-    np.testing.assert_allclose(band.stiffness(), M.laminate_stiffness(halves), rtol=1e-12)
+    np.testing.assert_allclose(band.stiffness(), laminate.laminate_stiffness(halves), rtol=1e-12)
     props["interfaces"]["graphene|borophene"]["normal_compliance"] = {
         "nm_per_N_per_m": {"mean": 2.0e-3, "sem": 0.0, "n": 1}}
     band, source = M.interface_material(props, g, b, normal="y", width_nm=0.5)
     # across the band: its two halves in series plus the jump R sigma over the width
-    assert 1 / band.E2 == pytest.approx(1 / M.laminate_modulus(halves) + 2.0e-3 / 0.5)
-    assert band.E1 == pytest.approx(M.from_stiffness("l", M.laminate_stiffness(halves), 1, 1).E1, rel=1e-2)
+    assert 1 / band.E2 == pytest.approx(1 / laminate.laminate_modulus(halves) + 2.0e-3 / 0.5)
+    assert band.E1 == pytest.approx(M.from_stiffness("l", laminate.laminate_stiffness(halves), 1, 1).E1, rel=1e-2)
     assert source["normal_compliance_nm_per_N_per_m"] == 2.0e-3 and "normal_compliance" in source["compliance"]
     islands, source = M.interface_material(props, g, b)  # no fixed normal: the mean, R named as not applied
     np.testing.assert_allclose(islands.stiffness(), 0.5 * (g.stiffness() + b.stiffness()), rtol=1e-12)
@@ -136,7 +136,7 @@ def test_interface_without_md_entry_falls_back_to_the_weaker_phase_by_name():
 
 
 def test_voigt_reuss():
-    assert M.voigt_reuss([300.0, 100.0], [0.5, 0.5]) == pytest.approx((200.0, 150.0))
+    assert laminate.voigt_reuss([300.0, 100.0], [0.5, 0.5]) == pytest.approx((200.0, 150.0))
 
 
 def _write(tmp_path, data):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from fem import geometry, materials as M, mesh_io, phase_field as PF
+from fem import geometry, laminate, materials as M, mesh_io, phase_field as PF
 from fem.errors import FemInputError
 from fem.mechanics import TensileOptions, TensileTest
 
@@ -74,7 +74,7 @@ def test_homogeneous_sample_with_damage_reaches_the_calibrated_strength(model):
 def test_parallel_stripes_give_voigt_and_series_stripes_give_reuss(props):
     g, b = M.phase_material(props, "graphene"), M.phase_material(props, "borophene")
     mats = {1: (g, 1.0), 2: (b, 1.0)}
-    voigt, reuss = M.voigt_reuss([g.E1, b.E1], [0.6, 0.4])
+    voigt, reuss = laminate.voigt_reuss([g.E1, b.E1], [0.6, 0.4])
     parallel = _test(_sample(10.0, 10.0, 1.0, fraction=0.4, period=5.0, orientation="x"), mats, damage=False)
     series = _test(_sample(10.0, 10.0, 1.0, fraction=0.4, period=5.0, orientation="y"), mats, damage=False)
     assert parallel.modulus() == pytest.approx(voigt, rel=1e-9)   # exact: each stripe in uniaxial stress
@@ -86,7 +86,7 @@ def test_series_stripes_are_exactly_reuss_when_lateral_strains_match():
     a, b = M.isotropic("a", 300.0, 0.3, 10.0), M.isotropic("b", 150.0, 0.15, 10.0)
     t = _test(_sample(8.0, 4.0, 1.0, fraction=0.5, period=4.0, orientation="y"), {1: (a, 1.0), 2: (b, 1.0)},
               damage=False)
-    assert t.modulus() == pytest.approx(M.voigt_reuss([300.0, 150.0], [0.5, 0.5])[1], rel=1e-9)
+    assert t.modulus() == pytest.approx(laminate.voigt_reuss([300.0, 150.0], [0.5, 0.5])[1], rel=1e-9)
 
 
 def test_bad_setup_is_reported():
@@ -130,7 +130,7 @@ def test_user_xdmf_mesh_with_cell_tags_gives_the_same_modulus(tmp_path):
     assert (lay2.length_nm, lay2.height_nm, lay2.band) == (8.0, 4.0, None)
     t = TensileTest(msh2, ct2, {1: (a, 1.0), 2: (b, 1.0)}, (lay2.length_nm, lay2.height_nm),
                     TensileOptions(damage=False))
-    assert t.modulus() == pytest.approx(M.voigt_reuss([300.0, 150.0], [0.5, 0.5])[1], rel=1e-9)
+    assert t.modulus() == pytest.approx(laminate.voigt_reuss([300.0, 150.0], [0.5, 0.5])[1], rel=1e-9)
     with pytest.raises(FemInputError, match="fem.mesh_file: .* not found"):
         mesh_io.mesh_from_xdmf(tmp_path / "none.xdmf", ["graphene", "borophene"])
     with pytest.raises(FemInputError, match="cannot read mesh 'sheet'"):

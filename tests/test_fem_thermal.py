@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mpi4py import MPI
 
-from fem import fem_stage, geometry, materials as M, mesh_io, thermal_limits as TL, thermal_study as TS
+from fem import fem_stage, geometry, materials as M, mesh_io, thermal_inputs, thermal_limits as TL, thermal_study as TS
 from fem.__main__ import main as fem_main
 from fem.errors import FemInputError
 from fem.thermal import Conduction, ConductionOptions
@@ -117,7 +117,7 @@ def test_size_effect_is_exact_and_crosses_over_at_the_kapitza_length():
 def test_missing_thermal_conductivity_names_the_phase_and_md_thermal():
     with pytest.raises(FemInputError, match=r"no thermal conductivity for phase graphene: enable md.thermal in "
                                             r"case.yaml \(or set fem.thermal.enabled: false\)"):
-        M.phase_conductivity(thermal_props(phases=False), "graphene")
+        thermal_inputs.phase_conductivity(thermal_props(phases=False), "graphene")
 
 
 def test_stage_stops_before_the_mechanics_when_thermal_inputs_are_missing(tmp_path):
@@ -133,13 +133,13 @@ def test_unresolved_conductance_is_not_used_and_the_fallback_says_why(G_mean):
     props = thermal_props(G_mean=G_mean)
     with pytest.raises(FemInputError, match=r"graphene\|borophene.thermal.conductance_W_per_m2K' is not used as a "
                                             r"model input: G = .* is not positive by two standard errors \(n = 3\)"):
-        M.interface_conductance(props, "graphene", "borophene", fallback="error")
-    G_fb, source = M.interface_conductance(props, "graphene", "borophene")
+        thermal_inputs.interface_conductance(props, "graphene", "borophene", fallback="error")
+    G_fb, source = thermal_inputs.interface_conductance(props, "graphene", "borophene")
     assert G_fb == math.inf and source.startswith("fallback perfect") and "two standard errors" in source
     props["interfaces"]["graphene|borophene"]["thermal"]["conductance_W_per_m2K"] = {
         "mean": 2e9, "sem": 1e7, "n": 3, "withheld": "G = ... (set by the constitutive stage)"}
     with pytest.raises(FemInputError, match=r"is withheld by the constitutive stage .*: G = \.\.\. \(set by"):
-        M.interface_conductance(props, "graphene", "borophene", fallback="error")
+        thermal_inputs.interface_conductance(props, "graphene", "borophene", fallback="error")
 
 
 def test_one_rule_for_the_conductivities_withheld_or_unresolved():
@@ -147,9 +147,9 @@ def test_one_rule_for_the_conductivities_withheld_or_unresolved():
     props["phases"]["borophene"]["thermal"]["conductivity_W_per_mK"]["y"] = {"mean": 30.0, "sem": 20.0, "n": 2}
     with pytest.raises(FemInputError, match=r"phases.borophene.thermal.conductivity_W_per_mK.y' is not used as a model "
                                             r"input: kappa_y = 30 \+- 20 W/\(m K\) is not positive by two standard"):
-        M.phase_conductivity(props, "borophene")
+        thermal_inputs.phase_conductivity(props, "borophene")
     props["phases"]["borophene"]["thermal"]["conductivity_W_per_mK"]["y"] = {"mean": 30.0, "sem": None, "n": 1}
-    assert M.phase_conductivity(props, "borophene")[1] == 30.0  # one seed: used (and listed by input_record)
+    assert thermal_inputs.phase_conductivity(props, "borophene")[1] == 30.0  # one seed: used (and listed by input_record)
     record = M.input_record(props, {**_settings(), "phases": ["graphene", "borophene"]})
     assert record["single_seed"] == ["phases.borophene.thermal.conductivity_W_per_mK.y"]
     assert "single seed" in record["notes"][0]
@@ -157,13 +157,13 @@ def test_one_rule_for_the_conductivities_withheld_or_unresolved():
 
 def test_missing_conductance_falls_back_to_perfect_contact_or_errors():
     props = thermal_props(interface=False)
-    G_fb, source = M.interface_conductance(props, "graphene", "borophene")
+    G_fb, source = thermal_inputs.interface_conductance(props, "graphene", "borophene")
     assert G_fb == math.inf and source.startswith("fallback perfect")
     lines = []
     m = TS.SampleMaterials(_settings(), props, log=lines.append)
     assert m.G == math.inf and "perfect thermal contact" in m.notes[0] and lines
     with pytest.raises(FemInputError, match="interface_fallback: perfect"):
-        M.interface_conductance(props, "graphene", "borophene", fallback="error")
+        thermal_inputs.interface_conductance(props, "graphene", "borophene", fallback="error")
 
 
 @pytest.mark.parametrize("key,value,message", [
