@@ -2,7 +2,8 @@
 
 Data flow::
 
-    runs/fit/<system>.mtp (+ <system>_fit.json) + runs/data/<system>.structure.extxyz (the 0 K cell)
+    runs/fit/<system>.mtp or .nep.txt (the one <system>_fit.json names)
+      + runs/data/<system>.structure.extxyz (the 0 K cell)
       --plan--> one task (a plain dict) per run: the kinds of the registered task modules (md_gpu.tasks),
                 system by system, in the order of md_gpu.tasks.TASKS
       --ctx.map(run_task) over the ranks--> one result dict per task (plan order)
@@ -16,9 +17,17 @@ The task kinds, their settings blocks, files and ``summary.json`` keys are docum
 ``constitutive`` stage reads (docs/properties.md, docs/md.md)::
 
     {"format": "md_gpu-summary/1", "temperature_K": 300.0, "strain_rate_per_s": 1e9,
-     "systems": {<name>: {"provenance": {"potential": <fit>/<name>.mtp, "md_runs": [...], "strain_rate_per_s",
+     "systems": {<name>: {"provenance": {"potential": <fit potential file>, "md_runs": [...], "strain_rate_per_s",
                                          "temperature_K", "n_atoms", "blown_up": [{"run", "reason"}]},
                           ...the task modules' keys...}}}
+
+The potential of a system is the file that ``<system>_fit.json`` names (``files.potential``,
+:func:`fit_potential`): the MTP the fit stage fitted, or the potential the system brings
+(``systems.<name>.potential``: a NEP, ``<system>.nep.txt``, or an MTP), which
+:func:`md_gpu.forcefields.loading.load_forcefield` reads by its suffix. MTP-only options pass a NEP by:
+``md.short_range_core`` (and the core radii of the fit report) act on MTPs only, and the extrapolation
+grades of ``md.extrapolation`` need the fit stage's active set (``<system>.als``), which a brought
+potential does not have (its runs are not graded, the log says so).
 
 The structures are files, one per system, that the data stage writes (its contract with this stage):
 ``runs/data/<system>.structure.extxyz``, the system's 0 K cell in ASE extxyz, read with
@@ -83,16 +92,34 @@ def plan_tasks(settings: dict, ctx) -> list[dict]:
     structures = structure_files(ctx)
     fit_dir = ctx.stage_dir("fit")
     for name, entry in ctx.systems.items():
-        potential = fit_dir / f"{name}.mtp"
-        if not potential.is_file():
-            raise MDSetupError(f"md: {potential} is missing; the fit stage did not write a potential for "
-                               f"'{name}' (rerun `multiscale run {ctx.case_dir} --stages fit`)")
-        fit_report = fit_dir / f"{name}_fit.json"
-        core_radii = json.loads(fit_report.read_text()).get("shortest_distance_A") if fit_report.is_file() else None
-        base = {"system": name, "potential": str(potential), "structure": structures[name], "core_radii": core_radii,
+        potential, report = fit_potential(fit_dir, name, ctx.case_dir)
+        files = report.get("files") or {}
+        # the fit stage's active set (no report: the .als beside the .mtp); a brought potential has none
+        active_set = (fit_dir / files["active_set"] if files.get("active_set") else None) if report \
+            else potential.with_suffix(".als")
+        if active_set is None and settings["extrapolation"]["every"] > 0:
+            ctx.log(f"md.extrapolation: '{name}' runs the {report.get('model', 'potential').upper()} it brings, "
+                    "which has no active set: its runs are not graded")
+        base = {"system": name, "potential": str(potential), "structure": structures[name],
+                "core_radii": report.get("shortest_distance_A"), "active_set": active_set and str(active_set),
                 "out_dir": str(ctx.out_dir), "settings": settings, "thickness_A": entry.get("thickness_A")}
         tasks += TASKS.plan(settings, System(name, entry, base, ctx.systems, structures))
     return tasks
+
+
+def fit_potential(fit_dir, name: str, case_dir="") -> tuple:
+    """``(path, report)``: the potential of system ``name`` in the fit stage's folder ``fit_dir`` and that
+    stage's report ``<name>_fit.json`` (``{}`` when there is none). The path is the report's
+    ``files.potential``: the MTP the stage fitted (``<name>.mtp``) or the potential the system brings
+    (``<name>.nep.txt`` or ``<name>.mtp``); without a report, ``<name>.mtp``. Raises
+    :class:`MDSetupError` naming the missing file and the command that writes it."""
+    report_path = fit_dir / f"{name}_fit.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    potential = fit_dir / ((report.get("files") or {}).get("potential") or f"{name}.mtp")
+    if not potential.is_file():
+        raise MDSetupError(f"md: {potential} is missing; the fit stage did not write a potential for "
+                           f"'{name}' (rerun `multiscale run {case_dir} --stages fit`)")
+    return potential, report
 
 
 def summarize_tasks(results: list[dict], settings: dict) -> dict:

@@ -12,7 +12,9 @@ overrides merged into the stage sections) and one section per stage, whose
 schema belongs to the engine that runs the stage. Every error names the file
 and the dotted key. Each system's structure (a file or a built-in builder) is
 read and checked at load (:mod:`training.systems`), once the stage sections are
-validated, so that a bad structure stops the case before any stage runs.
+validated, so that a bad structure stops the case before any stage runs. Each potential a system
+brings (``systems.<name>.potential``, :mod:`multiscale.potentials`) is read at load too: it must
+parse and cover the elements of its system.
 
 A stage that cannot run here (an engine package such as dolfinx or ase is not
 installed, see :mod:`multiscale.stages`) is recorded in ``Case.unavailable``
@@ -28,6 +30,7 @@ from typing import Iterable, Mapping
 import yaml
 
 from .errors import CaseError
+from .potentials import PotentialError, check_path, check_potential
 from .schema import deep_merge, suggest, validate
 from .stages import PRODUCT, Pipeline, StageUnavailable, find_missing
 
@@ -49,6 +52,9 @@ SYSTEM_SCHEMA = {
     "thickness_A": (float, 3.35, "effective thickness used to quote 2D stresses in GPa (Å)"),
     "between": (list, [], "for an interface: the two phases it joins"),
     "dataset": (str, "", "dataset file relative to the case directory (empty: data/<system>.extxyz.gz)"),
+    "potential": (str, "", "a potential the system brings instead of a fitted MTP: a GPUMD NEP file (nep.txt) "
+                           "or an MLIP .mtp naming its elements, relative to the case folder; the fit stage "
+                           "copies it, the md stage runs it (empty: fit an MTP)"),
 }
 
 
@@ -134,6 +140,7 @@ class Case:
                 continue
             self.runners[stage.name] = run
         self._check_structures(src)
+        self._check_potentials(src)
 
     def _validate_systems(self, src: str) -> dict:
         systems = self.raw.get("systems") or {}
@@ -153,6 +160,13 @@ class Case:
                 if not dataset.is_file():
                     raise CaseError(f"{src}: 'systems.{name}.dataset' names {dataset}, which does not "
                                     f"exist; fix the path (relative to {self.path}) or remove the key")
+            if entry["potential"]:
+                try:
+                    check_path(str(name), entry["potential"], self.path)
+                except PotentialError as exc:
+                    raise CaseError(f"{src}: {exc}") from None
+            else:  # kept out of the stages' input records unless given: records of earlier runs stay valid
+                del entry["potential"]
             out[str(name)] = entry
         for name, entry in out.items():
             if entry["kind"] == "interface":
@@ -180,6 +194,20 @@ class Case:
                 check_interface_match(name, entry, self.systems, self.path,
                                       tolerance=float(data.get("interface_tolerance", 0.04)))
             except StructureError as exc:
+                raise CaseError(f"{src}: {exc}") from None
+
+    def _check_potentials(self, src: str) -> None:
+        """Read each brought potential (``systems.<name>.potential``, :mod:`multiscale.potentials`) and,
+        when the structures were checked (a data stage, ase installed), check that it covers the system's
+        elements. Skipped when ase is not installed (the NEP reader needs it; so do the stages)."""
+        if not any(e.get("potential") for e in self.systems.values()) or find_missing(["ase"]):
+            return
+        from training.systems import StructureError
+
+        for name, entry in self.systems.items():
+            try:
+                check_potential(name, entry, self.systems, self.path, structures="data" in self.pipeline.names)
+            except (PotentialError, StructureError) as exc:
                 raise CaseError(f"{src}: {exc}") from None
 
     # -- convenience ----------------------------------------------------------

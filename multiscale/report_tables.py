@@ -296,17 +296,22 @@ def _final_errors(s: dict) -> tuple[str, dict]:
 
 
 def fit_table(summary: dict) -> str:
-    """One row per fitted potential: level, frames, RMSE of energy, forces and stress, grades, time."""
+    """One row per potential: level (or the model a system brought), frames, RMSE of energy, forces and
+    stress (a brought potential's on all frames of its dataset, if evaluated), grades, time."""
     rows = []
     for name, s in (summary.get("systems") or {}).items():
         subset, err = _final_errors(s)
+        if s.get("brought"):
+            subset = "all" if err else "-"
         energy = _get(err, "energy_per_atom", "rmse")
-        rows.append([name, s.get("level"), s.get("n_train_final"), s.get("n_valid"), subset,
+        model = f"brought {str(s.get('model', '')).upper()}" if s.get("brought") else f"MTP level {s.get('level')}"
+        rows.append([name, model, s.get("n_train_final"), s.get("n_valid"), subset,
                      None if energy is None else 1000.0 * energy, _get(err, "forces", "rmse"),
                      _get(err, "stress", "rmse"),
+                     "-" if s.get("brought") else
                      f"{fmt(s.get('max_grade_preliminary'))} → {fmt(s.get('max_grade_final'))}",
                      s.get("active_set_rank"), s.get("seconds_total")])
-    return table(rows, ["system", "MTP level", "training frames", "validation frames", "errors on",
+    return table(rows, ["system", "potential", "training frames", "validation frames", "errors on",
                         "RMSE energy (meV/atom)", "RMSE forces (eV/Å)", "RMSE stress (GPa)",
                         "max grade (first fit → final)", "active set", "time (s)"])
 

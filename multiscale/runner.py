@@ -4,7 +4,7 @@ For each selected stage, in order:
 
 1. rank 0 builds the stage's *input record*: its validated settings, the
    case's systems, the output hash of each upstream stage, and the content hash
-   of the case files it reads (``Stage.case_inputs``);
+   of the case files it reads (``Stage.case_inputs``, ``Stage.case_files``);
 2. if ``runs/<stage>/stage.json`` holds the same record (and no ``--force``),
    the stage is skipped; otherwise the list of what changed is logged;
 3. every rank runs the stage into ``runs/<stage>.partial/``; a failure on any
@@ -78,6 +78,10 @@ def input_record(case, name: str) -> dict:
             # hidden files and Markdown notes (data/README.md) describe the inputs; editing them reruns nothing
             if path.is_file() and not path.name.startswith(".") and path.suffix != ".md":
                 files[path.relative_to(case.path).as_posix()] = file_hash(path)
+    for path in (stage.case_files(case) if stage.case_files else ()):
+        path = Path(path)
+        rel = path.relative_to(case.path).as_posix() if path.is_relative_to(case.path) else str(path)
+        files[rel] = file_hash(path)
     return {"settings": case.settings.get(name, {}), "systems": case.systems,
             "upstream": upstream, "files": files}
 

@@ -24,6 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
+from .potentials import brought_files
+
 #: The packages of this project; an import error naming one of them is a bug, not a missing engine.
 OWN_PACKAGES = ("common", "multiscale", "training", "md_gpu", "fem")
 
@@ -108,7 +110,9 @@ class Stage:
     ``module`` holds ``settings_attr`` (the schema of the case.yaml section named
     ``name``) and ``run_attr`` (``run(settings, ctx) -> dict``). ``after`` are the
     stages whose outputs this one reads; ``case_inputs`` are glob patterns,
-    relative to the case directory, whose file contents feed the input hash.
+    relative to the case directory, whose file contents feed the input hash, and
+    ``case_files(case)``, when given, names further files (paths) that do (e.g.
+    the potentials the systems bring).
     ``engines`` are the packages (top-level import names) the stage always needs,
     checked before ``module`` is imported; ``settings_engines(settings, case)``,
     when given, returns ``(package, why)`` pairs for the further packages that the
@@ -125,6 +129,7 @@ class Stage:
     description: str = ""
     engines: tuple[str, ...] = ()
     settings_engines: Callable[[Mapping, object], Iterable[tuple[str, str]]] | None = None
+    case_files: Callable[[object], Iterable] | None = None
 
     def check_engines(self) -> None:
         """Raise :class:`StageUnavailable` naming every package of ``engines`` that cannot be found."""
@@ -208,7 +213,8 @@ PRODUCT = Pipeline((
           case_inputs=("data/**/*",), description="AIMD datasets: read or generate",
           engines=("ase",), settings_engines=_data_engines),
     Stage("fit", "training.fit_stage", "FIT_SETTINGS", "run_fit", after=("data",),
-          description="two-step passive training of one MTP per system", engines=("ase", "h5py")),
+          description="two-step passive training of one MTP per system (or the potential it brings)",
+          engines=("ase", "h5py"), case_files=brought_files),
     Stage("md", "md_gpu.md_stage", "MD_SETTINGS", "run_md", after=("data", "fit"),
           description="MD tensile and elastic tests at temperature", engines=("ase", "h5py"),
           settings_engines=_md_engines),

@@ -18,6 +18,15 @@ MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-ste
 * ``<system>_grades.png`` histogram of the frame grades with the preliminary and final potentials;
 * ``summary.json``        the returned summary: per system the report without its per-frame lists.
 
+A system that brings its own potential (``systems.<name>.potential`` of ``case.yaml``: a GPUMD NEP file
+or an MLIP ``.mtp``, checked when the case loads, :mod:`multiscale.potentials`) is not fitted:
+:func:`bring_potential` copies the file to ``<system>.nep.txt`` or ``<system>.mtp``
+(:func:`common.potentials.fit_file_name`) and writes ``<system>_fit.json`` with ``brought: true``, the
+source path, its sha256, the model, its elements and, when the system has a dataset, the potential's
+errors on it (an MTP's, with ``<system>_parity.png``; a NEP is evaluated by the MD engine only, which
+this package does not import, so its errors are ``null`` with the reason in ``errors_note``). No active
+set: the md stage's extrapolation grades are off for such a system.
+
 Parallelism: the systems are farmed over the MPI ranks costliest first (an interface fit sees the
 frames of its phases too, and its level may be higher: it is the stage's critical path), and each
 fit spreads its frame batches over :func:`fit_threads` threads, so the cores of ranks that finished
@@ -31,6 +40,7 @@ import time
 from pathlib import Path
 
 from common.atomic import atomic_path
+from common.potentials import fit_file_name, nep_species, potential_model
 
 from . import datasets, fit_report
 from .mtp.maxvol import MODES, PARAMETERS
@@ -79,7 +89,10 @@ def fit_threads() -> int:
 
 
 def fit_cost(task: dict) -> float:
-    """A relative cost of fitting ``task`` for scheduling: dataset bytes (~ atoms x frames) x level^2."""
+    """A relative cost of fitting ``task`` for scheduling: dataset bytes (~ atoms x frames) x level^2 (a
+    brought potential: its dataset's bytes, evaluated once)."""
+    if task.get("brought"):
+        return float(Path(task["dataset"]).stat().st_size) if task["dataset"] else 1.0
     size = sum(Path(p).stat().st_size for p in [task["dataset"], *task.get("extra_datasets", [])])
     return float(size) * task["settings"]["level"] ** 2
 
@@ -199,7 +212,7 @@ def fit_system(task: dict) -> dict:
     fit_report.grades_png(res.grades_preliminary, res.grades_final, p["threshold"], out / f"{name}_grades.png",
                           title=f"{name}: extrapolation grades")
     report = {"system": name, "dataset": str(task["dataset"]), "extra_datasets": task.get("extra_datasets", []),
-              "species": res.mtp.species, "level": settings["level"],
+              "model": "mtp", "species": res.mtp.species, "level": settings["level"],
               "basis_size": res.mtp.basis_size, "settings": settings, **res.report,
               "errors_all_frames": fit_report.metrics(pred),
               "shortest_distance_A": datasets.shortest_pair_distances(frames),
@@ -212,6 +225,71 @@ def fit_system(task: dict) -> dict:
     return report
 
 
+def brought_source(entry: dict, case_dir) -> Path:
+    """The file ``systems.<name>.potential`` names: relative to ``case_dir`` unless absolute."""
+    path = Path(entry["potential"])
+    return path if path.is_absolute() else Path(case_dir) / path
+
+
+def bring_potential(task: dict) -> dict:
+    """Copy the potential a system brings into the stage's folder and report it (module docstring); a
+    ``ctx.map`` task: system, source, dataset (a path or None), out_dir. Returns its report."""
+    import hashlib
+    import shutil
+
+    t0 = time.time()
+    name, source, out = task["system"], Path(task["source"]), Path(task["out_dir"])
+    model = potential_model(source)
+    if model is None:
+        raise ValueError(f"systems.{name}.potential: {source} is neither a GPUMD NEP nor an MLIP .mtp file")
+    target = out / fit_file_name(name, model)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    files = {"potential": target.name}
+    if model == "mtp":
+        from training.mtp import MTP
+
+        mtp = MTP.read(target)
+        species = list(mtp.species or [])
+    else:
+        species = nep_species(target)
+    report = {"system": name, "brought": True, "source": str(source),
+              "sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "model": model, "species": species,
+              "dataset": task["dataset"], "errors_all_frames": None, "files": files}
+    if not task["dataset"]:
+        report["errors_note"] = f"no dataset of '{name}' in the data stage's folder: nothing to compare with"
+    elif model == "nep":
+        report["errors_note"] = ("a NEP is evaluated by the MD engine (md_gpu) only, which the fit stage does "
+                                 "not import: no errors on the dataset")
+    else:
+        frames = datasets.read(task["dataset"])
+        pred = fit_report.predict(mtp, frames)
+        report["n_frames"] = len(frames)
+        report["errors_all_frames"] = fit_report.metrics(pred)
+        # a potential fitted to another reference method sits at another energy zero: the mean offset
+        e_pred, e_ref = pred["energy_per_atom"]
+        report["energy_offset_eV_per_atom"] = float((e_pred - e_ref).mean()) if len(frames) else None
+        fit_report.parity_png(pred, out / f"{name}_parity.png",
+                              title=f"{name}: brought MTP on all {len(frames)} frames")
+        files["parity"] = f"{name}_parity.png"
+    report["seconds_total"] = time.time() - t0
+    fit_report.write_json(out / f"{name}_fit.json", report)
+    return report
+
+
+def fit_or_bring(task: dict) -> dict:
+    """One ``ctx.map`` task of the stage: :func:`bring_potential` or :func:`fit_system`."""
+    return bring_potential(task) if task.get("brought") else fit_system(task)
+
+
+def _brought_line(rep: dict) -> str:
+    errors = rep.get("errors_all_frames")
+    said = (f"force RMSE {errors['forces']['rmse']:.3g} eV/A on {rep['n_frames']} frames" if errors
+            else rep.get("errors_note", ""))
+    return (f"fit: {rep['system']}: brought {rep['model'].upper()} potential ({', '.join(rep['species'])}) from "
+            f"{rep['source']}, copied to {rep['files']['potential']}; {said}")
+
+
 def run_fit(settings: dict, ctx) -> dict:
     """Run the fit stage (module docstring); returns the per-system summary (also ``summary.json``)."""
     check_settings(settings)
@@ -219,10 +297,19 @@ def run_fit(settings: dict, ctx) -> dict:
     if unknown:
         raise ValueError(f"fit.per_system: {', '.join(unknown)} is not a system of the case (systems: "
                          f"{', '.join(ctx.systems)})")
+    brought = [name for name, entry in ctx.systems.items() if (entry or {}).get("potential")]
+    tuned = sorted(set(settings["per_system"]) & set(brought))
+    if tuned:
+        raise ValueError(f"fit.per_system: {', '.join(tuned)} brings its own potential (systems.<name>.potential) "
+                         f"and is not fitted; remove its entry from fit.per_system")
     data_dir = ctx.stage_dir("data")
     tasks = []
     for name in ctx.systems:
         dataset = Path(data_dir) / f"{name}.extxyz.gz"
+        if name in brought:
+            tasks.append({"system": name, "brought": True, "source": str(brought_source(ctx.systems[name], ctx.case_dir)),
+                          "dataset": str(dataset) if dataset.is_file() else None, "out_dir": str(ctx.out_dir)})
+            continue
         if not dataset.is_file():
             raise datasets.DatasetError(f"fit: {dataset} is missing; the data stage wrote no dataset for '{name}' "
                                         f"(rerun `multiscale run {ctx.case_dir} --stages data`)")
@@ -235,11 +322,19 @@ def run_fit(settings: dict, ctx) -> dict:
                                             f"its phases; set fit.interface_with_phases: false to fit it alone)")
         tasks.append({"system": name, "dataset": str(dataset), "extra_datasets": extra, "out_dir": str(ctx.out_dir),
                       "case_dir": str(ctx.case_dir), "settings": system_settings(settings, name)})
-    ctx.log(f"fit: passive training of {len(tasks)} potential(s), level {settings['level']}, method "
-            f"{settings['method']}, {fit_threads()} thread(s) per fit" + "".join(f"; {name}: {over}" for name, over in settings["per_system"].items()))
-    reports = ctx.map(fit_system, tasks, costs=[fit_cost(t) for t in tasks])
+    if len(tasks) > len(brought):
+        ctx.log(f"fit: passive training of {len(tasks) - len(brought)} potential(s), level {settings['level']}, "
+                f"method {settings['method']}, {fit_threads()} thread(s) per fit"
+                + "".join(f"; {name}: {over}" for name, over in settings["per_system"].items()))
+    if brought:
+        ctx.log(f"fit: brought potential(s), copied, not fitted: {', '.join(brought)}")
+    reports = ctx.map(fit_or_bring, tasks, costs=[fit_cost(t) for t in tasks])
     summary = {"systems": {}}
     for rep in reports:
+        if rep.get("brought"):
+            summary["systems"][rep["system"]] = rep
+            ctx.log(_brought_line(rep))
+            continue
         short = {k: v for k, v in rep.items() if k not in ("grades", "log", "settings")}
         short["steps"] = [{k: v for k, v in s.items() if k != "added_frames"} for s in rep["steps"]]
         summary["systems"][rep["system"]] = short

@@ -179,6 +179,23 @@ def _generated(spec: str, name: str, case_dir) -> bool:
     return not spec or (spec == name and not is_builder(spec) and not structure_path(spec, case_dir).is_file())
 
 
+def system_species(name: str, entry: dict, systems: dict, case_dir) -> tuple[list[str], str]:
+    """The elements of the ``case.yaml`` system ``name`` (sorted) and where they come from, for messages:
+    its structure's (the builder name or the file), or, for an interface generated from ``between``
+    (:func:`validate_system`), the union of its two phases'. Raises :class:`StructureError` as
+    :func:`read_structure` does."""
+    spec = entry.get("structure") or ""
+    if entry.get("kind") == "interface" and entry.get("between") and _generated(spec, name, case_dir):
+        phases = list(entry["between"])
+        symbols = set()
+        for phase in phases:
+            atoms = read_structure(systems[phase]["structure"], case_dir, key=f"systems.{phase}.structure")
+            symbols.update(atoms.get_chemical_symbols())
+        return sorted(symbols), f"the structures of its phases {' and '.join(phases)}"
+    atoms = read_structure(spec, case_dir, key=f"systems.{name}.structure")
+    return sorted(set(atoms.get_chemical_symbols())), spec if is_builder(spec) else str(structure_path(spec, case_dir))
+
+
 def _lengths(lengths) -> str:
     return "[" + ", ".join(f"{x:.2f}" for x in lengths) + "]"
 

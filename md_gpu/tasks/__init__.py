@@ -49,8 +49,9 @@ class System:
 
     ``name``: the system's name; ``entry``: its ``systems.<name>`` block of case.yaml (``kind``,
     ``thickness_A`` in Å, ``between``); ``base``: the fields every task of it starts from
-    (``system``, ``potential``, ``structure`` (its 0 K cell's file), ``core_radii``, ``out_dir``,
-    ``settings``, ``thickness_A``); ``systems``: every system's block, by name;
+    (``system``, ``potential`` (an MTP or a NEP file), ``structure`` (its 0 K cell's file), ``core_radii``,
+    ``active_set`` (the fit stage's ``.als`` or None), ``out_dir``, ``settings``, ``thickness_A``);
+    ``systems``: every system's block, by name;
     ``structures``: every system's 0 K cell file (the data stage's ``<name>.structure.extxyz``), by name.
     """
 

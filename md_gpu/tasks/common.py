@@ -27,7 +27,7 @@ SETTINGS = {
     "supercell": (list, [1, 1], "repeats of the system's 0 K cell along x and y"),
     "short_range_core": (bool, True, "MTP pairs closer than the training data's shortest distance of their species "
                                      "pair (fit/<system>_fit.json) or min_dist: bounded MTP + repulsive wall "
-                                     "(md_gpu/forcefields/mtp.py); the exact MTP above"),
+                                     "(md_gpu/forcefields/mtp.py); the exact MTP above. A NEP runs as it is"),
     "thermo_every": (int, 10, "steps between thermo rows"),
     "traj_every": (int, 0, "steps between extxyz frames (0: none)"),
     "checkpoint_every": (int, 2000, "steps between checkpoints (0: none)"),

@@ -58,7 +58,8 @@ SETTINGS = {
                                     "half the strain at peak stress; md_gpu.analysis.choose_fit_window) and "
                                     "reported as fit_window_strain"),
     "extrapolation": {
-        "every": (int, 0, "steps between extrapolation-grade checks (0: off; needs the fit stage's .als)"),
+        "every": (int, 0, "steps between extrapolation-grade checks (0: off; needs the fit stage's .als: "
+                          "a system that brings its potential is not graded)"),
         "warn": (float, 2.0, "warn (and save the frame) above this grade"),
         "stop": (float, 10.0, "stop the run above this grade"),
     },
@@ -98,8 +99,10 @@ def run(task: dict) -> dict:
     settings = task["settings"]
     control = None
     x = settings["extrapolation"]
-    if x["every"] > 0:
-        control = ExtrapolationControl(mtp_grader(ff.mtp, Path(task["potential"]).with_suffix(".als")),
+    # the fit stage's active set; None for a potential the system brings (md_stage.plan_tasks logs it)
+    active_set = task.get("active_set", str(Path(task["potential"]).with_suffix(".als")))
+    if x["every"] > 0 and active_set:
+        control = ExtrapolationControl(mtp_grader(ff.mtp, active_set),
                                        every=x["every"], warn=x["warn"], stop=x["stop"], cutoff=ff.cutoff,
                                        frames_path=f"{prefix}.extrapolative.extxyz")
     protocol = protocols.interface_tensile if task["kind"] == "interface" else protocols.tensile
