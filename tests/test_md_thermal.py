@@ -353,3 +353,25 @@ def test_a_run_that_heats_far_above_its_thermostat_is_reported_as_blown_up(ff):
     with pytest.raises(MDRunError, match=r"the run blew up: the temperature is .* K in stage 'hnemd' held at 300 K"):
         hnemd(ff, pot_sheet(), driving_force_per_A=0.5, production_steps=400,
               settings=quick(equilibrate_steps=50), thickness_A=3.35, n_blocks=4, **QUIET)
+
+
+def test_interfaces_of_a_compound_phase_are_found_by_phase():
+    """A graphene / h-BN stripe cell: by species every B and N row would be an 'interface' (18 of them);
+    with the phases' species there are exactly the two lateral interfaces, at the stripe edges."""
+    from ase.build import graphene as ase_graphene
+
+    from common.sheets import as_sheet as sheet, lateral_interface, rectangular_sheet
+
+    hbn = ase_graphene(formula="BN", a=2.504, vacuum=10.0)
+    hbn.pbc = True
+    atoms, info = lateral_interface(sheet(rectangular_sheet(graphene())), sheet(rectangular_sheet(hbn)),
+                                    cells_y=(2, 2), repeat_x=5, names=("graphene", "hbn"))
+    state = from_atoms(atoms, species=["B", "C", "N"])
+    by_species = find_interfaces(state, 1)[0]
+    positions, after = find_interfaces(state, 1, {"graphene": ["C"], "hbn": ["B", "N"]})
+    assert len(by_species) > 2 and len(positions) == 2 and sorted(after) == ["graphene", "hbn"]
+    y_hbn = atoms.positions[atoms.arrays["phase"] == 1, 1]
+    edges = sorted([y_hbn.min() - info["gap_A"] / 2, y_hbn.max() + info["gap_A"] / 2])
+    np.testing.assert_allclose(sorted(positions), edges, atol=1e-6)
+    with pytest.raises(MDSetupError, match="species C belongs to phases a and b"):
+        find_interfaces(state, 1, {"a": ["C"], "b": ["C", "B", "N"]})

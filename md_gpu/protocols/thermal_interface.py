@@ -24,24 +24,43 @@ from .thermal_nemd import (Layout, bin_layout, check_nemd_args, energy_balance, 
                            transient_length)
 
 
-def find_interfaces(state: State, k: int) -> tuple[np.ndarray, list]:
-    """Interface positions (Å, in [0, L)) along axis ``k`` and the species of the piece after each.
+def find_interfaces(state: State, k: int, phases: dict | None = None) -> tuple[np.ndarray, list]:
+    """Interface positions (Å, in [0, L)) along axis ``k`` and the label of the piece after each.
 
-    The atoms sorted along the axis form runs of one species (lateral interfaces with straight
-    edges do not overlap along their normal); an interface lies midway between the last atom of
-    one run and the first of the next, cyclically.
+    The atoms sorted along the axis form runs of one label (lateral interfaces with straight edges do
+    not overlap along their normal); an interface lies midway between the last atom of one run and
+    the first of the next, cyclically. The label of an atom is its species, or with ``phases``
+    (phase name -> its species, e.g. ``{"graphene": ["C"], "hbn": ["B", "N"]}``) the name of the phase
+    its species belongs to, so that the alternating B and N rows of one h-BN stripe are one piece.
     """
     length = float(to_numpy(state.cell)[k, k])
     x = fractions(state, k) * length
     order = np.argsort(x)
     x, types = x[order], to_numpy(state.types)[order]
+    labels = list(state.species)
+    if phases:
+        owner = {}
+        for name, species in phases.items():
+            for s in species:
+                if s in owner:
+                    raise MDSetupError(f"interface NEMD: species {s} belongs to phases {owner[s]} and {name}; the "
+                                       "interfaces are found from the species of each phase, which must differ")
+                owner[s] = name
+        missing = sorted(set(state.species) - set(owner))
+        if missing:
+            raise MDSetupError(f"interface NEMD: species {', '.join(missing)} of the cell belong to none of the phases "
+                               f"{', '.join(phases)}")
+        names = list(phases)
+        labels = [owner[s] for s in state.species]
+        types = np.array([names.index(labels[t]) for t in types])
+        labels = names
     change = np.flatnonzero(types != np.roll(types, 1))  # first atom of each run
     if change.size < 2:
         raise MDSetupError(f"interface NEMD: no interface along {'xyz'[k]} (one species along the axis); use a "
                            "heterostructure cell stacked along the transport axis")
     prev = x[change - 1] - np.where(change == 0, length, 0.0)
     positions = np.mod(0.5 * (prev + x[change]), length)
-    return positions, [state.species[t] for t in types[change]]
+    return positions, [labels[t] for t in types[change]]
 
 
 def _side_fit(x, temps, seg, a: float, b: float, skip_A: float) -> tuple[float, float]:
@@ -99,23 +118,24 @@ def _bath_layout(state: State, k: int, interfaces: np.ndarray, bath_width_A: flo
 def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bath_width_A: float = 4.0,
                    production_steps: int = 100000, settings: RunSettings | None = None,
                    thickness_A: float | None = None, transient_steps: int | None = None, bin_width_A: float = 1.0,
-                   n_blocks: int = 10, out_prefix=None, log=print) -> dict:
+                   n_blocks: int = 10, phases: dict | None = None, out_prefix=None, log=print) -> dict:
     """Interfacial thermal conductance across the interfaces normal to ``axis`` by NEMD (module docstring).
 
     The cell (e.g. an interface system's 0 K cell repeated an even number of times along y) is
     equilibrated (NPT in the plane), the hot bath is centred in the first phase piece after the first
     interface and the cold bath half a cell later; both must lie inside a phase. The temperature jump is
     the mean over the interfaces between the baths of the extrapolated side fits; ``G = q / Delta T``
-    (W m^-2 K^-1). Per species of a side: conductivity ``q / |dT/dx|`` and Kapitza length ``kappa / G``.
+    (W m^-2 K^-1). Per side (its species, or its phase with ``phases``: :func:`find_interfaces`):
+    conductivity ``q / |dT/dx|`` and Kapitza length ``kappa / G``.
     """
     settings = settings or RunSettings()
     check_nemd_args(production_steps, n_blocks, delta_T_K)
     start = atoms_or_state if isinstance(atoms_or_state, State) else from_atoms(atoms_or_state, species=ff.species)
     k = transport_axis(start, axis)
-    built = find_interfaces(start, k)[0]
+    built = find_interfaces(start, k, phases)[0]
     _bath_layout(start, k, built, bath_width_A, bin_width_A)  # geometry errors before any MD
     state, prod = production(ff, atoms_or_state, settings, log)
-    interfaces, after = find_interfaces(state, k)
+    interfaces, after = find_interfaces(state, k, phases)
     if len(interfaces) != len(built):
         raise MDRunError(f"interface NEMD: the structure changed during equilibration: {len(interfaces)} interfaces "
                          f"along {'xyz'[k]} instead of {len(built)} (species mixed across an interface); the "

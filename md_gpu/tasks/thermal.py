@@ -122,6 +122,17 @@ def check(settings: dict) -> None:
                              f"2 x md.temperature_K ({2 * temperature_K:g} K): the cold bath sits at T - delta_T/2")
 
 
+def _phase_species(system) -> dict | None:
+    """Phase name -> its species (from the phases' 0 K cell files) for an interface system's ``between``;
+    None when the phases' files are not known (the interfaces are then found from the species alone)."""
+    import ase.io
+
+    between = list(system.entry.get("between", []))
+    if len(between) != 2 or any(p not in system.structures for p in between):
+        return None
+    return {p: sorted(set(ase.io.read(system.structures[p]).get_chemical_symbols())) for p in between}
+
+
 def plan(settings: dict, system) -> list[dict]:
     """Phases: HNEMD per direction x seed and NEMD along x per length x seed; interfaces: NEMD across
     the interface (normal y) per seed. ``repeat`` [nx, ny] is the thermal cell."""
@@ -138,8 +149,8 @@ def plan(settings: dict, system) -> list[dict]:
         thickness = sum(thicknesses) / len(thicknesses) if thicknesses and None not in thicknesses \
             else base["thickness_A"]
         return [{**base, "kind": "interface_nemd", "direction": "y", "seed": seed, "thickness_A": thickness,
-                 "repeat": [nx, th["interface"]["repeats_normal"]], "name": f"{name}_nemd_seed{seed}"}
-                for seed in range(th["seeds"])]
+                 "repeat": [nx, th["interface"]["repeats_normal"]], "name": f"{name}_nemd_seed{seed}",
+                 "phases": _phase_species(system)} for seed in range(th["seeds"])]
     tasks = []
     for seed in range(th["seeds"]):
         tasks += [{**base, "kind": "hnemd", "direction": d, "seed": seed, "repeat": [nx, ny],
@@ -166,6 +177,8 @@ def run(task: dict) -> dict:
         block = th["nemd" if kind == "nemd" else "interface"]
         options = {"direction" if kind == "nemd" else "axis": task["direction"], "delta_T_K": block["delta_T_K"],
                    "bath_width_A": block["bath_width_A"], "production_steps": block["production_steps"]}
+        if kind == "interface_nemd":
+            options["phases"] = task.get("phases")
     try:
         r = getattr(protocols, kind)(ff, atoms, settings=run_settings, thickness_A=task["thickness_A"],
                                      out_prefix=prefix, log=progress_printer(task), **options)
