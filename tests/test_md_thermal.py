@@ -301,26 +301,24 @@ def test_interface_nemd_reports_species_mixed_during_equilibration_as_a_failed_r
 
 
 @pytest.mark.slow
-def test_graphene_hnemd_and_extrapolated_nemd_agree(ff):
-    """Graphene at 300 K with the test MTP: HNEMD (24.6 x 12.8 Å cell) against NEMD at three lengths
-    (12.8 Å wide strips, kappa(L) from the bath temperatures) extrapolated in 1/L; they must agree
-    within 2 combined standard errors.
+def test_graphene_hnemd_conductivity_is_positive_and_of_its_size(ff):
+    """Graphene at 300 K with the test MTP, HNEMD on the 120-atom cell (24.6 x 12.8 Å), F_e = 3e-3 /Å, 5 ps:
+    the conductivity is resolved (above 3 of its standard errors) and within 60-800 W/(m K).
 
-    The comparison is made in 1/kappa, the quantity the extrapolation fits linearly (its intercept can
-    be within error of 0, where kappa itself has no symmetric error bar). Numbers in docs/md.md.
+    Measured (seeds 11, 1, 2, 3): 277 +- 51, 155 +- 30, 253 +- 46, 246 +- 50 W/(m K), within linear
+    response (F_e = 1e-3 /Å, same runs: 330, 193, 249, 186 with 3x the error; docs/md.md: 337 +- 36 over
+    15 ps). A sign error in the driving force, the heat current or the conductivity gives kappa < 0; a unit
+    slip (a factor 10: Å vs nm, ps vs fs in the volume or the time) leaves the band. The HNEMD vs
+    extrapolated-NEMD comparison is a benchmark (benchmarks/thermal_compare.py): in these nanometre strips
+    the NEMD extrapolation's error is as large as its value, so it could not catch such a bug.
     """
-    settings = RunSettings(equilibrate_steps=500, thermo_every=50, seed=11)
-    sheet = pot_sheet()  # 60 atoms, 12.3 x 12.8 Å
-    h = hnemd(ff, sheet.repeat([2, 1, 1]), driving_force_per_A=3e-4, production_steps=15000, settings=settings,
-              thickness_A=3.35, **QUIET)["properties"]
-    runs = [nemd(ff, sheet.repeat([n, 1, 1]), delta_T_K=100.0, bath_width_A=5.0, production_steps=3000,
-                 transient_steps=1000, settings=settings, thickness_A=3.35, **QUIET)["properties"] for n in (3, 5, 7)]
-    fit = extrapolate_length([r["length_A"] for r in runs], [r["conductivity_W_per_mK"] for r in runs],
-                             [r["conductivity_sem_W_per_mK"] for r in runs])
-    print({"hnemd": h, "nemd": runs, "extrapolated": fit})
-    inv_h, inv_h_sem = 1 / h["conductivity_W_per_mK"], h["conductivity_sem_W_per_mK"] / h["conductivity_W_per_mK"] ** 2
-    assert abs(fit["inverse_mK_per_W"] - inv_h) < 2 * np.hypot(fit["inverse_sem_mK_per_W"], inv_h_sem)
-    assert all(r["energy_balance_rel"] < 0.02 for r in runs)
+    h = hnemd(ff, pot_sheet(2), driving_force_per_A=3e-3, production_steps=5000,
+              settings=RunSettings(equilibrate_steps=500, thermo_every=50, seed=11), thickness_A=3.35,
+              **QUIET)["properties"]
+    kappa, sem = h["conductivity_W_per_mK"], h["conductivity_sem_W_per_mK"]
+    assert h["n_atoms"] == 120
+    assert 3 * sem < kappa, h
+    assert 60 < kappa < 800, h
 
 
 def test_cli_thermal_hnemd_writes_runs_and_summary(tmp_path, capsys):

@@ -2,8 +2,8 @@
 
 (a) window and modulus on synthetic curves; (b) one noisy drop is not a failure; (c) a crack is
 (synthetic structures and a Morse sheet pulled apart); (d) the loading barostat holds the
-transverse stress of a Morse Cu cell at zero; (e, slow) the Morse Cu benchmark against the
-static moduli and LAMMPS.
+transverse stress of a Morse Cu cell at zero; (e) the static moduli of that cell, the reference of the
+300 K benchmark against LAMMPS (``benchmarks/lammps_compare.py --parts protocol``).
 """
 import numpy as np
 import pytest
@@ -140,33 +140,18 @@ def test_loading_barostat_holds_the_transverse_stress_of_morse_cu():
     assert r["settings"]["transverse_control"]["poisson"][0] == pytest.approx(0.40, abs=0.01)
 
 
-@pytest.mark.slow
-def test_morse_cu_benchmark_against_static_and_lammps():
-    """Morse Cu 256 atoms, 300 K, 2e10 1/s, seeds 1-4, 5000 equilibration steps, to 20 % strain.
+def test_static_youngs_modulus_and_poisson_ratio_of_morse_cu():
+    """0 K reference of the Morse Cu tensile numbers: E[100] = (C11 - C12)(C11 + 2 C12)/(C11 + C12) = 45.2 GPa,
+    nu = C12/(C11 + C12) = 0.40 (benchmarks/lammps_compare.py gets C11 = 97.5, C12 = 65.2 GPa from its own
+    central differences of the stress at the zero-stress lattice constant). One cubic cell: the relaxed
+    fcc crystal needs no more for homogeneous strain.
 
-    Static E[100] = (C11 - C12)(C11 + 2 C12)/(C11 + C12) = 45.2 GPa, nu = C12/(C11 + C12) = 0.40;
-    LAMMPS (same potential, cell, T, rate; Nose-Hoover barostat on y, z): E = 49 +- 2 GPa (0-1 %),
-    53.2 GPa (0-5 %), nu = 0.36, the sample keeps loading past the first stress drop."""
-    c = static_elastic_constants(FF, cu())
-    E_static = (c["C11"] - c["C12"]) * (c["C11"] + 2 * c["C12"]) / (c["C11"] + c["C12"])
-    assert E_static == pytest.approx(45.2, abs=0.3)
-    runs = [tensile(FF, cu(), direction="x", strain_rate_per_s=2e10, max_strain=0.2,
-                    settings=RunSettings(equilibrate_steps=5000, seed=seed), **QUIET)["properties"]
-            for seed in (1, 2, 3, 4)]
-    E = np.array([p["youngs_modulus_GPa"] for p in runs])
-    E_sem = np.array([p["youngs_modulus_fit_sem_GPa"] for p in runs])
-    nu = np.array([p["poisson_ratio"] for p in runs])
-    nu_sem = np.array([p["poisson_ratio_fit_sem"] for p in runs])
-    print(f"static E[100] = {E_static:.1f} GPa, nu = {c['C12'] / (c['C11'] + c['C12']):.3f}")
-    for p in runs:
-        print({k: v for k, v in p.items() if k.startswith(("youngs", "poisson", "fit", "transverse", "failure",
-                                                          "yield", "ultimate"))})
-    # each seed within 3 of its reported errors of LAMMPS (49 +- 2 GPa; nu 0.36 +- 0.02), and the mean
-    # of the seeds within 3 of its error (the scatter over seeds)
-    assert np.all(np.abs(E - 49.0) <= 3 * np.hypot(E_sem, 2.0))
-    assert abs(E.mean() - 49.0) <= 3 * np.hypot(E.std(ddof=1) / 2, 2.0)
-    assert np.all(np.abs(nu - 0.36) <= 3 * np.hypot(nu_sem, 0.02))
-    assert abs(nu.mean() - 0.36) <= 3 * np.hypot(nu.std(ddof=1) / 2, 0.02)
-    for p in runs:
-        assert abs(p["transverse_stress_mean_GPa"]) < 3 * p["transverse_stress_sem_GPa"] + 0.05
-        assert p["failure_mode"] == "none" and not p["failed"]  # Morse Cu yields, it does not crack, by 20 %
+    The 300 K tensile runs of that cell against these numbers and LAMMPS are a benchmark
+    (``python benchmarks/lammps_compare.py --parts protocol``): with 256 atoms the modulus the protocol
+    fits carries an error of 9-18 GPa per seed. The tests keep the protocol's parts: moduli at 1 K
+    (tests/test_md_protocols.py::test_tensile_at_1K_matches_static_moduli), the transverse stress at
+    300 K (above), the automatic window on noisy curves (above), yield without a crack
+    (tests/test_md_protocols.py::test_ductile_copper_yields_without_a_crack_and_runs_to_max_strain)."""
+    c = static_elastic_constants(FF, cu(1))
+    assert (c["C11"] - c["C12"]) * (c["C11"] + 2 * c["C12"]) / (c["C11"] + c["C12"]) == pytest.approx(45.2, abs=0.3)
+    assert c["C12"] / (c["C11"] + c["C12"]) == pytest.approx(0.40, abs=0.005)
