@@ -254,7 +254,7 @@ def edge_gap(a, b) -> float:
 
 
 def lateral_interface(a, b, *, cells_y: tuple[int, int] = (1, 1), tolerance: float = 0.04, gap_A: float | None = None,
-                      repeat_x: int = 1, names: tuple[str, str] = ("A", "B")):
+                      repeat_x: int = 1, min_length_A: float = 0.0, names: tuple[str, str] = ("A", "B")):
     """A periodic cell of two phases side by side in the plane, with two lateral interfaces along x.
 
     ``a``, ``b``: rectangular sheets (:func:`rectangular_sheet`). Their periods along x are matched by
@@ -262,11 +262,13 @@ def lateral_interface(a, b, *, cells_y: tuple[int, int] = (1, 1), tolerance: flo
     x to A's period (phase B is the one strained, by ``strain``). A occupies the lower part of the cell in
     y with ``cells_y[0]`` cells, B the upper part with ``cells_y[1]`` cells, their facing atom rows
     ``gap_A`` apart at both interfaces (default :func:`edge_gap`); both sheets share A's mean height and
-    A's z length; the whole cell is repeated ``repeat_x`` times along x. Positions as built (unrelaxed).
+    A's z length. Along x the matched period is repeated to at least ``min_length_A`` (Å; e.g. twice the
+    potential's cut-off), and that cell ``repeat_x`` times. Positions as built (unrelaxed).
 
     Returns ``(atoms, info)``; ``info``: ``cells_x`` [n_a, n_b], ``cells_y``, ``strained`` (name of B),
     ``strain`` (relative, of B along x), ``gap_A``, ``period_x_A`` (the matched period), ``period_nm`` (the cell's y length), ``length_nm`` (x),
-    ``fraction_B`` (area fraction of B, interfaces in the middle of the gaps), ``n_atoms``, ``between``;
+    ``fraction_B`` (area fraction of B, interfaces in the middle of the gaps), ``n_atoms``, ``between``,
+    ``repeat_x`` (the matched periods along x);
     ``atoms.arrays["phase"]`` is 0 for A's atoms and 1 for B's.
     """
     from ase import Atoms
@@ -289,9 +291,10 @@ def lateral_interface(a, b, *, cells_y: tuple[int, int] = (1, 1), tolerance: flo
     atoms = Atoms(np.concatenate([lower.numbers, upper.numbers]), positions=np.vstack([lower.positions, upper.positions]),
                   cell=cell, pbc=a.pbc)
     atoms.arrays["phase"] = np.repeat([0, 1], [len(lower), len(upper)])
-    atoms = atoms.repeat((int(repeat_x), 1, 1))
+    repeat_x = int(np.ceil(min_length_A / lx - 1e-9)) * int(repeat_x) if min_length_A > lx else int(repeat_x)
+    atoms = atoms.repeat((repeat_x, 1, 1))
     info = {"between": list(names), "cells_x": [n_a, n_b], "cells_y": [int(c) for c in cells_y],
             "strained": names[1], "strain": float(strain), "gap_A": gap, "period_x_A": float(lx),
-            "period_nm": float(ly) / 10.0, "length_nm": float(lx * int(repeat_x)) / 10.0, "fraction_B": float((y_b.max() - y_b.min() + gap) / ly),
-            "n_atoms": len(atoms)}
+            "period_nm": float(ly) / 10.0, "length_nm": float(lx * repeat_x) / 10.0, "fraction_B": float((y_b.max() - y_b.min() + gap) / ly),
+            "n_atoms": len(atoms), "repeat_x": repeat_x}
     return atoms, info

@@ -46,8 +46,6 @@ zero stress.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .analysis import mean_sem
 from .errors import MDSetupError
 
@@ -104,7 +102,7 @@ def stripe_cell(h: dict, phases):
     ``match_tolerance``); ``phases``: ``[(name_A, atoms_A), (name_B, atoms_B)]``, any periodic cell of each
     phase's sheet (the data stage's 0 K cells). Raises :class:`MDSetupError` naming the phase or key when
     a phase is not a sheet with a rectangular cell or the periods do not match within the tolerance."""
-    from common.sheets import GeometryError, as_sheet, is_sheet, lateral_interface, match_periods, rectangular_sheet
+    from common.sheets import GeometryError, as_sheet, is_sheet, lateral_interface, rectangular_sheet
 
     names = tuple(name for name, _ in phases)
     units = []
@@ -118,11 +116,9 @@ def stripe_cell(h: dict, phases):
             raise MDSetupError(f"md.heterostructure: phase {name}: {exc}") from None
     cells_y = tuple(cells_across(w, unit.cell[1, 1]) for w, unit in zip(h["stripe_widths_nm"], units))
     try:
-        period = match_periods(units[0].cell[0, 0], units[1].cell[0, 0], tolerance=float(h["match_tolerance"]),
-                               names=names)[0] * units[0].cell[0, 0]
-        repeat_x = int(np.ceil(float(h["min_length_A"]) / period - 1e-9)) * int(h["repeat_x"])
         atoms, info = lateral_interface(*units, cells_y=cells_y, tolerance=float(h["match_tolerance"]),
-                                        gap_A=float(h["gap_A"]) or None, repeat_x=repeat_x, names=names)
+                                        gap_A=float(h["gap_A"]) or None, repeat_x=int(h["repeat_x"]),
+                                        min_length_A=float(h["min_length_A"]), names=names)
     except GeometryError as exc:
         raise MDSetupError(f"md.heterostructure: {exc} (md.heterostructure.match_tolerance: "
                            f"{h['match_tolerance']})") from None

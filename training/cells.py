@@ -54,14 +54,11 @@ def interface_cell(a: Atoms, b: Atoms, *, names: tuple[str, str], tolerance: flo
     ``tolerance``."""
     units = [rectangular_sheet(x) for x in (a, b)]
     cells_y = tuple(int(np.ceil(0.5 * min_length_A / u.cell[1, 1] - 1e-9)) for u in units)
-    atoms, info = lateral_interface(units[0], units[1], cells_y=cells_y, tolerance=tolerance, names=names)
-    repeat_x = int(np.ceil(min_length_A / atoms.cell[0, 0] - 1e-9))
-    if repeat_x > 1:
-        atoms, info = lateral_interface(units[0], units[1], cells_y=cells_y, tolerance=tolerance, names=names,
-                                        repeat_x=repeat_x)
+    atoms, info = lateral_interface(units[0], units[1], cells_y=cells_y, tolerance=tolerance, names=names,
+                                    min_length_A=min_length_A)
     del atoms.arrays["phase"]
     atoms.pbc = True
-    return atoms, {**info, "repeat_x": repeat_x}
+    return atoms, info
 
 
 __all__ = ["GeometryError", "MIN_LENGTH_A", "interface_cell", "phase_cell"]

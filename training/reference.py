@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-EV_PER_A2_TO_N_PER_M = 16.021766208  # 1 eV/A^2 in N/m
+from .summary import EV_PER_A2_TO_N_PER_M
 
 #: FrechetCellFilter masks (Voigt xx, yy, zz, yz, xz, xy) of the relaxations the data stage runs:
 #: a phase relaxes both in-plane lengths (the cell stays rectangular), an interface cell only the
