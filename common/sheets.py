@@ -1,4 +1,4 @@
-"""Geometry of 2D sheets: vacuum detection, shortest distances, primitive and rectangular cells,
+"""Geometry of 2D sheets: vacuum detection, primitive and rectangular cells,
 repeats, and lateral interfaces between two phases.
 
 Every function takes and returns :class:`ase.Atoms`; lengths in Å. A *sheet* is a cell periodic in
@@ -47,16 +47,6 @@ def as_sheet(atoms, *, min_gap_A: float = SHEET_GAP_A):
         atoms = atoms.copy()
         atoms.pbc = (atoms.pbc[0], atoms.pbc[1], False)
     return atoms
-
-
-def shortest_distance(atoms) -> tuple[float, int, int]:
-    """The shortest interatomic distance (Å) with periodic images, and the two atom indices (0-based)."""
-    if len(atoms) < 2:
-        return float("inf"), 0, 0
-    d = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
-    np.fill_diagonal(d, np.inf)
-    i, j = np.unravel_index(np.argmin(d), d.shape)
-    return float(d[i, j]), int(min(i, j)), int(max(i, j))
 
 
 def _in_plane(atoms) -> np.ndarray:
