@@ -35,7 +35,7 @@ def _cmd_aimd(args) -> int:
     import ase.io
     import yaml
 
-    from .data_stage import DATA_SETTINGS, build_cell, plan_from_settings
+    from .data_stage import DATA_SETTINGS, build_cell, in_build_order, plan_from_settings
 
     case_dir = Path(args.case)
     if not (case_dir / "case.yaml").is_file():
@@ -58,7 +58,7 @@ def _cmd_aimd(args) -> int:
     out = Path(args.out) if args.out else case_dir / "data"
     entries = {n: {"kind": "phase", "structure": n, "between": [], **(e or {})} for n, e in systems.items()}
     built = {}
-    for name in sorted(entries, key=lambda n: entries[n]["kind"] == "interface"):  # phases first
+    for name in in_build_order(entries):
         atoms, record = build_cell(name, entries[name], built, case_dir, settings)
         if name not in names:
             built[name] = atoms

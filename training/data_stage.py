@@ -114,7 +114,7 @@ def build_cell(name: str, system: dict, built: dict, case_dir, settings: dict) -
     return atoms, {"source": spec, **record}
 
 
-def _in_build_order(systems: dict) -> list[str]:
+def in_build_order(systems: dict) -> list[str]:
     """Phases first: a generated interface is built from its phases' (relaxed) cells."""
     return sorted(systems, key=lambda name: systems[name].get("kind") == "interface")
 
@@ -127,7 +127,7 @@ def run_data(settings: dict, ctx) -> dict:
     out = Path(ctx.out_dir)
     result = {"systems": {}}
     built = {}  # name -> the system's 0 K cell
-    for name in _in_build_order(ctx.systems):
+    for name in in_build_order(ctx.systems):
         system = ctx.systems[name]
         atoms, record = build_cell(name, system, built, ctx.case_dir, settings)
         path = dataset_path(ctx.case_dir, name, system)
