@@ -28,18 +28,41 @@ demo: bootstrap
 	    $(VENV)/bin/multiscale run $(CASE) --preset $(PRESET); \
 	else set -x; $(VENV)/bin/multiscale run $(CASE) --preset $(PRESET); fi
 
+# The slow checks are single-threaded runs of minutes each. With SLOW_JOBS=2 (the default; the CI
+# machine has 2 cores, pytest-xdist is no dependency) two pytest processes share them: one takes the
+# files of SLOW_SHARD (the fits and the peers, about half the time), the other every other slow test,
+# so that a new slow file lands there. The second reports as it goes, the first's report follows;
+# the target fails if either fails (exit 5, no test collected, is no failure). SLOW_JOBS=1: one process.
+SLOW_JOBS ?= 2
+SLOW_SHARD := tests/test_fit_mlip.py tests/test_passive_md.py tests/test_lammps_peer.py \
+              tests/test_mtp_reference.py tests/test_mtp_cli.py
+define run_slow
+	@if [ "$(SLOW_JOBS)" = 1 ]; then \
+	  set -x; $(PY) -m pytest -q -m slow || test $$? -eq 5; \
+	else \
+	  log=$$(mktemp); \
+	  echo "+ $(PY) -m pytest -q -m slow $(SLOW_SHARD) (in the background)"; \
+	  $(PY) -m pytest -q -m slow $(SLOW_SHARD) >$$log 2>&1 & pid=$$!; \
+	  echo "+ $(PY) -m pytest -q -m slow $(addprefix --ignore=,$(SLOW_SHARD))"; \
+	  $(PY) -m pytest -q -m slow $(addprefix --ignore=,$(SLOW_SHARD)); rest=$$?; \
+	  wait $$pid; shard=$$?; \
+	  echo "--- pytest -q -m slow $(SLOW_SHARD):"; cat $$log; rm -f $$log; \
+	  { [ $$rest = 0 ] || [ $$rest = 5 ]; } && { [ $$shard = 0 ] || [ $$shard = 5 ]; }; \
+	fi
+endef
+
 # Fast checks first (they fail early), then the slow physics checks.
 test: bootstrap peers
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
-	$(PY) -m pytest -q -m "slow" || test $$? -eq 5  # exit 5: no slow test collected
+	$(run_slow)
 
 test-fast: bootstrap
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: bootstrap
-	$(PY) -m pytest -q -m "slow" || test $$? -eq 5  # exit 5: no slow test collected
+	$(run_slow)
 
 clean-runs:
 	rm -rf $(CASE)/runs
