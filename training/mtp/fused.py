@@ -39,6 +39,8 @@ import functools
 
 import numpy as np
 
+from .basis import MonomialTable
+
 THREADS_PER_BLOCK = 128
 VERIFY_ALL_ATOMS = 1024  # launches of at most this many atoms are checked on every atom
 VERIFY_LANE_STRIDE = 37  # lane sampled in block b besides lane 0: (1 + 37 b) mod THREADS_PER_BLOCK (37 odd: all lanes)
@@ -77,17 +79,20 @@ DEVICE void mtp_radial(double r, int pt, const double* radial_coeffs, double* f,
     }
 }
 
-DEVICE void mtp_powers(double ux, double uy, double uz, double* px, double* py, double* pz) {
-    px[0] = py[0] = pz[0] = 1.0;
-    for (int e = 1; e <= DEG; ++e) { px[e] = px[e - 1] * ux; py[e] = py[e - 1] * uy; pz[e] = pz[e - 1] * uz; }
+// all monomials A_l = ux^a uy^b uz^c with a + b + c <= the largest degree (MonomialTable order):
+// A_l = A_parent * u_axis, mono row l = (parent, axis, l - e_x, l - e_y, l - e_z, a, b, c)
+DEVICE void mtp_monomials(double ux, double uy, double uz, const int* mono, double* A) {
+    const double u[3] = {ux, uy, uz};
+    A[0] = 1.0;
+    for (int l = 1; l < NL; ++l) A[l] = A[mono[8 * l]] * u[mono[8 * l + 1]];
 }
 
 DEVICE void mtp_atom(long long a, const long long* offsets, const long long* types, const long long* pair_types,
-                     const double* d, const int* basic, const int* times, const double* mult,
+                     const double* d, const int* basic, const int* mono, const int* times, const double* mult,
                      const double* seed, const double* species_coeffs, const double* moment_coeffs,
                      const int* mapping, const double* radial_coeffs, double* energies, double* de_dd) {
     double m[NM], g[NM];
-    double f[NR], df[NR], px[DEG + 1], py[DEG + 1], pz[DEG + 1];
+    double f[NR], df[NR], A[NL], gf[NL], gdf[NL];
     for (int k = 0; k < NM; ++k) m[k] = 0.0;
     const long long first = offsets[a], last = offsets[a + 1];
     for (long long p = first; p < last; ++p) {
@@ -96,11 +101,9 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         if (r >= MAX_DIST) continue;
         mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
         const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
-        mtp_powers(dx * inv_r, dy * inv_r, dz * inv_r, px, py, pz);
-        for (int b = 0; b < NB; ++b) {
-            const int* q = basic + 4 * b;
-            m[b] += f[q[0]] * px[q[1]] * py[q[2]] * pz[q[3]];
-        }
+        mtp_monomials(dx * inv_r, dy * inv_r, dz * inv_r, mono, A);
+        // basic moment b = (radial function mu, monomial l): M_b += f_mu(r) A_l(u)
+        for (int b = 0; b < NB; ++b) m[b] += f[basic[2 * b]] * A[basic[2 * b + 1]];
     }
     for (int t = 0; t < NT; ++t) {
         const int* q = times + 3 * t;
@@ -124,18 +127,23 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
             mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
             const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
             const double ux = dx * inv_r, uy = dy * inv_r, uz = dz * inv_r;
-            mtp_powers(ux, uy, uz, px, py, pz);
-            // d(f A)/dd = (f' A - f deg A / r) u + (f / r) dA/du, A = ux^i uy^j uz^k
-            double along = 0.0;
+            mtp_monomials(ux, uy, uz, mono, A);
+            // per monomial: gf_l = sum_b G_b f_mu, gdf_l = sum_b G_b f'_mu over the basic moments b = (mu, l)
+            for (int l = 0; l < NL; ++l) gf[l] = gdf[l] = 0.0;
             for (int b = 0; b < NB; ++b) {
-                const int* q = basic + 4 * b;
-                const int i = q[1], j = q[2], k = q[3];
-                const double A = px[i] * py[j] * pz[k];
-                const double w = g[b] * f[q[0]] * inv_r;
-                along += g[b] * df[q[0]] * A - w * (i + j + k) * A;
-                if (i) gx += w * i * px[i - 1] * py[j] * pz[k];
-                if (j) gy += w * j * px[i] * py[j - 1] * pz[k];
-                if (k) gz += w * k * px[i] * py[j] * pz[k - 1];
+                const int mu = basic[2 * b], l = basic[2 * b + 1];
+                gf[l] += g[b] * f[mu];
+                gdf[l] += g[b] * df[mu];
+            }
+            // d(f A)/dd = (f' A - f deg A / r) u + (f / r) dA/du,  dA_l/du_c = e_c A_(l - e_c)
+            double along = 0.0;
+            for (int l = 0; l < NL; ++l) {
+                const int* q = mono + 8 * l;
+                const double w = gf[l] * inv_r;
+                along += gdf[l] * A[l] - w * (q[5] + q[6] + q[7]) * A[l];
+                gx += w * q[5] * A[q[2]];
+                gy += w * q[6] * A[q[3]];
+                gz += w * q[7] * A[q[4]];
             }
             gx += along * ux; gy += along * uy; gz += along * uz;
         }
@@ -145,24 +153,25 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
 
 #ifdef MTP_HOST
 extern "C" void mtp_evaluate(long long n_atoms, const long long* offsets, const long long* types,
-                             const long long* pair_types, const double* d, const int* basic, const int* times,
-                             const double* mult, const double* seed, const double* species_coeffs,
+                             const long long* pair_types, const double* d, const int* basic, const int* mono,
+                             const int* times, const double* mult, const double* seed, const double* species_coeffs,
                              const double* moment_coeffs, const int* mapping, const double* radial_coeffs,
                              double* energies, double* de_dd) {
+    #pragma omp parallel for schedule(dynamic, 16)
     for (long long a = 0; a < n_atoms; ++a)
-        mtp_atom(a, offsets, types, pair_types, d, basic, times, mult, seed, species_coeffs, moment_coeffs,
+        mtp_atom(a, offsets, types, pair_types, d, basic, mono, times, mult, seed, species_coeffs, moment_coeffs,
                  mapping, radial_coeffs, energies, de_dd);
 }
 #else
 extern "C" __global__ void mtp_evaluate(long long n_atoms, const long long* offsets, const long long* types,
                                         const long long* pair_types, const double* d, const int* basic,
-                                        const int* times, const double* mult, const double* seed,
+                                        const int* mono, const int* times, const double* mult, const double* seed,
                                         const double* species_coeffs, const double* moment_coeffs,
                                         const int* mapping, const double* radial_coeffs, double* energies,
                                         double* de_dd) {
     const long long a = blockDim.x * (long long)blockIdx.x + threadIdx.x;
     if (a >= n_atoms) return;
-    mtp_atom(a, offsets, types, pair_types, d, basic, times, mult, seed, species_coeffs, moment_coeffs,
+    mtp_atom(a, offsets, types, pair_types, d, basic, mono, times, mult, seed, species_coeffs, moment_coeffs,
              mapping, radial_coeffs, energies, de_dd);
 }
 #endif
@@ -177,15 +186,17 @@ class KernelTables:
     """
 
     def __init__(self, mtp):
-        basic = np.asarray(mtp.alpha_index_basic, dtype=np.int32).reshape(-1, 4)
+        basic = np.asarray(mtp.alpha_index_basic, dtype=np.int64).reshape(-1, 4)
         times = np.asarray(mtp.alpha_index_times, dtype=np.int64).reshape(-1, 4)
-        self.basic = np.ascontiguousarray(basic)
+        table = MonomialTable.of_basic(basic)
+        self.basic = np.ascontiguousarray(np.stack([basic[:, 0], table.indices(basic[:, 1:])], axis=1),
+                                          dtype=np.int32)  # [Nb, 2]: radial function, monomial
+        self.mono = np.ascontiguousarray(monomial_rows(table), dtype=np.int32)
         self.times = np.ascontiguousarray(times[:, [0, 1, 3]].astype(np.int32))
         self.mult = np.ascontiguousarray(times[:, 2].astype(float))
         self.mapping = np.ascontiguousarray(np.asarray(mtp.alpha_moment_mapping, dtype=np.int32))
-        degree = int(basic[:, 1:].sum(axis=1).max()) if len(basic) else 0
         defines = {"NM": int(mtp.alpha_moments_count), "NB": len(basic), "NT": len(times), "NK": len(self.mapping),
-                   "NX": int(mtp.radial_basis_size), "NR": int(mtp.radial_funcs_count), "DEG": max(degree, 1),
+                   "NX": int(mtp.radial_basis_size), "NR": int(mtp.radial_funcs_count), "NL": len(table),
                    "MIN_DIST": repr(float(mtp.min_dist)), "MAX_DIST": repr(float(mtp.max_dist)),
                    "SCALING": repr(float(mtp.scaling))}
         self.source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + KERNEL_BODY
@@ -193,11 +204,11 @@ class KernelTables:
         self.verified: set = set()  # (launcher, species layout) pairs whose first result was checked
 
     def arrays(self, mtp, xp) -> list:
-        """The kernel's table arguments on ``xp``: basic, times, mult, seed, species, moment and radial
-        coefficients, mapping (device copies are kept while the coefficients stay the same)."""
+        """The kernel's table arguments on ``xp``: basic, mono, times, mult, seed, species, moment and
+        radial coefficients, mapping (device copies are kept while the coefficients stay the same)."""
         seed = np.zeros(int(mtp.alpha_moments_count))
         np.add.at(seed, self.mapping, mtp.moment_coeffs)
-        host = [self.basic, self.times, self.mult, seed, np.ascontiguousarray(mtp.species_coeffs, dtype=float),
+        host = [self.basic, self.mono, self.times, self.mult, seed, np.ascontiguousarray(mtp.species_coeffs, dtype=float),
                 np.ascontiguousarray(mtp.moment_coeffs, dtype=float), self.mapping,
                 np.ascontiguousarray(mtp.radial_coeffs, dtype=float).reshape(-1)]
         if xp is np:
@@ -206,6 +217,21 @@ class KernelTables:
         if cached is None or not all(np.array_equal(a, b) for a, b in zip(cached[0], host)):
             cached = self._device[xp.__name__] = ([a.copy() for a in host], [xp.asarray(a) for a in host])
         return cached[1]
+
+
+def monomial_rows(table: MonomialTable) -> np.ndarray:
+    """[L, 8] int rows (parent, axis, l - e_x, l - e_y, l - e_z, a, b, c) of the monomials A_l = u_x^a
+    u_y^b u_z^c of ``table``: A_l = A_parent * u_axis (the first non-zero exponent), and the indices of
+    the lowered monomials (0 where that exponent is 0; it is multiplied by 0)."""
+    rows = np.zeros((len(table), 8), dtype=np.int64)
+    for l, e in enumerate(table.exps):
+        lowered = table.lowered[:, l]
+        if l:
+            axis = int(np.flatnonzero(e)[0])
+            rows[l, :2] = lowered[axis], axis
+        rows[l, 2:5] = np.maximum(lowered, 0)
+        rows[l, 5:] = e
+    return rows
 
 
 def tables(mtp) -> KernelTables:
@@ -276,7 +302,7 @@ def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     types = xp.ascontiguousarray(types, dtype=xp.int64)
     order, offsets, pair_types = csr_pairs(types, i, j, n, mtp.species_count, xp)
     d_sorted = xp.ascontiguousarray(d if order is None else d[order], dtype=xp.float64)
-    basic, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs = kt.arrays(mtp, xp)
+    basic, mono, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs = kt.arrays(mtp, xp)
     check = (launcher, species_layout(types, pair_types, mtp.species_count, xp))
     if check in kt.verified:
         energies, grad = xp.empty(n), xp.empty((p, 3))
@@ -284,7 +310,7 @@ def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
         energies, grad = xp.full(n, xp.nan), xp.full((p, 3), xp.nan)
     if n:
         launcher(kt.source)(n, (offsets, types, xp.ascontiguousarray(pair_types, dtype=xp.int64), d_sorted, basic,
-                                times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs,
+                                mono, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs,
                                 energies, grad))
     if order is None:
         de_dd = grad
