@@ -18,7 +18,9 @@ MPI ranks that compile the same kernel at once each produce a complete file and 
 Why ``-march=native`` is safe here: the key includes the CPU model and its instruction-set flags
 (``/proc/cpuinfo``), so a home directory shared by nodes of different CPUs holds one library per kind of
 CPU and no node loads code built for instructions it lacks.  No ``-ffast-math``: the kernels must keep
-IEEE arithmetic so they equal the array code to round-off.
+IEEE arithmetic so they equal the array code to round-off, and ``-ffp-contract=off`` makes each
+expression round as written (no fused multiply-adds formed across statements), so a sum does not
+change with the code around it (the same virial with and without per-atom virials).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from .atomic import atomic_path
 
 ENV_VAR = "MULTISCALE_CPU_KERNELS"
 CHOICES = ("compiled", "numpy")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++14")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC", "-std=c++14")
 _warned: set = set()
 
 

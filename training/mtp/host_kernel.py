@@ -11,9 +11,6 @@ to the array code of :meth:`MTP.evaluate` (the reference the tests compare again
 ``MULTISCALE_CPU_KERNELS=numpy`` or no library can be built (one warning, :mod:`common.native`).  As on
 the GPU, the first result of each potential and species layout is checked against the array code
 (``fused.verify``), so a miscompiled kernel stops with ``fused.KernelMismatch``.
-
-:func:`forces_and_virial` is the compiled twin of :func:`training.mtp.neighbors.forces_and_virial`
-(same contract): one serial pass over the pairs instead of twelve ``bincount`` calls.
 """
 from __future__ import annotations
 
@@ -25,34 +22,8 @@ import numpy as np
 from common.native import load_library, pointer
 
 from . import fused
-from .neighbors import forces_and_virial as array_forces_and_virial
 
 HOST_PREAMBLE = "#define MTP_HOST 1\n#include <cmath>\nusing std::sqrt;\n"
-
-SCATTER_SOURCE = r"""
-// forces [n,3], virial [9], per-atom virials [n,9] (or null) from pair gradients g [p,3] of pairs d [p,3]:
-// F_i += g, F_j -= g, W -= d (x) g, W_j -= d (x) g  (training.mtp.neighbors.forces_and_virial)
-extern "C" void pair_scatter(long long n_pairs, const long long* i, const long long* j, const double* d,
-                             const double* g, double* forces, double* virial, double* per_atom) {
-    double w[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    for (long long p = 0; p < n_pairs; ++p) {
-        const double* dp = d + 3 * p;
-        const double* gp = g + 3 * p;
-        double* fi = forces + 3 * i[p];
-        double* fj = forces + 3 * j[p];
-        for (int c = 0; c < 3; ++c) { fi[c] += gp[c]; fj[c] -= gp[c]; }
-        double* wj = per_atom ? per_atom + 9 * j[p] : nullptr;
-        for (int a = 0; a < 3; ++a)
-            for (int b = 0; b < 3; ++b) {
-                const double v = -dp[a] * gp[b];
-                w[3 * a + b] += v;
-                if (wj) wj[3 * a + b] += v;
-            }
-    }
-    for (int k = 0; k < 9; ++k) virial[k] = w[k];
-}
-"""
-
 
 def host_source(kernel_source: str) -> str:
     """The C++ text of a kernel source of :class:`fused.KernelTables` (``MTP_HOST`` defined)."""
@@ -88,29 +59,3 @@ def evaluate(mtp, types, i, j, d):
     if not available(mtp):
         return mtp._evaluate_arrays(types, i, j, d, np)
     return fused.evaluate(mtp, types, i, j, d, xp=np, launcher=host_launcher)
-
-
-@functools.lru_cache(maxsize=1)
-def _scatter():
-    library = load_library(SCATTER_SOURCE)
-    if library is None:
-        return None
-    function = library.pair_scatter
-    function.restype = None
-    return function
-
-
-def forces_and_virial(i, j, d, de_dd, n_atoms: int, *, per_atom: bool = True):
-    """Forces [n, 3] (eV/Å), virial [3, 3] (eV) and per-atom virials [n, 3, 3] (eV) or None: the
-    contract of :func:`training.mtp.neighbors.forces_and_virial` on NumPy arrays, compiled when it
-    loads (else that function)."""
-    function = _scatter()
-    if function is None:
-        return array_forces_and_virial(i, j, d, de_dd, n_atoms, np, per_atom=per_atom)
-    i, j = (np.ascontiguousarray(a, dtype=np.int64) for a in (i, j))
-    d, de_dd = (np.ascontiguousarray(a, dtype=np.float64) for a in (d, de_dd))
-    forces, virial = np.zeros((n_atoms, 3)), np.zeros((3, 3))
-    virials = np.zeros((n_atoms, 3, 3)) if per_atom else None
-    function(ctypes.c_longlong(len(i)), pointer(i), pointer(j), pointer(d), pointer(de_dd), pointer(forces),
-             pointer(virial), pointer(virials) if per_atom else None)
-    return forces, virial, virials
