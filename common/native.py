@@ -1,6 +1,6 @@
 """C++ kernels for the CPU, compiled on first use into a per-user cache and loaded with ``ctypes``.
 
-Contract: :func:`load_library(source)` returns a ``ctypes.CDLL`` of ``source`` (C++ text exporting
+Contract: :func:`load_library(source)` (or :func:`load_function(source, name)`) returns a ``ctypes.CDLL`` of ``source`` (C++ text exporting
 ``extern "C"`` functions) compiled with OpenMP, or ``None`` when compiled kernels are switched off or
 cannot be built; the caller then runs its array code.  The first failure of each kind gives ONE
 ``RuntimeWarning`` naming what is missing (no compiler, or the compiler's first error line), later ones
@@ -142,6 +142,16 @@ def load_library(source: str, *, flags=FLAGS) -> ctypes.CDLL | None:
     if not compiled_kernels_requested():
         return None
     return _load(source, tuple(flags))
+
+
+def load_function(source: str, name: str, restype=None):
+    """The function ``name`` of :func:`load_library` ``(source)`` with ``restype`` set, or None."""
+    library = load_library(source)
+    if library is None:
+        return None
+    function = getattr(library, name)
+    function.restype = restype
+    return function
 
 
 def pointer(array) -> ctypes.c_void_p:

@@ -23,11 +23,10 @@ atom, a second writes them at their offsets (both OpenMP-parallel over the atoms
 from __future__ import annotations
 
 import ctypes
-import functools
 
 import numpy as np
 
-from common.native import load_library, pointer
+from common.native import load_function, pointer
 
 SOURCE = r"""
 #include <cmath>
@@ -222,14 +221,8 @@ extern "C" long long cell_list(long long n, const double* pos, const double* fra
 """
 
 
-@functools.lru_cache(maxsize=1)
 def _function():
-    library = load_library(SOURCE)
-    if library is None:
-        return None
-    function = library.cell_list
-    function.restype = ctypes.c_longlong
-    return function
+    return load_function(SOURCE, "cell_list", ctypes.c_longlong)
 
 
 def available() -> bool:

@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from common.native import load_library, pointer
+from common.native import load_function, pointer
 
 from . import fused
 
@@ -30,15 +30,17 @@ def host_source(kernel_source: str) -> str:
     return HOST_PREAMBLE + kernel_source
 
 
-@functools.lru_cache(maxsize=16)
 def host_launcher(kernel_source: str):
     """``launch(n_atoms, args)`` for ``fused.evaluate``: the host build of ``kernel_source``, or None
-    when it cannot be loaded."""
-    library = load_library(host_source(kernel_source))
-    if library is None:
+    when it cannot be loaded (the same object for the same library, so ``fused`` checks it once)."""
+    if load_function(host_source(kernel_source), "mtp_evaluate") is None:
         return None
-    function = library.mtp_evaluate
-    function.restype = None
+    return _launch(host_source(kernel_source))
+
+
+@functools.lru_cache(maxsize=16)
+def _launch(source: str):
+    function = load_function(source, "mtp_evaluate")
 
     def launch(n_atoms, args):
         function(ctypes.c_longlong(n_atoms), *(pointer(a) for a in args))

@@ -9,11 +9,10 @@ W -= d_p (x) g_p, and the per-atom virial of the neighbour W_j -= d_p (x) g_p (F
 from __future__ import annotations
 
 import ctypes
-import functools
 
 import numpy as np
 
-from common.native import load_library, pointer
+from common.native import load_function, pointer
 
 SOURCE = r"""
 extern "C" void pair_scatter(long long n_pairs, const long long* i, const long long* j, const double* d,
@@ -38,20 +37,10 @@ extern "C" void pair_scatter(long long n_pairs, const long long* i, const long l
 """
 
 
-@functools.lru_cache(maxsize=1)
-def _function():
-    library = load_library(SOURCE)
-    if library is None:
-        return None
-    function = library.pair_scatter
-    function.restype = None
-    return function
-
-
 def compiled_forces_and_virial(i, j, d, de_dd, n_atoms: int, *, per_atom: bool = True):
     """(forces [n, 3] eV/Å, virial [3, 3] eV, per-atom virials [n, 3, 3] eV or None) from NumPy pair
     arrays i, j [p], d [p, 3] Å, de_dd [p, 3] eV/Å; None when compiled kernels are not available."""
-    function = _function()
+    function = load_function(SOURCE, "pair_scatter")
     if function is None:
         return None
     i, j = (np.ascontiguousarray(a, dtype=np.int64) for a in (i, j))
