@@ -87,13 +87,30 @@ DEVICE void mtp_monomials(double ux, double uy, double uz, const int* mono, doub
     for (int l = 1; l < NL; ++l) A[l] = A[mono[8 * l]] * u[mono[8 * l + 1]];
 }
 
+// the monomials and their partial derivatives D_c[l] = dA_l/du_c (= e_c A_(l - e_c)) by the product rule
+DEVICE void mtp_monomial_derivatives(double ux, double uy, double uz, const int* mono, double* A, double* DX,
+                                     double* DY, double* DZ) {
+    const double u[3] = {ux, uy, uz};
+    A[0] = 1.0; DX[0] = DY[0] = DZ[0] = 0.0;
+    for (int l = 1; l < NL; ++l) {
+        const int parent = mono[8 * l], axis = mono[8 * l + 1];
+        const double v = u[axis];
+        A[l] = A[parent] * v;
+        DX[l] = DX[parent] * v + (axis == 0 ? A[parent] : 0.0);
+        DY[l] = DY[parent] * v + (axis == 1 ? A[parent] : 0.0);
+        DZ[l] = DZ[parent] * v + (axis == 2 ? A[parent] : 0.0);
+    }
+}
+
+// One centre atom.  Moments of radial function mu and monomial l are kept dense, row mu of [NR][NL]
+// (basic moment b = (mu_b, l_b) is entry mu_b NL + l_b), so the loops over them run over contiguous rows.
 DEVICE void mtp_atom(long long a, const long long* offsets, const long long* types, const long long* pair_types,
                      const double* d, const int* basic, const int* mono, const int* times, const double* mult,
                      const double* seed, const double* species_coeffs, const double* moment_coeffs,
                      const int* mapping, const double* radial_coeffs, double* energies, double* de_dd) {
-    double m[NM], g[NM];
-    double f[NR], df[NR], A[NL], gf[NL], gdf[NL];
-    for (int k = 0; k < NM; ++k) m[k] = 0.0;
+    double m[NM], g[NM], dense[NR * NL];
+    double f[NR], df[NR], A[NL], DX[NL], DY[NL], DZ[NL], gf[NL], gdf[NL], deg[NL];
+    for (int k = 0; k < NR * NL; ++k) dense[k] = 0.0;
     const long long first = offsets[a], last = offsets[a + 1];
     for (long long p = first; p < last; ++p) {
         const double dx = d[3 * p], dy = d[3 * p + 1], dz = d[3 * p + 2];
@@ -102,9 +119,14 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
         const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
         mtp_monomials(dx * inv_r, dy * inv_r, dz * inv_r, mono, A);
-        // basic moment b = (radial function mu, monomial l): M_b += f_mu(r) A_l(u)
-        for (int b = 0; b < NB; ++b) m[b] += f[basic[2 * b]] * A[basic[2 * b + 1]];
+        for (int mu = 0; mu < NR; ++mu) {  // M[mu][l] += f_mu(r) A_l(u)
+            double* row = dense + mu * NL;
+            const double fm = f[mu];
+            for (int l = 0; l < NL; ++l) row[l] += fm * A[l];
+        }
     }
+    for (int k = 0; k < NM; ++k) m[k] = 0.0;
+    for (int b = 0; b < NB; ++b) m[b] = dense[basic[2 * b] * NL + basic[2 * b + 1]];
     for (int t = 0; t < NT; ++t) {
         const int* q = times + 3 * t;
         m[q[2]] += mult[t] * m[q[0]] * m[q[1]];
@@ -119,6 +141,10 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         g[q[0]] += w * m[q[1]];
         g[q[1]] += w * m[q[0]];
     }
+    // G = dE/dM of the basic moments, dense like M
+    for (int k = 0; k < NR * NL; ++k) dense[k] = 0.0;
+    for (int b = 0; b < NB; ++b) dense[basic[2 * b] * NL + basic[2 * b + 1]] += g[b];
+    for (int l = 0; l < NL; ++l) deg[l] = (double)(mono[8 * l + 5] + mono[8 * l + 6] + mono[8 * l + 7]);
     for (long long p = first; p < last; ++p) {
         const double dx = d[3 * p], dy = d[3 * p + 1], dz = d[3 * p + 2];
         const double r = sqrt(dx * dx + dy * dy + dz * dz);
@@ -127,23 +153,22 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
             mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
             const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
             const double ux = dx * inv_r, uy = dy * inv_r, uz = dz * inv_r;
-            mtp_monomials(ux, uy, uz, mono, A);
-            // per monomial: gf_l = sum_b G_b f_mu, gdf_l = sum_b G_b f'_mu over the basic moments b = (mu, l)
+            mtp_monomial_derivatives(ux, uy, uz, mono, A, DX, DY, DZ);
+            // gf_l = sum_mu G[mu][l] f_mu, gdf_l = sum_mu G[mu][l] f'_mu
             for (int l = 0; l < NL; ++l) gf[l] = gdf[l] = 0.0;
-            for (int b = 0; b < NB; ++b) {
-                const int mu = basic[2 * b], l = basic[2 * b + 1];
-                gf[l] += g[b] * f[mu];
-                gdf[l] += g[b] * df[mu];
+            for (int mu = 0; mu < NR; ++mu) {
+                const double* row = dense + mu * NL;
+                const double fm = f[mu], dfm = df[mu];
+                for (int l = 0; l < NL; ++l) { gf[l] += row[l] * fm; gdf[l] += row[l] * dfm; }
             }
-            // d(f A)/dd = (f' A - f deg A / r) u + (f / r) dA/du,  dA_l/du_c = e_c A_(l - e_c)
+            // d(f A)/dd = (f' A - f deg A / r) u + (f / r) dA/du
             double along = 0.0;
             for (int l = 0; l < NL; ++l) {
-                const int* q = mono + 8 * l;
                 const double w = gf[l] * inv_r;
-                along += gdf[l] * A[l] - w * (q[5] + q[6] + q[7]) * A[l];
-                gx += w * q[5] * A[q[2]];
-                gy += w * q[6] * A[q[3]];
-                gz += w * q[7] * A[q[4]];
+                along += (gdf[l] - w * deg[l]) * A[l];
+                gx += w * DX[l];
+                gy += w * DY[l];
+                gz += w * DZ[l];
             }
             gx += along * ux; gy += along * uy; gz += along * uz;
         }
