@@ -23,9 +23,12 @@ than ``r_list`` is still farther than the cut-off while
 ``2 max|u| + ||F - I||_2 r_list < skin``. This reduces to the usual "an atom
 moved more than half the skin" when the cell is fixed.
 
-The arrays are on the backend of the positions (NumPy or CuPy); the bin table
-is a dense ``[n_bins, max_occupancy]`` array, so every operation is a gather
-or a mask that CuPy runs on the device.
+The arrays are on the backend of the positions (NumPy or CuPy). On NumPy,
+:func:`build_pairs` runs the compiled cell list of :mod:`training.mtp.cell_list`
+(the same binning in C++, bins of half the list radius; the array code below
+when no compiler is available or ``MULTISCALE_CPU_KERNELS=numpy``). In
+:func:`array_build_pairs` the bin table is a dense ``[n_bins, max_occupancy]``
+array, so every operation is a gather or a mask that CuPy runs on the device.
 """
 from __future__ import annotations
 
