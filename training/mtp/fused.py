@@ -8,20 +8,28 @@ A thread that keeps its atom's moments in local memory needs none of those table
 Data flow per thread (atom a of type t_a, its pairs p = offsets[a] .. offsets[a+1]-1, sorted by centre):
 
 1. forward over the pairs: Chebyshev radial basis Q_x(r) -> radial functions f_mu(r) with the
-   coefficients of the pair's species pair -> basic moments M_b += f_mu_b(r) u_x^a u_y^b u_z^c;
+   coefficients of the pair's species pair; all monomials A_l = u_x^a u_y^b u_z^c up to the largest
+   degree (:class:`training.mtp.basis.MonomialTable` order, built degree by degree over contiguous
+   blocks); moments kept dense as rows M[mu][l] += f_mu(r) A_l; the basic moment b = (mu_b, l_b) is
+   M[mu_b][l_b] (``basic`` rows (mu, l), :class:`KernelTables`);
 2. products ``M_k += mult M_i M_j`` in the order of ``alpha_index_times`` (MLIP's sequential semantics:
    every target is complete before the table uses it, so reverse order is a valid reverse pass);
 3. site energy E_a = species_coeffs[t_a] + sum_k moment_coeffs[k] M[mapping[k]];
 4. reverse pass: G = dE_a/dM, seeded with the moment coefficients, through the products in reverse;
-5. second pass over the pairs: dE_a/dd_p = sum_b G_b d(f_mu_b(r) u^(a,b,c))/dd_p.
+   the basic moments' G laid out densely like M;
+5. second pass over the pairs: with gf_l = sum_mu G[mu][l] f_mu and gdf_l = sum_mu G[mu][l] f'_mu,
+   dE_a/dd_p = sum_l (gdf_l - gf_l deg_l / r) A_l u + (gf_l / r) dA_l/du (the monomials' derivatives by
+   the product rule).
 
-The table sizes (moments, basic moments, products, radial sizes, polynomial degree) are compiled in
-as constants, so each potential compiles its own kernel once per process (cached by its tables).
+The dense rows make the inner loops run over contiguous arrays (the host compiler vectorises them);
+the table sizes (moments, basic moments, products, radial sizes, monomials and their degree) are
+compiled in as constants, so each potential compiles its own kernel once per process (cached by its
+tables).
 
-The same source compiles as plain C++ (``MTP_HOST`` defined: a loop over the atoms instead of a
-grid), which lets ``tests/test_mtp_fused.py`` check the kernel's arithmetic against the array code on
-a machine without a GPU; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the
-compiled kernel itself.
+The same source compiles as plain C++ (``MTP_HOST`` defined: an OpenMP loop over the atoms instead of a
+grid): :mod:`training.mtp.host_kernel` builds it as the default CPU path, and ``tests/test_mtp_fused.py``
+and ``tests/test_mtp_host_kernel.py`` check the kernel's arithmetic against the array code on any
+machine; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the CUDA build itself.
 
 Run-time self-check (:func:`verify`): the first launch of each compiled kernel, and again the first
 launch after the *species layout* changes (:func:`species_layout`: which species occur among the atoms
@@ -79,33 +87,46 @@ DEVICE void mtp_radial(double r, int pt, const double* radial_coeffs, double* f,
     }
 }
 
-// all monomials A_l = ux^a uy^b uz^c with a + b + c <= the largest degree (MonomialTable order):
-// A_l = A_parent * u_axis, mono row l = (parent, axis, l - e_x, l - e_y, l - e_z, a, b, c)
-DEVICE void mtp_monomials(double ux, double uy, double uz, const int* mono, double* A) {
-    const double u[3] = {ux, uy, uz};
+// All monomials A_l = ux^a uy^b uz^c with a + b + c <= DEG in MonomialTable order, degree by degree: the
+// block of degree k is ux * (block k-1), uy * (its last k entries: no x), uz * (its last entry: z^(k-1)),
+// so every step runs over a contiguous block.
+DEVICE void mtp_monomials(double ux, double uy, double uz, double* A) {
     A[0] = 1.0;
-    for (int l = 1; l < NL; ++l) A[l] = A[mono[8 * l]] * u[mono[8 * l + 1]];
+    int prev = 0;  // start of the block of degree k - 1, whose size is k (k + 1) / 2
+    for (int k = 1; k <= DEG; ++k) {
+        const int size = k * (k + 1) / 2, cur = prev + size;
+        for (int q = 0; q < size; ++q) A[cur + q] = ux * A[prev + q];
+        for (int q = 0; q < k; ++q) A[cur + size + q] = uy * A[prev + size - k + q];
+        A[cur + size + k] = uz * A[prev + size - 1];
+        prev = cur;
+    }
 }
 
 // the monomials and their partial derivatives D_c[l] = dA_l/du_c (= e_c A_(l - e_c)) by the product rule
-DEVICE void mtp_monomial_derivatives(double ux, double uy, double uz, const int* mono, double* A, double* DX,
-                                     double* DY, double* DZ) {
-    const double u[3] = {ux, uy, uz};
+DEVICE void mtp_monomial_derivatives(double ux, double uy, double uz, double* A, double* DX, double* DY,
+                                     double* DZ) {
     A[0] = 1.0; DX[0] = DY[0] = DZ[0] = 0.0;
-    for (int l = 1; l < NL; ++l) {
-        const int parent = mono[8 * l], axis = mono[8 * l + 1];
-        const double v = u[axis];
-        A[l] = A[parent] * v;
-        DX[l] = DX[parent] * v + (axis == 0 ? A[parent] : 0.0);
-        DY[l] = DY[parent] * v + (axis == 1 ? A[parent] : 0.0);
-        DZ[l] = DZ[parent] * v + (axis == 2 ? A[parent] : 0.0);
+    int prev = 0;
+    for (int k = 1; k <= DEG; ++k) {
+        const int size = k * (k + 1) / 2, cur = prev + size;
+        for (int q = 0; q < size; ++q) {
+            const int l = cur + q, p = prev + q;
+            A[l] = ux * A[p]; DX[l] = A[p] + ux * DX[p]; DY[l] = ux * DY[p]; DZ[l] = ux * DZ[p];
+        }
+        for (int q = 0; q < k; ++q) {  // no x in these
+            const int l = cur + size + q, p = prev + size - k + q;
+            A[l] = uy * A[p]; DX[l] = 0.0; DY[l] = A[p] + uy * DY[p]; DZ[l] = uy * DZ[p];
+        }
+        const int l = cur + size + k, p = prev + size - 1;  // z^k
+        A[l] = uz * A[p]; DX[l] = 0.0; DY[l] = 0.0; DZ[l] = A[p] + uz * DZ[p];
+        prev = cur;
     }
 }
 
 // One centre atom.  Moments of radial function mu and monomial l are kept dense, row mu of [NR][NL]
 // (basic moment b = (mu_b, l_b) is entry mu_b NL + l_b), so the loops over them run over contiguous rows.
 DEVICE void mtp_atom(long long a, const long long* offsets, const long long* types, const long long* pair_types,
-                     const double* d, const int* basic, const int* mono, const int* times, const double* mult,
+                     const double* d, const int* basic, const int* times, const double* mult,
                      const double* seed, const double* species_coeffs, const double* moment_coeffs,
                      const int* mapping, const double* radial_coeffs, double* energies, double* de_dd) {
     double m[NM], g[NM], dense[NR * NL];
@@ -118,7 +139,7 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         if (r >= MAX_DIST) continue;
         mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
         const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
-        mtp_monomials(dx * inv_r, dy * inv_r, dz * inv_r, mono, A);
+        mtp_monomials(dx * inv_r, dy * inv_r, dz * inv_r, A);
         for (int mu = 0; mu < NR; ++mu) {  // M[mu][l] += f_mu(r) A_l(u)
             double* row = dense + mu * NL;
             const double fm = f[mu];
@@ -144,7 +165,8 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
     // G = dE/dM of the basic moments, dense like M
     for (int k = 0; k < NR * NL; ++k) dense[k] = 0.0;
     for (int b = 0; b < NB; ++b) dense[basic[2 * b] * NL + basic[2 * b + 1]] += g[b];
-    for (int l = 0; l < NL; ++l) deg[l] = (double)(mono[8 * l + 5] + mono[8 * l + 6] + mono[8 * l + 7]);
+    for (int k = 0, l = 0; k <= DEG; ++k)  // the block of degree k holds (k + 1) (k + 2) / 2 monomials
+        for (int q = 0; q < (k + 1) * (k + 2) / 2; ++q) deg[l++] = (double)k;
     for (long long p = first; p < last; ++p) {
         const double dx = d[3 * p], dy = d[3 * p + 1], dz = d[3 * p + 2];
         const double r = sqrt(dx * dx + dy * dy + dz * dz);
@@ -153,7 +175,7 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
             mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
             const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
             const double ux = dx * inv_r, uy = dy * inv_r, uz = dz * inv_r;
-            mtp_monomial_derivatives(ux, uy, uz, mono, A, DX, DY, DZ);
+            mtp_monomial_derivatives(ux, uy, uz, A, DX, DY, DZ);
             // gf_l = sum_mu G[mu][l] f_mu, gdf_l = sum_mu G[mu][l] f'_mu
             for (int l = 0; l < NL; ++l) gf[l] = gdf[l] = 0.0;
             for (int mu = 0; mu < NR; ++mu) {
@@ -178,25 +200,25 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
 
 #ifdef MTP_HOST
 extern "C" void mtp_evaluate(long long n_atoms, const long long* offsets, const long long* types,
-                             const long long* pair_types, const double* d, const int* basic, const int* mono,
-                             const int* times, const double* mult, const double* seed, const double* species_coeffs,
+                             const long long* pair_types, const double* d, const int* basic, const int* times,
+                             const double* mult, const double* seed, const double* species_coeffs,
                              const double* moment_coeffs, const int* mapping, const double* radial_coeffs,
                              double* energies, double* de_dd) {
     #pragma omp parallel for schedule(dynamic, 16)
     for (long long a = 0; a < n_atoms; ++a)
-        mtp_atom(a, offsets, types, pair_types, d, basic, mono, times, mult, seed, species_coeffs, moment_coeffs,
+        mtp_atom(a, offsets, types, pair_types, d, basic, times, mult, seed, species_coeffs, moment_coeffs,
                  mapping, radial_coeffs, energies, de_dd);
 }
 #else
 extern "C" __global__ void mtp_evaluate(long long n_atoms, const long long* offsets, const long long* types,
                                         const long long* pair_types, const double* d, const int* basic,
-                                        const int* mono, const int* times, const double* mult, const double* seed,
+                                        const int* times, const double* mult, const double* seed,
                                         const double* species_coeffs, const double* moment_coeffs,
                                         const int* mapping, const double* radial_coeffs, double* energies,
                                         double* de_dd) {
     const long long a = blockDim.x * (long long)blockIdx.x + threadIdx.x;
     if (a >= n_atoms) return;
-    mtp_atom(a, offsets, types, pair_types, d, basic, mono, times, mult, seed, species_coeffs, moment_coeffs,
+    mtp_atom(a, offsets, types, pair_types, d, basic, times, mult, seed, species_coeffs, moment_coeffs,
              mapping, radial_coeffs, energies, de_dd);
 }
 #endif
@@ -216,12 +238,12 @@ class KernelTables:
         table = MonomialTable.of_basic(basic)
         self.basic = np.ascontiguousarray(np.stack([basic[:, 0], table.indices(basic[:, 1:])], axis=1),
                                           dtype=np.int32)  # [Nb, 2]: radial function, monomial
-        self.mono = np.ascontiguousarray(monomial_rows(table), dtype=np.int32)
         self.times = np.ascontiguousarray(times[:, [0, 1, 3]].astype(np.int32))
         self.mult = np.ascontiguousarray(times[:, 2].astype(float))
         self.mapping = np.ascontiguousarray(np.asarray(mtp.alpha_moment_mapping, dtype=np.int32))
         defines = {"NM": int(mtp.alpha_moments_count), "NB": len(basic), "NT": len(times), "NK": len(self.mapping),
                    "NX": int(mtp.radial_basis_size), "NR": int(mtp.radial_funcs_count), "NL": len(table),
+                   "DEG": table.degree,
                    "MIN_DIST": repr(float(mtp.min_dist)), "MAX_DIST": repr(float(mtp.max_dist)),
                    "SCALING": repr(float(mtp.scaling))}
         self.source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + KERNEL_BODY
@@ -229,11 +251,11 @@ class KernelTables:
         self.verified: set = set()  # (launcher, species layout) pairs whose first result was checked
 
     def arrays(self, mtp, xp) -> list:
-        """The kernel's table arguments on ``xp``: basic, mono, times, mult, seed, species, moment and
-        radial coefficients, mapping (device copies are kept while the coefficients stay the same)."""
+        """The kernel's table arguments on ``xp``: basic, times, mult, seed, species, moment and radial
+        coefficients, mapping (device copies are kept while the coefficients stay the same)."""
         seed = np.zeros(int(mtp.alpha_moments_count))
         np.add.at(seed, self.mapping, mtp.moment_coeffs)
-        host = [self.basic, self.mono, self.times, self.mult, seed, np.ascontiguousarray(mtp.species_coeffs, dtype=float),
+        host = [self.basic, self.times, self.mult, seed, np.ascontiguousarray(mtp.species_coeffs, dtype=float),
                 np.ascontiguousarray(mtp.moment_coeffs, dtype=float), self.mapping,
                 np.ascontiguousarray(mtp.radial_coeffs, dtype=float).reshape(-1)]
         if xp is np:
@@ -242,21 +264,6 @@ class KernelTables:
         if cached is None or not all(np.array_equal(a, b) for a, b in zip(cached[0], host)):
             cached = self._device[xp.__name__] = ([a.copy() for a in host], [xp.asarray(a) for a in host])
         return cached[1]
-
-
-def monomial_rows(table: MonomialTable) -> np.ndarray:
-    """[L, 8] int rows (parent, axis, l - e_x, l - e_y, l - e_z, a, b, c) of the monomials A_l = u_x^a
-    u_y^b u_z^c of ``table``: A_l = A_parent * u_axis (the first non-zero exponent), and the indices of
-    the lowered monomials (0 where that exponent is 0; it is multiplied by 0)."""
-    rows = np.zeros((len(table), 8), dtype=np.int64)
-    for l, e in enumerate(table.exps):
-        lowered = table.lowered[:, l]
-        if l:
-            axis = int(np.flatnonzero(e)[0])
-            rows[l, :2] = lowered[axis], axis
-        rows[l, 2:5] = np.maximum(lowered, 0)
-        rows[l, 5:] = e
-    return rows
 
 
 def tables(mtp) -> KernelTables:
@@ -327,7 +334,7 @@ def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     types = xp.ascontiguousarray(types, dtype=xp.int64)
     order, offsets, pair_types = csr_pairs(types, i, j, n, mtp.species_count, xp)
     d_sorted = xp.ascontiguousarray(d if order is None else d[order], dtype=xp.float64)
-    basic, mono, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs = kt.arrays(mtp, xp)
+    basic, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs = kt.arrays(mtp, xp)
     check = (launcher, species_layout(types, pair_types, mtp.species_count, xp))
     if check in kt.verified:
         energies, grad = xp.empty(n), xp.empty((p, 3))
@@ -335,7 +342,7 @@ def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
         energies, grad = xp.full(n, xp.nan), xp.full((p, 3), xp.nan)
     if n:
         launcher(kt.source)(n, (offsets, types, xp.ascontiguousarray(pair_types, dtype=xp.int64), d_sorted, basic,
-                                mono, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs,
+                                times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs,
                                 energies, grad))
     if order is None:
         de_dd = grad
