@@ -1,19 +1,21 @@
 """C++ kernels for the CPU, compiled on first use into a per-user cache and loaded with ``ctypes``.
 
-Contract: :func:`load_library(source)` (or :func:`load_function(source, name)`) returns a ``ctypes.CDLL`` of ``source`` (C++ text exporting
-``extern "C"`` functions) compiled with OpenMP, or ``None`` when compiled kernels are switched off or
-cannot be built; the caller then runs its array code.  The first failure of each kind gives ONE
-``RuntimeWarning`` naming what is missing (no compiler, or the compiler's first error line), later ones
-are silent.  Threads follow ``OMP_NUM_THREADS`` (read by libgomp when the library loads).
+Contract: :func:`load_library(source)` (or :func:`load_function(source, name)`) returns a
+``ctypes.CDLL`` of ``source`` (C++ text exporting ``extern "C"`` functions) compiled with OpenMP, or
+``None`` when compiled kernels are switched off or cannot be built; the caller then runs its array code.
+The first failure of each kind gives ONE ``RuntimeWarning`` naming what is missing (no compiler, or the
+compiler's first error line), later ones are silent.  Threads follow ``OMP_NUM_THREADS`` (read by
+libgomp when the library loads).
 
 Switch: ``MULTISCALE_CPU_KERNELS=numpy`` forces the array code everywhere (the reference the tests
 compare against); ``compiled`` (the default, also when unset) uses the compiled kernels where they load.
 Compiler: ``$CXX``, else ``g++``, else ``c++``.
 
-Cache: ``$XDG_CACHE_HOME/multiscale/cpu-kernels`` (default ``~/.cache/...``; ``MULTISCALE_KERNEL_CACHE``
-overrides the folder), one ``<sha256>.so`` per (source, compiler version, flags, host CPU).  The library
-is built under a temporary name in that folder and renamed into place (``common.atomic.atomic_path``), so
-MPI ranks that compile the same kernel at once each produce a complete file and never load a partial one.
+Cache: ``$XDG_CACHE_HOME/multiscale/cpu-kernels`` (default ``~/.cache/...``, a temporary folder when
+that cannot be written; ``MULTISCALE_KERNEL_CACHE`` overrides the folder), one ``<sha256>.so`` per
+(source, compiler version, flags, host CPU).  The library is built under a temporary name in that folder
+and renamed into place (``common.atomic.atomic_path``), so MPI ranks that compile the same kernel at once
+each produce a complete file and never load a partial one.
 
 Why ``-march=native`` is safe here: the key includes the CPU model and its instruction-set flags
 (``/proc/cpuinfo``), so a home directory shared by nodes of different CPUs holds one library per kind of
@@ -31,6 +33,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -55,11 +58,19 @@ def compiled_kernels_requested() -> bool:
 
 
 def cache_dir() -> Path:
-    """Folder of the compiled libraries (module docstring)."""
+    """Folder of the compiled libraries (module docstring); where the home cache cannot be written (a
+    read-only home), ``<tmp>/multiscale-cpu-kernels-<uid>``."""
     if os.environ.get("MULTISCALE_KERNEL_CACHE"):
         return Path(os.environ["MULTISCALE_KERNEL_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "multiscale" / "cpu-kernels"
+    folder = Path(base) / "multiscale" / "cpu-kernels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"multiscale-cpu-kernels-{os.getuid()}"
 
 
 def compiler() -> str | None:

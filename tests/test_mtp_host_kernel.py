@@ -259,3 +259,13 @@ def test_ranks_compiling_the_same_kernel_at_once_all_load_a_complete_library(tmp
     library.twice.restype, library.twice.argtypes = ctypes.c_double, [ctypes.c_double]
     assert library.twice(-1.5) == 3.0
     assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".so"]  # no temporary files left
+
+
+def test_a_home_cache_that_cannot_be_written_moves_to_the_temporary_folder(monkeypatch, tmp_path):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    monkeypatch.delenv("MULTISCALE_KERNEL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # mkdir below a file fails
+    assert native.cache_dir().name == f"multiscale-cpu-kernels-{os.getuid()}"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert native.cache_dir() == tmp_path / "cache" / "multiscale" / "cpu-kernels"
