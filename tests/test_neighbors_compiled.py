@@ -147,3 +147,33 @@ def test_the_cell_list_costs_less_than_a_level_10_evaluation():
     host_kernel.evaluate(mtp, types, i, j, d)  # compile and self-check
     t_eval, _ = best(lambda: host_kernel.evaluate(mtp, types, i, j, d))
     assert t_list < t_eval, (t_list, t_eval)
+
+
+LIST_SCRIPT = """
+import sys
+import numpy as np
+from ase.build import bulk
+from training.mtp.cell_list import cell_list_pairs
+atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((11, 10, 10))
+atoms.rattle(0.05, seed=2)
+np.savez(sys.argv[1], *cell_list_pairs(atoms.positions, atoms.cell.array, atoms.pbc, 5.5))
+"""
+
+
+def test_two_threads_give_the_same_list_as_one(tmp_path):
+    """4400 atoms (above PARALLEL_MIN_ATOMS): threads take contiguous ranges of centre atoms, so the list
+    is the same, in the same order, for 1 and 2 OpenMP threads."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lists = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(Path(__file__).parents[1])}
+        subprocess.run([sys.executable, "-c", LIST_SCRIPT, str(tmp_path / f"{threads}.npz")], env=env, check=True,
+                       timeout=300)
+        with np.load(tmp_path / f"{threads}.npz") as data:
+            lists.append([data[f"arr_{k}"] for k in range(4)])
+    assert len(lists[0][0]) > 4400 * 50
+    assert all(np.array_equal(a, b) for a, b in zip(*lists))

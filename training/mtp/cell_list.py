@@ -39,6 +39,7 @@ SOURCE = r"""
 
 #define BINS_PER_RANGE 2     // bins per r_list along each direction
 #define MAX_BINS_PER_ATOM 4.0
+#define PARALLEL_MIN_ATOMS 4096  // below this a list takes about a millisecond: threads would cost more
 
 namespace {
 struct Grid {
@@ -195,7 +196,7 @@ extern "C" long long cell_list(long long n, const double* pos, const double* fra
     threads = omp_get_max_threads();
 #endif
     std::vector<std::vector<Pair>> parts(threads);
-    #pragma omp parallel num_threads(threads)
+    #pragma omp parallel num_threads(threads) if (n >= PARALLEL_MIN_ATOMS)
     {
         int me = 0, count = 1;
 #ifdef _OPENMP
