@@ -19,6 +19,7 @@ half-written file behind.
 """
 from __future__ import annotations
 
+import io
 import json
 import platform
 from importlib import metadata
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_path
+from common.atomic import atomic_path, write_bytes
 
 from .backend import backend_provenance, to_numpy
 from .errors import MDSetupError
@@ -74,13 +75,14 @@ def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray, nlist=None, ar
     if nlist is not None and nlist.i is not None:
         fields.update({f"nlist_{name}": to_numpy(getattr(nlist, name)) for name in NLIST_FIELDS})
     fields.update({f"array_{name}": to_numpy(value) for name, value in (arrays or {}).items()})
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
-                 masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
-                 pbc=np.array(s.pbc), species=np.array(s.species),
-                 step=md.step, time_fs=md.time_fs, heat=md.heat, thermo=thermo,
-                 meta=np.array(json.dumps(meta)), **fields)
-    return Path(path)
+    # built in memory, then written in one piece: a failed write (a full disk) leaves no half-closed zip
+    buffer = io.BytesIO()
+    np.savez(buffer, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
+             masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
+             pbc=np.array(s.pbc), species=np.array(s.species),
+             step=md.step, time_fs=md.time_fs, heat=md.heat, thermo=thermo,
+             meta=np.array(json.dumps(meta)), **fields)
+    return write_bytes(path, buffer.getvalue())
 
 
 def read_checkpoint(path, *, xp=None):

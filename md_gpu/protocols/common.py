@@ -142,7 +142,7 @@ def simulation(ff, state: State, settings: RunSettings, *, out_prefix=None, chec
                    extrapolation=extrapolation, log=log, per_atom=per_atom, external_force=external_force,
                    observers=observers, blowup=blowup)
     if resume and ckpt and Path(ckpt).is_file():
-        return Simulation.resume(ckpt, ff, **options)
+        return Simulation.resume(options.pop("checkpoint_path"), ff, **options)
     return Simulation(ff, state, seed=settings.seed, **options)
 
 
