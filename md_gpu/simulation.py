@@ -39,7 +39,7 @@ import numpy as np
 
 from .analysis import VOIGT_COLUMN
 from common.arrays import array_module
-from .backend import to_numpy
+from .backend import get_backend, to_numpy
 from .cell_control import Barostat, Deform, axis_index
 from .errors import MDRunError, MDSetupError
 from .integrators import MDState, make_force_fn, make_rng, stress, velocity_verlet
@@ -267,7 +267,7 @@ class Simulation:
         """A Simulation that continues the run saved in ``checkpoint_path`` (call :meth:`run` with the same stages)."""
         from .io import read_checkpoint
 
-        state, extra, meta, thermo = read_checkpoint(checkpoint_path)
+        state, extra, meta, thermo = read_checkpoint(checkpoint_path, xp=get_backend())  # on the run's backend
         kwargs.setdefault("checkpoint_path", checkpoint_path)
         kwargs["seed"] = meta["seed"]
         sim = cls(ff, state, **kwargs)

@@ -143,6 +143,51 @@ def test_a_task_killed_midway_resumes_to_the_uninterrupted_result(kind, tmp_path
     assert not list(out.glob("*.ckpt.npz")) and not list(out.glob("*.task.json"))
 
 
+def _md_stage_context(root: Path):
+    """A stand-in md stage context of one fcc Cu system with the MTP of tests/data/md (runs/fit, runs/data)."""
+    from types import SimpleNamespace
+
+    from ase.build import bulk
+    from ase.io import write
+
+    (root / "runs" / "fit").mkdir(parents=True)
+    text = (HERE / "data" / "md" / "cu_pot_10.mtp").read_text()
+    (root / "runs" / "fit" / "cu.mtp").write_text(text.replace("potential_tag = ", "potential_tag = species=Cu", 1))
+    (root / "runs" / "data").mkdir()
+    write(root / "runs" / "data" / "cu.structure.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    out = root / "runs" / "md.partial"
+    out.mkdir()
+    return SimpleNamespace(case_dir=root, out_dir=out, stage_dir=lambda name: root / "runs" / name,
+                           systems={"cu": {"kind": "phase", "thickness_A": None}},
+                           map=lambda fn, items, what="": [fn(item) for item in items], log=lambda msg: None,
+                           is_root=True)
+
+
+def test_an_md_stage_killed_midway_resumes_to_the_same_summary_and_files(tmp_path, monkeypatch):
+    """The whole stage (tension, elastic constants at T and at 1 K, the stability check) killed half-way through
+    its checkpoints, then run again: finished tasks come from their stored results, the interrupted one
+    from its checkpoints, and summary.json and every file are those of the uninterrupted stage."""
+    from md_gpu.md_stage import run_md
+
+    settings = cases.settings(shear={"enabled": False}, heterostructure={"enabled": False},
+                              thermal={"enabled": False})
+    ctx = _md_stage_context(tmp_path)
+    with monkeypatch.context() as m:
+        written = _count(m, md_io, "write_checkpoint")
+        run_md(settings, ctx)
+    reference = _outputs(ctx.out_dir)
+    assert "summary.json" in reference and not [n for n in reference if n.endswith(".ckpt.npz")]
+    shutil.rmtree(ctx.out_dir)
+    ctx.out_dir.mkdir()
+    with monkeypatch.context() as m:
+        _count(m, md_io, "write_checkpoint", kill_after=written["n"] // 2)
+        with pytest.raises(Killed):
+            run_md(settings, ctx)
+    assert list(ctx.out_dir.glob("*.result.json")) and list(ctx.out_dir.glob("*.ckpt.npz"))
+    run_md(settings, ctx)
+    assert _outputs(ctx.out_dir) == reference
+
+
 def test_a_finished_task_is_not_run_again_and_a_changed_one_is(tmp_path, monkeypatch):
     """The stored result is returned without a step; another seed (another fingerprint) runs afresh."""
     import md_gpu.forcefields.base as base
