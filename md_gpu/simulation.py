@@ -250,11 +250,12 @@ class Simulation:
         rng_state = md.rng.bit_generator.state if hasattr(md.rng, "bit_generator") else None
         arrays = {f"observer{k}.{name}": value for k, observer in enumerate(stateful)
                   for name, value in observer.checkpoint_arrays().items()}
-        write_checkpoint(self.checkpoint_path, md, meta={
-            "stage_index": stage_index, "step_in_stage": step_in_stage, "t0_fs": t0_fs, "L0_A": L0_A,
-            "rng_state": rng_state, "stage_rows": stage_rows, "stage_L0": stage_L0,
-            "seed": self.seed, "traj_bytes": self._traj_bytes()}, thermo=np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)),
-            nlist=self.nlist, arrays=arrays)
+        meta = {"stage_index": stage_index, "step_in_stage": step_in_stage, "t0_fs": t0_fs, "L0_A": L0_A,
+                "rng_state": rng_state, "stage_rows": stage_rows, "stage_L0": stage_L0, "seed": self.seed,
+                "traj_bytes": self._traj_bytes()}
+        write_checkpoint(self.checkpoint_path, md, meta=meta,
+                         thermo=np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)), nlist=self.nlist,
+                         arrays=arrays)
 
     def _traj_bytes(self) -> int | None:
         """The size of the trajectory file (bytes; None without one): a resume cuts it back to this."""

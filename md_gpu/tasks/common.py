@@ -7,10 +7,9 @@ or, for a protocol made of several runs, ``<name>.<part>.ckpt.npz`` (every ``md.
 steps and at the end of every stage; :func:`md_gpu.protocols.common.simulation`), stamped with the
 task's :func:`fingerprint` in ``<name>.task.json`` (:func:`resumable`). When it finishes, its result
 goes to ``<name>.result.json`` and its checkpoints and stamp are deleted (:func:`run_once`; all this
-only with ``md.checkpoint_every`` > 0). A stage
-killed at any point and run again returns the stored results, resumes the interrupted runs from their
-checkpoints and gives the same ``summary.json`` and run files, bit for bit on the NumPy backend, as an
-uninterrupted run (tests/test_fault_injection.py).
+only with ``md.checkpoint_every`` > 0). A stage killed at any point and run again returns the stored
+results, resumes the interrupted runs from their checkpoints and gives the same ``summary.json`` and
+run files, bit for bit on the NumPy backend, as an uninterrupted run (tests/test_fault_injection.py).
 
 Units as everywhere in md_gpu: eV, Å, fs, amu, K; stresses in GPa (bulk) or N/m (2D sheets).
 """
@@ -113,7 +112,7 @@ def resumable(task: dict, prefix: Path) -> bool:
     (the same :func:`fingerprint`, kept in ``<prefix>.task.json``); the checkpoints of any other task of that
     name (other settings, a refitted potential, another structure file) are deleted, never resumed."""
     stamp_path = Path(f"{prefix}.task.json")
-    stamp = fingerprint(task)
+    stamp = json.dumps({"fingerprint": fingerprint(task)})
     same = stamp_path.is_file() and stamp_path.read_text() == stamp
     if not same:
         for path in checkpoints(prefix):

@@ -88,8 +88,8 @@ def run(task: dict) -> dict:
         F[1, 0] = gamma  # rows are vectors: (x, y, z) @ F = (x + gamma y, y, z)
         F = xp.asarray(F)
         sheared = ref.replace(positions=ref.positions @ F, cell=ref.cell @ F)
-        thermo = equilibrate(ff, sheared, nvt, barostat_axes=(), log=log, checkpoint=checkpoint_file(prefix, f"shear{k}"),
-                             resume=resume).thermo
+        thermo = equilibrate(ff, sheared, nvt, barostat_axes=(), log=log,
+                             checkpoint=checkpoint_file(prefix, f"shear{k}"), resume=resume).thermo
         stress_xy.append(float(np.mean(thermo["stress_xy_GPa"][thermo["step"] > settle])))
     sheet = not ref.pbc[2]
     scale = float(to_numpy(ref.cell)[2, 2]) * GPA_A_TO_N_PER_M if sheet else 1.0
