@@ -266,7 +266,7 @@ def test_sigkill_of_a_fit_resumes_to_the_uninterrupted_potential(tmp_path):
     template = HERE.parent / "training" / "mtp" / "templates" / "06.mtp"
     frames = read_cfg(data)[:6]
     _, init = load_template(template)
-    opts = dict(max_iter=60, seed=1, method="lbfgs", starts=2, start_iter=2)
+    opts = dict(max_iter=40, seed=1, method="lbfgs", starts=2, start_iter=2)
     straight = fit(init, frames, **opts, progress=lambda *a: None)
     ckpt = tmp_path / "fit.npz"
     code = _run_in_subprocess(RUN_FIT, [str(data), str(template), str(ckpt), str(opts["max_iter"])], ckpt)
@@ -278,6 +278,39 @@ def test_sigkill_of_a_fit_resumes_to_the_uninterrupted_potential(tmp_path):
     np.testing.assert_array_equal(resumed.theta, straight.theta)
     np.testing.assert_array_equal(resumed.moment_coeffs, straight.moment_coeffs)
     assert resumed.history == straight.history
+
+
+@pytest.mark.slow
+def test_an_fe_sweep_killed_midway_reuses_its_finished_points_to_the_same_table(tmp_path, monkeypatch):
+    """The fem sweep stores each finished point (``points/<study>_<i>.json``); killed as its second point
+    starts (a kill anywhere inside that point leaves the same files: a point is stored only when it is
+    done), the rerun solves only that point and writes the same table (JSON, CSV) as an uninterrupted run."""
+    pytest.importorskip("dolfinx")
+    import fem.study as study_module
+    from fem import materials
+    from test_fem_stage import PROPS, tiny_settings
+
+    s = {**tiny_settings(), "phases": ["graphene", "borophene"]}
+    study = {"name": "stripes_fraction", "geometry": "stripes", "variable": "fraction", "values": [0.0, 0.5]}
+    props = materials.read_properties(PROPS)
+    out = tmp_path / "fem"
+
+    def sweep():
+        table = study_module.run_sweep(s, study, 0, props, out_dir=out)
+        return json.dumps(table, sort_keys=True), (out / "stripes_fraction.json").read_bytes(), \
+            (out / "stripes_fraction.csv").read_bytes()
+
+    reference = sweep()
+    shutil.rmtree(out)
+    with monkeypatch.context() as m:
+        solves = _count(m, study_module, "run_tensile", kill_after=2)
+        with pytest.raises(Killed):
+            sweep()
+    assert solves["n"] == 2 and [p.name for p in (out / "points").iterdir()] == ["stripes_fraction_0.json"]
+    with monkeypatch.context() as m:
+        solves = _count(m, study_module, "run_tensile")
+        assert sweep() == reference
+    assert solves["n"] == 1
 
 
 def _interrupted(tmp_path, kind, monkeypatch):
