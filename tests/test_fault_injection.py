@@ -189,6 +189,24 @@ def test_an_md_stage_killed_midway_resumes_to_the_same_summary_and_files(tmp_pat
     assert _outputs(ctx.out_dir) == reference
 
 
+def test_trajectory_frames_written_after_the_last_checkpoint_are_not_written_twice(tmp_path, monkeypatch):
+    """Killed just after the frame of step 30 (checkpoints every 20 steps, frames every 10): the resumed run
+    cuts the trajectory back to its length at the checkpoint of step 20 and the file ends as the
+    uninterrupted run's, byte for byte."""
+    from md_gpu.simulation import Simulation
+
+    settings = cases.settings(checkpoint_every=20, traj_every=10)
+    task, result, reference, _, _ = _reference(tmp_path, "tensile", monkeypatch, settings)
+    out = Path(task["out_dir"])
+    with monkeypatch.context() as m:
+        _count(m, Simulation, "_write_frame", kill_after=3)
+        with pytest.raises(Killed):
+            TASKS.run(task)
+    assert (out / f"{task['name']}.extxyz").read_text().count("step=30 ") == 1
+    assert json.dumps(TASKS.run(task), sort_keys=True) == json.dumps(result, sort_keys=True)
+    assert _outputs(out) == reference
+
+
 def test_a_finished_task_is_not_run_again_and_a_changed_one_is(tmp_path, monkeypatch):
     """The stored result is returned without a step; another seed (another fingerprint) runs afresh."""
     import md_gpu.forcefields.base as base

@@ -5,7 +5,8 @@ looks for holes of the potential next to the structure.
 
 Task: ``stability`` (``<system>_stability``, seed 0); file ``<system>_stability_final.extxyz`` (the last
 snapshot); while it runs, checkpoints ``<system>_stability.nvt<k>.ckpt.npz`` of the run's chunks, from which
-an interrupted task resumes (:mod:`.common`). A structure that is not retained, or blows up, does not stop the stage: the report's checks show it.
+an interrupted task resumes (:mod:`.common`). A structure that is not retained, or blows up, does not stop
+the stage: the report's checks show it.
 
 summary.json, per system::
 
