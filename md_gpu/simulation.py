@@ -284,7 +284,9 @@ class Simulation:
             rng.bit_generator.state = meta["rng_state"]
         for k, observer in enumerate(stateful):
             head = f"observer{k}."
-            observer.restore_arrays({n[len(head):]: v for n, v in extra["arrays"].items() if n.startswith(head)})
+            arrays = {n[len(head):]: v for n, v in extra["arrays"].items() if n.startswith(head)}
+            if arrays:
+                observer.restore_arrays(arrays)
         size = meta.get("traj_bytes")
         if size is not None and self.traj_path is not None and self.traj_path.is_file():
             with open(self.traj_path, "r+b") as handle:  # drop the frames written after the checkpoint
@@ -306,8 +308,8 @@ class Simulation:
         rows, stage_rows, stage_L0 = [], [], []
         first_stage, first_step, t0_fs, L0_A = 0, 0, None, None
         md = None
-        # observers whose accumulators travel with the checkpoints, in a fixed order
-        stateful = [o for o in self.observers + tuple(o for st in stages for o in st.observers)
+        # observers (and the extrapolation control) whose state travels with the checkpoints, in a fixed order
+        stateful = [o for o in self.observers + tuple(o for st in stages for o in st.observers) + (self.extrapolation,)
                     if hasattr(o, "checkpoint_arrays")]
         if self._resume is not None:
             _, meta, thermo = self._resume

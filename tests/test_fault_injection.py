@@ -207,6 +207,37 @@ def test_trajectory_frames_written_after_the_last_checkpoint_are_not_written_twi
     assert _outputs(out) == reference
 
 
+def test_extrapolative_frames_saved_after_the_last_checkpoint_are_not_saved_twice(tmp_path, monkeypatch):
+    """A grader that flags every check (grade 3 > warn 2, every 5 steps; checkpoints every 10): killed
+    after the frame of step 15, the resumed run cuts the frames file back to the checkpoint of step 10 and
+    it ends as the uninterrupted run's, byte for byte."""
+    from md_gpu.extrapolation import ExtrapolationControl
+    from md_gpu.integrators import Bussi
+    from md_gpu.simulation import Simulation, Stage
+    from md_gpu.state import from_atoms, maxwell_boltzmann
+    from morse_cells import FF, cu
+
+    def run(folder: Path, *, resume: bool = False):
+        control = ExtrapolationControl(lambda positions, *_: np.full(positions.shape[0], 3.0), every=5, warn=2.0,
+                                       stop=10.0, frames_path=folder / "frames.extxyz", log=lambda line: None)
+        options = dict(dt_fs=2.0, thermo_every=5, checkpoint_every=10, extrapolation=control, log=lambda line: None)
+        stages = [Stage("nvt", 40, thermostat=Bussi(300.0, 50.0))]
+        if resume:
+            return Simulation.resume(folder / "run.ckpt.npz", FF, **options).run(stages)
+        state = maxwell_boltzmann(from_atoms(cu(2), species=FF.species), 600.0, seed=1)
+        return Simulation(FF, state, seed=3, checkpoint_path=folder / "run.ckpt.npz", **options).run(stages)
+
+    full = run(tmp_path / "a")
+    with monkeypatch.context() as m:
+        _count(m, ExtrapolationControl, "_save", kill_after=3)
+        with pytest.raises(Killed):
+            run(tmp_path / "b")
+    resumed = run(tmp_path / "b", resume=True)
+    assert (tmp_path / "a" / "frames.extxyz").read_bytes() == (tmp_path / "b" / "frames.extxyz").read_bytes()
+    assert (tmp_path / "b" / "frames.extxyz").read_text().count("step=15 ") == 1
+    np.testing.assert_array_equal(resumed.md.state.positions, full.md.state.positions)
+
+
 def test_a_finished_task_is_not_run_again_and_a_changed_one_is(tmp_path, monkeypatch):
     """The stored result is returned without a step; another seed (another fingerprint) runs afresh."""
     import md_gpu.forcefields.base as base
