@@ -13,7 +13,8 @@ Data flow::
 A protocol is data (:class:`Stage`), e.g. the tensile test is "NVT + in-plane
 barostat for n steps, then deform along x at a strain rate with the transverse
 barostat until failure". A run stopped at any point resumes from its last
-checkpoint with :meth:`Simulation.resume` and gives, bit for bit on the NumPy backend, the same
+checkpoint with :meth:`Simulation.resume` and gives, bit for bit on the NumPy backend (CuPy: the same
+state, with the random stream restarted from the seed, :func:`md_gpu.integrators.rng_state`), the same
 trajectory, thermo table and observer results as an uninterrupted run: a checkpoint holds the
 random generator state, the forces at the saved configuration, the neighbour list in use (a rebuilt
 list orders and counts pairs differently, which changes the last bits of the sums) and the
@@ -42,7 +43,7 @@ from common.arrays import array_module
 from .backend import get_backend, to_numpy
 from .cell_control import Barostat, Deform, axis_index
 from .errors import MDRunError, MDSetupError
-from .integrators import MDState, make_force_fn, make_rng, stress, velocity_verlet
+from .integrators import MDState, make_force_fn, make_rng, rng_state, stress, velocity_verlet
 from .neighbors import NeighborList
 from .state import State, kinetic_energy, temperature
 from .units import PER_S_TO_PER_FS
@@ -247,11 +248,10 @@ class Simulation:
                     rows: list, stage_rows: list, stage_L0: list, stateful: list) -> None:
         from .io import write_checkpoint
 
-        rng_state = md.rng.bit_generator.state if hasattr(md.rng, "bit_generator") else None
         arrays = {f"observer{k}.{name}": value for k, observer in enumerate(stateful)
                   for name, value in observer.checkpoint_arrays().items()}
         meta = {"stage_index": stage_index, "step_in_stage": step_in_stage, "t0_fs": t0_fs, "L0_A": L0_A,
-                "rng_state": rng_state, "stage_rows": stage_rows, "stage_L0": stage_L0, "seed": self.seed,
+                "rng_state": rng_state(md.rng), "stage_rows": stage_rows, "stage_L0": stage_L0, "seed": self.seed,
                 "traj_bytes": self._traj_bytes()}
         write_checkpoint(self.checkpoint_path, md, meta=meta,
                          thermo=np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)), nlist=self.nlist,
@@ -279,9 +279,7 @@ class Simulation:
         """The MDState saved in the checkpoint being resumed; the neighbour list and the observers'
         accumulators as they were."""
         extra, meta, _ = self._resume
-        rng = make_rng(self.seed, xp)
-        if meta["rng_state"] is not None:
-            rng.bit_generator.state = meta["rng_state"]
+        rng = make_rng(self.seed, xp, state=meta["rng_state"])
         for k, observer in enumerate(stateful):
             head = f"observer{k}."
             arrays = {n[len(head):]: v for n, v in extra["arrays"].items() if n.startswith(head)}
