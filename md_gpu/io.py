@@ -7,9 +7,10 @@
   (positions Å, velocities Å/ASE-time, cell Å, masses amu, types, species,
   pbc), the integrator bookkeeping (step, time_fs, heat eV), a JSON ``meta``
   dict (stage index, random generator state, ...), the thermo rows so far and,
-  for a resume that repeats the uninterrupted run bit for bit, the force result
-  at the saved configuration (``result_*``), the neighbour list in use
-  (``nlist_*``) and the accumulators of the run's observers (``arrays``).
+  for a resume that repeats the uninterrupted run bit for bit, the configuration
+  the neighbour list in use was built for (``nlist_ref_*``: building it again
+  from there gives the same pairs in the same order) and the accumulators of
+  the run's observers (``arrays``).
   A file that cannot be read is one :class:`~md_gpu.errors.MDSetupError`
   naming it (:data:`CORRUPT_HINT` says what to do).
 
@@ -58,22 +59,18 @@ def versions() -> dict:
 
 CORRUPT_HINT = ("delete it (or, in a case, rerun the stage with `multiscale run CASE --stages md --force`, which "
                 "discards the interrupted run's files in runs/md.partial) to start that run afresh")
-RESULT_FIELDS = ("energies", "forces", "virial", "virials")  # ForceResult arrays saved with a checkpoint
-NLIST_FIELDS = ("i", "j", "shifts", "ref_positions", "ref_cell")
 
 
 def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray, nlist=None, arrays: dict | None = None) -> Path:
     """Save an MDState (see module docstring) to ``path`` (.npz), atomically.
 
-    nlist: the :class:`~md_gpu.neighbors.NeighborList` in use (None: rebuilt on reading); arrays: name ->
-    NumPy array (or number) of further state, e.g. observer accumulators, returned as ``extra["arrays"]``."""
-    s, r = md.state, md.result
-    fields = {f"result_{name}": to_numpy(getattr(r, name)) for name in RESULT_FIELDS
-              if r is not None and getattr(r, name) is not None}
-    if r is not None:
-        fields["result_energy"] = np.array(r.energy)
+    nlist: the :class:`~md_gpu.neighbors.NeighborList` in use (its reference positions [n, 3] and cell
+    [3, 3], Å, are saved); arrays: name -> NumPy array (or number) of further state, e.g. observer
+    accumulators, returned as ``extra["arrays"]``."""
+    s = md.state
+    fields = {}
     if nlist is not None and nlist.i is not None:
-        fields.update({f"nlist_{name}": to_numpy(getattr(nlist, name)) for name in NLIST_FIELDS})
+        fields.update(nlist_ref_positions=to_numpy(nlist.ref_positions), nlist_ref_cell=np.asarray(nlist.ref_cell))
     fields.update({f"array_{name}": to_numpy(value) for name, value in (arrays or {}).items()})
     # built in memory, then written in one piece: a failed write (a full disk) leaves no half-closed zip
     buffer = io.BytesIO()
@@ -87,10 +84,8 @@ def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray, nlist=None, ar
 
 def read_checkpoint(path, *, xp=None):
     """``(state, extra, meta dict, thermo rows)`` from a checkpoint file; ``extra``: ``step``, ``time_fs``,
-    ``heat``, ``result`` (the saved :class:`~md_gpu.forcefields.base.ForceResult` or None), ``nlist`` (the
-    saved neighbour-list arrays by name, or None) and ``arrays`` (name -> the further arrays saved)."""
-    from .forcefields.base import ForceResult
-
+    ``heat``, ``nlist`` (``{"ref_positions", "ref_cell"}`` of the neighbour list in use, or None) and
+    ``arrays`` (name -> the further arrays saved)."""
     path = Path(path)
     if not path.is_file():
         raise MDSetupError(f"checkpoint {path} does not exist; run without --resume to start afresh")
@@ -103,13 +98,8 @@ def read_checkpoint(path, *, xp=None):
                           species=tuple(str(s) for s in data["species"]))
             extra = {"step": int(data["step"]), "time_fs": float(data["time_fs"]), "heat": float(data["heat"])}
             names = set(data.files)
-            extra["result"] = None
-            if "result_energy" in names:
-                extra["result"] = ForceResult(energy=float(data["result_energy"]), **{
-                    name: xp.asarray(data[f"result_{name}"]) if f"result_{name}" in names else None
-                    for name in RESULT_FIELDS})
-            extra["nlist"] = ({name: data[f"nlist_{name}"] for name in NLIST_FIELDS}
-                              if "nlist_i" in names else None)
+            extra["nlist"] = ({"ref_positions": data["nlist_ref_positions"], "ref_cell": data["nlist_ref_cell"]}
+                              if "nlist_ref_positions" in names else None)
             extra["arrays"] = {n[len("array_"):]: data[n] for n in names if n.startswith("array_")}
             return state, extra, json.loads(str(data["meta"])), data["thermo"]
     except Exception as exc:  # a truncated zip raises BadZipFile, EOFError, ValueError, KeyError, ...

@@ -16,8 +16,9 @@ barostat until failure". A run stopped at any point resumes from its last
 checkpoint with :meth:`Simulation.resume` and gives, bit for bit on the NumPy backend (CuPy: the same
 state, with the random stream restarted from the seed, :func:`md_gpu.integrators.rng_state`), the same
 trajectory, thermo table and observer results as an uninterrupted run: a checkpoint holds the
-random generator state, the forces at the saved configuration, the neighbour list in use (a rebuilt
-list orders and counts pairs differently, which changes the last bits of the sums) and the
+random generator state, the configuration the neighbour list in use was built for (a list built at the
+saved step would order and count pairs differently and change the last bits of the sums; built again
+from that configuration it is the same list, and the forces on it those of the saved step) and the
 accumulators of every observer that has them (``checkpoint_arrays() -> {name: array}`` and
 ``restore_arrays(arrays)``) and the length of the trajectory file, which a resume cuts back to (the frames
 a killed run wrote after its last checkpoint are written again). Every stage ends with a checkpoint, so
@@ -290,14 +291,10 @@ class Simulation:
             with open(self.traj_path, "r+b") as handle:  # drop the frames written after the checkpoint
                 handle.truncate(size)
         saved = extra["nlist"]
-        if extra["result"] is None or saved is None:  # a checkpoint without them: recompute (not bit for bit)
-            init, _ = velocity_verlet(self.force_fn, self.dt_fs)
-            return init(self.state, rng=rng, step=extra["step"], time_fs=extra["time_fs"], heat=extra["heat"])
-        self.nlist.i, self.nlist.j = xp.asarray(saved["i"]), xp.asarray(saved["j"])
-        self.nlist.shifts, self.nlist.ref_positions = xp.asarray(saved["shifts"]), xp.asarray(saved["ref_positions"])
-        self.nlist.ref_cell = np.array(saved["ref_cell"], dtype=float)
-        return MDState(self.state, extra["result"], step=extra["step"], time_fs=extra["time_fs"],
-                       heat=extra["heat"], rng=rng)
+        if saved is not None:  # the list in use, built again from its configuration: the same pairs, same order
+            self.nlist.build(xp.asarray(saved["ref_positions"]), np.asarray(saved["ref_cell"], dtype=float))
+        init, _ = velocity_verlet(self.force_fn, self.dt_fs)  # forces on that list: those of the saved step
+        return init(self.state, rng=rng, step=extra["step"], time_fs=extra["time_fs"], heat=extra["heat"])
 
     # -- the loop --------------------------------------------------------------
     def run(self, stages: list[Stage]) -> RunResult:
