@@ -362,6 +362,76 @@ def test_an_fe_sweep_killed_midway_reuses_its_finished_points_to_the_same_table(
     assert solves["n"] == 1
 
 
+def _without_timings(report):
+    """A fit report without what depends on the clock (``seconds*`` keys, the log lines)."""
+    if isinstance(report, dict):
+        return {k: _without_timings(v) for k, v in report.items() if "seconds" not in k and k != "log"}
+    if isinstance(report, list):
+        return [_without_timings(v) for v in report]
+    return report
+
+
+@pytest.mark.slow
+def test_a_fit_stage_killed_in_its_second_fit_resumes_to_the_same_potentials(tmp_path, monkeypatch):
+    """The fit stage (passive training: a fit, grades, a refit) killed after the second iteration of its
+    refit: run again, the first fit resumes from its finished checkpoint, the refit from its second
+    iteration, and the potentials (MLIP text), active sets and report numbers are those of an
+    uninterrupted stage; no checkpoint is left."""
+    import training.optimize as optimize
+    from test_fit_stage import GRAPHENE, _Ctx, _settings
+    from training import datasets, fit_stage
+    from training.mtp.maxvol import ActiveSet
+
+    if not GRAPHENE.is_file():
+        pytest.skip(f"{GRAPHENE} not there")
+    (tmp_path / "runs" / "data").mkdir(parents=True)
+    datasets.write(tmp_path / "runs" / "data" / "graphene.extxyz.gz", datasets.read(GRAPHENE)[::6])
+    out = tmp_path / "runs" / "fit.partial"
+    settings = _settings(level=6, method="full", max_iter=4, passive={"every_k": 12})
+
+    def run():
+        out.mkdir(exist_ok=True)
+        fit_stage.run_fit(settings, _Ctx(case_dir=tmp_path, out_dir=out, systems={"graphene": {"kind": "phase"}},
+                                         is_root=True, lines=[]))
+        report = json.loads((out / "graphene_fit.json").read_text())
+        sets = [ActiveSet.read(out / name) for name in ("graphene.als", "graphene_preliminary.als")]
+        return ((out / "graphene.mtp").read_text(), (out / "graphene_preliminary.mtp").read_text(),
+                [(a.matrix.tobytes(), a.source_frame.tolist(), a.source_atom.tolist()) for a in sets],
+                _without_timings(report))
+
+    with monkeypatch.context() as m:
+        saves = _count(m, optimize.OptState, "save")
+        reference = run()
+    assert saves["n"] == 8  # 4 iterations per fit
+    shutil.rmtree(out)
+    with monkeypatch.context() as m:
+        _count(m, optimize.OptState, "save", kill_after=6)
+        with pytest.raises(Killed):
+            run()
+    assert sorted(p.name for p in out.glob("*.npz")) == ["graphene.fit0.npz", "graphene.fit1.npz"]
+    with monkeypatch.context() as m:
+        saves = _count(m, optimize.OptState, "save")
+        assert run() == reference
+    assert saves["n"] == 2 and not list(out.glob("*.npz"))  # deleted when the stage is done
+
+
+def test_the_fit_stage_replaces_a_checkpoint_of_another_fit_instead_of_resuming_it(tmp_path):
+    """A ``<system>.fit0.npz`` left by a fit of another problem (another seed) is deleted and the fit runs
+    afresh to the potential of a fit without any checkpoint."""
+    from training.fit import fit, load_template
+    from training.fit_stage import checkpointed
+    from training.mtp import read_cfg
+
+    frames = read_cfg(HERE / "data" / "fit" / "cubic_training.cfg.gz")[:3]
+    _, init = load_template(HERE.parent / "training" / "mtp" / "templates" / "06.mtp")
+    opts = dict(max_iter=3, method="lbfgs", starts=1, start_iter=1, progress=lambda *a: None)
+    fit(init, frames, seed=2, checkpoint=tmp_path / "cu.fit0.npz", **opts)
+    straight = fit(init, frames, seed=1, **opts)
+    resumed = checkpointed(lambda i, f, **kw: fit(i, f, seed=1, **opts, **kw), tmp_path, "cu")(init, frames)
+    np.testing.assert_array_equal(resumed.theta, straight.theta)
+    assert resumed.history == straight.history
+
+
 def _interrupted(tmp_path, kind, monkeypatch):
     task, result, reference, n_checkpoints, _ = _reference(tmp_path, kind, monkeypatch)
     with monkeypatch.context() as m:
