@@ -333,10 +333,12 @@ def test_sigkill_of_a_fit_resumes_to_the_uninterrupted_potential(tmp_path):
 def test_an_fe_sweep_killed_midway_reuses_its_finished_points_to_the_same_table(tmp_path, monkeypatch):
     """The fem sweep stores each finished point (``points/<study>_<i>.json``); killed as its second point
     starts (a kill anywhere inside that point leaves the same files: a point is stored only when it is
-    done), the rerun solves only that point and writes the same table (JSON, CSV) as an uninterrupted run."""
+    done), the rerun solves only that point and writes the same table (JSON, CSV) as an uninterrupted run.
+    A truncated point file is one error naming it."""
     pytest.importorskip("dolfinx")
     import fem.study as study_module
     from fem import materials
+    from fem.errors import FemInputError
     from test_fem_stage import PROPS, tiny_settings
 
     s = {**tiny_settings(), "phases": ["graphene", "borophene"]}
@@ -360,6 +362,14 @@ def test_an_fe_sweep_killed_midway_reuses_its_finished_points_to_the_same_table(
         solves = _count(m, study_module, "run_tensile")
         assert sweep() == reference
     assert solves["n"] == 1
+    point = out / "points" / "stripes_fraction_1.json"
+    point.write_text(point.read_text()[:50])  # a truncated point: one error naming it, before any solve
+    with monkeypatch.context() as m:
+        solves = _count(m, study_module, "run_tensile")
+        with pytest.raises(FemInputError, match=f"{re.escape(str(point))}: a finished sweep point is truncated "
+                                                "or corrupt.*--force"):
+            sweep()
+    assert solves["n"] == 0
 
 
 def _without_timings(report):
