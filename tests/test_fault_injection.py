@@ -3,17 +3,19 @@ stored result is one error naming the file, and ``--force`` recovers; a full dis
 
 How the kills are made:
 
-* **SIGKILL** (the fit, the tensile task): the run goes in a subprocess; the test polls for its first
+* **SIGKILL** (a fit, a tensile task): the run goes in a subprocess; the test polls for its first
   checkpoint file and sends SIGKILL, then resumes in this process and compares with an uninterrupted run
   of the same task in the same folder (the paths are part of the results).
-* **At a checkpoint boundary, in-process** (every md task kind, tests/md_fault_cases.py): the checkpoint
-  writer raises a ``BaseException`` (which no code catches, as no code survives SIGKILL) right after
-  its n-th file is in place, n half the files the uninterrupted run writes. What a kill leaves on disk
-  at any moment between checkpoints k and k + 1 is what this leaves right after checkpoint k, plus
-  steps that are computed again and files that the resumed run writes again in full (atomically: run
-  HDF5, final snapshots, stored results) or cuts back (the trajectory, to its length at checkpoint k);
-  so the resumed state, and from it every later step, is the same. The SIGKILL tests check the same
-  claim with a real kill at an arbitrary step.
+* **At a checkpoint boundary, in-process** (every md task kind, tests/md_fault_cases.py; a whole md stage;
+  the fit stage; an FE sweep): the checkpoint writer (or the solver of the next sweep point) raises a
+  ``BaseException`` (which no code catches, as no code survives SIGKILL) right after its n-th file is
+  in place: half-way through the files the uninterrupted run writes, or for a thermal run a checkpoint
+  inside its production. What a kill leaves on disk at any moment between checkpoints k and k + 1 is
+  what this leaves right after checkpoint k, plus steps that are computed again and files that the
+  resumed run writes again in full (atomically: run HDF5, final snapshots, stored results) or cuts back
+  to their length at checkpoint k (trajectory, extrapolative frames; tested apart below); so the resumed
+  state, and from it every later step, is the same. The SIGKILL tests check the same claim with a real
+  kill at whatever step the run has reached.
 
 Comparisons are exact: the stored result JSON text, every HDF5 dataset and attribute, trajectory bytes.
 """
@@ -109,14 +111,15 @@ THERMAL = ("hnemd", "nemd", "interface_nemd")
 
 
 def _kill_point(kind: str, n_checkpoints: int) -> int:
-    """Which checkpoint the kill follows: half-way, or for a thermal run the third-last, the step checkpoint
-    three fifths into its production (the last two are written at its last step)."""
+    """Which checkpoint the kill follows: half-way, or for a thermal run the third-last, a step checkpoint
+    late in its production (the last two are both written at its last step)."""
     return n_checkpoints - 2 if kind in THERMAL else n_checkpoints // 2
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_task_killed_midway_resumes_to_the_uninterrupted_result(kind, tmp_path, monkeypatch):
-    """Kill after half the checkpoints, run the task again: the same result JSON and run files, exactly,
+    """Kill after a checkpoint midway (:func:`_kill_point`), run the task again: the same result JSON and run
+    files, exactly,
     with fewer force calls than from the start; the finished task leaves no checkpoint behind. The thermal
     kinds are killed in their production, so their heat-current record or block sums travel with the
     checkpoint."""
