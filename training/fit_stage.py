@@ -18,6 +18,11 @@ MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-ste
 * ``<system>_grades.png`` histogram of the frame grades with the preliminary and final potentials;
 * ``summary.json``        the returned summary: per system the report without its per-frame lists.
 
+While the stage runs, each fit of a system's passive training checkpoints its optimiser state to
+``<system>.fit<k>.npz`` (:func:`checkpointed`); the stage run again after a kill continues every fit from
+there (a finished one from its last iteration) to the same potentials, and the checkpoints are deleted
+when every system is done.
+
 A system that brings its own potential (``systems.<name>.potential`` of ``case.yaml``: a GPUMD NEP file
 or an MLIP ``.mtp``, checked when the case loads, :mod:`multiscale.potentials`) is not fitted:
 :func:`bring_potential` copies the file to ``<system>.nep.txt`` or ``<system>.mtp``
@@ -35,6 +40,7 @@ The threads change the time, not the potential.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -198,7 +204,8 @@ def fit_system(task: dict) -> dict:
                          progress=lambda done, total, text: None, threads=fit_threads())
     p = settings["passive"]
     lines: list[str] = []
-    res = passive_train(init, frames, fit_fn=fit_fn, every_k=p["every_k"], threshold=p["threshold"],
+    res = passive_train(init, frames, fit_fn=checkpointed(fit_fn, out, name), every_k=p["every_k"],
+                        threshold=p["threshold"],
                         max_add=p["max_add"], mode=p["mode"], parameters=p["parameters"],
                         validation_fraction=settings["validation_fraction"],
                         seed=settings["seed"], rounds=p["rounds"], log=lines.append)
@@ -223,6 +230,29 @@ def fit_system(task: dict) -> dict:
                         "preliminary_active_set": f"{name}_preliminary.als"}}
     fit_report.write_json(out / f"{name}_fit.json", report)
     return report
+
+
+def checkpointed(fit_fn, out: Path, name: str):
+    """``fit_fn`` with an optimiser checkpoint per call: the k-th fit of the passive training of system
+    ``name`` saves its state every iteration to ``<out>/<name>.fit<k>.npz`` and continues from it when the
+    stage runs again after a kill (:func:`training.fit.fit`: to the same potential, bit for bit). A
+    checkpoint of another fit problem (other data or settings) is deleted and that fit starts afresh."""
+    from training.fit_data import FitError
+    from training.optimize import CheckpointMismatch
+
+    calls = itertools.count()
+
+    def fit(init, frames, **kwargs):
+        checkpoint = out / f"{name}.fit{next(calls)}.npz"
+        try:
+            return fit_fn(init, frames, checkpoint=checkpoint, resume=True, **kwargs)
+        except FitError as exc:
+            if not isinstance(exc.__cause__, CheckpointMismatch):
+                raise
+            checkpoint.unlink()
+            return fit_fn(init, frames, checkpoint=checkpoint, resume=True, **kwargs)
+
+    return fit
 
 
 def brought_source(entry: dict, case_dir) -> Path:
@@ -344,4 +374,6 @@ def run_fit(settings: dict, ctx) -> dict:
                 f"{final['forces']['rmse']:.3g} eV/A, {rep['seconds_total']:.0f} s")
     if ctx.is_root:
         fit_report.write_json(Path(ctx.out_dir) / "summary.json", summary)
+        for checkpoint in Path(ctx.out_dir).glob("*.fit[0-9]*.npz"):  # every fit is done: nothing to resume
+            checkpoint.unlink()
     return summary
