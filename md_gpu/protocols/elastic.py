@@ -66,7 +66,7 @@ def _deform(state: State, F: np.ndarray) -> State:
     return state.replace(positions=state.positions @ F, cell=state.cell @ F)
 
 
-def _constants(stresses: dict, delta: float, scale: float, *, scheme: str = "central") -> dict:
+def constants_from_stresses(stresses: dict, delta: float, scale: float, *, scheme: str = "central") -> dict:
     """C from {(component, multiple): stress [3, 3] in GPa} (the cell at strain ``multiple * delta``)
     by the finite-difference stencil of ``scheme`` (STENCILS); scale converts GPa to the output unit."""
     C = np.zeros((3, 3))
@@ -125,7 +125,7 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
                 for c, _ in VOIGT for m in multiples}
     height = float(to_numpy(ref.cell)[2, 2])
     scale = height * GPA_A_TO_N_PER_M if sheet else 1.0
-    out = _constants(stresses, delta, scale, scheme=scheme)
+    out = constants_from_stresses(stresses, delta, scale, scheme=scheme)
     out.update(unit="N/m" if sheet else "GPa", temperature_K=settings.temperature_K, delta=delta,
                n_atoms=state.n_atoms, scheme=scheme)
     return out
@@ -157,6 +157,6 @@ def static_elastic_constants(ff, atoms, *, delta: float = 0.005, fmax: float = 1
             v = strained.get_stress(voigt=False) * EV_PER_A3_TO_GPA
             stresses[component, sign] = v
     scale = atoms.cell[2, 2] * GPA_A_TO_N_PER_M if sheet else 1.0
-    out = _constants(stresses, delta, scale)
+    out = constants_from_stresses(stresses, delta, scale)
     out.update(unit="N/m" if sheet else "GPa", temperature_K=0.0, delta=delta, n_atoms=len(atoms))
     return out

@@ -171,7 +171,9 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
 
     Properties (2D sheet: ``*_N_per_m`` and GPa at ``thickness_A``; bulk cell: ``*_GPa``):
     ``youngs_modulus_*``, ``youngs_modulus_fit_sem_*``, ``fit_window_strain``,
-    ``poisson_ratio``, ``poisson_ratio_fit_sem``, ``transverse_stress_mean_*`` and
+    ``poisson_ratio`` (the transverse strain averaged over the transverse periodic axes: one for a
+    sheet, two for a bulk cell), ``poisson_ratio_fit_sem``, ``poisson_fit_window_strain`` (its own
+    window, :func:`md_gpu.analysis.tensile_properties`), ``transverse_stress_mean_*`` and
     ``transverse_stress_sem_*`` (over the loading, block averages), ``ultimate_strength_*`` (the
     peak stress), ``failure_strain`` (strain at the peak), ``failure_mode`` ("fracture" | "none":
     reached ``max_strain``), ``failed`` (fracture), ``fracture_strain`` (where the crack was
@@ -291,8 +293,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             fracture_strain = strain_now  # cracked without a drop the detector saw (e.g. at the last rows)
             events.append({"strain": strain_now, "kind": "fracture"})
 
-    transverse_axis = others[0] if others else None
-    curve = stress_strain_curve(thermo, rows, axis, transverse_axis, sheet=sheet)
+    curve = stress_strain_curve(thermo, rows, axis, others, sheet=sheet)  # nu: mean over the transverse axes
     to_2d = thermo["cell_zz_A"][rows:] * GPA_A_TO_N_PER_M
     t_stress = (np.mean([thermo[f"stress_{o}{o}_GPa"][rows:] for o in others], axis=0) if others
                 else np.zeros_like(curve["strain"]))
@@ -321,6 +322,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             properties[f"{name}_GPa"] = properties[f"{name}_N_per_m"] * to_gpa
     properties["poisson_ratio"] = props["poisson_ratio"]
     properties["poisson_ratio_fit_sem"] = props["poisson_ratio_sem"]
+    properties["poisson_fit_window_strain"] = props["poisson_fit_window_strain"]
     properties["failure_strain"] = props["failure_strain"]
     properties["failure_mode"] = "fracture" if broke else "none"
     properties["failed"] = broke
