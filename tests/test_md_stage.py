@@ -17,6 +17,8 @@ from md_gpu.protocols import static_elastic_constants
 from md_gpu.structures import load_structure, repeat_to
 from training.structures import graphene
 
+from morse_cells import static_tension_slope
+
 POT = Path(__file__).parent / "data" / "md" / "cu_pot_10.mtp"
 
 TINY = {"equilibrate_steps": 20, "strain_rate_per_s": 1e12, "max_strain": 0.03, "thermo_every": 2,
@@ -47,23 +49,6 @@ def _ctx(tmp_path):
                            log=lambda msg: None, is_root=True)
 
 
-def _static_uniaxial_strain_slope(ff, atoms, max_strain: float) -> float:
-    """Least-squares slope (GPa) of sigma_xx against the strain along x over [0, max_strain] at 0 K, the
-    transverse axes fixed: the line the tensile fit draws through a noise-free curve. fcc has one atom per
-    primitive cell, so the affine strain needs no relaxation."""
-    from md_gpu.calculator import MDCalculator
-    from md_gpu.units import EV_PER_A3_TO_GPA
-
-    strains = np.linspace(0.0, max_strain, 31)
-    stresses = []
-    for e in strains:
-        strained = atoms.copy()
-        strained.set_cell(atoms.cell.array @ np.diag([1 + e, 1.0, 1.0]), scale_atoms=True)
-        strained.calc = MDCalculator(ff)
-        stresses.append(strained.get_stress(voigt=False)[0, 0] * EV_PER_A3_TO_GPA)
-    return float(np.polyfit(strains, stresses, 1)[0])
-
-
 def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
     """At 1 K (thermal noise small) with the transverse axes fixed, the stage's numbers are those of the
     potential: both are compared with 0 K finite differences of the same MTP on the same 16-atom cell."""
@@ -81,7 +66,7 @@ def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
     # cell a little from a = 3.61 Å (2.2 GPa of residual stress there), the slope changes with that starting
     # strain; 3 % is three times what that gave. Free transverse axes (140.6 GPa) or no curvature (165.9)
     # fail.
-    expected = _static_uniaxial_strain_slope(ff, cell, 0.03)
+    expected = static_tension_slope(ff, cell, 0.03)  # fcc: affine strain is exact at 0 K
     assert x["youngs_modulus_GPa"]["mean"] == pytest.approx(expected, rel=0.03)
     assert x["poisson_ratio"]["mean"] == 0.0  # transverse strain fixed
     assert set(summary["systems"]["cu"]["elastic_GPa"]) == {"C11", "C22", "C12", "C66"}
