@@ -171,7 +171,13 @@ def test_sheet_tensile_reports_2d_units():
                 transverse="strain", settings=settings, thickness_A=3.0, fit_window=(0, 0.02), **QUIET)
     p = r["properties"]
     assert p["youngs_modulus_GPa"] == pytest.approx(p["youngs_modulus_N_per_m"] / 0.3)
-    assert 0.3 * p["youngs_modulus_N_per_m"] < static_elastic_constants(FF, triangular_sheet(), relax_cell=False)["C11"] < 3 * p["youngs_modulus_N_per_m"]
+    # E in N/m against the 0 K slope of the same sheet over the window the fit chose, the 3D stress times the
+    # 15 Å cell height (transverse fixed: E = C11 less the curve's bend; 18.2 N/m over 0.0095). Measured 25.2
+    # N/m with a fit error of 18.3 (seeds 1-3: 25.0, 28.8, 28.0; with no equilibration the 50 K velocities
+    # share their energy with the bonds during the 200-step pull, which tilts the curve): three fit errors.
+    height = triangular_sheet().cell[2, 2]
+    static = static_tension_slope(FF, triangular_sheet(), p["fit_window_strain"]) * height * 0.1  # GPa Å -> N/m
+    assert abs(p["youngs_modulus_N_per_m"] - static) < 3 * p["youngs_modulus_fit_sem_N_per_m"], (p, static)
 
 
 def test_barostat_refuses_the_vacuum_direction_of_a_sheet():
