@@ -110,7 +110,11 @@ def test_extrapolate_length_recovers_a_known_limit():
     kappas = 1.0 / (1.0 / 400.0 + 2.0 / lengths)
     out = extrapolate_length(lengths, kappas, 0.02 * kappas)
     assert out["conductivity_W_per_mK"] == pytest.approx(400.0, rel=1e-9)
-    assert 0 < out["sem"] < 400.0
+    # sem: the intercept's standard error of a weighted straight line in closed form (w = 1/sigma^2 with
+    # sigma(1/kappa) = sem / kappa^2), var(a) = S_xx / (S S_xx - S_x^2), carried to kappa as sa * kappa^2
+    x, w = 1.0 / lengths, (kappas / 0.02) ** 2
+    sa = np.sqrt((w * x * x).sum() / (w.sum() * (w * x * x).sum() - (w * x).sum() ** 2))
+    assert out["sem"] == pytest.approx(sa * 400.0 ** 2, rel=1e-9)
     two = extrapolate_length(lengths[:2], kappas[:2], 0.02 * kappas[:2])
     assert two["conductivity_W_per_mK"] == pytest.approx(400.0, rel=1e-9)
 
