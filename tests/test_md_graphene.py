@@ -228,6 +228,7 @@ def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path
         assert r["settings"]["events"], f"seed {seed}: no sustained stress drop up to 35 % strain"
         assert p["failed"] == (p["failure_mode"] == "fracture")
         assert 0.08 < p["failure_strain"] < 0.35
+        print("TMPFS", direction, seed, p["failure_strain"], p["ultimate_strength_N_per_m"], p["youngs_modulus_N_per_m"], flush=True)
         assert p["ultimate_strength_N_per_m"] == pytest.approx(r["curve"]["stress_N_per_m"].max())
         stored = read_run_h5(r["h5"])
         assert stored["settings"]["strain_rate_per_s"] == 5e10 and stored["settings"]["n_atoms"] == 60
