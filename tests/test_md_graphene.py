@@ -29,6 +29,9 @@ from md_gpu.units import KB
 
 POT = Path(__file__).parent / "data" / "md" / "graphene_l08.mtp"
 QUIET = dict(log=lambda line: None)
+# (strain, 2D stress N/m) at the peak of the 0 K uniaxial-stress curve of POT on the 60-atom sheet, from
+# tests/data/md/ideal_strength_l08.py
+IDEAL_STRENGTH_0K = {"x": (0.27, 45.15), "y": (0.19, 38.72)}
 
 pytest.importorskip("training.structures")
 
@@ -208,7 +211,8 @@ def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path
 
     Checks: in every run the stress drops below half its peak before 35 % strain (a sustained drop,
     recorded in ``settings["events"]``; with this potential the 60-atom sheet reconstructs a few bonds
-    and keeps its bond network whole, which the protocol reports as yield, not fracture); the
+    and keeps its bond network whole, which the protocol reports as yield, not fracture); strength and
+    failure strain near the 0 K ideal strength of the same potential (IDEAL_STRENGTH_0K); the
     Young's modulus (0-1 % fit) agrees with the plane-stress value (C11^2 - C12^2) / C11 of the static
     constants within 10 %; the seeds scatter (different trajectories) but little (sem < 5 % of the
     mean); the HDF5 file of each run records the strain rate and the size. Poisson's ratio is not
@@ -227,8 +231,6 @@ def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path
         p = r["properties"]
         assert r["settings"]["events"], f"seed {seed}: no sustained stress drop up to 35 % strain"
         assert p["failed"] == (p["failure_mode"] == "fracture")
-        assert 0.08 < p["failure_strain"] < 0.35
-        print("TMPFS", direction, seed, p["failure_strain"], p["ultimate_strength_N_per_m"], p["youngs_modulus_N_per_m"], flush=True)
         assert p["ultimate_strength_N_per_m"] == pytest.approx(r["curve"]["stress_N_per_m"].max())
         stored = read_run_h5(r["h5"])
         assert stored["settings"]["strain_rate_per_s"] == 5e10 and stored["settings"]["n_atoms"] == 60
@@ -238,4 +240,13 @@ def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path
     assert stats["youngs_modulus_N_per_m"]["mean"] == pytest.approx(e2d, rel=0.10)
     for key in ("youngs_modulus_N_per_m", "ultimate_strength_N_per_m", "failure_strain"):
         assert 0 < stats[key]["sem"] < 0.05 * stats[key]["mean"], key
+    # Strength and failure strain against the 0 K ideal strength of the same potential and sheet
+    # (tests/data/md/ideal_strength_l08.py: uniaxial stress in 1 % steps, relaxed): x 45.15 N/m at 0.27,
+    # y 38.72 N/m at 0.19 (where a bond reconstructs at 0 K). Measured, 3 seeds at 300 K: x 41.41 N/m
+    # (-8.3 %) at 0.219 (-19 %; bonds break early in the thermal fluctuations), y 39.23 N/m (+1.3 %) at 0.199
+    # (+4.7 %; the 0 K path reconstructs at the first 1 % step past the peak, the 5e10 1/s pull a little
+    # later). Bounds: 12 % on the strength, 25 % on the failure strain, 1.5 and 1.3 times the largest gap.
+    ideal_strain, ideal_strength = IDEAL_STRENGTH_0K[direction]
+    assert stats["ultimate_strength_N_per_m"]["mean"] == pytest.approx(ideal_strength, rel=0.12)
+    assert stats["failure_strain"]["mean"] == pytest.approx(ideal_strain, rel=0.25)
     assert stats["youngs_modulus_GPa"]["mean"] == pytest.approx(stats["youngs_modulus_N_per_m"]["mean"] / 0.335)
