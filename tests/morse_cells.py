@@ -29,13 +29,13 @@ def triangular_sheet(a=2.9, nx=6, ny=4, vacuum=15.0):
     return Atoms("Cu" * len(pos), positions=pos, cell=[nx * a, ny * h, vacuum], pbc=[1, 1, 0])
 
 
-def static_tension_slope(ff, atoms, max_strain: float, *, transverse: str = "strain", points: int = 31) -> float:
+def static_tension_slope(ff, atoms, max_strain: float, *, transverse: str = "strain", points: int = 11) -> float:
     """Least-squares slope (GPa) of sigma_xx against the strain along x over [0, max_strain] at 0 K: the line
     a tensile fit draws through a noise-free curve of the same window. ``atoms``: the unstrained cell (as
     given, not relaxed); ``transverse``: "strain" (y and z fixed) or "stress" (y and z scaled alike so that
     sigma_yy = 0, for a cubic cell under uniaxial stress). Affine strain only: right for one atom per
     primitive cell (fcc), where positions need no relaxation."""
-    from scipy.optimize import brentq
+    from scipy.optimize import newton
 
     from md_gpu.calculator import MDCalculator
     from md_gpu.units import EV_PER_A3_TO_GPA
@@ -49,7 +49,9 @@ def static_tension_slope(ff, atoms, max_strain: float, *, transverse: str = "str
     strains = np.linspace(0.0, max_strain, points)
     curve = []
     for ex in strains:
-        et = 0.0 if transverse == "strain" else brentq(lambda e: stress(ex, e)[1, 1], -0.2, 0.1, xtol=1e-10)
+        et = 0.0
+        if transverse == "stress":  # secant iterations on sigma_yy(e_t), nearly linear, from nu = 0.4
+            et = newton(lambda e: stress(ex, e)[1, 1], -0.4 * ex, x1=-0.4 * ex - 1e-3, tol=1e-10)
         curve.append(stress(ex, et)[0, 0])
     return float(np.polyfit(strains, curve, 1)[0])
 

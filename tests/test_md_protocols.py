@@ -158,9 +158,10 @@ def test_ductile_copper_yields_without_a_crack_and_runs_to_max_strain():
     assert r["settings"]["events"] and all(e["kind"] == "yield" for e in r["settings"]["events"])
     assert 0.1 < p["yield_strain"] < 0.6 and p["yield_stress_GPa"] == pytest.approx(p["ultimate_strength_GPa"])
     # E against the 0 K uniaxial-stress curve of the same Morse on its zero-stress cell (a = 3.853 Å), fitted
-    # over the same window (0-0.1): 65.1 GPa (this Morse stiffens under tension: its tangent at 0 is 45.8,
+    # over the same window (0-0.1): 64.8 GPa (this Morse stiffens under tension: its tangent at 0 is 45.8,
     # C11 97.5 GPa). Measured at 300 K: 59.1 GPa with a fit error (the protocol's own, statistical + curvature)
     # of 5.9 GPa, 1.0 of it below (thermal softening); three of it is what a correct run stays within.
+    # (11 points of the 0 K curve: 64.8 against 65.1 GPa from 31, a 0.3 % difference.)
     expected = static_tension_slope(FF, zero_stress_cubic(FF, cu(2)), 0.1, transverse="stress")
     assert abs(p["youngs_modulus_GPa"] - expected) < 3 * p["youngs_modulus_fit_sem_GPa"], (p, expected)
 
