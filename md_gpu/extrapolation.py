@@ -4,9 +4,8 @@ The hook is a callable ``grade(positions, cell, types, i, j, d) -> gamma [n]``:
 positions [n, 3] Å, cell [3, 3] Å, types [n], and the current pair list within
 the potential's cut-off (``i, j [p]``, ``d [p, 3]`` Å, as in the force contract);
 it returns the per-atom extrapolation grade (MaxVol gamma; <= 1 interpolation,
-> 1 extrapolation). The MTP's grader (``training.mtp`` with the ``.als`` active
-set of the fit stage) plugs in here; :func:`mtp_grader` builds it when the MTP
-package provides one.
+> 1 extrapolation). :func:`mtp_grader` builds it for an MTP from the fit stage's
+``.als`` active set (``training.mtp.maxvol.ActiveSet``).
 
 :class:`ExtrapolationControl` calls it every ``every`` steps: above ``warn`` the
 frame is appended to ``frames_path`` (extxyz, per-atom ``gamma`` array) for a

@@ -111,6 +111,9 @@ def test_size_effect_is_exact_and_crosses_over_at_the_kapitza_length():
     # the FE conductivity at the crossover period is half the bulk one; the crossover lies between the
     # two Kapitza lengths
     assert TS.superlattice_kappa(s, m, P_c) == pytest.approx(bulk / 2, rel=1e-6)
+    # closed form: 1/kappa(P) = 1/bulk + 2 / (G P) halves kappa at P_c = 2 bulk / G (SI, to nm), between
+    # the two Kapitza lengths
+    assert P_c == pytest.approx(2.0 * bulk / G * 1e9, rel=1e-12)
     assert 150.0 < P_c < 2000.0
 
 

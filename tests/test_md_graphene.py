@@ -5,7 +5,8 @@ GFN1-xTB graphene set (recipe in ``tests/data/md/make_graphene_l08.py``). Struct
 rectangular graphene cell of ``training.structures`` (12.3 x 12.8 Å), open along z (a 2D sheet).
 
 Fast checks: forces and 2D virial against finite differences of the energy, hexagonal symmetry of the
-static elastic constants, a 0.5 ps NVE run. Slow (``-m slow``) checks with the acceptance numbers of
+static elastic constants and their C11, C22 against the curvature of the relaxed energy, a 0.5 ps NVE
+run. Slow (``-m slow``) checks with the acceptance numbers of
 the issue: NVE drift over 10 ps, NVT mean and canonical variance of the kinetic energy over 20 ps,
 elastic constants at 1 K from MD against static finite differences (2 %), tensile tests along x and y
 over 3 seeds at 300 K.
@@ -28,6 +29,9 @@ from md_gpu.units import KB
 
 POT = Path(__file__).parent / "data" / "md" / "graphene_l08.mtp"
 QUIET = dict(log=lambda line: None)
+# (strain, 2D stress N/m) at the peak of the 0 K uniaxial-stress curve of POT on the 60-atom sheet, from
+# tests/data/md/ideal_strength_l08.py
+IDEAL_STRENGTH_0K = {"x": (0.27, 45.15), "y": (0.19, 38.72)}
 
 pytest.importorskip("training.structures")
 
@@ -107,7 +111,40 @@ def test_static_elastic_constants_have_hexagonal_symmetry(static):
     assert static["C22"] == pytest.approx(static["C11"], rel=0.01)
     assert static["C66"] == pytest.approx((static["C11"] - static["C12"]) / 2, rel=0.02)
     assert static["C11"] > static["C12"] > 0
-    assert 200 < static["C11"] < 600  # graphene: ~350 N/m (DFT); GFN1-xTB data is stiffer
+
+
+def test_static_elastic_constants_equal_the_curvature_of_the_relaxed_energy(ff, sheet, static):
+    """C11 and C22 from the stress (static_elastic_constants) against the second difference of the energy,
+    positions relaxed at each strain: C_ii = (E(+d) + E(-d) - 2 E(0)) / (d^2 A), eV/Å^2 to N/m with ASE's J
+    and m. No stress, virial, cell height or GPa in between, so a wrong sign, factor or unit there fails.
+
+    Tolerance: the two central differences differ at O(d^2) (energy C_iiii d^2 / 12, stress C_iiii d^2 / 6);
+    measured at d = 0.005: 403.26 from the energy against 403.76 N/m from the stress (-0.12 %), both going
+    to 402.8 N/m as d -> 0 (energy at d = 0.0025: 402.89). 0.3 % is 2.5 times that."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+    from ase.units import J, m
+
+    from md_gpu.calculator import MDCalculator
+
+    relaxed = sheet.copy()
+    relaxed.calc = MDCalculator(ff)
+    BFGS(FrechetCellFilter(relaxed, mask=[True, True, False, False, False, True]), logfile=None).run(fmax=1e-5,
+                                                                                                  steps=500)
+    area = np.linalg.norm(np.cross(relaxed.cell[0], relaxed.cell[1]))
+    d = static["delta"]
+
+    def energy(strain):
+        strained = relaxed.copy()
+        strained.set_cell(relaxed.cell.array @ np.diag([1.0 + s for s in strain] + [1.0]), scale_atoms=True)
+        strained.calc = MDCalculator(ff)
+        BFGS(strained, logfile=None).run(fmax=1e-5, steps=500)
+        return strained.get_potential_energy()
+
+    e0 = energy((0.0, 0.0))
+    for key, axis in (("C11", (1.0, 0.0)), ("C22", (0.0, 1.0))):
+        second = energy([d * a for a in axis]) + energy([-d * a for a in axis]) - 2 * e0
+        assert second / (d ** 2 * area) * (m ** 2 / J) == pytest.approx(static[key], rel=3e-3), key
 
 
 def test_nve_short_run_conserves_energy(ff, sheet):
@@ -174,7 +211,8 @@ def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path
 
     Checks: in every run the stress drops below half its peak before 35 % strain (a sustained drop,
     recorded in ``settings["events"]``; with this potential the 60-atom sheet reconstructs a few bonds
-    and keeps its bond network whole, which the protocol reports as yield, not fracture); the
+    and keeps its bond network whole, which the protocol reports as yield, not fracture); strength and
+    failure strain near the 0 K ideal strength of the same potential (IDEAL_STRENGTH_0K); the
     Young's modulus (0-1 % fit) agrees with the plane-stress value (C11^2 - C12^2) / C11 of the static
     constants within 10 %; the seeds scatter (different trajectories) but little (sem < 5 % of the
     mean); the HDF5 file of each run records the strain rate and the size. Poisson's ratio is not
@@ -193,7 +231,6 @@ def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path
         p = r["properties"]
         assert r["settings"]["events"], f"seed {seed}: no sustained stress drop up to 35 % strain"
         assert p["failed"] == (p["failure_mode"] == "fracture")
-        assert 0.08 < p["failure_strain"] < 0.35
         assert p["ultimate_strength_N_per_m"] == pytest.approx(r["curve"]["stress_N_per_m"].max())
         stored = read_run_h5(r["h5"])
         assert stored["settings"]["strain_rate_per_s"] == 5e10 and stored["settings"]["n_atoms"] == 60
@@ -203,4 +240,13 @@ def test_tensile_at_300K_over_three_seeds(ff, sheet, static, direction, tmp_path
     assert stats["youngs_modulus_N_per_m"]["mean"] == pytest.approx(e2d, rel=0.10)
     for key in ("youngs_modulus_N_per_m", "ultimate_strength_N_per_m", "failure_strain"):
         assert 0 < stats[key]["sem"] < 0.05 * stats[key]["mean"], key
+    # Strength and failure strain against the 0 K ideal strength of the same potential and sheet
+    # (tests/data/md/ideal_strength_l08.py: uniaxial stress in 1 % steps, relaxed): x 45.15 N/m at 0.27,
+    # y 38.72 N/m at 0.19 (where a bond reconstructs at 0 K). Measured, 3 seeds at 300 K: x 41.41 N/m
+    # (-8.3 %) at 0.219 (-19 %; bonds break early in the thermal fluctuations), y 39.23 N/m (+1.3 %) at 0.199
+    # (+4.7 %; the 0 K path reconstructs at the first 1 % step past the peak, the 5e10 1/s pull a little
+    # later). Bounds: 12 % on the strength, 25 % on the failure strain, 1.5 and 1.3 times the largest gap.
+    ideal_strain, ideal_strength = IDEAL_STRENGTH_0K[direction]
+    assert stats["ultimate_strength_N_per_m"]["mean"] == pytest.approx(ideal_strength, rel=0.12)
+    assert stats["failure_strain"]["mean"] == pytest.approx(ideal_strain, rel=0.25)
     assert stats["youngs_modulus_GPa"]["mean"] == pytest.approx(stats["youngs_modulus_N_per_m"]["mean"] / 0.335)

@@ -17,7 +17,7 @@ from md_gpu.simulation import FailureDetector, Simulation, Stage
 from md_gpu.state import from_atoms, maxwell_boltzmann
 
 import morse_cells
-from morse_cells import FF, QUIET, triangular_sheet
+from morse_cells import FF, QUIET, static_tension_slope, triangular_sheet
 
 
 def cu(n=3):
@@ -120,7 +120,14 @@ def test_tensile_to_failure_writes_h5_and_trajectory(tmp_path):
     r = tensile(short, triangular_sheet(), direction="x", strain_rate_per_s=5e11, max_strain=1.0,
                 settings=settings, out_prefix=tmp_path / "sheet_x_seed1", **QUIET)
     p = r["properties"]
-    assert p["failed"] and p["failure_mode"] == "fracture" and 0.05 < p["failure_strain"] < p["fracture_strain"] < 1.0
+    assert p["failed"] and p["failure_mode"] == "fracture" and p["failure_strain"] < p["fracture_strain"] < 1.0
+    # Peak stress where the bonds along x (stretched affinely by the pull) reach the largest force of the
+    # shifted-force Morse, r* = r0 + ln 2 / a = 3.376 Å (the shift adds a constant force: same r*), from the
+    # spacing the equilibration left (3.020 Å; the 0 K zero-stress spacing is 3.205, where the 0 K curve peaks
+    # at 0.054 = r*/3.205 - 1): 0.118. Measured 0.100: at 50 K the bonds fluctuate past r* before the mean
+    # does. 20 % covers that; a detector that stops on noise (first drop) or at the fracture (0.21) fails.
+    start_spacing = r["settings"]["cell_A"][0][0] / (1 + r["curve"]["strain"][-1]) / 6  # 6 cells along x
+    assert p["failure_strain"] == pytest.approx((2.866 + np.log(2) / 1.3588) / start_spacing - 1, rel=0.2)
     assert p["ultimate_strength_N_per_m"] == pytest.approx(r["curve"]["stress_N_per_m"].max())
     stored = read_run_h5(tmp_path / "sheet_x_seed1.h5")
     assert stored["settings"]["strain_rate_per_s"] == 5e11 and stored["settings"]["n_atoms"] == 48
@@ -150,7 +157,42 @@ def test_ductile_copper_yields_without_a_crack_and_runs_to_max_strain():
     assert r["curve"]["strain"][-1] == pytest.approx(0.8, abs=0.01)
     assert r["settings"]["events"] and all(e["kind"] == "yield" for e in r["settings"]["events"])
     assert 0.1 < p["yield_strain"] < 0.6 and p["yield_stress_GPa"] == pytest.approx(p["ultimate_strength_GPa"])
-    assert 20 < p["youngs_modulus_GPa"] < 200
+    # E against the 0 K uniaxial-stress curve of the same Morse (analytic lattice sum, fcc_morse_stress_GPa)
+    # on its zero-stress lattice (a = 3.853 Å), fitted over the same window (0-0.1): 65.1 GPa (this Morse
+    # stiffens under tension: its tangent at 0 is 45.8, C11 97.5 GPa). Measured at 300 K: 59.1 GPa with a
+    # fit error (the protocol's own, statistical + curvature) of 5.9 GPa, 1.0 of it below (thermal
+    # softening); three of it is what a correct run stays within.
+    assert abs(p["youngs_modulus_GPa"] - _morse_uniaxial_stress_slope(0.1)) < 3 * p["youngs_modulus_fit_sem_GPa"], p
+
+
+def _morse_uniaxial_stress_slope(max_strain: float) -> float:
+    """Least-squares slope (GPa) of the 0 K sigma_xx of fcc Morse copper (``FF``) over strains [0, max_strain]
+    along x, y and z relaxed to zero stress, from its zero-stress lattice: analytic lattice sums."""
+    from scipy.optimize import brentq, newton
+
+    lattice = brentq(lambda a: morse_cells.fcc_morse_stress_GPa(a, np.eye(3))[0, 0], 3.4, 4.2, xtol=1e-12)
+
+    def stress(ex, et):
+        return morse_cells.fcc_morse_stress_GPa(lattice, np.diag([1 + ex, 1 + et, 1 + et]))
+
+    strains = np.linspace(0.0, max_strain, 41)
+    curve = [stress(ex, newton(lambda e: stress(ex, e)[1, 1], -0.4 * ex, x1=-0.4 * ex - 1e-3, tol=1e-12))[0, 0]
+             for ex in strains]
+    return float(np.polyfit(strains, curve, 1)[0])
+
+
+def test_morse_stress_of_a_deformed_fcc_cell_is_the_analytic_lattice_sum():
+    """md_gpu's Morse stress (neighbour list, virial, units) against the lattice sum of the same shifted-force
+    pair potential written out in numpy: the same sums in another order, so to round-off (1e-9 GPa)."""
+    from md_gpu.calculator import MDCalculator
+    from md_gpu.units import EV_PER_A3_TO_GPA
+
+    F = np.array([[1.01, 0.003, 0.0], [0.003, 0.995, 0.0], [0.0, 0.0, 1.0]])
+    cell = cu(2)
+    cell.set_cell(cell.cell.array @ F.T, scale_atoms=True)
+    cell.calc = MDCalculator(FF)
+    np.testing.assert_allclose(cell.get_stress(voigt=False) * EV_PER_A3_TO_GPA,
+                               morse_cells.fcc_morse_stress_GPa(3.61, F), rtol=0, atol=1e-9)
 
 
 def test_sheet_tensile_reports_2d_units():
@@ -159,7 +201,13 @@ def test_sheet_tensile_reports_2d_units():
                 transverse="strain", settings=settings, thickness_A=3.0, fit_window=(0, 0.02), **QUIET)
     p = r["properties"]
     assert p["youngs_modulus_GPa"] == pytest.approx(p["youngs_modulus_N_per_m"] / 0.3)
-    assert 0.3 * p["youngs_modulus_N_per_m"] < static_elastic_constants(FF, triangular_sheet(), relax_cell=False)["C11"] < 3 * p["youngs_modulus_N_per_m"]
+    # E in N/m against the 0 K slope of the same sheet over the window the fit chose, the 3D stress times the
+    # 15 Å cell height (transverse fixed: E = C11 less the curve's bend; 18.2 N/m over 0.0095). Measured 25.2
+    # N/m with a fit error of 18.3 (seeds 1-3: 25.0, 28.8, 28.0; with no equilibration the 50 K velocities
+    # share their energy with the bonds during the 200-step pull, which tilts the curve): three fit errors.
+    height = triangular_sheet().cell[2, 2]
+    static = static_tension_slope(FF, triangular_sheet(), p["fit_window_strain"]) * height * 0.1  # GPa Å -> N/m
+    assert abs(p["youngs_modulus_N_per_m"] - static) < 3 * p["youngs_modulus_fit_sem_N_per_m"], (p, static)
 
 
 def test_barostat_refuses_the_vacuum_direction_of_a_sheet():

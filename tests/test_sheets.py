@@ -88,7 +88,11 @@ def test_lateral_interface_graphene_hbn():
     assert info["cells_x"] == [1, 1] and np.isclose(info["strain"], 2.45014 / 2.504 - 1)
     assert np.isclose(info["gap_A"], 0.76 + 0.84)                     # C and B covalent radii (zigzag B edge)
     assert len(atoms) == 80 and is_sheet(atoms)
-    assert 0.45 < info["fraction_B"] < 0.55
+    # rows of a zigzag-along-x sheet step d/2, d, d/2, ... along y (d = a / sqrt 3, the bond): two cells span
+    # 5 d; B (h-BN) is strained along x only; the interfaces sit in the middle of the gaps: 0.50444
+    d_g, d_bn = structures.LATTICE["graphene"]["a"] / np.sqrt(3), 2.504 / np.sqrt(3)
+    gap = info["gap_A"]
+    assert info["fraction_B"] == pytest.approx((5 * d_bn + gap) / (5 * d_g + 5 * d_bn + 2 * gap), rel=1e-12)
     assert shortest_distance(atoms) > 1.35                         # no atoms on top of each other
 
 
