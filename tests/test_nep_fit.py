@@ -1,7 +1,12 @@
 """NEP fitting (training.nep_fit): the exact loss gradient against finite differences, per loss term and
 parameter block; a fit to the labels of a teacher NEP of the same architecture; the fitted nep.txt read
 back and evaluated by md_gpu and by GPUMD's NEP_CPU (calorine peer, skipped when absent); resume from a
-checkpoint; bad input. Small cells and small models: every test takes seconds."""
+checkpoint; bad input; the fit stage with ``fit.model: nep`` on a slice of the embedded graphene set.
+Small cells and small models: every test takes seconds."""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from ase.build import bulk, graphene
@@ -9,12 +14,13 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from md_gpu.forcefields.nep import NEPCalculator, NEPForceField
 from md_gpu.forcefields.nep_file import read_nep, write_nep
+from training import datasets
 from training.fit_data import FitError
 from training.nep_fit import (NEPSizes, NEPTrainingSet, fit_nep, initial_model, loss_and_gradient, pack, predict,
                               unpack)
 
 SPECIES = ("B", "C")
-SIZES = dict(cutoff=(3.6, 3.1), n_max=(3, 2), basis_size=(4, 3), l_max=(4, 2, 1), neurons=5)
+SIZES = dict(cutoff_A=(3.6, 3.1), n_max=(3, 2), basis_size=(4, 3), l_max=(4, 2, 1), neurons=5)
 BLOCKS = ("w0", "b0", "w1", "b1", "c_radial", "c_angular")
 
 
@@ -204,7 +210,7 @@ def test_resume_from_a_checkpoint_gives_the_same_model(tmp_path):
 
 @pytest.mark.parametrize("sizes, match", [
     (dict(n_max=(4,)), "nep.n_max"),
-    (dict(cutoff=(3.0, 4.0)), "nep.cutoff"),
+    (dict(cutoff_A=(3.0, 4.0)), "nep.cutoff_A"),
     (dict(l_max=(1, 2, 0)), "nep.l_max"),
     (dict(neurons=0), "nep.neurons"),
     (dict(version=5), "nep.version"),
@@ -222,3 +228,86 @@ def test_frames_outside_the_species_or_without_labels_are_named():
     frames[2].calc = None
     with pytest.raises(FitError, match="frame 2 has no reference energy and forces"):
         NEPTrainingSet.build(frames, SPECIES, 3.6)
+
+
+# ----------------------------------------------------------------------------- the fit stage, fit.model: nep
+GRAPHENE = Path(__file__).parents[1] / "cases" / "graphene_borophene" / "data" / "graphene.extxyz.gz"
+STAGE_NEP = {"cutoff_A": [4.0, 3.5], "n_max": [3, 3], "basis_size": [5, 5], "l_max": [4, 2, 0], "neurons": 8}
+
+
+class _Ctx(SimpleNamespace):
+    def log(self, msg):
+        self.lines.append(msg)
+
+    def map(self, fn, items, costs=None):
+        return [fn(item) for item in items]
+
+    def stage_dir(self, name):
+        return self.case_dir / "runs" / name
+
+
+def _stage_settings(**over):
+    from multiscale.schema import validate
+    from training import fit_stage
+
+    return validate(over, fit_stage.FIT_SETTINGS, where="fit", source="case.yaml")
+
+
+@pytest.fixture
+def stage_ctx(tmp_path):
+    if not GRAPHENE.is_file():
+        pytest.skip(f"{GRAPHENE} not there")
+    data = tmp_path / "runs" / "data"
+    data.mkdir(parents=True)
+    datasets.write(data / "graphene.extxyz.gz", datasets.read(GRAPHENE)[::22])  # 12 frames of all chains
+    out = tmp_path / "runs" / "fit.partial"
+    out.mkdir()
+    return _Ctx(case_dir=tmp_path, out_dir=out, systems={"graphene": {"kind": "phase"}}, is_root=True, lines=[])
+
+
+def test_fit_stage_fits_a_nep_that_the_md_stage_runs(stage_ctx):
+    from md_gpu.forcefields.loading import load_forcefield
+    from md_gpu.md_stage import fit_potential
+    from training import fit_stage
+
+    settings = _stage_settings(model="nep", nep=STAGE_NEP, max_iter=8, validation_fraction=0.2)
+    summary = fit_stage.run_fit(settings, stage_ctx)
+    out = stage_ctx.out_dir
+    for name in ("graphene.nep.txt", "graphene_fit.json", "graphene_parity.png", "summary.json"):
+        assert (out / name).is_file(), name
+    assert not (out / "graphene.als").exists()
+    report = json.loads((out / "graphene_fit.json").read_text())
+    assert report["model"] == "nep" and report["species"] == ["C"]
+    assert report["n_train_final"] == 10 and report["n_valid"] == 2
+    assert report["sizes"]["n_max"] == [3, 3] and report["steps"][0]["iterations"] == 8
+    assert {"train", "valid"} <= set(report["steps"][0]["errors"])
+    assert summary["systems"]["graphene"]["model"] == "nep"
+    assert any("NEP4" in line and "force RMSE" in line for line in stage_ctx.lines)
+    from multiscale.report_tables import fit_table
+
+    assert f"NEP4, {report['n_parameters']} parameters" in fit_table(summary)
+    # the md stage finds the NEP by the report, without an active set, and runs it
+    path, rep = fit_potential(out, "graphene")
+    assert path == out / "graphene.nep.txt" and not (rep.get("files") or {}).get("active_set")
+    ff = load_forcefield(path, species=("C",))
+    frames = datasets.read(stage_ctx.case_dir / "runs" / "data" / "graphene.extxyz.gz")
+    errors = []
+    for atoms in frames:
+        ref = datasets.reference(atoms, "forces")
+        atoms.calc = NEPCalculator(ff)
+        errors.append((atoms.get_forces() - ref).ravel())
+    rmse = np.sqrt(np.mean(np.concatenate(errors) ** 2))
+    assert rmse == pytest.approx(report["errors_all_frames"]["forces"]["rmse"], rel=1e-9)
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"model": "gap"}, "fit.model: 'gap' is not one of mtp, nep"),
+    ({"model": "nep", "nep": {"n_max": [4]}}, r"fit.nep.n_max: \[4\] must be 2 integers"),
+    ({"model": "nep", "nep": {"l_max": [4, 3, 0]}}, "fit.nep.l_max"),
+    ({"model": "nep", "nep": {"cutoff_A": [4.0, 5.0]}}, "fit.nep.cutoff_A"),
+])
+def test_fit_stage_bad_nep_settings(stage_ctx, over, match):
+    from training import fit_stage
+
+    with pytest.raises(ValueError, match=match):
+        fit_stage.run_fit(_stage_settings(**over), stage_ctx)

@@ -78,14 +78,14 @@ from typing import Callable
 import numpy as np
 
 from md_gpu.forcefields.nep import NEPForceField, PairGeometry, PairTerms
-from md_gpu.forcefields.nep_file import NEPModel, random_nep
+from md_gpu.forcefields.nep_file import NEPModel, random_nep, write_nep
 from training import datasets
 from training.fit_data import FitError, FitInterrupted, FitWeights
 from training.mtp.neighbors import forces_and_virial, neighbor_pairs
 from training.optimize import CheckpointError, OptState, advance
 
 __all__ = ["NEPSizes", "NEPTrainingSet", "pack", "unpack", "initial_model", "loss_and_gradient", "predict",
-           "fit_nep"]
+           "fit_nep", "write_nep"]
 
 _GPA = 160.21766208  # eV/Å³ in GPa
 _VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -97,12 +97,12 @@ BATCH_PAIRS = 60_000
 class NEPSizes:
     """The architecture of a NEP to fit (GPUMD's ``nep.in`` keywords).
 
-    version 3 or 4; cutoff (rc_radial, rc_angular) Å; n_max (radial, angular); basis_size (radial,
+    version 3 or 4; cutoff_A (rc_radial, rc_angular) Å; n_max (radial, angular); basis_size (radial,
     angular); l_max (l_max_3body, 4-body 0|2, 5-body 0|1); neurons of the hidden layer.
     """
 
     version: int = 4
-    cutoff: tuple = (5.0, 4.0)
+    cutoff_A: tuple = (5.0, 4.0)
     n_max: tuple = (4, 4)
     basis_size: tuple = (8, 8)
     l_max: tuple = (4, 2, 0)
@@ -118,13 +118,13 @@ class NEPSizes:
 
         if self.version not in (3, 4):
             raise FitError(f"nep.version: {self.version!r} is not 3 or 4")
-        pair("cutoff", (int, float))
+        pair("cutoff_A", (int, float))
         pair("n_max", int)
         pair("basis_size", int)
         pair("l_max", int, 3)
-        rc_r, rc_a = self.cutoff
+        rc_r, rc_a = self.cutoff_A
         if not 0 < rc_a <= rc_r <= 100:
-            raise FitError(f"nep.cutoff: {list(self.cutoff)} must satisfy 0 < rc_angular <= rc_radial <= 100 Å")
+            raise FitError(f"nep.cutoff_A: {list(self.cutoff_A)} must satisfy 0 < rc_angular <= rc_radial <= 100 Å")
         if not all(0 <= n <= 19 for n in self.n_max):
             raise FitError(f"nep.n_max: {list(self.n_max)} must lie in 0..19")
         if not all(0 <= k <= 16 for k in self.basis_size):
@@ -137,12 +137,12 @@ class NEPSizes:
 
     @classmethod
     def coerce(cls, sizes) -> "NEPSizes":
-        """A NEPSizes from None (defaults), a NEPSizes or a dict of its fields (``cutoff_A`` for ``cutoff``)."""
+        """A NEPSizes from None (defaults), a NEPSizes or a dict of its fields."""
         if sizes is None or isinstance(sizes, cls):
             return sizes or cls()
         if not isinstance(sizes, dict):
             raise FitError(f"nep: {sizes!r} is not a mapping of NEP sizes")
-        values = {("cutoff" if k == "cutoff_A" else k): v for k, v in sizes.items()}
+        values = dict(sizes)
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
             raise FitError(f"nep: unknown key(s) {unknown}; use version, cutoff_A, n_max, basis_size, l_max, neurons")
@@ -151,7 +151,7 @@ class NEPSizes:
 
 def model_sizes(model: NEPModel) -> dict:
     """The :class:`NEPSizes` fields of ``model`` (JSON-able)."""
-    return {"version": model.version, "cutoff": [float(model.rc_radial.max()), float(model.rc_angular.max())],
+    return {"version": model.version, "cutoff_A": [float(model.rc_radial.max()), float(model.rc_angular.max())],
             "n_max": list(model.n_max), "basis_size": list(model.basis_size), "l_max": list(model.l_max),
             "neurons": model.num_neurons}
 
@@ -293,7 +293,7 @@ def initial_model(tset: NEPTrainingSet, sizes=None, *, seed: int = 0) -> NEPMode
     descriptor scalers ``1 / (max - min)`` of each descriptor component over the training atoms, and the
     output bias b1 set so that the mean predicted energy per atom equals the reference mean."""
     sizes = NEPSizes.coerce(sizes)
-    model = random_nep(tset.species, version=sizes.version, seed=seed, rc=sizes.cutoff, n_max=sizes.n_max,
+    model = random_nep(tset.species, version=sizes.version, seed=seed, rc=sizes.cutoff_A, n_max=sizes.n_max,
                        basis_size=sizes.basis_size, l_max=sizes.l_max, neurons=sizes.neurons)
     if tset.cutoff < model.rc_max:
         raise FitError(f"training set pairs reach {tset.cutoff} Å, less than the NEP's cut-off {model.rc_max} Å")
@@ -495,7 +495,7 @@ def fit_nep(frames, *, species=None, sizes=None, max_iter: int = 200, weights=No
     if species is None:
         species = init.species if init is not None else sorted({s for a in frames for s in a.get_chemical_symbols()})
     sizes = NEPSizes.coerce(sizes)
-    cutoff = init.rc_max if init is not None else max(sizes.cutoff)
+    cutoff = init.rc_max if init is not None else max(sizes.cutoff_A)
     tset = NEPTrainingSet.build(frames, species, cutoff, weights=weights, source=source)
     model = init if init is not None else initial_model(tset, sizes, seed=seed)
     if init is not None and tuple(init.species) != tuple(species):
