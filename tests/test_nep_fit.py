@@ -45,8 +45,8 @@ def _labelled(frames, seed=0):
     """Random reference energies (eV), forces (eV/Å) and stresses (eV/Å³)."""
     rng = np.random.default_rng(seed)
     for atoms in frames:
-        atoms.calc = SinglePointCalculator(atoms, energy=-7.0 * len(atoms) + rng.normal(), stress=0.02 * rng.normal(size=6),
-                                           forces=rng.normal(size=(len(atoms), 3)))
+        atoms.calc = SinglePointCalculator(atoms, energy=-7.0 * len(atoms) + rng.normal(),
+                                           stress=0.02 * rng.normal(size=6), forces=rng.normal(size=(len(atoms), 3)))
     return frames
 
 

@@ -37,19 +37,24 @@ virials are linear in them), the loss gradient is ``∂/∂θ [Σ_i μ_i U_i + �
 with half the shear components off the diagonal). ``Σ_p λ_p · G_p`` is the derivative of E along the
 pair displacements λ, so one complex step (Squire & Trapp 1998, SIAM Rev. 40, 110) gives both terms
 at once: with ``d~ = d + i h λ`` and seeds ``σ_i = 1 + i h μ_i``,
-``Im Σ_i σ_i U_i(d~; θ) / h = Σ_i μ_i U_i + Σ_p λ_p · G_p + O(h²)``; one reverse pass of
-``Σ_i σ_i U_i(d~)`` through the network and the descriptor (holomorphic: tanh, polynomials, cos,
-sqrt; the pairs are chosen by the real part) then gives the gradient as the imaginary part over h,
-exact to rounding (no difference is taken; h = 1e-20 scaled by the largest seed). The descriptor code
-is NEPForceField's own (:meth:`~md_gpu.forcefields.nep.NEPForceField.descriptors`,
+``Im Σ_i σ_i U_i(d~; θ) / h = Σ_i μ_i U_i + Σ_p λ_p · G_p + O(h²)``. The step enters through the pair
+geometry only (basis ``f_k(r)`` and harmonics ``Y_lm(u)``, to first order in h from their cached
+derivatives, :func:`_complex_step`; the pairs stay those of the real geometry); one reverse pass of
+``Σ_i σ_i U_i`` through the descriptor and the network, in complex arithmetic (all holomorphic:
+polynomials and tanh), then gives the gradient as the imaginary part over h, exact to rounding (no
+difference is taken; h = 1e-20 scaled by the largest seed). The descriptor code is NEPForceField's
+own (:meth:`~md_gpu.forcefields.nep.NEPForceField.descriptors`,
 :meth:`~md_gpu.forcefields.nep.NEPForceField.network` and
 :meth:`~md_gpu.forcefields.nep.NEPForceField.angular_pullback`); this module adds only the parameter
 derivatives: ``∂/∂w1``, ``∂/∂b0``, ``∂/∂w0`` of the network and ``∂/∂c`` through
-``g_n(r) = Σ_k c_nk f_k(r)``. The cost of a gradient is about two evaluations in complex arithmetic.
+``g_n(r) = Σ_k c_nk f_k(r)``. The pair geometry of the training set is computed once per fit
+(:meth:`NEPTrainingSet.geometry`); a loss and gradient then costs about one evaluation in real and
+one in complex arithmetic.
 
 Optimiser: L-BFGS with a strong-Wolfe line search (:func:`training.optimize.advance`, Nocedal 1980,
 Math. Comp. 35, 773), the project's optimiser with a checkpointable state. GPUMD trains NEPs with
-SNES (separable natural evolution strategy, Schaul et al. 2011), a derivative-free method that needs
+SNES (separable natural evolution strategy; Schaul, Glasmachers & Schmidhuber, GECCO 2011, 845), a
+derivative-free method that needs
 many loss evaluations per generation (a population of ~50) and thousands of generations; with the
 exact gradient at the cost of about two evaluations, a quasi-Newton method reaches a minimum in a few
 hundred gradient evaluations, which is what makes a NEP fit affordable on a CPU here. The price:
@@ -63,9 +68,10 @@ coefficients (:mod:`training.mtp.maxvol`), which needs a model linear in its fit
 NEP is not. Its purpose, fitting on few frames when a fit is costly, does not apply here either: the
 fit's cost is linear in the frames, so :func:`fit_nep` fits on all training frames (the fit stage
 holds out the same random validation fraction as for an MTP), and there is no extrapolation grade
-(the md stage's grade checks are off for a NEP). GPUMD's descriptor-space measure for NEP active
-learning is left out: it serves to choose new reference calculations, which passive training does not
-make.
+(the md stage's grade checks are off for a NEP). A descriptor-space measure (MaxVol on the
+descriptors, as GPUMD's NEP active learning tools do) is left out: with all frames in the fit it
+would select nothing the fit lacks, and an on-the-fly grade in MD would need a NEP active set that
+the md stage does not read.
 """
 from __future__ import annotations
 

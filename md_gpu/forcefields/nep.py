@@ -9,6 +9,13 @@ forces, the virial and GPUMD's many-body per-atom virials (pair ``p`` to atom ``
 ``W_a = -sum_{p: j_p = a} d_p (x) dE/dd_p``), exactly as NEP_CPU's ``find_force_*_small_box``.
 Array code on an ``xp`` namespace (NumPy or CuPy); Python loops only over type pairs, ``l`` and ``n``.
 
+``evaluate`` is four steps, each a method that ``training.nep_fit`` calls too: :meth:`~NEPForceField.pair_geometry`
+(the pairs within each cut-off, Chebyshev basis and harmonics: independent of the parameters),
+:meth:`~NEPForceField.descriptors` (``g_n``, ``s_{nlm}``, ``q``), :meth:`~NEPForceField.network` (``U_i``,
+``dU/dq``) and :meth:`~NEPForceField.angular_pullback` (``dU/ds`` from ``dU/dq``), then the chain rule back
+to the pairs. ``descriptors``, ``network`` and ``angular_pullback`` are polynomial or holomorphic in
+their inputs and run on complex arrays (the fit's complex step).
+
 Model (Fan et al., PRB 104, 104309 (2021); JCP 157, 114801 (2022); Song et al. 2024 for NEP4):
 
 * pair cut-off ``rc = (rc_t(i) + rc_t(j)) / 2`` (radial or angular; one value for all types unless the
