@@ -295,7 +295,8 @@ def fit_nep_system(task: dict) -> dict:
         errors["valid"] = dict(fit_report.metrics(predict(model, NEPTrainingSet.build(
             pick(valid), species, model.rc_max))), n_frames=int(len(valid)))
     pred = predict(model, NEPTrainingSet.build(frames, species, model.rc_max))
-    fit_report.parity_png(pred, out / f"{name}_parity.png", title=f"{name}: NEP on all {len(frames)} frames")
+    fit_report.parity_png(pred, out / f"{name}_parity.png", title=f"{name}: NEP on all {len(frames)} frames",
+                          model="NEP")
     report = {"system": name, "dataset": str(task["dataset"]), "extra_datasets": task.get("extra_datasets", []),
               "model": "nep", "species": species, "sizes": fit["sizes"], "n_parameters": fit["n_parameters"],
               "settings": settings, "n_frames": len(frames), "n_valid": int(len(valid)),
