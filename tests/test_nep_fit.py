@@ -108,6 +108,15 @@ def test_the_terms_add_up():
     np.testing.assert_allclose(total[1], sum(p[1] for p in parts), rtol=1e-10, atol=1e-14)
 
 
+def test_threads_give_the_same_loss_and_gradient():
+    tset = NEPTrainingSet.build(_labelled(_cells()), SPECIES, 3.6, batch_pairs=200)
+    assert len(tset.batches) >= 3
+    model = initial_model(tset, SIZES, seed=4)
+    one, three = loss_and_gradient(model, tset, threads=1), loss_and_gradient(model, tset, threads=3)
+    assert one[0] == three[0]
+    np.testing.assert_array_equal(one[1], three[1])
+
+
 def test_initial_model_scales_descriptors_and_matches_the_mean_energy():
     frames = _labelled(_cells())
     tset = NEPTrainingSet.build(frames, SPECIES, 3.6)

@@ -288,7 +288,8 @@ def fit_nep_system(task: dict) -> dict:
     sizes = nep_sizes(settings)
     model, fit = fit_nep(pick(train), species=species, sizes=sizes, max_iter=settings["max_iter"],
                          weights=settings["weights"], reg=settings["nep"]["reg"], seed=settings["seed"],
-                         progress=lambda done, total, text: None, source=str(task["dataset"]))
+                         progress=lambda done, total, text: None, source=str(task["dataset"]),
+                         threads=fit_threads())
     write_nep(model, out / f"{name}.nep.txt")
     errors = {"train": fit["train"]}
     if len(valid):

@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -415,9 +416,11 @@ def _residuals(b: _Batch, energy, forces, svir, weights: FitWeights, n_frames: i
 
 
 def loss_and_gradient(model: NEPModel, tset: NEPTrainingSet, *, reg: float = 0.0,
-                      parts=("energy", "forces", "stress")) -> tuple[float, np.ndarray]:
+                      parts=("energy", "forces", "stress"), threads: int = 1) -> tuple[float, np.ndarray]:
     """The loss L(θ) (module docstring) of ``model`` on ``tset`` and its exact gradient [n_params]
-    (:func:`pack`'s order). ``parts``: the loss terms to include (for tests of each term alone)."""
+    (:func:`pack`'s order). ``parts``: the loss terms to include (for tests of each term alone);
+    ``threads``: batches computed on this many threads (NumPy releases the GIL in the array work; the
+    batches' terms are added in batch order, so the result does not depend on the thread count)."""
     unknown = set(parts) - {"energy", "forces", "stress"}
     if unknown:
         raise FitError(f"parts: {sorted(unknown)} are not loss terms (energy, forces, stress)")
@@ -425,14 +428,24 @@ def loss_and_gradient(model: NEPModel, tset: NEPTrainingSet, *, reg: float = 0.0
     weights = FitWeights(energy=w.energy * ("energy" in parts), forces=w.forces * ("forces" in parts),
                          stress=w.stress * ("stress" in parts)) if set(parts) != {"energy", "forces", "stress"} else w
     ff = NEPForceField(model)
+    ff._tables(np)  # filled once here, not by racing threads
     x = pack(model)
     total, grad = reg * float(x @ x), 2.0 * reg * x
-    for b in tset.batches:
+
+    def batch_terms(b):
         geom = tset.geometry(ff, b)
         energy, forces, svir, _ = _batch_predictions(ff, b, geom)
         loss, mu, lam = _residuals(b, energy, forces, svir, weights, tset.n_frames)
+        return loss, _parameter_gradient(ff, geom, b.types, mu, lam)
+
+    if threads > 1 and len(tset.batches) > 1:
+        with ThreadPoolExecutor(min(threads, len(tset.batches))) as pool:
+            terms = list(pool.map(batch_terms, tset.batches))
+    else:
+        terms = [batch_terms(b) for b in tset.batches]
+    for loss, g in terms:
         total += loss
-        grad += _parameter_gradient(ff, geom, b.types, mu, lam)
+        grad += g
     return total, grad
 
 
@@ -474,7 +487,7 @@ def _signature(model: NEPModel, tset: NEPTrainingSet, reg: float) -> str:
 def fit_nep(frames, *, species=None, sizes=None, max_iter: int = 200, weights=None, reg: float = 1e-6,
             seed: int = 0, memory: int = 30, checkpoint=None, resume: bool = False,
             progress: Callable[[int, int, str], None] | None = None, init: NEPModel | None = None,
-            source: str = "<frames>") -> tuple[NEPModel, dict]:
+            source: str = "<frames>", threads: int = 1) -> tuple[NEPModel, dict]:
     """Fit a NEP to ``frames`` (ASE Atoms with reference energy, forces, optionally stress).
 
     ``species``: element of each type (default: the sorted elements of ``frames``); ``sizes``:
@@ -482,7 +495,8 @@ def fit_nep(frames, *, species=None, sizes=None, max_iter: int = 200, weights=No
     :func:`initial_model` (its sizes, cut-offs and scalers are kept); ``max_iter`` L-BFGS iterations;
     ``weights`` :class:`training.fit_data.FitWeights` (or dict); ``reg`` ridge on θ; ``seed`` of the
     random start; ``checkpoint`` an ``.npz`` written after every iteration, ``resume`` continues from
-    it; ``progress(done, total, text)`` after every iteration. Returns (model, report) with the report's
+    it; ``progress(done, total, text)`` after every iteration; ``threads`` as in
+    :func:`loss_and_gradient` (the same model on any number). Returns (model, report) with the report's
     ``train`` metrics (RMSE/MAE: energy per atom eV/atom, forces eV/Å, stress GPa; ``n_frames``),
     ``loss_history``, ``iterations``, ``seconds``, ``sizes``, ``weights``, ``reg``, ``seed``,
     ``species`` and ``predictions`` (arrays, :func:`predict`).
@@ -493,6 +507,8 @@ def fit_nep(frames, *, species=None, sizes=None, max_iter: int = 200, weights=No
         raise FitError(f"max_iter: {max_iter!r} must be an integer >= 0")
     if not reg >= 0:
         raise FitError(f"reg: {reg!r} must be >= 0")
+    if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
+        raise FitError(f"threads: {threads!r} must be an integer >= 1")
     if init is not None and init.zbl is not None:
         raise FitError("init: a NEP with a ZBL core; fitting one is not supported (start from a NEP without 'zbl')")
     t0 = time.perf_counter()
@@ -509,7 +525,7 @@ def fit_nep(frames, *, species=None, sizes=None, max_iter: int = 200, weights=No
     progress = progress or (lambda done, total, text: print(text, flush=True))
 
     def objective(x):
-        return loss_and_gradient(unpack(model, x), tset, reg=reg)
+        return loss_and_gradient(unpack(model, x), tset, reg=reg, threads=threads)
 
     signature = _signature(model, tset, reg)
     if resume and checkpoint is not None and checkpoint.is_file():
