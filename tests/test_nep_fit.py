@@ -130,6 +130,30 @@ def test_initial_model_scales_descriptors_and_matches_the_mean_energy():
     np.testing.assert_allclose(q.max(axis=0) - q.min(axis=0), 1.0, rtol=1e-10)
 
 
+def test_species_offsets_start_a_nep4_near_each_species_energy():
+    """Frame energies of -30 eV per B and -55 eV per C atom (plus noise): with the constant offset
+    neurons the start is within 0.5 eV/atom of them (0.08 here), without them more than 3 eV/atom away."""
+    rng = np.random.default_rng(9)
+    frames = _cells(seed=9)
+    for atoms in frames:
+        n_b = atoms.get_chemical_symbols().count("B")
+        energy = -30.0 * n_b - 55.0 * (len(atoms) - n_b) + 0.1 * rng.normal()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(atoms), 3)))
+    tset = NEPTrainingSet.build(frames, SPECIES, 3.6)
+
+    def start_error(offsets, version=4):
+        model = initial_model(tset, dict(SIZES, version=version), seed=1, species_offsets=offsets)
+        e_pred, e_ref = predict(model, tset)["energy_per_atom"]
+        return np.sqrt(np.mean((e_pred - e_ref) ** 2)), model
+
+    with_offsets, model = start_error(True)
+    without, _ = start_error(False)
+    assert without > 3.0 and with_offsets < 0.5, (with_offsets, without)
+    assert np.all(model.w0[:, 0, :] == 0) and model.w1[0, 0] > 0 > model.w1[1, 0]  # B above C
+    nep3, _ = start_error(True, version=3)  # one network: no per-species constant
+    assert nep3 > 3.0
+
+
 @pytest.mark.parametrize("version", [3, 4])
 def test_fit_recovers_a_teacher_of_the_same_architecture(version):
     """Labels from a teacher NEP; the student starts from the teacher's parameters with 5 % noise (same

@@ -295,10 +295,21 @@ def _join(items) -> _Batch:
 # model start
 # --------------------------------------------------------------------------------------------
 
-def initial_model(tset: NEPTrainingSet, sizes=None, *, seed: int = 0) -> NEPModel:
+#: the value of the constant neuron that carries a species' energy offset (NEP4, several species)
+_OFFSET_NEURON = 0.5
+
+
+def initial_model(tset: NEPTrainingSet, sizes=None, *, seed: int = 0, species_offsets: bool = True) -> NEPModel:
     """A NEP of ``sizes`` for the species of ``tset`` with random parameters (``random_nep`` with ``seed``),
     descriptor scalers ``1 / (max - min)`` of each descriptor component over the training atoms, and the
-    output bias b1 set so that the mean predicted energy per atom equals the reference mean."""
+    output bias b1 set so that the mean predicted energy per atom equals the reference mean.
+
+    With ``species_offsets`` and a NEP4 of several species, the first neuron of each species' network
+    starts as a constant (zero input weights, ``tanh(-b0) = 0.5``) whose output weight carries that
+    species' energy per atom relative to the mean (least squares of the frame energies on the species
+    counts): the species' energies differ by eV per atom (C and B by 25 eV/atom with GFN2-xTB), which
+    the networks would otherwise have to learn through weights of that size from a random start. The
+    neuron's weights are fitted like all others. NEP3 (one network) cannot hold per-species constants."""
     sizes = NEPSizes.coerce(sizes)
     model = random_nep(tset.species, version=sizes.version, seed=seed, rc=sizes.cutoff_A, n_max=sizes.n_max,
                        basis_size=sizes.basis_size, l_max=sizes.l_max, neurons=sizes.neurons)
@@ -312,6 +323,14 @@ def initial_model(tset: NEPTrainingSet, sizes=None, *, seed: int = 0) -> NEPMode
         lo, hi = np.minimum(lo, q.min(axis=0)), np.maximum(hi, q.max(axis=0))
     span = hi - lo
     model.q_scaler = np.where(span > 1e-12, 1.0 / np.where(span > 1e-12, span, 1.0), 1.0)
+    if species_offsets and model.version == 4 and model.n_types > 1:
+        counts = np.concatenate([np.stack([np.bincount(b.atom_frame[b.types == t], minlength=b.n_atoms.size)
+                                           for t in range(model.n_types)], axis=1) for b in tset.batches])
+        energy = np.concatenate([b.energy for b in tset.batches])
+        per_species = np.linalg.lstsq(counts.astype(float), energy, rcond=None)[0]  # eV/atom
+        model.w0[:, 0, :] = 0.0
+        model.b0[:, 0] = -np.arctanh(_OFFSET_NEURON)
+        model.w1[:, 0] = (per_species - per_species.mean()) / _OFFSET_NEURON
     ff = NEPForceField(model)
     predicted, reference, atoms = 0.0, 0.0, 0.0
     for b in tset.batches:
