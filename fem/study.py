@@ -263,11 +263,18 @@ def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD,
         digest = hashlib.sha256(json.dumps([sj, props.get("phases"), props.get("interfaces")],
                                            sort_keys=True).encode()).hexdigest()[:16]
         cache = points_dir / f"{name}_{j}.json"
-        cached = None
+        cached, corrupt = None, None
         if comm.rank == 0 and cache.is_file():
-            data = json.loads(cache.read_text())
-            cached = data if data.get("digest") == digest else None
-        cached = comm.bcast(cached, root=0)
+            try:
+                data = json.loads(cache.read_text())
+                cached = data if data.get("digest") == digest else None
+            except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+                corrupt = (f"{cache}: a finished sweep point is truncated or corrupt ({exc}); rerun the fem "
+                           "stage with --force (`multiscale run CASE --stages fem --force`), which discards "
+                           "runs/fem.partial")
+        cached, corrupt = comm.bcast((cached, corrupt), root=0)
+        if corrupt:
+            raise FemInputError(corrupt)
         if cached is None:
             if log:
                 log(f"study {name}: {study['variable']} = {value} ({j + 1}/{len(study['values'])})")

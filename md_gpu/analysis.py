@@ -18,8 +18,14 @@ phase's effective thickness t" is ``sigma_2D / (0.1 t [Å])``.
   times ``sqrt(g)``, ``g = 1 + 2 sum_k rho_k`` the statistical inefficiency of the
   residuals (autocorrelation ``rho_k`` summed while positive): MD stress samples a few
   thermo rows apart are correlated, and the plain OLS error would be too small.
-* Poisson's ratio: minus the slope of transverse strain on axial strain over
-  the same window, with its standard error.
+* Poisson's ratio: minus the slope of transverse strain on axial strain, with its standard
+  error. The transverse strain is the mean over the transverse axes given (one for a sheet; for
+  a bulk cell pulled along a cube axis of a cubic crystal the two are equivalent, and their mean
+  halves the variance of the cell's length fluctuations). ``window="fixed"``: over the modulus'
+  window. ``window="auto"``: its own window, by the same bias-variance rule on the transverse
+  curve with the modulus' upper bound: the transverse strain is smoother in strain than the
+  stress (a 256-atom Cu cell: a 2-3 % stress window, 0.3-0.4 standard error on nu), and a
+  longer window costs it less bias.
 * Ultimate tensile strength: the maximum stress; failure strain: the strain at
   that maximum.
 * Sustained stress drops (:func:`sustained_drop`): the running mean of the stress over a
@@ -51,6 +57,7 @@ CELL_COLUMN = {0: "cell_xx_A", 1: "cell_yy_A", 2: "cell_zz_A"}
 def stress_strain_curve(thermo: dict, first_row: int, axis, transverse=None, *, sheet: bool) -> dict:
     """Curve of the deformation stage that starts at thermo row ``first_row``.
 
+    transverse: None, one axis or a sequence of axes (their strains are averaged).
     Returns arrays: ``strain``, ``transverse_strain`` (zeros if ``transverse`` is None),
     ``stress_GPa`` (3D, along ``axis``), ``temperature_K``, ``time_fs`` and, for a
     sheet, ``stress_N_per_m`` (2D).
@@ -62,10 +69,10 @@ def stress_strain_curve(thermo: dict, first_row: int, axis, transverse=None, *, 
              "stress_GPa": np.asarray(thermo[VOIGT_COLUMN[a]])[rows],
              "temperature_K": np.asarray(thermo["temperature_K"])[rows],
              "time_fs": np.asarray(thermo["time_fs"])[rows]}
-    if transverse is not None:
-        t = axis_index(transverse)
-        lt = np.asarray(thermo[CELL_COLUMN[t]])[rows]
-        curve["transverse_strain"] = lt / lt[0] - 1.0
+    axes = [transverse] if isinstance(transverse, str) else list(transverse or [])
+    if axes:
+        lengths = [np.asarray(thermo[CELL_COLUMN[axis_index(t)]])[rows] for t in axes]
+        curve["transverse_strain"] = np.mean([lt / lt[0] - 1.0 for lt in lengths], axis=0)
     else:
         curve["transverse_strain"] = np.zeros_like(length)
     if sheet:
@@ -174,7 +181,7 @@ def curvature(x, y) -> tuple[float, float, float]:
 
 
 def choose_fit_window(strain, stress, *, max_window: float = 0.05, min_window: float = MIN_FIT_WINDOW,
-                      smooth_strain: float = 0.005) -> dict:
+                      smooth_strain: float = 0.005, h_max: float | None = None) -> dict:
     """``{"h", "sem", "bias_per_strain", "h_max"}``: upper strain ``h`` of the automatic fit window
     ``[0, h]`` (see the module docstring), the total error of the slope there (stress unit),
     ``sqrt(c^2 + sem(c)^2)``, the upper bound used and the inefficiency ``g`` of the stress over
@@ -190,11 +197,14 @@ def choose_fit_window(strain, stress, *, max_window: float = 0.05, min_window: f
     window on a 256-atom Cu cell at 300 K and 2e10 1/s has a standard error of 10-20 GPa on
     45 GPa. Bounds: ``h_max = min(max_window, strain at the smoothed peak / 2)`` (the curve's
     lower half; a metal's yield or a brittle fracture lies above), ``h_min = max(min_window,
-    strain of the MIN_FIT_ROWS-th row)``, clipped to ``h_max``: noise cannot pick a tiny window."""
+    strain of the MIN_FIT_ROWS-th row)``, clipped to ``h_max``: noise cannot pick a tiny window.
+    ``h_max`` given: that upper bound instead (a curve with no peak of its own, such as the transverse
+    strain, is fitted up to the bound of its stress curve)."""
     strain = np.asarray(strain, dtype=float)
     stress = np.asarray(stress, dtype=float)
-    smooth = running_mean(stress, rows_per_strain(strain, smooth_strain))
-    h_max = min(float(max_window), 0.5 * float(strain[int(np.argmax(smooth))]))
+    if h_max is None:
+        smooth = running_mean(stress, rows_per_strain(strain, smooth_strain))
+        h_max = min(float(max_window), 0.5 * float(strain[int(np.argmax(smooth))]))
     first_rows = strain[min(MIN_FIT_ROWS, strain.size) - 1]
     h_min = min(max(float(min_window), float(first_rows)), float(max_window))
     h_max = max(h_max, h_min)
@@ -221,8 +231,9 @@ def tensile_properties(strain, stress, transverse_strain=None, *, fit_window=(0.
     transverse_strain [m] or None (then no Poisson's ratio). window: "fixed" (fit over
     ``fit_window``) or "auto" (over ``[fit_window[0], h]``, ``h`` from :func:`choose_fit_window`
     with ``fit_window[1]`` as the upper bound). Returns ``youngs_modulus``,
-    ``youngs_modulus_sem``, ``fit_window_strain`` (``h``), ``poisson_ratio`` and
-    ``poisson_ratio_sem`` (with a transverse strain), ``ultimate_strength``, ``failure_strain``.
+    ``youngs_modulus_sem``, ``fit_window_strain`` (``h``), ``poisson_ratio``, ``poisson_ratio_sem``
+    and ``poisson_fit_window_strain`` (with a transverse strain; the module docstring),
+    ``ultimate_strength``, ``failure_strain``.
     The errors of the automatic window add the possible curvature bias ``sqrt(c^2 + sem(c)^2) h``
     in quadrature to the statistical error; a fixed window's are statistical.
     """
@@ -231,28 +242,32 @@ def tensile_properties(strain, stress, transverse_strain=None, *, fit_window=(0.
     strain = np.asarray(strain, dtype=float)
     stress = np.asarray(stress, dtype=float)
     lo, hi = fit_window
+    bound = hi_nu = hi
     bias_stress = bias_trans = 0.0
     g_stress = g_trans = 1.0
     if window == "auto" and strain.size >= 3:
-        choice = choose_fit_window(strain[strain >= lo], stress[strain >= lo], max_window=hi, min_window=min_window)
+        later = strain >= lo
+        choice = choose_fit_window(strain[later], stress[later], max_window=hi, min_window=min_window)
         hi, bias_stress, g_stress = choice["h"], choice["bias_per_strain"], choice["g"]
+        hi_nu = hi
         if transverse_strain is not None:
-            inside = (strain >= lo) & (strain <= choice["h_max"])
-            if inside.sum() >= 4:
-                c, c_sem, g_trans = curvature(strain[inside], np.asarray(transverse_strain, float)[inside])
-                bias_trans = float(np.hypot(c, c_sem))
+            own = choose_fit_window(strain[later], np.asarray(transverse_strain, float)[later], max_window=bound,
+                                    min_window=min_window, h_max=choice["h_max"])
+            hi_nu, bias_trans, g_trans = own["h"], own["bias_per_strain"], own["g"]
     window_rows = (strain >= lo) & (strain <= hi)
     if window_rows.sum() < 3:
         raise MDRunError(f"only {int(window_rows.sum())} samples between strain {lo} and {hi}: record thermo "
                          "more often (thermo_every) or widen the fit window to fit a Young's modulus")
     fit = linear_fit(strain[window_rows], stress[window_rows], g_min=g_stress)
-    width = float(hi - lo)
-    out = {"youngs_modulus": fit["slope"], "youngs_modulus_sem": float(np.hypot(fit["sem"], bias_stress * width)),
+    out = {"youngs_modulus": fit["slope"],
+           "youngs_modulus_sem": float(np.hypot(fit["sem"], bias_stress * float(hi - lo))),
            "fit_window_strain": float(hi)}
     if transverse_strain is not None:
-        nu = linear_fit(strain[window_rows], np.asarray(transverse_strain, dtype=float)[window_rows], g_min=g_trans)
+        rows_nu = (strain >= lo) & (strain <= hi_nu)
+        nu = linear_fit(strain[rows_nu], np.asarray(transverse_strain, dtype=float)[rows_nu], g_min=g_trans)
         out["poisson_ratio"] = -nu["slope"]
-        out["poisson_ratio_sem"] = float(np.hypot(nu["sem"], bias_trans * width))
+        out["poisson_ratio_sem"] = float(np.hypot(nu["sem"], bias_trans * float(hi_nu - lo)))
+        out["poisson_fit_window_strain"] = float(hi_nu)
     peak = int(np.argmax(stress))
     out["ultimate_strength"] = float(stress[peak])
     out["failure_strain"] = float(strain[peak])

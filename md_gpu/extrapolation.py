@@ -11,7 +11,8 @@ package provides one.
 :class:`ExtrapolationControl` calls it every ``every`` steps: above ``warn`` the
 frame is appended to ``frames_path`` (extxyz, per-atom ``gamma`` array) for a
 later refit and a warning is logged once; above ``stop`` the frame is saved and
-:class:`md_gpu.errors.MDRunError` stops the run with a message naming the step.
+:class:`md_gpu.errors.MDRunError` stops the run with a message naming the step. Its state (frames
+saved, warning logged) travels with the run's checkpoints, so a resumed run saves no frame twice.
 """
 from __future__ import annotations
 
@@ -55,6 +56,19 @@ class ExtrapolationControl:
         self.frames_path.parent.mkdir(parents=True, exist_ok=True)
         write(self.frames_path, atoms, format="extxyz", append=True)
         self.n_saved += 1
+
+    def checkpoint_arrays(self) -> dict:
+        """What a :class:`~md_gpu.simulation.Simulation` checkpoint keeps of this control: the length (bytes)
+        of the frames file, the number of frames saved and whether the warning was logged."""
+        size = self.frames_path.stat().st_size if self.frames_path and self.frames_path.is_file() else 0
+        return {"frames_bytes": np.array(size), "n_saved": np.array(self.n_saved), "warned": np.array(self.warned)}
+
+    def restore_arrays(self, arrays: dict) -> None:
+        """Back to a checkpoint's :meth:`checkpoint_arrays`: the frames saved after it are cut from the file."""
+        self.n_saved, self.warned = int(arrays["n_saved"]), bool(arrays["warned"])
+        if self.frames_path is not None and self.frames_path.is_file():
+            with open(self.frames_path, "r+b") as handle:
+                handle.truncate(int(arrays["frames_bytes"]))
 
     def check(self, md, nlist) -> float:
         """Grade the configuration of ``md``; return max gamma (raise above ``stop``)."""

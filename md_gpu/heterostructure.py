@@ -140,7 +140,7 @@ def normal_modulus(c: dict) -> float:
 
 
 def run(ff, h: dict, phases, elastic: dict, run_settings, *, relax_steps: int = 500, scheme: str = "tension",
-        log=print) -> dict:
+        checkpoints=None, resume: bool = False, log=print) -> dict:
     """One run: elastic constants of the stripe cell of ``phases`` (:func:`stripe_cell`) at
     ``run_settings.temperature_K`` (``elastic``: the md.elastic block, for ``delta`` and ``sample_steps``).
     Returns plain data: ``elastic_N_per_m`` {C11, C22, C12, C66}, ``youngs_modulus_normal_N_per_m``,
@@ -149,6 +149,8 @@ def run(ff, h: dict, phases, elastic: dict, run_settings, *, relax_steps: int = 
     ``scheme``: "tension" (forward differences, at temperature) or "tension2" (second-order one-sided,
     for the low-temperature twin: the stripe cell stiffens with strain, corrugated at its interfaces,
     and the forward difference at delta = 0.005 reads it 2 % stiff; see md_gpu.protocols.elastic).
+    ``checkpoints``, ``resume``: the MD runs' checkpoints and resuming, as
+    :func:`md_gpu.protocols.elastic_constants`.
 
     First a 0 K relaxation of the stripe cell (``relax_steps`` FIRE steps, 0: none,
     :mod:`md_gpu.protocols.relaxation`): a hole of the interface MTP there raises
@@ -172,7 +174,7 @@ def run(ff, h: dict, phases, elastic: dict, run_settings, *, relax_steps: int = 
                              "there; fit it with more data near the interface (docs/fit.md)")
     # no compressed cell: the 7 nm long sheet buckles under the -delta compression of central differences
     c = elastic_constants(ff, atoms, delta=elastic["delta"], sample_steps=elastic["sample_steps"],
-                          settings=run_settings, scheme=scheme, log=log)
+                          settings=run_settings, scheme=scheme, checkpoints=checkpoints, resume=resume, log=log)
     if c["unit"] != "N/m":
         raise MDSetupError("md.heterostructure: the stripe cell is not a 2D sheet")
     constants = {k: float(c[k]) for k in CONSTANTS}

@@ -27,7 +27,7 @@ positions more accurately but records velocities whose variance is low by
 297.5 +- 0.5 K for a 300 K target, against 300.4 +- 1.1 K for Bussi here.
 
 Reproducible with a seed: the random numbers come from one generator of the
-run's backend created from the seed; checkpoints store its state.
+run's backend created from the seed; checkpoints store its state (:func:`rng_state`; NumPy only).
 
 [1] B. Leimkuhler, C. Matthews, Appl. Math. Res. Express 2013, 34 (2013).
 [2] G. Bussi, D. Donadio, M. Parrinello, J. Chem. Phys. 126, 014101 (2007).
@@ -68,11 +68,21 @@ class MDState:
         return dataclasses.replace(self, **changes)
 
 
-def make_rng(seed: int, xp=np):
-    """A seeded random generator on the backend ``xp``."""
+def make_rng(seed: int, xp=np, *, state: dict | None = None):
+    """A seeded random generator on the backend ``xp``, set to ``state`` (from :func:`rng_state`) if given."""
     if xp.__name__.startswith("cupy"):
-        return xp.random.default_rng(seed)
-    return np.random.default_rng(seed)
+        return xp.random.default_rng(seed)  # no state to set: see rng_state
+    rng = np.random.default_rng(seed)
+    if state is not None:
+        rng.bit_generator.state = state
+    return rng
+
+
+def rng_state(rng) -> dict | None:
+    """The state of a NumPy generator as a JSON-able dict (for checkpoints); None for a CuPy generator,
+    whose cuRAND state is not exported (a resumed CuPy run restarts its random stream from the seed)."""
+    state = getattr(getattr(rng, "bit_generator", None), "state", None)
+    return state if isinstance(state, dict) else None
 
 
 def stress(md: MDState) -> np.ndarray:

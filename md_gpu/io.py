@@ -6,7 +6,13 @@
 * :func:`write_checkpoint` / :func:`read_checkpoint` - the configuration
   (positions Å, velocities Å/ASE-time, cell Å, masses amu, types, species,
   pbc), the integrator bookkeeping (step, time_fs, heat eV), a JSON ``meta``
-  dict (stage index, random generator state, ...) and the thermo rows so far.
+  dict (stage index, random generator state, ...), the thermo rows so far and,
+  for a resume that repeats the uninterrupted run bit for bit, the configuration
+  the neighbour list in use was built for (``nlist_ref_*``: building it again
+  from there gives the same pairs in the same order) and the accumulators of
+  the run's observers (``arrays``).
+  A file that cannot be read is one :class:`~md_gpu.errors.MDSetupError`
+  naming it (:data:`CORRUPT_HINT` says what to do).
 
 Writes go through :func:`common.atomic.atomic_path` (a temporary file in the
 same folder, renamed over the target), so an interrupted run never leaves a
@@ -14,6 +20,7 @@ half-written file behind.
 """
 from __future__ import annotations
 
+import io
 import json
 import platform
 from importlib import metadata
@@ -21,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_path
+from common.atomic import atomic_path, write_bytes
 
 from .backend import backend_provenance, to_numpy
 from .errors import MDSetupError
@@ -50,35 +57,54 @@ def versions() -> dict:
     return out
 
 
-def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray) -> Path:
-    """Save an MDState (see module docstring) to ``path`` (.npz), atomically."""
+CORRUPT_HINT = ("delete it (or, in a case, rerun the stage with `multiscale run CASE --stages md --force`, which "
+                "discards the interrupted run's files in runs/md.partial) to start that run afresh")
+
+
+def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray, nlist=None, arrays: dict | None = None) -> Path:
+    """Save an MDState (see module docstring) to ``path`` (.npz), atomically.
+
+    nlist: the :class:`~md_gpu.neighbors.NeighborList` in use (its reference positions [n, 3] and cell
+    [3, 3], Å, are saved); arrays: name -> NumPy array (or number) of further state, e.g. observer
+    accumulators, returned as ``extra["arrays"]``."""
     s = md.state
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
-                 masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
-                 pbc=np.array(s.pbc), species=np.array(s.species),
-                 step=md.step, time_fs=md.time_fs, heat=md.heat, thermo=thermo,
-                 meta=np.array(json.dumps(meta)))
-    return Path(path)
+    fields = {}
+    if nlist is not None and nlist.i is not None:
+        fields.update(nlist_ref_positions=to_numpy(nlist.ref_positions), nlist_ref_cell=np.asarray(nlist.ref_cell))
+    fields.update({f"array_{name}": to_numpy(value) for name, value in (arrays or {}).items()})
+    # built in memory, then written in one piece: a failed write (a full disk) leaves no half-closed zip
+    buffer = io.BytesIO()
+    np.savez(buffer, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
+             masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
+             pbc=np.array(s.pbc), species=np.array(s.species),
+             step=md.step, time_fs=md.time_fs, heat=md.heat, thermo=thermo,
+             meta=np.array(json.dumps(meta)), **fields)
+    return write_bytes(path, buffer.getvalue())
 
 
 def read_checkpoint(path, *, xp=None):
-    """``(state, {'step', 'time_fs', 'heat'}, meta dict, thermo rows)`` from a checkpoint file."""
+    """``(state, extra, meta dict, thermo rows)`` from a checkpoint file; ``extra``: ``step``, ``time_fs``,
+    ``heat``, ``nlist`` (``{"ref_positions", "ref_cell"}`` of the neighbour list in use, or None) and
+    ``arrays`` (name -> the further arrays saved)."""
     path = Path(path)
     if not path.is_file():
         raise MDSetupError(f"checkpoint {path} does not exist; run without --resume to start afresh")
+    xp = xp or np
     try:
-        data = np.load(path, allow_pickle=False)
-        xp = xp or np
-        state = State(positions=xp.asarray(data["positions"]), velocities=xp.asarray(data["velocities"]),
-                      masses=xp.asarray(data["masses"]), types=xp.asarray(data["types"]),
-                      cell=xp.asarray(data["cell"]), pbc=tuple(bool(p) for p in data["pbc"]),
-                      species=tuple(str(s) for s in data["species"]))
-        extra = {"step": int(data["step"]), "time_fs": float(data["time_fs"]), "heat": float(data["heat"])}
-        return state, extra, json.loads(str(data["meta"])), data["thermo"]
-    except (KeyError, ValueError, OSError) as exc:
-        raise MDSetupError(f"checkpoint {path} is not a readable md_gpu checkpoint ({exc}); "
-                           "delete it and run without --resume") from None
+        with np.load(path, allow_pickle=False) as data:
+            state = State(positions=xp.asarray(data["positions"]), velocities=xp.asarray(data["velocities"]),
+                          masses=xp.asarray(data["masses"]), types=xp.asarray(data["types"]),
+                          cell=xp.asarray(data["cell"]), pbc=tuple(bool(p) for p in data["pbc"]),
+                          species=tuple(str(s) for s in data["species"]))
+            extra = {"step": int(data["step"]), "time_fs": float(data["time_fs"]), "heat": float(data["heat"])}
+            names = set(data.files)
+            extra["nlist"] = ({"ref_positions": data["nlist_ref_positions"], "ref_cell": data["nlist_ref_cell"]}
+                              if "nlist_ref_positions" in names else None)
+            extra["arrays"] = {n[len("array_"):]: data[n] for n in names if n.startswith("array_")}
+            return state, extra, json.loads(str(data["meta"])), data["thermo"]
+    except Exception as exc:  # a truncated zip raises BadZipFile, EOFError, ValueError, KeyError, ...
+        raise MDSetupError(f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
+                           f"{CORRUPT_HINT}") from None
 
 
 def write_run_h5(path, *, thermo: dict, settings: dict, stress_strain: dict | None = None,

@@ -38,7 +38,9 @@ files of the interface's two phases. ``md.supercell`` repeats the cell as writte
 
 Units: 2D stresses and stiffnesses in N/m for sheets (GPa for bulk cells), temperatures in K, strain
 rates in 1/s. A checkpoint left in the stage's folder by an interrupted run is resumed when the run's
-settings, potential and structure file are unchanged (``<name>.task.json``); otherwise it is deleted.
+settings, potential and structure file are unchanged (``<name>.task.json``); otherwise it is deleted. A
+finished run's result is kept as ``<name>.result.json`` (:mod:`md_gpu.tasks.common`), so a stage killed
+and run again does not repeat it.
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ def check_settings(settings: dict) -> None:
 def run_task(task: dict) -> dict:
     """One MD run, on any rank (module-level, so that ``ctx.map`` can pickle it): the registered module
     of ``task["kind"]`` runs it and returns plain data."""
-    return TASKS.module_of(task["kind"]).run(task)
+    return TASKS.run(task)
 
 
 def structure_files(ctx) -> dict[str, str]:

@@ -23,9 +23,12 @@ than ``r_list`` is still farther than the cut-off while
 ``2 max|u| + ||F - I||_2 r_list < skin``. This reduces to the usual "an atom
 moved more than half the skin" when the cell is fixed.
 
-The arrays are on the backend of the positions (NumPy or CuPy); the bin table
-is a dense ``[n_bins, max_occupancy]`` array, so every operation is a gather
-or a mask that CuPy runs on the device.
+The arrays are on the backend of the positions (NumPy or CuPy). On NumPy,
+:func:`build_pairs` runs the compiled cell list of :mod:`training.mtp.cell_list`
+(the same binning in C++, bins of half the list radius; the array code below
+when no compiler is available or ``MULTISCALE_CPU_KERNELS=numpy``). In
+:func:`array_build_pairs` the bin table is a dense ``[n_bins, max_occupancy]``
+array, so every operation is a gather or a mask that CuPy runs on the device.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.arrays import array_module
+from training.mtp.cell_list import cell_list_pairs
 
 from .backend import to_numpy
 from .errors import MDSetupError
@@ -56,8 +60,22 @@ def build_pairs(positions, cell, pbc, r_list: float):
 
     positions [n, 3] Å, cell [3, 3] Å (rows), pbc 3 bools. Returns ``i [p]``,
     ``j [p]`` (int64) and ``shifts [p, 3]`` (float64 integer image counts)
-    on the backend of ``positions``.
+    on the backend of ``positions``: on NumPy the compiled cell list of
+    :mod:`training.mtp.cell_list` (same binning, pairs sorted by ``i``) when
+    it loads, else :func:`array_build_pairs`.
     """
+    if array_module(positions) is np:
+        perpendicular_widths(cell)  # the same error for a flat cell on both paths
+        compiled = cell_list_pairs(positions, np.asarray(cell, dtype=float), tuple(bool(p) for p in pbc),
+                                   float(r_list))
+        if compiled is not None:
+            i, j, images, _ = compiled
+            return i, j, images.astype(np.float64)
+    return array_build_pairs(positions, cell, pbc, r_list)
+
+
+def array_build_pairs(positions, cell, pbc, r_list: float):
+    """:func:`build_pairs` as array code on the backend of ``positions`` (NumPy or CuPy)."""
     xp = array_module(positions)
     n = positions.shape[0]
     cell_h = np.asarray(to_numpy(cell), dtype=float)

@@ -13,13 +13,23 @@ Data flow::
 A protocol is data (:class:`Stage`), e.g. the tensile test is "NVT + in-plane
 barostat for n steps, then deform along x at a strain rate with the transverse
 barostat until failure". A run stopped at any point resumes from its last
-checkpoint with :meth:`Simulation.resume` and gives the same trajectory as an
-uninterrupted run (the random generator state is stored too, NumPy backend).
+checkpoint with :meth:`Simulation.resume` and gives, bit for bit on the NumPy backend (CuPy: the same
+state, with the random stream restarted from the seed, :func:`md_gpu.integrators.rng_state`), the same
+trajectory, thermo table and observer results as an uninterrupted run: a checkpoint holds the
+random generator state, the configuration the neighbour list in use was built for (a list built at the
+saved step would order and count pairs differently and change the last bits of the sums; built again
+from that configuration it is the same list, and the forces on it those of the saved step) and the
+accumulators of every observer that has them (``checkpoint_arrays() -> {name: array}`` and
+``restore_arrays(arrays)``) and the length of the trajectory file, which a resume cuts back to (the frames
+a killed run wrote after its last checkpoint are written again). Every stage ends with a checkpoint, so
+the checkpoint of a finished run replays it (thermo table and final state) without a step.
 
 Extension points, all fixed when the Simulation is built: ``per_atom=True`` (per-atom energies
 and virials in every ForceResult, for heat currents), ``external_force(state, result) -> [n, 3]``
 (eV/Å, added to the forces of every step), ``observers`` (callables ``observer(md)`` run after
-every step; :attr:`Stage.observers` for one stage only) and ``blowup`` (a :class:`BlowUpGuard`).
+every step; :attr:`Stage.observers` for one stage only; an observer that accumulates state also has
+``checkpoint_arrays()`` and ``restore_arrays(arrays)``, so that a checkpoint carries it) and ``blowup``
+(a :class:`BlowUpGuard`).
 """
 from __future__ import annotations
 
@@ -31,10 +41,10 @@ import numpy as np
 
 from .analysis import VOIGT_COLUMN
 from common.arrays import array_module
-from .backend import to_numpy
+from .backend import get_backend, to_numpy
 from .cell_control import Barostat, Deform, axis_index
 from .errors import MDRunError, MDSetupError
-from .integrators import MDState, make_force_fn, make_rng, stress, velocity_verlet
+from .integrators import MDState, make_force_fn, make_rng, rng_state, stress, velocity_verlet
 from .neighbors import NeighborList
 from .state import State, kinetic_energy, temperature
 from .units import PER_S_TO_PER_FS
@@ -236,26 +246,55 @@ class Simulation:
 
     # -- checkpoints -----------------------------------------------------------
     def _checkpoint(self, md: MDState, stage_index: int, step_in_stage: int, t0_fs: float, L0_A: float,
-                    rows: list, stage_rows: list, stage_L0: list) -> None:
+                    rows: list, stage_rows: list, stage_L0: list, stateful: list) -> None:
         from .io import write_checkpoint
 
-        rng_state = md.rng.bit_generator.state if hasattr(md.rng, "bit_generator") else None
-        write_checkpoint(self.checkpoint_path, md, meta={
-            "stage_index": stage_index, "step_in_stage": step_in_stage, "t0_fs": t0_fs, "L0_A": L0_A,
-            "rng_state": rng_state, "stage_rows": stage_rows, "stage_L0": stage_L0,
-            "seed": self.seed}, thermo=np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)))
+        arrays = {f"observer{k}.{name}": value for k, observer in enumerate(stateful)
+                  for name, value in observer.checkpoint_arrays().items()}
+        meta = {"stage_index": stage_index, "step_in_stage": step_in_stage, "t0_fs": t0_fs, "L0_A": L0_A,
+                "rng_state": rng_state(md.rng), "stage_rows": stage_rows, "stage_L0": stage_L0, "seed": self.seed,
+                "traj_bytes": self._traj_bytes()}
+        write_checkpoint(self.checkpoint_path, md, meta=meta,
+                         thermo=np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)), nlist=self.nlist,
+                         arrays=arrays)
+
+    def _traj_bytes(self) -> int | None:
+        """The size of the trajectory file (bytes; None without one): a resume cuts it back to this."""
+        if not self.traj_every or self.traj_path is None:
+            return None
+        return self.traj_path.stat().st_size if self.traj_path.is_file() else 0
 
     @classmethod
     def resume(cls, checkpoint_path, ff, **kwargs) -> "Simulation":
         """A Simulation that continues the run saved in ``checkpoint_path`` (call :meth:`run` with the same stages)."""
         from .io import read_checkpoint
 
-        state, extra, meta, thermo = read_checkpoint(checkpoint_path)
+        state, extra, meta, thermo = read_checkpoint(checkpoint_path, xp=get_backend())  # on the run's backend
         kwargs.setdefault("checkpoint_path", checkpoint_path)
         kwargs["seed"] = meta["seed"]
         sim = cls(ff, state, **kwargs)
         sim._resume = (extra, meta, thermo)
         return sim
+
+    def _restore(self, xp, stateful: list) -> MDState:
+        """The MDState saved in the checkpoint being resumed; the neighbour list and the observers'
+        accumulators as they were."""
+        extra, meta, _ = self._resume
+        rng = make_rng(self.seed, xp, state=meta["rng_state"])
+        for k, observer in enumerate(stateful):
+            head = f"observer{k}."
+            arrays = {n[len(head):]: v for n, v in extra["arrays"].items() if n.startswith(head)}
+            if arrays:
+                observer.restore_arrays(arrays)
+        size = meta.get("traj_bytes")
+        if size is not None and self.traj_path is not None and self.traj_path.is_file():
+            with open(self.traj_path, "r+b") as handle:  # drop the frames written after the checkpoint
+                handle.truncate(size)
+        saved = extra["nlist"]
+        if saved is not None:  # the list in use, built again from its configuration: the same pairs, same order
+            self.nlist.build(xp.asarray(saved["ref_positions"]), np.asarray(saved["ref_cell"], dtype=float))
+        init, _ = velocity_verlet(self.force_fn, self.dt_fs)  # forces on that list: those of the saved step
+        return init(self.state, rng=rng, step=extra["step"], time_fs=extra["time_fs"], heat=extra["heat"])
 
     # -- the loop --------------------------------------------------------------
     def run(self, stages: list[Stage]) -> RunResult:
@@ -264,17 +303,16 @@ class Simulation:
         rows, stage_rows, stage_L0 = [], [], []
         first_stage, first_step, t0_fs, L0_A = 0, 0, None, None
         md = None
+        # observers (and the extrapolation control) whose state travels with the checkpoints, in a fixed order
+        stateful = [o for o in self.observers + tuple(o for st in stages for o in st.observers) + (self.extrapolation,)
+                    if hasattr(o, "checkpoint_arrays")]
         if self._resume is not None:
-            extra, meta, thermo = self._resume
+            _, meta, thermo = self._resume
             rows = [list(r) for r in thermo]
             stage_rows, stage_L0 = list(meta["stage_rows"]), list(meta["stage_L0"])
             first_stage, first_step = meta["stage_index"], meta["step_in_stage"]
             t0_fs, L0_A = meta["t0_fs"], meta["L0_A"]
-            rng = make_rng(self.seed, xp)
-            if meta["rng_state"] is not None:
-                rng.bit_generator.state = meta["rng_state"]
-            init, _ = velocity_verlet(self.force_fn, self.dt_fs)
-            md = init(self.state, rng=rng, step=extra["step"], time_fs=extra["time_fs"], heat=extra["heat"])
+            md = self._restore(xp, stateful)
         stopped_by = ""
         total = sum(st.steps for st in stages)
         done_before = sum(st.steps for st in stages[:first_stage]) + first_step
@@ -332,7 +370,7 @@ class Simulation:
                 if self.traj_every and md.step % self.traj_every == 0:
                     self._write_frame(md)
                 if self.checkpoint_every and md.step % self.checkpoint_every == 0:
-                    self._checkpoint(md, index, k, t0_fs, L0_A, rows, stage_rows, stage_L0)
+                    self._checkpoint(md, index, k, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful)
                 now = time.monotonic()
                 if now - last_report > self.progress_every_s:
                     done = done_before + k
@@ -343,7 +381,7 @@ class Simulation:
                     last_report = now
             done_before += stage.steps
             if self.checkpoint_every:
-                self._checkpoint(md, index + 1, 0, t0_fs, L0_A, rows, stage_rows, stage_L0)
+                self._checkpoint(md, index + 1, 0, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful)
         thermo = np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS))
         return RunResult({c: thermo[:, n] for n, c in enumerate(THERMO_COLUMNS)}, md, stage_rows,
                          stage_L0, stopped_by)

@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("case", help="case directory (holds case.yaml)")
     run.add_argument("--stages", help="comma-separated stages to run (default: all, in order)")
     run.add_argument("--preset", help="preset of case.yaml to apply (e.g. quick, full)")
-    run.add_argument("--force", action="store_true", help="rerun the selected stages even if unchanged")
+    run.add_argument("--force", action="store_true", help="rerun the selected stages even if unchanged, from scratch "
+                     "(discards the files of an interrupted run in runs/<stage>.partial)")
     run.set_defaults(func=_cmd_run)
 
     status = sub.add_parser("status", help="show each stage as done / stale / missing, with timings")

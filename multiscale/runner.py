@@ -6,7 +6,9 @@ For each selected stage, in order:
    case's systems, the output hash of each upstream stage, and the content hash
    of the case files it reads (``Stage.case_inputs``, ``Stage.case_files``);
 2. if ``runs/<stage>/stage.json`` holds the same record (and no ``--force``),
-   the stage is skipped; otherwise the list of what changed is logged;
+   the stage is skipped; otherwise the list of what changed is logged; ``--force``
+   also discards the files an interrupted run left in ``runs/<stage>.partial/``
+   (checkpoints included), so the stage starts afresh;
 3. every rank runs the stage into ``runs/<stage>.partial/``; a failure on any
    rank fails the stage on all ranks (``Farm.finish``), keeping the scratch
    folder for a resume and the previous finished output untouched;
@@ -21,6 +23,7 @@ import hashlib
 import json
 import logging
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -302,7 +305,10 @@ def _decide(case, name: str, force: bool, say) -> dict:
     elif record is not None:
         say(f"[{name}] rerun: --force")
     partial = case.runs_dir / f"{name}.partial"
-    if partial.exists():
+    if partial.exists() and force:  # --force starts afresh: a corrupt checkpoint there is never read again
+        say(f"[{name}] --force: the files of an interrupted run in {partial} are discarded")
+        shutil.rmtree(partial)
+    elif partial.exists():
         say(f"[{name}] resuming from the files of an interrupted run in {partial}")
     partial.mkdir(parents=True, exist_ok=True)
     return {"skip": False, "inputs": inputs}

@@ -97,3 +97,25 @@ def test_tensile_summary_counts_unfailed_and_blown_up_runs_per_statistic():
                                           "blown_up": 1}
     x = tensile.summarise([run(0, failed=True), run(1)], {})["cu"]["directions"]["x"]
     assert x["runs_unfailed"] == 1 and x["ultimate_strength_GPa"]["sem"] == pytest.approx(0.5)
+
+
+def test_a_task_finds_only_its_own_checkpoints_and_trusts_none_without_its_stamp(tmp_path):
+    """``<name>.ckpt.npz`` and ``<name>.<part>.ckpt.npz`` are the task's; ``<name>0.ckpt.npz`` (seed 10 beside
+    seed 1) and its other files are not. A checkpoint without the task's stamp, or with another task's
+    (another structure file content), is deleted, never resumed."""
+    names = ["cu_x_seed1.ckpt.npz", "cu_x_seed1.seg1.ckpt.npz", "cu_x_seed1.equilibrate.ckpt.npz",
+             "cu_x_seed10.ckpt.npz", "cu_x_seed1.h5", "cu_x_seed1_final.extxyz"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    prefix = tmp_path / "cu_x_seed1"
+    assert [p.name for p in common.checkpoints(prefix)] == sorted(names[:3])
+    structure = tmp_path / "cu.extxyz"
+    structure.write_text("1\n\nCu 0 0 0\n")
+    task = {"settings": {"seeds": 1}, "structure": str(structure), "seed": 1, "potential": "morse-cu"}
+    assert not common.resumable(task, prefix)  # no stamp: nothing of it is trusted
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:] + ["cu.extxyz", "cu_x_seed1.task.json"])
+    (tmp_path / names[0]).write_bytes(b"x")
+    assert common.resumable(task, prefix)  # the same task: resumed
+    structure.write_text("1\n\nCu 0 0 0.1\n")  # another structure in the same file
+    assert not common.resumable(task, prefix) and not (tmp_path / names[0]).exists()
+    assert (tmp_path / "cu_x_seed10.ckpt.npz").exists()

@@ -295,7 +295,7 @@ def test_interface_nemd_reports_species_mixed_during_equilibration_as_a_failed_r
     types = mixed.types.copy()
     types[[0, len(types) - 1]] = types[[len(types) - 1, 0]]  # one Cu and one Au atom swap places
     mixed = mixed.replace(types=types)
-    monkeypatch.setattr(thermal, "production", lambda ff, a, settings, log: (mixed, settings))
+    monkeypatch.setattr(thermal, "production", lambda ff, a, settings, log, **_: (mixed, settings))
     with pytest.raises(MDRunError, match=r"changed during equilibration: 4 interfaces along y instead of 2"):
         interface_nemd(ff, atoms, bath_width_A=4.0, bin_width_A=1.25, production_steps=100, n_blocks=4, **QUIET)
 

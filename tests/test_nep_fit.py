@@ -344,3 +344,25 @@ def test_fit_stage_bad_nep_settings(stage_ctx, over, match):
 
     with pytest.raises(ValueError, match=match):
         fit_stage.run_fit(_stage_settings(**over), stage_ctx)
+
+
+def test_fit_stage_nep_resumes_from_its_checkpoint(stage_ctx, tmp_path):
+    """A NEP fit of the stage stopped after 3 iterations (its checkpoint left behind) and run again to 6
+    writes the same nep.txt as an uninterrupted 6-iteration fit; a checkpoint of another fit is replaced."""
+    from training import fit_stage
+
+    def task(out, **over):
+        out.mkdir(exist_ok=True)
+        settings = _stage_settings(model="nep", nep=STAGE_NEP, **over)
+        return {"system": "graphene", "dataset": str(stage_ctx.case_dir / "runs" / "data" / "graphene.extxyz.gz"),
+                "out_dir": str(out), "case_dir": str(stage_ctx.case_dir), "settings": settings}
+
+    fit_stage.fit_system(task(tmp_path / "whole", max_iter=6))
+    fit_stage.fit_system(task(tmp_path / "killed", max_iter=3))
+    assert (tmp_path / "killed" / "graphene.fit0.npz").is_file()
+    report = fit_stage.fit_system(task(tmp_path / "killed", max_iter=6))
+    assert report["steps"][0]["iterations"] == 6
+    whole, killed = (tmp_path / "whole" / "graphene.nep.txt"), (tmp_path / "killed" / "graphene.nep.txt")
+    assert killed.read_text() == whole.read_text()
+    other = fit_stage.fit_system(task(tmp_path / "killed", max_iter=2, seed=5))  # another start: afresh
+    assert other["steps"][0]["iterations"] == 2

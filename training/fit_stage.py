@@ -19,11 +19,17 @@ MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-ste
 * ``<system>_grades.png`` histogram of the frame grades with the preliminary and final potentials;
 * ``summary.json``        the returned summary: per system the report without its per-frame lists.
 
+While the stage runs, each fit of a system's passive training checkpoints its optimiser state to
+``<system>.fit<k>.npz`` (:func:`checkpointed`); the stage run again after a kill continues every fit from
+there (a finished one from its last iteration) to the same potentials, and the checkpoints are deleted
+when every system is done.
+
 With ``fit.model: nep`` (also per system, ``fit.per_system.<system>.model``) :func:`fit_nep_system`
 fits a GPUMD NEP of the sizes in ``fit.nep`` (:func:`training.nep_fit.fit_nep`: L-BFGS with the exact
 gradient, ``max_iter`` iterations, the same loss weights and seed) on all frames but the validation
-fraction, and writes ``<system>.nep.txt``, ``<system>_parity.png`` and ``<system>_fit.json``
-(``model: nep``, sizes, errors on the training and validation frames and on all frames). There is no
+fraction (checkpointed to ``<system>.fit0.npz`` as above), and writes ``<system>.nep.txt``,
+``<system>_parity.png`` and ``<system>_fit.json`` (``model: nep``, sizes, errors on the training and
+validation frames and on all frames). There is no
 active set: MaxVol grades need a model linear in its coefficients, which a NEP is not, and the md
 stage's grade checks are off for the system (as for a brought potential).
 
@@ -44,6 +50,7 @@ The threads change the time, not the potential.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -244,7 +251,8 @@ def fit_system(task: dict) -> dict:
                          progress=lambda done, total, text: None, threads=fit_threads())
     p = settings["passive"]
     lines: list[str] = []
-    res = passive_train(init, frames, fit_fn=fit_fn, every_k=p["every_k"], threshold=p["threshold"],
+    res = passive_train(init, frames, fit_fn=checkpointed(fit_fn, out, name), every_k=p["every_k"],
+                        threshold=p["threshold"],
                         max_add=p["max_add"], mode=p["mode"], parameters=p["parameters"],
                         validation_fraction=settings["validation_fraction"],
                         seed=settings["seed"], rounds=p["rounds"], log=lines.append)
@@ -271,11 +279,34 @@ def fit_system(task: dict) -> dict:
     return report
 
 
+def checkpointed(fit_fn, out: Path, name: str):
+    """``fit_fn`` with an optimiser checkpoint per call: the k-th fit of the passive training of system
+    ``name`` saves its state every iteration to ``<out>/<name>.fit<k>.npz`` and continues from it when the
+    stage runs again after a kill (:func:`training.fit.fit`: to the same potential, bit for bit). A
+    checkpoint of another fit problem (other data or settings) is deleted and that fit starts afresh."""
+    from training.fit_data import FitError
+    from training.optimize import CheckpointMismatch
+
+    calls = itertools.count()
+
+    def fit(init, frames, **kwargs):
+        checkpoint = out / f"{name}.fit{next(calls)}.npz"
+        try:
+            return fit_fn(init, frames, checkpoint=checkpoint, resume=True, **kwargs)
+        except FitError as exc:
+            if not isinstance(exc.__cause__, CheckpointMismatch):
+                raise
+            checkpoint.unlink()
+            return fit_fn(init, frames, checkpoint=checkpoint, resume=True, **kwargs)
+
+    return fit
+
+
 def fit_nep_system(task: dict) -> dict:
     """Fit a NEP for one system (a ``ctx.map`` task as for :func:`fit_system`, ``fit.model: nep``): on all
     frames but the held-out validation fraction (the MTP's passive selection does not apply,
-    :mod:`training.nep_fit`); writes ``<system>.nep.txt``, ``<system>_parity.png`` and
-    ``<system>_fit.json`` and returns the report."""
+    :mod:`training.nep_fit`), checkpointed as the MTP's fits (:func:`checkpointed`); writes
+    ``<system>.nep.txt``, ``<system>_parity.png`` and ``<system>_fit.json`` and returns the report."""
     from training.nep_fit import NEPTrainingSet, fit_nep, predict, write_nep
     from training.passive import validation_split
 
@@ -286,10 +317,14 @@ def fit_nep_system(task: dict) -> dict:
     valid, train = validation_split(len(frames), settings["validation_fraction"], settings["seed"])
     pick = lambda idx: [frames[k] for k in idx]  # noqa: E731
     sizes = nep_sizes(settings)
-    model, fit = fit_nep(pick(train), species=species, sizes=sizes, max_iter=settings["max_iter"],
-                         weights=settings["weights"], reg=settings["nep"]["reg"], seed=settings["seed"],
-                         progress=lambda done, total, text: None, source=str(task["dataset"]),
-                         threads=fit_threads())
+
+    def nep_fn(_init, train_frames, **kwargs):
+        return fit_nep(train_frames, species=species, sizes=sizes, max_iter=settings["max_iter"],
+                       weights=settings["weights"], reg=settings["nep"]["reg"], seed=settings["seed"],
+                       progress=lambda done, total, text: None, source=str(task["dataset"]),
+                       threads=fit_threads(), **kwargs)
+
+    model, fit = checkpointed(nep_fn, out, name)(None, pick(train))
     write_nep(model, out / f"{name}.nep.txt")
     errors = {"train": fit["train"]}
     if len(valid):
@@ -438,4 +473,6 @@ def run_fit(settings: dict, ctx) -> dict:
                 f"{final['forces']['rmse']:.3g} eV/A, {rep['seconds_total']:.0f} s")
     if ctx.is_root:
         fit_report.write_json(Path(ctx.out_dir) / "summary.json", summary)
+        for checkpoint in Path(ctx.out_dir).glob("*.fit[0-9]*.npz"):  # every fit is done: nothing to resume
+            checkpoint.unlink()
     return summary

@@ -3,9 +3,10 @@
 ``MTPForceField.read(path, species=None)`` reads an MLIP ``.mtp`` file; the
 species come from the file's ``potential_tag`` (``species:C,B``) or must be
 given. ``evaluate`` is ``MTP.evaluate`` itself (same contract: full pair list,
-``d = r_j + shift - r_i``, site energies [n] eV and dE/dd [p, 3] eV/Å), so the
-MD engine adds nothing between the model and its forces while every pair is at
-least its core radius (below) apart.
+``d = r_j + shift - r_i``, site energies [n] eV and dE/dd [p, 3] eV/Å; on the
+CPU its compiled kernel, ``training.mtp.host_kernel.evaluate``, which falls
+back to the array code), so the MD engine adds nothing between the model and
+its forces while every pair is at least its core radius (below) apart.
 
 Short-range core (``core=True``, the default in MD). Below ``min_dist`` an MTP
 is a polynomial outside its fitted range: it can turn attractive and diverge to
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from common.arrays import array_module
-from training.mtp import MTP
+from training.mtp import MTP, host_kernel
 
 from ..errors import MDSetupError
 
@@ -77,15 +78,20 @@ class MTPForceField:
                                "of an MLIP .mtp file")
         return cls(MTP.read(path), species, core=core, core_radii=core_radii)
 
+    def _mtp_evaluate(self, types, i, j, d, xp):
+        if xp is np:
+            return host_kernel.evaluate(self.mtp, types, i, j, d)
+        return self.mtp.evaluate(types, i, j, d, xp=xp)
+
     def evaluate(self, types, i, j, d, *, xp=None):
         """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): ``MTP.evaluate``, plus the short-range core."""
         if xp is None:
             xp = array_module(d)
         if self.core_max <= 0:
-            return self.mtp.evaluate(types, i, j, d, xp=xp)
+            return self._mtp_evaluate(types, i, j, d, xp)
         r2 = (d * d).sum(axis=1)
         if r2.size == 0 or float(r2.min()) >= self.core_max ** 2:  # one reduction on the usual step
-            return self.mtp.evaluate(types, i, j, d, xp=xp)
+            return self._mtp_evaluate(types, i, j, d, xp)
         r = xp.sqrt(r2)
         c = xp.asarray(self.core_table)[types[i], types[j]]
         w = CORE_WIDTH * c
@@ -93,7 +99,7 @@ class MTPForceField:
         th = xp.tanh(depth / w)
         g, dg = c - w * th, 1.0 - th * th  # g(r), dg/dr; g = r, g' = 1 outside
         g = xp.where(depth > 0, g, r)
-        energies, grad = self.mtp.evaluate(types, i, j, d * (g / r)[:, None], xp=xp)
+        energies, grad = self._mtp_evaluate(types, i, j, d * (g / r)[:, None], xp)
         u = d / r[:, None]
         radial = (u * grad).sum(axis=1)
         # d' = d g(r)/r:  dE/dd = (g/r) G + (g' - g/r) (u . G) u

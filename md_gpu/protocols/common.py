@@ -6,6 +6,7 @@ once; callers that validate settings (the md stage, the command line) import the
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -114,23 +115,41 @@ def barostat_for(ff, state: State, axes, settings: RunSettings) -> Barostat | No
                     pbc=state.pbc)
 
 
-def simulation(ff, state: State, settings: RunSettings, *, out_prefix=None, log=print, extrapolation=None,
-               per_atom: bool = False, external_force=None, observers=(), blowup=None):
-    """A :class:`Simulation` with the intervals of ``settings``; files ``<out_prefix>.extxyz/.ckpt.npz``
-    (without ``out_prefix``, e.g. the short runs of :func:`elastic_constants`: no trajectory, no checkpoints).
+def checkpoint_file(prefix, part: str) -> str | None:
+    """``<prefix>.<part>.ckpt.npz``: the checkpoint of the sub-run ``part`` of a protocol (None without a
+    ``prefix``). A protocol made of several runs (an equilibration, then strained cells, ...) gives each
+    its own, so a resumed protocol replays its finished runs from their last checkpoints and continues
+    the interrupted one."""
+    return None if prefix is None else f"{prefix}.{part}.ckpt.npz"
+
+
+def simulation(ff, state: State, settings: RunSettings, *, out_prefix=None, checkpoint=None, resume: bool = False,
+               log=print, extrapolation=None, per_atom: bool = False, external_force=None, observers=(),
+               blowup=None):
+    """A :class:`Simulation` with the intervals of ``settings``: trajectory ``<out_prefix>.extxyz``, checkpoints
+    every ``settings.checkpoint_every`` steps and at the end of every stage to ``checkpoint`` (default
+    ``<out_prefix>.ckpt.npz``; neither: no trajectory, no checkpoints, e.g. the short runs of
+    :func:`elastic_constants` called without a prefix). ``resume``: continue from that checkpoint when it
+    exists (:meth:`Simulation.resume`; ``state`` is then the saved one), else start from ``state``.
     ``per_atom``, ``external_force``, ``observers``, ``blowup``: as :class:`Simulation`."""
     traj = f"{out_prefix}.extxyz" if out_prefix and settings.traj_every else None
-    ckpt = f"{out_prefix}.ckpt.npz" if out_prefix and settings.checkpoint_every else None
-    return Simulation(ff, state, dt_fs=settings.dt_fs, skin_A=settings.skin_A, seed=settings.seed,
-                      thermo_every=settings.thermo_every, traj_every=settings.traj_every if traj else 0,
-                      traj_path=traj, checkpoint_every=settings.checkpoint_every if ckpt else 0,
-                      checkpoint_path=ckpt,
-                      extrapolation=extrapolation, log=log, per_atom=per_atom, external_force=external_force,
-                      observers=observers, blowup=blowup)
+    if checkpoint is None and out_prefix:
+        checkpoint = f"{out_prefix}.ckpt.npz"
+    ckpt = checkpoint if settings.checkpoint_every else None
+    options = dict(dt_fs=settings.dt_fs, skin_A=settings.skin_A, thermo_every=settings.thermo_every,
+                   traj_every=settings.traj_every if traj else 0, traj_path=traj,
+                   checkpoint_every=settings.checkpoint_every if ckpt else 0, checkpoint_path=ckpt,
+                   extrapolation=extrapolation, log=log, per_atom=per_atom, external_force=external_force,
+                   observers=observers, blowup=blowup)
+    if resume and ckpt and Path(ckpt).is_file():
+        return Simulation.resume(options.pop("checkpoint_path"), ff, **options)
+    return Simulation(ff, state, seed=settings.seed, **options)
 
 
-def equilibrate(ff, atoms_or_state, settings: RunSettings, *, barostat_axes=None, log=print):
-    """NVT (or NPT on ``barostat_axes``, default: the periodic axes) at ``settings.temperature_K``.
+def equilibrate(ff, atoms_or_state, settings: RunSettings, *, barostat_axes=None, log=print, checkpoint=None,
+                resume: bool = False):
+    """NVT (or NPT on ``barostat_axes``, default: the periodic axes) at ``settings.temperature_K``;
+    ``checkpoint``, ``resume``: as :func:`simulation`.
 
     Returns the :class:`md_gpu.simulation.RunResult` (final state in ``result.md.state``).
     """
@@ -138,4 +157,4 @@ def equilibrate(ff, atoms_or_state, settings: RunSettings, *, barostat_axes=None
     axes = in_plane_axes(state) if barostat_axes is None else tuple(barostat_axes)
     stage = Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
                   barostat=barostat_for(ff, state, axes, settings))
-    return simulation(ff, state, settings, log=log).run([stage])
+    return simulation(ff, state, settings, checkpoint=checkpoint, resume=resume, log=log).run([stage])

@@ -38,7 +38,7 @@ from ..errors import MDSetupError
 from ..simulation import Stage
 from ..state import State, to_atoms
 from ..units import EV_PER_A3_TO_GPA, GPA_A_TO_N_PER_M
-from .common import RunSettings, barostat_for, in_plane_axes, prepare_state, simulation
+from .common import RunSettings, barostat_for, checkpoint_file, in_plane_axes, prepare_state, simulation
 
 VOIGT = (("xx", (0, 0)), ("yy", (1, 1)), ("xy", (0, 1)))
 SCHEMES = ("central", "tension", "tension2")
@@ -66,7 +66,7 @@ def _deform(state: State, F: np.ndarray) -> State:
     return state.replace(positions=state.positions @ F, cell=state.cell @ F)
 
 
-def _constants(stresses: dict, delta: float, scale: float, *, scheme: str = "central") -> dict:
+def constants_from_stresses(stresses: dict, delta: float, scale: float, *, scheme: str = "central") -> dict:
     """C from {(component, multiple): stress [3, 3] in GPa} (the cell at strain ``multiple * delta``)
     by the finite-difference stencil of ``scheme`` (STENCILS); scale converts GPa to the output unit."""
     C = np.zeros((3, 3))
@@ -85,11 +85,16 @@ def _check(state: State, delta: float):
 
 
 def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps: int = 2000,
-                      settings: RunSettings | None = None, scheme: str = "central", log=print) -> dict:
+                      settings: RunSettings | None = None, scheme: str = "central", checkpoints=None,
+                      resume: bool = False, log=print) -> dict:
     """C11, C22, C12, C66 at ``settings.temperature_K`` (see module docstring); unit in ``"unit"``.
 
     ``scheme``: "central" (cells at +-delta), "tension" (cells at +delta and the unstrained one) or
-    "tension2" (cells at 0, +delta, +2 delta; second order, see the module docstring)."""
+    "tension2" (cells at 0, +delta, +2 delta; second order, see the module docstring).
+    ``checkpoints``: path prefix of the runs' checkpoints (with ``settings.checkpoint_every``):
+    ``<checkpoints>.equilibrate.ckpt.npz``, then one per strained cell, ``.<component><multiple>``
+    (``.xx+1``, ``.xy-1``, ...; the unstrained cell ``.zero``); ``resume``: replay the finished runs and
+    continue the interrupted one from them (:func:`~md_gpu.protocols.common.simulation`)."""
     if scheme not in SCHEMES:
         raise MDSetupError(f"elastic constants: scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
     settings = settings or RunSettings()
@@ -98,14 +103,16 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
     sheet = not state.pbc[2]
     stage = Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
                   barostat=barostat_for(ff, state, in_plane_axes(state), settings))
-    ref = simulation(ff, state, settings, log=log).run([stage]).md.state
+    ref = simulation(ff, state, settings, checkpoint=checkpoint_file(checkpoints, "equilibrate"), resume=resume,
+                     log=log).run([stage]).md.state
     settle = max(settings.equilibrate_steps // 4, 1)
 
-    def mean_stress(cell_state) -> np.ndarray:
+    def mean_stress(cell_state, part: str) -> np.ndarray:
         """Stress tensor (GPa) averaged over the sample stage after settling."""
         stages = [Stage("settle", settle, thermostat=settings.make_thermostat()),
                   Stage("sample", sample_steps, thermostat=settings.make_thermostat())]
-        run = simulation(ff, cell_state, settings, log=log).run(stages)
+        run = simulation(ff, cell_state, settings, checkpoint=checkpoint_file(checkpoints, part), resume=resume,
+                         log=log).run(stages)
         rows = slice(run.stage_rows[1] + 1, None)
         cols = ("stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
                 "stress_xy_GPa")
@@ -113,12 +120,12 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
         return np.array([[v[0], v[5], v[4]], [v[5], v[1], v[3]], [v[4], v[3], v[2]]])
 
     multiples = [m for m, _ in STENCILS[scheme]]
-    unstrained = mean_stress(ref) if 0 in multiples else None  # run once: every component's zero cell
-    stresses = {(c, m): unstrained if m == 0 else mean_stress(_deform(ref, _strain_matrix(c, m * delta)))
+    unstrained = mean_stress(ref, "zero") if 0 in multiples else None  # run once: every component's zero cell
+    stresses = {(c, m): unstrained if m == 0 else mean_stress(_deform(ref, _strain_matrix(c, m * delta)), f"{c}{m:+d}")
                 for c, _ in VOIGT for m in multiples}
     height = float(to_numpy(ref.cell)[2, 2])
     scale = height * GPA_A_TO_N_PER_M if sheet else 1.0
-    out = _constants(stresses, delta, scale, scheme=scheme)
+    out = constants_from_stresses(stresses, delta, scale, scheme=scheme)
     out.update(unit="N/m" if sheet else "GPa", temperature_K=settings.temperature_K, delta=delta,
                n_atoms=state.n_atoms, scheme=scheme)
     return out
@@ -150,6 +157,6 @@ def static_elastic_constants(ff, atoms, *, delta: float = 0.005, fmax: float = 1
             v = strained.get_stress(voigt=False) * EV_PER_A3_TO_GPA
             stresses[component, sign] = v
     scale = atoms.cell[2, 2] * GPA_A_TO_N_PER_M if sheet else 1.0
-    out = _constants(stresses, delta, scale)
+    out = constants_from_stresses(stresses, delta, scale)
     out.update(unit="N/m" if sheet else "GPa", temperature_K=0.0, delta=delta, n_atoms=len(atoms))
     return out

@@ -32,7 +32,7 @@ from common.atomic import atomic_path
 from ..errors import MDSetupError
 from ..simulation import Stage
 from ..state import State, to_atoms
-from .common import RunSettings, prepare_state, simulation
+from .common import RunSettings, checkpoint_file, prepare_state, simulation
 
 
 def first_shell_cutoff(atoms, *, search_A: float = 6.0) -> float:
@@ -65,10 +65,14 @@ def _histogram(cn: np.ndarray) -> list[int]:
 
 
 def structure_stability(ff, atoms, *, steps: int = 20000, n_samples: int = 10, max_changed: float = 0.1,
-                        settings: RunSettings | None = None, final_path=None, log=print) -> dict:
+                        settings: RunSettings | None = None, final_path=None, checkpoints=None, resume: bool = False,
+                        log=print) -> dict:
     """NVT run of ``atoms`` (ase.Atoms at 0 K) at ``settings.temperature_K``; see the module docstring.
 
-    ``final_path``: also write the last snapshot there (extxyz, for OVITO or ASE's viewer)."""
+    ``final_path``: also write the last snapshot there (extxyz, for OVITO or ASE's viewer).
+    ``checkpoints``: path prefix of the checkpoints of the ``n_samples`` chunks of the run
+    (``<checkpoints>.nvt<k>.ckpt.npz``, with ``settings.checkpoint_every``); ``resume``: replay the finished
+    chunks and continue the interrupted one from them (:func:`~md_gpu.protocols.common.simulation`)."""
     settings = settings or RunSettings()
     if steps < n_samples or n_samples < 5:
         raise MDSetupError(f"structure stability: steps ({steps}) must be >= n_samples ({n_samples}) >= 5")
@@ -81,8 +85,8 @@ def structure_stability(ff, atoms, *, steps: int = 20000, n_samples: int = 10, m
     chunk = steps // n_samples
     series, energies = [], []
     for k in range(n_samples):
-        run = simulation(ff, state, settings, log=log).run([Stage(f"nvt {k + 1}/{n_samples}", chunk,
-                                                                  thermostat=settings.make_thermostat())])
+        run = simulation(ff, state, settings, checkpoint=checkpoint_file(checkpoints, f"nvt{k}"), resume=resume,
+                         log=log).run([Stage(f"nvt {k + 1}/{n_samples}", chunk, thermostat=settings.make_thermostat())])
         state = run.md.state
         energies.append(float(np.mean(run.thermo["potential_eV"])))
         series.append(float(np.mean(coordination(to_atoms(state), cutoff) != cn0)))

@@ -63,7 +63,7 @@ checkpoints.
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 
@@ -72,10 +72,11 @@ from ..backend import to_numpy
 from ..cell_control import LoadingBarostat, axis_index
 from ..errors import MDSetupError
 from ..io import write_run_h5
-from ..simulation import Simulation, Stage
+from ..simulation import Stage
 from ..state import State, to_atoms
 from ..units import EV_PER_A3_TO_GPA, GPA_A_TO_N_PER_M, PER_S_TO_PER_FS
-from .common import TRANSVERSE, RunSettings, barostat_for, estimate_modulus, in_plane_axes, prepare_state, simulation
+from .common import (TRANSVERSE, RunSettings, barostat_for, checkpoint_file, estimate_modulus, in_plane_axes,
+                     prepare_state, simulation)
 # failure detection (rule 3) lives in .fracture; its names stay importable from here
 from .fracture import crossing_bonds, first_shell_cutoff_of, fractured, yield_point
 
@@ -166,11 +167,13 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     stress drop must last; failure_drop: fraction of the peak a drop must lose to pause the run
     for a structure check (rule 3); yield_drop: the same for reporting yield; out_prefix: path
     prefix of ``.h5``, ``.extxyz``, ``.ckpt.npz`` (after a yield event the run continues from
-    ``.seg<k>.ckpt.npz``); resume: continue from those checkpoints.
+    ``.seg<k>.ckpt.npz``); resume: continue from those checkpoints (those that exist).
 
     Properties (2D sheet: ``*_N_per_m`` and GPa at ``thickness_A``; bulk cell: ``*_GPa``):
     ``youngs_modulus_*``, ``youngs_modulus_fit_sem_*``, ``fit_window_strain``,
-    ``poisson_ratio``, ``poisson_ratio_fit_sem``, ``transverse_stress_mean_*`` and
+    ``poisson_ratio`` (the transverse strain averaged over the transverse periodic axes: one for a
+    sheet, two for a bulk cell), ``poisson_ratio_fit_sem``, ``poisson_fit_window_strain`` (its own
+    window, :func:`md_gpu.analysis.tensile_properties`), ``transverse_stress_mean_*`` and
     ``transverse_stress_sem_*`` (over the loading, block averages), ``ultimate_strength_*`` (the
     peak stress), ``failure_strain`` (strain at the peak), ``failure_mode`` ("fracture" | "none":
     reached ``max_strain``), ``failed`` (fracture), ``fracture_strain`` (where the crack was
@@ -245,20 +248,10 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
                     barostat=barostat_for(ff, state, periodic, settings)),
               tension_stage(L_start, L_start, steps)]
 
-    def first_run(stages_built):
-        if resume:
-            if out_prefix is None:
-                raise MDSetupError("resume needs out_prefix (where the checkpoint is)")
-            sim = Simulation.resume(f"{out_prefix}.ckpt.npz", ff, dt_fs=settings.dt_fs, skin_A=settings.skin_A,
-                                    thermo_every=settings.thermo_every, traj_every=settings.traj_every,
-                                    traj_path=f"{out_prefix}.extxyz" if settings.traj_every else None,
-                                    checkpoint_every=settings.checkpoint_every, extrapolation=extrapolation,
-                                    log=log)
-        else:
-            sim = simulation(ff, state, settings, out_prefix=out_prefix, log=log, extrapolation=extrapolation)
-        return sim.run(stages_built)
-
-    run = first_run(stages)
+    if resume and out_prefix is None:
+        raise MDSetupError("resume needs out_prefix (where the checkpoint is)")
+    run = simulation(ff, state, settings, out_prefix=out_prefix, resume=resume, log=log,
+                     extrapolation=extrapolation).run(stages)
     rows = run.stage_rows[1]
     thermo = {c: np.asarray(v) for c, v in run.thermo.items()}
     L0 = float(thermo[f"cell_{axis}{axis}_A"][rows])
@@ -284,20 +277,9 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             break
         L_now = float(to_numpy(md.state.cell)[a, a])
         stage = tension_stage(L0, L_now, left)
-        seg_ckpt = f"{out_prefix}.seg{segment}.ckpt.npz" if out_prefix and settings.checkpoint_every else None
-        if resume and seg_ckpt and Path(seg_ckpt).is_file():
-            sim = Simulation.resume(seg_ckpt, ff, dt_fs=settings.dt_fs, skin_A=settings.skin_A,
-                                    thermo_every=settings.thermo_every, traj_every=settings.traj_every,
-                                    traj_path=f"{out_prefix}.extxyz" if settings.traj_every else None,
-                                    checkpoint_every=settings.checkpoint_every, extrapolation=extrapolation,
-                                    log=log)
-        else:
-            sim = Simulation(ff, md.state, dt_fs=settings.dt_fs, skin_A=settings.skin_A,
-                             seed=settings.seed + 7919 * segment, thermo_every=settings.thermo_every,
-                             traj_every=settings.traj_every if out_prefix and settings.traj_every else 0,
-                             traj_path=f"{out_prefix}.extxyz" if out_prefix and settings.traj_every else None,
-                             checkpoint_every=settings.checkpoint_every if seg_ckpt else 0,
-                             checkpoint_path=seg_ckpt, extrapolation=extrapolation, log=log)
+        sim = simulation(ff, md.state, replace(settings, seed=settings.seed + 7919 * segment), out_prefix=out_prefix,
+                         checkpoint=checkpoint_file(out_prefix, f"seg{segment}"), resume=resume, log=log,
+                         extrapolation=extrapolation)
         run = sim.run([stage])
         more = {c: np.asarray(v)[1:] for c, v in run.thermo.items()}  # row 0 repeats the pause
         more["time_fs"] = more["time_fs"] + thermo["time_fs"][-1]
@@ -311,8 +293,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             fracture_strain = strain_now  # cracked without a drop the detector saw (e.g. at the last rows)
             events.append({"strain": strain_now, "kind": "fracture"})
 
-    transverse_axis = others[0] if others else None
-    curve = stress_strain_curve(thermo, rows, axis, transverse_axis, sheet=sheet)
+    curve = stress_strain_curve(thermo, rows, axis, others, sheet=sheet)  # nu: mean over the transverse axes
     to_2d = thermo["cell_zz_A"][rows:] * GPA_A_TO_N_PER_M
     t_stress = (np.mean([thermo[f"stress_{o}{o}_GPa"][rows:] for o in others], axis=0) if others
                 else np.zeros_like(curve["strain"]))
@@ -341,6 +322,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             properties[f"{name}_GPa"] = properties[f"{name}_N_per_m"] * to_gpa
     properties["poisson_ratio"] = props["poisson_ratio"]
     properties["poisson_ratio_fit_sem"] = props["poisson_ratio_sem"]
+    properties["poisson_fit_window_strain"] = props["poisson_fit_window_strain"]
     properties["failure_strain"] = props["failure_strain"]
     properties["failure_mode"] = "fracture" if broke else "none"
     properties["failed"] = broke

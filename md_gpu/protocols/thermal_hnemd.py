@@ -12,7 +12,8 @@ sheet. The heat current J (eV Å/fs) of every step is recorded by an observer.
 Sequence: NPT in the plane at T (``settings.equilibrate_steps``), then ``production_steps`` at that
 cell with the driving force. Uncertainty: the larger of the block sem (``n_blocks`` consecutive
 blocks of one run) and the Green-Kubo noise floor :func:`fluctuation_sem`; seeds are combined by
-the caller. Runs do not checkpoint.
+the caller. With ``out_prefix`` and ``settings.checkpoint_every`` the run checkpoints (the heat current
+recorded so far included) and ``resume`` continues it to the result of an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -51,10 +52,17 @@ class CurrentRecorder:
         self.series[self.k] = heat_current(md.state, md.result)
         self.k += 1
 
+    def checkpoint_arrays(self) -> dict:
+        return {"series": to_numpy(self.series[:self.k]), "k": np.array(self.k)}
+
+    def restore_arrays(self, arrays: dict) -> None:
+        self.k = int(arrays["k"])
+        self.series[:self.k] = array_module(self.series).asarray(arrays["series"])
+
 
 def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-5, production_steps: int = 100000,
           settings: RunSettings | None = None, thickness_A: float | None = None, n_blocks: int = 10,
-          out_prefix=None, log=print) -> dict:
+          out_prefix=None, resume: bool = False, log=print) -> dict:
     """Thermal conductivity along ``direction`` by HNEMD (module docstring); W/(m K).
 
     driving_force_per_A: ``F_e`` (1/Å) along ``direction``: small enough for linear response (F_e times
@@ -62,7 +70,8 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
     whose sem scales as ``1 / (F_e sqrt(V t))`` (:func:`fluctuation_sem`); production_steps at
     ``settings.dt_fs`` after ``settings.equilibrate_steps`` of NPT; thickness_A: effective thickness
     (Å) of a sheet; the sem is the larger of the block sem (``n_blocks`` blocks) and
-    :func:`fluctuation_sem`; out_prefix: write ``<out_prefix>.h5``.
+    :func:`fluctuation_sem`; out_prefix: write ``<out_prefix>.h5`` and, with ``settings.checkpoint_every``,
+    checkpoints (:mod:`.thermal_common`; the heat current so far included); resume: continue from them.
     Returns ``{"properties", "series", "settings", "h5"}``; properties: ``conductivity_W_per_mK``,
     ``conductivity_sem_W_per_mK``, ``length_A`` (cell length along ``direction``), ``n_atoms``;
     series: running average of the conductivity (W/(m K)) against time (ps), at most 500 points.
@@ -71,7 +80,7 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
     if production_steps < n_blocks or n_blocks < 2 or driving_force_per_A <= 0:
         raise MDSetupError(f"hnemd: production_steps={production_steps} must be >= n_blocks={n_blocks} >= 2 and "
                            f"driving_force_per_A={driving_force_per_A} > 0")
-    state, prod = production(ff, atoms_or_state, settings, log)
+    state, prod = production(ff, atoms_or_state, settings, log, out_prefix=out_prefix, resume=resume)
     k = transport_axis(state, direction)
     xp = array_module(state.positions)
     fe = xp.zeros(3)
@@ -83,7 +92,8 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
     recorder = CurrentRecorder(production_steps, xp)
     stage = Stage("hnemd", production_steps, thermostat=prod.make_thermostat(), observers=(recorder,))
     run = run_production(ff, state, prod, [stage], log,
-                         external_force=lambda _state, result: driving_forces(result.virials, fe))
+                         external_force=lambda _state, result: driving_forces(result.virials, fe),
+                         out_prefix=out_prefix, resume=resume)
     jk = to_numpy(recorder.series)[:, k]
     scale = EV_PER_FS_A_K_TO_W_PER_MK / (t * volume * driving_force_per_A)
     running = np.cumsum(jk) / np.arange(1, jk.size + 1) * scale

@@ -118,7 +118,8 @@ def _bath_layout(state: State, k: int, interfaces: np.ndarray, bath_width_A: flo
 def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bath_width_A: float = 4.0,
                    production_steps: int = 100000, settings: RunSettings | None = None,
                    thickness_A: float | None = None, transient_steps: int | None = None, bin_width_A: float = 1.0,
-                   n_blocks: int = 10, phases: dict | None = None, out_prefix=None, log=print) -> dict:
+                   n_blocks: int = 10, phases: dict | None = None, out_prefix=None, resume: bool = False,
+                   log=print) -> dict:
     """Interfacial thermal conductance across the interfaces normal to ``axis`` by NEMD (module docstring).
 
     The cell (e.g. an interface system's 0 K cell repeated an even number of times along y) is
@@ -126,7 +127,8 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
     interface and the cold bath half a cell later; both must lie inside a phase. The temperature jump is
     the mean over the interfaces between the baths of the extrapolated side fits; ``G = q / Delta T``
     (W m^-2 K^-1). Per side (its species, or its phase with ``phases``: :func:`find_interfaces`):
-    conductivity ``q / |dT/dx|`` and Kapitza length ``kappa / G``.
+    conductivity ``q / |dT/dx|`` and Kapitza length ``kappa / G``. out_prefix: write ``<out_prefix>.h5``
+    and, with ``settings.checkpoint_every``, checkpoints (:mod:`.thermal_common`); resume: continue from them.
     """
     settings = settings or RunSettings()
     check_nemd_args(production_steps, n_blocks, delta_T_K)
@@ -134,7 +136,7 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
     k = transport_axis(start, axis)
     built = find_interfaces(start, k, phases)[0]
     _bath_layout(start, k, built, bath_width_A, bin_width_A)  # geometry errors before any MD
-    state, prod = production(ff, atoms_or_state, settings, log)
+    state, prod = production(ff, atoms_or_state, settings, log, out_prefix=out_prefix, resume=resume)
     interfaces, after = find_interfaces(state, k, phases)
     if len(interfaces) != len(built):
         raise MDRunError(f"interface NEMD: the structure changed during equilibration: {len(interfaces)} interfaces "
@@ -149,7 +151,8 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
     transient = transient_length(production_steps, transient_steps)
     log(f"interface_nemd: {state.n_atoms} atoms, {'xyz'[k]} length {length:.4g} Å, {len(interfaces)} interfaces, "
         f"delta_T = {delta_T_K} K, {transient} + {production_steps} steps")
-    baths = run_baths(ff, state, prod, layout, k, delta_T_K, production_steps, transient, n_blocks, thickness_A, log)
+    baths = run_baths(ff, state, prod, layout, k, delta_T_K, production_steps, transient, n_blocks, thickness_A, log,
+                      out_prefix=out_prefix, resume=resume)
     temps = baths.temperatures_K
     skip = layout.bin_width_A
     jump_blocks = [np.mean([f[0] for f in _interface_fits(tb, layout, rel, skip)]) for tb in temps]

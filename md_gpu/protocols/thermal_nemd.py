@@ -12,7 +12,9 @@ of the binned temperature profile over the two segments between the baths (``gra
 Sequence: NPT in the plane at T (``settings.equilibrate_steps``), then at that cell a transient
 with the baths on and the production, during which an observer sums per block the kinetic energy
 per bin and the bath energies. Uncertainties are block averages within one run (``n_blocks``
-consecutive blocks); seeds are combined by the caller. Runs do not checkpoint. The bin layout, the
+consecutive blocks); seeds are combined by the caller. With ``out_prefix`` and
+``settings.checkpoint_every`` a run checkpoints (the block sums included) and ``resume`` continues it to
+the result of an uninterrupted run. The bin layout, the
 bath run and the profile analysis are shared with :mod:`.thermal_interface`.
 """
 from __future__ import annotations
@@ -30,8 +32,8 @@ from ..simulation import Stage
 from ..state import State
 from ..units import EV_PER_FS_A2_TO_W_PER_M2, EV_PER_FS_A_K_TO_W_PER_MK, KB
 from .common import GRADIENTS, RunSettings
-from .thermal_common import (fit_line, fractions, production, run_production, transport_axis, transport_volume,
-                             write_h5)
+from .thermal_common import (block_sums_arrays, fit_line, fractions, production, restore_block_sums, run_production,
+                             transport_axis, transport_volume, write_h5)
 
 
 class HeatBaths:
@@ -76,6 +78,12 @@ class _BathRecorder:
         mv2 = s.masses * (s.velocities * s.velocities).sum(1)
         self.blocks.add(mv2=xp.bincount(self.bins, weights=mv2, minlength=self.n_bins), hot=-self.baths.last[0],
                         cold=self.baths.last[1])
+
+    def checkpoint_arrays(self) -> dict:
+        return block_sums_arrays(self.blocks)
+
+    def restore_arrays(self, arrays: dict) -> None:
+        restore_block_sums(self.blocks, arrays, array_module(self.bins))
 
 
 @dataclasses.dataclass
@@ -132,8 +140,9 @@ class BathRun:
 
 
 def run_baths(ff, state, settings, layout: Layout, k: int, delta_T_K, production_steps, transient_steps, n_blocks,
-              thickness_A, log) -> BathRun:
-    """Run the baths along axis ``k`` (transient, then production) and reduce the blocks (:class:`BathRun`)."""
+              thickness_A, log, *, out_prefix=None, resume: bool = False) -> BathRun:
+    """Run the baths along axis ``k`` (transient, then production) and reduce the blocks (:class:`BathRun`);
+    ``out_prefix``, ``resume``: checkpoints, as :func:`.thermal_common.run_production`."""
     xp = array_module(state.positions)
     half = layout.n_bins // 2
     hot = np.flatnonzero(layout.bins < layout.n_bath)
@@ -146,7 +155,7 @@ def run_baths(ff, state, settings, layout: Layout, k: int, delta_T_K, production
     recorder = _BathRecorder(baths, layout.bins, layout.n_bins, production_steps, n_blocks, xp)
     stages = [Stage("nemd_transient", transient_steps, thermostat=baths),
               Stage("nemd", production_steps, thermostat=baths, observers=(recorder,))]
-    run = run_production(ff, state, settings, stages, log)
+    run = run_production(ff, state, settings, stages, log, out_prefix=out_prefix, resume=resume)
     area = cross_section_A2(state, k, thickness_A)
     return BathRun(run, recorder, bin_temperatures(recorder, layout), block_fluxes(recorder, area, settings.dt_fs),
                    area)
@@ -214,7 +223,7 @@ def cross_section_A2(state: State, k: int, thickness_A) -> float:
 def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_width_A: float = 5.0,
          production_steps: int = 100000, settings: RunSettings | None = None, thickness_A: float | None = None,
          transient_steps: int | None = None, bin_width_A: float = 2.5, n_blocks: int = 10, gradient: str = "baths",
-         out_prefix=None, log=print) -> dict:
+         out_prefix=None, resume: bool = False, log=print) -> dict:
     """Thermal conductivity kappa(L) along ``direction`` by NEMD (module docstring); W/(m K).
 
     delta_T_K: hot minus cold bath temperature (K), centred on ``settings.temperature_K``;
@@ -226,19 +235,22 @@ def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_wid
     in 1/L to the same diffusive limit (the bath contacts add a resistance, i.e. a 1/L term).
     Properties: conductivity and its block sem, heat flux (W/m^2), gradient (K/m), ``length_A``
     (distance between bath centres), measured ``bath_temperatures_K`` [hot, cold],
-    ``energy_balance_rel`` = |E_in - E_out - dE| / E_in.
+    ``energy_balance_rel`` = |E_in - E_out - dE| / E_in. out_prefix: write ``<out_prefix>.h5`` and, with
+    ``settings.checkpoint_every``, checkpoints (:mod:`.thermal_common`; the block sums so far included);
+    resume: continue from them.
     """
     settings = settings or RunSettings()
     check_nemd_args(production_steps, n_blocks, delta_T_K)
     if gradient not in GRADIENTS:
         raise MDSetupError(f"nemd: gradient={gradient!r} is not one of {', '.join(GRADIENTS)}")
-    state, prod = production(ff, atoms_or_state, settings, log)
+    state, prod = production(ff, atoms_or_state, settings, log, out_prefix=out_prefix, resume=resume)
     k = transport_axis(state, direction)
     layout = bin_layout(state, k, bath_width_A, bin_width_A)
     transient = transient_length(production_steps, transient_steps)
     log(f"nemd: {state.n_atoms} atoms, {'xyz'[k]} length {layout.length_A:.4g} Å, delta_T = {delta_T_K} K, "
         f"baths {layout.n_bath * layout.bin_width_A:.3g} Å, {transient} + {production_steps} steps")
-    baths = run_baths(ff, state, prod, layout, k, delta_T_K, production_steps, transient, n_blocks, thickness_A, log)
+    baths = run_baths(ff, state, prod, layout, k, delta_T_K, production_steps, transient, n_blocks, thickness_A, log,
+                      out_prefix=out_prefix, resume=resume)
     temps = baths.temperatures_K
     grad_fn = _fit_gradient if gradient == "fit" else _bath_gradient
     grad_blocks = np.array([grad_fn(tb, layout) for tb in temps])  # K/Å

@@ -16,8 +16,10 @@ A *task kind module* is a plain module with these attributes (all optional unles
 ``plan(settings, system: System) -> list[dict]``
     the other tasks of one system, planned after its seeded ones.
 ``run(task: dict) -> dict`` (required)
-    one task, on whichever MPI rank gets it; returns ``{**task, "result": ..., ...}`` (plain data) or,
-    for a run that blew up, ``{**task, "result": None, "blew_up": reason}``.
+    one task, on whichever MPI rank gets it; returns ``{**task, "result": ..., ...}`` (plain data that
+    JSON keeps: it is stored as ``<name>.result.json``, :meth:`Registry.run`) or, for a run that blew up,
+    ``{**task, "result": None, "blew_up": reason}``. Its runs checkpoint to ``<out_dir>/<name>[.<part>].ckpt.npz``
+    and resume when :func:`~md_gpu.tasks.common.resumable` says so (module docstring of :mod:`.common`).
 ``note(provenance: dict, result: dict) -> None``
     what one result adds to ``systems.<name>.provenance`` of ``summary.json``, called in plan order;
     default :func:`note_blown_up`.
@@ -94,6 +96,11 @@ class Registry:
             return self._by_kind[kind]
         except KeyError:
             raise ValueError(f"md: no task kind {kind!r} is registered (md_gpu.tasks)") from None
+
+    def run(self, task: dict) -> dict:
+        """Run one task with the module of its kind, once (:func:`md_gpu.tasks.common.run_once`: a task that
+        finished before returns its stored result)."""
+        return common.run_once(task, self.module_of(task["kind"]).run)
 
     def settings_table(self) -> dict:
         """The ``md`` settings table: the run-wide keys, then each module's slice."""

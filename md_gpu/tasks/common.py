@@ -1,17 +1,29 @@
 """What every task kind shares: the run-wide settings, loading a task's potential and structure, the
-protocols' run settings, progress lines, checkpoint stamps, blow-ups and the figure helpers.
+protocols' run settings, progress lines, resuming (checkpoint stamps, stored results), blow-ups and the
+figure helpers.
+
+Resuming, the same for every task kind: a task writes its checkpoints as ``<out_dir>/<name>.ckpt.npz``
+or, for a protocol made of several runs, ``<name>.<part>.ckpt.npz`` (every ``md.checkpoint_every``
+steps and at the end of every stage; :func:`md_gpu.protocols.common.simulation`), stamped with the
+task's :func:`fingerprint` in ``<name>.task.json`` (:func:`resumable`). When it finishes, its result
+goes to ``<name>.result.json`` and its checkpoints and stamp are deleted (:func:`run_once`; all this
+only with ``md.checkpoint_every`` > 0). A stage killed at any point and run again returns the stored
+results, resumes the interrupted runs from their checkpoints and gives the same ``summary.json`` and
+run files, bit for bit on the NumPy backend, as an uninterrupted run (tests/test_fault_injection.py).
 
 Units as everywhere in md_gpu: eV, Å, fs, amu, K; stresses in GPa (bulk) or N/m (2D sheets).
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 from pathlib import Path
 
+from common.atomic import write_json, write_text
 from common.figures import save_figure
 
-from ..errors import MDRunError
+from ..errors import MDRunError, MDSetupError
 from ..protocols.common import THERMOSTATS
 
 SETTINGS = {
@@ -30,7 +42,8 @@ SETTINGS = {
                                      "(md_gpu/forcefields/mtp.py); the exact MTP above. A NEP runs as it is"),
     "thermo_every": (int, 10, "steps between thermo rows"),
     "traj_every": (int, 0, "steps between extxyz frames (0: none)"),
-    "checkpoint_every": (int, 2000, "steps between checkpoints (0: none)"),
+    "checkpoint_every": (int, 2000, "steps between checkpoints (0: none, and no finished run is kept: an "
+                                    "interrupted stage runs everything again)"),
 }
 
 
@@ -77,21 +90,72 @@ def progress_printer(task: dict):
     return lambda line: print(f"[md] {task['name']}: {line}", flush=True)
 
 
+def fingerprint(task: dict) -> str:
+    """SHA-256 (hex) of what a task computes: the task itself (kind, settings, seed, file names, ...) and the
+    contents of the files it reads (``potential``, ``structure``, ``phase_structures``; a name that is not a
+    file, e.g. a built-in potential, counts by its name)."""
+    files = [task.get("potential"), task.get("structure"), *task.get("phase_structures", [])]
+    contents = {str(f): _sha256(Path(f)) if Path(f).is_file() else None for f in files if f}
+    text = json.dumps({"task": task, "sha256": contents}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def checkpoints(prefix) -> list[Path]:
+    """The checkpoints of the task whose files start with ``prefix``: ``<prefix>.ckpt.npz`` and the sub-runs'
+    ``<prefix>.<part>.ckpt.npz``."""
+    prefix = Path(prefix)
+    return sorted(prefix.parent.glob(f"{glob.escape(prefix.name)}.*ckpt.npz"))
+
+
 def resumable(task: dict, prefix: Path) -> bool:
-    """True when ``<prefix>.ckpt.npz`` was left by an interrupted run of this very task (same settings,
-    same potential and structure file contents); a checkpoint of other settings is deleted, never resumed."""
-    checkpoint = Path(f"{prefix}.ckpt.npz")
+    """True when checkpoints ``<prefix>[.<part>].ckpt.npz`` were left by an interrupted run of this very task
+    (the same :func:`fingerprint`, kept in ``<prefix>.task.json``); the checkpoints of any other task of that
+    name (other settings, a refitted potential, another structure file) are deleted, never resumed."""
     stamp_path = Path(f"{prefix}.task.json")
-    structure = Path(task["structure"])
-    stamp = json.dumps({"settings": task["settings"], "structure": task["structure"], "seed": task["seed"],
-                        "potential_sha256": _sha256(Path(task["potential"])),
-                        "structure_sha256": _sha256(structure) if structure.is_file() else None},
-                       sort_keys=True, default=str)
+    stamp = json.dumps({"fingerprint": fingerprint(task)})
     same = stamp_path.is_file() and stamp_path.read_text() == stamp
-    if checkpoint.is_file() and not same:
+    if not same:
+        for path in checkpoints(prefix):
+            path.unlink()
+    write_text(stamp_path, stamp)
+    return bool(checkpoints(prefix))
+
+
+def run_once(task: dict, run) -> dict:
+    """``run(task)``, once: its result is stored in ``<out_dir>/<name>.result.json`` (atomically, with the
+    task's :func:`fingerprint`) and the task's checkpoints and stamp are removed; a later call for the same
+    task (a stage resumed after a kill) returns the stored result without running. Both return the result
+    as it reads back from that JSON file, so a resumed stage assembles exactly what an uninterrupted one
+    does. A stored result of another task of that name is overwritten; an unreadable one is one
+    :class:`~md_gpu.errors.MDSetupError` naming the file. With ``md.checkpoint_every`` 0 nothing is kept:
+    the task runs every time."""
+    if not task["settings"]["checkpoint_every"]:
+        return run(task)
+    prefix = Path(task["out_dir"]) / task["name"]
+    path = Path(f"{prefix}.result.json")
+    stamp = fingerprint(task)
+    if path.is_file():
+        stored = _read_result(path)
+        if stored.get("fingerprint") == stamp:
+            return stored["result"]
+    write_json(path, {"fingerprint": stamp, "result": run(task)})
+    for checkpoint in checkpoints(prefix):
         checkpoint.unlink()
-    stamp_path.write_text(stamp)
-    return checkpoint.is_file()
+    Path(f"{prefix}.task.json").unlink(missing_ok=True)
+    return _read_result(path)["result"]
+
+
+def _read_result(path: Path) -> dict:
+    from ..io import CORRUPT_HINT
+
+    try:
+        stored = json.loads(path.read_text())
+        if not isinstance(stored, dict) or "result" not in stored:
+            raise ValueError("no 'result' in it")
+        return stored
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MDSetupError(f"md: the stored result {path} of a finished run is truncated or corrupt ({exc}); "
+                           f"{CORRUPT_HINT}") from None
 
 
 def _sha256(path: Path) -> str:

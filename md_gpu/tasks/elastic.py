@@ -3,7 +3,9 @@ central differences of the stress at strains of +-``md.elastic.delta``).
 
 Tasks: ``elastic`` at ``md.temperature_K``, one per seed (``<phase>_elastic_seed<k>``), and ``elastic_low_T``
 once (seed 0) at ``md.elastic.low_temperature_K`` (``<phase>_elastic_low_T``), near the 0 K stiffness of the
-reference engine. No files: the runs are short and are not checkpointed.
+reference engine. No run files; while a task runs, its equilibration and each strained cell checkpoint to
+``<name>.<part>.ckpt.npz`` (:func:`md_gpu.protocols.elastic_constants`), so an interrupted task resumes
+(:mod:`.common`).
 
 summary.json, per phase (``N_per_m`` for sheets, ``GPa`` for bulk cells; ``{mean, sem, n}`` over seeds, ``sem``
 null for one run, with the run counts ``attempted``, ``failed`` (no number), ``blown_up`` (always 0: a
@@ -36,9 +38,10 @@ barostat lag and no fit window to choose, so its moduli are less noisy and not b
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from ..analysis import mean_sem
-from .common import load, progress_printer
+from .common import load, progress_printer, resumable
 
 KINDS = ("elastic", "elastic_low_T")
 SUMMARY_ORDER = 40
@@ -88,12 +91,13 @@ def run(task: dict) -> dict:
 
 def measure(task: dict, ff, atoms, run_settings) -> dict:
     """The elastic-constant run of ``task`` on ``atoms`` with ``md.elastic`` (also the stripe module's
-    phase cells)."""
+    phase cells), checkpointed per strained cell and resumed (:mod:`.common`)."""
     from ..protocols import elastic_constants
 
     e = task["settings"]["elastic"]
+    prefix = Path(task["out_dir"]) / task["name"]
     c = elastic_constants(ff, atoms, delta=e["delta"], sample_steps=e["sample_steps"], settings=run_settings,
-                          log=progress_printer(task))
+                          checkpoints=prefix, resume=resumable(task, prefix), log=progress_printer(task))
     return {**task, "result": {k: c[k] for k in CONSTANTS}, "unit": c["unit"], "temperature_K": c["temperature_K"]}
 
 

@@ -1,7 +1,8 @@
 """In-plane shear modulus C66 of each phase by a simple shear test (off by default: ``md.shear.enabled``).
 
 Protocol, one run per phase and seed of ``md.seeds`` at ``md.temperature_K`` (``<phase>_shear_seed<k>``,
-no files):
+no run files; while it runs, checkpoints ``<name>.equilibrate.ckpt.npz`` and ``<name>.shear<k>.ckpt.npz``
+per sheared cell, from which an interrupted task resumes, :mod:`.common`):
 
 1. NPT at zero in-plane stress for ``md.equilibrate_steps`` (:func:`md_gpu.protocols.equilibrate`);
 2. the equilibrated cell and positions sheared affinely by the simple shear ``x -> x + gamma y``
@@ -29,7 +30,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..analysis import mean_sem
-from .common import load, progress_printer
+from .common import load, progress_printer, resumable
 
 KINDS = ("shear",)
 
@@ -69,22 +70,26 @@ def run(task: dict) -> dict:
     from common.arrays import array_module
     from ..backend import to_numpy
     from ..protocols import equilibrate
+    from ..protocols.common import checkpoint_file
     from ..units import GPA_A_TO_N_PER_M
 
-    ff, atoms, run_settings, _ = load(task)
+    ff, atoms, run_settings, prefix = load(task)
     s, log = task["settings"]["shear"], progress_printer(task)
-    ref = equilibrate(ff, atoms, run_settings, log=log).md.state
+    resume = resumable(task, prefix)
+    ref = equilibrate(ff, atoms, run_settings, log=log, checkpoint=checkpoint_file(prefix, "equilibrate"),
+                      resume=resume).md.state
     settle = max(run_settings.equilibrate_steps // 4, 1)
-    nvt = replace(run_settings, equilibrate_steps=settle + s["sample_steps"], checkpoint_every=0, traj_every=0)
+    nvt = replace(run_settings, equilibrate_steps=settle + s["sample_steps"], traj_every=0)
     xp = array_module(ref.positions)
     gammas = strains(s)
     stress_xy = []
-    for gamma in gammas:
+    for k, gamma in enumerate(gammas):
         F = np.eye(3)
         F[1, 0] = gamma  # rows are vectors: (x, y, z) @ F = (x + gamma y, y, z)
         F = xp.asarray(F)
         sheared = ref.replace(positions=ref.positions @ F, cell=ref.cell @ F)
-        thermo = equilibrate(ff, sheared, nvt, barostat_axes=(), log=log).thermo
+        thermo = equilibrate(ff, sheared, nvt, barostat_axes=(), log=log,
+                             checkpoint=checkpoint_file(prefix, f"shear{k}"), resume=resume).thermo
         stress_xy.append(float(np.mean(thermo["stress_xy_GPa"][thermo["step"] > settle])))
     sheet = not ref.pbc[2]
     scale = float(to_numpy(ref.cell)[2, 2]) * GPA_A_TO_N_PER_M if sheet else 1.0

@@ -4,7 +4,9 @@ MTP (``md.stability.relax_steps`` FIRE steps, :func:`md_gpu.protocols.relaxation
 looks for holes of the potential next to the structure.
 
 Task: ``stability`` (``<system>_stability``, seed 0); file ``<system>_stability_final.extxyz`` (the last
-snapshot). A structure that is not retained, or blows up, does not stop the stage: the report's checks show it.
+snapshot); while it runs, checkpoints ``<system>_stability.nvt<k>.ckpt.npz`` of the run's chunks, from which
+an interrupted task resumes (:mod:`.common`). A structure that is not retained, or blows up, does not stop
+the stage: the report's checks show it.
 
 summary.json, per system::
 
@@ -16,7 +18,7 @@ summary.json, per system::
 from __future__ import annotations
 
 from ..errors import MDRunError
-from .common import load, progress_printer
+from .common import load, progress_printer, resumable
 
 KINDS = ("stability",)
 SUMMARY_ORDER = 10
@@ -65,7 +67,7 @@ def run(task: dict) -> dict:
     try:
         result = structure_stability(ff, atoms, steps=st["steps"], max_changed=st["max_changed_fraction"],
                                      settings=run_settings, final_path=f"{prefix}_final.extxyz",
-                                     log=progress_printer(task))
+                                     checkpoints=prefix, resume=resumable(task, prefix), log=progress_printer(task))
     except MDRunError as exc:  # a blow-up is the clearest way of not keeping the structure
         result = {"retained": False, "blew_up": str(exc).split(" (at ")[0]}
     else:

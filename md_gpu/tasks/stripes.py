@@ -13,6 +13,9 @@ Tasks of an interface system with ``md.heterostructure.enabled``:
   stage derives the interfaces' normal compliance from it), and ``heterostructure_phase_low_T`` (each
   phase the interface joins, in its own cell with the interface MTP: ``<interface>_<phase>_elastic_low_T``).
 
+No run files; while a task runs, its equilibration and strained cells checkpoint to ``<name>.<part>.ckpt.npz``
+(:func:`md_gpu.protocols.elastic_constants`), so an interrupted task resumes (:mod:`.common`).
+
 summary.json, per interface system (N/m; :func:`md_gpu.heterostructure.summarize` and
 :func:`~md_gpu.heterostructure.summarize_low_t` document the keys)::
 
@@ -34,12 +37,13 @@ without them. Runs that blew up are also named in ``provenance.blown_up``.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from .. import heterostructure
 from ..analysis import run_counts
 from ..errors import MDRunError, MDSetupError
 from . import elastic
-from .common import blown_up, load, progress_printer
+from .common import blown_up, load, progress_printer, resumable
 
 KINDS = ("heterostructure", "heterostructure_low_T", "heterostructure_compliance_low_T",
          "heterostructure_phase_low_T")
@@ -97,9 +101,11 @@ def run(task: dict) -> dict:
                   for phase, path in zip(task["between"], task["phase_structures"])]
         # at low temperature the noise is small enough for the second-order difference (no strain bias)
         scheme = "tension" if task["kind"] == "heterostructure" else "tension2"
+        prefix = Path(task["out_dir"]) / task["name"]
         return {**task, "result": heterostructure.run(ff, h, phases, settings["elastic"], run_settings,
                                                      relax_steps=settings["stability"]["relax_steps"],
-                                                     scheme=scheme, log=progress_printer(task))}
+                                                     scheme=scheme, checkpoints=prefix,
+                                                     resume=resumable(task, prefix), log=progress_printer(task))}
     except MDRunError as exc:
         return blown_up(task, exc)
 

@@ -4,8 +4,9 @@ whose interfaces run along x), one run per seed (:func:`md_gpu.protocols.tensile
 :func:`~md_gpu.protocols.interface_tensile`).
 
 Tasks: ``tensile`` (``<phase>_<direction>_seed<k>``) and ``interface`` (``<interface>_normal_seed<k>``);
-files ``<name>.h5`` (stress-strain curve and thermo), ``.extxyz`` (with ``md.traj_every``), checkpoints
-``<name>.ckpt.npz`` + ``<name>.task.json`` while running, resumed when the task and its potential are unchanged.
+files ``<name>.h5`` (stress-strain curve and thermo), ``.extxyz`` (with ``md.traj_every``); while it runs,
+checkpoints ``<name>.ckpt.npz`` (``<name>.seg<k>.ckpt.npz`` after the k-th yield event), from which an
+interrupted task resumes (:mod:`.common`).
 
 summary.json, per system (2D units N/m for sheets, GPa for bulk cells; each value ``{mean, sem, n,
 attempted, failed, blown_up}`` over the seeds that did not blow up, :func:`md_gpu.analysis.mean_sem`:

@@ -10,7 +10,10 @@ Tasks (cells of ``md.thermal.supercell`` = [nx, ny] repeats of the system's 0 K 
   ``<interface>_nemd_seed<k>.h5``. Its fluxes use the mean ``thickness_A`` of the two phases it joins
   (``between``): the interface cell is half of each.
 
-No checkpoints: the thermal protocols do not resume, so an interrupted run starts afresh.
+While a run goes, its equilibration and production checkpoint to ``<name>.equilibrate.ckpt.npz`` and
+``<name>.production.ckpt.npz`` every ``md.checkpoint_every`` steps, with the heat-current record (HNEMD) or
+the block sums of the bath energies and temperature profile (NEMD); an interrupted run resumes from them
+to the result of an uninterrupted one (:mod:`.common`).
 
 summary.json, per system, ``thermal``::
 
@@ -38,7 +41,7 @@ from pathlib import Path
 
 from ..analysis import mean_sem
 from ..errors import MDRunError, MDSetupError
-from .common import blown_up, load, progress_printer
+from .common import blown_up, load, progress_printer, resumable
 from .thermal_plots import plots  # noqa: F401  (the registry's hook)
 
 KINDS = ("hnemd", "nemd", "interface_nemd")
@@ -169,7 +172,7 @@ def run(task: dict) -> dict:
     ff, atoms, run_settings, prefix = load(task)
     th = task["settings"]["thermal"]
     kind = task["kind"]
-    run_settings = replace(run_settings, equilibrate_steps=th["equilibrate_steps"], checkpoint_every=0)
+    run_settings = replace(run_settings, equilibrate_steps=th["equilibrate_steps"])
     if kind == "hnemd":
         options = {"direction": task["direction"], "driving_force_per_A": th["driving_force_per_A"],
                    "production_steps": th["production_steps"]}
@@ -181,7 +184,8 @@ def run(task: dict) -> dict:
             options["phases"] = task.get("phases")
     try:
         r = getattr(protocols, kind)(ff, atoms, settings=run_settings, thickness_A=task["thickness_A"],
-                                     out_prefix=prefix, log=progress_printer(task), **options)
+                                     out_prefix=prefix, resume=resumable(task, prefix), log=progress_printer(task),
+                                     **options)
     except MDRunError as exc:
         return blown_up(task, exc)
     except MDSetupError as exc:  # e.g. a NEMD cell too short for its baths: name the settings block

@@ -1,7 +1,8 @@
 """``MTPCalculator``: an MLIP moment tensor potential as an ASE calculator.
 
 Data flow: Atoms -> types (species list of the potential, else ``atoms.arrays["mlip_type"]``, else 0 for a
-one-element potential) -> ``neighbor_pairs`` -> ``MTP.evaluate`` -> ``forces_and_virial`` -> results
+one-element potential) -> ``neighbor_pairs`` -> ``host_kernel.evaluate`` (the compiled kernel of ``MTP.evaluate``,
+or its array code without a compiler) -> ``forces_and_virial`` -> results
 ``energy``, ``free_energy`` (eV), ``energies`` [n] (eV), ``forces`` [n, 3] (eV/Å), ``stress`` [6] and
 ``stresses`` [n, 6] (eV/Å³, ASE sign: positive = tensile, Voigt xx yy zz yz xz xy).  Stress needs a cell of
 non-zero volume; for a 2D sheet with vacuum it is the 3D stress of the whole cell (multiply by the cell
@@ -16,6 +17,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from common.voigt import stress_from_virial
 
+from . import host_kernel
 from .errors import MTPSpeciesError
 from .model import MTP
 from .neighbors import batched_pairs, forces_and_virial, neighbor_pairs
@@ -47,7 +49,7 @@ def atom_types(mtp: MTP, atoms) -> np.ndarray:
 
 
 class MTPCalculator(Calculator):
-    """ASE calculator for an MLIP ``.mtp`` potential (CPU, NumPy).
+    """ASE calculator for an MLIP ``.mtp`` potential (CPU: compiled kernel, else NumPy array code).
 
     Parameters
     ----------
@@ -70,7 +72,7 @@ class MTPCalculator(Calculator):
         atoms = self.atoms
         types = atom_types(self.mtp, atoms)
         i, j, d = neighbor_pairs(atoms, self.mtp.cutoff)
-        energies, de_dd = self.mtp.evaluate(types, i, j, d, xp=np)
+        energies, de_dd = host_kernel.evaluate(self.mtp, types, i, j, d)
         forces, virial, per_atom = forces_and_virial(i, j, d, de_dd, len(atoms), np)
         energy = float(energies.sum())
         self.results = {"energy": energy, "free_energy": energy, "energies": energies, "forces": forces}
@@ -83,7 +85,8 @@ class MTPCalculator(Calculator):
 
 
 def evaluate_frames(mtp: MTP, frames, *, xp=np, pairs=neighbor_pairs) -> list[dict]:
-    """Energy, forces and stress of many structures with one batched ``MTP.evaluate`` call.
+    """Energy, forces and stress of many structures with one batched ``MTP.evaluate`` call (on NumPy
+    the compiled kernel, :func:`training.mtp.host_kernel.evaluate`).
 
     ``pairs``: the pair-list function of :func:`training.mtp.neighbors.batched_pairs` (``PAIRS`` reuses
     lists already built for the same structures).
@@ -97,7 +100,10 @@ def evaluate_frames(mtp: MTP, frames, *, xp=np, pairs=neighbor_pairs) -> list[di
         return []
     types = np.concatenate([atom_types(mtp, atoms) for atoms in frames])
     i, j, d, frame = batched_pairs(frames, mtp.cutoff, pairs=pairs)
-    energies, de_dd = mtp.evaluate(xp.asarray(types), xp.asarray(i), xp.asarray(j), xp.asarray(d), xp=xp)
+    if xp is np:
+        energies, de_dd = host_kernel.evaluate(mtp, types, i, j, d)
+    else:
+        energies, de_dd = mtp.evaluate(xp.asarray(types), xp.asarray(i), xp.asarray(j), xp.asarray(d), xp=xp)
     forces, _, per_atom = forces_and_virial(xp.asarray(i), xp.asarray(j), xp.asarray(d), de_dd, len(types), xp)
     energies, forces, per_atom = (np.asarray(a.get() if hasattr(a, "get") else a) for a in (energies, forces, per_atom))
     results, start = [], 0

@@ -8,20 +8,28 @@ A thread that keeps its atom's moments in local memory needs none of those table
 Data flow per thread (atom a of type t_a, its pairs p = offsets[a] .. offsets[a+1]-1, sorted by centre):
 
 1. forward over the pairs: Chebyshev radial basis Q_x(r) -> radial functions f_mu(r) with the
-   coefficients of the pair's species pair -> basic moments M_b += f_mu_b(r) u_x^a u_y^b u_z^c;
+   coefficients of the pair's species pair; all monomials A_l = u_x^a u_y^b u_z^c up to the largest
+   degree (:class:`training.mtp.basis.MonomialTable` order, built degree by degree over contiguous
+   blocks); moments kept dense as rows M[mu][l] += f_mu(r) A_l; the basic moment b = (mu_b, l_b) is
+   M[mu_b][l_b] (``basic`` rows (mu, l), :class:`KernelTables`);
 2. products ``M_k += mult M_i M_j`` in the order of ``alpha_index_times`` (MLIP's sequential semantics:
    every target is complete before the table uses it, so reverse order is a valid reverse pass);
 3. site energy E_a = species_coeffs[t_a] + sum_k moment_coeffs[k] M[mapping[k]];
 4. reverse pass: G = dE_a/dM, seeded with the moment coefficients, through the products in reverse;
-5. second pass over the pairs: dE_a/dd_p = sum_b G_b d(f_mu_b(r) u^(a,b,c))/dd_p.
+   the basic moments' G laid out densely like M;
+5. second pass over the pairs: with gf_l = sum_mu G[mu][l] f_mu and gdf_l = sum_mu G[mu][l] f'_mu,
+   dE_a/dd_p = sum_l (gdf_l - gf_l deg_l / r) A_l u + (gf_l / r) dA_l/du (the monomials' derivatives by
+   the product rule).
 
-The table sizes (moments, basic moments, products, radial sizes, polynomial degree) are compiled in
-as constants, so each potential compiles its own kernel once per process (cached by its tables).
+The dense rows make the inner loops run over contiguous arrays (the host compiler vectorises them);
+the table sizes (moments, basic moments, products, radial sizes, monomials and their degree) are
+compiled in as constants, so each potential compiles its own kernel once per process (cached by its
+tables).
 
-The same source compiles as plain C++ (``MTP_HOST`` defined: a loop over the atoms instead of a
-grid), which lets ``tests/test_mtp_fused.py`` check the kernel's arithmetic against the array code on
-a machine without a GPU; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the
-compiled kernel itself.
+The same source compiles as plain C++ (``MTP_HOST`` defined: an OpenMP loop over the atoms instead of a
+grid): :mod:`training.mtp.host_kernel` builds it as the default CPU path, and ``tests/test_mtp_fused.py``
+and ``tests/test_mtp_host_kernel.py`` check the kernel's arithmetic against the array code on any
+machine; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the CUDA build itself.
 
 Run-time self-check (:func:`verify`): the first launch of each compiled kernel, and again the first
 launch after the *species layout* changes (:func:`species_layout`: which species occur among the atoms
@@ -38,6 +46,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+
+from .basis import MonomialTable
 
 THREADS_PER_BLOCK = 128
 VERIFY_ALL_ATOMS = 1024  # launches of at most this many atoms are checked on every atom
@@ -77,18 +87,51 @@ DEVICE void mtp_radial(double r, int pt, const double* radial_coeffs, double* f,
     }
 }
 
-DEVICE void mtp_powers(double ux, double uy, double uz, double* px, double* py, double* pz) {
-    px[0] = py[0] = pz[0] = 1.0;
-    for (int e = 1; e <= DEG; ++e) { px[e] = px[e - 1] * ux; py[e] = py[e - 1] * uy; pz[e] = pz[e - 1] * uz; }
+// All monomials A_l = ux^a uy^b uz^c with a + b + c <= DEG in MonomialTable order, degree by degree: the
+// block of degree k is ux * (block k-1), uy * (its last k entries: no x), uz * (its last entry: z^(k-1)),
+// so every step runs over a contiguous block.
+DEVICE void mtp_monomials(double ux, double uy, double uz, double* A) {
+    A[0] = 1.0;
+    int prev = 0;  // start of the block of degree k - 1, whose size is k (k + 1) / 2
+    for (int k = 1; k <= DEG; ++k) {
+        const int size = k * (k + 1) / 2, cur = prev + size;
+        for (int q = 0; q < size; ++q) A[cur + q] = ux * A[prev + q];
+        for (int q = 0; q < k; ++q) A[cur + size + q] = uy * A[prev + size - k + q];
+        A[cur + size + k] = uz * A[prev + size - 1];
+        prev = cur;
+    }
 }
 
+// the monomials and their partial derivatives D_c[l] = dA_l/du_c (= e_c A_(l - e_c)) by the product rule
+DEVICE void mtp_monomial_derivatives(double ux, double uy, double uz, double* A, double* DX, double* DY,
+                                     double* DZ) {
+    A[0] = 1.0; DX[0] = DY[0] = DZ[0] = 0.0;
+    int prev = 0;
+    for (int k = 1; k <= DEG; ++k) {
+        const int size = k * (k + 1) / 2, cur = prev + size;
+        for (int q = 0; q < size; ++q) {
+            const int l = cur + q, p = prev + q;
+            A[l] = ux * A[p]; DX[l] = A[p] + ux * DX[p]; DY[l] = ux * DY[p]; DZ[l] = ux * DZ[p];
+        }
+        for (int q = 0; q < k; ++q) {  // no x in these
+            const int l = cur + size + q, p = prev + size - k + q;
+            A[l] = uy * A[p]; DX[l] = 0.0; DY[l] = A[p] + uy * DY[p]; DZ[l] = uy * DZ[p];
+        }
+        const int l = cur + size + k, p = prev + size - 1;  // z^k
+        A[l] = uz * A[p]; DX[l] = 0.0; DY[l] = 0.0; DZ[l] = A[p] + uz * DZ[p];
+        prev = cur;
+    }
+}
+
+// One centre atom.  Moments of radial function mu and monomial l are kept dense, row mu of [NR][NL]
+// (basic moment b = (mu_b, l_b) is entry mu_b NL + l_b), so the loops over them run over contiguous rows.
 DEVICE void mtp_atom(long long a, const long long* offsets, const long long* types, const long long* pair_types,
                      const double* d, const int* basic, const int* times, const double* mult,
                      const double* seed, const double* species_coeffs, const double* moment_coeffs,
                      const int* mapping, const double* radial_coeffs, double* energies, double* de_dd) {
-    double m[NM], g[NM];
-    double f[NR], df[NR], px[DEG + 1], py[DEG + 1], pz[DEG + 1];
-    for (int k = 0; k < NM; ++k) m[k] = 0.0;
+    double m[NM], g[NM], dense[NR * NL];
+    double f[NR], df[NR], A[NL], DX[NL], DY[NL], DZ[NL], gf[NL], gdf[NL], deg[NL];
+    for (int k = 0; k < NR * NL; ++k) dense[k] = 0.0;
     const long long first = offsets[a], last = offsets[a + 1];
     for (long long p = first; p < last; ++p) {
         const double dx = d[3 * p], dy = d[3 * p + 1], dz = d[3 * p + 2];
@@ -96,12 +139,15 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         if (r >= MAX_DIST) continue;
         mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
         const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
-        mtp_powers(dx * inv_r, dy * inv_r, dz * inv_r, px, py, pz);
-        for (int b = 0; b < NB; ++b) {
-            const int* q = basic + 4 * b;
-            m[b] += f[q[0]] * px[q[1]] * py[q[2]] * pz[q[3]];
+        mtp_monomials(dx * inv_r, dy * inv_r, dz * inv_r, A);
+        for (int mu = 0; mu < NR; ++mu) {  // M[mu][l] += f_mu(r) A_l(u)
+            double* row = dense + mu * NL;
+            const double fm = f[mu];
+            for (int l = 0; l < NL; ++l) row[l] += fm * A[l];
         }
     }
+    for (int k = 0; k < NM; ++k) m[k] = 0.0;
+    for (int b = 0; b < NB; ++b) m[b] = dense[basic[2 * b] * NL + basic[2 * b + 1]];
     for (int t = 0; t < NT; ++t) {
         const int* q = times + 3 * t;
         m[q[2]] += mult[t] * m[q[0]] * m[q[1]];
@@ -116,6 +162,11 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         g[q[0]] += w * m[q[1]];
         g[q[1]] += w * m[q[0]];
     }
+    // G = dE/dM of the basic moments, dense like M
+    for (int k = 0; k < NR * NL; ++k) dense[k] = 0.0;
+    for (int b = 0; b < NB; ++b) dense[basic[2 * b] * NL + basic[2 * b + 1]] += g[b];
+    for (int k = 0, l = 0; k <= DEG; ++k)  // the block of degree k holds (k + 1) (k + 2) / 2 monomials
+        for (int q = 0; q < (k + 1) * (k + 2) / 2; ++q) deg[l++] = (double)k;
     for (long long p = first; p < last; ++p) {
         const double dx = d[3 * p], dy = d[3 * p + 1], dz = d[3 * p + 2];
         const double r = sqrt(dx * dx + dy * dy + dz * dz);
@@ -124,18 +175,22 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
             mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
             const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
             const double ux = dx * inv_r, uy = dy * inv_r, uz = dz * inv_r;
-            mtp_powers(ux, uy, uz, px, py, pz);
-            // d(f A)/dd = (f' A - f deg A / r) u + (f / r) dA/du, A = ux^i uy^j uz^k
+            mtp_monomial_derivatives(ux, uy, uz, A, DX, DY, DZ);
+            // gf_l = sum_mu G[mu][l] f_mu, gdf_l = sum_mu G[mu][l] f'_mu
+            for (int l = 0; l < NL; ++l) gf[l] = gdf[l] = 0.0;
+            for (int mu = 0; mu < NR; ++mu) {
+                const double* row = dense + mu * NL;
+                const double fm = f[mu], dfm = df[mu];
+                for (int l = 0; l < NL; ++l) { gf[l] += row[l] * fm; gdf[l] += row[l] * dfm; }
+            }
+            // d(f A)/dd = (f' A - f deg A / r) u + (f / r) dA/du
             double along = 0.0;
-            for (int b = 0; b < NB; ++b) {
-                const int* q = basic + 4 * b;
-                const int i = q[1], j = q[2], k = q[3];
-                const double A = px[i] * py[j] * pz[k];
-                const double w = g[b] * f[q[0]] * inv_r;
-                along += g[b] * df[q[0]] * A - w * (i + j + k) * A;
-                if (i) gx += w * i * px[i - 1] * py[j] * pz[k];
-                if (j) gy += w * j * px[i] * py[j - 1] * pz[k];
-                if (k) gz += w * k * px[i] * py[j] * pz[k - 1];
+            for (int l = 0; l < NL; ++l) {
+                const double w = gf[l] * inv_r;
+                along += (gdf[l] - w * deg[l]) * A[l];
+                gx += w * DX[l];
+                gy += w * DY[l];
+                gz += w * DZ[l];
             }
             gx += along * ux; gy += along * uy; gz += along * uz;
         }
@@ -149,6 +204,7 @@ extern "C" void mtp_evaluate(long long n_atoms, const long long* offsets, const 
                              const double* mult, const double* seed, const double* species_coeffs,
                              const double* moment_coeffs, const int* mapping, const double* radial_coeffs,
                              double* energies, double* de_dd) {
+    #pragma omp parallel for schedule(dynamic, 16)
     for (long long a = 0; a < n_atoms; ++a)
         mtp_atom(a, offsets, types, pair_types, d, basic, times, mult, seed, species_coeffs, moment_coeffs,
                  mapping, radial_coeffs, energies, de_dd);
@@ -177,15 +233,17 @@ class KernelTables:
     """
 
     def __init__(self, mtp):
-        basic = np.asarray(mtp.alpha_index_basic, dtype=np.int32).reshape(-1, 4)
+        basic = np.asarray(mtp.alpha_index_basic, dtype=np.int64).reshape(-1, 4)
         times = np.asarray(mtp.alpha_index_times, dtype=np.int64).reshape(-1, 4)
-        self.basic = np.ascontiguousarray(basic)
+        table = MonomialTable.of_basic(basic)
+        self.basic = np.ascontiguousarray(np.stack([basic[:, 0], table.indices(basic[:, 1:])], axis=1),
+                                          dtype=np.int32)  # [Nb, 2]: radial function, monomial
         self.times = np.ascontiguousarray(times[:, [0, 1, 3]].astype(np.int32))
         self.mult = np.ascontiguousarray(times[:, 2].astype(float))
         self.mapping = np.ascontiguousarray(np.asarray(mtp.alpha_moment_mapping, dtype=np.int32))
-        degree = int(basic[:, 1:].sum(axis=1).max()) if len(basic) else 0
         defines = {"NM": int(mtp.alpha_moments_count), "NB": len(basic), "NT": len(times), "NK": len(self.mapping),
-                   "NX": int(mtp.radial_basis_size), "NR": int(mtp.radial_funcs_count), "DEG": max(degree, 1),
+                   "NX": int(mtp.radial_basis_size), "NR": int(mtp.radial_funcs_count), "NL": len(table),
+                   "DEG": table.degree,
                    "MIN_DIST": repr(float(mtp.min_dist)), "MAX_DIST": repr(float(mtp.max_dist)),
                    "SCALING": repr(float(mtp.scaling))}
         self.source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + KERNEL_BODY

@@ -1,14 +1,16 @@
 """Pair lists for ``MTP.evaluate``: ASE Atoms -> full pair list (i, j, d), and pair gradients -> forces.
 
-* :func:`neighbor_pairs`: the CPU neighbour list of one structure.  Small cells (the usual fitting and
-  AIMD cells, which need many periodic images) use a brute-force search over all atom pairs and image
-  shifts in one array expression; larger ones use ``ase.neighborlist.neighbor_list("ijD")``.  Both give
-  the same pairs.  The GPU MD engine builds its own lists; this one serves the calculator, ``calc-efs``
-  and fitting.
+* :func:`neighbor_pairs`: the CPU neighbour list of one structure: the compiled cell list of
+  :mod:`training.mtp.cell_list`, or without a compiler :func:`array_neighbor_pairs` (small cells, the
+  usual fitting and AIMD cells, which need many periodic images: a brute-force search over all atom
+  pairs and image shifts in one array expression; larger ones: ``ase.neighborlist.neighbor_list``).
+  All give the same pairs.  The MD engine keeps its own Verlet lists (``md_gpu.neighbors``, on the
+  CPU the same compiled cell list); this one serves the calculator, ``calc-efs`` and fitting.
 * :func:`batched_pairs`, :class:`PairBatch`: one pair list for many structures (evaluation, fitting).
 * :class:`PairCache`, :data:`PAIRS`: pair lists remembered by the content of the structure (passive
   training grades and predicts the same frames many times).
-* :func:`forces_and_virial`: forces and virials from dE/dd per pair (also md_gpu's, on NumPy).
+* :func:`forces_and_virial`: forces and virials from dE/dd per pair (also md_gpu's, on NumPy), compiled
+  (:mod:`training.mtp.pair_scatter`) when it loads; :func:`array_forces_and_virial` is the array code.
 """
 from __future__ import annotations
 
@@ -22,13 +24,28 @@ from ase.neighborlist import neighbor_list
 
 from common.arrays import array_module
 
+from .cell_list import cell_list_pairs
+from .pair_scatter import compiled_forces_and_virial
+
 
 def neighbor_pairs(atoms: Atoms, cutoff: float):
     """Full neighbour list of ``atoms`` within ``cutoff`` (Å).
 
     Returns i [p] int64, j [p] int64, d [p, 3] float64 with d = r_j + image shift - r_i (Å); every pair
-    appears as i->j and j->i; periodic images of an atom itself are included as pairs (i, i).
+    appears as i->j and j->i; periodic images of an atom itself are included as pairs (i, i).  The
+    compiled cell list (:mod:`training.mtp.cell_list`, pairs sorted by i) when it loads, else
+    :func:`array_neighbor_pairs` (the same pairs in another order).
     """
+    compiled = cell_list_pairs(atoms.positions, atoms.cell.array, atoms.pbc, float(cutoff))
+    if compiled is None:
+        return array_neighbor_pairs(atoms, cutoff)
+    i, j, _, d = compiled
+    return i, j, d
+
+
+def array_neighbor_pairs(atoms: Atoms, cutoff: float):
+    """:func:`neighbor_pairs` without compiled code: brute force over all atom pairs and image shifts in
+    one array expression for small cells, ``ase.neighborlist.neighbor_list("ijD")`` for larger ones."""
     cutoff = float(cutoff)
     shifts = _image_shifts(atoms, cutoff)
     if len(atoms) ** 2 * len(shifts) > _BRUTE_FORCE_LIMIT:
@@ -188,6 +205,17 @@ class PairBatch:
 
 
 def forces_and_virial(i, j, d, de_dd, n_atoms: int, xp=None, *, per_atom: bool = True):
+    """Forces, virial and per-atom virials from the pair gradients of ``MTP.evaluate``: the contract of
+    :func:`array_forces_and_virial`; on NumPy one compiled pass over the pairs when it loads."""
+    xp = array_module(d) if xp is None else xp
+    if xp is np:
+        compiled = compiled_forces_and_virial(i, j, d, de_dd, n_atoms, per_atom=per_atom)
+        if compiled is not None:
+            return compiled
+    return array_forces_and_virial(i, j, d, de_dd, n_atoms, xp, per_atom=per_atom)
+
+
+def array_forces_and_virial(i, j, d, de_dd, n_atoms: int, xp=None, *, per_atom: bool = True):
     """Forces, virial and per-atom virials from the pair gradients of ``MTP.evaluate`` (array code).
 
     Parameters: i, j [p] (centre, neighbour); d [p, 3] Å (r_j + shift - r_i); de_dd [p, 3] eV/Å;
