@@ -304,7 +304,9 @@ def fit_table(summary: dict) -> str:
         if s.get("brought"):
             subset = "all" if err else "-"
         energy = _get(err, "energy_per_atom", "rmse")
-        model = f"brought {str(s.get('model', '')).upper()}" if s.get("brought") else f"MTP level {s.get('level')}"
+        model = (f"brought {str(s.get('model', '')).upper()}" if s.get("brought") else
+                 f"NEP{s['sizes']['version']}, {s.get('n_parameters')} parameters" if s.get("model") == "nep" else
+                 f"MTP level {s.get('level')}")
         rows.append([name, model, s.get("n_train_final"), s.get("n_valid"), subset,
                      None if energy is None else 1000.0 * energy, _get(err, "forces", "rmse"),
                      _get(err, "stress", "rmse"),

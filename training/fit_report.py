@@ -73,8 +73,9 @@ def errors(mtp, frames) -> dict:
     return {"n_frames": len(list(frames)), **metrics(predict(mtp, frames))}
 
 
-def parity_png(pred: dict, path, *, title: str = "") -> Path:
-    """One PNG with a parity panel per quantity of ``pred`` (energy, forces, stress); RMSE in each title."""
+def parity_png(pred: dict, path, *, title: str = "", model: str = "MTP") -> Path:
+    """One PNG with a parity panel per quantity of ``pred`` (energy, forces, stress); RMSE in each title;
+    ``model`` names the potential on the y axes."""
     plt = pyplot()
 
     names = [n for n in ("energy_per_atom", "forces", "stress") if n in pred]
@@ -87,7 +88,7 @@ def parity_png(pred: dict, path, *, title: str = "") -> Path:
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
         ax.scatter(r, p, s=4, alpha=0.5)
         rmse = float(np.sqrt(np.mean((p - r) ** 2)))
-        ax.set(xlabel=f"reference {labels[name]}", ylabel=f"MTP {labels[name]}", title=f"RMSE {rmse:.3g}")
+        ax.set(xlabel=f"reference {labels[name]}", ylabel=f"{model} {labels[name]}", title=f"RMSE {rmse:.3g}")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,4 +1,5 @@
-"""The ``fit`` stage: one passively trained MTP per system of the case, with its active set and report.
+"""The ``fit`` stage: one passively trained MTP (or, ``fit.model: nep``, a NEP) per system of the case, with
+its report.
 
 Data flow (docs/architecture.md): ``runs/data/<system>.extxyz.gz`` (the data stage's datasets) +
 ``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`; ``fit.per_system.<system>`` changes level, max_iter, method,
@@ -22,6 +23,15 @@ While the stage runs, each fit of a system's passive training checkpoints its op
 ``<system>.fit<k>.npz`` (:func:`checkpointed`); the stage run again after a kill continues every fit from
 there (a finished one from its last iteration) to the same potentials, and the checkpoints are deleted
 when every system is done.
+
+With ``fit.model: nep`` (also per system, ``fit.per_system.<system>.model``) :func:`fit_nep_system`
+fits a GPUMD NEP of the sizes in ``fit.nep`` (:func:`training.nep_fit.fit_nep`: L-BFGS with the exact
+gradient, ``max_iter`` iterations, the same loss weights and seed) on all frames but the validation
+fraction (checkpointed to ``<system>.fit0.npz`` as above), and writes ``<system>.nep.txt``,
+``<system>_parity.png`` and ``<system>_fit.json`` (``model: nep``, sizes, errors on the training and
+validation frames and on all frames). There is no
+active set: MaxVol grades need a model linear in its coefficients, which a NEP is not, and the md
+stage's grade checks are off for the system (as for a brought potential).
 
 A system that brings its own potential (``systems.<name>.potential`` of ``case.yaml``: a GPUMD NEP file
 or an MLIP ``.mtp``, checked when the case loads, :mod:`multiscale.potentials`) is not fitted:
@@ -53,6 +63,17 @@ from .mtp.maxvol import MODES, PARAMETERS
 from .passive import make_fit_fn, passive_train
 
 FIT_SETTINGS = {
+    "model": (str, "mtp", "mtp: an MLIP moment tensor potential, two-step passive training | nep: a GPUMD NEP "
+                          "(sizes in fit.nep) fitted on all training frames (training.nep_fit)"),
+    "nep": {
+        "version": (int, 4, "NEP3 (one network for all species) or NEP4 (one network per species)"),
+        "cutoff_A": (list, [5.0, 4.0], "radial and angular cut-offs (Å)"),
+        "n_max": (list, [4, 4], "radial and angular descriptor sizes: n_max + 1 radial functions each"),
+        "basis_size": (list, [8, 8], "Chebyshev basis of the radial and angular radial functions (basis_size + 1)"),
+        "l_max": (list, [4, 2, 0], "l_max of the 3-body part, 4-body term (0 or 2), 5-body term (0 or 1)"),
+        "neurons": (int, 30, "neurons of the hidden layer"),
+        "reg": (float, 1e-6, "ridge on all parameters, added to the loss per frame"),
+    },
     "level": (int, 10, "MTP level (MLIP's templates: 2, 4, ..., 20); higher is more accurate and slower"),
     "min_dist_A": (float, 1.0, "inner radius of the radial basis (Å)"),
     "cutoff_A": (float, 5.0, "cut-off radius max_dist (Å)"),
@@ -60,7 +81,7 @@ FIT_SETTINGS = {
     "init": (str, "", "start from this .mtp (path relative to the case directory) instead of the level template"),
     "method": (str, "full", "full: radial and linear coefficients (training.fit.train_mtp) | linear: only the "
                             "linear coefficients at fixed random radial coefficients (fast, less accurate)"),
-    "max_iter": (int, 100, "optimiser iterations of each fit (method: full)"),
+    "max_iter": (int, 100, "optimiser iterations of each fit (MTP method: full; NEP: L-BFGS)"),
     "weights": {
         "energy": (float, 1.0, "weight of the energy per atom (eV/atom)"),
         "forces": (float, 0.01, "weight of the force components (eV/Å)"),
@@ -100,12 +121,14 @@ def fit_cost(task: dict) -> float:
     if task.get("brought"):
         return float(Path(task["dataset"]).stat().st_size) if task["dataset"] else 1.0
     size = sum(Path(p).stat().st_size for p in [task["dataset"], *task.get("extra_datasets", [])])
+    if task["settings"]["model"] == "nep":  # each iteration sees all frames: max_iter passes over the data
+        return float(size) * task["settings"]["max_iter"]
     return float(size) * task["settings"]["level"] ** 2
 
 
 # What fit.per_system may change: the model and its optimisation. Cut-offs stay common (the MD stage
 # and the MTP files of one case share them) and so do the data and passive-selection settings.
-PER_SYSTEM_KEYS = ("level", "max_iter", "method", "radial_basis_size", "seed")
+PER_SYSTEM_KEYS = ("level", "max_iter", "method", "radial_basis_size", "seed", "model")
 
 
 def defaults(schema: dict) -> dict:
@@ -142,6 +165,10 @@ def _check_per_system(settings: dict) -> None:
 def check_settings(settings: dict) -> None:
     """Value checks of a complete ``fit:`` section; ValueError names the key."""
     _check_per_system(settings)
+    if settings["model"] not in ("mtp", "nep"):
+        raise ValueError(f"fit.model: {settings['model']!r} is not one of mtp, nep")
+    if settings["model"] == "nep":
+        nep_sizes(settings)
     if settings["method"] not in ("full", "linear"):
         raise ValueError(f"fit.method: {settings['method']!r} is not one of full, linear")
     if settings["passive"]["parameters"] not in PARAMETERS:
@@ -170,6 +197,28 @@ def check_settings(settings: dict) -> None:
                              "set fit.method: linear") from None
 
 
+def nep_sizes(settings: dict):
+    """The :class:`training.nep_fit.NEPSizes` of ``fit.nep``; ValueError names the key."""
+    from training.nep_fit import NEPSizes
+
+    sizes = {k: v for k, v in settings["nep"].items() if k != "reg"}
+    try:
+        return NEPSizes.coerce(sizes)
+    except ValueError as exc:
+        raise ValueError(f"fit.{exc}") from None
+
+
+def read_frames(task: dict) -> list:
+    """The frames of a fit task: its dataset, then its extra datasets (an interface's phases)."""
+    frames = []
+    for path in [task["dataset"], *task.get("extra_datasets", [])]:
+        for atoms in datasets.read(path):
+            # chains of different datasets share names (chain_00_T300_x): keep them apart
+            atoms.info["chain"] = f"{Path(path).name}:{atoms.info.get('chain', '')}"
+            frames.append(atoms)
+    return frames
+
+
 def initial_potential(settings: dict, frames, case_dir):
     """The starting MTP: ``fit.init`` (with the frames' species) or MLIP's template of ``fit.level``."""
     from training.mtp import MTP
@@ -189,16 +238,14 @@ def initial_potential(settings: dict, frames, case_dir):
 
 
 def fit_system(task: dict) -> dict:
-    """Passive training of one system (a ``ctx.map`` task: system, dataset, out_dir, case_dir, settings);
-    writes the system's files (module docstring) and returns its report."""
+    """Passive training of one system's MTP (a ``ctx.map`` task: system, dataset, out_dir, case_dir,
+    settings), or :func:`fit_nep_system` with ``model: nep``; writes the system's files (module
+    docstring) and returns its report."""
     settings, name, out = task["settings"], task["system"], Path(task["out_dir"])
+    if settings["model"] == "nep":
+        return fit_nep_system(task)
     t0 = time.time()
-    frames = []
-    for path in [task["dataset"], *task.get("extra_datasets", [])]:
-        for atoms in datasets.read(path):
-            # chains of different datasets share names (chain_00_T300_x): keep them apart
-            atoms.info["chain"] = f"{Path(path).name}:{atoms.info.get('chain', '')}"
-            frames.append(atoms)
+    frames = read_frames(task)
     init = initial_potential(settings, frames, task["case_dir"])
     fit_fn = make_fit_fn(settings["method"], max_iter=settings["max_iter"], weights=settings["weights"],
                          progress=lambda done, total, text: None, threads=fit_threads())
@@ -253,6 +300,52 @@ def checkpointed(fit_fn, out: Path, name: str):
             return fit_fn(init, frames, checkpoint=checkpoint, resume=True, **kwargs)
 
     return fit
+
+
+def fit_nep_system(task: dict) -> dict:
+    """Fit a NEP for one system (a ``ctx.map`` task as for :func:`fit_system`, ``fit.model: nep``): on all
+    frames but the held-out validation fraction (the MTP's passive selection does not apply,
+    :mod:`training.nep_fit`), checkpointed as the MTP's fits (:func:`checkpointed`); writes
+    ``<system>.nep.txt``, ``<system>_parity.png`` and ``<system>_fit.json`` and returns the report."""
+    from training.nep_fit import NEPTrainingSet, fit_nep, predict, write_nep
+    from training.passive import validation_split
+
+    settings, name, out = task["settings"], task["system"], Path(task["out_dir"])
+    t0 = time.time()
+    frames = read_frames(task)
+    species = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    valid, train = validation_split(len(frames), settings["validation_fraction"], settings["seed"])
+    pick = lambda idx: [frames[k] for k in idx]  # noqa: E731
+    sizes = nep_sizes(settings)
+
+    def nep_fn(_init, train_frames, **kwargs):
+        return fit_nep(train_frames, species=species, sizes=sizes, max_iter=settings["max_iter"],
+                       weights=settings["weights"], reg=settings["nep"]["reg"], seed=settings["seed"],
+                       progress=lambda done, total, text: None, source=str(task["dataset"]),
+                       threads=fit_threads(), **kwargs)
+
+    model, fit = checkpointed(nep_fn, out, name)(None, pick(train))
+    write_nep(model, out / f"{name}.nep.txt")
+    errors = {"train": fit["train"]}
+    if len(valid):
+        errors["valid"] = dict(fit_report.metrics(predict(model, NEPTrainingSet.build(
+            pick(valid), species, model.rc_max))), n_frames=int(len(valid)))
+    pred = predict(model, NEPTrainingSet.build(frames, species, model.rc_max))
+    fit_report.parity_png(pred, out / f"{name}_parity.png", title=f"{name}: NEP on all {len(frames)} frames",
+                          model="NEP")
+    report = {"system": name, "dataset": str(task["dataset"]), "extra_datasets": task.get("extra_datasets", []),
+              "model": "nep", "species": species, "sizes": fit["sizes"], "n_parameters": fit["n_parameters"],
+              "settings": settings, "n_frames": len(frames), "n_valid": int(len(valid)),
+              "n_train_final": int(len(train)),
+              "steps": [{"step": "fit", "n_train": int(len(train)), "seconds": fit["seconds"],
+                         "iterations": fit["iterations"], "errors": errors}],
+              "loss_history": fit["loss_history"], "passive": "not applied to a NEP: fitted on all training "
+              "frames, no extrapolation grades (training.nep_fit)",
+              "errors_all_frames": fit_report.metrics(pred),
+              "shortest_distance_A": datasets.shortest_pair_distances(frames), "seconds_total": time.time() - t0,
+              "files": {"potential": f"{name}.nep.txt", "parity": f"{name}_parity.png"}}
+    fit_report.write_json(out / f"{name}_fit.json", report)
+    return report
 
 
 def brought_source(entry: dict, case_dir) -> Path:
@@ -353,9 +446,10 @@ def run_fit(settings: dict, ctx) -> dict:
         tasks.append({"system": name, "dataset": str(dataset), "extra_datasets": extra, "out_dir": str(ctx.out_dir),
                       "case_dir": str(ctx.case_dir), "settings": system_settings(settings, name)})
     if len(tasks) > len(brought):
-        ctx.log(f"fit: passive training of {len(tasks) - len(brought)} potential(s), level {settings['level']}, "
-                f"method {settings['method']}, {fit_threads()} thread(s) per fit"
-                + "".join(f"; {name}: {over}" for name, over in settings["per_system"].items()))
+        what = (f"NEP fit of {len(tasks) - len(brought)} potential(s)" if settings["model"] == "nep" else
+                f"passive training of {len(tasks) - len(brought)} potential(s), level {settings['level']}, "
+                f"method {settings['method']}, {fit_threads()} thread(s) per fit")
+        ctx.log(f"fit: {what}" + "".join(f"; {name}: {over}" for name, over in settings["per_system"].items()))
     if brought:
         ctx.log(f"fit: brought potential(s), copied, not fitted: {', '.join(brought)}")
     reports = ctx.map(fit_or_bring, tasks, costs=[fit_cost(t) for t in tasks])
@@ -365,10 +459,15 @@ def run_fit(settings: dict, ctx) -> dict:
             summary["systems"][rep["system"]] = rep
             ctx.log(_brought_line(rep))
             continue
-        short = {k: v for k, v in rep.items() if k not in ("grades", "log", "settings")}
+        short = {k: v for k, v in rep.items() if k not in ("grades", "log", "settings", "loss_history")}
         short["steps"] = [{k: v for k, v in s.items() if k != "added_frames"} for s in rep["steps"]]
         summary["systems"][rep["system"]] = short
         final = rep["errors_all_frames"]
+        if rep["model"] == "nep":
+            ctx.log(f"fit: {rep['system']}: NEP{rep['sizes']['version']} ({rep['n_parameters']} parameters) on "
+                    f"{rep['n_train_final']} frames, {rep['steps'][0]['iterations']} iterations, force RMSE "
+                    f"{final['forces']['rmse']:.3g} eV/A, {rep['seconds_total']:.0f} s")
+            continue
         ctx.log(f"fit: {rep['system']}: {rep['steps'][0]['n_train']} -> {rep['n_train_final']} training frames, "
                 f"max grade {rep['max_grade_preliminary']:.3g} -> {rep['max_grade_final']:.3g}, force RMSE "
                 f"{final['forces']['rmse']:.3g} eV/A, {rep['seconds_total']:.0f} s")

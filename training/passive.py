@@ -151,6 +151,14 @@ class PassiveResult:
     report: dict = field(default_factory=dict)
 
 
+def validation_split(n_frames: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out [V], the others [n_frames - V]) frame indices, both sorted: a random ``fraction`` of the
+    frames (V = round(fraction n_frames)) drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    valid = np.sort(rng.permutation(n_frames)[:int(round(fraction * n_frames))]).astype(np.int64)
+    return valid, np.setdiff1d(np.arange(n_frames), valid)
+
+
 def chain_subsample(frames, pool, every_k: int) -> np.ndarray:
     """Every ``every_k``-th frame of each trajectory (``atoms.info['chain']``; all frames form one chain
     without it), among the frame indices ``pool`` [m] (kept in order).  Returns sorted indices.
@@ -197,10 +205,7 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
     frames = list(frames)
     _check(frames, every_k, threshold, validation_fraction, max_add, rounds)
     t0 = time.time()
-    rng = np.random.default_rng(seed)
-    n_valid = int(round(validation_fraction * len(frames)))
-    valid = np.sort(rng.permutation(len(frames))[:n_valid]).astype(np.int64)
-    pool = np.setdiff1d(np.arange(len(frames)), valid)
+    valid, pool = validation_split(len(frames), validation_fraction, seed)
     train = chain_subsample(frames, pool, every_k)
     pick = lambda idx: [frames[k] for k in idx]  # noqa: E731
     validation = pick(valid) or None

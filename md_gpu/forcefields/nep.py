@@ -9,6 +9,13 @@ forces, the virial and GPUMD's many-body per-atom virials (pair ``p`` to atom ``
 ``W_a = -sum_{p: j_p = a} d_p (x) dE/dd_p``), exactly as NEP_CPU's ``find_force_*_small_box``.
 Array code on an ``xp`` namespace (NumPy or CuPy); Python loops only over type pairs, ``l`` and ``n``.
 
+``evaluate`` is four steps, each a method that ``training.nep_fit`` calls too: :meth:`~NEPForceField.pair_geometry`
+(the pairs within each cut-off, Chebyshev basis and harmonics: independent of the parameters),
+:meth:`~NEPForceField.descriptors` (``g_n``, ``s_{nlm}``, ``q``), :meth:`~NEPForceField.network` (``U_i``,
+``dU/dq``) and :meth:`~NEPForceField.angular_pullback` (``dU/ds`` from ``dU/dq``), then the chain rule back
+to the pairs. ``descriptors``, ``network`` and ``angular_pullback`` are polynomial or holomorphic in
+their inputs and run on complex arrays (the fit's complex step).
+
 Model (Fan et al., PRB 104, 104309 (2021); JCP 157, 114801 (2022); Song et al. 2024 for NEP4):
 
 * pair cut-off ``rc = (rc_t(i) + rc_t(j)) / 2`` (radial or angular; one value for all types unless the
@@ -36,6 +43,7 @@ The derivatives are written out by the chain rule above (not GPUMD's expanded fo
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from math import factorial, gcd, pi
 from pathlib import Path
@@ -105,7 +113,10 @@ def harmonic_tables(l_max: int):
 
 
 def _scatter(index, values, n: int, xp):
-    """``out[a] = sum_{p: index_p = a} values[p]`` for values [p, k] -> [n, k] (one bincount)."""
+    """``out[a] = sum_{p: index_p = a} values[p]`` for values [p, k] -> [n, k] (one bincount; complex
+    values as two)."""
+    if xp.iscomplexobj(values):
+        return _scatter(index, values.real, n, xp) + 1j * _scatter(index, values.imag, n, xp)
     k = values.shape[1]
     flat = (index[:, None] * k + xp.arange(k)[None, :]).ravel()
     return xp.bincount(flat, weights=values.ravel(), minlength=n * k).reshape(n, k)
@@ -130,6 +141,58 @@ def _chebyshev_basis(r, rc, n_basis: int, xp):
         fn.append(half * fc)
         fnp.append(dhalf * fc + half * fcp)
     return xp.stack(fn, axis=1), xp.stack(fnp, axis=1)
+
+
+@dataclass
+class PairTerms:
+    """The pairs of one descriptor part (radial or angular) and their basis functions; they depend on the
+    pair vectors only, not on the parameters.
+
+    sel [p'] indices into the pair list of the pairs within the part's cut-off; centre [p'] their atom
+    i; type_pair [p'] ``t_i * T + t_j``; r [p'] (Å); u [p', 3] unit vectors; f, fp [p', K] basis
+    ``f_k(r)`` and ``df_k/dr`` (1/Å); angular part only: y [p', n_lm] harmonics ``Y_lm(u)``, dy
+    [p', n_lm, 3] their u-derivatives (None for the radial part).
+    """
+
+    sel: object
+    centre: object
+    type_pair: object
+    r: object
+    u: object
+    f: object
+    fp: object
+    y: object = None
+    dy: object = None
+
+
+@dataclass
+class PairGeometry:
+    """Everything the descriptors take from a full pair list: radial, angular :class:`PairTerms`;
+    i [p], d [p, 3] (Å) the pair list; r [p] distances; ti, tj [p] types; n_atoms."""
+
+    radial: PairTerms
+    angular: PairTerms
+    i: object
+    d: object
+    r: object
+    ti: object
+    tj: object
+    n_atoms: int
+
+
+@dataclass
+class Descriptors:
+    """q [n, dim] raw descriptors (module docstring order: radial, then the angular blocks); s [n, na,
+    n_lm] the angular sums ``s_{nlm}``; g_r, gp_r [p_r, n_max_r+1] and g_a, gp_a [p_a, n_max_a+1] the
+    radial functions ``g_n(r)`` and ``dg_n/dr`` of the radial and angular pairs (gp None when the
+    geometry has no fp)."""
+
+    q: object
+    s: object
+    g_r: object
+    gp_r: object
+    g_a: object
+    gp_a: object
 
 
 class NEPForceField:
@@ -173,16 +236,18 @@ class NEPForceField:
         return self._cache[key]
 
     # ---------------------------------------------------------------- radial functions g_n(r)
-    def _radial_functions(self, coeffs, tp, r, rc, n_basis: int, n_out: int, xp):
-        """``g_n`` and ``dg_n/dr`` [p, n_out] for pairs of type-pair index ``tp`` [p]."""
-        fn, fnp = _chebyshev_basis(r, rc, n_basis, xp)
-        g = xp.zeros((r.shape[0], n_out))
-        gp = xp.zeros((r.shape[0], n_out))
+    @staticmethod
+    def _radial_functions(coeffs, tp, fn, fnp, n_out: int, xp):
+        """``g_n`` and ``dg_n/dr`` [p, n_out] (``dg_n/dr`` None without ``fnp``) of pairs of type-pair index
+        ``tp`` [p] from the basis values ``fn``, ``fnp`` [p, K] and ``coeffs`` [T*T] of [n_out, K]."""
+        g = xp.zeros((fn.shape[0], n_out), dtype=fn.dtype)
+        gp = None if fnp is None else xp.zeros((fn.shape[0], n_out), dtype=fnp.dtype)
         for k, c in enumerate(coeffs):
             sel = xp.nonzero(tp == k)[0]
             if sel.shape[0]:
                 g[sel] = fn[sel] @ c.T
-                gp[sel] = fnp[sel] @ c.T
+                if gp is not None:
+                    gp[sel] = fnp[sel] @ c.T
         return g, gp
 
     # ---------------------------------------------------------------- harmonics Y_lm(u) and dY/du
@@ -217,32 +282,43 @@ class NEPForceField:
         dy = xp.stack([zf * dcx, zf * dcy, dzf * cm], axis=2)
         return y, dy
 
-    # ---------------------------------------------------------------- evaluate
-    def evaluate(self, types, i, j, d, *, xp=None):
-        """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on a full pair list (module docstring)."""
+    # ---------------------------------------------------------------- descriptor q_i
+    def _pair_terms(self, rc_types, ti, tj, i, r, d, n_basis: int, angular: bool, xp) -> PairTerms:
+        """The pairs within the mean cut-off of ``rc_types`` [T] and their basis (and harmonics)."""
+        rc = 0.5 * (rc_types[ti] + rc_types[tj])
+        sel = xp.nonzero(r < rc)[0]
+        rs = r[sel]
+        u = d[sel] / rs[:, None]
+        f, fp = _chebyshev_basis(rs, rc[sel], n_basis, xp)
+        y, dy = self._harmonics(u, xp) if angular else (None, None)
+        return PairTerms(sel=sel, centre=i[sel], type_pair=(ti * self.model.n_types + tj)[sel], r=rs, u=u,
+                         f=f, fp=fp, y=y, dy=dy)
+
+    def pair_geometry(self, types, i, j, d, *, xp=None) -> PairGeometry:
+        """The parameter-free part of the descriptors of a full pair list (module docstring): which pairs
+        fall within the radial and angular cut-offs, their basis functions and harmonics."""
         xp = xp or array_module(d)
         m, tab = self.model, self._tables(xp)
-        n_atoms, n_types = types.shape[0], m.n_types
-        nr, na = m.n_max[0] + 1, m.n_max[1] + 1
         r = xp.sqrt((d * d).sum(axis=1))
         ti, tj = types[i], types[j]
-        de_dd = xp.zeros_like(d)
+        return PairGeometry(
+            radial=self._pair_terms(tab["rc_r"], ti, tj, i, r, d, m.basis_size[0] + 1, False, xp),
+            angular=self._pair_terms(tab["rc_a"], ti, tj, i, r, d, m.basis_size[1] + 1, True, xp),
+            i=i, d=d, r=r, ti=ti, tj=tj, n_atoms=int(types.shape[0]))
 
-        # radial descriptor
-        rc = 0.5 * (tab["rc_r"][ti] + tab["rc_r"][tj])
-        pr = xp.nonzero(r < rc)[0]
-        ir, rr, ur = i[pr], r[pr], d[pr] / r[pr][:, None]
-        g, gp = self._radial_functions(tab["c_r"], (ti * n_types + tj)[pr], rr, rc[pr], m.basis_size[0] + 1, nr, xp)
-        q_rad = _scatter(ir, g, n_atoms, xp)
-
-        # angular descriptor
-        rc = 0.5 * (tab["rc_a"][ti] + tab["rc_a"][tj])
-        pa = xp.nonzero(r < rc)[0]
-        ia, ra, ua = i[pa], r[pa], d[pa] / r[pa][:, None]
-        ga, gpa = self._radial_functions(tab["c_a"], (ti * n_types + tj)[pa], ra, rc[pa], m.basis_size[1] + 1, na, xp)
-        y, dy = self._harmonics(ua, xp)
-        n_lm = y.shape[1]
-        s = _scatter(ia, (ga[:, :, None] * y[:, None, :]).reshape(-1, na * n_lm), n_atoms, xp).reshape(
+    def descriptors(self, geom: PairGeometry, *, xp=None) -> Descriptors:
+        """Descriptors q [n, dim] (raw, before the scaler) of a :class:`PairGeometry`. Polynomial in its
+        basis values and harmonics and linear in the c coefficients, so a geometry with complex ``f`` and
+        ``y`` (the complex step of ``training.nep_fit``) gives complex descriptors."""
+        xp = xp or array_module(geom.d)
+        m, tab = self.model, self._tables(xp)
+        n_atoms, na = geom.n_atoms, m.n_max[1] + 1
+        rad, ang = geom.radial, geom.angular
+        g_r, gp_r = self._radial_functions(tab["c_r"], rad.type_pair, rad.f, rad.fp, m.n_max[0] + 1, xp)
+        g_a, gp_a = self._radial_functions(tab["c_a"], ang.type_pair, ang.f, ang.fp, na, xp)
+        q_rad = _scatter(rad.centre, g_r, n_atoms, xp)
+        n_lm = ang.y.shape[1]
+        s = _scatter(ang.centre, (g_a[:, :, None] * ang.y[:, None, :]).reshape(-1, na * n_lm), n_atoms, xp).reshape(
             n_atoms, na, n_lm)
         blocks = []
         w = tab["weight"]
@@ -256,19 +332,18 @@ class NEPForceField:
             s0, s12 = s[:, :, 0] ** 2, s[:, :, 1] ** 2 + s[:, :, 2] ** 2
             blocks.append(C5B[0] * s0 * s0 + C5B[1] * s0 * s12 + C5B[2] * s12 * s12)
         q = xp.concatenate([q_rad] + blocks, axis=1) if blocks else q_rad
+        return Descriptors(q=q, s=s, g_r=g_r, gp_r=gp_r, g_a=g_a, gp_a=gp_a)
 
-        # network: U_i and dU_i/dq_i (unscaled q)
-        energies, fp = self._network(q, types, xp)
-        fp_rad = fp[:, :nr]
-        fp_ang = fp[:, nr:].reshape(n_atoms, m.num_l, na)  # [n, num_l, na]
-
-        # dU/ds [n, na, n_lm]
+    def angular_pullback(self, s, dq_ang, xp):
+        """``dX/ds`` [n, na, n_lm] from ``dX/dq`` of the angular blocks ``dq_ang`` [n, num_l, na] (linear in
+        ``dq_ang``; ``s`` [n, na, n_lm] from :meth:`descriptors`), for any scalar X of the descriptors."""
+        m, tab = self.model, self._tables(xp)
         dus = xp.zeros_like(s)
         if self.l_max:
-            dus = dus + 2.0 * w[None, None, :] * s * xp.transpose(fp_ang[:, tab["l_index"], :], (0, 2, 1))
+            dus = dus + 2.0 * tab["weight"][None, None, :] * s * xp.transpose(dq_ang[:, tab["l_index"], :], (0, 2, 1))
         block = self.l_max
         if m.has_q_222:
-            f = fp_ang[:, block, :]
+            f = dq_ang[:, block, :]
             s3, s4, s5, s6, s7 = (s[:, :, k] for k in range(3, 8))
             grads = {3: 3 * C4B[0] * s3 * s3 + C4B[1] * (s4 * s4 + s5 * s5) + C4B[2] * (s6 * s6 + s7 * s7),
                      4: 2 * C4B[1] * s3 * s4 - 2 * C4B[3] * s6 * s4 + C4B[4] * s5 * s7,
@@ -279,43 +354,70 @@ class NEPForceField:
                 dus[:, :, k] += f * gk
             block += 1
         if m.has_q_1111:
-            f = fp_ang[:, block, :]
+            f = dq_ang[:, block, :]
             s0, s1, s2 = s[:, :, 0], s[:, :, 1], s[:, :, 2]
             s12 = s1 * s1 + s2 * s2
             dus[:, :, 0] += f * (4 * C5B[0] * s0 ** 3 + 2 * C5B[1] * s0 * s12)
             common = 2 * C5B[1] * s0 * s0 + 4 * C5B[2] * s12
             dus[:, :, 1] += f * common * s1
             dus[:, :, 2] += f * common * s2
+        return dus
+
+    # ---------------------------------------------------------------- evaluate
+    def evaluate(self, types, i, j, d, *, xp=None):
+        """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on a full pair list (module docstring)."""
+        xp = xp or array_module(d)
+        return self.evaluate_geometry(self.pair_geometry(types, i, j, d, xp=xp), types, xp=xp)
+
+    def evaluate_geometry(self, geom: PairGeometry, types, *, xp=None):
+        """:meth:`evaluate` from the :class:`PairGeometry` of the pair list (a fit keeps it across
+        parameter changes)."""
+        xp = xp or array_module(geom.d)
+        m = self.model
+        n_atoms = geom.n_atoms
+        nr, na = m.n_max[0] + 1, m.n_max[1] + 1
+        desc = self.descriptors(geom, xp=xp)
+        rad, ang = geom.radial, geom.angular
+        de_dd = xp.zeros_like(geom.d)
+
+        # network: U_i and dU_i/dq_i (unscaled q)
+        energies, fp, _ = self.network(desc.q, types, xp)
+        fp_rad = fp[:, :nr]
+        dus = self.angular_pullback(desc.s, fp[:, nr:].reshape(n_atoms, m.num_l, na), xp)  # dU/ds
 
         # back to the pairs
-        de_dd[pr] += ((fp_rad[ir] * gp).sum(axis=1))[:, None] * ur
-        if pa.shape[0] and m.num_l:
-            gsp = dus[ia]  # [pa, na, n_lm]
-            du_dy = xp.einsum("pnl,pn->pl", gsp, ga)  # dU/dY [pa, n_lm]
-            du_dr = (xp.einsum("pnl,pn->pl", gsp, gpa) * y).sum(axis=1)  # through g_n(r) [pa]
-            du_du = xp.einsum("pl,plc->pc", du_dy, dy)  # [pa, 3]
-            tangential = (du_du - (du_du * ua).sum(axis=1)[:, None] * ua) / ra[:, None]
-            de_dd[pa] += du_dr[:, None] * ua + tangential
+        de_dd[rad.sel] += ((fp_rad[rad.centre] * desc.gp_r).sum(axis=1))[:, None] * rad.u
+        if ang.sel.shape[0] and m.num_l:
+            gsp = dus[ang.centre]  # [pa, na, n_lm]
+            du_dy = xp.einsum("pnl,pn->pl", gsp, desc.g_a)  # dU/dY [pa, n_lm]
+            du_dr = (xp.einsum("pnl,pn->pl", gsp, desc.gp_a) * ang.y).sum(axis=1)  # through g_n(r) [pa]
+            du_du = xp.einsum("pl,plc->pc", du_dy, ang.dy)  # [pa, 3]
+            tangential = (du_du - (du_du * ang.u).sum(axis=1)[:, None] * ang.u) / ang.r[:, None]
+            de_dd[ang.sel] += du_dr[:, None] * ang.u + tangential
 
         if m.zbl is not None:
-            energies, de_dd = self._zbl(types, i, ti, tj, r, d, energies, de_dd, xp)
+            energies, de_dd = self._zbl(types, geom.i, geom.ti, geom.tj, geom.r, geom.d, energies, de_dd, xp)
         return energies, de_dd
 
-    def _network(self, q, types, xp):
-        """Site energies [n] (eV) and dU/dq [n, dim] for raw descriptors q [n, dim]."""
+    def network(self, q, types, xp):
+        """Site energies [n] (eV), dU/dq [n, dim] for raw descriptors q [n, dim], and the hidden layer:
+        ``[(atoms [a], tanh values [a, N1]) per weight set]`` (NEP3: one set for all atoms; NEP4: per type)."""
         tab = self._tables(xp)
         qs = q * tab["scaler"][None, :]
-        energies = xp.zeros(q.shape[0])
+        energies = xp.zeros(q.shape[0], dtype=q.dtype)
         fp = xp.zeros_like(q)
+        hidden = []
         sets = [(0, None)] if self.model.version == 3 else [(t, t) for t in range(self.model.n_types)]
         for k, t in sets:
             atoms = xp.arange(q.shape[0]) if t is None else xp.nonzero(types == t)[0]
             if atoms.shape[0] == 0:
+                hidden.append((atoms, None))
                 continue
             h = xp.tanh(qs[atoms] @ tab["w0"][k].T - tab["b0"][k][None, :])  # [a, N1]
             energies[atoms] = h @ tab["w1"][k] - self.model.b1
             fp[atoms] = ((1.0 - h * h) * tab["w1"][k][None, :]) @ tab["w0"][k]
-        return energies, fp * tab["scaler"][None, :]
+            hidden.append((atoms, h))
+        return energies, fp * tab["scaler"][None, :], hidden
 
     def _zbl(self, types, i, ti, tj, r, d, energies, de_dd, xp):
         """Add the ZBL core: ``phi(r)/2`` per ordered pair within the largest angular cut-off."""
