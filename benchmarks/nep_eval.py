@@ -1,4 +1,4 @@
-"""Speed of the NEP evaluation (``md_gpu.forcefields.nep``): atom-evaluations per second, energy + forces
+"""Speed of the NEP evaluation (``training.nep.model``, as ``md_gpu.forcefields.nep`` runs it): atom-evaluations per second, energy + forces
 + virial + per-atom virials, and of GPUMD's NEP_CPU (calorine's build) on the same input when the peer
 venv exists (``make peer-calorine``).
 
@@ -35,9 +35,9 @@ from ase.build import graphene  # noqa: E402
 
 from md_gpu.forcefields.base import forces_and_virial  # noqa: E402
 from md_gpu.forcefields.nep import NEPForceField  # noqa: E402
-from md_gpu.forcefields.nep_file import random_nep, write_nep  # noqa: E402
 from md_gpu.neighbors import build_pairs  # noqa: E402
 from md_gpu.backend import usable_cupy  # noqa: E402
+from training.nep import random_nep, write_nep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-peers" / "calorine" / "bin" / "python"

@@ -7,7 +7,7 @@ line (an MLIP ``.mtp`` starts with ``MTP``; a GPUMD ``nep.txt`` with its model k
 of a NEP's model line; :func:`fit_file_name` is ``<system>.mtp`` or ``<system>.nep.txt``, names that
 ``md_gpu.forcefields.loading.load_forcefield`` reads as an MTP and as a NEP. This module reads
 headers only: the full readers are ``training.mtp.MTP.read`` and
-``md_gpu.forcefields.nep_file.read_nep`` (case validation runs them, :mod:`multiscale.potentials`).
+``training.nep.read_nep`` (case validation runs them, :mod:`multiscale.potentials`).
 """
 from __future__ import annotations
 

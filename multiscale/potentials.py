@@ -4,7 +4,7 @@ Contract: the value is a file relative to the case folder (an absolute path work
 ``nep.txt`` (NEP3/NEP4, optional ZBL) or an MLIP ``.mtp`` whose ``potential_tag`` names its elements
 (``species:C,B``). The model is recognised by the file's first line (:func:`common.potentials.potential_model`),
 not by its name. :func:`check_path` (no imports: runs for every case) and :func:`check_potential` (reads
-the file with the engine's own reader, ``md_gpu.forcefields.nep_file.read_nep`` or
+the file with the engine's own reader, ``training.nep.read_nep`` or
 ``training.mtp.MTP.read``, and the system's structure) raise :class:`PotentialError`, one line that
 starts with the key and names the file and the problem. :func:`brought_files` lists the files, inputs
 of the fit stage (:data:`multiscale.stages.PRODUCT`): editing one reruns the fit and what follows.
@@ -49,7 +49,7 @@ def read_potential(name: str, path: Path) -> tuple[str, list[str]]:
                              f"nor an MLIP .mtp file (first line 'MTP'): {found}")
     try:
         if model == "nep":
-            from md_gpu.forcefields.nep_file import read_nep
+            from training.nep import read_nep
 
             species = list(read_nep(path).species)
         else:

@@ -2,7 +2,7 @@
 copy and report, the md stage's plan, reruns when the file changes.
 
 The case is a tiny copy of the default one (every 8th embedded frame); the potentials are random (a NEP4
-from md_gpu.forcefields.nep_file.random_nep, an untrained level-2 MTP): the checks are of the plumbing,
+from training.nep.random_nep, an untrained level-2 MTP): the checks are of the plumbing,
 not of the physics.
 """
 import hashlib
@@ -14,12 +14,12 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from md_gpu.forcefields.nep_file import random_nep, write_nep
 from multiscale.case import Case
 from multiscale.errors import CaseError
 from multiscale.runner import case_status
 from training import datasets
 from training.mtp import MTP
+from training.nep import random_nep, write_nep
 
 DEFAULT = Path(__file__).resolve().parents[1] / "cases" / "graphene_borophene"
 SYSTEMS = ("graphene", "borophene", "interface")

@@ -2,8 +2,9 @@
 
 ``lint-imports`` (import-linter) checks the layering of docs/architecture.md: ``common`` imports
 nothing of the product, no engine imports ``multiscale``, ``fem`` imports neither ``training`` nor
-``md_gpu``, ``md_gpu`` imports only ``training.mtp`` from ``training``. The second test plants a
-forbidden import in a copy of the sources and expects the linter to name it.
+``md_gpu``, ``training`` imports no ``md_gpu``, ``md_gpu`` imports only ``training.mtp`` and
+``training.nep`` from ``training``, and these two import nothing else of ``training``. The second test
+plants a forbidden import in a copy of the sources and expects the linter to name it.
 """
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ def test_the_import_contracts_hold(tmp_path):
 @pytest.mark.parametrize("module, line, contract", [
     ("fem/materials.py", "import md_gpu.units", "fem imports neither training nor md_gpu"),
     ("md_gpu/units.py", "import multiscale.case", "no engine imports the orchestration"),
-    ("md_gpu/units.py", "import training.fit", "md_gpu imports only training.mtp from training"),
+    ("md_gpu/units.py", "import training.fit", "md_gpu imports only training.mtp and training.nep from training"),
+    ("training/nep_fit.py", "import md_gpu.forcefields.nep", "training imports no MD engine"),
+    ("training/nep/model.py", "import training.mtp", "training.nep (the model md_gpu runs) imports nothing else "
+                                                     "of training"),
     ("common/arrays.py", "import fem.errors", "the shared low layer imports no package of the product"),
 ])
 def test_a_forbidden_import_breaks_its_contract(tmp_path, module, line, contract):

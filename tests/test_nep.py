@@ -1,4 +1,4 @@
-"""NEP (md_gpu.forcefields.nep, nep_file): nep.txt round trip and errors, derivatives by finite
+"""NEP (training.nep: nep_file, model; md_gpu.forcefields.nep): nep.txt round trip and errors, derivatives by finite
 differences, invariances, per-atom virials, an NVE run. Exactness against GPUMD's NEP_CPU is in
 tests/test_nep_peer.py. All with random-parameter models (seeded): the checks are of the maths, not
 of a fitted potential."""
@@ -10,11 +10,11 @@ from ase.build import bulk, graphene
 from md_gpu.errors import MDSetupError
 from md_gpu.forcefields import compute_forces
 from md_gpu.forcefields.loading import load_forcefield
-from md_gpu.forcefields.nep import NEPCalculator, NEPForceField, harmonic_tables
-from md_gpu.forcefields.nep_file import NEPFileError, random_nep, read_nep, write_nep
+from md_gpu.forcefields.nep import NEPCalculator, NEPForceField
 from md_gpu.integrators import make_force_fn, velocity_verlet
 from md_gpu.neighbors import NeighborList
 from md_gpu.state import from_atoms, kinetic_energy, maxwell_boltzmann
+from training.nep import NEPFileError, harmonic_tables, random_nep, read_nep, write_nep
 
 MODELS = {
     "nep4": dict(species=("C", "B"), version=4),
@@ -129,6 +129,14 @@ def test_missing_file_and_wrong_species(tmp_path):
     with pytest.raises(NEPFileError, match="does not exist"):
         read_nep(tmp_path / "missing.txt")
     path = write_nep(_model("nep4"), tmp_path / "nep.txt")
+    # md_gpu reports a file error as its setup error, with the reader's message unchanged
+    (tmp_path / "broken").mkdir()
+    broken = _edit(tmp_path / "broken", _model("nep4"), BAD["second layer"][0])
+    with pytest.raises(NEPFileError) as file_error:
+        read_nep(broken)
+    with pytest.raises(MDSetupError) as setup_error:
+        NEPForceField.read(broken)
+    assert not isinstance(file_error.value, MDSetupError) and str(setup_error.value) == str(file_error.value)
     with pytest.raises(MDSetupError, match="is a NEP for C, B"):
         NEPForceField.read(path, species=("B", "C"))
 

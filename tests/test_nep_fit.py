@@ -13,9 +13,9 @@ from ase.build import bulk, graphene
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from md_gpu.forcefields.nep import NEPCalculator, NEPForceField
-from md_gpu.forcefields.nep_file import read_nep, write_nep
 from training import datasets
 from training.fit_data import FitError
+from training.nep import NEPEvaluator, read_nep, write_nep
 from training.nep_fit import (NEPSizes, NEPTrainingSet, fit_nep, initial_model, loss_and_gradient, pack, predict,
                               unpack)
 
@@ -125,8 +125,8 @@ def test_initial_model_scales_descriptors_and_matches_the_mean_energy():
     e_pred, e_ref = pred["energy_per_atom"]
     n = np.array([len(a) for a in frames])
     assert (e_pred * n).sum() / n.sum() == pytest.approx((e_ref * n).sum() / n.sum(), abs=1e-10)
-    ff = NEPForceField(model)
-    q = np.concatenate([ff.descriptors(tset.geometry(ff, b)).q for b in tset.batches]) * model.q_scaler
+    nep = NEPEvaluator(model)
+    q = np.concatenate([nep.descriptors(tset.geometry(nep, b)).q for b in tset.batches]) * model.q_scaler
     np.testing.assert_allclose(q.max(axis=0) - q.min(axis=0), 1.0, rtol=1e-10)
 
 

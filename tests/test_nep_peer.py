@@ -18,9 +18,9 @@ from ase.build import bulk, graphene
 
 from md_gpu.forcefields import compute_forces
 from md_gpu.forcefields.nep import NEPCalculator, NEPForceField
-from md_gpu.forcefields.nep_file import random_nep, write_nep
 from md_gpu.neighbors import NeighborList
 from md_gpu.state import from_atoms
+from training.nep import random_nep, write_nep
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-peers" / "calorine" / "bin" / "python"

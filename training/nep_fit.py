@@ -5,7 +5,7 @@ Data flow::
     list[Atoms] (energy eV, forces eV/Å, stress eV/Å³) + sizes (NEPSizes)
         --NEPTrainingSet.build-->  frame batches: one full pair list per batch (training.mtp.neighbors),
                                    references, loss weights
-        --initial_model-->         NEPModel with random parameters (md_gpu.forcefields.nep_file.random_nep),
+        --initial_model-->         NEPModel with random parameters (training.nep.random_nep),
                                    descriptor scalers and output bias from the data
         --fit_nep (L-BFGS on loss_and_gradient)-->  fitted NEPModel + report
         --write_nep-->             nep.txt (GPUMD's format; NEP_CPU, GPUMD and md_gpu read it)
@@ -15,8 +15,9 @@ NEP3; NEP4 has one network per species, Song et al., Nat. Commun. 15, 10208 (202
 ``U_i = sum_h w1_h tanh(sum_d w0_hd q_d s_d - b0_h) - b1`` of the descriptors ``q_i`` (radial ``q_n``
 and angular ``q_nl``, 4-body and 5-body invariants), which are linear (radial) or polynomial
 (angular) in the descriptor coefficients ``c``. Energies, forces and virials are evaluated by
-:class:`md_gpu.forcefields.nep.NEPForceField` itself, the code the MD engine runs (and that
-``tests/test_nep_peer.py`` holds to NEP_CPU), so the fitted model is evaluated exactly as it is fitted.
+:class:`training.nep.NEPEvaluator` itself, the code the MD engine runs (``md_gpu.forcefields.nep``
+wraps it; ``tests/test_nep_peer.py`` holds it to NEP_CPU), so the fitted model is evaluated exactly as
+it is fitted.
 
 Fitted parameters θ (:func:`pack`): w0, b0, w1 (per weight set), b1, c_radial, c_angular. Fixed:
 the sizes, the cut-offs and the descriptor scalers ``s_d = 1 / (max q_d - min q_d)`` over the
@@ -42,10 +43,10 @@ geometry only (basis ``f_k(r)`` and harmonics ``Y_lm(u)``, to first order in h f
 derivatives, :func:`_complex_step`; the pairs stay those of the real geometry); one reverse pass of
 ``Σ_i σ_i U_i`` through the descriptor and the network, in complex arithmetic (all holomorphic:
 polynomials and tanh), then gives the gradient as the imaginary part over h, exact to rounding (no
-difference is taken; h = 1e-20 scaled by the largest seed). The descriptor code is NEPForceField's
-own (:meth:`~md_gpu.forcefields.nep.NEPForceField.descriptors`,
-:meth:`~md_gpu.forcefields.nep.NEPForceField.network` and
-:meth:`~md_gpu.forcefields.nep.NEPForceField.angular_pullback`); this module adds only the parameter
+difference is taken; h = 1e-20 scaled by the largest seed). The descriptor code is NEPEvaluator's
+own (:meth:`~training.nep.NEPEvaluator.descriptors`,
+:meth:`~training.nep.NEPEvaluator.network` and
+:meth:`~training.nep.NEPEvaluator.angular_pullback`); this module adds only the parameter
 derivatives: ``∂/∂w1``, ``∂/∂b0``, ``∂/∂w0`` of the network and ``∂/∂c`` through
 ``g_n(r) = Σ_k c_nk f_k(r)``. The pair geometry of the training set is computed once per fit
 (:meth:`NEPTrainingSet.geometry`); a loss and gradient then costs about one evaluation in real and
@@ -84,11 +85,10 @@ from typing import Callable
 
 import numpy as np
 
-from md_gpu.forcefields.nep import NEPForceField, PairGeometry, PairTerms
-from md_gpu.forcefields.nep_file import NEPModel, random_nep, write_nep
 from training import datasets
 from training.fit_data import FitError, FitInterrupted, FitWeights
 from training.mtp.neighbors import forces_and_virial, neighbor_pairs
+from training.nep import NEPEvaluator, NEPModel, PairGeometry, PairTerms, random_nep, write_nep
 from training.optimize import CheckpointError, OptState, advance
 
 __all__ = ["NEPSizes", "NEPTrainingSet", "pack", "unpack", "initial_model", "loss_and_gradient", "predict",
@@ -255,13 +255,13 @@ class NEPTrainingSet:
     def n_frames(self) -> int:
         return sum(b.n_atoms.size for b in self.batches)
 
-    def geometry(self, ff: NEPForceField, batch: _Batch) -> PairGeometry:
-        """The pair geometry of ``batch`` for the cut-offs and sizes of ``ff`` (computed once: it does not
+    def geometry(self, nep: NEPEvaluator, batch: _Batch) -> PairGeometry:
+        """The pair geometry of ``batch`` for the cut-offs and sizes of ``nep`` (computed once: it does not
         depend on the fitted parameters)."""
-        m = ff.model
+        m = nep.model
         key = (id(batch), tuple(m.rc_radial), tuple(m.rc_angular), m.basis_size, max(m.l_max_3body, 1))
         if key not in self._geometry:
-            self._geometry[key] = ff.pair_geometry(batch.types, batch.i, batch.j, batch.d, xp=np)
+            self._geometry[key] = nep.pair_geometry(batch.types, batch.i, batch.j, batch.d, xp=np)
         return self._geometry[key]
 
 
@@ -316,10 +316,10 @@ def initial_model(tset: NEPTrainingSet, sizes=None, *, seed: int = 0, species_of
     if tset.cutoff < model.rc_max:
         raise FitError(f"training set pairs reach {tset.cutoff} Å, less than the NEP's cut-off {model.rc_max} Å")
     model.q_scaler = np.ones(model.dim)
-    ff = NEPForceField(model)
+    nep = NEPEvaluator(model)
     lo, hi = np.full(model.dim, np.inf), np.full(model.dim, -np.inf)
     for b in tset.batches:
-        q = ff.descriptors(tset.geometry(ff, b), xp=np).q
+        q = nep.descriptors(tset.geometry(nep, b), xp=np).q
         lo, hi = np.minimum(lo, q.min(axis=0)), np.maximum(hi, q.max(axis=0))
     span = hi - lo
     model.q_scaler = np.where(span > 1e-12, 1.0 / np.where(span > 1e-12, span, 1.0), 1.0)
@@ -331,10 +331,10 @@ def initial_model(tset: NEPTrainingSet, sizes=None, *, seed: int = 0, species_of
         model.w0[:, 0, :] = 0.0
         model.b0[:, 0] = -np.arctanh(_OFFSET_NEURON)
         model.w1[:, 0] = (per_species - per_species.mean()) / _OFFSET_NEURON
-    ff = NEPForceField(model)
+    nep = NEPEvaluator(model)
     predicted, reference, atoms = 0.0, 0.0, 0.0
     for b in tset.batches:
-        energies, _ = ff.evaluate_geometry(tset.geometry(ff, b), b.types, xp=np)
+        energies, _ = nep.evaluate_geometry(tset.geometry(nep, b), b.types, xp=np)
         predicted, reference, atoms = predicted + energies.sum(), reference + b.energy.sum(), atoms + b.n_atoms.sum()
     model.b1 += float(predicted - reference) / atoms
     return model
@@ -344,10 +344,10 @@ def initial_model(tset: NEPTrainingSet, sizes=None, *, seed: int = 0, species_of
 # loss and gradient
 # --------------------------------------------------------------------------------------------
 
-def _batch_predictions(ff: NEPForceField, b: _Batch, geom: PairGeometry):
+def _batch_predictions(nep: NEPEvaluator, b: _Batch, geom: PairGeometry):
     """Energy [F_b] eV, forces [n, 3] eV/Å, stress x volume [F_b, 6] eV (Voigt) and the pair gradients
     G [p, 3] of one batch (``geom``: its pair geometry)."""
-    energies, grad = ff.evaluate_geometry(geom, b.types, xp=np)
+    energies, grad = nep.evaluate_geometry(geom, b.types, xp=np)
     nf = b.n_atoms.size
     energy = np.bincount(b.atom_frame, weights=energies, minlength=nf)
     forces, _, _ = forces_and_virial(b.i, b.j, b.d, grad, b.types.size, np, per_atom=False)
@@ -376,16 +376,16 @@ def _complex_step(geom: PairGeometry, h: float, lam) -> PairGeometry:
     return replace(geom, radial=step(geom.radial), angular=step(geom.angular))
 
 
-def _parameter_gradient(ff: NEPForceField, geom: PairGeometry, types, mu, lam) -> np.ndarray:
+def _parameter_gradient(nep: NEPEvaluator, geom: PairGeometry, types, mu, lam) -> np.ndarray:
     """∂/∂θ [Σ_i mu_i U_i + Σ_p lam_p · G_p] [n_params] for seeds mu [n] (1/eV·loss) and lam [p, 3]:
     one complex-step reverse pass (module docstring)."""
-    m = ff.model
+    m = nep.model
     scale = max(np.abs(mu).max(initial=0.0), np.abs(lam).max(initial=0.0), 1.0)
     h = 1e-20 / scale
     sigma = 1.0 + 1j * h * mu
     geom = _complex_step(geom, h, lam)
-    desc = ff.descriptors(geom, xp=np)
-    _, dq, hidden = ff.network(desc.q, types, np)
+    desc = nep.descriptors(geom, xp=np)
+    _, dq, hidden = nep.network(desc.q, types, np)
     qs = desc.q * m.q_scaler[None, :]
     g_w0, g_b0, g_w1 = (np.zeros(np.shape(getattr(m, k)), complex) for k in ("w0", "b0", "w1"))
     for k, (atoms, t) in enumerate(hidden):
@@ -404,7 +404,7 @@ def _parameter_gradient(ff: NEPForceField, geom: PairGeometry, types, mu, lam) -
     rad, ang = geom.radial, geom.angular
     _type_pair_sums(g_cr, dq[rad.centre, :nr], rad)
     if m.num_l and ang.sel.size:
-        ds = ff.angular_pullback(desc.s, dq[:, nr:].reshape(n_atoms, m.num_l, na), np)  # ∂Φ/∂s
+        ds = nep.angular_pullback(desc.s, dq[:, nr:].reshape(n_atoms, m.num_l, na), np)  # ∂Φ/∂s
         _type_pair_sums(g_ca, np.einsum("pnl,pl->pn", ds[ang.centre], ang.y), ang)
     return np.concatenate([g.ravel() for g in (g_w0, g_b0, g_w1, np.array([g_b1]), g_cr, g_ca)]).imag / h
 
@@ -446,16 +446,16 @@ def loss_and_gradient(model: NEPModel, tset: NEPTrainingSet, *, reg: float = 0.0
     w = tset.weights
     weights = FitWeights(energy=w.energy * ("energy" in parts), forces=w.forces * ("forces" in parts),
                          stress=w.stress * ("stress" in parts)) if set(parts) != {"energy", "forces", "stress"} else w
-    ff = NEPForceField(model)
-    ff._tables(np)  # filled once here, not by racing threads
+    nep = NEPEvaluator(model)
+    nep._tables(np)  # filled once here, not by racing threads
     x = pack(model)
     total, grad = reg * float(x @ x), 2.0 * reg * x
 
     def batch_terms(b):
-        geom = tset.geometry(ff, b)
-        energy, forces, svir, _ = _batch_predictions(ff, b, geom)
+        geom = tset.geometry(nep, b)
+        energy, forces, svir, _ = _batch_predictions(nep, b, geom)
         loss, mu, lam = _residuals(b, energy, forces, svir, weights, tset.n_frames)
-        return loss, _parameter_gradient(ff, geom, b.types, mu, lam)
+        return loss, _parameter_gradient(nep, geom, b.types, mu, lam)
 
     if threads > 1 and len(tset.batches) > 1:
         with ThreadPoolExecutor(min(threads, len(tset.batches))) as pool:
@@ -472,10 +472,10 @@ def predict(model: NEPModel, tset: NEPTrainingSet) -> dict:
     """Predicted and reference values, as :func:`training.fit_report.predict` gives them:
     ``{"energy_per_atom": (pred [F], ref [F]) eV/atom, "forces": (pred [3N], ref [3N]) eV/Å,
     "stress": (pred [F', 6], ref [F', 6]) GPa}`` (stress only for the F' frames with a reference stress)."""
-    ff = NEPForceField(model)
+    nep = NEPEvaluator(model)
     e_p, e_r, f_p, f_r, s_p, s_r = [], [], [], [], [], []
     for b in tset.batches:
-        energy, forces, svir, _ = _batch_predictions(ff, b, tset.geometry(ff, b))
+        energy, forces, svir, _ = _batch_predictions(nep, b, tset.geometry(nep, b))
         e_p.append(energy / b.n_atoms)
         e_r.append(b.energy / b.n_atoms)
         f_p.append(forces.ravel())

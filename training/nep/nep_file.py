@@ -5,7 +5,8 @@ Contract: :func:`read_nep` ``(path) -> NEPModel`` and :func:`write_nep` ``(model
 GPUMD would (dipole, polarizability, charge and van der Waals models, NEP5, the higher-order
 ``l_max`` flags ``has_q_112`` ...) is refused with a
 :class:`NEPFileError` that names the file, the line number and what is wrong, as are malformed
-lines and a parameter count that does not match the header.
+lines and a parameter count that does not match the header (:mod:`.errors`; md_gpu's loader,
+``md_gpu.forcefields.nep.NEPForceField.read``, raises the same message as an ``MDSetupError``).
 
 Layout (one keyword line each, then one number per line; GPUMD ``src/force/nep.cu``
 ``read_nep_potential`` and NEP_CPU ``NEP::init_from_file`` read the same):
@@ -40,7 +41,7 @@ from ase.data import chemical_symbols
 
 from common.atomic import atomic_write
 
-from ..errors import MDSetupError
+from .errors import NEPFileError
 
 MODELS = {"nep3": (3, False), "nep3_zbl": (3, True), "nep4": (4, False), "nep4_zbl": (4, True)}
 NOT_POTENTIALS = ("dipole", "polarizability", "charge", "vdw")
@@ -59,12 +60,6 @@ COVALENT_RADIUS = (
     1.73333, 1.73333, 1.81333, 1.74667, 1.84, 1.89333, 2.68, 2.41333, 2.22667, 2.10667,
     2.02667, 2.04, 2.05333, 2.06667,
 )
-
-
-class NEPFileError(MDSetupError):
-    """A ``nep.txt`` that is malformed, or a model this code does not evaluate (the message names
-    the file and line). Typical causes: a dipole/polarizability/charge model, a truncated or
-    hand-edited file, a header that does not match the number of parameters."""
 
 
 @dataclass
