@@ -22,7 +22,8 @@ MD kinds add ``temperature_K``, ``dt_fs``, ``seed``, ``thermostat_tau_fs``, ``re
 'tensile'), then for every ``strains`` entry ``[component, multiple]`` (component 'xx' | 'yy' | 'xy')
 the equilibrated state (positions and velocities, ``write_data``) strained by ``multiple * delta``
 (engineering shear for 'xy': a tilt ``xy = multiple * delta * ly``), ``settle_steps`` NVT, then
-``sample_steps`` NVT recorded.
+``sample_steps`` NVT recorded; the equilibrated state is first scaled to the mean box of the
+equilibration's second half, as md_gpu's protocol does.
 
 Result: 'static': ``energy_eV``, ``forces_eV_per_A`` [n, 3] (atom order of the job),
 ``stress_GPa`` [6]; 'nvt': ``curve`` {``time_fs``, ``temperature_K``}; 'tensile':
@@ -30,7 +31,7 @@ Result: 'static': ``energy_eV``, ``forces_eV_per_A`` [n, 3] (atom order of the j
 ``cell_zz_A``, ``stress_xx_GPa``, ``stress_yy_GPa``, ``stress_zz_GPa``, ``stress_xy_GPa``,
 ``temperature_K``}, sampled every ``record_every`` steps with ``fix ave/time`` (one
 run per stage: ``fix deform`` restarts from the current box at every ``run``); 'elastic':
-``reference_cell_A`` [3] (the equilibrated box) and ``stresses``, per ``strains`` entry
+``reference_cell_A`` [3] (the mean equilibrated box) and ``stresses``, per ``strains`` entry
 {``component``, ``multiple``, ``stress_GPa`` [3, 3] (mean over the recorded samples)}.
 Every result has ``lammps_version`` and ``input`` (the LAMMPS commands).
 """
@@ -160,13 +161,19 @@ def run_tensile(lmp, job: dict, log: list, tmp: Path) -> dict:
 def run_elastic(lmp, job: dict, log: list, tmp: Path) -> dict:
     """Stress at fixed strains of the equilibrated cell (md_gpu.protocols.elastic_constants' runs)."""
     integrate = [] if job["barostat"] == "nph" else ["fix nve all nve"]
-    reference = tmp / "reference.data"
-    eq = velocities(job) + integrate + thermostat(job) + barostat(job, "xyz") + [
-        "thermo 1000", f"run {int(job['equilibrate_steps'])}", f"write_data {reference} nocoeff"]
+    reference, eq_path = tmp / "reference.data", tmp / "equilibrate.dat"
+    eq = velocities(job) + integrate + thermostat(job) + barostat(job, "xyz") + \
+        record(eq_path, job["record_every"]) + ["thermo 1000", f"run {int(job['equilibrate_steps'])}", "unfix rec"]
     lmp.commands_list(eq)
-    log += eq
+    # the reference: the final state scaled to the mean box of the equilibration's second half
+    # (md_gpu.protocols.elastic.at_mean_cell)
+    curve = read_record(eq_path, job["dt_fs"], 0)
     boxlo, boxhi = lmp.extract_box()[:2]
-    lengths = [hi - lo for lo, hi in zip(boxlo, boxhi)]
+    now = [hi - lo for lo, hi in zip(boxlo, boxhi)]
+    lengths = [float(np.mean(curve[f"cell_{a}{a}_A"][len(curve["time_fs"]) // 2:])) for a in "xyz"]
+    rescale = [f"change_box all {a} scale {mean / length!r} remap" for a, mean, length in zip("xyz", lengths, now)]
+    lmp.commands_list(rescale + [f"write_data {reference} nocoeff"])
+    log += eq + rescale
     stresses = []
     for n, (component, multiple) in enumerate(job["strains"]):
         strain = multiple * job["delta"]

@@ -43,6 +43,29 @@ def test_md_elastic_constants_at_1K_match_static_finite_differences():
     assert static["C11"] == pytest.approx(static["C22"], rel=1e-6)  # cubic
 
 
+def test_elastic_reference_is_the_mean_cell_of_the_equilibration():
+    """at_mean_cell: the final state of a barostatted 300 K run scaled to the mean cell lengths of the
+    run's second half (to round-off), atoms moved affinely with the cell (fractional coordinates kept),
+    velocities untouched; the instantaneous cell differs from that mean by the thermal fluctuation."""
+    from md_gpu.protocols.elastic import at_mean_cell
+    from md_gpu.protocols.common import barostat_for, in_plane_axes, prepare_state, simulation
+
+    settings = RunSettings(temperature_K=300.0, equilibrate_steps=300, thermo_every=5, barostat_tau_fs=200, seed=2)
+    state = prepare_state(FF, cu(), settings)
+    stage = Stage("equilibrate", 300, thermostat=settings.make_thermostat(),
+                  barostat=barostat_for(FF, state, in_plane_axes(state), settings))
+    run = simulation(FF, state, settings, log=lambda *_: None).run([stage])
+    ref = at_mean_cell(run, ("x", "y", "z"))
+    n = len(run.thermo["cell_xx_A"])
+    means = [np.mean(run.thermo[f"cell_{a}{a}_A"][n // 2:]) for a in "xyz"]
+    np.testing.assert_allclose(np.diag(ref.cell), means, rtol=1e-13)
+    final = run.md.state
+    np.testing.assert_allclose(ref.positions @ np.linalg.inv(ref.cell), final.positions @ np.linalg.inv(final.cell),
+                               atol=1e-12)
+    np.testing.assert_array_equal(ref.velocities, final.velocities)
+    assert np.max(np.abs(np.diag(final.cell) / means - 1)) > 1e-5  # the instant is not the mean
+
+
 def test_tensile_analysis_on_a_synthetic_curve():
     strain = np.linspace(0, 0.2, 201)
     stress = 300 * strain - 900 * strain ** 2          # peak at 1/6, value 25

@@ -1,7 +1,8 @@
 """In-plane elastic constants C11, C22, C12, C66 at temperature, and the static (0 K) reference.
 
 At temperature (:func:`elastic_constants`): equilibrate at zero stress
-(thermostat + barostat on the periodic axes), then for each strain component
+(thermostat + barostat on the periodic axes), scale the final state to the mean cell of the
+equilibration's second half (:func:`at_mean_cell`), then for each strain component
 ``e_j`` in (xx, yy, xy) and sign, apply ``+-delta`` affinely to the cell and
 positions, run NVT (``equilibrate_steps // 4`` to settle, ``sample_steps`` to
 average the virial + kinetic stress) and take central differences
@@ -84,6 +85,29 @@ def _check(state: State, delta: float):
         raise MDSetupError("elastic constants need a cell periodic in x and y")
 
 
+CELL_COLUMNS = {"x": "cell_xx_A", "y": "cell_yy_A", "z": "cell_zz_A"}
+
+
+def at_mean_cell(run, axes) -> State:
+    """The final state of ``run`` (a :class:`~md_gpu.simulation.RunResult` of a barostatted
+    equilibration) scaled affinely so that its cell lengths along ``axes`` are their means over the
+    second half of the run's thermo rows.
+
+    Why: under a barostat the cell fluctuates (a 256-atom Cu cell at 300 K: volume by ~0.4 %,
+    ``sqrt(kT / (B V))``), and the cell of one instant is a pre-strain of that size; through the
+    third-order constants (Cu: C111 ~ -1000 GPa) it moves C11 by a few GPa in each seed. The mean cell
+    is the zero-stress cell at the temperature to the precision of the run."""
+    state = run.md.state
+    cell = to_numpy(state.cell)
+    rows = len(run.thermo[CELL_COLUMNS[axes[0]]]) if axes else 0
+    scale = np.ones(3)
+    for axis in axes:
+        k = "xyz".index(axis)
+        lengths = np.asarray(run.thermo[CELL_COLUMNS[axis]], dtype=float)[rows // 2:]
+        scale[k] = float(lengths.mean()) / float(cell[k, k])
+    return _deform(state, np.diag(scale))
+
+
 def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps: int = 2000,
                       settings: RunSettings | None = None, scheme: str = "central", checkpoints=None,
                       resume: bool = False, log=print) -> dict:
@@ -103,8 +127,9 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
     sheet = not state.pbc[2]
     stage = Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
                   barostat=barostat_for(ff, state, in_plane_axes(state), settings))
-    ref = simulation(ff, state, settings, checkpoint=checkpoint_file(checkpoints, "equilibrate"), resume=resume,
-                     log=log).run([stage]).md.state
+    equilibration = simulation(ff, state, settings, checkpoint=checkpoint_file(checkpoints, "equilibrate"),
+                               resume=resume, log=log).run([stage])
+    ref = at_mean_cell(equilibration, in_plane_axes(state))
     settle = max(settings.equilibrate_steps // 4, 1)
 
     def mean_stress(cell_state, part: str) -> np.ndarray:
