@@ -142,7 +142,7 @@ def parse_mtp(path) -> dict:
                 raise MTPFormatError(f"{where}: {key} = {value!r} is not a valid {kind.__name__}") from None
         elif key in _LISTS:
             kind, width = _LISTS[key]
-            if value.startswith("{") and "}" not in value:
+            if value.startswith("{") and value.count("{") > value.count("}"):
                 raise MTPFormatError(f"{where}: {key}: the list is not closed by '}}' (the file was cut short?); "
                                      "copy it again or rerun the fit that wrote it")
             if not _BRACES.match(value):
@@ -152,7 +152,8 @@ def parse_mtp(path) -> dict:
             raise MTPFormatError(f"{where}: unknown key {key!r} in an .mtp file")
     for key in _REQUIRED:
         if key not in fields:
-            raise MTPFormatError(f"{path}: required key {key!r} is missing")
+            raise MTPFormatError(f"{path}: required key {key!r} is missing (the file ends at line {len(lines)}: "
+                                 "cut short?)")
     _check_complete(fields, path, len(lines))
     _check(fields, path, where_of)
     return fields
