@@ -304,20 +304,10 @@ def test_a_later_stage_failing_on_a_cut_artefact_loses_nothing(tmp_path):
 
 # -- an MD run that blows up: counted and reported, the stage stops only when no run is left --------------
 def _md_ctx(tmp_path):
-    from ase.build import bulk
-    from ase.io import write
+    """The md stage's stand-in context of tests/test_md_stage.py: one system 'cu' (fcc Cu, its MTP)."""
+    from test_md_stage import _ctx
 
-    fit = tmp_path / "runs" / "fit"
-    fit.mkdir(parents=True)
-    (fit / "cu.mtp").write_text(CU_MTP.read_text().replace("potential_tag = ", "potential_tag = species:Cu", 1))
-    (tmp_path / "runs" / "data").mkdir()
-    write(tmp_path / "runs" / "data" / "cu.structure.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
-    out = tmp_path / "runs" / "md.partial"
-    out.mkdir()
-    return SimpleNamespace(case_dir=tmp_path, out_dir=out, stage_dir=lambda name: tmp_path / "runs" / name,
-                           systems={"cu": {"kind": "phase", "thickness_A": 3.35}},
-                           map=lambda fn, items, what="": [fn(item) for item in items], log=lambda msg: None,
-                           is_root=True)
+    return _ctx(tmp_path)
 
 
 def _md_settings(**overrides):
