@@ -264,6 +264,26 @@ def test_md_reads_a_damaged_fit_report_and_a_cut_potential(tmp_path):
         load_forcefield(str(tmp_path / "gr.mtp"))
 
 
+def test_md_reads_a_cut_or_incomplete_active_set(tmp_path):
+    """The fit stage's .als (HDF5) cut in half, or without one of its datasets: named, with what to do."""
+    import h5py
+
+    from training.mtp.maxvol import ALS_FORMAT, ActiveSet, ActiveSetError
+
+    full = ActiveSet(mode="neighbourhood", matrix=np.eye(4), scale=np.ones(4), inverse=np.eye(4),
+                     source_frame=np.zeros(4, int), source_atom=np.arange(4), fingerprint="x", species=["C"],
+                     rank=4).save(tmp_path / "full.als")
+    data = full.read_bytes()
+    (tmp_path / "cut.als").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ActiveSetError, match=r"cut.als: cannot read it as HDF5 \(.*truncated file"):
+        ActiveSet.load(tmp_path / "cut.als")
+    with h5py.File(tmp_path / "part.als", "w") as handle:
+        handle.attrs["format"] = ALS_FORMAT
+    with pytest.raises(ActiveSetError, match=r"part.als: an incomplete active set file \(.*'matrix' doesn't exist.*"
+                                             r"rerun the fit stage that writes it with --force"):
+        ActiveSet.load(tmp_path / "part.als")
+
+
 def _case_with_md_output(root: Path, summary_text: str) -> Path:
     """A case whose md stage has finished (its record) with ``summary_text`` as runs/md/summary.json, and
     an earlier constitutive output."""
