@@ -28,8 +28,9 @@ def relax_cell(atoms: Atoms, calc, *, free: str = "lattice", fmax: float = 0.01,
     A small random out-of-plane kick (``kick_A``, seeded) lets a sheet that prefers to buckle leave
     the flat saddle point; a flat sheet relaxes back.
     """
-    from common.cell_filter import frechet_cell_filter
     from ase.optimize import BFGS
+
+    from common.cell_filter import frechet_cell_filter
 
     if free not in RELAX_MASKS:
         raise ValueError(f"relax_cell: free={free!r} is not one of {', '.join(RELAX_MASKS)}")
