@@ -133,6 +133,9 @@ def check_settings(s: dict) -> None:
     for key in ("length_nm", "height_nm", "mesh_size_nm", "ell_nm"):
         if not s[key] > 0:
             raise FemInputError(f"fem.{key} must be > 0, got {s[key]}")
+    if s["loading"]["n_steps"] < 1 or not s["loading"]["max_strain"] > 0:
+        raise FemInputError(f"fem.loading: need n_steps >= 1 and max_strain > 0, got {s['loading']['n_steps']} and "
+                            f"{s['loading']['max_strain']}")
     if s["interface_width_nm"] < 0:
         raise FemInputError(f"fem.interface_width_nm must be >= 0, got {s['interface_width_nm']}")
     thermal_study.check_thermal_settings(s["thermal"])

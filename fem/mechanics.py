@@ -42,7 +42,7 @@ from .errors import FemInputError, FemSolveError
 from .phase_field import c_w
 from .solvers import (DAMAGE_SNES_OPTIONS, assemble_jacobian, assemble_residual, assemble_sum, assemble_system,
                       cell_field, create_ksp, create_snes, gather_on_root, global_max, linear_solver_options,
-                      quiet_jit, rigid_body_modes, solve_linear, untagged)
+                      quiet_jit, reason_name, rigid_body_modes, solve_linear, untagged)
 from .tensile import TensileOptions, TensileResult
 
 
@@ -243,7 +243,9 @@ class TensileTest:
                 return True, k, 0.0
             before = self.alpha.x.array.copy()
             if self.solve_damage() < 0:
-                self.failure = f"damage solve (SNES VI) did not converge (PETSc reason {self.snes.getConvergedReason()})"
+                reason = self.snes.getConvergedReason()
+                self.failure = (f"damage solve (SNES VI) did not converge (PETSc reason {reason}, "
+                                f"{reason_name(PETSc.SNES, reason)})")
                 return False, k, float("inf")
             change = self._max(np.abs(self.alpha.x.array - before))
             growth = self._max(self.alpha.x.array - self.alpha_prev.x.array)

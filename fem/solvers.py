@@ -175,6 +175,13 @@ def assemble_jacobian(J, J_form) -> None:
     J.assemble()
 
 
+def reason_name(kind, reason: int) -> str:
+    """PETSc's name of a converged/diverged ``reason`` of ``kind`` (``PETSc.KSP`` or ``PETSc.SNES``), e.g.
+    ``DIVERGED_MAX_IT``, for messages (the number alone means little to a user)."""
+    names = {v: k for k, v in vars(kind.ConvergedReason).items() if isinstance(v, int) and not k.startswith("_")}
+    return names.get(int(reason), "unknown reason")
+
+
 def solve_linear(ksp, b, u: fem.Function, *, what: str, setting: str) -> int:
     """Solve ``A u = b`` with the configured ``ksp``, update ghosts; return the Krylov iterations.
 
@@ -183,7 +190,8 @@ def solve_linear(ksp, b, u: fem.Function, *, what: str, setting: str) -> int:
     ksp.solve(b, u.vector)
     reason = ksp.getConvergedReason()
     if reason < 0:
-        raise FemSolveError(f"{what} diverged, PETSc reason {reason}; try {setting}: direct")
+        raise FemSolveError(f"{what} diverged, PETSc reason {reason} ({reason_name(PETSc.KSP, reason)}); "
+                            f"try {setting}: direct")
     u.x.scatter_forward()
     return ksp.getIterationNumber()
 

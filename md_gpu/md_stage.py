@@ -58,8 +58,17 @@ MD_SETTINGS = TASKS.settings_table()
 STRUCTURE_FILE = "{system}.structure.extxyz"
 
 
+#: keys of the ``md`` section that must be positive (units in their names); the task modules check the rest
+POSITIVE = ("dt_fs", "strain_rate_per_s", "max_strain", "thermostat_tau_fs", "barostat_tau_fs")
+
+
 def check_settings(settings: dict) -> None:
     """Raise ``ValueError`` naming the key (``md.<block>.<key>``) of the first bad value of ``settings``."""
+    for key in POSITIVE:
+        if not settings[key] > 0:
+            raise ValueError(f"md.{key}: must be > 0, got {settings[key]}")
+    if settings["temperature_K"] < 0:
+        raise ValueError(f"md.temperature_K: must be >= 0 K, got {settings['temperature_K']}")
     TASKS.check(settings)
 
 
@@ -116,7 +125,11 @@ def fit_potential(fit_dir, name: str, case_dir="") -> tuple:
     (``<name>.nep.txt`` or ``<name>.mtp``); without a report, ``<name>.mtp``. Raises
     :class:`MDSetupError` naming the missing file and the command that writes it."""
     report_path = fit_dir / f"{name}_fit.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    try:
+        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MDSetupError(f"md: {report_path} is not valid JSON ({exc}): the fit stage's report is damaged; "
+                           f"rerun `multiscale run {case_dir} --stages fit --force`") from None
     potential = fit_dir / ((report.get("files") or {}).get("potential") or f"{name}.mtp")
     if not potential.is_file():
         raise MDSetupError(f"md: {potential} is missing; the fit stage did not write a potential for "

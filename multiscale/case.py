@@ -9,8 +9,9 @@ Layout (DESIGN.md)::
 ``case.yaml`` has the top-level keys of :data:`TOP_SCHEMA`, a ``systems``
 mapping (each entry checked against :data:`SYSTEM_SCHEMA`), ``presets`` (named
 overrides merged into the stage sections) and one section per stage, whose
-schema belongs to the engine that runs the stage. Every error names the file
-and the dotted key. Each system's structure (a file or a built-in builder) is
+schema belongs to the engine that runs the stage; so do its value checks (``Stage.check_attr``:
+a time step > 0, a level MLIP has), which run here, so that a bad value stops the case before any
+stage runs. Every error names the file and the dotted key. Each system's structure (a file or a built-in builder) is
 read and checked at load (:mod:`training.systems`), once the stage sections are
 validated, so that a bad structure stops the case before any stage runs. Each potential a system
 brings (``systems.<name>.potential``, :mod:`multiscale.potentials`) is read at load too: it must
@@ -133,6 +134,13 @@ class Case:
                 continue
             where = stage.name if self.preset is None else f"{stage.name} (with preset '{self.preset}')"
             self.settings[stage.name] = validate(section, schema, where=where, source=src)
+            check = stage.value_check()
+            if check is not None:
+                try:
+                    check(self.settings[stage.name])
+                except ValueError as exc:  # names the key; here before any stage runs, with the file
+                    within = f" (with preset '{self.preset}')" if self.preset else ""
+                    raise CaseError(f"{src}{within}: {exc}") from None
             try:
                 stage.check_settings_engines(self.settings[stage.name], self)
             except StageUnavailable as exc:
@@ -153,6 +161,8 @@ class Case:
             if entry["kind"] not in SYSTEM_KINDS:
                 raise CaseError(f"{src}: 'systems.{name}.kind' must be one of {', '.join(SYSTEM_KINDS)}, "
                                 f"got {entry['kind']!r}")
+            if not entry["thickness_A"] > 0:
+                raise CaseError(f"{src}: 'systems.{name}.thickness_A' must be > 0 (Å), got {entry['thickness_A']}")
             if entry["kind"] == "phase":  # an interface's empty structure: generated from `between`
                 entry["structure"] = entry["structure"] or str(name)
             if entry["dataset"]:

@@ -4,12 +4,15 @@ A schema is a dict ``key -> (type, default, help)`` or ``key -> nested schema``
 (see docs/architecture.md). Engines declare their schemas as plain data, so they
 need not import this package; this module checks a user's mapping against one:
 an unknown key, a wrong type or a non-mapping section gives a :class:`CaseError`
-that names the dotted key and the file, and missing keys take their defaults.
+that names the dotted key and the file, and missing keys take their defaults. A number
+given with its unit (``300K``) is told to drop the unit (the key's name carries it); a
+number that PyYAML leaves as text (``1e9``: YAML 1.1 wants ``1.0e+9``) is read as one.
 """
 from __future__ import annotations
 
 import copy
 import difflib
+import re
 from typing import Any, Mapping
 
 from .errors import CaseError
@@ -24,6 +27,30 @@ def _type_ok(value: Any, kind: type) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+#: A number YAML 1.1 (PyYAML) reads as text: an exponent without a dot or without its sign (``1e9``, ``2.0e10``)
+_YAML_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+#: A number followed by a unit (``300K``, ``3.35 A``, ``1 fs``)
+_WITH_UNIT = re.compile(r"\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*([^\d\s.+-].*)")
+
+
+def _coerce(value: Any, kind: type) -> Any:
+    """``value``, or for a number key the float of a string PyYAML left as text (``1e9``): YAML 1.1 reads
+    exponents only with a dot and a sign (``1.0e+9``), which nobody writes."""
+    if kind is float and isinstance(value, str) and _YAML_EXPONENT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def _type_hint(value: Any, kind: type) -> str:
+    """What to write instead, for a number given with its unit (``300K``): the key's name carries the unit."""
+    if kind in (int, float) and isinstance(value, str):
+        match = _WITH_UNIT.fullmatch(value)
+        if match:
+            return (f"; write the number alone ({match.group(1)}): the unit is part of the key's name "
+                    f"and '{match.group(4).strip()}' is not read")
+    return ""
 
 
 def suggest(key: str, known) -> str:
@@ -57,11 +84,11 @@ def validate(values: Mapping | None, schema: Mapping, *, where: str, source: str
         if key not in values:
             out[key] = copy.deepcopy(default)
             continue
-        value = values[key]
+        value = _coerce(values[key], kind)
         if not _type_ok(value, kind):
             raise CaseError(
                 f"{source}: '{path}' must be {_TYPE_NAMES.get(kind, kind.__name__)} ({help_text}), "
-                f"got {value!r}"
+                f"got {value!r}{_type_hint(value, kind)}"
             )
         out[key] = float(value) if kind is float else copy.deepcopy(value)
     return out

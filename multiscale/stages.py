@@ -117,7 +117,9 @@ class Stage:
     checked before ``module`` is imported; ``settings_engines(settings, case)``,
     when given, returns ``(package, why)`` pairs for the further packages that the
     validated settings ask for (e.g. tblite when the data stage is to generate a
-    dataset with it).
+    dataset with it). ``check_attr``, when given, names ``check(settings)`` in ``module``: the value checks
+    the schema's types cannot express (a time step > 0, a level MLIP has), raising ``ValueError`` that
+    names the key; :class:`multiscale.case.Case` runs it at load, before any stage runs.
     """
 
     name: str
@@ -130,6 +132,7 @@ class Stage:
     engines: tuple[str, ...] = ()
     settings_engines: Callable[[Mapping, object], Iterable[tuple[str, str]]] | None = None
     case_files: Callable[[object], Iterable] | None = None
+    check_attr: str = ""
 
     def check_engines(self) -> None:
         """Raise :class:`StageUnavailable` naming every package of ``engines`` that cannot be found."""
@@ -146,6 +149,10 @@ class Stage:
         if missing:
             why = "; ".join(reason for p, reason in wanted if p in missing)
             raise not_installed(missing, why=why)
+
+    def value_check(self) -> Callable[[Mapping], None] | None:
+        """The module's ``check_attr`` function (after :meth:`load`), or None when the stage has none."""
+        return getattr(importlib.import_module(self.module), self.check_attr) if self.check_attr else None
 
     def load(self) -> tuple[Mapping, Callable]:
         """Return ``(schema, run)``; raise :class:`StageUnavailable` if an engine or the module is missing."""
@@ -211,18 +218,18 @@ def _md_engines(settings: Mapping, case) -> list[tuple[str, str]]:
 PRODUCT = Pipeline((
     Stage("data", "training.data_stage", "DATA_SETTINGS", "run_data",
           case_inputs=("data/**/*",), description="AIMD datasets: read or generate",
-          engines=("ase",), settings_engines=_data_engines),
+          engines=("ase",), settings_engines=_data_engines, check_attr="check_settings"),
     Stage("fit", "training.fit_stage", "FIT_SETTINGS", "run_fit", after=("data",),
           description="two-step passive training of one MTP per system (or the potential it brings)",
-          engines=("ase", "h5py"), case_files=brought_files),
+          engines=("ase", "h5py"), case_files=brought_files, check_attr="check_settings"),
     Stage("md", "md_gpu.md_stage", "MD_SETTINGS", "run_md", after=("data", "fit"),
           description="MD tensile and elastic tests at temperature", engines=("ase", "h5py"),
-          settings_engines=_md_engines),
+          settings_engines=_md_engines, check_attr="check_settings"),
     Stage("constitutive", "multiscale.constitutive", "CONSTITUTIVE_SETTINGS", "run_constitutive",
           after=("md",), description="MD results -> properties.json"),
     Stage("fem", "fem.fem_stage", "FEM_SETTINGS", "run_fem", after=("constitutive",),
           description="FEniCSx heterostructure tension to failure",
-          engines=("dolfinx", "petsc4py", "mpi4py", "ufl", "basix", "gmsh")),
+          engines=("dolfinx", "petsc4py", "mpi4py", "ufl", "basix", "gmsh"), check_attr="check_settings"),
     Stage("report", "multiscale.report", "REPORT_SETTINGS", "run_report",
           after=("data", "fit", "md", "constitutive", "fem"), description="report/index.html"),
 ))

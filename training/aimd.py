@@ -72,6 +72,10 @@ class AIMDPlan:
             raise ValueError(f"data.aimd.temperatures_K: need positive temperatures, got {self.temperatures_K}")
         if not self.strains or min(self.strains) <= -1.0:
             raise ValueError(f"data.aimd.strains: need strains > -1, got {self.strains}")
+        if not self.timestep_fs > 0:
+            raise ValueError(f"data.aimd.timestep_fs: must be > 0 fs, got {self.timestep_fs}")
+        if self.friction_per_fs < 0:
+            raise ValueError(f"data.aimd.friction_per_fs: must be >= 0 (1/fs), got {self.friction_per_fs}")
         for key in ("equilibration_steps", "settle_steps", "stride_steps", "frames_per_strain"):
             if getattr(self, key) < 1:
                 raise ValueError(f"data.aimd.{key}: must be >= 1, got {getattr(self, key)}")

@@ -69,13 +69,23 @@ DATA_SETTINGS = {
 def plan_from_settings(settings: dict) -> aimd.AIMDPlan:
     """The :class:`training.aimd.AIMDPlan` of a validated ``data:`` section."""
     a = settings["aimd"]
-    return aimd.AIMDPlan(temperatures_K=tuple(float(t) for t in a["temperatures_K"]),
+    return aimd.AIMDPlan(temperatures_K=_numbers(a, "temperatures_K"),
                          strain_modes=tuple(a["strain_modes"]),
-                         strains=tuple(float(s) for s in a["strains"]),
+                         strains=_numbers(a, "strains"),
                          timestep_fs=a["timestep_fs"], equilibration_steps=a["equilibration_steps"],
                          settle_steps=a["settle_steps"], stride_steps=a["stride_steps"],
                          frames_per_strain=a["frames_per_strain"], friction_per_fs=a["friction_per_fs"],
                          seed=a["seed"])
+
+
+def _numbers(section: dict, key: str) -> tuple:
+    """``data.aimd.<key>`` as floats; ValueError naming the key for an entry that is not a number."""
+    values = section[key]
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise ValueError(f"data.aimd.{key}: {bad[0]!r} is not a number; write numbers alone (the unit is part "
+                         "of the key's name)")
+    return tuple(float(v) for v in values)
 
 
 def dataset_path(case_dir: Path, name: str, system: dict) -> Path:
@@ -83,7 +93,8 @@ def dataset_path(case_dir: Path, name: str, system: dict) -> Path:
     return Path(case_dir) / (system.get("dataset") or f"data/{name}.extxyz.gz")
 
 
-def _check(settings: dict) -> None:
+def check_settings(settings: dict) -> None:
+    """Value checks of a validated ``data:`` section; ValueError names the key."""
     engines.engine_settings(settings["engine"])  # raises for an unknown engine, naming data.engine
     method = settings["subsample"]["method"]
     if method not in ("none", "every", "fps"):
@@ -123,7 +134,7 @@ def run_data(settings: dict, ctx) -> dict:
     """Run the data stage (see the module docstring); returns the per-system summaries."""
     import ase.io
 
-    _check(settings)
+    check_settings(settings)
     out = Path(ctx.out_dir)
     result = {"systems": {}}
     built = {}  # name -> the system's 0 K cell

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,39 @@ def _open_text(path: Path, mode: str = "rt"):
     return open(path, mode)
 
 
+def _read_text(path: Path) -> str:
+    """The whole text of ``path`` (gunzipped); DatasetError for a cut or foreign ``.gz`` or a binary file."""
+    try:
+        with _open_text(path) as handle:
+            return handle.read()
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        raise DatasetError(f"{path}: cannot read it as text ({type(exc).__name__}: {exc}); a truncated or "
+                           "corrupt file (an interrupted copy or download?): copy or write it again") from None
+
+
+#: VASP's OUTCAR: the header of an ionic step's first electronic iteration, and the line of the step's final
+#: free energy, which VASP prints after the forces, once the step is complete
+_OUTCAR_STEP = re.compile(rb"-+ Iteration +(\d+)\( *1\) +-+")
+_OUTCAR_DONE = b"free  energy   TOTEN"
+
+
+def _check_outcar_steps(path: Path) -> None:
+    """DatasetError when the last ionic step of an OUTCAR is incomplete: VASP stopped (wall time, a kill)
+    inside it, and ASE would drop it without a word. Names the step and the line it starts on."""
+    steps, done, step_line = 0, 0, 0
+    with _open_text(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            match = _OUTCAR_STEP.search(line)
+            if match:
+                steps, step_line = int(match.group(1)), number
+            elif _OUTCAR_DONE in line:
+                done += 1
+    if steps > done:
+        raise DatasetError(f"{path}: ionic step {steps} (from line {step_line}) is cut short (no forces and final "
+                           f"energy): VASP stopped inside it (wall time? killed?); {done} complete step(s) before it. "
+                           f"Delete the lines from {step_line} on to use those, or rerun VASP")
+
+
 # atoms.info keys carried through MLIP .cfg files as "Feature key value" lines
 _CFG_FEATURES = {"system": str, "engine": str, "temperature_K": float, "strain": "vector"}
 
@@ -108,15 +143,19 @@ def _read_raw(path: Path, fmt: str, species=None) -> list[Atoms]:
         return _read_cfg(path, species)
     if fmt == "extxyz":
         frames = []
-        with _open_text(path) as handle:
-            text = handle.read()
+        text = _read_text(path)
         try:
             for atoms in ase.io.iread(io.StringIO(text), index=":", format="extxyz"):
                 frames.append(atoms)
+        except KeyError as err:  # ASE's symbol table
+            raise DatasetError(f"{path}: frame {len(frames)}: unknown element {err.args[0]!r} in the species "
+                               "column; use element symbols (H, He, ..., C, B, N)") from None
         except Exception as err:  # ASE raises many kinds for a broken frame
             raise DatasetError(f"{path}: frame {len(frames)} is truncated or malformed "
                                f"({type(err).__name__}: {err})") from err
         return frames
+    if fmt == "vasp-out":
+        _check_outcar_steps(path)
     if fmt == "vasp-xml":
         with open(path, "rb") as handle:  # ASE silently drops a truncated last step
             handle.seek(max(0, path.stat().st_size - 200))

@@ -181,6 +181,8 @@ def check_settings(settings: dict) -> None:
     if not 0 <= settings["min_dist_A"] < settings["cutoff_A"]:
         raise ValueError(f"fit.min_dist_A, fit.cutoff_A: need 0 <= min_dist_A < cutoff_A, got "
                          f"{settings['min_dist_A']}, {settings['cutoff_A']}")
+    if settings["max_iter"] < 0:
+        raise ValueError(f"fit.max_iter: must be >= 0, got {settings['max_iter']}")
     for key in ("every_k", "rounds"):
         if settings["passive"][key] < 1:
             raise ValueError(f"fit.passive.{key}: must be >= 1, got {settings['passive'][key]}")
@@ -230,7 +232,16 @@ def initial_potential(settings: dict, frames, case_dir):
             raise ValueError(f"fit.init: {path} does not exist")
         mtp = MTP.read(path)
         if mtp.species is None:
+            if mtp.species_count != len(species):
+                raise ValueError(f"fit.init: {path} has species_count = {mtp.species_count} and names no elements, "
+                                 f"the data has {len(species)} ({', '.join(species)}): start from a potential of "
+                                 "as many species or leave fit.init empty (MLIP's template of fit.level)")
             mtp.species = species
+        missing = sorted(set(species) - set(mtp.species))
+        if missing:
+            raise ValueError(f"fit.init: {path} is a potential for {', '.join(mtp.species)}; the data also has "
+                             f"{', '.join(missing)}: start from a potential of these elements or leave fit.init "
+                             "empty (MLIP's template of fit.level)")
         return mtp
     return MTP.untrained(settings["level"], len(species), species=species, min_dist=settings["min_dist_A"],
                          max_dist=settings["cutoff_A"], radial_basis_size=settings["radial_basis_size"],

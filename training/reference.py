@@ -28,8 +28,9 @@ def relax_cell(atoms: Atoms, calc, *, free: str = "lattice", fmax: float = 0.01,
     A small random out-of-plane kick (``kick_A``, seeded) lets a sheet that prefers to buckle leave
     the flat saddle point; a flat sheet relaxes back.
     """
-    from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
+
+    from common.cell_filter import frechet_cell_filter
 
     if free not in RELAX_MASKS:
         raise ValueError(f"relax_cell: free={free!r} is not one of {', '.join(RELAX_MASKS)}")
@@ -37,7 +38,7 @@ def relax_cell(atoms: Atoms, calc, *, free: str = "lattice", fmax: float = 0.01,
     atoms.positions[:, 2] += np.random.default_rng(seed).normal(0.0, kick_A, len(atoms))
     atoms.calc = calc
     mask = RELAX_MASKS[free]
-    target = FrechetCellFilter(atoms, mask=list(mask)) if any(mask) else atoms
+    target = frechet_cell_filter(atoms, mask=list(mask)) if any(mask) else atoms
     BFGS(target, logfile=None).run(fmax=fmax, steps=steps)  # graphene, 60 atoms: 25 steps (FIRE: > 500)
     return atoms
 

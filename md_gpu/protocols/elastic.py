@@ -158,7 +158,7 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
 
 def static_elastic_constants(ff, atoms, *, delta: float = 0.005, fmax: float = 1e-5, relax_cell: bool = True) -> dict:
     """C11, C22, C12, C66 at 0 K by finite differences with relaxed positions (ASE FIRE/BFGS)."""
-    from ase.filters import FrechetCellFilter
+    from common.cell_filter import frechet_cell_filter
     from ase.optimize import BFGS
 
     from ..calculator import MDCalculator
@@ -171,7 +171,7 @@ def static_elastic_constants(ff, atoms, *, delta: float = 0.005, fmax: float = 1
     atoms.calc = MDCalculator(ff)
     if relax_cell:
         mask = [True, True, not sheet, False, False, True] if sheet else [True] * 6
-        BFGS(FrechetCellFilter(atoms, mask=mask), logfile=None).run(fmax=fmax, steps=500)
+        BFGS(frechet_cell_filter(atoms, mask=mask), logfile=None).run(fmax=fmax, steps=500)
     stresses = {}
     for component, _ in VOIGT:
         for sign in (1, -1):

@@ -36,7 +36,7 @@ def relaxation_check(ff, atoms, *, fmax: float = 0.01, steps: int = 500) -> dict
 
     fmax: eV/Å convergence threshold on the largest force (and cell force) component; steps: FIRE
     steps at most. Returns plain data (energies in meV/atom, lengths in Å)."""
-    from ase.filters import FrechetCellFilter
+    from common.cell_filter import frechet_cell_filter
     from ase.neighborlist import neighbor_list
     from ase.optimize import FIRE
 
@@ -55,7 +55,7 @@ def relaxation_check(ff, atoms, *, fmax: float = 0.01, steps: int = 500) -> dict
     lowest = e0
     # in-plane cell components only (xx, yy, xy); zz too for a bulk cell
     mask = [True, True, bool(pbc[2]), False, False, True]
-    optimizer = FIRE(FrechetCellFilter(atoms, mask=mask), logfile=None)
+    optimizer = FIRE(frechet_cell_filter(atoms, mask=mask), logfile=None)
     hole, converged, done = False, False, 0
     for done, converged in enumerate(optimizer.irun(fmax=fmax, steps=steps)):
         lowest = min(lowest, atoms.get_potential_energy())

@@ -100,7 +100,7 @@ def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain:
     positive definite (a structure far from a minimum). sound_time_fs: the longest transverse cell
     length over the longitudinal sound speed ``sqrt(C_kk / rho)`` along it (fs), the time the
     cell needs to contract in earnest."""
-    from ase.filters import FrechetCellFilter
+    from common.cell_filter import frechet_cell_filter
     from ase.optimize import BFGS
 
     from ..calculator import MDCalculator
@@ -109,7 +109,7 @@ def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain:
     atoms = to_atoms(state)
     atoms.set_velocities(np.zeros((len(atoms), 3)))
     atoms.calc = MDCalculator(ff)
-    BFGS(FrechetCellFilter(atoms, mask=[bool(p) for p in state.pbc] + [False] * 3), logfile=None).run(
+    BFGS(frechet_cell_filter(atoms, mask=[bool(p) for p in state.pbc] + [False] * 3), logfile=None).run(
         fmax=1e-3, steps=300)
 
     def static_stress(cell_scale):

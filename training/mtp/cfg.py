@@ -21,6 +21,7 @@ Conventions of the ``Atoms`` that ``read_cfg`` returns:
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -100,20 +101,34 @@ def read_cfg(path, *, species: Sequence[str] | None = None) -> list[Atoms]:
     """
     path = Path(path)
     frames: list[Atoms] = []
-    with _open_text(path, "r") as handle:
-        lines = _Lines(path, handle)
-        while True:
-            line = lines.next()
-            if line is None:
-                break
-            stripped = line.strip()
-            if not stripped:
-                continue
-            if stripped != "BEGIN_CFG":
-                raise lines.error(f"expected BEGIN_CFG, found {stripped!r}")
-            lines.config += 1
-            frames.append(_read_one(lines, species))
+    lines = None
+    try:
+        with _open_text(path, "r") as handle:
+            lines = _Lines(path, handle)
+            _read_frames(lines, species, frames)
+    except FileNotFoundError:
+        raise MTPFormatError(f"{path}: no such .cfg file") from None
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        # a cut or foreign .gz (EOFError, BadGzipFile, zlib.error), a binary file, a folder
+        where = f"{path}: configuration {lines.config}, line {lines.number}" if lines else str(path)
+        raise MTPFormatError(f"{where}: cannot read the file as MLIP .cfg text ({type(exc).__name__}: {exc}); "
+                             "a truncated or corrupt file? copy or write it again") from None
     return frames
+
+
+def _read_frames(lines: _Lines, species, frames: list) -> None:
+    """Append every configuration of ``lines`` to ``frames`` (``read_cfg``'s loop)."""
+    while True:
+        line = lines.next()
+        if line is None:
+            return
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped != "BEGIN_CFG":
+            raise lines.error(f"expected BEGIN_CFG, found {stripped!r}")
+        lines.config += 1
+        frames.append(_read_one(lines, species))
 
 
 def _read_one(lines: _Lines, species) -> Atoms:
@@ -168,8 +183,14 @@ def _read_one(lines: _Lines, species) -> Atoms:
 
 
 def _unknown_key(lines: _Lines, key: str):
+    try:
+        float(key)
+        hint = ("; a row of numbers where a keyword belongs: a Supercell row with a value that is not a number, "
+                "or more atom rows than Size")
+    except ValueError:
+        hint = ""
     raise lines.error(f"unknown keyword {key!r} (known: Size, Supercell, AtomData, Energy, PlusStress, "
-                      "Feature, END_CFG)")
+                      f"Feature, END_CFG){hint}")
 
 
 def _read_supercell(lines: _Lines) -> list:

@@ -313,6 +313,10 @@ class ActiveSet:
                 attrs = dict(f.attrs)
         except OSError as exc:
             raise ActiveSetError(f"{path}: cannot read it as HDF5 ({exc}); it is not an active set file") from None
+        except KeyError as exc:  # h5py: a dataset of the layout is not there
+            raise ActiveSetError(f"{path}: an incomplete active set file ({exc.args[0]}); rerun the fit stage "
+                                 "that writes it with --force, or make one with `multiscale mtp grade ... --als`") \
+                from None
         log_det = [float(x) for x in data.pop("log_det")]
         return cls(mode=str(attrs["mode"]), fingerprint=str(attrs["fingerprint"]),
                    species=json.loads(attrs["species"]), tol=float(attrs["tol"]), rank=int(attrs["rank"]),

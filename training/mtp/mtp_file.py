@@ -107,6 +107,11 @@ def parse_mtp(path) -> dict:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise MTPFormatError(f"{path}: no such .mtp file") from None
+    except UnicodeDecodeError as exc:
+        raise MTPFormatError(f"{path}: not a text file (byte {exc.object[exc.start]:#04x} at offset {exc.start} "
+                             "is not UTF-8); an MLIP .mtp potential is plain text") from None
+    except OSError as exc:
+        raise MTPFormatError(f"{path}: cannot read the .mtp file ({exc.strerror or exc})") from None
     fields: dict = {"scaling": 1.0, "potential_tag": "", "radial_coeffs": None,
                     "species_coeffs": None, "moment_coeffs": None}
     where_of: dict = {}
@@ -137,6 +142,9 @@ def parse_mtp(path) -> dict:
                 raise MTPFormatError(f"{where}: {key} = {value!r} is not a valid {kind.__name__}") from None
         elif key in _LISTS:
             kind, width = _LISTS[key]
+            if value.startswith("{") and value.count("{") > value.count("}"):
+                raise MTPFormatError(f"{where}: {key}: the list is not closed by '}}' (the file was cut short?); "
+                                     "copy it again or rerun the fit that wrote it")
             if not _BRACES.match(value):
                 raise MTPFormatError(f"{where}: {key} must be a list in braces {{...}}, found {value[:60]!r}")
             fields[key] = _number_list(value, kind, width, f"{where}: {key}")
@@ -144,9 +152,23 @@ def parse_mtp(path) -> dict:
             raise MTPFormatError(f"{where}: unknown key {key!r} in an .mtp file")
     for key in _REQUIRED:
         if key not in fields:
-            raise MTPFormatError(f"{path}: required key {key!r} is missing")
+            raise MTPFormatError(f"{path}: required key {key!r} is missing (the file ends at line {len(lines)}: "
+                                 "cut short?)")
+    _check_complete(fields, path, len(lines))
     _check(fields, path, where_of)
     return fields
+
+
+def _check_complete(f: dict, path: Path, n_lines: int) -> None:
+    """A trained potential (its ``radial_coeffs`` are written) has ``species_coeffs`` and ``moment_coeffs``
+    after them; only an untrained template (MLIP's, no coefficients at all) lacks all three. A file with some
+    but not all was cut short: reading it as a template would silently zero the potential."""
+    have = [key for key in ("radial_coeffs", "species_coeffs", "moment_coeffs") if f[key] is not None]
+    if have and len(have) < 3:
+        missing = [key for key in ("species_coeffs", "moment_coeffs") if f[key] is None]
+        raise MTPFormatError(f"{path}: the file ends at line {n_lines} without {' and '.join(missing)}, which a "
+                             f"trained potential has after {have[-1]}: it was cut short (an interrupted copy or "
+                             "write?); copy it again or rerun the fit that wrote it")
 
 
 def _parse_radial_coeffs(lines: list[str], k: int, fields: dict, path: Path) -> int:
@@ -169,7 +191,11 @@ def _parse_radial_coeffs(lines: list[str], k: int, fields: dict, path: Path) -> 
             row = k + 2 + mu
             if row > len(lines):
                 raise MTPFormatError(f"{path}: line {row}: file ends inside radial_coeffs {head}")
-            values = _number_list(lines[row - 1].strip(), float, None, f"{path}: line {row}: radial_coeffs {head}")
+            text = lines[row - 1].strip()
+            if not text.startswith("{"):
+                raise MTPFormatError(f"{path}: line {row}: radial_coeffs {head} has {mu} rows, radial_funcs_count = {m} "
+                                     f"needs {m}; found {text[:60]!r}")
+            values = _number_list(text, float, None, f"{path}: line {row}: radial_coeffs {head}")
             if values.size != x:
                 raise MTPFormatError(f"{path}: line {row}: radial_coeffs {head} needs radial_basis_size = {x} "
                                      f"numbers, found {values.size}")
@@ -187,6 +213,9 @@ def _check(f: dict, path: Path, where_of: dict) -> None:
     def fail(key, what):
         raise MTPFormatError(f"{where_of.get(key, str(path))}: {key}: {what}")
 
+    for key in ("scaling", "min_dist", "max_dist", "radial_coeffs", "species_coeffs", "moment_coeffs"):
+        if f[key] is not None and not np.all(np.isfinite(f[key])):
+            fail(key, "holds a number that is not finite (nan or inf): a fit that diverged? refit it")
     if f["radial_basis_type"] != "RBChebyshev":
         fail("radial_basis_type", f"only RBChebyshev is supported, got {f['radial_basis_type']!r}")
     if not 0 <= f["min_dist"] < f["max_dist"]:
