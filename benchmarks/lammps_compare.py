@@ -497,8 +497,8 @@ def elastic_lammps(ff, atoms, *, seed, temperature_K, delta, equilibrate_steps, 
     return constants_from_stresses(stresses, delta, 1.0, scheme=scheme)
 
 
-def compare_elastic(ff, a0: float, *, seeds, temperature_K=300.0, delta=0.01, equilibrate_steps=5000,
-                    sample_steps=4000, barostat_tau_fs=500.0, thermostat_tau_fs=100.0, record_every=10,
+def compare_elastic(ff, a0: float, *, seeds, temperature_K=300.0, delta=0.02, equilibrate_steps=5000,
+                    sample_steps=8000, barostat_tau_fs=500.0, thermostat_tau_fs=100.0, record_every=10,
                     low_temperature_K=1.0, log=print) -> dict:
     """C11, C22, C12, C66 at ``temperature_K`` by md_gpu's elastic protocol and by the same runs in LAMMPS
     (seeds 1..N each), and E[100], nu per seed from :func:`md_gpu.tasks.elastic.engineering_constants`
@@ -670,8 +670,8 @@ def main(argv=None) -> dict:
                         "default: off (past --max-strain)")
     p.add_argument("--nvt-steps", type=int, default=20000)
     p.add_argument("--protocol-max-strain", type=float, default=0.2, help="part (d): pull to this strain")
-    p.add_argument("--elastic-delta", type=float, default=0.01, help="part (e): strain of the finite differences")
-    p.add_argument("--elastic-sample-steps", type=int, default=4000, help="part (e): sampled steps per strain")
+    p.add_argument("--elastic-delta", type=float, default=0.02, help="part (e): strain of the finite differences")
+    p.add_argument("--elastic-sample-steps", type=int, default=8000, help="part (e): sampled steps per strain")
     p.add_argument("--json", default="lammps_compare.json")
     args = p.parse_args(argv)
     ff = load_forcefield(args.potential)
