@@ -571,6 +571,12 @@ def _pm(s: dict, digits: int) -> str:
     return f"{s['mean']:.{digits}f} ± {s['sem']:.{digits}f}"
 
 
+def print_checks(checks: list[dict], out=print) -> None:
+    """One line per criterion: ok / MISS, what it checks, the values."""
+    for c in checks:
+        out(f"    {'ok  ' if c['ok'] else 'MISS'} {c['check']}: {', '.join(c['values'])}")
+
+
 def print_report(result: dict, out=print) -> None:
     out(f"command: {result['command']}")
     ref = result["static_elastic_0K"]
@@ -635,8 +641,7 @@ def print_report(result: dict, out=print) -> None:
         (e_ref, e_err), (nu_ref, nu_err) = chk["lammps"]["E_GPa"], chk["lammps"]["poisson"]
         out(f"    0 K static: E[100] {ref['E100_GPa']:.1f} GPa, nu {ref['poisson_100']:.3f}; LAMMPS "
             f"({chk['lammps']['source']}): E {e_ref:.1f} ± {e_err:.1f} GPa, nu {nu_ref:.3f} ± {nu_err:.3f}")
-        for c in chk["checks"]:
-            out(f"    {'ok  ' if c['ok'] else 'MISS'} {c['check']}: {', '.join(c['values'])}")
+        print_checks(chk["checks"], out)
     if "elastic" in result:
         el = result["elastic"]
         st = el["settings"]
@@ -649,8 +654,7 @@ def print_report(result: dict, out=print) -> None:
             digits = 3 if k.startswith("nu") else 1
             out(f"    {k:10s} {_pm(s['md_gpu'], digits):>18s} {_pm(s['lammps'], digits):>18s} "
                 f"{s['diff']:>+10.{digits}f} ± {s['diff_sem']:.{digits}f}")
-        for c in el["checks"]:
-            out(f"    {'ok  ' if c['ok'] else 'MISS'} {c['check']}: {', '.join(c['values'])}")
+        print_checks(el["checks"], out)
 
 
 def main(argv=None) -> dict:
