@@ -50,11 +50,13 @@ Parts:
     along xx, yy, xy, central differences of the mean stress) and the same runs in LAMMPS (its own
     equilibrated cell written with ``write_data``, strained copies read back, ``change_box ... remap``),
     C from one stencil function for both, E[100] and nu from ``md_gpu.tasks.elastic.engineering_constants``
-    (cubic); plus md_gpu's protocol at 1 K against the 0 K finite differences. The noise is large on
-    256 atoms: the stress of the cell fluctuates by ~0.4 GPa at 300 K (``sqrt(kT C / V)``), so 4000
-    sampled steps give C to ~5 GPa per seed and E = (C11 - C12)(C11 + 2 C12)/(C11 + C12) to ~10 GPa
-    (measured, seed 1: md_gpu 50.5, LAMMPS 40.3 GPa); the 1 K run is precise (C11 +0.05 %, C12 +0.3 %,
-    E[100] -0.5 % from the static values with 400 sampled steps).
+    (cubic); plus md_gpu's protocol at 1 K against the 0 K finite differences. Both engines start
+    the strained cells from their equilibrated state scaled to the mean cell of the equilibration's
+    second half (``md_gpu.protocols.elastic.at_mean_cell``). Measured (defaults: delta 0.02, 8000
+    sampled steps, seeds 1-4, 4-8 min a seed for md_gpu on loaded cores): C11 93.2 ± 0.7 vs 93.2 ±
+    0.2, C12 62.9 ± 0.5 vs 63.0 ± 0.1 GPa, E[100] 42.5 ± 1.5 vs 42.4 ± 0.2 GPa (+0.4 %), nu 0.403 vs
+    0.403; at 1 K against 0 K: C11 +0.72 %, C12 +0.74 %, E[100] +0.68 % (the central difference at
+    0.02 is +0.4 % in E[100] statically).
 
 LAMMPS settings mirror md_gpu's: velocity Verlet (``fix nve``), dt 1 fs, Bussi's CSVR
 (``fix temp/csvr``, tau 100 fs, applied at the end of the step as in md_gpu),
