@@ -106,12 +106,12 @@ def test_training_frames_interpolate_and_far_frames_extrapolate(cubic, mode, par
 
 
 def test_grade_functions_agree(cubic):
-    from training.mtp import neighbor_pairs
+    from training.mtp.neighbors import FIT_PAIRS  # the pair list (and pair order) frame_grades uses
 
     mtp, train, frames = cubic
     active = ActiveSet.select(mtp, train, parameters="linear")  # full rank: no regularised directions
     atoms = _heated(frames[3], 0.05)
-    i, j, d = neighbor_pairs(atoms, mtp.cutoff)
+    i, j, d = FIT_PAIRS(atoms, mtp.cutoff)
     types = np.zeros(len(atoms), dtype=np.int64)
     per_atom = active.neighbourhood_grades(mtp, types, i, j, d)
     np.testing.assert_allclose(per_atom, active.frame_grades(mtp, [atoms])[1][0], rtol=1e-12)

@@ -84,8 +84,17 @@ def _image_shifts(atoms: Atoms, cutoff: float) -> np.ndarray:
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3).astype(float)
 
 
+#: The pair list of everything that decides a fitted potential (the fit's PairBatch, and PAIRS: grading,
+#: passive selection): the array list, whose pair order does not depend on whether the compiled list
+#: loads on this machine. A fit is a non-convex optimisation whose result moves with the round-off of
+#: its sums: the pair order alone took a cubic level-10 fit of MLIP-2's Cu set from 1.03x to 1.13x
+#: MLIP-2's force RMSE (tests/test_fit_mlip.py), so the potential a case gets must not depend on the
+#: machine's compiler. The lists are built once per frame (and cached), a small part of a fit.
+FIT_PAIRS = array_neighbor_pairs
+
+
 class PairCache:
-    """:func:`neighbor_pairs` remembered by content: a structure with the same positions, cell and pbc
+    """:func:`array_neighbor_pairs` (FIT_PAIRS) remembered by content: a structure with the same positions, cell and pbc
     (bytes compared through a SHA-256 digest) and the same cut-off gets the same arrays back. At most
     ``max_pairs`` pairs are kept (about 40 bytes each); past that the cache starts empty again."""
 
@@ -102,7 +111,7 @@ class PairCache:
         hit = self._store.get(key)
         if hit is not None:
             return hit
-        pairs = neighbor_pairs(atoms, cutoff)
+        pairs = FIT_PAIRS(atoms, cutoff)
         if self._pairs + len(pairs[0]) > self.max_pairs:
             self._store.clear()
             self._pairs = 0
@@ -165,11 +174,11 @@ class PairBatch:
 
     @classmethod
     def build(cls, frames, types_list, *, cutoff: float, species_count: int) -> "PairBatch":
-        """Pairs within ``cutoff`` (Å) of every frame (``neighbor_pairs``), concatenated."""
+        """Pairs within ``cutoff`` (Å) of every frame (:func:`array_neighbor_pairs`, see FIT_PAIRS), concatenated."""
         ti, tj, td, tt, taf, tpf, nat, vol = [], [], [], [], [], [], [], []
         offset = 0
         for f, (atoms, types) in enumerate(zip(frames, types_list)):
-            i, j, d = neighbor_pairs(atoms, cutoff)
+            i, j, d = FIT_PAIRS(atoms, cutoff)
             order = np.argsort(i, kind="stable")
             i, j, d = i[order], j[order], d[order]
             n = len(atoms)
