@@ -87,7 +87,7 @@ def _image_shifts(atoms: Atoms, cutoff: float) -> np.ndarray:
 #: The pair list of everything that decides a fitted potential (the fit's PairBatch, and PAIRS: grading,
 #: passive selection): the array list, whose pair order does not depend on whether the compiled list
 #: loads on this machine. A fit is a non-convex optimisation whose result moves with the round-off of
-#: its sums: the pair order alone took a cubic level-10 fit of MLIP-2's Cu set from 1.03x to 1.13x
+#: its sums: the pair order alone took a cubic level-10 fit of MLIP-2's Cu set from 0.61x to 1.13x
 #: MLIP-2's force RMSE (tests/test_fit_mlip.py), so the potential a case gets must not depend on the
 #: machine's compiler. The lists are built once per frame (and cached), a small part of a fit.
 FIT_PAIRS = array_neighbor_pairs
