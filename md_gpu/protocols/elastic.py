@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..analysis import CELL_COLUMN
 from ..backend import to_numpy
+from ..cell_control import axis_index
 from ..errors import MDSetupError
 from ..simulation import Stage
 from ..state import State, to_atoms
@@ -85,9 +87,6 @@ def _check(state: State, delta: float):
         raise MDSetupError("elastic constants need a cell periodic in x and y")
 
 
-CELL_COLUMNS = {"x": "cell_xx_A", "y": "cell_yy_A", "z": "cell_zz_A"}
-
-
 def at_mean_cell(run, axes) -> State:
     """The final state of ``run`` (a :class:`~md_gpu.simulation.RunResult` of a barostatted
     equilibration) scaled affinely so that its cell lengths along ``axes`` are their means over the
@@ -99,12 +98,11 @@ def at_mean_cell(run, axes) -> State:
     is the zero-stress cell at the temperature to the precision of the run."""
     state = run.md.state
     cell = to_numpy(state.cell)
-    rows = len(run.thermo[CELL_COLUMNS[axes[0]]]) if axes else 0
     scale = np.ones(3)
     for axis in axes:
-        k = "xyz".index(axis)
-        lengths = np.asarray(run.thermo[CELL_COLUMNS[axis]], dtype=float)[rows // 2:]
-        scale[k] = float(lengths.mean()) / float(cell[k, k])
+        k = axis_index(axis)
+        lengths = np.asarray(run.thermo[CELL_COLUMN[k]], dtype=float)
+        scale[k] = float(lengths[lengths.size // 2:].mean()) / float(cell[k, k])
     return _deform(state, np.diag(scale))
 
 
