@@ -25,9 +25,10 @@ parameters (cut-offs, c coefficients, weights, biases, scaler, the harmonics' in
 arguments read at each call, so a fit that changes them in place needs no recompile, and the source of
 one shape serves every model of that shape (the compile cache is keyed by source).
 
-ZBL (``nep*_zbl``): a pair term with no per-pair tables to save; it stays in the array code
-(:meth:`NEPEvaluator._zbl`, one vectorised pass over the pairs) and is added to the kernel's result, so
-ZBL models run their many-body part in the kernel too.
+ZBL (``nep*_zbl``): the second pass adds each pair's ``phi(r) / 2`` and its gradient (module docstring
+of :mod:`.model`); universal, typewise and flexible ZBL differ only in their parameters, so one table of
+``ZBL_COLS`` values per type pair (:func:`zbl_table`: switch radii, ``K Z_i Z_j``, ``1/a``, the four
+screening pairs) serves all three and the kernel has one ZBL branch (compiled in only for ZBL models).
 
 The same source compiles as plain C++ (``NEP_HOST`` defined: an OpenMP loop over the atoms instead of a
 grid): :mod:`training.nep.host_kernel` builds it as the default CPU path; :func:`gpu_launcher` builds it
@@ -43,16 +44,21 @@ filled with NaN and is checked against the array code on the atoms of
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 
 from common.atom_kernels import csr_pairs, sample_atoms, species_layout
 
-from .model import C4B, C5B
+from ase.data import atomic_numbers
+
+from .model import C4B, C5B, K_COULOMB, ZBL_INV_A, ZBL_UNIVERSAL
+from .nep_file import COVALENT_RADIUS
 
 THREADS_PER_BLOCK = 128
 VERIFY_CHUNK = 4096  # sampled centre atoms per reference evaluation (bounds the array code's memory)
 VERIFY_TOLERANCE = 1e-9  # relative; float64 round-off of a different summation order is ~1e-13
+ZBL_COLS = 13  # per type pair: r1, r2, K Z_i Z_j, 1 / a, largest angular cut-off, (c, b) x 4
 
 KERNEL_BODY = r"""
 #ifdef NEP_HOST
@@ -123,7 +129,7 @@ DEVICE void nep_atom(long long a, const long long* offsets, const long long* typ
                      const double* d, const double* rc_r, const double* rc_a, const double* c_r, const double* c_a,
                      const double* w0, const double* b0, const double* w1, const double* b1, const double* scaler,
                      const double* hz, const int* hm, const int* hpart, const double* hw, const int* hl,
-                     double* energies, double* de_dd) {
+                     const double* zbl, double* energies, double* de_dd) {
     double q[DIM], fpq[DIM], s[NA * NLM], dus[NA * NLM], hid[N1];
     double f[KMAX], fp[KMAX], g[NMAX], gp[NMAX], yv[NLM], dy[3 * NLM];
     const int ta = (int)types[a];
@@ -180,7 +186,6 @@ DEVICE void nep_atom(long long a, const long long* offsets, const long long* typ
         hid[h] = tanh(z - B0[h]);
         e += W1[h] * hid[h];
     }
-    energies[a] = e - b1[0];
     for (int h = 0; h < N1; ++h) {
         const double w = (1.0 - hid[h] * hid[h]) * W1[h];
         for (int k = 0; k < DIM; ++k) fpq[k] += w * W0[h * DIM + k];
@@ -213,7 +218,8 @@ DEVICE void nep_atom(long long a, const long long* offsets, const long long* typ
             dn[1] += fq * common * s1;
             dn[2] += fq * common * s2;
         }
-    // 5. back to the pairs
+    // 5. back to the pairs (and the ZBL pair term)
+    double ezbl = 0.0;
     for (long long p = first; p < last; ++p) {
         const double dx = d[3 * p], dy_ = d[3 * p + 1], dz = d[3 * p + 2];
         const double r = sqrt(dx * dx + dy_ * dy_ + dz * dz);
@@ -241,16 +247,36 @@ DEVICE void nep_atom(long long a, const long long* offsets, const long long* typ
             along += dudr;
             gx = (dux - radial * ux) / r; gy = (duy - radial * uy) / r; gz = (duz - radial * uz) / r;
         }
+        if (ZBL) {  // phi(r) / 2 of the pair's ZBL row: r1, r2, K Z_i Z_j, 1 / a, r_max, (c, b) x 4
+            const double* z = zbl + pt * ZBL_COLS;
+            if (r < z[4]) {
+                const double r1 = z[0], r2 = z[1], inv_a = z[3], x = r * inv_a;
+                double phi = 0.0, dphi = 0.0;
+                for (int k = 0; k < 4; ++k) {
+                    const double term = z[5 + 2 * k] * exp(-z[6 + 2 * k] * x);
+                    phi += term; dphi -= z[6 + 2 * k] * term;
+                }
+                const double fz = z[2] * phi / r, fzp = z[2] * dphi * inv_a / r - fz / r;
+                const double width = r2 - r1;
+                double arg = (r - r1) / width;
+                arg = arg < 0.0 ? 0.0 : (arg > 1.0 ? 1.0 : arg);
+                const double fc = r < r2 ? 0.5 + 0.5 * cos(NEP_PI * arg) : 0.0;
+                const double fcp = (r >= r1 && r < r2) ? -0.5 * NEP_PI / width * sin(NEP_PI * arg) : 0.0;
+                ezbl += 0.5 * (fz * fc);
+                along += 0.5 * (fzp * fc + fz * fcp);
+            }
+        }
         de_dd[3 * p] = along * ux + gx; de_dd[3 * p + 1] = along * uy + gy; de_dd[3 * p + 2] = along * uz + gz;
     }
+    energies[a] = (e - b1[0]) + ezbl;
 }
 
 #define NEP_ARGS const long long* offsets, const long long* types, const long long* pair_types, const double* d, \
     const double* rc_r, const double* rc_a, const double* c_r, const double* c_a, const double* w0, const double* b0, \
     const double* w1, const double* b1, const double* scaler, const double* hz, const int* hm, const int* hpart, \
-    const double* hw, const int* hl, double* energies, double* de_dd
+    const double* hw, const int* hl, const double* zbl, double* energies, double* de_dd
 #define NEP_CALL(a) nep_atom(a, offsets, types, pair_types, d, rc_r, rc_a, c_r, c_a, w0, b0, w1, b1, scaler, hz, hm, \
-    hpart, hw, hl, energies, de_dd)
+    hpart, hw, hl, zbl, energies, de_dd)
 
 #ifdef NEP_HOST
 extern "C" void nep_evaluate(long long n_atoms, NEP_ARGS) {
@@ -282,12 +308,21 @@ class KernelTables:
         defines = {"NTYPES": m.n_types, "NR": m.n_max[0] + 1, "KR": m.basis_size[0] + 1, "NA": m.n_max[1] + 1,
                    "KA": m.basis_size[1] + 1, "L3": m.l_max_3body, "LH": z_tab.shape[1] - 1, "NLM": len(ms),
                    "Q222": int(m.has_q_222), "Q1111": int(m.has_q_1111), "NUML": m.num_l, "DIM": m.dim,
-                   "N1": m.num_neurons, "NSETS": 1 if m.version == 3 else m.n_types}
+                   "N1": m.num_neurons, "NSETS": 1 if m.version == 3 else m.n_types, "ZBL": int(m.zbl is not None),
+                   "ZBL_COLS": ZBL_COLS}
         defines.update({f"C4B{k}": repr(float(c)) for k, c in enumerate(C4B)})
         defines.update({f"C5B{k}": repr(float(c)) for k, c in enumerate(C5B)})
         self.source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + KERNEL_BODY
         self._device: dict = {}
+        self._zbl = None  # (the model's ZBL parameters, zbl_table of them)
         self.verified: set = set()  # (launcher, species layout) pairs whose first result was checked
+
+    def _zbl_table(self, model) -> np.ndarray:
+        key = (model.species, model.zbl, model.zbl_factor, None if model.zbl_flexible is None else
+               np.asarray(model.zbl_flexible).tobytes(), np.asarray(model.rc_angular).tobytes())
+        if self._zbl is None or self._zbl[0] != key:
+            self._zbl = (key, zbl_table(model))
+        return self._zbl[1]
 
     def arrays(self, model, xp) -> list:
         """The kernel's parameter arguments on ``xp`` (order of ``NEP_ARGS`` after ``d``); device copies
@@ -301,7 +336,7 @@ class KernelTables:
                 pair_major(model.c_radial), pair_major(model.c_angular),
                 np.ascontiguousarray(model.w0, dtype=float).reshape(-1), np.ascontiguousarray(model.b0, dtype=float).reshape(-1),
                 np.ascontiguousarray(model.w1, dtype=float).reshape(-1), np.array([float(model.b1)]),
-                np.ascontiguousarray(model.q_scaler, dtype=float), *self.harmonics]
+                np.ascontiguousarray(model.q_scaler, dtype=float), *self.harmonics, self._zbl_table(model)]
         if xp is np:
             return host
         cached = self._device.get(xp.__name__)
@@ -310,11 +345,39 @@ class KernelTables:
         return cached[1]
 
 
+def zbl_table(model) -> np.ndarray:
+    """The ZBL parameters of every type pair ``t_i T + t_j`` as rows of ``ZBL_COLS`` (flattened):
+    r1, r2 (Å; the switch), ``K_COULOMB Z_i Z_j`` (eV Å), ``1 / a`` (1/Å), the largest angular cut-off
+    (Å), then four (c, b) screening pairs -- universal, typewise or flexible as :meth:`NEPEvaluator._zbl`
+    reads them (one zero row when the model has no ZBL)."""
+    if model.zbl is None:
+        return np.zeros(ZBL_COLS)
+    t = model.n_types
+    z = np.array([atomic_numbers[e] for e in model.species], dtype=float)
+    rows = np.zeros((t, t, ZBL_COLS))
+    for a in range(t):
+        for b in range(t):
+            if model.zbl == (0.0, 0.0):  # flexible: r1, r2, (c, b) x 4 of the unordered pair
+                t1, t2 = min(a, b), max(a, b)
+                para = np.asarray(model.zbl_flexible)[t1 * t - (t1 * (t1 - 1)) // 2 + (t2 - t1)]
+                r1, r2, screen = para[0], para[1], para[2:10]
+            else:
+                (r1, r2), screen = model.zbl, np.ravel(ZBL_UNIVERSAL)
+                if model.zbl_factor is not None:
+                    r1 = 0.0
+                    r2 = min(model.zbl_factor * (COVALENT_RADIUS[int(z[a]) - 1] + COVALENT_RADIUS[int(z[b]) - 1]), r2)
+            rows[a, b, :5] = (r1, r2, K_COULOMB * z[a] * z[b], (z[a] ** 0.23 + z[b] ** 0.23) * ZBL_INV_A,
+                              float(np.max(model.rc_angular)))
+            rows[a, b, 5:] = screen
+    return rows.reshape(-1)
+
+
 def tables(evaluator) -> KernelTables:
     """The :class:`KernelTables` of an evaluator's model (kept on the evaluator; rebuilt when the
     model's shape changes)."""
     m = evaluator.model
-    key = (m.version, m.n_types, tuple(m.n_max), tuple(m.basis_size), tuple(m.l_max), m.num_neurons)
+    key = (m.version, m.n_types, tuple(m.n_max), tuple(m.basis_size), tuple(m.l_max), m.num_neurons,
+           m.zbl is not None)
     cached = getattr(evaluator, "_fused_tables", None)
     if cached is None or cached[0] != key:
         cached = (key, KernelTables(evaluator))
@@ -323,19 +386,22 @@ def tables(evaluator) -> KernelTables:
 
 
 @functools.lru_cache(maxsize=16)
-def _gpu_kernel(source: str):
-    import cupy
-
-    return cupy.RawModule(code=source, options=("-std=c++14",)).get_function("nep_evaluate")
-
-
 def gpu_launcher(source: str):
-    """``launch(n_atoms, args)``: the CUDA build of ``source`` on a grid of one thread per atom."""
+    """``launch(n_atoms, args)``: the CUDA build of ``source`` (CuPy ``RawModule``) on a grid of one thread
+    per atom, or None (one warning) when NVRTC cannot compile it: the caller then runs the array code."""
     import cupy
+    from cupy.cuda.compiler import CompileException
+
+    try:
+        kernel = cupy.RawModule(code=source, options=("-std=c++14",)).get_function("nep_evaluate")
+    except CompileException as exc:
+        warnings.warn(f"the CUDA build of the fused NEP kernel (training/nep/fused.py) failed ({str(exc)[:300]}); "
+                      "running the NEP array code on the GPU instead", RuntimeWarning, stacklevel=2)
+        return None
 
     def launch(n_atoms, args):
         blocks = (n_atoms + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-        _gpu_kernel(source)((blocks,), (THREADS_PER_BLOCK,), (cupy.int64(n_atoms), *args))
+        kernel((blocks,), (THREADS_PER_BLOCK,), (cupy.int64(n_atoms), *args))
 
     return launch
 
@@ -344,12 +410,15 @@ def evaluate(evaluator, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): the contract of ``NEPEvaluator.evaluate`` (FULL
     pair list i, j [p], d [p, 3] Å = r_j + shift - r_i, types [n]).  ``xp`` defaults to CuPy;
     ``launcher(source)`` returns ``launch(n_atoms, args)`` (:func:`gpu_launcher`, or the host build of
-    :mod:`.host_kernel` with ``xp=numpy``).  The first launch of each launcher and species layout is
+    :mod:`.host_kernel` with ``xp=numpy``) or None: then the array code runs.  The first launch of each launcher and species layout is
     checked against the array code (:func:`verify`)."""
     if xp is None:
         import cupy as xp
     model = evaluator.model
     kt = tables(evaluator)
+    launch = launcher(kt.source)
+    if launch is None:
+        return evaluator.evaluate(xp.asarray(types), xp.asarray(i), xp.asarray(j), xp.asarray(d), xp=xp)
     n, p = int(types.shape[0]), int(i.shape[0])
     types = xp.ascontiguousarray(xp.asarray(types), dtype=xp.int64)
     i, j = xp.asarray(i, dtype=xp.int64), xp.asarray(j, dtype=xp.int64)
@@ -365,15 +434,12 @@ def evaluate(evaluator, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     else:  # NaN: an entry that no thread writes fails the check
         energies, grad = xp.full(n, xp.nan), xp.full((p, 3), xp.nan)
     if n:
-        launcher(kt.source)(n, (offsets, types, sorted_types, d_sorted, *kt.arrays(model, xp), energies, grad))
+        launch(n, (offsets, types, sorted_types, d_sorted, *kt.arrays(model, xp), energies, grad))
     if order is None:
         de_dd = grad
     else:
         de_dd = xp.empty_like(grad)
         de_dd[order] = grad
-    if model.zbl is not None:
-        r = xp.sqrt((d * d).sum(axis=1))
-        energies, de_dd = evaluator._zbl(types, i, types[i], types[j], r, d, energies, de_dd, xp)
     if check not in kt.verified:
         verify(evaluator, types, i, j, d, energies, de_dd, xp)
         kt.verified.add(check)

@@ -23,7 +23,7 @@ from common.native import load_function, pointer
 
 from . import fused
 
-HOST_PREAMBLE = "#define NEP_HOST 1\n#include <cmath>\nusing std::sqrt; using std::cos; using std::sin; using std::tanh;\n"
+HOST_PREAMBLE = "#define NEP_HOST 1\n#include <cmath>\nusing std::sqrt; using std::cos; using std::sin; using std::tanh; using std::exp;\n"
 
 
 def host_source(kernel_source: str) -> str:
@@ -58,6 +58,4 @@ def evaluate(evaluator, types, i, j, d):
     """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on the CPU: ``NEPEvaluator.evaluate``'s contract
     (FULL pair list i, j [p], d [p, 3] Å = r_j + shift - r_i, types [n] indices into the species), by the
     compiled kernel when it loads, else by the array code."""
-    if not available(evaluator):
-        return evaluator.evaluate(np.asarray(types), np.asarray(i), np.asarray(j), np.asarray(d), xp=np)
     return fused.evaluate(evaluator, types, i, j, d, xp=np, launcher=host_launcher)
