@@ -10,7 +10,13 @@ neighbour) of ``n`` atoms with species ``types`` [n] in ``0 .. S-1``:
 * :func:`sample_atoms` -- the centre atoms whose kernel results a self-check compares with the array
   code: all of a small launch; else the first thread and one more lane of *every* thread block (the
   lane moves from block to block, so ``threads_per_block`` blocks cover all lanes), the last atom, and
-  for every species and species pair present the first atom that has it.
+  for every species and species pair present the first atom that has it;
+* :func:`launch_atoms` -- one launch ``launch(n, (*args, energies, grad))`` into fresh outputs (NaN-filled
+  for a launch that is to be checked) and the pair gradients back in the caller's pair order;
+* :func:`device_copies` -- a kernel's parameter arrays on the device, copied again only when they change;
+* :func:`unwritten` and :func:`sampled_errors` -- that comparison: kernel outputs left NaN (or not
+  finite), and the largest relative differences of the sampled atoms' site energies and pair gradients
+  from a reference evaluation.
 
 ``training.nep.fused`` uses these; ``training.mtp.fused`` keeps its own copies of the same rules.
 """
@@ -63,3 +69,58 @@ def sample_atoms(types, i, j, species_count: int, xp, *, threads_per_block: int)
     firsts += [int(i[int(xp.argmax(pair_types == k))]) for k in np.flatnonzero(layout[s:])]
     parts.append(xp.asarray(firsts, dtype=xp.int64))
     return xp.unique(xp.concatenate([xp.asarray(a, dtype=xp.int64) for a in parts]))
+
+
+def unwritten(energies, de_dd, xp) -> tuple[int, int]:
+    """(site energies [n], pair gradients [p, 3] rows) that are not finite: outputs filled with NaN before
+    the launch and left so by no thread, or a non-finite result."""
+    return int((~xp.isfinite(energies)).sum()), int((~xp.isfinite(de_dd)).any(axis=1).sum())
+
+
+def sampled_errors(reference, types, i, j, d, energies, de_dd, species_count: int, sample, xp, *,
+                   chunk: int = 4096) -> tuple[float, float]:
+    """Largest relative differences (site energies, pair gradients) of the ``sample`` centre atoms [m] between
+    a kernel's ``energies`` [n], ``de_dd`` [p, 3] and ``reference(types, i, j, d)`` (the array code, same
+    contract). The reference runs on chunks of ``chunk`` centres, each with one stand-in atom per species for
+    the neighbours (only their species matter to a centre's site energy), so its memory does not grow with
+    the system. Energies are compared relative to max(1 eV, the largest |U|), gradients to the largest one."""
+    n, s = int(types.shape[0]), int(species_count)
+    local = xp.full(n, -1, dtype=xp.int64)
+    err_e = err_g = 0.0
+    for start in range(0, int(sample.shape[0]), chunk):
+        centres = sample[start:start + chunk]
+        m = int(centres.shape[0])
+        local[centres] = xp.arange(m)
+        mask = local[i] >= 0
+        local_types = xp.concatenate([types[centres], xp.arange(s, dtype=xp.int64)])
+        ref_e, ref_g = reference(local_types, local[i[mask]], m + types[j[mask]], d[mask])
+        local[centres] = -1
+        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / max(1.0, float(xp.abs(ref_e[:m]).max())))
+        if int(mask.sum()):
+            err_g = max(err_g, float(xp.abs(de_dd[mask] - ref_g).max()) / max(1e-12, float(xp.abs(ref_g).max())))
+    return err_e, err_g
+
+
+def device_copies(cache: dict, host: list, xp) -> list:
+    """``host`` (NumPy arrays) as ``xp`` arrays, kept in ``cache`` (a dict the caller owns, keyed by the
+    namespace) while every array equals the one copied last time."""
+    cached = cache.get(xp.__name__)
+    if cached is None or not all(np.array_equal(a, b) for a, b in zip(cached[0], host)):
+        cached = cache[xp.__name__] = ([a.copy() for a in host], [xp.asarray(a) for a in host])
+    return cached[1]
+
+
+def launch_atoms(launch, n_atoms: int, n_pairs: int, args: tuple, order, xp, *, fill_nan: bool):
+    """Site energies [n] and dE/dd [p, 3] of ``launch(n_atoms, (*args, energies, grad))`` (a kernel over the
+    pairs sorted by centre), the gradients put back in the order before :func:`csr_pairs` sorted them
+    (``order``). ``fill_nan``: the outputs start as NaN, so an entry that no thread writes fails
+    :func:`unwritten`."""
+    empty = (lambda shape: xp.full(shape, xp.nan)) if fill_nan else xp.empty
+    energies, grad = empty(n_atoms), empty((n_pairs, 3))
+    if n_atoms:
+        launch(n_atoms, (*args, energies, grad))
+    if order is None:
+        return energies, grad
+    de_dd = xp.empty_like(grad)
+    de_dd[order] = grad
+    return energies, de_dd

@@ -34,17 +34,6 @@ SPECIES = ("C", "B", "N")
 needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler (g++) for the CPU kernels")
 
 
-def _flexible(model, seed):
-    rng = np.random.default_rng(seed)
-    n = model.n_types * (model.n_types + 1) // 2
-    para = np.zeros((n, 10))
-    para[:, 0], para[:, 1] = 0.7, 1.5
-    para[:, 2::2] = rng.uniform(0.05, 0.5, (n, 4))
-    para[:, 3::2] = rng.uniform(0.2, 3.0, (n, 4))
-    model.zbl_flexible = para
-    return model
-
-
 MODELS = {
     "nep3": dict(version=3),
     "nep4": dict(version=4),
@@ -64,8 +53,7 @@ def _model(name: str, n_species: int, seed: int = 1):
         kw["typewise_rc"] = kw["typewise_rc"][:n_species]
     else:
         kw["rc"] = (4.2, 3.7)
-    model = random_nep(SPECIES[:n_species], seed=seed, **kw)
-    return _flexible(model, seed) if model.zbl == (0.0, 0.0) else model
+    return random_nep(SPECIES[:n_species], seed=seed, **kw)
 
 
 def _structure(kind: str, n_species: int, seed: int = 3):

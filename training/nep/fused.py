@@ -48,7 +48,7 @@ import warnings
 
 import numpy as np
 
-from common.atom_kernels import csr_pairs, sample_atoms, species_layout
+from common.atom_kernels import csr_pairs, device_copies, launch_atoms, sample_atoms, sampled_errors, species_layout, unwritten
 
 from ase.data import atomic_numbers
 
@@ -334,15 +334,11 @@ class KernelTables:
 
         host = [np.ascontiguousarray(model.rc_radial, dtype=float), np.ascontiguousarray(model.rc_angular, dtype=float),
                 pair_major(model.c_radial), pair_major(model.c_angular),
-                np.ascontiguousarray(model.w0, dtype=float).reshape(-1), np.ascontiguousarray(model.b0, dtype=float).reshape(-1),
+                np.ascontiguousarray(model.w0, dtype=float).reshape(-1),
+                np.ascontiguousarray(model.b0, dtype=float).reshape(-1),
                 np.ascontiguousarray(model.w1, dtype=float).reshape(-1), np.array([float(model.b1)]),
                 np.ascontiguousarray(model.q_scaler, dtype=float), *self.harmonics, self._zbl_table(model)]
-        if xp is np:
-            return host
-        cached = self._device.get(xp.__name__)
-        if cached is None or not all(np.array_equal(a, b) for a, b in zip(cached[0], host)):
-            cached = self._device[xp.__name__] = ([a.copy() for a in host], [xp.asarray(a) for a in host])
-        return cached[1]
+        return host if xp is np else device_copies(self._device, host, xp)
 
 
 def zbl_table(model) -> np.ndarray:
@@ -410,8 +406,8 @@ def evaluate(evaluator, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): the contract of ``NEPEvaluator.evaluate`` (FULL
     pair list i, j [p], d [p, 3] Å = r_j + shift - r_i, types [n]).  ``xp`` defaults to CuPy;
     ``launcher(source)`` returns ``launch(n_atoms, args)`` (:func:`gpu_launcher`, or the host build of
-    :mod:`.host_kernel` with ``xp=numpy``) or None: then the array code runs.  The first launch of each launcher and species layout is
-    checked against the array code (:func:`verify`)."""
+    :mod:`.host_kernel` with ``xp=numpy``) or None: then the array code runs.  The first launch of each
+    launcher and species layout is checked against the array code (:func:`verify`)."""
     if xp is None:
         import cupy as xp
     model = evaluator.model
@@ -429,17 +425,8 @@ def evaluate(evaluator, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     sorted_types = xp.ascontiguousarray(pair_types if order is None else pair_types[order])
     d_sorted = xp.ascontiguousarray(d if order is None else d[order])
     check = (launcher, layout)
-    if check in kt.verified:
-        energies, grad = xp.empty(n), xp.empty((p, 3))
-    else:  # NaN: an entry that no thread writes fails the check
-        energies, grad = xp.full(n, xp.nan), xp.full((p, 3), xp.nan)
-    if n:
-        launch(n, (offsets, types, sorted_types, d_sorted, *kt.arrays(model, xp), energies, grad))
-    if order is None:
-        de_dd = grad
-    else:
-        de_dd = xp.empty_like(grad)
-        de_dd[order] = grad
+    energies, de_dd = launch_atoms(launch, n, p, (offsets, types, sorted_types, d_sorted, *kt.arrays(model, xp)),
+                                   order, xp, fill_nan=check not in kt.verified)
     if check not in kt.verified:
         verify(evaluator, types, i, j, d, energies, de_dd, xp)
         kt.verified.add(check)
@@ -456,14 +443,13 @@ def verify(evaluator, types, i, j, d, energies, de_dd, xp, *, sample=None) -> No
 
     Every entry must be finite; the site energies and the gradients of all pairs of the ``sample``
     centre atoms (default: :func:`common.atom_kernels.sample_atoms`) must equal the array code's to
-    ``VERIFY_TOLERANCE`` (relative).  The reference runs on chunks of ``VERIFY_CHUNK`` centres, each with
-    one stand-in atom per species for the neighbours (only their species matter to a centre's site
-    energy), so its memory does not grow with the system.
+    ``VERIFY_TOLERANCE`` (relative; :func:`common.atom_kernels.sampled_errors`, chunks of ``VERIFY_CHUNK``
+    centres).  Done once per kernel, process and species layout.
     """
     n, s = int(types.shape[0]), int(evaluator.model.n_types)
     if n == 0:
         return
-    bad_e, bad_g = int((~xp.isfinite(energies)).sum()), int((~xp.isfinite(de_dd)).any(axis=1).sum())
+    bad_e, bad_g = unwritten(energies, de_dd, xp)
     if bad_e or bad_g:
         raise KernelMismatch(f"the fused NEP kernel (training/nep/fused.py) left {bad_e} of {n} site energies and "
                              f"{bad_g} of {len(de_dd)} pair gradients unwritten or not finite on this device; "
@@ -471,21 +457,8 @@ def verify(evaluator, types, i, j, d, energies, de_dd, xp, *, sample=None) -> No
     if sample is None:
         sample = sample_atoms(types, i, j, s, xp, threads_per_block=THREADS_PER_BLOCK)
     sample = xp.asarray(sample, dtype=xp.int64)
-    local = xp.full(n, -1, dtype=xp.int64)
-    err_e = err_g = 0.0
-    for start in range(0, int(sample.shape[0]), VERIFY_CHUNK):
-        centres = sample[start:start + VERIFY_CHUNK]
-        m = int(centres.shape[0])
-        local[centres] = xp.arange(m)
-        mask = local[i] >= 0
-        local_types = xp.concatenate([types[centres], xp.arange(s, dtype=xp.int64)])
-        ref_e, ref_g = evaluator.evaluate(local_types, local[i[mask]], m + types[j[mask]], d[mask], xp=xp)
-        local[centres] = -1
-        scale_e = max(1.0, float(xp.abs(ref_e[:m]).max()))
-        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / scale_e)
-        if int(mask.sum()):
-            scale_g = max(1e-12, float(xp.abs(ref_g).max()))
-            err_g = max(err_g, float(xp.abs(de_dd[mask] - ref_g).max()) / scale_g)
+    err_e, err_g = sampled_errors(lambda *pairs: evaluator.evaluate(*pairs, xp=xp), types, i, j, d, energies,
+                                  de_dd, s, sample, xp, chunk=VERIFY_CHUNK)
     if not (err_e < VERIFY_TOLERANCE and err_g < VERIFY_TOLERANCE):
         raise KernelMismatch(f"the fused NEP kernel (training/nep/fused.py) disagrees with the array code on "
                              f"this device: relative error {err_e:.2e} in site energies, {err_g:.2e} in dE/dd "

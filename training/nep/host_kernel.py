@@ -23,7 +23,8 @@ from common.native import load_function, pointer
 
 from . import fused
 
-HOST_PREAMBLE = "#define NEP_HOST 1\n#include <cmath>\nusing std::sqrt; using std::cos; using std::sin; using std::tanh; using std::exp;\n"
+HOST_PREAMBLE = ("#define NEP_HOST 1\n#include <cmath>\n"
+                 "using std::sqrt; using std::cos; using std::sin; using std::tanh; using std::exp;\n")
 
 
 def host_source(kernel_source: str) -> str:
