@@ -122,6 +122,23 @@ def test_model_variants_equal_the_array_code(name):
         assert np.sqrt((d * d).sum(axis=1)).min() < 1.5
 
 
+@needs_compiler
+def test_atoms_without_neighbours_and_a_launch_without_pairs():
+    """A lone atom far from a dimer (its site energy is the network at q = 0), and a lone atom alone."""
+    evaluator = NEPEvaluator(_model("nep4", 2, seed=10))
+    positions = np.array([[0.0, 0.0, 0.0], [1.4, 0.2, 0.1], [9.0, 9.0, 9.0]])
+    i, j = np.array([0, 1]), np.array([1, 0])
+    d = np.array([positions[1] - positions[0], positions[0] - positions[1]])
+    types = np.array([0, 1, 1])
+    ref_e, ref_g = evaluator.evaluate(types, i, j, d, xp=np)
+    k_e, k_g = host_kernel.evaluate(evaluator, types, i, j, d)
+    np.testing.assert_allclose(k_e, ref_e, rtol=0, atol=RTOL * np.abs(ref_e).max())
+    np.testing.assert_allclose(k_g, ref_g, rtol=0, atol=RTOL * np.abs(ref_g).max())
+    empty = np.zeros(0, dtype=np.int64)
+    k_e, k_g = host_kernel.evaluate(evaluator, types[2:], empty, empty, np.zeros((0, 3)))
+    assert k_g.shape == (0, 3) and k_e[0] == pytest.approx(ref_e[2], abs=1e-12)
+
+
 # ---------------------------------------------------------------- the calculator's default path
 @needs_compiler
 def test_force_field_and_calculator_run_the_kernel_and_give_the_array_code_numbers(monkeypatch):
@@ -153,6 +170,27 @@ def test_the_switch_runs_the_array_code(monkeypatch):
     monkeypatch.setenv(native.ENV_VAR, "fortran")
     with pytest.raises(native.NativeSetupError, match="MULTISCALE_CPU_KERNELS='fortran'"):
         host_kernel.evaluate(evaluator, types, i, j, d)
+
+
+def test_without_a_compiler_the_array_code_runs_with_one_warning(monkeypatch, tmp_path):
+    monkeypatch.setenv("MULTISCALE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "compiler", lambda: None)
+    monkeypatch.setattr(native, "_warned", set())
+    native._load.cache_clear()
+    try:
+        model = _model("nep3", 2, seed=11)
+        atoms, types = _structure("bulk", 2, seed=11)
+        atoms.symbols = [SPECIES[t] for t in types]
+        atoms.calc = NEPCalculator(model)
+        with pytest.warns(RuntimeWarning, match="no C[+][+] compiler found") as caught:
+            energy = atoms.get_potential_energy()
+        assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+        evaluator = NEPEvaluator(model)
+        assert energy == pytest.approx(evaluator.evaluate(types, *_pairs(atoms, evaluator.cutoff), xp=np)[0].sum(),
+                                       rel=1e-12)
+        assert list(tmp_path.iterdir()) == []  # nothing built
+    finally:
+        native._load.cache_clear()
 
 
 # ---------------------------------------------------------------- planted faults
