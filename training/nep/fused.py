@@ -1,4 +1,5 @@
-r"""``NEPEvaluator.evaluate`` as one fused kernel: one thread per centre atom, NEP_CPU's loop structure.
+r"""``NEPEvaluator.evaluate`` as one fused kernel: one thread per centre atom, with GPUMD's per-atom passes
+(descriptors, network, forces; NEP_CPU ``find_descriptor_small_box`` / ``find_force_*_small_box``).
 
 Why: the array code of :mod:`training.nep.model` materialises per-pair tables (basis [p, K], harmonics
 and their derivatives [p, n_lm, 3], ``dU/ds`` gathered to the pairs [p, n, n_lm]) and runs a few hundred
@@ -47,10 +48,10 @@ import functools
 import warnings
 
 import numpy as np
-
-from common.atom_kernels import csr_pairs, device_copies, launch_atoms, sample_atoms, sampled_errors, species_layout, unwritten
-
 from ase.data import atomic_numbers
+
+from common.atom_kernels import (csr_pairs, device_copies, launch_atoms, sample_atoms, sampled_errors, species_layout,
+                                 unwritten)
 
 from .model import C4B, C5B, K_COULOMB, ZBL_INV_A, ZBL_UNIVERSAL
 from .nep_file import COVALENT_RADIUS
