@@ -13,6 +13,8 @@ neighbour) of ``n`` atoms with species ``types`` [n] in ``0 .. S-1``:
   for every species and species pair present the first atom that has it;
 * :func:`launch_atoms` -- one launch ``launch(n, (*args, energies, grad))`` into fresh outputs (NaN-filled
   for a launch that is to be checked) and the pair gradients back in the caller's pair order;
+* :func:`host_launcher` -- ``launch(n_atoms, args)`` of a kernel source built for the CPU by
+  :mod:`common.native` (None when compiled kernels are off or cannot be built);
 * :func:`device_copies` -- a kernel's parameter arrays on the device, copied again only when they change;
 * :func:`unwritten` and :func:`sampled_errors` -- that comparison: kernel outputs left NaN (or not
   finite), and the largest relative differences of the sampled atoms' site energies and pair gradients
@@ -22,7 +24,12 @@ neighbour) of ``n`` atoms with species ``types`` [n] in ``0 .. S-1``:
 """
 from __future__ import annotations
 
+import ctypes
+import functools
+
 import numpy as np
+
+from .native import load_function, pointer
 
 VERIFY_ALL_ATOMS = 1024  # launches of at most this many atoms are checked on every atom
 VERIFY_LANE_STRIDE = 37  # lane sampled in block b besides lane 0: (1 + 37 b) mod T (37 odd: all lanes)
@@ -99,6 +106,25 @@ def sampled_errors(reference, types, i, j, d, energies, de_dd, species_count: in
         if int(mask.sum()):
             err_g = max(err_g, float(xp.abs(de_dd[mask] - ref_g).max()) / max(1e-12, float(xp.abs(ref_g).max())))
     return err_e, err_g
+
+
+def host_launcher(source: str, name: str):
+    """``launch(n_atoms, args)`` calling ``name(long long n_atoms, void* ...)`` of the C++ ``source`` (built
+    by :func:`common.native.load_function`) with the arrays ``args``, or None when it does not load.  The
+    same object for the same source, so a caller can remember which launchers it has checked."""
+    if load_function(source, name) is None:
+        return None
+    return _launch(source, name)
+
+
+@functools.lru_cache(maxsize=16)
+def _launch(source: str, name: str):
+    function = load_function(source, name)
+
+    def launch(n_atoms, args):
+        function(ctypes.c_longlong(n_atoms), *(pointer(a) for a in args))
+
+    return launch
 
 
 def device_copies(cache: dict, host: list, xp) -> list:

@@ -14,12 +14,9 @@ array code (``fused.verify``), so a miscompiled kernel stops with ``fused.Kernel
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-
 import numpy as np
 
-from common.native import load_function, pointer
+from common import atom_kernels
 
 from . import fused
 
@@ -35,19 +32,7 @@ def host_source(kernel_source: str) -> str:
 def host_launcher(kernel_source: str):
     """``launch(n_atoms, args)`` for ``fused.evaluate``: the host build of ``kernel_source``, or None
     when it cannot be loaded (the same object for the same library, so ``fused`` checks it once)."""
-    if load_function(host_source(kernel_source), "nep_evaluate") is None:
-        return None
-    return _launch(host_source(kernel_source))
-
-
-@functools.lru_cache(maxsize=16)
-def _launch(source: str):
-    function = load_function(source, "nep_evaluate")
-
-    def launch(n_atoms, args):
-        function(ctypes.c_longlong(n_atoms), *(pointer(a) for a in args))
-
-    return launch
+    return atom_kernels.host_launcher(host_source(kernel_source), "nep_evaluate")
 
 
 def available(evaluator) -> bool:
