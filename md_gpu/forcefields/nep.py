@@ -2,10 +2,14 @@
 
 Contract: ``NEPForceField.read(path, species=None)`` reads a ``nep.txt``
 (:func:`training.nep.read_nep`); ``species`` are the file's elements, ``cutoff`` (Å) its largest
-cut-off, and ``evaluate(types, i, j, d, *, xp)`` is :meth:`training.nep.NEPEvaluator.evaluate` itself
-(the FULL pair list of :mod:`md_gpu.forcefields.base`, ``d = r_j + shift - r_i``, |d| < cutoff; site
-energies ``U_i`` [n] eV and ``dE/dd`` [p, 3] eV/Å; the model and its arithmetic are documented in
-:mod:`training.nep.model`). Only ``U_{i_p}`` depends on ``d_p``, so
+cut-off, and ``evaluate(types, i, j, d, *, xp)`` is :meth:`training.nep.NEPEvaluator.evaluate`'s
+contract (the FULL pair list of :mod:`md_gpu.forcefields.base`, ``d = r_j + shift - r_i``, |d| < cutoff;
+site energies ``U_i`` [n] eV and ``dE/dd`` [p, 3] eV/Å; the model and its arithmetic are documented in
+:mod:`training.nep.model`), run as the MTP runs: on the CPU by the compiled kernel
+(``training.nep.evaluate_compiled``, :mod:`training.nep.host_kernel`; the array code when
+``MULTISCALE_CPU_KERNELS=numpy`` or no C++ compiler works), on CuPy by the CUDA build of the same kernel
+source (``training.nep.evaluate_fused``; the array code when NVRTC cannot build it); the first result
+of each kernel is checked against the array code (``training.nep.KernelMismatch``). Only ``U_{i_p}`` depends on ``d_p``, so
 :func:`md_gpu.forcefields.base.forces_and_virial` gives forces, the virial and GPUMD's many-body
 per-atom virials (pair ``p`` to atom ``j_p``), exactly as NEP_CPU's ``find_force_*_small_box``.
 The MD engine adds nothing between the model and its forces, and ``training.nep_fit`` fits with the
@@ -19,7 +23,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.nep import NEPError, NEPEvaluator, NEPModel, read_nep
+import numpy as np
+
+from common.arrays import array_module
+from training.nep import NEPError, NEPEvaluator, NEPModel, evaluate_compiled, evaluate_fused, read_nep
 
 from ..calculator import MDCalculator
 from ..errors import MDSetupError
@@ -50,7 +57,10 @@ class NEPForceField:
 
     def evaluate(self, types, i, j, d, *, xp=None):
         """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on a full pair list (module docstring)."""
-        return self.nep.evaluate(types, i, j, d, xp=xp)
+        xp = xp or array_module(d)
+        if xp is np:
+            return evaluate_compiled(self.nep, types, i, j, d)
+        return evaluate_fused(self.nep, types, i, j, d, xp=xp)
 
 
 def _force_field(path_or_model) -> NEPForceField:

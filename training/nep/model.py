@@ -7,8 +7,9 @@ types [n] indices into ``species``) and returns site energies ``U_i`` [n] (eV) a
 (eV/Å). Only ``U_{i_p}`` depends on ``d_p``, so ``dE/dd_p = dU_{i_p}/dd_p``: forces, the virial and
 GPUMD's many-body per-atom virials follow from the pair gradients (pair ``p`` to atom ``j_p``,
 ``W_a = -sum_{p: j_p = a} d_p (x) dE/dd_p``), exactly as NEP_CPU's ``find_force_*_small_box``.
-``md_gpu.forcefields.nep.NEPForceField`` puts this on the MD engine's force contract; ``training.nep_fit``
-fits the parameters with the same code.
+``md_gpu.forcefields.nep.NEPForceField`` puts this contract on the MD engine's force contract and runs it
+by the fused kernel of :mod:`.fused` (the same arithmetic per atom, checked against this code);
+``training.nep_fit`` fits the parameters with this code.
 Array code on an ``xp`` namespace (NumPy or CuPy); Python loops only over type pairs, ``l`` and ``n``.
 
 ``evaluate`` is four steps, each a method that ``training.nep_fit`` calls too: :meth:`~NEPEvaluator.pair_geometry`

@@ -343,7 +343,9 @@ def random_nep(species, *, version: int = 4, seed: int = 0, rc=(5.0, 4.0), n_max
     """A NEP with random parameters (for tests and benchmarks, not physics).
 
     species [T]; rc (rc_radial, rc_angular) Å, or typewise_rc [T, 2]; zbl None or (rc_inner, rc_outer),
-    zbl_factor None or the typewise ZBL factor.
+    or (0, 0) for flexible ZBL (each type pair: switch from 0.7 to 1.5 Å, screening amplitudes in
+    [0.05, 0.5], exponents in [0.2, 3], drawn after the other parameters); zbl_factor None or the
+    typewise ZBL factor.
     Weights are scaled so that site energies stay O(1) eV and the descriptor scalers make each
     descriptor component O(1) in a solid of ~2 Å bonds.
     """
@@ -356,7 +358,7 @@ def random_nep(species, *, version: int = 4, seed: int = 0, rc=(5.0, 4.0), n_max
         rcs, typewise = np.tile(np.asarray(rc, float), (t, 1)), False
     else:
         rcs, typewise = np.asarray(typewise_rc, float), True
-    return NEPModel(
+    model = NEPModel(
         version=version, species=tuple(species), rc_radial=rcs[:, 0].copy(), rc_angular=rcs[:, 1].copy(),
         n_max=tuple(n_max), basis_size=tuple(basis_size), l_max=tuple(l_max),
         w0=rng.normal(0, 1.0 / np.sqrt(dim), (n_sets, neurons, dim)), b0=rng.normal(0, 0.5, (n_sets, neurons)),
@@ -365,3 +367,10 @@ def random_nep(species, *, version: int = 4, seed: int = 0, rc=(5.0, 4.0), n_max
         c_angular=rng.normal(0, 0.5, (n_max[1] + 1, basis_size[1] + 1, t, t)),
         q_scaler=rng.uniform(0.2, 1.0, dim), zbl=None if zbl is None else tuple(map(float, zbl)), zbl_factor=zbl_factor,
         typewise=typewise)
+    if model.zbl == (0.0, 0.0):
+        para = np.zeros((t * (t + 1) // 2, 10))
+        para[:, 0], para[:, 1] = 0.7, 1.5
+        para[:, 2::2] = rng.uniform(0.05, 0.5, (len(para), 4))
+        para[:, 3::2] = rng.uniform(0.2, 3.0, (len(para), 4))
+        model.zbl_flexible = para
+    return model

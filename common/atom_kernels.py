@@ -1,0 +1,152 @@
+"""Bookkeeping shared by the one-thread-per-atom potential kernels (a CUDA grid, or an OpenMP loop on the host).
+
+Contract, on an array namespace ``xp`` (NumPy or CuPy), for a FULL pair list ``i, j`` [p] (centre,
+neighbour) of ``n`` atoms with species ``types`` [n] in ``0 .. S-1``:
+
+* :func:`csr_pairs` -- the pairs sorted by centre (``order`` [p] or None when already sorted) and
+  ``offsets`` [n+1]: the pairs of atom ``a`` are ``offsets[a] .. offsets[a+1]-1`` of the sorted list;
+* :func:`species_layout` -- which species occur among the atoms and which species pairs among the
+  pairs, as ``S + S*S`` flag bytes (a kernel's self-check runs again when this changes);
+* :func:`sample_atoms` -- the centre atoms whose kernel results a self-check compares with the array
+  code: all of a small launch; else the first thread and one more lane of *every* thread block (the
+  lane moves from block to block, so ``threads_per_block`` blocks cover all lanes), the last atom, and
+  for every species and species pair present the first atom that has it;
+* :func:`launch_atoms` -- one launch ``launch(n, (*args, energies, grad))`` into fresh outputs (NaN-filled
+  for a launch that is to be checked) and the pair gradients back in the caller's pair order;
+* :func:`host_launcher` -- ``launch(n_atoms, args)`` of a kernel source built for the CPU by
+  :mod:`common.native` (None when compiled kernels are off or cannot be built);
+* :func:`device_copies` -- a kernel's parameter arrays on the device, copied again only when they change;
+* :func:`unwritten` and :func:`sampled_errors` -- that comparison: kernel outputs left NaN (or not
+  finite), and the largest relative differences of the sampled atoms' site energies and pair gradients
+  from a reference evaluation.
+
+``training.nep.fused`` uses these; ``training.mtp.fused`` keeps its own copies of the same rules.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+from .native import load_function, pointer
+
+VERIFY_ALL_ATOMS = 1024  # launches of at most this many atoms are checked on every atom
+VERIFY_LANE_STRIDE = 37  # lane sampled in block b besides lane 0: (1 + 37 b) mod T (37 odd: all lanes)
+
+
+def to_host(array) -> np.ndarray:
+    """A NumPy copy (or view) of a NumPy or CuPy array."""
+    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
+
+
+def csr_pairs(i, n_atoms: int, xp):
+    """(order [p] or None, offsets [n_atoms + 1]) of the pair centres ``i`` [p] (module docstring)."""
+    order = None
+    if len(i) > 1 and not bool((i[1:] >= i[:-1]).all()):
+        order = xp.argsort(i) if xp is not np else np.argsort(i, kind="stable")
+        i = i[order]
+    offsets = xp.zeros(n_atoms + 1, dtype=xp.int64)
+    offsets[1:] = xp.cumsum(xp.bincount(i, minlength=n_atoms))
+    return order, offsets
+
+
+def species_layout(types, pair_types, species_count: int, xp) -> bytes:
+    """``S + S*S`` flags (bytes): species among ``types`` [n], species pairs among ``pair_types`` [p]
+    (``t_i S + t_j``).  Cost: two scatters of one byte and a copy of ``S + S*S`` bytes to the host."""
+    s = int(species_count)
+    present = xp.zeros(s + s * s, dtype=xp.int8)
+    present[types] = 1
+    present[s + pair_types] = 1
+    return to_host(present).tobytes()
+
+
+def sample_atoms(types, i, j, species_count: int, xp, *, threads_per_block: int):
+    """Centre atoms [m] (sorted, unique, int64 on ``xp``) that a self-check compares (module docstring)."""
+    n = int(types.shape[0])
+    if n <= VERIFY_ALL_ATOMS:
+        return xp.arange(n)
+    t = int(threads_per_block)
+    block = xp.arange((n + t - 1) // t)
+    parts = [block * t, xp.minimum(block * t + (1 + VERIFY_LANE_STRIDE * block) % t, n - 1), xp.asarray([n - 1])]
+    s = int(species_count)
+    pair_types = types[i] * s + types[j]
+    layout = np.frombuffer(species_layout(types, pair_types, s, xp), dtype=np.int8)
+    firsts = [int(xp.argmax(types == k)) for k in np.flatnonzero(layout[:s])]
+    firsts += [int(i[int(xp.argmax(pair_types == k))]) for k in np.flatnonzero(layout[s:])]
+    parts.append(xp.asarray(firsts, dtype=xp.int64))
+    return xp.unique(xp.concatenate([xp.asarray(a, dtype=xp.int64) for a in parts]))
+
+
+def unwritten(energies, de_dd, xp) -> tuple[int, int]:
+    """(site energies [n], pair gradients [p, 3] rows) that are not finite: outputs filled with NaN before
+    the launch and left so by no thread, or a non-finite result."""
+    return int((~xp.isfinite(energies)).sum()), int((~xp.isfinite(de_dd)).any(axis=1).sum())
+
+
+def sampled_errors(reference, types, i, j, d, energies, de_dd, species_count: int, sample, xp, *,
+                   chunk: int = 4096) -> tuple[float, float]:
+    """Largest relative differences (site energies, pair gradients) of the ``sample`` centre atoms [m] between
+    a kernel's ``energies`` [n], ``de_dd`` [p, 3] and ``reference(types, i, j, d)`` (the array code, same
+    contract). The reference runs on chunks of ``chunk`` centres, each with one stand-in atom per species for
+    the neighbours (only their species matter to a centre's site energy), so its memory does not grow with
+    the system. Energies are compared relative to max(1 eV, the largest |U|), gradients to the largest one."""
+    n, s = int(types.shape[0]), int(species_count)
+    local = xp.full(n, -1, dtype=xp.int64)
+    err_e = err_g = 0.0
+    for start in range(0, int(sample.shape[0]), chunk):
+        centres = sample[start:start + chunk]
+        m = int(centres.shape[0])
+        local[centres] = xp.arange(m)
+        mask = local[i] >= 0
+        local_types = xp.concatenate([types[centres], xp.arange(s, dtype=xp.int64)])
+        ref_e, ref_g = reference(local_types, local[i[mask]], m + types[j[mask]], d[mask])
+        local[centres] = -1
+        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / max(1.0, float(xp.abs(ref_e[:m]).max())))
+        if int(mask.sum()):
+            err_g = max(err_g, float(xp.abs(de_dd[mask] - ref_g).max()) / max(1e-12, float(xp.abs(ref_g).max())))
+    return err_e, err_g
+
+
+def host_launcher(source: str, name: str):
+    """``launch(n_atoms, args)`` calling ``name(long long n_atoms, void* ...)`` of the C++ ``source`` (built
+    by :func:`common.native.load_function`) with the arrays ``args``, or None when it does not load.  The
+    same object for the same source, so a caller can remember which launchers it has checked."""
+    if load_function(source, name) is None:
+        return None
+    return _launch(source, name)
+
+
+@functools.lru_cache(maxsize=16)
+def _launch(source: str, name: str):
+    function = load_function(source, name)
+
+    def launch(n_atoms, args):
+        function(ctypes.c_longlong(n_atoms), *(pointer(a) for a in args))
+
+    return launch
+
+
+def device_copies(cache: dict, host: list, xp) -> list:
+    """``host`` (NumPy arrays) as ``xp`` arrays, kept in ``cache`` (a dict the caller owns, keyed by the
+    namespace) while every array equals the one copied last time."""
+    cached = cache.get(xp.__name__)
+    if cached is None or not all(np.array_equal(a, b) for a, b in zip(cached[0], host)):
+        cached = cache[xp.__name__] = ([a.copy() for a in host], [xp.asarray(a) for a in host])
+    return cached[1]
+
+
+def launch_atoms(launch, n_atoms: int, n_pairs: int, args: tuple, order, xp, *, fill_nan: bool):
+    """Site energies [n] and dE/dd [p, 3] of ``launch(n_atoms, (*args, energies, grad))`` (a kernel over the
+    pairs sorted by centre), the gradients put back in the order before :func:`csr_pairs` sorted them
+    (``order``). ``fill_nan``: the outputs start as NaN, so an entry that no thread writes fails
+    :func:`unwritten`."""
+    empty = (lambda shape: xp.full(shape, xp.nan)) if fill_nan else xp.empty
+    energies, grad = empty(n_atoms), empty((n_pairs, 3))
+    if n_atoms:
+        launch(n_atoms, (*args, energies, grad))
+    if order is None:
+        return energies, grad
+    de_dd = xp.empty_like(grad)
+    de_dd[order] = grad
+    return energies, de_dd
