@@ -40,9 +40,9 @@ from petsc4py import PETSc
 
 from .errors import FemInputError, FemSolveError
 from .phase_field import c_w
-from .solvers import (DAMAGE_SNES_OPTIONS, assemble_jacobian, assemble_residual, assemble_sum, assemble_system,
-                      cell_field, create_ksp, create_snes, gather_on_root, global_max, linear_solver_options,
-                      quiet_jit, reason_name, rigid_body_modes, solve_linear, untagged)
+from .solvers import (DAMAGE_ATOL_RELATIVE, DAMAGE_SNES_OPTIONS, assemble_jacobian, assemble_norm, assemble_residual,
+                      assemble_sum, assemble_system, cell_field, create_ksp, create_snes, gather_on_root, global_max,
+                      linear_solver_options, quiet_jit, reason_name, rigid_body_modes, solve_linear, untagged)
 from .tensile import TensileOptions, TensileResult
 
 
@@ -163,8 +163,15 @@ class TensileTest:
         self.snes, self.Fa, self.Ja = create_snes(
             comm, self._damage_residual, self._damage_jacobian, self.F_a, self.J_a, prefix=f"fem_a_{id(self)}_",
             options={**DAMAGE_SNES_OPTIONS, **linear_solver_options(direct, opts.rtol)})
+        self.snes.setTolerances(atol=DAMAGE_ATOL_RELATIVE * self.damage_residual_scale())
         self.upper = self.alpha.vector.copy()
         self.upper.set(1.0)
+
+    def damage_residual_scale(self) -> float:
+        """The damage residual's scale (nN nm): the norm of its fracture term ``int Gc/(c_w ell) beta``
+        over the nodes, the force that one node's damage works against."""
+        beta, ell = ufl.TestFunction(self.W), self.opts.ell_nm
+        return assemble_norm(fem.form(self.Gc / (c_w(self.opts.model) * ell) * beta * ufl.dx))
 
     # -- sub-problems ------------------------------------------------------------------------------
     def _damage_residual(self, snes, x, F):  # SNES callbacks
