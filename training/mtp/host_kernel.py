@@ -14,16 +14,14 @@ the GPU, the first result of each potential and species layout is checked agains
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-
 import numpy as np
 
-from common.native import load_function, pointer
+from common import atom_kernels
 
 from . import fused
 
 HOST_PREAMBLE = "#define MTP_HOST 1\n#include <cmath>\nusing std::sqrt;\n"
+
 
 def host_source(kernel_source: str) -> str:
     """The C++ text of a kernel source of :class:`fused.KernelTables` (``MTP_HOST`` defined)."""
@@ -33,19 +31,7 @@ def host_source(kernel_source: str) -> str:
 def host_launcher(kernel_source: str):
     """``launch(n_atoms, args)`` for ``fused.evaluate``: the host build of ``kernel_source``, or None
     when it cannot be loaded (the same object for the same library, so ``fused`` checks it once)."""
-    if load_function(host_source(kernel_source), "mtp_evaluate") is None:
-        return None
-    return _launch(host_source(kernel_source))
-
-
-@functools.lru_cache(maxsize=16)
-def _launch(source: str):
-    function = load_function(source, "mtp_evaluate")
-
-    def launch(n_atoms, args):
-        function(ctypes.c_longlong(n_atoms), *(pointer(a) for a in args))
-
-    return launch
+    return atom_kernels.host_launcher(host_source(kernel_source), "mtp_evaluate")
 
 
 def available(mtp) -> bool:
