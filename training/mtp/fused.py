@@ -47,14 +47,13 @@ import functools
 
 import numpy as np
 
-from common.atom_kernels import (csr_pairs, device_copies, launch_atoms, sample_atoms, sampled_errors, species_layout,
-                                 unwritten)
+from common import atom_kernels
+from common.atom_kernels import device_copies, evaluate_checked
 
 from .basis import MonomialTable
 
 THREADS_PER_BLOCK = 128
-VERIFY_CHUNK = 4096  # sampled centre atoms per reference evaluation (bounds the array code's memory)
-VERIFY_TOLERANCE = 1e-9  # relative; float64 round-off of a different summation order is ~1e-13
+KernelMismatch = atom_kernels.KernelMismatch  # what :func:`verify` raises
 
 KERNEL_BODY = r"""
 #ifdef MTP_HOST
@@ -300,53 +299,19 @@ def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     if xp is None:
         import cupy as xp
     kt = tables(mtp)
-    n, p = int(types.shape[0]), int(i.shape[0])
-    types = xp.ascontiguousarray(types, dtype=xp.int64)
-    order, offsets = csr_pairs(i, n, xp)
-    pair_types = types[i] * mtp.species_count + types[j]
-    sorted_types = xp.ascontiguousarray(pair_types if order is None else pair_types[order], dtype=xp.int64)
-    d_sorted = xp.ascontiguousarray(d if order is None else d[order], dtype=xp.float64)
-    check = (launcher, species_layout(types, pair_types, mtp.species_count, xp))
-    args = (offsets, types, sorted_types, d_sorted, *kt.arrays(mtp, xp))
-    energies, de_dd = launch_atoms(launcher(kt.source), n, p, args, order, xp, fill_nan=check not in kt.verified)
-    if check not in kt.verified:
-        verify(mtp, types, i, j, d, energies, de_dd, xp)
-        kt.verified.add(check)
-    return energies, de_dd
-
-
-class KernelMismatch(RuntimeError):
-    """The compiled kernel disagrees with the array code (a compiler or device problem, not a user error)."""
+    return evaluate_checked(launcher(kt.source), launcher, kt.verified, types, i, j, d, mtp.species_count,
+                            kt.arrays(mtp, xp), xp, lambda *result: verify(mtp, *result, xp))
 
 
 def verify(mtp, types, i, j, d, energies, de_dd, xp, *, sample=None) -> None:
     """Check a kernel result (energies [n], de_dd [p, 3], written into NaN-filled outputs) against the
-    array code; :class:`KernelMismatch` when an entry is not finite or differs beyond round-off.
-
-    Every entry must be finite; the site energies and the gradients of all pairs of the ``sample``
-    centre atoms (default: :func:`sample_atoms`) must equal the array code's to ``VERIFY_TOLERANCE``
-    (relative).  The reference runs on chunks of ``VERIFY_CHUNK`` centres, each with one stand-in
-    atom per species for the neighbours (only their species matter), so its memory does not grow with
-    the system.  Done once per kernel, process and species layout (cost: a few small array evaluations).
-    """
-    n, s = int(types.shape[0]), int(mtp.species_count)
-    if n == 0:
-        return
-    bad_e, bad_g = unwritten(energies, de_dd, xp)
-    if bad_e or bad_g:
-        raise KernelMismatch(f"the fused MTP kernel (training/mtp/fused.py) left {bad_e} of {n} site energies and "
-                             f"{bad_g} of {len(de_dd)} pair gradients unwritten or not finite on this device; "
-                             f"{_ADVICE}")
-    if sample is None:
-        sample = sample_atoms(types, i, j, s, xp, threads_per_block=THREADS_PER_BLOCK)
-    sample = xp.asarray(sample, dtype=xp.int64)
-    err_e, err_g = sampled_errors(lambda *pairs: mtp._evaluate_arrays(*pairs, xp), types, i, j, d, energies, de_dd,
-                                  s, sample, xp, chunk=VERIFY_CHUNK)
-    if not (err_e < VERIFY_TOLERANCE and err_g < VERIFY_TOLERANCE):
-        raise KernelMismatch(f"the fused MTP kernel (training/mtp/fused.py) disagrees with the array code on "
-                             f"this device: relative error {err_e:.2e} in site energies, {err_g:.2e} in dE/dd "
-                             f"(tolerance {VERIFY_TOLERANCE:g}, {int(sample.shape[0])} of {n} atoms checked); "
-                             f"{_ADVICE}")
+    array code (``MTP._evaluate_arrays``): :func:`common.atom_kernels.verify` (every entry finite, the
+    ``sample`` atoms -- default :func:`common.atom_kernels.sample_atoms` for blocks of
+    ``THREADS_PER_BLOCK`` -- equal to its tolerance), :class:`KernelMismatch` otherwise.  Done once per
+    kernel, process and species layout (cost: a few small array evaluations)."""
+    atom_kernels.verify("the fused MTP kernel (training/mtp/fused.py)", lambda *pairs: mtp._evaluate_arrays(*pairs, xp),
+                        types, i, j, d, energies, de_dd, mtp.species_count, xp, threads_per_block=THREADS_PER_BLOCK,
+                        sample=sample, advice=_ADVICE)
 
 
 _ADVICE = "run on the CPU (MULTISCALE_BACKEND=numpy) and report the device and CuPy version"
