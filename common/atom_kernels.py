@@ -133,6 +133,16 @@ def _launch(source: str, name: str):
     return launch
 
 
+def kept_tables(owner, key, build):
+    """``build()`` (a kernel's tables), kept on ``owner`` (attribute ``_fused_tables``) and built again only
+    when ``key`` (what fixes the kernel source) differs from the one it was built for."""
+    cached = getattr(owner, "_fused_tables", None)
+    if cached is None or cached[0] != key:
+        cached = (key, build())
+        owner._fused_tables = cached
+    return cached[1]
+
+
 def device_copies(cache: dict, host: list, xp) -> list:
     """``host`` (NumPy arrays) as ``xp`` arrays, kept in ``cache`` (a dict the caller owns, keyed by the
     namespace) while every array equals the one copied last time."""

@@ -1,6 +1,7 @@
 """Checks shared by the tests of the compiled CPU kernels (tests/test_mtp_host_kernel.py,
-tests/test_nep_host_kernel.py): kernel results against the array code's, the one warning of a machine without
-a C++ compiler (with the ``no_compiler`` fixture of conftest.py), and runs with 1 and 2 OpenMP threads."""
+tests/test_nep_host_kernel.py): kernel results against the array code's, the switch to the array code, the one
+warning of a machine without a C++ compiler (with the ``no_compiler`` fixture of conftest.py), and runs with 1
+and 2 OpenMP threads."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,22 @@ def assert_results_close(kernel, reference, cutoff: float, rtol: float) -> None:
         scale = max(np.abs(b).max(), term, 1e-300)
         assert np.abs(a - b).max() <= rtol * scale, f"{name}: {np.abs(a - b).max() / scale:.2e} relative"
     assert g_max > 1e-3
+
+
+def assert_the_switch_runs_the_array_code(monkeypatch, host_kernel, potential, reference, types, i, j, d) -> None:
+    """With ``MULTISCALE_CPU_KERNELS=numpy`` the compiled kernel of ``potential`` is not used
+    (``host_kernel.available`` is false) and ``host_kernel.evaluate`` returns the bits of
+    ``reference(types, i, j, d)`` (the array code); an unknown value stops with one error naming it."""
+    import common.native as native
+
+    monkeypatch.setenv(native.ENV_VAR, "numpy")
+    assert not host_kernel.available(potential)
+    energies, de_dd = host_kernel.evaluate(potential, types, i, j, d)
+    ref = reference(types, i, j, d)
+    assert np.array_equal(energies, ref[0]) and np.array_equal(de_dd, ref[1])
+    monkeypatch.setenv(native.ENV_VAR, "fortran")
+    with pytest.raises(native.NativeSetupError, match="MULTISCALE_CPU_KERNELS='fortran'"):
+        host_kernel.evaluate(potential, types, i, j, d)
 
 
 def one_compiler_warning(call):

@@ -8,6 +8,7 @@ data; the result does not depend on the number of OpenMP threads (bit for bit). 
 kernel source (one term of the reverse pass dropped) is caught by the same comparison and by the run-time
 self-check.  Without a compiler, or with ``MULTISCALE_CPU_KERNELS=numpy``, the array code runs (one warning).
 """
+import functools
 import os
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import pytest
 from ase.build import bulk
 
 import common.native as native
-from kernel_checks import assert_results_close, one_compiler_warning, runs_by_openmp_threads
+from kernel_checks import (assert_results_close, assert_the_switch_runs_the_array_code, one_compiler_warning,
+                           runs_by_openmp_threads)
 from training.mtp import MTP, MTPCalculator, fused, host_kernel, read_cfg
 from training.mtp.neighbors import array_forces_and_virial, array_neighbor_pairs, forces_and_virial
 
@@ -170,15 +172,10 @@ def test_one_and_two_openmp_threads_give_the_same_bits():
 def test_the_switch_runs_the_array_code(monkeypatch):
     mtp = _random_potential(8, 2, seed=2)
     atoms, types = _structure(2, seed=2)
-    i, j, d = array_neighbor_pairs(atoms, mtp.cutoff)
-    monkeypatch.setenv(native.ENV_VAR, "numpy")
-    assert not host_kernel.available(mtp)
-    energies, de_dd = host_kernel.evaluate(mtp, types, i, j, d)
-    ref = mtp.evaluate(types, i, j, d, xp=np)
-    assert np.array_equal(energies, ref[0]) and np.array_equal(de_dd, ref[1])
-    monkeypatch.setenv(native.ENV_VAR, "fortran")
-    with pytest.raises(native.NativeSetupError, match="MULTISCALE_CPU_KERNELS='fortran'"):
-        host_kernel.evaluate(mtp, types, i, j, d)
+    reference = functools.partial(mtp.evaluate, xp=np)
+    assert_the_switch_runs_the_array_code(monkeypatch, host_kernel, mtp, reference, types,
+                                          *array_neighbor_pairs(atoms, mtp.cutoff))
+    assert not fused.tables(mtp).verified  # no kernel ran
 
 
 def test_without_a_compiler_the_array_code_runs_with_one_warning(no_compiler):

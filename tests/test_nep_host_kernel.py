@@ -10,12 +10,15 @@ self-check off, by the comparison of these tests; with ``MULTISCALE_CPU_KERNELS=
 The NEPForceField and NEPCalculator run the kernel by default.  The CUDA build is checked on a GPU
 (marked ``gpu``).
 """
+import functools
+
 import numpy as np
 import pytest
 from ase.build import bulk, graphene
 
 import common.native as native
-from kernel_checks import assert_results_close, one_compiler_warning, runs_by_openmp_threads
+from kernel_checks import (assert_results_close, assert_the_switch_runs_the_array_code, one_compiler_warning,
+                           runs_by_openmp_threads)
 from md_gpu.forcefields.base import forces_and_virial
 from md_gpu.forcefields.nep import NEPCalculator, NEPForceField
 from md_gpu.neighbors import build_pairs
@@ -148,16 +151,10 @@ def test_force_field_and_calculator_run_the_kernel_and_give_the_array_code_numbe
 def test_the_switch_runs_the_array_code(monkeypatch):
     evaluator = NEPEvaluator(_model("nep4", 2, seed=2))
     atoms, types = _structure("bulk", 2, seed=2)
-    i, j, d = _pairs(atoms, evaluator.cutoff)
-    monkeypatch.setenv(native.ENV_VAR, "numpy")
-    assert not host_kernel.available(evaluator)
-    energies, de_dd = host_kernel.evaluate(evaluator, types, i, j, d)
-    ref = evaluator.evaluate(types, i, j, d, xp=np)
-    assert np.array_equal(energies, ref[0]) and np.array_equal(de_dd, ref[1])
+    reference = functools.partial(evaluator.evaluate, xp=np)
+    assert_the_switch_runs_the_array_code(monkeypatch, host_kernel, evaluator, reference, types,
+                                          *_pairs(atoms, evaluator.cutoff))
     assert not fused.tables(evaluator).verified  # no kernel ran
-    monkeypatch.setenv(native.ENV_VAR, "fortran")
-    with pytest.raises(native.NativeSetupError, match="MULTISCALE_CPU_KERNELS='fortran'"):
-        host_kernel.evaluate(evaluator, types, i, j, d)
 
 
 def test_without_a_compiler_the_array_code_runs_with_one_warning(no_compiler):

@@ -48,7 +48,7 @@ import functools
 import numpy as np
 
 from common import atom_kernels
-from common.atom_kernels import device_copies, evaluate_checked
+from common.atom_kernels import device_copies, evaluate_checked, kept_tables
 
 from .basis import MonomialTable
 
@@ -266,11 +266,7 @@ def tables(mtp) -> KernelTables:
     key = (mtp.alpha_index_basic.tobytes(), mtp.alpha_index_times.tobytes(), mtp.alpha_moment_mapping.tobytes(),
            mtp.alpha_moments_count, mtp.radial_basis_size, mtp.radial_funcs_count, mtp.min_dist, mtp.max_dist,
            mtp.scaling)
-    cached = getattr(mtp, "_fused_tables", None)
-    if cached is None or cached[0] != key:
-        cached = (key, KernelTables(mtp))
-        mtp._fused_tables = cached
-    return cached[1]
+    return kept_tables(mtp, key, lambda: KernelTables(mtp))
 
 
 @functools.lru_cache(maxsize=16)

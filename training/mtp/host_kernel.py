@@ -23,15 +23,11 @@ from . import fused
 HOST_PREAMBLE = "#define MTP_HOST 1\n#include <cmath>\nusing std::sqrt;\n"
 
 
-def host_source(kernel_source: str) -> str:
-    """The C++ text of a kernel source of :class:`fused.KernelTables` (``MTP_HOST`` defined)."""
-    return HOST_PREAMBLE + kernel_source
-
-
 def host_launcher(kernel_source: str):
-    """``launch(n_atoms, args)`` for ``fused.evaluate``: the host build of ``kernel_source``, or None
-    when it cannot be loaded (the same object for the same library, so ``fused`` checks it once)."""
-    return atom_kernels.host_launcher(host_source(kernel_source), "mtp_evaluate")
+    """``launch(n_atoms, args)`` for ``fused.evaluate``: the host build (``HOST_PREAMBLE``: ``MTP_HOST``
+    defined) of a kernel source of :class:`fused.KernelTables`, or None when it cannot be loaded
+    (:func:`common.atom_kernels.host_launcher`: the same object for the same library)."""
+    return atom_kernels.host_launcher(HOST_PREAMBLE + kernel_source, "mtp_evaluate")
 
 
 def available(mtp) -> bool:

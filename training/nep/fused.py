@@ -51,7 +51,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from common import atom_kernels
-from common.atom_kernels import device_copies, evaluate_checked
+from common.atom_kernels import device_copies, evaluate_checked, kept_tables
 
 from .model import C4B, C5B, K_COULOMB, ZBL_INV_A, ZBL_UNIVERSAL
 from .nep_file import COVALENT_RADIUS
@@ -374,11 +374,7 @@ def tables(evaluator) -> KernelTables:
     m = evaluator.model
     key = (m.version, m.n_types, tuple(m.n_max), tuple(m.basis_size), tuple(m.l_max), m.num_neurons,
            m.zbl is not None)
-    cached = getattr(evaluator, "_fused_tables", None)
-    if cached is None or cached[0] != key:
-        cached = (key, KernelTables(evaluator))
-        evaluator._fused_tables = cached
-    return cached[1]
+    return kept_tables(evaluator, key, lambda: KernelTables(evaluator))
 
 
 @functools.lru_cache(maxsize=16)
