@@ -13,14 +13,18 @@ neighbour) of ``n`` atoms with species ``types`` [n] in ``0 .. S-1``:
   for every species and species pair present the first atom that has it;
 * :func:`launch_atoms` -- one launch ``launch(n, (*args, energies, grad))`` into fresh outputs (NaN-filled
   for a launch that is to be checked) and the pair gradients back in the caller's pair order;
+* :func:`evaluate_checked` -- a kernel's evaluation from the caller's pair list: sort, pair types
+  ``t_i S + t_j``, launch, and the self-check of the first launch of each launcher and species layout;
+* :func:`verify` -- that self-check: :class:`KernelMismatch` when an output is left NaN or not finite
+  (:func:`unwritten`), or when the sampled atoms' site energies and pair gradients differ from a reference
+  evaluation by more than ``VERIFY_TOLERANCE`` (:func:`sampled_errors`);
 * :func:`host_launcher` -- ``launch(n_atoms, args)`` of a kernel source built for the CPU by
   :mod:`common.native` (None when compiled kernels are off or cannot be built);
-* :func:`device_copies` -- a kernel's parameter arrays on the device, copied again only when they change;
-* :func:`unwritten` and :func:`sampled_errors` -- that comparison: kernel outputs left NaN (or not
-  finite), and the largest relative differences of the sampled atoms' site energies and pair gradients
-  from a reference evaluation.
+* :func:`kept_tables` -- a kernel's tables kept on their potential while the kernel source stays the same;
+* :func:`device_copies` -- a kernel's parameter arrays on the device, copied again only when they change.
 
-``training.nep.fused`` uses these; ``training.mtp.fused`` keeps its own copies of the same rules.
+``training.mtp.fused`` and ``training.nep.fused`` (and their ``host_kernel`` builds) use these; each keeps
+only its kernel source, its tables and its array-code reference.
 """
 from __future__ import annotations
 
@@ -108,7 +112,8 @@ def sampled_errors(reference, types, i, j, d, energies, de_dd, species_count: in
         local_types = xp.concatenate([types[centres], xp.arange(s, dtype=xp.int64)])
         ref_e, ref_g = reference(local_types, local[i[mask]], m + types[j[mask]], d[mask])
         local[centres] = -1
-        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / max(1.0, float(xp.abs(ref_e[:m]).max())))
+        scale_e = max(1.0, float(xp.abs(ref_e[:m]).max()))
+        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / scale_e)
         if int(mask.sum()):
             err_g = max(err_g, float(xp.abs(de_dd[mask] - ref_g).max()) / max(1e-12, float(xp.abs(ref_g).max())))
     return err_e, err_g

@@ -32,14 +32,16 @@ and ``tests/test_mtp_host_kernel.py`` check the kernel's arithmetic against the 
 machine; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the CUDA build itself.
 
 Run-time self-check (:func:`verify`): the first launch of each compiled kernel, and again the first
-launch after the *species layout* changes (:func:`species_layout`: which species occur among the atoms
-and which species pairs among the pairs), writes into outputs filled with NaN and is checked against the
-array code, so that a compiler or device problem stops the run with :class:`KernelMismatch` instead of
-giving wrong forces.  Checked: every output entry is finite (an atom or pair that no thread wrote stays
-NaN), and the site energies and pair gradients of sampled atoms (:func:`sample_atoms`) equal the array
-code's: every atom of a small launch; else the first thread and one more lane of *every* thread block
-(the lane moves from block to block, so 128 blocks cover all lanes), the last atom, and for every
-species and species pair present an atom that has it.
+launch after the *species layout* changes (:func:`common.atom_kernels.species_layout`: which species
+occur among the atoms and which species pairs among the pairs), writes into outputs filled with NaN and
+is checked against the array code, so that a compiler or device problem stops the run with
+:class:`KernelMismatch` instead of giving wrong forces.  Checked: every output entry is finite (an atom
+or pair that no thread wrote stays NaN), and the site energies and pair gradients of sampled atoms
+(:func:`common.atom_kernels.sample_atoms`) equal the array code's: every atom of a small launch; else the
+first thread and one more lane of *every* thread block (the lane moves from block to block, so 128
+blocks cover all lanes), the last atom, and for every species and species pair present an atom that has
+it.  The pair sorting, launch, sampling and comparison are :mod:`common.atom_kernels`, shared with the
+fused NEP kernel; this module holds the kernel source, its tables and the array-code reference.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ One kernel source, two targets: the CUDA kernel and this host build are the same
 ``MTP_HOST`` swaps the grid of one thread per atom for an OpenMP loop over the atoms (threads follow
 ``OMP_NUM_THREADS``).  The library is built on first use into the per-user cache of
 :mod:`common.native` (one per potential basis: the table sizes are compiled in) and loaded with
-``ctypes``.
+``ctypes`` (:func:`common.atom_kernels.host_launcher`, the same launcher as the NEP kernel's).
 
 :func:`evaluate` is the default CPU path of the calculator, ``calc-efs``, MD and grading; it falls back
 to the array code of :meth:`MTP.evaluate` (the reference the tests compare against) when
