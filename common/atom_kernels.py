@@ -13,14 +13,18 @@ neighbour) of ``n`` atoms with species ``types`` [n] in ``0 .. S-1``:
   for every species and species pair present the first atom that has it;
 * :func:`launch_atoms` -- one launch ``launch(n, (*args, energies, grad))`` into fresh outputs (NaN-filled
   for a launch that is to be checked) and the pair gradients back in the caller's pair order;
+* :func:`evaluate_checked` -- a kernel's evaluation from the caller's pair list: sort, pair types
+  ``t_i S + t_j``, launch, and the self-check of the first launch of each launcher and species layout;
+* :func:`verify` -- that self-check: :class:`KernelMismatch` when an output is left NaN or not finite
+  (:func:`unwritten`), or when the sampled atoms' site energies and pair gradients differ from a reference
+  evaluation by more than ``VERIFY_TOLERANCE`` (:func:`sampled_errors`);
 * :func:`host_launcher` -- ``launch(n_atoms, args)`` of a kernel source built for the CPU by
   :mod:`common.native` (None when compiled kernels are off or cannot be built);
-* :func:`device_copies` -- a kernel's parameter arrays on the device, copied again only when they change;
-* :func:`unwritten` and :func:`sampled_errors` -- that comparison: kernel outputs left NaN (or not
-  finite), and the largest relative differences of the sampled atoms' site energies and pair gradients
-  from a reference evaluation.
+* :func:`kept_tables` -- a kernel's tables kept on their potential while the kernel source stays the same;
+* :func:`device_copies` -- a kernel's parameter arrays on the device, copied again only when they change.
 
-``training.nep.fused`` uses these; ``training.mtp.fused`` keeps its own copies of the same rules.
+``training.mtp.fused`` and ``training.nep.fused`` (and their ``host_kernel`` builds) use these; each keeps
+only its kernel source, its tables and its array-code reference.
 """
 from __future__ import annotations
 
@@ -33,6 +37,12 @@ from .native import load_function, pointer
 
 VERIFY_ALL_ATOMS = 1024  # launches of at most this many atoms are checked on every atom
 VERIFY_LANE_STRIDE = 37  # lane sampled in block b besides lane 0: (1 + 37 b) mod T (37 odd: all lanes)
+VERIFY_CHUNK = 4096  # sampled centre atoms per reference evaluation (bounds the array code's memory)
+VERIFY_TOLERANCE = 1e-9  # relative; float64 round-off of a different summation order is ~1e-13
+
+
+class KernelMismatch(RuntimeError):
+    """A compiled kernel disagrees with the array code (a compiler or device problem, not a user error)."""
 
 
 def to_host(array) -> np.ndarray:
@@ -102,7 +112,8 @@ def sampled_errors(reference, types, i, j, d, energies, de_dd, species_count: in
         local_types = xp.concatenate([types[centres], xp.arange(s, dtype=xp.int64)])
         ref_e, ref_g = reference(local_types, local[i[mask]], m + types[j[mask]], d[mask])
         local[centres] = -1
-        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / max(1.0, float(xp.abs(ref_e[:m]).max())))
+        scale_e = max(1.0, float(xp.abs(ref_e[:m]).max()))
+        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / scale_e)
         if int(mask.sum()):
             err_g = max(err_g, float(xp.abs(de_dd[mask] - ref_g).max()) / max(1e-12, float(xp.abs(ref_g).max())))
     return err_e, err_g
@@ -125,6 +136,16 @@ def _launch(source: str, name: str):
         function(ctypes.c_longlong(n_atoms), *(pointer(a) for a in args))
 
     return launch
+
+
+def kept_tables(owner, key, build):
+    """``build()`` (a kernel's tables), kept on ``owner`` (attribute ``_fused_tables``) and built again only
+    when ``key`` (what fixes the kernel source) differs from the one it was built for."""
+    cached = getattr(owner, "_fused_tables", None)
+    if cached is None or cached[0] != key:
+        cached = (key, build())
+        owner._fused_tables = cached
+    return cached[1]
 
 
 def device_copies(cache: dict, host: list, xp) -> list:
@@ -150,3 +171,55 @@ def launch_atoms(launch, n_atoms: int, n_pairs: int, args: tuple, order, xp, *, 
     de_dd = xp.empty_like(grad)
     de_dd[order] = grad
     return energies, de_dd
+
+
+def evaluate_checked(launch, check_key, verified: set, types, i, j, d, species_count: int, params, xp, verify):
+    """Site energies [n] and dE/dd [p, 3] of a one-thread-per-atom kernel, its first result checked.
+
+    ``launch(n, (offsets, types, pair_types, d, *params, energies, grad))`` runs the kernel over the FULL
+    pair list ``i, j`` [p], ``d`` [p, 3] sorted by centre (:func:`csr_pairs`; pair types ``t_i S + t_j``,
+    ``types`` [n] int64, ``d`` float64); the gradients come back in the caller's pair order
+    (:func:`launch_atoms`).  While ``(check_key, species layout)`` is not in ``verified`` the outputs start
+    as NaN and ``verify(types, i, j, d, energies, de_dd)`` (raises on a mismatch) runs before the pair is
+    added, so a kernel is checked once per launcher and :func:`species_layout`."""
+    n, p = int(types.shape[0]), int(i.shape[0])
+    types = xp.ascontiguousarray(xp.asarray(types), dtype=xp.int64)
+    i, j = xp.asarray(i, dtype=xp.int64), xp.asarray(j, dtype=xp.int64)
+    d = xp.asarray(d, dtype=xp.float64)
+    order, offsets = csr_pairs(i, n, xp)
+    pair_types = types[i] * int(species_count) + types[j]
+    check = (check_key, species_layout(types, pair_types, species_count, xp))
+    sorted_types = xp.ascontiguousarray(pair_types if order is None else pair_types[order])
+    d_sorted = xp.ascontiguousarray(d if order is None else d[order])
+    energies, de_dd = launch_atoms(launch, n, p, (offsets, types, sorted_types, d_sorted, *params), order, xp,
+                                   fill_nan=check not in verified)
+    if check not in verified:
+        verify(types, i, j, d, energies, de_dd)
+        verified.add(check)
+    return energies, de_dd
+
+
+def verify(kernel: str, reference, types, i, j, d, energies, de_dd, species_count: int, xp, *,
+           threads_per_block: int, sample=None, advice: str) -> None:
+    """Check a kernel result (``energies`` [n], ``de_dd`` [p, 3], written into NaN-filled outputs) against
+    ``reference(types, i, j, d)`` (the array code); :class:`KernelMismatch` naming ``kernel`` (e.g. "the
+    fused MTP kernel (training/mtp/fused.py)") and ending with ``advice`` when an entry is not finite
+    (:func:`unwritten`) or the site energies and pair gradients of the ``sample`` centre atoms (default:
+    :func:`sample_atoms` for blocks of ``threads_per_block``) differ beyond ``VERIFY_TOLERANCE`` (relative,
+    :func:`sampled_errors` on chunks of ``VERIFY_CHUNK`` centres)."""
+    n = int(types.shape[0])
+    if n == 0:
+        return
+    bad_e, bad_g = unwritten(energies, de_dd, xp)
+    if bad_e or bad_g:
+        raise KernelMismatch(f"{kernel} left {bad_e} of {n} site energies and {bad_g} of {len(de_dd)} pair "
+                             f"gradients unwritten or not finite on this device; {advice}")
+    if sample is None:
+        sample = sample_atoms(types, i, j, species_count, xp, threads_per_block=threads_per_block)
+    sample = xp.asarray(sample, dtype=xp.int64)
+    err_e, err_g = sampled_errors(reference, types, i, j, d, energies, de_dd, species_count, sample, xp,
+                                  chunk=VERIFY_CHUNK)
+    if not (err_e < VERIFY_TOLERANCE and err_g < VERIFY_TOLERANCE):
+        raise KernelMismatch(f"{kernel} disagrees with the array code on this device: relative error {err_e:.2e} "
+                             f"in site energies, {err_g:.2e} in dE/dd (tolerance {VERIFY_TOLERANCE:g}, "
+                             f"{int(sample.shape[0])} of {n} atoms checked); {advice}")

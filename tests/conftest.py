@@ -1,4 +1,5 @@
-"""Shared test helpers: the MPI launcher and the toy pipeline used by the runner tests."""
+"""Shared test helpers: the MPI launcher, the toy pipeline used by the runner tests, and a machine without a
+C++ compiler (``no_compiler``) for the CPU-kernel tests."""
 from __future__ import annotations
 
 import os
@@ -36,3 +37,18 @@ def run_mpi(args: list[str], *, n: int = 2, timeout: float = 300, cwd=None) -> s
 @pytest.fixture
 def mpirun():
     return run_mpi
+
+
+@pytest.fixture
+def no_compiler(monkeypatch, tmp_path):
+    """``common.native`` as on a machine without a C++ compiler: none is found, the kernel cache is the
+    empty ``tmp_path`` (returned: nothing should be built there), no warning has been given and no
+    library is loaded (the loaded libraries are forgotten again after the test)."""
+    import common.native as native
+
+    monkeypatch.setenv("MULTISCALE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "compiler", lambda: None)
+    monkeypatch.setattr(native, "_warned", set())
+    native._load.cache_clear()
+    yield tmp_path
+    native._load.cache_clear()

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common import atom_kernels
 from training.mtp import MTP, forces_and_virial, neighbor_pairs, read_cfg
 from training.mtp import fused
 
@@ -203,7 +204,7 @@ def test_the_self_check_stops_a_planted_fault_that_atoms_0_to_63_miss(host_launc
     """Every atom of a small launch is checked; sampled (forced here: a launch of more than
     VERIFY_ALL_ATOMS atoms), the first and a moving lane of every block and an atom of every species pair."""
     if sampled:
-        monkeypatch.setattr(fused, "VERIFY_ALL_ATOMS", 0)
+        monkeypatch.setattr(atom_kernels, "VERIFY_ALL_ATOMS", 0)
     mtp, types, i, j, d = two_species_slab
     mtp = MTP(mtp.fields())  # its own kernel tables: a fresh check
     captured: dict = {}
@@ -219,7 +220,7 @@ def test_the_self_check_stops_a_planted_fault_that_atoms_0_to_63_miss(host_launc
 @pytest.mark.parametrize("sampled", [False, True], ids=["every atom", "sampled atoms"])
 def test_the_correct_kernel_passes_the_self_check(host_launcher, two_species_slab, sampled, monkeypatch):
     if sampled:
-        monkeypatch.setattr(fused, "VERIFY_ALL_ATOMS", 0)
+        monkeypatch.setattr(atom_kernels, "VERIFY_ALL_ATOMS", 0)
     mtp, types, i, j, d = two_species_slab
     mtp = MTP(mtp.fields())
     captured: dict = {}
@@ -230,9 +231,9 @@ def test_the_correct_kernel_passes_the_self_check(host_launcher, two_species_sla
 
 
 def test_sampled_atoms_cover_every_block_lane_species_and_species_pair(two_species_slab, monkeypatch):
-    monkeypatch.setattr(fused, "VERIFY_ALL_ATOMS", 0)
+    monkeypatch.setattr(atom_kernels, "VERIFY_ALL_ATOMS", 0)
     mtp, types, i, j, d = two_species_slab
-    sample = fused.sample_atoms(types, i, j, mtp.species_count, np)
+    sample = atom_kernels.sample_atoms(types, i, j, mtp.species_count, np, threads_per_block=T)
     n = len(types)
     assert set(range(0, n, T)) | {n - 1} <= set(sample.tolist())
     assert {int(a) // T for a in sample} == set(range((n + T - 1) // T))
@@ -241,10 +242,10 @@ def test_sampled_atoms_cover_every_block_lane_species_and_species_pair(two_speci
     assert pairs == {(0, 0), (0, 1), (1, 0), (1, 1)}
     for ta, tb in pairs:  # an atom of every species pair present is sampled
         assert any(types[a] == ta and np.any(types[j[i == a]] == tb) for a in sample), (ta, tb)
-    lanes = {(1 + fused.VERIFY_LANE_STRIDE * b) % T for b in range(T)}
+    lanes = {(1 + atom_kernels.VERIFY_LANE_STRIDE * b) % T for b in range(T)}
     assert lanes == set(range(T))  # over T blocks the moving lane visits every lane
-    monkeypatch.setattr(fused, "VERIFY_ALL_ATOMS", 1024)
-    assert fused.sample_atoms(types, i, j, mtp.species_count, np).tolist() == list(range(n))
+    monkeypatch.setattr(atom_kernels, "VERIFY_ALL_ATOMS", 1024)
+    assert atom_kernels.sample_atoms(types, i, j, mtp.species_count, np, threads_per_block=T).tolist() == list(range(n))
 
 
 def test_the_self_check_runs_again_when_the_species_layout_changes(host_launcher, two_species_slab, monkeypatch):

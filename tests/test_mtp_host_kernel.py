@@ -8,7 +8,7 @@ data; the result does not depend on the number of OpenMP threads (bit for bit). 
 kernel source (one term of the reverse pass dropped) is caught by the same comparison and by the run-time
 self-check.  Without a compiler, or with ``MULTISCALE_CPU_KERNELS=numpy``, the array code runs (one warning).
 """
-import json
+import functools
 import os
 import subprocess
 import sys
@@ -20,6 +20,8 @@ import pytest
 from ase.build import bulk
 
 import common.native as native
+from kernel_checks import (assert_results_close, assert_the_switch_runs_the_array_code, one_compiler_warning,
+                           runs_by_openmp_threads)
 from training.mtp import MTP, MTPCalculator, fused, host_kernel, read_cfg
 from training.mtp.neighbors import array_forces_and_virial, array_neighbor_pairs, forces_and_virial
 
@@ -59,15 +61,7 @@ def assert_kernel_equals_array_code(mtp, atoms, types, *, evaluate=host_kernel.e
     ref = array_forces_and_virial(i, j, d, ref_g, len(atoms), np)
     k_e, k_g = evaluate(mtp, types, i, j, d)
     got = forces_and_virial(i, j, d, k_g, len(atoms), np)
-    # a sum is compared relative to its largest term (forces of a perfect lattice are round-off)
-    g_max = np.abs(ref_g).max()
-    w_max = g_max * mtp.cutoff
-    for name, a, b, term in [("site energies", k_e, ref_e, 0.0), ("dE/dd", k_g, ref_g, 0.0),
-                             ("forces", got[0], ref[0], g_max), ("virial", got[1], ref[1], w_max),
-                             ("per-atom virials", got[2], ref[2], w_max)]:
-        scale = max(np.abs(b).max(), term, 1e-300)
-        assert np.abs(a - b).max() <= RTOL * scale, f"{name}: {np.abs(a - b).max() / scale:.2e} relative"
-    assert np.abs(ref_g).max() > 1e-3  # the comparison is not between zeros
+    assert_results_close((k_e, k_g, *got), (ref_e, ref_g, *ref), mtp.cutoff, RTOL)
 
 
 @needs_compiler
@@ -171,49 +165,31 @@ print(json.dumps({"energies": atoms.get_potential_energies().tolist(), "forces":
 
 @needs_compiler
 def test_one_and_two_openmp_threads_give_the_same_bits():
-    runs = {}
-    for threads in ("1", "2"):
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(ROOT)}
-        out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(MLIP / "cubic" / "pot_10.mtp")], env=env,
-                             capture_output=True, text=True, timeout=300, check=True)
-        runs[threads] = json.loads(out.stdout.strip().splitlines()[-1])
+    runs = runs_by_openmp_threads(THREADS_SCRIPT, str(MLIP / "cubic" / "pot_10.mtp"))
     assert runs["1"] == runs["2"]
 
 
 def test_the_switch_runs_the_array_code(monkeypatch):
     mtp = _random_potential(8, 2, seed=2)
     atoms, types = _structure(2, seed=2)
+    reference = functools.partial(mtp.evaluate, xp=np)
+    assert_the_switch_runs_the_array_code(monkeypatch, host_kernel, mtp, reference, types,
+                                          *array_neighbor_pairs(atoms, mtp.cutoff))
+    assert not fused.tables(mtp).verified  # no kernel ran
+
+
+def test_without_a_compiler_the_array_code_runs_with_one_warning(no_compiler):
+    mtp = _random_potential(6, 1, seed=3)
+    atoms, types = _structure(1, seed=3)
+    atoms.calc = MTPCalculator(mtp)
+    energy = one_compiler_warning(atoms.get_potential_energy)
     i, j, d = array_neighbor_pairs(atoms, mtp.cutoff)
-    monkeypatch.setenv(native.ENV_VAR, "numpy")
-    assert not host_kernel.available(mtp)
-    energies, de_dd = host_kernel.evaluate(mtp, types, i, j, d)
-    ref = mtp.evaluate(types, i, j, d, xp=np)
-    assert np.array_equal(energies, ref[0]) and np.array_equal(de_dd, ref[1])
-    monkeypatch.setenv(native.ENV_VAR, "fortran")
-    with pytest.raises(native.NativeSetupError, match="MULTISCALE_CPU_KERNELS='fortran'"):
-        host_kernel.evaluate(mtp, types, i, j, d)
-
-
-def test_without_a_compiler_the_array_code_runs_with_one_warning(monkeypatch, tmp_path):
-    monkeypatch.setenv("MULTISCALE_KERNEL_CACHE", str(tmp_path))
-    monkeypatch.setattr(native, "compiler", lambda: None)
-    monkeypatch.setattr(native, "_warned", set())
-    native._load.cache_clear()
-    try:
-        mtp = _random_potential(6, 1, seed=3)
-        atoms, types = _structure(1, seed=3)
-        atoms.calc = MTPCalculator(mtp)
-        with pytest.warns(RuntimeWarning, match="no C[+][+] compiler found") as caught:
-            energy = atoms.get_potential_energy()
-        assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
-        i, j, d = array_neighbor_pairs(atoms, mtp.cutoff)
-        assert energy == pytest.approx(mtp.evaluate(types, i, j, d, xp=np)[0].sum(), rel=1e-12)
-        atoms.positions[0] += 0.01
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            atoms.get_forces()  # no second warning
-    finally:
-        native._load.cache_clear()
+    assert energy == pytest.approx(mtp.evaluate(types, i, j, d, xp=np)[0].sum(), rel=1e-12)
+    atoms.positions[0] += 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        atoms.get_forces()  # no second warning
+    assert list(no_compiler.iterdir()) == []  # nothing built
 
 
 def test_a_failed_compile_warns_with_the_compiler_error_and_falls_back(monkeypatch, tmp_path):

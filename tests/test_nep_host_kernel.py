@@ -10,24 +10,21 @@ self-check off, by the comparison of these tests; with ``MULTISCALE_CPU_KERNELS=
 The NEPForceField and NEPCalculator run the kernel by default.  The CUDA build is checked on a GPU
 (marked ``gpu``).
 """
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import functools
 
 import numpy as np
 import pytest
 from ase.build import bulk, graphene
 
 import common.native as native
+from kernel_checks import (assert_results_close, assert_the_switch_runs_the_array_code, one_compiler_warning,
+                           runs_by_openmp_threads)
 from md_gpu.forcefields.base import forces_and_virial
 from md_gpu.forcefields.nep import NEPCalculator, NEPForceField
 from md_gpu.neighbors import build_pairs
 from training.nep import NEPEvaluator, random_nep
 from training.nep import fused, host_kernel
 
-ROOT = Path(__file__).parents[1]
 RTOL = 1e-10
 SPECIES = ("C", "B", "N")
 
@@ -90,14 +87,8 @@ def assert_kernel_equals_array_code(evaluator, atoms, types, *, evaluate=host_ke
     ref = forces_and_virial(i, j, d, ref_g, len(atoms), np, per_atom=True)
     k_e, k_g = evaluate(evaluator, types, i, j, d)
     got = forces_and_virial(i, j, d, k_g, len(atoms), np, per_atom=True)
-    g_max = np.abs(ref_g).max()
-    w_max = g_max * evaluator.cutoff
-    for name, a, b, term in [("site energies", k_e, ref_e, 0.0), ("dE/dd", k_g, ref_g, 0.0),
-                             ("forces", got[0], ref[0], g_max), ("virial", got[1], ref[1], w_max),
-                             ("per-atom virials", got[2], ref[2], w_max)]:
-        scale = max(np.abs(b).max(), term, 1e-300)
-        assert np.abs(a - b).max() <= RTOL * scale, f"{name}: {np.abs(a - b).max() / scale:.2e} relative"
-    assert g_max > 1e-3 and np.abs(ref_e).max() > 1e-3  # the comparison is not between zeros
+    assert_results_close((k_e, k_g, *got), (ref_e, ref_g, *ref), evaluator.cutoff, RTOL)
+    assert np.abs(ref_e).max() > 1e-3  # the comparison is not between zeros
     return i, j, d
 
 
@@ -160,37 +151,22 @@ def test_force_field_and_calculator_run_the_kernel_and_give_the_array_code_numbe
 def test_the_switch_runs_the_array_code(monkeypatch):
     evaluator = NEPEvaluator(_model("nep4", 2, seed=2))
     atoms, types = _structure("bulk", 2, seed=2)
-    i, j, d = _pairs(atoms, evaluator.cutoff)
-    monkeypatch.setenv(native.ENV_VAR, "numpy")
-    assert not host_kernel.available(evaluator)
-    energies, de_dd = host_kernel.evaluate(evaluator, types, i, j, d)
-    ref = evaluator.evaluate(types, i, j, d, xp=np)
-    assert np.array_equal(energies, ref[0]) and np.array_equal(de_dd, ref[1])
+    reference = functools.partial(evaluator.evaluate, xp=np)
+    assert_the_switch_runs_the_array_code(monkeypatch, host_kernel, evaluator, reference, types,
+                                          *_pairs(atoms, evaluator.cutoff))
     assert not fused.tables(evaluator).verified  # no kernel ran
-    monkeypatch.setenv(native.ENV_VAR, "fortran")
-    with pytest.raises(native.NativeSetupError, match="MULTISCALE_CPU_KERNELS='fortran'"):
-        host_kernel.evaluate(evaluator, types, i, j, d)
 
 
-def test_without_a_compiler_the_array_code_runs_with_one_warning(monkeypatch, tmp_path):
-    monkeypatch.setenv("MULTISCALE_KERNEL_CACHE", str(tmp_path))
-    monkeypatch.setattr(native, "compiler", lambda: None)
-    monkeypatch.setattr(native, "_warned", set())
-    native._load.cache_clear()
-    try:
-        model = _model("nep3", 2, seed=11)
-        atoms, types = _structure("bulk", 2, seed=11)
-        atoms.symbols = [SPECIES[t] for t in types]
-        atoms.calc = NEPCalculator(model)
-        with pytest.warns(RuntimeWarning, match="no C[+][+] compiler found") as caught:
-            energy = atoms.get_potential_energy()
-        assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
-        evaluator = NEPEvaluator(model)
-        assert energy == pytest.approx(evaluator.evaluate(types, *_pairs(atoms, evaluator.cutoff), xp=np)[0].sum(),
-                                       rel=1e-12)
-        assert list(tmp_path.iterdir()) == []  # nothing built
-    finally:
-        native._load.cache_clear()
+def test_without_a_compiler_the_array_code_runs_with_one_warning(no_compiler):
+    model = _model("nep3", 2, seed=11)
+    atoms, types = _structure("bulk", 2, seed=11)
+    atoms.symbols = [SPECIES[t] for t in types]
+    atoms.calc = NEPCalculator(model)
+    energy = one_compiler_warning(atoms.get_potential_energy)
+    evaluator = NEPEvaluator(model)
+    assert energy == pytest.approx(evaluator.evaluate(types, *_pairs(atoms, evaluator.cutoff), xp=np)[0].sum(),
+                                   rel=1e-12)
+    assert list(no_compiler.iterdir()) == []  # nothing built
 
 
 # ---------------------------------------------------------------- planted faults
@@ -272,13 +248,7 @@ print(json.dumps({"energies": atoms.get_potential_energies().tolist(), "forces":
 
 @needs_compiler
 def test_one_and_two_openmp_threads_give_the_same_bits():
-    runs = {}
-    for threads in ("1", "2"):
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(ROOT)}
-        env.pop(native.ENV_VAR, None)
-        out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], env=env, capture_output=True, text=True,
-                             timeout=300, check=True)
-        runs[threads] = json.loads(out.stdout.strip().splitlines()[-1])
+    runs = runs_by_openmp_threads(THREADS_SCRIPT)
     assert runs["1"] == runs["2"]
 
 

@@ -32,14 +32,16 @@ and ``tests/test_mtp_host_kernel.py`` check the kernel's arithmetic against the 
 machine; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the CUDA build itself.
 
 Run-time self-check (:func:`verify`): the first launch of each compiled kernel, and again the first
-launch after the *species layout* changes (:func:`species_layout`: which species occur among the atoms
-and which species pairs among the pairs), writes into outputs filled with NaN and is checked against the
-array code, so that a compiler or device problem stops the run with :class:`KernelMismatch` instead of
-giving wrong forces.  Checked: every output entry is finite (an atom or pair that no thread wrote stays
-NaN), and the site energies and pair gradients of sampled atoms (:func:`sample_atoms`) equal the array
-code's: every atom of a small launch; else the first thread and one more lane of *every* thread block
-(the lane moves from block to block, so 128 blocks cover all lanes), the last atom, and for every
-species and species pair present an atom that has it.
+launch after the *species layout* changes (:func:`common.atom_kernels.species_layout`: which species
+occur among the atoms and which species pairs among the pairs), writes into outputs filled with NaN and
+is checked against the array code, so that a compiler or device problem stops the run with
+:class:`KernelMismatch` instead of giving wrong forces.  Checked: every output entry is finite (an atom
+or pair that no thread wrote stays NaN), and the site energies and pair gradients of sampled atoms
+(:func:`common.atom_kernels.sample_atoms`) equal the array code's: every atom of a small launch; else the
+first thread and one more lane of *every* thread block (the lane moves from block to block, so 128
+blocks cover all lanes), the last atom, and for every species and species pair present an atom that has
+it.  The pair sorting, launch, sampling and comparison are :mod:`common.atom_kernels`, shared with the
+fused NEP kernel; this module holds the kernel source, its tables and the array-code reference.
 """
 from __future__ import annotations
 
@@ -47,13 +49,13 @@ import functools
 
 import numpy as np
 
+from common import atom_kernels
+from common.atom_kernels import device_copies, evaluate_checked, kept_tables
+
 from .basis import MonomialTable
 
 THREADS_PER_BLOCK = 128
-VERIFY_ALL_ATOMS = 1024  # launches of at most this many atoms are checked on every atom
-VERIFY_LANE_STRIDE = 37  # lane sampled in block b besides lane 0: (1 + 37 b) mod THREADS_PER_BLOCK (37 odd: all lanes)
-VERIFY_CHUNK = 4096  # sampled centre atoms per reference evaluation (bounds the array code's memory)
-VERIFY_TOLERANCE = 1e-9  # relative; float64 round-off of a different summation order is ~1e-13
+KernelMismatch = atom_kernels.KernelMismatch  # what :func:`verify` raises
 
 KERNEL_BODY = r"""
 #ifdef MTP_HOST
@@ -258,12 +260,7 @@ class KernelTables:
         host = [self.basic, self.times, self.mult, seed, np.ascontiguousarray(mtp.species_coeffs, dtype=float),
                 np.ascontiguousarray(mtp.moment_coeffs, dtype=float), self.mapping,
                 np.ascontiguousarray(mtp.radial_coeffs, dtype=float).reshape(-1)]
-        if xp is np:
-            return host
-        cached = self._device.get(xp.__name__)
-        if cached is None or not all(np.array_equal(a, b) for a, b in zip(cached[0], host)):
-            cached = self._device[xp.__name__] = ([a.copy() for a in host], [xp.asarray(a) for a in host])
-        return cached[1]
+        return host if xp is np else device_copies(self._device, host, xp)
 
 
 def tables(mtp) -> KernelTables:
@@ -271,22 +268,7 @@ def tables(mtp) -> KernelTables:
     key = (mtp.alpha_index_basic.tobytes(), mtp.alpha_index_times.tobytes(), mtp.alpha_moment_mapping.tobytes(),
            mtp.alpha_moments_count, mtp.radial_basis_size, mtp.radial_funcs_count, mtp.min_dist, mtp.max_dist,
            mtp.scaling)
-    cached = getattr(mtp, "_fused_tables", None)
-    if cached is None or cached[0] != key:
-        cached = (key, KernelTables(mtp))
-        mtp._fused_tables = cached
-    return cached[1]
-
-
-def csr_pairs(types, i, j, n_atoms: int, species_count: int, xp):
-    """Pairs sorted by centre atom: (order [p], or None when already sorted; offsets [n+1]; pair types [p])."""
-    order = None
-    if len(i) > 1 and not bool((i[1:] >= i[:-1]).all()):
-        order = xp.argsort(i) if xp is not np else np.argsort(i, kind="stable")
-        i, j = i[order], j[order]
-    offsets = xp.zeros(n_atoms + 1, dtype=xp.int64)
-    offsets[1:] = xp.cumsum(xp.bincount(i, minlength=n_atoms))
-    return order, offsets, types[i] * species_count + types[j]
+    return kept_tables(mtp, key, lambda: KernelTables(mtp))
 
 
 @functools.lru_cache(maxsize=16)
@@ -307,21 +289,6 @@ def gpu_launcher(source: str):
     return launch
 
 
-def _host(array) -> np.ndarray:
-    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
-
-
-def species_layout(types, pair_types, species_count: int, xp) -> bytes:
-    """Which species occur among the atoms (types [n]) and which species pairs among the pairs
-    (pair_types [p] = t_i S + t_j): S + S*S flags as bytes.  A new layout is checked again (module
-    docstring); cost per call: two scatters of one byte and a copy of S + S*S bytes to the host."""
-    s = int(species_count)
-    present = xp.zeros(s + s * s, dtype=xp.int8)
-    present[types] = 1
-    present[s + pair_types] = 1
-    return _host(present).tobytes()
-
-
 def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): the contract of ``MTP.evaluate``, whose CuPy
     path this is. ``xp`` defaults to CuPy; ``launcher(source)`` returns ``launch(n_atoms, args)`` (the
@@ -330,98 +297,19 @@ def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     if xp is None:
         import cupy as xp
     kt = tables(mtp)
-    n, p = int(types.shape[0]), int(i.shape[0])
-    types = xp.ascontiguousarray(types, dtype=xp.int64)
-    order, offsets, pair_types = csr_pairs(types, i, j, n, mtp.species_count, xp)
-    d_sorted = xp.ascontiguousarray(d if order is None else d[order], dtype=xp.float64)
-    basic, times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs = kt.arrays(mtp, xp)
-    check = (launcher, species_layout(types, pair_types, mtp.species_count, xp))
-    if check in kt.verified:
-        energies, grad = xp.empty(n), xp.empty((p, 3))
-    else:  # NaN: an entry that no thread writes fails the check
-        energies, grad = xp.full(n, xp.nan), xp.full((p, 3), xp.nan)
-    if n:
-        launcher(kt.source)(n, (offsets, types, xp.ascontiguousarray(pair_types, dtype=xp.int64), d_sorted, basic,
-                                times, mult, seed, species_coeffs, moment_coeffs, mapping, radial_coeffs,
-                                energies, grad))
-    if order is None:
-        de_dd = grad
-    else:
-        de_dd = xp.empty_like(grad)
-        de_dd[order] = grad
-    if check not in kt.verified:
-        verify(mtp, types, i, j, d, energies, de_dd, xp)
-        kt.verified.add(check)
-    return energies, de_dd
-
-
-class KernelMismatch(RuntimeError):
-    """The compiled kernel disagrees with the array code (a compiler or device problem, not a user error)."""
-
-
-def sample_atoms(types, i, j, species_count: int, xp, *, threads_per_block: int = THREADS_PER_BLOCK):
-    """Centre atoms [m] (sorted, unique, on ``xp``) whose results :func:`verify` compares with the array code.
-
-    All atoms when there are at most ``VERIFY_ALL_ATOMS``; else, of every thread block b of the launch
-    (atoms b*T .. b*T+T-1, T = ``threads_per_block``), its first atom and the atom at lane
-    (1 + ``VERIFY_LANE_STRIDE`` b) mod T; the last atom; and for every species among the atoms and every
-    species pair among the pairs (i [p], j [p]) the first atom that has it.
-    """
-    n = int(types.shape[0])
-    if n <= VERIFY_ALL_ATOMS:
-        return xp.arange(n)
-    t = int(threads_per_block)
-    block = xp.arange((n + t - 1) // t)
-    parts = [block * t, xp.minimum(block * t + (1 + VERIFY_LANE_STRIDE * block) % t, n - 1),
-             xp.asarray([n - 1])]
-    s = int(species_count)
-    pair_types = types[i] * s + types[j]
-    layout = np.frombuffer(species_layout(types, pair_types, s, xp), dtype=np.int8)
-    firsts = [int(xp.argmax(types == k)) for k in np.flatnonzero(layout[:s])]
-    firsts += [int(i[int(xp.argmax(pair_types == k))]) for k in np.flatnonzero(layout[s:])]
-    parts.append(xp.asarray(firsts, dtype=xp.int64))
-    return xp.unique(xp.concatenate([xp.asarray(a, dtype=xp.int64) for a in parts]))
+    return evaluate_checked(launcher(kt.source), launcher, kt.verified, types, i, j, d, mtp.species_count,
+                            kt.arrays(mtp, xp), xp, lambda *result: verify(mtp, *result, xp))
 
 
 def verify(mtp, types, i, j, d, energies, de_dd, xp, *, sample=None) -> None:
     """Check a kernel result (energies [n], de_dd [p, 3], written into NaN-filled outputs) against the
-    array code; :class:`KernelMismatch` when an entry is not finite or differs beyond round-off.
-
-    Every entry must be finite; the site energies and the gradients of all pairs of the ``sample``
-    centre atoms (default: :func:`sample_atoms`) must equal the array code's to ``VERIFY_TOLERANCE``
-    (relative).  The reference runs on chunks of ``VERIFY_CHUNK`` centres, each with one stand-in
-    atom per species for the neighbours (only their species matter), so its memory does not grow with
-    the system.  Done once per kernel, process and species layout (cost: a few small array evaluations).
-    """
-    n, s = int(types.shape[0]), int(mtp.species_count)
-    if n == 0:
-        return
-    bad_e, bad_g = int((~xp.isfinite(energies)).sum()), int((~xp.isfinite(de_dd)).any(axis=1).sum())
-    if bad_e or bad_g:
-        raise KernelMismatch(f"the fused MTP kernel (training/mtp/fused.py) left {bad_e} of {n} site energies and "
-                             f"{bad_g} of {len(de_dd)} pair gradients unwritten or not finite on this device; "
-                             f"{_ADVICE}")
-    sample = sample_atoms(types, i, j, s, xp) if sample is None else xp.asarray(sample, dtype=xp.int64)
-    local = xp.full(n, -1, dtype=xp.int64)
-    err_e = err_g = 0.0
-    for start in range(0, int(sample.shape[0]), VERIFY_CHUNK):
-        centres = sample[start:start + VERIFY_CHUNK]
-        m = int(centres.shape[0])
-        local[centres] = xp.arange(m)
-        mask = local[i] >= 0
-        local_types = xp.concatenate([types[centres], xp.arange(s, dtype=xp.int64)])
-        ref_e, ref_g = mtp._evaluate_arrays(local_types, local[i[mask]], m + types[j[mask]], d[mask], xp)
-        local[centres] = -1
-        scale_e = max(1.0, float(xp.abs(ref_e[:m]).max()))
-        err_e = max(err_e, float(xp.abs(energies[centres] - ref_e[:m]).max()) / scale_e)
-        if int(mask.sum()):
-            scale_g = max(1e-12, float(xp.abs(ref_g).max()))
-            err_g = max(err_g, float(xp.abs(de_dd[mask] - ref_g).max()) / scale_g)
-    if not (err_e < VERIFY_TOLERANCE and err_g < VERIFY_TOLERANCE):
-        raise KernelMismatch(f"the fused MTP kernel (training/mtp/fused.py) disagrees with the array code on "
-                             f"this device: relative error {err_e:.2e} in site energies, {err_g:.2e} in dE/dd "
-                             f"(tolerance {VERIFY_TOLERANCE:g}, {int(sample.shape[0])} of {n} atoms checked); "
-                             f"{_ADVICE}")
+    array code (``MTP._evaluate_arrays``): :func:`common.atom_kernels.verify` (every entry finite, the
+    ``sample`` atoms -- default :func:`common.atom_kernels.sample_atoms` for blocks of
+    ``THREADS_PER_BLOCK`` -- equal to its tolerance), :class:`KernelMismatch` otherwise.  Done once per
+    kernel, process and species layout (cost: a few small array evaluations)."""
+    atom_kernels.verify("the fused MTP kernel (training/mtp/fused.py)", lambda *pairs: mtp._evaluate_arrays(*pairs, xp),
+                        types, i, j, d, energies, de_dd, mtp.species_count, xp, threads_per_block=THREADS_PER_BLOCK,
+                        sample=sample, advice=_ADVICE)
 
 
 _ADVICE = "run on the CPU (MULTISCALE_BACKEND=numpy) and report the device and CuPy version"

@@ -4,7 +4,7 @@ One kernel source, two targets: the CUDA kernel and this host build are the same
 ``MTP_HOST`` swaps the grid of one thread per atom for an OpenMP loop over the atoms (threads follow
 ``OMP_NUM_THREADS``).  The library is built on first use into the per-user cache of
 :mod:`common.native` (one per potential basis: the table sizes are compiled in) and loaded with
-``ctypes``.
+``ctypes`` (:func:`common.atom_kernels.host_launcher`, the same launcher as the NEP kernel's).
 
 :func:`evaluate` is the default CPU path of the calculator, ``calc-efs``, MD and grading; it falls back
 to the array code of :meth:`MTP.evaluate` (the reference the tests compare against) when
@@ -14,38 +14,20 @@ the GPU, the first result of each potential and species layout is checked agains
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-
 import numpy as np
 
-from common.native import load_function, pointer
+from common import atom_kernels
 
 from . import fused
 
 HOST_PREAMBLE = "#define MTP_HOST 1\n#include <cmath>\nusing std::sqrt;\n"
 
-def host_source(kernel_source: str) -> str:
-    """The C++ text of a kernel source of :class:`fused.KernelTables` (``MTP_HOST`` defined)."""
-    return HOST_PREAMBLE + kernel_source
-
 
 def host_launcher(kernel_source: str):
-    """``launch(n_atoms, args)`` for ``fused.evaluate``: the host build of ``kernel_source``, or None
-    when it cannot be loaded (the same object for the same library, so ``fused`` checks it once)."""
-    if load_function(host_source(kernel_source), "mtp_evaluate") is None:
-        return None
-    return _launch(host_source(kernel_source))
-
-
-@functools.lru_cache(maxsize=16)
-def _launch(source: str):
-    function = load_function(source, "mtp_evaluate")
-
-    def launch(n_atoms, args):
-        function(ctypes.c_longlong(n_atoms), *(pointer(a) for a in args))
-
-    return launch
+    """``launch(n_atoms, args)`` for ``fused.evaluate``: the host build (``HOST_PREAMBLE``: ``MTP_HOST``
+    defined) of a kernel source of :class:`fused.KernelTables`, or None when it cannot be loaded
+    (:func:`common.atom_kernels.host_launcher`: the same object for the same library)."""
+    return atom_kernels.host_launcher(HOST_PREAMBLE + kernel_source, "mtp_evaluate")
 
 
 def available(mtp) -> bool:

@@ -50,15 +50,14 @@ import warnings
 import numpy as np
 from ase.data import atomic_numbers
 
-from common.atom_kernels import (csr_pairs, device_copies, launch_atoms, sample_atoms, sampled_errors, species_layout,
-                                 unwritten)
+from common import atom_kernels
+from common.atom_kernels import device_copies, evaluate_checked, kept_tables
 
 from .model import C4B, C5B, K_COULOMB, ZBL_INV_A, ZBL_UNIVERSAL
 from .nep_file import COVALENT_RADIUS
 
 THREADS_PER_BLOCK = 128
-VERIFY_CHUNK = 4096  # sampled centre atoms per reference evaluation (bounds the array code's memory)
-VERIFY_TOLERANCE = 1e-9  # relative; float64 round-off of a different summation order is ~1e-13
+KernelMismatch = atom_kernels.KernelMismatch  # what :func:`verify` raises
 ZBL_COLS = 13  # per type pair: r1, r2, K Z_i Z_j, 1 / a, largest angular cut-off, (c, b) x 4
 
 KERNEL_BODY = r"""
@@ -375,11 +374,7 @@ def tables(evaluator) -> KernelTables:
     m = evaluator.model
     key = (m.version, m.n_types, tuple(m.n_max), tuple(m.basis_size), tuple(m.l_max), m.num_neurons,
            m.zbl is not None)
-    cached = getattr(evaluator, "_fused_tables", None)
-    if cached is None or cached[0] != key:
-        cached = (key, KernelTables(evaluator))
-        evaluator._fused_tables = cached
-    return cached[1]
+    return kept_tables(evaluator, key, lambda: KernelTables(evaluator))
 
 
 @functools.lru_cache(maxsize=16)
@@ -416,55 +411,20 @@ def evaluate(evaluator, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     launch = launcher(kt.source)
     if launch is None:
         return evaluator.evaluate(xp.asarray(types), xp.asarray(i), xp.asarray(j), xp.asarray(d), xp=xp)
-    n, p = int(types.shape[0]), int(i.shape[0])
-    types = xp.ascontiguousarray(xp.asarray(types), dtype=xp.int64)
-    i, j = xp.asarray(i, dtype=xp.int64), xp.asarray(j, dtype=xp.int64)
-    d = xp.asarray(d, dtype=xp.float64)
-    order, offsets = csr_pairs(i, n, xp)
-    pair_types = types[i] * model.n_types + types[j]
-    layout = species_layout(types, pair_types, model.n_types, xp)
-    sorted_types = xp.ascontiguousarray(pair_types if order is None else pair_types[order])
-    d_sorted = xp.ascontiguousarray(d if order is None else d[order])
-    check = (launcher, layout)
-    energies, de_dd = launch_atoms(launch, n, p, (offsets, types, sorted_types, d_sorted, *kt.arrays(model, xp)),
-                                   order, xp, fill_nan=check not in kt.verified)
-    if check not in kt.verified:
-        verify(evaluator, types, i, j, d, energies, de_dd, xp)
-        kt.verified.add(check)
-    return energies, de_dd
-
-
-class KernelMismatch(RuntimeError):
-    """The compiled kernel disagrees with the array code (a compiler or device problem, not a user error)."""
+    return evaluate_checked(launch, launcher, kt.verified, types, i, j, d, model.n_types, kt.arrays(model, xp), xp,
+                            lambda *result: verify(evaluator, *result, xp))
 
 
 def verify(evaluator, types, i, j, d, energies, de_dd, xp, *, sample=None) -> None:
     """Check a kernel result (energies [n], de_dd [p, 3], written into NaN-filled outputs) against the
-    array code; :class:`KernelMismatch` when an entry is not finite or differs beyond round-off.
-
-    Every entry must be finite; the site energies and the gradients of all pairs of the ``sample``
-    centre atoms (default: :func:`common.atom_kernels.sample_atoms`) must equal the array code's to
-    ``VERIFY_TOLERANCE`` (relative; :func:`common.atom_kernels.sampled_errors`, chunks of ``VERIFY_CHUNK``
-    centres).  Done once per kernel, process and species layout.
-    """
-    n, s = int(types.shape[0]), int(evaluator.model.n_types)
-    if n == 0:
-        return
-    bad_e, bad_g = unwritten(energies, de_dd, xp)
-    if bad_e or bad_g:
-        raise KernelMismatch(f"the fused NEP kernel (training/nep/fused.py) left {bad_e} of {n} site energies and "
-                             f"{bad_g} of {len(de_dd)} pair gradients unwritten or not finite on this device; "
-                             f"{_ADVICE}")
-    if sample is None:
-        sample = sample_atoms(types, i, j, s, xp, threads_per_block=THREADS_PER_BLOCK)
-    sample = xp.asarray(sample, dtype=xp.int64)
-    err_e, err_g = sampled_errors(lambda *pairs: evaluator.evaluate(*pairs, xp=xp), types, i, j, d, energies,
-                                  de_dd, s, sample, xp, chunk=VERIFY_CHUNK)
-    if not (err_e < VERIFY_TOLERANCE and err_g < VERIFY_TOLERANCE):
-        raise KernelMismatch(f"the fused NEP kernel (training/nep/fused.py) disagrees with the array code on "
-                             f"this device: relative error {err_e:.2e} in site energies, {err_g:.2e} in dE/dd "
-                             f"(tolerance {VERIFY_TOLERANCE:g}, {int(sample.shape[0])} of {n} atoms checked); "
-                             f"{_ADVICE}")
+    array code (``NEPEvaluator.evaluate``): :func:`common.atom_kernels.verify` (every entry finite, the
+    ``sample`` atoms -- default :func:`common.atom_kernels.sample_atoms` for blocks of
+    ``THREADS_PER_BLOCK`` -- equal to its tolerance), :class:`KernelMismatch` otherwise.  Done once per
+    kernel, process and species layout."""
+    atom_kernels.verify("the fused NEP kernel (training/nep/fused.py)",
+                        lambda *pairs: evaluator.evaluate(*pairs, xp=xp), types, i, j, d, energies, de_dd,
+                        evaluator.model.n_types, xp, threads_per_block=THREADS_PER_BLOCK, sample=sample,
+                        advice=_ADVICE)
 
 
 _ADVICE = ("run the array code instead (MULTISCALE_CPU_KERNELS=numpy on the CPU, MULTISCALE_BACKEND=numpy "
