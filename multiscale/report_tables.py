@@ -252,10 +252,9 @@ def fem_table(results: dict | None, summary: dict | None) -> str:
 
 def checks_table(checks: list[dict]) -> str:
     """The cross-scale checks: a one-line verdict count, then ours, reference, difference, verdict."""
-    verdict = {True: Html("<b class='pass'>pass</b>"), False: Html("<b class='fail'>FAIL</b>"), None: "not run"}
-    counts = {label: sum(c["passed"] is key for c in checks)
-              for key, label in ((True, "pass"), (False, "fail"), (None, "not run"))}
-    rows = [[c["check"], verdict[c["passed"]], c["ours"], c["reference"],
+    verdict = {"pass": Html("<b class='pass'>pass</b>"), "fail": Html("<b class='fail'>FAIL</b>")}
+    counts = {label: sum(c["status"] == label for c in checks) for label in ("pass", "fail", "not run", "compared")}
+    rows = [[c["check"], verdict.get(c["status"], c["status"]), c["ours"], c["reference"],
              "-" if c["rel_diff"] is None else f"{100 * c['rel_diff']:.2f} %",
              "-" if c["tolerance"] is None else f"{100 * c['tolerance']:.0f} %", c["what"]]
             for c in checks]

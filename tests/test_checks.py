@@ -117,7 +117,7 @@ def test_blown_up_stripe_runs_leave_the_rows_not_run_with_the_reason():
                      {"run": "interface_heterostructure_low_T", "reason": "grade 12"},
                      {"run": "interface_heterostructure_compliance_low_T", "reason": "grade 11"}]})
     rows = check_fe_vs_md({**fem(190.0), "consistency": twin()}, partial)
-    assert rows[0]["status"] == "pass" and "1 of 3 MD stripe runs blew up" in rows[0]["what"]
+    assert rows[0]["status"] == "compared" and "1 of 3 MD stripe runs blew up" in rows[0]["what"]
     assert rows[1]["status"] == "not run" and rows[1]["what"] == (
         "not run: 2 of 4 low-temperature MD stripe and phase runs blew up (interface_heterostructure_low_T: grade 12)")
 
@@ -193,7 +193,14 @@ def test_low_temperature_twin_adds_a_like_for_like_row():
             "low_T": {"temperature_K": 1.0, "modulus_N_per_m": 216.0,
                       "md_modulus_N_per_m": {"mean": 200.0, "sem": None, "n": 1}}}
     rows = check_fe_vs_md({**fem(190.0), "consistency": twin}, with_stripes(md_summary(normal=-5.0)))
-    assert [r["passed"] for r in rows] == [False, True]
+    # 15 % off at temperature: shown with its numbers, not judged, since the like-for-like row is planned
+    assert [r["status"] for r in rows] == ["compared", "pass"] and [r["passed"] for r in rows] == [None, True]
+    assert rows[0]["rel_diff"] == pytest.approx(0.15) and rows[0]["tolerance"] is None
+    assert "the low-temperature row below is the like-for-like check" in rows[0]["what"]
+    # a case that plans no low-temperature twin: the row at temperature is its only verdict, and fails
+    alone = with_stripes(md_summary(normal=-5.0), low_t=False, runs={"at_temperature": {"attempted": 2, "blown_up": 0}})
+    judged = check_fe_vs_md({**fem(190.0), "consistency": twin}, alone)[0]
+    assert judged["status"] == "fail" and judged["tolerance"] == 0.1 and "not judged" not in judged["what"]
     assert "MD: 1 seed" in rows[1]["what"]
     assert rows[1]["check"] == "FE stripes vs direct MD at 1 K, one MTP (stripe heterostructure)"
     assert rows[1]["rel_diff"] == pytest.approx(0.08) and "interface MTP" in rows[1]["what"]
