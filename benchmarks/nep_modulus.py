@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     print(f"\ngraphene, 60 atoms (a = {a:.4f} Å), {args.temperature:g} K, {args.equilibrate_steps} + 8 x "
           f"({args.equilibrate_steps // 4} + {args.sample_steps}) steps per seed; N/m; mean ± sem (n seeds)")
     print(f"{'':<22}" + "".join(f"{k:>22}" for k in QUANTITIES))
-    print(f"{'reference 0 K':<22}" + "".join(f"{'-' if ref[k] is None else format(ref[k], '.4g'):>20}"
+    print(f"{'reference 0 K':<22}" + "".join(f"{'-' if ref[k] is None else format(ref[k], '.4g'):>22}"
                                              for k in QUANTITIES))
     for r in results:
         name = Path(r["potential"]).parent.name + "/" + Path(r["potential"]).name
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
             sem = "-" if s["sem"] is None else format(s["sem"], ".2g")
             cells.append(f"{s['mean']:.4g} ± {sem} ({s['n']})")
         print(f"{name[-22:]:<22}" + "".join(f"{c:>22}" for c in cells))
-        print(f"{'  static 0 K':<22}" + "".join(f"{r["static_0K"][k]:>22.4g}" for k in QUANTITIES))
+        print(f"{'  static 0 K':<22}" + "".join(f"{r['static_0K'][k]:>22.4g}" for k in QUANTITIES))
         print(f"{'  vs reference':<22}" + "".join(
             f"{'-' if ref[k] is None else format(r['stats'][k]['mean'] / ref[k] - 1, '+.1%'):>22}" for k in QUANTITIES))
     if args.json:
