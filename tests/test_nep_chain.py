@@ -31,11 +31,11 @@ from md_gpu.forcefields.nep import NEPCalculator, NEPForceField
 from md_gpu.protocols import static_elastic_constants
 from md_gpu.structures import load_structure
 from multiscale.case import Case
+from multiscale.constitutive import record_potentials
+from multiscale.report_tables import fit_table
 from training import datasets
 from training.nep import write_nep
 from training.nep_fit import fit_nep
-
-pytestmark = pytest.mark.slow
 
 DEFAULT = Path(__file__).resolve().parents[1] / "cases" / "graphene_borophene"
 NEP_SIZES = {"neurons": 8, "n_max": [3, 3], "basis_size": [6, 6], "l_max": [4, 2, 0]}
@@ -71,6 +71,7 @@ def nep_case(root: Path) -> tuple[Path, Path]:
     return case, nep
 
 
+@pytest.mark.slow
 def test_a_case_bringing_a_fitted_nep_runs_the_chain(tmp_path):
     case_dir, nep = nep_case(tmp_path)
     sha = hashlib.sha256(nep.read_bytes()).hexdigest()
@@ -133,3 +134,22 @@ def test_a_case_bringing_a_fitted_nep_runs_the_chain(tmp_path):
     assert row["ours"] == pytest.approx(e_x_low, rel=1e-9)
     meta = json.loads((DEFAULT / "data" / "graphene.meta.json").read_text())
     assert row["reference"] == pytest.approx(meta["reference"]["E_x_N_per_m"], rel=1e-9)
+
+
+def test_provenance_and_fit_table_name_the_potential_file_and_hash(tmp_path):
+    """Fast: record_potentials hashes the file each provenance names (a missing file: no hash, no
+    error), and the fit table names a brought file and its hash."""
+    nep = tmp_path / "graphene.nep.txt"
+    nep.write_text("nep4 1 C\n")
+    props = {"phases": {"graphene": {"provenance": {"potential": str(nep)}},
+                        "borophene": {"provenance": {"potential": str(tmp_path / "gone.mtp")}}},
+             "interfaces": {"graphene|borophene": {"provenance": {"potential": str(nep)}}}}
+    sha = hashlib.sha256(b"nep4 1 C\n").hexdigest()
+    record_potentials(props)
+    assert props["phases"]["graphene"]["provenance"]["potential_sha256"] == sha
+    assert props["interfaces"]["graphene|borophene"]["provenance"]["potential_sha256"] == sha
+    assert "potential_sha256" not in props["phases"]["borophene"]["provenance"]
+    summary = {"systems": {"graphene": {"brought": True, "model": "nep", "source": str(nep), "sha256": sha},
+                           "borophene": {"brought": True, "model": "mtp", "source": "b.mtp"}}}
+    table = fit_table(summary)
+    assert f"brought NEP (graphene.nep.txt, sha256 {sha[:12]})" in table and "brought MTP (b.mtp)" in table
