@@ -18,10 +18,12 @@ graphene set (``cases/graphene_borophene/data/graphene.extxyz.gz``, 60 atoms), l
 
 ``--nep-vs-mtp`` runs the fit stage's own recipes (``training.fit_stage.fit_system``) on the embedded
 graphene set (264 frames, 60 atoms): the quick preset's MTP (level 10, 80 iterations, two-step passive
-training; ``--mtp-levels`` fits each level given) and a NEP (``fit.model: nep`` with ``--nep-sizes`` as JSON, default the stage's defaults;
-``--max-iter`` L-BFGS iterations on all 238 non-validation frames), both with seed 0 and the same
-26 held-out validation frames, and prints the RMSE of each on all frames and on the validation frames.  ``--out-dir`` keeps each fit's
-files (``<out-dir>/nep/graphene.nep.txt``, ``<out-dir>/mtp<level>/graphene.mtp``, their ``_fit.json``).
+training; ``--mtp-levels`` fits each level given with that recipe) and a NEP (``fit.model: nep`` with
+``--nep-sizes`` as JSON, default the stage's defaults; ``--max-iter`` L-BFGS iterations on all 238
+non-validation frames), all with seed 0 and the same 26 held-out validation frames, and prints the RMSE
+of each on its training frames, on the validation frames and on all frames. ``--out-dir`` keeps each
+fit's files (``<out-dir>/nep/graphene.nep.txt``, ``<out-dir>/mtp<level>/graphene.mtp``, their
+``_fit.json``) and its checkpoint, from which the same command continues an interrupted fit.
 """
 from __future__ import annotations
 

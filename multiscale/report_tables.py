@@ -305,8 +305,9 @@ def _brought_file(s: dict) -> str:
 
 
 def fit_table(summary: dict) -> str:
-    """One row per potential: level (or the model a system brought, with its file name and sha256), frames, RMSE of energy, forces and
-    stress (a brought potential's on all frames of its dataset, if evaluated), grades, time."""
+    """One row per potential: level (or the model a system brought, with its file name and sha256),
+    frames, RMSE of energy, forces and stress (a brought potential's on all frames of its dataset, if
+    evaluated), grades, time."""
     rows = []
     for name, s in (summary.get("systems") or {}).items():
         subset, err = _final_errors(s)
