@@ -18,7 +18,8 @@ the fit stage's default sizes (``fit.nep`` of :data:`training.fit_stage.FIT_SETT
 n_max 4/4, basis 8/8, l_max 4/2/0, 30 neurons; the sizes of the NEP4 that fits the embedded graphene
 set to 0.375 eV/Å on held-out frames, against 0.475 for the level-10 MTP, docs/fit.md) for the
 structure's elements; the cost of a NEP does not depend on its parameter values. Or a nep.txt path,
-or ``none``. The NEP runs through ``md_gpu.forcefields.nep`` (NumPy/CuPy array code).
+or ``none``. The NEP runs through ``md_gpu.forcefields.nep.NEPForceField`` and its default path on the
+backend (``MULTISCALE_CPU_KERNELS=numpy`` times the array code on the CPU).
 """
 from __future__ import annotations
 
