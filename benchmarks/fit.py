@@ -6,6 +6,7 @@ Usage (prints one line per fit, then a JSON summary)::
     python benchmarks/fit.py --levels 10 --set multi --theta-frames 100 --max-iter 60
     python benchmarks/fit.py --quick-preset       # the demo's case: 200 graphene frames (60 atoms), level 8
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --max-iter 150   # fit stage: NEP vs level-10 MTP, graphene
+    nice -n 10 python benchmarks/fit.py --nep-vs-mtp --mtp-levels 10,16 --out-dir fits   # both levels, keep files
 
 Data: ``tests/data/fit/{cubic,multi}_training.cfg.gz`` (1001 frames; MLIP reference data, see the README
 there).  The fit starts from MLIP's untrained template of each level, optimises the radial coefficients
@@ -17,9 +18,12 @@ graphene set (``cases/graphene_borophene/data/graphene.extxyz.gz``, 60 atoms), l
 
 ``--nep-vs-mtp`` runs the fit stage's own recipes (``training.fit_stage.fit_system``) on the embedded
 graphene set (264 frames, 60 atoms): the quick preset's MTP (level 10, 80 iterations, two-step passive
-training) and a NEP (``fit.model: nep`` with ``--nep-sizes`` as JSON, default the stage's defaults;
-``--max-iter`` L-BFGS iterations on all 238 non-validation frames), both with seed 0 and the same
-26 held-out validation frames, and prints the RMSE of each on all frames and on the validation frames.
+training; ``--mtp-levels`` fits each level given with that recipe) and a NEP (``fit.model: nep`` with
+``--nep-sizes`` as JSON, default the stage's defaults; ``--max-iter`` L-BFGS iterations on all 238
+non-validation frames), all with seed 0 and the same 26 held-out validation frames, and prints the RMSE
+of each on its training frames, on the validation frames and on all frames. ``--out-dir`` keeps each
+fit's files (``<out-dir>/nep/graphene.nep.txt``, ``<out-dir>/mtp<level>/graphene.mtp``, their
+``_fit.json``) and its checkpoint, from which the same command continues an interrupted fit.
 """
 from __future__ import annotations
 
@@ -64,6 +68,9 @@ def main(argv=None) -> int:
                         help="the fit stage's level-10 MTP and a NEP on the embedded graphene set")
     parser.add_argument("--nep-sizes", default="{}", help="fit.nep settings as JSON (with --nep-vs-mtp)")
     parser.add_argument("--skip-mtp", action="store_true", help="with --nep-vs-mtp: fit the NEP only")
+    parser.add_argument("--skip-nep", action="store_true", help="with --nep-vs-mtp: fit the MTPs only")
+    parser.add_argument("--mtp-levels", default="10", help="with --nep-vs-mtp: MTP levels, comma-separated")
+    parser.add_argument("--out-dir", help="with --nep-vs-mtp: keep each fit's files under this folder")
     args = parser.parse_args(argv)
     if args.nep_vs_mtp:
         return nep_vs_mtp(args)
@@ -101,31 +108,36 @@ def main(argv=None) -> int:
 
 
 def nep_vs_mtp(args) -> int:
-    """The fit stage's quick level-10 MTP and a NEP on the embedded graphene set (module docstring)."""
+    """The fit stage's quick MTPs (``--mtp-levels``) and a NEP on the embedded graphene set (module docstring)."""
     import tempfile
 
     from training.fit_stage import FIT_SETTINGS, defaults, fit_system
 
     data = ROOT / "cases" / "graphene_borophene" / "data" / "graphene.extxyz.gz"
     rows = []
-    runs = [("nep", {"model": "nep", "max_iter": args.max_iter, "seed": args.seed})]
-    if not args.skip_mtp:
-        runs.insert(0, ("mtp", {"model": "mtp", "level": 10, "max_iter": 80, "seed": args.seed}))
-    for label, over in runs:
+    runs = [] if args.skip_mtp else [
+        (f"mtp{level}", f"MTP level {level}", {"model": "mtp", "level": level, "max_iter": 80, "seed": args.seed})
+        for level in (int(v) for v in args.mtp_levels.split(","))]
+    if not args.skip_nep:
+        runs.append(("nep", "NEP", {"model": "nep", "max_iter": args.max_iter, "seed": args.seed}))
+    for label, model, over in runs:
         settings = defaults(FIT_SETTINGS)
         settings.update(over)
         settings["nep"].update(json.loads(args.nep_sizes))
-        with tempfile.TemporaryDirectory() as out:
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(args.out_dir) / label if args.out_dir else Path(scratch)
+            out.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
-            report = fit_system({"system": "graphene", "dataset": str(data), "out_dir": out, "case_dir": out,
-                                 "settings": settings})
+            report = fit_system({"system": "graphene", "dataset": str(data), "out_dir": str(out),
+                                 "case_dir": str(out), "settings": settings})
             seconds = time.perf_counter() - t0
         final = report["steps"][-1]["errors"] if label == "nep" else next(
             s["errors"] for s in reversed(report["steps"]) if "errors" in s)
-        row = {"model": "NEP" if label == "nep" else "MTP level 10", "train_frames": report["n_train_final"],
+        row = {"model": model, "train_frames": report["n_train_final"],
                "parameters": report.get("n_parameters"), "seconds": round(seconds, 1),
                "sizes": report.get("sizes"), "iterations": report["steps"][-1].get("iterations")}
-        for subset, errors in (("all", report["errors_all_frames"]), ("valid", final.get("valid", {}))):
+        for subset, errors in (("all", report["errors_all_frames"]), ("train", final.get("train", {})),
+                               ("valid", final.get("valid", {}))):
             for key in ("energy_per_atom", "forces", "stress"):
                 row[f"{key}_rmse_{subset}"] = (errors.get(key) or {}).get("rmse")
         rows.append(row)

@@ -1,16 +1,25 @@
-"""MD speed: atom-steps per second vs number of atoms, for MTP levels 10 and 16 (NVE, float64).
+"""MD speed: atom-steps per second vs number of atoms, for MTP levels 10 and 16 and a NEP4 (NVE, float64).
 
 Usage (prints one line per run, then a table)::
 
     python benchmarks/md_speed.py                            # CPU here: 1e3 and 1e4 atoms
     python benchmarks/md_speed.py --sizes 1000,10000,100000,1000000   # sizes too slow or too big are skipped
     python benchmarks/md_speed.py --sizes 1000,10000,100000,1000000 --backend cupy   # on a GPU
+    python benchmarks/md_speed.py --structure g.extxyz --potential graphene.mtp --nep graphene.nep.txt
 
 The potentials are MLIP-2's own fcc Cu MTPs of levels 10 and 16 (tests/data/md/,
 from /work/shared/mlip_reference/cubic); the structure is fcc Cu (a = 3.61 Å)
 repeated to the requested size, or any structure file given with --structure
 (e.g. graphene written by ``python -m training.structures graphene graphene.extxyz``, which
 then needs a graphene MTP via --potential). Goal on an H100: >= 1e7 atom-steps/s at >= 1e5 atoms, level 16.
+
+The NEP rows (``--nep``, default ``random``) run on the same cells: a NEP4 with random parameters and
+the fit stage's default sizes (``fit.nep`` of :data:`training.fit_stage.FIT_SETTINGS`: cut-offs 5/4 Å,
+n_max 4/4, basis 8/8, l_max 4/2/0, 30 neurons; the sizes of the NEP4 that fits the embedded graphene
+set to 0.375 eV/Å on held-out frames, against 0.475 for the level-10 MTP, docs/fit.md) for the
+structure's elements; the cost of a NEP does not depend on its parameter values. Or a nep.txt path,
+or ``none``. The NEP runs through ``md_gpu.forcefields.nep.NEPForceField`` and its default path on the
+backend (``MULTISCALE_CPU_KERNELS=numpy`` times the array code on the CPU).
 """
 from __future__ import annotations
 
@@ -48,6 +57,21 @@ def _skip_reason(n_atoms, steps, rate, bytes_per_atom, max_seconds, xp) -> str:
     return ""
 
 
+def nep_rows(spec: str, species) -> dict:
+    """{row name: NEPForceField}: the nep.txt ``spec``, or for ``random`` a NEP4 with random parameters
+    and the fit stage's default sizes for ``species`` (module docstring)."""
+    if spec != "random":
+        return {f"NEP {Path(spec).name}": load_forcefield(spec)}
+    from md_gpu.forcefields.nep import NEPForceField
+    from training.fit_stage import FIT_SETTINGS, defaults
+    from training.nep import random_nep
+
+    s = defaults(FIT_SETTINGS)["nep"]
+    model = random_nep(tuple(species), version=s["version"], seed=0, rc=tuple(s["cutoff_A"]), n_max=tuple(s["n_max"]),
+                       basis_size=tuple(s["basis_size"]), l_max=tuple(s["l_max"]), neurons=s["neurons"])
+    return {f"NEP{s['version']} {''.join(species)} (fit defaults)": NEPForceField(model)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated atom counts")
@@ -59,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", choices=("numpy", "cupy"), default=None)
     parser.add_argument("--max-seconds", type=float, default=900.0,
                         help="skip a size whose run would take longer (projected from the previous size)")
+    parser.add_argument("--nep", default="random",
+                        help="also time this nep.txt, 'random' (a NEP4 of the fit stage's default sizes) or 'none'")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     xp = get_backend(args.backend)
@@ -69,6 +95,8 @@ def main(argv=None) -> int:
         potentials = {f"Cu MTP level {lv}": load_forcefield(DATA / f"cu_pot_{int(lv):02d}.mtp", species=("Cu",))
                       for lv in args.levels.split(",")}
     base = load_structure(args.structure) if args.structure else bulk("Cu", "fcc", a=3.61, cubic=True)
+    if args.nep != "none":
+        potentials.update(nep_rows(args.nep, sorted(set(base.get_chemical_symbols()))))
     rows = []
     for name, ff in potentials.items():
         rate = bytes_per_atom = None
@@ -98,9 +126,9 @@ def main(argv=None) -> int:
             rows.append(r)
             print(f"{name}: {r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
                   f"{r['atom_steps_per_s']:.4g} atom-steps/s", flush=True)
-    print(f"\n{'potential':<22}{'atoms':>10}{'atom-steps/s':>16}  backend")
+    print(f"\n{'potential':<32}{'atoms':>10}{'atom-steps/s':>16}  backend")
     for r in rows:
-        print(f"{r['potential']:<22}{r['n_atoms']:>10}{r['atom_steps_per_s']:>16.4g}  {r['backend']}")
+        print(f"{r['potential']:<32}{r['n_atoms']:>10}{r['atom_steps_per_s']:>16.4g}  {r['backend']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

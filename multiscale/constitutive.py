@@ -3,7 +3,7 @@
 Data flow: read ``runs/md/summary.json`` with ``common.contracts.read_summary`` (which checks its
 ``format`` and shape; per system: the statistics over seeds of each tensile direction and the
 elastic constants, 2D N/m), attach each phase's effective thickness from ``case.yaml`` and the
-provenance of every number (potential, MD run files, strain rate, size), check that every phase
+provenance of every number (potential file and its sha256, MD run files, strain rate, size), check that every phase
 direction has the quantities the continuum model needs, and write ``properties.json`` with
 ``common.contracts.write_properties``. This is the one place where MD output becomes continuum
 input; ``fem/`` reads only this file.
@@ -346,10 +346,26 @@ def _interface_thermal(thermal: dict, phases: dict, between, where: str) -> dict
     return entry
 
 
+def record_potentials(props: dict) -> dict:
+    """Add ``potential_sha256`` (hex digest of the file's bytes) to every ``provenance`` of ``props``
+    (phases and interfaces) whose ``potential`` names a file that exists: the number then names the
+    exact potential (MTP or NEP) the MD ran, not only its path. Returns ``props``, changed in place."""
+    from pathlib import Path
+
+    from .runner import file_hash
+
+    for entry in (*props["phases"].values(), *props["interfaces"].values()):
+        potential = entry.get("provenance", {}).get("potential")
+        if potential and Path(potential).is_file():
+            entry["provenance"]["potential_sha256"] = file_hash(Path(potential))
+    return props
+
+
 def run_constitutive(settings: dict, ctx) -> dict:
-    """Stage entry point: write ``properties.json`` from the md stage's ``summary.json``."""
+    """Stage entry point: write ``properties.json`` from the md stage's ``summary.json``, with the
+    sha256 of each potential file its provenance names (:func:`record_potentials`)."""
     source = ctx.stage_dir("md") / "summary.json"
-    props = build_properties(read_summary(source), ctx.systems, settings, source=str(source))
+    props = record_potentials(build_properties(read_summary(source), ctx.systems, settings, source=str(source)))
     if ctx.is_root:
         write_properties(ctx.out_dir / "properties.json", props)
     return {"phases": sorted(props["phases"]), "interfaces": sorted(props["interfaces"]),

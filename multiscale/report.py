@@ -40,7 +40,7 @@ REPORT_SETTINGS = {
 UPSTREAM = ("data", "fit", "md", "constitutive", "fem")
 STAGE_TITLES = {
     "data": "Datasets (reference engine)",
-    "fit": "Moment tensor potentials (two-step passive training)",
+    "fit": "Interatomic potentials (MTPs by two-step passive training, NEPs, brought potentials)",
     "md": "Molecular dynamics at temperature",
     "constitutive": "Constitutive inputs (properties.json)",
     "fem": "Continuum heterostructures (FEniCSx)",

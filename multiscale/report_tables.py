@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+from pathlib import PurePath
 
 STAT_KEYS = {"mean", "sem"}
 
@@ -294,16 +295,25 @@ def _final_errors(s: dict) -> tuple[str, dict]:
     return "-", s.get("errors_all_frames") or {}
 
 
+def _brought_file(s: dict) -> str:
+    """`` (<file name>, sha256 <first 12 hex digits>)`` of a brought potential's fit report, or ''."""
+    if not s.get("source"):
+        return ""
+    name = PurePath(str(s["source"])).name
+    return f" ({name}, sha256 {str(s.get('sha256', ''))[:12]})" if s.get("sha256") else f" ({name})"
+
+
 def fit_table(summary: dict) -> str:
-    """One row per potential: level (or the model a system brought), frames, RMSE of energy, forces and
-    stress (a brought potential's on all frames of its dataset, if evaluated), grades, time."""
+    """One row per potential: level (or the model a system brought, with its file name and sha256),
+    frames, RMSE of energy, forces and stress (a brought potential's on all frames of its dataset, if
+    evaluated), grades, time."""
     rows = []
     for name, s in (summary.get("systems") or {}).items():
         subset, err = _final_errors(s)
         if s.get("brought"):
             subset = "all" if err else "-"
         energy = _get(err, "energy_per_atom", "rmse")
-        model = (f"brought {str(s.get('model', '')).upper()}" if s.get("brought") else
+        model = (f"brought {str(s.get('model', '')).upper()}{_brought_file(s)}" if s.get("brought") else
                  f"NEP{s['sizes']['version']}, {s.get('n_parameters')} parameters" if s.get("model") == "nep" else
                  f"MTP level {s.get('level')}")
         rows.append([name, model, s.get("n_train_final"), s.get("n_valid"), subset,
