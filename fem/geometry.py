@@ -41,8 +41,9 @@ class Layout:
     ``band``: ``(a, b)`` the phases the interface band joins, or None when
     there is no band; ``length_nm``/``height_nm``: sample size (nm);
     ``fractions``: area fraction of each phase name (band counted half to
-    each side), from the geometry; ``info``: geometry facts for the results
-    (island count, stripe count, ...).
+    each side), from the geometry; a name given for both phases (a
+    one-material sample) gets the sum; ``info``: geometry facts for the
+    results (island count, stripe count, ...).
     """
 
     phases: list[str]
@@ -54,6 +55,18 @@ class Layout:
 
     def tag(self, phase: str) -> int:
         return self.phases.index(phase) + 1
+
+    def distinct_phases(self) -> list[str]:
+        """The phase names, each once (``phases`` may name one material twice)."""
+        return list(dict.fromkeys(self.phases))
+
+
+def _fractions(parts) -> dict:
+    """``{name: fraction}`` from ``(name, fraction)`` parts; a name met twice gets the sum."""
+    out = {}
+    for name, fraction in parts:
+        out[name] = out.get(name, 0.0) + fraction
+    return out
 
 
 def _gmsh():
@@ -194,7 +207,7 @@ def stripes(*, phases: tuple[str, str], length_nm: float, height_nm: float, peri
     f1 = sum(hi - lo for lo, hi, lab in segments if lab == 1) + 0.5 * sum(hi - lo for lo, hi, lab in segments if lab == "band")
     return Layout(phases=list(phases), band=tuple(phases) if interfaces and interface_width_nm > 0 else None,
                   length_nm=length_nm, height_nm=height_nm,
-                  fractions={phases[0]: 1 - f1 / across, phases[1]: f1 / across},
+                  fractions=_fractions([(phases[0], 1 - f1 / across), (phases[1], f1 / across)]),
                   info={"kind": "stripes", "orientation": orientation, "n_interfaces": len(interfaces),
                         "period_nm": period_nm, "interface_normal": "y" if orientation == "x" else "x"})
 
@@ -336,7 +349,7 @@ def islands(*, island_phase: str, matrix_phase: str, length_nm: float, height_nm
     return Layout(phases=[island_phase, matrix_phase],
                   band=(island_phase, matrix_phase) if len(centres) and half > 0 else None,
                   length_nm=length_nm, height_nm=height_nm,
-                  fractions={island_phase: f_island, matrix_phase: 1 - f_island},
+                  fractions=_fractions([(island_phase, f_island), (matrix_phase, 1 - f_island)]),
                   info={"kind": "islands", "n_islands": len(centres), "radius_nm": radius_nm, "shape": shape,
                         "seed": seed, "centres_nm": centres.tolist()})
 

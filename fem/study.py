@@ -94,7 +94,7 @@ def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dic
     allow = s.get("allow_unfailed_strength", False)
     phase_mats = {name: mat.phase_material(props, name, elasticity=s["elasticity"], allow_unfailed_strength=allow)
                   for name in layout.phases}
-    by_tag = {layout.tag(name): m for name, m in phase_mats.items()}
+    by_tag = {i + 1: phase_mats[name] for i, name in enumerate(layout.phases)}  # cell tag i + 1: phase i
     sources = {}
     if layout.band is not None:
         a, b = layout.band
@@ -172,8 +172,8 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
     if writer:
         writer.close()
     gathered = test.gather_damage()
-    moduli = [m.modulus(opts.direction) for name, (m, _) in ((n, materials[layout.tag(n)]) for n in layout.phases)]
-    fractions = [layout.fractions.get(n, 0.0) for n in layout.phases]
+    moduli = [materials[layout.tag(n)][0].modulus(opts.direction) for n in layout.distinct_phases()]
+    fractions = [layout.fractions.get(n, 0.0) for n in layout.distinct_phases()]
     voigt, reuss = laminate.voigt_reuss(moduli, fractions) if layout.fractions else (None, None)
     result = {
         "label": label, "geometry": {**layout.info, "length_nm": layout.length_nm, "height_nm": layout.height_nm,

@@ -135,7 +135,7 @@ class SampleMaterials:
 
     def by_tag(self, layout) -> dict:
         """``{cell tag: (kappa_x, kappa_y)}`` for a built sample's phases."""
-        return {layout.tag(p): self.kappa[p] for p in layout.phases}
+        return {i + 1: self.kappa[p] for i, p in enumerate(layout.phases)}  # cell tag i + 1: phase i
 
     def along(self, direction: str) -> list[float]:
         """Conductivities (W/(m K)) of the phases along ``direction``, in ``phases`` order."""
@@ -151,8 +151,8 @@ class SampleMaterials:
 
 def _bounds(layout, m: SampleMaterials, direction: str) -> dict:
     """Closed-form values next to an FE number: parallel and series (Wiener) bounds; for stripes, the exact one."""
-    kappas = [m.kappa[p][DIRECTIONS.index(direction)] for p in layout.phases]
-    f = [layout.fractions.get(p, 0.0) for p in layout.phases]
+    kappas = [m.kappa[p][DIRECTIONS.index(direction)] for p in layout.distinct_phases()]
+    f = [layout.fractions.get(p, 0.0) for p in layout.distinct_phases()]
     out = {"parallel": limits.parallel(kappas, f), "series": limits.series(kappas, f), "exact": None}
     if layout.info.get("kind") == "stripes":
         n_if = layout.info["n_interfaces"] if not math.isinf(m.G) else 0

@@ -165,3 +165,20 @@ def test_graphene_hbn_stripe_sample_loads_through_its_peak():
     peak = int(np.argmax(curve["stress"]))
     assert res["strength_N_per_m"] == pytest.approx(25.858, rel=2e-3)
     assert curve["stress"][-1] < 0.25 * res["strength_N_per_m"] and peak == len(curve["stress"]) - 2
+
+
+def test_one_material_named_for_both_phases_is_a_homogeneous_sample(props, recwarn):
+    """``fem.phases: [graphene, graphene]`` (a case with one material): both stripes are that phase, its
+    fraction is 1 and the bounds are its own modulus (not Voigt 0 / Reuss inf of a lost fraction)."""
+    from fem import fem_stage, study
+
+    s = fem_stage.defaults()
+    s.update(phases=["graphene", "graphene"], geometry="stripes", length_nm=6.0, height_nm=3.0, load_direction="y",
+             ell_nm=0.5, mesh_size_nm=0.5, interface_width_nm=0.0)
+    s["stripes"].update(period_nm=3.0, fraction=0.5, orientation="x")
+    res = study.run_tensile(s, props, write_fields=False)
+    E = M.phase_material(props, "graphene").modulus("y")
+    assert res["fractions"] == {"graphene": pytest.approx(1.0)}
+    assert res["voigt_N_per_m"] == pytest.approx(E) and res["reuss_N_per_m"] == pytest.approx(E)
+    assert res["modulus_N_per_m"] == pytest.approx(E, rel=1e-6)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
