@@ -79,12 +79,15 @@ def one_seed(settings: dict, seed: int) -> dict:
 
     settings = system_settings(dict(settings, seed=seed), ARGS.system)
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(ARGS.out_dir or scratch) / f"seed{seed}"
+        out.mkdir(parents=True, exist_ok=True)
         report = fit_system({"system": ARGS.system, "dataset": str(CASE / "data" / f"{ARGS.system}.extxyz.gz"),
-                             "out_dir": out, "case_dir": str(CASE), "settings": settings})
-        mtp = MTP.read(Path(out) / f"{ARGS.system}.mtp")
+                             "out_dir": str(out), "case_dir": str(CASE), "settings": settings})
+        mtp = MTP.read(out / f"{ARGS.system}.mtp")
     seconds = time.time() - t0
-    valid = report["steps"][-1]["errors"]["valid"]
+    # the last fit's errors: the refit's, or the preliminary fit's when the grading added no frame
+    valid = [step for step in report["steps"] if "errors" in step][-1]["errors"]["valid"]
     rmse = lambda m, key: round(m[key]["rmse"], 5)  # noqa: E731
     return {"seed": seed, **static_constants(mtp),
             "valid_rmse": {k: rmse(valid, k) for k in ("energy_per_atom", "forces", "stress")},
@@ -99,6 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--set", action="append", default=[], help="fit setting key=JSON (repeatable)")
+    parser.add_argument("--out-dir", default="", help="keep each seed's fit files in OUT_DIR/seed<k>")
     ARGS = parser.parse_args(argv)
     settings = apply_set(case_fit_settings(ARGS.preset), ARGS.set)
     print(json.dumps({"system": ARGS.system, "weights": settings["weights"],

@@ -115,6 +115,8 @@ def test_per_system_settings_override_the_common_ones(ctx):
     ({"graphene": {"level": 7}}, r"fit.per_system.graphene: fit.level: 7 is not one of MLIP's levels"),
     ({"graphene": {"level": "12"}}, r"fit.per_system.graphene.level: must be int, got '12'"),
     ({"graphene": 12}, r"fit.per_system.graphene: must be a mapping"),
+    ({"graphene": {"chain_weights": {"strains": {"force": 1.0}}}},
+     r"fit.per_system.graphene: fit.chain_weights.strains: unknown key\(s\) \['force'\]"),
 ])
 def test_per_system_settings_bad_input(ctx, per_system, match):
     with pytest.raises(ValueError, match=match):

@@ -3,7 +3,7 @@ its report.
 
 Data flow (docs/architecture.md): ``runs/data/<system>.extxyz.gz`` (the data stage's datasets) +
 ``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`; ``fit.per_system.<system>`` changes level, max_iter, method,
-radial_basis_size or seed for one system, :func:`system_settings`) -> for each system (farmed with ``ctx.map``; an interface
+radial_basis_size, seed, model or chain_weights for one system, :func:`system_settings`) -> for each system (farmed with ``ctx.map``; an interface
 system also gets the frames of the phases in its ``between``, ``fit.interface_with_phases``): an initial
 MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-step passive training
 (:func:`training.passive.passive_train`) -> ``ctx.out_dir``:
@@ -103,7 +103,7 @@ FIT_SETTINGS = {
         "rounds": (int, 1, "grade-and-refit rounds (1: the two-step scheme)"),
     },
     "per_system": (dict, {}, "settings of single systems over the ones above, e.g. {interface: {level: 12}} "
-                             "(keys: level, max_iter, method, radial_basis_size, seed)"),
+                             "(keys: level, max_iter, method, radial_basis_size, seed, model, chain_weights)"),
 }
 #: At most this many threads per fit: each holds one frame batch's arrays (a few hundred MB).
 FIT_MAX_THREADS = 4
@@ -129,9 +129,10 @@ def fit_cost(task: dict) -> float:
     return float(size) * task["settings"]["level"] ** 2
 
 
-# What fit.per_system may change: the model and its optimisation. Cut-offs stay common (the MD stage
-# and the MTP files of one case share them) and so do the data and passive-selection settings.
-PER_SYSTEM_KEYS = ("level", "max_iter", "method", "radial_basis_size", "seed", "model")
+# What fit.per_system may change: the model and its optimisation (chain_weights: the weights of single
+# chains, which one system's data may hold and another's not). Cut-offs stay common (the MD stage and
+# the MTP files of one case share them) and so do the data and passive-selection settings.
+PER_SYSTEM_KEYS = ("level", "max_iter", "method", "radial_basis_size", "seed", "model", "chain_weights")
 
 
 def defaults(schema: dict) -> dict:
