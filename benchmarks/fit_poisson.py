@@ -16,7 +16,7 @@ Usage::
 
 ``--set key=JSON`` replaces one ``fit:`` setting (dotted keys for sub-sections, e.g.
 ``weights.stress=0.1``).  Each fit of the graphene set (264 frames, level 10, 80 iterations) takes
-4-8 min on two cores.
+4-11 min on two shared cores.
 """
 from __future__ import annotations
 
