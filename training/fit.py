@@ -350,13 +350,14 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, chain_weights:
     if validation:
         valid_types, _ = frame_types_of(validation, species)
     result = fit(spec, frames, types, theta0=theta0, max_iter=max_iter, weights=weights,
-                 chain_weights=chain_weights, seed=seed, theta_frames=theta_frames, valid_frames=validation, valid_types=valid_types,
-                 reg_linear=reg_linear, reg_radial=reg_radial, method=method, starts=starts,
+                 chain_weights=chain_weights, seed=seed, theta_frames=theta_frames, valid_frames=validation,
+                 valid_types=valid_types, reg_linear=reg_linear, reg_radial=reg_radial, method=method, starts=starts,
                  start_iter=start_iter, checkpoint=checkpoint,
                  resume=resume, progress=progress, species=species, threads=threads)
     report = dict(result.metrics)
     report.update(seconds=result.seconds, iterations=result.iterations, loss_history=list(result.history),
-                  weights=FitWeights.coerce(weights).as_dict(), chain_weights=dict(chain_weights or {}), seed=seed, level=mtp0.level, species=species,
+                  weights=FitWeights.coerce(weights).as_dict(), chain_weights=dict(chain_weights or {}), seed=seed,
+                  level=mtp0.level, species=species,
                   theta_frames=theta_frames, max_iter=max_iter, method=method, starts=starts,
                   predictions=result.predictions)
     return result.to_mtp(), report

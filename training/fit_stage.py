@@ -3,18 +3,20 @@ its report.
 
 Data flow (docs/architecture.md): ``runs/data/<system>.extxyz.gz`` (the data stage's datasets) +
 ``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`; ``fit.per_system.<system>`` changes level, max_iter, method,
-radial_basis_size, seed, model or chain_weights for one system, :func:`system_settings`) -> for each system (farmed with ``ctx.map``; an interface
-system also gets the frames of the phases in its ``between``, ``fit.interface_with_phases``): an initial
-MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-step passive training
-(:func:`training.passive.passive_train`) -> ``ctx.out_dir``:
+radial_basis_size, seed, model or chain_weights for one system, :func:`system_settings`) -> for each system
+(farmed with ``ctx.map``; an interface system also gets the frames of the phases in its ``between``,
+``fit.interface_with_phases``): an initial MTP (MLIP's level template for the system's species, or
+``fit.init``) -> two-step passive training (:func:`training.passive.passive_train`; ``fit.chain_weights``
+gives the frames of single chains their own loss weights, :func:`training.fit_data.chain_frame_weights`)
+-> ``ctx.out_dir``:
 
 * ``<system>.mtp``        the final potential (MLIP text format, species in ``potential_tag``);
 * ``<system>.als``        its MaxVol active set (HDF5, :class:`training.mtp.maxvol.ActiveSet`), read by the
                           MD stage's on-the-fly extrapolation control;
 * ``<system>_preliminary.mtp``, ``<system>_preliminary.als``  the step-1 potential and its active set
                           (for comparison);
-* ``<system>_fit.json``   report: settings, frames per step, RMSEs before/after (train, all, validation),
-                          grades, timings;
+* ``<system>_fit.json``   report: settings, frames per chain of fit.chain_weights, frames per step, RMSEs
+                          before/after (train, all, validation), grades, timings;
 * ``<system>_parity.png`` energy / force / stress parity plots of the final potential on all frames;
 * ``<system>_grades.png`` histogram of the frame grades with the preliminary and final potentials;
 * ``summary.json``        the returned summary: per system the report without its per-frame lists.
