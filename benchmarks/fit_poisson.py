@@ -10,11 +10,12 @@ final potential and the seconds; then the mean and spread of ν and the referenc
 
 Usage::
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/fit_poisson.py --seeds 0,1,2
-    python benchmarks/fit_poisson.py --seeds 0,1,2 --set 'chain_weights={"strains": {"stress": 1.0}}'
-    python benchmarks/fit_poisson.py --system borophene --seeds 0 --set 'chain_weights={}'
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/fit_poisson.py --seeds 0,1,2,3      # the case's recipe
+    python benchmarks/fit_poisson.py --seeds 0,1,2,3 --set 'chain_weights={}'           # MLIP-2's weights
+    python benchmarks/fit_poisson.py --system borophene --seeds 0,1 --out-dir fits/boro
 
-``--set key=JSON`` replaces one ``fit:`` setting (dotted keys for sub-sections, e.g.
+``--set key=JSON`` replaces one of the system's fit settings (the case's, with its
+``fit.per_system.<system>`` entry over them; dotted keys for sub-sections, e.g.
 ``weights.stress=0.1``).  Each fit of the graphene set (264 frames, level 10, 80 iterations) takes
 4-11 min on two shared cores.
 """
@@ -74,10 +75,10 @@ def static_constants(mtp) -> dict:
 
 def one_seed(settings: dict, seed: int) -> dict:
     """Fit with ``seed`` and measure; a JSON-able row."""
-    from training.fit_stage import fit_system, system_settings
+    from training.fit_stage import fit_system
     from training.mtp import MTP
 
-    settings = system_settings(dict(settings, seed=seed), ARGS.system)
+    settings = dict(settings, seed=seed)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(ARGS.out_dir or scratch) / f"seed{seed}"
@@ -104,7 +105,9 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], help="fit setting key=JSON (repeatable)")
     parser.add_argument("--out-dir", default="", help="keep each seed's fit files in OUT_DIR/seed<k>")
     ARGS = parser.parse_args(argv)
-    settings = apply_set(case_fit_settings(ARGS.preset), ARGS.set)
+    from training.fit_stage import system_settings
+
+    settings = apply_set(system_settings(case_fit_settings(ARGS.preset), ARGS.system), ARGS.set)
     print(json.dumps({"system": ARGS.system, "weights": settings["weights"],
                       "chain_weights": settings.get("chain_weights"), "level": settings["level"],
                       "max_iter": settings["max_iter"]}), flush=True)
