@@ -129,6 +129,67 @@ def test_linear_solve_recovers_known_coefficients(cubic):
     assert result.metrics["train"]["forces"]["rmse"] < 1e-9
 
 
+def _in_chain(frames, chain):
+    """Copies of ``frames`` (with their reference) whose ``info['chain']`` is ``chain``."""
+    out = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.calc = atoms.calc
+        copy.info["chain"] = chain
+        out.append(copy)
+    return out
+
+
+@pytest.mark.parametrize("method", ["full", "linear"])
+def test_a_chain_weighted_k_times_fits_like_its_frames_taken_k_times(method, cubic):
+    """Weighting the frames of one chain 3x (energy, forces and stress) is the loss with those frames in
+    the training set three times: the same coefficients (training.fit at fixed θ, and the passive
+    training's linear fit), and not those of the unweighted set."""
+    from training.passive import linear_fit
+
+    mtp = MTP.read(MLIP / "cubic" / "pot_06.mtp")
+    strained, md = _in_chain(cubic[:2], "strains"), _in_chain(cubic[2:], "chain_00")
+    base = FitWeights(energy=1.0, forces=0.01, stress=0.001)
+    triple = {"strains": {"energy": 3.0, "forces": 0.03, "stress": 0.003}}
+
+    def coeffs(frames, chain_weights):
+        if method == "linear":
+            return linear_fit(mtp, frames, weights=base, chain_weights=chain_weights)[0].moment_coeffs
+        return fit(mtp, frames, max_iter=0, weights=base, chain_weights=chain_weights, **QUIET).moment_coeffs
+
+    weighted = coeffs(md + strained, triple)
+    repeated = coeffs(md + strained * 3, None)
+    plain = coeffs(md + strained, None)
+    rtol = 1e-7 if method == "full" else 1e-5  # the linear fit solves the normal equations: condition squared
+    np.testing.assert_allclose(weighted, repeated, rtol=rtol, atol=rtol * np.abs(repeated).max())
+    assert np.abs(weighted - plain).max() > 1e-3 * np.abs(plain).max()
+
+
+def test_chain_weights_scale_only_the_rows_of_their_chain(cubic):
+    """TrainingSet rows: the frames of the weighted chain have their stress rows scaled by sqrt(1000)
+    (stress 0.001 -> 1.0), their energy and force rows and every row of other frames unchanged; a chain
+    no frame belongs to changes nothing; the fit stage's ``<file>:`` prefix is not part of the name."""
+    from training.fit_data import chain_frame_weights
+
+    frames = _in_chain(cubic[:2], "graphene.extxyz.gz:strains") + _in_chain(cubic[2:4], "chain_00")
+    spec = BasisSpec.from_mtp(MTP.read(MLIP / "cubic" / "pot_06.mtp"))
+    types = frame_types_of(frames)[0]
+    plain = TrainingSet.build(spec, frames, types)
+    weighted = TrainingSet.build(spec, frames, types,
+                                 frame_weights=chain_frame_weights(frames, None, {"strains": {"stress": 1.0},
+                                                                                  "ripples": {"energy": 9.0}}))
+    ratio = weighted.row_scale / plain.row_scale
+    scaled = (plain.kinds == 2) & (plain.row_frame < 2)
+    np.testing.assert_allclose(ratio[scaled], np.sqrt(1000.0))
+    np.testing.assert_allclose(ratio[~scaled], 1.0)
+    with pytest.raises(FitError, match="chain_weights.strains: unknown key"):
+        chain_frame_weights(frames, None, {"strains": {"stres": 1.0}})
+    with pytest.raises(FitError, match="chain_weights.strains: weights.stress: -1.0"):
+        chain_frame_weights(frames, None, {"strains": {"stress": -1.0}})
+    with pytest.raises(FitError, match="chain_weights.strains: 2.0 must be a mapping"):
+        chain_frame_weights(frames, None, {"strains": 2.0})
+
+
 def test_fixed_seed_gives_identical_potential(cubic, tmp_path):
     runs = [fit(load_template(TEMPLATES / "06.mtp")[1], cubic, max_iter=3, seed=seed, **QUIET).write(
         tmp_path / f"{k}.mtp").read_text() for k, seed in enumerate((7, 7, 20))]

@@ -87,6 +87,10 @@ def test_fit_stage_writes_potential_active_set_report_and_plots(ctx):
     ({"validation_fraction": 0.9}, "fit.validation_fraction"),
     ({"min_dist_A": 6.0}, "need 0 <= min_dist_A < cutoff_A"),
     ({"method": "linear", "init": "nothing.mtp"}, "fit.init: .*nothing.mtp does not exist"),
+    ({"chain_weights": {"strains": {"stres": 1.0}}}, r"fit.chain_weights.strains: unknown key\(s\) \['stres'\]"),
+    ({"chain_weights": {"strains": {"stress": -1.0}}}, "fit.chain_weights.strains: weights.stress: -1.0"),
+    ({"chain_weights": {"strains": 1.0}}, "fit.chain_weights.strains: 1.0 must be a mapping"),
+    ({"model": "nep", "chain_weights": {"strains": {"stress": 1.0}}}, "fit.chain_weights: applies to MTP fits only"),
 ])
 def test_fit_stage_bad_settings(ctx, over, match):
     with pytest.raises(ValueError, match=match):
@@ -111,10 +115,34 @@ def test_per_system_settings_override_the_common_ones(ctx):
     ({"graphene": {"level": 7}}, r"fit.per_system.graphene: fit.level: 7 is not one of MLIP's levels"),
     ({"graphene": {"level": "12"}}, r"fit.per_system.graphene.level: must be int, got '12'"),
     ({"graphene": 12}, r"fit.per_system.graphene: must be a mapping"),
+    ({"graphene": {"chain_weights": {"strains": {"force": 1.0}}}},
+     r"fit.per_system.graphene: fit.chain_weights.strains: unknown key\(s\) \['force'\]"),
 ])
 def test_per_system_settings_bad_input(ctx, per_system, match):
     with pytest.raises(ValueError, match=match):
         fit_stage.run_fit(_settings(method="linear", per_system=per_system), ctx)
+
+
+def test_chain_weights_reach_the_fit_of_their_frames(ctx):
+    """fit.chain_weights {strains: {stress: 1.0}} (1000x the default virial weight on the 0 K strain
+    frames): the fitted potential's stress error on those frames drops, the report counts the weighted
+    frames, and a chain no frame belongs to is reported as weighting nothing."""
+    from training import fit_report
+    from training.mtp import MTP
+
+    frames = datasets.read(ctx.case_dir / "runs" / "data" / "graphene.extxyz.gz")
+    strains = [a for a in frames if a.info["chain"] == "strains"]
+    errors = {}
+    for label, chain_weights in (("plain", {}), ("weighted", {"strains": {"stress": 1.0}, "ripple": {"energy": 2.0}})):
+        ctx.lines.clear()
+        fit_stage.run_fit(_settings(level=8, method="linear", chain_weights=chain_weights), ctx)
+        report = json.loads((ctx.out_dir / "graphene_fit.json").read_text())
+        pred, ref = fit_report.predict(MTP.read(ctx.out_dir / "graphene.mtp"), strains)["stress"]
+        errors[label] = float(np.sqrt(np.mean((pred - ref)[:, :2] ** 2)))  # in-plane normal stresses, GPa
+    assert report["chain_weighted_frames"] == {"strains": len(strains), "ripple": 0}
+    assert any("fit.chain_weights.ripple: no frame of graphene's data is in chain 'ripple'" in line
+               for line in report["log"])
+    assert errors["weighted"] < 0.5 * errors["plain"], errors
 
 
 def test_fit_stage_missing_dataset(ctx):

@@ -48,8 +48,8 @@ import numpy as np
 import scipy.linalg
 
 from common.atomic import write_text
-from training.fit_data import (FitError, FitInterrupted, FitWeights, TrainingSet, _mlip_typed, frame_types_of,
-                               load_template, metrics)
+from training.fit_data import (FitError, FitInterrupted, FitWeights, TrainingSet, _mlip_typed, chain_frame_weights,
+                               frame_types_of, load_template, metrics)
 from training.mtp import MTP
 from training.mtp.mtp_file import format_mtp
 from training.mtp.radial_gradient import BasisSpec
@@ -157,7 +157,8 @@ def _print_progress(done: int, total: int, text: str) -> None:
 
 
 def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=None, seed: int = 0,
-        theta_frames: int | None = None, valid_frames=None, valid_types=None, reg_linear: float = 1e-10,
+        chain_weights: dict | None = None, theta_frames: int | None = None, valid_frames=None, valid_types=None,
+        reg_linear: float = 1e-10,
         reg_radial: float = 1e-8, method: str = "lm", starts: int = 4, start_iter: int = 6, memory: int = 30,
         checkpoint=None, resume: bool = False,
         progress: Callable[[int, int, str], None] | None = None, species: list | None = None,
@@ -169,7 +170,10 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     (eV), forces (eV/Å), optionally stress (eV/Å³); ``types``: MLIP type index arrays [n] per frame
     (default: :func:`frame_types_of` with ``species``).  ``theta0`` [S*S, M, X] starts the radial part
     (default: the MTP's or :func:`initial_theta` with ``seed``).  ``max_iter`` L-BFGS iterations on θ (0:
-    linear fit only).  ``theta_frames``: optimise θ on at most this many evenly spaced frames (None: all).
+    linear fit only).  ``weights``: the loss weights (:class:`FitWeights`, a dict or a string);
+    ``chain_weights``: weights of the frames of single chains over them (:func:`chain_frame_weights`,
+    e.g. ``{"strains": {"stress": 0.1}}``).  ``theta_frames``: optimise θ on at most this many evenly
+    spaced frames (None: all).
     ``starts``: without ``theta0``, run ``start_iter`` iterations from each of ``starts`` random starts
     (seeds ``seed``, ``seed`` + 1, …) and continue from the best.  ``method``: "lm" (Levenberg-Marquardt,
     then L-BFGS once it stalls) or "lbfgs".
@@ -202,11 +206,13 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     if types is None:
         types, found = frame_types_of(frames, species)
         species = species or found
-    train = TrainingSet.build(spec, frames, types, weights=weights, source=source, threads=threads)
+    frame_weights = chain_frame_weights(frames, weights, chain_weights)
+    train = TrainingSet.build(spec, frames, types, frame_weights=frame_weights, source=source, threads=threads)
     if theta_frames is not None and theta_frames < len(frames):
         pick = np.unique(np.linspace(0, len(frames) - 1, theta_frames).round().astype(int))
         opt_set = TrainingSet.build(spec, [frames[k] for k in pick], [types[k] for k in pick],
-                                    weights=weights, source=source, threads=threads)
+                                    frame_weights=[frame_weights[k] for k in pick], source=source,
+                                    threads=threads)
     else:
         opt_set = train
     theta = np.array(initial_theta(spec, seed) if theta0 is None else theta0, dtype=float)
@@ -313,7 +319,8 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     return result
 
 
-def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0, validation=None,
+def train_mtp(init, frames, *, max_iter: int = 200, weights=None, chain_weights: dict | None = None,
+              seed: int = 0, validation=None,
               species: Sequence[str] | None = None, theta_frames: int | None = None, checkpoint=None,
               resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
               reg_linear: float = 1e-10, reg_radial: float = 1e-8, method: str = "lm", starts: int = 4,
@@ -326,7 +333,7 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0,
     else the distinct elements of ``frames``.  ``validation``: frames for validation metrics.  Other
     arguments as in :func:`fit`.  The report (JSON-able except ``predictions``, see :func:`report_json`)
     holds ``train``/``valid`` metrics (energy per atom eV/atom, forces eV/Å, stress GPa; RMSE and MAE;
-    ``n_frames``), ``seconds``, ``iterations``, ``loss_history``, ``weights``, ``seed``, ``level``,
+    ``n_frames``), ``seconds``, ``iterations``, ``loss_history``, ``weights``, ``chain_weights``, ``seed``, ``level``,
     ``species``, ``theta_frames``, ``max_iter`` and ``predictions`` (arrays; :meth:`TrainingSet.split`).
     """
     _, mtp0 = load_template(init)
@@ -342,14 +349,15 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, seed: int = 0,
     valid_types = None
     if validation:
         valid_types, _ = frame_types_of(validation, species)
-    result = fit(spec, frames, types, theta0=theta0, max_iter=max_iter, weights=weights, seed=seed,
-                 theta_frames=theta_frames, valid_frames=validation, valid_types=valid_types,
-                 reg_linear=reg_linear, reg_radial=reg_radial, method=method, starts=starts,
+    result = fit(spec, frames, types, theta0=theta0, max_iter=max_iter, weights=weights,
+                 chain_weights=chain_weights, seed=seed, theta_frames=theta_frames, valid_frames=validation,
+                 valid_types=valid_types, reg_linear=reg_linear, reg_radial=reg_radial, method=method, starts=starts,
                  start_iter=start_iter, checkpoint=checkpoint,
                  resume=resume, progress=progress, species=species, threads=threads)
     report = dict(result.metrics)
     report.update(seconds=result.seconds, iterations=result.iterations, loss_history=list(result.history),
-                  weights=FitWeights.coerce(weights).as_dict(), seed=seed, level=mtp0.level, species=species,
+                  weights=FitWeights.coerce(weights).as_dict(), chain_weights=dict(chain_weights or {}), seed=seed,
+                  level=mtp0.level, species=species,
                   theta_frames=theta_frames, max_iter=max_iter, method=method, starts=starts,
                   predictions=result.predictions)
     return result.to_mtp(), report

@@ -23,7 +23,8 @@ from training.mtp.errors import MTPError
 from training.mtp.neighbors import neighbor_pairs
 from training.mtp.radial_gradient import BasisSpec, PairBatch, design, prediction_jacobian, theta_gradient
 
-__all__ = ["FitWeights", "FitError", "FitInterrupted", "TrainingSet", "load_template", "frame_types_of", "metrics"]
+__all__ = ["FitWeights", "FitError", "FitInterrupted", "TrainingSet", "load_template", "frame_types_of", "metrics",
+           "chain_frame_weights", "frame_chain"]
 
 #: Target size (float64 elements) of the largest per-batch array of the design computation (~64 MB).
 BATCH_ELEMENTS = 8_000_000
@@ -92,6 +93,33 @@ class FitWeights:
 
     def as_dict(self) -> dict:
         return {"energy": self.energy, "forces": self.forces, "stress": self.stress}
+
+
+def frame_chain(atoms) -> str:
+    """The trajectory or single-point chain a frame belongs to: ``atoms.info['chain']`` without the
+    ``<dataset file>:`` prefix the fit stage adds when it joins datasets ("" without a chain)."""
+    return str(atoms.info.get("chain", "")).rsplit(":", 1)[-1]
+
+
+def chain_frame_weights(frames, weights=None, chain_weights: dict | None = None) -> list[FitWeights]:
+    """The loss weights of each frame: ``weights`` (:meth:`FitWeights.coerce`), with
+    ``chain_weights[chain]`` (a dict of any of energy, forces, stress) over them for the frames of that
+    chain (:func:`frame_chain`), e.g. ``{"strains": {"stress": 0.1}}`` weights the virials of the 0 K
+    strain frames (:mod:`training.strain_frames`) 100 times MLIP-2's default.  A chain no frame belongs
+    to changes nothing.  Returns one :class:`FitWeights` per frame."""
+    base = FitWeights.coerce(weights)
+    by_chain = {}
+    for chain, over in (chain_weights or {}).items():
+        if not isinstance(over, dict):
+            raise FitError(f"chain_weights.{chain}: {over!r} must be a mapping of energy/forces/stress weights")
+        unknown = sorted(set(over) - {"energy", "forces", "stress"})
+        if unknown:
+            raise FitError(f"chain_weights.{chain}: unknown key(s) {unknown}; use energy, forces, stress")
+        try:
+            by_chain[str(chain)] = FitWeights.coerce({**base.as_dict(), **over})
+        except (FitError, TypeError, ValueError) as err:
+            raise FitError(f"chain_weights.{chain}: {err}") from None
+    return [by_chain.get(frame_chain(atoms), base) for atoms in frames]
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,13 +221,20 @@ class TrainingSet:
 
     @classmethod
     def build(cls, spec: BasisSpec, frames, types, *, weights: FitWeights = FitWeights(),
-              source: str = "<frames>", threads: int = 1) -> "TrainingSet":
+              frame_weights: Sequence[FitWeights] | None = None, source: str = "<frames>",
+              threads: int = 1) -> "TrainingSet":
         """Prepare ``frames`` (ASE Atoms with a reference calculator) with MLIP types ``types``, to be
-        computed on ``threads`` threads."""
+        computed on ``threads`` threads.  ``frame_weights``: the loss weights of each frame (one
+        :class:`FitWeights` per frame, e.g. :func:`chain_frame_weights`) instead of ``weights`` for all."""
         if not frames:
             raise FitError(f"{source}: no frames to fit")
         if len(types) != len(frames):
             raise FitError(f"{source}: {len(frames)} frames but {len(types)} type arrays")
+        if frame_weights is None:
+            frame_weights = [weights] * len(frames)
+        if len(frame_weights) != len(frames):
+            raise FitError(f"{source}: {len(frames)} frames but {len(frame_weights)} frame weights")
+        per_frame = np.array([[w.energy, w.forces, w.stress] for w in map(FitWeights.coerce, frame_weights)])
         for n, (atoms, t) in enumerate(zip(frames, types)):
             if _reference(atoms, "energy") is None or _reference(atoms, "forces") is None:
                 raise FitError(f"{source}: frame {n} has no reference energy and forces (attach them with a "
@@ -229,9 +264,10 @@ class TrainingSet:
                         stress = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
                     virial[k] = stress * batch.volume[k]
                     has_stress[k] = 1.0
-            s_e = np.sqrt(weights.energy / nat)
-            s_f = np.full(forces.size, np.sqrt(weights.forces))
-            s_w = np.repeat(np.sqrt(weights.stress / nat) * has_stress, 6)
+            w_e, w_f, w_s = per_frame[start:start + size].T
+            s_e = np.sqrt(w_e / nat)
+            s_f = np.repeat(np.sqrt(w_f)[batch.atom_frame], 3)
+            s_w = np.repeat(np.sqrt(w_s / nat) * has_stress, 6)
             scale = np.concatenate([s_e, s_f, s_w])
             ys.append(scale * np.concatenate([energy, forces.ravel(), virial.ravel()]))
             scales.append(scale)

@@ -3,18 +3,20 @@ its report.
 
 Data flow (docs/architecture.md): ``runs/data/<system>.extxyz.gz`` (the data stage's datasets) +
 ``case.yaml`` ``fit:`` (:data:`FIT_SETTINGS`; ``fit.per_system.<system>`` changes level, max_iter, method,
-radial_basis_size or seed for one system, :func:`system_settings`) -> for each system (farmed with ``ctx.map``; an interface
-system also gets the frames of the phases in its ``between``, ``fit.interface_with_phases``): an initial
-MTP (MLIP's level template for the system's species, or ``fit.init``) -> two-step passive training
-(:func:`training.passive.passive_train`) -> ``ctx.out_dir``:
+radial_basis_size, seed, model or chain_weights for one system, :func:`system_settings`) -> for each system
+(farmed with ``ctx.map``; an interface system also gets the frames of the phases in its ``between``,
+``fit.interface_with_phases``): an initial MTP (MLIP's level template for the system's species, or
+``fit.init``) -> two-step passive training (:func:`training.passive.passive_train`; ``fit.chain_weights``
+gives the frames of single chains their own loss weights, :func:`training.fit_data.chain_frame_weights`)
+-> ``ctx.out_dir``:
 
 * ``<system>.mtp``        the final potential (MLIP text format, species in ``potential_tag``);
 * ``<system>.als``        its MaxVol active set (HDF5, :class:`training.mtp.maxvol.ActiveSet`), read by the
                           MD stage's on-the-fly extrapolation control;
 * ``<system>_preliminary.mtp``, ``<system>_preliminary.als``  the step-1 potential and its active set
                           (for comparison);
-* ``<system>_fit.json``   report: settings, frames per step, RMSEs before/after (train, all, validation),
-                          grades, timings;
+* ``<system>_fit.json``   report: settings, frames per chain of fit.chain_weights, frames per step, RMSEs
+                          before/after (train, all, validation), grades, timings;
 * ``<system>_parity.png`` energy / force / stress parity plots of the final potential on all frames;
 * ``<system>_grades.png`` histogram of the frame grades with the preliminary and final potentials;
 * ``summary.json``        the returned summary: per system the report without its per-frame lists.
@@ -87,6 +89,9 @@ FIT_SETTINGS = {
         "forces": (float, 0.01, "weight of the force components (eV/Å)"),
         "stress": (float, 0.001, "weight of the virial per atom (eV/atom)"),
     },
+    "chain_weights": (dict, {}, "loss weights of the frames of one dataset chain over fit.weights (MTP only), e.g. "
+                               "{strains: {stress: 1.0}}: the 0 K strain frames pin the elastic constants "
+                               "(training.fit_data.chain_frame_weights)"),
     "seed": (int, 0, "seed of the initial radial coefficients and of the validation split"),
     "validation_fraction": (float, 0.1, "fraction of the frames held out of training, for validation"),
     "interface_with_phases": (bool, True, "fit an interface system on its own frames plus those of the phases "
@@ -100,7 +105,7 @@ FIT_SETTINGS = {
         "rounds": (int, 1, "grade-and-refit rounds (1: the two-step scheme)"),
     },
     "per_system": (dict, {}, "settings of single systems over the ones above, e.g. {interface: {level: 12}} "
-                             "(keys: level, max_iter, method, radial_basis_size, seed)"),
+                             "(keys: level, max_iter, method, radial_basis_size, seed, model, chain_weights)"),
 }
 #: At most this many threads per fit: each holds one frame batch's arrays (a few hundred MB).
 FIT_MAX_THREADS = 4
@@ -126,9 +131,10 @@ def fit_cost(task: dict) -> float:
     return float(size) * task["settings"]["level"] ** 2
 
 
-# What fit.per_system may change: the model and its optimisation. Cut-offs stay common (the MD stage
-# and the MTP files of one case share them) and so do the data and passive-selection settings.
-PER_SYSTEM_KEYS = ("level", "max_iter", "method", "radial_basis_size", "seed", "model")
+# What fit.per_system may change: the model and its optimisation (chain_weights: the weights of single
+# chains, which one system's data may hold and another's not). Cut-offs stay common (the MD stage and
+# the MTP files of one case share them) and so do the data and passive-selection settings.
+PER_SYSTEM_KEYS = ("level", "max_iter", "method", "radial_basis_size", "seed", "model", "chain_weights")
 
 
 def defaults(schema: dict) -> dict:
@@ -162,6 +168,18 @@ def _check_per_system(settings: dict) -> None:
             raise ValueError(f"{where}: {exc}") from None
 
 
+def _check_chain_weights(settings: dict) -> None:
+    from training.fit_data import FitError, chain_frame_weights
+
+    if settings["chain_weights"] and settings["model"] == "nep":
+        raise ValueError("fit.chain_weights: applies to MTP fits only (a NEP has one weight per quantity); set "
+                         "fit.chain_weights: {} for fit.model: nep")
+    try:
+        chain_frame_weights([], settings["weights"], settings["chain_weights"])
+    except FitError as exc:
+        raise ValueError(f"fit.{exc}") from None
+
+
 def check_settings(settings: dict) -> None:
     """Value checks of a complete ``fit:`` section; ValueError names the key."""
     _check_per_system(settings)
@@ -171,6 +189,7 @@ def check_settings(settings: dict) -> None:
         nep_sizes(settings)
     if settings["method"] not in ("full", "linear"):
         raise ValueError(f"fit.method: {settings['method']!r} is not one of full, linear")
+    _check_chain_weights(settings)
     if settings["passive"]["parameters"] not in PARAMETERS:
         raise ValueError(f"fit.passive.parameters: {settings['passive']['parameters']!r} is not one of "
                          f"{', '.join(PARAMETERS)}")
@@ -259,9 +278,15 @@ def fit_system(task: dict) -> dict:
     frames = read_frames(task)
     init = initial_potential(settings, frames, task["case_dir"])
     fit_fn = make_fit_fn(settings["method"], max_iter=settings["max_iter"], weights=settings["weights"],
-                         progress=lambda done, total, text: None, threads=fit_threads())
+                         chain_weights=settings["chain_weights"], progress=lambda done, total, text: None,
+                         threads=fit_threads())
     p = settings["passive"]
     lines: list[str] = []
+    weighted = chain_weight_counts(frames, settings["chain_weights"])
+    for chain, count in weighted.items():
+        lines.append(f"fit.chain_weights.{chain}: {count} frame(s) of chain '{chain}' weighted "
+                     f"{settings['chain_weights'][chain]}" if count else
+                     f"fit.chain_weights.{chain}: no frame of {name}'s data is in chain '{chain}'; nothing weighted")
     res = passive_train(init, frames, fit_fn=checkpointed(fit_fn, out, name), every_k=p["every_k"],
                         threshold=p["threshold"],
                         max_add=p["max_add"], mode=p["mode"], parameters=p["parameters"],
@@ -278,7 +303,7 @@ def fit_system(task: dict) -> dict:
                           title=f"{name}: extrapolation grades")
     report = {"system": name, "dataset": str(task["dataset"]), "extra_datasets": task.get("extra_datasets", []),
               "model": "mtp", "species": res.mtp.species, "level": settings["level"],
-              "basis_size": res.mtp.basis_size, "settings": settings, **res.report,
+              "basis_size": res.mtp.basis_size, "settings": settings, "chain_weighted_frames": weighted, **res.report,
               "errors_all_frames": fit_report.metrics(pred),
               "shortest_distance_A": datasets.shortest_pair_distances(frames),
               "grades": {"preliminary": res.grades_preliminary.tolist(), "final": res.grades_final.tolist()},
@@ -288,6 +313,14 @@ def fit_system(task: dict) -> dict:
                         "preliminary_active_set": f"{name}_preliminary.als"}}
     fit_report.write_json(out / f"{name}_fit.json", report)
     return report
+
+
+def chain_weight_counts(frames, chain_weights: dict) -> dict:
+    """{chain: number of ``frames`` in it} for each chain of ``chain_weights`` (0: the key weights nothing)."""
+    from training.fit_data import frame_chain
+
+    chains = [frame_chain(atoms) for atoms in frames]
+    return {chain: chains.count(chain) for chain in chain_weights}
 
 
 def checkpointed(fit_fn, out: Path, name: str):

@@ -73,23 +73,28 @@ def linear_design(mtp, atoms):
     return energy, forces, stress
 
 
-def linear_fit(init, frames, *, weights=None, reg: float = 1e-10, validation=None, seed: int = 0, **_ignored):
+def linear_fit(init, frames, *, weights=None, chain_weights=None, reg: float = 1e-10, validation=None,
+               seed: int = 0, **_ignored):
     """Fit species and moment coefficients at the radial coefficients of ``init`` (MTP or path).
 
     Weighted least squares with MLIP's loss (``training.fit`` module docstring): rows sqrt(w_E N) E/N,
     sqrt(w_F) F, sqrt(w_S N) (stress V)/N, plus a ridge ``reg`` relative to the diagonal of the normal
-    matrix.  Returns (MTP, report) with the report's ``method`` = "linear" and ``seconds``.
+    matrix; ``chain_weights`` gives the frames of single chains other weights
+    (:func:`training.fit_data.chain_frame_weights`).  Returns (MTP, report) with the report's
+    ``method`` = "linear" and ``seconds``.
     """
     from training import datasets
+    from training.fit_data import chain_frame_weights
     from training.mtp import MTP
 
     t0 = time.time()
     mtp = MTP.read(init) if not isinstance(init, MTP) else MTP(init.fields())
-    w = _weights(weights)
+    base = _weights(weights)
     datasets.validate(frames, source="linear_fit training set")
     size = mtp.species_count + mtp.basis_size
     normal, rhs = np.zeros((size, size)), np.zeros(size)
-    for atoms in frames:
+    for atoms, frame_weights in zip(frames, chain_frame_weights(frames, base, chain_weights)):
+        w = frame_weights.as_dict()
         e_row, f_rows, s_rows = linear_design(mtp, atoms)
         n = len(atoms)
         blocks = [(np.sqrt(w["energy"] * n) * e_row[None] / n,
@@ -108,7 +113,8 @@ def linear_fit(init, frames, *, weights=None, reg: float = 1e-10, validation=Non
     coeffs = np.linalg.solve(normal + reg * np.diag(diag), rhs)
     mtp.species_coeffs = coeffs[: mtp.species_count]
     mtp.moment_coeffs = coeffs[mtp.species_count:]
-    return mtp, {"method": "linear", "seconds": time.time() - t0, "weights": w, "seed": seed}
+    return mtp, {"method": "linear", "seconds": time.time() - t0, "weights": base,
+                 "chain_weights": dict(chain_weights or {}), "seed": seed}
 
 
 def full_fit(init, frames, *, validation=None, seed: int = 0, max_iter: int = 100, weights=None,
@@ -120,12 +126,16 @@ def full_fit(init, frames, *, validation=None, seed: int = 0, max_iter: int = 10
                      progress=progress, **kwargs)
 
 
-def make_fit_fn(method: str, *, max_iter: int = 100, weights=None, progress=None, threads: int = 1):
-    """``fit_fn`` for ``method`` = "full" (train_mtp, on ``threads`` threads) or "linear" (:func:`linear_fit`)."""
+def make_fit_fn(method: str, *, max_iter: int = 100, weights=None, chain_weights=None, progress=None,
+                threads: int = 1):
+    """``fit_fn`` for ``method`` = "full" (train_mtp, on ``threads`` threads) or "linear" (:func:`linear_fit`),
+    with the loss ``weights`` and the ``chain_weights`` of single chains over them
+    (:func:`training.fit_data.chain_frame_weights`)."""
     if method == "linear":
-        return partial(linear_fit, weights=weights)
+        return partial(linear_fit, weights=weights, chain_weights=chain_weights)
     if method == "full":
-        return partial(full_fit, max_iter=max_iter, weights=weights, progress=progress, threads=threads)
+        return partial(full_fit, max_iter=max_iter, weights=weights, chain_weights=chain_weights,
+                       progress=progress, threads=threads)
     raise PassiveTrainingError(f"fit method {method!r} is not one of full, linear")
 
 
