@@ -32,6 +32,8 @@ Uncertainty and failures travel with the numbers (docs/properties.md, "Uncertain
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from common.contracts import PROPERTIES_FORMAT, read_summary, write_properties
@@ -350,9 +352,7 @@ def record_potentials(props: dict) -> dict:
     """Add ``potential_sha256`` (hex digest of the file's bytes) to every ``provenance`` of ``props``
     (phases and interfaces) whose ``potential`` names a file that exists: the number then names the
     exact potential (MTP or NEP) the MD ran, not only its path. Returns ``props``, changed in place."""
-    from pathlib import Path
-
-    from .runner import file_hash
+    from .runner import file_hash  # here: the runner imports the stages
 
     for entry in (*props["phases"].values(), *props["interfaces"].values()):
         potential = entry.get("provenance", {}).get("potential")
