@@ -17,8 +17,9 @@ from .protocols.common import THERMOSTATS, TRANSVERSE
 
 
 def _common(p, *, structure_required=True):
-    p.add_argument("--potential", required=True, help="MLIP .mtp file, or a built-in: morse-cu")
-    p.add_argument("--species", help="comma-separated element per MTP type, if the .mtp file does not name them")
+    p.add_argument("--potential", required=True, help="MLIP .mtp file, GPUMD NEP .txt file, or a built-in: morse-cu")
+    p.add_argument("--species", help="comma-separated element per MTP type, if the .mtp file does not name them "
+                                     "(for a NEP: the file's own elements)")
     p.add_argument("--structure", required=structure_required,
                    help="structure file ASE reads (extxyz, POSCAR, ...); a built-in cell of training.structures as a "
                         "file: python -m training.structures graphene graphene.extxyz")

@@ -15,6 +15,7 @@ equals NEPCalculator's on the same positions and cell, and the thermo row of the
 relaxed cell; the FE modulus equals the closed form; the report names the brought NEP, its file and
 hash, and compares its 1 K modulus with the reference engine's.
 """
+import argparse
 import hashlib
 import json
 import math
@@ -27,6 +28,7 @@ import numpy as np
 import pytest
 import yaml
 
+from md_gpu import cli as md_cli
 from md_gpu.forcefields.nep import NEPCalculator, NEPForceField
 from md_gpu.protocols import static_elastic_constants
 from md_gpu.structures import load_structure
@@ -72,7 +74,7 @@ def nep_case(root: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_a_case_bringing_a_fitted_nep_runs_the_chain(tmp_path):
+def test_a_case_bringing_a_fitted_nep_runs_the_chain(tmp_path, capsys):
     case_dir, nep = nep_case(tmp_path)
     sha = hashlib.sha256(nep.read_bytes()).hexdigest()
     result = Case.load(case_dir).run()
@@ -134,6 +136,21 @@ def test_a_case_bringing_a_fitted_nep_runs_the_chain(tmp_path):
     assert row["ours"] == pytest.approx(e_x_low, rel=1e-9)
     meta = json.loads((DEFAULT / "data" / "graphene.meta.json").read_text())
     assert row["reference"] == pytest.approx(meta["reference"]["E_x_N_per_m"], rel=1e-9)
+
+    # the command line takes the same file (`multiscale md elastic` and `bench`; tensile and thermal load
+    # it through the same md_gpu.forcefields.loading): its static constants are the stage's bracket's
+    parser = argparse.ArgumentParser()
+    md_cli.register(parser.add_subparsers())
+    structure = str(runs / "data" / "graphene.structure.extxyz")
+    args = parser.parse_args(["elastic", "--potential", str(nep), "--structure", structure, "--temperature", "1",
+                              "--equilibrate-steps", "20", "--sample-steps", "20", "--static"])
+    capsys.readouterr()  # the stages' log so far
+    assert args.func(args) == 0
+    static = json.loads(capsys.readouterr().out)["static"]
+    assert static["C11"] == pytest.approx(bracket[1]["C11"], rel=1e-9)  # relaxed cell, delta 0.005 both
+    args = parser.parse_args(["bench", "--potential", str(nep), "--structure", structure, "--atoms", "60",
+                              "--steps", "2", "--backend", "numpy"])
+    assert args.func(args) == 0 and "atom-steps/s" in capsys.readouterr().out
 
 
 def test_provenance_and_fit_table_name_the_potential_file_and_hash(tmp_path):
