@@ -37,8 +37,9 @@ None / None), and a check whose inputs are missing is reported as ``not run`` wi
 passed. ``compared`` is the stripe row at temperature when the case also plans the low-temperature
 twin: its FE side takes phase constants measured in cells several times shorter than the stripe cell,
 and at temperature a sheet's ripples soften it more the longer it is (md_gpu.heterostructure: stripe
-cell -15 to -18 % from 0 K, phase cells -11 %; the same stripe cell read 169 +- 6 and 139 +- 20 N/m
-in two runs that differed only in round-off), so the row shows the size effect with its numbers and
+cell -15 to -18 % from 0 K, phase cells -11 %; the same stripe cell with the same potential read
+169 +- 6, 139 +- 20 and 155 +- 9 N/m in three runs whose MD differed in the order of its pair sums and
+the elastic protocol's reference cell), so the row shows the size effect with its numbers and
 the verdict is the like-for-like low-temperature row's. Without the low-temperature twin the row at
 temperature is the only verdict and is judged. Which rows
 there are depends on the case (its systems and settings), never on what happened in the runs: a
