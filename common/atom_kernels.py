@@ -95,7 +95,7 @@ def unwritten(energies, de_dd, xp) -> tuple[int, int]:
 
 
 def sampled_errors(reference, types, i, j, d, energies, de_dd, species_count: int, sample, xp, *,
-                   chunk: int = 4096) -> tuple[float, float]:
+                   chunk: int = VERIFY_CHUNK) -> tuple[float, float]:
     """Largest relative differences (site energies, pair gradients) of the ``sample`` centre atoms [m] between
     a kernel's ``energies`` [n], ``de_dd`` [p, 3] and ``reference(types, i, j, d)`` (the array code, same
     contract). The reference runs on chunks of ``chunk`` centres, each with one stand-in atom per species for

@@ -90,7 +90,7 @@ FIT_SETTINGS = {
         "stress": (float, 0.001, "weight of the virial per atom (eV/atom)"),
     },
     "chain_weights": (dict, {}, "loss weights of the frames of one dataset chain over fit.weights (MTP only), e.g. "
-                               "{strains: {stress: 1.0}}: the 0 K strain frames pin the elastic constants "
+                               "{strains: {stress: 0.1}}: the 0 K strain frames pin the elastic constants "
                                "(training.fit_data.chain_frame_weights)"),
     "seed": (int, 0, "seed of the initial radial coefficients and of the validation split"),
     "validation_fraction": (float, 0.1, "fraction of the frames held out of training, for validation"),
