@@ -90,6 +90,7 @@ struct Grid {
     std::vector<double> ub;             // each atom's distance from the lower face of its bin [n, 3] (Å)
     double reach2;                      // r_list^2 / lambda_min: prune bins whose gaps u satisfy |u|^2 >= reach2
     std::vector<long long> fold;        // floor(frac) along periodic directions [n, 3]
+    std::vector<long long> folds;       // the same in bin order [n, 3]
     // x and y: per bin c and offset o = -reach..reach (row c * (2 reach + 1) + o + reach): the target bin
     // (-1 outside a non-periodic direction) and its image
     std::vector<long long> target[2], image[2];
@@ -247,12 +248,13 @@ bool make_grid(Grid& g, long long n, const double* pos, const double* cell, cons
         ++g.start[flat[a] + 1];
     }
     for (long long b = 0; b < total; ++b) g.start[b + 1] += g.start[b];
-    g.atoms.resize(n); g.xs.resize(n); g.ys.resize(n); g.zs.resize(n);
+    g.atoms.resize(n); g.xs.resize(n); g.ys.resize(n); g.zs.resize(n); g.folds.resize(3 * n);
     std::vector<long long> fill(g.start.begin(), g.start.end() - 1);
     for (long long a = 0; a < n; ++a) {
         const long long s = fill[flat[a]]++;
         g.atoms[s] = a;
         g.xs[s] = g.w[3 * a]; g.ys[s] = g.w[3 * a + 1]; g.zs[s] = g.w[3 * a + 2];
+        for (int k = 0; k < 3; ++k) g.folds[3 * s + k] = g.fold[3 * a + k];
     }
     return true;
 }
@@ -285,7 +287,7 @@ struct Run {
 template <bool IMAGES, bool VECTORS, bool CHECKED>
 inline long long scan(const Grid& g, const Run& run, double r2, long long q, long long end, const Out& out) {
     const double *__restrict xs = g.xs.data(), *__restrict ys = g.ys.data(), *__restrict zs = g.zs.data();
-    const long long *__restrict atoms = g.atoms.data(), *__restrict fold = g.fold.data();
+    const long long *__restrict atoms = g.atoms.data(), *__restrict folds = g.folds.data();
     long long *__restrict out_j = out.j, *__restrict out_image = out.image;
     double* __restrict out_d = out.d;
     const double ax = run.wa[0], ay = run.wa[1], az = run.wa[2];
@@ -298,7 +300,7 @@ inline long long scan(const Grid& g, const Run& run, double r2, long long q, lon
             out_j[q] = b;
             if (VECTORS) { out_d[3 * q] = dx; out_d[3 * q + 1] = dy; out_d[3 * q + 2] = dz; }
             if (IMAGES)
-                for (int k = 0; k < 3; ++k) out_image[3 * q + k] = run.image[k] - fold[3 * b + k];
+                for (int k = 0; k < 3; ++k) out_image[3 * q + k] = run.image[k] - folds[3 * s + k];
         }
         q += keep;
     }
