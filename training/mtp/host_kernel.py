@@ -63,20 +63,11 @@ def grade_rows(mtp, types, i, j, d):
     if launch is None:
         return None
     _, types, i, j, d = mtp._inputs(types, i, j, d, np)
-    types = np.ascontiguousarray(types)
-    n, s = len(types), mtp.species_count
-    order, offsets = atom_kernels.csr_pairs(i, n, np)
-    pair_types = types[i] * s + types[j]
+    s = mtp.species_count
     radial_size = s * s * mtp.radial_funcs_count * mtp.radial_basis_size
-    rows = np.empty((n, radial_size + len(kt.mapping)))
+    rows = np.empty((len(types), radial_size + len(kt.mapping)))
     pair_type_count = np.array([s * s], dtype=np.int64)
-    check = ("rows", atom_kernels.species_layout(types, pair_types, s, np))
-    energies, de_dd = atom_kernels.launch_atoms(
-        lambda n_atoms, args: launch(n_atoms, (*args, pair_type_count, rows)), n, len(i),
-        (offsets, types, np.ascontiguousarray(pair_types if order is None else pair_types[order]),
-         np.ascontiguousarray(d if order is None else d[order]), *kt.arrays(mtp, np)), order, np,
-        fill_nan=check not in kt.verified)
-    if check not in kt.verified:
-        fused.verify(mtp, types, i, j, d, energies, de_dd, np)
-        kt.verified.add(check)
+    atom_kernels.evaluate_checked(lambda n, args: launch(n, (*args, pair_type_count, rows)), "rows", kt.verified,
+                                  types, i, j, d, s, kt.arrays(mtp, np), np,
+                                  lambda *result: fused.verify(mtp, *result, np))
     return rows[:, :radial_size], rows[:, radial_size:]
