@@ -15,8 +15,9 @@ Engines and modes (one row each, per system, level and thread count):
   ``array`` (``MULTISCALE_CPU_KERNELS=numpy``) and ``compiled``, and motep's C engine (``engine="cext"``,
   its own venv ``.venv-peers/motep``) on the same ``.mtp`` file and cell.
 * ``nlist``: the neighbour list alone, ``neighbor_pairs`` as the calculator calls it: ``compiled`` (the
-  cell list of ``training.mtp.cell_list``, with its AVX-512 scan where the host has it), ``scalar`` (the
-  same list from the build without AVX-512) and ``array`` (the array list), with its cost as a fraction of
+  cell list of ``training.mtp.cell_list``, with the vector scan of the host: AVX-512 or AVX2), ``avx2``
+  (on an AVX-512 host: the build without AVX-512, as a host with AVX2 only runs it), ``scalar`` (the
+  build without vector scans) and ``array`` (the array list), with its cost as a fraction of
   the compiled level-10 evaluation (evaluation alone, forces and virials included) on the same cell,
   also printed as one summary line per list (the issue's goal: at most 0.1).
 
@@ -180,11 +181,13 @@ def child(args) -> None:
                 forces_and_virial(i, j, d, g, len(atoms), np)
             eval10[system] = timed(level10_eval, args.repeat)
 
-        def scalar(a, r):
-            return cell_list.cell_list_pairs(a.positions, a.cell.array, a.pbc, r, images=False, simd=False)
-        lists = (("compiled", "compiled", neighbor_pairs), ("scalar", "compiled", scalar),
-                 ("array", "array", array_neighbor_pairs))
+        def build_of(scan):
+            return lambda a, r: cell_list.cell_list_pairs(a.positions, a.cell.array, a.pbc, r, images=False, scan=scan)
+        lists = (("compiled", "compiled", neighbor_pairs), ("avx2", "compiled", build_of("avx2")),
+                 ("scalar", "compiled", build_of("scalar")), ("array", "array", array_neighbor_pairs))
         for engine, needs, pairs in lists:
+            if engine == "avx2" and cell_list.simd_width() != 512:
+                continue  # the native build is the AVX2 one, or the host has neither
             if needs in args.engines and (engine == "array" or cell_list.available()):
                 repeat = args.repeat if engine == "array" else max(args.repeat, NLIST_REPEAT)
                 row = timed(lambda _: pairs(atoms, mtp.cutoff), repeat)
@@ -192,7 +195,7 @@ def child(args) -> None:
                     row["of_level10_eval"] = min(row["cpus"]) / min(eval10[system]["cpus"])
                     row["level10_eval_cpu"] = min(eval10[system]["cpus"])
                 emit(system=system, level=0, engine=engine, mode="nlist", atoms=len(atoms), pairs=int(len(i)),
-                     cutoff=mtp.cutoff, simd=engine == "compiled" and cell_list.uses_simd(), **row)
+                     cutoff=mtp.cutoff, simd=cell_list.simd_width(), **row)
 
 
 def motep_rows(args, threads: int) -> list[dict]:
@@ -240,7 +243,8 @@ def print_row(row: dict) -> None:
 def print_nlist_summary(row: dict) -> None:
     """The neighbour list's cost per call and per atom and its ratio to the compiled level-10 evaluation
     (CPU time, best of the repeats; issue goal: at most 0.1)."""
-    name = {"compiled": "compiled cell list" + (" (AVX-512 scan)" if row["simd"] else " (scalar scan)"),
+    native = {512: "AVX-512 scan", 256: "AVX2 scan", 0: "scalar scan"}[row["simd"]]
+    name = {"compiled": f"compiled cell list ({native})", "avx2": "compiled cell list (build without AVX-512)",
             "scalar": "compiled cell list (scalar build)", "array": "array list"}[row["engine"]]
     cpu, n = min(row["cpus"]), row["atoms"]
     print(f"# neighbour list, {row['system']} ({n} atoms, cut-off {row['cutoff']:g} A, {row['pairs']} pairs), "

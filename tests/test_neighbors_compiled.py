@@ -6,12 +6,13 @@ array_neighbor_pairs`` (the calculator's brute force / ASE list) on: random tric
 outside the cell, a strongly sheared cell and a long orthorhombic one (the pruning bound), small cells that
 need many images of each atom, sheets (vacuum along a non-periodic z, also with a tilted in-plane cell), a
 wire (one periodic direction), a molecule without a cell, and bulk fcc Cu.  The list without images or
-vectors, and the AVX-512 scan against the scalar build, give the same bits; arrays that are too short are
+vectors, and the AVX-512, AVX2 and scalar scans, give the same bits; arrays that are too short are
 retried; a pruning bound made too loose is caught; the MD Verlet list on top of it; its cost against a
 level-10 evaluation.
 """
 import ctypes
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,20 +105,36 @@ def test_same_pairs_and_vectors_as_the_array_lists(name, r_list):
 
 
 @pytest.mark.parametrize("name", list(STRUCTURES))
-def test_without_images_or_vectors_and_without_simd_the_same_bits(name):
-    """The list without images (the vector scan where the host has AVX-512) or without vectors, and the
-    scalar build (SCALAR_SOURCE), equal the full list bit for bit."""
+def test_without_images_or_vectors_and_by_every_scan_the_same_bits(name):
+    """The list without images (the vector scan of the build, where the host has AVX-512 or AVX2) or
+    without vectors, and the builds without AVX-512 and without vector scans (``scan``), equal the full
+    list bit for bit."""
     atoms = STRUCTURES[name]
     args = (atoms.positions, atoms.cell.array, atoms.pbc, 5.3)
     i, j, images, d = cell_list_pairs(*args)
     for options in ({"images": False}, {"vectors": False}, {"images": False, "vectors": False},
-                    {"images": False, "simd": False}, {"simd": False}):
-        oi, oj, oimages, od = cell_list_pairs(*args, **options)
+                    {"images": False, "scan": "avx2"}, {"images": False, "scan": "scalar"}, {"scan": "scalar"}):
+        listed = cell_list_pairs(*args, **options)
+        if listed is None and options.get("scan") == "avx2":
+            continue  # a compiler without -mno-avx512f (not x86)
+        oi, oj, oimages, od = listed
         assert np.array_equal(oi, i) and np.array_equal(oj, j), options
         assert (oimages is None) == (options.get("images") is False)
         assert (od is None) == (options.get("vectors") is False)
         assert oimages is None or np.array_equal(oimages, images)
         assert od is None or np.array_equal(od, d)
+
+
+def test_the_builds_have_the_vector_scans_of_this_host():
+    """On an x86 host with AVX-512 the native build scans 8 candidates at a time and the avx2 build 4; the
+    scalar build none (so the comparison above covers each scan that can run here)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    expected = 512 if " avx512f" in flags else 256 if " avx2" in flags else 0
+    assert cell_list.simd_width() == expected
+    assert cell_list.simd_width("scalar") == 0
+    if " avx2" in flags:
+        assert cell_list.simd_width("avx2") == 256
 
 
 def test_arrays_that_are_too_short_are_retried(monkeypatch):
@@ -128,7 +145,7 @@ def test_arrays_that_are_too_short_are_retried(monkeypatch):
     monkeypatch.setitem(cell_list._PAIRS_PER_ATOM, 5.0, 1.0)
     calls = []
     function = cell_list._function()
-    monkeypatch.setattr(cell_list, "_function", lambda simd=True: lambda *a: calls.append(1) or function(*a))
+    monkeypatch.setattr(cell_list, "_function", lambda scan="native": lambda *a: calls.append(1) or function(*a))
     si, sj, _, sd = cell_list_pairs(atoms.positions, atoms.cell.array, atoms.pbc, 5.0, images=False)
     assert len(calls) == 2 and len(i) > 40 * len(atoms)
     assert np.array_equal(si, i) and np.array_equal(sj, j) and np.array_equal(sd, d)
@@ -233,7 +250,6 @@ def test_two_threads_give_the_same_list_as_one(tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     lists = []
     for threads in ("1", "2"):

@@ -31,12 +31,13 @@ the z-bins at the ends of a column whose gaps ``du`` to the atom already give ``
 Scan: one pass over the centre atoms in index order tests the candidates and writes the kept ones
 directly into the caller's arrays, already sorted by ``i``.  Each candidate is stored and the write
 position advances only when it is kept (no branch on the distance test); ``d`` is the tested vector.
-With AVX-512 (a host compiled with it, ``common.native`` builds with ``-march=native``) and without
-``images``, eight candidates are tested at a time and the kept ones compressed into place; the arithmetic
-is the same, so the list is the same bit for bit as the scalar scan's (:data:`SCALAR_SOURCE`, checked by
-the tests).  Measured (one thread, 864-atom rattled fcc Cu, r_list 5 Å: 36 984 pairs; the compiled
-level-10 evaluation takes 5.3 ms): 0.3 ms per list through :func:`training.mtp.neighbors.neighbor_pairs`
-(AVX-512), 0.45 ms with the scalar scan.
+Without ``images``, a host with AVX-512 tests eight candidates at a time and compresses the kept ones
+into place, a host with AVX2 four (the lanes moved by a permutation table); ``common.native`` builds with
+``-march=native``.  The arithmetic is the same, so the list is the same bit for bit as the scalar scan's
+(:data:`SCANS`, checked by the tests).  Measured (one thread, 864-atom rattled fcc Cu, r_list 5 Å: 36 984
+pairs; the compiled level-10 evaluation takes 5.4 ms; AMD EPYC with AVX-512): 0.30 ms per list through
+:func:`training.mtp.neighbors.neighbor_pairs` with the AVX-512 scan, 0.35 ms with the AVX2 one, 0.51 ms
+with the scalar one.
 
 Capacity: the caller passes arrays of ``capacity`` pairs (its estimate: 1.25 times the pairs per atom of
 the last list of the same ``r_list``); when they are too short the kernel stops writing, keeps counting
@@ -51,7 +52,7 @@ import ctypes
 
 import numpy as np
 
-from common.native import load_function, pointer
+from common.native import FLAGS, load_library, pointer
 
 SOURCE = r"""
 #include <cmath>
@@ -60,6 +61,10 @@ SOURCE = r"""
 #include <vector>
 #if defined(__AVX512F__) && !defined(CELL_LIST_SCALAR)
 #define CELL_LIST_AVX512 1
+#elif defined(__AVX2__) && !defined(CELL_LIST_SCALAR)
+#define CELL_LIST_AVX2 1
+#endif
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 #ifdef _OPENMP
@@ -67,9 +72,9 @@ SOURCE = r"""
 #endif
 
 // bins per r_list along each direction (measured fastest on 864-atom fcc Cu: bins of r_list suit the vector
-// scan, which pays little per candidate and much per run; the scalar scan prefers more, smaller bins).  By
+// scans, which pay little per candidate and much per run; the scalar scan prefers more, smaller bins).  By
 // the host, not by CELL_LIST_SCALAR, so that the scalar build lists the pairs in the same order
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #define BINS_PER_RANGE 1.0
 #else
 #define BINS_PER_RANGE 1.5
@@ -346,6 +351,51 @@ inline long long scan8(const Grid& g, const Run& run, double r2, long long q, co
 }
 #endif
 
+#ifdef CELL_LIST_AVX2
+// int32 indices of _mm256_permutevar8x32_epi32 that move the 64-bit lanes of a 4-bit mask to the front
+static const int COMPRESS4[16][8] = {
+    {0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0, 0, 0}, {2, 3, 0, 0, 0, 0, 0, 0}, {0, 1, 2, 3, 0, 0, 0, 0},
+    {4, 5, 0, 0, 0, 0, 0, 0}, {0, 1, 4, 5, 0, 0, 0, 0}, {2, 3, 4, 5, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 5, 0, 0},
+    {6, 7, 0, 0, 0, 0, 0, 0}, {0, 1, 6, 7, 0, 0, 0, 0}, {2, 3, 6, 7, 0, 0, 0, 0}, {0, 1, 2, 3, 6, 7, 0, 0},
+    {4, 5, 6, 7, 0, 0, 0, 0}, {0, 1, 4, 5, 6, 7, 0, 0}, {2, 3, 4, 5, 6, 7, 0, 0}, {0, 1, 2, 3, 4, 5, 6, 7}};
+
+// scan<false, true, false> four candidates at a time with AVX2 (the same arithmetic, so the same bits): the
+// kept ones moved to the front through COMPRESS4 and stored whole, so up to 4 pairs past q are written (the
+// caller checks room for the run plus 4)
+inline long long scan4(const Grid& g, const Run& run, double r2, long long q, const Out& out) {
+    const __m256d sx = _mm256_set1_pd(run.shift[0]), sy = _mm256_set1_pd(run.shift[1]), sz = _mm256_set1_pd(run.shift[2]);
+    const __m256d ax = _mm256_set1_pd(run.wa[0]), ay = _mm256_set1_pd(run.wa[1]), az = _mm256_set1_pd(run.wa[2]);
+    const __m256d vr2 = _mm256_set1_pd(r2);
+    const __m256i va = _mm256_set1_epi64x(run.a), lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    const double *xs = g.xs.data(), *ys = g.ys.data(), *zs = g.zs.data();
+    const long long* atoms = g.atoms.data();
+    for (long long s = run.first; s < run.last; s += 4) {
+        const __m256i tail = _mm256_cmpgt_epi64(_mm256_set1_epi64x(run.last - s), lane);
+        const __m256d dx = _mm256_sub_pd(_mm256_add_pd(_mm256_maskload_pd(xs + s, tail), sx), ax);
+        const __m256d dy = _mm256_sub_pd(_mm256_add_pd(_mm256_maskload_pd(ys + s, tail), sy), ay);
+        const __m256d dz = _mm256_sub_pd(_mm256_add_pd(_mm256_maskload_pd(zs + s, tail), sz), az);
+        const __m256d rr = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(dx, dx), _mm256_mul_pd(dy, dy)), _mm256_mul_pd(dz, dz));
+        int keep = _mm256_movemask_pd(_mm256_cmp_pd(rr, vr2, _CMP_LT_OQ)) & _mm256_movemask_pd(_mm256_castsi256_pd(tail));
+        const __m256i b = _mm256_maskload_epi64(atoms + s, tail);
+        if (run.zero) keep &= ~_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b, va)));
+        const __m256i order = _mm256_loadu_si256((const __m256i*)COMPRESS4[keep]);
+        _mm256_storeu_si256((__m256i*)(out.j + q), _mm256_permutevar8x32_epi32(b, order));
+        const __m256d cx = _mm256_castsi256_pd(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(dx), order));
+        const __m256d cy = _mm256_castsi256_pd(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(dy), order));
+        const __m256d cz = _mm256_castsi256_pd(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(dz), order));
+        // to x0 y0 z0 x1 | y1 z1 x2 y2 | z2 x3 y3 z3
+        const __m256d xy02 = _mm256_unpacklo_pd(cx, cy), xy13 = _mm256_unpackhi_pd(cx, cy);
+        const __m256d zx = _mm256_unpacklo_pd(cz, xy13), yz = _mm256_unpackhi_pd(xy13, cz);
+        double* d = out.d + 3 * q;
+        _mm256_storeu_pd(d, _mm256_permute2f128_pd(xy02, zx, 0x20));
+        _mm256_storeu_pd(d + 4, _mm256_permute2f128_pd(yz, xy02, 0x30));
+        _mm256_storeu_pd(d + 8, _mm256_permute2f128_pd(zx, yz, 0x31));
+        q += __builtin_popcount((unsigned)keep);
+    }
+    return q;
+}
+#endif
+
 // pairs of the centre atoms lo .. hi-1, written from slot q while q < end; returns the slot after the
 // last pair (beyond `end` when the arrays were too short: the pairs are then counted, not all written).
 // Bins whose gaps to the atom give |d|^2 >= r^2 (through reach2) are skipped: whole x-y columns, and the
@@ -393,6 +443,9 @@ long long range_pairs(const Grid& g, long long lo, long long hi, double r2, long
 #ifdef CELL_LIST_AVX512
                     if (!IMAGES && VECTORS && room >= 8) { q = scan8(g, run, r2, q, out); continue; }
 #endif
+#ifdef CELL_LIST_AVX2
+                    if (!IMAGES && VECTORS && room >= 4) { q = scan4(g, run, r2, q, out); continue; }
+#endif
                     q = room > 0 ? scan<IMAGES, VECTORS, false>(g, run, r2, q, end, out)
                                  : scan<IMAGES, VECTORS, true>(g, run, r2, q, end, out);
                 }
@@ -417,10 +470,12 @@ void move_pairs(Out out, long long from, long long to, long long count) {
 }
 }  // namespace
 
-// 1 when the AVX-512 scan is compiled in, else 0
+// the vector scan compiled in: 512 (AVX-512), 256 (AVX2) or 0 (the scalar scan only)
 extern "C" int cell_list_simd() {
-#ifdef CELL_LIST_AVX512
-    return 1;
+#if defined(CELL_LIST_AVX512)
+    return 512;
+#elif defined(CELL_LIST_AVX2)
+    return 256;
 #else
     return 0;
 #endif
@@ -474,13 +529,28 @@ extern "C" int cell_list(long long n, const double* pos, const double* cell, con
 """
 
 
-#: the same source without the AVX-512 scan (the scalar loop everywhere): the reference the tests compare the
-#: vector scan with, bit for bit
+#: the same source without the vector scans (the scalar loop everywhere): the reference the tests compare
+#: the vector scans with, bit for bit
 SCALAR_SOURCE = "#define CELL_LIST_SCALAR 1\n" + SOURCE
+#: builds of the cell list: ``native`` (the vector scan of this host: AVX-512, AVX2 or none), ``avx2`` (the
+#: build without AVX-512 instructions, what a host with AVX2 only runs), ``scalar`` (SCALAR_SOURCE)
+SCANS = ("native", "avx2", "scalar")
 
 
-def _function(simd: bool = True):
-    return load_function(SOURCE if simd else SCALAR_SOURCE, "cell_list", ctypes.c_int)
+def _library(scan: str = "native"):
+    if scan not in SCANS:
+        raise ValueError(f"cell list scan {scan!r} is not one of {', '.join(SCANS)}")
+    flags = FLAGS + ("-mno-avx512f",) if scan == "avx2" else FLAGS
+    return load_library(SCALAR_SOURCE if scan == "scalar" else SOURCE, flags=flags)
+
+
+def _function(scan: str = "native"):
+    library = _library(scan)
+    if library is None:
+        return None
+    function = library.cell_list
+    function.restype = ctypes.c_int
+    return function
 
 
 def available() -> bool:
@@ -488,19 +558,24 @@ def available() -> bool:
     return _function() is not None
 
 
-def uses_simd() -> bool:
-    """Whether the loaded cell list scans candidates with AVX-512 (compiled for a host that has it)."""
-    function = load_function(SOURCE, "cell_list_simd", ctypes.c_int)
-    return bool(function is not None and function())
+def simd_width(scan: str = "native") -> int:
+    """Width in bits of the vector scan of the ``scan`` build (:data:`SCANS`): 512, 256 or 0 (none, or
+    not loaded)."""
+    library = _library(scan)
+    if library is None:
+        return 0
+    library.cell_list_simd.restype = ctypes.c_int
+    return int(library.cell_list_simd())
 
 
 def cell_list_pairs(positions, cell, pbc, r_list: float, *, images: bool = True, vectors: bool = True,
-                    simd: bool = True):
+                    scan: str = "native"):
     """``(i, j, images, d)`` of every pair within ``r_list`` (Å) (module docstring), or None when the
     compiled cell list is not available.  positions [n, 3] Å, cell [3, 3] Å (rows), pbc 3 bools;
     ``images``/``vectors``: whether to return the images / the vectors d (None in their place if not);
-    ``simd=False``: the build without the AVX-512 scan (:data:`SCALAR_SOURCE`)."""
-    function = _function(simd)
+    ``scan``: which build (:data:`SCANS`; the others list the same pairs bit for bit, for tests and
+    benchmarks)."""
+    function = _function(scan)
     if function is None:
         return None
     return _call(function, positions, cell, pbc, r_list, images=images, vectors=vectors)
