@@ -71,9 +71,11 @@ KERNEL_BODY = r"""
 #ifdef MTP_ROWS
 #define MTP_ROW_PARAMS , const long long* n_pair_types, double* rows
 #define MTP_ROW_ARGS , n_pair_types, rows
+#define MTP_ROW_BASIS q  // the radial basis of the pass that forms dE/dd, kept for the row
 #else
 #define MTP_ROW_PARAMS
 #define MTP_ROW_ARGS
+#define MTP_ROW_BASIS nullptr
 #endif
 
 // MLIP's RBChebyshev radial basis times the radial coefficients of species pair `pt`: f[NR], df[NR]; and
@@ -148,7 +150,7 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
                      const int* mapping, const double* radial_coeffs, double* energies, double* de_dd
                      MTP_ROW_PARAMS) {
     double m[NM], g[NM], dense[NR * NL];
-    double f[NR], df[NR], q[NX], A[NL], DX[NL], DY[NL], DZ[NL], gf[NL], gdf[NL], deg[NL];
+    double f[NR], df[NR], A[NL], DX[NL], DY[NL], DZ[NL], gf[NL], gdf[NL], deg[NL];
     for (int k = 0; k < NR * NL; ++k) dense[k] = 0.0;
     const long long first = offsets[a], last = offsets[a + 1];
     for (long long p = first; p < last; ++p) {
@@ -174,6 +176,7 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
     for (int k = 0; k < NK; ++k) e += moment_coeffs[k] * m[mapping[k]];
     energies[a] = e;
 #ifdef MTP_ROWS
+    double q[NX];
     const long long radial_size = n_pair_types[0] * NR * NX;
     double* row = rows + a * (radial_size + NK);
     for (long long k = 0; k < radial_size; ++k) row[k] = 0.0;
@@ -196,7 +199,7 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         const double r = sqrt(dx * dx + dy * dy + dz * dz);
         double gx = 0.0, gy = 0.0, gz = 0.0;
         if (r < MAX_DIST) {
-            mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df, q);
+            mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df, MTP_ROW_BASIS);
             const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
             const double ux = dx * inv_r, uy = dy * inv_r, uz = dz * inv_r;
             mtp_monomial_derivatives(ux, uy, uz, A, DX, DY, DZ);
