@@ -14,13 +14,18 @@ Engines and modes (one row each, per system, level and thread count):
   energy + forces + stress of a moved structure (neighbour list included): ``MTPCalculator`` for
   ``array`` (``MULTISCALE_CPU_KERNELS=numpy``) and ``compiled``, and motep's C engine (``engine="cext"``,
   its own venv ``.venv-peers/motep``) on the same ``.mtp`` file and cell.
-* ``nlist``: the neighbour list alone (compiled cell list, and the array list), with its cost as a
-  fraction of the compiled level-10 evaluation.
+* ``nlist``: the neighbour list alone, ``neighbor_pairs`` as the calculator calls it: ``compiled`` (the
+  cell list of ``training.mtp.cell_list``, with the vector scan of the host: AVX-512 or AVX2), ``avx2``
+  (on an AVX-512 host: the build without AVX-512, as a host with AVX2 only runs it), ``scalar`` (the
+  build without vector scans) and ``array`` (the array list), with its cost as a fraction of
+  the compiled level-10 evaluation (evaluation alone, forces and virials included) on the same cell,
+  also printed as one summary line per list (the issue's goal: at most 0.1).
 
 Each thread count runs in its own process with ``OMP_NUM_THREADS`` = ``OPENBLAS_NUM_THREADS`` = that count.
 Printed per row: best wall time of ``--repeat`` calls (after a warm-up call), atom-evals/s = atoms / best
 wall time, best process CPU time per call and atoms / that (on a shared, loaded machine the CPU-time rate
-is what a free core would give for one thread), and the load average.  The last lines give the compiled
+is what a free core would give for one thread), and the load average; the compiled neighbour lists take
+the best of at least ``NLIST_REPEAT`` calls.  The last lines give the compiled
 kernel's end-to-end speed over motep's, per level, on one thread.
 
     .venv/bin/python benchmarks/mtp_eval.py [--levels 10 16 20] [--threads 1 2] [--systems cu graphene]
@@ -42,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MLIP = ROOT / "tests" / "data" / "mlip" / "cubic"
 MOTEP_PYTHON = ROOT / ".venv-peers" / "motep" / "bin" / "python"
 ENGINES = ("array", "compiled", "cupy", "motep")
+NLIST_REPEAT = 50  # the compiled lists take well under a millisecond: best of at least this many calls
 
 MOTEP_SCRIPT = r"""
 import json, sys, time
@@ -107,7 +113,7 @@ def child(args) -> None:
     """Measure every row of one thread count (this process's OMP_NUM_THREADS); print JSON lines."""
     import numpy as np
 
-    from training.mtp import MTPCalculator, forces_and_virial, host_kernel, neighbor_pairs
+    from training.mtp import MTPCalculator, cell_list, forces_and_virial, host_kernel, neighbor_pairs
     from training.mtp.neighbors import array_forces_and_virial, array_neighbor_pairs
 
     threads = int(os.environ["OMP_NUM_THREADS"])
@@ -166,12 +172,30 @@ def child(args) -> None:
                 emit(system=system, level=level, engine=engine, mode="e2e", atoms=n, **timed(e2e, args.repeat))
             os.environ.pop("MULTISCALE_CPU_KERNELS", None)
         atoms, mtp = build(system, 10)
-        for engine, pairs in (("compiled", neighbor_pairs), ("array", array_neighbor_pairs)):
-            if engine in args.engines:
-                row = timed(lambda _: pairs(atoms, mtp.cutoff), args.repeat)
+        i, j, d = neighbor_pairs(atoms, mtp.cutoff)
+        if "compiled" in args.engines and system not in eval10 and host_kernel.available(mtp):
+            types = np.zeros(len(atoms), dtype=np.int64)
+
+            def level10_eval(_):
+                _, g = host_kernel.evaluate(mtp, types, i, j, d)
+                forces_and_virial(i, j, d, g, len(atoms), np)
+            eval10[system] = timed(level10_eval, args.repeat)
+
+        def build_of(scan):
+            return lambda a, r: cell_list.cell_list_pairs(a.positions, a.cell.array, a.pbc, r, images=False, scan=scan)
+        lists = (("compiled", "compiled", neighbor_pairs), ("avx2", "compiled", build_of("avx2")),
+                 ("scalar", "compiled", build_of("scalar")), ("array", "array", array_neighbor_pairs))
+        for engine, needs, pairs in lists:
+            if engine == "avx2" and cell_list.simd_width() != 512:
+                continue  # the native build is the AVX2 one, or the host has neither
+            if needs in args.engines and (engine == "array" or cell_list.available()):
+                repeat = args.repeat if engine == "array" else max(args.repeat, NLIST_REPEAT)
+                row = timed(lambda _: pairs(atoms, mtp.cutoff), repeat)
                 if system in eval10:
                     row["of_level10_eval"] = min(row["cpus"]) / min(eval10[system]["cpus"])
-                emit(system=system, level=0, engine=engine, mode="nlist", atoms=len(atoms), **row)
+                    row["level10_eval_cpu"] = min(eval10[system]["cpus"])
+                emit(system=system, level=0, engine=engine, mode="nlist", atoms=len(atoms), pairs=int(len(i)),
+                     cutoff=mtp.cutoff, simd=cell_list.simd_width(), **row)
 
 
 def motep_rows(args, threads: int) -> list[dict]:
@@ -216,6 +240,19 @@ def print_row(row: dict) -> None:
           f"{n / min(cpus):12.0f}{extra}", flush=True)
 
 
+def print_nlist_summary(row: dict) -> None:
+    """The neighbour list's cost per call and per atom and its ratio to the compiled level-10 evaluation
+    (CPU time, best of the repeats; issue goal: at most 0.1)."""
+    native = {512: "AVX-512 scan", 256: "AVX2 scan", 0: "scalar scan"}[row["simd"]]
+    name = {"compiled": f"compiled cell list ({native})", "avx2": "compiled cell list (build without AVX-512)",
+            "scalar": "compiled cell list (scalar build)", "array": "array list"}[row["engine"]]
+    cpu, n = min(row["cpus"]), row["atoms"]
+    print(f"# neighbour list, {row['system']} ({n} atoms, cut-off {row['cutoff']:g} A, {row['pairs']} pairs), "
+          f"{row['threads']} thread(s), {name}: {1e3 * cpu:.3f} ms per call ({1e6 * cpu / n:.2f} us per atom; "
+          f"{1e3 * min(row['walls']):.3f} ms wall) = {row['of_level10_eval']:.3f} of the compiled level-10 "
+          f"evaluation ({1e3 * row['level10_eval_cpu']:.2f} ms; goal <= 0.1)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[10, 16, 20])
@@ -248,6 +285,9 @@ def main(argv=None) -> int:
             print_row(row)
             if row.get("mode") == "e2e":
                 e2e[(row["system"], row["level"], row["engine"], threads)] = row
+        for row in rows:
+            if row.get("mode") == "nlist" and "of_level10_eval" in row:
+                print_nlist_summary(row)
     print(f"# load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for (system, level, engine, threads), row in sorted(e2e.items()):
         ref = e2e.get((system, level, "motep", threads))

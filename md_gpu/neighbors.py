@@ -67,7 +67,7 @@ def build_pairs(positions, cell, pbc, r_list: float):
     if array_module(positions) is np:
         perpendicular_widths(cell)  # the same error for a flat cell on both paths
         compiled = cell_list_pairs(positions, np.asarray(cell, dtype=float), tuple(bool(p) for p in pbc),
-                                   float(r_list))
+                                   float(r_list), vectors=False)
         if compiled is not None:
             i, j, images, _ = compiled
             return i, j, images.astype(np.float64)

@@ -7,6 +7,12 @@ NumPy or CuPy); ``parameters="all"`` (MLIP-2's choice): also the radial coeffici
 between them (exact derivatives, :func:`radial_rows`; computed on the host).  :func:`frame_rows`
 builds the rows of many ``ase.Atoms`` frames, :func:`fingerprint` hashes what they depend on.
 :mod:`training.mtp.maxvol` selects and grades with them.
+
+Two engines give the same rows (to 1e-10 relative in the tests, about 1e-15 measured): the array code
+(:func:`radial_rows`, ``MTP.basis_values``), which the active-set *selection* keeps, so the training set a
+fit chooses does not depend on whether the machine has a compiler (as ``neighbors.FIT_PAIRS``); and with
+``compiled=True`` on NumPy the host build of the fused kernel (:func:`training.mtp.host_kernel.grade_rows`,
+falling back to the array code without a compiler), which *grading* uses.
 """
 from __future__ import annotations
 
@@ -30,15 +36,24 @@ class ActiveSetError(ValueError):
     (built for another potential or species), empty training set."""
 
 
-def neighbourhood_rows(mtp, types, i, j, d, *, xp=None, parameters: str = "linear"):
+def neighbourhood_rows(mtp, types, i, j, d, *, xp=None, parameters: str = "linear", compiled: bool = False):
     """Rows dE_i/dc of each atom: [n, S + K] = one-hot species [S], basis values B[i] [K]
     (``parameters="linear"``), or [n, S + S*S*M*X + K] with the radial-coefficient derivatives
     (:func:`radial_rows`) between them (``parameters="all"``, MLIP-2's choice; computed on the host
     and returned on the pair list's array module, so a CuPy caller gets CuPy rows either way).
 
     types [n] (MTP type indices), i, j [p], d [p, 3] Å: the full pair list (``MTP.evaluate``'s inputs).
+    ``compiled``: on NumPy, the compiled kernel's rows (module docstring) where it loads.
     """
     _check_parameters(parameters)
+    if compiled and array_module(d) is np and (xp is None or xp is np):
+        from .host_kernel import grade_rows
+
+        kernel = grade_rows(mtp, types, i, j, d)
+        if kernel is not None:
+            onehot = np.eye(mtp.species_count)[np.asarray(types, dtype=np.int64)]
+            return np.concatenate([onehot, kernel[0], kernel[1]] if parameters == "all" else [onehot, kernel[1]],
+                                  axis=1)
     if parameters == "all":
         caller = array_module(d)
         types, i, j, d = (a.get() if hasattr(a, "get") else a for a in (types, i, j, d))
@@ -103,16 +118,18 @@ def radial_rows(mtp, types, i, j, d):
     return rows.reshape(n, -1), moments[mtp.alpha_moment_mapping].T
 
 
-def configuration_row(mtp, types, i, j, d, *, xp=None, parameters: str = "linear"):
+def configuration_row(mtp, types, i, j, d, *, xp=None, parameters: str = "linear", compiled: bool = False):
     """Row dE/dc of a whole configuration: the sum of its neighbourhood rows."""
-    return neighbourhood_rows(mtp, types, i, j, d, xp=xp, parameters=parameters).sum(axis=0)
+    return neighbourhood_rows(mtp, types, i, j, d, xp=xp, parameters=parameters, compiled=compiled).sum(axis=0)
 
 
-def frame_rows(mtp, frames, *, mode: str = "neighbourhood", parameters: str = "linear", batch_atoms: int = 1500):
+def frame_rows(mtp, frames, *, mode: str = "neighbourhood", parameters: str = "linear", batch_atoms: int = 1500,
+               compiled: bool = False):
     """Rows of many frames (ase.Atoms; MTP types from the potential's species, see ``atom_types``).
 
-    Returns rows [R, K'] (see :func:`neighbourhood_rows`), frame [R] (frame index of each row) and
-    atom [R] (atom index within its frame; -1 in configuration mode).  Frames are evaluated in batches of about ``batch_atoms`` atoms.
+    Returns rows [R, K'] (see :func:`neighbourhood_rows`, also for ``compiled``), frame [R] (frame index of
+    each row) and atom [R] (atom index within its frame; -1 in configuration mode).  Frames are evaluated
+    in batches of about ``batch_atoms`` atoms.
     """
     from training.mtp import atom_types
 
@@ -123,7 +140,7 @@ def frame_rows(mtp, frames, *, mode: str = "neighbourhood", parameters: str = "l
         chunk = frames[start:stop]
         types = np.concatenate([atom_types(mtp, a) for a in chunk])
         i, j, d, owner = batched_pairs(chunk, mtp.cutoff, pairs=PAIRS)
-        rows = np.asarray(neighbourhood_rows(mtp, types, i, j, d, xp=np, parameters=parameters))
+        rows = np.asarray(neighbourhood_rows(mtp, types, i, j, d, xp=np, parameters=parameters, compiled=compiled))
         owner = owner + start
         local = np.concatenate([np.arange(len(a)) for a in chunk])
         if mode == "neighbourhood":

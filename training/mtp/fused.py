@@ -27,7 +27,10 @@ compiled in as constants, so each potential compiles its own kernel once per pro
 tables).
 
 The same source compiles as plain C++ (``MTP_HOST`` defined: an OpenMP loop over the atoms instead of a
-grid): :mod:`training.mtp.host_kernel` builds it as the default CPU path, and ``tests/test_mtp_fused.py``
+grid): :mod:`training.mtp.host_kernel` builds it as the default CPU path (and, with ``MTP_ROWS`` also
+defined, as the source of the extrapolation grade's rows: in step 5 each atom adds
+(Σ_l G[μ][l] A_l) Q_x(r) to dE/dθ[pair type][μ][x] of its row, whose basis values are the moments
+of step 2; ``tests/test_grade_rows_compiled.py``), and ``tests/test_mtp_fused.py``
 and ``tests/test_mtp_host_kernel.py`` check the kernel's arithmetic against the array code on any
 machine; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the CUDA build itself.
 
@@ -63,9 +66,21 @@ KERNEL_BODY = r"""
 #else
 #define DEVICE __device__ __forceinline__
 #endif
+// MTP_ROWS (host builds for the grade, training.mtp.host_kernel.grade_rows): each atom also writes its row
+// of the extrapolation grade, rows[a] = [dE_a/dtheta [n_pair_types NR NX] | basis values B [NK]]
+#ifdef MTP_ROWS
+#define MTP_ROW_PARAMS , const long long* n_pair_types, double* rows
+#define MTP_ROW_ARGS , n_pair_types, rows
+#define MTP_ROW_BASIS q  // the radial basis of the pass that forms dE/dd, kept for the row
+#else
+#define MTP_ROW_PARAMS
+#define MTP_ROW_ARGS
+#define MTP_ROW_BASIS nullptr
+#endif
 
-// MLIP's RBChebyshev radial basis times the radial coefficients of species pair `pt`: f[NR], df[NR]
-DEVICE void mtp_radial(double r, int pt, const double* radial_coeffs, double* f, double* df) {
+// MLIP's RBChebyshev radial basis times the radial coefficients of species pair `pt`: f[NR], df[NR]; and
+// the basis itself, q[NX] = SCALING (MAX_DIST - r)^2 T_x(ksi), where q is not null
+DEVICE void mtp_radial(double r, int pt, const double* radial_coeffs, double* f, double* df, double* q) {
     const double gap = MAX_DIST - r;
     const double s = SCALING * gap * gap, ds = -2.0 * SCALING * gap;
     const double ksi = (2.0 * r - (MIN_DIST + MAX_DIST)) / (MAX_DIST - MIN_DIST);
@@ -77,6 +92,8 @@ DEVICE void mtp_radial(double r, int pt, const double* radial_coeffs, double* f,
         t[x] = 2.0 * ksi * t[x - 1] - t[x - 2];
         dt[x] = 2.0 * (dksi * t[x - 1] + ksi * dt[x - 1]) - dt[x - 2];
     }
+    if (q)
+        for (int x = 0; x < NX; ++x) q[x] = t[x] * s;
     const double* c = radial_coeffs + (long long)pt * NR * NX;
     for (int mu = 0; mu < NR; ++mu) {
         double v = 0.0, dv = 0.0;
@@ -130,7 +147,8 @@ DEVICE void mtp_monomial_derivatives(double ux, double uy, double uz, double* A,
 DEVICE void mtp_atom(long long a, const long long* offsets, const long long* types, const long long* pair_types,
                      const double* d, const int* basic, const int* times, const double* mult,
                      const double* seed, const double* species_coeffs, const double* moment_coeffs,
-                     const int* mapping, const double* radial_coeffs, double* energies, double* de_dd) {
+                     const int* mapping, const double* radial_coeffs, double* energies, double* de_dd
+                     MTP_ROW_PARAMS) {
     double m[NM], g[NM], dense[NR * NL];
     double f[NR], df[NR], A[NL], DX[NL], DY[NL], DZ[NL], gf[NL], gdf[NL], deg[NL];
     for (int k = 0; k < NR * NL; ++k) dense[k] = 0.0;
@@ -139,7 +157,7 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         const double dx = d[3 * p], dy = d[3 * p + 1], dz = d[3 * p + 2];
         const double r = sqrt(dx * dx + dy * dy + dz * dz);
         if (r >= MAX_DIST) continue;
-        mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
+        mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df, nullptr);
         const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
         mtp_monomials(dx * inv_r, dy * inv_r, dz * inv_r, A);
         for (int mu = 0; mu < NR; ++mu) {  // M[mu][l] += f_mu(r) A_l(u)
@@ -157,6 +175,13 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
     double e = species_coeffs[types[a]];
     for (int k = 0; k < NK; ++k) e += moment_coeffs[k] * m[mapping[k]];
     energies[a] = e;
+#ifdef MTP_ROWS
+    double q[NX];
+    const long long radial_size = n_pair_types[0] * NR * NX;
+    double* row = rows + a * (radial_size + NK);
+    for (long long k = 0; k < radial_size; ++k) row[k] = 0.0;
+    for (int k = 0; k < NK; ++k) row[radial_size + k] = m[mapping[k]];
+#endif
     for (int k = 0; k < NM; ++k) g[k] = seed[k];
     for (int t = NT - 1; t >= 0; --t) {
         const int* q = times + 3 * t;
@@ -174,7 +199,7 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
         const double r = sqrt(dx * dx + dy * dy + dz * dz);
         double gx = 0.0, gy = 0.0, gz = 0.0;
         if (r < MAX_DIST) {
-            mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df);
+            mtp_radial(r, (int)pair_types[p], radial_coeffs, f, df, MTP_ROW_BASIS);
             const double inv_r = r > 0.0 ? 1.0 / r : 1.0;
             const double ux = dx * inv_r, uy = dy * inv_r, uz = dz * inv_r;
             mtp_monomial_derivatives(ux, uy, uz, A, DX, DY, DZ);
@@ -195,6 +220,16 @@ DEVICE void mtp_atom(long long a, const long long* offsets, const long long* typ
                 gz += w * DZ[l];
             }
             gx += along * ux; gy += along * uy; gz += along * uz;
+#ifdef MTP_ROWS
+            // dE/dtheta[pt][mu][x] += (sum_l G[mu][l] A_l) q_x
+            double* out = row + pair_types[p] * NR * NX;
+            for (int mu = 0; mu < NR; ++mu) {
+                const double* grow = dense + mu * NL;
+                double h = 0.0;
+                for (int l = 0; l < NL; ++l) h += grow[l] * A[l];
+                for (int x = 0; x < NX; ++x) out[mu * NX + x] += h * q[x];
+            }
+#endif
         }
         de_dd[3 * p] = gx; de_dd[3 * p + 1] = gy; de_dd[3 * p + 2] = gz;
     }
@@ -205,11 +240,11 @@ extern "C" void mtp_evaluate(long long n_atoms, const long long* offsets, const 
                              const long long* pair_types, const double* d, const int* basic, const int* times,
                              const double* mult, const double* seed, const double* species_coeffs,
                              const double* moment_coeffs, const int* mapping, const double* radial_coeffs,
-                             double* energies, double* de_dd) {
+                             double* energies, double* de_dd MTP_ROW_PARAMS) {
     #pragma omp parallel for schedule(dynamic, 16)
     for (long long a = 0; a < n_atoms; ++a)
         mtp_atom(a, offsets, types, pair_types, d, basic, times, mult, seed, species_coeffs, moment_coeffs,
-                 mapping, radial_coeffs, energies, de_dd);
+                 mapping, radial_coeffs, energies, de_dd MTP_ROW_ARGS);
 }
 #else
 extern "C" __global__ void mtp_evaluate(long long n_atoms, const long long* offsets, const long long* types,

@@ -6,11 +6,15 @@ One kernel source, two targets: the CUDA kernel and this host build are the same
 :mod:`common.native` (one per potential basis: the table sizes are compiled in) and loaded with
 ``ctypes`` (:func:`common.atom_kernels.host_launcher`, the same launcher as the NEP kernel's).
 
-:func:`evaluate` is the default CPU path of the calculator, ``calc-efs``, MD and grading; it falls back
+:func:`evaluate` is the default CPU path of the calculator, ``calc-efs`` and MD; it falls back
 to the array code of :meth:`MTP.evaluate` (the reference the tests compare against) when
 ``MULTISCALE_CPU_KERNELS=numpy`` or no library can be built (one warning, :mod:`common.native`).  As on
 the GPU, the first result of each potential and species layout is checked against the array code
 (``fused.verify``), so a miscompiled kernel stops with ``fused.KernelMismatch``.
+
+:func:`grade_rows` gives the rows of the extrapolation grade (dE_i/dθ of the radial coefficients and the
+basis values, :mod:`training.mtp.energy_rows`) from the build of the same source with ``MTP_ROWS``
+defined; grading (``ActiveSet.neighbourhood_grades``, ``frame_grades``, the MD hook) uses it on the CPU.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from common import atom_kernels
 from . import fused
 
 HOST_PREAMBLE = "#define MTP_HOST 1\n#include <cmath>\nusing std::sqrt;\n"
+ROWS_PREAMBLE = "#define MTP_ROWS 1\n"  # the build that also writes each atom's grade row (grade_rows)
 
 
 def host_launcher(kernel_source: str):
@@ -43,3 +48,26 @@ def evaluate(mtp, types, i, j, d):
     if not available(mtp):
         return mtp._evaluate_arrays(types, i, j, d, np)
     return fused.evaluate(mtp, types, i, j, d, xp=np, launcher=host_launcher)
+
+
+def grade_rows(mtp, types, i, j, d):
+    """``(dE_i/dθ [n, S*S*M*X], basis values B [n, K])``: the contract of
+    :func:`training.mtp.energy_rows.radial_rows` (NumPy; full pair list i, j [p], d [p, 3] Å, types [n]),
+    by the host build of the kernel with ``MTP_ROWS`` (the same source; in the pass over the pairs that
+    forms dE/dd each atom adds (Σ_l G[μ][l] A_l) Q_x(r) to its row, and the basis values are its moments),
+    or None when it cannot be loaded.  The energies and pair gradients of the same launch are checked
+    against the array code the first time for each potential and species layout (``fused.verify``), so a
+    miscompiled build stops with ``fused.KernelMismatch``."""
+    kt = fused.tables(mtp)
+    launch = atom_kernels.host_launcher(ROWS_PREAMBLE + HOST_PREAMBLE + kt.source, "mtp_evaluate")
+    if launch is None:
+        return None
+    _, types, i, j, d = mtp._inputs(types, i, j, d, np)
+    s = mtp.species_count
+    radial_size = s * s * mtp.radial_funcs_count * mtp.radial_basis_size
+    rows = np.empty((len(types), radial_size + len(kt.mapping)))
+    pair_type_count = np.array([s * s], dtype=np.int64)
+    atom_kernels.evaluate_checked(lambda n, args: launch(n, (*args, pair_type_count, rows)), "rows", kt.verified,
+                                  types, i, j, d, s, kt.arrays(mtp, np), np,
+                                  lambda *result: fused.verify(mtp, *result, np))
+    return rows[:, :radial_size], rows[:, radial_size:]

@@ -33,7 +33,8 @@ regularised matrix (``select:init-threshold``): training rows still grade <= 1, 
 Data flow: MTP + frames (ase.Atoms) -> :func:`training.mtp.energy_rows.frame_rows` -> :func:`maxvol` ->
 :class:`ActiveSet`
 (``save``/``load``: ``<potential>.als``) -> ``neighbourhood_grades`` / ``configuration_grade`` /
-``frame_grades`` of new configurations.
+``frame_grades`` of new configurations.  Selection takes the rows of the array code, grading those of the
+compiled kernel on the CPU (``compiled=True``, :mod:`training.mtp.energy_rows`; the same rows to round-off).
 """
 from __future__ import annotations
 
@@ -241,13 +242,13 @@ class ActiveSet:
         i, j [p], d [p, 3] Å; NumPy or CuPy).  In configuration mode each atom's row is graded
         against the configuration active set (useful only for diagnostics)."""
         self.check_potential(mtp)
-        return self.grade_rows(neighbourhood_rows(mtp, types, i, j, d, parameters=self.parameters))
+        return self.grade_rows(neighbourhood_rows(mtp, types, i, j, d, parameters=self.parameters, compiled=True))
 
     def configuration_grade(self, mtp, types, i, j, d) -> float:
         """Grade of one configuration: max neighbourhood grade (neighbourhood mode) or the grade of its
         energy row (configuration mode)."""
         self.check_potential(mtp)
-        rows = neighbourhood_rows(mtp, types, i, j, d, parameters=self.parameters)
+        rows = neighbourhood_rows(mtp, types, i, j, d, parameters=self.parameters, compiled=True)
         if self.mode == "configuration":
             return float(self.grade_rows(rows.sum(axis=0)[None, :])[0])
         return float(self.grade_rows(rows).max())
@@ -263,7 +264,7 @@ class ActiveSet:
         mode); per atom: always the neighbourhood rows graded against this active set."""
         self.check_potential(mtp)
         frames = list(frames)
-        rows, frame, _ = frame_rows(mtp, frames, mode="neighbourhood", parameters=self.parameters)
+        rows, frame, _ = frame_rows(mtp, frames, mode="neighbourhood", parameters=self.parameters, compiled=True)
         atom_gamma = self.grade_rows(rows)
         per_atom = np.split(atom_gamma, np.cumsum([len(a) for a in frames])[:-1])
         if self.mode == "neighbourhood":

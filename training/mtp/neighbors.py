@@ -36,7 +36,7 @@ def neighbor_pairs(atoms: Atoms, cutoff: float):
     compiled cell list (:mod:`training.mtp.cell_list`, pairs sorted by i) when it loads, else
     :func:`array_neighbor_pairs` (the same pairs in another order).
     """
-    compiled = cell_list_pairs(atoms.positions, atoms.cell.array, atoms.pbc, float(cutoff))
+    compiled = cell_list_pairs(atoms.positions, atoms.cell.array, atoms.pbc, float(cutoff), images=False)
     if compiled is None:
         return array_neighbor_pairs(atoms, cutoff)
     i, j, _, d = compiled
