@@ -182,6 +182,11 @@ def compact_indices(mask, count: int):
     xp = array_module(mask)
     if xp is np:
         return np.flatnonzero(mask)
+    return scatter_compact(mask, count, xp)
+
+
+def scatter_compact(mask, count: int, xp):
+    """The device branch of :func:`compact_indices`, on any array module ``xp`` (tested on NumPy)."""
     slot = xp.where(mask, xp.cumsum(mask) - 1, count)
     out = xp.empty(count + 1, dtype=xp.int64)
     out[slot] = xp.arange(mask.shape[0])
