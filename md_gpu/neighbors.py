@@ -256,7 +256,6 @@ class NeighborList:
         transfer) when the list holds; one more after a rebuild. A non-finite ``max|u|`` (positions that
         are NaN or infinite after a blow-up) is an :class:`MDRunError`.
         """
-        xp = array_module(positions)
         fresh = self.i is None or positions.shape != self.ref_positions.shape
         if fresh:
             self.build(positions, cell)
