@@ -209,14 +209,13 @@ def make_force_fn(ff, nlist, *, per_atom: bool = False, external_force=None) -> 
     per_atom: also per-atom energies and virials; external_force: None or
     ``external_force(state, result) -> [n, 3]`` (eV/Å), added to ``result.forces`` (the energy and
     virial stay those of ``ff``). One host read per call on a step without a rebuild
-    (:meth:`md_gpu.neighbors.NeighborList.pairs_within`); the energy is not read (a blow-up shows as
-    non-finite positions at the next call, and in the thermo rows).
+    (``compute_forces(..., md_step=True)``); the energy is not read.
     """
-    from .forcefields.base import pair_forces
+    from .forcefields.base import compute_forces
 
     def force_fn(state: State) -> ForceResult:
-        i, j, d = nlist.pairs_within(state.positions, state.cell, ff.cutoff)
-        result = pair_forces(ff, state.types, i, j, d, per_atom=per_atom)
+        result = compute_forces(ff, state.positions, state.cell, state.types, nlist, per_atom=per_atom,
+                                md_step=True)
         if external_force is None:
             return result
         return dataclasses.replace(result, forces=result.forces + external_force(state, result))

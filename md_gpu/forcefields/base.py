@@ -76,13 +76,19 @@ def forces_and_virial(i, j, d, dE_dd, n_atoms: int, xp=np, *, per_atom: bool = T
     return pair_forces_and_virial(i, j, d, dE_dd, n_atoms, xp, per_atom=per_atom)
 
 
-def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False) -> ForceResult:
-    """Energy, forces and virial of ``ff`` with the pairs of ``nlist`` (which must be up to date).
+def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False, md_step: bool = False) -> ForceResult:
+    """Energy, forces and virial of ``ff`` with the pairs of ``nlist``.
 
-    positions [n, 3] Å, cell [3, 3] Å, types [n]. Pairs of the Verlet list beyond
-    ``ff.cutoff`` are dropped before ``ff.evaluate`` sees them. A non-finite energy is an
-    :class:`MDRunError` (this reads the energy to the host; the MD loop uses :func:`pair_forces`).
+    positions [n, 3] Å, cell [3, 3] Å, types [n]. Pairs of the Verlet list beyond ``ff.cutoff`` are
+    dropped before ``ff.evaluate`` sees them. By default ``nlist`` must be up to date and a non-finite
+    energy is an :class:`MDRunError` (the energy is read to the host). ``md_step=True`` is the MD
+    loop's call: the list is updated first when needed
+    (:meth:`md_gpu.neighbors.NeighborList.pairs_within`, one host read) and the energy stays on the
+    device (a blow-up shows as non-finite positions at the next call, and in the thermo rows).
     """
+    if md_step:
+        i, j, d = nlist.pairs_within(positions, cell, ff.cutoff)
+        return pair_forces(ff, types, i, j, d, per_atom=per_atom)
     d = nlist.pair_vectors(positions, cell)
     inside = (d * d).sum(1) < ff.cutoff * ff.cutoff
     result = pair_forces(ff, types, nlist.i[inside], nlist.j[inside], d[inside], per_atom=per_atom)
