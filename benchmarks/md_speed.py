@@ -1,5 +1,9 @@
 """MD speed: atom-steps per second vs number of atoms, for MTP levels 10 and 16 and a NEP4 (NVE, float64).
 
+Each row also gives the device-to-host reads per step of the timed steps (``md_gpu.backend.SYNCS``,
+counted on the CPU too: the reads the same code makes on a GPU; list rebuilds included) and the
+number of neighbour-list rebuilds.
+
 Usage (prints one line per run, then a table)::
 
     python benchmarks/md_speed.py                            # CPU here: 1e3 and 1e4 atoms
@@ -125,10 +129,12 @@ def main(argv=None) -> int:
                 bytes_per_atom = max(bytes_per_atom or 0.0, grown / len(atoms))
             rows.append(r)
             print(f"{name}: {r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
-                  f"{r['atom_steps_per_s']:.4g} atom-steps/s", flush=True)
-    print(f"\n{'potential':<32}{'atoms':>10}{'atom-steps/s':>16}  backend")
+                  f"{r['atom_steps_per_s']:.4g} atom-steps/s, {r['syncs_per_step']:.3g} host syncs/step "
+                  f"({r['neighbor_builds']} rebuilds)", flush=True)
+    print(f"\n{'potential':<32}{'atoms':>10}{'atom-steps/s':>16}{'syncs/step':>12}{'rebuilds':>10}  backend")
     for r in rows:
-        print(f"{r['potential']:<32}{r['n_atoms']:>10}{r['atom_steps_per_s']:>16.4g}  {r['backend']}")
+        print(f"{r['potential']:<32}{r['n_atoms']:>10}{r['atom_steps_per_s']:>16.4g}{r['syncs_per_step']:>12.3g}"
+              f"{r['neighbor_builds']:>10}  {r['backend']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -7,6 +7,18 @@ same code runs on both. The choice is made once per process:
   CuPy and fails with a clear error when no GPU is usable;
 * otherwise CuPy is used when it imports *and* a CUDA device answers, else NumPy.
 
+One GPU per MPI rank: when CuPy is chosen, :func:`bind_rank_device` makes the process use GPU
+``local_rank`` of its node (:func:`node_local_rank`: ``OMPI_COMM_WORLD_LOCAL_RANK``,
+``MPI_LOCALRANKID``, ``SLURM_LOCALID``, else an ``MPI_COMM_TYPE_SHARED`` split of mpi4py's
+``COMM_WORLD`` when mpi4py is loaded, else 0). More local ranks than visible GPUs is a
+:class:`BackendError` unless ``MULTISCALE_GPU_OVERSUBSCRIBE=1`` (then rank ``k`` uses GPU
+``k mod n_gpus``). The binding is part of :func:`backend_provenance`.
+
+Device-to-host reads: the MD step loop reads device data only through :func:`to_host` (and
+:func:`host_scalar`), which counts its calls in :data:`SYNCS` on every backend, so a test on the CPU
+counts the synchronising reads that a GPU run of the same code makes (``tests/test_md_syncs.py``).
+:func:`to_numpy` is the uncounted conversion for setup and output code outside the loop.
+
 ``import cupy`` succeeds on machines without a GPU (or without a driver), and
 ``cupy.cuda.is_available()`` then *raises* instead of returning False
 (ENVIRONMENT.md, pitfall 6), so every probe here catches ``Exception``.
@@ -22,6 +34,10 @@ import numpy
 
 ENV_VAR = "MULTISCALE_BACKEND"
 CHOICES = ("numpy", "cupy")
+OVERSUBSCRIBE_VAR = "MULTISCALE_GPU_OVERSUBSCRIBE"
+LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
+LOCAL_SIZE_VARS = {"OMPI_COMM_WORLD_LOCAL_RANK": "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALRANKID": "MPI_LOCALNRANKS"}
+_binding: dict = {}  # the device this process bound to (bind_rank_device), for the provenance
 
 
 class BackendError(RuntimeError):
@@ -69,20 +85,94 @@ def get_backend(name: str | None = None) -> ModuleType:
     if requested == "numpy":
         return numpy
     usable, reason = cupy_usable()
-    if requested == "cupy":
-        if not usable:
-            raise BackendError(
-                f"{ENV_VAR}=cupy was asked for, but {reason}; unset {ENV_VAR} "
-                "or set it to numpy to run on the CPU"
-            )
-        import cupy
-
-        return cupy
+    if requested == "cupy" and not usable:
+        raise BackendError(
+            f"{ENV_VAR}=cupy was asked for, but {reason}; unset {ENV_VAR} "
+            "or set it to numpy to run on the CPU"
+        )
     if usable:
         import cupy
 
+        bind_rank_device(cupy)
         return cupy
     return numpy
+
+
+def node_local_rank() -> tuple[int, int | None, str]:
+    """``(local_rank, local_size or None, source)``: this process's rank among the MPI ranks of its node.
+
+    Read from the launcher's environment (:data:`LOCAL_RANK_VARS`, in that order, with the node's rank
+    count from :data:`LOCAL_SIZE_VARS` where the launcher sets one), else from an
+    ``MPI_COMM_TYPE_SHARED`` split of ``mpi4py.MPI.COMM_WORLD`` when mpi4py is already imported
+    (it is not imported here: importing it initialises MPI), else ``(0, None, 'single process')``.
+    """
+    import sys
+
+    def number(name):
+        value = os.environ.get(name, "").strip()
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise BackendError(f"{name}={value!r} is not a rank number; the MPI launcher sets it to an "
+                               "integer (unset it outside mpirun)") from None
+
+    for name in LOCAL_RANK_VARS:
+        rank = number(name)
+        if rank is not None:
+            return rank, number(LOCAL_SIZE_VARS[name]) if name in LOCAL_SIZE_VARS else None, name
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.COMM_WORLD.Get_size() > 1:
+        node = mpi.COMM_WORLD.Split_type(mpi.COMM_TYPE_SHARED)
+        try:
+            return int(node.Get_rank()), int(node.Get_size()), "MPI_COMM_TYPE_SHARED"
+        finally:
+            node.Free()
+    return 0, None, "single process"
+
+
+def choose_device(local_rank: int, n_devices: int, *, local_size: int | None = None,
+                  oversubscribe: bool | None = None) -> int:
+    """The GPU index for node-local rank ``local_rank`` (of ``local_size`` ranks, None: unknown) of ``n_devices``.
+
+    Rank ``k`` gets GPU ``k``. More ranks than GPUs (``local_size > n_devices``: an error on every rank
+    alike, so none starts work alone; or ``k >= n_devices``) is a :class:`BackendError` unless
+    oversubscription is asked for (``oversubscribe``, default: ``MULTISCALE_GPU_OVERSUBSCRIBE=1``), then
+    rank ``k`` gets GPU ``k mod n_devices``.
+    """
+    if n_devices < 1:
+        raise BackendError("no CUDA device is visible to this process (CUDA_VISIBLE_DEVICES?); set "
+                           f"{ENV_VAR}=numpy to run on the CPU")
+    if oversubscribe is None:
+        oversubscribe = os.environ.get(OVERSUBSCRIBE_VAR, "").strip().lower() in ("1", "true", "yes")
+    too_many = local_rank >= n_devices or (local_size is not None and local_size > n_devices)
+    if not too_many:
+        return local_rank
+    if oversubscribe:
+        return local_rank % n_devices
+    ranks = f"{local_size} MPI ranks run on this node" if local_size else f"MPI rank {local_rank} of this node has no GPU"
+    raise BackendError(f"{ranks}, but {n_devices} GPU(s) are visible "
+                       f"and one GPU per rank is the rule. Start at most {n_devices} rank(s) per node (mpirun "
+                       f"-n {n_devices}, or --map-by ppr:{n_devices}:node), or set {OVERSUBSCRIBE_VAR}=1 to share "
+                       "GPUs between ranks")
+
+
+def bind_rank_device(cupy) -> dict:
+    """Make this process use the GPU of its node-local MPI rank (:func:`choose_device`); return the binding.
+
+    ``{"device_id", "local_rank", "local_size", "local_rank_source", "visible_devices", "oversubscribed"}``, also kept
+    for :func:`backend_provenance`. Called by :func:`get_backend` when it picks CuPy.
+    """
+    local_rank, local_size, source = node_local_rank()
+    n_devices = int(cupy.cuda.runtime.getDeviceCount())
+    device = choose_device(local_rank, n_devices, local_size=local_size)
+    cupy.cuda.Device(device).use()
+    _binding.clear()
+    _binding.update(device_id=device, local_rank=local_rank, local_size=local_size, local_rank_source=source,
+                    visible_devices=n_devices,
+                    oversubscribed=bool(local_rank >= n_devices or (local_size or 0) > n_devices))
+    return dict(_binding)
 
 
 def backend_name(xp: ModuleType) -> str:
@@ -117,13 +207,15 @@ def backend_provenance(xp: ModuleType | None = None, *, precision: str = "float6
       ``device_id``: the CUDA device number (CuPy only);
     * ``numpy``, ``cupy``: versions (``cupy`` None when it does not import);
     * ``cuda_runtime``, ``cuda_driver``: CUDA versions as ``'major.minor'`` (None on NumPy or when a
-      query fails).
+      query fails);
+    * ``rank_binding``: how this process chose its GPU (:func:`bind_rank_device`: device_id, local_rank,
+      local_rank_source, visible_devices, oversubscribed); None on NumPy.
     """
     if xp is None:
         xp = get_backend()
     name = backend_name(xp)
     out = {"backend": name, "precision": str(precision), "device": None, "numpy": numpy.__version__,
-           "cupy": None, "cuda_runtime": None, "cuda_driver": None}
+           "cupy": None, "cuda_runtime": None, "cuda_driver": None, "rank_binding": None}
     try:
         import cupy
 
@@ -138,6 +230,7 @@ def backend_provenance(xp: ModuleType | None = None, *, precision: str = "float6
 
         device = cupy.cuda.Device()
         out["device_id"] = int(device.id)
+        out["rank_binding"] = dict(_binding) or None
         props = cupy.cuda.runtime.getDeviceProperties(device.id)
         label = props.get("name", b"")
         out["device"] = label.decode(errors="replace") if isinstance(label, bytes) else str(label)
@@ -146,6 +239,50 @@ def backend_provenance(xp: ModuleType | None = None, *, precision: str = "float6
     except Exception as exc:  # no usable device, or a query this CuPy lacks
         out["device"] = out["device"] or f"unknown CUDA device ({type(exc).__name__})"
     return out
+
+
+class SyncCounter:
+    """Number of device-to-host reads (calls of :func:`to_host`) since the last :meth:`reset`."""
+
+    def __init__(self):
+        self.count = 0
+
+    def reset(self) -> int:
+        """Set the count to 0; return what it was."""
+        count, self.count = self.count, 0
+        return count
+
+
+SYNCS = SyncCounter()
+
+
+def to_host(*arrays):
+    """Host (NumPy) copies of device arrays, read in ONE transfer; one count in :data:`SYNCS`.
+
+    arrays: NumPy or CuPy arrays or Python numbers. Returns one NumPy array for one argument, else a
+    tuple in the same order and shapes. On CuPy the arrays are flattened into one float64 buffer on the
+    device and copied once (integers up to 2^53 and floats are exact), so several small reductions
+    cost a single synchronisation; on NumPy they are returned as they are, and only counted.
+    """
+    SYNCS.count += 1
+    if not any(type(a).__module__.startswith("cupy") for a in arrays):
+        out = tuple(numpy.asarray(a) for a in arrays)
+    else:
+        import cupy
+
+        parts = [cupy.asarray(a) for a in arrays]
+        flat = cupy.concatenate([p.astype(cupy.float64).ravel() for p in parts]).get()
+        out, start = [], 0
+        for p in parts:
+            out.append(flat[start:start + p.size].reshape(p.shape).astype(p.dtype.type, copy=False))
+            start += p.size
+        out = tuple(out)
+    return out[0] if len(out) == 1 else out
+
+
+def host_scalar(value) -> float:
+    """A 0-d device array (or number) as a Python float, through :func:`to_host` (counted)."""
+    return float(to_host(value))
 
 
 def to_numpy(array) -> numpy.ndarray:

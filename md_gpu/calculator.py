@@ -32,7 +32,8 @@ class MDCalculator(Calculator):
         nl.build(state.positions, state.cell)
         res = compute_forces(self.ff, state.positions, state.cell, state.types, nl, per_atom=True)
         vol = self.atoms.get_volume()
-        self.results = {"energy": res.energy, "free_energy": res.energy,
+        energy = float(to_numpy(res.energy))
+        self.results = {"energy": energy, "free_energy": energy,
                         "energies": to_numpy(res.energies), "forces": to_numpy(res.forces),
                         "stress": stress_from_virial(to_numpy(res.virial), vol, symmetrise=False),
                         "stresses": stress_from_virial(to_numpy(res.virials), vol, symmetrise=False)}

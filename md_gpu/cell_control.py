@@ -28,6 +28,11 @@ positions affinely with the cell, ``r' = r M`` with ``M = diag(mu)``.
   tensile protocol derives ``B_k`` and ``nu_k`` from the material
   (:func:`md_gpu.protocols.tensile.transverse_control`).
 
+Host reads: the cell is a host array (:class:`md_gpu.state.State`), so the control laws run on the
+host and :class:`Deform` reads nothing from the device; a barostat step reads the stress tensor
+and its noise draws in one transfer (:func:`md_gpu.backend.to_host`; the draws are the ones a
+host computation makes, in the same order, so the NumPy stream is unchanged).
+
 [1] H. J. C. Berendsen et al., J. Chem. Phys. 81, 3684 (1984).
 [2] M. Bernetti, G. Bussi, J. Chem. Phys. 153, 114107 (2020).
 """
@@ -37,7 +42,8 @@ import numpy as np
 
 from common.arrays import array_module
 from .errors import MDRunError, MDSetupError
-from .integrators import MDState, stress
+from .backend import to_host
+from .integrators import MDState, stress_array
 from .state import State, volume
 from .units import EV_PER_A3_TO_GPA, KB, PER_S_TO_PER_FS
 
@@ -76,7 +82,7 @@ class Deform:
 
     def apply(self, md: MDState, dt_fs: float) -> State:
         s = md.state
-        current = float(s.cell[self.axis, self.axis])
+        current = float(s.cell[self.axis, self.axis])  # host cell: no device read
         target = self.L0_A * (1.0 + self.strain(md.time_fs + dt_fs))
         mu = np.ones(3)
         mu[self.axis] = target / current
@@ -116,15 +122,19 @@ class Barostat:
 
     def apply(self, md: MDState, dt_fs: float) -> State:
         s = md.state
-        sigma = stress(md)
+        noisy = self.stochastic and self.temperature_K > 0
+        if noisy:  # one draw per axis, as a loop of single draws would make them
+            sigma, noises = to_host(stress_array(md), md.rng.standard_normal(len(self.axes)))
+        else:
+            sigma = to_host(stress_array(md))
         log_mu = np.zeros(3)
         imposed = self.feed_forward(s, dt_fs)
         for n, (k, b_gpa) in enumerate(zip(self.axes, self.axis_moduli())):
             log_mu[k] = -(dt_fs / self.tau_fs) * (sigma[k, k] - self.target_GPa) / b_gpa
             if imposed is not None:
                 log_mu[k] -= imposed[n]
-            if self.stochastic and self.temperature_K > 0:
-                noise = float(md.rng.standard_normal())
+            if noisy:
+                noise = float(noises[n])
                 b_ev = b_gpa / EV_PER_A3_TO_GPA   # eV/Å^3
                 log_mu[k] += np.sqrt(2 * KB * self.temperature_K * dt_fs / (b_ev * volume(s.cell) * self.tau_fs)) * noise
         if not np.all(np.abs(log_mu) < MAX_LOG_RESCALE):

@@ -170,7 +170,7 @@ def cmd_bench(args) -> int:
     atoms = repeat_to(atoms, args.atoms)
     r = benchmark(ff, atoms, steps=args.steps, xp=get_backend(args.backend))
     print(f"{r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
-          f"{r['atom_steps_per_s']:.4g} atom-steps/s ({r['seconds']:.3g} s)")
+          f"{r['atom_steps_per_s']:.4g} atom-steps/s ({r['seconds']:.3g} s), {r['syncs_per_step']:.3g} host syncs/step")
     return 0
 
 

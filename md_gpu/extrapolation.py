@@ -12,6 +12,8 @@ frame is appended to ``frames_path`` (extxyz, per-atom ``gamma`` array) for a
 later refit and a warning is logged once; above ``stop`` the frame is saved and
 :class:`md_gpu.errors.MDRunError` stops the run with a message naming the step. Its state (frames
 saved, warning logged) travels with the run's checkpoints, so a resumed run saves no frame twice.
+A check reads the device twice (the number of pairs inside ``cutoff``, when given, and the grades;
+:func:`md_gpu.backend.to_host`).
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import to_numpy
+from .backend import to_host
 from .errors import MDRunError, MDSetupError
+from .neighbors import compact_indices
 
 
 class ExtrapolationControl:
@@ -76,8 +79,9 @@ class ExtrapolationControl:
         i, j = nlist.i, nlist.j
         if self.cutoff is not None:
             inside = (d * d).sum(1) < self.cutoff ** 2
-            i, j, d = i[inside], j[inside], d[inside]
-        gamma = to_numpy(self.grade(s.positions, s.cell, s.types, i, j, d))
+            keep = compact_indices(inside, int(to_host(inside.sum())))
+            i, j, d = i[keep], j[keep], d[keep]
+        gamma = to_host(self.grade(s.positions, s.cell, s.types, i, j, d))
         top = float(gamma.max()) if gamma.size else 0.0
         if top > self.warn:
             self._save(md, gamma)

@@ -29,6 +29,12 @@ positions more accurately but records velocities whose variance is low by
 Reproducible with a seed: the random numbers come from one generator of the
 run's backend created from the seed; checkpoints store its state (:func:`rng_state`; NumPy only).
 
+No host reads: the thermostats work on 0-d arrays of the run's backend (kinetic energy, the
+Bussi factor and its sign, the heat), so a thermostatted step reads nothing from the device; the
+Bussi draws are the same calls of the same generator as in a host computation (on NumPy the
+stream and the numbers are unchanged; :attr:`MDState.heat` is then a 0-d array). :func:`stress`
+is the one read of the barostat (virial and kinetic parts summed on the device, read once).
+
 [1] B. Leimkuhler, C. Matthews, Appl. Math. Res. Express 2013, 34 (2013).
 [2] G. Bussi, D. Donadio, M. Parrinello, J. Chem. Phys. 126, 014101 (2007).
 [3] G. Bussi, M. Parrinello, Phys. Rev. E 75, 056707 (2007).
@@ -44,7 +50,8 @@ import numpy as np
 from common.arrays import array_module
 from .errors import MDSetupError
 from .forcefields.base import ForceResult
-from .state import State, degrees_of_freedom, kinetic_energy, volume
+from .backend import to_host
+from .state import State, degrees_of_freedom, kinetic_energy_array, volume
 from .units import EV_PER_A3_TO_GPA, FS, KB
 
 
@@ -53,8 +60,8 @@ class MDState:
     """Integrator state: the configuration, its forces and bookkeeping.
 
     state: :class:`State`; result: :class:`ForceResult` at ``state``; step: int;
-    time_fs: float (fs); heat: float (eV, energy taken out by the thermostat,
-    so ``potential + kinetic + heat`` is conserved); rng: random generator.
+    time_fs: float (fs); heat: float or 0-d array on the run's backend (eV, energy taken out by the
+    thermostat, so ``potential + kinetic + heat`` is conserved); rng: random generator.
     """
 
     state: State
@@ -85,13 +92,16 @@ def rng_state(rng) -> dict | None:
     return state if isinstance(state, dict) else None
 
 
-def stress(md: MDState) -> np.ndarray:
-    """Virial + kinetic stress [3, 3] (GPa, ASE sign: positive = tensile) over the cell volume."""
-    from .backend import to_numpy
-
+def stress_array(md: MDState):
+    """Virial + kinetic stress [3, 3] (GPa, ASE sign: positive = tensile) on the run's backend (not read)."""
     s = md.state
-    kin = to_numpy((s.masses[:, None, None] * s.velocities[:, :, None] * s.velocities[:, None, :]).sum(0))
-    return -(to_numpy(md.result.virial) + kin) / volume(s.cell) * EV_PER_A3_TO_GPA
+    kin = (s.masses[:, None, None] * s.velocities[:, :, None] * s.velocities[:, None, :]).sum(0)
+    return -(md.result.virial + kin) / volume(s.cell) * EV_PER_A3_TO_GPA
+
+
+def stress(md: MDState) -> np.ndarray:
+    """:func:`stress_array` read to the host [3, 3] (GPa; one counted read, :func:`md_gpu.backend.to_host`)."""
+    return to_host(stress_array(md))
 
 
 class Bussi:
@@ -105,23 +115,29 @@ class Bussi:
         self.tau_fs = float(tau_fs)
 
     def end(self, md: MDState, dt_fs: float) -> MDState:
+        """Rescale the velocities by the factor of [2], on the run's backend (no host read).
+
+        A state at rest (kinetic energy 0) is left as it is, after the same two draws."""
         s = md.state
+        xp = array_module(s.velocities)
         ndf = degrees_of_freedom(s)
-        ke = kinetic_energy(s)
-        if ke <= 0:
-            return md
+        ke0 = kinetic_energy_array(s)
+        moving = ke0 > 0
+        ke = xp.where(moving, ke0, 1.0)  # at rest: any positive value, the result is discarded
         ke_target = 0.5 * ndf * KB * self.temperature_K
         c = np.exp(-dt_fs / self.tau_fs)
         rng = md.rng
-        r1 = float(rng.standard_normal())
+        r1 = rng.standard_normal()
         # sum of ndf-1 squared normals = chi-square with ndf-1 dof = 2 * Gamma((ndf-1)/2)
-        sum_r2 = 2.0 * float(rng.standard_gamma((ndf - 1) / 2.0)) if ndf > 1 else 0.0
+        sum_r2 = 2.0 * rng.standard_gamma((ndf - 1) / 2.0) if ndf > 1 else 0.0
         ke_new = (ke + (1 - c) * (ke_target * (r1 * r1 + sum_r2) / ndf - ke)
-                  + 2.0 * r1 * np.sqrt(c * (1 - c) * ke_target / ndf * ke))
-        alpha = np.sqrt(max(ke_new, 0.0) / ke)
-        if r1 + np.sqrt(c * ndf * ke / ((1 - c) * ke_target)) < 0:  # sign of alpha, eq. (A8) of [2]
-            alpha = -alpha
-        return md.replace(state=s.replace(velocities=s.velocities * alpha), heat=md.heat + ke - ke_new)
+                  + 2.0 * r1 * xp.sqrt(c * (1 - c) * ke_target / ndf * ke))
+        alpha = xp.sqrt(xp.maximum(ke_new, 0.0) / ke)
+        with np.errstate(divide="ignore"):  # ke_target = 0 (a 0 K bath): the sign test is +inf
+            flip = r1 + xp.sqrt(c * ndf * ke / ((1 - c) * ke_target)) < 0  # sign of alpha, eq. (A8) of [2]
+        alpha = xp.where(moving, xp.where(flip, -alpha, alpha), 1.0)
+        ke_new = xp.where(moving, ke_new, ke0)
+        return md.replace(state=s.replace(velocities=s.velocities * alpha), heat=md.heat + ke0 - ke_new)
 
 
 class Langevin:
@@ -139,7 +155,7 @@ class Langevin:
         xp = array_module(s.velocities)
         c = np.exp(-dt_fs / self.damping_fs)
         sigma = xp.sqrt((1 - c * c) * KB * self.temperature_K / s.masses)[:, None]
-        ke_old = kinetic_energy(s)
+        ke_old = kinetic_energy_array(s)
         v = c * s.velocities + sigma * md.rng.standard_normal(s.velocities.shape)
         # Project out the centre-of-mass velocity (the noise's share of it): the process then
         # samples the canonical distribution on the 3n - 3 degrees of freedom that the
@@ -147,7 +163,7 @@ class Langevin:
         m = s.masses[:, None]
         v = v - (m * v).sum(0) / s.masses.sum()
         new = s.replace(velocities=v)
-        return md.replace(state=new, heat=md.heat + ke_old - kinetic_energy(new))
+        return md.replace(state=new, heat=md.heat + ke_old - kinetic_energy_array(new))
 
 
 def velocity_verlet(force_fn: Callable[[State], ForceResult], dt_fs: float, *, thermostat=None,
@@ -192,13 +208,14 @@ def make_force_fn(ff, nlist, *, per_atom: bool = False, external_force=None) -> 
 
     per_atom: also per-atom energies and virials; external_force: None or
     ``external_force(state, result) -> [n, 3]`` (eV/Å), added to ``result.forces`` (the energy and
-    virial stay those of ``ff``).
+    virial stay those of ``ff``). One host read per call on a step without a rebuild
+    (``compute_forces(..., md_step=True)``); the energy is not read.
     """
     from .forcefields.base import compute_forces
 
     def force_fn(state: State) -> ForceResult:
-        nlist.update(state.positions, state.cell)
-        result = compute_forces(ff, state.positions, state.cell, state.types, nlist, per_atom=per_atom)
+        result = compute_forces(ff, state.positions, state.cell, state.types, nlist, per_atom=per_atom,
+                                md_step=True)
         if external_force is None:
             return result
         return dataclasses.replace(result, forces=result.forces + external_force(state, result))

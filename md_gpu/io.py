@@ -77,7 +77,7 @@ def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray, nlist=None, ar
     np.savez(buffer, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
              masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
              pbc=np.array(s.pbc), species=np.array(s.species),
-             step=md.step, time_fs=md.time_fs, heat=md.heat, thermo=thermo,
+             step=md.step, time_fs=md.time_fs, heat=to_numpy(md.heat), thermo=thermo,
              meta=np.array(json.dumps(meta)), **fields)
     return write_bytes(path, buffer.getvalue())
 
@@ -94,7 +94,7 @@ def read_checkpoint(path, *, xp=None):
         with np.load(path, allow_pickle=False) as data:
             state = State(positions=xp.asarray(data["positions"]), velocities=xp.asarray(data["velocities"]),
                           masses=xp.asarray(data["masses"]), types=xp.asarray(data["types"]),
-                          cell=xp.asarray(data["cell"]), pbc=tuple(bool(p) for p in data["pbc"]),
+                          cell=np.asarray(data["cell"]), pbc=tuple(bool(p) for p in data["pbc"]),
                           species=tuple(str(s) for s in data["species"]))
             extra = {"step": int(data["step"]), "time_fs": float(data["time_fs"]), "heat": float(data["heat"])}
             names = set(data.files)

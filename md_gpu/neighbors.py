@@ -23,6 +23,17 @@ than ``r_list`` is still farther than the cut-off while
 ``2 max|u| + ||F - I||_2 r_list < skin``. This reduces to the usual "an atom
 moved more than half the skin" when the cell is fixed.
 
+Host reads in the MD step (:meth:`NeighborList.pairs_within`): the rule is evaluated every step,
+exactly as above, not every N steps with a safety margin. The force contract needs the pairs
+inside the cut-off as compact arrays, and compacting a mask on the device needs its count on the
+host, so every step reads one number anyway; ``max|u|`` travels in the same transfer
+(:func:`md_gpu.backend.to_host`), which makes the exact check free. A check every N steps would
+need a bound on how far atoms can move before the next check, which the velocities alone do not
+give (forces change them), or a roll-back of the steps since the last check. So a step reads the
+host once; a step that rebuilds reads once more (the count of the new list), besides the reads of
+the builder itself (none in the compiled NumPy cell list; the array code reads its bin occupancy and
+the size of each offset's pair set).
+
 The arrays are on the backend of the positions (NumPy or CuPy). On NumPy,
 :func:`build_pairs` runs the compiled cell list of :mod:`training.mtp.cell_list`
 (the same binning in C++, bins of half the list radius; the array code below
@@ -40,8 +51,8 @@ import numpy as np
 from common.arrays import array_module
 from training.mtp.cell_list import cell_list_pairs
 
-from .backend import to_numpy
-from .errors import MDSetupError
+from .backend import to_host, to_numpy
+from .errors import MDRunError, MDSetupError
 
 
 def perpendicular_widths(cell) -> np.ndarray:
@@ -162,6 +173,26 @@ def brute_force_pairs(positions, cell, pbc, r_list: float):
     return found
 
 
+def compact_indices(mask, count: int):
+    """Indices [count] (ascending) of the True entries of ``mask [p]``, given their number ``count`` (host int).
+
+    ``numpy.flatnonzero`` on NumPy. On CuPy a scatter to ``cumsum(mask) - 1`` (the False entries go to a
+    spare slot), because ``cupy.nonzero`` would read the count from the device, a synchronisation.
+    """
+    xp = array_module(mask)
+    if xp is np:
+        return np.flatnonzero(mask)
+    return scatter_compact(mask, count, xp)
+
+
+def scatter_compact(mask, count: int, xp):
+    """The device branch of :func:`compact_indices`, on any array module ``xp`` (tested on NumPy)."""
+    slot = xp.where(mask, xp.cumsum(mask) - 1, count)
+    out = xp.empty(count + 1, dtype=xp.int64)
+    out[slot] = xp.arange(mask.shape[0])
+    return out[:count]
+
+
 @dataclass
 class NeighborList:
     """A Verlet list of pairs within ``cutoff + skin`` (Å), rebuilt only when needed.
@@ -196,17 +227,56 @@ class NeighborList:
         self.ref_cell = np.array(to_numpy(cell), dtype=float)
         self.n_builds += 1
 
+    def _drift(self, positions, cell):
+        """``(max|u|, ||F - I||_2)``: the largest non-affine displacement since the build (0-d array on the
+        backend of ``positions``, Å; not read) and the cell's strain norm (host float); see the module doc."""
+        xp = array_module(positions)
+        F = np.linalg.solve(self.ref_cell, np.asarray(to_numpy(cell), dtype=float))
+        strain = float(np.linalg.norm(F - np.eye(3), 2))
+        if not positions.shape[0]:
+            return xp.zeros(()), strain
+        u = positions - self.ref_positions @ xp.asarray(F)
+        return xp.sqrt((u * u).sum(-1).max()), strain
+
+    def _stale(self, max_u: float, strain: float) -> bool:
+        return 2.0 * max_u + strain * self.r_list >= self.skin
+
     def needs_rebuild(self, positions, cell) -> bool:
-        """True when a pair could have entered the cut-off since the last build (see module doc)."""
+        """True when a pair could have entered the cut-off since the last build (see module doc; one host read)."""
         if self.i is None or positions.shape != self.ref_positions.shape:
             return True
-        xp = array_module(positions)
-        cell_h = np.array(to_numpy(cell), dtype=float)
-        F = np.linalg.solve(self.ref_cell, cell_h)
-        strain = float(np.linalg.norm(F - np.eye(3), 2))
-        u = positions - self.ref_positions @ xp.asarray(F)
-        max_u = float(xp.sqrt((u * u).sum(-1).max())) if positions.shape[0] else 0.0
-        return 2.0 * max_u + strain * self.r_list >= self.skin
+        max_u, strain = self._drift(positions, cell)
+        return self._stale(float(to_host(max_u)), strain)
+
+    def pairs_within(self, positions, cell, cutoff: float):
+        """``(i [q], j [q], d [q, 3])``: the listed pairs closer than ``cutoff`` (Å), rebuilding the list first
+        when the rule of the module doc asks for it; the pairs keep the list's order.
+
+        One host read (:func:`md_gpu.backend.to_host`: ``max|u|`` and the number of pairs inside, in one
+        transfer) when the list holds; one more after a rebuild. A non-finite ``max|u|`` (positions that
+        are NaN or infinite after a blow-up) is an :class:`MDRunError`.
+        """
+        fresh = self.i is None or positions.shape != self.ref_positions.shape
+        if fresh:
+            self.build(positions, cell)
+        d = self.pair_vectors(positions, cell)
+        inside = (d * d).sum(1) < cutoff * cutoff
+        if not fresh:
+            max_u, strain = self._drift(positions, cell)
+            max_u, n_inside = to_host(max_u, inside.sum())
+            if not np.isfinite(max_u):
+                raise MDRunError("the positions are not finite: the system blew up (atoms came too close, or the "
+                                 "forces were not finite); use a smaller time step or check the starting structure "
+                                 "and the potential")
+            fresh = self._stale(float(max_u), strain)
+            if fresh:
+                self.build(positions, cell)
+                d = self.pair_vectors(positions, cell)
+                inside = (d * d).sum(1) < cutoff * cutoff
+        if fresh:
+            n_inside = to_host(inside.sum())
+        keep = compact_indices(inside, int(n_inside))
+        return self.i[keep], self.j[keep], d[keep]
 
     def update(self, positions, cell) -> bool:
         """Rebuild if needed; return whether it did."""

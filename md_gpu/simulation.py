@@ -41,13 +41,13 @@ import numpy as np
 
 from .analysis import VOIGT_COLUMN
 from common.arrays import array_module
-from .backend import get_backend, to_numpy
+from .backend import get_backend, host_scalar, to_host, to_numpy
 from .cell_control import Barostat, Deform, axis_index
 from .errors import MDRunError, MDSetupError
-from .integrators import MDState, make_force_fn, make_rng, rng_state, stress, velocity_verlet
+from .integrators import MDState, make_force_fn, make_rng, rng_state, stress_array, velocity_verlet
 from .neighbors import NeighborList
-from .state import State, kinetic_energy, temperature
-from .units import PER_S_TO_PER_FS
+from .state import State, degrees_of_freedom, kinetic_energy_array
+from .units import KB, PER_S_TO_PER_FS
 
 THERMO_COLUMNS = ("step", "time_fs", "stage", "temperature_K", "potential_eV", "kinetic_eV", "heat_eV",
                   "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
@@ -228,11 +228,13 @@ class Simulation:
 
     # -- recording -------------------------------------------------------------
     def _row(self, md: MDState, stage_index: int, grade: float) -> list:
+        """One thermo row (THERMO_COLUMNS): stress, kinetic and potential energy and heat read in one transfer."""
         s = md.state
-        sig = stress(md)
-        cell = to_numpy(s.cell)
-        return [md.step, md.time_fs, stage_index, temperature(s), md.result.energy, kinetic_energy(s), md.heat,
-                sig[0, 0], sig[1, 1], sig[2, 2], sig[1, 2], sig[0, 2], sig[0, 1],
+        sig, ke, energy, heat = to_host(stress_array(md), kinetic_energy_array(s), md.result.energy, md.heat)
+        ke = float(ke)
+        cell = s.cell
+        return [md.step, md.time_fs, stage_index, 2.0 * ke / (degrees_of_freedom(s) * KB), float(energy), ke,
+                float(heat), sig[0, 0], sig[1, 1], sig[2, 2], sig[1, 2], sig[0, 2], sig[0, 1],
                 cell[0, 0], cell[1, 1], cell[2, 2], cell[1, 0], grade]
 
     def _write_frame(self, md: MDState) -> None:
@@ -241,7 +243,7 @@ class Simulation:
         from .state import to_atoms
 
         atoms = to_atoms(md.state)
-        atoms.info.update(step=md.step, time_fs=md.time_fs, energy=md.result.energy)
+        atoms.info.update(step=md.step, time_fs=md.time_fs, energy=host_scalar(md.result.energy))
         write(self.traj_path, atoms, format="extxyz", append=True)
 
     # -- checkpoints -----------------------------------------------------------

@@ -2,7 +2,10 @@
 
 A :class:`State` is immutable by convention: integrators return a new state
 (``dataclasses.replace``); only kernels write into preallocated buffers.
-Arrays live on the backend of the run (NumPy or CuPy, see :mod:`md_gpu.backend`).
+Arrays live on the backend of the run (NumPy or CuPy, see :mod:`md_gpu.backend`), except the
+cell: 9 numbers that the host-side cell control (deformation, barostat) changes every step and
+the neighbour list reads every step, so it is always a host NumPy array (a device cell given to
+:class:`State` is copied to the host once) and reading it costs no device synchronisation.
 
 Fields (``n`` atoms, ASE units, see :mod:`md_gpu.units`):
 
@@ -11,7 +14,7 @@ positions      [n, 3]     Cartesian positions (Å), not wrapped between list reb
 velocities     [n, 3]     velocities (Å per ASE time unit)
 masses         [n]        masses (amu)
 types          [n] int    0-based species index into ``species``
-cell           [3, 3]     cell vectors as rows (Å); orthorhombic or triclinic
+cell           [3, 3]     cell vectors as rows (Å), host NumPy float64; orthorhombic or triclinic
 pbc            (3,) bool  periodic along each cell vector (2D sheet: True, True, False)
 species        tuple      element symbol of each type
 =============  =========  =========================================================
@@ -27,7 +30,7 @@ from ase.data import atomic_masses, atomic_numbers
 
 from common.arrays import array_module
 
-from .backend import to_numpy
+from .backend import host_scalar, to_numpy
 from .errors import MDSetupError
 from .units import KB
 
@@ -43,6 +46,10 @@ class State:
     cell: object
     pbc: tuple
     species: tuple
+
+    def __post_init__(self):
+        if not isinstance(self.cell, np.ndarray) or self.cell.dtype != np.float64:
+            object.__setattr__(self, "cell", np.asarray(to_numpy(self.cell), dtype=np.float64))
 
     @property
     def n_atoms(self) -> int:
@@ -76,7 +83,7 @@ def from_atoms(atoms: Atoms, *, species: tuple | None = None, xp=np) -> State:
     return State(positions=xp.asarray(atoms.positions, dtype=xp.float64),
                  velocities=xp.asarray(velocities, dtype=xp.float64),
                  masses=xp.asarray(masses), types=xp.asarray(types),
-                 cell=xp.asarray(np.array(atoms.cell), dtype=xp.float64),
+                 cell=np.array(atoms.cell, dtype=np.float64),
                  pbc=tuple(bool(p) for p in atoms.pbc), species=species)
 
 
@@ -97,10 +104,15 @@ def species_masses(species) -> np.ndarray:
         raise MDSetupError(f"unknown element symbol {exc.args[0]!r}") from None
 
 
-def kinetic_energy(state: State) -> float:
-    """Total kinetic energy (eV)."""
+def kinetic_energy_array(state: State):
+    """Total kinetic energy (eV) as a 0-d array on the state's backend (no device-to-host read)."""
     v = state.velocities
-    return float(0.5 * (state.masses[:, None] * v * v).sum())
+    return 0.5 * (state.masses[:, None] * v * v).sum()
+
+
+def kinetic_energy(state: State) -> float:
+    """Total kinetic energy (eV), read to the host (:func:`md_gpu.backend.host_scalar`, one counted read)."""
+    return host_scalar(kinetic_energy_array(state))
 
 
 def degrees_of_freedom(state: State) -> int:
@@ -130,8 +142,7 @@ def maxwell_boltzmann(state: State, temperature_K: float, *, seed: int) -> State
 def wrap(state: State):
     """Positions folded into the cell along the periodic directions ([n, 3], Å)."""
     xp = array_module(state.positions)
-    inv = xp.linalg.inv(state.cell)
-    frac = state.positions @ inv
+    frac = state.positions @ xp.asarray(np.linalg.inv(state.cell))
     mask = xp.asarray(np.array(state.pbc, dtype=bool))
     frac = xp.where(mask[None, :], frac - xp.floor(frac), frac)
-    return frac @ state.cell
+    return frac @ xp.asarray(state.cell)

@@ -156,3 +156,18 @@ def test_core_radius_from_the_training_data_and_bad_keys():
     assert e_wide > _energy_forces(bare, atoms)[0] + 100.0  # 0.4 A inside the wall: > 200 eV
     with pytest.raises(MDSetupError, match="'Cu-B'"):
         MTPForceField.read(POT, species=("Cu",), core_radii={"Cu-B": 1.0})
+
+
+def test_core_map_applied_to_every_pair_is_the_plain_mtp_above_min_dist(ff):
+    """The device path applies the core map to every pair (no host read decides the branch): above the core
+    radius it must give the plain MTP's energies and derivatives, equal up to the sign of zeros."""
+    atoms, _ = _squeezed_pair(ff, 1.05 * ff.mtp.min_dist)
+    state = from_atoms(atoms, species=ff.species)
+    nl = NeighborList(ff.cutoff, 0.0, state.pbc)
+    nl.build(state.positions, state.cell)
+    d = nl.pair_vectors(state.positions, state.cell)
+    r2 = (d * d).sum(1)
+    assert r2.min() < (1.1 * ff.mtp.min_dist) ** 2  # the squeezed pair is close to, but outside, the core
+    plain_e, plain_g = ff.evaluate(state.types, nl.i, nl.j, d)
+    mapped_e, mapped_g = ff.with_core(state.types, nl.i, nl.j, d, r2, np)
+    assert np.array_equal(mapped_e, plain_e) and np.array_equal(mapped_g, plain_g)

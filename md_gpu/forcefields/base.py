@@ -31,6 +31,7 @@ import numpy as np
 from training.mtp.neighbors import forces_and_virial as pair_forces_and_virial
 
 from common.arrays import array_module
+from ..backend import host_scalar
 from ..errors import MDRunError
 
 
@@ -47,7 +48,8 @@ class ForceField(Protocol):
 class ForceResult:
     """Energy and its derivatives for one configuration (arrays on the run's backend).
 
-    energy float (eV); energies [n] (eV); forces [n, 3] (eV/Å); virial [3, 3] (eV);
+    energy (eV): a float on NumPy, a 0-d device array on CuPy (read it with
+    :func:`md_gpu.backend.host_scalar`); energies [n] (eV); forces [n, 3] (eV/Å); virial [3, 3] (eV);
     virials [n, 3, 3] (eV, per atom, sums to ``virial``) or None when not asked for: pair ``p``
     is given to its neighbour ``j_p``, ``W_a = -sum_{p: j_p = a} d_p (x) dE_dd_p``, the
     many-body per-atom virial of Fan et al., Phys. Rev. B 92, 094301 (2015), as in ``training.mtp``.
@@ -74,20 +76,35 @@ def forces_and_virial(i, j, d, dE_dd, n_atoms: int, xp=np, *, per_atom: bool = T
     return pair_forces_and_virial(i, j, d, dE_dd, n_atoms, xp, per_atom=per_atom)
 
 
-def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False) -> ForceResult:
-    """Energy, forces and virial of ``ff`` with the pairs of ``nlist`` (which must be up to date).
+def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False, md_step: bool = False) -> ForceResult:
+    """Energy, forces and virial of ``ff`` with the pairs of ``nlist``.
 
-    positions [n, 3] Å, cell [3, 3] Å, types [n]. Pairs of the Verlet list beyond
-    ``ff.cutoff`` are dropped before ``ff.evaluate`` sees them.
+    positions [n, 3] Å, cell [3, 3] Å, types [n]. Pairs of the Verlet list beyond ``ff.cutoff`` are
+    dropped before ``ff.evaluate`` sees them. By default ``nlist`` must be up to date and a non-finite
+    energy is an :class:`MDRunError` (the energy is read to the host). ``md_step=True`` is the MD
+    loop's call: the list is updated first when needed
+    (:meth:`md_gpu.neighbors.NeighborList.pairs_within`, one host read) and the energy stays on the
+    device (a blow-up shows as non-finite positions at the next call, and in the thermo rows).
     """
-    xp = array_module(positions)
+    if md_step:
+        i, j, d = nlist.pairs_within(positions, cell, ff.cutoff)
+        return pair_forces(ff, types, i, j, d, per_atom=per_atom)
     d = nlist.pair_vectors(positions, cell)
     inside = (d * d).sum(1) < ff.cutoff * ff.cutoff
-    i, j, d = nlist.i[inside], nlist.j[inside], d[inside]
-    energies, dE_dd = ff.evaluate(types, i, j, d, xp=xp)
-    forces, virial, virials = forces_and_virial(i, j, d, dE_dd, positions.shape[0], xp, per_atom=per_atom)
-    energy = float(energies.sum())
-    if not np.isfinite(energy):
+    result = pair_forces(ff, types, nlist.i[inside], nlist.j[inside], d[inside], per_atom=per_atom)
+    if not np.isfinite(host_scalar(result.energy)):
         raise MDRunError("the potential energy is not finite: the system blew up (atoms too close); "
                          "use a smaller time step or check the starting structure")
-    return ForceResult(energy, energies, forces, virial, virials)
+    return result
+
+
+def pair_forces(ff, types, i, j, d, *, per_atom: bool = False) -> ForceResult:
+    """:class:`ForceResult` of ``ff`` on the pairs ``i, j [p]``, ``d [p, 3]`` (Å, all within ``ff.cutoff``).
+
+    Reads nothing to the host: ``energy`` is the 0-d sum on the backend of ``d`` (a NumPy float64
+    on NumPy), read with :func:`md_gpu.backend.host_scalar` where a host number is needed.
+    """
+    xp = array_module(d)
+    energies, dE_dd = ff.evaluate(types, i, j, d, xp=xp)
+    forces, virial, virials = forces_and_virial(i, j, d, dE_dd, types.shape[0], xp, per_atom=per_atom)
+    return ForceResult(energies.sum(), energies, forces, virial, virials)

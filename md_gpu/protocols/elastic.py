@@ -65,8 +65,8 @@ def _deform(state: State, F: np.ndarray) -> State:
     from common.arrays import array_module
 
     xp = array_module(state.positions)
-    F = xp.asarray(F)
-    return state.replace(positions=state.positions @ F, cell=state.cell @ F)
+    F = np.asarray(F)
+    return state.replace(positions=state.positions @ xp.asarray(F), cell=state.cell @ F)  # the cell is on the host
 
 
 def constants_from_stresses(stresses: dict, delta: float, scale: float, *, scheme: str = "central") -> dict:

@@ -86,8 +86,7 @@ def run(task: dict) -> dict:
     for k, gamma in enumerate(gammas):
         F = np.eye(3)
         F[1, 0] = gamma  # rows are vectors: (x, y, z) @ F = (x + gamma y, y, z)
-        F = xp.asarray(F)
-        sheared = ref.replace(positions=ref.positions @ F, cell=ref.cell @ F)
+        sheared = ref.replace(positions=ref.positions @ xp.asarray(F), cell=ref.cell @ F)  # the cell is on the host
         thermo = equilibrate(ff, sheared, nvt, barostat_axes=(), log=log,
                              checkpoint=checkpoint_file(prefix, f"shear{k}"), resume=resume).thermo
         stress_xy.append(float(np.mean(thermo["stress_xy_GPa"][thermo["step"] > settle])))
