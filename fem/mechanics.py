@@ -163,14 +163,15 @@ class TensileTest:
         self.linear = "direct (MUMPS LU)" if direct else "CG + GAMG"
         if not direct:
             self.A.setNearNullSpace(rigid_body_modes(self.V))
-        # the elastic matrix is symmetric (Dirichlet rows and columns both zeroed): LDL^T when direct
+        # both matrices are symmetric (the elastic one has its Dirichlet rows and columns zeroed together, the
+        # damage one is a Hessian, of which the bound-constrained Newton solves a principal submatrix): LDL^T
         self.ksp = create_ksp(comm, self.A, prefix=f"fem_u_{id(self)}_",
                               options=linear_solver_options(direct, opts.rtol, symmetric=True))
         # damage: bound-constrained Newton (SNES VI) with alpha_prev <= alpha <= 1
         # bound methods: the test lives until gc frees the cycle (GAMG round-off depends on when PETSc frees)
         self.snes, self.Fa, self.Ja = create_snes(
             comm, self._damage_residual, self._damage_jacobian, self.F_a, self.J_a, prefix=f"fem_a_{id(self)}_",
-            options={**DAMAGE_SNES_OPTIONS, **linear_solver_options(direct, opts.rtol)})
+            options={**DAMAGE_SNES_OPTIONS, **linear_solver_options(direct, opts.rtol, symmetric=True)})
         self.snes.setTolerances(atol=DAMAGE_ATOL_RELATIVE * self.damage_residual_scale())
         self.upper = self.alpha.vector.copy()
         self.upper.set(1.0)

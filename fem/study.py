@@ -333,6 +333,8 @@ def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD,
                 log(f"study {name}: {study['variable']} = {value} ({j + 1}/{len(study['values'])})")
             r = run_tensile(sj, props, comm=comm, out_dir=out_dir, label=f"{name}_{j}", write_fields=False,
                             solved=solved)
+            if log and r["reused_from"]:
+                log(f"study {name}: the same discrete problem as {r['reused_from']}, whose result it takes")
             cached = {"digest": digest, "value": float(value), "result": r}
             if comm.rank == 0:
                 write_json(cache, cached)

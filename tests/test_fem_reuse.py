@@ -9,7 +9,7 @@ from mpi4py import MPI
 
 from fem import fem_stage, geometry, materials as M, mesh_io, study
 from fem.mechanics import TensileOptions, TensileTest
-from fem.solvers import assemble_jacobian
+from fem.solvers import assemble_jacobian, configure, create_ksp, linear_solver_options, solve_linear
 
 PROPS = "tests/data/fem/properties_graphene_borophene.json"
 
@@ -115,21 +115,38 @@ def test_one_jacobian_per_displacement_gives_the_same_run_with_fewer_assemblies(
     assert w["damage_jacobians"] <= w["damage_solves"] < w["damage_newton_iterations"]
 
 
-def test_the_ldlt_displacement_solve_is_the_lu_solve_on_a_damaged_two_phase_sample(props):
-    """MUMPS LDL^T reads one triangle of the matrix: it solves the elastic problem only because that matrix
-    is symmetric (Dirichlet rows and columns zeroed together). Against LU on the same system, with a rough
-    damage field and a stiff/soft contrast: the same displacement to round-off."""
-    from fem.solvers import create_ksp, linear_solver_options, solve_linear
+class LUDamage(TensileTest):
+    """The damage Newton steps solved by MUMPS LU (the reference for LDL^T)."""
 
-    t = _test_of(small_settings("islands", 0.15), props)
-    assert linear_solver_options(True, 1e-12, symmetric=True)["pc_type"] == "cholesky"
-    assert t.ksp.getPC().getType() == "cholesky"
-    t.alpha.x.array[:] = np.random.default_rng(1).uniform(0.0, 0.999, t.alpha.x.array.size)
-    t.set_strain(0.03)
-    t.solve_displacement()
-    lu = create_ksp(MPI.COMM_WORLD, t.A, prefix="test_lu_", options=linear_solver_options(True, 1e-12))
-    reference = t.u.copy()
-    solve_linear(lu, t.b, reference, what="reference", setting="none")
-    scale = np.abs(reference.x.array).max()
-    assert scale > 0.01
-    np.testing.assert_allclose(t.u.x.array, reference.x.array, rtol=0, atol=1e-10 * scale)
+    def _build_solvers(self):
+        super()._build_solvers()
+        configure(self.snes, f"test_lu_damage_{id(self)}_", {"pc_type": "lu"})
+
+
+def test_the_ldlt_solves_are_the_lu_solves_on_a_damaged_two_phase_sample(props):
+    """MUMPS LDL^T reads one triangle of the matrix: it solves the elastic problem and the damage Newton
+    steps only because those matrices are symmetric (Dirichlet rows and columns zeroed together; a Hessian
+    and its principal submatrices). Against LU on the same systems, with a rough damage field and a
+    stiff/soft contrast: the same displacement and damage to round-off."""
+    s = small_settings("islands", 0.15)
+    damage = []
+    for cls in (TensileTest, LUDamage):
+        msh, ct, _, layout = study.build_sample(s, MPI.COMM_WORLD)
+        mats, _ = study.sample_materials(layout, props, s)
+        t = cls(msh, ct, mats, (layout.length_nm, layout.height_nm), study.options_from_settings(s))
+        t.alpha_prev.x.array[:] = np.random.default_rng(1).uniform(0.0, 0.9, t.alpha.x.array.size)
+        t.alpha.x.array[:] = t.alpha_prev.x.array
+        t.set_strain(0.06)
+        t.solve_displacement()
+        assert t.solve_damage() > 1      # bounds active and inactive: several Newton steps
+        damage.append(t.alpha.x.array.copy())
+        if cls is TensileTest:
+            assert t.ksp.getPC().getType() == t.snes.getKSP().getPC().getType() == "cholesky"
+            lu = create_ksp(MPI.COMM_WORLD, t.A, prefix="test_lu_", options=linear_solver_options(True, 1e-12))
+            reference = t.u.copy()
+            solve_linear(lu, t.b, reference, what="reference", setting="none")
+            scale = np.abs(reference.x.array).max()
+            assert scale > 0.01
+            np.testing.assert_allclose(t.u.x.array, reference.x.array, rtol=0, atol=1e-10 * scale)
+    assert np.abs(damage[0] - t.alpha_prev.x.array).max() > 0.01
+    np.testing.assert_allclose(damage[0], damage[1], rtol=0, atol=1e-10)
