@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/fem_stage.py BEFORE/runs/fem AFTER/runs/fem
 
 Prints, for each tensile run (the main run and every sweep point; ``points/*.json``): displacement dofs,
-accepted load steps and wall seconds in each folder; then the throughput of each folder,
+accepted load steps and wall seconds in each folder, the largest change of its stress curve relative to
+its peak and whether its staggered iteration counts are the same; then the throughput of each folder,
 
     dofs per second = sum over runs of (displacement dofs x accepted load steps) / sum of their wall seconds
 
@@ -35,6 +36,16 @@ def throughput(results: dict[str, dict]) -> tuple[int, float]:
     """``(dof-steps, wall seconds)`` summed over the runs."""
     dof_steps = sum(r["n_dofs_displacement"] * len(r["curve"]["strain"]) for r in results.values())
     return dof_steps, sum(r["wall_s"] for r in results.values())
+
+
+def curve_change(a: dict, b: dict) -> tuple[float, str]:
+    """Largest stress difference of two runs' curves over the first run's peak (NaN when their strain
+    steps differ), and whether their staggered iteration counts are the same ('same' or 'differ')."""
+    ca, cb = a["curve"], b["curve"]
+    if ca["strain"] != cb["strain"]:
+        return float("nan"), "differ"
+    change = max(abs(x - y) for x, y in zip(ca["stress"], cb["stress"])) / a["strength_N_per_m"]
+    return change, "same" if ca["iterations"] == cb["iterations"] else "differ"
 
 
 def leaves(node, path=()):
@@ -78,12 +89,14 @@ def main(argv=None) -> None:
     p.add_argument("after", type=Path, help="runs/fem of the second run")
     args = p.parse_args(argv)
     before, after = runs(args.before), runs(args.after)
-    print(f"{'run':24s} {'dofs':>7s} {'steps':>11s} {'wall_s':>17s}  reused from")
+    print(f"{'run':24s} {'dofs':>7s} {'steps':>11s} {'wall_s':>17s} {'d_stress/peak':>13s} {'iterations':>10s}  "
+          "reused from")
     for label in sorted(set(before) | set(after)):
         a, b = before.get(label), after.get(label)
         steps = "/".join(str(len(r["curve"]["strain"])) if r else "-" for r in (a, b))
         wall = "/".join(f"{r['wall_s']:.1f}" if r else "-" for r in (a, b))
-        print(f"{label:24s} {(a or b)['n_dofs_displacement']:7d} {steps:>11s} {wall:>17s}  "
+        change, same = curve_change(a, b) if a and b else (float("nan"), "-")
+        print(f"{label:24s} {(a or b)['n_dofs_displacement']:7d} {steps:>11s} {wall:>17s} {change:13.2e} {same:>10s}  "
               f"{(b or {}).get('reused_from') or ''}")
     for name, results in (("before", before), ("after", after)):
         dof_steps, wall = throughput(results)
@@ -93,7 +106,9 @@ def main(argv=None) -> None:
                              json.loads((args.after / "fem_results.json").read_text()))
     print("largest relative difference per key of fem_results.json:")
     for key, value in sorted(rel.items(), key=lambda kv: -kv[1]):
-        print(f"  {value:9.2e}  {key}")
+        if value > 0:
+            print(f"  {value:9.2e}  {key}")
+    print(f"  {sum(1 for v in rel.values() if v == 0)} keys with numbers are identical")
     for key, count in other.items():
         print(f"  differs ({count}x): {key}")
 
