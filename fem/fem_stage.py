@@ -10,6 +10,7 @@ Data flow (docs/architecture.md, docs/fem.md)::
         -> runs/fem/: tensile_fields.xdmf (+ .h5), tensile_curve.png, tensile_damage.png,
                       <study>.json (table), <study>.csv, <study>.png, <study>_<i>_{curve,damage}.png,
                       points/<study>_<i>.json (finished sweep points, for resuming), fem_results.json,
+                      work.json (solver counts and timings of the tensile runs, dofs per second),
                       thermal_fields.xdmf, thermal_temperature.png, thermal_fraction.png, thermal_size.png
 
 All ranks solve together (PETSc); only rank 0 writes PNG, CSV and JSON.
@@ -17,6 +18,7 @@ All ranks solve together (PETSc); only rank 0 writes PNG, CSV and JSON.
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 from mpi4py import MPI
@@ -28,6 +30,8 @@ from .errors import FemInputError
 
 RESULTS_FILE = "fem_results.json"
 RESULTS_FORMAT = "multiscale-fem-results/1"
+WORK_FILE = "work.json"                   # what the tensile runs cost (timings: not a result)
+WORK_FORMAT = "multiscale-fem-work/1"
 
 FEM_SETTINGS = {
     "phases": (list, [], "the two phases [A, B] of properties.json; fractions are of B; []: the two phases of "
@@ -176,13 +180,20 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
             thermal_skipped = {"skipped": f"{exc} (fem.thermal.on_bad_input: skip)"}
             if log:
                 log(f"thermal part left out: {thermal_skipped['skipped']}")
+    solved = study.SolvedSamples()   # a sweep point equal to a sample solved before takes its result
+    mechanics_start = time.perf_counter()
     main = study.run_tensile(settings, props, comm=comm, out_dir=out_dir, label="tensile",
-                             write_fields=settings["write_fields"], log=log)
+                             write_fields=settings["write_fields"], log=log, solved=solved)
     if log:
         log(f"main run: modulus {main['modulus_N_per_m']:.2f} N/m, strength {main['strength_N_per_m']:.3f} N/m, "
             f"failure strain {main['failure_strain']:.4f}")
-    studies = [study.run_sweep(settings, st, i, props, comm=comm, out_dir=out_dir, log=log)
+    studies = [study.run_sweep(settings, st, i, props, comm=comm, out_dir=out_dir, log=log, solved=solved)
                for i, st in enumerate(settings["studies"])]
+    work = work_totals(solved.work, time.perf_counter() - mechanics_start)
+    if log:
+        log(f"tensile runs: {work['samples']} ({work['reused']} reused), {work['displacement_solves']} displacement "
+            f"solves, {work['damage_solves']} damage solves, {work['wall_s']:.1f} s, "
+            f"{work['dofs_per_s']:.4g} dofs x load steps per second")
     twin = consistency.run_consistency(settings, props, comm=comm, log=log) if settings["consistency"]["enabled"] \
         else {"skipped": "fem.consistency.enabled is false"}
     thermal = thermal_skipped
@@ -194,7 +205,28 @@ def run_all(settings: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path, 
                "studies": studies, "consistency": twin, "thermal": thermal}
     if comm.rank == 0:
         study.write_json(out_dir / RESULTS_FILE, results)
+        study.write_json(out_dir / WORK_FILE, {"format": WORK_FORMAT, **work, "runs": solved.work})
     return summary(results)
+
+
+WORK_COUNTS = ("displacement_solves", "damage_solves", "damage_newton_iterations", "damage_jacobians", "solve_s")
+
+
+def work_totals(samples: list[dict], wall_s: float) -> dict:
+    """The solver work of the tensile runs made in a stage (main run and sweep points solved or reused,
+    not those resumed from ``points/``; :func:`fem.study.sample_work`) in sum.
+
+    ``samples``: tensile runs; ``reused``: those that took an equal sample's
+    result; the solver counts and ``solve_s``: sums; ``dof_steps``:
+    displacement dofs x accepted load steps, summed over every run;
+    ``dofs_per_s``: ``dof_steps`` per wall second ``wall_s`` of the tensile
+    runs (main run and sweeps, meshing included).
+    """
+    out = {"samples": len(samples), "reused": sum(1 for w in samples if w.get("reused_from"))}
+    out.update({key: sum(w[key] for w in samples) for key in WORK_COUNTS})
+    out["dof_steps"] = sum(w["n_dofs_displacement"] * w["load_steps"] for w in samples)
+    out.update(wall_s=wall_s, dofs_per_s=out["dof_steps"] / wall_s if wall_s > 0 else None)
+    return out
 
 
 def summary(results: dict) -> dict:

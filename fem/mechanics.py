@@ -31,6 +31,9 @@ solves (CG + GAMG with the rigid-body near-null space, or MUMPS LU).
 """
 from __future__ import annotations
 
+import hashlib
+import time
+
 import numpy as np
 import ufl
 from dolfinx import fem, mesh as dmesh
@@ -40,9 +43,10 @@ from petsc4py import PETSc
 
 from .errors import FemInputError, FemSolveError
 from .phase_field import c_w
-from .solvers import (DAMAGE_ATOL_RELATIVE, DAMAGE_SNES_OPTIONS, assemble_jacobian, assemble_norm, assemble_residual,
-                      assemble_sum, assemble_system, cell_field, create_ksp, create_snes, gather_on_root, global_max,
-                      linear_solver_options, quiet_jit, reason_name, rigid_body_modes, solve_linear, untagged)
+from .solvers import (DAMAGE_ATOL_RELATIVE, DAMAGE_SNES_OPTIONS, assemble_jacobian, assemble_norm,
+                      assemble_residual, assemble_sum, assemble_system, cell_field, create_ksp, create_snes,
+                      gather_on_root, global_max, linear_solver_options, quiet_jit, reason_name, rigid_body_modes,
+                      solve_linear, untagged)
 from .tensile import TensileOptions, TensileResult
 
 
@@ -76,6 +80,9 @@ class TensileTest:
         self.u = fem.Function(self.V, name="displacement")
         self.alpha = fem.Function(self.W, name="damage")
         self.alpha_prev = fem.Function(self.W)
+        self.work = {"displacement_solves": 0, "damage_solves": 0, "damage_newton_iterations": 0,
+                     "damage_jacobians": 0}
+        self._jacobian_u = None   # the displacement the damage Jacobian was last assembled at
         self._build_forms()
         self._build_bcs()
         self._build_solvers()
@@ -156,13 +163,15 @@ class TensileTest:
         self.linear = "direct (MUMPS LU)" if direct else "CG + GAMG"
         if not direct:
             self.A.setNearNullSpace(rigid_body_modes(self.V))
+        # both matrices are symmetric (the elastic one has its Dirichlet rows and columns zeroed together, the
+        # damage one is a Hessian, of which the bound-constrained Newton solves a principal submatrix): LDL^T
         self.ksp = create_ksp(comm, self.A, prefix=f"fem_u_{id(self)}_",
-                              options=linear_solver_options(direct, opts.rtol))
+                              options=linear_solver_options(direct, opts.rtol, symmetric=True))
         # damage: bound-constrained Newton (SNES VI) with alpha_prev <= alpha <= 1
         # bound methods: the test lives until gc frees the cycle (GAMG round-off depends on when PETSc frees)
         self.snes, self.Fa, self.Ja = create_snes(
             comm, self._damage_residual, self._damage_jacobian, self.F_a, self.J_a, prefix=f"fem_a_{id(self)}_",
-            options={**DAMAGE_SNES_OPTIONS, **linear_solver_options(direct, opts.rtol)})
+            options={**DAMAGE_SNES_OPTIONS, **linear_solver_options(direct, opts.rtol, symmetric=True)})
         self.snes.setTolerances(atol=DAMAGE_ATOL_RELATIVE * self.damage_residual_scale())
         self.upper = self.alpha.vector.copy()
         self.upper.set(1.0)
@@ -173,16 +182,42 @@ class TensileTest:
         beta, ell = ufl.TestFunction(self.W), self.opts.ell_nm
         return assemble_norm(fem.form(self.Gc / (c_w(self.opts.model) * ell) * beta * ufl.dx))
 
+    def fingerprint(self) -> str:
+        """A digest (hex) of the discrete problem: node coordinates, cells, ghost layout, the per-cell
+        stiffness and ``Gc``, the sample size, the options and the number of ranks.
+
+        Two tests with the same fingerprint assemble the same matrices in the same order and solve them
+        with the same settings, so their :meth:`run` results are the same numbers; the stage solves such
+        a sample once (e.g. the all-A end points of a stripe and an island sweep). Collective.
+        """
+        h = hashlib.sha256()
+        index_map = self.V.dofmap.index_map
+        for array in (self.mesh.geometry.x, self.mesh.geometry.dofmap.array, self.V.dofmap.list.array,
+                      np.array([index_map.size_local, index_map.num_ghosts]),
+                      *(f.x.array for f in (self.C11, self.C22, self.C12, self.C66, self.Gc))):
+            h.update(np.ascontiguousarray(array).tobytes())
+        h.update(repr((self.length, self.height, sorted(self.opts.__dict__.items()))).encode())
+        return hashlib.sha256("".join(self.comm.allgather(h.hexdigest())).encode()).hexdigest()
+
     # -- sub-problems ------------------------------------------------------------------------------
     def _damage_residual(self, snes, x, F):  # SNES callbacks
         assemble_residual(x, self.alpha, F, self.F_a)
 
     def _damage_jacobian(self, snes, x, J, P):
-        assemble_jacobian(J, self.J_a)
+        # g(a) and w(a) are quadratic in the damage, so the energy's Hessian in a depends on u alone:
+        # one assembly per displacement serves every Newton step of every damage solve at that u
+        # (tests/test_fem_mechanics.py checks that the Jacobian does not depend on a)
+        u = self.u.x.array
+        stale = self._jacobian_u is None or not np.array_equal(self._jacobian_u, u)
+        if self.comm.allreduce(stale, op=MPI.LOR):
+            assemble_jacobian(J, self.J_a)
+            self._jacobian_u = u.copy()
+            self.work["damage_jacobians"] += 1
 
     def solve_displacement(self) -> int:
         """Solve the elastic problem at the current damage; returns the Krylov iterations."""
         assemble_system(self.A, self.b, self.a_u, self.L_u, self.bcs)
+        self.work["displacement_solves"] += 1
         return solve_linear(self.ksp, self.b, self.u, what=f"displacement solve ({self.linear})",
                             setting="fem.solver.linear")
 
@@ -196,6 +231,8 @@ class TensileTest:
         x = self.alpha.vector.copy()
         self.snes.solve(None, x)
         reason = self.snes.getConvergedReason()
+        self.work["damage_solves"] += 1
+        self.work["damage_newton_iterations"] += self.snes.getIterationNumber()
         if reason >= 0:
             x.copy(self.alpha.vector)
             self.alpha.x.scatter_forward()
@@ -276,6 +313,7 @@ class TensileTest:
         step, and only the end of the curve (``stop_fraction``) is sought.
         """
         opts = self.opts
+        start = time.perf_counter()
         res = TensileResult(n_dofs=self.n_dofs)
         res.modulus = self.modulus()
         step0 = opts.max_strain / opts.n_steps
@@ -333,4 +371,5 @@ class TensileTest:
                 step = min(2 * step, step0)
         k = int(np.argmax(res.stress))
         res.strength, res.failure_strain = float(res.stress[k]), float(res.strain[k])
+        res.work = {**self.work, "solve_s": time.perf_counter() - start}
         return res

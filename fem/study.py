@@ -140,12 +140,39 @@ def model_notes(layout: geometry.Layout, s: dict, table: dict) -> list[str]:
     return notes
 
 
+class SolvedSamples:
+    """The tensile runs solved so far (in one stage), by :meth:`fem.mechanics.TensileTest.fingerprint`.
+
+    A sample whose discrete problem is one already solved (the one-phase end
+    points of a stripe and an island sweep mesh the same rectangle; a sweep
+    point may be the main run's sample) takes that run's curve and damage
+    field instead of being solved again: the same matrices, solved in the same
+    order, give the same numbers. Each rank keeps its own copy (the damage
+    field only on rank 0, as gathered). ``work``: what every run made with it
+    cost, solved or reused, in order (:func:`sample_work`).
+    """
+
+    def __init__(self):
+        self._runs: dict[str, tuple] = {}
+        self.work: list[dict] = []
+
+    def get(self, key: str):
+        """``(label, TensileResult, gathered damage)`` of the run with fingerprint ``key``, or None."""
+        return self._runs.get(key)
+
+    def add(self, key: str, label: str, res, gathered) -> None:
+        self._runs.setdefault(key, (label, res, gathered))
+
+
 def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | None = None,
-                label: str = "tensile", write_fields: bool = True, log=None) -> dict:
+                label: str = "tensile", write_fields: bool = True, log=None,
+                solved: SolvedSamples | None = None) -> dict:
     """One tensile test to failure; writes ``<label>_fields.xdmf``, ``<label>_curve.png``, ``<label>_damage.png``.
 
     Returns a JSON-able dict: effective modulus, strength (N/m), failure
-    strain, the curve, materials with their calibrated ``Gc`` and the geometry.
+    strain, the curve, materials with their calibrated ``Gc`` and the geometry;
+    ``reused_from``: the label of the run whose result it took from ``solved``
+    (None when solved here). A run that writes fields is always solved.
     """
     start = time.perf_counter()
     msh, cell_tags, _, layout = build_sample(s, comm)
@@ -156,22 +183,22 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
             log(f"note: {note}")
     opts = options_from_settings(s)
     test = TensileTest(msh, cell_tags, materials, (layout.length_nm, layout.height_nm), opts)
-    writer = None
     files = {}
-    if out_dir is not None and write_fields:
-        files["fields_xdmf"] = f"{label}_fields.xdmf"
-        writer = FieldWriter(Path(out_dir) / files["fields_xdmf"], msh)
-        writer.write(0.0, test.phase)
-    on_step = (lambda t, strain: writer.write(strain, t.u, t.alpha, t.phase)) if writer else None
-    try:
-        res = test.run(on_step=on_step, log=log)
-    except BaseException:
-        if writer:
-            writer.abort()
-        raise
-    if writer:
-        writer.close()
-    gathered = test.gather_damage()
+    key = test.fingerprint() if solved is not None else None
+    known = solved.get(key) if solved is not None else None
+    if known is not None and not (out_dir is not None and write_fields):
+        source, res, gathered = known
+        work = dict.fromkeys(res.work, 0)
+        if log:
+            log(f"{label}: the same discrete problem as {source}, whose result it takes")
+    else:
+        if out_dir is not None and write_fields:
+            files["fields_xdmf"] = f"{label}_fields.xdmf"
+        res = _solve(test, msh, Path(out_dir) / files["fields_xdmf"] if files else None, log)
+        gathered = test.gather_damage()
+        source, work = None, res.work
+        if solved is not None:
+            solved.add(key, label, res, gathered)
     moduli = [materials[layout.tag(n)][0].modulus(opts.direction) for n in layout.distinct_phases()]
     fractions = [layout.fractions.get(n, 0.0) for n in layout.distinct_phases()]
     voigt, reuss = laminate.voigt_reuss(moduli, fractions) if layout.fractions else (None, None)
@@ -186,8 +213,10 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
         "voigt_N_per_m": voigt, "reuss_N_per_m": reuss, "notes": notes,
         "curve": {k: res.as_dict()[k] for k in ("strain", "stress", "elastic_energy", "fracture_energy",
                                                  "max_damage", "iterations")},
-        "wall_s": time.perf_counter() - start,
+        "reused_from": source, "wall_s": time.perf_counter() - start,
     }
+    if solved is not None:
+        solved.work.append(sample_work(result, work))
     if out_dir is not None and comm.rank == 0:
         from . import plots
 
@@ -199,6 +228,28 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
                          title=f"{title}: damage at strain {res.strain[-1]:.4f}")
     result["files"] = files
     return result
+
+
+def sample_work(r: dict, work: dict) -> dict:
+    """What the run ``r`` (a :func:`run_tensile` result) cost: its label, displacement dofs, accepted
+    load steps, ``reused_from``, wall seconds and the solver counts ``work`` (:class:`fem.tensile.TensileResult`)."""
+    return {"label": r["label"], "n_dofs_displacement": r["n_dofs_displacement"],
+            "load_steps": len(r["curve"]["strain"]), "reused_from": r["reused_from"], "wall_s": r["wall_s"], **work}
+
+
+def _solve(test: TensileTest, msh, fields: Path | None, log):
+    """``test.run`` writing the fields of every accepted step to the XDMF file ``fields`` (None: no file)."""
+    if fields is None:
+        return test.run(log=log)
+    writer = FieldWriter(fields, msh)
+    writer.write(0.0, test.phase)
+    try:
+        res = test.run(on_step=lambda t, strain: writer.write(strain, t.u, t.alpha, t.phase), log=log)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return res
 
 
 STUDY_KEYS = {"name": str, "geometry": str, "variable": str, "values": list}
@@ -245,12 +296,14 @@ def study_settings(s: dict, study: dict, key: str, value: float) -> dict:
 
 
 def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path,
-              log=None) -> dict:
+              log=None, solved: SolvedSamples | None = None) -> dict:
     """Run ``fem.studies[i]``; writes ``<name>.json`` (the table), ``<name>.csv``, ``<name>.png``, per-point PNGs.
 
     Returns the table: ``{name, geometry, variable, units, rows, files}``, one
     row per value with the area fraction of phase B, effective modulus and
-    strength (N/m), failure strain, the Voigt/Reuss bounds of the moduli.
+    strength (N/m), failure strain, the Voigt/Reuss bounds of the moduli. A
+    point whose discrete problem is in ``solved`` takes that result
+    (:func:`run_tensile`).
     """
     key = _check_study(study, i, s)
     name = study["name"]
@@ -278,7 +331,10 @@ def run_sweep(s: dict, study: dict, i: int, props: dict, *, comm=MPI.COMM_WORLD,
         if cached is None:
             if log:
                 log(f"study {name}: {study['variable']} = {value} ({j + 1}/{len(study['values'])})")
-            r = run_tensile(sj, props, comm=comm, out_dir=out_dir, label=f"{name}_{j}", write_fields=False)
+            r = run_tensile(sj, props, comm=comm, out_dir=out_dir, label=f"{name}_{j}", write_fields=False,
+                            solved=solved)
+            if log and r["reused_from"]:
+                log(f"study {name}: the same discrete problem as {r['reused_from']}, whose result it takes")
             cached = {"digest": digest, "value": float(value), "result": r}
             if comm.rank == 0:
                 write_json(cache, cached)

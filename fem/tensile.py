@@ -69,7 +69,10 @@ class TensileResult:
     ``modulus`` (N/m) from a linear elastic solve; ``strength`` (N/m) peak
     stress; ``failure_strain`` strain at the peak; ``failed``: the stress
     dropped below ``stop_fraction`` of the peak; ``rejected_steps``: steps cut;
-    ``stopped``: why loading ended early past the peak ('' when it did not).
+    ``stopped``: why loading ended early past the peak ('' when it did not);
+    ``work``: what the run cost: ``displacement_solves``, ``damage_solves``,
+    ``damage_newton_iterations``, ``damage_jacobians`` (assemblies), ``solve_s``
+    (wall seconds of :meth:`~fem.mechanics.TensileTest.run`).
     """
 
     strain: list = field(default_factory=list)
@@ -85,6 +88,7 @@ class TensileResult:
     rejected_steps: int = 0
     stopped: str = ""
     n_dofs: int = 0
+    work: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {k: (list(map(float, v)) if isinstance(v, list) else v) for k, v in self.__dict__.items()}

@@ -54,8 +54,11 @@ def test_homogeneous_sample_with_damage_reaches_the_calibrated_strength(model):
               n_steps=30)
     res = t.run(on_step=lambda test, strain: steps.append(test.alpha.x.array.copy()))
     assert res.strength == pytest.approx(35.0, rel=0.02)
-    if model == "AT1":    # unstable past the elastic limit: a crack, the load drops
-        assert res.failed and res.stress[-1] < 0.05 * res.strength
+    if model == "AT1":    # past the elastic limit the load drops, on the homogeneous branch or below it (a crack)
+        # whether and where a perfectly homogeneous bar localises is set by round-off (no imperfection)
+        assert res.failed and res.stress[-1] < 0.25 * res.strength
+        ref = PF.homogeneous_response(model, 340.0, gc, ell, np.array(res.strain))
+        assert np.all(np.array(res.stress) <= ref * (1 + 2e-3))
     else:                 # short AT2 bar: softens on the homogeneous branch, all of it closed-form
         assert res.stress[-1] < 0.85 * res.strength
         ref = PF.homogeneous_response(model, 340.0, gc, ell, np.array(res.strain))

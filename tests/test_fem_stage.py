@@ -25,7 +25,7 @@ def tiny_settings():
     s["loading"].update(max_strain=0.2, n_steps=10)
     s["thermal"]["enabled"] = False   # heat conduction has its own stage test (tests/test_fem_thermal.py)
     s["studies"] = [{"name": "stripes_fraction", "geometry": "stripes", "variable": "fraction", "values": [0.0, 1.0]},
-                    {"name": "islands_fraction", "geometry": "islands", "variable": "fraction", "values": [0.15]}]
+                    {"name": "islands_fraction", "geometry": "islands", "variable": "fraction", "values": [0.15, 0.0]}]
     return s
 
 
@@ -93,6 +93,29 @@ def test_sweep_end_points_are_the_homogeneous_phases(stage_run):
         assert row["strength_N_per_m"] == pytest.approx(mat.strength_x, rel=0.02)
     table = (ctx.out_dir / "stripes_fraction.csv").read_text().splitlines()
     assert table[0].startswith("value,fraction_borophene,modulus_N_per_m") and len(table) == 3
+
+
+def test_a_one_phase_island_point_takes_the_stripe_points_result_and_the_work_is_summed(stage_run):
+    ctx, _ = stage_run
+    results = json.loads((ctx.out_dir / "fem_results.json").read_text())
+    work = json.loads((ctx.out_dir / fem_stage.WORK_FILE).read_text())
+    stripes, islands = results["studies"]
+    assert [w["label"] for w in work["runs"]] == ["tensile", "stripes_fraction_0", "stripes_fraction_1",
+                                                  "islands_fraction_0", "islands_fraction_1"]
+    reused = work["runs"][-1]
+    assert reused["reused_from"] == "stripes_fraction_0" and reused["displacement_solves"] == 0
+    point = json.loads((ctx.out_dir / "points" / "islands_fraction_1.json").read_text())["result"]
+    assert point["reused_from"] == "stripes_fraction_0" and point["geometry"]["kind"] == "islands"
+    same = ("modulus_N_per_m", "strength_N_per_m", "failure_strain", "failed", "voigt_N_per_m", "reuss_N_per_m")
+    assert {k: islands["rows"][1][k] for k in same} == {k: stripes["rows"][0][k] for k in same}
+    assert (ctx.out_dir / "islands_fraction_1_damage.png").stat().st_size > 0
+    assert work["samples"] == 5 and work["reused"] == 1 and results["tensile"]["reused_from"] is None
+    assert work["displacement_solves"] == sum(w["displacement_solves"] for w in work["runs"]) > 0
+    main = results["tensile"]
+    assert work["runs"][0]["load_steps"] == len(main["curve"]["strain"]) > 1
+    assert work["runs"][0]["displacement_solves"] >= len(main["curve"]["strain"])
+    dof_steps = sum(w["n_dofs_displacement"] * w["load_steps"] for w in work["runs"])
+    assert work["dof_steps"] == dof_steps and work["dofs_per_s"] == pytest.approx(dof_steps / work["wall_s"])
 
 
 def test_rerun_reuses_finished_sweep_points(stage_run):
