@@ -46,7 +46,8 @@ from common.voigt import VOIGT_PAIRS, to_voigt
 from .basis import MonomialTable, angular_powers, monomials, radial_basis_inside
 from .neighbors import PairBatch
 
-__all__ = ["BasisSpec", "PairBatch", "design", "theta_gradient", "prediction_jacobian", "site_basis"]
+__all__ = ["BasisSpec", "PairBatch", "Geometry", "geometry", "geometry_bytes", "design", "theta_gradient",
+           "prediction_jacobian", "site_basis"]
 
 #: Complex-step size (dimensionless multiplier of δd, which is O(residual)); see module docstring.
 COMPLEX_STEP = 1e-30
@@ -135,12 +136,24 @@ def _atom_moments(spec: BasisSpec, batch: PairBatch, m_basic):
     return _all_moments(spec, (batch.center @ m_basic.T).T)
 
 
+#: :func:`_dependents` of each basis seen (keyed by its tables): the plan is the same for every batch and θ.
+_DEPENDENTS: dict = {}
+
+
 def _dependents(spec: BasisSpec):
     """Per moment, the sorted basis-function columns k that depend on it, and the reverse-pass plan.
 
     Returns ``deps`` (list of int arrays) and ``rows``: the product rows (a, b, mult, out) sorted by
-    ``out`` descending with index arrays placing deps[out] inside deps[a] and deps[b].
+    ``out`` descending with index arrays placing deps[out] inside deps[a] and deps[b].  Computed once
+    per basis (:data:`_DEPENDENTS`).
     """
+    key = (spec.moments_count, spec.times.tobytes(), spec.mapping.tobytes())
+    if key not in _DEPENDENTS:
+        _DEPENDENTS[key] = _dependents_of(spec)
+    return _DEPENDENTS[key]
+
+
+def _dependents_of(spec: BasisSpec):
     deps = [set() for _ in range(spec.moments_count)]
     for k, m in enumerate(spec.mapping):
         deps[m].add(k)
@@ -202,11 +215,15 @@ def _padded_pairs(spec: BasisSpec, batch: PairBatch):
 
 
 @dataclass
-class _Geometry:
+class Geometry:
     """θ-independent per-slot quantities of a batch in the padded layout P = N·k_max.
 
     d [P, 3] Å; pair_type [P]; r [P]; u [3, P]; q, dq [X, P] radial basis and its r-derivative;
-    ang [Nb, P] angular part of each basic moment; dang [3, Nb, P] its gradient with respect to d (1/Å).
+    ang [Nb, P] angular part of each basic moment; dang [3, Nb, P] its gradient with respect to d (1/Å);
+    gather CSR [N, P]: 1 at (j_p, slot of p), sends a pair-slot quantity to the pair's neighbour atom.
+    :func:`design` and :func:`prediction_jacobian` compute it when not given; a fit that evaluates the
+    same batch at many θ keeps it (:meth:`training.fit_data.TrainingSet.matrix`), which gives the same
+    numbers bit for bit.
     """
 
     d: np.ndarray
@@ -217,9 +234,18 @@ class _Geometry:
     dq: np.ndarray
     ang: np.ndarray
     dang: np.ndarray
+    gather: sp.csr_matrix
 
 
-def _geometry(spec: BasisSpec, batch: PairBatch) -> _Geometry:
+def geometry_bytes(spec: BasisSpec, batch: PairBatch) -> int:
+    """Bytes that :func:`geometry` of ``batch`` holds (float64 arrays, int64 pair types, the CSR gather)."""
+    slots = batch.types.size * batch.k_max
+    per_slot = 3 + 1 + 1 + 3 + 2 * spec.radial_basis_size + 4 * len(spec.basic)
+    return 8 * slots * per_slot + 16 * batch.n_pairs + 8 * (batch.types.size + 1)
+
+
+def geometry(spec: BasisSpec, batch: PairBatch) -> Geometry:
+    """The θ-independent :class:`Geometry` of ``batch`` (what every design and Jacobian pass reuses)."""
     d, pair_type = _padded_pairs(spec, batch)
     r = np.sqrt(np.einsum("pa,pa->p", d, d))
     u = (d / r[:, None]).T
@@ -231,12 +257,14 @@ def _geometry(spec: BasisSpec, batch: PairBatch) -> _Geometry:
     deg = expo.sum(axis=1)[:, None]
     # ∂(u^l)/∂d_c = (e_c u^(l − e_c) − |l| u^l u_c) / r
     dang = np.stack([(expo[:, c, None] * mono[low[:, c]] - deg * ang * u[c]) * inv_r for c in range(3)])
-    return _Geometry(d, pair_type, r, u, q, dq, ang, dang)
+    slots = batch.k_max
+    gather = sp.csr_matrix((np.ones(batch.n_pairs), (batch.j, batch.i * slots + batch.slot)),
+                           shape=(batch.types.size, batch.types.size * slots))
+    return Geometry(d, pair_type, r, u, q, dq, ang, dang, gather)
 
 
-def _basic_terms(spec: BasisSpec, theta, batch: PairBatch, geo: _Geometry | None = None):
+def _basic_terms(spec: BasisSpec, theta, batch: PairBatch, geo: Geometry):
     """Basic moments per atom [Nb, N] and their derivatives per padded pair slot [N·k_max, 3, Nb] (1/Å)."""
-    geo = _geometry(spec, batch) if geo is None else geo
     f, df = _radial_funcs(theta, geo.pair_type, geo.q, geo.dq)   # [M, P]
     mu = spec.basic[:, 0]
     n, slots = batch.types.size, batch.k_max
@@ -268,32 +296,41 @@ def site_basis(spec: BasisSpec, theta, batch: PairBatch):
     return _atom_moments(spec, batch, f[spec.basic[:, 0]] * ang)[spec.mapping]
 
 
-def design(spec: BasisSpec, theta, batch: PairBatch):
+def design(spec: BasisSpec, theta, batch: PairBatch, geo: Geometry | None = None):
     """Design blocks of the linear coefficients for the frames of ``batch``.
 
     Returns ``(energy [F, K], forces [N, 3, K], virial [F, 6, K])`` with the species columns left out:
     energy E_f = Σ_k c_k energy[f, k] (+ species terms, eV), forces F = Σ_k c_k forces[..., k] (eV/Å),
     virial W_f = Σ_k c_k virial[f, :, k] = Σ_p ∂E/∂d_p ⊗ d_p in Voigt order xx yy zz yz xz xy (eV;
-    ASE stress = W / V, MLIP PlusStress = −W).
+    ASE stress = W / V, MLIP PlusStress = −W).  ``geo``: the batch's :func:`geometry` (computed when None).
     """
     theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
-    basic_moments, dm = _basic_terms(spec, theta, batch)
+    geo = geometry(spec, batch) if geo is None else geo
+    basic_moments, dm = _basic_terms(spec, theta, batch, geo)
     mom = _all_moments(spec, basic_moments)
     jac = _basis_jacobian(spec, mom)                            # [N, Nb, K]
     n, nb, k = jac.shape
     slots = batch.k_max
-    per_slot = np.matmul(dm.reshape(n, slots * 3, nb), jac).reshape(n, slots, 3, k)  # dB(i)/dd_slot
+    per_slot = np.matmul(dm.reshape(n, slots * 3, nb), jac)   # dB(i)/dd_slot [N, k_max·3, K]
     del dm
-    # F_a = Σ_{p: i_p = a} ∂E/∂d_p − Σ_{p: j_p = a} ∂E/∂d_p
-    gather = sp.csr_matrix((np.ones(batch.n_pairs), (batch.j, batch.i * slots + batch.slot)),
-                           shape=(n, n * slots))
-    forces = per_slot.sum(axis=1) - (gather @ per_slot.reshape(n * slots, 3 * k)).reshape(n, 3, k)
-    d_pad, _ = _padded_pairs(spec, batch)
-    atom_virial = np.einsum("nsck,nsd->ncdk", per_slot, d_pad.reshape(n, slots, 3))   # [N, 3, 3, K]
-    frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, k)
-    virial = to_voigt(frame_virial, axis=1)
+    forces, virial = _forces_and_virial(geo, batch, per_slot)
     energy = batch.atom_to_frame @ mom[spec.mapping].T
     return np.asarray(energy), forces, virial
+
+
+def _forces_and_virial(geo: Geometry, batch: PairBatch, per_slot):
+    """Forces [N, 3, W] and frame virials [F, 6, W] (Voigt) of W quantities from their derivatives with
+    respect to each padded pair slot's d, ``per_slot`` [N·k_max·3·W] (any shape of that layout)."""
+    n, slots = batch.types.size, batch.k_max
+    flat = per_slot.reshape(n * slots, -1)
+    width = flat.shape[1] // 3
+    # F_a = Σ_{p: i_p = a} ∂X/∂d_p − Σ_{p: j_p = a} ∂X/∂d_p
+    forces = flat.reshape(n, slots, -1).sum(axis=1).reshape(n, 3, width) - (geo.gather @ flat).reshape(n, 3, width)
+    # W = Σ_p d_p ⊗ ∂X/∂d_p, per atom one BLAS product over its slots: [3 (d), k_max] @ [k_max, 3·W (c, w)]
+    d_t = np.ascontiguousarray(geo.d.reshape(n, slots, 3).transpose(0, 2, 1))
+    atom_virial = np.matmul(d_t, flat.reshape(n, slots, -1))
+    frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, width)
+    return forces, to_voigt(frame_virial, axis=1)  # symmetrised: the order of the two tensor axes is immaterial
 
 
 def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_seed, force_seed,
@@ -363,20 +400,22 @@ def _moment_hessian(spec: BasisSpec, mom, coeffs):
         adj[b] += g * mom[a]
         adj_t[a] += g_t * mom[b] + g * tangent[b]
         adj_t[b] += g_t * mom[a] + g * tangent[a]
-    return adj[:nb].T, adj_t[:nb].transpose(2, 0, 1)
+    # H contiguous: the products with it below then run in BLAS (a strided operand takes NumPy's plain loop)
+    return adj[:nb].T, np.ascontiguousarray(adj_t[:nb].transpose(2, 0, 1))
 
 
-def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch):
+def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch, geo: Geometry | None = None):
     """Derivatives of the predictions with respect to θ at fixed moment coefficients ``coeffs`` [K].
 
     Returns ``(energy [F, T], forces [N, 3, T], virial [F, 6, T])`` with T = S*S*M*X (θ flattened in C
     order): ∂/∂θ of ``design(spec, θ, batch)`` contracted with ``coeffs``.  Exact (no differencing):
     the basic moments are linear in θ, M_b(i) = Σ_(tp,β) θ[tp, μ_b, β] Φ_(b,tp,β)(i), and the pair
     gradients ∂E/∂d_p = Σ_b g_b(i) ∂M_b/∂d_p change through g (via the Hessian H of the site energy
-    with respect to the basic moments) and through ∂M_b/∂d_p itself.
+    with respect to the basic moments) and through ∂M_b/∂d_p itself.  ``geo``: the batch's :func:`geometry`
+    (computed when None).
     """
     theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
-    geo = _geometry(spec, batch)
+    geo = geometry(spec, batch) if geo is None else geo
     basic_moments, dm = _basic_terms(spec, theta, batch, geo)
     mom = _all_moments(spec, basic_moments)
     g, hess = _moment_hessian(spec, mom, coeffs)                 # [N, Nb], [N, Nb, Nb]
@@ -384,15 +423,21 @@ def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch):
     s2, m, x = spec.theta_shape
     t = s2 * m * x
     mu = spec.basic[:, 0]
-    # δM [N, Nb, T]: basic moment b moves only with θ[tp, μ_b, :]
-    d_mom = np.zeros((n, nb, s2, m, x))
+    # δM_b = Σ_(tp,β) Φ_(b,tp,β) δθ[tp, μ_b, β]: basic moment b moves only with θ[tp, μ_b, :], so the
+    # products with δM run over the basic moments of one μ at a time (the others contribute exact zeros)
+    phi = np.zeros((n, nb, s2, x))
     for tp in np.unique(geo.pair_type):
         mask = (geo.pair_type == tp).reshape(n, slots)
-        phi = np.einsum("bns,xns->nbx", geo.ang.reshape(nb, n, slots) * mask, geo.q.reshape(x, n, slots))
-        d_mom[:, np.arange(nb), tp, mu, :] = phi
-    d_mom = d_mom.reshape(n, nb, t)
-    energy = batch.atom_to_frame @ np.einsum("nb,nbt->nt", g, d_mom)
-    d_g = np.matmul(hess, d_mom)                                 # [N, Nb, T]
+        phi[:, :, tp] = np.einsum("bns,xns->nbx", geo.ang.reshape(nb, n, slots) * mask, geo.q.reshape(x, n, slots))
+    atom_energy = np.zeros((n, s2, m, x))
+    d_g = np.zeros((n, nb, s2, m, x))                            # ∂g/∂θ = H δM  [N, Nb, T]
+    for radial in range(m):
+        group = np.nonzero(mu == radial)[0]
+        block = phi[:, group].reshape(n, group.size, s2 * x)
+        atom_energy[:, :, radial] = np.einsum("nb,nbt->nt", g[:, group], block).reshape(n, s2, x)
+        d_g[:, :, :, radial] = np.matmul(hess[:, :, group], block).reshape(n, nb, s2, x)
+    energy = batch.atom_to_frame @ atom_energy.reshape(n, t)
+    d_g = d_g.reshape(n, nb, t)
     per_slot = np.matmul(dm.reshape(n, slots * 3, nb), d_g).reshape(n * slots, 3, s2, m, x)
     # the change of ∂M_b/∂d itself: u_c f'(r) ang_b + f(r) dang_b with f = Q_β of pair type tp
     indicator = np.zeros((nb, m))
@@ -400,16 +445,10 @@ def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch):
     g_slot = np.repeat(g, slots, axis=0).T                       # [Nb, P]
     g1 = indicator.T @ (g_slot * geo.ang)                        # [M, P]
     g2 = np.stack([indicator.T @ (g_slot * geo.dang[c]) for c in range(3)])  # [3, M, P]
-    for tp in np.unique(geo.pair_type):
-        sel = np.nonzero(geo.pair_type == tp)[0]
-        q, dq = geo.q[:, sel], geo.dq[:, sel]
-        for c in range(3):
-            per_slot[sel, c, tp] += (np.einsum("mp,xp->pmx", g1[:, sel] * geo.u[c, sel], dq)
-                                     + np.einsum("mp,xp->pmx", g2[c][:, sel], q))
-    flat = per_slot.reshape(n * slots, 3 * t)
-    gather = sp.csr_matrix((np.ones(batch.n_pairs), (batch.j, batch.i * slots + batch.slot)), shape=(n, n * slots))
-    forces = flat.reshape(n, slots, 3 * t).sum(axis=1).reshape(n, 3, t) - (gather @ flat).reshape(n, 3, t)
-    atom_virial = np.einsum("nsct,nsd->ncdt", per_slot.reshape(n, slots, 3, t), geo.d.reshape(n, slots, 3))
-    frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, t)
-    virial = to_voigt(frame_virial, axis=1)
+    # each slot adds to the θ block of its own pair type (padding slots: type 0, where q = dq = 0)
+    own = np.arange(n * slots) if s2 > 1 else slice(None)
+    for c in range(3):
+        per_slot[own, c, geo.pair_type if s2 > 1 else 0] += (
+            (g1 * geo.u[c]).T[:, :, None] * geo.dq.T[:, None, :] + g2[c].T[:, :, None] * geo.q.T[:, None, :])
+    forces, virial = _forces_and_virial(geo, batch, per_slot)
     return np.asarray(energy), forces, virial
