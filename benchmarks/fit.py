@@ -1,9 +1,15 @@
 """Fit speed and accuracy: seconds to fit MTP levels 10 and 16 on MLIP's cubic Cu set, next to MLIP-2.
 
+Each fit line gives the wall and CPU time of the whole fit and of one optimiser iteration (the mean
+over all iterations, random starts included; CPU time counts every thread of the process, so CPU / wall
+is the number of cores kept busy), and the JSON summary holds them with the setup (pair lists, training
+sets) and final (linear solve on all frames, metrics) phases: ``training.fit_timing.FitClock``.
+
 Usage (prints one line per fit, then a JSON summary)::
 
     OMP_NUM_THREADS=1 python benchmarks/fit.py                       # levels 10 and 16, cubic, defaults
     python benchmarks/fit.py --levels 10 --set multi --theta-frames 100 --max-iter 60
+    python benchmarks/fit.py --levels 10 --theta-frames all --max-iter 3 --threads 2   # per iteration, all frames
     python benchmarks/fit.py --quick-preset       # the demo's case: 200 graphene frames (60 atoms), level 8
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --max-iter 150   # fit stage: NEP vs level-10 MTP, graphene
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --mtp-levels 10,16 --out-dir fits   # both levels, keep files
@@ -57,7 +63,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", default="cubic", choices=["cubic", "multi"])
     parser.add_argument("--levels", default="10,16")
-    parser.add_argument("--theta-frames", type=int, default=50)
+    parser.add_argument("--theta-frames", default="50", help="θ frames: a count or 'all' (default 50)")
+    parser.add_argument("--threads", type=int, default=1, help="threads over the frame batches (default 1)")
     parser.add_argument("--max-iter", type=int, default=60)
     parser.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all 1001)")
     parser.add_argument("--quick-preset", action="store_true",
@@ -72,6 +79,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mtp-levels", default="10", help="with --nep-vs-mtp: MTP levels, comma-separated")
     parser.add_argument("--out-dir", help="with --nep-vs-mtp: keep each fit's files under this folder")
     args = parser.parse_args(argv)
+    args.theta_frames = None if args.theta_frames == "all" else int(args.theta_frames)
     if args.nep_vs_mtp:
         return nep_vs_mtp(args)
     if args.quick_preset:
@@ -89,22 +97,35 @@ def main(argv=None) -> int:
     rows = []
     for level in (int(v) for v in args.levels.split(",")):
         _, report = train_mtp(TEMPLATES / f"{level:02d}.mtp", train, max_iter=args.max_iter, seed=args.seed,
-                              theta_frames=args.theta_frames, starts=args.starts,
+                              theta_frames=args.theta_frames, starts=args.starts, threads=args.threads,
                               progress=lambda done, total, text: None)
         ref = mlip_rmse(args.set, level, frames) if len(train) == len(frames) else None
         m = report["train"]
         row = {"set": args.set, "level": level, "frames": len(train), "theta_frames": args.theta_frames,
-               "starts": args.starts,
+               "starts": args.starts, "seed": args.seed, "threads": args.threads,
                "iterations": report["iterations"], "seconds": round(report["seconds"], 1),
+               **timing_columns(report["timing"]),
                "energy_rmse": m["energy_per_atom"]["rmse"], "force_rmse": m["forces"]["rmse"],
                "mlip_energy_rmse": ref and ref["energy_per_atom"], "mlip_force_rmse": ref and ref["forces"]}
         rows.append(row)
         ratio = (f" (x{row['force_rmse'] / ref['forces']:.2f} MLIP-2 force, "
                  f"x{row['energy_rmse'] / ref['energy_per_atom']:.2f} energy)") if ref else ""
-        print(f"{args.set} level {level}: {row['seconds']} s for {len(train)} frames, {row['iterations']} iterations; "
+        print(f"{args.set} level {level}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} s CPU for {len(train)} "
+              f"frames ({row['threads']} thread(s)), {row['timed_iterations']} iterations (starts included), each "
+              f"{row['wall_per_iteration_s']:.3g} s wall, {row['cpu_per_iteration_s']:.3g} s CPU; "
               f"RMSE energy {row['energy_rmse']:.2e} eV/atom, forces {row['force_rmse']:.2e} eV/A{ratio}", flush=True)
     print(json.dumps(rows, indent=1))
     return 0
+
+
+def timing_columns(timing: dict) -> dict:
+    """The benchmark's time columns (s) from a fit report's ``timing`` (``FitClock.summary``): wall and
+    CPU time in all, of the setup and final phases, and per optimiser iteration (None without iterations)."""
+    keys = ("wall_s", "cpu_s", "setup_wall_s", "setup_cpu_s", "final_wall_s", "final_cpu_s",
+            "wall_per_iteration_s", "cpu_per_iteration_s")
+    out = {key: None if timing.get(key) is None else round(timing[key], 4) for key in keys}
+    out["timed_iterations"] = timing["iterations"]
+    return out
 
 
 def nep_vs_mtp(args) -> int:
@@ -140,11 +161,18 @@ def nep_vs_mtp(args) -> int:
                                ("valid", final.get("valid", {}))):
             for key in ("energy_per_atom", "forces", "stress"):
                 row[f"{key}_rmse_{subset}"] = (errors.get(key) or {}).get("rmse")
+        # the MTP's fits (passive training: the preliminary fit and the refit), each with its own time
+        row["fits"] = [dict(step=step["step"], n_train=step["n_train"], **timing_columns(step["timing"]))
+                       for step in report["steps"] if step.get("timing")]
         rows.append(row)
         print(f"{row['model']}: {row['seconds']} s, {row['train_frames']} training frames; RMSE on all frames: energy "
               f"{row['energy_per_atom_rmse_all']:.3e} eV/atom, forces {row['forces_rmse_all']:.3f} eV/A, stress "
               f"{row['stress_rmse_all']:.3f} GPa; validation: energy {row['energy_per_atom_rmse_valid']:.3e}, "
               f"forces {row['forces_rmse_valid']:.3f}", flush=True)
+        for fit in row["fits"]:
+            print(f"  {fit['step']} on {fit['n_train']} frames: {fit['wall_s']:.1f} s wall, {fit['cpu_s']:.1f} s CPU, "
+                  f"{fit['timed_iterations']} iterations, {fit['wall_per_iteration_s']:.3g} s wall and "
+                  f"{fit['cpu_per_iteration_s']:.3g} s CPU each", flush=True)
     print(json.dumps(rows, indent=1))
     return 0
 

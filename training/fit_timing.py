@@ -57,3 +57,9 @@ class FitClock:
                    wall_per_iteration_s=wall / n if n else None, cpu_per_iteration_s=cpu / n if n else None,
                    per_iteration=[[w, c] for w, c in self.iterations])
         return out
+
+
+def brief(timing: dict | None) -> dict | None:
+    """``timing`` (:meth:`FitClock.summary`) without the per-iteration list, for reports that keep one
+    entry per fit; None stays None (a fit without a clock, e.g. the linear one)."""
+    return None if timing is None else {k: v for k, v in timing.items() if k != "per_iteration"}

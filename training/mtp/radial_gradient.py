@@ -214,6 +214,14 @@ def _padded_pairs(spec: BasisSpec, batch: PairBatch):
     return d, pair_type
 
 
+def _unit_monomials(spec: BasisSpec, u):
+    """All monomials A_l(u) [L, p] of unit pair vectors u [3, p] (real or complex: the complex step) in
+    :class:`MonomialTable` order, with ``basic_l``, ``low`` and ``expo`` of :func:`_monomial_plan`."""
+    table, basic_l, low, expo = _monomial_plan(spec)
+    mono = monomials(*(u[c][None, :] for c in range(3)), table.degree, np.empty((len(table), u.shape[1]), u.dtype))
+    return mono, basic_l, low, expo
+
+
 @dataclass
 class Geometry:
     """θ-independent per-slot quantities of a batch in the padded layout P = N·k_max.
@@ -250,8 +258,7 @@ def geometry(spec: BasisSpec, batch: PairBatch) -> Geometry:
     r = np.sqrt(np.einsum("pa,pa->p", d, d))
     u = (d / r[:, None]).T
     q, dq = _radial(spec, r, derivative=True)
-    table, basic_l, low, expo = _monomial_plan(spec)
-    mono = monomials(*(u[c][None, :] for c in range(3)), table.degree, np.empty((len(table), r.size)))
+    mono, basic_l, low, expo = _unit_monomials(spec, u)
     ang = mono[basic_l]                                      # [Nb, P]
     inv_r = 1.0 / r
     deg = expo.sum(axis=1)[:, None]
@@ -354,7 +361,8 @@ def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_s
     dz = d + 1j * h * delta
     r = np.sqrt(np.einsum("pa,pa->p", dz, dz))
     q, _ = _radial(spec, r, derivative=False)
-    ang = angular_powers(dz, r, spec.basic[:, 1:])
+    mono, basic_l, _, _ = _unit_monomials(spec, (dz / r[:, None]).T)
+    ang = mono[basic_l]                                          # [Nb, p] complex
     f, _ = _radial_funcs(theta, batch.pair_type, q, None)
     mu = spec.basic[:, 0]
     mom = _atom_moments(spec, batch, f[mu] * ang)
@@ -371,12 +379,13 @@ def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_s
     upair = (adj[:nb][:, batch.i] * ang).T @ indicator          # [p, M] complex
     a_pair = np.asarray(energy_seed, dtype=float)[batch.pair_frame]
     grad = np.zeros(spec.theta_shape)
+    # real and imaginary parts as contiguous arrays, so that the products over the pairs run in BLAS
+    u_re, u_im = np.ascontiguousarray(upair.real), np.ascontiguousarray(upair.imag)   # [p, M]
+    q_re, q_im = np.ascontiguousarray(q.real.T), np.ascontiguousarray(q.imag.T)       # [p, X]
     for tp in np.unique(batch.pair_type):
-        m = batch.pair_type == tp
-        um, qm = upair[m], q[:, m].T                              # [pm, M], [pm, X]
-        real = (um.real * a_pair[m, None]).T @ qm.real - (um.imag * a_pair[m, None]).T @ qm.imag
-        imag = um.real.T @ qm.imag + um.imag.T @ qm.real
-        grad[tp] = real + imag / h
+        m = batch.pair_type == tp if spec.species_count > 1 else slice(None)
+        ur, ui, qr, qi, am = u_re[m], u_im[m], q_re[m], q_im[m], a_pair[m, None]
+        grad[tp] = (ur * am).T @ qr - (ui * am).T @ qi + (ur.T @ qi + ui.T @ qr) / h
     return grad
 
 
