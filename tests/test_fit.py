@@ -108,11 +108,12 @@ def test_prediction_jacobian_matches_finite_differences(kind, cubic, multi):
 
 
 def test_kept_geometry_gives_the_same_numbers(cubic, multi, monkeypatch):
-    """The batch geometry a training set keeps between passes gives the design matrix, Jacobian and
-    θ-gradient of a set that recomputes it every pass, bit for bit, on the second pass as on the first; a
-    budget of one batch keeps exactly the first batch."""
+    """The batch geometry a training set keeps between passes (and the basic terms of its last design
+    pass, which the Jacobian at the same θ reuses) gives the design matrix, Jacobian and θ-gradient of a
+    set that recomputes them every pass, bit for bit, on the second pass as on the first; a budget of one
+    batch keeps exactly the first batch."""
     import training.fit_data as fit_data
-    from training.mtp.radial_gradient import geometry_bytes
+    from training.mtp.radial_gradient import geometry_bytes, terms_bytes
 
     monkeypatch.setattr(fit_data, "BATCH_ELEMENTS", 1)  # one frame per batch
     for frames, count in ((cubic[:3], 1), (multi[:3], 3)):
@@ -120,7 +121,9 @@ def test_kept_geometry_gives_the_same_numbers(cubic, multi, monkeypatch):
         spec, _ = load_template(TEMPLATES / "10.mtp", species_count=count)
         kept = TrainingSet.build(spec, frames, types)
         fresh = TrainingSet.build(spec, frames, types, geometry_cache_bytes=0)
-        one = TrainingSet.build(spec, frames, types, geometry_cache_bytes=geometry_bytes(spec, kept.batches[0]))
+        first = kept.batches[0]
+        one = TrainingSet.build(spec, frames, types,
+                                geometry_cache_bytes=geometry_bytes(spec, first) + terms_bytes(spec, first))
         assert kept.keep_geometry.all() and not fresh.keep_geometry.any()
         assert one.keep_geometry.tolist() == [True] + [False] * (len(frames) - 1)
         theta = initial_theta(spec, seed=5)
@@ -128,7 +131,8 @@ def test_kept_geometry_gives_the_same_numbers(cubic, multi, monkeypatch):
         r = np.random.default_rng(2).normal(size=kept.y.size)
         passes = [(ts.matrix(theta), ts.jacobian(theta, c), ts.theta_gradient(theta, c, r))
                   for ts in (fresh, kept, kept, one, one)]
-        assert len(kept._geometry) == len(frames) and list(one._geometry) == [0] and not fresh._geometry
+        assert len(kept._geometry) == len(kept._terms) == len(frames) and list(one._terms) == [0]
+        assert list(one._geometry) == [0] and not fresh._geometry and not fresh._terms
         for other in passes[1:]:
             for a, b in zip(passes[0], other):
                 np.testing.assert_array_equal(a, b)

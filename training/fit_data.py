@@ -21,8 +21,8 @@ import numpy as np
 from training.mtp import MTP
 from training.mtp.errors import MTPError
 from training.mtp.neighbors import neighbor_pairs
-from training.mtp.radial_gradient import (BasisSpec, PairBatch, design, geometry, geometry_bytes, prediction_jacobian,
-                                          theta_gradient)
+from training.mtp.radial_gradient import (BasisSpec, PairBatch, basic_terms, design, geometry, geometry_bytes,
+                                          prediction_jacobian, terms_bytes, theta_gradient)
 
 __all__ = ["FitWeights", "FitError", "FitInterrupted", "TrainingSet", "load_template", "frame_types_of", "metrics",
            "chain_frame_weights", "frame_chain"]
@@ -30,8 +30,9 @@ __all__ = ["FitWeights", "FitError", "FitInterrupted", "TrainingSet", "load_temp
 #: Target size (float64 elements) of the largest per-batch array of the design computation (~64 MB).
 BATCH_ELEMENTS = 8_000_000
 
-#: Bytes of θ-independent batch geometry (``radial_gradient.geometry``) a training set keeps between
-#: passes by default; the batches beyond it recompute theirs on every pass.
+#: Bytes a training set keeps per batch between passes by default: the θ-independent geometry
+#: (``radial_gradient.geometry``) and the basic terms of the last design pass (``basic_terms``, which the
+#: Jacobian at the same θ reuses); the batches beyond it recompute both on every pass.
 GEOMETRY_CACHE_BYTES = 1 << 30
 
 #: 1 GPa in eV/Å³
@@ -211,8 +212,9 @@ class TrainingSet:
     0 energy, 1 force, 2 virial; ``row_frame`` [rows]; ``volume`` [F] (Å³).  ``threads``: the batches
     are computed on this many threads (NumPy releases the GIL in the array work; each batch writes
     its own rows, so the result does not depend on the thread count).  ``keep_geometry`` [B]: the
-    batches whose θ-independent geometry is computed once and kept (the first ones that fit in the
-    ``geometry_cache_bytes`` of :meth:`build`); kept or not, every pass gives the same numbers.
+    batches whose θ-independent geometry is computed once and kept, with the basic terms of their last
+    design pass (the first batches that fit in the ``geometry_cache_bytes`` of :meth:`build`); kept or
+    not, every pass gives the same numbers.
     """
 
     spec: BasisSpec
@@ -227,6 +229,7 @@ class TrainingSet:
     threads: int = 1
     keep_geometry: np.ndarray | None = None
     _geometry: dict = field(default_factory=dict, repr=False)
+    _terms: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, spec: BasisSpec, frames, types, *, weights: FitWeights = FitWeights(),
@@ -286,7 +289,7 @@ class TrainingSet:
             rframes.append(start + np.concatenate([np.arange(len(chunk)), np.repeat(batch.atom_frame, 3),
                                                    np.repeat(np.arange(len(chunk)), 6)]))
         counts = np.array([np.bincount(t, minlength=spec.species_count) for t in types], dtype=float)
-        sizes = np.cumsum([geometry_bytes(spec, b) for b in batches])
+        sizes = np.cumsum([geometry_bytes(spec, b) + terms_bytes(spec, b) for b in batches])
         return cls(spec=spec, batches=batches, y=np.concatenate(ys), row_scale=np.concatenate(scales),
                    counts=counts, n_atoms=np.array([len(a) for a in frames]), kinds=np.concatenate(kinds),
                    row_frame=np.concatenate(rframes), volume=np.concatenate([b.volume for b in batches]),
@@ -307,11 +310,10 @@ class TrainingSet:
         return geo
 
     def _each_batch(self, work) -> list:
-        """``[work(batch, first row, first frame, geometry) for each batch]``, on ``threads`` threads
-        (``geometry()`` of a batch: a callable giving its :meth:`geometry`)."""
+        """``[work(batch, first row, first frame, index) for each batch]``, on ``threads`` threads."""
         starts, r0, f0 = [], 0, 0
         for index, batch in enumerate(self.batches):
-            starts.append((batch, r0, f0, lambda index=index: self.geometry(index)))
+            starts.append((batch, r0, f0, index))
             r0, f0 = r0 + 7 * batch.n_frames + 3 * batch.types.size, f0 + batch.n_frames
         if self.threads > 1 and len(starts) > 1:
             with ThreadPoolExecutor(min(self.threads, len(starts))) as pool:
@@ -324,8 +326,12 @@ class TrainingSet:
         k, s = spec.n_basis, spec.species_count
         out = np.zeros((self.y.size, k + s))
 
-        def rows(batch, r0, f0, geo):
-            energy, forces, virial = design(spec, theta, batch, geo())
+        def rows(batch, r0, f0, index):
+            geo = self.geometry(index)
+            terms = basic_terms(spec, np.asarray(theta, dtype=float).reshape(spec.theta_shape), batch, geo)
+            if self.keep_geometry is not None and self.keep_geometry[index]:
+                self._terms[index] = (np.asarray(theta, dtype=float).tobytes(), terms)
+            energy, forces, virial = design(spec, theta, batch, geo, terms)
             nf, na = batch.n_frames, batch.types.size
             out[r0:r0 + nf, :k] = energy
             out[r0:r0 + nf, k:] = self.counts[f0:f0 + nf]
@@ -341,7 +347,7 @@ class TrainingSet:
         spec = self.spec
         seed = residual * self.row_scale
 
-        def part(batch, r0, f0, geo):
+        def part(batch, r0, f0, index):
             nf, na = batch.n_frames, batch.types.size
             e, f, w = seed[r0:r0 + nf], seed[r0 + nf:r0 + nf + 3 * na], seed[r0 + nf + 3 * na:r0 + 7 * nf + 3 * na]
             return theta_gradient(spec, theta, coeffs[:spec.n_basis], batch, energy_seed=e,
@@ -357,8 +363,11 @@ class TrainingSet:
         spec = self.spec
         out = np.zeros((self.y.size, int(np.prod(spec.theta_shape))))
 
-        def rows(batch, r0, f0, geo):
-            energy, forces, virial = prediction_jacobian(spec, theta, coeffs[:spec.n_basis], batch, geo())
+        def rows(batch, r0, f0, index):
+            key, terms = self._terms.get(index, (None, None))
+            terms = terms if key == np.asarray(theta, dtype=float).tobytes() else None  # the last design pass's θ
+            energy, forces, virial = prediction_jacobian(spec, theta, coeffs[:spec.n_basis], batch,
+                                                         self.geometry(index), terms)
             nf, na = batch.n_frames, batch.types.size
             out[r0:r0 + nf] = energy
             out[r0 + nf:r0 + nf + 3 * na] = forces.reshape(3 * na, -1)

@@ -46,8 +46,8 @@ from common.voigt import VOIGT_PAIRS, to_voigt
 from .basis import MonomialTable, angular_powers, monomials, radial_basis_inside
 from .neighbors import PairBatch
 
-__all__ = ["BasisSpec", "PairBatch", "Geometry", "geometry", "geometry_bytes", "design", "theta_gradient",
-           "prediction_jacobian", "site_basis"]
+__all__ = ["BasisSpec", "PairBatch", "Geometry", "geometry", "geometry_bytes", "basic_terms", "terms_bytes",
+           "design", "theta_gradient", "prediction_jacobian", "site_basis"]
 
 #: Complex-step size (dimensionless multiplier of δd, which is O(residual)); see module docstring.
 COMPLEX_STEP = 1e-30
@@ -228,7 +228,9 @@ class Geometry:
 
     d [P, 3] Å; pair_type [P]; r [P]; u [3, P]; q, dq [X, P] radial basis and its r-derivative;
     ang [Nb, P] angular part of each basic moment; dang [3, Nb, P] its gradient with respect to d (1/Å);
-    gather CSR [N, P]: 1 at (j_p, slot of p), sends a pair-slot quantity to the pair's neighbour atom.
+    gather CSR [N, P]: 1 at (j_p, slot of p), sends a pair-slot quantity to the pair's neighbour atom;
+    phi [N, Nb, S*S, X] or None until :func:`prediction_jacobian` needs it: Φ_(b,tp,β)(i) =
+    Σ_(p of i, type tp) ang_b(p) Q_β(r_p), the derivative of basic moment b with respect to θ[tp, μ_b, β].
     :func:`design` and :func:`prediction_jacobian` compute it when not given; a fit that evaluates the
     same batch at many θ keeps it (:meth:`training.fit_data.TrainingSet.matrix`), which gives the same
     numbers bit for bit.
@@ -243,13 +245,21 @@ class Geometry:
     ang: np.ndarray
     dang: np.ndarray
     gather: sp.csr_matrix
+    phi: np.ndarray | None = None
 
 
 def geometry_bytes(spec: BasisSpec, batch: PairBatch) -> int:
-    """Bytes that :func:`geometry` of ``batch`` holds (float64 arrays, int64 pair types, the CSR gather)."""
+    """Bytes that :func:`geometry` of ``batch`` holds (float64 arrays, int64 pair types, the CSR gather,
+    ``phi``)."""
     slots = batch.types.size * batch.k_max
     per_slot = 3 + 1 + 1 + 3 + 2 * spec.radial_basis_size + 4 * len(spec.basic)
-    return 8 * slots * per_slot + 16 * batch.n_pairs + 8 * (batch.types.size + 1)
+    per_atom = len(spec.basic) * spec.species_count ** 2 * spec.radial_basis_size
+    return 8 * (slots * per_slot + batch.types.size * per_atom) + 16 * batch.n_pairs + 8 * (batch.types.size + 1)
+
+
+def terms_bytes(spec: BasisSpec, batch: PairBatch) -> int:
+    """Bytes of :func:`basic_terms` of ``batch``."""
+    return 8 * len(spec.basic) * batch.types.size * (3 * batch.k_max + 1)
 
 
 def geometry(spec: BasisSpec, batch: PairBatch) -> Geometry:
@@ -270,8 +280,10 @@ def geometry(spec: BasisSpec, batch: PairBatch) -> Geometry:
     return Geometry(d, pair_type, r, u, q, dq, ang, dang, gather)
 
 
-def _basic_terms(spec: BasisSpec, theta, batch: PairBatch, geo: Geometry):
-    """Basic moments per atom [Nb, N] and their derivatives per padded pair slot [N·k_max, 3, Nb] (1/Å)."""
+def basic_terms(spec: BasisSpec, theta, batch: PairBatch, geo: Geometry):
+    """Basic moments per atom [Nb, N] and their derivatives per padded pair slot [N·k_max, 3, Nb] (1/Å) at
+    θ [S*S, M, X], from the batch's :func:`geometry`: what :func:`design` and :func:`prediction_jacobian`
+    at the same θ share (Levenberg-Marquardt linearises where it has just evaluated the design matrix)."""
     f, df = _radial_funcs(theta, geo.pair_type, geo.q, geo.dq)   # [M, P]
     mu = spec.basic[:, 0]
     n, slots = batch.types.size, batch.k_max
@@ -303,23 +315,23 @@ def site_basis(spec: BasisSpec, theta, batch: PairBatch):
     return _atom_moments(spec, batch, f[spec.basic[:, 0]] * ang)[spec.mapping]
 
 
-def design(spec: BasisSpec, theta, batch: PairBatch, geo: Geometry | None = None):
+def design(spec: BasisSpec, theta, batch: PairBatch, geo: Geometry | None = None, terms=None):
     """Design blocks of the linear coefficients for the frames of ``batch``.
 
     Returns ``(energy [F, K], forces [N, 3, K], virial [F, 6, K])`` with the species columns left out:
     energy E_f = Σ_k c_k energy[f, k] (+ species terms, eV), forces F = Σ_k c_k forces[..., k] (eV/Å),
     virial W_f = Σ_k c_k virial[f, :, k] = Σ_p ∂E/∂d_p ⊗ d_p in Voigt order xx yy zz yz xz xy (eV;
-    ASE stress = W / V, MLIP PlusStress = −W).  ``geo``: the batch's :func:`geometry` (computed when None).
+    ASE stress = W / V, MLIP PlusStress = −W).  ``geo``: the batch's :func:`geometry`; ``terms``: its
+    :func:`basic_terms` at this θ (each computed when None).
     """
     theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
     geo = geometry(spec, batch) if geo is None else geo
-    basic_moments, dm = _basic_terms(spec, theta, batch, geo)
+    basic_moments, dm = basic_terms(spec, theta, batch, geo) if terms is None else terms
     mom = _all_moments(spec, basic_moments)
     jac = _basis_jacobian(spec, mom)                            # [N, Nb, K]
     n, nb, k = jac.shape
     slots = batch.k_max
     per_slot = np.matmul(dm.reshape(n, slots * 3, nb), jac)   # dB(i)/dd_slot [N, k_max·3, K]
-    del dm
     forces, virial = _forces_and_virial(geo, batch, per_slot)
     energy = batch.atom_to_frame @ mom[spec.mapping].T
     return np.asarray(energy), forces, virial
@@ -413,19 +425,19 @@ def _moment_hessian(spec: BasisSpec, mom, coeffs):
     return adj[:nb].T, np.ascontiguousarray(adj_t[:nb].transpose(2, 0, 1))
 
 
-def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch, geo: Geometry | None = None):
+def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch, geo: Geometry | None = None, terms=None):
     """Derivatives of the predictions with respect to θ at fixed moment coefficients ``coeffs`` [K].
 
     Returns ``(energy [F, T], forces [N, 3, T], virial [F, 6, T])`` with T = S*S*M*X (θ flattened in C
     order): ∂/∂θ of ``design(spec, θ, batch)`` contracted with ``coeffs``.  Exact (no differencing):
     the basic moments are linear in θ, M_b(i) = Σ_(tp,β) θ[tp, μ_b, β] Φ_(b,tp,β)(i), and the pair
     gradients ∂E/∂d_p = Σ_b g_b(i) ∂M_b/∂d_p change through g (via the Hessian H of the site energy
-    with respect to the basic moments) and through ∂M_b/∂d_p itself.  ``geo``: the batch's :func:`geometry`
-    (computed when None).
+    with respect to the basic moments) and through ∂M_b/∂d_p itself.  ``geo``: the batch's :func:`geometry`;
+    ``terms``: its :func:`basic_terms` at this θ (each computed when None).
     """
     theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
     geo = geometry(spec, batch) if geo is None else geo
-    basic_moments, dm = _basic_terms(spec, theta, batch, geo)
+    basic_moments, dm = basic_terms(spec, theta, batch, geo) if terms is None else terms
     mom = _all_moments(spec, basic_moments)
     g, hess = _moment_hessian(spec, mom, coeffs)                 # [N, Nb], [N, Nb, Nb]
     n, slots, nb = batch.types.size, batch.k_max, len(spec.basic)
@@ -434,10 +446,13 @@ def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch, geo: G
     mu = spec.basic[:, 0]
     # δM_b = Σ_(tp,β) Φ_(b,tp,β) δθ[tp, μ_b, β]: basic moment b moves only with θ[tp, μ_b, :], so the
     # products with δM run over the basic moments of one μ at a time (the others contribute exact zeros)
-    phi = np.zeros((n, nb, s2, x))
-    for tp in np.unique(geo.pair_type):
-        mask = (geo.pair_type == tp).reshape(n, slots)
-        phi[:, :, tp] = np.einsum("bns,xns->nbx", geo.ang.reshape(nb, n, slots) * mask, geo.q.reshape(x, n, slots))
+    if geo.phi is None:
+        geo.phi = np.zeros((n, nb, s2, x))
+        for tp in np.unique(geo.pair_type):
+            mask = (geo.pair_type == tp).reshape(n, slots)
+            geo.phi[:, :, tp] = np.einsum("bns,xns->nbx", geo.ang.reshape(nb, n, slots) * mask,
+                                          geo.q.reshape(x, n, slots))
+    phi = geo.phi
     atom_energy = np.zeros((n, s2, m, x))
     d_g = np.zeros((n, nb, s2, m, x))                            # ∂g/∂θ = H δM  [N, Nb, T]
     for radial in range(m):
