@@ -401,28 +401,73 @@ def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_s
     return grad
 
 
+def _hessian_plan(spec: BasisSpec):
+    """Index plan of :func:`_moment_hessian`: the basic moments each moment's tangent (``fwd``) and adjoint
+    tangent (``rev``) can depend on, and per product row the positions that place one inside another.
+
+    Returns ``fwd``, ``rev`` (lists of sorted int arrays, one per moment), ``forward`` rows (a, b, mult,
+    out, rows of fwd[a] and fwd[b] in fwd[out]) in table order and ``reverse`` rows (a, b, mult, out,
+    then for each input side: rows of rev[out] and of the other input's fwd in their union, and rows of
+    that union in rev[input]) in reverse table order.  Computed once per basis (:data:`_DEPENDENTS`).
+    """
+    key = ("hessian", spec.moments_count, spec.times.tobytes(), spec.mapping.tobytes(), len(spec.basic))
+    if key in _DEPENDENTS:
+        return _DEPENDENTS[key]
+    nb = len(spec.basic)
+    fwd_sets = [{m} if m < nb else set() for m in range(spec.moments_count)]
+    for a, b, _, out in spec.times:
+        fwd_sets[out] |= fwd_sets[a] | fwd_sets[b]
+    rev_sets = [set() for _ in range(spec.moments_count)]
+    for a, b, _, out in spec.times[::-1]:
+        rev_sets[a] |= rev_sets[out] | fwd_sets[b]
+        rev_sets[b] |= rev_sets[out] | fwd_sets[a]
+    fwd = [np.array(sorted(x), dtype=np.int64) for x in fwd_sets]
+    rev = [np.array(sorted(x), dtype=np.int64) for x in rev_sets]
+    forward = [(a, b, float(mult), out, np.searchsorted(fwd[out], fwd[a]), np.searchsorted(fwd[out], fwd[b]))
+               for a, b, mult, out in spec.times]
+
+    def side(into, other, out):
+        union = np.union1d(rev[out], fwd[other])
+        return (np.searchsorted(union, rev[out]), np.searchsorted(union, fwd[other]), union.size,
+                np.searchsorted(rev[into], union))
+
+    reverse = [(a, b, float(mult), out, side(a, b, out), side(b, a, out)) for a, b, mult, out in spec.times[::-1]]
+    _DEPENDENTS[key] = fwd, rev, forward, reverse
+    return _DEPENDENTS[key]
+
+
 def _moment_hessian(spec: BasisSpec, mom, coeffs):
     """g [N, Nb] = ∂E_i/∂M_b and H [N, Nb, Nb] = ∂²E_i/∂M_b∂M_b' of E_i = Σ_k c_k B_k(i).
 
     Forward tangents of every moment with respect to each basic moment, then the reverse (adjoint) pass
-    carrying those tangents along (forward-over-reverse).
+    carrying those tangents along (forward-over-reverse).  Each tangent is stored on the basic moments it
+    can depend on (:func:`_hessian_plan`); the rows left out hold exact zeros, so the sums over the rows
+    kept are those over all rows, bit for bit.
     """
     nb, n = len(spec.basic), mom.shape[1]
-    tangent = np.zeros((spec.moments_count, nb, n))
-    tangent[np.arange(nb), np.arange(nb)] = 1.0
-    for a, b, mult, out in spec.times:
-        tangent[out] += mult * (tangent[a] * mom[b] + mom[a] * tangent[b])
+    fwd, rev, forward, reverse = _hessian_plan(spec)
+    tangent = [np.ones((1, n)) if m < nb else np.zeros((rows.size, n)) for m, rows in enumerate(fwd)]
+    for a, b, mult, out, in_a, in_b in forward:
+        term = np.zeros_like(tangent[out])
+        term[in_a] = tangent[a] * mom[b]
+        term[in_b] += mom[a] * tangent[b]
+        tangent[out] += mult * term
     adj = np.zeros((spec.moments_count, n))
     np.add.at(adj, spec.mapping, np.repeat(np.asarray(coeffs, float)[:, None], n, axis=1))
-    adj_t = np.zeros_like(tangent)
-    for a, b, mult, out in spec.times[::-1]:
+    adj_t = [np.zeros((rows.size, n)) for rows in rev]
+    for a, b, mult, out, side_a, side_b in reverse:
         g, g_t = mult * adj[out], mult * adj_t[out]
         adj[a] += g * mom[b]
         adj[b] += g * mom[a]
-        adj_t[a] += g_t * mom[b] + g * tangent[b]
-        adj_t[b] += g_t * mom[a] + g * tangent[a]
-    # H contiguous: the products with it below then run in BLAS (a strided operand takes NumPy's plain loop)
-    return adj[:nb].T, np.ascontiguousarray(adj_t[:nb].transpose(2, 0, 1))
+        for into, other, (of_out, of_other, size, place) in ((a, b, side_a), (b, a, side_b)):
+            term = np.zeros((size, n))
+            term[of_out] = g_t * mom[other]
+            term[of_other] += g * tangent[other]
+            adj_t[into][place] += term
+    hess = np.zeros((n, nb, nb))  # contiguous: the products with H then run in BLAS
+    for b in range(nb):
+        hess[:, b, rev[b]] = adj_t[b].T
+    return adj[:nb].T, hess
 
 
 def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch, geo: Geometry | None = None, terms=None):
