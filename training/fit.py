@@ -333,7 +333,8 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     progress(state.iteration, max_iter,
              f"fit: done in {result.seconds:.1f} s ({result.timing['cpu_s']:.1f} s CPU), {state.iteration} iterations"
              + (f" ({per_iteration:.3g} s each)" if per_iteration else "")
-             + f": train RMSE energy {tm['energy_per_atom']['rmse']:.3e} eV/atom, forces {tm['forces']['rmse']:.3e} eV/A")
+             + f": train RMSE energy {tm['energy_per_atom']['rmse']:.3e} eV/atom, "
+               f"forces {tm['forces']['rmse']:.3e} eV/A")
     return result
 
 
@@ -352,7 +353,8 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, chain_weights:
     arguments as in :func:`fit`.  The report (JSON-able except ``predictions``, see :func:`report_json`)
     holds ``train``/``valid`` metrics (energy per atom eV/atom, forces eV/Å, stress GPa; RMSE and MAE;
     ``n_frames``), ``seconds``, ``timing`` (wall and CPU seconds in all, by phase and per iteration,
-    :meth:`training.fit_timing.FitClock.summary`), ``iterations``, ``loss_history``, ``weights``, ``chain_weights``, ``seed``, ``level``,
+    :meth:`training.fit_timing.FitClock.summary`), ``iterations``, ``loss_history``, ``weights``,
+    ``chain_weights``, ``seed``, ``level``,
     ``species``, ``theta_frames``, ``max_iter`` and ``predictions`` (arrays; :meth:`TrainingSet.split`).
     """
     _, mtp0 = load_template(init)
@@ -374,7 +376,8 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, chain_weights:
                  start_iter=start_iter, checkpoint=checkpoint,
                  resume=resume, progress=progress, species=species, threads=threads)
     report = dict(result.metrics)
-    report.update(seconds=result.seconds, timing=result.timing, iterations=result.iterations, loss_history=list(result.history),
+    report.update(seconds=result.seconds, timing=result.timing, iterations=result.iterations,
+                  loss_history=list(result.history),
                   weights=FitWeights.coerce(weights).as_dict(), chain_weights=dict(chain_weights or {}), seed=seed,
                   level=mtp0.level, species=species,
                   theta_frames=theta_frames, max_iter=max_iter, method=method, starts=starts,
