@@ -107,6 +107,31 @@ def test_prediction_jacobian_matches_finite_differences(kind, cubic, multi):
             np.testing.assert_allclose(block[..., j], numeric, rtol=1e-6, atol=1e-7 * np.abs(numeric).max())
 
 
+@pytest.mark.parametrize("level", [10, 16])
+def test_moment_hessian_matches_finite_differences(level):
+    """g = ∂E_i/∂M_basic and H = ∂g/∂M_basic of the moment Hessian (kept on the basic moments each tangent
+    can depend on) against central differences of E_i and g, at random basic moments of 3 atoms."""
+    from training.mtp.radial_gradient import _all_moments, _moment_hessian
+
+    spec, _ = load_template(TEMPLATES / f"{level:02d}.mtp")
+    rng = np.random.default_rng(level)
+    basic = rng.normal(size=(len(spec.basic), 3))
+    c = rng.normal(size=spec.n_basis)
+    energy = lambda m: c @ _all_moments(spec, m)[spec.mapping]  # noqa: E731  [3]
+    g, hess = _moment_hessian(spec, _all_moments(spec, basic), c)
+    h = 1e-5
+    for b in rng.choice(len(spec.basic), size=6, replace=False):
+        up, down = basic.copy(), basic.copy()
+        up[b] += h
+        down[b] -= h
+        np.testing.assert_allclose(g[:, b], (energy(up) - energy(down)) / (2 * h), rtol=1e-6,
+                                   atol=1e-8 * np.abs(g).max())
+        g_up, _ = _moment_hessian(spec, _all_moments(spec, up), c)
+        g_down, _ = _moment_hessian(spec, _all_moments(spec, down), c)
+        np.testing.assert_allclose(hess[:, :, b], (g_up - g_down) / (2 * h), rtol=1e-6,
+                                   atol=1e-7 * np.abs(hess).max())
+
+
 def test_kept_geometry_gives_the_same_numbers(cubic, multi, monkeypatch):
     """The batch geometry a training set keeps between passes (and the basic terms of its last design
     pass, which the Jacobian at the same θ reuses) gives the design matrix, Jacobian and θ-gradient of a
