@@ -10,6 +10,7 @@ Usage (prints one line per fit, then a JSON summary)::
     OMP_NUM_THREADS=1 python benchmarks/fit.py                       # levels 10 and 16, cubic, defaults
     python benchmarks/fit.py --levels 10 --set multi --theta-frames 100 --max-iter 60
     python benchmarks/fit.py --levels 10 --theta-frames all --max-iter 3 --threads 2   # per iteration, all frames
+    python benchmarks/fit.py --levels 10 --max-iter 200 --seeds 0,10,20 --refine-all 20   # mtp train's default θ frames
     python benchmarks/fit.py --quick-preset       # the demo's case: 200 graphene frames (60 atoms), level 8
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --max-iter 150   # fit stage: NEP vs level-10 MTP, graphene
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --mtp-levels 10,16 --out-dir fits   # both levels, keep files
@@ -70,6 +71,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick-preset", action="store_true",
                         help="200 graphene frames, level 8, 30 iterations, 50 θ frames")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, one fit each (overrides --seed)")
+    parser.add_argument("--refine-all", type=int, default=0, metavar="N",
+                        help="after each fit, N more iterations with θ on all frames from the fitted θ (one start): "
+                             "what fitting θ on all frames would still gain")
     parser.add_argument("--starts", type=int, default=4, help="random starts (train_mtp's starts)")
     parser.add_argument("--nep-vs-mtp", action="store_true",
                         help="the fit stage's level-10 MTP and a NEP on the embedded graphene set")
@@ -95,27 +100,45 @@ def main(argv=None) -> int:
     print(f"read {len(frames)} frames in {time.perf_counter() - t0:.1f} s")
     train = frames[: args.frames] if args.frames else frames
     rows = []
-    for level in (int(v) for v in args.levels.split(",")):
-        _, report = train_mtp(TEMPLATES / f"{level:02d}.mtp", train, max_iter=args.max_iter, seed=args.seed,
-                              theta_frames=args.theta_frames, starts=args.starts, threads=args.threads,
-                              progress=lambda done, total, text: None)
-        ref = mlip_rmse(args.set, level, frames) if len(train) == len(frames) else None
-        m = report["train"]
-        row = {"set": args.set, "level": level, "frames": len(train), "theta_frames": args.theta_frames,
-               "starts": args.starts, "seed": args.seed, "threads": args.threads,
-               "iterations": report["iterations"], "seconds": round(report["seconds"], 1),
-               **timing_columns(report["timing"]),
-               "energy_rmse": m["energy_per_atom"]["rmse"], "force_rmse": m["forces"]["rmse"],
-               "mlip_energy_rmse": ref and ref["energy_per_atom"], "mlip_force_rmse": ref and ref["forces"]}
-        rows.append(row)
-        ratio = (f" (x{row['force_rmse'] / ref['forces']:.2f} MLIP-2 force, "
-                 f"x{row['energy_rmse'] / ref['energy_per_atom']:.2f} energy)") if ref else ""
-        print(f"{args.set} level {level}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} s CPU for {len(train)} "
-              f"frames ({row['threads']} thread(s)), {row['timed_iterations']} iterations (starts included), each "
-              f"{row['wall_per_iteration_s']:.3g} s wall, {row['cpu_per_iteration_s']:.3g} s CPU; "
-              f"RMSE energy {row['energy_rmse']:.2e} eV/atom, forces {row['force_rmse']:.2e} eV/A{ratio}", flush=True)
+    for seed in (int(v) for v in (args.seeds or str(args.seed)).split(",")):
+        for level in (int(v) for v in args.levels.split(",")):
+            rows.append(fit_row(args, level, seed, frames, train))
     print(json.dumps(rows, indent=1))
     return 0
+
+
+def fit_row(args, level: int, seed: int, frames, train) -> dict:
+    """Fit ``train`` from MLIP's level template with the command line's settings and ``seed``; print and
+    return the row (times, RMSE, MLIP-2's RMSE when ``train`` is the whole set; with ``--refine-all N``
+    also the RMSE after N more iterations on all frames from the fitted θ)."""
+    mtp, report = train_mtp(TEMPLATES / f"{level:02d}.mtp", train, max_iter=args.max_iter, seed=seed,
+                            theta_frames=args.theta_frames, starts=args.starts, threads=args.threads,
+                            progress=lambda done, total, text: None)
+    ref = mlip_rmse(args.set, level, frames) if len(train) == len(frames) else None
+    m = report["train"]
+    row = {"set": args.set, "level": level, "frames": len(train), "theta_frames": args.theta_frames,
+           "starts": args.starts, "seed": seed, "threads": args.threads,
+           "iterations": report["iterations"], "seconds": round(report["seconds"], 1),
+           **timing_columns(report["timing"]),
+           "energy_rmse": m["energy_per_atom"]["rmse"], "force_rmse": m["forces"]["rmse"],
+           "mlip_energy_rmse": ref and ref["energy_per_atom"], "mlip_force_rmse": ref and ref["forces"]}
+    ratio = (f" (x{row['force_rmse'] / ref['forces']:.2f} MLIP-2 force, "
+             f"x{row['energy_rmse'] / ref['energy_per_atom']:.2f} energy)") if ref else ""
+    print(f"{args.set} level {level} seed {seed}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} s CPU for "
+          f"{len(train)} frames ({row['threads']} thread(s)), {row['timed_iterations']} iterations (starts "
+          f"included), each {row['wall_per_iteration_s']:.3g} s wall, {row['cpu_per_iteration_s']:.3g} s CPU; "
+          f"RMSE energy {row['energy_rmse']:.2e} eV/atom, forces {row['force_rmse']:.2e} eV/A{ratio}", flush=True)
+    if args.refine_all:
+        _, refined = train_mtp(mtp, train, max_iter=args.refine_all, seed=seed, theta_frames=None,
+                               threads=args.threads, progress=lambda done, total, text: None)
+        m = refined["train"]
+        row.update(refine_iterations=refined["iterations"], refine_wall_s=round(refined["timing"]["wall_s"], 1),
+                   refined_energy_rmse=m["energy_per_atom"]["rmse"], refined_force_rmse=m["forces"]["rmse"])
+        ratio = f" (x{m['forces']['rmse'] / ref['forces']:.2f} MLIP-2 force)" if ref else ""
+        print(f"  then {refined['iterations']} iterations on all {len(train)} frames "
+              f"({row['refine_wall_s']} s): RMSE energy {row['refined_energy_rmse']:.2e} eV/atom, "
+              f"forces {row['refined_force_rmse']:.2e} eV/A{ratio}", flush=True)
+    return row
 
 
 def timing_columns(timing: dict) -> dict:
