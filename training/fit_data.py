@@ -33,7 +33,7 @@ BATCH_ELEMENTS = 8_000_000
 #: Bytes a training set keeps per batch between passes by default: the θ-independent geometry
 #: (``radial_gradient.geometry``) and the basic terms of the last design pass (``basic_terms``, which the
 #: Jacobian at the same θ reuses); the batches beyond it recompute both on every pass.
-GEOMETRY_CACHE_BYTES = 1 << 30
+GEOMETRY_CACHE_BYTES = 2 << 30
 
 #: 1 GPa in eV/Å³
 _GPA = 1.0 / 160.21766208
