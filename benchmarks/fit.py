@@ -11,6 +11,7 @@ Usage (prints one line per fit, then a JSON summary)::
     python benchmarks/fit.py --levels 10 --set multi --theta-frames 100 --max-iter 60
     python benchmarks/fit.py --levels 10 --theta-frames all --max-iter 3 --threads 2   # per iteration, all frames
     python benchmarks/fit.py --levels 10 --max-iter 200 --seeds 0,10,20 --refine-all 20   # θ on 50 frames or all
+    python benchmarks/fit.py --levels 10 --passes 50      # CPU time of one design-matrix, gradient, Jacobian pass
     python benchmarks/fit.py --quick-preset       # the demo's case: 200 graphene frames (60 atoms), level 8
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --max-iter 150   # fit stage: NEP vs level-10 MTP, graphene
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --mtp-levels 10,16 --out-dir fits   # both levels, keep files
@@ -83,8 +84,15 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-nep", action="store_true", help="with --nep-vs-mtp: fit the MTPs only")
     parser.add_argument("--mtp-levels", default="10", help="with --nep-vs-mtp: MTP levels, comma-separated")
     parser.add_argument("--out-dir", help="with --nep-vs-mtp: keep each fit's files under this folder")
+    parser.add_argument("--passes", type=int, default=0, metavar="N",
+                        help="only time one design-matrix, θ-gradient and Jacobian pass (CPU, best of 4) on N evenly "
+                             "spaced frames of --set or --data, at each of --levels")
+    parser.add_argument("--data", default=None, help="with --passes: a dataset file instead of --set (e.g. "
+                        "cases/graphene_borophene/data/interface.extxyz.gz)")
     args = parser.parse_args(argv)
     args.theta_frames = None if args.theta_frames == "all" else int(args.theta_frames)
+    if args.passes:
+        return passes(args)
     if args.nep_vs_mtp:
         return nep_vs_mtp(args)
     if args.quick_preset:
@@ -146,6 +154,43 @@ def fit_row(args, level: int, seed: int, frames, train) -> dict:
                   f"RMSE energy {m['energy_per_atom']['rmse']:.2e} eV/atom, forces {m['forces']['rmse']:.2e} "
                   f"eV/A{ratio}", flush=True)
     return row
+
+
+def passes(args) -> int:
+    """CPU seconds (best of 4, ``time.process_time``) of one pass of ``TrainingSet.matrix``,
+    ``.theta_gradient`` and ``.jacobian`` (after a design pass at the same θ, as Levenberg-Marquardt
+    runs it) on ``--passes`` evenly spaced frames, at each level, θ from ``initial_theta(seed)``."""
+    from training import datasets
+    from training.fit import TrainingSet, frame_types_of, initial_theta, load_template, solve_linear
+
+    frames = datasets.read(args.data) if args.data else read_cfg(DATA / "fit" / f"{args.set}_training.cfg.gz")
+    types, species = frame_types_of(frames)
+    count = len(species) if species else max(int(t.max()) for t in types) + 1
+    pick = np.unique(np.linspace(0, len(frames) - 1, args.passes).round().astype(int))
+    rows = []
+    for level in (int(v) for v in args.levels.split(",")):
+        spec, _ = load_template(TEMPLATES / f"{level:02d}.mtp", species_count=count)
+        tset = TrainingSet.build(spec, [frames[k] for k in pick], [types[k] for k in pick], threads=args.threads)
+        theta = initial_theta(spec, args.seed)
+        a = tset.matrix(theta)
+        coeffs = solve_linear(a, tset.y, 1e-10 * np.einsum("rk,rk->k", a, a))
+        residual = a @ coeffs - tset.y
+        row = {"data": args.data or args.set, "level": level, "frames": len(pick), "threads": args.threads}
+        for name, work in (("matrix", lambda: tset.matrix(theta)),
+                           ("gradient", lambda: tset.theta_gradient(theta, coeffs, residual)),
+                           ("jacobian", lambda: tset.jacobian(theta, coeffs))):
+            best = np.inf
+            for _ in range(4):
+                t0 = time.process_time()
+                work()
+                best = min(best, time.process_time() - t0)
+            row[f"{name}_cpu_s"] = round(best, 4)
+        rows.append(row)
+        print(f"{row['data']} level {level}, {len(pick)} frames: CPU per pass: design matrix "
+              f"{row['matrix_cpu_s']:.3f} s, θ-gradient {row['gradient_cpu_s']:.3f} s, Jacobian "
+              f"{row['jacobian_cpu_s']:.3f} s", flush=True)
+    print(json.dumps(rows, indent=1))
+    return 0
 
 
 def timing_columns(timing: dict) -> dict:
