@@ -136,7 +136,8 @@ def _atom_moments(spec: BasisSpec, batch: PairBatch, m_basic):
     return _all_moments(spec, (batch.center @ m_basic.T).T)
 
 
-#: :func:`_dependents` of each basis seen (keyed by its tables): the plan is the same for every batch and θ.
+#: Index plans of each basis seen (:func:`_dependents`, :func:`_hessian_plan`; keyed by its tables): the same
+#: for every batch and θ.
 _DEPENDENTS: dict = {}
 
 
