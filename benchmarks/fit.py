@@ -1,9 +1,17 @@
 """Fit speed and accuracy: seconds to fit MTP levels 10 and 16 on MLIP's cubic Cu set, next to MLIP-2.
 
+Each fit line gives the wall and CPU time of the whole fit and of one optimiser iteration (the mean
+over all iterations, random starts included; CPU time counts every thread of the process, so CPU / wall
+is the number of cores kept busy), and the JSON summary holds them with the setup (pair lists, training
+sets) and final (linear solve on all frames, metrics) phases: ``training.fit_timing.FitClock``.
+
 Usage (prints one line per fit, then a JSON summary)::
 
     OMP_NUM_THREADS=1 python benchmarks/fit.py                       # levels 10 and 16, cubic, defaults
     python benchmarks/fit.py --levels 10 --set multi --theta-frames 100 --max-iter 60
+    python benchmarks/fit.py --levels 10 --theta-frames all --max-iter 3 --threads 2   # per iteration, all frames
+    python benchmarks/fit.py --levels 10 --max-iter 200 --seeds 0,10,20 --refine-all 20   # θ on 50 frames or all
+    python benchmarks/fit.py --levels 10 --passes 50      # CPU time of one design-matrix, gradient, Jacobian pass
     python benchmarks/fit.py --quick-preset       # the demo's case: 200 graphene frames (60 atoms), level 8
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --max-iter 150   # fit stage: NEP vs level-10 MTP, graphene
     nice -n 10 python benchmarks/fit.py --nep-vs-mtp --mtp-levels 10,16 --out-dir fits   # both levels, keep files
@@ -57,12 +65,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", default="cubic", choices=["cubic", "multi"])
     parser.add_argument("--levels", default="10,16")
-    parser.add_argument("--theta-frames", type=int, default=50)
+    parser.add_argument("--theta-frames", default="50", help="θ frames: a count or 'all' (default 50)")
+    parser.add_argument("--threads", type=int, default=1, help="threads over the frame batches (default 1)")
     parser.add_argument("--max-iter", type=int, default=60)
     parser.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all 1001)")
     parser.add_argument("--quick-preset", action="store_true",
                         help="200 graphene frames, level 8, 30 iterations, 50 θ frames")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, one fit each (overrides --seed)")
+    parser.add_argument("--refine-all", type=int, default=0, metavar="N",
+                        help="after each fit, N more iterations from the fitted θ (one start), with θ on all frames "
+                             "and on the same θ frames: what fitting θ on all frames would still gain")
     parser.add_argument("--starts", type=int, default=4, help="random starts (train_mtp's starts)")
     parser.add_argument("--nep-vs-mtp", action="store_true",
                         help="the fit stage's level-10 MTP and a NEP on the embedded graphene set")
@@ -71,7 +84,15 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-nep", action="store_true", help="with --nep-vs-mtp: fit the MTPs only")
     parser.add_argument("--mtp-levels", default="10", help="with --nep-vs-mtp: MTP levels, comma-separated")
     parser.add_argument("--out-dir", help="with --nep-vs-mtp: keep each fit's files under this folder")
+    parser.add_argument("--passes", type=int, default=0, metavar="N",
+                        help="only time one design-matrix, θ-gradient and Jacobian pass (CPU, best of 4) on N evenly "
+                             "spaced frames of --set or --data, at each of --levels")
+    parser.add_argument("--data", default=None, help="with --passes: a dataset file instead of --set (e.g. "
+                        "cases/graphene_borophene/data/interface.extxyz.gz)")
     args = parser.parse_args(argv)
+    args.theta_frames = None if args.theta_frames == "all" else int(args.theta_frames)
+    if args.passes:
+        return passes(args)
     if args.nep_vs_mtp:
         return nep_vs_mtp(args)
     if args.quick_preset:
@@ -87,24 +108,99 @@ def main(argv=None) -> int:
     print(f"read {len(frames)} frames in {time.perf_counter() - t0:.1f} s")
     train = frames[: args.frames] if args.frames else frames
     rows = []
-    for level in (int(v) for v in args.levels.split(",")):
-        _, report = train_mtp(TEMPLATES / f"{level:02d}.mtp", train, max_iter=args.max_iter, seed=args.seed,
-                              theta_frames=args.theta_frames, starts=args.starts,
-                              progress=lambda done, total, text: None)
-        ref = mlip_rmse(args.set, level, frames) if len(train) == len(frames) else None
-        m = report["train"]
-        row = {"set": args.set, "level": level, "frames": len(train), "theta_frames": args.theta_frames,
-               "starts": args.starts,
-               "iterations": report["iterations"], "seconds": round(report["seconds"], 1),
-               "energy_rmse": m["energy_per_atom"]["rmse"], "force_rmse": m["forces"]["rmse"],
-               "mlip_energy_rmse": ref and ref["energy_per_atom"], "mlip_force_rmse": ref and ref["forces"]}
-        rows.append(row)
-        ratio = (f" (x{row['force_rmse'] / ref['forces']:.2f} MLIP-2 force, "
-                 f"x{row['energy_rmse'] / ref['energy_per_atom']:.2f} energy)") if ref else ""
-        print(f"{args.set} level {level}: {row['seconds']} s for {len(train)} frames, {row['iterations']} iterations; "
-              f"RMSE energy {row['energy_rmse']:.2e} eV/atom, forces {row['force_rmse']:.2e} eV/A{ratio}", flush=True)
+    for seed in (int(v) for v in (args.seeds or str(args.seed)).split(",")):
+        for level in (int(v) for v in args.levels.split(",")):
+            rows.append(fit_row(args, level, seed, frames, train))
     print(json.dumps(rows, indent=1))
     return 0
+
+
+def fit_row(args, level: int, seed: int, frames, train) -> dict:
+    """Fit ``train`` from MLIP's level template with the command line's settings and ``seed``; print and
+    return the row (times, RMSE, MLIP-2's RMSE when ``train`` is the whole set; with ``--refine-all N``
+    also the RMSE after N more iterations from the fitted θ with θ on all frames, ``refined_*``, and on the
+    same θ frames, ``continued_*``)."""
+    mtp, report = train_mtp(TEMPLATES / f"{level:02d}.mtp", train, max_iter=args.max_iter, seed=seed,
+                            theta_frames=args.theta_frames, starts=args.starts, threads=args.threads,
+                            progress=lambda done, total, text: None)
+    ref = mlip_rmse(args.set, level, frames) if len(train) == len(frames) else None
+    m = report["train"]
+    row = {"set": args.set, "level": level, "frames": len(train), "theta_frames": args.theta_frames,
+           "starts": args.starts, "seed": seed, "threads": args.threads,
+           "iterations": report["iterations"], "seconds": round(report["seconds"], 1),
+           **timing_columns(report["timing"]),
+           "energy_rmse": m["energy_per_atom"]["rmse"], "force_rmse": m["forces"]["rmse"],
+           "mlip_energy_rmse": ref and ref["energy_per_atom"], "mlip_force_rmse": ref and ref["forces"]}
+    ratio = (f" (x{row['force_rmse'] / ref['forces']:.2f} MLIP-2 force, "
+             f"x{row['energy_rmse'] / ref['energy_per_atom']:.2f} energy)") if ref else ""
+    print(f"{args.set} level {level} seed {seed}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} s CPU for "
+          f"{len(train)} frames ({row['threads']} thread(s)), {row['timed_iterations']} iterations (starts "
+          f"included), each {row['wall_per_iteration_s']:.3g} s wall, {row['cpu_per_iteration_s']:.3g} s CPU; "
+          f"RMSE energy {row['energy_rmse']:.2e} eV/atom, forces {row['force_rmse']:.2e} eV/A{ratio}", flush=True)
+    if args.refine_all:
+        # N more iterations from the fitted θ, once with θ on all frames and once on the same θ frames: a
+        # fresh Levenberg-Marquardt run gains on both, the difference is what the other frames add
+        for label, theta_frames in (("refined", None), ("continued", args.theta_frames)):
+            _, more = train_mtp(mtp, train, max_iter=args.refine_all, seed=seed, theta_frames=theta_frames,
+                                threads=args.threads, progress=lambda done, total, text: None)
+            m = more["train"]
+            row.update({f"{label}_iterations": more["iterations"],
+                        f"{label}_wall_s": round(more["timing"]["wall_s"], 1),
+                        f"{label}_energy_rmse": m["energy_per_atom"]["rmse"],
+                        f"{label}_force_rmse": m["forces"]["rmse"]})
+            ratio = f" (x{m['forces']['rmse'] / ref['forces']:.2f} MLIP-2 force)" if ref else ""
+            where = f"all {len(train)}" if theta_frames is None else f"the same {theta_frames}"
+            print(f"  then {more['iterations']} iterations with θ on {where} frames ({row[f'{label}_wall_s']} s): "
+                  f"RMSE energy {m['energy_per_atom']['rmse']:.2e} eV/atom, forces {m['forces']['rmse']:.2e} "
+                  f"eV/A{ratio}", flush=True)
+    return row
+
+
+def passes(args) -> int:
+    """CPU seconds (best of 4, ``time.process_time``) of one pass of ``TrainingSet.matrix``,
+    ``.theta_gradient`` and ``.jacobian`` (after a design pass at the same θ, as Levenberg-Marquardt
+    runs it) on ``--passes`` evenly spaced frames, at each level, θ from ``initial_theta(seed)``."""
+    from training import datasets
+    from training.fit import TrainingSet, frame_types_of, initial_theta, load_template, solve_linear
+
+    frames = datasets.read(args.data) if args.data else read_cfg(DATA / "fit" / f"{args.set}_training.cfg.gz")
+    types, species = frame_types_of(frames)
+    count = len(species) if species else max(int(t.max()) for t in types) + 1
+    pick = np.unique(np.linspace(0, len(frames) - 1, args.passes).round().astype(int))
+    rows = []
+    for level in (int(v) for v in args.levels.split(",")):
+        spec, _ = load_template(TEMPLATES / f"{level:02d}.mtp", species_count=count)
+        tset = TrainingSet.build(spec, [frames[k] for k in pick], [types[k] for k in pick], threads=args.threads)
+        theta = initial_theta(spec, args.seed)
+        a = tset.matrix(theta)
+        coeffs = solve_linear(a, tset.y, 1e-10 * np.einsum("rk,rk->k", a, a))
+        residual = a @ coeffs - tset.y
+        row = {"data": args.data or args.set, "level": level, "frames": len(pick), "threads": args.threads}
+        for name, work in (("matrix", lambda: tset.matrix(theta)),
+                           ("gradient", lambda: tset.theta_gradient(theta, coeffs, residual)),
+                           ("jacobian", lambda: tset.jacobian(theta, coeffs))):
+            best = np.inf
+            for _ in range(4):
+                t0 = time.process_time()
+                work()
+                best = min(best, time.process_time() - t0)
+            row[f"{name}_cpu_s"] = round(best, 4)
+        rows.append(row)
+        print(f"{row['data']} level {level}, {len(pick)} frames: CPU per pass: design matrix "
+              f"{row['matrix_cpu_s']:.3f} s, θ-gradient {row['gradient_cpu_s']:.3f} s, Jacobian "
+              f"{row['jacobian_cpu_s']:.3f} s", flush=True)
+    print(json.dumps(rows, indent=1))
+    return 0
+
+
+def timing_columns(timing: dict) -> dict:
+    """The benchmark's time columns (s) from a fit report's ``timing`` (``FitClock.summary``): wall and
+    CPU time in all, of the setup and final phases, and per optimiser iteration (None without iterations)."""
+    keys = ("wall_s", "cpu_s", "setup_wall_s", "setup_cpu_s", "final_wall_s", "final_cpu_s",
+            "wall_per_iteration_s", "cpu_per_iteration_s")
+    out = {key: None if timing.get(key) is None else round(timing[key], 4) for key in keys}
+    out["timed_iterations"] = timing["iterations"]
+    return out
 
 
 def nep_vs_mtp(args) -> int:
@@ -140,11 +236,18 @@ def nep_vs_mtp(args) -> int:
                                ("valid", final.get("valid", {}))):
             for key in ("energy_per_atom", "forces", "stress"):
                 row[f"{key}_rmse_{subset}"] = (errors.get(key) or {}).get("rmse")
+        # the MTP's fits (passive training: the preliminary fit and the refit), each with its own time
+        row["fits"] = [dict(step=step["step"], n_train=step["n_train"], **timing_columns(step["timing"]))
+                       for step in report["steps"] if step.get("timing")]
         rows.append(row)
         print(f"{row['model']}: {row['seconds']} s, {row['train_frames']} training frames; RMSE on all frames: energy "
               f"{row['energy_per_atom_rmse_all']:.3e} eV/atom, forces {row['forces_rmse_all']:.3f} eV/A, stress "
               f"{row['stress_rmse_all']:.3f} GPa; validation: energy {row['energy_per_atom_rmse_valid']:.3e}, "
               f"forces {row['forces_rmse_valid']:.3f}", flush=True)
+        for fit in row["fits"]:
+            print(f"  {fit['step']} on {fit['n_train']} frames: {fit['wall_s']:.1f} s wall, {fit['cpu_s']:.1f} s CPU, "
+                  f"{fit['timed_iterations']} iterations, {fit['wall_per_iteration_s']:.3g} s wall and "
+                  f"{fit['cpu_per_iteration_s']:.3g} s CPU each", flush=True)
     print(json.dumps(rows, indent=1))
     return 0
 

@@ -107,6 +107,62 @@ def test_prediction_jacobian_matches_finite_differences(kind, cubic, multi):
             np.testing.assert_allclose(block[..., j], numeric, rtol=1e-6, atol=1e-7 * np.abs(numeric).max())
 
 
+@pytest.mark.parametrize("level", [10, 16])
+def test_moment_hessian_matches_finite_differences(level):
+    """g = ∂E_i/∂M_basic and H = ∂g/∂M_basic of the moment Hessian (kept on the basic moments each tangent
+    can depend on) against central differences of E_i and g, at random basic moments of 3 atoms."""
+    from training.mtp.radial_gradient import _all_moments, _moment_hessian
+
+    spec, _ = load_template(TEMPLATES / f"{level:02d}.mtp")
+    rng = np.random.default_rng(level)
+    basic = rng.normal(size=(len(spec.basic), 3))
+    c = rng.normal(size=spec.n_basis)
+    energy = lambda m: c @ _all_moments(spec, m)[spec.mapping]  # noqa: E731  [3]
+    g, hess = _moment_hessian(spec, _all_moments(spec, basic), c)
+    h = 1e-5
+    for b in rng.choice(len(spec.basic), size=6, replace=False):
+        up, down = basic.copy(), basic.copy()
+        up[b] += h
+        down[b] -= h
+        np.testing.assert_allclose(g[:, b], (energy(up) - energy(down)) / (2 * h), rtol=1e-6,
+                                   atol=1e-8 * np.abs(g).max())
+        g_up, _ = _moment_hessian(spec, _all_moments(spec, up), c)
+        g_down, _ = _moment_hessian(spec, _all_moments(spec, down), c)
+        np.testing.assert_allclose(hess[:, :, b], (g_up - g_down) / (2 * h), rtol=1e-6,
+                                   atol=1e-7 * np.abs(hess).max())
+
+
+def test_kept_geometry_gives_the_same_numbers(cubic, multi, monkeypatch):
+    """The batch geometry a training set keeps between passes (and the basic terms of its last design
+    pass, which the Jacobian at the same θ reuses) gives the design matrix, Jacobian and θ-gradient of a
+    set that recomputes them every pass, bit for bit, on the second pass as on the first; a budget of one
+    batch keeps exactly the first batch."""
+    import training.fit_data as fit_data
+    from training.mtp.radial_gradient import geometry_bytes, terms_bytes
+
+    monkeypatch.setattr(fit_data, "BATCH_ELEMENTS", 1)  # one frame per batch
+    for frames, count in ((cubic[:3], 1), (multi[:3], 3)):
+        types = [a.arrays["mlip_type"] for a in frames]
+        spec, _ = load_template(TEMPLATES / "10.mtp", species_count=count)
+        kept = TrainingSet.build(spec, frames, types)
+        fresh = TrainingSet.build(spec, frames, types, geometry_cache_bytes=0)
+        first = kept.batches[0]
+        one = TrainingSet.build(spec, frames, types,
+                                geometry_cache_bytes=geometry_bytes(spec, first) + terms_bytes(spec, first))
+        assert kept.keep_geometry.all() and not fresh.keep_geometry.any()
+        assert one.keep_geometry.tolist() == [True] + [False] * (len(frames) - 1)
+        theta = initial_theta(spec, seed=5)
+        c = np.random.default_rng(1).normal(size=spec.n_basis + count)
+        r = np.random.default_rng(2).normal(size=kept.y.size)
+        passes = [(ts.matrix(theta), ts.jacobian(theta, c), ts.theta_gradient(theta, c, r))
+                  for ts in (fresh, kept, kept, one, one)]
+        assert len(kept._geometry) == len(kept._terms) == len(frames) and list(one._terms) == [0]
+        assert list(one._geometry) == [0] and not fresh._geometry and not fresh._terms
+        for other in passes[1:]:
+            for a, b in zip(passes[0], other):
+                np.testing.assert_array_equal(a, b)
+
+
 def _relabel(frames, mtp):
     """Copies of ``frames`` with energy, forces and stress computed by ``mtp`` (a known answer)."""
     out = []
@@ -256,6 +312,26 @@ def test_fit_lowers_the_loss_and_reports(cubic, multi):
     assert atoms.get_potential_energy() / len(atoms) == pytest.approx(e_pred[0], abs=1e-10)
     rmse = report["valid"]["forces"]["rmse"]
     assert rmse == pytest.approx(np.sqrt(np.mean((pred - ref) ** 2)))
+
+
+def test_the_report_times_every_iteration(cubic):
+    """``timing``: one wall and one CPU time per optimiser iteration (the starts' included), phases and
+    iterations adding up to the whole fit, which ``seconds`` reports."""
+    lines = []
+    _, report = train_mtp(TEMPLATES / "06.mtp", cubic[:3], max_iter=4, starts=2, start_iter=2,
+                          progress=lambda done, total, text: lines.append(text))
+    timing = report["timing"]
+    iterations = [text for text in lines if " iter " in text]
+    assert timing["iterations"] == len(iterations) == len(timing["per_iteration"]) > 4
+    walls, cpus = np.array(timing["per_iteration"]).T
+    assert (walls > 0).all() and (cpus >= 0).all()
+    assert timing["iteration_wall_s"] == pytest.approx(walls.sum())
+    assert timing["wall_per_iteration_s"] == pytest.approx(walls.mean())
+    assert timing["cpu_per_iteration_s"] == pytest.approx(cpus.mean())
+    booked = sum(timing[f"{phase}_wall_s"] for phase in ("setup", "starts", "optimiser", "final")) + walls.sum()
+    assert booked == pytest.approx(timing["wall_s"], rel=1e-3, abs=1e-3)
+    assert report["seconds"] == timing["wall_s"] and timing["cpu_s"] > 0
+    assert "s CPU" in lines[-1] and "each" in lines[-1]
 
 
 def test_species_from_elements_and_tag(cubic, tmp_path):

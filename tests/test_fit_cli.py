@@ -45,12 +45,35 @@ def test_train_writes_potential_and_report(small_sets, capsys):
     assert data["valid"]["forces"]["rmse"] == pytest.approx(rmse, rel=1e-8)
 
 
+def test_theta_frames_default_and_all(small_sets, monkeypatch, capsys):
+    """By default θ is fitted on THETA_FRAMES evenly spaced frames (the linear coefficients on all);
+    ``--theta-frames all`` fits it on every frame; the run prints its wall and CPU time per iteration."""
+    import training.fit_cli as fit_cli
+
+    root, _ = small_sets
+    monkeypatch.setattr(fit_cli, "THETA_FRAMES", 2)
+    seen = {}
+    for name, extra in (("default", []), ("all", ["--theta-frames", "all"])):
+        report = root / f"{name}.json"
+        code = main(["mtp", "train", str(TEMPLATES / "06.mtp"), str(root / "train.extxyz"), "--out",
+                     str(root / f"{name}.mtp"), "--max-iter", "2", "--starts", "1", "--report", str(report),
+                     "--threads", "2"] + extra)
+        assert code == 0
+        seen[name] = json.loads(report.read_text())
+        assert "fit time:" in capsys.readouterr().out
+    assert seen["default"]["theta_frames"] == 2 and seen["all"]["theta_frames"] is None
+    assert seen["default"]["train"]["n_frames"] == seen["all"]["train"]["n_frames"] == 3
+    assert seen["default"]["loss_history"] != seen["all"]["loss_history"]  # another loss: 2 of 3 frames
+
+
 @pytest.mark.parametrize("args,message", [
     (["{T}/nothere.mtp", "{R}/train.extxyz"], "nothere.mtp: INIT.mtp not found"),
     (["{T}/06.mtp", "{R}/missing.extxyz"], "missing.extxyz: dataset file not found"),
     (["{T}/06.mtp", "{R}/train.extxyz", "--weights", "forces=abc"], "--weights: forces='abc' is not a number"),
     (["{T}/06.mtp", "{R}/train.extxyz", "--max-iter", "-2"], "--max-iter -2: must be >= 0"),
-    (["{T}/06.mtp", "{R}/train.extxyz", "--theta-frames", "0"], "--theta-frames 0: must be >= 1"),
+    (["{T}/06.mtp", "{R}/train.extxyz", "--theta-frames", "0"], "--theta-frames 0: must be a count >= 1 or 'all'"),
+    (["{T}/06.mtp", "{R}/train.extxyz", "--theta-frames", "half"], "--theta-frames half: must be a count >= 1"),
+    (["{T}/06.mtp", "{R}/train.extxyz", "--threads", "0"], "--threads 0: must be >= 1"),
     (["{T}/06.mtp", "{R}/train.extxyz", "--starts", "0"], "--starts 0: must be >= 1"),
     (["{T}/06.mtp", "{R}/train.extxyz", "--species", "Ag"], "element(s) ['Cu'] are not in species=['Ag']"),
 ])

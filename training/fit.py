@@ -39,7 +39,6 @@ continues from it.  A fixed ``seed`` gives the same potential.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -50,6 +49,7 @@ import scipy.linalg
 from common.atomic import write_text
 from training.fit_data import (FitError, FitInterrupted, FitWeights, TrainingSet, _mlip_typed, chain_frame_weights,
                                frame_types_of, load_template, metrics)
+from training.fit_timing import FitClock
 from training.mtp import MTP
 from training.mtp.mtp_file import format_mtp
 from training.mtp.radial_gradient import BasisSpec
@@ -91,7 +91,9 @@ class FitResult:
     ``spec``; ``theta`` [S*S, M, X] radial coefficients; ``species_coeffs`` [S] (eV); ``moment_coeffs``
     [K] (eV); ``metrics`` {'train': …, 'valid': …} (see :func:`metrics`, plus ``n_frames``);
     ``predictions`` {'train': …, 'valid': …} (see :meth:`TrainingSet.split`); ``history`` loss per
-    iteration; ``iterations``; ``seconds`` wall time of the fit; ``species`` element symbols or None.
+    iteration; ``iterations``; ``seconds`` wall time of the fit; ``timing`` wall and CPU seconds in all,
+    by phase and per iteration (:meth:`training.fit_timing.FitClock.summary`); ``species`` element
+    symbols or None.
     """
 
     spec: BasisSpec
@@ -103,6 +105,7 @@ class FitResult:
     history: list = field(default_factory=list)
     iterations: int = 0
     seconds: float = 0.0
+    timing: dict = field(default_factory=dict)
     species: list | None = None
 
     @property
@@ -196,7 +199,7 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         raise FitError(f"method: {method!r} is not one of 'lm' (Levenberg-Marquardt) or 'lbfgs'")
     weights = FitWeights.coerce(weights)
     progress = progress or _print_progress
-    t_start = time.perf_counter()
+    clock = FitClock()
     if isinstance(spec, MTP):
         if theta0 is None and np.any(spec.radial_coeffs):
             theta0 = spec.radial_coeffs
@@ -207,14 +210,19 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         types, found = frame_types_of(frames, species)
         species = species or found
     frame_weights = chain_frame_weights(frames, weights, chain_weights)
-    train = TrainingSet.build(spec, frames, types, frame_weights=frame_weights, source=source, threads=threads)
-    if theta_frames is not None and theta_frames < len(frames):
+    subsample = theta_frames is not None and theta_frames < len(frames)
+    # the geometry of the frames the optimiser sees is kept between its passes; the full set of a
+    # subsampled fit is evaluated once, at the end
+    train = TrainingSet.build(spec, frames, types, frame_weights=frame_weights, source=source, threads=threads,
+                              **({"geometry_cache_bytes": 0} if subsample else {}))
+    if subsample:
         pick = np.unique(np.linspace(0, len(frames) - 1, theta_frames).round().astype(int))
         opt_set = TrainingSet.build(spec, [frames[k] for k in pick], [types[k] for k in pick],
                                     frame_weights=[frame_weights[k] for k in pick], source=source,
                                     threads=threads)
     else:
         opt_set = train
+    clock.mark("setup")
     theta = np.array(initial_theta(spec, seed) if theta0 is None else theta0, dtype=float)
     if theta.size != int(np.prod(spec.theta_shape)):
         raise FitError(f"theta0: {theta.shape} does not fit the radial coefficients {spec.theta_shape}")
@@ -223,19 +231,19 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     signature = (_signature(spec, train, weights, reg_linear, reg_radial, seed, theta)
                  + f"{method}:{starts if theta0 is None else 1}:{start_iter}")
 
-    def objective(x, reg_diag):
-        th = x.reshape(spec.theta_shape)
-        a = opt_set.matrix(th)
+    def objective_of(x, a, reg_diag):
+        """Loss and gradient at θ = ``x`` from its design matrix ``a``."""
         c = solve_linear(a, opt_set.y, reg_diag)
         r = a @ c - opt_set.y
         loss = r @ r + reg_diag @ (c * c) + reg_radial * (x @ x)
-        return loss, 2.0 * opt_set.theta_gradient(th, c, r).ravel() + 2.0 * reg_radial * x
+        return loss, 2.0 * opt_set.theta_gradient(x.reshape(spec.theta_shape), c, r).ravel() + 2.0 * reg_radial * x
 
     def new_state(th) -> OptState:
         a0 = opt_set.matrix(th)
         reg_diag = reg_linear * np.einsum("rk,rk->k", a0, a0)
-        del a0
-        return OptState.start(th.ravel().copy(), lambda x: objective(x, reg_diag), reg_diag=reg_diag)
+        state = OptState.start(th.ravel().copy(), lambda x: objective_of(x, a0, reg_diag), reg_diag=reg_diag)
+        clock.mark("starts")
+        return state
 
     def run(state: OptState, until: int, label: str, save: bool) -> None:
         reg_diag = state.aux["reg_diag"]
@@ -246,6 +254,11 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
                 a = opt_set.matrix(x.reshape(spec.theta_shape))
                 last.update(key=x.tobytes(), a=a, c=solve_linear(a, opt_set.y, reg_diag))
             return last["a"], last["c"]
+
+        def objective(x):
+            # the design matrix of a θ already evaluated (LM's last point, where it hands over to L-BFGS) is reused
+            a = last["a"] if last.get("key") == x.tobytes() else opt_set.matrix(x.reshape(spec.theta_shape))
+            return objective_of(x, a, reg_diag)
 
         def loss(x):
             a, c = solved(x)
@@ -266,12 +279,12 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         def after_step(state: OptState) -> None:
             if save and checkpoint:
                 state.save(checkpoint, signature)
+            clock.iteration()
             progress(state.iteration, until, f"fit: {label}iter {state.iteration:4d}  loss {state.f:.6e}  "
-                     f"|grad| {np.linalg.norm(state.g):.3e}  {time.perf_counter() - t_start:.1f} s")
+                     f"|grad| {np.linalg.norm(state.g):.3e}  {clock.elapsed():.1f} s")
 
-        advance(state, until, method="hybrid" if method == "lm" else "lbfgs",
-                objective=lambda x: objective(x, reg_diag), linearize=linearize, loss=loss, ridge=reg_radial,
-                memory=memory, after_step=after_step)
+        advance(state, until, method="hybrid" if method == "lm" else "lbfgs", objective=objective,
+                linearize=linearize, loss=loss, ridge=reg_radial, memory=memory, after_step=after_step)
 
     try:
         if resume and checkpoint and checkpoint.is_file():
@@ -294,6 +307,7 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
     except KeyboardInterrupt as err:
         where = f"resume with resume=True (--resume) from {checkpoint}" if checkpoint else "no checkpoint was set"
         raise FitInterrupted(f"fit interrupted; {where}") from err
+    clock.mark("optimiser")
     theta = state.x.reshape(spec.theta_shape)
     a_full = train.matrix(theta)
     scale = train.y.size / max(opt_set.y.size, 1)  # the relative ridge, for the full set's row count
@@ -308,14 +322,19 @@ def fit(spec, frames, types=None, *, theta0=None, max_iter: int = 200, weights=N
         if valid_types is None:
             valid_types, _ = frame_types_of(valid_frames, species)
         valid = TrainingSet.build(spec, valid_frames, valid_types, weights=weights, source="validation set",
-                                  threads=threads)
+                                  threads=threads, geometry_cache_bytes=0)
         result.predictions["valid"] = valid.predictions(theta, coeffs)
         result.metrics["valid"] = dict(metrics(result.predictions["valid"]), n_frames=valid.n_frames)
-    result.seconds = time.perf_counter() - t_start
+    clock.mark("final")
+    result.timing = clock.summary()
+    result.seconds = result.timing["wall_s"]
     tm = result.metrics["train"]
+    per_iteration = result.timing["wall_per_iteration_s"]
     progress(state.iteration, max_iter,
-             f"fit: done in {result.seconds:.1f} s, {state.iteration} iterations: train RMSE energy "
-             f"{tm['energy_per_atom']['rmse']:.3e} eV/atom, forces {tm['forces']['rmse']:.3e} eV/A")
+             f"fit: done in {result.seconds:.1f} s ({result.timing['cpu_s']:.1f} s CPU), {state.iteration} iterations"
+             + (f" ({per_iteration:.3g} s each)" if per_iteration else "")
+             + f": train RMSE energy {tm['energy_per_atom']['rmse']:.3e} eV/atom, "
+               f"forces {tm['forces']['rmse']:.3e} eV/A")
     return result
 
 
@@ -333,7 +352,9 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, chain_weights:
     else the distinct elements of ``frames``.  ``validation``: frames for validation metrics.  Other
     arguments as in :func:`fit`.  The report (JSON-able except ``predictions``, see :func:`report_json`)
     holds ``train``/``valid`` metrics (energy per atom eV/atom, forces eV/Å, stress GPa; RMSE and MAE;
-    ``n_frames``), ``seconds``, ``iterations``, ``loss_history``, ``weights``, ``chain_weights``, ``seed``, ``level``,
+    ``n_frames``), ``seconds``, ``timing`` (wall and CPU seconds in all, by phase and per iteration,
+    :meth:`training.fit_timing.FitClock.summary`), ``iterations``, ``loss_history``, ``weights``,
+    ``chain_weights``, ``seed``, ``level``,
     ``species``, ``theta_frames``, ``max_iter`` and ``predictions`` (arrays; :meth:`TrainingSet.split`).
     """
     _, mtp0 = load_template(init)
@@ -355,7 +376,8 @@ def train_mtp(init, frames, *, max_iter: int = 200, weights=None, chain_weights:
                  start_iter=start_iter, checkpoint=checkpoint,
                  resume=resume, progress=progress, species=species, threads=threads)
     report = dict(result.metrics)
-    report.update(seconds=result.seconds, iterations=result.iterations, loss_history=list(result.history),
+    report.update(seconds=result.seconds, timing=result.timing, iterations=result.iterations,
+                  loss_history=list(result.history),
                   weights=FitWeights.coerce(weights).as_dict(), chain_weights=dict(chain_weights or {}), seed=seed,
                   level=mtp0.level, species=species,
                   theta_frames=theta_frames, max_iter=max_iter, method=method, starts=starts,

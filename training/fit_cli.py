@@ -12,10 +12,27 @@ import json
 import sys
 from pathlib import Path
 
+#: Defaults of ``--theta-frames`` and ``--max-iter``: the radial coefficients are optimised on this many
+#: evenly spaced frames for this many iterations, the linear ones solved on all frames; on MLIP's cubic Cu
+#: set that reaches MLIP-2's own accuracy for three seeds (docs/fit.md, "Fitting θ on a subsample of the
+#: frames").
+THETA_FRAMES = 50
+MAX_ITER = 300
+
 
 def _fail(message: str) -> int:
     print(f"multiscale mtp train: error: {message}", file=sys.stderr)
     return 2
+
+
+def _theta_frames(text: str):
+    """``--theta-frames``: a count >= 1, or ``all`` (None: every frame)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _weights(args):
@@ -34,14 +51,17 @@ def train(args) -> int:
     from training import datasets
     from common.atomic import atomic_path, write_text
     from training.fit import FitError, FitInterrupted, report_json, train_mtp
+    from training.fit_stage import fit_threads
     from training.mtp.errors import MTPError
 
     if args.max_iter < 0:
         return _fail(f"--max-iter {args.max_iter}: must be >= 0")
     if args.starts < 1:
         return _fail(f"--starts {args.starts}: must be >= 1")
-    if args.theta_frames is not None and args.theta_frames < 1:
-        return _fail(f"--theta-frames {args.theta_frames}: must be >= 1")
+    if args.theta_frames is not None and (not isinstance(args.theta_frames, int) or args.theta_frames < 1):
+        return _fail(f"--theta-frames {args.theta_frames}: must be a count >= 1 or 'all'")
+    if args.threads is not None and args.threads < 1:
+        return _fail(f"--threads {args.threads}: must be >= 1")
     species = [s.strip() for s in args.species.split(",")] if args.species else None
     try:
         weights = _weights(args)
@@ -52,7 +72,8 @@ def train(args) -> int:
         valid = datasets.read(args.valid, species=species) if args.valid else None
         mtp, report = train_mtp(args.init, frames, max_iter=args.max_iter, weights=weights, seed=args.seed,
                                 validation=valid, species=species, theta_frames=args.theta_frames,
-                                checkpoint=args.checkpoint, resume=args.resume, starts=args.starts)
+                                checkpoint=args.checkpoint, resume=args.resume, starts=args.starts,
+                                threads=args.threads or fit_threads())
         out = Path(args.out)
         with atomic_path(out) as tmp:
             mtp.write(tmp)
@@ -65,7 +86,12 @@ def train(args) -> int:
         return 130
     except (FitError, datasets.DatasetError, MTPError, OSError) as err:
         return _fail(str(err))
+    timing = report["timing"]
     print(f"trained potential: {out} ({report['iterations']} iterations, {report['seconds']:.1f} s)")
+    if timing["iterations"]:
+        print(f"fit time: {timing['wall_s']:.1f} s wall, {timing['cpu_s']:.1f} s CPU; {timing['iterations']} optimiser "
+              f"iterations (random starts included), {timing['wall_per_iteration_s']:.3g} s wall and "
+              f"{timing['cpu_per_iteration_s']:.3g} s CPU each")
     for name in ("train", "valid"):
         if name in report:
             m = report[name]
@@ -88,8 +114,8 @@ def register(subparsers) -> None:
     p.add_argument("train", metavar="TRAIN", help="training set: .cfg[.gz], .extxyz[.gz], OUTCAR or vasprun.xml")
     p.add_argument("--out", "--trained-pot-name", dest="out", default="Trained.mtp",
                    help="trained potential to write (default Trained.mtp, as mlp train)")
-    p.add_argument("--max-iter", type=int, default=200, help="L-BFGS iterations on the radial coefficients "
-                   "(0: linear coefficients only; default 200)")
+    p.add_argument("--max-iter", type=int, default=MAX_ITER, help="optimiser iterations on the radial "
+                   f"coefficients (0: linear coefficients only; default {MAX_ITER})")
     p.add_argument("--weights", default=None,
                    help="loss weights, e.g. energy=1,forces=0.01,stress=0.001 (the MLIP-2 defaults)")
     p.add_argument("--energy-weight", type=float, default=None, help="w_E (overrides --weights)")
@@ -99,8 +125,13 @@ def register(subparsers) -> None:
                    "(default: the potential's tag, cfg type indices, else the sorted elements of TRAIN)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random radial start (default 0)")
     p.add_argument("--starts", type=int, default=4, help="random starts tried for a template (default 4)")
-    p.add_argument("--theta-frames", type=int, default=None,
-                   help="optimise the radial coefficients on this many evenly spaced frames (default: all)")
+    p.add_argument("--theta-frames", type=_theta_frames, default=THETA_FRAMES,
+                   help=f"optimise the radial coefficients on this many evenly spaced frames, or 'all'; the linear "
+                        f"coefficients are always solved on all frames (default {THETA_FRAMES}: with the default "
+                        "--max-iter it reaches MLIP-2's accuracy on MLIP's Cu set, docs/fit.md)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads over the frame batches (default: the cores this process may use, at most 4; "
+                        "the same potential on any number)")
     p.add_argument("--valid", "--valid-cfgs", dest="valid", default=None, help="validation set (any TRAIN format)")
     p.add_argument("--checkpoint", default=None, help="optimiser checkpoint .npz, written every iteration")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")

@@ -12,7 +12,7 @@ fit itself are in :mod:`training.fit`.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -21,13 +21,19 @@ import numpy as np
 from training.mtp import MTP
 from training.mtp.errors import MTPError
 from training.mtp.neighbors import neighbor_pairs
-from training.mtp.radial_gradient import BasisSpec, PairBatch, design, prediction_jacobian, theta_gradient
+from training.mtp.radial_gradient import (BasisSpec, PairBatch, basic_terms, design, geometry, geometry_bytes,
+                                          prediction_jacobian, terms_bytes, theta_gradient)
 
 __all__ = ["FitWeights", "FitError", "FitInterrupted", "TrainingSet", "load_template", "frame_types_of", "metrics",
            "chain_frame_weights", "frame_chain"]
 
 #: Target size (float64 elements) of the largest per-batch array of the design computation (~64 MB).
 BATCH_ELEMENTS = 8_000_000
+
+#: Bytes a training set keeps per batch between passes by default: the θ-independent geometry
+#: (``radial_gradient.geometry``) and the basic terms of the last design pass (``basic_terms``, which the
+#: Jacobian at the same θ reuses); the batches beyond it recompute both on every pass.
+GEOMETRY_CACHE_BYTES = 2 << 30
 
 #: 1 GPa in eV/Å³
 _GPA = 1.0 / 160.21766208
@@ -205,7 +211,10 @@ class TrainingSet:
     ``y`` [rows] the weighted reference; ``counts`` [F, S] atoms per species; ``kinds`` [rows]
     0 energy, 1 force, 2 virial; ``row_frame`` [rows]; ``volume`` [F] (Å³).  ``threads``: the batches
     are computed on this many threads (NumPy releases the GIL in the array work; each batch writes
-    its own rows, so the result does not depend on the thread count).
+    its own rows, so the result does not depend on the thread count).  ``keep_geometry`` [B]: the
+    batches whose θ-independent geometry is computed once and kept, with the basic terms of their last
+    design pass (the first batches that fit in the ``geometry_cache_bytes`` of :meth:`build`); kept or
+    not, every pass gives the same numbers.
     """
 
     spec: BasisSpec
@@ -218,14 +227,19 @@ class TrainingSet:
     row_frame: np.ndarray
     volume: np.ndarray
     threads: int = 1
+    keep_geometry: np.ndarray | None = None
+    _geometry: dict = field(default_factory=dict, repr=False)
+    _terms: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, spec: BasisSpec, frames, types, *, weights: FitWeights = FitWeights(),
               frame_weights: Sequence[FitWeights] | None = None, source: str = "<frames>",
-              threads: int = 1) -> "TrainingSet":
+              threads: int = 1, geometry_cache_bytes: int = GEOMETRY_CACHE_BYTES) -> "TrainingSet":
         """Prepare ``frames`` (ASE Atoms with a reference calculator) with MLIP types ``types``, to be
         computed on ``threads`` threads.  ``frame_weights``: the loss weights of each frame (one
-        :class:`FitWeights` per frame, e.g. :func:`chain_frame_weights`) instead of ``weights`` for all."""
+        :class:`FitWeights` per frame, e.g. :func:`chain_frame_weights`) instead of ``weights`` for all.
+        ``geometry_cache_bytes``: memory for the batch geometry kept between passes (0: none, for a set
+        that is evaluated once)."""
         if not frames:
             raise FitError(f"{source}: no frames to fit")
         if len(types) != len(frames):
@@ -275,20 +289,31 @@ class TrainingSet:
             rframes.append(start + np.concatenate([np.arange(len(chunk)), np.repeat(batch.atom_frame, 3),
                                                    np.repeat(np.arange(len(chunk)), 6)]))
         counts = np.array([np.bincount(t, minlength=spec.species_count) for t in types], dtype=float)
+        sizes = np.cumsum([geometry_bytes(spec, b) + terms_bytes(spec, b) for b in batches])
         return cls(spec=spec, batches=batches, y=np.concatenate(ys), row_scale=np.concatenate(scales),
                    counts=counts, n_atoms=np.array([len(a) for a in frames]), kinds=np.concatenate(kinds),
                    row_frame=np.concatenate(rframes), volume=np.concatenate([b.volume for b in batches]),
-                   threads=int(threads))
+                   threads=int(threads), keep_geometry=sizes <= geometry_cache_bytes)
 
     @property
     def n_frames(self) -> int:
         return int(self.n_atoms.size)
 
+    def geometry(self, index: int):
+        """The θ-independent geometry of batch ``index`` (``radial_gradient.geometry``): kept after the
+        first pass for the batches of ``keep_geometry``, computed afresh for the others."""
+        if index in self._geometry:
+            return self._geometry[index]
+        geo = geometry(self.spec, self.batches[index])
+        if self.keep_geometry is not None and self.keep_geometry[index]:
+            self._geometry[index] = geo  # each batch is one thread's work: no two threads write one key
+        return geo
+
     def _each_batch(self, work) -> list:
-        """``[work(batch, first row, first frame) for each batch]``, on ``threads`` threads."""
+        """``[work(batch, first row, first frame, index) for each batch]``, on ``threads`` threads."""
         starts, r0, f0 = [], 0, 0
-        for batch in self.batches:
-            starts.append((batch, r0, f0))
+        for index, batch in enumerate(self.batches):
+            starts.append((batch, r0, f0, index))
             r0, f0 = r0 + 7 * batch.n_frames + 3 * batch.types.size, f0 + batch.n_frames
         if self.threads > 1 and len(starts) > 1:
             with ThreadPoolExecutor(min(self.threads, len(starts))) as pool:
@@ -301,8 +326,12 @@ class TrainingSet:
         k, s = spec.n_basis, spec.species_count
         out = np.zeros((self.y.size, k + s))
 
-        def rows(batch, r0, f0):
-            energy, forces, virial = design(spec, theta, batch)
+        def rows(batch, r0, f0, index):
+            geo = self.geometry(index)
+            terms = basic_terms(spec, np.asarray(theta, dtype=float).reshape(spec.theta_shape), batch, geo)
+            if self.keep_geometry is not None and self.keep_geometry[index]:
+                self._terms[index] = (np.asarray(theta, dtype=float).tobytes(), terms)
+            energy, forces, virial = design(spec, theta, batch, geo, terms)
             nf, na = batch.n_frames, batch.types.size
             out[r0:r0 + nf, :k] = energy
             out[r0:r0 + nf, k:] = self.counts[f0:f0 + nf]
@@ -318,7 +347,7 @@ class TrainingSet:
         spec = self.spec
         seed = residual * self.row_scale
 
-        def part(batch, r0, f0):
+        def part(batch, r0, f0, index):
             nf, na = batch.n_frames, batch.types.size
             e, f, w = seed[r0:r0 + nf], seed[r0 + nf:r0 + nf + 3 * na], seed[r0 + nf + 3 * na:r0 + 7 * nf + 3 * na]
             return theta_gradient(spec, theta, coeffs[:spec.n_basis], batch, energy_seed=e,
@@ -334,8 +363,11 @@ class TrainingSet:
         spec = self.spec
         out = np.zeros((self.y.size, int(np.prod(spec.theta_shape))))
 
-        def rows(batch, r0, f0):
-            energy, forces, virial = prediction_jacobian(spec, theta, coeffs[:spec.n_basis], batch)
+        def rows(batch, r0, f0, index):
+            key, terms = self._terms.get(index, (None, None))
+            terms = terms if key == np.asarray(theta, dtype=float).tobytes() else None  # the last design pass's θ
+            energy, forces, virial = prediction_jacobian(spec, theta, coeffs[:spec.n_basis], batch,
+                                                         self.geometry(index), terms)
             nf, na = batch.n_frames, batch.types.size
             out[r0:r0 + nf] = energy
             out[r0 + nf:r0 + nf + 3 * na] = forces.reshape(3 * na, -1)

@@ -24,6 +24,7 @@ from functools import partial
 
 import numpy as np
 
+from .fit_timing import brief
 from .mtp.neighbors import PAIRS
 from .mtp.maxvol import ActiveSet
 
@@ -225,6 +226,7 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
     mtp, fit_report = fit_fn(init, pick(train), validation=validation, seed=seed)
     preliminary = mtp
     steps = [{"step": "preliminary fit", "n_train": int(len(train)), "seconds": fit_report.get("seconds"),
+              "timing": brief(fit_report.get("timing")),
               "errors": {"train": errors(mtp, pick(train)), "all": errors(mtp, pick(pool)),
                          **({"valid": errors(mtp, validation)} if validation else {})}}]
     grades_pre = active_pre = None
@@ -247,6 +249,7 @@ def passive_train(init, frames, *, fit_fn, every_k: int = 10, threshold: float =
         train = np.sort(np.concatenate([train, added]))
         mtp, fit_report = fit_fn(mtp, pick(train), validation=validation, seed=seed)
         steps.append({"step": f"refit {round_no}", "n_train": int(len(train)), "seconds": fit_report.get("seconds"),
+                      "timing": brief(fit_report.get("timing")),
                       "errors": {"train": errors(mtp, pick(train)), "all": errors(mtp, pick(pool)),
                                  **({"valid": errors(mtp, validation)} if validation else {})}})
         log(f"passive training: refit {round_no} on {len(train)} frames")

@@ -94,7 +94,10 @@ def radial_rows(mtp, types, i, j, d):
     pair_type = types[i] * s + types[j]
     radial = np.einsum("pmx,px->pm", mtp.radial_coeffs.reshape(s * s, m_count, x_count)[pair_type], q)
     basic = mtp.alpha_index_basic  # [Nb, 4]: μ, a, b, c
-    ang = np.prod(u[:, None, :] ** basic[None, :, 1:], axis=2)  # [p, Nb]
+    # u_x^a u_y^b u_z^c [p, Nb] from a table of powers: the same pow calls and products as
+    # np.prod(u[:, None, :] ** basic[None, :, 1:], axis=2), one pow per pair and exponent instead of per moment
+    powers = u[:, :, None] ** np.arange(basic[:, 1:].max(initial=0) + 1.0)  # [p, 3, max exponent + 1]
+    ang = powers[:, 0, basic[:, 1]] * powers[:, 1, basic[:, 2]] * powers[:, 2, basic[:, 3]]
     centre = sp.csr_matrix((np.ones(len(i)), (i, np.arange(len(i)))), shape=(n, len(i)))
     moments = np.zeros((mtp.alpha_moments_count, n))
     moments[: len(basic)] = (centre @ (radial[:, basic[:, 0]] * ang)).T

@@ -46,7 +46,8 @@ from common.voigt import VOIGT_PAIRS, to_voigt
 from .basis import MonomialTable, angular_powers, monomials, radial_basis_inside
 from .neighbors import PairBatch
 
-__all__ = ["BasisSpec", "PairBatch", "design", "theta_gradient", "prediction_jacobian", "site_basis"]
+__all__ = ["BasisSpec", "PairBatch", "Geometry", "geometry", "geometry_bytes", "basic_terms", "terms_bytes",
+           "design", "theta_gradient", "prediction_jacobian", "site_basis"]
 
 #: Complex-step size (dimensionless multiplier of δd, which is O(residual)); see module docstring.
 COMPLEX_STEP = 1e-30
@@ -135,12 +136,25 @@ def _atom_moments(spec: BasisSpec, batch: PairBatch, m_basic):
     return _all_moments(spec, (batch.center @ m_basic.T).T)
 
 
+#: Index plans of each basis seen (:func:`_dependents`, :func:`_hessian_plan`; keyed by its tables): the same
+#: for every batch and θ.
+_DEPENDENTS: dict = {}
+
+
 def _dependents(spec: BasisSpec):
     """Per moment, the sorted basis-function columns k that depend on it, and the reverse-pass plan.
 
     Returns ``deps`` (list of int arrays) and ``rows``: the product rows (a, b, mult, out) sorted by
-    ``out`` descending with index arrays placing deps[out] inside deps[a] and deps[b].
+    ``out`` descending with index arrays placing deps[out] inside deps[a] and deps[b].  Computed once
+    per basis (:data:`_DEPENDENTS`).
     """
+    key = (spec.moments_count, spec.times.tobytes(), spec.mapping.tobytes())
+    if key not in _DEPENDENTS:
+        _DEPENDENTS[key] = _dependents_of(spec)
+    return _DEPENDENTS[key]
+
+
+def _dependents_of(spec: BasisSpec):
     deps = [set() for _ in range(spec.moments_count)]
     for k, m in enumerate(spec.mapping):
         deps[m].add(k)
@@ -201,12 +215,26 @@ def _padded_pairs(spec: BasisSpec, batch: PairBatch):
     return d, pair_type
 
 
+def _unit_monomials(spec: BasisSpec, u):
+    """All monomials A_l(u) [L, p] of unit pair vectors u [3, p] (real or complex: the complex step) in
+    :class:`MonomialTable` order, with ``basic_l``, ``low`` and ``expo`` of :func:`_monomial_plan`."""
+    table, basic_l, low, expo = _monomial_plan(spec)
+    mono = monomials(*(u[c][None, :] for c in range(3)), table.degree, np.empty((len(table), u.shape[1]), u.dtype))
+    return mono, basic_l, low, expo
+
+
 @dataclass
-class _Geometry:
+class Geometry:
     """θ-independent per-slot quantities of a batch in the padded layout P = N·k_max.
 
     d [P, 3] Å; pair_type [P]; r [P]; u [3, P]; q, dq [X, P] radial basis and its r-derivative;
-    ang [Nb, P] angular part of each basic moment; dang [3, Nb, P] its gradient with respect to d (1/Å).
+    ang [Nb, P] angular part of each basic moment; dang [3, Nb, P] its gradient with respect to d (1/Å);
+    gather CSR [N, P]: 1 at (j_p, slot of p), sends a pair-slot quantity to the pair's neighbour atom;
+    phi [N, Nb, S*S, X] or None until :func:`prediction_jacobian` needs it: Φ_(b,tp,β)(i) =
+    Σ_(p of i, type tp) ang_b(p) Q_β(r_p), the derivative of basic moment b with respect to θ[tp, μ_b, β].
+    :func:`design` and :func:`prediction_jacobian` compute it when not given; a fit that evaluates the
+    same batch at many θ keeps it (:meth:`training.fit_data.TrainingSet.matrix`), which gives the same
+    numbers bit for bit.
     """
 
     d: np.ndarray
@@ -217,26 +245,46 @@ class _Geometry:
     dq: np.ndarray
     ang: np.ndarray
     dang: np.ndarray
+    gather: sp.csr_matrix
+    phi: np.ndarray | None = None
 
 
-def _geometry(spec: BasisSpec, batch: PairBatch) -> _Geometry:
+def geometry_bytes(spec: BasisSpec, batch: PairBatch) -> int:
+    """Bytes that :func:`geometry` of ``batch`` holds (float64 arrays, int64 pair types, the CSR gather,
+    ``phi``)."""
+    slots = batch.types.size * batch.k_max
+    per_slot = 3 + 1 + 1 + 3 + 2 * spec.radial_basis_size + 4 * len(spec.basic)
+    per_atom = len(spec.basic) * spec.species_count ** 2 * spec.radial_basis_size
+    return 8 * (slots * per_slot + batch.types.size * per_atom) + 16 * batch.n_pairs + 8 * (batch.types.size + 1)
+
+
+def terms_bytes(spec: BasisSpec, batch: PairBatch) -> int:
+    """Bytes of :func:`basic_terms` of ``batch``."""
+    return 8 * len(spec.basic) * batch.types.size * (3 * batch.k_max + 1)
+
+
+def geometry(spec: BasisSpec, batch: PairBatch) -> Geometry:
+    """The θ-independent :class:`Geometry` of ``batch`` (what every design and Jacobian pass reuses)."""
     d, pair_type = _padded_pairs(spec, batch)
     r = np.sqrt(np.einsum("pa,pa->p", d, d))
     u = (d / r[:, None]).T
     q, dq = _radial(spec, r, derivative=True)
-    table, basic_l, low, expo = _monomial_plan(spec)
-    mono = monomials(*(u[c][None, :] for c in range(3)), table.degree, np.empty((len(table), r.size)))
+    mono, basic_l, low, expo = _unit_monomials(spec, u)
     ang = mono[basic_l]                                      # [Nb, P]
     inv_r = 1.0 / r
     deg = expo.sum(axis=1)[:, None]
     # ∂(u^l)/∂d_c = (e_c u^(l − e_c) − |l| u^l u_c) / r
     dang = np.stack([(expo[:, c, None] * mono[low[:, c]] - deg * ang * u[c]) * inv_r for c in range(3)])
-    return _Geometry(d, pair_type, r, u, q, dq, ang, dang)
+    slots = batch.k_max
+    gather = sp.csr_matrix((np.ones(batch.n_pairs), (batch.j, batch.i * slots + batch.slot)),
+                           shape=(batch.types.size, batch.types.size * slots))
+    return Geometry(d, pair_type, r, u, q, dq, ang, dang, gather)
 
 
-def _basic_terms(spec: BasisSpec, theta, batch: PairBatch, geo: _Geometry | None = None):
-    """Basic moments per atom [Nb, N] and their derivatives per padded pair slot [N·k_max, 3, Nb] (1/Å)."""
-    geo = _geometry(spec, batch) if geo is None else geo
+def basic_terms(spec: BasisSpec, theta, batch: PairBatch, geo: Geometry):
+    """Basic moments per atom [Nb, N] and their derivatives per padded pair slot [N·k_max, 3, Nb] (1/Å) at
+    θ [S*S, M, X], from the batch's :func:`geometry`: what :func:`design` and :func:`prediction_jacobian`
+    at the same θ share (Levenberg-Marquardt linearises where it has just evaluated the design matrix)."""
     f, df = _radial_funcs(theta, geo.pair_type, geo.q, geo.dq)   # [M, P]
     mu = spec.basic[:, 0]
     n, slots = batch.types.size, batch.k_max
@@ -268,32 +316,41 @@ def site_basis(spec: BasisSpec, theta, batch: PairBatch):
     return _atom_moments(spec, batch, f[spec.basic[:, 0]] * ang)[spec.mapping]
 
 
-def design(spec: BasisSpec, theta, batch: PairBatch):
+def design(spec: BasisSpec, theta, batch: PairBatch, geo: Geometry | None = None, terms=None):
     """Design blocks of the linear coefficients for the frames of ``batch``.
 
     Returns ``(energy [F, K], forces [N, 3, K], virial [F, 6, K])`` with the species columns left out:
     energy E_f = Σ_k c_k energy[f, k] (+ species terms, eV), forces F = Σ_k c_k forces[..., k] (eV/Å),
     virial W_f = Σ_k c_k virial[f, :, k] = Σ_p ∂E/∂d_p ⊗ d_p in Voigt order xx yy zz yz xz xy (eV;
-    ASE stress = W / V, MLIP PlusStress = −W).
+    ASE stress = W / V, MLIP PlusStress = −W).  ``geo``: the batch's :func:`geometry`; ``terms``: its
+    :func:`basic_terms` at this θ (each computed when None).
     """
     theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
-    basic_moments, dm = _basic_terms(spec, theta, batch)
+    geo = geometry(spec, batch) if geo is None else geo
+    basic_moments, dm = basic_terms(spec, theta, batch, geo) if terms is None else terms
     mom = _all_moments(spec, basic_moments)
     jac = _basis_jacobian(spec, mom)                            # [N, Nb, K]
     n, nb, k = jac.shape
     slots = batch.k_max
-    per_slot = np.matmul(dm.reshape(n, slots * 3, nb), jac).reshape(n, slots, 3, k)  # dB(i)/dd_slot
-    del dm
-    # F_a = Σ_{p: i_p = a} ∂E/∂d_p − Σ_{p: j_p = a} ∂E/∂d_p
-    gather = sp.csr_matrix((np.ones(batch.n_pairs), (batch.j, batch.i * slots + batch.slot)),
-                           shape=(n, n * slots))
-    forces = per_slot.sum(axis=1) - (gather @ per_slot.reshape(n * slots, 3 * k)).reshape(n, 3, k)
-    d_pad, _ = _padded_pairs(spec, batch)
-    atom_virial = np.einsum("nsck,nsd->ncdk", per_slot, d_pad.reshape(n, slots, 3))   # [N, 3, 3, K]
-    frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, k)
-    virial = to_voigt(frame_virial, axis=1)
+    per_slot = np.matmul(dm.reshape(n, slots * 3, nb), jac)   # dB(i)/dd_slot [N, k_max·3, K]
+    forces, virial = _forces_and_virial(geo, batch, per_slot)
     energy = batch.atom_to_frame @ mom[spec.mapping].T
     return np.asarray(energy), forces, virial
+
+
+def _forces_and_virial(geo: Geometry, batch: PairBatch, per_slot):
+    """Forces [N, 3, W] and frame virials [F, 6, W] (Voigt) of W quantities from their derivatives with
+    respect to each padded pair slot's d, ``per_slot`` [N·k_max·3·W] (any shape of that layout)."""
+    n, slots = batch.types.size, batch.k_max
+    flat = per_slot.reshape(n * slots, -1)
+    width = flat.shape[1] // 3
+    # F_a = Σ_{p: i_p = a} ∂X/∂d_p − Σ_{p: j_p = a} ∂X/∂d_p
+    forces = flat.reshape(n, slots, -1).sum(axis=1).reshape(n, 3, width) - (geo.gather @ flat).reshape(n, 3, width)
+    # W = Σ_p d_p ⊗ ∂X/∂d_p, per atom one BLAS product over its slots: [3 (d), k_max] @ [k_max, 3·W (c, w)]
+    d_t = np.ascontiguousarray(geo.d.reshape(n, slots, 3).transpose(0, 2, 1))
+    atom_virial = np.matmul(d_t, flat.reshape(n, slots, -1))
+    frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, width)
+    return forces, to_voigt(frame_virial, axis=1)  # symmetrised: the order of the two tensor axes is immaterial
 
 
 def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_seed, force_seed,
@@ -317,7 +374,8 @@ def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_s
     dz = d + 1j * h * delta
     r = np.sqrt(np.einsum("pa,pa->p", dz, dz))
     q, _ = _radial(spec, r, derivative=False)
-    ang = angular_powers(dz, r, spec.basic[:, 1:])
+    mono, basic_l, _, _ = _unit_monomials(spec, (dz / r[:, None]).T)
+    ang = mono[basic_l]                                          # [Nb, p] complex
     f, _ = _radial_funcs(theta, batch.pair_type, q, None)
     mu = spec.basic[:, 0]
     mom = _atom_moments(spec, batch, f[mu] * ang)
@@ -334,65 +392,122 @@ def theta_gradient(spec: BasisSpec, theta, coeffs, batch: PairBatch, *, energy_s
     upair = (adj[:nb][:, batch.i] * ang).T @ indicator          # [p, M] complex
     a_pair = np.asarray(energy_seed, dtype=float)[batch.pair_frame]
     grad = np.zeros(spec.theta_shape)
+    # real and imaginary parts as contiguous arrays, so that the products over the pairs run in BLAS
+    u_re, u_im = np.ascontiguousarray(upair.real), np.ascontiguousarray(upair.imag)   # [p, M]
+    q_re, q_im = np.ascontiguousarray(q.real.T), np.ascontiguousarray(q.imag.T)       # [p, X]
     for tp in np.unique(batch.pair_type):
-        m = batch.pair_type == tp
-        um, qm = upair[m], q[:, m].T                              # [pm, M], [pm, X]
-        real = (um.real * a_pair[m, None]).T @ qm.real - (um.imag * a_pair[m, None]).T @ qm.imag
-        imag = um.real.T @ qm.imag + um.imag.T @ qm.real
-        grad[tp] = real + imag / h
+        m = batch.pair_type == tp if spec.species_count > 1 else slice(None)
+        ur, ui, qr, qi, am = u_re[m], u_im[m], q_re[m], q_im[m], a_pair[m, None]
+        grad[tp] = (ur * am).T @ qr - (ui * am).T @ qi + (ur.T @ qi + ui.T @ qr) / h
     return grad
+
+
+def _hessian_plan(spec: BasisSpec):
+    """Index plan of :func:`_moment_hessian`: the basic moments each moment's tangent (``fwd``) and adjoint
+    tangent (``rev``) can depend on, and per product row the positions that place one inside another.
+
+    Returns ``fwd``, ``rev`` (lists of sorted int arrays, one per moment), ``forward`` rows (a, b, mult,
+    out, rows of fwd[a] and fwd[b] in fwd[out]) in table order and ``reverse`` rows (a, b, mult, out,
+    then for each input side: rows of rev[out] and of the other input's fwd in their union, and rows of
+    that union in rev[input]) in reverse table order.  Computed once per basis (:data:`_DEPENDENTS`).
+    """
+    key = ("hessian", spec.moments_count, spec.times.tobytes(), spec.mapping.tobytes(), len(spec.basic))
+    if key in _DEPENDENTS:
+        return _DEPENDENTS[key]
+    nb = len(spec.basic)
+    fwd_sets = [{m} if m < nb else set() for m in range(spec.moments_count)]
+    for a, b, _, out in spec.times:
+        fwd_sets[out] |= fwd_sets[a] | fwd_sets[b]
+    rev_sets = [set() for _ in range(spec.moments_count)]
+    for a, b, _, out in spec.times[::-1]:
+        rev_sets[a] |= rev_sets[out] | fwd_sets[b]
+        rev_sets[b] |= rev_sets[out] | fwd_sets[a]
+    fwd = [np.array(sorted(x), dtype=np.int64) for x in fwd_sets]
+    rev = [np.array(sorted(x), dtype=np.int64) for x in rev_sets]
+    forward = [(a, b, float(mult), out, np.searchsorted(fwd[out], fwd[a]), np.searchsorted(fwd[out], fwd[b]))
+               for a, b, mult, out in spec.times]
+
+    def side(into, other, out):
+        union = np.union1d(rev[out], fwd[other])
+        return (np.searchsorted(union, rev[out]), np.searchsorted(union, fwd[other]), union.size,
+                np.searchsorted(rev[into], union))
+
+    reverse = [(a, b, float(mult), out, side(a, b, out), side(b, a, out)) for a, b, mult, out in spec.times[::-1]]
+    _DEPENDENTS[key] = fwd, rev, forward, reverse
+    return _DEPENDENTS[key]
 
 
 def _moment_hessian(spec: BasisSpec, mom, coeffs):
     """g [N, Nb] = ∂E_i/∂M_b and H [N, Nb, Nb] = ∂²E_i/∂M_b∂M_b' of E_i = Σ_k c_k B_k(i).
 
     Forward tangents of every moment with respect to each basic moment, then the reverse (adjoint) pass
-    carrying those tangents along (forward-over-reverse).
+    carrying those tangents along (forward-over-reverse).  Each tangent is stored on the basic moments it
+    can depend on (:func:`_hessian_plan`); the rows left out hold exact zeros, so the sums over the rows
+    kept are those over all rows, bit for bit.
     """
     nb, n = len(spec.basic), mom.shape[1]
-    tangent = np.zeros((spec.moments_count, nb, n))
-    tangent[np.arange(nb), np.arange(nb)] = 1.0
-    for a, b, mult, out in spec.times:
-        tangent[out] += mult * (tangent[a] * mom[b] + mom[a] * tangent[b])
+    fwd, rev, forward, reverse = _hessian_plan(spec)
+    tangent = [np.ones((1, n)) if m < nb else np.zeros((rows.size, n)) for m, rows in enumerate(fwd)]
+    for a, b, mult, out, in_a, in_b in forward:
+        term = np.zeros_like(tangent[out])
+        term[in_a] = tangent[a] * mom[b]
+        term[in_b] += mom[a] * tangent[b]
+        tangent[out] += mult * term
     adj = np.zeros((spec.moments_count, n))
     np.add.at(adj, spec.mapping, np.repeat(np.asarray(coeffs, float)[:, None], n, axis=1))
-    adj_t = np.zeros_like(tangent)
-    for a, b, mult, out in spec.times[::-1]:
+    adj_t = [np.zeros((rows.size, n)) for rows in rev]
+    for a, b, mult, out, side_a, side_b in reverse:
         g, g_t = mult * adj[out], mult * adj_t[out]
         adj[a] += g * mom[b]
         adj[b] += g * mom[a]
-        adj_t[a] += g_t * mom[b] + g * tangent[b]
-        adj_t[b] += g_t * mom[a] + g * tangent[a]
-    return adj[:nb].T, adj_t[:nb].transpose(2, 0, 1)
+        for into, other, (of_out, of_other, size, place) in ((a, b, side_a), (b, a, side_b)):
+            term = np.zeros((size, n))
+            term[of_out] = g_t * mom[other]
+            term[of_other] += g * tangent[other]
+            adj_t[into][place] += term
+    hess = np.zeros((n, nb, nb))  # contiguous: the products with H then run in BLAS
+    for b in range(nb):
+        hess[:, b, rev[b]] = adj_t[b].T
+    return adj[:nb].T, hess
 
 
-def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch):
+def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch, geo: Geometry | None = None, terms=None):
     """Derivatives of the predictions with respect to θ at fixed moment coefficients ``coeffs`` [K].
 
     Returns ``(energy [F, T], forces [N, 3, T], virial [F, 6, T])`` with T = S*S*M*X (θ flattened in C
     order): ∂/∂θ of ``design(spec, θ, batch)`` contracted with ``coeffs``.  Exact (no differencing):
     the basic moments are linear in θ, M_b(i) = Σ_(tp,β) θ[tp, μ_b, β] Φ_(b,tp,β)(i), and the pair
     gradients ∂E/∂d_p = Σ_b g_b(i) ∂M_b/∂d_p change through g (via the Hessian H of the site energy
-    with respect to the basic moments) and through ∂M_b/∂d_p itself.
+    with respect to the basic moments) and through ∂M_b/∂d_p itself.  ``geo``: the batch's :func:`geometry`;
+    ``terms``: its :func:`basic_terms` at this θ (each computed when None).
     """
     theta = np.asarray(theta, dtype=float).reshape(spec.theta_shape)
-    geo = _geometry(spec, batch)
-    basic_moments, dm = _basic_terms(spec, theta, batch, geo)
+    geo = geometry(spec, batch) if geo is None else geo
+    basic_moments, dm = basic_terms(spec, theta, batch, geo) if terms is None else terms
     mom = _all_moments(spec, basic_moments)
     g, hess = _moment_hessian(spec, mom, coeffs)                 # [N, Nb], [N, Nb, Nb]
     n, slots, nb = batch.types.size, batch.k_max, len(spec.basic)
     s2, m, x = spec.theta_shape
     t = s2 * m * x
     mu = spec.basic[:, 0]
-    # δM [N, Nb, T]: basic moment b moves only with θ[tp, μ_b, :]
-    d_mom = np.zeros((n, nb, s2, m, x))
-    for tp in np.unique(geo.pair_type):
-        mask = (geo.pair_type == tp).reshape(n, slots)
-        phi = np.einsum("bns,xns->nbx", geo.ang.reshape(nb, n, slots) * mask, geo.q.reshape(x, n, slots))
-        d_mom[:, np.arange(nb), tp, mu, :] = phi
-    d_mom = d_mom.reshape(n, nb, t)
-    energy = batch.atom_to_frame @ np.einsum("nb,nbt->nt", g, d_mom)
-    d_g = np.matmul(hess, d_mom)                                 # [N, Nb, T]
+    # δM_b = Σ_(tp,β) Φ_(b,tp,β) δθ[tp, μ_b, β]: basic moment b moves only with θ[tp, μ_b, :], so the
+    # products with δM run over the basic moments of one μ at a time (the others contribute exact zeros)
+    if geo.phi is None:
+        geo.phi = np.zeros((n, nb, s2, x))
+        for tp in np.unique(geo.pair_type):
+            mask = (geo.pair_type == tp).reshape(n, slots)
+            geo.phi[:, :, tp] = np.einsum("bns,xns->nbx", geo.ang.reshape(nb, n, slots) * mask,
+                                          geo.q.reshape(x, n, slots))
+    phi = geo.phi
+    atom_energy = np.zeros((n, s2, m, x))
+    d_g = np.zeros((n, nb, s2, m, x))                            # ∂g/∂θ = H δM  [N, Nb, T]
+    for radial in range(m):
+        group = np.nonzero(mu == radial)[0]
+        block = phi[:, group].reshape(n, group.size, s2 * x)
+        atom_energy[:, :, radial] = np.einsum("nb,nbt->nt", g[:, group], block).reshape(n, s2, x)
+        d_g[:, :, :, radial] = np.matmul(hess[:, :, group], block).reshape(n, nb, s2, x)
+    energy = batch.atom_to_frame @ atom_energy.reshape(n, t)
+    d_g = d_g.reshape(n, nb, t)
     per_slot = np.matmul(dm.reshape(n, slots * 3, nb), d_g).reshape(n * slots, 3, s2, m, x)
     # the change of ∂M_b/∂d itself: u_c f'(r) ang_b + f(r) dang_b with f = Q_β of pair type tp
     indicator = np.zeros((nb, m))
@@ -400,16 +515,10 @@ def prediction_jacobian(spec: BasisSpec, theta, coeffs, batch: PairBatch):
     g_slot = np.repeat(g, slots, axis=0).T                       # [Nb, P]
     g1 = indicator.T @ (g_slot * geo.ang)                        # [M, P]
     g2 = np.stack([indicator.T @ (g_slot * geo.dang[c]) for c in range(3)])  # [3, M, P]
-    for tp in np.unique(geo.pair_type):
-        sel = np.nonzero(geo.pair_type == tp)[0]
-        q, dq = geo.q[:, sel], geo.dq[:, sel]
-        for c in range(3):
-            per_slot[sel, c, tp] += (np.einsum("mp,xp->pmx", g1[:, sel] * geo.u[c, sel], dq)
-                                     + np.einsum("mp,xp->pmx", g2[c][:, sel], q))
-    flat = per_slot.reshape(n * slots, 3 * t)
-    gather = sp.csr_matrix((np.ones(batch.n_pairs), (batch.j, batch.i * slots + batch.slot)), shape=(n, n * slots))
-    forces = flat.reshape(n, slots, 3 * t).sum(axis=1).reshape(n, 3, t) - (gather @ flat).reshape(n, 3, t)
-    atom_virial = np.einsum("nsct,nsd->ncdt", per_slot.reshape(n, slots, 3, t), geo.d.reshape(n, slots, 3))
-    frame_virial = (batch.atom_to_frame @ atom_virial.reshape(n, -1)).reshape(-1, 3, 3, t)
-    virial = to_voigt(frame_virial, axis=1)
+    # each slot adds to the θ block of its own pair type (padding slots: type 0, where q = dq = 0)
+    own = np.arange(n * slots) if s2 > 1 else slice(None)
+    for c in range(3):
+        per_slot[own, c, geo.pair_type if s2 > 1 else 0] += (
+            (g1 * geo.u[c]).T[:, :, None] * geo.dq.T[:, None, :] + g2[c].T[:, :, None] * geo.q.T[:, None, :])
+    forces, virial = _forces_and_virial(geo, batch, per_slot)
     return np.asarray(energy), forces, virial
