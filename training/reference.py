@@ -52,13 +52,16 @@ STRAIN_MODES = {"x": lambda e: np.array([[e, 0.0], [0.0, 0.0]]), "y": lambda e: 
                 "shear": lambda e: np.array([[0.0, e / 2], [e / 2, 0.0]])}
 
 
-def relax_positions(atoms: Atoms, calc, *, fmax: float, steps: int = 300) -> bool:
-    """Relax the positions of ``atoms`` in place at fixed cell (FIRE, ``calc`` attached); True when the
-    largest force is then below ``fmax`` (eV/Å), False when ``steps`` ran out first."""
-    from ase.optimize import FIRE
+def relax_positions(atoms: Atoms, calc, *, fmax: float, steps: int = 300, optimizer: str = "FIRE") -> bool:
+    """Relax the positions of ``atoms`` in place at fixed cell (ASE's ``FIRE`` or ``BFGS``, ``calc``
+    attached); True when the largest force is then below ``fmax`` (eV/Å), False when ``steps`` ran out
+    first."""
+    from ase import optimize
 
+    if optimizer not in ("FIRE", "BFGS"):
+        raise ValueError(f"relax_positions: optimizer={optimizer!r} is not FIRE or BFGS")
     atoms.calc = calc
-    return bool(FIRE(atoms, logfile=None).run(fmax=fmax, steps=steps))
+    return bool(getattr(optimize, optimizer)(atoms, logfile=None).run(fmax=fmax, steps=steps))
 
 
 def stress_2d(atoms: Atoms) -> np.ndarray:

@@ -23,7 +23,7 @@ the relaxed-ion response itself: a deterministic grid of the relaxed 0 K cell (t
 once, then each of ``modes`` of :data:`training.reference.STRAIN_MODES` (uniaxial x, uniaxial y,
 equi-biaxial, shear) at each of ``strains``), deformed by ``F = I + eps`` (symmetric ``eps``, atoms
 carried affinely, :func:`training.reference.strained`), the positions then relaxed at fixed cell by
-the engine (:func:`training.reference.relax_positions`, FIRE to ``fmax``) -> the engine's energy,
+the engine (:func:`training.reference.relax_positions`, BFGS to ``fmax``) -> the engine's energy,
 forces (all below ``fmax``) and stress at the relaxed positions: the stresses of the x, y and shear
 frames are those the reference scan (:func:`training.reference.strain_scan`) fits C11, C22, C12,
 C66 to.  ``info``: as above, with ``strain_mode`` (``x``, ``y``, ``xy`` = equi-biaxial as in the AIMD
@@ -96,19 +96,20 @@ def relaxed_strain_grid(*, strains=(-0.01, -0.005, 0.005, 0.01), modes=tuple(REL
 
 
 def relaxed_strain_frames(start, calc, *, strains=(-0.01, -0.005, 0.005, 0.01), modes=tuple(RELAXED_MODES),
-                          fmax: float = 2e-3, steps: int = 1000, progress=None) -> list:
+                          fmax: float = 2e-3, steps: int = 1000, optimizer: str = "BFGS", progress=None) -> list:
     """Relaxed-ion frames of ``start`` (module docstring) with the energy (eV), forces (eV/Å, each
     below ``fmax``) and stress (eV/Å^3) of ``calc``; ``progress(done, total)``.  A cell whose forces do
-    not fall below ``fmax`` within ``steps`` FIRE steps stops with a ValueError naming it."""
+    not fall below ``fmax`` within ``steps`` steps of ``optimizer`` (ASE's ``BFGS`` or ``FIRE``,
+    :func:`training.reference.relax_positions`) stops with a ValueError naming it."""
     if not fmax > 0:
         raise ValueError(f"relaxed strain frames: fmax={fmax} must be > 0 eV/A")
     grid = relaxed_strain_grid(strains=strains, modes=modes)
     out = []
     for k, (mode, e, eps) in enumerate(grid):
         atoms = strained(start, eps)
-        if not relax_positions(atoms, calc, fmax=fmax, steps=steps):
+        if not relax_positions(atoms, calc, fmax=fmax, steps=steps, optimizer=optimizer):
             raise ValueError(f"relaxed strain frames: the {mode} cell at strain {e} kept forces above fmax={fmax} "
-                             f"eV/A after {steps} FIRE steps; raise steps or fmax")
+                             f"eV/A after {steps} {optimizer} steps; raise steps or fmax")
         atoms.info = {**start.info, "temperature_K": 0.0, "strain": [float(eps[0, 0]), float(eps[1, 1])],
                       "shear_strain": float(2 * eps[0, 1]), "strain_mode": RELAXED_MODES.get(mode, mode),
                       "chain": RELAXED_CHAIN, "independent": True}
