@@ -151,7 +151,7 @@ def test_round_trip_through_the_dataset_file(tmp_path, monkeypatch):
     assert meta["n_frames"] == 7 and meta["strain_frames"]["frames"] == 2
     recipe = meta["relaxed_strain_frames"]
     assert recipe["frames"] == 3 and recipe["strains"] == [0.01] and recipe["modes"] == ["x", "shear"]
-    assert recipe["fmax"] == 2e-3
+    assert recipe["fmax"] == 2e-3 and recipe["optimizer"] == "BFGS"
     assert add_relaxed_strain_frames(path, **QUIET) == 0                       # already there: kept
     assert add_relaxed_strain_frames(path, strains=(0.005,), modes=("y",), force=True, **QUIET) == 2
     assert [a.info["chain"] for a in datasets.read(path)][2:] == [CHAIN] * 2 + [RELAXED_CHAIN] * 2

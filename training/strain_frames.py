@@ -29,7 +29,8 @@ frames are those the reference scan (:func:`training.reference.strain_scan`) fit
 C66 to.  ``info``: as above, with ``strain_mode`` (``x``, ``y``, ``xy`` = equi-biaxial as in the AIMD
 plan, ``shear``, ``none`` for the unstrained cell) and ``shear_strain = gamma = 2 eps_xy`` (the
 engineering shear strain, as ``e_xy`` of a simple shear above), ``chain = "strains_relaxed"``,
-``independent = True``.
+``independent = True``.  Measured on graphene (docs/fit.md, "Poisson's ratio"): at MLIP-2's loss
+weights these frames do not pin the fitted Poisson's ratio; the embedded datasets do not hold them.
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def strain_frames(start, calc, *, count: int = 24, max_strain: float = 0.02, rat
 
 def relaxed_strain_grid(*, strains=(-0.01, -0.005, 0.005, 0.01), modes=tuple(RELAXED_MODES)) -> list:
     """The relaxed-ion grid (module docstring): ``[(mode, e, eps [2, 2])]``, the unstrained cell first as
-    ``("none", 0.0, 0)``, then each mode at each non-zero strain, in the order given."""
+    ``("none", 0.0, zeros)``, then each mode at each non-zero strain, in the order given."""
     strains = [float(e) for e in strains]
     unknown = [m for m in modes if m not in RELAXED_MODES]
     bad_strains = not strains or any(not abs(e) < 0.1 for e in strains) or len(set(strains)) < len(strains)
@@ -148,5 +149,5 @@ def add_relaxed_strain_frames(dataset_path, *, engine: str = engines.DEFAULT_ENG
 
     return append_frames(dataset_path, chain=RELAXED_CHAIN, make=make, meta_key="relaxed_strain_frames",
                          meta_info={"strains": [float(e) for e in strains], "modes": list(modes), "fmax": fmax,
-                                    "module": "training.strain_frames"},
+                                    "optimizer": "BFGS", "module": "training.strain_frames"},
                          engine=engine, engine_settings=engine_settings, force=force, work_dir=work_dir, log=log)
