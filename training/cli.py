@@ -1,8 +1,8 @@
-"""``multiscale data ...``: the dataset sub-commands (summary, aimd, subsample, convert).
+"""``multiscale data ...``: the dataset sub-commands (summary, aimd, ripples, strains, subsample, convert).
 
 Data flow: command-line arguments -> the same functions the ``data`` stage
-calls (:mod:`training.datasets`, :mod:`training.aimd`,
-:mod:`training.subsample`, :mod:`training.summary`) -> files and printed lines.
+calls (:mod:`training.datasets`, :mod:`training.aimd`, :mod:`training.ripples`,
+:mod:`training.strain_frames`, :mod:`training.subsample`, :mod:`training.summary`) -> files and printed lines.
 Each handler takes the parsed ``args`` and returns an exit code.
 """
 from __future__ import annotations
@@ -95,13 +95,22 @@ def _cmd_ripples(args) -> int:
 
 def _cmd_strains(args) -> int:
     from .engines import DEFAULT_ENGINE
-    from .strain_frames import add_strain_frames
+    from .strain_frames import add_relaxed_strain_frames, add_strain_frames
 
     for path in args.files:
-        n = add_strain_frames(path, engine=args.engine or DEFAULT_ENGINE, count=args.count,
-                              max_strain=args.max_strain, rattle_A=args.rattle, seed=args.seed, force=args.force)
-        print(f"[strains] {path}: {n} frames added")
+        if args.relaxed:
+            n = add_relaxed_strain_frames(path, engine=args.engine or DEFAULT_ENGINE, strains=args.strains,
+                                          fmax=args.fmax, force=args.force)
+        else:
+            n = add_strain_frames(path, engine=args.engine or DEFAULT_ENGINE, count=args.count,
+                                  max_strain=args.max_strain, rattle_A=args.rattle, seed=args.seed, force=args.force)
+        print(f"[strains] {path}: {n} {'relaxed-ion ' if args.relaxed else ''}frames added")
     return 0
+
+
+def _numbers(text: str) -> list[float]:
+    """``"-0.01,0.005"`` -> [-0.01, 0.005]; argparse turns the ValueError into a usage error."""
+    return [float(part) for part in text.split(",")]
 
 
 def _cmd_convert(args) -> int:
@@ -172,6 +181,14 @@ def register_data(subparsers) -> None:
                               _cmd_strains)
     p.add_argument("--max-strain", type=float, default=0.02, help="largest |e_xx|, |e_yy|, |e_xy| (uniform draws)")
     p.add_argument("--rattle", type=float, default=0.03, help="Gaussian displacement of every atom (A)")
+    p.add_argument("--relaxed", action="store_true",
+                   help="instead: relaxed-ion frames (chain strains_relaxed): the unstrained cell and uniaxial x, "
+                        "uniaxial y, equi-biaxial and shear strains of --strains, positions relaxed at fixed cell "
+                        "(--count, --max-strain, --rattle, --seed do not apply)")
+    p.add_argument("--strains", type=_numbers, default=[-0.01, -0.005, 0.005, 0.01],
+                   help="with --relaxed: the strains of each mode, comma-separated (--strains=-0.01,-0.005,0.005,0.01, "
+                        "the default)")
+    p.add_argument("--fmax", type=float, default=2e-3, help="with --relaxed: largest force left (eV/A)")
 
     p = subparsers.add_parser("convert", help="convert datasets between extxyz[.gz], cfg, OUTCAR, vasprun.xml")
     p.add_argument("inputs", nargs="+")

@@ -5,6 +5,8 @@ Data flow: a sheet (:class:`ase.Atoms`, rectangular in-plane cell, vacuum along 
 cell components; positions always relax) -> :func:`strain_scan` (relaxed-ion C11, C22, C12, C66 from
 small static strains) -> :func:`reference_properties`: the numbers the fitted potential and the MD
 must reproduce (dataset metadata ``reference``; the report's "MTP-MD vs reference engine" check).
+The same strained, position-relaxed cells (:data:`STRAIN_MODES`, :func:`strained`,
+:func:`relax_positions`) are the relaxed-ion training frames of :mod:`training.strain_frames`.
 
 Units: Å, eV; 2D stiffnesses in N/m (3D stress times the cell's z length).
 """
@@ -43,18 +45,33 @@ def relax_cell(atoms: Atoms, calc, *, free: str = "lattice", fmax: float = 0.01,
     return atoms
 
 
-def _relaxed_stress_2d(atoms: Atoms, calc, *, fmax: float) -> np.ndarray:
-    """2D stress [sxx, syy, sxy] (N/m) after relaxing the positions of ``atoms`` at fixed cell."""
-    from ase.optimize import FIRE
+#: The small in-plane strain tensors [2, 2] of the static strain modes, as functions of the strain
+#: ``e``: uniaxial along x and along y, equi-biaxial, and a pure shear of engineering strain ``gamma = e``.
+STRAIN_MODES = {"x": lambda e: np.array([[e, 0.0], [0.0, 0.0]]), "y": lambda e: np.array([[0.0, 0.0], [0.0, e]]),
+                "biaxial": lambda e: np.array([[e, 0.0], [0.0, e]]),
+                "shear": lambda e: np.array([[0.0, e / 2], [e / 2, 0.0]])}
 
+
+def relax_positions(atoms: Atoms, calc, *, fmax: float, steps: int = 300, optimizer: str = "FIRE") -> bool:
+    """Relax the positions of ``atoms`` in place at fixed cell (ASE's ``FIRE`` or ``BFGS``, ``calc``
+    attached); True when the largest force is then below ``fmax`` (eV/Å), False when ``steps`` ran out
+    first."""
+    from ase import optimize
+
+    if optimizer not in ("FIRE", "BFGS"):
+        raise ValueError(f"relax_positions: optimizer={optimizer!r} is not FIRE or BFGS")
     atoms.calc = calc
-    FIRE(atoms, logfile=None).run(fmax=fmax, steps=300)
-    stress = atoms.get_stress()
-    return stress[[0, 1, 5]] * atoms.cell[2, 2] * EV_PER_A2_TO_N_PER_M
+    return bool(getattr(optimize, optimizer)(atoms, logfile=None).run(fmax=fmax, steps=steps))
 
 
-def _strained(atoms: Atoms, strain: np.ndarray) -> Atoms:
-    """``atoms`` under the small in-plane strain tensor ``strain`` ([2, 2], symmetric), atoms moved affinely."""
+def stress_2d(atoms: Atoms) -> np.ndarray:
+    """2D stress [sxx, syy, sxy] (N/m) of ``atoms`` (calculator attached): the 3D stress times the cell's z."""
+    return atoms.get_stress()[[0, 1, 5]] * atoms.cell[2, 2] * EV_PER_A2_TO_N_PER_M
+
+
+def strained(atoms: Atoms, strain: np.ndarray) -> Atoms:
+    """``atoms`` under the small in-plane strain tensor ``strain`` ([2, 2], symmetric), atoms moved affinely
+    (cell rows ``h' = h (I + strain)^T``)."""
     deformation = np.eye(3)
     deformation[:2, :2] += strain
     out = atoms.copy()
@@ -65,21 +82,23 @@ def _strained(atoms: Atoms, strain: np.ndarray) -> Atoms:
 def strain_scan(atoms: Atoms, calc, *, strains=(-0.01, -0.005, 0.005, 0.01), fmax: float = 2e-3) -> dict:
     """0 K relaxed-ion in-plane elastic constants of a relaxed sheet from small static strains.
 
-    For each strain ``e`` (uniaxial along x, along y, and a shear with engineering strain ``gamma = e``)
-    the positions relax at fixed cell and the 2D stress is ``sigma_3D * L_z``. Linear fits give
-    C11 = dsxx/dexx, C12 = dsyy/dexx (averaged with dsxx/deyy), C22 = dsyy/deyy, C66 = dsxy/dgamma
-    (N/m); E_x = (C11 C22 - C12^2) / C22, E_y = (C11 C22 - C12^2) / C11, nu_xy = C12 / C22.
+    For each strain ``e`` (``STRAIN_MODES`` x, y and shear, the last with engineering strain ``gamma = e``)
+    the positions relax at fixed cell (:func:`relax_positions`) and the 2D stress is ``sigma_3D * L_z``.
+    Linear fits give C11 = dsxx/dexx, C12 = dsyy/dexx (averaged with dsxx/deyy), C22 = dsyy/deyy,
+    C66 = dsxy/dgamma (N/m); E_x = (C11 C22 - C12^2) / C22, E_y = (C11 C22 - C12^2) / C11, nu_xy = C12 / C22.
     """
     strains = np.asarray(strains, dtype=float)
-    cases = {"x": lambda e: np.array([[e, 0.0], [0.0, 0.0]]), "y": lambda e: np.array([[0.0, 0.0], [0.0, e]]),
-             "xy": lambda e: np.array([[0.0, e / 2], [e / 2, 0.0]])}
     slopes = {}
-    for name, tensor in cases.items():
-        sig = [_relaxed_stress_2d(_strained(atoms, tensor(e)), calc, fmax=fmax) for e in strains]
+    for name in ("x", "y", "shear"):
+        sig = []
+        for e in strains:
+            cell = strained(atoms, STRAIN_MODES[name](e))
+            relax_positions(cell, calc, fmax=fmax)
+            sig.append(stress_2d(cell))
         slopes[name] = np.polyfit(strains, np.array(sig), 1)[0]  # [dsxx, dsyy, dsxy] / de
     c11, c12_x = slopes["x"][:2]
     c12_y, c22 = slopes["y"][:2]
-    c66 = slopes["xy"][2]
+    c66 = slopes["shear"][2]
     c12 = 0.5 * (c12_x + c12_y)
     det = c11 * c22 - c12 ** 2
     return {"C11_N_per_m": float(c11), "C22_N_per_m": float(c22), "C12_N_per_m": float(c12),
