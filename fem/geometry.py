@@ -56,6 +56,10 @@ class Layout:
     def tag(self, phase: str) -> int:
         return self.phases.index(phase) + 1
 
+    def tagged_phases(self) -> dict[int, str]:
+        """``{cell tag: phase name}``: tag ``i + 1`` is phase ``i`` (a name given twice gets both tags)."""
+        return {i + 1: name for i, name in enumerate(self.phases)}
+
     def distinct_phases(self) -> list[str]:
         """The phase names, each once (``phases`` may name one material twice)."""
         return list(dict.fromkeys(self.phases))

@@ -94,7 +94,7 @@ def sample_materials(layout: geometry.Layout, props: dict, s: dict) -> tuple[dic
     allow = s.get("allow_unfailed_strength", False)
     phase_mats = {name: mat.phase_material(props, name, elasticity=s["elasticity"], allow_unfailed_strength=allow)
                   for name in layout.phases}
-    by_tag = {i + 1: phase_mats[name] for i, name in enumerate(layout.phases)}  # cell tag i + 1: phase i
+    by_tag = {tag: phase_mats[name] for tag, name in layout.tagged_phases().items()}
     sources = {}
     if layout.band is not None:
         a, b = layout.band
@@ -184,17 +184,16 @@ def run_tensile(s: dict, props: dict, *, comm=MPI.COMM_WORLD, out_dir: Path | No
     opts = options_from_settings(s)
     test = TensileTest(msh, cell_tags, materials, (layout.length_nm, layout.height_nm), opts)
     files = {}
+    fields = Path(out_dir) / f"{label}_fields.xdmf" if out_dir is not None and write_fields else None
     key = test.fingerprint() if solved is not None else None
     known = solved.get(key) if solved is not None else None
-    if known is not None and not (out_dir is not None and write_fields):
+    if known is not None and fields is None:
         source, res, gathered = known
         work = dict.fromkeys(res.work, 0)
-        if log:
-            log(f"{label}: the same discrete problem as {source}, whose result it takes")
     else:
-        if out_dir is not None and write_fields:
-            files["fields_xdmf"] = f"{label}_fields.xdmf"
-        res = _solve(test, msh, Path(out_dir) / files["fields_xdmf"] if files else None, log)
+        if fields is not None:
+            files["fields_xdmf"] = fields.name
+        res = _solve(test, msh, fields, log)
         gathered = test.gather_damage()
         source, work = None, res.work
         if solved is not None:

@@ -135,7 +135,7 @@ class SampleMaterials:
 
     def by_tag(self, layout) -> dict:
         """``{cell tag: (kappa_x, kappa_y)}`` for a built sample's phases."""
-        return {i + 1: self.kappa[p] for i, p in enumerate(layout.phases)}  # cell tag i + 1: phase i
+        return {tag: self.kappa[p] for tag, p in layout.tagged_phases().items()}
 
     def along(self, direction: str) -> list[float]:
         """Conductivities (W/(m K)) of the phases along ``direction``, in ``phases`` order."""
