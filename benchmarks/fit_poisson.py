@@ -101,7 +101,8 @@ def one_seed(settings: dict, seed: int) -> dict:
     row = {"seed": seed, **static_constants(mtp), "valid_rmse": {k: rmse(valid, k) for k in keys},
            "all_rmse": {k: rmse(report["errors_all_frames"], k) for k in keys}, "fit_seconds": round(seconds, 1)}
     if ARGS.errors_on:
-        row["errors_on_rmse"] = {k: rmse(fit_report.errors(mtp, datasets.read(ARGS.errors_on)), k) for k in keys}
+        errors_on = fit_report.errors(mtp, datasets.read(ARGS.errors_on))
+        row["errors_on_rmse"] = {k: rmse(errors_on, k) for k in keys}
     return row
 
 

@@ -42,6 +42,7 @@ from .zero_kelvin import append_frames, evaluate
 
 CHAIN = "strains"
 RELAXED_CHAIN = "strains_relaxed"
+RELAX_OPTIMIZER = "BFGS"  # ASE optimizer of the relaxed-ion frames (recorded in the meta file)
 #: The relaxed-ion modes (keys of :data:`training.reference.STRAIN_MODES`) and the names their frames
 #: carry in ``info["strain_mode"]`` (the AIMD plan's ``xy`` is equi-biaxial).
 RELAXED_MODES = {"x": "x", "y": "y", "biaxial": "xy", "shear": "shear"}
@@ -97,7 +98,7 @@ def relaxed_strain_grid(*, strains=(-0.01, -0.005, 0.005, 0.01), modes=tuple(REL
 
 
 def relaxed_strain_frames(start, calc, *, strains=(-0.01, -0.005, 0.005, 0.01), modes=tuple(RELAXED_MODES),
-                          fmax: float = 2e-3, steps: int = 1000, optimizer: str = "BFGS", progress=None) -> list:
+                          fmax: float = 2e-3, steps: int = 1000, optimizer: str = RELAX_OPTIMIZER, progress=None) -> list:
     """Relaxed-ion frames of ``start`` (module docstring) with the energy (eV), forces (eV/Å, each
     below ``fmax``) and stress (eV/Å^3) of ``calc``; ``progress(done, total)``.  A cell whose forces do
     not fall below ``fmax`` within ``steps`` steps of ``optimizer`` (ASE's ``BFGS`` or ``FIRE``,
@@ -149,5 +150,5 @@ def add_relaxed_strain_frames(dataset_path, *, engine: str = engines.DEFAULT_ENG
 
     return append_frames(dataset_path, chain=RELAXED_CHAIN, make=make, meta_key="relaxed_strain_frames",
                          meta_info={"strains": [float(e) for e in strains], "modes": list(modes), "fmax": fmax,
-                                    "optimizer": "BFGS", "module": "training.strain_frames"},
+                                    "optimizer": RELAX_OPTIMIZER, "module": "training.strain_frames"},
                          engine=engine, engine_settings=engine_settings, force=force, work_dir=work_dir, log=log)

@@ -192,12 +192,16 @@ def _basis_jacobian(spec: BasisSpec, mom) -> np.ndarray:
 
 def _monomial_plan(spec: BasisSpec):
     """The monomial table of the basis, ``basic_l`` [Nb] (monomial of each basic moment), ``low`` [Nb, 3]
-    (monomial of l_b − e_c, 0 where the exponent is 0) and ``expo`` [Nb, 3] (the exponents, as floats)."""
-    table = MonomialTable.of_basic(spec.basic)
-    abc = spec.basic[:, 1:]
-    basic_l = table.indices(abc)
-    low = table.lowered[:, basic_l].T
-    return table, basic_l, np.where(low >= 0, low, 0), abc.astype(float)
+    (monomial of l_b − e_c, 0 where the exponent is 0) and ``expo`` [Nb, 3] (the exponents, as floats).
+    Computed once per basis (:data:`_DEPENDENTS`): the θ-gradient asks for it on every batch and pass."""
+    key = ("monomials", spec.basic.tobytes(), spec.basic.shape)
+    if key not in _DEPENDENTS:
+        table = MonomialTable.of_basic(spec.basic)
+        abc = spec.basic[:, 1:]
+        basic_l = table.indices(abc)
+        low = table.lowered[:, basic_l].T
+        _DEPENDENTS[key] = table, basic_l, np.where(low >= 0, low, 0), abc.astype(float)
+    return _DEPENDENTS[key]
 
 
 def _padded_pairs(spec: BasisSpec, batch: PairBatch):
