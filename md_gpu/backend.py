@@ -132,6 +132,11 @@ def node_local_rank() -> tuple[int, int | None, str]:
     return 0, None, "single process"
 
 
+def _too_many_ranks(local_rank: int, local_size: int | None, n_devices: int) -> bool:
+    """More node-local ranks than visible GPUs (rank ``local_rank`` beyond them, or ``local_size`` above)."""
+    return local_rank >= n_devices or (local_size is not None and local_size > n_devices)
+
+
 def choose_device(local_rank: int, n_devices: int, *, local_size: int | None = None,
                   oversubscribe: bool | None = None) -> int:
     """The GPU index for node-local rank ``local_rank`` (of ``local_size`` ranks, None: unknown) of ``n_devices``.
@@ -146,8 +151,7 @@ def choose_device(local_rank: int, n_devices: int, *, local_size: int | None = N
                            f"{ENV_VAR}=numpy to run on the CPU")
     if oversubscribe is None:
         oversubscribe = os.environ.get(OVERSUBSCRIBE_VAR, "").strip().lower() in ("1", "true", "yes")
-    too_many = local_rank >= n_devices or (local_size is not None and local_size > n_devices)
-    if not too_many:
+    if not _too_many_ranks(local_rank, local_size, n_devices):
         return local_rank
     if oversubscribe:
         return local_rank % n_devices
@@ -171,7 +175,7 @@ def bind_rank_device(cupy) -> dict:
     _binding.clear()
     _binding.update(device_id=device, local_rank=local_rank, local_size=local_size, local_rank_source=source,
                     visible_devices=n_devices,
-                    oversubscribed=bool(local_rank >= n_devices or (local_size or 0) > n_devices))
+                    oversubscribed=_too_many_ranks(local_rank, local_size, n_devices))
     return dict(_binding)
 
 

@@ -17,7 +17,7 @@ positions affinely with the cell, ``r' = r M`` with ``M = diag(mu)``.
   (stochastic variant). ``B`` (GPa) is an estimate of the stiffness of the cell
   *as simulated* (a 2D sheet's 3D stress is diluted by the vacuum: ``B ~ C2D / Lz``);
   it only sets how fast the stress relaxes (``~tau``). Stress is the
-  virial + kinetic stress of :func:`md_gpu.integrators.stress` (positive = tensile).
+  virial + kinetic stress of :func:`md_gpu.integrators.stress_array` (positive = tensile).
 * :class:`LoadingBarostat`: the same stochastic cell rescaling for the transverse axes of a
   cell under deformation, with one ``B_k`` per axis and a feed-forward term: per step
   ``ln mu_k`` also gets ``-nu_k d ln L_a`` (the axial stretch of the step, ``L_a`` the

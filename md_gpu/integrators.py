@@ -32,8 +32,9 @@ run's backend created from the seed; checkpoints store its state (:func:`rng_sta
 No host reads: the thermostats work on 0-d arrays of the run's backend (kinetic energy, the
 Bussi factor and its sign, the heat), so a thermostatted step reads nothing from the device; the
 Bussi draws are the same calls of the same generator as in a host computation (on NumPy the
-stream and the numbers are unchanged; :attr:`MDState.heat` is then a 0-d array). :func:`stress`
-is the one read of the barostat (virial and kinetic parts summed on the device, read once).
+stream and the numbers are unchanged; :attr:`MDState.heat` is then a 0-d array). :func:`stress_array`
+sums the virial and kinetic stress on the device; the barostat reads it with its noise in one
+:func:`md_gpu.backend.to_host`.
 
 [1] B. Leimkuhler, C. Matthews, Appl. Math. Res. Express 2013, 34 (2013).
 [2] G. Bussi, D. Donadio, M. Parrinello, J. Chem. Phys. 126, 014101 (2007).
@@ -50,7 +51,6 @@ import numpy as np
 from common.arrays import array_module
 from .errors import MDSetupError
 from .forcefields.base import ForceResult
-from .backend import to_host
 from .state import State, degrees_of_freedom, kinetic_energy_array, volume
 from .units import EV_PER_A3_TO_GPA, FS, KB
 
@@ -97,11 +97,6 @@ def stress_array(md: MDState):
     s = md.state
     kin = (s.masses[:, None, None] * s.velocities[:, :, None] * s.velocities[:, None, :]).sum(0)
     return -(md.result.virial + kin) / volume(s.cell) * EV_PER_A3_TO_GPA
-
-
-def stress(md: MDState) -> np.ndarray:
-    """:func:`stress_array` read to the host [3, 3] (GPa; one counted read, :func:`md_gpu.backend.to_host`)."""
-    return to_host(stress_array(md))
 
 
 class Bussi:

@@ -46,8 +46,8 @@ from .cell_control import Barostat, Deform, axis_index
 from .errors import MDRunError, MDSetupError
 from .integrators import MDState, make_force_fn, make_rng, rng_state, stress_array, velocity_verlet
 from .neighbors import NeighborList
-from .state import State, degrees_of_freedom, kinetic_energy_array
-from .units import KB, PER_S_TO_PER_FS
+from .state import State, kinetic_energy_array, temperature
+from .units import PER_S_TO_PER_FS
 
 THERMO_COLUMNS = ("step", "time_fs", "stage", "temperature_K", "potential_eV", "kinetic_eV", "heat_eV",
                   "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_yz_GPa", "stress_xz_GPa",
@@ -232,10 +232,9 @@ class Simulation:
         s = md.state
         sig, ke, energy, heat = to_host(stress_array(md), kinetic_energy_array(s), md.result.energy, md.heat)
         ke = float(ke)
-        cell = s.cell
-        return [md.step, md.time_fs, stage_index, 2.0 * ke / (degrees_of_freedom(s) * KB), float(energy), ke,
+        return [md.step, md.time_fs, stage_index, temperature(s, ke), float(energy), ke,
                 float(heat), sig[0, 0], sig[1, 1], sig[2, 2], sig[1, 2], sig[0, 2], sig[0, 1],
-                cell[0, 0], cell[1, 1], cell[2, 2], cell[1, 0], grade]
+                s.cell[0, 0], s.cell[1, 1], s.cell[2, 2], s.cell[1, 0], grade]
 
     def _write_frame(self, md: MDState) -> None:
         from ase.io import write

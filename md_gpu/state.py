@@ -120,9 +120,10 @@ def degrees_of_freedom(state: State) -> int:
     return 3 * state.n_atoms - 3
 
 
-def temperature(state: State) -> float:
-    """Instantaneous kinetic temperature (K) over :func:`degrees_of_freedom`."""
-    return 2.0 * kinetic_energy(state) / (degrees_of_freedom(state) * KB)
+def temperature(state: State, ke: float | None = None) -> float:
+    """Instantaneous kinetic temperature (K) over :func:`degrees_of_freedom`; ``ke`` (eV): the kinetic
+    energy when the caller has read it already (else :func:`kinetic_energy`)."""
+    return 2.0 * (kinetic_energy(state) if ke is None else ke) / (degrees_of_freedom(state) * KB)
 
 
 def maxwell_boltzmann(state: State, temperature_K: float, *, seed: int) -> State:
