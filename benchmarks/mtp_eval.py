@@ -97,6 +97,18 @@ def build(system: str, level: int):
     return atoms, mtp
 
 
+def compiled_eval(mtp, types, i, j, d, n):
+    """One call of the compiled kernel + the force scatter, as :func:`timed` takes it."""
+    import numpy as np
+
+    from training.mtp import forces_and_virial, host_kernel
+
+    def run(_):
+        _, g = host_kernel.evaluate(mtp, types, i, j, d)
+        forces_and_virial(i, j, d, g, n, np)
+    return run
+
+
 def timed(call, repeat: int) -> dict:
     """Wall and CPU times (s) of ``repeat`` calls of ``call(k)`` after a warm-up call (k = 0)."""
     walls, cpus = [], []
@@ -144,10 +156,7 @@ def child(args) -> None:
                     array_forces_and_virial(i, j, d, g, n, np)
                 emit(system=system, level=level, engine="array", mode="eval", atoms=n, **timed(array_eval, args.repeat))
             if "compiled" in args.engines and host_kernel.available(mtp):
-                def compiled_eval(_):
-                    _, g = host_kernel.evaluate(mtp, types, i, j, d)
-                    forces_and_virial(i, j, d, g, n, np)
-                row = timed(compiled_eval, args.repeat)
+                row = timed(compiled_eval(mtp, types, i, j, d, n), args.repeat)
                 if level == 10:
                     eval10[system] = row
                 emit(system=system, level=level, engine="compiled", mode="eval", atoms=n, **row)
@@ -175,11 +184,7 @@ def child(args) -> None:
         i, j, d = neighbor_pairs(atoms, mtp.cutoff)
         if "compiled" in args.engines and system not in eval10 and host_kernel.available(mtp):
             types = np.zeros(len(atoms), dtype=np.int64)
-
-            def level10_eval(_):
-                _, g = host_kernel.evaluate(mtp, types, i, j, d)
-                forces_and_virial(i, j, d, g, len(atoms), np)
-            eval10[system] = timed(level10_eval, args.repeat)
+            eval10[system] = timed(compiled_eval(mtp, types, i, j, d, len(atoms)), args.repeat)
 
         def build_of(scan):
             return lambda a, r: cell_list.cell_list_pairs(a.positions, a.cell.array, a.pbc, r, images=False, scan=scan)
