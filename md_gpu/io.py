@@ -75,7 +75,7 @@ def write_checkpoint(path, md, *, meta: dict, thermo: np.ndarray, nlist=None, ar
     # built in memory, then written in one piece: a failed write (a full disk) leaves no half-closed zip
     buffer = io.BytesIO()
     np.savez(buffer, positions=to_numpy(s.positions), velocities=to_numpy(s.velocities),
-             masses=to_numpy(s.masses), types=to_numpy(s.types), cell=to_numpy(s.cell),
+             masses=to_numpy(s.masses), types=to_numpy(s.types), cell=s.cell,
              pbc=np.array(s.pbc), species=np.array(s.species),
              step=md.step, time_fs=md.time_fs, heat=to_numpy(md.heat), thermo=thermo,
              meta=np.array(json.dumps(meta)), **fields)

@@ -41,7 +41,7 @@ import numpy as np
 
 from .analysis import VOIGT_COLUMN
 from common.arrays import array_module
-from .backend import get_backend, host_scalar, to_host, to_numpy
+from .backend import get_backend, host_scalar, to_host
 from .cell_control import Barostat, Deform, axis_index
 from .errors import MDRunError, MDSetupError
 from .integrators import MDState, make_force_fn, make_rng, rng_state, stress_array, velocity_verlet
@@ -331,7 +331,7 @@ class Simulation:
                 L0_A = 0.0
                 if stage.deform_axis is not None:
                     k_axis = axis_index(stage.deform_axis)
-                    L0_A = float(to_numpy(md.state.cell)[k_axis, k_axis])
+                    L0_A = float(md.state.cell[k_axis, k_axis])
                 stage_L0.append(L0_A)
             modifiers = []
             if stage.deform_axis is not None:

@@ -90,7 +90,7 @@ def from_atoms(atoms: Atoms, *, species: tuple | None = None, xp=np) -> State:
 def to_atoms(state: State) -> Atoms:
     """An :class:`ase.Atoms` copy of the state on the host (velocities set)."""
     symbols = [state.species[t] for t in to_numpy(state.types)]
-    atoms = Atoms(symbols, positions=to_numpy(state.positions), cell=to_numpy(state.cell),
+    atoms = Atoms(symbols, positions=to_numpy(state.positions), cell=state.cell,
                   pbc=state.pbc, masses=to_numpy(state.masses))
     atoms.set_velocities(to_numpy(state.velocities))
     return atoms

@@ -35,7 +35,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis import CELL_COLUMN
-from ..backend import to_numpy
 from ..cell_control import axis_index
 from ..errors import MDSetupError
 from ..simulation import Stage
@@ -97,7 +96,7 @@ def at_mean_cell(run, axes) -> State:
     third-order constants (Cu: C111 ~ -1000 GPa) it moves C11 by a few GPa in each seed. The mean cell
     is the zero-stress cell at the temperature to the precision of the run."""
     state = run.md.state
-    cell = to_numpy(state.cell)
+    cell = state.cell
     scale = np.ones(3)
     for axis in axes:
         k = axis_index(axis)
@@ -146,7 +145,7 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
     unstrained = mean_stress(ref, "zero") if 0 in multiples else None  # run once: every component's zero cell
     stresses = {(c, m): unstrained if m == 0 else mean_stress(_deform(ref, _strain_matrix(c, m * delta)), f"{c}{m:+d}")
                 for c, _ in VOIGT for m in multiples}
-    height = float(to_numpy(ref.cell)[2, 2])
+    height = float(ref.cell[2, 2])
     scale = height * GPA_A_TO_N_PER_M if sheet else 1.0
     out = constants_from_stresses(stresses, delta, scale, scheme=scheme)
     out.update(unit="N/m" if sheet else "GPa", temperature_K=settings.temperature_K, delta=delta,

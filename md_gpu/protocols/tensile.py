@@ -68,7 +68,6 @@ from dataclasses import replace
 import numpy as np
 
 from ..analysis import stress_strain_curve, tensile_properties, transverse_stress_stats
-from ..backend import to_numpy
 from ..cell_control import LoadingBarostat, axis_index
 from ..errors import MDSetupError
 from ..io import write_run_h5
@@ -243,7 +242,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
         f"T = {settings.temperature_K} K, up to {steps} steps of {settings.dt_fs} fs")
     # The first tension segment starts from the equilibrated length, which the Simulation takes as the
     # stage's L0; the barostat's feed-forward uses the starting cell's length (a few 0.1 % off at most).
-    L_start = float(to_numpy(state.cell)[a, a])
+    L_start = float(state.cell[a, a])
     stages = [Stage("equilibrate", settings.equilibrate_steps, thermostat=settings.make_thermostat(),
                     barostat=barostat_for(ff, state, periodic, settings)),
               tension_stage(L_start, L_start, steps)]
@@ -260,7 +259,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     segment = 0
     md = run.md
     while True:
-        strain_now = float(to_numpy(md.state.cell)[a, a]) / L0 - 1.0
+        strain_now = float(md.state.cell[a, a]) / L0 - 1.0
         # a segment ends early only at a sustained drop (a resumed, finished segment has no stopped_by)
         if not run.stopped_by and strain_now >= max_strain - rate_per_fs * settings.dt_fs:
             break
@@ -275,7 +274,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
         left = int(math.ceil((max_strain - strain_now) / (rate_per_fs * settings.dt_fs)))
         if left <= 0 or segment > MAX_SEGMENTS:
             break
-        L_now = float(to_numpy(md.state.cell)[a, a])
+        L_now = float(md.state.cell[a, a])
         stage = tension_stage(L0, L_now, left)
         sim = simulation(ff, md.state, replace(settings, seed=settings.seed + 7919 * segment), out_prefix=out_prefix,
                          checkpoint=checkpoint_file(out_prefix, f"seg{segment}"), resume=resume, log=log,
@@ -288,7 +287,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
         thermo = {c: np.concatenate([thermo[c], more[c]]) for c in thermo}
         md = run.md
     if np.isnan(fracture_strain):
-        strain_now = float(to_numpy(md.state.cell)[a, a]) / L0 - 1.0
+        strain_now = float(md.state.cell[a, a]) / L0 - 1.0
         if cracked_now(md.state):
             fracture_strain = strain_now  # cracked without a drop the detector saw (e.g. at the last rows)
             events.append({"strain": strain_now, "kind": "fracture"})

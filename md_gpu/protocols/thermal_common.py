@@ -38,7 +38,7 @@ def transport_axis(state: State, direction) -> int:
     k = axis_index(direction)
     if not state.pbc[k]:
         raise MDSetupError(f"direction {direction!r} is not periodic in this cell; heat flows along a periodic axis")
-    cell = to_numpy(state.cell)
+    cell = state.cell
     if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-9:
         raise MDSetupError("thermal protocols need an orthorhombic cell")
     return k
@@ -46,7 +46,7 @@ def transport_axis(state: State, direction) -> int:
 
 def transport_volume(state: State, thickness_A: float | None) -> float:
     """Volume (Å^3) of the conductor: area x ``thickness_A`` for a sheet, the cell volume for bulk."""
-    lengths = np.diag(to_numpy(state.cell))
+    lengths = np.diag(state.cell)
     if state.pbc[2]:
         return float(np.prod(lengths))
     if not thickness_A or thickness_A <= 0:
@@ -57,7 +57,7 @@ def transport_volume(state: State, thickness_A: float | None) -> float:
 
 def fractions(state: State, k: int, origin_A: float = 0.0) -> np.ndarray:
     """Fractional coordinate [n] in [0, 1) along axis ``k``, measured from ``origin_A`` (Å)."""
-    length = float(to_numpy(state.cell)[k, k])
+    length = float(state.cell[k, k])
     x = to_numpy(state.positions)[:, k] - origin_A
     return np.mod(x / length, 1.0)
 

@@ -100,14 +100,14 @@ def hnemd(ff, atoms_or_state, *, direction="x", driving_force_per_A: float = 1e-
     blocks = np.array([b.mean() for b in np.array_split(jk, n_blocks)]) * scale
     kappa, block_sem = mean_sem_blocks(blocks)
     sem = max(block_sem, fluctuation_sem(kappa, volume, production_steps * settings.dt_fs, driving_force_per_A))
-    length = float(to_numpy(state.cell)[k, k])
+    length = float(state.cell[k, k])
     properties = {"conductivity_W_per_mK": kappa, "conductivity_sem_W_per_mK": sem, "length_A": length,
                   "n_atoms": state.n_atoms}
     time_ps = np.arange(1, jk.size + 1) * settings.dt_fs * 1e-3
     series = {"time_ps": downsample(time_ps), "running_conductivity_W_per_mK": downsample(running)}
     record = {"method": "hnemd", "direction": "xyz"[k], "driving_force_per_A": driving_force_per_A,
               "production_steps": production_steps, "thickness_A": thickness_A, "volume_A3": volume,
-              "n_blocks": n_blocks, "cell_A": to_numpy(state.cell).tolist(), **settings.as_dict()}
+              "n_blocks": n_blocks, "cell_A": state.cell.tolist(), **settings.as_dict()}
     h5 = write_h5(out_prefix, run, record, properties, {"series": series,
                                                        "block_conductivity_W_per_mK": blocks.tolist()})
     log(f"hnemd: kappa_{'xyz'[k]} = {kappa:.4g} +- {sem:.2g} W/(m K)")

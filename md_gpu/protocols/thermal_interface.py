@@ -33,7 +33,7 @@ def find_interfaces(state: State, k: int, phases: dict | None = None) -> tuple[n
     (phase name -> its species, e.g. ``{"graphene": ["C"], "hbn": ["B", "N"]}``) the name of the phase
     its species belongs to, so that the alternating B and N rows of one h-BN stripe are one piece.
     """
-    length = float(to_numpy(state.cell)[k, k])
+    length = float(state.cell[k, k])
     x = fractions(state, k) * length
     order = np.argsort(x)
     x, types = x[order], to_numpy(state.types)[order]
@@ -101,7 +101,7 @@ def _bath_layout(state: State, k: int, interfaces: np.ndarray, bath_width_A: flo
     """The bin layout with the hot bath centred in the piece after the first of ``interfaces`` (Å, along
     axis ``k``; cold bath half a cell later) and the interface positions relative to its origin;
     :class:`MDSetupError` when a bath would overlap an interface."""
-    length = float(to_numpy(state.cell)[k, k])
+    length = float(state.cell[k, k])
     centre = np.mod(interfaces[0] + 0.5 * np.mod(interfaces[1] - interfaces[0], length), length)
     probe = bin_layout(state, k, bath_width_A, bin_width_A)
     origin = centre - 0.5 * probe.n_bath * probe.bin_width_A
@@ -146,7 +146,7 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
         layout, rel = _bath_layout(state, k, interfaces, bath_width_A, bin_width_A)
     except MDSetupError as exc:  # the input passed: the interfaces moved during the equilibration
         raise MDRunError(f"interface NEMD: the structure changed during equilibration ({exc})") from None
-    length = float(to_numpy(state.cell)[k, k])
+    length = float(state.cell[k, k])
     origin = layout.origin_A
     transient = transient_length(production_steps, transient_steps)
     log(f"interface_nemd: {state.n_atoms} atoms, {'xyz'[k]} length {length:.4g} Å, {len(interfaces)} interfaces, "
@@ -170,7 +170,7 @@ def interface_nemd(ff, atoms_or_state, *, axis="y", delta_T_K: float = 60.0, bat
     record = {"method": "interface_nemd", "axis": "xyz"[k], "delta_T_K": delta_T_K, "bath_width_A": bath_width_A,
               "bin_width_A": layout.bin_width_A, "bath_origin_A": origin, "production_steps": production_steps,
               "transient_steps": transient, "thickness_A": thickness_A, "cross_section_A2": baths.area_A2,
-              "n_blocks": n_blocks, "cell_A": to_numpy(state.cell).tolist(), **settings.as_dict()}
+              "n_blocks": n_blocks, "cell_A": state.cell.tolist(), **settings.as_dict()}
     h5 = write_h5(out_prefix, baths.run, record, properties, {"profile": profile, "interfaces_A": interfaces.tolist()})
     log(f"interface_nemd: G = {g:.4g} +- {g_sem:.2g} W/(m^2 K), jump {jump:.3g} K")
     return {"properties": properties, "profile": profile, "interfaces_A": interfaces.tolist(), "settings": record,

@@ -26,7 +26,6 @@ import numpy as np
 
 from ..analysis import BlockSums, mean_sem_blocks
 from common.arrays import array_module
-from ..backend import to_numpy
 from ..errors import MDRunError, MDSetupError
 from ..simulation import Stage
 from ..state import State
@@ -116,7 +115,7 @@ def bin_layout(state: State, k: int, bath_width_A: float, bin_width_A: float, or
     """The :class:`Layout` along axis ``k`` from ``origin_A`` (Å): an even number of bins about
     ``bin_width_A`` wide, baths of about ``bath_width_A`` (Å); :class:`MDSetupError` when fewer than 5
     bins would remain between the baths."""
-    length = float(to_numpy(state.cell)[k, k])
+    length = float(state.cell[k, k])
     n_bins = 2 * max(1, int(round(length / (2 * bin_width_A))))
     n_bath = max(1, int(round(bath_width_A / (length / n_bins))))
     if n_bins // 2 - n_bath < 5:
@@ -217,7 +216,7 @@ def _fit_gradient(temps: np.ndarray, layout: Layout, skip: int = 1) -> float:
 
 
 def cross_section_A2(state: State, k: int, thickness_A) -> float:
-    return transport_volume(state, thickness_A) / float(to_numpy(state.cell)[k, k])
+    return transport_volume(state, thickness_A) / float(state.cell[k, k])
 
 
 def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_width_A: float = 5.0,
@@ -269,7 +268,7 @@ def nemd(ff, atoms_or_state, *, direction="x", delta_T_K: float = 60.0, bath_wid
               "bin_width_A": layout.bin_width_A, "n_bath_bins": layout.n_bath, "gradient": gradient,
               "production_steps": production_steps,
               "transient_steps": transient, "thickness_A": thickness_A, "cross_section_A2": baths.area_A2,
-              "n_blocks": n_blocks, "cell_A": to_numpy(state.cell).tolist(), **settings.as_dict()}
+              "n_blocks": n_blocks, "cell_A": state.cell.tolist(), **settings.as_dict()}
     h5 = write_h5(out_prefix, baths.run, record, properties, {"profile": profile})
     log(f"nemd: L = {layout.length_A / 2:.4g} Å, kappa = {kappa:.4g} +- {sem:.2g} W/(m K), "
         f"energy balance {properties['energy_balance_rel']:.2g}")

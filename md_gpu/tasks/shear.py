@@ -68,7 +68,6 @@ def run(task: dict) -> dict:
     """``result``: {"C66", "stress_xy": [per strain], "strains": [...]} in ``unit`` ("N/m" or "GPa"),
     measured at ``temperature_K``; also ``n_atoms``."""
     from common.arrays import array_module
-    from ..backend import to_numpy
     from ..protocols import equilibrate
     from ..protocols.common import checkpoint_file
     from ..units import GPA_A_TO_N_PER_M
@@ -91,7 +90,7 @@ def run(task: dict) -> dict:
                              checkpoint=checkpoint_file(prefix, f"shear{k}"), resume=resume).thermo
         stress_xy.append(float(np.mean(thermo["stress_xy_GPa"][thermo["step"] > settle])))
     sheet = not ref.pbc[2]
-    scale = float(to_numpy(ref.cell)[2, 2]) * GPA_A_TO_N_PER_M if sheet else 1.0
+    scale = float(ref.cell[2, 2]) * GPA_A_TO_N_PER_M if sheet else 1.0
     stress_xy = [v * scale for v in stress_xy]
     slope = float(np.polyfit(gammas, stress_xy, 1)[0])
     return {**task, "result": {"C66": slope, "stress_xy": stress_xy, "strains": gammas},
