@@ -67,13 +67,11 @@ def nep_rows(spec: str, species) -> dict:
     if spec != "random":
         return {f"NEP {Path(spec).name}": load_forcefield(spec)}
     from md_gpu.forcefields.nep import NEPForceField
-    from training.fit_stage import FIT_SETTINGS, defaults
-    from training.nep import random_nep
+    from training.fit_stage import FIT_SETTINGS, defaults, nep_sizes
 
-    s = defaults(FIT_SETTINGS)["nep"]
-    model = random_nep(tuple(species), version=s["version"], seed=0, rc=tuple(s["cutoff_A"]), n_max=tuple(s["n_max"]),
-                       basis_size=tuple(s["basis_size"]), l_max=tuple(s["l_max"]), neurons=s["neurons"])
-    return {f"NEP{s['version']} {''.join(species)} (fit defaults)": NEPForceField(model)}
+    sizes = nep_sizes(defaults(FIT_SETTINGS))
+    model = sizes.random_model(species, seed=0)
+    return {f"NEP{sizes.version} {''.join(species)} (fit defaults)": NEPForceField(model)}
 
 
 def main(argv=None) -> int:

@@ -155,6 +155,11 @@ class NEPSizes:
             raise FitError(f"nep: unknown key(s) {unknown}; use version, cutoff_A, n_max, basis_size, l_max, neurons")
         return cls(**values)
 
+    def random_model(self, species, *, seed: int) -> NEPModel:
+        """A NEP of these sizes for ``species`` with random parameters (:func:`training.nep.random_nep`)."""
+        return random_nep(tuple(species), version=self.version, seed=seed, rc=self.cutoff_A, n_max=self.n_max,
+                          basis_size=self.basis_size, l_max=self.l_max, neurons=self.neurons)
+
 
 def model_sizes(model: NEPModel) -> dict:
     """The :class:`NEPSizes` fields of ``model`` (JSON-able)."""
@@ -311,8 +316,7 @@ def initial_model(tset: NEPTrainingSet, sizes=None, *, seed: int = 0, species_of
     the networks would otherwise have to learn through weights of that size from a random start. The
     neuron's weights are fitted like all others. NEP3 (one network) cannot hold per-species constants."""
     sizes = NEPSizes.coerce(sizes)
-    model = random_nep(tset.species, version=sizes.version, seed=seed, rc=sizes.cutoff_A, n_max=sizes.n_max,
-                       basis_size=sizes.basis_size, l_max=sizes.l_max, neurons=sizes.neurons)
+    model = sizes.random_model(tset.species, seed=seed)
     if tset.cutoff < model.rc_max:
         raise FitError(f"training set pairs reach {tset.cutoff} Å, less than the NEP's cut-off {model.rc_max} Å")
     model.q_scaler = np.ones(model.dim)
