@@ -98,7 +98,7 @@ def _strength(node: dict, where: str, source: str, allow_unfailed: bool) -> floa
     (``strength_from_unfailed``) unless ``allow_unfailed`` (``fem.allow_unfailed_strength``)."""
     sigma = measured_mean(node, "ultimate_strength_N_per_m", where, source, what="strength", unit="N/m")
     if node.get("strength_from_unfailed") and not allow_unfailed:
-        labels = (("fractured", "runs_failed"), ("yielded", "runs_yielded"), ("neither", "runs_unfailed"))
+        labels = (("failed", "runs_failed"), ("yielded", "runs_yielded"), ("neither", "runs_unfailed"))
         counts = ", ".join(f"{label} {node[k]}" for label, k in labels if k in node)
         raise FemInputError(
             f"{source}: '{where}.ultimate_strength_N_per_m' = {sigma:.4g} N/m comes from tensile runs that did not "

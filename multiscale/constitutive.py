@@ -49,7 +49,7 @@ CONSTITUTIVE_SETTINGS = {
 _STAT_KEYS = {"mean", "sem", "n"}
 _RUN_COUNTS = ("attempted", "failed", "blown_up")  # per statistic, passed on where the summary has them
 # tensile runs per direction, passed on
-_COUNTS = ("runs_attempted", "runs_failed", "runs_yielded", "runs_unfailed", "runs_blown_up")
+_COUNTS = ("runs_attempted", "runs_failed", "runs_collapsed", "runs_yielded", "runs_unfailed", "runs_blown_up")
 # property -> where it comes from when the phase has elastic moduli (else every one is "tensile")
 SOURCES = {"youngs_modulus_N_per_m": "elastic", "youngs_modulus_GPa": "elastic", "poisson_ratio": "elastic",
            "ultimate_strength_N_per_m": "tensile", "ultimate_strength_GPa": "tensile", "failure_strain": "tensile"}

@@ -161,10 +161,13 @@ def _sourced(values: dict, key: str) -> Html:
 
 
 def _run_counts(values: dict) -> Html:
-    """'of 3: fractured f, yielded y, neither u, blew up b' of the tensile runs of one direction ('-' when not
-    recorded); 'neither' (the peak is the end of the loading) marked."""
-    counts = [(label, values.get(key)) for label, key in (("fractured", "runs_failed"), ("yielded", "runs_yielded"),
-                                                          ("neither", "runs_unfailed"), ("blew up", "runs_blown_up"))]
+    """'of 3: failed f, collapsed c, yielded y, neither u, blew up b' of the tensile runs of one direction ('-'
+    when not recorded; 'collapsed' only when some did: failed runs that blew up after their drop); 'neither'
+    (the peak is the end of the loading) marked."""
+    counts = [(label, values.get(key)) for label, key in (("failed", "runs_failed"), ("collapsed", "runs_collapsed"),
+                                                          ("yielded", "runs_yielded"), ("neither", "runs_unfailed"),
+                                                          ("blew up", "runs_blown_up"))
+              if key != "runs_collapsed" or values.get(key)]
     shown = [f"{label} {count}" for label, count in counts if count is not None]
     if not shown:
         return Html("-")

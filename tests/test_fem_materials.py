@@ -198,7 +198,7 @@ def test_strength_from_runs_that_did_not_fail_is_refused_unless_allowed():
     props = M.read_properties(PROPS)
     _unfailed(props, props["phases"]["borophene"]["directions"]["y"])
     with pytest.raises(FemInputError, match=r"'phases.borophene.directions.y.ultimate_strength_N_per_m' = 11 N/m comes "
-                                            r"from tensile runs that did not fail \(fractured 0, yielded 0, neither 3\)"
+                                            r"from tensile runs that did not fail \(failed 0, yielded 0, neither 3\)"
                                             r".* set fem.allow_unfailed_strength: true"):
         M.phase_material(props, "borophene")
     b = M.phase_material(props, "borophene", allow_unfailed_strength=True)

@@ -97,6 +97,13 @@ def test_tensile_summary_counts_unfailed_and_blown_up_runs_per_statistic():
                                           "blown_up": 1}
     x = tensile.summarise([run(0, failed=True), run(1)], {})["cu"]["directions"]["x"]
     assert x["runs_unfailed"] == 1 and x["ultimate_strength_GPa"]["sem"] == pytest.approx(0.5)
+    # a run that blew up after its drop failed by collapse: it counts as failed (its peak is a strength), and
+    # as collapsed
+    collapsed = run(3, failed=True)
+    collapsed["result"]["failure_mode"] = "collapse"
+    x = tensile.summarise([run(0, failed=True), collapsed, run(1)], {})["cu"]["directions"]["x"]
+    assert (x["runs_failed"], x["runs_collapsed"], x["runs_unfailed"]) == (2, 1, 1)
+    assert x["ultimate_strength_GPa"]["n"] == 3
 
 
 def test_a_task_finds_only_its_own_checkpoints_and_trusts_none_without_its_stamp(tmp_path):

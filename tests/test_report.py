@@ -145,7 +145,7 @@ def test_first_screen_is_results_at_a_glance_and_stages_are_compact_tables(tmp_p
         assert text in glance, text
     # where E and nu come from, the tensile fit beside them, and what happened to the tensile runs
     assert "n=3</span> <span class='n'>(elastic)</span>" in glance
-    assert "341 ± 12" in glance and "0.21 ± 0.05" in glance and "fractured 2, yielded 1, blew up 0" in glance
+    assert "341 ± 12" in glance and "0.21 ± 0.05" in glance and "failed 2, yielded 1, blew up 0" in glance
     # interfaces: strength, normal compliance, conductance
     assert "9.5 ± 0.2" in glance and "0.0081 ± 0.0004" in glance and "2.5e+09 ± 1e+08" in glance
     # FE effective properties and the checks with their verdicts
@@ -201,7 +201,7 @@ def test_glance_shows_single_seeds_lost_runs_unfailed_strengths_and_checks_not_r
     page = build_report(tmp_path, runs, runs / "report", settings, title="T").read_text()
     glance = page[page.index("Results at a glance"):page.index("<h2>Timings")]
     assert "335 <span class='n'>1 seed of 2: 1 blew up</span>" in glance and "335 ±" not in glance
-    assert "of 2: fractured 0, yielded 0, neither 1, blew up 1" in glance
+    assert "of 2: failed 0, yielded 0, neither 1, blew up 1" in glance
     assert "strength from unfailed runs" in glance and "fem.allow_unfailed_strength" in glance
     assert "1 seed" in glance and "withheld" in glance and "G = 1e+08 +- 2e+08" in glance
     assert "2 of 2 MD stripe runs blew up" in glance

@@ -5,6 +5,8 @@
 transverse stress of a Morse Cu cell at zero; (e) the static moduli of that cell, the reference of the
 300 K benchmark against LAMMPS (``benchmarks/lammps_compare.py --parts protocol``).
 """
+import importlib
+
 import numpy as np
 import pytest
 
@@ -163,6 +165,69 @@ def test_a_sheet_pulled_apart_fractures_and_stops():
     assert p["failure_strain"] < p["fracture_strain"] < 1.0
     assert r["curve"]["strain"][-1] < 1.0                    # the run stopped at the crack
     assert r["settings"]["events"][-1]["kind"] == "fracture"
+
+
+def _sheet_run(**kwargs):
+    """The Morse sheet of the test above, pulled apart (its bonds break)."""
+    short = Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=3.6)
+    settings = RunSettings(temperature_K=50.0, dt_fs=2.0, equilibrate_steps=200, thermo_every=5, seed=1)
+    return tensile(short, triangular_sheet(), direction="x", strain_rate_per_s=5e11, max_strain=1.0,
+                   settings=settings, **QUIET, **kwargs)
+
+
+def _crack_unseen_at_the_pause(monkeypatch):
+    """``fractured`` answers False the first time (at the pause, the broken bonds not yet opened past the bond
+    cutoff), the truth afterwards."""
+    protocol = importlib.import_module("md_gpu.protocols.tensile")  # the package re-exports the function
+    real, calls = protocol.fractured, []
+
+    def late(*args, **kwargs):
+        calls.append(args)
+        return len(calls) > 1 and real(*args, **kwargs)
+
+    monkeypatch.setattr(protocol, "fractured", late)
+    return calls
+
+
+def test_a_crack_seen_only_after_the_pause_is_a_fracture_dated_at_the_drop(monkeypatch):
+    """The structure is looked at again one drop window after the pause: a crack found then is a fracture at
+    the drop, not a yield followed by a later fracture."""
+    calls = _crack_unseen_at_the_pause(monkeypatch)
+    r = _sheet_run()
+    p, (event,) = r["properties"], r["settings"]["events"]
+    assert len(calls) == 2 and event["kind"] == "fracture" and p["failure_mode"] == "fracture"
+    assert p["fracture_strain"] == event["strain"]
+    # one drop window later: 0.005 strain, at least 5 thermo rows of 5e11 1/s x 5 steps x 2 fs = 0.005 each
+    assert event["checked_at_strain"] - event["strain"] == pytest.approx(5 * 0.005, abs=1e-9)
+    assert not any(e["kind"] == "yield" for e in r["settings"]["events"])
+    assert r["curve"]["strain"][-1] == pytest.approx(event["checked_at_strain"], abs=1e-9)
+
+
+def test_a_run_that_blows_up_after_its_drop_keeps_its_curve_and_fails_by_collapse(monkeypatch):
+    """A segment after the pause that raises MDRunError (a broken structure in a hole of the potential) loses
+    nothing already computed: the curve up to the drop, its modulus and strength, failure mode 'collapse'."""
+    protocol = importlib.import_module("md_gpu.protocols.tensile")
+    whole = _sheet_run()["properties"]
+    _crack_unseen_at_the_pause(monkeypatch)
+    real, segments = protocol.simulation, []
+
+    class BlowsUp:
+        def run(self, stages):
+            raise MDRunError("step 20: the potential energy fell 1.55 eV/atom below the run's start")
+
+    def first_or_blow(ff, state, settings, **kwargs):
+        segments.append(kwargs.get("checkpoint"))
+        return real(ff, state, settings, **kwargs) if len(segments) == 1 else BlowsUp()
+
+    monkeypatch.setattr(protocol, "simulation", first_or_blow)
+    r = _sheet_run()
+    p, (event,) = r["properties"], r["settings"]["events"]
+    assert len(segments) == 2 and event["kind"] == "collapse" and "1.55 eV/atom" in event["reason"]
+    assert p["failure_mode"] == "collapse" and p["failed"] and np.isnan(p["fracture_strain"])
+    assert r["curve"]["strain"][-1] == pytest.approx(event["strain"], abs=1e-9)
+    # the curve before the drop is the same run's: the same modulus, Poisson's ratio and strength
+    for key in ("youngs_modulus_N_per_m", "poisson_ratio", "ultimate_strength_N_per_m", "failure_strain"):
+        assert p[key] == whole[key], key
 
 
 def test_loading_barostat_holds_the_transverse_stress_of_morse_cu():

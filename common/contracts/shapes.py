@@ -216,11 +216,12 @@ class Thermal(TypedDict):
 # -- summary.json (md stage) ----------------------------------------------------------------------------
 class TensileDirection(TensileStats):
     """``systems.<phase>.directions.<d>`` / ``systems.<interface>.normal``: the statistics and how many
-    runs were planned (``runs_attempted``), failed (fractured), yielded (a drop without a crack), neither
+    runs were planned (``runs_attempted``), failed (fractured, or collapsed: ``runs_collapsed``), yielded (a drop without a crack), neither
     (``runs_unfailed``: the peak stress is where the loading stopped) or blew up (left out); older
     summaries lack ``runs_attempted`` and ``runs_unfailed``."""
     runs_failed: int
     runs_blown_up: int
+    runs_collapsed: NotRequired[int]
     runs_yielded: NotRequired[int]
     runs_attempted: NotRequired[int]
     runs_unfailed: NotRequired[int]
@@ -344,6 +345,7 @@ class PhaseDirection(TensileStats):
     tensile_poisson_ratio_fit_sem: NotRequired[Stat]
     runs_attempted: NotRequired[int]
     runs_failed: NotRequired[int]
+    runs_collapsed: NotRequired[int]
     runs_yielded: NotRequired[int]
     runs_unfailed: NotRequired[int]
     runs_blown_up: NotRequired[int]
@@ -367,6 +369,7 @@ class Interface(TensileStats):
     sources: NotRequired[dict[str, str]]  # every property: "tensile" (PhaseDirection)
     runs_attempted: NotRequired[int]
     runs_failed: NotRequired[int]
+    runs_collapsed: NotRequired[int]
     runs_yielded: NotRequired[int]
     runs_unfailed: NotRequired[int]
     runs_blown_up: NotRequired[int]

@@ -102,10 +102,11 @@ def first_shell_cutoff_of(atoms_or_state, state: State):
 def yield_point(strain, stress, fracture_strain: float, window_strain: float, drop: float, min_strain: float,
                 yielded: bool = False):
     """(strain, stress) of the peak before the first sustained drop of ``drop`` that is not the
-    fracture (:func:`md_gpu.analysis.sustained_drop`); (NaN, NaN) without one.
+    failure (:func:`md_gpu.analysis.sustained_drop`); (NaN, NaN) without one.
 
-    The first drop is the fracture itself when the run fractured, no pause found the structure
-    intact (``yielded`` False) and the drop comes within two drop windows of the fracture."""
+    ``fracture_strain``: where the run failed (the drop of a fracture, or where a collapse ended the curve;
+    NaN when it did not). The first drop is the failure itself when the run failed, no pause found the
+    structure intact (``yielded`` False) and the drop comes within two drop windows of the failure."""
     strain = np.asarray(strain, dtype=float)
     stress = np.asarray(stress, dtype=float)
     hit = sustained_drop(strain, stress, window_strain=window_strain, drop=drop, min_strain=min_strain,

@@ -44,10 +44,18 @@ Rules:
    graphene 1.42 | 1.94 Å, fcc Cu 2.55 | 3.08 Å): the bond network no longer wraps around the
    cell along the load (a clean crack at any angle), or a plane normal to the load is crossed by at most a quarter of the
    bonds of the starting structure's weakest plane (a crack bridged by an atomic chain, as
-   graphene leaves). Otherwise it is yield (slip keeps the network connected) and the tension
+   graphene leaves). Bonds that have just broken may not yet have opened past that cutoff (the
+   crack still runs, the pieces still recoil), so a structure without a crack is looked at again
+   after one more drop window of tension (a segment without the drop detector); a crack then is a
+   fracture dated at the drop (``fracture_strain``; the strain of the look is recorded).
+   Otherwise it is yield (slip keeps the network connected) and the tension
    continues on the same strain line, in a new segment (a new
    :class:`~md_gpu.simulation.Simulation` from the paused state, whose detector again waits
    ``failure_min_strain`` before it may pause the run; the final structure is checked too).
+   A segment after a drop that blows up (:class:`~md_gpu.errors.MDRunError`: the broken or yielded
+   structure left the potential's domain, as a passively fitted potential's pieces can) ends the run
+   as failed by *collapse*: the curve up to the last kept row stays, with the moduli and the
+   strength it gives; the reason is in the run's events.
    The yield reported is the peak before the first drop of ``yield_drop`` (20 %) that also
    exceeds 4 standard errors of the smoothed stress (at small stresses 20 % can be noise) and
    is not the fracture itself.
@@ -69,7 +77,7 @@ import numpy as np
 
 from ..analysis import stress_strain_curve, tensile_properties, transverse_stress_stats
 from ..cell_control import LoadingBarostat, axis_index
-from ..errors import MDSetupError
+from ..errors import MDRunError, MDSetupError
 from ..io import write_run_h5
 from ..simulation import Stage
 from ..state import State, to_atoms
@@ -83,7 +91,7 @@ FITS = ("auto", "fixed")
 AMU_PER_A3_TO_KG_PER_M3 = 1660.539  # density
 M_PER_S_TO_A_PER_FS = 1e-5          # speed
 MIN_DROP_ROWS = 5  # a drop must last at least this many thermo rows, however fast the pull
-MAX_SEGMENTS = 50  # yield events at most (each pauses the run for a structure check)
+MAX_SEGMENTS = 50  # pauses at most (each checks the structure)
 
 
 def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain: float = 0.002) -> dict:
@@ -154,7 +162,8 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             out_prefix=None, resume: bool = False, extrapolation=None, log=print) -> dict:
     """Run the tensile test; return ``{"properties", "curve", "settings", "h5", "run"}`` (``run``: the
     :class:`~md_gpu.simulation.RunResult` of the last segment; ``settings["events"]``: every pause,
-    ``{"strain", "kind": "yield" | "fracture"}``).
+    ``{"strain", "kind": "yield" | "fracture", "checked_at_strain"}`` or ``{"strain", "kind": "collapse",
+    "reason"}``).
 
     ff: force field; atoms_or_state: ase.Atoms or State; direction: 'x' | 'y' (or 'z' for
     bulk); strain_rate_per_s (1/s); max_strain (engineering); transverse: 'stress' |
@@ -174,9 +183,10 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     sheet, two for a bulk cell), ``poisson_ratio_fit_sem``, ``poisson_fit_window_strain`` (its own
     window, :func:`md_gpu.analysis.tensile_properties`), ``transverse_stress_mean_*`` and
     ``transverse_stress_sem_*`` (over the loading, block averages), ``ultimate_strength_*`` (the
-    peak stress), ``failure_strain`` (strain at the peak), ``failure_mode`` ("fracture" | "none":
-    reached ``max_strain``), ``failed`` (fracture), ``fracture_strain`` (where the crack was
-    found; NaN without one), ``yield_strain`` and ``yield_stress_*`` (NaN without yield).
+    peak stress), ``failure_strain`` (strain at the peak), ``failure_mode`` ("fracture" | "collapse": the
+    run blew up after a drop, rule 3 | "none": reached ``max_strain``), ``failed`` (fracture or
+    collapse), ``fracture_strain`` (the drop at which the crack was found; NaN without one),
+    ``yield_strain`` and ``yield_stress_*`` (NaN without yield).
     """
     settings = settings or RunSettings()
     if transverse not in TRANSVERSE:
@@ -222,7 +232,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
         log(f"tensile: loading barostat B = {', '.join(f'{b:.3g}' for b in control['moduli_GPa'])} GPa, "
             f"feed-forward nu = {', '.join(f'{v:.3g}' for v in control['poisson'])} ({', '.join(others)})")
 
-    def tension_stage(L0_A, L_start_A, n_steps):
+    def tension_stage(L0_A, L_start_A, n_steps, stop_on_failure=True):
         """The tension on the strain line L0 (1 + r t) from the current length L_start."""
         rate = strain_rate_per_s * L0_A / L_start_A
         barostat = None
@@ -234,7 +244,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
         elif transverse == "stress":
             barostat = barostat_for(ff, state, others, settings)
         return Stage("tension", n_steps, thermostat=settings.make_thermostat(), barostat=barostat,
-                     deform_axis=axis, strain_rate_per_s=rate, stop_on_failure=True,
+                     deform_axis=axis, strain_rate_per_s=rate, stop_on_failure=stop_on_failure,
                      failure_drop=1.0 - failure_drop, failure_window=window_rows,
                      failure_min_strain=settings.failure_min_strain)
 
@@ -254,43 +264,69 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     rows = run.stage_rows[1]
     thermo = {c: np.asarray(v) for c, v in run.thermo.items()}
     L0 = float(thermo[f"cell_{axis}{axis}_A"][rows])
-    events = []   # (strain, kind) of every pause
-    fracture_strain = float("nan")
+    confirm_steps = window_rows * settings.thermo_every
+    events = []   # every pause: {"strain", "kind", ...}
+    fracture_strain = collapse_strain = float("nan")
     segment = 0
     md = run.md
-    while True:
-        strain_now = float(md.state.cell[a, a]) / L0 - 1.0
-        # a segment ends early only at a sustained drop (a resumed, finished segment has no stopped_by)
-        if not run.stopped_by and strain_now >= max_strain - rate_per_fs * settings.dt_fs:
-            break
-        cracked = cracked_now(md.state)
-        events.append({"strain": strain_now, "kind": "fracture" if cracked else "yield"})
-        log(f"tensile: sustained stress drop at strain {strain_now:.4g}: "
-            f"{'crack across the cell (fracture)' if cracked else 'no crack (yield); the tension goes on'}")
-        if cracked:
-            fracture_strain = strain_now
-            break
+
+    def strain_of(md_state) -> float:
+        return float(md_state.cell[a, a]) / L0 - 1.0
+
+    def steps_left(md_state) -> int:
+        return int(math.ceil((max_strain - strain_of(md_state)) / (rate_per_fs * settings.dt_fs)))
+
+    def continue_tension(md_state, n_steps, stop_on_failure):
+        """The next segment of the tension from ``md_state``; its thermo rows join ``thermo``."""
+        nonlocal thermo, segment
         segment += 1
-        left = int(math.ceil((max_strain - strain_now) / (rate_per_fs * settings.dt_fs)))
-        if left <= 0 or segment > MAX_SEGMENTS:
-            break
-        L_now = float(md.state.cell[a, a])
-        stage = tension_stage(L0, L_now, left)
-        sim = simulation(ff, md.state, replace(settings, seed=settings.seed + 7919 * segment), out_prefix=out_prefix,
+        stage = tension_stage(L0, float(md_state.cell[a, a]), n_steps, stop_on_failure)
+        sim = simulation(ff, md_state, replace(settings, seed=settings.seed + 7919 * segment), out_prefix=out_prefix,
                          checkpoint=checkpoint_file(out_prefix, f"seg{segment}"), resume=resume, log=log,
                          extrapolation=extrapolation)
-        run = sim.run([stage])
-        more = {c: np.asarray(v)[1:] for c, v in run.thermo.items()}  # row 0 repeats the pause
+        result = sim.run([stage])
+        more = {c: np.asarray(v)[1:] for c, v in result.thermo.items()}  # row 0 repeats the pause
         more["time_fs"] = more["time_fs"] + thermo["time_fs"][-1]
         more["step"] = more["step"] + thermo["step"][-1]
         more["stage"] = np.ones_like(more["stage"])
         thermo = {c: np.concatenate([thermo[c], more[c]]) for c in thermo}
-        md = run.md
-    if np.isnan(fracture_strain):
-        strain_now = float(md.state.cell[a, a]) / L0 - 1.0
-        if cracked_now(md.state):
-            fracture_strain = strain_now  # cracked without a drop the detector saw (e.g. at the last rows)
-            events.append({"strain": strain_now, "kind": "fracture"})
+        return result
+
+    while True:
+        drop_strain = strain_of(md.state)
+        # a segment ends early only at a sustained drop (a resumed, finished segment has no stopped_by)
+        if not run.stopped_by and drop_strain >= max_strain - rate_per_fs * settings.dt_fs:
+            break
+        try:
+            cracked = cracked_now(md.state)
+            if not cracked and steps_left(md.state) > 0:
+                # broken bonds open past the bond cutoff only as the crack runs and the pieces recoil:
+                # look again after one more drop window of tension
+                run = continue_tension(md.state, min(confirm_steps, steps_left(md.state)), False)
+                md = run.md
+                cracked = cracked_now(md.state)
+            events.append({"strain": drop_strain, "kind": "fracture" if cracked else "yield",
+                           "checked_at_strain": strain_of(md.state)})
+            log(f"tensile: sustained stress drop at strain {drop_strain:.4g}, structure checked at "
+                f"{strain_of(md.state):.4g}: "
+                f"{'crack across the cell (fracture)' if cracked else 'no crack (yield); the tension goes on'}")
+            if cracked:
+                fracture_strain = drop_strain
+                break
+            if steps_left(md.state) <= 0 or len(events) > MAX_SEGMENTS:
+                break
+            run = continue_tension(md.state, steps_left(md.state), True)
+            md = run.md
+        except MDRunError as exc:  # the structure left the potential's domain: keep the curve up to here
+            collapse_strain = strain_of(md.state)  # the last kept row: the segment that blew up left none
+            reason = str(exc).split(" (at ")[0]
+            events.append({"strain": collapse_strain, "kind": "collapse", "reason": reason})
+            log(f"tensile: the tension after the stress drop at strain {drop_strain:.4g} blew up ({reason}); "
+                f"the curve up to strain {collapse_strain:.4g} is kept and the run failed by collapse")
+            break
+    if np.isnan(fracture_strain) and np.isnan(collapse_strain) and cracked_now(md.state):
+        fracture_strain = strain_of(md.state)  # cracked without a drop the detector saw (e.g. at the last rows)
+        events.append({"strain": fracture_strain, "kind": "fracture", "checked_at_strain": fracture_strain})
 
     curve = stress_strain_curve(thermo, rows, axis, others, sheet=sheet)  # nu: mean over the transverse axes
     to_2d = thermo["cell_zz_A"][rows:] * GPA_A_TO_N_PER_M
@@ -301,10 +337,11 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     stress_key = "stress_N_per_m" if sheet else "stress_GPa"
     props = tensile_properties(curve["strain"], curve[stress_key], curve["transverse_strain"],
                                fit_window=fit_window, window=fit)
-    broke = not np.isnan(fracture_strain)
-    loading = curve["strain"] <= (fracture_strain if broke else np.inf)
+    failed_at = fracture_strain if np.isnan(collapse_strain) else collapse_strain
+    broke = not np.isnan(failed_at)
+    loading = curve["strain"] <= (failed_at if broke else np.inf)
     t_mean, t_sem = transverse_stress_stats(t_stress[loading])
-    y_strain, y_stress = yield_point(curve["strain"], curve[stress_key], fracture_strain, drop_window_strain,
+    y_strain, y_stress = yield_point(curve["strain"], curve[stress_key], failed_at, drop_window_strain,
                                 yield_drop, settings.failure_min_strain,
                                 yielded=any(e["kind"] == "yield" for e in events))
     unit = "N_per_m" if sheet else "GPa"
@@ -323,7 +360,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     properties["poisson_ratio_fit_sem"] = props["poisson_ratio_sem"]
     properties["poisson_fit_window_strain"] = props["poisson_fit_window_strain"]
     properties["failure_strain"] = props["failure_strain"]
-    properties["failure_mode"] = "fracture" if broke else "none"
+    properties["failure_mode"] = ("collapse" if not np.isnan(collapse_strain) else "fracture") if broke else "none"
     properties["failed"] = broke
     properties["fracture_strain"] = fracture_strain
     properties["yield_strain"] = y_strain

@@ -16,13 +16,14 @@ attempted, failed, blown_up}`` over the seeds that did not blow up, :func:`md_gp
                          "poisson_ratio", "poisson_ratio_fit_sem", "ultimate_strength_N_per_m",
                          "failure_strain", "fracture_strain", "yield_strain", "yield_stress_N_per_m",
                          "transverse_stress_mean_N_per_m", "transverse_stress_sem_N_per_m",
-                         "runs_attempted": int, "runs_failed": int, "runs_yielded": int, "runs_unfailed": int,
-                         "runs_blown_up": int}, "y": {...}}                                   (phases)
+                         "runs_attempted": int, "runs_failed": int, "runs_collapsed": int, "runs_yielded": int,
+                         "runs_unfailed": int, "runs_blown_up": int}, "y": {...}}             (phases)
     "normal": {...the same keys...}                                                           (interfaces)
     "provenance": {"md_runs": [<name>.h5, ...], "n_atoms": int, "blown_up": [{"run", "reason"}, ...]}
 
-``runs_attempted``: the runs of the direction (blown up included); ``runs_failed``: runs that fractured (a
-sustained stress drop with a crack across the cell, ``failure_mode`` "fracture"); ``runs_yielded``: runs
+``runs_attempted``: the runs of the direction (blown up included); ``runs_failed``: runs that failed (a
+sustained stress drop with a crack across the cell, ``failure_mode`` "fracture", or after which the run blew
+up, "collapse": its curve up to there is kept); ``runs_collapsed``: those of them that collapsed; ``runs_yielded``: runs
 with a yield point (a drop without a crack; they go on to ``md.max_strain``); ``runs_unfailed``: runs that
 neither fractured nor yielded, whose peak stress is only where the loading stopped (``md.max_strain``): a
 lower bound of the strength, which the constitutive stage flags (``strength_from_unfailed``). Per-run fit
@@ -154,6 +155,7 @@ def summarise(results: list[dict], settings: dict) -> dict:
             yielded = [bool(np.isfinite(p.get("yield_strain", np.nan))) for p in done]
             s["runs_attempted"] = len(done) + len(blown.get(d, []))
             s["runs_failed"] = sum(bool(p.get("failed")) for p in done)
+            s["runs_collapsed"] = sum(p.get("failure_mode") == "collapse" for p in done)
             s["runs_yielded"] = sum(yielded)
             s["runs_unfailed"] = sum(not p.get("failed") and not y for p, y in zip(done, yielded))
             s["runs_blown_up"] = len(blown.get(d, []))
