@@ -7,7 +7,12 @@
   energy, a barostat step that would rescale the cell by more than 5 %), collapsed
   into a hole of the potential (energy more than 1 eV/atom below the start), the
   neighbour list could not keep up, or the potential extrapolates beyond the stop
-  threshold (the message names the step and what to do).
+  threshold (the message names the step and what to do). Raised by
+  :meth:`md_gpu.simulation.Simulation.run`, it carries the thermo rows of the run that passed its
+  guards (``thermo``: column name -> array, as :class:`~md_gpu.simulation.RunResult`; None when
+  raised elsewhere).
+* :class:`MDExtrapolationError` - the run error of the extrapolation control: the user's stop
+  threshold, which protocols never absorb (a refit is asked for).
 """
 from __future__ import annotations
 
@@ -22,3 +27,9 @@ class MDSetupError(MDError, ValueError):
 
 class MDRunError(MDError, RuntimeError):
     """The run cannot go on (blow-up, extrapolation above the stop threshold)."""
+
+    thermo: dict | None = None
+
+
+class MDExtrapolationError(MDRunError):
+    """The potential extrapolates above ``md.extrapolation.stop``: add the saved frames and refit."""

@@ -10,7 +10,7 @@ it returns the per-atom extrapolation grade (MaxVol gamma; <= 1 interpolation,
 :class:`ExtrapolationControl` calls it every ``every`` steps: above ``warn`` the
 frame is appended to ``frames_path`` (extxyz, per-atom ``gamma`` array) for a
 later refit and a warning is logged once; above ``stop`` the frame is saved and
-:class:`md_gpu.errors.MDRunError` stops the run with a message naming the step. Its state (frames
+:class:`md_gpu.errors.MDExtrapolationError` (an ``MDRunError``) stops the run with a message naming the step. Its state (frames
 saved, warning logged) travels with the run's checkpoints, so a resumed run saves no frame twice.
 A check reads the device twice (the number of pairs inside ``cutoff``, when given, and the grades;
 :func:`md_gpu.backend.to_host`).
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import to_host
-from .errors import MDRunError, MDSetupError
+from .errors import MDExtrapolationError, MDSetupError
 from .neighbors import compact_indices
 
 
@@ -66,8 +66,11 @@ class ExtrapolationControl:
         return {"frames_bytes": np.array(size), "n_saved": np.array(self.n_saved), "warned": np.array(self.warned)}
 
     def restore_arrays(self, arrays: dict) -> None:
-        """Back to a checkpoint's :meth:`checkpoint_arrays`: the frames saved after it are cut from the file."""
+        """Back to a checkpoint's :meth:`checkpoint_arrays` (the counters)."""
         self.n_saved, self.warned = int(arrays["n_saved"]), bool(arrays["warned"])
+
+    def cut_files(self, arrays: dict) -> None:
+        """The frames saved after the checkpoint of :meth:`checkpoint_arrays` are cut from the file."""
         if self.frames_path is not None and self.frames_path.is_file():
             with open(self.frames_path, "r+b") as handle:
                 handle.truncate(int(arrays["frames_bytes"]))
@@ -87,7 +90,7 @@ class ExtrapolationControl:
             self._save(md, gamma)
             if top > self.stop:
                 where = f"; the extrapolative frames are in {self.frames_path}" if self.frames_path else ""
-                raise MDRunError(f"step {md.step}: the potential extrapolates (max grade {top:.3g} > stop "
+                raise MDExtrapolationError(f"step {md.step}: the potential extrapolates (max grade {top:.3g} > stop "
                                  f"{self.stop:g} at atom {int(gamma.argmax())}){where}. Add these frames to "
                                  "the training set and refit (multiscale mtp select-add / passive)")
             if not self.warned:

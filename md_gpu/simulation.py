@@ -185,6 +185,12 @@ class RunResult:
     stopped_by: str = ""
 
 
+def thermo_columns(rows: list) -> dict:
+    """Thermo rows (lists in :data:`THERMO_COLUMNS` order) as ``{column: array [rows]}``."""
+    thermo = np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS))
+    return {c: thermo[:, n] for n, c in enumerate(THERMO_COLUMNS)}
+
+
 class Simulation:
     """The MD loop for one system; see the module docstring.
 
@@ -277,9 +283,12 @@ class Simulation:
         sim._resume = (extra, meta, thermo)
         return sim
 
-    def _restore(self, xp, stateful: list) -> MDState:
+    def _restore(self, xp, stateful: list, finished: bool) -> MDState:
         """The MDState saved in the checkpoint being resumed; the neighbour list and the observers'
-        accumulators as they were."""
+        accumulators as they were. The files written after the checkpoint (trajectory frames, an
+        observer's ``cut_files``) are cut back, unless the checkpoint is of the finished run
+        (``finished``): a protocol that goes on in another Simulation (a tensile test's next segment)
+        appends to the same files after it."""
         extra, meta, _ = self._resume
         rng = make_rng(self.seed, xp, state=meta["rng_state"])
         for k, observer in enumerate(stateful):
@@ -287,8 +296,10 @@ class Simulation:
             arrays = {n[len(head):]: v for n, v in extra["arrays"].items() if n.startswith(head)}
             if arrays:
                 observer.restore_arrays(arrays)
+                if not finished and hasattr(observer, "cut_files"):
+                    observer.cut_files(arrays)
         size = meta.get("traj_bytes")
-        if size is not None and self.traj_path is not None and self.traj_path.is_file():
+        if not finished and size is not None and self.traj_path is not None and self.traj_path.is_file():
             with open(self.traj_path, "r+b") as handle:  # drop the frames written after the checkpoint
                 handle.truncate(size)
         saved = extra["nlist"]
@@ -299,7 +310,9 @@ class Simulation:
 
     # -- the loop --------------------------------------------------------------
     def run(self, stages: list[Stage]) -> RunResult:
-        """Run ``stages`` in order (from the checkpoint when resumed); return the :class:`RunResult`."""
+        """Run ``stages`` in order (from the checkpoint when resumed); return the :class:`RunResult`.
+        An :class:`~md_gpu.errors.MDRunError` raised on the way carries, as ``thermo``, the rows that
+        passed the guards (the row a guard rejected is left out)."""
         xp = array_module(self.state.positions)
         rows, stage_rows, stage_L0 = [], [], []
         first_stage, first_step, t0_fs, L0_A = 0, 0, None, None
@@ -313,77 +326,82 @@ class Simulation:
             stage_rows, stage_L0 = list(meta["stage_rows"]), list(meta["stage_L0"])
             first_stage, first_step = meta["stage_index"], meta["step_in_stage"]
             t0_fs, L0_A = meta["t0_fs"], meta["L0_A"]
-            md = self._restore(xp, stateful)
+            md = self._restore(xp, stateful, finished=first_stage >= len(stages))
         stopped_by = ""
         total = sum(st.steps for st in stages)
         done_before = sum(st.steps for st in stages[:first_stage]) + first_step
         clock = time.monotonic()
         last_report = clock
-        for index in range(first_stage, len(stages)):
-            stage = stages[index]
-            if md is None:
-                init, _ = velocity_verlet(self.force_fn, self.dt_fs)
-                md = init(self.state, seed=self.seed)
-            resumed_here = index == first_stage and first_step > 0
-            if not resumed_here:
-                t0_fs = md.time_fs
-                stage_rows.append(len(rows))
-                L0_A = 0.0
+        unchecked = 0  # 1 while the guards look at the newest row
+        try:
+            for index in range(first_stage, len(stages)):
+                stage = stages[index]
+                if md is None:
+                    init, _ = velocity_verlet(self.force_fn, self.dt_fs)
+                    md = init(self.state, seed=self.seed)
+                resumed_here = index == first_stage and first_step > 0
+                if not resumed_here:
+                    t0_fs = md.time_fs
+                    stage_rows.append(len(rows))
+                    L0_A = 0.0
+                    if stage.deform_axis is not None:
+                        k_axis = axis_index(stage.deform_axis)
+                        L0_A = float(md.state.cell[k_axis, k_axis])
+                    stage_L0.append(L0_A)
+                modifiers = []
                 if stage.deform_axis is not None:
-                    k_axis = axis_index(stage.deform_axis)
-                    L0_A = float(md.state.cell[k_axis, k_axis])
-                stage_L0.append(L0_A)
-            modifiers = []
-            if stage.deform_axis is not None:
-                modifiers.append(Deform(stage.deform_axis, stage.strain_rate_per_s, L0_A=L0_A, t0_fs=t0_fs))
-            if stage.barostat is not None:
-                modifiers.append(stage.barostat)
-            _, step_fn = velocity_verlet(self.force_fn, self.dt_fs, thermostat=stage.thermostat,
-                                         modifiers=modifiers)
-            start = first_step if resumed_here else 0
-            if not resumed_here:
-                rows.append(self._row(md, index, np.nan))
-            failure = None
-            if stage.stop_on_failure:
-                failure = FailureDetector(stage.failure_drop, stage.failure_window, stage.failure_min_strain)
-                axial_column = THERMO_COLUMNS.index(VOIGT_COLUMN[axis_index(stage.deform_axis)])
-                rate_per_fs = stage.strain_rate_per_s * PER_S_TO_PER_FS
-                for row in rows[stage_rows[index] + 1:]:  # rows before a resume count too
-                    failure.update(rate_per_fs * (row[1] - t0_fs), row[axial_column])
-            observers = self.observers + tuple(stage.observers)
-            for k in range(start + 1, stage.steps + 1):
-                md = step_fn(md)
-                for observer in observers:
-                    observer(md)
-                grade = np.nan
-                if self.extrapolation is not None and md.step % self.extrapolation.every == 0:
-                    grade = self.extrapolation.check(md, self.nlist)
-                if k % self.thermo_every == 0 or k == stage.steps:
-                    rows.append(self._row(md, index, grade))
-                    self.blowup.check(rows, md.state.n_atoms, stage)
-                    if failure is not None and failure.update(
-                            rate_per_fs * (md.time_fs - t0_fs), rows[-1][axial_column]):
-                        stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell to "
-                                      f"{failure.smoothed:.3g} GPa from a peak of {failure.peak:.3g} GPa, "
-                                      f"means over {failure.window} thermo rows)")
-                        self.log(stopped_by)
-                        break
-                if self.traj_every and md.step % self.traj_every == 0:
-                    self._write_frame(md)
-                if self.checkpoint_every and md.step % self.checkpoint_every == 0:
-                    self._checkpoint(md, index, k, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful)
-                now = time.monotonic()
-                if now - last_report > self.progress_every_s:
-                    done = done_before + k
-                    rate = (done - (sum(s.steps for s in stages[:first_stage]) + first_step)) / (now - clock)
-                    eta = (total - done) / max(rate, 1e-12)
-                    self.log(f"md: {stage.name} step {k}/{stage.steps} ({done}/{total} total), "
-                             f"{rate * md.state.n_atoms:.3g} atom-steps/s, ETA {eta:.0f} s")
-                    last_report = now
-            done_before += stage.steps
-            if self.checkpoint_every:
-                self._checkpoint(md, index + 1, 0, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful)
-        thermo = np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS))
-        return RunResult({c: thermo[:, n] for n, c in enumerate(THERMO_COLUMNS)}, md, stage_rows,
-                         stage_L0, stopped_by)
+                    modifiers.append(Deform(stage.deform_axis, stage.strain_rate_per_s, L0_A=L0_A, t0_fs=t0_fs))
+                if stage.barostat is not None:
+                    modifiers.append(stage.barostat)
+                _, step_fn = velocity_verlet(self.force_fn, self.dt_fs, thermostat=stage.thermostat,
+                                             modifiers=modifiers)
+                start = first_step if resumed_here else 0
+                if not resumed_here:
+                    rows.append(self._row(md, index, np.nan))
+                failure = None
+                if stage.stop_on_failure:
+                    failure = FailureDetector(stage.failure_drop, stage.failure_window, stage.failure_min_strain)
+                    axial_column = THERMO_COLUMNS.index(VOIGT_COLUMN[axis_index(stage.deform_axis)])
+                    rate_per_fs = stage.strain_rate_per_s * PER_S_TO_PER_FS
+                    for row in rows[stage_rows[index] + 1:]:  # rows before a resume count too
+                        failure.update(rate_per_fs * (row[1] - t0_fs), row[axial_column])
+                observers = self.observers + tuple(stage.observers)
+                for k in range(start + 1, stage.steps + 1):
+                    md = step_fn(md)
+                    for observer in observers:
+                        observer(md)
+                    grade = np.nan
+                    if self.extrapolation is not None and md.step % self.extrapolation.every == 0:
+                        grade = self.extrapolation.check(md, self.nlist)
+                    if k % self.thermo_every == 0 or k == stage.steps:
+                        rows.append(self._row(md, index, grade))
+                        unchecked = 1
+                        self.blowup.check(rows, md.state.n_atoms, stage)
+                        unchecked = 0
+                        if failure is not None and failure.update(
+                                rate_per_fs * (md.time_fs - t0_fs), rows[-1][axial_column]):
+                            stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell to "
+                                          f"{failure.smoothed:.3g} GPa from a peak of {failure.peak:.3g} GPa, "
+                                          f"means over {failure.window} thermo rows)")
+                            self.log(stopped_by)
+                            break
+                    if self.traj_every and md.step % self.traj_every == 0:
+                        self._write_frame(md)
+                    if self.checkpoint_every and md.step % self.checkpoint_every == 0:
+                        self._checkpoint(md, index, k, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful)
+                    now = time.monotonic()
+                    if now - last_report > self.progress_every_s:
+                        done = done_before + k
+                        rate = (done - (sum(s.steps for s in stages[:first_stage]) + first_step)) / (now - clock)
+                        eta = (total - done) / max(rate, 1e-12)
+                        self.log(f"md: {stage.name} step {k}/{stage.steps} ({done}/{total} total), "
+                                 f"{rate * md.state.n_atoms:.3g} atom-steps/s, ETA {eta:.0f} s")
+                        last_report = now
+                done_before += stage.steps
+                if self.checkpoint_every:
+                    self._checkpoint(md, index + 1, 0, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful)
+        except MDRunError as exc:  # the rows that passed the guards go with the error
+            exc.thermo = thermo_columns(rows[:len(rows) - unchecked])
+            raise
+        return RunResult(thermo_columns(rows), md, stage_rows, stage_L0, stopped_by)
 

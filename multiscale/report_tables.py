@@ -161,14 +161,13 @@ def _sourced(values: dict, key: str) -> Html:
 
 
 def _run_counts(values: dict) -> Html:
-    """'of 3: failed f, collapsed c, yielded y, neither u, blew up b' of the tensile runs of one direction ('-'
-    when not recorded; 'collapsed' only when some did: failed runs that blew up after their drop); 'neither'
-    (the peak is the end of the loading) marked."""
-    counts = [(label, values.get(key)) for label, key in (("failed", "runs_failed"), ("collapsed", "runs_collapsed"),
-                                                          ("yielded", "runs_yielded"), ("neither", "runs_unfailed"),
-                                                          ("blew up", "runs_blown_up"))
-              if key != "runs_collapsed" or values.get(key)]
-    shown = [f"{label} {count}" for label, count in counts if count is not None]
+    """'of 3: failed f (c by collapse), yielded y, neither u, blew up b' of the tensile runs of one direction
+    ('-' when not recorded; the collapse count only when some failed that way: runs that blew up after their
+    drop); 'neither' (the peak is the end of the loading) marked."""
+    collapsed = values.get("runs_collapsed")
+    shown = [f"{label} {values[key]}" + (f" ({collapsed} by collapse)" if key == "runs_failed" and collapsed else "")
+             for label, key in (("failed", "runs_failed"), ("yielded", "runs_yielded"), ("neither", "runs_unfailed"),
+                                ("blew up", "runs_blown_up")) if values.get(key) is not None]
     if not shown:
         return Html("-")
     text = esc((f"of {values['runs_attempted']}: " if "runs_attempted" in values else "") + ", ".join(shown))

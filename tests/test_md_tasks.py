@@ -104,6 +104,11 @@ def test_tensile_summary_counts_unfailed_and_blown_up_runs_per_statistic():
     x = tensile.summarise([run(0, failed=True), collapsed, run(1)], {})["cu"]["directions"]["x"]
     assert (x["runs_failed"], x["runs_collapsed"], x["runs_unfailed"]) == (2, 1, 1)
     assert x["ultimate_strength_GPa"]["n"] == 3
+    # its file counts among the runs, and provenance names it with the reason
+    provenance = {"md_runs": []}
+    tensile.note(provenance, {**collapsed, "h5": "cu_x_seed3.h5", "n_atoms": 108, "collapsed": "step 20: hole"})
+    assert provenance == {"md_runs": ["cu_x_seed3.h5"], "n_atoms": 108,
+                          "collapsed": [{"run": "cu_x_seed3", "reason": "step 20: hole"}]}
 
 
 def test_a_task_finds_only_its_own_checkpoints_and_trusts_none_without_its_stamp(tmp_path):

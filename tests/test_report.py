@@ -115,7 +115,7 @@ def test_first_screen_is_results_at_a_glance_and_stages_are_compact_tables(tmp_p
         "directions": {"x": {"youngs_modulus_N_per_m": stat(335.0, 3.35), "poisson_ratio": stat(0.17, 0.01),
                              "sources": {"youngs_modulus_N_per_m": "elastic", "poisson_ratio": "elastic"},
                              "tensile_youngs_modulus_N_per_m": stat(341.0, 12.0), "tensile_poisson_ratio": stat(0.21, 0.05),
-                             "runs_failed": 2, "runs_yielded": 1, "runs_blown_up": 0,
+                             "runs_failed": 2, "runs_collapsed": 1, "runs_yielded": 1, "runs_blown_up": 0,
                              "ultimate_strength_N_per_m": stat(33.5, 0.5), "failure_strain": stat(0.2, 0.01)}},
         "elastic_N_per_m": {"C11": stat(350.0, 2.0), "C22": stat(351.0, 2.0), "C12": stat(60.0, 1.0),
                             "C66": stat(145.0, 1.5)},
@@ -145,7 +145,7 @@ def test_first_screen_is_results_at_a_glance_and_stages_are_compact_tables(tmp_p
         assert text in glance, text
     # where E and nu come from, the tensile fit beside them, and what happened to the tensile runs
     assert "n=3</span> <span class='n'>(elastic)</span>" in glance
-    assert "341 ± 12" in glance and "0.21 ± 0.05" in glance and "failed 2, yielded 1, blew up 0" in glance
+    assert "341 ± 12" in glance and "0.21 ± 0.05" in glance and "failed 2 (1 by collapse), yielded 1, blew up 0" in glance
     # interfaces: strength, normal compliance, conductance
     assert "9.5 ± 0.2" in glance and "0.0081 ± 0.0004" in glance and "2.5e+09 ± 1e+08" in glance
     # FE effective properties and the checks with their verdicts

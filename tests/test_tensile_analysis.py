@@ -167,10 +167,10 @@ def test_a_sheet_pulled_apart_fractures_and_stops():
     assert r["settings"]["events"][-1]["kind"] == "fracture"
 
 
-def _sheet_run(**kwargs):
-    """The Morse sheet of the test above, pulled apart (its bonds break)."""
+def _sheet_run(settings=None, **kwargs):
+    """The Morse sheet of the test above, pulled apart (its bonds break); thermo rows 0.005 strain apart."""
     short = Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=3.6)
-    settings = RunSettings(temperature_K=50.0, dt_fs=2.0, equilibrate_steps=200, thermo_every=5, seed=1)
+    settings = settings or RunSettings(temperature_K=50.0, dt_fs=2.0, equilibrate_steps=200, thermo_every=5, seed=1)
     return tensile(short, triangular_sheet(), direction="x", strain_rate_per_s=5e11, max_strain=1.0,
                    settings=settings, **QUIET, **kwargs)
 
@@ -224,10 +224,87 @@ def test_a_run_that_blows_up_after_its_drop_keeps_its_curve_and_fails_by_collaps
     p, (event,) = r["properties"], r["settings"]["events"]
     assert len(segments) == 2 and event["kind"] == "collapse" and "1.55 eV/atom" in event["reason"]
     assert p["failure_mode"] == "collapse" and p["failed"] and np.isnan(p["fracture_strain"])
+    assert event["strain"] == event["after_drop_at_strain"]  # the look blew up before its first row
     assert r["curve"]["strain"][-1] == pytest.approx(event["strain"], abs=1e-9)
     # the curve before the drop is the same run's: the same modulus, Poisson's ratio and strength
     for key in ("youngs_modulus_N_per_m", "poisson_ratio", "ultimate_strength_N_per_m", "failure_strain"):
         assert p[key] == whole[key], key
+
+
+def test_a_blow_up_after_a_yield_keeps_the_rows_that_passed_the_guards(monkeypatch):
+    """Every drop reads as yield; the segment after the first yield is stopped by a guard at its 4th thermo row:
+    the curve keeps that segment's first 3 rows (the 4th, rejected, is left out), the run failed by collapse
+    there, after the drop."""
+    from md_gpu.simulation import BlowUpGuard
+
+    protocol = importlib.import_module("md_gpu.protocols.tensile")
+    monkeypatch.setattr(protocol, "fractured", lambda *args, **kwargs: False)
+
+    class TripsAtTheFourthRow(BlowUpGuard):
+        checks = 0
+
+        def check(self, rows, n_atoms, stage):
+            TripsAtTheFourthRow.checks += 1
+            if TripsAtTheFourthRow.checks == 4:
+                raise MDRunError("step 20: planted")
+
+    real, made = protocol.simulation, []
+
+    def tripping(ff, state, settings, **kwargs):
+        sim = real(ff, state, settings, **kwargs)
+        made.append(kwargs.get("checkpoint"))
+        if len(made) == 3:  # the main run, the look at the first drop, then the tension after the yield
+            sim.blowup = TripsAtTheFourthRow()
+        return sim
+
+    monkeypatch.setattr(protocol, "simulation", tripping)
+    r = _sheet_run()
+    yielded, collapse = r["settings"]["events"]
+    assert yielded["kind"] == "yield" and collapse["kind"] == "collapse" and collapse["reason"] == "step 20: planted"
+    assert collapse["after_drop_at_strain"] == yielded["strain"]
+    assert collapse["strain"] == pytest.approx(yielded["checked_at_strain"] + 3 * 0.005, abs=1e-9)
+    assert r["curve"]["strain"][-1] == pytest.approx(collapse["strain"], abs=1e-9)
+    assert r["properties"]["failure_mode"] == "collapse" and r["properties"]["failed"]
+
+
+def test_the_extrapolation_stop_after_a_drop_is_raised_not_read_as_collapse(monkeypatch):
+    """md.extrapolation.stop asks for a refit: a protocol never turns it into a result."""
+    from md_gpu.errors import MDExtrapolationError
+
+    protocol = importlib.import_module("md_gpu.protocols.tensile")
+    _crack_unseen_at_the_pause(monkeypatch)
+    real, made = protocol.simulation, []
+
+    class Extrapolates:
+        def run(self, stages):
+            raise MDExtrapolationError("step 40: the potential extrapolates (max grade 12 > stop 10)")
+
+    def second_extrapolates(ff, state, settings, **kwargs):
+        made.append(1)
+        return real(ff, state, settings, **kwargs) if len(made) == 1 else Extrapolates()
+
+    monkeypatch.setattr(protocol, "simulation", second_extrapolates)
+    with pytest.raises(MDExtrapolationError, match="extrapolates"):
+        _sheet_run()
+
+
+def test_a_finished_multi_segment_run_resumed_from_its_checkpoints_keeps_its_files(monkeypatch, tmp_path):
+    """Resuming replays each segment from its last checkpoint (the main run, ``look1``): the results and the
+    trajectory file come out byte for byte the same (a finished segment's checkpoint must not cut the frames
+    that later segments appended)."""
+    from dataclasses import replace
+
+    _crack_unseen_at_the_pause(monkeypatch)
+    settings = RunSettings(temperature_K=50.0, dt_fs=2.0, equilibrate_steps=200, thermo_every=5, seed=1,
+                           traj_every=5, checkpoint_every=10)
+    first = _sheet_run(settings, out_prefix=tmp_path / "sheet")
+    assert (tmp_path / "sheet.look1.ckpt.npz").is_file() and (tmp_path / "sheet.ckpt.npz").is_file()
+    frames = (tmp_path / "sheet.extxyz").read_bytes()
+    _crack_unseen_at_the_pause(monkeypatch)
+    again = _sheet_run(replace(settings), out_prefix=tmp_path / "sheet", resume=True)
+    assert (tmp_path / "sheet.extxyz").read_bytes() == frames
+    assert again["settings"]["events"] == first["settings"]["events"]
+    assert np.array_equal(again["curve"]["stress_N_per_m"], first["curve"]["stress_N_per_m"])
 
 
 def test_loading_barostat_holds_the_transverse_stress_of_morse_cu():

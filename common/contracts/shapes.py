@@ -149,7 +149,8 @@ class Heterostructure(StripeRun):
 
 # -- provenance ------------------------------------------------------------------------------------------
 class BlownUp(TypedDict):
-    """A run that left its potential's domain and is left out of the statistics."""
+    """A run that left its potential's domain (``blown_up``: left out of the statistics; ``collapsed``: a
+    tensile run kept with its curve up to the blow-up)."""
     run: str
     reason: str
 
@@ -178,6 +179,7 @@ class Provenance(TypedDict):
     temperature_K: float
     n_atoms: NotRequired[int]    # of the tensile cell (absent when no tensile run finished)
     blown_up: NotRequired[list[BlownUp]]
+    collapsed: NotRequired[list[BlownUp]]  # tensile runs kept after a blow-up that followed their stress drop
 
 
 class ThermalProvenance(TypedDict):

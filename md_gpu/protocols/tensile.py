@@ -8,8 +8,9 @@ Protocol (data, run by :class:`md_gpu.simulation.Simulation`):
    transverse periodic axes are either held at zero stress
    (``transverse='stress'``: uniaxial stress) or kept at fixed length
    (``transverse='strain'``); the stage pauses at every *sustained* stress drop
-   and the structure decides: a crack ends the run (fracture), no crack is a
-   yield event and the tension goes on (:func:`tensile`, rules 2 and 3 below).
+   and the structure decides, at the drop and once more one drop window later: a
+   crack ends the run (fracture), no crack is a yield event and the tension goes on
+   (:func:`tensile`, rules 2 and 3 below).
 
 For another in-plane direction, rotate the sheet (and its cell) first so that
 the direction is x or y. :func:`interface_tensile` loads a heterostructure cell
@@ -46,19 +47,23 @@ Rules:
    bonds of the starting structure's weakest plane (a crack bridged by an atomic chain, as
    graphene leaves). Bonds that have just broken may not yet have opened past that cutoff (the
    crack still runs, the pieces still recoil), so a structure without a crack is looked at again
-   after one more drop window of tension (a segment without the drop detector); a crack then is a
-   fracture dated at the drop (``fracture_strain``; the strain of the look is recorded).
+   after one more drop window of tension (``window_rows`` thermo rows: at least 5, so at fast pulls
+   more than ``drop_window_strain``; recorded as ``look_strain``), in a segment without the drop
+   detector; a crack then is a fracture dated at the drop (``fracture_strain``; the strain of the
+   look is recorded). A yield followed by a fracture within the look reads as a fracture at the drop.
    Otherwise it is yield (slip keeps the network connected) and the tension
    continues on the same strain line, in a new segment (a new
    :class:`~md_gpu.simulation.Simulation` from the paused state, whose detector again waits
    ``failure_min_strain`` before it may pause the run; the final structure is checked too).
    A segment after a drop that blows up (:class:`~md_gpu.errors.MDRunError`: the broken or yielded
    structure left the potential's domain, as a passively fitted potential's pieces can) ends the run
-   as failed by *collapse*: the curve up to the last kept row stays, with the moduli and the
-   strength it gives; the reason is in the run's events.
+   as failed by *collapse*: the curve up to the last row that passed the MD loop's guards stays, with
+   the moduli and the strength it gives (the trajectory file may hold frames past it); the event
+   names the drop it followed and the reason. The extrapolation control's stop
+   (:class:`~md_gpu.errors.MDExtrapolationError`) is raised on, never absorbed.
    The yield reported is the peak before the first drop of ``yield_drop`` (20 %) that also
    exceeds 4 standard errors of the smoothed stress (at small stresses 20 % can be noise) and
-   is not the fracture itself.
+   is not the failure itself.
 
 Outputs: the stress-strain curve (strain, transverse strain, stress in GPa and,
 for a sheet, N/m and GPa at the effective thickness), Young's modulus and Poisson's
@@ -77,7 +82,7 @@ import numpy as np
 
 from ..analysis import stress_strain_curve, tensile_properties, transverse_stress_stats
 from ..cell_control import LoadingBarostat, axis_index
-from ..errors import MDRunError, MDSetupError
+from ..errors import MDExtrapolationError, MDRunError, MDSetupError
 from ..io import write_run_h5
 from ..simulation import Stage
 from ..state import State, to_atoms
@@ -91,7 +96,7 @@ FITS = ("auto", "fixed")
 AMU_PER_A3_TO_KG_PER_M3 = 1660.539  # density
 M_PER_S_TO_A_PER_FS = 1e-5          # speed
 MIN_DROP_ROWS = 5  # a drop must last at least this many thermo rows, however fast the pull
-MAX_SEGMENTS = 50  # pauses at most (each checks the structure)
+MAX_SEGMENTS = 50  # yield events at most (each pauses the run and continues it in a new segment)
 
 
 def transverse_control(ff, state: State, axial: str, transverse_axes, *, strain: float = 0.002) -> dict:
@@ -162,8 +167,9 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             out_prefix=None, resume: bool = False, extrapolation=None, log=print) -> dict:
     """Run the tensile test; return ``{"properties", "curve", "settings", "h5", "run"}`` (``run``: the
     :class:`~md_gpu.simulation.RunResult` of the last segment; ``settings["events"]``: every pause,
-    ``{"strain", "kind": "yield" | "fracture", "checked_at_strain"}`` or ``{"strain", "kind": "collapse",
-    "reason"}``).
+    ``{"strain": of the drop, "kind": "yield" | "fracture", "checked_at_strain"}``, a crack found in the
+    final structure without a pause (``"strain"``: the end), or the end by collapse ``{"strain": of the
+    last kept row, "kind": "collapse", "after_drop_at_strain", "reason"}``).
 
     ff: force field; atoms_or_state: ase.Atoms or State; direction: 'x' | 'y' (or 'z' for
     bulk); strain_rate_per_s (1/s); max_strain (engineering); transverse: 'stress' |
@@ -174,8 +180,9 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     affine B and no feed-forward: the old behaviour); drop_window_strain: strain over which a
     stress drop must last; failure_drop: fraction of the peak a drop must lose to pause the run
     for a structure check (rule 3); yield_drop: the same for reporting yield; out_prefix: path
-    prefix of ``.h5``, ``.extxyz``, ``.ckpt.npz`` (after a yield event the run continues from
-    ``.seg<k>.ckpt.npz``); resume: continue from those checkpoints (those that exist).
+    prefix of ``.h5``, ``.extxyz``, ``.ckpt.npz`` (the second look at the k-th drop runs from
+    ``.look<k>.ckpt.npz``, the tension after the k-th yield from ``.seg<k>.ckpt.npz``); resume: continue
+    from those checkpoints (those that exist).
 
     Properties (2D sheet: ``*_N_per_m`` and GPa at ``thickness_A``; bulk cell: ``*_GPa``):
     ``youngs_modulus_*``, ``youngs_modulus_fit_sem_*``, ``fit_window_strain``,
@@ -185,7 +192,8 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     ``transverse_stress_sem_*`` (over the loading, block averages), ``ultimate_strength_*`` (the
     peak stress), ``failure_strain`` (strain at the peak), ``failure_mode`` ("fracture" | "collapse": the
     run blew up after a drop, rule 3 | "none": reached ``max_strain``), ``failed`` (fracture or
-    collapse), ``fracture_strain`` (the drop at which the crack was found; NaN without one),
+    collapse), ``fracture_strain`` (the drop at which the crack was found, or the end of a run whose final
+    structure shows one; NaN without a crack),
     ``yield_strain`` and ``yield_stress_*`` (NaN without yield).
     """
     settings = settings or RunSettings()
@@ -264,32 +272,44 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
     rows = run.stage_rows[1]
     thermo = {c: np.asarray(v) for c, v in run.thermo.items()}
     L0 = float(thermo[f"cell_{axis}{axis}_A"][rows])
-    confirm_steps = window_rows * settings.thermo_every
-    events = []   # every pause: {"strain", "kind", ...}
+    look_steps = window_rows * settings.thermo_every
+    events = []   # every pause and how the run ended: {"strain", "kind", ...}
     fracture_strain = collapse_strain = float("nan")
-    segment = 0
+    segments = {"look": 0, "seg": 0}
     md = run.md
 
     def strain_of(md_state) -> float:
         return float(md_state.cell[a, a]) / L0 - 1.0
 
     def steps_left(md_state) -> int:
-        return int(math.ceil((max_strain - strain_of(md_state)) / (rate_per_fs * settings.dt_fs)))
+        return int(math.ceil((max_strain - strain_of(md_state)) / (rate_per_fs * settings.dt_fs) - 1e-6))
 
-    def continue_tension(md_state, n_steps, stop_on_failure):
-        """The next segment of the tension from ``md_state``; its thermo rows join ``thermo``."""
-        nonlocal thermo, segment
-        segment += 1
-        stage = tension_stage(L0, float(md_state.cell[a, a]), n_steps, stop_on_failure)
-        sim = simulation(ff, md_state, replace(settings, seed=settings.seed + 7919 * segment), out_prefix=out_prefix,
-                         checkpoint=checkpoint_file(out_prefix, f"seg{segment}"), resume=resume, log=log,
-                         extrapolation=extrapolation)
-        result = sim.run([stage])
-        more = {c: np.asarray(v)[1:] for c, v in result.thermo.items()}  # row 0 repeats the pause
+    def join(more_thermo) -> None:
+        """Append a segment's thermo rows (its row 0 repeats the pause) to ``thermo``."""
+        nonlocal thermo
+        more = {c: np.asarray(v)[1:] for c, v in more_thermo.items()}
         more["time_fs"] = more["time_fs"] + thermo["time_fs"][-1]
         more["step"] = more["step"] + thermo["step"][-1]
         more["stage"] = np.ones_like(more["stage"])
         thermo = {c: np.concatenate([thermo[c], more[c]]) for c in thermo}
+
+    def continue_tension(md_state, n_steps, part):
+        """The next segment of the tension from ``md_state``: ``part`` "look" (the second look at a drop, no
+        drop detector; checkpoint ``look<k>``) or "seg" (after the k-th yield; ``seg<k>``). Its thermo rows
+        join ``thermo``, also those a blow-up leaves (:class:`MDRunError`, raised on)."""
+        segments[part] += 1
+        stage = tension_stage(L0, float(md_state.cell[a, a]), n_steps, part == "seg")
+        seed = settings.seed + 7919 * (2 * segments[part] - (part == "look"))
+        sim = simulation(ff, md_state, replace(settings, seed=seed), out_prefix=out_prefix,
+                         checkpoint=checkpoint_file(out_prefix, f"{part}{segments[part]}"), resume=resume, log=log,
+                         extrapolation=extrapolation)
+        try:
+            result = sim.run([stage])
+        except MDRunError as exc:
+            if exc.thermo is not None and len(exc.thermo["step"]) > 1:
+                join(exc.thermo)
+            raise
+        join(result.thermo)
         return result
 
     while True:
@@ -302,7 +322,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             if not cracked and steps_left(md.state) > 0:
                 # broken bonds open past the bond cutoff only as the crack runs and the pieces recoil:
                 # look again after one more drop window of tension
-                run = continue_tension(md.state, min(confirm_steps, steps_left(md.state)), False)
+                run = continue_tension(md.state, min(look_steps, steps_left(md.state)), "look")
                 md = run.md
                 cracked = cracked_now(md.state)
             events.append({"strain": drop_strain, "kind": "fracture" if cracked else "yield",
@@ -313,14 +333,17 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
             if cracked:
                 fracture_strain = drop_strain
                 break
-            if steps_left(md.state) <= 0 or len(events) > MAX_SEGMENTS:
+            if steps_left(md.state) <= 0 or segments["seg"] >= MAX_SEGMENTS:
                 break
-            run = continue_tension(md.state, steps_left(md.state), True)
+            run = continue_tension(md.state, steps_left(md.state), "seg")
             md = run.md
+        except MDExtrapolationError:
+            raise  # the user's stop: a refit is due, not a result
         except MDRunError as exc:  # the structure left the potential's domain: keep the curve up to here
-            collapse_strain = strain_of(md.state)  # the last kept row: the segment that blew up left none
+            collapse_strain = float(thermo[f"cell_{axis}{axis}_A"][-1]) / L0 - 1.0  # the last row that passed
             reason = str(exc).split(" (at ")[0]
-            events.append({"strain": collapse_strain, "kind": "collapse", "reason": reason})
+            events.append({"strain": collapse_strain, "kind": "collapse", "after_drop_at_strain": drop_strain,
+                           "reason": reason})
             log(f"tensile: the tension after the stress drop at strain {drop_strain:.4g} blew up ({reason}); "
                 f"the curve up to strain {collapse_strain:.4g} is kept and the run failed by collapse")
             break
@@ -370,6 +393,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
               "transverse_control": control, "drop_window_strain": drop_window_strain,
               "failure_drop": failure_drop, "yield_drop": yield_drop, "bond_cutoff_A": bond_cutoff,
               "reference_crossing_bonds": reference_min,
+              "look_strain": look_steps * rate_per_fs * settings.dt_fs,
               "events": events, "cell_A": md.state.cell.tolist(), **settings.as_dict()}
     h5 = None
     if out_prefix is not None:

@@ -5,7 +5,8 @@ whose interfaces run along x), one run per seed (:func:`md_gpu.protocols.tensile
 
 Tasks: ``tensile`` (``<phase>_<direction>_seed<k>``) and ``interface`` (``<interface>_normal_seed<k>``);
 files ``<name>.h5`` (stress-strain curve and thermo), ``.extxyz`` (with ``md.traj_every``); while it runs,
-checkpoints ``<name>.ckpt.npz`` (``<name>.seg<k>.ckpt.npz`` after the k-th yield event), from which an
+checkpoints ``<name>.ckpt.npz`` (``<name>.look<k>.ckpt.npz`` for the second look at the k-th stress drop,
+``<name>.seg<k>.ckpt.npz`` after the k-th yield event), from which an
 interrupted task resumes (:mod:`.common`).
 
 summary.json, per system (2D units N/m for sheets, GPa for bulk cells; each value ``{mean, sem, n,
@@ -19,18 +20,20 @@ attempted, failed, blown_up}`` over the seeds that did not blow up, :func:`md_gp
                          "runs_attempted": int, "runs_failed": int, "runs_collapsed": int, "runs_yielded": int,
                          "runs_unfailed": int, "runs_blown_up": int}, "y": {...}}             (phases)
     "normal": {...the same keys...}                                                           (interfaces)
-    "provenance": {"md_runs": [<name>.h5, ...], "n_atoms": int, "blown_up": [{"run", "reason"}, ...]}
+    "provenance": {"md_runs": [<name>.h5, ...], "n_atoms": int, "blown_up": [{"run", "reason"}, ...],
+                   "collapsed": [{"run", "reason"}, ...]}
 
 ``runs_attempted``: the runs of the direction (blown up included); ``runs_failed``: runs that failed (a
 sustained stress drop with a crack across the cell, ``failure_mode`` "fracture", or after which the run blew
 up, "collapse": its curve up to there is kept); ``runs_collapsed``: those of them that collapsed; ``runs_yielded``: runs
-with a yield point (a drop without a crack; they go on to ``md.max_strain``); ``runs_unfailed``: runs that
-neither fractured nor yielded, whose peak stress is only where the loading stopped (``md.max_strain``): a
+with a yield point (a drop without a crack; they go on to ``md.max_strain`` unless they collapse);
+``runs_unfailed``: runs that neither failed nor yielded, whose peak stress is only where the loading stopped (``md.max_strain``): a
 lower bound of the strength, which the constitutive stage flags (``strength_from_unfailed``). Per-run fit
 errors (``*_fit_sem*``) are the within-run standard errors of the slopes; the ``sem`` of each entry is
 the scatter over seeds. A quantity that a run does not have
 (no yield: NaN) is left out of its mean. A run that blew up is named in ``provenance.blown_up``; the
-stage fails when a direction loses every seed.
+stage fails when a direction loses every seed. A run that collapsed (kept, its curve up to the blow-up) is
+named with the reason in ``provenance.collapsed``.
 Figure: ``<system>_stress_strain.png``.
 """
 from __future__ import annotations
@@ -93,7 +96,7 @@ def plan_seed(settings: dict, system, seed: int) -> list[dict]:
 def run(task: dict) -> dict:
     """One tensile run; ``result``: the protocol's properties (:data:`PROPERTY_KEYS`, ``failed``,
     ``failure_mode``), plus
-    ``h5`` (file name) and ``n_atoms``."""
+    ``h5`` (file name), ``n_atoms`` and, for a run that failed by collapse, ``collapsed`` (the reason)."""
     from .. import protocols
     from ..extrapolation import ExtrapolationControl, mtp_grader
 
@@ -117,14 +120,21 @@ def run(task: dict) -> dict:
                      **direction)
     except MDRunError as exc:
         return blown_up(task, exc)
-    return {**task, "result": r["properties"], "h5": f"{task['name']}.h5", "n_atoms": r["settings"]["n_atoms"]}
+    out = {**task, "result": r["properties"], "h5": f"{task['name']}.h5", "n_atoms": r["settings"]["n_atoms"]}
+    collapse = [e["reason"] for e in r["settings"]["events"] if e["kind"] == "collapse"]
+    if collapse:
+        out["collapsed"] = collapse[0]
+    return out
 
 
 def note(provenance: dict, result: dict) -> None:
-    """A blown-up run in ``blown_up``; a finished one's file in ``md_runs`` and its ``n_atoms``."""
+    """A blown-up run in ``blown_up``; a finished one's file in ``md_runs`` and its ``n_atoms``, a collapsed
+    one also in ``collapsed``."""
     if result.get("blew_up"):
         provenance.setdefault("blown_up", []).append({"run": result["name"], "reason": result["blew_up"]})
         return
+    if result.get("collapsed"):
+        provenance.setdefault("collapsed", []).append({"run": result["name"], "reason": result["collapsed"]})
     provenance["md_runs"].append(result["h5"])
     provenance["n_atoms"] = result["n_atoms"]
 
