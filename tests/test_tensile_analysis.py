@@ -189,6 +189,24 @@ def _crack_unseen_at_the_pause(monkeypatch):
     return calls
 
 
+def _segments_after_the_first_raise(monkeypatch, error):
+    """The protocol's Simulations after the first (the main run) raise ``error`` when run; returns the list of
+    the checkpoint each Simulation was made with."""
+    protocol = importlib.import_module("md_gpu.protocols.tensile")
+    real, made = protocol.simulation, []
+
+    class Raises:
+        def run(self, stages):
+            raise error
+
+    def first_or_raise(ff, state, settings, **kwargs):
+        made.append(kwargs.get("checkpoint"))
+        return real(ff, state, settings, **kwargs) if len(made) == 1 else Raises()
+
+    monkeypatch.setattr(protocol, "simulation", first_or_raise)
+    return made
+
+
 def test_a_crack_seen_only_after_the_pause_is_a_fracture_dated_at_the_drop(monkeypatch):
     """The structure is looked at again one drop window after the pause: a crack found then is a fracture at
     the drop, not a yield followed by a later fracture."""
@@ -206,20 +224,10 @@ def test_a_crack_seen_only_after_the_pause_is_a_fracture_dated_at_the_drop(monke
 def test_a_run_that_blows_up_after_its_drop_keeps_its_curve_and_fails_by_collapse(monkeypatch):
     """A segment after the pause that raises MDRunError (a broken structure in a hole of the potential) loses
     nothing already computed: the curve up to the drop, its modulus and strength, failure mode 'collapse'."""
-    protocol = importlib.import_module("md_gpu.protocols.tensile")
     whole = _sheet_run()["properties"]
     _crack_unseen_at_the_pause(monkeypatch)
-    real, segments = protocol.simulation, []
-
-    class BlowsUp:
-        def run(self, stages):
-            raise MDRunError("step 20: the potential energy fell 1.55 eV/atom below the run's start")
-
-    def first_or_blow(ff, state, settings, **kwargs):
-        segments.append(kwargs.get("checkpoint"))
-        return real(ff, state, settings, **kwargs) if len(segments) == 1 else BlowsUp()
-
-    monkeypatch.setattr(protocol, "simulation", first_or_blow)
+    segments = _segments_after_the_first_raise(
+        monkeypatch, MDRunError("step 20: the potential energy fell 1.55 eV/atom below the run's start"))
     r = _sheet_run()
     p, (event,) = r["properties"], r["settings"]["events"]
     assert len(segments) == 2 and event["kind"] == "collapse" and "1.55 eV/atom" in event["reason"]
@@ -271,19 +279,9 @@ def test_the_extrapolation_stop_after_a_drop_is_raised_not_read_as_collapse(monk
     """md.extrapolation.stop asks for a refit: a protocol never turns it into a result."""
     from md_gpu.errors import MDExtrapolationError
 
-    protocol = importlib.import_module("md_gpu.protocols.tensile")
     _crack_unseen_at_the_pause(monkeypatch)
-    real, made = protocol.simulation, []
-
-    class Extrapolates:
-        def run(self, stages):
-            raise MDExtrapolationError("step 40: the potential extrapolates (max grade 12 > stop 10)")
-
-    def second_extrapolates(ff, state, settings, **kwargs):
-        made.append(1)
-        return real(ff, state, settings, **kwargs) if len(made) == 1 else Extrapolates()
-
-    monkeypatch.setattr(protocol, "simulation", second_extrapolates)
+    _segments_after_the_first_raise(monkeypatch, MDExtrapolationError("step 40: the potential extrapolates "
+                                                                      "(max grade 12 > stop 10)"))
     with pytest.raises(MDExtrapolationError, match="extrapolates"):
         _sheet_run()
 
