@@ -253,14 +253,14 @@ class Simulation:
 
     # -- checkpoints -----------------------------------------------------------
     def _checkpoint(self, md: MDState, stage_index: int, step_in_stage: int, t0_fs: float, L0_A: float,
-                    rows: list, stage_rows: list, stage_L0: list, stateful: list) -> None:
+                    rows: list, stage_rows: list, stage_L0: list, stateful: list, stopped_by: str) -> None:
         from .io import write_checkpoint
 
         arrays = {f"observer{k}.{name}": value for k, observer in enumerate(stateful)
                   for name, value in observer.checkpoint_arrays().items()}
         meta = {"stage_index": stage_index, "step_in_stage": step_in_stage, "t0_fs": t0_fs, "L0_A": L0_A,
                 "rng_state": rng_state(md.rng), "stage_rows": stage_rows, "stage_L0": stage_L0, "seed": self.seed,
-                "traj_bytes": self._traj_bytes()}
+                "traj_bytes": self._traj_bytes(), "stopped_by": stopped_by}
         write_checkpoint(self.checkpoint_path, md, meta=meta,
                          thermo=np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)), nlist=self.nlist,
                          arrays=arrays)
@@ -327,7 +327,7 @@ class Simulation:
             first_stage, first_step = meta["stage_index"], meta["step_in_stage"]
             t0_fs, L0_A = meta["t0_fs"], meta["L0_A"]
             md = self._restore(xp, stateful, finished=first_stage >= len(stages))
-        stopped_by = ""
+        stopped_by = self._resume[1].get("stopped_by", "") if self._resume is not None else ""
         total = sum(st.steps for st in stages)
         done_before = sum(st.steps for st in stages[:first_stage]) + first_step
         clock = time.monotonic()
@@ -388,7 +388,8 @@ class Simulation:
                     if self.traj_every and md.step % self.traj_every == 0:
                         self._write_frame(md)
                     if self.checkpoint_every and md.step % self.checkpoint_every == 0:
-                        self._checkpoint(md, index, k, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful)
+                        self._checkpoint(md, index, k, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful,
+                                         stopped_by)
                     now = time.monotonic()
                     if now - last_report > self.progress_every_s:
                         done = done_before + k
@@ -399,7 +400,8 @@ class Simulation:
                         last_report = now
                 done_before += stage.steps
                 if self.checkpoint_every:
-                    self._checkpoint(md, index + 1, 0, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful)
+                    self._checkpoint(md, index + 1, 0, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful,
+                                     stopped_by)
         except MDRunError as exc:  # the rows that passed the guards go with the error
             exc.thermo = thermo_columns(rows[:len(rows) - unchecked])
             raise

@@ -305,6 +305,27 @@ def test_a_finished_multi_segment_run_resumed_from_its_checkpoints_keeps_its_fil
     assert np.array_equal(again["curve"]["stress_N_per_m"], first["curve"]["stress_N_per_m"])
 
 
+def test_a_stopped_stage_resumed_from_its_final_checkpoint_says_why_it_stopped(tmp_path):
+    """The final checkpoint keeps ``stopped_by``: a protocol that replays a finished segment from it (a tensile
+    run resumed after a kill) sees the same sustained drop as the uninterrupted run, also when the drop came
+    at the segment's last row."""
+    from md_gpu.protocols.common import prepare_state
+    from md_gpu.simulation import Simulation, Stage
+
+    short = Morse(("Cu",), D=0.3429, a=1.3588, r0=2.866, cutoff=3.6)
+    settings = RunSettings(temperature_K=50.0, dt_fs=2.0, thermo_every=5, seed=1)
+    stage = Stage("tension", 1000, thermostat=settings.make_thermostat(), deform_axis="x", strain_rate_per_s=5e11,
+                  stop_on_failure=True, failure_drop=0.5, failure_window=5, failure_min_strain=0.05)
+    state = prepare_state(short, triangular_sheet(), settings)
+    path = tmp_path / "tension.ckpt.npz"
+    first = Simulation(short, state, dt_fs=2.0, thermo_every=5, seed=1, checkpoint_every=50, checkpoint_path=path,
+                       **QUIET).run([stage])
+    assert first.stopped_by.startswith("stage 'tension': failure at step")
+    again = Simulation.resume(path, short, dt_fs=2.0, thermo_every=5, checkpoint_every=50, **QUIET).run([stage])
+    assert again.stopped_by == first.stopped_by
+    assert np.array_equal(again.thermo["stress_xx_GPa"], first.thermo["stress_xx_GPa"])
+
+
 def test_loading_barostat_holds_the_transverse_stress_of_morse_cu():
     """256 atoms, 300 K, 2e10 1/s to 3 %: the mean transverse stress is within 3 sem of zero."""
     settings = RunSettings(temperature_K=300.0, dt_fs=2.0, equilibrate_steps=1000, thermo_every=5, seed=2)

@@ -314,7 +314,7 @@ def tensile(ff, atoms_or_state, *, direction="x", strain_rate_per_s: float = 1e9
 
     while True:
         drop_strain = strain_of(md.state)
-        # a segment ends early only at a sustained drop (a resumed, finished segment has no stopped_by)
+        # a segment ends early only at a sustained drop (its stopped_by, which a checkpoint keeps)
         if not run.stopped_by and drop_strain >= max_strain - rate_per_fs * settings.dt_fs:
             break
         try:
