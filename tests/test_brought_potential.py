@@ -218,7 +218,7 @@ def test_fit_copies_and_records_brought_potentials_and_md_plans_with_them(tmp_pa
 
     def fake(ff, atoms, *, extrapolation, **kwargs):
         seen[type(ff).__name__] = extrapolation
-        return {"properties": {}, "settings": {"n_atoms": len(atoms)}}
+        return {"properties": {}, "settings": {"n_atoms": len(atoms), "events": []}}
 
     monkeypatch.setattr(protocols, "tensile", fake)
     monkeypatch.setattr(protocols, "interface_tensile", fake)

@@ -99,7 +99,7 @@ def fake_protocols(monkeypatch):
         record("interface_tensile", atoms, kw)
         write_run_h5(f"{kw['out_prefix']}.h5", thermo={}, settings={},
                      stress_strain={"strain": [0.0, 0.01], "stress_N_per_m": [0.0, 3.0]})
-        return {"properties": {"youngs_modulus_N_per_m": 300.0}, "settings": {"n_atoms": len(atoms)}}
+        return {"properties": {"youngs_modulus_N_per_m": 300.0}, "settings": {"n_atoms": len(atoms), "events": []}}
 
     for fn in (hnemd, nemd, interface_nemd, interface_tensile):
         monkeypatch.setattr(protocols, fn.__name__, fn, raising=False)
