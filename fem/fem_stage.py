@@ -47,7 +47,7 @@ FEM_SETTINGS = {
                                                 "strength for the two phases (no entry, or withheld): "
                                                 "weaker_phase | error"),
     "allow_unfailed_strength": (bool, False, "use a strength flagged strength_from_unfailed in properties.json (a "
-                                             "tensile run that neither fractured nor yielded: its peak is where the "
+                                             "tensile run that neither failed nor yielded: its peak is where the "
                                              "MD loading stopped, a lower bound) as the strength; false: stop"),
     "stripes": {
         "period_nm": (float, 40.0, "width of one A + B pair of stripes (nm)"),

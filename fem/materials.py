@@ -24,7 +24,7 @@ naming the key and the reason, and only a fallback the case asks for takes its p
 (``fem.interface_fallback`` for the interface strength, ``fem.thermal.interface_fallback`` for the
 conductance, ``fem.thermal.on_bad_input: skip`` for the conductivities). A single-seed input is used
 and listed by :func:`input_record`. A strength flagged ``strength_from_unfailed`` (a tensile run that
-neither fractured nor yielded contributed its end-of-loading peak) is refused unless
+neither failed nor yielded contributed its end-of-loading peak) is refused unless
 ``fem.allow_unfailed_strength``.
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _strength(node: dict, where: str, source: str, allow_unfailed: bool) -> floa
         counts = ", ".join(f"{label} {node[k]}" for label, k in labels if k in node)
         raise FemInputError(
             f"{source}: '{where}.ultimate_strength_N_per_m' = {sigma:.4g} N/m comes from tensile runs that did not "
-            f"fail ({counts or 'strength_from_unfailed'}): a run that neither fractured nor yielded stopped at "
+            f"fail ({counts or 'strength_from_unfailed'}): a run that neither failed nor yielded stopped at "
             "md.max_strain, and its peak stress is a lower bound of the strength, not a strength. Rerun the md "
             "stage with a larger md.max_strain (or a lower md.strain_rate_per_s), or set "
             "fem.allow_unfailed_strength: true to use it as the strength (recorded in fem_results.json)")

@@ -25,7 +25,7 @@ Uncertainty and failures travel with the numbers (docs/properties.md, "Uncertain
   elastic constants, strengths, conductivities and the conductance): a value not positive by two
   standard errors, or that no run gave, carries ``withheld`` with the reason and the fem stage does not
   use it; a single-seed value (no sem to test) is used, marked ``single_seed: true``;
-* a strength to which a tensile run contributed that neither fractured nor yielded (its peak is where
+* a strength to which a tensile run contributed that neither failed nor yielded (its peak is where
   the loading stopped) is flagged ``strength_from_unfailed`` (:func:`unfailed_runs`): the fem stage
   refuses it unless ``fem.allow_unfailed_strength``. Yield counts as failure: a yield stress is a
   strength of the material; only the end of the loading is not.
@@ -72,7 +72,7 @@ def _check_stat(value, where: str) -> dict:
 # the one rule for continuum inputs is common.uncertainty.withheld_reason (``resolved``, ``screen``)
 def unfailed_runs(values: dict) -> int:
     """The tensile runs of a direction (summary ``directions.<d>`` / ``normal``) whose peak stress is only
-    where the loading stopped: neither fractured nor yielded. ``runs_unfailed`` of the summary; an older
+    where the loading stopped: neither failed nor yielded. ``runs_unfailed`` of the summary; an older
     summary without it: the strength's ``n`` less the runs that fractured or yielded (at least 0)."""
     if "runs_unfailed" in values:
         return int(values["runs_unfailed"])

@@ -141,7 +141,7 @@ def phase_table(props: dict) -> str:
         for direction, values in (entry.get("directions") or {}).items():
             if values.get("strength_from_unfailed"):
                 notes.append(f"{phase}, {direction}: the strength comes from tensile runs that did not fail "
-                             f"({values.get('runs_unfailed', '?')} of them neither fractured nor yielded: their "
+                             f"({values.get('runs_unfailed', '?')} of them neither failed nor yielded: their "
                              "peak is where the loading stopped, a lower bound); the fem stage refuses it unless "
                              "fem.allow_unfailed_strength")
     out = table(rows, ["phase", "direction", "E (N/m)", "Poisson ratio ν", "tensile fit: E (N/m) / ν",

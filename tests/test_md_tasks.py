@@ -83,7 +83,7 @@ def test_tensile_summary_counts_fractures_and_yields_and_averages_the_new_keys()
 
 
 def test_tensile_summary_counts_unfailed_and_blown_up_runs_per_statistic():
-    """A run that neither fractured nor yielded counts as unfailed (its peak is where the loading stopped); a
+    """A run that neither failed nor yielded counts as unfailed (its peak is where the loading stopped); a
     blown-up run counts in every statistic of its direction; one finished run: sem null, never 0."""
     def run(seed, failed=False, yield_strain=float("nan")):
         return {"system": "cu", "direction": "x", "name": f"cu_x_seed{seed}", "result": {

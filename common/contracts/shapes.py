@@ -335,7 +335,7 @@ class PhaseDirection(TensileStats):
     constants at temperature when the md stage measured them, else from the tensile test; strength and
     failure strain from the tensile test. The tensile test's own modulus and Poisson's ratio are kept as
     ``tensile_*`` (with the fit errors); ``runs_*`` count the tensile runs (``TensileDirection``).
-    ``strength_from_unfailed``: true when a run whose peak makes the strength neither fractured nor
+    ``strength_from_unfailed``: true when a run whose peak makes the strength neither failed nor
     yielded (the peak is the end of the loading, a lower bound): the fem stage refuses such a strength
     unless ``fem.allow_unfailed_strength``."""
     sources: NotRequired[dict[str, str]]
