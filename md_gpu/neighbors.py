@@ -31,8 +31,8 @@ host, so every step reads one number anyway; ``max|u|`` travels in the same tran
 need a bound on how far atoms can move before the next check, which the velocities alone do not
 give (forces change them), or a roll-back of the steps since the last check. So a step reads the
 host once; a step that rebuilds reads once more (the count of the new list), besides the reads of
-the builder itself (none in the compiled NumPy cell list; the array code reads its bin occupancy and
-the size of each offset's pair set).
+the builder itself (none in the compiled NumPy cell list; two in the array code, the bin occupancy and
+the pair counts of all bin offsets in one transfer, and a third for the extent along open axes).
 
 The arrays are on the backend of the positions (NumPy or CuPy). On NumPy,
 :func:`build_pairs` runs the compiled cell list of :mod:`training.mtp.cell_list`
@@ -86,13 +86,24 @@ def build_pairs(positions, cell, pbc, r_list: float):
 
 
 def array_build_pairs(positions, cell, pbc, r_list: float):
-    """:func:`build_pairs` as array code on the backend of ``positions`` (NumPy or CuPy)."""
+    """:func:`build_pairs` as array code on the backend of ``positions`` (NumPy or CuPy).
+
+    Host reads (:func:`md_gpu.backend.to_host`, each one transfer): the atoms' extent along the
+    non-periodic axes (only when there are any), the largest bin occupancy (the width of the bin table)
+    and the number of pairs of every bin offset at once; the pairs of each offset are then compacted
+    with those counts (:func:`compact_indices`), without a read of their own.
+    """
     xp = array_module(positions)
     n = positions.shape[0]
     cell_h = np.asarray(to_numpy(cell), dtype=float)
     widths = perpendicular_widths(cell_h)
     cell = xp.asarray(cell_h)
     frac = positions @ xp.asarray(np.linalg.inv(cell_h))
+    open_axes = [k for k in range(3) if not pbc[k]]
+    extent = np.zeros((3, 2))
+    if open_axes:  # one read for every open axis
+        ends = to_host(xp.stack([frac[:, open_axes].min(axis=0), frac[:, open_axes].max(axis=0)], axis=1))
+        extent[open_axes] = np.asarray(ends).reshape(len(open_axes), 2)
     n_bins = np.ones(3, dtype=np.int64)
     reach = np.ones(3, dtype=np.int64)
     wrapped = xp.zeros((n, 3))
@@ -106,9 +117,8 @@ def array_build_pairs(positions, cell, pbc, r_list: float):
             f = f - wrapped[:, k]
             bins[:, k] = xp.minimum((f * n_bins[k]).astype(xp.int64), n_bins[k] - 1)
         else:
-            lo, hi = float(f.min()), float(f.max())
-            extent = (hi - lo) * widths[k]
-            n_bins[k] = max(1, int(extent // r_list))
+            lo, hi = extent[k]
+            n_bins[k] = max(1, int((hi - lo) * widths[k] // r_list))
             reach[k] = min(1, n_bins[k] - 1)
             scaled = (f - lo) / max(hi - lo, 1e-300) * n_bins[k]
             bins[:, k] = xp.clip(scaled.astype(xp.int64), 0, n_bins[k] - 1)
@@ -116,17 +126,19 @@ def array_build_pairs(positions, cell, pbc, r_list: float):
     flat = (bins[:, 0] * n_bins[1] + bins[:, 1]) * n_bins[2] + bins[:, 2]
     total_bins = int(np.prod(n_bins))
     counts = xp.bincount(flat, minlength=total_bins)
-    occupancy = int(counts.max())
+    occupancy = int(to_host(counts.max()))
     order = xp.argsort(flat)
     starts = xp.cumsum(counts) - counts
     rank = xp.arange(n) - starts[flat[order]]
     table = xp.full((total_bins, occupancy), -1, dtype=xp.int64)
     table[flat[order], rank] = order
     atom = xp.arange(n)
-    out_i, out_j, out_s = [], [], []
     r2 = r_list * r_list
     nb = xp.asarray(n_bins)
-    for offset in itertools.product(*(range(-int(m), int(m) + 1) for m in reach)):
+
+    def candidates(offset):
+        """(cand [n, occupancy]: the atoms of the bin at ``offset`` from each atom's, -1 for empty slots or
+        no bin; image [n, 3]: the periodic image of that bin)."""
         target = bins + xp.asarray(np.array(offset))
         ok = xp.ones(n, dtype=bool)
         image = xp.zeros((n, 3))
@@ -138,16 +150,31 @@ def array_build_pairs(positions, cell, pbc, r_list: float):
                 ok &= (target[:, k] >= 0) & (target[:, k] < n_bins[k])
                 target[:, k] = xp.clip(target[:, k], 0, n_bins[k] - 1)
         tflat = (target[:, 0] * nb[1] + target[:, 1]) * nb[2] + target[:, 2]
-        cand = table[tflat]                                   # [n, occupancy]
-        shift_vec = image @ cell                              # [n, 3]
-        d = r_w[cand] + shift_vec[:, None, :] - r_w[:, None, :]
-        keep = (cand >= 0) & ok[:, None] & ((d * d).sum(-1) < r2)
+        return xp.where(ok[:, None], table[tflat], -1), image
+
+    offsets = list(itertools.product(*(range(-int(m), int(m) + 1) for m in reach)))
+    masks = []
+    for offset in offsets:
+        cand, image = candidates(offset)
+        d = r_w[cand] + (image @ cell)[:, None, :] - r_w[:, None, :]
+        keep = (cand >= 0) & ((d * d).sum(-1) < r2)
         if not any(offset):  # only the zero offset can pair an atom with itself unshifted
             keep &= cand != atom[:, None]
-        ii, slot = xp.nonzero(keep)
+        masks.append(keep.ravel())
+    n_pairs = np.atleast_1d(to_host(xp.stack([m.sum() for m in masks]))).astype(np.int64)  # one read
+    out_i, out_j, out_s = [], [], []
+    for offset, keep, count in zip(offsets, masks, n_pairs):
+        if not count:
+            continue
+        cand, image = candidates(offset)
+        flat_slot = compact_indices(keep, int(count))
+        ii = flat_slot // occupancy
         out_i.append(ii)
-        out_j.append(cand[ii, slot])
+        out_j.append(cand.ravel()[flat_slot])
         out_s.append(image[ii])
+    if not out_i:
+        empty = xp.zeros(0, dtype=xp.int64)
+        return empty, empty.copy(), xp.zeros((0, 3))
     i = xp.concatenate(out_i)
     j = xp.concatenate(out_j)
     # shifts relative to the unwrapped positions: d = r[j] + s @ cell - r[i]
