@@ -20,9 +20,12 @@ random generator state, the configuration the neighbour list in use was built fo
 saved step would order and count pairs differently and change the last bits of the sums; built again
 from that configuration it is the same list, and the forces on it those of the saved step) and the
 accumulators of every observer that has them (``checkpoint_arrays() -> {name: array}`` and
-``restore_arrays(arrays)``) and the length of the trajectory file, which a resume cuts back to (the frames
-a killed run wrote after its last checkpoint are written again). Every stage ends with a checkpoint, so
-the checkpoint of a finished run replays it (thermo table and final state) without a step.
+``restore_arrays(arrays)``; files an observer writes: ``cut_files(arrays)``), why a stage stopped early,
+and the length of the trajectory file, which a resume cuts back to (the frames a killed run wrote after
+its last checkpoint are written again). A run checkpoints at its start too, so a run killed before its
+first step checkpoint cuts what it wrote from files it shares with earlier runs (a protocol's segments).
+Every stage ends with a checkpoint, so the checkpoint of a finished run replays it (thermo table and
+final state) without a step, and cuts nothing: later runs may have appended to those files.
 
 Extension points, all fixed when the Simulation is built: ``per_atom=True`` (per-atom energies
 and virials in every ForceResult, for heat currents), ``external_force(state, result) -> [n, 3]``
@@ -339,6 +342,10 @@ class Simulation:
                 if md is None:
                     init, _ = velocity_verlet(self.force_fn, self.dt_fs)
                     md = init(self.state, seed=self.seed)
+                    if self.checkpoint_every:  # where this run began: a resume before its first checkpoint
+                        # cuts the files it shares with earlier runs (a protocol's segments) back to here
+                        self._checkpoint(md, index, 0, md.time_fs, 0.0, rows, stage_rows, stage_L0, stateful,
+                                         stopped_by)
                 resumed_here = index == first_stage and first_step > 0
                 if not resumed_here:
                     t0_fs = md.time_fs

@@ -305,6 +305,43 @@ def test_a_finished_multi_segment_run_resumed_from_its_checkpoints_keeps_its_fil
     assert np.array_equal(again["curve"]["stress_N_per_m"], first["curve"]["stress_N_per_m"])
 
 
+def test_a_run_killed_in_its_second_look_resumes_without_duplicate_frames(monkeypatch, tmp_path):
+    """Killed while the second look (no checkpoint of its own yet) writes frames: the resumed run cuts them back
+    (to the look's step-0 checkpoint) and ends with the uninterrupted run's trajectory, byte for byte."""
+    from dataclasses import replace
+
+    from md_gpu.simulation import Simulation
+
+    settings = RunSettings(temperature_K=50.0, dt_fs=2.0, equilibrate_steps=200, thermo_every=5, seed=1,
+                           traj_every=5, checkpoint_every=1000)
+    _crack_unseen_at_the_pause(monkeypatch)
+    whole = _sheet_run(settings, out_prefix=tmp_path / "whole")
+    frames = (tmp_path / "whole.extxyz").read_bytes()
+
+    class Killed(Exception):
+        pass
+
+    write, written = Simulation._write_frame, []
+
+    def dies_in_the_look(self, md):
+        write(self, md)
+        if "look1" in str(self.checkpoint_path):
+            written.append(md.step)
+            if len(written) == 2:
+                raise Killed
+
+    _crack_unseen_at_the_pause(monkeypatch)
+    with monkeypatch.context() as m:
+        m.setattr(Simulation, "_write_frame", dies_in_the_look)
+        with pytest.raises(Killed):
+            _sheet_run(settings, out_prefix=tmp_path / "cut")
+    assert len(written) == 2 and (tmp_path / "cut.look1.ckpt.npz").is_file()
+    _crack_unseen_at_the_pause(monkeypatch)
+    resumed = _sheet_run(replace(settings), out_prefix=tmp_path / "cut", resume=True)
+    assert (tmp_path / "cut.extxyz").read_bytes() == frames
+    assert resumed["settings"]["events"] == whole["settings"]["events"]
+
+
 def test_a_stopped_stage_resumed_from_its_final_checkpoint_says_why_it_stopped(tmp_path):
     """The final checkpoint keeps ``stopped_by``: a protocol that replays a finished segment from it (a tensile
     run resumed after a kill) sees the same sustained drop as the uninterrupted run, also when the drop came
