@@ -125,10 +125,11 @@ def array_build_pairs(positions, cell, pbc, r_list: float):
     r_w = positions - wrapped @ cell            # positions folded into the cell
     flat = (bins[:, 0] * n_bins[1] + bins[:, 1]) * n_bins[2] + bins[:, 2]
     total_bins = int(np.prod(n_bins))
-    counts = xp.bincount(flat, minlength=total_bins)
-    occupancy = int(to_host(counts.max()))
     order = xp.argsort(flat)
-    starts = xp.cumsum(counts) - counts
+    # bin boundaries in the sorted order (bincount reads the host on CuPy: its size and a sign check)
+    edges = xp.searchsorted(flat[order], xp.arange(total_bins + 1))
+    starts, counts = edges[:-1], edges[1:] - edges[:-1]
+    occupancy = int(to_host(counts.max()))
     rank = xp.arange(n) - starts[flat[order]]
     table = xp.full((total_bins, occupancy), -1, dtype=xp.int64)
     table[flat[order], rank] = order
