@@ -320,6 +320,7 @@ class Simulation:
         rows, stage_rows, stage_L0 = [], [], []
         first_stage, first_step, t0_fs, L0_A = 0, 0, None, None
         md = None
+        stopped_by = ""
         # observers (and the extrapolation control) whose state travels with the checkpoints, in a fixed order
         stateful = [o for o in self.observers + tuple(o for st in stages for o in st.observers) + (self.extrapolation,)
                     if hasattr(o, "checkpoint_arrays")]
@@ -329,13 +330,12 @@ class Simulation:
             stage_rows, stage_L0 = list(meta["stage_rows"]), list(meta["stage_L0"])
             first_stage, first_step = meta["stage_index"], meta["step_in_stage"]
             t0_fs, L0_A = meta["t0_fs"], meta["L0_A"]
+            stopped_by = meta.get("stopped_by", "")
             md = self._restore(xp, stateful, finished=first_stage >= len(stages))
-        stopped_by = self._resume[1].get("stopped_by", "") if self._resume is not None else ""
         total = sum(st.steps for st in stages)
         done_before = sum(st.steps for st in stages[:first_stage]) + first_step
         clock = time.monotonic()
         last_report = clock
-        unchecked = 0  # 1 while the guards look at the newest row
         try:
             for index in range(first_stage, len(stages)):
                 stage = stages[index]
@@ -382,9 +382,11 @@ class Simulation:
                         grade = self.extrapolation.check(md, self.nlist)
                     if k % self.thermo_every == 0 or k == stage.steps:
                         rows.append(self._row(md, index, grade))
-                        unchecked = 1
-                        self.blowup.check(rows, md.state.n_atoms, stage)
-                        unchecked = 0
+                        try:
+                            self.blowup.check(rows, md.state.n_atoms, stage)
+                        except MDRunError:
+                            rows.pop()  # the row a guard rejected is not part of the run
+                            raise
                         if failure is not None and failure.update(
                                 rate_per_fs * (md.time_fs - t0_fs), rows[-1][axial_column]):
                             stopped_by = (f"stage '{stage.name}': failure at step {md.step} (stress fell to "
@@ -410,7 +412,7 @@ class Simulation:
                     self._checkpoint(md, index + 1, 0, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful,
                                      stopped_by)
         except MDRunError as exc:  # the rows that passed the guards go with the error
-            exc.thermo = thermo_columns(rows[:len(rows) - unchecked])
+            exc.thermo = thermo_columns(rows)
             raise
         return RunResult(thermo_columns(rows), md, stage_rows, stage_L0, stopped_by)
 
