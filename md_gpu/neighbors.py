@@ -126,13 +126,14 @@ def array_build_pairs(positions, cell, pbc, r_list: float):
     flat = (bins[:, 0] * n_bins[1] + bins[:, 1]) * n_bins[2] + bins[:, 2]
     total_bins = int(np.prod(n_bins))
     order = xp.argsort(flat)
+    sorted_bins = flat[order]
     # bin boundaries in the sorted order (bincount reads the host on CuPy: its size and a sign check)
-    edges = xp.searchsorted(flat[order], xp.arange(total_bins + 1))
+    edges = xp.searchsorted(sorted_bins, xp.arange(total_bins + 1))
     starts, counts = edges[:-1], edges[1:] - edges[:-1]
     occupancy = int(to_host(counts.max()))
-    rank = xp.arange(n) - starts[flat[order]]
+    rank = xp.arange(n) - starts[sorted_bins]
     table = xp.full((total_bins, occupancy), -1, dtype=xp.int64)
-    table[flat[order], rank] = order
+    table[sorted_bins, rank] = order
     atom = xp.arange(n)
     r2 = r_list * r_list
     nb = xp.asarray(n_bins)
@@ -167,7 +168,7 @@ def array_build_pairs(positions, cell, pbc, r_list: float):
     for offset, keep, count in zip(offsets, masks, n_pairs):
         if not count:
             continue
-        cand, image = candidates(offset)
+        cand, image = candidates(offset)  # gathered again: keeping every offset's [n, occupancy] table costs more
         flat_slot = compact_indices(keep, int(count))
         ii = flat_slot // occupancy
         out_i.append(ii)
