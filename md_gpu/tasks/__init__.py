@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from . import common, elastic, shear, stability, stripes, tensile, thermal
+from .common import note_blown_up
 
 __all__ = ["System", "TASKS", "Registry", "note_blown_up"]
 
@@ -66,12 +67,6 @@ class System:
     @property
     def is_interface(self) -> bool:
         return self.entry["kind"] == "interface"
-
-
-def note_blown_up(provenance: dict, result: dict) -> None:
-    """The default ``note``: a run that blew up is named in ``provenance.blown_up``."""
-    if result.get("blew_up"):
-        provenance.setdefault("blown_up", []).append({"run": result["name"], "reason": result["blew_up"]})
 
 
 class Registry:

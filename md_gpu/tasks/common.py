@@ -171,6 +171,17 @@ def blown_up(task: dict, exc: MDRunError) -> dict:
     return {**task, "result": None, "blew_up": reason}
 
 
+def name_run(provenance: dict, key: str, result: dict, reason: str) -> None:
+    """``provenance[key]`` lists the run of ``result`` with ``reason`` (``{"run", "reason"}``)."""
+    provenance.setdefault(key, []).append({"run": result["name"], "reason": reason})
+
+
+def note_blown_up(provenance: dict, result: dict) -> None:
+    """The default ``note``: a run that blew up is named in ``provenance.blown_up``."""
+    if result.get("blew_up"):
+        name_run(provenance, "blown_up", result, result["blew_up"])
+
+
 def save(fig, path: Path) -> Path:
     """Write ``fig`` to ``path`` (PNG, 110 dpi, tight layout) atomically and close it."""
     return save_figure(fig, path, dpi=110, tight=True)

@@ -47,7 +47,7 @@ from ..errors import MDRunError
 from ..protocols.common import TRANSVERSE
 from common.figures import pyplot
 
-from .common import blown_up, load, progress_printer, resumable, save
+from .common import blown_up, load, name_run, note_blown_up, progress_printer, resumable, save
 
 KINDS = ("tensile", "interface")
 SUMMARY_ORDER = 30
@@ -131,10 +131,10 @@ def note(provenance: dict, result: dict) -> None:
     """A blown-up run in ``blown_up``; a finished one's file in ``md_runs`` and its ``n_atoms``, a collapsed
     one also in ``collapsed``."""
     if result.get("blew_up"):
-        provenance.setdefault("blown_up", []).append({"run": result["name"], "reason": result["blew_up"]})
+        note_blown_up(provenance, result)
         return
     if result.get("collapsed"):
-        provenance.setdefault("collapsed", []).append({"run": result["name"], "reason": result["collapsed"]})
+        name_run(provenance, "collapsed", result, result["collapsed"])
     provenance["md_runs"].append(result["h5"])
     provenance["n_atoms"] = result["n_atoms"]
 
