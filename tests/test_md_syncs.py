@@ -160,7 +160,7 @@ def test_the_cell_is_a_host_array():
 @pytest.mark.parametrize("sheet", [False, True])
 def test_the_array_cell_list_reads_the_host_twice_plus_once_for_open_axes(sheet):
     """The array builder (the CuPy path): one read for the bin occupancy, one for the pair counts of all
-    bin offsets together (they used to be read one offset at a time, 27 reads in 3D), one more for the
+    bin offsets together (27 offsets in 3D, one transfer), one more for the
     atoms' extent along the open axes of a sheet; the same pairs as the brute-force reference."""
     from ase import Atoms
 
