@@ -10,12 +10,15 @@ Usage (prints one line per run, then a table)::
     python benchmarks/md_speed.py --sizes 1000,10000,100000,1000000   # sizes too slow or too big are skipped
     python benchmarks/md_speed.py --sizes 1000,10000,100000,1000000 --backend cupy   # on a GPU
     python benchmarks/md_speed.py --structure g.extxyz --potential graphene.mtp --nep graphene.nep.txt
+    python benchmarks/md_speed.py --check-every 1,20          # also with deferred neighbour-list checks
 
 The potentials are MLIP-2's own fcc Cu MTPs of levels 10 and 16 (tests/data/md/,
 from /work/shared/mlip_reference/cubic); the structure is fcc Cu (a = 3.61 Å)
 repeated to the requested size, or any structure file given with --structure
 (e.g. graphene written by ``python -m training.structures graphene graphene.extxyz``, which
-then needs a graphene MTP via --potential). Goal on an H100: >= 1e7 atom-steps/s at >= 1e5 atoms, level 16.
+then needs a graphene MTP via --potential). ``--check-every`` times each run with those steps between
+the neighbour-list checks (``md.neighbor_check_every``; 1: exact every step; the steps run through the
+MD loop, :func:`md_gpu.bench.benchmark`). Goal on an H100: >= 1e7 atom-steps/s at >= 1e5 atoms, level 16.
 
 The NEP rows (``--nep``, default ``random``) run on the same cells: a NEP4 with random parameters and
 the fit stage's default sizes (``fit.nep`` of :data:`training.fit_stage.FIT_SETTINGS`: cut-offs 5/4 Å,
@@ -87,6 +90,8 @@ def main(argv=None) -> int:
                         help="skip a size whose run would take longer (projected from the previous size)")
     parser.add_argument("--nep", default="random",
                         help="also time this nep.txt, 'random' (a NEP4 of the fit stage's default sizes) or 'none'")
+    parser.add_argument("--check-every", default="1",
+                        help="comma-separated steps between neighbour-list checks (1: exact every step)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     xp = get_backend(args.backend)
@@ -109,30 +114,32 @@ def main(argv=None) -> int:
             if reason:
                 print(f"{name}: {len(atoms)} atoms: skipped ({reason})", flush=True)
                 continue
-            rss_before = _peak_rss_bytes()
-            try:
-                r = benchmark(ff, atoms, steps=steps, warmup=2, xp=xp)
-            except MemoryError as exc:
-                print(f"{name}: {len(atoms)} atoms: out of memory ({exc})", flush=True)
-                continue
-            except Exception as exc:  # e.g. cupy.cuda.memory.OutOfMemoryError
-                if "OutOfMemory" not in type(exc).__name__:
-                    raise
-                print(f"{name}: {len(atoms)} atoms: out of device memory", flush=True)
-                continue
-            r["potential"] = name
-            rate = r["atom_steps_per_s"]
-            grown = _peak_rss_bytes() - rss_before
-            if grown > 0:
-                bytes_per_atom = max(bytes_per_atom or 0.0, grown / len(atoms))
-            rows.append(r)
-            print(f"{name}: {r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
-                  f"{r['atom_steps_per_s']:.4g} atom-steps/s, {r['syncs_per_step']:.3g} host syncs/step "
-                  f"({r['neighbor_builds']} rebuilds)", flush=True)
-    print(f"\n{'potential':<32}{'atoms':>10}{'atom-steps/s':>16}{'syncs/step':>12}{'rebuilds':>10}  backend")
+            for every in (int(c) for c in args.check_every.split(",")):
+                rss_before = _peak_rss_bytes()
+                try:
+                    r = benchmark(ff, atoms, steps=steps, warmup=2, check_every=every, xp=xp)
+                except MemoryError as exc:
+                    print(f"{name}: {len(atoms)} atoms: out of memory ({exc})", flush=True)
+                    continue
+                except Exception as exc:  # e.g. cupy.cuda.memory.OutOfMemoryError
+                    if "OutOfMemory" not in type(exc).__name__:
+                        raise
+                    print(f"{name}: {len(atoms)} atoms: out of device memory", flush=True)
+                    continue
+                r["potential"] = name
+                rate = r["atom_steps_per_s"]
+                grown = _peak_rss_bytes() - rss_before
+                if grown > 0:
+                    bytes_per_atom = max(bytes_per_atom or 0.0, grown / len(atoms))
+                rows.append(r)
+                print(f"{name}: {r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}, check every "
+                      f"{every}: {r['atom_steps_per_s']:.4g} atom-steps/s, {r['syncs_per_step']:.3g} host "
+                      f"syncs/step ({r['neighbor_builds']} rebuilds, {r['replays']} replays)", flush=True)
+    print(f"\n{'potential':<32}{'atoms':>10}{'check':>7}{'atom-steps/s':>16}{'syncs/step':>12}{'rebuilds':>10}"
+          f"{'replays':>9}  backend")
     for r in rows:
-        print(f"{r['potential']:<32}{r['n_atoms']:>10}{r['atom_steps_per_s']:>16.4g}{r['syncs_per_step']:>12.3g}"
-              f"{r['neighbor_builds']:>10}  {r['backend']}")
+        print(f"{r['potential']:<32}{r['n_atoms']:>10}{r['check_every']:>7}{r['atom_steps_per_s']:>16.4g}"
+              f"{r['syncs_per_step']:>12.3g}{r['neighbor_builds']:>10}{r['replays']:>9}  {r['backend']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -1,18 +1,20 @@
 """Speed of the MD loop: atom-steps per second for a force field and a structure (NVE, velocity Verlet).
 
-Used by ``multiscale md bench`` and ``benchmarks/md_speed.py``. The first
-``warmup`` steps (neighbour list, kernel compilation on a GPU) are not timed;
-on CuPy the device is synchronised before reading the clock. The device-to-host reads of the
-timed steps are counted through :data:`md_gpu.backend.SYNCS` (on NumPy too: the reads the same code
-makes on a GPU) and reported per step.
+Used by ``multiscale md bench`` and ``benchmarks/md_speed.py``. The steps run through
+:class:`md_gpu.simulation.Simulation` (one NVE stage, one thermo row at its end), so that
+``check_every`` > 1 times the loop with deferred neighbour-list checks (:mod:`md_gpu.neighbors`). The
+first ``warmup`` steps (neighbour list, kernel compilation on a GPU) are not timed; on CuPy the device
+is synchronised before reading the clock. The device-to-host reads of the timed steps are counted
+through :data:`md_gpu.backend.SYNCS` (on NumPy too: the reads the same code makes on a GPU) and
+reported per step.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from .backend import SYNCS, get_backend
-from .integrators import make_force_fn, velocity_verlet
-from .neighbors import NeighborList
+from .simulation import Simulation, Stage
 from .state import from_atoms, maxwell_boltzmann
 
 
@@ -21,26 +23,44 @@ def _sync(xp):
         xp.cuda.Device().synchronize()
 
 
+class _StartClock:
+    """Stage observer: after step ``warmup`` synchronise, start the clock and the read count (once; it
+    has ``mark``/``rewind`` so that a stage with deferred checks keeps them)."""
+
+    def __init__(self, warmup: int, xp, nlist):
+        self.warmup, self.xp, self.nlist = warmup, xp, nlist
+        self.start = self.builds = self.replays = None
+
+    def __call__(self, md):
+        if md.step == self.warmup and self.start is None:
+            _sync(self.xp)
+            self.builds = self.nlist.n_builds
+            SYNCS.reset()
+            self.start = time.perf_counter()
+
+    def mark(self):
+        return None
+
+    def rewind(self, token) -> None:
+        pass
+
+
 def benchmark(ff, atoms, *, steps: int = 100, warmup: int = 5, temperature_K: float = 300.0, dt_fs: float = 1.0,
-              skin_A: float = 1.0, xp=None) -> dict:
-    """``{"n_atoms", "steps", "seconds", "atom_steps_per_s", "backend", "neighbor_builds", "syncs_per_step"}``
-    for ``steps`` timed steps (``syncs_per_step``: host reads per step, rebuilds included)."""
+              skin_A: float = 1.0, check_every: int = 1, xp=None) -> dict:
+    """``{"n_atoms", "steps", "seconds", "atom_steps_per_s", "backend", "neighbor_builds", "syncs_per_step",
+    "check_every", "replays"}`` for ``steps`` timed steps (``syncs_per_step``: host reads per step, rebuilds
+    and the final thermo row included; ``check_every``: steps between neighbour-list checks, ``replays``:
+    intervals replayed because the list went stale)."""
     xp = xp or get_backend()
     state = maxwell_boltzmann(from_atoms(atoms, species=ff.species, xp=xp), temperature_K, seed=0)
-    nl = NeighborList(ff.cutoff, skin_A, state.pbc)
-    init, step = velocity_verlet(make_force_fn(ff, nl), dt_fs)
-    md = init(state)
-    for _ in range(warmup):
-        md = step(md)
-    _sync(xp)
-    start = time.perf_counter()
-    builds = nl.n_builds
-    SYNCS.reset()
-    for _ in range(steps):
-        md = step(md)
+    sim = Simulation(ff, state, dt_fs=dt_fs, skin_A=skin_A, thermo_every=warmup + steps,
+                     neighbor_check_every=check_every, log=lambda line: None, progress_every_s=math.inf)
+    clock = _StartClock(warmup, xp, sim.nlist)
+    sim.run([Stage("nve", warmup + steps, observers=(clock,))])
     syncs = SYNCS.reset()
     _sync(xp)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - clock.start
     return {"n_atoms": state.n_atoms, "steps": steps, "seconds": seconds,
             "atom_steps_per_s": state.n_atoms * steps / seconds, "backend": xp.__name__,
-            "neighbor_builds": nl.n_builds - builds, "syncs_per_step": syncs / steps}
+            "neighbor_builds": sim.nlist.n_builds - clock.builds, "syncs_per_step": syncs / steps,
+            "check_every": check_every, "replays": sim.n_replays}

@@ -168,9 +168,11 @@ def cmd_bench(args) -> int:
 
         atoms = bulk(ff.species[0], "fcc", a=3.61, cubic=True)
     atoms = repeat_to(atoms, args.atoms)
-    r = benchmark(ff, atoms, steps=args.steps, xp=get_backend(args.backend))
+    r = benchmark(ff, atoms, steps=args.steps, check_every=args.check_every, xp=get_backend(args.backend))
     print(f"{r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
-          f"{r['atom_steps_per_s']:.4g} atom-steps/s ({r['seconds']:.3g} s), {r['syncs_per_step']:.3g} host syncs/step")
+          f"{r['atom_steps_per_s']:.4g} atom-steps/s ({r['seconds']:.3g} s), {r['syncs_per_step']:.3g} host syncs/step"
+          + (f", neighbour list checked every {r['check_every']} steps ({r['replays']} replays)"
+             if r["check_every"] > 1 else ""))
     return 0
 
 
@@ -219,5 +221,7 @@ def register(subparsers) -> None:
     _common(p, structure_required=False)
     p.add_argument("--atoms", type=int, default=1000, help="approximate number of atoms (structure repeated)")
     p.add_argument("--steps", type=int, default=100, help="timed steps")
+    p.add_argument("--check-every", type=int, default=1,
+                   help="steps between neighbour-list checks (1: exact every step; md.neighbor_check_every)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default=None, help="default: CuPy when a GPU is usable")
     p.set_defaults(func=cmd_bench)

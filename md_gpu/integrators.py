@@ -102,6 +102,8 @@ def stress_array(md: MDState):
 class Bussi:
     """Canonical velocity rescaling [2] at ``temperature_K`` with time constant ``tau_fs``."""
 
+    rewindable = True  # no state of its own (the random stream and the heat are the MDState's): a replay repeats it
+
     def __init__(self, temperature_K: float, tau_fs: float):
         if temperature_K < 0 or tau_fs <= 0:
             raise MDSetupError(f"Bussi thermostat: temperature_K={temperature_K} must be >= 0 and "
@@ -137,6 +139,8 @@ class Bussi:
 
 class Langevin:
     """Langevin thermostat (O step at the end of velocity Verlet, [3]) at ``temperature_K``, friction ``1/damping_fs``."""
+
+    rewindable = True  # as Bussi
 
     def __init__(self, temperature_K: float, damping_fs: float):
         if temperature_K < 0 or damping_fs <= 0:

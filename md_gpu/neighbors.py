@@ -23,16 +23,26 @@ than ``r_list`` is still farther than the cut-off while
 ``2 max|u| + ||F - I||_2 r_list < skin``. This reduces to the usual "an atom
 moved more than half the skin" when the cell is fixed.
 
-Host reads in the MD step (:meth:`NeighborList.pairs_within`): the rule is evaluated every step,
-exactly as above, not every N steps with a safety margin. The force contract needs the pairs
-inside the cut-off as compact arrays, and compacting a mask on the device needs its count on the
-host, so every step reads one number anyway; ``max|u|`` travels in the same transfer
-(:func:`md_gpu.backend.to_host`), which makes the exact check free. A check every N steps would
-need a bound on how far atoms can move before the next check, which the velocities alone do not
-give (forces change them), or a roll-back of the steps since the last check. So a step reads the
-host once; a step that rebuilds reads once more (the count of the new list), besides the reads of
-the builder itself (none in the compiled NumPy cell list; two in the array code, the bin occupancy and
-the pair counts of all bin offsets in one transfer, and a third for the extent along open axes).
+Host reads in the MD step. Exact every step (:meth:`NeighborList.pairs_within`, the default): the force
+contract hands over the pairs inside the cut-off as compact arrays, and compacting a mask on the device
+needs its count on the host, so every step reads one number anyway; ``max|u|`` travels in the same
+transfer (:func:`md_gpu.backend.to_host`), which makes the exact check free. So a step reads the host
+once; a step that rebuilds reads once more (the count of the new list), besides the reads of the builder
+itself (none in the compiled NumPy cell list; two in the array code, the bin occupancy and the pair counts
+of all bin offsets in one transfer, and a third for the extent along open axes).
+
+Deferred checks (``deferred``, set by :class:`md_gpu.simulation.Simulation` for the stages that allow a
+replay, with ``check_every`` steps between its checks): :meth:`pairs_within` hands the whole list to the
+force field (whose contract gives the pairs at or beyond its cut-off nothing) and keeps the largest stale
+measure ``2 max|u| + ||F - I||_2 r_list - skin`` of the calls on the device, without a read;
+:meth:`verify` reads it once: negative means the list held at every step since the last check. If it did
+not (a pair may have entered the cut-off unseen) the caller replays those steps with the exact check
+(a roll-back: the velocities alone give no bound on how far atoms move before the next check, since the
+forces change them). To keep replays rare, :meth:`verify` rebuilds the list at a check when the drift
+since the build, at its mean rate per step, would use up the skin within twice ``check_every`` steps.
+The deferred list costs more pair work (the shell between cut-off and list radius: (r_list / cutoff)^3
+- 1, 73 % for a 5 Å cut-off and a 1 Å skin in bulk); it pays where a host read costs more than that
+work, i.e. small systems on a GPU.
 
 The arrays are on the backend of the positions (NumPy or CuPy). On NumPy,
 :func:`build_pairs` runs the compiled cell list of :mod:`training.mtp.cell_list`
@@ -53,6 +63,10 @@ from training.mtp.cell_list import cell_list_pairs
 
 from .backend import to_host, to_numpy
 from .errors import MDRunError, MDSetupError
+
+
+NOT_FINITE = ("the positions are not finite: the system blew up (atoms came too close, or the forces were not "
+              "finite); use a smaller time step or check the starting structure and the potential")
 
 
 def perpendicular_widths(cell) -> np.ndarray:
@@ -228,7 +242,8 @@ class NeighborList:
 
     ``i, j [p]`` and ``shifts [p, 3]`` as in :func:`build_pairs`; ``ref_positions
     [n, 3]`` and ``ref_cell [3, 3]`` are the configuration it was built for.
-    ``n_builds`` counts builds (for tests and logs).
+    ``n_builds`` counts builds (for tests and logs). ``deferred``: :meth:`pairs_within` hands over the whole
+    list and defers the rebuild test to :meth:`verify` (module doc).
     """
 
     cutoff: float
@@ -240,6 +255,9 @@ class NeighborList:
     ref_positions: object = None
     ref_cell: np.ndarray | None = None
     n_builds: int = 0
+    deferred: bool = False
+    _worst: object = None      # largest stale measure of the deferred calls since the last verify (device)
+    _calls_since_build: int = 0
 
     def __post_init__(self):
         if self.cutoff <= 0 or self.skin < 0:
@@ -255,6 +273,7 @@ class NeighborList:
         self.ref_positions = positions.copy()
         self.ref_cell = np.array(to_numpy(cell), dtype=float)
         self.n_builds += 1
+        self._calls_since_build = 0
 
     def _drift(self, positions, cell):
         """``(max|u|, ||F - I||_2)``: the largest non-affine displacement since the build (0-d array on the
@@ -284,19 +303,27 @@ class NeighborList:
         One host read (:func:`md_gpu.backend.to_host`: ``max|u|`` and the number of pairs inside, in one
         transfer) when the list holds; one more after a rebuild. A non-finite ``max|u|`` (positions that
         are NaN or infinite after a blow-up) is an :class:`MDRunError`.
+
+        ``deferred``: the whole list ``(i [p], j [p], d [p, 3])``, pairs beyond ``cutoff`` included, no read
+        and no rebuild (one if there is no list yet); the stale measure is kept for :meth:`verify`.
         """
         fresh = self.i is None or positions.shape != self.ref_positions.shape
         if fresh:
             self.build(positions, cell)
+        self._calls_since_build += 1
         d = self.pair_vectors(positions, cell)
+        if self.deferred:
+            xp = array_module(positions)
+            max_u, strain = self._drift(positions, cell)
+            measure = 2.0 * max_u + strain * self.r_list - self.skin  # NaN positions: NaN, which maximum keeps
+            self._worst = measure if self._worst is None else xp.maximum(self._worst, measure)
+            return self.i, self.j, d
         inside = (d * d).sum(1) < cutoff * cutoff
         if not fresh:
             max_u, strain = self._drift(positions, cell)
             max_u, n_inside = to_host(max_u, inside.sum())
             if not np.isfinite(max_u):
-                raise MDRunError("the positions are not finite: the system blew up (atoms came too close, or the "
-                                 "forces were not finite); use a smaller time step or check the starting structure "
-                                 "and the potential")
+                raise MDRunError(NOT_FINITE)
             fresh = self._stale(float(max_u), strain)
             if fresh:
                 self.build(positions, cell)
@@ -306,6 +333,25 @@ class NeighborList:
             n_inside = to_host(inside.sum())
         keep = compact_indices(inside, int(n_inside))
         return self.i[keep], self.j[keep], d[keep]
+
+    def verify(self, positions, cell, steps_ahead: int) -> bool:
+        """Whether the list held at every deferred :meth:`pairs_within` call since the last verify (one host
+        read; True when there was none). False: a pair may have entered the cut-off unseen, and the steps
+        since the last check must be replayed. When it held and the drift at its mean rate since the build
+        would use up the skin within ``2 steps_ahead`` more calls, the list is rebuilt for ``positions``,
+        ``cell`` (module doc). Non-finite positions are an :class:`MDRunError`."""
+        if self._worst is None:
+            return True
+        worst = float(to_host(self._worst))
+        self._worst = None
+        if not np.isfinite(worst):
+            raise MDRunError(NOT_FINITE)
+        if worst >= 0.0:
+            return False
+        rate = (worst + self.skin) / max(self._calls_since_build, 1)
+        if worst + 2.0 * rate * steps_ahead >= 0.0:
+            self.build(positions, cell)
+        return True
 
     def update(self, positions, cell) -> bool:
         """Rebuild if needed; return whether it did."""

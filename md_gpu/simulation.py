@@ -33,6 +33,17 @@ and virials in every ForceResult, for heat currents), ``external_force(state, re
 every step; :attr:`Stage.observers` for one stage only; an observer that accumulates state also has
 ``checkpoint_arrays()`` and ``restore_arrays(arrays)``, so that a checkpoint carries it) and ``blowup``
 (a :class:`BlowUpGuard`).
+
+Host reads of the neighbour list (:mod:`md_gpu.neighbors`): with ``neighbor_check_every = 1`` (the
+default) every step tests the list exactly, one read per step. With ``neighbor_check_every = N > 1`` a
+stage whose every step can be replayed (no barostat, which reads the stress each step anyway; a
+thermostat with ``rewindable = True``, or none; observers with ``mark() -> token`` and ``rewind(token)``)
+tests it only at its checks: every N steps and before anything that leaves the loop (a thermo row, a
+frame, a checkpoint, an extrapolation check, the stage's end). A check that finds the list went stale
+since the last one rewinds the run to that check (state, random stream on NumPy, observers) and replays
+the steps with the exact test (``n_replays`` counts them), so the trajectory is one the exact test gives
+(on NumPy the same to the last bits as long as no replay and no rebuild at a check changes the list's
+order; on CuPy a replay draws new random numbers: cuRAND's state is not kept).
 """
 from __future__ import annotations
 
@@ -206,15 +217,18 @@ class Simulation:
     external_force: None or ``external_force(state, result) -> [n, 3]`` (eV/Å), added to the forces
     of every force call; observers: callables ``observer(md)`` run after every step of every stage
     (before the stage's own :attr:`Stage.observers`); blowup: the :class:`BlowUpGuard` (default: its
-    defaults). None of these change after construction.
+    defaults); neighbor_check_every: steps between the neighbour-list checks of the stages that allow
+    a replay (1: an exact check every step; module docstring). None of these change after construction.
     """
 
     def __init__(self, ff, state: State, *, dt_fs: float = 1.0, skin_A: float = 1.0, seed: int = 0,
                  thermo_every: int = 10, traj_every: int = 0, traj_path=None, checkpoint_every: int = 0,
                  checkpoint_path=None, extrapolation=None, log=print, progress_every_s: float = 30.0,
-                 per_atom: bool = False, external_force=None, observers=(), blowup: BlowUpGuard | None = None):
-        if thermo_every < 1:
-            raise MDSetupError(f"thermo_every={thermo_every} must be >= 1 step")
+                 per_atom: bool = False, external_force=None, observers=(), blowup: BlowUpGuard | None = None,
+                 neighbor_check_every: int = 1):
+        if thermo_every < 1 or neighbor_check_every < 1:
+            raise MDSetupError(f"thermo_every={thermo_every} and neighbor_check_every={neighbor_check_every} "
+                               "must be >= 1 step")
         if traj_every and traj_path is None or checkpoint_every and checkpoint_path is None:
             raise MDSetupError("traj_every / checkpoint_every need traj_path / checkpoint_path")
         self.ff = ff
@@ -233,6 +247,8 @@ class Simulation:
         self.extrapolation = extrapolation
         self.log = log
         self.progress_every_s = progress_every_s
+        self.check_every = int(neighbor_check_every)
+        self.n_replays = 0
         self._resume = None
 
     # -- recording -------------------------------------------------------------
@@ -311,6 +327,30 @@ class Simulation:
         init, _ = velocity_verlet(self.force_fn, self.dt_fs)  # forces on that list: those of the saved step
         return init(self.state, rng=rng, step=extra["step"], time_fs=extra["time_fs"], heat=extra["heat"])
 
+    # -- deferred neighbour-list checks ---------------------------------------------
+    def _replayable(self, stage: Stage, observers) -> bool:
+        """Whether ``stage`` may defer its neighbour-list checks (module docstring): they are asked for,
+        and every step can be replayed from a mark."""
+        return (self.check_every > 1 and stage.barostat is None
+                and (stage.thermostat is None or getattr(stage.thermostat, "rewindable", False))
+                and all(hasattr(o, "mark") and hasattr(o, "rewind") for o in observers))
+
+    @staticmethod
+    def _mark(md: MDState, k: int, observers) -> tuple:
+        """What a replay restarts from: the state after step ``k`` of the stage, the random stream's state
+        (NumPy; None on CuPy) and each observer's token."""
+        return md, k, rng_state(md.rng), [o.mark() for o in observers]
+
+    @staticmethod
+    def _rewind(mark: tuple, observers) -> tuple:
+        """``(md, k)`` of ``mark``, with the random stream and the observers set back to it."""
+        md, k, random_state, tokens = mark
+        if random_state is not None:
+            md.rng.bit_generator.state = random_state
+        for observer, token in zip(observers, tokens):
+            observer.rewind(token)
+        return md, k
+
     # -- the loop --------------------------------------------------------------
     def run(self, stages: list[Stage]) -> RunResult:
         """Run ``stages`` in order (from the checkpoint when resumed); return the :class:`RunResult`.
@@ -373,14 +413,33 @@ class Simulation:
                     for row in rows[stage_rows[index] + 1:]:  # rows before a resume count too
                         failure.update(rate_per_fs * (row[1] - t0_fs), row[axial_column])
                 observers = self.observers + tuple(stage.observers)
-                for k in range(start + 1, stage.steps + 1):
+                deferred = self._replayable(stage, observers)
+                mark = self._mark(md, start, observers) if deferred else None
+                replay_to = 0  # steps up to this one are a replay: exact list checks
+                k = start
+                while k < stage.steps:
+                    k += 1
+                    self.nlist.deferred = deferred and k > replay_to
                     md = step_fn(md)
                     for observer in observers:
                         observer(md)
+                    grading = self.extrapolation is not None and md.step % self.extrapolation.every == 0
+                    row_due = k % self.thermo_every == 0 or k == stage.steps
+                    frame_due = self.traj_every and md.step % self.traj_every == 0
+                    checkpoint_due = self.checkpoint_every and md.step % self.checkpoint_every == 0
+                    if self.nlist.deferred and (grading or row_due or frame_due or checkpoint_due
+                                                or k - mark[1] >= self.check_every):
+                        if not self.nlist.verify(md.state.positions, md.state.cell, self.check_every):
+                            replay_to, (md, k) = k, self._rewind(mark, observers)
+                            self.n_replays += 1
+                            continue
+                        mark = self._mark(md, k, observers)
+                    elif deferred and k == replay_to:
+                        mark = self._mark(md, k, observers)
                     grade = np.nan
-                    if self.extrapolation is not None and md.step % self.extrapolation.every == 0:
+                    if grading:
                         grade = self.extrapolation.check(md, self.nlist)
-                    if k % self.thermo_every == 0 or k == stage.steps:
+                    if row_due:
                         rows.append(self._row(md, index, grade))
                         try:
                             self.blowup.check(rows, md.state.n_atoms, stage)
@@ -394,9 +453,9 @@ class Simulation:
                                           f"means over {failure.window} thermo rows)")
                             self.log(stopped_by)
                             break
-                    if self.traj_every and md.step % self.traj_every == 0:
+                    if frame_due:
                         self._write_frame(md)
-                    if self.checkpoint_every and md.step % self.checkpoint_every == 0:
+                    if checkpoint_due:
                         self._checkpoint(md, index, k, t0_fs, L0_A, rows, stage_rows, stage_L0, stateful,
                                          stopped_by)
                     now = time.monotonic()
@@ -414,5 +473,7 @@ class Simulation:
         except MDRunError as exc:  # the rows that passed the guards go with the error
             exc.thermo = thermo_columns(rows)
             raise
+        finally:
+            self.nlist.deferred = False
         return RunResult(thermo_columns(rows), md, stage_rows, stage_L0, stopped_by)
 

@@ -9,7 +9,9 @@
 #    level 16 and the 3-species level 10; the fused kernel with its run-time check), the NEP and
 #    backend-provenance tests, with MULTISCALE_BACKEND=cupy; JUnit XML and the log to the output folder;
 # 2. benchmarks/md_speed.py on CuPy at 1e3, 1e4, 1e5, 1e6 atoms for MTP levels 10 and 16 (float64),
-#    each size skipped when the previous one projects past 90 s; one JSON file.
+#    each size skipped when the previous one projects past 90 s; one JSON file;
+# 3. the same at 1e3 and 1e4 atoms, level 10, with the neighbour list checked every step and every 20
+#    steps (md.neighbor_check_every): what one host read per step costs on the device.
 # The machine needs CuPy, numpy, scipy, h5py, pytest (its image has them) and ase (carried as a wheel).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,4 +48,7 @@ MULTISCALE_BACKEND=cupy timeout 300 python3 -m pytest -q -p no:cacheprovider --j
 
 timeout 240 python3 benchmarks/md_speed.py --backend cupy --sizes 1000,10000,100000,1000000 --levels 10,16 \
   --max-seconds 90 --json "$OUT_DIR/md_speed.json" 2>&1 | tee "$OUT_DIR/md_speed.log" || status=1
+
+timeout 60 python3 benchmarks/md_speed.py --backend cupy --sizes 1000,10000 --levels 10 --nep none \
+  --check-every 1,20 --json "$OUT_DIR/md_speed_checks.json" 2>&1 | tee "$OUT_DIR/md_speed_checks.log" || status=1
 exit $status

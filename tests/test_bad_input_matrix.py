@@ -192,6 +192,7 @@ CASE_ROWS = [
     ("md: {temperature_K: -5}", ["md.temperature_K: must be >= 0 K, got -5.0"]),
     ("md: {directions: [z]}", ["md.directions: 'z' is not one of x, y"]),
     ("md: {seeds: 0}", ["md.seeds: 0 must be >= 1"]),
+    ("md: {neighbor_check_every: 0}", ["md.neighbor_check_every: 0 must be >= 1 step"]),
     ("fit: {level: 7}", ["fit.level: 7 is not one of MLIP's levels 2, 4, ..., 20"]),
     ("fit: {max_iter: -1}", ["fit.max_iter: must be >= 0, got -1"]),
     ("data: {aimd: {temperatures_K: [300K]}}", ["data.aimd.temperatures_K: '300K' is not a number",

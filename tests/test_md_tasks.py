@@ -39,7 +39,7 @@ def test_the_stage_settings_table_is_the_union_of_the_slices():
     assert set(keys) == {"temperature_K", "dt_fs", "directions", "seeds", "strain_rate_per_s", "max_strain",
                          "transverse", "fit_max_strain", "failure_min_strain", "equilibrate_steps", "thermostat",
                          "thermostat_tau_fs", "barostat_tau_fs", "supercell", "short_range_core", "thermo_every",
-                         "traj_every", "checkpoint_every", "elastic", "extrapolation", "stability",
+                         "traj_every", "checkpoint_every", "neighbor_check_every", "elastic", "extrapolation", "stability",
                          "heterostructure", "thermal", "shear"}
     assert md_stage.MD_SETTINGS["shear"]["enabled"][1] is False  # a new protocol is off by default
 

@@ -8,6 +8,8 @@ A force field is an object with
   on a FULL pair list (every ordered pair and periodic image) with
   ``d = r_j + shift - r_i`` and ``|d| < cutoff``; ``types [n]`` int.
   ``dE_dd[p]`` is the derivative of the TOTAL energy with respect to ``d[p]``.
+  Pairs at or beyond ``cutoff`` may be in the list too (a Verlet list handed over whole,
+  :mod:`md_gpu.neighbors` "deferred checks"): they add no energy, and their ``dE_dd`` is 0.
 
 This is the API of ``training.mtp.MTP.evaluate``; a pair potential fits it by
 giving each atom half of each of its bonds. From ``dE_dd`` one shared function,
@@ -80,7 +82,8 @@ def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False,
     """Energy, forces and virial of ``ff`` with the pairs of ``nlist``.
 
     positions [n, 3] Å, cell [3, 3] Å, types [n]. Pairs of the Verlet list beyond ``ff.cutoff`` are
-    dropped before ``ff.evaluate`` sees them. By default ``nlist`` must be up to date and a non-finite
+    dropped before ``ff.evaluate`` sees them (in the MD loop's deferred checks they are not: the force
+    field gives them nothing). By default ``nlist`` must be up to date and a non-finite
     energy is an :class:`MDRunError` (the energy is read to the host). ``md_step=True`` is the MD
     loop's call: the list is updated first when needed
     (:meth:`md_gpu.neighbors.NeighborList.pairs_within`, one host read) and the energy stays on the

@@ -45,7 +45,8 @@ class _PairPotential:
         return self._cache[key]
 
     def evaluate(self, types, i, j, d, *, xp=None):
-        """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on a full pair list (see base)."""
+        """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å) on a full pair list (see base; pairs at or beyond
+        the cut-off give nothing)."""
         xp = xp or array_module(d)
         tables = self._tables(xp)
         ti, tj = types[i], types[j]
@@ -53,8 +54,9 @@ class _PairPotential:
         r = xp.sqrt((d * d).sum(1))
         phi, dphi = self._phi(r, p, xp)
         phi_c, dphi_c = self._phi(xp.full_like(r, self.cutoff), p, xp)
-        e = phi - phi_c - (r - self.cutoff) * dphi_c
-        de = dphi - dphi_c
+        inside = r < self.cutoff
+        e = xp.where(inside, phi - phi_c - (r - self.cutoff) * dphi_c, 0.0)
+        de = xp.where(inside, dphi - dphi_c, 0.0)
         site = 0.5 * xp.bincount(i, weights=e, minlength=types.shape[0])
         dE_dd = (0.5 * de / r)[:, None] * d
         return site, dE_dd

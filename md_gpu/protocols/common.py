@@ -34,7 +34,8 @@ class RunSettings:
     (stochastic cell rescaling, else Berendsen); equilibrate_steps; thermo_every,
     traj_every, checkpoint_every (steps, 0 = never); skin_A; seed; failure_min_strain
     (a tensile sample counts as failed only past this strain: below it, thermal noise of a small
-    cell can fake a stress drop).
+    cell can fake a stress drop); neighbor_check_every (steps between neighbour-list checks,
+    :class:`md_gpu.simulation.Simulation`).
 
     The defaults are for direct use of the Python API (scripts, tests); a case run builds RunSettings
     with every field given from its own settings table (``md_gpu.md_stage``), whose defaults govern.
@@ -53,6 +54,7 @@ class RunSettings:
     skin_A: float = 1.0
     seed: int = 0
     failure_min_strain: float = 0.02
+    neighbor_check_every: int = 1
 
     def __post_init__(self):
         if self.thermostat not in THERMOSTATS:
@@ -140,7 +142,7 @@ def simulation(ff, state: State, settings: RunSettings, *, out_prefix=None, chec
                    traj_every=settings.traj_every if traj else 0, traj_path=traj,
                    checkpoint_every=settings.checkpoint_every if ckpt else 0, checkpoint_path=ckpt,
                    extrapolation=extrapolation, log=log, per_atom=per_atom, external_force=external_force,
-                   observers=observers, blowup=blowup)
+                   observers=observers, blowup=blowup, neighbor_check_every=settings.neighbor_check_every)
     if resume and ckpt and Path(ckpt).is_file():
         return Simulation.resume(options.pop("checkpoint_path"), ff, **options)
     return Simulation(ff, state, seed=settings.seed, **options)

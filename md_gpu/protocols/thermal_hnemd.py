@@ -52,6 +52,13 @@ class CurrentRecorder:
         self.series[self.k] = heat_current(md.state, md.result)
         self.k += 1
 
+    def mark(self) -> int:
+        return self.k
+
+    def rewind(self, k: int) -> None:
+        """Back to :meth:`mark` (a replay of the steps since writes their currents again)."""
+        self.k = k
+
     def checkpoint_arrays(self) -> dict:
         return {"series": to_numpy(self.series[:self.k]), "k": np.array(self.k)}
 

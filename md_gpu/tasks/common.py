@@ -44,6 +44,9 @@ SETTINGS = {
     "traj_every": (int, 0, "steps between extxyz frames (0: none)"),
     "checkpoint_every": (int, 2000, "steps between checkpoints (0: none, and no finished run is kept: an "
                                     "interrupted stage runs everything again)"),
+    "neighbor_check_every": (int, 1, "steps between the neighbour-list checks of stages without a barostat "
+                                     "(1: exact every step; N > 1: one host read per N steps, the steps since "
+                                     "a check replayed when the list went stale; for small systems on a GPU)"),
 }
 
 
@@ -51,6 +54,8 @@ def check(settings: dict) -> None:
     """Errors name the key (``md.thermostat``, ``md.seeds``, ``md.supercell``)."""
     if settings["thermostat"] not in THERMOSTATS:
         raise ValueError(f"md.thermostat: {settings['thermostat']!r} is not one of {', '.join(THERMOSTATS)}")
+    if settings["neighbor_check_every"] < 1:
+        raise ValueError(f"md.neighbor_check_every: {settings['neighbor_check_every']} must be >= 1 step")
     if settings["seeds"] < 1:
         raise ValueError(f"md.seeds: {settings['seeds']} must be >= 1")
     if len(settings["supercell"]) != 2 or any(int(r) < 1 for r in settings["supercell"]):
@@ -82,7 +87,8 @@ def run_settings(settings: dict, seed: int):
                        barostat_tau_fs=settings["barostat_tau_fs"], equilibrate_steps=settings["equilibrate_steps"],
                        thermo_every=settings["thermo_every"], traj_every=settings["traj_every"],
                        checkpoint_every=settings["checkpoint_every"], seed=seed,
-                       failure_min_strain=settings["failure_min_strain"])
+                       failure_min_strain=settings["failure_min_strain"],
+                       neighbor_check_every=settings["neighbor_check_every"])
 
 
 def progress_printer(task: dict):

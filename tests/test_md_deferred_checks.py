@@ -1,0 +1,205 @@
+"""Deferred neighbour-list checks (``Simulation(neighbor_check_every=N)``, md_gpu.neighbors "deferred checks").
+
+The force fields give the pairs beyond their cut-off nothing (the whole Verlet list is handed over);
+a deferred run equals the exact run; a list that goes stale between two checks is caught and the
+steps replayed, so every step's forces saw every pair inside the cut-off; the host reads fall from one
+per step to one per check.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from md_gpu.backend import SYNCS
+from md_gpu.errors import MDRunError, MDSetupError
+from md_gpu.forcefields import LennardJones
+from md_gpu.integrators import Bussi, Langevin
+from md_gpu.neighbors import NeighborList, brute_force_pairs
+from md_gpu.simulation import Simulation, Stage
+from md_gpu.state import from_atoms, maxwell_boltzmann
+from tests.morse_cells import FF, QUIET, cu
+from tests.test_md_syncs import pull_modifiers, reads_per_build
+
+DATA = Path(__file__).parent / "data" / "md"
+
+
+def far_pairs(ff, state, skin=1.0):
+    """The list within cut-off + skin of a rattled ``state`` and which of its pairs lie inside the cut-off."""
+    nl = NeighborList(ff.cutoff, skin, state.pbc)
+    nl.build(state.positions, state.cell)
+    d = nl.pair_vectors(state.positions, state.cell)
+    inside = (d * d).sum(1) < ff.cutoff ** 2
+    assert 0 < inside.sum() < inside.size  # both kinds present
+    return nl.i, nl.j, d, inside
+
+
+def force_fields():
+    from md_gpu.forcefields.mtp import MTPForceField
+    from md_gpu.forcefields.nep import NEPForceField
+    from training.nep import random_nep
+
+    mtp = MTPForceField.read(DATA / "cu_pot_10.mtp", species=("Cu",))
+    nep = NEPForceField(random_nep(("Cu",), seed=3, rc=(4.2, 3.7)))
+    return {"morse": (FF, FF.evaluate),
+            "lennard-jones": (LennardJones(("Cu",), epsilon=0.4, sigma=2.3, cutoff=5.0), None),
+            "mtp compiled": (mtp, mtp.evaluate),
+            "mtp array": (mtp, lambda t, i, j, d, xp=np: mtp.mtp.evaluate(t, i, j, d, xp=np)),
+            "nep compiled": (nep, nep.evaluate),
+            "nep array": (nep, lambda t, i, j, d, xp=np: nep.nep.evaluate(t, i, j, d, xp=np))}
+
+
+@pytest.mark.parametrize("name", ["morse", "lennard-jones", "mtp compiled", "mtp array", "nep compiled",
+                                  "nep array"])
+def test_pairs_beyond_the_cutoff_give_nothing(name):
+    ff, evaluate = force_fields()[name]
+    evaluate = evaluate or ff.evaluate
+    atoms = cu(2)
+    atoms.rattle(0.1, seed=1)
+    state = from_atoms(atoms, species=ff.species)
+    i, j, d, inside = far_pairs(ff, state)
+    e_all, g_all = evaluate(state.types, i, j, d, xp=np)
+    e_in, g_in = evaluate(state.types, i[inside], j[inside], d[inside], xp=np)
+    np.testing.assert_allclose(e_all, e_in, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(g_all[inside], g_in, rtol=1e-12, atol=1e-12)
+    assert np.all(g_all[~inside] == 0.0)
+    assert np.abs(g_in).max() > 1e-3  # a real force field, not zeros
+
+
+def nvt(check_every, skin=1.0, steps=120, thermostat=None, n=2, T=900.0, **kwargs):
+    state = maxwell_boltzmann(from_atoms(cu(n)), T, seed=4)
+    sim = Simulation(FF, state, dt_fs=2.0, skin_A=skin, thermo_every=20, seed=3,
+                     neighbor_check_every=check_every, **QUIET, **kwargs)
+    stage = Stage("nvt", steps, thermostat=thermostat if thermostat is not None else Bussi(900.0, 50.0))
+    return sim, sim.run([stage])
+
+
+@pytest.mark.parametrize("thermostat", [Bussi(900.0, 50.0), Langevin(900.0, 100.0)])
+def test_a_deferred_run_is_the_exact_run(thermostat):
+    exact_sim, exact = nvt(1, thermostat=thermostat)
+    sim, run = nvt(10, thermostat=thermostat)
+    assert sim.nlist.n_builds >= 2  # the list was rebuilt on the way (at checks)
+    np.testing.assert_allclose(run.md.state.positions, exact.md.state.positions, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(run.thermo["potential_eV"], exact.thermo["potential_eV"], rtol=1e-11)
+
+
+def spy_force_field(seen):
+    def spy(types, i, j, d, *, xp=np):
+        seen.append((i.copy(), j.copy(), d.copy()))
+        return FF.evaluate(types, i, j, d, xp=xp)
+
+    return type("Spy", (), {"species": FF.species, "cutoff": FF.cutoff, "evaluate": staticmethod(spy)})()
+
+
+def pairs_inside(i, j, d, cutoff):
+    keep = (d * d).sum(1) < cutoff ** 2
+    return {(int(a), int(b), tuple(np.round(v, 9))) for a, b, v in zip(i[keep], j[keep], d[keep])}
+
+
+class KeptSteps:
+    """Stage observer: (step, index of the force call, positions, cell) of every step the run keeps
+    (a replay rewinds it)."""
+
+    def __init__(self, seen):
+        self.seen, self.rows = seen, []
+
+    def __call__(self, md):
+        self.rows.append((md.step, len(self.seen) - 1, md.state.positions.copy(), md.state.cell.copy()))
+
+    def mark(self):
+        return len(self.rows)
+
+    def rewind(self, token):
+        del self.rows[token:]
+
+
+def missed_pairs(check_every, skin):
+    """Run a hot cell with a thin skin; return (pairs inside the cut-off that the force calls of the
+    kept steps did not see, replays, run)."""
+    seen = []
+    state = maxwell_boltzmann(from_atoms(cu(2)), 1500.0, seed=4)
+    sim = Simulation(spy_force_field(seen), state, dt_fs=2.0, skin_A=skin, thermo_every=20, seed=3,
+                     neighbor_check_every=check_every, **QUIET)
+    kept = KeptSteps(seen)
+    result = sim.run([Stage("nvt", 100, thermostat=Bussi(1500.0, 50.0), observers=(kept,))])
+    assert [row[0] for row in kept.rows] == list(range(1, 101))  # each step kept once, in order
+    missed = 0
+    for _, call, positions, cell in kept.rows:
+        i, j, d = seen[call]
+        truth = brute_force_pairs(positions, cell, state.pbc, FF.cutoff)
+        missed += len(truth) - len(pairs_inside(i, j, d, FF.cutoff))
+    return missed, sim.n_replays, result
+
+
+def test_a_list_gone_stale_between_checks_is_replayed_and_no_pair_is_missed():
+    missed, replays, run = missed_pairs(20, 0.15)
+    assert replays >= 1 and missed == 0
+    _, _, exact = missed_pairs(1, 0.15)
+    np.testing.assert_allclose(run.md.state.positions, exact.md.state.positions, rtol=0, atol=1e-9)
+
+
+def test_without_the_replay_pairs_are_missed(monkeypatch):
+    """The planted fault: a check that always says the list held. The spy then finds pairs inside the
+    cut-off that forces never saw, so the test above can fail."""
+    monkeypatch.setattr(NeighborList, "verify", lambda self, positions, cell, steps: True)
+    missed, replays, _ = missed_pairs(20, 0.15)
+    assert replays == 0 and missed > 0
+
+
+def test_host_reads_fall_to_one_per_check():
+    state = maxwell_boltzmann(from_atoms(cu(2)), 300.0, seed=4)
+    steps, every, thermo = 200, 25, 50
+    sim = Simulation(FF, state, dt_fs=1.0, skin_A=1.0, thermo_every=thermo, seed=3, neighbor_check_every=every,
+                     **QUIET)
+    SYNCS.reset()
+    result = sim.run([Stage("nvt", steps, thermostat=Bussi(300.0, 50.0))])
+    rows = len(result.thermo["step"])
+    assert sim.n_replays == 0
+    builder = reads_per_build() - 1
+    # the first force call (one read, and the builder's), one read per check (every 25 steps; the rows
+    # fall on checks), one per row, and the builder's per rebuild at a check
+    assert SYNCS.reset() == 1 + builder + steps // every + rows + (sim.nlist.n_builds - 1) * builder
+
+
+def test_a_stage_with_a_barostat_keeps_the_exact_check():
+    state = maxwell_boltzmann(from_atoms(cu(2)), 300.0, seed=4)
+    deform, barostat = pull_modifiers(state)
+    sim = Simulation(FF, state, dt_fs=2.0, skin_A=1.0, thermo_every=10, seed=3, neighbor_check_every=10, **QUIET)
+    stage = Stage("pull", 20, thermostat=Bussi(300.0, 50.0), deform_axis="x", strain_rate_per_s=5e10,
+                  barostat=barostat)
+    assert not sim._replayable(stage, ())
+    assert sim._replayable(Stage("nvt", 20, thermostat=Bussi(300.0, 50.0)), ())
+    assert not sim._replayable(Stage("nvt", 20, thermostat=Bussi(300.0, 50.0)), (lambda md: None,))
+    assert not sim._replayable(Stage("nemd", 20, thermostat=object()), ())
+
+
+def test_the_hnemd_current_is_the_exact_runs():
+    """An observer with mark/rewind (the HNEMD heat-current recorder) keeps the currents of the kept steps."""
+    from md_gpu.protocols.thermal_hnemd import CurrentRecorder
+
+    series = {}
+    for every in (1, 20):
+        state = maxwell_boltzmann(from_atoms(cu(2)), 1500.0, seed=4)
+        recorder = CurrentRecorder(100, np)
+        sim = Simulation(FF, state, dt_fs=2.0, skin_A=0.15, thermo_every=50, seed=3, neighbor_check_every=every,
+                         per_atom=True, **QUIET)
+        sim.run([Stage("nvt", 100, thermostat=Bussi(1500.0, 50.0), observers=(recorder,))])
+        series[every] = (recorder.series.copy(), recorder.k, sim.n_replays)
+    assert series[20][1] == 100 and series[20][2] >= 1
+    np.testing.assert_allclose(series[20][0], series[1][0], rtol=1e-8, atol=1e-12)
+
+
+def test_non_finite_positions_stop_at_the_next_check():
+    state = maxwell_boltzmann(from_atoms(cu(2)), 300.0, seed=4)
+    nl = NeighborList(FF.cutoff, 0.5, state.pbc)
+    nl.deferred = True
+    nl.pairs_within(state.positions, state.cell, FF.cutoff)
+    broken = state.positions.copy()
+    broken[3, 0] = np.nan
+    nl.pairs_within(broken, state.cell, FF.cutoff)  # no read, no error yet
+    with pytest.raises(MDRunError, match="positions are not finite: the system blew up"):
+        nl.verify(broken, state.cell, 10)
+
+
+def test_a_check_interval_below_one_is_refused():
+    with pytest.raises(MDSetupError, match="neighbor_check_every=0"):
+        Simulation(FF, from_atoms(cu(1)), neighbor_check_every=0, **QUIET)
