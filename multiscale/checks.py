@@ -19,7 +19,8 @@ Three checks, with the tolerances of the acceptance criteria (and, ahead of the 
 * MTP-MD vs reference engine: the 2D Young's moduli E_x, E_y = (C11 C22 - C12^2)/C22 (resp. /C11) in N/m
   of a phase from the MD elastic constants at low temperature (``elastic_low_T_N_per_m`` of the MD
   summary) against the same moduli from the engine's static strain scan (``reference`` of the data
-  summary), within 5 %.
+  summary), within 5 %; and the Poisson's ratio nu_xy = C12 / C22 of the same constants against the
+  engine's, within 0.05 (an absolute tolerance: ``tolerance_kind`` "absolute", ``abs_diff``).
 * FE vs direct MD: one periodic stripe heterostructure simulated twice. With ``md.heterostructure``
   the md stage runs the interface MTP on a stripe cell of a few hundred to thousands of atoms and
   the fem stage rebuilds the same stripes (period, area fraction) with the MD-derived phase
@@ -57,6 +58,7 @@ from pathlib import Path
 from common.contracts import read_summary
 
 REFERENCE_TOL = 0.05
+POISSON_TOL = 0.05   # absolute
 FE_MD_TOL = 0.10
 
 
@@ -64,11 +66,15 @@ STATUS = {True: "pass", False: "fail", None: "not run"}
 COMPARED = "compared"
 
 
-def _row(check: str, ours, reference, tol: float, what: str) -> dict:
+def _row(check: str, ours, reference, tol: float, what: str, *, absolute: bool = False) -> dict:
+    """A judged row; ``tol`` bounds the relative difference, or with ``absolute`` the difference itself
+    (``abs_diff``, ``tolerance_kind``)."""
     rel = abs(ours - reference) / abs(reference)
-    passed = bool(rel <= tol)
+    diff = abs(ours - reference)
+    passed = bool((diff if absolute else rel) <= tol)
     return {"check": check, "status": STATUS[passed], "ours": float(ours), "reference": float(reference),
-            "rel_diff": float(rel), "tolerance": tol, "passed": passed, "what": what}
+            "rel_diff": float(rel), "abs_diff": float(diff), "tolerance": tol,
+            "tolerance_kind": "absolute" if absolute else "relative", "passed": passed, "what": what}
 
 
 def _not_run(check: str, reason: str) -> dict:
@@ -83,9 +89,11 @@ def youngs_moduli(c11: float, c22: float, c12: float) -> tuple[float, float]:
 
 
 def check_reference_stiffness(data_summary: dict | None, md_summary: dict | None, *,
-                              tol: float = REFERENCE_TOL) -> list[dict]:
-    """MTP-MD moduli at low T against the reference engine's static moduli, for every phase that has both."""
+                              tol: float = REFERENCE_TOL, poisson_tol: float = POISSON_TOL) -> list[dict]:
+    """MTP-MD moduli and Poisson's ratio at low T against the reference engine's static ones, for every
+    phase that has both (the ratio where the reference gives ``nu_xy``)."""
     name = "MTP-MD vs reference engine stiffness"
+    poisson = "MTP-MD vs reference engine Poisson's ratio"
     if not data_summary or not md_summary:
         return [_not_run(name, "the data or md stage has not run")]
     rows = []
@@ -94,10 +102,12 @@ def check_reference_stiffness(data_summary: dict | None, md_summary: dict | None
         md = (md_summary.get("systems") or {}).get(system, {}).get("elastic_low_T_N_per_m")
         if not ref:
             continue
+        checks = [f"{name} ({system}, E_{axis})" for axis in ("x", "y")]
+        if "nu_xy" in ref:
+            checks.append(f"{poisson} ({system}, nu_xy)")
         if not md:
-            rows += [_not_run(f"{name} ({system}, E_{axis})", "the md stage measured no low-temperature elastic "
-                                                               "constants (md.elastic.low_temperature_K)")
-                     for axis in ("x", "y")]
+            rows += [_not_run(check, "the md stage measured no low-temperature elastic constants "
+                                     "(md.elastic.low_temperature_K)") for check in checks]
             continue
         temperature = md.get("temperature_K", "low")
         ex, ey = youngs_moduli(md["C11"]["mean"], md["C22"]["mean"], md["C12"]["mean"])
@@ -105,6 +115,10 @@ def check_reference_stiffness(data_summary: dict | None, md_summary: dict | None
             rows.append(_row(f"{name} ({system}, E_{axis})", ours, ref[f"E_{axis}_N_per_m"], tol,
                              f"2D Young's modulus (N/m): MTP-MD elastic constants at {temperature} K vs the "
                              f"engine's 0 K relaxed-ion strain scan"))
+        if "nu_xy" in ref:
+            rows.append(_row(f"{poisson} ({system}, nu_xy)", md["C12"]["mean"] / md["C22"]["mean"], ref["nu_xy"],
+                             poisson_tol, f"Poisson's ratio C12 / C22: MTP-MD elastic constants at {temperature} K "
+                                          f"vs the engine's 0 K relaxed-ion strain scan", absolute=True))
     return rows or [_not_run(name, "no dataset carries the reference engine's stiffness (data.reference_scan)")]
 
 

@@ -253,13 +253,20 @@ def fem_table(results: dict | None, summary: dict | None) -> str:
             + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
 
 
+def _difference(check: dict) -> list[str]:
+    """The difference and tolerance cells of a check row: per cent, or the plain numbers of an absolute one."""
+    if check["rel_diff"] is None:
+        return ["-", "-"]
+    if check.get("tolerance_kind") == "absolute":
+        return [f"{check['abs_diff']:.3f}", f"{check['tolerance']:g}"]
+    return [f"{100 * check['rel_diff']:.2f} %", "-" if check["tolerance"] is None else f"{100 * check['tolerance']:.0f} %"]
+
+
 def checks_table(checks: list[dict]) -> str:
     """The cross-scale checks: a one-line verdict count, then ours, reference, difference, verdict."""
     verdict = {"pass": Html("<b class='pass'>pass</b>"), "fail": Html("<b class='fail'>FAIL</b>")}
     counts = {label: sum(c["status"] == label for c in checks) for label in ("pass", "fail", "not run", "compared")}
-    rows = [[c["check"], verdict.get(c["status"], c["status"]), c["ours"], c["reference"],
-             "-" if c["rel_diff"] is None else f"{100 * c['rel_diff']:.2f} %",
-             "-" if c["tolerance"] is None else f"{100 * c['tolerance']:.0f} %", c["what"]]
+    rows = [[c["check"], verdict.get(c["status"], c["status"]), c["ours"], c["reference"], *_difference(c), c["what"]]
             for c in checks]
     line = ", ".join(f"{n} {label}" for label, n in counts.items() if n)
     return (f"<p>{esc(line or 'no checks')}</p>"

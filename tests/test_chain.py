@@ -130,6 +130,7 @@ def test_tiny_chain_runs_end_to_end_then_skips(tmp_path):
     checks = json.loads((runs / "report" / "checks.json").read_text())
     measured = [row for row in checks if row["ours"] is not None]
     assert {row["check"].split(" (")[0] for row in measured} == {"MTP-MD vs reference engine stiffness",
+                                                                  "MTP-MD vs reference engine Poisson's ratio",
                                                                   "FE stripes vs direct MD",
                                                                   "FE stripes vs direct MD at 1 K, one MTP",
                                                                   "structure kept in MD at temperature",

@@ -56,6 +56,20 @@ def test_reference_stiffness_pass_and_fail():
     assert not any(r["passed"] for r in far)
 
 
+def test_reference_poisson_ratio_is_judged_on_its_absolute_difference():
+    data = {"systems": {"graphene": {"reference": {"E_x_N_per_m": 330.0, "E_y_N_per_m": 331.0, "nu_xy": 0.25}}}}
+    rows = check_reference_stiffness(data, md_summary(c11=350.0, c22=352.0, c12=0.29 * 352.0))
+    nu = rows[-1]
+    assert nu["check"] == "MTP-MD vs reference engine Poisson's ratio (graphene, nu_xy)"
+    assert nu["ours"] == pytest.approx(0.29) and nu["abs_diff"] == pytest.approx(0.04)
+    assert nu["passed"] and nu["tolerance_kind"] == "absolute" and nu["rel_diff"] > 0.05  # 16 % off, 0.04 apart
+    nu = check_reference_stiffness(data, md_summary(c11=350.0, c22=352.0, c12=0.31 * 352.0))[-1]
+    assert not nu["passed"] and nu["abs_diff"] == pytest.approx(0.06)
+    missing = check_reference_stiffness(data, {"systems": {"graphene": {}}})
+    assert [r["status"] for r in missing] == ["not run"] * 3 and missing[-1]["check"] == rows[-1]["check"]
+    assert len(check_reference_stiffness(DATA, md_summary())) == 2  # no nu_xy in the reference: no row
+
+
 def test_fe_vs_md_in_series_only():
     """A case without stripe runs compares the FE main sample with the interface cell; the stripe rows are
     there, not run, saying why."""
