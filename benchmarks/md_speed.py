@@ -40,6 +40,7 @@ from ase.build import bulk
 
 from md_gpu.backend import get_backend
 from md_gpu.bench import benchmark
+from md_gpu.errors import MDRunError
 from md_gpu.forcefields.loading import load_forcefield
 from md_gpu.structures import load_structure, repeat_to
 
@@ -120,12 +121,15 @@ def main(argv=None) -> int:
                     r = benchmark(ff, atoms, steps=steps, warmup=2, check_every=every, xp=xp)
                 except MemoryError as exc:
                     print(f"{name}: {len(atoms)} atoms: out of memory ({exc})", flush=True)
+                    break
+                except MDRunError as exc:  # e.g. a potential with random parameters whose atoms fly apart
+                    print(f"{name}: {len(atoms)} atoms, check every {every}: the run stopped ({exc})", flush=True)
                     continue
                 except Exception as exc:  # e.g. cupy.cuda.memory.OutOfMemoryError
                     if "OutOfMemory" not in type(exc).__name__:
                         raise
                     print(f"{name}: {len(atoms)} atoms: out of device memory", flush=True)
-                    continue
+                    break
                 r["potential"] = name
                 rate = r["atom_steps_per_s"]
                 grown = _peak_rss_bytes() - rss_before

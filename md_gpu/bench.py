@@ -1,7 +1,8 @@
 """Speed of the MD loop: atom-steps per second for a force field and a structure (NVE, velocity Verlet).
 
 Used by ``multiscale md bench`` and ``benchmarks/md_speed.py``. The steps run through
-:class:`md_gpu.simulation.Simulation` (one NVE stage, one thermo row at its end), so that
+:class:`md_gpu.simulation.Simulation` (one NVE stage, one thermo row at its end, no collapse guard: a
+potential with random parameters, timed for its cost, may release energy), so that
 ``check_every`` > 1 times the loop with deferred neighbour-list checks (:mod:`md_gpu.neighbors`). The
 first ``warmup`` steps (neighbour list, kernel compilation on a GPU) are not timed; on CuPy the device
 is synchronised before reading the clock. The device-to-host reads of the timed steps are counted
@@ -14,7 +15,7 @@ import math
 import time
 
 from .backend import SYNCS, get_backend
-from .simulation import Simulation, Stage
+from .simulation import BlowUpGuard, Simulation, Stage
 from .state import from_atoms, maxwell_boltzmann
 
 
@@ -29,14 +30,17 @@ class _StartClock:
 
     def __init__(self, warmup: int, xp, nlist):
         self.warmup, self.xp, self.nlist = warmup, xp, nlist
-        self.start = self.builds = self.replays = None
+        self.start = self.builds = None
 
     def __call__(self, md):
-        if md.step == self.warmup and self.start is None:
-            _sync(self.xp)
-            self.builds = self.nlist.n_builds
-            SYNCS.reset()
-            self.start = time.perf_counter()
+        if md.step >= self.warmup and self.start is None:
+            self.begin()
+
+    def begin(self) -> None:
+        _sync(self.xp)
+        self.builds = self.nlist.n_builds
+        SYNCS.reset()
+        self.start = time.perf_counter()
 
     def mark(self):
         return None
@@ -54,8 +58,11 @@ def benchmark(ff, atoms, *, steps: int = 100, warmup: int = 5, temperature_K: fl
     xp = xp or get_backend()
     state = maxwell_boltzmann(from_atoms(atoms, species=ff.species, xp=xp), temperature_K, seed=0)
     sim = Simulation(ff, state, dt_fs=dt_fs, skin_A=skin_A, thermo_every=warmup + steps,
-                     neighbor_check_every=check_every, log=lambda line: None, progress_every_s=math.inf)
+                     neighbor_check_every=check_every, log=lambda line: None, progress_every_s=math.inf,
+                     blowup=BlowUpGuard(collapse_eV_per_atom=math.inf))
     clock = _StartClock(warmup, xp, sim.nlist)
+    if warmup <= 0:  # the observers see step 1 first: the clock then includes the first force call and list
+        clock.begin()
     sim.run([Stage("nve", warmup + steps, observers=(clock,))])
     syncs = SYNCS.reset()
     _sync(xp)

@@ -36,10 +36,12 @@ replay, with ``check_every`` steps between its checks): :meth:`pairs_within` han
 force field (whose contract gives the pairs at or beyond its cut-off nothing) and keeps the largest stale
 measure ``2 max|u| + ||F - I||_2 r_list - skin`` of the calls on the device, without a read;
 :meth:`verify` reads it once: negative means the list held at every step since the last check. If it did
-not (a pair may have entered the cut-off unseen) the caller replays those steps with the exact check
-(a roll-back: the velocities alone give no bound on how far atoms move before the next check, since the
-forces change them). To keep replays rare, :meth:`verify` rebuilds the list at a check when the drift
-since the build, at its mean rate per step, would use up the skin within twice ``check_every`` steps.
+not (a pair may have entered the cut-off unseen, or the positions are no longer finite) the caller
+replays those steps with the exact check (a roll-back: the velocities alone give no bound on how far
+atoms move before the next check, since the forces change them). To keep replays rare, :meth:`verify`
+rebuilds the list at a check when the measure, growing as it did since the previous check, would reach
+zero within twice the steps to the next one (the growth since the last check, not the mean since the
+build: thermal vibration fills most of the skin's share within a few steps and then levels off).
 The deferred list costs more pair work (the shell between cut-off and list radius: (r_list / cutoff)^3
 - 1, 73 % for a 5 Å cut-off and a 1 Å skin in bulk); it pays where a host read costs more than that
 work, i.e. small systems on a GPU.
@@ -258,6 +260,7 @@ class NeighborList:
     deferred: bool = False
     _worst: object = None      # largest stale measure of the deferred calls since the last verify (device)
     _calls_since_build: int = 0
+    _last_check: tuple = (None, 0)  # (measure, calls since the build) at the last verify that kept the list
 
     def __post_init__(self):
         if self.cutoff <= 0 or self.skin < 0:
@@ -274,6 +277,7 @@ class NeighborList:
         self.ref_cell = np.array(to_numpy(cell), dtype=float)
         self.n_builds += 1
         self._calls_since_build = 0
+        self._last_check = (-self.skin, 0)
 
     def _drift(self, positions, cell):
         """``(max|u|, ||F - I||_2)``: the largest non-affine displacement since the build (0-d array on the
@@ -336,22 +340,34 @@ class NeighborList:
 
     def verify(self, positions, cell, steps_ahead: int) -> bool:
         """Whether the list held at every deferred :meth:`pairs_within` call since the last verify (one host
-        read; True when there was none). False: a pair may have entered the cut-off unseen, and the steps
-        since the last check must be replayed. When it held and the drift at its mean rate since the build
-        would use up the skin within ``2 steps_ahead`` more calls, the list is rebuilt for ``positions``,
-        ``cell`` (module doc). Non-finite positions are an :class:`MDRunError`."""
+        read; True when there was none). False: a pair may have entered the cut-off unseen, or the positions
+        are not finite, and the steps since the last check must be replayed with the exact check (which
+        raises on non-finite positions). When it held and the measure, growing at its rate since the
+        previous check, would reach zero within ``2 steps_ahead`` more calls, the list is rebuilt for
+        ``positions``, ``cell`` (module doc)."""
         if self._worst is None:
             return True
         worst = float(to_host(self._worst))
         self._worst = None
-        if not np.isfinite(worst):
-            raise MDRunError(NOT_FINITE)
-        if worst >= 0.0:
+        if not worst < 0.0:  # stale, or NaN
             return False
-        rate = (worst + self.skin) / max(self._calls_since_build, 1)
+        last, calls = self._last_check
+        rate = max(worst - last, 0.0) / max(self._calls_since_build - calls, 1)
+        self._last_check = (worst, self._calls_since_build)
         if worst + 2.0 * rate * steps_ahead >= 0.0:
             self.build(positions, cell)
         return True
+
+    def check_record(self) -> dict:
+        """What a checkpoint keeps of the deferred checks' bookkeeping (calls since the build, the last kept
+        check), so that a resumed run rebuilds at the same checks as the uninterrupted one."""
+        return {"calls_since_build": self._calls_since_build, "last_check": list(self._last_check)}
+
+    def restore_check_record(self, record: dict | None) -> None:
+        """Back to :meth:`check_record` (after the list was built again from the checkpoint)."""
+        if record:
+            self._calls_since_build = int(record["calls_since_build"])
+            self._last_check = (float(record["last_check"][0]), int(record["last_check"][1]))
 
     def update(self, positions, cell) -> bool:
         """Rebuild if needed; return whether it did."""

@@ -37,11 +37,14 @@ every step; :attr:`Stage.observers` for one stage only; an observer that accumul
 Host reads of the neighbour list (:mod:`md_gpu.neighbors`): with ``neighbor_check_every = 1`` (the
 default) every step tests the list exactly, one read per step. With ``neighbor_check_every = N > 1`` a
 stage whose every step can be replayed (no barostat, which reads the stress each step anyway; a
-thermostat with ``rewindable = True``, or none; observers with ``mark() -> token`` and ``rewind(token)``)
+thermostat with ``rewindable = True``, or none; observers with ``mark() -> token`` and ``rewind(token)``;
+``external_force`` a function of the state, since a replay calls it again)
 tests it only at its checks: every N steps and before anything that leaves the loop (a thermo row, a
 frame, a checkpoint, an extrapolation check, the stage's end). A check that finds the list went stale
 since the last one rewinds the run to that check (state, random stream on NumPy, observers) and replays
-the steps with the exact test (``n_replays`` counts them), so the trajectory is one the exact test gives
+the steps with the exact test (``n_replays`` counts them); the interval is then halved, and it grows back
+by one step per check that keeps the list, up to N (a list that lasts fewer than N steps, in a hot cell
+or with a thin skin, is checked as often as it needs). The trajectory is one the exact test gives
 (on NumPy the same to the last bits as long as no replay and no rebuild at a check changes the list's
 order; on CuPy a replay draws new random numbers: cuRAND's state is not kept).
 """
@@ -248,6 +251,7 @@ class Simulation:
         self.log = log
         self.progress_every_s = progress_every_s
         self.check_every = int(neighbor_check_every)
+        self._interval = self.check_every  # steps between deferred checks now (module docstring)
         self.n_replays = 0
         self._resume = None
 
@@ -279,7 +283,8 @@ class Simulation:
                   for name, value in observer.checkpoint_arrays().items()}
         meta = {"stage_index": stage_index, "step_in_stage": step_in_stage, "t0_fs": t0_fs, "L0_A": L0_A,
                 "rng_state": rng_state(md.rng), "stage_rows": stage_rows, "stage_L0": stage_L0, "seed": self.seed,
-                "traj_bytes": self._traj_bytes(), "stopped_by": stopped_by}
+                "traj_bytes": self._traj_bytes(), "stopped_by": stopped_by, "check_interval": self._interval,
+                "neighbor_checks": self.nlist.check_record()}
         write_checkpoint(self.checkpoint_path, md, meta=meta,
                          thermo=np.array(rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)), nlist=self.nlist,
                          arrays=arrays)
@@ -324,6 +329,8 @@ class Simulation:
         saved = extra["nlist"]
         if saved is not None:  # the list in use, built again from its configuration: the same pairs, same order
             self.nlist.build(xp.asarray(saved["ref_positions"]), np.asarray(saved["ref_cell"], dtype=float))
+            self.nlist.restore_check_record(meta.get("neighbor_checks"))
+        self._interval = int(meta.get("check_interval", self.check_every))
         init, _ = velocity_verlet(self.force_fn, self.dt_fs)  # forces on that list: those of the saved step
         return init(self.state, rng=rng, step=extra["step"], time_fs=extra["time_fs"], heat=extra["heat"])
 
@@ -416,6 +423,8 @@ class Simulation:
                 deferred = self._replayable(stage, observers)
                 mark = self._mark(md, start, observers) if deferred else None
                 replay_to = 0  # steps up to this one are a replay: exact list checks
+                if not resumed_here:
+                    self._interval = self.check_every
                 k = start
                 while k < stage.steps:
                     k += 1
@@ -428,12 +437,14 @@ class Simulation:
                     frame_due = self.traj_every and md.step % self.traj_every == 0
                     checkpoint_due = self.checkpoint_every and md.step % self.checkpoint_every == 0
                     if self.nlist.deferred and (grading or row_due or frame_due or checkpoint_due
-                                                or k - mark[1] >= self.check_every):
-                        if not self.nlist.verify(md.state.positions, md.state.cell, self.check_every):
+                                                or k - mark[1] >= self._interval):
+                        if not self.nlist.verify(md.state.positions, md.state.cell, self._interval):
                             replay_to, (md, k) = k, self._rewind(mark, observers)
                             self.n_replays += 1
+                            self._interval = max(1, self._interval // 2)
                             continue
                         mark = self._mark(md, k, observers)
+                        self._interval = min(self.check_every, self._interval + 1)
                     elif deferred and k == replay_to:
                         mark = self._mark(md, k, observers)
                     grade = np.nan

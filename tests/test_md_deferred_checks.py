@@ -75,9 +75,10 @@ def nvt(check_every, skin=1.0, steps=120, thermostat=None, n=2, T=900.0, **kwarg
 
 @pytest.mark.parametrize("thermostat", [Bussi(900.0, 50.0), Langevin(900.0, 100.0)])
 def test_a_deferred_run_is_the_exact_run(thermostat):
-    exact_sim, exact = nvt(1, thermostat=thermostat)
-    sim, run = nvt(10, thermostat=thermostat)
-    assert sim.nlist.n_builds >= 2  # the list was rebuilt on the way (at checks)
+    exact_sim, exact = nvt(1, skin=0.5, thermostat=thermostat)
+    sim, run = nvt(10, skin=0.5, thermostat=thermostat)
+    assert exact_sim.nlist.n_builds >= 2 and sim.n_replays == 0
+    assert sim.nlist.n_builds <= 2 * exact_sim.nlist.n_builds  # rebuilt at the check before the list would go stale
     np.testing.assert_allclose(run.md.state.positions, exact.md.state.positions, rtol=0, atol=1e-9)
     np.testing.assert_allclose(run.thermo["potential_eV"], exact.thermo["potential_eV"], rtol=1e-11)
 
@@ -180,15 +181,19 @@ def test_the_hnemd_current_is_the_exact_runs():
     for every in (1, 20):
         state = maxwell_boltzmann(from_atoms(cu(2)), 1500.0, seed=4)
         recorder = CurrentRecorder(100, np)
+        from md_gpu.protocols.thermal_current import driving_forces
+
+        fe = np.array([1e-3, 0.0, 0.0])
         sim = Simulation(FF, state, dt_fs=2.0, skin_A=0.15, thermo_every=50, seed=3, neighbor_check_every=every,
-                         per_atom=True, **QUIET)
+                         per_atom=True, external_force=lambda _state, result: driving_forces(result.virials, fe),
+                         **QUIET)
         sim.run([Stage("nvt", 100, thermostat=Bussi(1500.0, 50.0), observers=(recorder,))])
         series[every] = (recorder.series.copy(), recorder.k, sim.n_replays)
     assert series[20][1] == 100 and series[20][2] >= 1
     np.testing.assert_allclose(series[20][0], series[1][0], rtol=1e-8, atol=1e-12)
 
 
-def test_non_finite_positions_stop_at_the_next_check():
+def test_non_finite_positions_are_replayed_and_stop_with_the_exact_error():
     state = maxwell_boltzmann(from_atoms(cu(2)), 300.0, seed=4)
     nl = NeighborList(FF.cutoff, 0.5, state.pbc)
     nl.deferred = True
@@ -196,8 +201,94 @@ def test_non_finite_positions_stop_at_the_next_check():
     broken = state.positions.copy()
     broken[3, 0] = np.nan
     nl.pairs_within(broken, state.cell, FF.cutoff)  # no read, no error yet
-    with pytest.raises(MDRunError, match="positions are not finite: the system blew up"):
-        nl.verify(broken, state.cell, 10)
+    assert nl.verify(broken, state.cell, 10) is False  # the caller replays: the exact check decides
+    # a run whose forces turn NaN at its 33rd force call stops with the exact check's error, its rows kept
+    calls = []
+
+    def failing(types, i, j, d, *, xp=np):
+        calls.append(1)
+        energies, grad = FF.evaluate(types, i, j, d, xp=xp)
+        return energies, grad * (np.nan if len(calls) > 33 else 1.0)
+
+    ff = type("Failing", (), {"species": FF.species, "cutoff": FF.cutoff, "evaluate": staticmethod(failing)})()
+    sim = Simulation(ff, state, dt_fs=2.0, skin_A=0.5, thermo_every=5, seed=3, neighbor_check_every=10, **QUIET)
+    with pytest.raises(MDRunError, match="positions are not finite") as caught:
+        sim.run([Stage("nvt", 200, thermostat=Bussi(300.0, 50.0))])
+    assert sim.n_replays == 1 and list(caught.value.thermo["step"]) == [0, 5, 10, 15, 20, 25, 30]
+
+
+def test_a_deforming_cell_is_replayed_without_a_missed_pair():
+    """Deformation without a barostat (transverse strain held) keeps deferred checks; the strain term of
+    the stale measure must then count: every kept step saw every pair inside the cut-off."""
+    from md_gpu.integrators import velocity_verlet  # noqa: F401  (the loop under test is Simulation's)
+
+    for every, expect_replays in ((1, False), (20, True)):
+        seen = []
+        state = maxwell_boltzmann(from_atoms(cu(2)), 600.0, seed=4)
+        sim = Simulation(spy_force_field(seen), state, dt_fs=2.0, skin_A=0.2, thermo_every=25, seed=3,
+                         neighbor_check_every=every, **QUIET)
+        kept = KeptSteps(seen)
+        sim.run([Stage("pull", 100, thermostat=Bussi(600.0, 50.0), deform_axis="x", strain_rate_per_s=1e11,
+                       observers=(kept,))])
+        missed = sum(len(brute_force_pairs(positions, cell, state.pbc, FF.cutoff))
+                     - len(pairs_inside(*seen[call], FF.cutoff)) for _, call, positions, cell in kept.rows)
+        assert missed == 0 and (sim.n_replays > 0) == expect_replays
+        assert kept.rows[-1][3][0, 0] == pytest.approx(state.cell[0, 0] * (1 + 1e11 * 200e-15), rel=1e-9)
+
+
+def test_a_deferred_run_resumed_from_a_checkpoint_is_the_uninterrupted_run(tmp_path):
+    """Killed at step 100 (after replays), resumed from its checkpoint at step 90: the same trajectory to the
+    last bit, because the checkpoint keeps the check interval and the list's check record."""
+    kwargs = dict(dt_fs=2.0, skin_A=0.15, thermo_every=10, checkpoint_every=30, neighbor_check_every=20, **QUIET)
+
+    def stage(*observers):
+        return [Stage("nvt", 150, thermostat=Bussi(1500.0, 50.0), observers=observers)]
+
+    def fresh(folder):
+        folder.mkdir()
+        state = maxwell_boltzmann(from_atoms(cu(2)), 1500.0, seed=4)
+        return Simulation(FF, state, seed=3, checkpoint_path=folder / "run.ckpt.npz", **kwargs)
+
+    whole_sim = fresh(tmp_path / "whole")
+    whole = whole_sim.run(stage())
+    assert whole_sim.n_replays >= 2
+
+    class Killed(Exception):
+        pass
+
+    with pytest.raises(Killed):
+        fresh(tmp_path / "killed").run(stage(KillAt(100, Killed)))
+    resumed_sim = Simulation.resume(tmp_path / "killed" / "run.ckpt.npz", FF, **kwargs)
+    resumed = resumed_sim.run(stage())
+    assert np.array_equal(resumed.md.state.positions, whole.md.state.positions)
+    assert np.array_equal(resumed.thermo["potential_eV"], whole.thermo["potential_eV"])
+    assert resumed_sim.nlist.n_builds < whole_sim.nlist.n_builds  # it did resume, not start again
+
+
+class KillAt:
+    """Stage observer that raises ``error`` once the run reaches ``step`` (a kill), replayable."""
+
+    def __init__(self, step, error):
+        self.step, self.error = step, error
+
+    def __call__(self, md):
+        if md.step >= self.step:
+            raise self.error()
+
+    def mark(self):
+        return None
+
+    def rewind(self, token):
+        pass
+
+
+def test_the_benchmark_times_the_loop_with_deferred_checks():
+    from md_gpu.bench import benchmark
+
+    exact = benchmark(FF, cu(2), steps=40, warmup=0, check_every=1, temperature_K=300.0)
+    deferred = benchmark(FF, cu(2), steps=40, warmup=2, check_every=10, temperature_K=300.0)
+    assert exact["syncs_per_step"] >= 1.0 and deferred["syncs_per_step"] < 0.2
+    assert deferred["replays"] == 0 and deferred["atom_steps_per_s"] > 0 and exact["seconds"] > 0
 
 
 def test_a_check_interval_below_one_is_refused():

@@ -102,7 +102,8 @@ def compute_forces(ff, positions, cell, types, nlist, *, per_atom: bool = False,
 
 
 def pair_forces(ff, types, i, j, d, *, per_atom: bool = False) -> ForceResult:
-    """:class:`ForceResult` of ``ff`` on the pairs ``i, j [p]``, ``d [p, 3]`` (Å, all within ``ff.cutoff``).
+    """:class:`ForceResult` of ``ff`` on the pairs ``i, j [p]``, ``d [p, 3]`` (Å; those at or beyond ``ff.cutoff``
+    give nothing, module docstring).
 
     Reads nothing to the host: ``energy`` is the 0-d sum on the backend of ``d`` (a NumPy float64
     on NumPy), read with :func:`md_gpu.backend.host_scalar` where a host number is needed.

@@ -44,9 +44,10 @@ SETTINGS = {
     "traj_every": (int, 0, "steps between extxyz frames (0: none)"),
     "checkpoint_every": (int, 2000, "steps between checkpoints (0: none, and no finished run is kept: an "
                                     "interrupted stage runs everything again)"),
-    "neighbor_check_every": (int, 1, "steps between the neighbour-list checks of stages without a barostat "
-                                     "(1: exact every step; N > 1: one host read per N steps, the steps since "
-                                     "a check replayed when the list went stale; for small systems on a GPU)"),
+    "neighbor_check_every": (int, 1, "steps between the neighbour-list checks of the stages whose steps can be "
+                                     "replayed (no barostat, no NEMD baths; 1: exact every step; N > 1: one "
+                                     "host read per N steps, the steps since a check replayed when the list "
+                                     "went stale; for small systems on a GPU)"),
 }
 
 
