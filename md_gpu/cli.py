@@ -106,9 +106,15 @@ def cmd_tensile(args) -> int:
 def cmd_elastic(args) -> int:
     from .protocols import elastic_constants, static_elastic_constants
 
+    from .protocols.elastic import choose_scheme
+
     ff, atoms = _load(args)
+    scheme, why = args.scheme, {}
+    if scheme == "auto":
+        scheme, why = choose_scheme(ff, atoms, args.delta, low_temperature=args.temperature < 50.0)
     result = {"md": elastic_constants(ff, atoms, delta=args.delta, sample_steps=args.sample_steps,
-                                      settings=_settings(args, args.seed))}
+                                      settings=_settings(args, args.seed), scheme=scheme)}
+    result["md"].update(why)
     if args.static:
         result["static"] = static_elastic_constants(ff, atoms, delta=args.delta)
     print(json.dumps(result, indent=2))
@@ -198,6 +204,9 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--delta", type=float, default=0.005, help="strain amplitude of the finite differences")
     p.add_argument("--sample-steps", type=int, default=2000, help="steps averaged per strained cell")
+    p.add_argument("--scheme", default="auto", choices=("auto", "central", "tension", "tension2"),
+                   help="finite differences (auto: central unless a sheet buckles under the compressed cell, "
+                        "then tension, or tension2 below 50 K; md.elastic.scheme)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--static", action="store_true", help="also print the 0 K static finite-difference values")
     p.set_defaults(func=cmd_elastic)

@@ -70,6 +70,8 @@ def test_md_stage_runs_every_direction_and_seed_and_writes_summary(tmp_path):
     assert x["youngs_modulus_GPa"]["mean"] == pytest.approx(expected, rel=0.03)
     assert x["poisson_ratio"]["mean"] == 0.0  # transverse strain fixed
     assert set(summary["systems"]["cu"]["elastic_GPa"]) == {"C11", "C22", "C12", "C66"}
+    # md.elastic.scheme auto: a bulk cell cannot buckle, central differences
+    assert summary["systems"]["cu"]["elastic_scheme"] == {"elastic": "central", "elastic_low_T": "central"}
     # The elastic runs (1 K, 10 samples per strained cell, 20 equilibration steps: the cell stays near
     # a = 3.61 Å) against static finite differences on that cell, positions relaxed: C11 165.9, C12 115.0,
     # C66 83.5 GPa; measured +0.4 % / +0.4 % / +0.6 % (the relaxed cell's C11, 175.4 GPa, is +5.7 %). 2 %

@@ -274,6 +274,7 @@ class SystemSummary(TypedDict):
     moduli_GPa: NotRequired[Moduli]
     elastic_low_T_N_per_m: NotRequired[ElasticLowT]
     elastic_low_T_GPa: NotRequired[ElasticLowT]
+    elastic_scheme: NotRequired[dict[str, str]]  # task kind -> finite-difference scheme (md_gpu.tasks.elastic)
     stability: NotRequired[Stability]
     heterostructure: NotRequired[Heterostructure]
     heterostructure_runs: NotRequired[StripeRuns]

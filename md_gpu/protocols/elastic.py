@@ -23,7 +23,13 @@ one-sided difference ``C_ij = (4 sigma_i(+delta_j) - sigma_i(+2 delta_j) - 3 sig
 no compressed cell and no bias of first order in delta, at the price of three more cells and 1.8x the
 noise of the forward difference (for low temperature, where the noise is small: a 6.8 nm
 graphene/borophene stripe cell at 1 K reads E_y = 196.2 N/m forward at delta = 0.005, 199.6 at 0.01,
-192.6 second order, 192.3 static). Static (:func:`static_elastic_constants`): the same strains on the
+192.6 second order, 192.3 static). :func:`choose_scheme` picks the scheme for a cell: central for a
+bulk cell and for a sheet that a compression of delta cannot buckle, else a one-sided one; the test
+(:func:`ripple_curvatures`) is the 0 K energy curvature of the sheet's longest out-of-plane ripple along
+each axis in the cell compressed by delta (Euler: bending rigidity x q^2 against the compressive stress;
+negative = it buckles). The embedded graphene MTP: +73 and +62 meV/Å^2 per atom in the 60-atom cell,
+-3.7 and -4.0 in the 240-atom cell, whose central difference at 1 K reads C22 = 404.8 N/m against 423.3
+one-sided and 420.7 static. Static (:func:`static_elastic_constants`): the same strains on the
 structure relaxed at 0 K (cell in-plane to zero stress, then positions at every
 strained cell), stress from the same force field.
 
@@ -153,22 +159,78 @@ def elastic_constants(ff, atoms_or_state, *, delta: float = 0.005, sample_steps:
     return out
 
 
+def _relaxed(ff, atoms, *, fmax: float, relax_cell: bool = True):
+    """A copy of ``atoms`` (ase.Atoms or State) with ``ff``'s calculator, relaxed at 0 K (ASE BFGS): positions
+    and, with ``relax_cell``, the periodic cell (a sheet's in-plane components) to zero stress."""
+    from common.cell_filter import frechet_cell_filter
+    from ase.optimize import BFGS
+
+    from ..calculator import MDCalculator
+
+    atoms = to_atoms(atoms) if isinstance(atoms, State) else atoms.copy()
+    sheet = not atoms.pbc[2]
+    atoms.calc = MDCalculator(ff)
+    if relax_cell:
+        mask = [True, True, not sheet, False, False, True] if sheet else [True] * 6
+        BFGS(frechet_cell_filter(atoms, mask=mask), logfile=None).run(fmax=fmax, steps=500)
+    return atoms
+
+
+RIPPLE_A = 0.05  # amplitude (Å) of the ripple whose energy curvature decides buckling
+
+
+def ripple_curvatures(ff, atoms, strain: float, *, fmax: float = 1e-3) -> dict:
+    """``{"x": c, "y": c}``: 0 K energy curvature ``d^2E/da^2`` (meV/Å^2 per atom) of the sheet's longest
+    out-of-plane ripple along each in-plane axis, ``z_i += a sin(2 pi s_i)`` (``s_i`` the fractional
+    coordinate along the axis), in the cell compressed by ``strain`` along that axis (positions scaled
+    affinely, then held); central difference at ``a = RIPPLE_A``. Negative: the compressed sheet buckles.
+    ``atoms`` is first relaxed at 0 K to zero in-plane stress (``fmax`` eV/Å)."""
+    from ..calculator import MDCalculator
+
+    relaxed = _relaxed(ff, atoms, fmax=fmax)
+    out = {}
+    for k, axis in enumerate("xy"):
+        cell = relaxed.copy()
+        cell.set_cell(relaxed.cell.array @ np.diag([1.0 - strain if j == k else 1.0 for j in range(3)]),
+                      scale_atoms=True)
+        cell.calc = MDCalculator(ff)
+        mode = np.sin(2.0 * np.pi * cell.get_scaled_positions(wrap=False)[:, k])
+        z = cell.positions[:, 2].copy()
+        energies = []
+        for a in (-RIPPLE_A, 0.0, RIPPLE_A):
+            cell.positions[:, 2] = z + a * mode
+            energies.append(cell.get_potential_energy())
+        out[axis] = float((energies[0] + energies[2] - 2.0 * energies[1]) / RIPPLE_A ** 2 / len(cell) * 1000.0)
+    return out
+
+
+def choose_scheme(ff, atoms, delta: float, *, low_temperature: bool) -> tuple[str, dict]:
+    """``(scheme, why)`` for :func:`elastic_constants` on ``atoms`` (module docstring): "central" for a bulk
+    cell and for a sheet whose :func:`ripple_curvatures` at a compression of ``delta`` are positive along x
+    and y; otherwise a one-sided scheme without a compressed cell, "tension2" at low temperature (small
+    noise: no first-order strain bias) and "tension" at temperature, as the stripe cells are measured
+    (:mod:`md_gpu.heterostructure`). ``why``: ``{"ripple_curvature_meV_per_A2_per_atom": {...}}`` for a
+    sheet, ``{}`` for a bulk cell."""
+    if atoms.pbc[2]:
+        return "central", {}
+    curvatures = ripple_curvatures(ff, atoms, delta)
+    why = {"ripple_curvature_meV_per_A2_per_atom": curvatures}
+    if min(curvatures.values()) > 0.0:
+        return "central", why
+    return ("tension2" if low_temperature else "tension"), why
+
+
 def static_elastic_constants(ff, atoms, *, delta: float = 0.005, fmax: float = 1e-5, relax_cell: bool = True) -> dict:
     """C11, C22, C12, C66 at 0 K by finite differences with relaxed positions (ASE FIRE/BFGS)."""
-    from common.cell_filter import frechet_cell_filter
     from ase.optimize import BFGS
 
     from ..calculator import MDCalculator
     from ..state import from_atoms
 
     atoms = to_atoms(atoms) if isinstance(atoms, State) else atoms.copy()
-    state = from_atoms(atoms, species=ff.species)
-    _check(state, delta)
-    sheet = not state.pbc[2]
-    atoms.calc = MDCalculator(ff)
-    if relax_cell:
-        mask = [True, True, not sheet, False, False, True] if sheet else [True] * 6
-        BFGS(frechet_cell_filter(atoms, mask=mask), logfile=None).run(fmax=fmax, steps=500)
+    _check(from_atoms(atoms, species=ff.species), delta)
+    sheet = not atoms.pbc[2]
+    atoms = _relaxed(ff, atoms, fmax=fmax, relax_cell=relax_cell)
     stresses = {}
     for component, _ in VOIGT:
         for sign in (1, -1):

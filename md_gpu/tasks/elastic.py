@@ -1,5 +1,12 @@
 """In-plane elastic constants C11, C22, C12, C66 of each phase (:func:`md_gpu.protocols.elastic_constants`,
-central differences of the stress at strains of +-``md.elastic.delta``).
+finite differences of the stress at strains of ``md.elastic.delta``).
+
+The difference scheme is ``md.elastic.scheme``; "auto" (:func:`md_gpu.protocols.elastic.choose_scheme`)
+takes central differences (cells at +-delta) for a bulk cell and for a sheet that the compressed cell
+cannot buckle, and otherwise a one-sided scheme ("tension" at temperature, "tension2" at low
+temperature): a sheet a few nm long buckles under a compression of 0.5 %, and its central difference
+then reads it softer than it is. Each result records the scheme and, for a sheet, the ripple curvatures
+that decided it.
 
 Tasks: ``elastic`` at ``md.temperature_K``, one per seed (``<phase>_elastic_seed<k>``), and ``elastic_low_T``
 once (seed 0) at ``md.elastic.low_temperature_K`` (``<phase>_elastic_low_T``), near the 0 K stiffness of the
@@ -15,6 +22,7 @@ blow-up stops the stage), :func:`md_gpu.analysis.mean_sem`)::
     "moduli_N_per_m": {"x": {"youngs_modulus": {mean, sem, n}, "poisson_ratio": {...}}, "y": {...},
                        "method": str}
     "elastic_low_T_N_per_m": {"C11": {mean, sem, n}, ..., "temperature_K": float}
+    "elastic_scheme": {"elastic": "central" | "tension" | "tension2", "elastic_low_T": ...}
 
 ``moduli_<unit>`` (:func:`engineering_constants`): Young's modulus and Poisson's ratio for a pull along
 each axis, computed for every seed from that seed's constants and then averaged over seeds with
@@ -57,8 +65,18 @@ SETTINGS = {
         "sample_steps": (int, 2000, "steps averaged per strained cell"),
         "low_temperature_K": (float, 1.0, "also measure them once (seed 0) at this temperature (K), near the "
                                           "reference engine's 0 K stiffness (0: off)"),
+        "scheme": (str, "auto", "finite differences: auto (central unless a sheet would buckle under the "
+                                "compressed cell, then one-sided) | central | tension | tension2"),
     },
 }
+
+
+def check(settings: dict) -> None:
+    from ..protocols.elastic import SCHEMES
+
+    scheme = settings["elastic"]["scheme"]
+    if scheme not in ("auto",) + SCHEMES:
+        raise ValueError(f"md.elastic.scheme: {scheme!r} is not one of auto, {', '.join(SCHEMES)}")
 
 
 def low_temperature(settings: dict) -> bool:
@@ -91,14 +109,25 @@ def run(task: dict) -> dict:
 
 def measure(task: dict, ff, atoms, run_settings) -> dict:
     """The elastic-constant run of ``task`` on ``atoms`` with ``md.elastic`` (also the stripe module's
-    phase cells), checkpointed per strained cell and resumed (:mod:`.common`)."""
+    phase cells), checkpointed per strained cell and resumed (:mod:`.common`); ``scheme`` and ``scheme_why``
+    say which finite differences were taken and why (module docstring)."""
     from ..protocols import elastic_constants
+    from ..protocols.elastic import choose_scheme
 
     e = task["settings"]["elastic"]
     prefix = Path(task["out_dir"]) / task["name"]
+    scheme, why = e["scheme"], {"asked": e["scheme"]}
+    if scheme == "auto":
+        scheme, why = choose_scheme(ff, atoms, e["delta"], low_temperature=task["kind"] != "elastic")
+        curvature = why.get("ripple_curvature_meV_per_A2_per_atom")
+        said = (f" (0 K ripple curvature under a compression of {e['delta']:g}: {curvature['x']:.3g} and "
+                f"{curvature['y']:.3g} meV/Å^2 per atom along x and y)" if curvature else " (bulk cell)")
+        progress_printer(task)(f"elastic: {scheme} differences{said}")
     c = elastic_constants(ff, atoms, delta=e["delta"], sample_steps=e["sample_steps"], settings=run_settings,
-                          checkpoints=prefix, resume=resumable(task, prefix), log=progress_printer(task))
-    return {**task, "result": {k: c[k] for k in CONSTANTS}, "unit": c["unit"], "temperature_K": c["temperature_K"]}
+                          scheme=scheme, checkpoints=prefix, resume=resumable(task, prefix),
+                          log=progress_printer(task))
+    return {**task, "result": {k: c[k] for k in CONSTANTS}, "unit": c["unit"], "temperature_K": c["temperature_K"],
+            "scheme": scheme, "scheme_why": why}
 
 
 def summarise(results: list[dict], settings: dict) -> dict:
@@ -117,6 +146,7 @@ def summarise(results: list[dict], settings: dict) -> dict:
             if suffix:
                 stats["temperature_K"] = runs[0]["temperature_K"]
             out.setdefault(system, {})[f"elastic{suffix}_{unit}"] = stats
+            out[system].setdefault("elastic_scheme", {})[kind] = runs[0].get("scheme", "central")
             if not suffix:
                 out[system][f"moduli_{unit}"] = moduli([r["result"] for r in runs], sheet=unit == "N_per_m")
     return out
