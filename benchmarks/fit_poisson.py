@@ -15,6 +15,7 @@ Usage::
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/fit_poisson.py --seeds 0,1,2,3      # the case's recipe
     python benchmarks/fit_poisson.py --seeds 0,1,2,3 --set 'chain_weights={}'           # MLIP-2's weights
+    python benchmarks/fit_poisson.py --seeds 0,1,2 --set level=10 --set 'chain_weights={}'  # level 10, MLIP-2's
     python benchmarks/fit_poisson.py --system borophene --seeds 0,1 --out-dir fits/boro
     python benchmarks/fit_poisson.py --dataset /tmp/graphene_relaxed.extxyz.gz \
         --errors-on cases/graphene_borophene/data/graphene.extxyz.gz                  # a dataset with more frames
@@ -22,8 +23,8 @@ Usage::
 
 ``--set key=JSON`` replaces one of the system's fit settings (the case's, with its
 ``fit.per_system.<system>`` entry over them; dotted keys for sub-sections, e.g.
-``weights.stress=0.1``).  Each fit of the graphene set (264 frames, level 10, 80 iterations) takes
-4-11 min on two shared cores.
+``weights.stress=0.1``).  Each fit of the graphene set (264 frames, 80 iterations) takes 1-11 min at
+level 10 and 2-11 min at the quick preset's level 14 on one shared core.
 """
 from __future__ import annotations
 
