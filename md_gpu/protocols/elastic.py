@@ -27,9 +27,9 @@ graphene/borophene stripe cell at 1 K reads E_y = 196.2 N/m forward at delta = 0
 bulk cell and for a sheet that a compression of delta cannot buckle, else a one-sided one; the test
 (:func:`ripple_curvatures`) is the 0 K energy curvature of the sheet's longest out-of-plane ripple along
 each axis in the cell compressed by delta (Euler: bending rigidity x q^2 against the compressive stress;
-negative = it buckles). The embedded graphene MTP: +73 and +62 meV/Å^2 per atom in the 60-atom cell,
--3.7 and -4.0 in the 240-atom cell, whose central difference at 1 K reads C22 = 404.8 N/m against 423.3
-one-sided and 420.7 static. Static (:func:`static_elastic_constants`): the same strains on the
+negative = it buckles). A level-10 graphene MTP fitted to the embedded set: +73 and +62 meV/Å^2 per
+atom in the 60-atom cell, -3.7 and -4.0 in the 240-atom cell, whose central difference at 1 K reads
+C22 = 404.8 N/m against 423.3 one-sided and 420.7 static. Static (:func:`static_elastic_constants`): the same strains on the
 structure relaxed at 0 K (cell in-plane to zero stress, then positions at every
 strained cell), stress from the same force field.
 
