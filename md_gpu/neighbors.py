@@ -290,8 +290,13 @@ class NeighborList:
         u = positions - self.ref_positions @ xp.asarray(F)
         return xp.sqrt((u * u).sum(-1).max()), strain
 
+    def _stale_measure(self, max_u, strain: float):
+        """``2 max|u| + ||F - I||_2 r_list - skin`` (Å; module doc): the list may have missed a pair once it is
+        >= 0. ``max_u`` a host float or a device 0-d array (the result is of the same kind)."""
+        return 2.0 * max_u + strain * self.r_list - self.skin
+
     def _stale(self, max_u: float, strain: float) -> bool:
-        return 2.0 * max_u + strain * self.r_list >= self.skin
+        return self._stale_measure(max_u, strain) >= 0.0
 
     def needs_rebuild(self, positions, cell) -> bool:
         """True when a pair could have entered the cut-off since the last build (see module doc; one host read)."""
@@ -319,7 +324,7 @@ class NeighborList:
         if self.deferred:
             xp = array_module(positions)
             max_u, strain = self._drift(positions, cell)
-            measure = 2.0 * max_u + strain * self.r_list - self.skin  # NaN positions: NaN, which maximum keeps
+            measure = self._stale_measure(max_u, strain)  # NaN positions: NaN, which maximum keeps
             self._worst = measure if self._worst is None else xp.maximum(self._worst, measure)
             return self.i, self.j, d
         inside = (d * d).sum(1) < cutoff * cutoff

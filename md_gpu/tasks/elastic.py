@@ -116,16 +116,16 @@ def measure(task: dict, ff, atoms, run_settings) -> dict:
 
     e = task["settings"]["elastic"]
     prefix = Path(task["out_dir"]) / task["name"]
+    log = progress_printer(task)
     scheme, why = e["scheme"], {"asked": e["scheme"]}
     if scheme == "auto":
         scheme, why = choose_scheme(ff, atoms, e["delta"], low_temperature=task["kind"] != "elastic")
         curvature = why.get("ripple_curvature_meV_per_A2_per_atom")
         said = (f" (0 K ripple curvature under a compression of {e['delta']:g}: {curvature['x']:.3g} and "
                 f"{curvature['y']:.3g} meV/Å^2 per atom along x and y)" if curvature else " (bulk cell)")
-        progress_printer(task)(f"elastic: {scheme} differences{said}")
+        log(f"elastic: {scheme} differences{said}")
     c = elastic_constants(ff, atoms, delta=e["delta"], sample_steps=e["sample_steps"], settings=run_settings,
-                          scheme=scheme, checkpoints=prefix, resume=resumable(task, prefix),
-                          log=progress_printer(task))
+                          scheme=scheme, checkpoints=prefix, resume=resumable(task, prefix), log=log)
     return {**task, "result": {k: c[k] for k in CONSTANTS}, "unit": c["unit"], "temperature_K": c["temperature_K"],
             "scheme": scheme, "scheme_why": why}
 
