@@ -11,6 +11,7 @@ Usage (prints one line per run, then a table)::
     python benchmarks/md_speed.py --sizes 1000,10000,100000,1000000 --backend cupy   # on a GPU
     python benchmarks/md_speed.py --structure g.extxyz --potential graphene.mtp --nep graphene.nep.txt
     python benchmarks/md_speed.py --check-every 1,20          # also with deferred neighbour-list checks
+    python benchmarks/md_speed.py --check-every 20 --padded   # their rebuilds by the device builder, on the CPU
 
 The potentials are MLIP-2's own fcc Cu MTPs of levels 10 and 16 (tests/data/md/,
 from /work/shared/mlip_reference/cubic); the structure is fcc Cu (a = 3.61 Å)
@@ -18,7 +19,9 @@ repeated to the requested size, or any structure file given with --structure
 (e.g. graphene written by ``python -m training.structures graphene graphene.extxyz``, which
 then needs a graphene MTP via --potential). ``--check-every`` times each run with those steps between
 the neighbour-list checks (``md.neighbor_check_every``; 1: exact every step; the steps run through the
-MD loop, :func:`md_gpu.bench.benchmark`). Goal on an H100: >= 1e7 atom-steps/s at >= 1e5 atoms, level 16.
+MD loop, :func:`md_gpu.bench.benchmark`); the rebuilds at those checks use the padded builder
+(``md_gpu.neighbors.padded_build_pairs``, no host read) on a GPU, and on the CPU with ``--padded``.
+Goal on an H100: >= 1e7 atom-steps/s at >= 1e5 atoms, level 16.
 
 The NEP rows (``--nep``, default ``random``) run on the same cells: a NEP4 with random parameters and
 the fit stage's default sizes (``fit.nep`` of :data:`training.fit_stage.FIT_SETTINGS`: cut-offs 5/4 Å,
@@ -93,6 +96,8 @@ def main(argv=None) -> int:
                         help="also time this nep.txt, 'random' (a NEP4 of the fit stage's default sizes) or 'none'")
     parser.add_argument("--check-every", default="1",
                         help="comma-separated steps between neighbour-list checks (1: exact every step)")
+    parser.add_argument("--padded", action="store_true",
+                        help="deferred checks rebuild with the padded (device) builder on the CPU too")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     xp = get_backend(args.backend)
@@ -118,7 +123,8 @@ def main(argv=None) -> int:
             for every in (int(c) for c in args.check_every.split(",")):
                 rss_before = _peak_rss_bytes()
                 try:
-                    r = benchmark(ff, atoms, steps=steps, warmup=2, check_every=every, xp=xp)
+                    r = benchmark(ff, atoms, steps=steps, warmup=2, check_every=every, xp=xp,
+                                  padded=True if args.padded else None)
                 except MemoryError as exc:
                     print(f"{name}: {len(atoms)} atoms: out of memory ({exc})", flush=True)
                     break
@@ -138,12 +144,14 @@ def main(argv=None) -> int:
                 rows.append(r)
                 print(f"{name}: {r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}, check every "
                       f"{every}: {r['atom_steps_per_s']:.4g} atom-steps/s, {r['syncs_per_step']:.3g} host "
-                      f"syncs/step ({r['neighbor_builds']} rebuilds, {r['replays']} replays)", flush=True)
+                      f"syncs/step ({r['neighbor_builds']} rebuilds, {r['replays']} replays, {r['overflows']} overflows)",
+                      flush=True)
     print(f"\n{'potential':<32}{'atoms':>10}{'check':>7}{'atom-steps/s':>16}{'syncs/step':>12}{'rebuilds':>10}"
-          f"{'replays':>9}  backend")
+          f"{'replays':>9}{'overflows':>10}  backend")
     for r in rows:
         print(f"{r['potential']:<32}{r['n_atoms']:>10}{r['check_every']:>7}{r['atom_steps_per_s']:>16.4g}"
-              f"{r['syncs_per_step']:>12.3g}{r['neighbor_builds']:>10}{r['replays']:>9}  {r['backend']}")
+              f"{r['syncs_per_step']:>12.3g}{r['neighbor_builds']:>10}{r['replays']:>9}{r['overflows']:>10}"
+              f"  {r['backend']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -50,16 +50,19 @@ class _StartClock:
 
 
 def benchmark(ff, atoms, *, steps: int = 100, warmup: int = 5, temperature_K: float = 300.0, dt_fs: float = 1.0,
-              skin_A: float = 1.0, check_every: int = 1, xp=None) -> dict:
+              skin_A: float = 1.0, check_every: int = 1, padded: bool | None = None, xp=None) -> dict:
     """``{"n_atoms", "steps", "seconds", "atom_steps_per_s", "backend", "neighbor_builds", "syncs_per_step",
-    "check_every", "replays"}`` for ``steps`` timed steps (``syncs_per_step``: host reads per step, rebuilds
-    and the final thermo row included; ``check_every``: steps between neighbour-list checks, ``replays``:
-    intervals replayed because the list went stale)."""
+    "check_every", "replays", "overflows"}`` for ``steps`` timed steps (``syncs_per_step``: host reads per
+    step, rebuilds and the final thermo row included; ``check_every``: steps between neighbour-list checks,
+    ``replays``: intervals replayed because the list went stale or a padded build overflowed, ``overflows``:
+    those padded builds). ``padded``: the neighbour list's choice of builder at deferred checks
+    (:class:`md_gpu.neighbors.NeighborList`; None: padded on a device)."""
     xp = xp or get_backend()
     state = maxwell_boltzmann(from_atoms(atoms, species=ff.species, xp=xp), temperature_K, seed=0)
     sim = Simulation(ff, state, dt_fs=dt_fs, skin_A=skin_A, thermo_every=warmup + steps,
                      neighbor_check_every=check_every, log=lambda line: None, progress_every_s=math.inf,
                      blowup=BlowUpGuard(collapse_eV_per_atom=math.inf))
+    sim.nlist.padded = padded
     clock = _StartClock(warmup, xp, sim.nlist)
     if warmup <= 0:  # the observers see step 1 first: the clock then includes the first force call and list
         clock.begin()
@@ -70,4 +73,4 @@ def benchmark(ff, atoms, *, steps: int = 100, warmup: int = 5, temperature_K: fl
     return {"n_atoms": state.n_atoms, "steps": steps, "seconds": seconds,
             "atom_steps_per_s": state.n_atoms * steps / seconds, "backend": xp.__name__,
             "neighbor_builds": sim.nlist.n_builds - clock.builds, "syncs_per_step": syncs / steps,
-            "check_every": check_every, "replays": sim.n_replays}
+            "check_every": check_every, "replays": sim.n_replays, "overflows": sim.nlist.n_overflows}

@@ -78,6 +78,7 @@ class ExtrapolationControl:
     def check(self, md, nlist) -> float:
         """Grade the configuration of ``md``; return max gamma (raise above ``stop``)."""
         s = md.state
+        nlist.settle(s.positions, s.cell)
         d = nlist.pair_vectors(s.positions, s.cell)
         i, j = nlist.i, nlist.j
         if self.cutoff is not None:

@@ -46,6 +46,17 @@ The deferred list costs more pair work (the shell between cut-off and list radiu
 - 1, 73 % for a 5 Å cut-off and a 1 Å skin in bulk); it pays where a host read costs more than that
 work, i.e. small systems on a GPU.
 
+Padded builds (a capacity and an overflow flag): a deferred list's rebuilds at its checks use
+:func:`padded_build_pairs` on a device backend (``padded``; on NumPy when asked), which bins and lists the
+pairs into arrays of a fixed size, :attr:`NeighborList.capacity` = (bin occupancy, pairs), without a host
+read: the list's length is known on the host, its tail is padding that the force contract gives nothing.
+The capacity is sized at the first padded build (two reads) with headroom. Whether a build fit its
+capacity is a device array read with the next check's measure, in the same transfer; a build that did
+not fit (an overflow, ``n_overflows``) left pairs out, so that check fails like a stale one: the steps
+since the previous check are replayed with the exact test, and the capacity is sized again at the next
+padded build. A consumer of the list besides the force call (the extrapolation grade) first calls
+:meth:`NeighborList.settle`. So a deferred run reads the host once per check, rebuilds included.
+
 The arrays are on the backend of the positions (NumPy or CuPy). On NumPy,
 :func:`build_pairs` runs the compiled cell list of :mod:`training.mtp.cell_list`
 (the same binning in C++, bins of half the list radius; the array code below
@@ -110,81 +121,22 @@ def array_build_pairs(positions, cell, pbc, r_list: float):
     with those counts (:func:`compact_indices`), without a read of their own.
     """
     xp = array_module(positions)
-    n = positions.shape[0]
-    cell_h = np.asarray(to_numpy(cell), dtype=float)
-    widths = perpendicular_widths(cell_h)
-    cell = xp.asarray(cell_h)
-    frac = positions @ xp.asarray(np.linalg.inv(cell_h))
-    open_axes = [k for k in range(3) if not pbc[k]]
+    frac = positions @ xp.asarray(np.linalg.inv(np.asarray(to_numpy(cell), dtype=float)))
     extent = np.zeros((3, 2))
+    open_axes = [k for k in range(3) if not pbc[k]]
     if open_axes:  # one read for every open axis
         ends = to_host(xp.stack([frac[:, open_axes].min(axis=0), frac[:, open_axes].max(axis=0)], axis=1))
         extent[open_axes] = np.asarray(ends).reshape(len(open_axes), 2)
-    n_bins = np.ones(3, dtype=np.int64)
-    reach = np.ones(3, dtype=np.int64)
-    wrapped = xp.zeros((n, 3))
-    bins = xp.zeros((n, 3), dtype=xp.int64)
-    for k in range(3):
-        f = frac[:, k]
-        if pbc[k]:
-            n_bins[k] = max(1, int(widths[k] // r_list))
-            reach[k] = int(np.ceil(r_list * n_bins[k] / widths[k] - 1e-12))
-            wrapped[:, k] = xp.floor(f)
-            f = f - wrapped[:, k]
-            bins[:, k] = xp.minimum((f * n_bins[k]).astype(xp.int64), n_bins[k] - 1)
-        else:
-            lo, hi = extent[k]
-            n_bins[k] = max(1, int((hi - lo) * widths[k] // r_list))
-            reach[k] = min(1, n_bins[k] - 1)
-            scaled = (f - lo) / max(hi - lo, 1e-300) * n_bins[k]
-            bins[:, k] = xp.clip(scaled.astype(xp.int64), 0, n_bins[k] - 1)
-    r_w = positions - wrapped @ cell            # positions folded into the cell
-    flat = (bins[:, 0] * n_bins[1] + bins[:, 1]) * n_bins[2] + bins[:, 2]
-    total_bins = int(np.prod(n_bins))
-    order = xp.argsort(flat)
-    sorted_bins = flat[order]
-    # bin boundaries in the sorted order (bincount reads the host on CuPy: its size and a sign check)
-    edges = xp.searchsorted(sorted_bins, xp.arange(total_bins + 1))
-    starts, counts = edges[:-1], edges[1:] - edges[:-1]
-    occupancy = int(to_host(counts.max()))
-    rank = xp.arange(n) - starts[sorted_bins]
-    table = xp.full((total_bins, occupancy), -1, dtype=xp.int64)
-    table[sorted_bins, rank] = order
-    atom = xp.arange(n)
-    r2 = r_list * r_list
-    nb = xp.asarray(n_bins)
-
-    def candidates(offset):
-        """(cand [n, occupancy]: the atoms of the bin at ``offset`` from each atom's, -1 for empty slots or
-        no bin; image [n, 3]: the periodic image of that bin)."""
-        target = bins + xp.asarray(np.array(offset))
-        ok = xp.ones(n, dtype=bool)
-        image = xp.zeros((n, 3))
-        for k in range(3):
-            if pbc[k]:
-                image[:, k] = xp.floor_divide(target[:, k], n_bins[k])
-                target[:, k] = target[:, k] - image[:, k].astype(xp.int64) * n_bins[k]
-            else:
-                ok &= (target[:, k] >= 0) & (target[:, k] < n_bins[k])
-                target[:, k] = xp.clip(target[:, k], 0, n_bins[k] - 1)
-        tflat = (target[:, 0] * nb[1] + target[:, 1]) * nb[2] + target[:, 2]
-        return xp.where(ok[:, None], table[tflat], -1), image
-
-    offsets = list(itertools.product(*(range(-int(m), int(m) + 1) for m in reach)))
-    masks = []
-    for offset in offsets:
-        cand, image = candidates(offset)
-        d = r_w[cand] + (image @ cell)[:, None, :] - r_w[:, None, :]
-        keep = (cand >= 0) & ((d * d).sum(-1) < r2)
-        if not any(offset):  # only the zero offset can pair an atom with itself unshifted
-            keep &= cand != atom[:, None]
-        masks.append(keep.ravel())
+    grid = _BinGrid(positions, frac, cell, pbc, r_list, extent)
+    occupancy = int(to_host(grid.counts.max()))
+    table = grid.table(occupancy)
+    masks = [grid.pair_mask(*grid.candidates(table, offset), offset) for offset in grid.offsets]
     n_pairs = np.atleast_1d(to_host(xp.stack([m.sum() for m in masks]))).astype(np.int64)  # one read
     out_i, out_j, out_s = [], [], []
-    for offset, keep, count in zip(offsets, masks, n_pairs):
+    for offset, keep, count in zip(grid.offsets, masks, n_pairs):
         if not count:
             continue
-        cand, image = candidates(offset)  # gathered again: keeping every offset's [n, occupancy] table costs more
+        cand, image = grid.candidates(table, offset)  # gathered again: keeping every offset's [n, occupancy] table costs more
         flat_slot = compact_indices(keep, int(count))
         ii = flat_slot // occupancy
         out_i.append(ii)
@@ -193,11 +145,135 @@ def array_build_pairs(positions, cell, pbc, r_list: float):
     if not out_i:
         empty = xp.zeros(0, dtype=xp.int64)
         return empty, empty.copy(), xp.zeros((0, 3))
-    i = xp.concatenate(out_i)
-    j = xp.concatenate(out_j)
-    # shifts relative to the unwrapped positions: d = r[j] + s @ cell - r[i]
-    shifts = xp.concatenate(out_s) - wrapped[j] + wrapped[i]
-    return i, j, shifts
+    i, j = xp.concatenate(out_i), xp.concatenate(out_j)
+    return i, j, grid.shifts(i, j, xp.concatenate(out_s))
+
+
+def padded_build_pairs(positions, cell, pbc, r_list: float, capacity: tuple[int, int]):
+    """:func:`build_pairs` into arrays of a fixed size, with no host read: ``(i, j [P], shifts [P, 3], needed)``.
+
+    ``capacity = (occupancy, P)`` (host ints): the width of the bin table and the length of the list. The
+    list holds the pairs within ``r_list`` in the order of :func:`array_build_pairs` (for periodic axes),
+    then padding pairs ``i = j = k mod n`` whose shift is a multiple of the first cell vector longer than
+    ``r_list``, which the force contract gives nothing. ``needed`` is a device int64 array [2]: the largest
+    bin occupancy and the number of pairs. Where either exceeds its capacity (an overflow), atoms were left
+    out of full bins or pairs out of the list, and the list is incomplete: the caller reads ``needed``
+    at its next check and builds again (:class:`NeighborList`, ``deferred``).
+
+    Non-periodic axes are binned over the cell's own length, without wrapping; atoms outside the cell go
+    to the end bins, which are at least ``r_list`` wide, so no pair is lost (the array builder bins over
+    the atoms' extent instead, which costs a read).
+    """
+    xp = array_module(positions)
+    n = positions.shape[0]
+    occupancy, size = (int(c) for c in capacity)
+    cell_h = np.asarray(to_numpy(cell), dtype=float)
+    widths = perpendicular_widths(cell_h)
+    pad = np.zeros(3)
+    pad[0] = np.ceil(r_list / widths[0]) + 1.0  # |pad @ cell| >= pad[0] * widths[0] > r_list
+    out_i = xp.arange(size + 1, dtype=xp.int64) % max(n, 1)  # the last slot takes what does not fit
+    out_j = out_i.copy()
+    out_s = xp.zeros((size + 1, 3)) + xp.asarray(pad)
+    if not n:
+        return out_i[:size], out_j[:size], out_s[:size], xp.zeros(2, dtype=xp.int64)
+    frac = positions @ xp.asarray(np.linalg.inv(cell_h))
+    grid = _BinGrid(positions, frac, cell_h, pbc, r_list, np.array([[0.0, 1.0]] * 3))
+    table = grid.table(occupancy)
+    filled = xp.zeros((), dtype=xp.int64)
+    slot_of = xp.arange(n * occupancy)
+    for offset in grid.offsets:
+        cand, image = grid.candidates(table, offset)
+        keep = grid.pair_mask(cand, image, offset)
+        place = filled + xp.cumsum(keep) - 1
+        slot = xp.where(keep & (place < size), place, size)
+        ii = slot_of // occupancy
+        out_i[slot] = ii
+        out_j[slot] = cand.ravel()
+        out_s[slot] = image[ii]
+        filled = filled + keep.sum()
+    i, j = out_i[:size], out_j[:size]
+    return i, j, grid.shifts(i, j, out_s[:size]), xp.stack([grid.counts.max(), filled])  # padding: i = j
+
+
+class _BinGrid:
+    """The bins of a cell list (module doc): the atoms' bins, the bin table and the candidates of a bin offset.
+
+    ``frac [n, 3]``: fractional coordinates of ``positions``; ``extent [3, 2]``: the fractional range binned
+    along each non-periodic axis (atoms outside it go to the end bins).
+    """
+
+    def __init__(self, positions, frac, cell, pbc, r_list, extent):
+        xp = self.xp = array_module(positions)
+        n = self.n = positions.shape[0]
+        cell_h = np.asarray(to_numpy(cell), dtype=float)
+        widths = perpendicular_widths(cell_h)
+        self.cell, self.pbc, self.r2 = xp.asarray(cell_h), tuple(pbc), r_list * r_list
+        n_bins = self.n_bins = np.ones(3, dtype=np.int64)
+        reach = np.ones(3, dtype=np.int64)
+        wrapped = self.wrapped = xp.zeros((n, 3))
+        bins = self.bins = xp.zeros((n, 3), dtype=xp.int64)
+        for k in range(3):
+            f = frac[:, k]
+            if pbc[k]:
+                n_bins[k] = max(1, int(widths[k] // r_list))
+                reach[k] = int(np.ceil(r_list * n_bins[k] / widths[k] - 1e-12))
+                wrapped[:, k] = xp.floor(f)
+                f = f - wrapped[:, k]
+                bins[:, k] = xp.minimum((f * n_bins[k]).astype(xp.int64), n_bins[k] - 1)
+            else:
+                lo, hi = extent[k]
+                n_bins[k] = max(1, int((hi - lo) * widths[k] // r_list))
+                reach[k] = min(1, n_bins[k] - 1)
+                scaled = xp.clip((f - lo) / max(hi - lo, 1e-300) * n_bins[k], -1.0, float(n_bins[k]))
+                bins[:, k] = xp.clip(scaled.astype(xp.int64), 0, n_bins[k] - 1)
+        self.r_w = positions - wrapped @ self.cell            # positions folded into the cell
+        flat = (bins[:, 0] * n_bins[1] + bins[:, 1]) * n_bins[2] + bins[:, 2]
+        total_bins = self.total_bins = int(np.prod(n_bins))
+        self.order = xp.argsort(flat)
+        self.sorted_bins = flat[self.order]
+        # bin boundaries in the sorted order (bincount reads the host on CuPy: its size and a sign check)
+        edges = xp.searchsorted(self.sorted_bins, xp.arange(total_bins + 1))
+        self.starts, self.counts = edges[:-1], edges[1:] - edges[:-1]
+        self.offsets = list(itertools.product(*(range(-int(m), int(m) + 1) for m in reach)))
+
+    def table(self, occupancy: int):
+        """``[n_bins, occupancy]`` atoms of each bin (-1: empty slot); atoms beyond ``occupancy`` in a bin are
+        left out (through a spare column, without a read)."""
+        xp = self.xp
+        rank = xp.minimum(xp.arange(self.n) - self.starts[self.sorted_bins], occupancy)
+        table = xp.full((self.total_bins, occupancy + 1), -1, dtype=xp.int64)
+        table[self.sorted_bins, rank] = self.order
+        return table[:, :occupancy]
+
+    def candidates(self, table, offset):
+        """(cand [n, occupancy]: the atoms of the bin at ``offset`` from each atom's, -1 for empty slots or
+        no bin; image [n, 3]: the periodic image of that bin)."""
+        xp, n_bins = self.xp, self.n_bins
+        target = self.bins + xp.asarray(np.array(offset))
+        ok = xp.ones(self.n, dtype=bool)
+        image = xp.zeros((self.n, 3))
+        for k in range(3):
+            if self.pbc[k]:
+                image[:, k] = xp.floor_divide(target[:, k], n_bins[k])
+                target[:, k] = target[:, k] - image[:, k].astype(xp.int64) * n_bins[k]
+            else:
+                ok &= (target[:, k] >= 0) & (target[:, k] < n_bins[k])
+                target[:, k] = xp.clip(target[:, k], 0, n_bins[k] - 1)
+        nb = xp.asarray(n_bins)
+        tflat = (target[:, 0] * nb[1] + target[:, 1]) * nb[2] + target[:, 2]
+        return xp.where(ok[:, None], table[tflat], -1), image
+
+    def pair_mask(self, cand, image, offset):
+        """[n * occupancy] bools: the candidates of ``offset`` closer than the list radius."""
+        d = self.r_w[cand] + (image @ self.cell)[:, None, :] - self.r_w[:, None, :]
+        keep = (cand >= 0) & ((d * d).sum(-1) < self.r2)
+        if not any(offset):  # only the zero offset can pair an atom with itself unshifted
+            keep &= cand != self.xp.arange(self.n)[:, None]
+        return keep.ravel()
+
+    def shifts(self, i, j, images):
+        """The pairs' bin images [p, 3] as shifts of the unwrapped positions: ``d = r[j] + shifts @ cell - r[i]``."""
+        return images - self.wrapped[j] + self.wrapped[i]
 
 
 def brute_force_pairs(positions, cell, pbc, r_list: float):
@@ -258,6 +334,11 @@ class NeighborList:
     ref_cell: np.ndarray | None = None
     n_builds: int = 0
     deferred: bool = False
+    padded: bool | None = None  # deferred builds by padded_build_pairs; None: where the positions are on a device
+    capacity: tuple | None = None  # (bin occupancy, pairs) of the padded builds; sized at the first
+    n_overflows: int = 0
+    _padded_list: bool = False  # the list in use is a padded build
+    _needed: object = None     # ``needed`` of the padded build in use while it is unread (device [2])
     _worst: object = None      # largest stale measure of the deferred calls since the last verify (device)
     _calls_since_build: int = 0
     _last_check: tuple = (None, 0)  # (measure, calls since the build) at the last verify that kept the list
@@ -271,8 +352,21 @@ class NeighborList:
     def r_list(self) -> float:
         return self.cutoff + self.skin
 
-    def build(self, positions, cell) -> None:
-        self.i, self.j, self.shifts = build_pairs(positions, cell, self.pbc, self.r_list)
+    def build(self, positions, cell, *, padded: bool | None = None) -> None:
+        """Build the list for ``positions``, ``cell``: by :func:`build_pairs`, or, when ``padded`` (None: when
+        ``deferred`` and :attr:`padded` says so, by default for device arrays), by :func:`padded_build_pairs`
+        into :attr:`capacity` (sized at the first such build: two reads and three builds, with headroom)."""
+        if padded is None:
+            padded = self.deferred and (self.padded if self.padded is not None else array_module(positions) is not np)
+        self._needed = None
+        if padded:
+            if self.capacity is None:
+                self.capacity = self._size_capacity(positions, cell)
+            self.i, self.j, self.shifts, self._needed = padded_build_pairs(positions, cell, self.pbc, self.r_list,
+                                                                           self.capacity)
+        else:
+            self.i, self.j, self.shifts = build_pairs(positions, cell, self.pbc, self.r_list)
+        self._padded_list = padded
         self.ref_positions = positions.copy()
         self.ref_cell = np.array(to_numpy(cell), dtype=float)
         self.n_builds += 1
@@ -297,6 +391,31 @@ class NeighborList:
 
     def _stale(self, max_u: float, strain: float) -> bool:
         return self._stale_measure(max_u, strain) >= 0.0
+
+    def _size_capacity(self, positions, cell) -> tuple:
+        """(bin occupancy, pairs) for padded builds at ``positions``: the largest occupancy (read from a build
+        into a one-slot table) and the number of pairs (read from a build into a zero-length list), each with
+        the headroom for a run's fluctuations: a quarter more slots per bin (at least 2), a fifth more pairs."""
+        occupancy = int(to_host(padded_build_pairs(positions, cell, self.pbc, self.r_list, (1, 0))[3])[0])
+        pairs = int(to_host(padded_build_pairs(positions, cell, self.pbc, self.r_list, (occupancy, 0))[3])[1])
+        return occupancy + max(2, -(-occupancy // 4)), pairs + max(64, -(-pairs // 5))
+
+    def _overflowed(self, needed) -> bool:
+        """Whether a padded build with ``needed`` (host [2]) did not fit its capacity; if so the list is dropped
+        (the next force call builds it exactly) and the capacity sized again at the next padded build."""
+        if needed is None or np.all(np.asarray(needed) <= np.asarray(self.capacity)):
+            return False
+        self.n_overflows += 1
+        self.i = self.capacity = self._needed = None
+        return True
+
+    def settle(self, positions, cell) -> None:
+        """Make the list in use complete for a consumer besides the force call (the extrapolation grade): an
+        unread padded build is read (one read) and built again exactly if it overflowed."""
+        if self._needed is not None:
+            needed, self._needed = to_host(self._needed), None
+            if self._overflowed(needed):
+                self.build(positions, cell, padded=False)
 
     def needs_rebuild(self, positions, cell) -> bool:
         """True when a pair could have entered the cut-off since the last build (see module doc; one host read)."""
@@ -330,10 +449,11 @@ class NeighborList:
         inside = (d * d).sum(1) < cutoff * cutoff
         if not fresh:
             max_u, strain = self._drift(positions, cell)
-            max_u, n_inside = to_host(max_u, inside.sum())
+            max_u, n_inside, needed = to_host(max_u, inside.sum(), -1 if self._needed is None else self._needed)
+            self._needed = None
             if not np.isfinite(max_u):
                 raise MDRunError(NOT_FINITE)
-            fresh = self._stale(float(max_u), strain)
+            fresh = (needed.ndim and self._overflowed(needed)) or self._stale(float(max_u), strain)
             if fresh:
                 self.build(positions, cell)
                 d = self.pair_vectors(positions, cell)
@@ -350,10 +470,14 @@ class NeighborList:
         raises on non-finite positions). When it held and the measure, growing at its rate since the
         previous check, would reach zero within ``2 steps_ahead`` more calls, the list is rebuilt for
         ``positions``, ``cell`` (module doc)."""
-        if self._worst is None:
+        if self._worst is None and self._needed is None:
             return True
-        worst = float(to_host(self._worst))
-        self._worst = None
+        worst, needed = to_host(-np.inf if self._worst is None else self._worst,
+                                -1 if self._needed is None else self._needed)
+        self._worst = self._needed = None
+        if needed.ndim and self._overflowed(needed):
+            return False  # the padded list left pairs out: replay
+        worst = float(worst)
         if not worst < 0.0:  # stale, or NaN
             return False
         last, calls = self._last_check
@@ -365,12 +489,19 @@ class NeighborList:
 
     def check_record(self) -> dict:
         """What a checkpoint keeps of the deferred checks' bookkeeping (calls since the build, the last kept
-        check), so that a resumed run rebuilds at the same checks as the uninterrupted one."""
-        return {"calls_since_build": self._calls_since_build, "last_check": list(self._last_check)}
+        check, the padded builds' capacity and whether the list in use is one), so that a resumed run builds
+        the same list and rebuilds at the same checks as the uninterrupted one."""
+        return {"calls_since_build": self._calls_since_build, "last_check": list(self._last_check),
+                "capacity": None if self.capacity is None else list(self.capacity), "padded": self._padded_list}
 
-    def restore_check_record(self, record: dict | None) -> None:
-        """Back to :meth:`check_record` (after the list was built again from the checkpoint)."""
-        if record:
+    def restore(self, positions, cell, record: dict | None) -> None:
+        """The list of a checkpoint: built again for its reference ``positions``, ``cell`` as it was built (the
+        same pairs in the same order), with the bookkeeping of :meth:`check_record`."""
+        record = record or {}
+        if record.get("capacity") is not None:
+            self.capacity = tuple(int(c) for c in record["capacity"])
+        self.build(positions, cell, padded=bool(record.get("padded", False)))
+        if "calls_since_build" in record:
             self._calls_since_build = int(record["calls_since_build"])
             self._last_check = (float(record["last_check"][0]), int(record["last_check"][1]))
 

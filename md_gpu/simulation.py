@@ -328,8 +328,8 @@ class Simulation:
                 handle.truncate(size)
         saved = extra["nlist"]
         if saved is not None:  # the list in use, built again from its configuration: the same pairs, same order
-            self.nlist.build(xp.asarray(saved["ref_positions"]), np.asarray(saved["ref_cell"], dtype=float))
-            self.nlist.restore_check_record(meta.get("neighbor_checks"))
+            self.nlist.restore(xp.asarray(saved["ref_positions"]), np.asarray(saved["ref_cell"], dtype=float),
+                               meta.get("neighbor_checks"))
         self._interval = int(meta.get("check_interval", self.check_every))
         init, _ = velocity_verlet(self.force_fn, self.dt_fs)  # forces on that list: those of the saved step
         return init(self.state, rng=rng, step=extra["step"], time_fs=extra["time_fs"], heat=extra["heat"])

@@ -11,7 +11,8 @@
 # 2. benchmarks/md_speed.py on CuPy at 1e3, 1e4, 1e5, 1e6 atoms for MTP levels 10 and 16 (float64),
 #    each size skipped when the previous one projects past 90 s; one JSON file;
 # 3. the same at 1e3 and 1e4 atoms, level 10, with the neighbour list checked every step and every 20
-#    steps (md.neighbor_check_every): what one host read per step costs on the device.
+#    steps (md.neighbor_check_every; its rebuilds at the checks by the padded builder, no read): what one
+#    host read per step costs on the device.
 # The machine needs CuPy, numpy, scipy, h5py, pytest (its image has them) and ase (carried as a wheel).
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -65,10 +65,11 @@ def test_pairs_beyond_the_cutoff_give_nothing(name):
     assert np.abs(g_in).max() > 1e-3  # a real force field, not zeros
 
 
-def nvt(check_every, skin=1.0, steps=120, thermostat=None, n=2, T=900.0, **kwargs):
+def nvt(check_every, skin=1.0, steps=120, thermostat=None, n=2, T=900.0, padded=None, **kwargs):
     state = maxwell_boltzmann(from_atoms(cu(n)), T, seed=4)
     sim = Simulation(FF, state, dt_fs=2.0, skin_A=skin, thermo_every=20, seed=3,
                      neighbor_check_every=check_every, **QUIET, **kwargs)
+    sim.nlist.padded = padded
     stage = Stage("nvt", steps, thermostat=thermostat if thermostat is not None else Bussi(900.0, 50.0))
     return sim, sim.run([stage])
 
@@ -113,13 +114,14 @@ class KeptSteps:
         del self.rows[token:]
 
 
-def missed_pairs(check_every, skin):
+def missed_pairs(check_every, skin, padded=None, capacity=None):
     """Run a hot cell with a thin skin; return (pairs inside the cut-off that the force calls of the
-    kept steps did not see, replays, run)."""
+    kept steps did not see, replays, run); ``padded``, ``capacity``: the neighbour list's."""
     seen = []
     state = maxwell_boltzmann(from_atoms(cu(2)), 1500.0, seed=4)
     sim = Simulation(spy_force_field(seen), state, dt_fs=2.0, skin_A=skin, thermo_every=20, seed=3,
                      neighbor_check_every=check_every, **QUIET)
+    sim.nlist.padded, sim.nlist.capacity = padded, capacity
     kept = KeptSteps(seen)
     result = sim.run([Stage("nvt", 100, thermostat=Bussi(1500.0, 50.0), observers=(kept,))])
     assert [row[0] for row in kept.rows] == list(range(1, 101))  # each step kept once, in order
@@ -135,6 +137,9 @@ def test_a_list_gone_stale_between_checks_is_replayed_and_no_pair_is_missed():
     missed, replays, run = missed_pairs(20, 0.15)
     assert replays >= 1 and missed == 0
     _, _, exact = missed_pairs(1, 0.15)
+    np.testing.assert_allclose(run.md.state.positions, exact.md.state.positions, rtol=0, atol=1e-9)
+    missed, replays, run = missed_pairs(20, 0.15, padded=True)  # the lists built into fixed-size arrays
+    assert replays >= 1 and missed == 0
     np.testing.assert_allclose(run.md.state.positions, exact.md.state.positions, rtol=0, atol=1e-9)
 
 
@@ -236,9 +241,11 @@ def test_a_deforming_cell_is_replayed_without_a_missed_pair():
         assert kept.rows[-1][3][0, 0] == pytest.approx(state.cell[0, 0] * (1 + 1e11 * 200e-15), rel=1e-9)
 
 
-def test_a_deferred_run_resumed_from_a_checkpoint_is_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("padded", [None, True])
+def test_a_deferred_run_resumed_from_a_checkpoint_is_the_uninterrupted_run(tmp_path, padded):
     """Killed at step 100 (after replays), resumed from its checkpoint at step 90: the same trajectory to the
-    last bit, because the checkpoint keeps the check interval and the list's check record."""
+    last bit, because the checkpoint keeps the check interval and the list's check record (with padded
+    builds: the list is built padded again, into the same capacity)."""
     kwargs = dict(dt_fs=2.0, skin_A=0.15, thermo_every=10, checkpoint_every=30, neighbor_check_every=20, **QUIET)
 
     def stage(*observers):
@@ -247,7 +254,9 @@ def test_a_deferred_run_resumed_from_a_checkpoint_is_the_uninterrupted_run(tmp_p
     def fresh(folder):
         folder.mkdir()
         state = maxwell_boltzmann(from_atoms(cu(2)), 1500.0, seed=4)
-        return Simulation(FF, state, seed=3, checkpoint_path=folder / "run.ckpt.npz", **kwargs)
+        sim = Simulation(FF, state, seed=3, checkpoint_path=folder / "run.ckpt.npz", **kwargs)
+        sim.nlist.padded = padded
+        return sim
 
     whole_sim = fresh(tmp_path / "whole")
     whole = whole_sim.run(stage())
@@ -259,6 +268,7 @@ def test_a_deferred_run_resumed_from_a_checkpoint_is_the_uninterrupted_run(tmp_p
     with pytest.raises(Killed):
         fresh(tmp_path / "killed").run(stage(KillAt(100, Killed)))
     resumed_sim = Simulation.resume(tmp_path / "killed" / "run.ckpt.npz", FF, **kwargs)
+    resumed_sim.nlist.padded = padded
     resumed = resumed_sim.run(stage())
     assert np.array_equal(resumed.md.state.positions, whole.md.state.positions)
     assert np.array_equal(resumed.thermo["potential_eV"], whole.thermo["potential_eV"])
@@ -294,3 +304,106 @@ def test_the_benchmark_times_the_loop_with_deferred_checks():
 def test_a_check_interval_below_one_is_refused():
     with pytest.raises(MDSetupError, match="neighbor_check_every=0"):
         Simulation(FF, from_atoms(cu(1)), neighbor_check_every=0, **QUIET)
+
+
+# -- padded builds: the list built into arrays of a fixed size, a capacity and an overflow flag ----------------
+
+def cells():
+    """A rattled bulk cell, a sheet whose atoms lie partly below the cell (its open axis binned over the
+    cell's own length), and a skewed small cell (several images of one bin)."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(3)
+    bulk = cu(3)
+    bulk.positions += rng.normal(0, 0.1, bulk.positions.shape)
+    sheet = Atoms(bulk[bulk.positions[:, 2] < 4.0], cell=bulk.cell.array + np.diag([0, 0, 12.0]),
+                  pbc=[True, True, False])
+    sheet.positions[:, 2] -= 3.0
+    skew = cu(1)
+    skew.set_cell(skew.cell.array + np.array([[0, 0, 0], [1.2, 0, 0], [0.5, -0.7, 0]]), scale_atoms=True)
+    skew.positions += rng.normal(0, 0.1, skew.positions.shape)
+    return {"bulk": bulk, "sheet": sheet, "skew": skew}
+
+
+def listed(i, j, shifts, count):
+    return {(int(a), int(b), tuple(int(round(v)) for v in s)) for a, b, s in zip(i[:count], j[:count], shifts[:count])}
+
+
+@pytest.mark.parametrize("name", ["bulk", "sheet", "skew"])
+def test_a_padded_build_lists_every_pair_without_a_read(name):
+    from md_gpu.neighbors import array_build_pairs, padded_build_pairs
+
+    atoms = cells()[name]
+    args = (atoms.positions, atoms.cell.array, tuple(atoms.pbc), FF.cutoff)
+    truth = brute_force_pairs(*args)
+    before = SYNCS.count
+    i, j, shifts, needed = padded_build_pairs(*args, (len(atoms), len(truth) + 40))
+    assert SYNCS.count == before
+    assert needed[1] == len(truth) and len(i) == len(truth) + 40
+    assert listed(i, j, shifts, len(truth)) == truth
+    d = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
+    assert np.linalg.norm(d[len(truth):], axis=1).min() > FF.cutoff  # the padding: nothing to the force field
+    assert np.array_equal(i[len(truth):], np.arange(len(truth), len(i)) % len(atoms))  # spread over the atoms
+    if name != "sheet":  # periodic axes bin as the array builder does: the same pairs in the same order
+        ai, aj, ashifts = array_build_pairs(*args)
+        assert np.array_equal(i[:len(ai)], ai) and np.array_equal(shifts[:len(ai)], ashifts)
+
+
+def test_a_full_bin_or_a_full_list_is_flagged_and_leaves_pairs_out():
+    from md_gpu.neighbors import padded_build_pairs
+
+    atoms = cells()["bulk"]
+    args = (atoms.positions, atoms.cell.array, tuple(atoms.pbc), FF.cutoff)
+    truth = brute_force_pairs(*args)
+    occupancy = int(padded_build_pairs(*args, (1, 0))[3][0])
+    assert padded_build_pairs(*args, (occupancy, len(truth)))[3].tolist() == [occupancy, len(truth)]  # it fits
+    i, j, shifts, needed = padded_build_pairs(*args, (occupancy, len(truth) - 1))
+    assert needed[1] > len(truth) - 1 and len(listed(i, j, shifts, len(i))) == len(truth) - 1
+    i, j, shifts, needed = padded_build_pairs(*args, (occupancy - 1, len(truth)))
+    assert needed[0] == occupancy and len(listed(i, j, shifts, len(i)) & truth) < len(truth)
+
+
+def test_padded_deferred_runs_read_at_their_checks_only():
+    """No read per rebuild: one read per check and per row, the first exact call's, and two to size the
+    capacity at the first padded build; the trajectory is the exact run's."""
+    steps, every = 120, 10
+    state = maxwell_boltzmann(from_atoms(cu(2)), 900.0, seed=4)
+    sim = Simulation(FF, state, dt_fs=2.0, skin_A=0.5, thermo_every=20, seed=3, neighbor_check_every=every, **QUIET)
+    sim.nlist.padded = True
+    SYNCS.reset()
+    run = sim.run([Stage("nvt", steps, thermostat=Bussi(900.0, 50.0))])
+    reads = SYNCS.reset()
+    _, exact = nvt(1, skin=0.5)
+    rows = len(run.thermo["step"])
+    assert sim.n_replays == 0 and sim.nlist.n_builds >= 4 and sim.nlist.n_overflows == 0
+    assert reads == 1 + (reads_per_build() - 1) + 2 + steps // every + rows
+    np.testing.assert_allclose(run.md.state.positions, exact.md.state.positions, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(run.thermo["potential_eV"], exact.thermo["potential_eV"], rtol=1e-11)
+
+
+def test_an_overflow_is_replayed_and_no_pair_is_missed():
+    missed, replays, run = missed_pairs(20, 0.3, padded=True, capacity=(4, 100))
+    assert replays >= 1 and missed == 0
+    _, _, exact = missed_pairs(1, 0.3)
+    np.testing.assert_allclose(run.md.state.positions, exact.md.state.positions, rtol=0, atol=1e-9)
+
+
+def test_without_the_overflow_flag_pairs_are_missed(monkeypatch):
+    """The planted fault: an overflow never seen. The kept steps then miss pairs, so the test above can fail."""
+    monkeypatch.setattr(NeighborList, "_overflowed", lambda self, needed: False)
+    missed, _, _ = missed_pairs(20, 0.3, padded=True, capacity=(4, 100))
+    assert missed > 0
+
+
+def test_settle_builds_an_overflowed_list_again_before_the_grade_reads_it():
+    atoms = cells()["bulk"]
+    state = from_atoms(atoms)
+    nl = NeighborList(FF.cutoff, 0.0, state.pbc, padded=True, capacity=(4, 100))
+    nl.deferred = True
+    nl.build(state.positions, state.cell)
+    truth = brute_force_pairs(state.positions, state.cell, state.pbc, FF.cutoff)
+    assert len(listed(nl.i, nl.j, nl.shifts, len(nl.i)) & truth) < len(truth)
+    before = SYNCS.count
+    nl.settle(state.positions, state.cell)
+    assert SYNCS.count == before + 1 and nl.n_overflows == 1 and nl.capacity is None
+    assert listed(nl.i, nl.j, nl.shifts, len(nl.i)) == truth
