@@ -76,6 +76,7 @@ from training.mtp.cell_list import cell_list_pairs
 
 from .backend import to_host, to_numpy
 from .errors import MDRunError, MDSetupError
+from .verlet_filter import available as verlet_filter_available, compiled_pairs_within
 
 
 NOT_FINITE = ("the positions are not finite: the system blew up (atoms came too close, or the forces were not "
@@ -429,8 +430,10 @@ class NeighborList:
         when the rule of the module doc asks for it; the pairs keep the list's order.
 
         One host read (:func:`md_gpu.backend.to_host`: ``max|u|`` and the number of pairs inside, in one
-        transfer) when the list holds; one more after a rebuild. A non-finite ``max|u|`` (positions that
-        are NaN or infinite after a blow-up) is an :class:`MDRunError`.
+        transfer) when the list holds; one more after a rebuild. On NumPy the pairs inside come from the
+        compiled filter (:mod:`md_gpu.verlet_filter`, where it loads), which counts them itself: one read
+        when the list holds, none after a rebuild. A non-finite ``max|u|`` (positions that are NaN or
+        infinite after a blow-up) is an :class:`MDRunError`.
 
         ``deferred``: the whole list ``(i [p], j [p], d [p, 3])``, pairs beyond ``cutoff`` included, no read
         and no rebuild (one if there is no list yet); the stale measure is kept for :meth:`verify`.
@@ -439,25 +442,34 @@ class NeighborList:
         if fresh:
             self.build(positions, cell)
         self._calls_since_build += 1
-        d = self.pair_vectors(positions, cell)
+        xp = array_module(positions)
         if self.deferred:
-            xp = array_module(positions)
             max_u, strain = self._drift(positions, cell)
             measure = self._stale_measure(max_u, strain)  # NaN positions: NaN, which maximum keeps
             self._worst = measure if self._worst is None else xp.maximum(self._worst, measure)
-            return self.i, self.j, d
-        inside = (d * d).sum(1) < cutoff * cutoff
+            return self.i, self.j, self.pair_vectors(positions, cell)
+        filtered = xp is np and verlet_filter_available()
+
+        def inside_mask():
+            d = self.pair_vectors(positions, cell)
+            return d, (d * d).sum(1) < cutoff * cutoff
+
+        if not filtered:
+            d, inside = inside_mask()
         if not fresh:
             max_u, strain = self._drift(positions, cell)
-            max_u, n_inside, needed = to_host(max_u, inside.sum(), -1 if self._needed is None else self._needed)
+            max_u, n_inside, needed = to_host(max_u, 0 if filtered else inside.sum(),
+                                              -1 if self._needed is None else self._needed)
             self._needed = None
             if not np.isfinite(max_u):
                 raise MDRunError(NOT_FINITE)
             fresh = (needed.ndim and self._overflowed(needed)) or self._stale(float(max_u), strain)
             if fresh:
                 self.build(positions, cell)
-                d = self.pair_vectors(positions, cell)
-                inside = (d * d).sum(1) < cutoff * cutoff
+                if not filtered:
+                    d, inside = inside_mask()
+        if filtered:
+            return compiled_pairs_within(self.i, self.j, self.shifts, positions, cell, cutoff)
         if fresh:
             n_inside = to_host(inside.sum())
         keep = compact_indices(inside, int(n_inside))
