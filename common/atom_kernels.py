@@ -33,6 +33,8 @@ import functools
 
 import numpy as np
 
+from .host_reads import to_host
+
 from .native import load_function, pointer
 
 VERIFY_ALL_ATOMS = 1024  # launches of at most this many atoms are checked on every atom
@@ -45,16 +47,16 @@ class KernelMismatch(RuntimeError):
     """A compiled kernel disagrees with the array code (a compiler or device problem, not a user error)."""
 
 
-def to_host(array) -> np.ndarray:
-    """A NumPy copy (or view) of a NumPy or CuPy array."""
-    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
-
-
 def csr_pairs(i, n_atoms: int, xp):
-    """(order [p] or None, offsets [n_atoms + 1]) of the pair centres ``i`` [p] (module docstring)."""
+    """(order [p] or None, offsets [n_atoms + 1]) of the pair centres ``i`` [p] (module docstring). On a device
+    the pairs are always sorted: testing whether they already are would be a read (the device lists are
+    not sorted by centre)."""
     order = None
-    if len(i) > 1 and not bool((i[1:] >= i[:-1]).all()):
-        order = xp.argsort(i) if xp is not np else np.argsort(i, kind="stable")
+    if xp is not np:
+        order = xp.argsort(i)
+        i = i[order]
+    elif len(i) > 1 and not bool((i[1:] >= i[:-1]).all()):
+        order = np.argsort(i, kind="stable")
         i = i[order]
     offsets = xp.zeros(n_atoms + 1, dtype=xp.int64)
     offsets[1:] = xp.cumsum(xp.bincount(i, minlength=n_atoms))
@@ -63,7 +65,8 @@ def csr_pairs(i, n_atoms: int, xp):
 
 def species_layout(types, pair_types, species_count: int, xp) -> bytes:
     """``S + S*S`` flags (bytes): species among ``types`` [n], species pairs among ``pair_types`` [p]
-    (``t_i S + t_j``).  Cost: two scatters of one byte and a copy of ``S + S*S`` bytes to the host."""
+    (``t_i S + t_j``).  Cost: two scatters of one byte and a copy of ``S + S*S`` bytes to the host, one
+    read through the counted hook (:func:`common.host_reads.to_host`) on every call."""
     s = int(species_count)
     present = xp.zeros(s + s * s, dtype=xp.int8)
     present[types] = 1

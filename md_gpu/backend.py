@@ -16,7 +16,8 @@ One GPU per MPI rank: when CuPy is chosen, :func:`bind_rank_device` makes the pr
 
 Device-to-host reads: the MD step loop reads device data only through :func:`to_host` (and
 :func:`host_scalar`), which counts its calls in :data:`SYNCS` on every backend, so a test on the CPU
-counts the synchronising reads that a GPU run of the same code makes (``tests/test_md_syncs.py``).
+counts the synchronising reads that a GPU run of the same code makes (``tests/test_md_syncs.py``); the
+hook lives in :mod:`common.host_reads`, so the kernel launcher the force fields share counts its reads too.
 :func:`to_numpy` is the uncounted conversion for setup and output code outside the loop.
 
 ``import cupy`` succeeds on machines without a GPU (or without a driver), and
@@ -31,6 +32,8 @@ import platform
 from types import ModuleType
 
 import numpy
+
+from common.host_reads import SYNCS, SyncCounter, host_scalar, to_host  # noqa: F401  (the MD loop's hook)
 
 ENV_VAR = "MULTISCALE_BACKEND"
 CHOICES = ("numpy", "cupy")
@@ -243,50 +246,6 @@ def backend_provenance(xp: ModuleType | None = None, *, precision: str = "float6
     except Exception as exc:  # no usable device, or a query this CuPy lacks
         out["device"] = out["device"] or f"unknown CUDA device ({type(exc).__name__})"
     return out
-
-
-class SyncCounter:
-    """Number of device-to-host reads (calls of :func:`to_host`) since the last :meth:`reset`."""
-
-    def __init__(self):
-        self.count = 0
-
-    def reset(self) -> int:
-        """Set the count to 0; return what it was."""
-        count, self.count = self.count, 0
-        return count
-
-
-SYNCS = SyncCounter()
-
-
-def to_host(*arrays):
-    """Host (NumPy) copies of device arrays, read in ONE transfer; one count in :data:`SYNCS`.
-
-    arrays: NumPy or CuPy arrays or Python numbers. Returns one NumPy array for one argument, else a
-    tuple in the same order and shapes. On CuPy the arrays are flattened into one float64 buffer on the
-    device and copied once (integers up to 2^53 and floats are exact), so several small reductions
-    cost a single synchronisation; on NumPy they are returned as they are, and only counted.
-    """
-    SYNCS.count += 1
-    if not any(type(a).__module__.startswith("cupy") for a in arrays):
-        out = tuple(numpy.asarray(a) for a in arrays)
-    else:
-        import cupy
-
-        parts = [cupy.asarray(a) for a in arrays]
-        flat = cupy.concatenate([p.astype(cupy.float64).ravel() for p in parts]).get()
-        out, start = [], 0
-        for p in parts:
-            out.append(flat[start:start + p.size].reshape(p.shape).astype(p.dtype.type, copy=False))
-            start += p.size
-        out = tuple(out)
-    return out[0] if len(out) == 1 else out
-
-
-def host_scalar(value) -> float:
-    """A 0-d device array (or number) as a Python float, through :func:`to_host` (counted)."""
-    return float(to_host(value))
 
 
 def to_numpy(array) -> numpy.ndarray:

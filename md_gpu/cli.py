@@ -177,7 +177,8 @@ def cmd_bench(args) -> int:
     r = benchmark(ff, atoms, steps=args.steps, check_every=args.check_every, xp=get_backend(args.backend))
     print(f"{r['n_atoms']} atoms, {r['steps']} steps on {r['backend']}: "
           f"{r['atom_steps_per_s']:.4g} atom-steps/s ({r['seconds']:.3g} s), {r['syncs_per_step']:.3g} host syncs/step"
-          + (f", neighbour list checked every {r['check_every']} steps ({r['replays']} replays)"
+          + (f", neighbour list checked every {r['check_every']} steps ({r['replays']} replays, "
+             f"{r['overflows']} overflows)"
              if r["check_every"] > 1 else ""))
     return 0
 

@@ -50,11 +50,11 @@ def pull_modifiers(state):
                             strain_rate_per_s=5e10, L0_A=L0, temperature_K=300.0)]
 
 
-def count_steps(thermostat=None, modifiers=(), state=None, dt_fs=2.0):
+def count_steps(thermostat=None, modifiers=(), state=None, dt_fs=2.0, ff=FF):
     """(syncs, builds) of STEPS steps after the first force call."""
     state = state or start()
-    nl = NeighborList(FF.cutoff, 0.2, state.pbc)
-    force_fn = make_force_fn(FF, nl)
+    nl = NeighborList(ff.cutoff, 0.2, state.pbc)
+    force_fn = make_force_fn(ff, nl)
     init, step = velocity_verlet(force_fn, dt_fs, thermostat=thermostat, modifiers=modifiers)
     md = init(state, seed=1)
     builds = nl.n_builds
@@ -69,6 +69,21 @@ def count_steps(thermostat=None, modifiers=(), state=None, dt_fs=2.0):
 def test_one_read_per_step_plus_one_per_rebuild(name, thermostat, per_step):
     syncs, builds = count_steps(thermostat)
     assert builds >= 1  # a 0.2 Å skin rebuilds: the rebuild branch is counted too
+    assert syncs == per_step * STEPS + builds * reads_per_build()
+
+
+def test_the_kernel_launcher_reads_its_species_layout_once_per_force_call():
+    """The compiled MTP (and NEP) kernels' shared launcher reads which species and species pairs the pairs
+    hold (the key of its self-check) through the counted hook: one read per step more than a pair
+    potential, where the kernel loads (the array code reads nothing of its own)."""
+    from pathlib import Path
+
+    from md_gpu.forcefields.mtp import MTPForceField
+    from training.mtp import host_kernel
+
+    mtp = MTPForceField.read(Path(__file__).parent / "data" / "md" / "cu_pot_10.mtp", species=("Cu",))
+    syncs, builds = count_steps(ff=mtp)
+    per_step = 2 if host_kernel.available(mtp.mtp) else 1
     assert syncs == per_step * STEPS + builds * reads_per_build()
 
 
