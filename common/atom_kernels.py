@@ -6,7 +6,8 @@ neighbour) of ``n`` atoms with species ``types`` [n] in ``0 .. S-1``:
 * :func:`csr_pairs` -- the pairs sorted by centre (``order`` [p] or None when already sorted) and
   ``offsets`` [n+1]: the pairs of atom ``a`` are ``offsets[a] .. offsets[a+1]-1`` of the sorted list;
 * :func:`species_layout` -- which species occur among the atoms and which species pairs among the
-  pairs, as ``S + S*S`` flag bytes (a kernel's self-check runs again when this changes);
+  pairs, as ``S + S*S`` flag bytes (what :func:`sample_atoms` covers);
+* :func:`species_probe` -- a small configuration with every species and species pair of a potential;
 * :func:`sample_atoms` -- the centre atoms whose kernel results a self-check compares with the array
   code: all of a small launch; else the first thread and one more lane of *every* thread block (the
   lane moves from block to block, so ``threads_per_block`` blocks cover all lanes), the last atom, and
@@ -14,7 +15,8 @@ neighbour) of ``n`` atoms with species ``types`` [n] in ``0 .. S-1``:
 * :func:`launch_atoms` -- one launch ``launch(n, (*args, energies, grad))`` into fresh outputs (NaN-filled
   for a launch that is to be checked) and the pair gradients back in the caller's pair order;
 * :func:`evaluate_checked` -- a kernel's evaluation from the caller's pair list: sort, pair types
-  ``t_i S + t_j``, launch, and the self-check of the first launch of each launcher and species layout;
+  ``t_i S + t_j``, launch, and the self-check of the first launch of each launcher, on the caller's
+  configuration and on the species probe (later launches read nothing to the host);
 * :func:`verify` -- that self-check: :class:`KernelMismatch` when an output is left NaN or not finite
   (:func:`unwritten`), or when the sampled atoms' site energies and pair gradients differ from a reference
   evaluation by more than ``VERIFY_TOLERANCE`` (:func:`sampled_errors`);
@@ -66,7 +68,7 @@ def csr_pairs(i, n_atoms: int, xp):
 def species_layout(types, pair_types, species_count: int, xp) -> bytes:
     """``S + S*S`` flags (bytes): species among ``types`` [n], species pairs among ``pair_types`` [p]
     (``t_i S + t_j``).  Cost: two scatters of one byte and a copy of ``S + S*S`` bytes to the host, one
-    read through the counted hook (:func:`common.host_reads.to_host`) on every call."""
+    read through the counted hook (:func:`common.host_reads.to_host`)."""
     s = int(species_count)
     present = xp.zeros(s + s * s, dtype=xp.int8)
     present[types] = 1
@@ -176,29 +178,54 @@ def launch_atoms(launch, n_atoms: int, n_pairs: int, args: tuple, order, xp, *, 
     return energies, de_dd
 
 
-def evaluate_checked(launch, check_key, verified: set, types, i, j, d, species_count: int, params, xp, verify):
+def species_probe(species_count: int, radii: tuple[float, float], xp, *, seed: int = 0):
+    """``(types [m], i [p], j [p], d [p, 3])``: a small configuration that holds every species and every
+    species pair of a potential with ``species_count`` S species: one centre atom per species, each with two
+    neighbours of every species at random directions and distances in ``radii = (r_lo, r_hi)`` (Å), pairs
+    sorted by centre; the neighbours have no pairs of their own. Built on the host (no read)."""
+    s = int(species_count)
+    rng = np.random.default_rng(seed)
+    per_centre = 2 * s
+    types = np.concatenate([np.arange(s), np.tile(np.repeat(np.arange(s), 2), s)]).astype(np.int64)
+    i = np.repeat(np.arange(s, dtype=np.int64), per_centre)
+    j = s + np.arange(s * per_centre, dtype=np.int64)
+    u = rng.normal(size=(len(i), 3))
+    d = u / np.linalg.norm(u, axis=1)[:, None] * rng.uniform(*radii, size=len(i))[:, None]
+    return xp.asarray(types), xp.asarray(i), xp.asarray(j), xp.asarray(d)
+
+
+def _launch_pairs(launch, types, i, j, d, species_count: int, params, xp, *, fill_nan: bool):
+    """Site energies [n] and dE/dd [p, 3] (caller's pair order) of one launch over the pairs sorted by centre."""
+    n, p = int(types.shape[0]), int(i.shape[0])
+    order, offsets = csr_pairs(i, n, xp)
+    pair_types = types[i] * int(species_count) + types[j]
+    sorted_types = xp.ascontiguousarray(pair_types if order is None else pair_types[order])
+    d_sorted = xp.ascontiguousarray(d if order is None else d[order])
+    return launch_atoms(launch, n, p, (offsets, types, sorted_types, d_sorted, *params), order, xp, fill_nan=fill_nan)
+
+
+def evaluate_checked(launch, check_key, verified: set, types, i, j, d, species_count: int, params, xp, verify, *,
+                     probe_radii: tuple[float, float]):
     """Site energies [n] and dE/dd [p, 3] of a one-thread-per-atom kernel, its first result checked.
 
     ``launch(n, (offsets, types, pair_types, d, *params, energies, grad))`` runs the kernel over the FULL
     pair list ``i, j`` [p], ``d`` [p, 3] sorted by centre (:func:`csr_pairs`; pair types ``t_i S + t_j``,
     ``types`` [n] int64, ``d`` float64); the gradients come back in the caller's pair order
-    (:func:`launch_atoms`).  While ``(check_key, species layout)`` is not in ``verified`` the outputs start
-    as NaN and ``verify(types, i, j, d, energies, de_dd)`` (raises on a mismatch) runs before the pair is
-    added, so a kernel is checked once per launcher and :func:`species_layout`."""
-    n, p = int(types.shape[0]), int(i.shape[0])
+    (:func:`launch_atoms`).  While ``check_key`` is not in ``verified`` the outputs start as NaN and
+    ``verify(types, i, j, d, energies, de_dd)`` (raises on a mismatch) checks the launch, and then a launch
+    on :func:`species_probe` (every species and species pair, at distances in ``probe_radii``), before the
+    key is added: so a kernel is checked once per launcher, for the species pairs a run meets later too,
+    and its later calls read nothing to the host."""
     types = xp.ascontiguousarray(xp.asarray(types), dtype=xp.int64)
     i, j = xp.asarray(i, dtype=xp.int64), xp.asarray(j, dtype=xp.int64)
     d = xp.asarray(d, dtype=xp.float64)
-    order, offsets = csr_pairs(i, n, xp)
-    pair_types = types[i] * int(species_count) + types[j]
-    check = (check_key, species_layout(types, pair_types, species_count, xp))
-    sorted_types = xp.ascontiguousarray(pair_types if order is None else pair_types[order])
-    d_sorted = xp.ascontiguousarray(d if order is None else d[order])
-    energies, de_dd = launch_atoms(launch, n, p, (offsets, types, sorted_types, d_sorted, *params), order, xp,
-                                   fill_nan=check not in verified)
-    if check not in verified:
+    first = check_key not in verified
+    energies, de_dd = _launch_pairs(launch, types, i, j, d, species_count, params, xp, fill_nan=first)
+    if first:
         verify(types, i, j, d, energies, de_dd)
-        verified.add(check)
+        probe = species_probe(species_count, probe_radii, xp)
+        verify(*probe, *_launch_pairs(launch, *probe, species_count, params, xp, fill_nan=True))
+        verified.add(check_key)
     return energies, de_dd
 
 

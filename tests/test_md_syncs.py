@@ -4,7 +4,8 @@ On NumPy every call of the hook is counted as it would be on CuPy, so these test
 synchronising reads that a GPU run of the same code makes per step: one (the neighbour-list check fused
 with the count of pairs inside the cut-off) for NVE, Bussi, Langevin and deformation; two with a
 barostat (its stress and noise in one transfer); one per thermo row; one more per list rebuild (none on
-NumPy where the compiled cell list and Verlet filter load: that path counts the pairs without a read).
+NumPy where the compiled cell list and Verlet filter load: that path counts the pairs without a read);
+nothing more with the compiled MTP kernel once its first call was checked.
 """
 import numpy as np
 import pytest
@@ -72,19 +73,17 @@ def test_one_read_per_step_plus_one_per_rebuild(name, thermostat, per_step):
     assert syncs == per_step * STEPS + builds * reads_per_build()
 
 
-def test_the_kernel_launcher_reads_its_species_layout_once_per_force_call():
-    """The compiled MTP (and NEP) kernels' shared launcher reads which species and species pairs the pairs
-    hold (the key of its self-check) through the counted hook: one read per step more than a pair
-    potential, where the kernel loads (the array code reads nothing of its own)."""
+def test_a_checked_kernel_reads_nothing_per_force_call():
+    """The compiled MTP (and NEP) kernels' launcher reads the host only at its first call (its self-check on
+    the run's configuration and on the species probe): a step with the MTP reads the host as often as a
+    step with a pair potential."""
     from pathlib import Path
 
     from md_gpu.forcefields.mtp import MTPForceField
-    from training.mtp import host_kernel
 
     mtp = MTPForceField.read(Path(__file__).parent / "data" / "md" / "cu_pot_10.mtp", species=("Cu",))
     syncs, builds = count_steps(ff=mtp)
-    per_step = 2 if host_kernel.available(mtp.mtp) else 1
-    assert syncs == per_step * STEPS + builds * reads_per_build()
+    assert syncs == STEPS + builds * reads_per_build()
 
 
 def test_deformation_reads_nothing_and_the_loading_barostat_one_transfer():

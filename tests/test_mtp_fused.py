@@ -248,23 +248,35 @@ def test_sampled_atoms_cover_every_block_lane_species_and_species_pair(two_speci
     assert atom_kernels.sample_atoms(types, i, j, mtp.species_count, np, threads_per_block=T).tolist() == list(range(n))
 
 
-def test_the_self_check_runs_again_when_the_species_layout_changes(host_launcher, two_species_slab, monkeypatch):
-    """A kernel whose species-pair-0-1 branch is wrong passes while only type 0 is present (its result is
-    then right), is not checked again on the same layout, and is stopped once type-1 atoms come in."""
+def test_the_species_probe_catches_a_species_pair_the_run_has_not_met(host_launcher, two_species_slab, monkeypatch):
+    """A kernel whose species-pair-0-1 branch is wrong gives the right result while only type 0 is present;
+    the first launch's check still stops it, on the species probe (every species pair). A right kernel is
+    checked once (the run's configuration and the probe) and not again when type-1 atoms come in."""
     mtp, types, i, j, d = two_species_slab
     mtp = MTP(mtp.fields())
+    one_species = np.zeros_like(types)
+    faulty = _faulty(host_launcher, "species pair 0-1 writes zero", {})
+    with pytest.raises(fused.KernelMismatch, match="disagrees"):
+        fused.evaluate(mtp, one_species, i, j, d, xp=np, launcher=faulty)
     checks = []
     real_verify = fused.verify
-    monkeypatch.setattr(fused, "verify", lambda *a, **k: (checks.append(1), real_verify(*a, **k))[1])
-    launcher = _faulty(host_launcher, "species pair 0-1 writes zero", {})
-    one_species = np.zeros_like(types)
-    k_energies, _ = fused.evaluate(mtp, one_species, i, j, d, xp=np, launcher=launcher)
-    np.testing.assert_allclose(k_energies, mtp.evaluate(one_species, i, j, d)[0], rtol=1e-12)
-    fused.evaluate(mtp, one_species, i, j, d + 0.01, xp=np, launcher=launcher)
-    assert len(checks) == 1  # same species layout: no second check
-    with pytest.raises(fused.KernelMismatch, match="disagrees"):
-        fused.evaluate(mtp, types, i, j, d, xp=np, launcher=launcher)
-    assert len(checks) == 2
+    monkeypatch.setattr(fused, "verify", lambda *a, **k: (checks.append(len(a[1])), real_verify(*a, **k))[1])
+    right = MTP(mtp.fields())
+    launcher = _faulty(host_launcher, None, {})
+    k_energies, _ = fused.evaluate(right, one_species, i, j, d, xp=np, launcher=launcher)
+    np.testing.assert_allclose(k_energies, right.evaluate(one_species, i, j, d)[0], rtol=1e-12)
+    s = right.species_count
+    assert checks == [len(types), s + 2 * s * s]  # the run's atoms, then the probe's
+    k_energies, _ = fused.evaluate(right, types, i, j, d, xp=np, launcher=launcher)
+    np.testing.assert_allclose(k_energies, right.evaluate(types, i, j, d)[0], rtol=1e-12)
+    assert len(checks) == 2  # checked once
+
+
+def test_the_species_probe_holds_every_species_pair_inside_the_radii():
+    types, i, j, d = atom_kernels.species_probe(3, (2.0, 4.5), np)
+    assert {(int(types[a]), int(types[b])) for a, b in zip(i, j)} == {(a, b) for a in range(3) for b in range(3)}
+    r = np.linalg.norm(d, axis=1)
+    assert r.min() >= 2.0 and r.max() <= 4.5 and np.all(np.diff(i) >= 0)
 
 
 # ---------------------------------------------------------------- provenance of the runs this kernel serves

@@ -34,10 +34,11 @@ of step 2; ``tests/test_grade_rows_compiled.py``), and ``tests/test_mtp_fused.py
 and ``tests/test_mtp_host_kernel.py`` check the kernel's arithmetic against the array code on any
 machine; on a GPU ``tests/test_mtp_model.py::test_cupy_matches_numpy`` checks the CUDA build itself.
 
-Run-time self-check (:func:`verify`): the first launch of each compiled kernel, and again the first
-launch after the *species layout* changes (:func:`common.atom_kernels.species_layout`: which species
-occur among the atoms and which species pairs among the pairs), writes into outputs filled with NaN and
-is checked against the array code, so that a compiler or device problem stops the run with
+Run-time self-check (:func:`verify`): the first launch of each compiled kernel writes into outputs
+filled with NaN and is checked against the array code, and so is a launch on a small probe that holds
+every species and species pair of the potential (:func:`common.atom_kernels.species_probe`, distances
+:func:`probe_radii`), so that a species pair a run meets later was checked too and later launches read
+nothing to the host; so that a compiler or device problem stops the run with
 :class:`KernelMismatch` instead of giving wrong forces.  Checked: every output entry is finite (an atom
 or pair that no thread wrote stays NaN), and the site energies and pair gradients of sampled atoms
 (:func:`common.atom_kernels.sample_atoms`) equal the array code's: every atom of a small launch; else the
@@ -285,7 +286,7 @@ class KernelTables:
                    "SCALING": repr(float(mtp.scaling))}
         self.source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + KERNEL_BODY
         self._device: dict = {}
-        self.verified: set = set()  # (launcher, species layout) pairs whose first result was checked
+        self.verified: set = set()  # launchers whose first result (and the species probe) was checked
 
     def arrays(self, mtp, xp) -> list:
         """The kernel's table arguments on ``xp``: basic, times, mult, seed, species, moment and radial
@@ -327,13 +328,21 @@ def gpu_launcher(source: str):
 def evaluate(mtp, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     """Site energies [n] (eV) and dE/dd [p, 3] (eV/Å): the contract of ``MTP.evaluate``, whose CuPy
     path this is. ``xp`` defaults to CuPy; ``launcher(source)`` returns ``launch(n_atoms, args)`` (the
-    tests pass a C++ build of the same source with ``xp=numpy``).  The first launch of each launcher and
-    species layout is checked against the array code (:func:`verify`)."""
+    tests pass a C++ build of the same source with ``xp=numpy``).  The first launch of each launcher is
+    checked against the array code (:func:`verify`), with the species probe."""
     if xp is None:
         import cupy as xp
     kt = tables(mtp)
     return evaluate_checked(launcher(kt.source), launcher, kt.verified, types, i, j, d, mtp.species_count,
-                            kt.arrays(mtp, xp), xp, lambda *result: verify(mtp, *result, xp))
+                            kt.arrays(mtp, xp), xp, lambda *result: verify(mtp, *result, xp),
+                            probe_radii=probe_radii(mtp))
+
+
+def probe_radii(mtp) -> tuple[float, float]:
+    """Pair distances (Å) of the self-check's species probe: inside the radial basis's range
+    ``[min_dist, max_dist]``, away from its ends."""
+    span = mtp.max_dist - mtp.min_dist
+    return mtp.min_dist + 0.05 * span, mtp.max_dist - 0.05 * span
 
 
 def verify(mtp, types, i, j, d, energies, de_dd, xp, *, sample=None) -> None:
@@ -341,7 +350,7 @@ def verify(mtp, types, i, j, d, energies, de_dd, xp, *, sample=None) -> None:
     array code (``MTP._evaluate_arrays``): :func:`common.atom_kernels.verify` (every entry finite, the
     ``sample`` atoms -- default :func:`common.atom_kernels.sample_atoms` for blocks of
     ``THREADS_PER_BLOCK`` -- equal to its tolerance), :class:`KernelMismatch` otherwise.  Done once per
-    kernel, process and species layout (cost: a few small array evaluations)."""
+    kernel and process, and on the species probe (cost: a few small array evaluations)."""
     atom_kernels.verify("the fused MTP kernel (training/mtp/fused.py)", lambda *pairs: mtp._evaluate_arrays(*pairs, xp),
                         types, i, j, d, energies, de_dd, mtp.species_count, xp, threads_per_block=THREADS_PER_BLOCK,
                         sample=sample, advice=_ADVICE)

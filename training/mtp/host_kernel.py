@@ -9,8 +9,8 @@ One kernel source, two targets: the CUDA kernel and this host build are the same
 :func:`evaluate` is the default CPU path of the calculator, ``calc-efs`` and MD; it falls back
 to the array code of :meth:`MTP.evaluate` (the reference the tests compare against) when
 ``MULTISCALE_CPU_KERNELS=numpy`` or no library can be built (one warning, :mod:`common.native`).  As on
-the GPU, the first result of each potential and species layout is checked against the array code
-(``fused.verify``), so a miscompiled kernel stops with ``fused.KernelMismatch``.
+the GPU, the first result of each potential is checked against the array code, with a probe of every
+species pair (``fused.verify``), so a miscompiled kernel stops with ``fused.KernelMismatch``.
 
 :func:`grade_rows` gives the rows of the extrapolation grade (dE_i/dθ of the radial coefficients and the
 basis values, :mod:`training.mtp.energy_rows`) from the build of the same source with ``MTP_ROWS``
@@ -56,8 +56,8 @@ def grade_rows(mtp, types, i, j, d):
     by the host build of the kernel with ``MTP_ROWS`` (the same source; in the pass over the pairs that
     forms dE/dd each atom adds (Σ_l G[μ][l] A_l) Q_x(r) to its row, and the basis values are its moments),
     or None when it cannot be loaded.  The energies and pair gradients of the same launch are checked
-    against the array code the first time for each potential and species layout (``fused.verify``), so a
-    miscompiled build stops with ``fused.KernelMismatch``."""
+    against the array code the first time for each potential, with the species probe (``fused.verify``), so
+    a miscompiled build stops with ``fused.KernelMismatch``."""
     kt = fused.tables(mtp)
     launch = atom_kernels.host_launcher(ROWS_PREAMBLE + HOST_PREAMBLE + kt.source, "mtp_evaluate")
     if launch is None:
@@ -65,9 +65,15 @@ def grade_rows(mtp, types, i, j, d):
     _, types, i, j, d = mtp._inputs(types, i, j, d, np)
     s = mtp.species_count
     radial_size = s * s * mtp.radial_funcs_count * mtp.radial_basis_size
-    rows = np.empty((len(types), radial_size + len(kt.mapping)))
+    width = radial_size + len(kt.mapping)
     pair_type_count = np.array([s * s], dtype=np.int64)
-    atom_kernels.evaluate_checked(lambda n, args: launch(n, (*args, pair_type_count, rows)), "rows", kt.verified,
-                                  types, i, j, d, s, kt.arrays(mtp, np), np,
-                                  lambda *result: fused.verify(mtp, *result, np))
+    launched = []  # the rows of each launch: the caller's, then (at the first call) the species probe's
+
+    def run(n, args):
+        launched.append(np.empty((n, width)))
+        launch(n, (*args, pair_type_count, launched[-1]))
+
+    atom_kernels.evaluate_checked(run, "rows", kt.verified, types, i, j, d, s, kt.arrays(mtp, np), np,
+                                  lambda *result: fused.verify(mtp, *result, np), probe_radii=fused.probe_radii(mtp))
+    rows = launched[0] if len(types) else np.empty((0, width))
     return rows[:, :radial_size], rows[:, radial_size:]

@@ -36,10 +36,10 @@ grid): :mod:`training.nep.host_kernel` builds it as the default CPU path; :func:
 with CuPy's ``RawModule`` for the CuPy path of ``md_gpu.forcefields.nep``.  ``tests/test_nep_host_kernel.py``
 checks the kernel's arithmetic against the array code on any machine with a C++ compiler.
 
-Run-time self-check (:func:`verify`): the first launch of each compiled kernel, and again the first
-launch after the species layout changes (:func:`common.atom_kernels.species_layout`), writes into outputs
+Run-time self-check (:func:`verify`): the first launch of each compiled kernel writes into outputs
 filled with NaN and is checked against the array code on the atoms of
-:func:`common.atom_kernels.sample_atoms`, so that a compiler or device problem stops the run with
+:func:`common.atom_kernels.sample_atoms`, and so is a launch on a probe with every species and species
+pair (:func:`common.atom_kernels.species_probe`), so that a compiler or device problem stops the run with
 :class:`KernelMismatch` instead of giving wrong forces.
 """
 from __future__ import annotations
@@ -315,7 +315,7 @@ class KernelTables:
         self.source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + KERNEL_BODY
         self._device: dict = {}
         self._zbl = None  # (the model's ZBL parameters, zbl_table of them)
-        self.verified: set = set()  # (launcher, species layout) pairs whose first result was checked
+        self.verified: set = set()  # launchers whose first result (and the species probe) was checked
 
     def _zbl_table(self, model) -> np.ndarray:
         key = (model.species, model.zbl, model.zbl_factor, None if model.zbl_flexible is None else
@@ -403,7 +403,7 @@ def evaluate(evaluator, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     pair list i, j [p], d [p, 3] Å = r_j + shift - r_i, types [n]).  ``xp`` defaults to CuPy;
     ``launcher(source)`` returns ``launch(n_atoms, args)`` (:func:`gpu_launcher`, or the host build of
     :mod:`.host_kernel` with ``xp=numpy``) or None: then the array code runs.  The first launch of each
-    launcher and species layout is checked against the array code (:func:`verify`)."""
+    launcher is checked against the array code (:func:`verify`), with the species probe."""
     if xp is None:
         import cupy as xp
     model = evaluator.model
@@ -411,8 +411,10 @@ def evaluate(evaluator, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     launch = launcher(kt.source)
     if launch is None:
         return evaluator.evaluate(xp.asarray(types), xp.asarray(i), xp.asarray(j), xp.asarray(d), xp=xp)
+    rc = min(float(np.min(model.rc_radial)), float(np.min(model.rc_angular)))
     return evaluate_checked(launch, launcher, kt.verified, types, i, j, d, model.n_types, kt.arrays(model, xp), xp,
-                            lambda *result: verify(evaluator, *result, xp))
+                            lambda *result: verify(evaluator, *result, xp),
+                            probe_radii=(0.3 * rc, 0.95 * rc))  # angular and radial terms, ZBL where it has one
 
 
 def verify(evaluator, types, i, j, d, energies, de_dd, xp, *, sample=None) -> None:
@@ -420,7 +422,7 @@ def verify(evaluator, types, i, j, d, energies, de_dd, xp, *, sample=None) -> No
     array code (``NEPEvaluator.evaluate``): :func:`common.atom_kernels.verify` (every entry finite, the
     ``sample`` atoms -- default :func:`common.atom_kernels.sample_atoms` for blocks of
     ``THREADS_PER_BLOCK`` -- equal to its tolerance), :class:`KernelMismatch` otherwise.  Done once per
-    kernel, process and species layout."""
+    kernel and process, and on the species probe."""
     atom_kernels.verify("the fused NEP kernel (training/nep/fused.py)",
                         lambda *pairs: evaluator.evaluate(*pairs, xp=xp), types, i, j, d, energies, de_dd,
                         evaluator.model.n_types, xp, threads_per_block=THREADS_PER_BLOCK, sample=sample,

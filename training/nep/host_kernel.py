@@ -8,8 +8,8 @@ One kernel source, two targets: the CUDA kernel and this host build are the same
 :func:`evaluate` is the default CPU path of ``md_gpu.forcefields.nep.NEPForceField`` (MD and the
 ``NEPCalculator``); it falls back to the array code of :meth:`NEPEvaluator.evaluate` (the reference the
 tests compare against) when ``MULTISCALE_CPU_KERNELS=numpy`` or no library can be built (one warning,
-:mod:`common.native`).  The first result of each model shape and species layout is checked against the
-array code (``fused.verify``), so a miscompiled kernel stops with ``fused.KernelMismatch``.  The fit
+:mod:`common.native`).  The first result of each model shape is checked against the array code, with a
+probe of every species pair (``fused.verify``), so a miscompiled kernel stops with ``fused.KernelMismatch``.  The fit
 (``training.nep_fit``) keeps the array code: its complex-step derivatives need complex arithmetic.
 """
 from __future__ import annotations
