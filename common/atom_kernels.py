@@ -60,8 +60,8 @@ def csr_pairs(i, n_atoms: int, xp):
     elif len(i) > 1 and not bool((i[1:] >= i[:-1]).all()):
         order = np.argsort(i, kind="stable")
         i = i[order]
-    offsets = xp.zeros(n_atoms + 1, dtype=xp.int64)
-    offsets[1:] = xp.cumsum(xp.bincount(i, minlength=n_atoms))
+    # offsets by a search of the sorted centres (cupy.bincount reads the host: a sign test and its length)
+    offsets = xp.searchsorted(i, xp.arange(n_atoms + 1, dtype=xp.int64)).astype(xp.int64)
     return order, offsets
 
 

@@ -30,7 +30,7 @@ class _StartClock:
 
     def __init__(self, warmup: int, xp, nlist):
         self.warmup, self.xp, self.nlist = warmup, xp, nlist
-        self.start = self.builds = None
+        self.start = self.builds = self.overflows = None
 
     def __call__(self, md):
         if md.step >= self.warmup and self.start is None:
@@ -38,7 +38,7 @@ class _StartClock:
 
     def begin(self) -> None:
         _sync(self.xp)
-        self.builds = self.nlist.n_builds
+        self.builds, self.overflows = self.nlist.n_builds, self.nlist.n_overflows
         SYNCS.reset()
         self.start = time.perf_counter()
 
@@ -73,4 +73,4 @@ def benchmark(ff, atoms, *, steps: int = 100, warmup: int = 5, temperature_K: fl
     return {"n_atoms": state.n_atoms, "steps": steps, "seconds": seconds,
             "atom_steps_per_s": state.n_atoms * steps / seconds, "backend": xp.__name__,
             "neighbor_builds": sim.nlist.n_builds - clock.builds, "syncs_per_step": syncs / steps,
-            "check_every": check_every, "replays": sim.n_replays, "overflows": sim.nlist.n_overflows}
+            "check_every": check_every, "replays": sim.n_replays, "overflows": sim.nlist.n_overflows - clock.overflows}

@@ -422,6 +422,10 @@ class NeighborList:
         """True when a pair could have entered the cut-off since the last build (see module doc; one host read)."""
         if self.i is None or positions.shape != self.ref_positions.shape:
             return True
+        if self._needed is not None:  # an unread padded build (one more read)
+            needed, self._needed = to_host(self._needed), None
+            if self._overflowed(needed):
+                return True
         max_u, strain = self._drift(positions, cell)
         return self._stale(float(to_host(max_u)), strain)
 
@@ -484,11 +488,14 @@ class NeighborList:
         ``positions``, ``cell`` (module doc)."""
         if self._worst is None and self._needed is None:
             return True
+        measured = self._worst is not None
         worst, needed = to_host(-np.inf if self._worst is None else self._worst,
                                 -1 if self._needed is None else self._needed)
         self._worst = self._needed = None
         if needed.ndim and self._overflowed(needed):
             return False  # the padded list left pairs out: replay
+        if not measured:
+            return True  # no force call since the last check: nothing measured, the bookkeeping stays
         worst = float(worst)
         if not worst < 0.0:  # stale, or NaN
             return False

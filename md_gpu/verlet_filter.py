@@ -6,8 +6,10 @@ counts as float64), ``positions [n, 3]`` Å, ``cell [3, 3]`` Å (rows) and a cut
 ``d = r[j] - r[i] + shifts @ cell``. That is what :meth:`md_gpu.neighbors.NeighborList.pairs_within` forms
 with array code (:meth:`~md_gpu.neighbors.NeighborList.pair_vectors`, a mask, a compaction), the reference
 on every backend; here it is one pass over the pairs, with no temporary [p, 3] arrays. Each component is
-summed in the array code's order (``(r_j - r_i) + (s_0 c_0 + s_1 c_1 + s_2 c_2)``), so the two agree to
-round-off (the image sum of small integer shifts is exact). Returns None when compiled kernels are off or
+``(r_j - r_i) + (s_0 c_0 + s_1 c_1 + s_2 c_2)``, as in the array code, so the two agree to round-off: the
+same bits for image shifts up to 2 (exact products), else within an ulp or so where the matrix product of
+the array code fuses multiply-adds (a pair at the cut-off itself may then fall either side, which the
+force contract makes harmless). Returns None when compiled kernels are off or
 cannot be built (:mod:`common.native`); the caller then runs the array code.
 """
 from __future__ import annotations

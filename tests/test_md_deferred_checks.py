@@ -406,3 +406,36 @@ def test_settle_builds_an_overflowed_list_again_before_the_grade_reads_it():
     nl.settle(state.positions, state.cell)
     assert SYNCS.count == before + 1 + builder_reads() and nl.n_overflows == 1 and nl.capacity is None
     assert listed(nl.i, nl.j, nl.shifts, len(nl.i)) == truth
+
+
+def test_every_padded_build_overflowing_leaves_no_kept_step_or_grade_short(monkeypatch):
+    """Every padded build too small (capacity sized at 3 per bin, 50 pairs), a deferred stage then one that
+    cannot be replayed (an observer without mark/rewind), the extrapolation grade every 7 steps: the kept
+    steps' forces and the grades saw every pair inside the cut-off."""
+    from md_gpu.extrapolation import ExtrapolationControl
+
+    monkeypatch.setattr(NeighborList, "_size_capacity", lambda self, positions, cell: (3, 50))
+    graded = []
+
+    def grade(positions, cell, types, i, j, d):
+        truth = brute_force_pairs(positions, cell, (True,) * 3, FF.cutoff)
+        graded.append(len(truth) - len(pairs_inside(i, j, d, FF.cutoff)))
+        return np.zeros(positions.shape[0])
+
+    seen = []
+    state = maxwell_boltzmann(from_atoms(cu(2)), 1500.0, seed=4)
+    control = ExtrapolationControl(grade, every=7, warn=1e9, stop=1e10, cutoff=None, log=lambda line: None)
+    sim = Simulation(spy_force_field(seen), state, dt_fs=2.0, skin_A=0.3, thermo_every=20, seed=3,
+                     neighbor_check_every=20, extrapolation=control, **QUIET)
+    sim.nlist.padded = True
+    replayable, exact_rows = KeptSteps(seen), []
+
+    def unreplayable(md):  # no mark/rewind: the second stage keeps the exact check
+        exact_rows.append((md.step, len(seen) - 1, md.state.positions.copy(), md.state.cell.copy()))
+
+    sim.run([Stage("deferred", 100, thermostat=Bussi(1500.0, 50.0), observers=(replayable,)),
+             Stage("exact", 60, thermostat=Bussi(1500.0, 50.0), observers=(unreplayable,))])
+    assert sim.nlist.n_overflows >= 3 and len(replayable.rows) == 100 and len(exact_rows) == 60
+    missed = sum(len(brute_force_pairs(positions, cell, state.pbc, FF.cutoff)) - len(pairs_inside(*seen[call], FF.cutoff))
+                 for _, call, positions, cell in replayable.rows + exact_rows)
+    assert missed == 0 and len(graded) == 160 // 7 and sum(graded) == 0
