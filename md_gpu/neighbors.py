@@ -401,10 +401,17 @@ class NeighborList:
         pairs = int(to_host(padded_build_pairs(positions, cell, self.pbc, self.r_list, (occupancy, 0))[3])[1])
         return occupancy + max(2, -(-occupancy // 4)), pairs + max(64, -(-pairs // 5))
 
+    def _pending(self):
+        """What a read of the padded build's ``needed`` takes: the device array while it is unread, else the
+        placeholder -1 (read in the same transfer as whatever the caller reads; :meth:`_overflowed`)."""
+        needed, self._needed = (-1 if self._needed is None else self._needed), None
+        return needed
+
     def _overflowed(self, needed) -> bool:
-        """Whether a padded build with ``needed`` (host [2]) did not fit its capacity; if so the list is dropped
-        (the next force call builds it exactly) and the capacity sized again at the next padded build."""
-        if needed is None or np.all(np.asarray(needed) <= np.asarray(self.capacity)):
+        """Whether a padded build with ``needed`` (host [2], or the 0-d placeholder of :meth:`_pending`: no
+        build unread) did not fit its capacity; if so the list is dropped (the next force call builds it
+        exactly) and the capacity sized again at the next padded build."""
+        if not np.ndim(needed) or np.all(np.asarray(needed) <= np.asarray(self.capacity)):
             return False
         self.n_overflows += 1
         self.i = self.capacity = self._needed = None
@@ -413,19 +420,16 @@ class NeighborList:
     def settle(self, positions, cell) -> None:
         """Make the list in use complete for a consumer besides the force call (the extrapolation grade): an
         unread padded build is read (one read) and built again exactly if it overflowed."""
-        if self._needed is not None:
-            needed, self._needed = to_host(self._needed), None
-            if self._overflowed(needed):
-                self.build(positions, cell, padded=False)
+        if self._needed is not None and self._overflowed(to_host(self._pending())):
+            self.build(positions, cell, padded=False)
 
     def needs_rebuild(self, positions, cell) -> bool:
-        """True when a pair could have entered the cut-off since the last build (see module doc; one host read)."""
+        """True when a pair could have entered the cut-off since the last build (see module doc; one host read,
+        and one more for an unread padded build)."""
         if self.i is None or positions.shape != self.ref_positions.shape:
             return True
-        if self._needed is not None:  # an unread padded build (one more read)
-            needed, self._needed = to_host(self._needed), None
-            if self._overflowed(needed):
-                return True
+        if self._needed is not None and self._overflowed(to_host(self._pending())):
+            return True
         max_u, strain = self._drift(positions, cell)
         return self._stale(float(to_host(max_u)), strain)
 
@@ -462,12 +466,10 @@ class NeighborList:
             d, inside = inside_mask()
         if not fresh:
             max_u, strain = self._drift(positions, cell)
-            max_u, n_inside, needed = to_host(max_u, 0 if filtered else inside.sum(),
-                                              -1 if self._needed is None else self._needed)
-            self._needed = None
+            max_u, n_inside, needed = to_host(max_u, 0 if filtered else inside.sum(), self._pending())
             if not np.isfinite(max_u):
                 raise MDRunError(NOT_FINITE)
-            fresh = (needed.ndim and self._overflowed(needed)) or self._stale(float(max_u), strain)
+            fresh = self._overflowed(needed) or self._stale(float(max_u), strain)
             if fresh:
                 self.build(positions, cell)
                 if not filtered:
@@ -489,10 +491,9 @@ class NeighborList:
         if self._worst is None and self._needed is None:
             return True
         measured = self._worst is not None
-        worst, needed = to_host(-np.inf if self._worst is None else self._worst,
-                                -1 if self._needed is None else self._needed)
-        self._worst = self._needed = None
-        if needed.ndim and self._overflowed(needed):
+        worst, needed = to_host(-np.inf if self._worst is None else self._worst, self._pending())
+        self._worst = None
+        if self._overflowed(needed):
             return False  # the padded list left pairs out: replay
         if not measured:
             return True  # no force call since the last check: nothing measured, the bookkeeping stays
