@@ -411,10 +411,15 @@ def evaluate(evaluator, types, i, j, d, *, xp=None, launcher=gpu_launcher):
     launch = launcher(kt.source)
     if launch is None:
         return evaluator.evaluate(xp.asarray(types), xp.asarray(i), xp.asarray(j), xp.asarray(d), xp=xp)
-    rc = min(float(np.min(model.rc_radial)), float(np.min(model.rc_angular)))
     return evaluate_checked(launch, launcher, kt.verified, types, i, j, d, model.n_types, kt.arrays(model, xp), xp,
-                            lambda *result: verify(evaluator, *result, xp),
-                            probe_radii=(0.3 * rc, 0.95 * rc))  # angular and radial terms, ZBL where it has one
+                            lambda *result: verify(evaluator, *result, xp), probe_radii=probe_radii(model))
+
+
+def probe_radii(model) -> tuple[float, float]:
+    """Pair distances (Å) of the self-check's species probe: 0.3-0.95 of the smallest cut-off, so every pair
+    has radial and angular terms (and ZBL, where the model has one, near its short end)."""
+    rc = min(float(np.min(model.rc_radial)), float(np.min(model.rc_angular)))
+    return 0.3 * rc, 0.95 * rc
 
 
 def verify(evaluator, types, i, j, d, energies, de_dd, xp, *, sample=None) -> None:
